@@ -1,0 +1,235 @@
+/* tandem.h — the public C API of libtandem: load Qwen3 models, tokenize, evaluate, sample, generate.
+ * The only header that tools/, server/ and python/ may include. Every handle is opaque; no global state. */
+#ifndef TANDEM_H
+#define TANDEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ---- */
+
+/* Every fallible call returns a status. On failure a message "function: file: field: reason" is kept
+ * per thread and can be read with tandem_last_error() until the next failing call on that thread. */
+typedef enum tandem_status {
+    TANDEM_OK = 0,
+    TANDEM_ERR_IO = -1,           /* a file is missing, unreadable or cannot be mapped */
+    TANDEM_ERR_FORMAT = -2,       /* a file's contents are malformed (truncated, out of bounds, bad JSON) */
+    TANDEM_ERR_UNSUPPORTED = -3,  /* valid but not supported here (architecture, tensor type, version) */
+    TANDEM_ERR_INVALID_ARG = -4,  /* the caller passed a bad value */
+    TANDEM_ERR_NO_MEMORY = -5,
+    TANDEM_ERR_CONTEXT_FULL = -6, /* the sequence would exceed the context's n_ctx */
+    TANDEM_ERR_ABORTED = -7,      /* a callback asked to stop */
+    TANDEM_ERR_MISMATCH = -8,     /* two models or files that must agree do not (e.g. vocabularies) */
+} tandem_status;
+
+const char *tandem_last_error(void);               /* borrowed; "" when nothing failed on this thread */
+const char *tandem_status_name(tandem_status st);  /* static string, e.g. "format error" */
+void tandem_free(void *p);                         /* frees arrays and strings the API returned */
+
+/* ---- tensor types (ids equal ggml's, so GGUF files map one to one) ---- */
+
+typedef enum tandem_type {
+    TANDEM_TYPE_F32 = 0,
+    TANDEM_TYPE_F16 = 1,
+    TANDEM_TYPE_Q4_0 = 2,
+    TANDEM_TYPE_Q4_1 = 3,
+    TANDEM_TYPE_Q5_0 = 6,
+    TANDEM_TYPE_Q5_1 = 7,
+    TANDEM_TYPE_Q8_0 = 8,
+    TANDEM_TYPE_Q8_1 = 9,
+    TANDEM_TYPE_Q2_K = 10,
+    TANDEM_TYPE_Q3_K = 11,
+    TANDEM_TYPE_Q4_K = 12,
+    TANDEM_TYPE_Q5_K = 13,
+    TANDEM_TYPE_Q6_K = 14,
+    TANDEM_TYPE_Q8_K = 15,
+    TANDEM_TYPE_IQ4_NL = 20,
+    TANDEM_TYPE_BF16 = 30,
+    TANDEM_TYPE_COUNT = 43,
+} tandem_type;
+
+const char *tandem_type_name(tandem_type t);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
+
+/* ---- tokenizer ---- */
+
+typedef struct tandem_tokenizer tandem_tokenizer;
+
+/* path: a GGUF file, a tokenizer.json file, or a folder holding tokenizer.json (+ tokenizer_config.json). */
+tandem_status tandem_tokenizer_load(const char *path, tandem_tokenizer **out);
+void tandem_tokenizer_free(tandem_tokenizer *tok);
+
+int32_t tandem_tokenizer_vocab_size(const tandem_tokenizer *tok);
+/* Encodes UTF-8 text (invalid bytes are encoded byte by byte, as Hugging Face does). Added tokens such as
+ * <|im_start|> are matched when parse_special is true. *ids: caller frees with tandem_free. */
+tandem_status tandem_tokenizer_encode(const tandem_tokenizer *tok, const char *text, size_t len,
+                                      bool parse_special, int32_t **ids, size_t *n_ids);
+/* Decodes ids to bytes (not necessarily valid UTF-8 if ids split a character). *text is NUL-terminated;
+ * caller frees with tandem_free. */
+tandem_status tandem_tokenizer_decode(const tandem_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                      char **text, size_t *len);
+/* The raw bytes of one token; NULL for an id out of range. Borrowed, valid while tok lives. */
+const char *tandem_tokenizer_token_bytes(const tandem_tokenizer *tok, int32_t id, size_t *len);
+/* Ids that end generation (from generation_config.json / GGUF eos + im_end); borrowed. */
+const int32_t *tandem_tokenizer_eos_ids(const tandem_tokenizer *tok, size_t *n);
+/* The chat template text, or NULL when the source has none. Borrowed. */
+const char *tandem_tokenizer_chat_template(const tandem_tokenizer *tok);
+
+/* Streaming decoder: turns ids one at a time into text that never ends inside a UTF-8 character. */
+typedef struct tandem_detokenizer tandem_detokenizer;
+tandem_status tandem_detokenizer_init(const tandem_tokenizer *tok, tandem_detokenizer **out);
+/* Appends the complete UTF-8 text that id finishes to *out (borrowed, valid until the next call). Bytes that
+ * can never form a character are emitted as U+FFFD, as Hugging Face's errors="replace" does. */
+tandem_status tandem_detokenizer_push(tandem_detokenizer *d, int32_t id, const char **out, size_t *len);
+/* Emits whatever is still held back (as U+FFFD) at the end of a stream. */
+tandem_status tandem_detokenizer_flush(tandem_detokenizer *d, const char **out, size_t *len);
+void tandem_detokenizer_free(tandem_detokenizer *d);
+
+/* ---- model ---- */
+
+typedef struct tandem_model tandem_model;
+
+typedef struct tandem_model_params {
+    int32_t n_threads;  /* threads for evaluation; 0 = all cores */
+} tandem_model_params;
+tandem_model_params tandem_model_default_params(void);
+
+/* path: a GGUF file, or a Hugging Face checkpoint folder (config.json + safetensors + tokenizer files).
+ * Weights are memory-mapped, never copied at load. */
+tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out);
+void tandem_model_free(tandem_model *model);
+
+typedef struct tandem_model_info {
+    const char *architecture;  /* "qwen3" */
+    const char *name;          /* general.name or the folder name; may be "" */
+    const char *source;        /* "gguf" or "safetensors" */
+    int32_t n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, context_length;
+    float rope_theta, rms_eps;
+    bool tied_embeddings;
+    int64_t n_params;          /* weights counted in elements */
+    int64_t weight_bytes;      /* bytes of all tensors as stored */
+    int32_t n_tensors;
+} tandem_model_info;
+/* Strings in *info are borrowed from the model. */
+void tandem_model_get_info(const tandem_model *model, tandem_model_info *info);
+
+typedef struct tandem_tensor_info {
+    const char *name;   /* GGUF naming, e.g. "blk.0.attn_q.weight" */
+    tandem_type type;
+    int32_t n_dims;
+    int64_t shape[4];   /* outermost first (PyTorch order) */
+} tandem_tensor_info;
+tandem_status tandem_model_tensor_info(const tandem_model *model, int32_t i, tandem_tensor_info *info);
+
+/* Borrowed; the model owns its tokenizer. */
+const tandem_tokenizer *tandem_model_tokenizer(const tandem_model *model);
+
+/* Sampling defaults from generation_config.json (HF folders) or tandem's own defaults. */
+typedef struct tandem_sampler_params {
+    float temperature;       /* 0 = greedy */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits of seen tokens */
+    int32_t repeat_last_n;   /* window for the penalties; -1 = whole context */
+    float presence_penalty;  /* 0 = off; subtracted once from the logit of every seen token */
+    float frequency_penalty; /* 0 = off; subtracted per occurrence */
+    uint64_t seed;
+} tandem_sampler_params;
+tandem_sampler_params tandem_sampler_default_params(void);
+tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model);
+
+/* ---- context: one sequence with its KV cache ---- */
+
+typedef struct tandem_ctx tandem_ctx;
+
+typedef struct tandem_ctx_params {
+    int32_t n_ctx;      /* maximum sequence length; 0 = min(model context, 4096) */
+    int32_t n_batch;    /* tokens per forward pass during prefill (default 64) */
+} tandem_ctx_params;
+tandem_ctx_params tandem_ctx_default_params(void);
+
+tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *params, tandem_ctx **out);
+void tandem_ctx_free(tandem_ctx *ctx);
+
+int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx);
+int32_t tandem_ctx_n_past(const tandem_ctx *ctx);  /* tokens held in the KV cache */
+
+/* Appends n tokens at positions n_past … n_past+n-1, all in one or more batched passes.
+ * logits: NULL to keep only the last position's logits (read them with tandem_ctx_logits), or a caller
+ * buffer of n × vocab_size floats that receives every position's logits (the verification path).
+ * TANDEM_ERR_CONTEXT_FULL (and nothing changed) if n_past + n > n_ctx. */
+tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits);
+/* Logits of the last evaluated position; borrowed, valid until the next eval. NULL before any eval. */
+const float *tandem_ctx_logits(const tandem_ctx *ctx);
+/* Forgets every position ≥ n_keep (KV rollback after rejected draft tokens, or a new conversation). */
+tandem_status tandem_ctx_truncate(tandem_ctx *ctx, int32_t n_keep);
+
+/* ---- sampling ---- */
+
+typedef struct tandem_sampler tandem_sampler;
+tandem_status tandem_sampler_init(const tandem_sampler_params *params, int32_t vocab_size, tandem_sampler **out);
+void tandem_sampler_free(tandem_sampler *s);
+/* Picks a token from logits (vocab_size floats, not modified). history: the tokens the penalties see. */
+int32_t tandem_sampler_sample(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history);
+/* Writes the final distribution that tandem_sampler_sample draws from (after penalties, temperature and
+ * truncation) into probs (vocab_size floats, zeros outside the kept set). Greedy: a one-hot vector. */
+void tandem_sampler_probs(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history,
+                          float *probs);
+
+/* ---- generation ---- */
+
+typedef enum tandem_finish {
+    TANDEM_FINISH_NONE = 0,
+    TANDEM_FINISH_EOS,          /* the model produced an end-of-generation token */
+    TANDEM_FINISH_STOP_STRING,  /* a stop string appeared in the text */
+    TANDEM_FINISH_LENGTH,       /* max_tokens reached */
+    TANDEM_FINISH_CONTEXT_FULL, /* n_ctx reached */
+    TANDEM_FINISH_ABORTED,      /* the callback returned false */
+} tandem_finish;
+const char *tandem_finish_name(tandem_finish f);  /* "eos", "stop", "length", "context_full", "aborted" */
+
+/* Receives text as it becomes final: complete UTF-8, never part of a stop string. Return false to stop. */
+typedef bool (*tandem_text_callback)(const char *text, size_t len, void *user);
+
+typedef struct tandem_gen_params {
+    int32_t max_tokens;             /* -1 = until EOS or context full */
+    tandem_sampler_params sampling;
+    const char *const *stop;        /* stop strings (borrowed), n_stop of them */
+    int32_t n_stop;
+    bool ignore_eos;
+    tandem_text_callback on_text;   /* may be NULL */
+    void *user;
+} tandem_gen_params;
+tandem_gen_params tandem_gen_default_params(const tandem_model *model);
+
+typedef struct tandem_timings {
+    double prompt_ms;      /* prefill of the prompt */
+    double ttft_ms;        /* start to first generated token */
+    double decode_ms;      /* first generated token to the last */
+    int32_t n_prompt;
+    int32_t n_generated;
+} tandem_timings;
+
+typedef struct tandem_gen_result {
+    int32_t *ids;          /* generated ids (including an EOS that ended it); owned, free with tandem_gen_result_free */
+    size_t n_ids;
+    char *text;            /* generated text without the stop string and without EOS text */
+    size_t text_len;
+    tandem_finish finish;
+    tandem_timings timings;
+} tandem_gen_result;
+
+/* Evaluates the prompt after whatever ctx already holds, then samples until a stop condition. */
+tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
+                              const tandem_gen_params *params, tandem_gen_result *result);
+void tandem_gen_result_free(tandem_gen_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

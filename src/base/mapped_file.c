@@ -1,0 +1,80 @@
+/* mapped_file.c — read-only memory maps of model files, path helpers and the monotonic clock.
+ * Weights are used straight from the map: opening a model reads only headers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tandem_base.h"
+
+tandem_status mapped_file_open(const char *path, mapped_file *mf) {
+    memset(mf, 0, sizeof *mf);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tandem_fail(TANDEM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return tandem_fail(TANDEM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return tandem_fail(TANDEM_ERR_IO, "%s: not a regular file", path);
+    }
+    mf->size = (size_t)st.st_size;
+    mf->path = strdup(path);
+    if (!mf->path) {
+        close(fd);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+    }
+    if (mf->size > 0) {
+        void *p = mmap(NULL, mf->size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            mapped_file_close(mf);
+            return tandem_fail(TANDEM_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+        }
+        mf->data = p;
+    }
+    close(fd);  /* the mapping keeps the file alive */
+    return TANDEM_OK;
+}
+
+void mapped_file_close(mapped_file *mf) {
+    if (!mf) return;
+    if (mf->data) munmap((void *)mf->data, mf->size);
+    free(mf->path);
+    memset(mf, 0, sizeof *mf);
+}
+
+bool path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+char *path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t n = a;
+    if (a > 0 && dir[a - 1] != '/') p[n++] = '/';
+    memcpy(p + n, name, b + 1);
+    return p;
+}
+
+double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

@@ -1,0 +1,102 @@
+/* tandem_base.h — what every part of tandem may use: errors, assertions, mapped files, the thread pool,
+ * half-precision conversion, JSON file helpers and a clock. Depends on libc, pthreads and jansson only. */
+#ifndef TANDEM_BASE_H
+#define TANDEM_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tandem.h"
+
+/* ---- errors ---- */
+
+/* Records "fmt…" as this thread's last error and returns st, so a failure reads `return tandem_fail(…)`. */
+tandem_status tandem_fail(tandem_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the current message with "prefix: " (adds context on the way up, e.g. the file name). */
+void tandem_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Programmer errors only (shape mismatch at a kernel's entry), never data. Kept in release builds. */
+#define TANDEM_ASSERT(cond)                                                                  \
+    do {                                                                                     \
+        if (!(cond)) tandem_assert_failed(__FILE__, __LINE__, #cond);                        \
+    } while (0)
+_Noreturn void tandem_assert_failed(const char *file, int line, const char *cond);
+
+/* ---- overflow-safe size arithmetic ---- */
+
+static inline bool size_mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool size_add_ok(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- tensor types (table in types.c) ---- */
+
+bool tandem_type_known(int32_t t);              /* has a name and a size (not every known type is runnable) */
+int32_t tandem_type_block_size(tandem_type t);  /* elements per block; 0 if unknown */
+int32_t tandem_type_size(tandem_type t);        /* bytes per block; 0 if unknown */
+/* Bytes of n_elements of type t; false if n_elements is not a whole number of blocks or overflows. */
+bool tandem_type_row_bytes(tandem_type t, int64_t n_elements, uint64_t *out);
+
+/* ---- memory-mapped files (read-only) ---- */
+
+typedef struct mapped_file {
+    const uint8_t *data;  /* NULL for an empty file */
+    size_t size;
+    char *path;           /* owned copy, for error messages */
+} mapped_file;
+
+tandem_status mapped_file_open(const char *path, mapped_file *mf);
+void mapped_file_close(mapped_file *mf);  /* accepts a zeroed or half-opened struct */
+
+/* ---- files and paths ---- */
+
+bool path_is_dir(const char *path);
+bool path_exists(const char *path);
+char *path_join(const char *dir, const char *name);  /* malloc'd; NULL on OOM */
+
+/* ---- thread pool: persistent workers, one parallel-for at a time ---- */
+
+typedef struct thread_pool thread_pool;
+/* fn(task, n_tasks, arg) is called once for every task in [0, n_tasks). */
+typedef void (*pool_task_fn)(int task, int n_tasks, void *arg);
+
+tandem_status thread_pool_create(int n_threads, thread_pool **out);  /* n_threads ≥ 1 (including caller) */
+void thread_pool_free(thread_pool *pool);
+int thread_pool_size(const thread_pool *pool);
+/* Runs fn for tasks 0..n_tasks-1 spread over the pool's threads (the caller works too); returns when all
+ * are done. pool may be NULL: everything then runs on the calling thread. */
+void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg);
+int cpu_count(void);
+
+/* ---- half precision ---- */
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);   /* round to nearest even, like numpy / ggml */
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+uint16_t f32_to_bf16(float f);  /* round to nearest even, NaN kept quiet */
+
+/* ---- JSON (jansson) ---- */
+
+typedef struct json_t json_t;
+/* Parses a whole file; on failure the error names the file, line, column and reason. */
+tandem_status json_load_path(const char *path, json_t **out);
+/* Typed getters that accept any JSON number where it is integral; false if absent or of another type. */
+bool json_get_int(const json_t *obj, const char *key, int64_t *out);
+bool json_get_number(const json_t *obj, const char *key, double *out);
+bool json_get_bool(const json_t *obj, const char *key, bool *out);
+const char *json_get_string(const json_t *obj, const char *key);
+
+/* ---- time ---- */
+
+double now_ms(void);  /* monotonic milliseconds */
+
+#endif
