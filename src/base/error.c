@@ -23,7 +23,16 @@ void tandem_error_prefix(const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    /* Truncation is fine here: a long message keeps its start, which names the file. */
+    size_t n = strlen(prefix), cap = sizeof last_error - 1;
+    if (n > cap) n = cap;
+    memcpy(last_error, prefix, n);
+    const char sep[] = ": ";
+    for (size_t i = 0; i < 2 && n < cap; i++) last_error[n++] = sep[i];
+    size_t m = strlen(old);
+    if (m > cap - n) m = cap - n;
+    memcpy(last_error + n, old, m);
+    last_error[n + m] = '\0';
 }
 
 const char *tandem_last_error(void) { return last_error; }

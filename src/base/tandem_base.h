@@ -61,8 +61,9 @@ char *path_join(const char *dir, const char *name);  /* malloc'd; NULL on OOM */
 /* ---- thread pool: persistent workers, one parallel-for at a time ---- */
 
 typedef struct thread_pool thread_pool;
-/* fn(task, n_tasks, arg) is called once for every task in [0, n_tasks). */
-typedef void (*pool_task_fn)(int task, int n_tasks, void *arg);
+/* fn(task, thread, arg) is called once for every task in [0, n_tasks); thread ∈ [0, pool size) names
+ * the thread running it (the caller is 0), so a task can use per-thread scratch memory. */
+typedef void (*pool_task_fn)(int task, int thread, void *arg);
 
 tandem_status thread_pool_create(int n_threads, thread_pool **out);  /* n_threads ≥ 1 (including caller) */
 void thread_pool_free(thread_pool *pool);

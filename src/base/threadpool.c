@@ -10,6 +10,7 @@
 struct thread_pool {
     int n_threads;  /* including the caller */
     pthread_t *workers;
+    struct worker_arg { struct thread_pool *pool; int index; } *worker_args;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     uint64_t generation;  /* bumped for every job; workers wait for a new one */
@@ -22,16 +23,17 @@ struct thread_pool {
     int busy_workers;  /* workers that have not finished the current job */
 };
 
-static void run_tasks(thread_pool *p) {
+static void run_tasks(thread_pool *p, int thread) {
     for (;;) {
         int t = atomic_fetch_add(&p->next_task, 1);
         if (t >= p->n_tasks) break;
-        p->fn(t, p->n_tasks, p->arg);
+        p->fn(t, thread, p->arg);
     }
 }
 
 static void *worker_main(void *arg) {
-    thread_pool *p = arg;
+    struct worker_arg *wa = arg;
+    thread_pool *p = wa->pool;
     uint64_t seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -39,7 +41,7 @@ static void *worker_main(void *arg) {
         if (p->quit) break;
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        run_tasks(p);
+        run_tasks(p, wa->index);
         pthread_mutex_lock(&p->mu);
         if (--p->busy_workers == 0) pthread_cond_signal(&p->done);
     }
@@ -64,12 +66,14 @@ tandem_status thread_pool_create(int n_threads, thread_pool **out) {
     pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
         p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
-        if (!p->workers) {
+        p->worker_args = calloc((size_t)n_threads - 1, sizeof *p->worker_args);
+        if (!p->workers || !p->worker_args) {
             thread_pool_free(p);
             return tandem_fail(TANDEM_ERR_NO_MEMORY, "thread pool: out of memory");
         }
         for (int i = 0; i < n_threads - 1; i++) {
-            if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
+            p->worker_args[i] = (struct worker_arg){p, i + 1};
+            if (pthread_create(&p->workers[i], NULL, worker_main, &p->worker_args[i]) != 0) {
                 p->n_threads = i + 1; /* only the started ones are joined */
                 thread_pool_free(p);
                 return tandem_fail(TANDEM_ERR_NO_MEMORY, "thread pool: cannot start thread %d", i + 1);
@@ -89,6 +93,7 @@ void thread_pool_free(thread_pool *p) {
     if (p->workers)
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->workers[i], NULL);
     free(p->workers);
+    free(p->worker_args);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -100,7 +105,7 @@ int thread_pool_size(const thread_pool *p) { return p ? p->n_threads : 1; }
 void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
     if (n_tasks <= 0) return;
     if (!p || p->n_threads == 1 || n_tasks == 1) {
-        for (int t = 0; t < n_tasks; t++) fn(t, n_tasks, arg);
+        for (int t = 0; t < n_tasks; t++) fn(t, 0, arg);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -112,7 +117,7 @@ void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
     p->generation++;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    run_tasks(p);
+    run_tasks(p, 0);
     pthread_mutex_lock(&p->mu);
     while (p->busy_workers > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);

@@ -1,1 +1,70 @@
-/* placeholder: being written */
+/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU,
+ * residual add and single-query attention. Written to match HF's float32 arithmetic closely. */
+#include <math.h>
+
+#include "kernels.h"
+
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;  /* double: the mean of squares over thousands of values loses bits in float */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+void rope_inv_freq(float *inv_freq, int head_dim, float theta) {
+    /* HF: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all in float32. */
+    for (int k = 0; k < head_dim / 2; k++) {
+        float e = (float)(2 * k) / (float)head_dim;
+        inv_freq[k] = 1.0f / powf(theta, e);
+    }
+}
+
+void rope_forward(float *x, int n_heads, int head_dim, int32_t pos, const float *inv_freq) {
+    const int half = head_dim / 2;
+    for (int k = 0; k < half; k++) {
+        /* HF multiplies position by inv_freq in float32, then takes cos/sin of that float32 angle. */
+        const float angle = (float)pos * inv_freq[k];
+        const float c = (float)cos((double)angle), s = (float)sin((double)angle);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            const float a = v[k], b = v[k + half];
+            v[k] = a * c - b * s;
+            v[k + half] = b * c + a * s;
+        }
+    }
+}
+
+void softmax_forward(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void add_forward(float *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] += x[i];
+}
+
+void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                       int head_dim, float scale, float *scores) {
+    for (int u = 0; u < n_keys; u++) scores[u] = dot_f32(q, keys + (size_t)u * head_dim, head_dim) * scale;
+    softmax_forward(scores, n_keys);
+    for (int d = 0; d < head_dim; d++) out[d] = 0;
+    for (int u = 0; u < n_keys; u++) {
+        const float a = scores[u];
+        const float *v = values + (size_t)u * head_dim;
+        for (int d = 0; d < head_dim; d++) out[d] += a * v[d];
+    }
+}

@@ -1,1 +1,216 @@
-/* placeholder: being written */
+/* config.c — Qwen3 hyperparameters from a Hugging Face config.json or from GGUF qwen3.* metadata, with
+ * range checks, so that absurd or unsupported configurations fail at load with the field named. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "qwen3.h"
+
+/* Limits far beyond any Qwen3 release but small enough that sizes computed from them cannot overflow. */
+enum { MAX_LAYERS = 1024, MAX_DIM = 1 << 16, MAX_HEADS = 1024, MAX_HEAD_DIM = 1024, MAX_VOCAB = 1 << 22 };
+
+static tandem_status check_config(const char *src, qwen3_config *c) {
+#define RANGE(field, lo, hi)                                                                            \
+    if (c->field < (lo) || c->field > (hi))                                                             \
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: %s = %d is out of range %d..%d", src, #field, c->field, \
+                           (int)(lo), (int)(hi));
+    RANGE(n_layers, 1, MAX_LAYERS);
+    RANGE(dim, 1, MAX_DIM);
+    RANGE(ffn_dim, 1, 4 * MAX_DIM);
+    RANGE(n_heads, 1, MAX_HEADS);
+    RANGE(n_kv_heads, 1, c->n_heads);
+    RANGE(head_dim, 2, MAX_HEAD_DIM);
+    RANGE(vocab_size, 1, MAX_VOCAB);
+#undef RANGE
+    if (c->n_heads % c->n_kv_heads != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                           src, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2 != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: head_dim %d must be even for rotary embeddings", src, c->head_dim);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: rope_theta %g must be a positive number", src, c->rope_theta);
+    if (!(c->rms_eps > 0) || !(c->rms_eps < 1))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", src, c->rms_eps);
+    if (c->context_length <= 0) c->context_length = 40960;
+    return TANDEM_OK;
+}
+
+static tandem_status json_int_field(const char *path, const json_t *root, const char *key, int32_t *out,
+                                    bool required, int32_t fallback) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (required) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing field '%s'", path, key);
+        *out = fallback;
+        return TANDEM_OK;
+    }
+    int64_t x;
+    if (!json_get_int(root, key, &x))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
+    if (x < INT32_MIN || x > INT32_MAX)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' = %lld is out of range", path, key, (long long)x);
+    *out = (int32_t)x;
+    return TANDEM_OK;
+}
+
+static tandem_status json_float_field(const char *path, const json_t *obj, const char *key, float *out) {
+    double d;
+    if (!json_get_number(obj, key, &d))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' must be a number", path, key);
+    *out = (float)d;
+    return TANDEM_OK;
+}
+
+/* rope settings: v4 configs write rope_theta + rope_scaling, v5 configs write rope_parameters. */
+static tandem_status read_rope(const char *path, const json_t *root, qwen3_config *c) {
+    c->rope_theta = 10000.0f;  /* Qwen3Config's default */
+    const json_t *params = json_object_get(root, "rope_parameters");
+    const json_t *scaling = json_object_get(root, "rope_scaling");
+    if (json_object_get(root, "rope_theta")) {
+        tandem_status st = json_float_field(path, root, "rope_theta", &c->rope_theta);
+        if (st) return st;
+    }
+    if (json_is_object(params) && json_object_get(params, "rope_theta")) {
+        tandem_status st = json_float_field(path, params, "rope_theta", &c->rope_theta);
+        if (st) return st;
+    }
+    const json_t *kinds[2] = {params, scaling};
+    for (int i = 0; i < 2; i++) {
+        if (!kinds[i] || json_is_null(kinds[i])) continue;
+        if (!json_is_object(kinds[i]))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: '%s' must be an object", path,
+                               i == 0 ? "rope_parameters" : "rope_scaling");
+        const char *type = json_get_string(kinds[i], "rope_type");
+        if (!type) type = json_get_string(kinds[i], "type");
+        if (type && strcmp(type, "default") != 0)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: rope type '%s' is not supported (only default RoPE)",
+                               path, type);
+    }
+    return TANDEM_OK;
+}
+
+tandem_status qwen3_config_from_json(const char *path, qwen3_config *c) {
+    memset(c, 0, sizeof *c);
+    json_t *root = NULL;
+    tandem_status st = json_load_path(path, &root);
+    if (st) return st;
+    if (!json_is_object(root)) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level must be a JSON object", path);
+        goto done;
+    }
+    const char *model_type = json_get_string(root, "model_type");
+    if (!model_type) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: missing field 'model_type'", path);
+        goto done;
+    }
+    if (strcmp(model_type, "qwen3") != 0) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (expected 'qwen3')", path,
+                         model_type);
+        goto done;
+    }
+    if ((st = json_int_field(path, root, "num_hidden_layers", &c->n_layers, true, 0)) ||
+        (st = json_int_field(path, root, "hidden_size", &c->dim, true, 0)) ||
+        (st = json_int_field(path, root, "intermediate_size", &c->ffn_dim, true, 0)) ||
+        (st = json_int_field(path, root, "num_attention_heads", &c->n_heads, true, 0)) ||
+        (st = json_int_field(path, root, "num_key_value_heads", &c->n_kv_heads, false, c->n_heads)) ||
+        (st = json_int_field(path, root, "vocab_size", &c->vocab_size, true, 0)) ||
+        (st = json_int_field(path, root, "max_position_embeddings", &c->context_length, false, 40960)))
+        goto done;
+    if (c->n_heads <= 0) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: num_attention_heads = %d must be positive", path, c->n_heads);
+        goto done;
+    }
+    if ((st = json_int_field(path, root, "head_dim", &c->head_dim, false, c->dim / c->n_heads))) goto done;
+    c->rms_eps = 1e-6f;
+    if (json_object_get(root, "rms_norm_eps") && (st = json_float_field(path, root, "rms_norm_eps", &c->rms_eps)))
+        goto done;
+    if ((st = read_rope(path, root, c))) goto done;
+    c->tied_embeddings = false;  /* Qwen3Config's default */
+    json_t *tie = json_object_get(root, "tie_word_embeddings");
+    if (tie && !json_is_boolean(tie)) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'tie_word_embeddings' must be true or false", path);
+        goto done;
+    }
+    if (tie) c->tied_embeddings = json_is_true(tie);
+    bool bias = false;
+    if (json_get_bool(root, "attention_bias", &bias) && bias) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", path);
+        goto done;
+    }
+    bool swa = false;
+    if (json_get_bool(root, "use_sliding_window", &swa) && swa) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: use_sliding_window = true is not supported", path);
+        goto done;
+    }
+    const char *act = json_get_string(root, "hidden_act");
+    if (act && strcmp(act, "silu") != 0) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (expected 'silu')", path, act);
+        goto done;
+    }
+    st = check_config(path, c);
+done:
+    json_decref(root);
+    return st;
+}
+
+static tandem_status gguf_u32_field(const gguf_file *f, const char *key, int32_t *out, bool required,
+                                    int32_t fallback) {
+    if (!gguf_find_kv(f, key)) {
+        if (required) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key '%s'", f->map.path, key);
+        *out = fallback;
+        return TANDEM_OK;
+    }
+    uint32_t v;
+    if (!gguf_get_u32(f, key, &v) || v > INT32_MAX)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' must be a non-negative integer", f->map.path, key);
+    *out = (int32_t)v;
+    return TANDEM_OK;
+}
+
+tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *c) {
+    memset(c, 0, sizeof *c);
+    const char *path = f->map.path;
+    gguf_str arch;
+    if (!gguf_get_str(f, "general.architecture", &arch))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key 'general.architecture'", path);
+    if (arch.len != 5 || memcmp(arch.ptr, "qwen3", 5) != 0)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (expected 'qwen3')",
+                           path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    tandem_status st;
+    if ((st = gguf_u32_field(f, "qwen3.block_count", &c->n_layers, true, 0)) ||
+        (st = gguf_u32_field(f, "qwen3.embedding_length", &c->dim, true, 0)) ||
+        (st = gguf_u32_field(f, "qwen3.feed_forward_length", &c->ffn_dim, true, 0)) ||
+        (st = gguf_u32_field(f, "qwen3.attention.head_count", &c->n_heads, true, 0)) ||
+        (st = gguf_u32_field(f, "qwen3.attention.head_count_kv", &c->n_kv_heads, false, c->n_heads)) ||
+        (st = gguf_u32_field(f, "qwen3.context_length", &c->context_length, false, 40960)))
+        return st;
+    if (c->n_heads <= 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: qwen3.attention.head_count must be positive", path);
+    if ((st = gguf_u32_field(f, "qwen3.attention.key_length", &c->head_dim, false, c->dim / c->n_heads))) return st;
+    int32_t value_length;
+    if ((st = gguf_u32_field(f, "qwen3.attention.value_length", &value_length, false, c->head_dim))) return st;
+    if (value_length != c->head_dim)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from key_length %d", path,
+                           value_length, c->head_dim);
+    int32_t rot;
+    if ((st = gguf_u32_field(f, "qwen3.rope.dimension_count", &rot, false, c->head_dim))) return st;
+    if (rot != c->head_dim)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: partial rotary (rope.dimension_count %d of %d) is not supported",
+                           path, rot, c->head_dim);
+    c->rope_theta = 10000.0f;
+    if (gguf_find_kv(f, "qwen3.rope.freq_base") && !gguf_get_f32(f, "qwen3.rope.freq_base", &c->rope_theta))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key 'qwen3.rope.freq_base' must be a number", path);
+    if (!gguf_get_f32(f, "qwen3.attention.layer_norm_rms_epsilon", &c->rms_eps))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing or non-numeric key 'qwen3.attention.layer_norm_rms_epsilon'",
+                           path);
+    gguf_str scaling;
+    if (gguf_get_str(f, "qwen3.rope.scaling.type", &scaling) && !(scaling.len == 4 && !memcmp(scaling.ptr, "none", 4)))
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: rope scaling '%.*s' is not supported", path,
+                           (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
+    const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
+    if (!emb) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    if (emb->n_dims != 2 || emb->ne[1] > INT32_MAX)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor 'token_embd.weight' must be 2-D", path);
+    c->vocab_size = (int32_t)emb->ne[1];
+    c->tied_embeddings = gguf_find_tensor(f, "output.weight") == NULL;
+    return check_config(path, c);
+}

@@ -1,1 +1,170 @@
-/* placeholder: being written */
+/* qwen3.c — THE Qwen3 forward pass, read top to bottom, and the per-sequence state it runs in.
+ * Only kernel calls: no intrinsics, no file formats. Mirrors transformers' modeling_qwen3.py.
+ *
+ *   ids ─ embed_tokens ─┬─ for each layer ──────────────────────────────────────────────────┐
+ *                       │  h = RMSNorm(x, input_layernorm)                                    │
+ *                       │  q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ                                         │
+ *                       │  q,k = per-head RMSNorm(q_norm / k_norm), then RoPE (rotate-half)   │
+ *                       │  k,v → KV cache at positions pos0…pos0+n-1                          │
+ *                       │  x += o_proj(causal GQA attention(q, K, V))                         │
+ *                       │  x += down_proj(silu(gate_proj(h')) ⊙ up_proj(h')),                 │
+ *                       │       h' = RMSNorm(x, post_attention_layernorm)                     │
+ *                       └─ logits = lm_head(RMSNorm(x, norm)) ──────────────────────────────────┘
+ *
+ * n tokens go through each matrix together (prefill, and verification of draft tokens); each token
+ * attends to the cache up to its own position, so one pass over k tokens equals k single steps. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "qwen3.h"
+
+/* ---- state ---- */
+
+void qwen3_state_free(qwen3_state *s) {
+    if (!s) return;
+    free(s->block);
+    free(s);
+}
+
+tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+                               qwen3_state **out) {
+    const qwen3_config *c = &m->cfg;
+    *out = NULL;
+    if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: n_ctx %d, n_batch %d, n_threads %d must be ≥ 1",
+                           n_ctx, n_batch, n_threads);
+    qwen3_state *s = calloc(1, sizeof *s);
+    if (!s) return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: out of memory");
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    s->n_threads = n_threads;
+
+    const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    uint64_t max_cols = (uint64_t)c->dim;
+    if ((uint64_t)c->ffn_dim > max_cols) max_cols = (uint64_t)c->ffn_dim;
+    if (q_dim > max_cols) max_cols = q_dim;
+    const uint64_t cache = (uint64_t)c->n_layers * kv_dim * (uint64_t)n_ctx;
+    const uint64_t B = (uint64_t)n_batch;
+    /* One allocation carved into named buffers (sizes in floats, in the order of the struct). */
+    const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
+                              B * q_dim, B * c->ffn_dim, B * c->ffn_dim, (uint64_t)n_threads * n_ctx,
+                              (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, (uint64_t)c->vocab_size};
+    float **slots[] = {&s->k_cache, &s->v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
+                       &s->hb, &s->hb2, &s->scores, &s->scratch, &s->inv_freq, &s->logits};
+    _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof slots / sizeof slots[0], "one size per buffer");
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t padded = (sizes[i] + 15) & ~(uint64_t)15;  /* 64-byte aligned starts */
+        if (!size_add_ok(total, padded, &total)) goto too_big;
+    }
+    uint64_t bytes;
+    if (!size_mul_ok(total, sizeof(float), &bytes) || bytes > SIZE_MAX / 2) goto too_big;
+    s->block = aligned_alloc(64, (size_t)bytes);
+    if (!s->block) {
+        qwen3_state_free(s);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: cannot allocate %.1f MiB for n_ctx %d",
+                           (double)bytes / (1 << 20), n_ctx);
+    }
+    float *p = s->block;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *slots[i] = p;
+        p += (sizes[i] + 15) & ~(uint64_t)15;
+    }
+    rope_inv_freq(s->inv_freq, c->head_dim, c->rope_theta);
+    *out = s;
+    return TANDEM_OK;
+too_big:
+    qwen3_state_free(s);
+    return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: n_ctx %d needs more memory than can be addressed", n_ctx);
+}
+
+/* ---- attention over the cache, one task per (token, query head) ---- */
+
+typedef struct attention_job {
+    const qwen3_config *cfg;
+    qwen3_state *s;
+    int32_t layer, n, pos0;
+} attention_job;
+
+static void attention_task(int task, int thread, void *arg) {
+    const attention_job *job = arg;
+    const qwen3_config *c = job->cfg;
+    qwen3_state *s = job->s;
+    const int t = task / c->n_heads, head = task % c->n_heads;
+    const int kv_head = head / (c->n_heads / c->n_kv_heads);  /* HF repeat_kv: consecutive heads share */
+    const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
+    const size_t layer_off = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride;
+    const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)head * c->head_dim;
+    attention_forward(s->att + q_off, s->q + q_off, s->k_cache + layer_off, s->v_cache + layer_off,
+                      job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
+                      1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * s->n_ctx);
+}
+
+/* ---- the forward pass ---- */
+
+void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, const int32_t *ids, int32_t n,
+                   int32_t pos0, float *logits) {
+    const qwen3_config *c = &m->cfg;
+    const int dim = c->dim, hd = c->head_dim, ffn = c->ffn_dim;
+    const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    TANDEM_ASSERT(n >= 1 && n <= s->n_batch && pos0 >= 0 && pos0 + n <= s->n_ctx);
+
+    /* x = embed_tokens(ids) */
+    for (int t = 0; t < n; t++) {
+        TANDEM_ASSERT(ids[t] >= 0 && ids[t] < c->vocab_size);
+        dequantize_row(m->embed_tokens.type,
+                       (const uint8_t *)m->embed_tokens.data + (size_t)ids[t] * m->embed_tokens.row_bytes,
+                       s->x + (size_t)t * dim, dim);
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const qwen3_layer *L = &m->layers[l];
+
+        /* ---- self-attention block ---- */
+        for (int t = 0; t < n; t++)
+            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->input_layernorm, dim, c->rms_eps);
+        matmul(pool, s->q, s->xb, &L->q_proj, n, s->scratch);
+        matmul(pool, s->k, s->xb, &L->k_proj, n, s->scratch);
+        matmul(pool, s->v, s->xb, &L->v_proj, n, s->scratch);
+
+        for (int t = 0; t < n; t++) {
+            float *q = s->q + (size_t)t * q_dim, *k = s->k + (size_t)t * kv_dim;
+            /* Qwen3's QK-norm: RMSNorm over each head's vector, before the rotary embedding. */
+            for (int h = 0; h < c->n_heads; h++) rmsnorm_forward(q + h * hd, q + h * hd, L->q_norm, hd, c->rms_eps);
+            for (int h = 0; h < c->n_kv_heads; h++) rmsnorm_forward(k + h * hd, k + h * hd, L->k_norm, hd, c->rms_eps);
+            rope_forward(q, c->n_heads, hd, pos0 + t, s->inv_freq);
+            rope_forward(k, c->n_kv_heads, hd, pos0 + t, s->inv_freq);
+            /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
+            for (int h = 0; h < c->n_kv_heads; h++) {
+                size_t off = (((size_t)l * c->n_kv_heads + h) * s->n_ctx + (size_t)(pos0 + t)) * hd;
+                memcpy(s->k_cache + off, k + h * hd, (size_t)hd * sizeof(float));
+                memcpy(s->v_cache + off, s->v + (size_t)t * kv_dim + h * hd, (size_t)hd * sizeof(float));
+            }
+        }
+        attention_job job = {c, s, l, n, pos0};
+        thread_pool_run(pool, n * c->n_heads, attention_task, &job);
+
+        matmul(pool, s->xb2, s->att, &L->o_proj, n, s->scratch);
+        add_forward(s->x, s->xb2, (int64_t)n * dim);
+
+        /* ---- MLP block: down_proj(silu(gate_proj(h)) * up_proj(h)) ---- */
+        for (int t = 0; t < n; t++)
+            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->post_attention_layernorm, dim,
+                            c->rms_eps);
+        matmul(pool, s->hb, s->xb, &L->gate_proj, n, s->scratch);
+        matmul(pool, s->hb2, s->xb, &L->up_proj, n, s->scratch);
+        swiglu_forward(s->hb, s->hb, s->hb2, n * ffn);
+        matmul(pool, s->xb2, s->hb, &L->down_proj, n, s->scratch);
+        add_forward(s->x, s->xb2, (int64_t)n * dim);
+    }
+
+    /* ---- final norm and output head: every position, or only the last ---- */
+    if (logits) {
+        for (int t = 0; t < n; t++)
+            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, m->norm, dim, c->rms_eps);
+        matmul(pool, logits, s->xb, &m->lm_head, n, s->scratch);
+    } else {
+        rmsnorm_forward(s->xb, s->x + (size_t)(n - 1) * dim, m->norm, dim, c->rms_eps);
+        matmul(pool, s->logits, s->xb, &m->lm_head, 1, s->scratch);
+    }
+}

@@ -1,1 +1,184 @@
-/* placeholder: being written */
+/* weights.c — binds Qwen3 weights by name from a GGUF (llama.cpp names) or safetensors (HF names):
+ * presence, shape and type are checked here so the forward pass can trust every pointer. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qwen3.h"
+
+/* One tensor as found in either source: PyTorch shape order (outermost first). */
+typedef struct tensor_view {
+    const char *name;   /* the name in the source, for messages */
+    const void *data;
+    int32_t type;       /* tandem_type, or -1 for a dtype tandem cannot run */
+    const char *dtype;  /* for messages */
+    int32_t n_dims;
+    int64_t shape[8];
+} tensor_view;
+
+typedef struct weight_source {
+    const char *path;  /* file or folder, for messages */
+    const gguf_file *gguf;
+    const st_set *st;
+} weight_source;
+
+/* Looks a tensor up by its GGUF name or HF name (whichever the source uses); false if absent. */
+static bool find_tensor(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
+    memset(v, 0, sizeof *v);
+    if (src->gguf) {
+        const gguf_tensor *t = gguf_find_tensor(src->gguf, gguf_name);
+        if (!t) return false;
+        v->name = t->name;
+        v->data = t->data;
+        v->type = (int32_t)t->type;
+        v->dtype = tandem_type_name(t->type);
+        v->n_dims = t->n_dims;
+        for (int i = 0; i < t->n_dims; i++) v->shape[i] = t->ne[t->n_dims - 1 - i];  /* GGUF ne is reversed */
+        return true;
+    }
+    const st_tensor *t = safetensors_find(src->st, hf_name);
+    if (!t) return false;
+    v->name = t->name;
+    v->data = t->data;
+    v->type = t->type;
+    v->dtype = t->dtype;
+    v->n_dims = t->n_dims;
+    memcpy(v->shape, t->shape, sizeof v->shape);
+    return true;
+}
+
+static void *own(qwen3_model *m, size_t bytes) {
+    void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
+    if (!grown) return NULL;
+    m->owned = grown;
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+static tandem_status require(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
+    if (!find_tensor(src, gguf_name, hf_name, v))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", src->path, src->gguf ? gguf_name : hf_name);
+    if (v->type < 0 || !kernel_type_supported((tandem_type)v->type))
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which tandem cannot run yet",
+                           src->path, v->name, v->dtype);
+    return TANDEM_OK;
+}
+
+static tandem_status shape_error(const weight_source *src, const tensor_view *v, int64_t rows, int64_t cols) {
+    char got[128] = "";
+    size_t n = 0;
+    for (int i = 0; i < v->n_dims && n < sizeof got - 24; i++)
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s%lld", i ? ", " : "", (long long)v->shape[i]);
+    if (rows < 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld] from the config",
+                           src->path, v->name, got, (long long)cols);
+    return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld, %lld] from the config",
+                       src->path, v->name, got, (long long)rows, (long long)cols);
+}
+
+static tandem_status bind_matrix(qwen3_model *m, const weight_source *src, const char *gguf_name,
+                                 const char *hf_name, int64_t rows, int64_t cols, weight_matrix *w) {
+    tensor_view v;
+    tandem_status st = require(src, gguf_name, hf_name, &v);
+    if (st) return st;
+    if (v.n_dims != 2 || v.shape[0] != rows || v.shape[1] != cols) return shape_error(src, &v, rows, cols);
+    uint64_t row_bytes;
+    if (!tandem_type_row_bytes((tandem_type)v.type, cols, &row_bytes))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s': %lld columns are not whole %s blocks", src->path,
+                           v.name, (long long)cols, v.dtype);
+    w->data = v.data;
+    w->type = (tandem_type)v.type;
+    w->rows = rows;
+    w->cols = cols;
+    w->row_bytes = (size_t)row_bytes;
+    /* Kernels read f32/f16 elements through typed pointers; safetensors only guarantees byte offsets.
+     * A misaligned tensor (rare) gets an aligned copy rather than undefined behaviour. */
+    size_t align = (size_t)tandem_type_size((tandem_type)v.type);
+    if (align > 1 && tandem_type_block_size((tandem_type)v.type) == 1 && (uintptr_t)v.data % align != 0) {
+        void *copy = own(m, row_bytes * (size_t)rows);
+        if (!copy) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory copying '%s'", src->path, v.name);
+        memcpy(copy, v.data, row_bytes * (size_t)rows);
+        w->data = copy;
+    }
+    return TANDEM_OK;
+}
+
+/* Norm weights become f32 copies: they are tiny, and bf16/f16 checkpoints store them in half precision. */
+static tandem_status bind_vector(qwen3_model *m, const weight_source *src, const char *gguf_name,
+                                 const char *hf_name, int64_t n, const float **out) {
+    tensor_view v;
+    tandem_status st = require(src, gguf_name, hf_name, &v);
+    if (st) return st;
+    if (v.n_dims != 1 || v.shape[0] != n) return shape_error(src, &v, -1, n);
+    if (tandem_type_block_size((tandem_type)v.type) != 1)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norm weights must be F32, F16 or BF16",
+                           src->path, v.name, v.dtype);
+    float *copy = own(m, (size_t)n * sizeof(float));
+    if (!copy) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", src->path);
+    dequantize_row((tandem_type)v.type, v.data, copy, n);
+    *out = copy;
+    return TANDEM_OK;
+}
+
+static tandem_status bind_all(qwen3_model *m, const weight_source *src) {
+    const qwen3_config *c = &m->cfg;
+    const int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    tandem_status st;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", src->path);
+    if ((st = bind_matrix(m, src, "token_embd.weight", "model.embed_tokens.weight", c->vocab_size, c->dim,
+                          &m->embed_tokens)) ||
+        (st = bind_vector(m, src, "output_norm.weight", "model.norm.weight", c->dim, &m->norm)))
+        return st;
+    if (c->tied_embeddings) {
+        m->lm_head = m->embed_tokens;
+    } else if ((st = bind_matrix(m, src, "output.weight", "lm_head.weight", c->vocab_size, c->dim, &m->lm_head))) {
+        return st;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        qwen3_layer *L = &m->layers[l];
+        char g[96], h[96];
+#define NAMES(gguf_suffix, hf_suffix)                                              \
+    (snprintf(g, sizeof g, "blk.%d.%s.weight", l, gguf_suffix),                   \
+     snprintf(h, sizeof h, "model.layers.%d.%s.weight", l, hf_suffix), g), h
+        if ((st = bind_vector(m, src, NAMES("attn_norm", "input_layernorm"), c->dim, &L->input_layernorm)) ||
+            (st = bind_matrix(m, src, NAMES("attn_q", "self_attn.q_proj"), q_dim, c->dim, &L->q_proj)) ||
+            (st = bind_matrix(m, src, NAMES("attn_k", "self_attn.k_proj"), kv_dim, c->dim, &L->k_proj)) ||
+            (st = bind_matrix(m, src, NAMES("attn_v", "self_attn.v_proj"), kv_dim, c->dim, &L->v_proj)) ||
+            (st = bind_vector(m, src, NAMES("attn_q_norm", "self_attn.q_norm"), c->head_dim, &L->q_norm)) ||
+            (st = bind_vector(m, src, NAMES("attn_k_norm", "self_attn.k_norm"), c->head_dim, &L->k_norm)) ||
+            (st = bind_matrix(m, src, NAMES("attn_output", "self_attn.o_proj"), c->dim, q_dim, &L->o_proj)) ||
+            (st = bind_vector(m, src, NAMES("ffn_norm", "post_attention_layernorm"), c->dim,
+                              &L->post_attention_layernorm)) ||
+            (st = bind_matrix(m, src, NAMES("ffn_gate", "mlp.gate_proj"), c->ffn_dim, c->dim, &L->gate_proj)) ||
+            (st = bind_matrix(m, src, NAMES("ffn_up", "mlp.up_proj"), c->ffn_dim, c->dim, &L->up_proj)) ||
+            (st = bind_matrix(m, src, NAMES("ffn_down", "mlp.down_proj"), c->dim, c->ffn_dim, &L->down_proj)))
+            return st;
+#undef NAMES
+    }
+    return TANDEM_OK;
+}
+
+tandem_status qwen3_bind_gguf(qwen3_model *m, const gguf_file *f) {
+    weight_source src = {f->map.path, f, NULL};
+    tandem_status st = bind_all(m, &src);
+    if (st) qwen3_model_release(m);
+    return st;
+}
+
+tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char *dir) {
+    weight_source src = {dir, NULL, s};
+    tandem_status st = bind_all(m, &src);
+    if (st) qwen3_model_release(m);
+    return st;
+}
+
+void qwen3_model_release(qwen3_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    m->owned = NULL;
+    m->n_owned = 0;
+    m->layers = NULL;
+}

@@ -1,1 +1,255 @@
-/* placeholder: being written */
+/* api.c — tandem_model and tandem_ctx: loading a model from a GGUF file or an HF folder (weights,
+ * tokenizer, generation defaults), evaluating tokens in batches, KV rollback, info for `tandem info`. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "runtime.h"
+
+/* ---- defaults ---- */
+
+tandem_model_params tandem_model_default_params(void) { return (tandem_model_params){.n_threads = 0}; }
+
+tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+
+tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }
+
+/* generation_config.json: do_sample, temperature, top_k, top_p, min_p, repetition_penalty. Absent file
+ * or fields keep tandem's defaults; a malformed file is an error (the user would get surprising output). */
+static tandem_status read_generation_config(const char *dir, tandem_sampler_params *p) {
+    char *path = path_join(dir, "generation_config.json");
+    if (!path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    tandem_status st = TANDEM_OK;
+    json_t *root = NULL;
+    if (!path_exists(path)) goto done;
+    if ((st = json_load_path(path, &root))) goto done;
+    if (!json_is_object(root)) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level must be a JSON object", path);
+        goto done;
+    }
+    double d;
+    int64_t i;
+    bool do_sample = true;
+    if (json_get_number(root, "temperature", &d)) p->temperature = (float)d;
+    if (json_get_int(root, "top_k", &i)) p->top_k = (int32_t)(i < 0 ? 0 : i > INT32_MAX ? INT32_MAX : i);
+    if (json_get_number(root, "top_p", &d)) p->top_p = (float)d;
+    if (json_get_number(root, "min_p", &d)) p->min_p = (float)d;
+    if (json_get_number(root, "repetition_penalty", &d)) p->repeat_penalty = (float)d;
+    if (json_get_bool(root, "do_sample", &do_sample) && !do_sample) p->temperature = 0.0f;
+    /* generation_config.json values apply without tandem's own truncation defaults */
+    if (!json_object_get(root, "min_p")) p->min_p = 0.0f;
+    if (!json_object_get(root, "top_k")) p->top_k = 0;
+    if (!json_object_get(root, "top_p")) p->top_p = 1.0f;
+done:
+    json_decref(root);
+    free(path);
+    return st;
+}
+
+/* ---- model ---- */
+
+void tandem_model_free(tandem_model *m) {
+    if (!m) return;
+    qwen3_model_release(&m->qwen);
+    gguf_close(m->gguf);
+    safetensors_close(m->st);
+    tandem_tokenizer_free(m->tokenizer);
+    thread_pool_free(m->pool);
+    free(m->path);
+    free(m->name);
+    free(m);
+}
+
+static void count_weights(tandem_model *m) {
+    if (m->gguf) {
+        for (int64_t i = 0; i < m->gguf->n_tensors; i++) {
+            const gguf_tensor *t = &m->gguf->tensors[i];
+            m->n_params += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+            m->weight_bytes += (int64_t)t->nbytes;
+        }
+    } else {
+        for (int64_t i = 0; i < m->st->n_tensors; i++) {
+            const st_tensor *t = &m->st->tensors[i];
+            int64_t n = 1;
+            for (int d = 0; d < t->n_dims; d++) n *= t->shape[d];
+            m->n_params += n;
+            m->weight_bytes += (int64_t)t->nbytes;
+        }
+    }
+}
+
+static char *base_name(const char *path) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    return strndup(path + start, len - start);
+}
+
+tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out) {
+    *out = NULL;
+    if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_model_load: path is NULL");
+    tandem_model_params defaults = tandem_model_default_params();
+    if (!params) params = &defaults;
+    tandem_model *m = calloc(1, sizeof *m);
+    if (!m) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
+    tandem_status st;
+    m->path = strdup(path);
+    m->sampler_defaults = tandem_sampler_default_params();
+    if (!m->path) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
+        goto fail;
+    }
+    if (path_is_dir(path)) {
+        m->source = "safetensors";
+        char *config = path_join(path, "config.json");
+        if (!config) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
+            goto fail;
+        }
+        st = qwen3_config_from_json(config, &m->qwen.cfg);
+        free(config);
+        if (st) goto fail;
+        if ((st = safetensors_open_dir(path, &m->st))) goto fail;
+        if ((st = qwen3_bind_safetensors(&m->qwen, m->st, path))) goto fail;
+        if ((st = tokenizer_load_json(path, &m->tokenizer))) goto fail;
+        if ((st = read_generation_config(path, &m->sampler_defaults))) goto fail;
+        m->name = base_name(path);
+    } else {
+        m->source = "gguf";
+        if ((st = gguf_open(path, &m->gguf))) goto fail;
+        if ((st = qwen3_config_from_gguf(m->gguf, &m->qwen.cfg))) goto fail;
+        if ((st = qwen3_bind_gguf(&m->qwen, m->gguf))) goto fail;
+        if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail;
+        gguf_str name;
+        m->name = gguf_get_str(m->gguf, "general.name", &name) ? strndup(name.ptr, name.len) : base_name(path);
+    }
+    if (!m->name) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
+        goto fail;
+    }
+    if (tandem_tokenizer_vocab_size(m->tokenizer) > m->qwen.cfg.vocab_size) {
+        st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the tokenizer has %d tokens but the model only %d embedding rows",
+                         path, tandem_tokenizer_vocab_size(m->tokenizer), m->qwen.cfg.vocab_size);
+        goto fail;
+    }
+    int n_threads = params->n_threads > 0 ? params->n_threads : cpu_count();
+    if ((st = thread_pool_create(n_threads, &m->pool))) goto fail;
+    count_weights(m);
+    *out = m;
+    return TANDEM_OK;
+fail:
+    tandem_model_free(m);
+    return st;
+}
+
+void tandem_model_get_info(const tandem_model *m, tandem_model_info *info) {
+    const qwen3_config *c = &m->qwen.cfg;
+    *info = (tandem_model_info){
+        .architecture = "qwen3", .name = m->name, .source = m->source,
+        .n_layers = c->n_layers, .dim = c->dim, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim, .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size,
+        .context_length = c->context_length, .rope_theta = c->rope_theta, .rms_eps = c->rms_eps,
+        .tied_embeddings = c->tied_embeddings, .n_params = m->n_params, .weight_bytes = m->weight_bytes,
+        .n_tensors = (int32_t)(m->gguf ? m->gguf->n_tensors : m->st->n_tensors),
+    };
+}
+
+tandem_status tandem_model_tensor_info(const tandem_model *m, int32_t i, tandem_tensor_info *info) {
+    memset(info, 0, sizeof *info);
+    if (m->gguf) {
+        if (i < 0 || i >= m->gguf->n_tensors)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_model_tensor_info: index %d out of range", i);
+        const gguf_tensor *t = &m->gguf->tensors[i];
+        info->name = t->name;
+        info->type = t->type;
+        info->n_dims = t->n_dims;
+        for (int d = 0; d < t->n_dims; d++) info->shape[d] = t->ne[t->n_dims - 1 - d];
+        return TANDEM_OK;
+    }
+    if (i < 0 || i >= m->st->n_tensors)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_model_tensor_info: index %d out of range", i);
+    const st_tensor *t = &m->st->tensors[i];
+    info->name = t->name;
+    info->type = t->type < 0 ? TANDEM_TYPE_COUNT : (tandem_type)t->type;
+    info->n_dims = t->n_dims > 4 ? 4 : t->n_dims;
+    for (int d = 0; d < info->n_dims; d++) info->shape[d] = t->shape[d];
+    return TANDEM_OK;
+}
+
+const tandem_tokenizer *tandem_model_tokenizer(const tandem_model *m) { return m->tokenizer; }
+
+/* ---- context ---- */
+
+tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *params, tandem_ctx **out) {
+    *out = NULL;
+    tandem_ctx_params p = params ? *params : tandem_ctx_default_params();
+    const int32_t model_ctx = model->qwen.cfg.context_length;
+    if (p.n_ctx == 0) p.n_ctx = model_ctx < 4096 ? model_ctx : 4096;
+    if (p.n_batch == 0) p.n_batch = 64;
+    if (p.n_ctx < 1 || p.n_ctx > (1 << 24))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_ctx %d out of range 1..%d", p.n_ctx, 1 << 24);
+    if (p.n_batch < 1 || p.n_batch > 4096)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
+    tandem_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
+    ctx->model = model;
+    ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
+    tandem_status st = ctx->tokens ? qwen3_state_init(&model->qwen, p.n_ctx, p.n_batch, thread_pool_size(model->pool),
+                                                      &ctx->state)
+                                   : tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
+    if (st) {
+        tandem_ctx_free(ctx);
+        return st;
+    }
+    *out = ctx;
+    return TANDEM_OK;
+}
+
+void tandem_ctx_free(tandem_ctx *ctx) {
+    if (!ctx) return;
+    qwen3_state_free(ctx->state);
+    free(ctx->tokens);
+    free(ctx);
+}
+
+int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx) { return ctx->state->n_ctx; }
+int32_t tandem_ctx_n_past(const tandem_ctx *ctx) { return ctx->n_past; }
+
+tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits) {
+    const qwen3_model *qm = &ctx->model->qwen;
+    if (n < 1 || !ids) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: need at least one token");
+    if (n > ctx->state->n_ctx - ctx->n_past)
+        return tandem_fail(TANDEM_ERR_CONTEXT_FULL,
+                           "context full: %d tokens held + %d new would exceed the context size of %d tokens",
+                           ctx->n_past, n, ctx->state->n_ctx);
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= qm->cfg.vocab_size)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: token id %d at index %d is outside 0..%d",
+                               ids[i], i, qm->cfg.vocab_size - 1);
+    for (int32_t done = 0; done < n;) {
+        int32_t chunk = n - done < ctx->state->n_batch ? n - done : ctx->state->n_batch;
+        bool last = done + chunk == n;
+        float *out = logits ? logits + (size_t)done * qm->cfg.vocab_size : NULL;
+        qwen3_forward(qm, ctx->state, ctx->model->pool, ids + done, chunk, ctx->n_past, out);
+        if (logits && last)  /* keep tandem_ctx_logits() valid in the all-logits mode too */
+            memcpy(ctx->state->logits, out + (size_t)(chunk - 1) * qm->cfg.vocab_size,
+                   (size_t)qm->cfg.vocab_size * sizeof(float));
+        memcpy(ctx->tokens + ctx->n_past, ids + done, (size_t)chunk * sizeof *ids);
+        ctx->n_past += chunk;
+        done += chunk;
+    }
+    ctx->has_logits = true;
+    return TANDEM_OK;
+}
+
+const float *tandem_ctx_logits(const tandem_ctx *ctx) { return ctx->has_logits ? ctx->state->logits : NULL; }
+
+tandem_status tandem_ctx_truncate(tandem_ctx *ctx, int32_t n_keep) {
+    if (n_keep < 0 || n_keep > ctx->n_past)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_truncate: n_keep %d outside 0..%d", n_keep, ctx->n_past);
+    /* Cache rows past n_keep are simply overwritten later: attention never reads beyond a query's
+     * own position. The last logits no longer describe the sequence unless nothing was dropped. */
+    if (n_keep < ctx->n_past) ctx->has_logits = false;
+    ctx->n_past = n_keep;
+    return TANDEM_OK;
+}

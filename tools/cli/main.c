@@ -1,1 +1,488 @@
-int main(void) { return 0; }
+/* main.c — the `tandem` command line: run, tokenize, detokenize, info. Sees only include/tandem.h
+ * (and jansson for --json output). Exit codes: 0 ok, 1 the operation failed, 2 bad usage. */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tandem.h"
+
+/* ---- errors and usage ---- */
+
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static _Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tandem %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'tandem %s --help')\n", cmd);
+    va_end(ap);
+    exit(EXIT_USAGE);
+}
+
+static _Noreturn void die_status(const char *cmd, tandem_status st) {
+    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, tandem_last_error(), tandem_status_name(st));
+    exit(EXIT_FAILED);
+}
+
+/* ---- argument parsing: every flag takes its value from the next argument ---- */
+
+typedef struct args {
+    const char *cmd;
+    int argc;
+    char **argv;
+    int i;
+} args;
+
+static const char *take_value(args *a, const char *flag) {
+    if (a->i + 1 >= a->argc) die_usage(a->cmd, "option %s needs a value", flag);
+    return a->argv[++a->i];
+}
+
+static long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) die_usage(a->cmd, "option %s: '%s' is not an integer", flag, s);
+    if (v < lo || v > hi) die_usage(a->cmd, "option %s: %lld is outside %lld..%lld", flag, v, lo, hi);
+    return v;
+}
+
+static double parse_float(args *a, const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) die_usage(a->cmd, "option %s: '%s' is not a number", flag, s);
+    if (v < lo || v > hi) die_usage(a->cmd, "option %s: %g is outside %g..%g", flag, v, lo, hi);
+    return v;
+}
+
+static char *read_file(const char *cmd, const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "tandem %s: error: %s: cannot open: %s\n", cmd, path, strerror(errno));
+        exit(EXIT_FAILED);
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            fprintf(stderr, "tandem %s: error: out of memory reading %s\n", cmd, path);
+            exit(EXIT_FAILED);
+        }
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        cap *= 2;
+        buf = realloc(buf, cap);
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "tandem %s: error: %s: read failed\n", cmd, path);
+        exit(EXIT_FAILED);
+    }
+    if (f != stdin) fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static json_t *ids_json(const int32_t *ids, size_t n) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));
+    return arr;
+}
+
+static void print_json_line(json_t *obj) {
+    /* JSON_ENSURE_ASCII: the line stays valid even when generated text holds invalid UTF-8 (which jansson
+     * would refuse); json_stringn_nocheck keeps such bytes and escapes them below as \u00XX. */
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!s) {
+        fprintf(stderr, "tandem: error: cannot encode JSON output\n");
+        exit(EXIT_FAILED);
+    }
+    printf("%s\n", s);
+    free(s);
+    json_decref(obj);
+}
+
+/* JSON strings must be valid UTF-8: replace invalid sequences with U+FFFD for the JSON copy. */
+static json_t *text_json(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    char *fixed = malloc(n * 3 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        json_t *probe = len && i + len <= n ? json_stringn(s + i, len) : NULL;
+        if (probe) {
+            memcpy(fixed + o, s + i, len);
+            o += len;
+            i += len;
+            json_decref(probe);
+        } else {
+            memcpy(fixed + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += 1;
+        }
+    }
+    j = json_stringn(fixed, o);
+    free(fixed);
+    return j;
+}
+
+/* ---- tandem run ---- */
+
+static const char RUN_HELP[] =
+    "usage: tandem run -m MODEL (-p TEXT | -f FILE) [options]\n"
+    "Generates text after the prompt and streams it to stdout.\n"
+    "  -m, --model PATH         GGUF file or Hugging Face checkpoint folder\n"
+    "  -p, --prompt TEXT        prompt text (special tokens such as <|im_start|> are recognised)\n"
+    "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
+    "  -n, --max-tokens N       stop after N generated tokens (default -1: until EOS or full context)\n"
+    "      --temp T             temperature; 0 = greedy (default: the model's generation_config.json)\n"
+    "      --top-k K            keep the K most likely tokens (0 = off)\n"
+    "      --top-p P            keep the smallest set with probability mass P (1 = off)\n"
+    "      --min-p P            drop tokens below P x the top probability (0 = off)\n"
+    "      --repeat-penalty F   penalise tokens seen in the last --repeat-last-n (1 = off)\n"
+    "      --repeat-last-n N    window of the penalties (default 64, -1 = whole context)\n"
+    "      --presence-penalty F subtract F from the logit of every seen token\n"
+    "      --frequency-penalty F subtract F per occurrence\n"
+    "      --seed S             random seed (same seed, same output)\n"
+    "      --stop TEXT          stop when TEXT appears (repeatable; TEXT is not printed)\n"
+    "      --ignore-eos         keep generating past end-of-generation tokens\n"
+    "  -c, --ctx-size N         context size in tokens (default min(model, 4096))\n"
+    "  -b, --batch N            prompt tokens per forward pass (default 64)\n"
+    "  -t, --threads N          threads (default: all cores)\n"
+    "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n";
+
+static bool stream_to_stdout(const char *text, size_t len, void *user) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static int cmd_run(int argc, char **argv) {
+    args a = {"run", argc, argv, 0};
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
+    bool json = false, ignore_eos = false;
+    const char **stops = calloc((size_t)argc, sizeof *stops);
+    int n_stop = 0;
+    /* sampling overrides, applied over the model's defaults once it is loaded */
+    double temp = NAN, top_p = NAN, min_p = NAN, rep = NAN, pres = NAN, freq = NAN;
+    long long top_k = -1, rep_n = LLONG_MIN, seed = -1;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(RUN_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
+        else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) prompt = take_value(&a, f);
+        else if (!strcmp(f, "-f") || !strcmp(f, "--file")) prompt_file = take_value(&a, f);
+        else if (!strcmp(f, "-n") || !strcmp(f, "--max-tokens")) max_tokens = (int)parse_int(&a, f, take_value(&a, f), -1, INT_MAX);
+        else if (!strcmp(f, "--temp")) temp = parse_float(&a, f, take_value(&a, f), 0, 100);
+        else if (!strcmp(f, "--top-k")) top_k = parse_int(&a, f, take_value(&a, f), 0, INT_MAX);
+        else if (!strcmp(f, "--top-p")) top_p = parse_float(&a, f, take_value(&a, f), 1e-9, 1);
+        else if (!strcmp(f, "--min-p")) min_p = parse_float(&a, f, take_value(&a, f), 0, 1);
+        else if (!strcmp(f, "--repeat-penalty")) rep = parse_float(&a, f, take_value(&a, f), 1e-6, 100);
+        else if (!strcmp(f, "--repeat-last-n")) rep_n = parse_int(&a, f, take_value(&a, f), -1, INT_MAX);
+        else if (!strcmp(f, "--presence-penalty")) pres = parse_float(&a, f, take_value(&a, f), -100, 100);
+        else if (!strcmp(f, "--frequency-penalty")) freq = parse_float(&a, f, take_value(&a, f), -100, 100);
+        else if (!strcmp(f, "--seed")) seed = parse_int(&a, f, take_value(&a, f), 0, LLONG_MAX);
+        else if (!strcmp(f, "--stop")) stops[n_stop++] = take_value(&a, f);
+        else if (!strcmp(f, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) n_ctx = (int)parse_int(&a, f, take_value(&a, f), 1, 1 << 24);
+        else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "--json")) json = true;
+        else die_usage("run", "unknown option '%s'", f);
+    }
+    if (!model_path) die_usage("run", "missing -m MODEL");
+    if (!prompt == !prompt_file) die_usage("run", "give exactly one of -p TEXT or -f FILE");
+    size_t prompt_len;
+    char *prompt_buf = NULL;
+    if (prompt_file) prompt = prompt_buf = read_file("run", prompt_file, &prompt_len);
+    else prompt_len = strlen(prompt);
+
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = threads;
+    tandem_model *model;
+    tandem_status st = tandem_model_load(model_path, &mp, &model);
+    if (st) die_status("run", st);
+    const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    int32_t *ids;
+    size_t n_ids;
+    if ((st = tandem_tokenizer_encode(tok, prompt, prompt_len, true, &ids, &n_ids))) die_status("run", st);
+    if (n_ids == 0) die_usage("run", "the prompt is empty");
+
+    tandem_ctx_params cp = tandem_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    tandem_ctx *ctx;
+    if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
+
+    tandem_gen_params gp = tandem_gen_default_params(model);
+    tandem_sampler_params *sp = &gp.sampling;
+    if (!isnan(temp)) sp->temperature = (float)temp;
+    if (top_k >= 0) sp->top_k = (int32_t)top_k;
+    if (!isnan(top_p)) sp->top_p = (float)top_p;
+    if (!isnan(min_p)) sp->min_p = (float)min_p;
+    if (!isnan(rep)) sp->repeat_penalty = (float)rep;
+    if (rep_n != LLONG_MIN) sp->repeat_last_n = (int32_t)rep_n;
+    if (!isnan(pres)) sp->presence_penalty = (float)pres;
+    if (!isnan(freq)) sp->frequency_penalty = (float)freq;
+    if (seed >= 0) sp->seed = (uint64_t)seed;
+    gp.max_tokens = max_tokens;
+    gp.stop = stops;
+    gp.n_stop = n_stop;
+    gp.ignore_eos = ignore_eos;
+    gp.on_text = stream_to_stdout;
+
+    tandem_gen_result r;
+    if ((st = tandem_generate(ctx, ids, n_ids, &gp, &r))) die_status("run", st);
+    const tandem_timings *t = &r.timings;
+    const double prefill_tps = t->prompt_ms > 0 ? t->n_prompt / (t->prompt_ms / 1e3) : 0;
+    const double decode_tps = t->n_generated > 1 && t->decode_ms > 0 ? (t->n_generated - 1) / (t->decode_ms / 1e3) : 0;
+    if (json) {
+        if (r.text_len == 0 || r.text[r.text_len - 1] != '\n') putchar('\n');
+        json_t *timings = json_pack("{s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "prompt_ms", t->prompt_ms, "ttft_ms",
+                                    t->ttft_ms, "decode_ms", t->decode_ms, "prompt_tokens", t->n_prompt,
+                                    "generated_tokens", t->n_generated, "prefill_tokens_per_s", prefill_tps,
+                                    "decode_tokens_per_s", decode_tps);
+        json_t *out = json_object();
+        json_object_set_new(out, "prompt_ids", ids_json(ids, n_ids));
+        json_object_set_new(out, "generated_ids", ids_json(r.ids, r.n_ids));
+        json_object_set_new(out, "text", text_json(r.text, r.text_len));
+        json_object_set_new(out, "finish_reason", json_string(tandem_finish_name(r.finish)));
+        json_object_set_new(out, "timings", timings);
+        print_json_line(out);
+    } else {
+        putchar('\n');
+        fprintf(stderr, "tandem: %d prompt tokens (%.1f tok/s), %d generated (%.2f tok/s), first token after %.0f ms, "
+                "finish: %s\n", t->n_prompt, prefill_tps, t->n_generated, decode_tps, t->ttft_ms,
+                tandem_finish_name(r.finish));
+    }
+    tandem_gen_result_free(&r);
+    tandem_free(ids);
+    tandem_ctx_free(ctx);
+    tandem_model_free(model);
+    free(prompt_buf);
+    free(stops);
+    return 0;
+}
+
+/* ---- tandem tokenize / detokenize ---- */
+
+static const char TOKENIZE_HELP[] =
+    "usage: tandem tokenize -m MODEL (--text TEXT | -f FILE) [--json] [--no-special]\n"
+    "Prints the token ids of the text, separated by spaces (--json: {\"ids\": [...]}).\n"
+    "  -m, --model PATH   GGUF file, checkpoint folder, or a folder with only tokenizer.json\n"
+    "      --text TEXT    the text\n"
+    "  -f, --file FILE    read the text from FILE ('-' = stdin)\n"
+    "      --no-special   treat <|im_start|> and other added tokens as plain text\n"
+    "      --json         print one JSON object\n";
+
+static int cmd_tokenize(int argc, char **argv) {
+    args a = {"tokenize", argc, argv, 0};
+    const char *model_path = NULL, *text = NULL, *file = NULL;
+    bool json = false, special = true;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(TOKENIZE_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
+        else if (!strcmp(f, "--text")) text = take_value(&a, f);
+        else if (!strcmp(f, "-f") || !strcmp(f, "--file")) file = take_value(&a, f);
+        else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "--no-special")) special = false;
+        else die_usage("tokenize", "unknown option '%s'", f);
+    }
+    if (!model_path) die_usage("tokenize", "missing -m MODEL");
+    if (!text == !file) die_usage("tokenize", "give exactly one of --text TEXT or -f FILE");
+    size_t len;
+    char *buf = NULL;
+    if (file) text = buf = read_file("tokenize", file, &len);
+    else len = strlen(text);
+    tandem_tokenizer *tok;
+    tandem_status st = tandem_tokenizer_load(model_path, &tok);
+    if (st) die_status("tokenize", st);
+    int32_t *ids;
+    size_t n;
+    if ((st = tandem_tokenizer_encode(tok, text, len, special, &ids, &n))) die_status("tokenize", st);
+    if (json) {
+        json_t *out = json_object();
+        json_object_set_new(out, "ids", ids_json(ids, n));
+        print_json_line(out);
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    tandem_free(ids);
+    tandem_tokenizer_free(tok);
+    free(buf);
+    return 0;
+}
+
+static const char DETOKENIZE_HELP[] =
+    "usage: tandem detokenize -m MODEL ID...\n"
+    "Prints the text of the token ids (raw bytes, no newline added).\n";
+
+static int cmd_detokenize(int argc, char **argv) {
+    args a = {"detokenize", argc, argv, 0};
+    const char *model_path = NULL;
+    int32_t *ids = calloc((size_t)argc, sizeof *ids);
+    size_t n = 0;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(DETOKENIZE_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
+        else if (f[0] == '-' && !(f[1] >= '0' && f[1] <= '9')) die_usage("detokenize", "unknown option '%s'", f);
+        else ids[n++] = (int32_t)parse_int(&a, "ID", f, 0, INT32_MAX);
+    }
+    if (!model_path) die_usage("detokenize", "missing -m MODEL");
+    tandem_tokenizer *tok;
+    tandem_status st = tandem_tokenizer_load(model_path, &tok);
+    if (st) die_status("detokenize", st);
+    char *text;
+    size_t len;
+    if ((st = tandem_tokenizer_decode(tok, ids, n, &text, &len))) die_status("detokenize", st);
+    fwrite(text, 1, len, stdout);
+    tandem_free(text);
+    tandem_tokenizer_free(tok);
+    free(ids);
+    return 0;
+}
+
+/* ---- tandem info ---- */
+
+static const char INFO_HELP[] =
+    "usage: tandem info MODEL [--json] [--tensors]\n"
+    "Prints the architecture, hyperparameters, tensor count and types, and a tokenizer summary.\n"
+    "Reads only headers: the weights are mapped, not read.\n"
+    "      --tensors   list every tensor with its type and shape\n"
+    "      --json      print one JSON object\n";
+
+static int cmd_info(int argc, char **argv) {
+    args a = {"info", argc, argv, 0};
+    const char *model_path = NULL;
+    bool json = false, tensors = false;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(INFO_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "--tensors")) tensors = true;
+        else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
+        else if (f[0] == '-') die_usage("info", "unknown option '%s'", f);
+        else if (model_path) die_usage("info", "more than one MODEL given");
+        else model_path = f;
+    }
+    if (!model_path) die_usage("info", "missing MODEL");
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = 1;
+    tandem_model *model;
+    tandem_status st = tandem_model_load(model_path, &mp, &model);
+    if (st) die_status("info", st);
+    tandem_model_info mi;
+    tandem_model_get_info(model, &mi);
+    /* tensor count per type */
+    int64_t per_type[TANDEM_TYPE_COUNT + 1] = {0};
+    for (int32_t i = 0; i < mi.n_tensors; i++) {
+        tandem_tensor_info ti;
+        if (tandem_model_tensor_info(model, i, &ti) == TANDEM_OK) per_type[ti.type]++;
+    }
+    const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    size_t n_eos;
+    const int32_t *eos = tandem_tokenizer_eos_ids(tok, &n_eos);
+    const char *tmpl = tandem_tokenizer_chat_template(tok);
+    if (json) {
+        json_t *types = json_object();
+        for (int t = 0; t <= TANDEM_TYPE_COUNT; t++)
+            if (per_type[t]) json_object_set_new(types, t == TANDEM_TYPE_COUNT ? "other" : tandem_type_name((tandem_type)t),
+                                                 json_integer(per_type[t]));
+        json_t *out = json_pack(
+            "{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:I, s:I, s:i, s:o, "
+            "s:{s:i, s:o, s:b}}",
+            "architecture", mi.architecture, "name", mi.name, "source", mi.source, "n_layers", mi.n_layers, "dim",
+            mi.dim, "n_heads", mi.n_heads, "n_kv_heads", mi.n_kv_heads, "head_dim", mi.head_dim, "ffn_dim",
+            mi.ffn_dim, "vocab_size", mi.vocab_size, "context_length", mi.context_length, "rope_theta",
+            (double)mi.rope_theta, "rms_eps", (double)mi.rms_eps, "tied_embeddings", mi.tied_embeddings, "n_params",
+            (json_int_t)mi.n_params, "weight_bytes", (json_int_t)mi.weight_bytes, "n_tensors", mi.n_tensors,
+            "tensor_types", types, "tokenizer", "vocab_size", tandem_tokenizer_vocab_size(tok), "eos_ids",
+            ids_json(eos, n_eos), "chat_template", tmpl != NULL);
+        print_json_line(out);
+    } else {
+        printf("model:          %s (%s, %s)\n", mi.name, mi.architecture, mi.source);
+        printf("layers:         %d\n", mi.n_layers);
+        printf("hidden size:    %d\n", mi.dim);
+        printf("heads:          %d query, %d key/value, head_dim %d\n", mi.n_heads, mi.n_kv_heads, mi.head_dim);
+        printf("ffn size:       %d\n", mi.ffn_dim);
+        printf("vocab size:     %d\n", mi.vocab_size);
+        printf("context length: %d\n", mi.context_length);
+        printf("rope theta:     %g\n", (double)mi.rope_theta);
+        printf("rms eps:        %g\n", (double)mi.rms_eps);
+        printf("embeddings:     %s\n", mi.tied_embeddings ? "tied (output head = token embeddings)" : "separate output head");
+        printf("parameters:     %lld (%.2f GiB as stored)\n", (long long)mi.n_params, (double)mi.weight_bytes / (1 << 30));
+        printf("tensors:        %d (", mi.n_tensors);
+        const char *sep = "";
+        for (int t = 0; t <= TANDEM_TYPE_COUNT; t++)
+            if (per_type[t]) {
+                printf("%s%lld %s", sep, (long long)per_type[t], t == TANDEM_TYPE_COUNT ? "other" : tandem_type_name((tandem_type)t));
+                sep = ", ";
+            }
+        printf(")\n");
+        printf("tokenizer:      %d tokens, end ids", tandem_tokenizer_vocab_size(tok));
+        for (size_t i = 0; i < n_eos; i++) printf(" %d", eos[i]);
+        printf(", chat template: %s\n", tmpl ? "yes" : "no");
+    }
+    if (tensors && !json) {
+        for (int32_t i = 0; i < mi.n_tensors; i++) {
+            tandem_tensor_info ti;
+            if (tandem_model_tensor_info(model, i, &ti) != TANDEM_OK) continue;
+            printf("  %-40s %-6s [", ti.name, ti.type == TANDEM_TYPE_COUNT ? "other" : tandem_type_name(ti.type));
+            for (int d = 0; d < ti.n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)ti.shape[d]);
+            printf("]\n");
+        }
+    }
+    tandem_model_free(model);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static const char MAIN_HELP[] =
+    "usage: tandem COMMAND [options]   (tandem COMMAND --help for details)\n"
+    "tandem runs Qwen3 models on the CPU.\n"
+    "commands:\n"
+    "  run          generate text from a prompt\n"
+    "  tokenize     print the token ids of a text\n"
+    "  detokenize   print the text of token ids\n"
+    "  info         describe a model file or folder\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(MAIN_HELP, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(MAIN_HELP, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,59 @@
+/* kernels.h — every numeric operation the model calls, with shapes on every parameter. Kernels know
+ * nothing of models, files or tokens: plain loops over float arrays and quantized rows. Depends on base. */
+#ifndef TANDEM_KERNELS_H
+#define TANDEM_KERNELS_H
+
+#include "tandem_base.h"
+
+/* ---- quantized rows (quant.c) ---- */
+
+/* True if tandem can dequantize and multiply weights of type t. */
+bool kernel_type_supported(tandem_type t);
+/* dst (n) = the n values of a row stored as type t at src. n is a multiple of t's block size. */
+void dequantize_row(tandem_type t, const void *src, float *dst, int64_t n);
+/* Σ_i W[i]·x[i] for one row of n values stored as type t. */
+float dot_row(tandem_type t, const void *row, const float *x, int64_t n);
+/* Plain f32 dot product of n values. */
+float dot_f32(const float *a, const float *b, int64_t n);
+/* Reference quantizers (ggml's *_ref rules): dst receives n/32 blocks. */
+void quantize_row_q8_0(const float *src, void *dst, int64_t n);
+void quantize_row_q4_0(const float *src, void *dst, int64_t n);
+
+/* ---- matrix products (matmul.c) ---- */
+
+/* A weight matrix as stored: rows = output features, cols = input features (PyTorch [out, in],
+ * GGUF ne = {in, out}); row o is row_bytes bytes at data + o·row_bytes. */
+typedef struct weight_matrix {
+    const void *data;
+    tandem_type type;
+    int64_t rows, cols;
+    size_t row_bytes;
+} weight_matrix;
+
+/* y (n_tokens, w->rows) = x (n_tokens, w->cols) · Wᵀ, rows split over the pool's threads.
+ * scratch: (thread_pool_size(pool), w->cols) floats, used to dequantize a row once for many tokens. */
+void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens, float *scratch);
+
+/* ---- element-wise and per-vector ops (ops.c) ---- */
+
+/* out (n) = w ⊙ x / sqrt(mean(x²) + eps); out may alias x. w (n) multiplies directly (not 1 + w). */
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, float eps);
+/* Rotary embedding, rotate-half ("NEOX") layout as in HF Qwen3 apply_rotary_pos_emb: for each head
+ * vector x (head_dim), pairs (k, k + head_dim/2) rotate by angle pos·inv_freq[k].
+ * x: (n_heads, head_dim) in place; inv_freq: (head_dim/2). */
+void rope_forward(float *x, int n_heads, int head_dim, int32_t pos, const float *inv_freq);
+/* inv_freq (head_dim/2) = 1 / theta^(2k/head_dim), computed in float32 as HF does. */
+void rope_inv_freq(float *inv_freq, int head_dim, float theta);
+/* In place softmax of x (n). */
+void softmax_forward(float *x, int n);
+/* out (n) = silu(gate) ⊙ up, silu(z) = z / (1 + e^-z); out may alias gate. */
+void swiglu_forward(float *out, const float *gate, const float *up, int n);
+/* out (n) += x (n). */
+void add_forward(float *out, const float *x, int64_t n);
+/* Causal attention for one query against the n_keys cached keys of its KV head:
+ * out (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u.
+ * q (head_dim); keys, values (n_keys, head_dim) contiguous; scores: scratch of n_keys floats. */
+void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                       int head_dim, float scale, float *scores);
+
+#endif

@@ -1,0 +1,200 @@
+/* test_golden_models.c — tandem's Qwen3 forward pass against Hugging Face transformers: logits of every
+ * position (batched prefill, token-by-token decode, chunked), 64 greedy tokens, and KV rollback.
+ * References come from tests/gen/make_golden.py: tests/golden/models/<name>/reference-<variant>.safetensors,
+ * where <variant> is a GGUF file model-<variant>.gguf in the same folder or, otherwise, the folder itself. */
+#include <dirent.h>
+#include <stdlib.h>
+
+#include "safetensors.h"
+#include "tandem.h"
+#include "test.h"
+
+/* f32 arithmetic in a different order than PyTorch: differences are ~1e-6 relative; the issue's bar is
+ * 1e-4 absolute on logits (references for quantized files use the dequantized weights, so the same bar). */
+static const double LOGIT_TOL = 1e-4;
+
+typedef struct reference {
+    st_set *st;
+    const int32_t *prompt, *greedy, *prompt2;
+    const float *logits, *logits2;  /* (n_prompt + n_greedy, vocab), (n_prompt2, vocab) */
+    int n_prompt, n_greedy, n_prompt2, vocab;
+} reference;
+
+static const st_tensor *need(const st_set *st, const char *name, const char *dtype, int n_dims) {
+    const st_tensor *t = safetensors_find(st, name);
+    if (!t || strcmp(t->dtype, dtype) != 0 || t->n_dims != n_dims) return NULL;
+    return t;
+}
+
+static bool load_reference(const char *path, reference *r) {
+    memset(r, 0, sizeof *r);
+    if (safetensors_open_file(path, &r->st) != TANDEM_OK) {
+        fprintf(stderr, "%s: %s\n", path, tandem_last_error());
+        return false;
+    }
+    const st_tensor *p = need(r->st, "prompt", "I32", 1), *g = need(r->st, "greedy", "I32", 1),
+                    *l = need(r->st, "logits", "F32", 2), *p2 = need(r->st, "prompt2", "I32", 1),
+                    *l2 = need(r->st, "logits2", "F32", 2);
+    if (!p || !g || !l || !p2 || !l2) {
+        fprintf(stderr, "%s: reference tensors missing or of the wrong type\n", path);
+        return false;
+    }
+    r->prompt = p->data;
+    r->greedy = g->data;
+    r->prompt2 = p2->data;
+    r->logits = l->data;
+    r->logits2 = l2->data;
+    r->n_prompt = (int)p->shape[0];
+    r->n_greedy = (int)g->shape[0];
+    r->n_prompt2 = (int)p2->shape[0];
+    r->vocab = (int)l->shape[1];
+    return l->shape[0] == r->n_prompt + r->n_greedy && l2->shape[0] == r->n_prompt2 && l2->shape[1] == r->vocab;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;  /* NaN propagates as a failure */
+    }
+    return m;
+}
+
+static tandem_ctx *new_ctx(tandem_model *m, int n_ctx, int n_batch) {
+    tandem_ctx_params cp = tandem_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    tandem_ctx *ctx = NULL;
+    CHECK_OK(tandem_ctx_init(m, &cp, &ctx));
+    return ctx;
+}
+
+static void check_variant(const char *label, const char *model_path, const reference *r) {
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = 2;
+    tandem_model *m = NULL;
+    CHECK_OK(tandem_model_load(model_path, &mp, &m));
+    if (!m) return;
+    tandem_model_info info;
+    tandem_model_get_info(m, &info);
+    CHECK_MSG(info.vocab_size == r->vocab, "%s: vocab %d vs reference %d", label, info.vocab_size, r->vocab);
+    if (info.vocab_size != r->vocab) goto out;
+    const int n_seq = r->n_prompt + r->n_greedy, V = r->vocab;
+    int32_t *seq = malloc(sizeof *seq * (size_t)n_seq);
+    float *logits = malloc(sizeof *logits * (size_t)n_seq * V);
+    memcpy(seq, r->prompt, sizeof *seq * (size_t)r->n_prompt);
+    memcpy(seq + r->n_prompt, r->greedy, sizeof *seq * (size_t)r->n_greedy);
+
+    /* 1. the whole sequence in batched passes (n_batch 64: two chunks), every position's logits */
+    tandem_ctx *ctx = new_ctx(m, 128, 64);
+    CHECK_OK(tandem_ctx_eval(ctx, seq, n_seq, logits));
+    double d = max_abs_diff(logits, r->logits, (size_t)n_seq * V);
+    CHECK_MSG(d < LOGIT_TOL, "%s: batched logits differ from transformers by %g", label, d);
+    printf("%-28s batched max|Δlogit| %.2e", label, d);
+
+    /* 2. token by token (the decode path), and tandem_ctx_logits after each step */
+    CHECK_OK(tandem_ctx_truncate(ctx, 0));
+    double worst = 0;
+    for (int t = 0; t < n_seq; t++) {
+        CHECK_OK(tandem_ctx_eval(ctx, seq + t, 1, NULL));
+        d = max_abs_diff(tandem_ctx_logits(ctx), r->logits + (size_t)t * V, (size_t)V);
+        if (!(d <= worst)) worst = d;
+    }
+    CHECK_MSG(worst < LOGIT_TOL, "%s: decode logits differ from transformers by %g", label, worst);
+    printf("  decode %.2e", worst);
+
+    /* 3. KV rollback: feed wrong tokens, roll back, continue with the right ones (odd chunk sizes) */
+    CHECK_OK(tandem_ctx_truncate(ctx, 0));
+    CHECK_OK(tandem_ctx_eval(ctx, seq, 21, NULL));
+    int32_t wrong[7];
+    for (int i = 0; i < 7; i++) wrong[i] = (seq[21 + i] + 1 + i) % V;
+    CHECK_OK(tandem_ctx_eval(ctx, wrong, 7, NULL));
+    CHECK_OK(tandem_ctx_truncate(ctx, 21));
+    CHECK(tandem_ctx_logits(ctx) == NULL);
+    CHECK_OK(tandem_ctx_eval(ctx, seq + 21, 3, logits));  /* verification-style pass of 3 tokens */
+    d = max_abs_diff(logits, r->logits + (size_t)21 * V, (size_t)3 * V);
+    CHECK_OK(tandem_ctx_eval(ctx, seq + 24, n_seq - 24, NULL));
+    double d_last = max_abs_diff(tandem_ctx_logits(ctx), r->logits + (size_t)(n_seq - 1) * V, (size_t)V);
+    CHECK_MSG(d < LOGIT_TOL && d_last < LOGIT_TOL, "%s: after rollback logits differ by %g / %g", label, d, d_last);
+    printf("  rollback %.2e", d > d_last ? d : d_last);
+    tandem_ctx_free(ctx);
+
+    /* 4. greedy generation of 64 tokens from the prompt, with a small batch to exercise chunking */
+    ctx = new_ctx(m, 128, 5);
+    tandem_gen_params gp = tandem_gen_default_params(m);
+    gp.sampling.temperature = 0;
+    gp.sampling.repeat_penalty = 1;
+    gp.max_tokens = r->n_greedy;
+    gp.ignore_eos = true;
+    tandem_gen_result res;
+    CHECK_OK(tandem_generate(ctx, r->prompt, (size_t)r->n_prompt, &gp, &res));
+    int same = 0;
+    while (same < (int)res.n_ids && same < r->n_greedy && res.ids[same] == r->greedy[same]) same++;
+    CHECK_MSG(same == r->n_greedy && (int)res.n_ids == r->n_greedy, "%s: greedy tokens agree for %d of %d", label,
+              same, r->n_greedy);
+    CHECK(res.finish == TANDEM_FINISH_LENGTH);
+    printf("  greedy %d/%d", same, r->n_greedy);
+    tandem_gen_result_free(&res);
+    tandem_ctx_free(ctx);
+
+    /* 5. a second, unrelated sequence in a fresh context */
+    ctx = new_ctx(m, 16, 64);
+    CHECK_OK(tandem_ctx_eval(ctx, r->prompt2, r->n_prompt2, logits));
+    d = max_abs_diff(logits, r->logits2, (size_t)r->n_prompt2 * V);
+    CHECK_MSG(d < LOGIT_TOL, "%s: prompt2 logits differ by %g", label, d);
+    /* context full: nothing changes, and the error says so */
+    CHECK_FAILS(tandem_ctx_eval(ctx, r->prompt, 12, NULL), TANDEM_ERR_CONTEXT_FULL, "context");
+    CHECK(tandem_ctx_n_past(ctx) == r->n_prompt2);
+    printf("\n");
+    tandem_ctx_free(ctx);
+    free(seq);
+    free(logits);
+out:
+    tandem_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s GOLDEN_DIR\n", argv[0]);
+        return 2;
+    }
+    char models[4096];
+    snprintf(models, sizeof models, "%s/models", argv[1]);
+    DIR *top = opendir(models);
+    CHECK_MSG(top != NULL, "cannot open %s", models);
+    if (!top) return test_summary();
+    int n_variants = 0;
+    struct dirent *e;
+    while ((e = readdir(top))) {
+        if (e->d_name[0] == '.') continue;
+        char dir[4096 + 256];
+        snprintf(dir, sizeof dir, "%s/%s", models, e->d_name);
+        DIR *sub = opendir(dir);
+        if (!sub) continue;
+        struct dirent *f;
+        while ((f = readdir(sub))) {
+            const char *n = f->d_name;
+            size_t len = strlen(n);
+            if (strncmp(n, "reference-", 10) != 0 || len < 22 || strcmp(n + len - 12, ".safetensors") != 0) continue;
+            char variant[256], ref_path[8192], gguf_path[8192], label[300];
+            snprintf(variant, sizeof variant, "%.*s", (int)(len - 22), n + 10);
+            snprintf(ref_path, sizeof ref_path, "%s/%s", dir, n);
+            snprintf(gguf_path, sizeof gguf_path, "%s/model-%s.gguf", dir, variant);
+            snprintf(label, sizeof label, "%s/%s", e->d_name, variant);
+            reference r;
+            bool ok = load_reference(ref_path, &r);
+            CHECK_MSG(ok, "%s: bad reference file", ref_path);
+            if (ok) {
+                FILE *g = fopen(gguf_path, "rb");
+                if (g) fclose(g);
+                check_variant(label, g ? gguf_path : dir, &r);
+                n_variants++;
+            }
+            safetensors_close(r.st);
+        }
+        closedir(sub);
+    }
+    closedir(top);
+    CHECK_MSG(n_variants >= 10, "expected at least 10 golden variants, found %d", n_variants);
+    return test_summary();
+}

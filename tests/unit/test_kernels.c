@@ -1,0 +1,173 @@
+/* test_kernels.c — kernels against plain definitions: f16/bf16 conversion, quantize→dequantize error,
+ * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention. */
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "test.h"
+
+static uint64_t rng_state = 12345;
+static float frand(void) {  /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+static void check_half_precision(void) {
+    /* every finite f16 survives f16 → f32 → f16 */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) continue; /* NaN payloads */
+        if (f32_to_f16(f16_to_f32((uint16_t)h)) != h) bad++;
+    }
+    CHECK_MSG(bad == 0, "%d f16 values do not round-trip", bad);
+    CHECK(f16_to_f32(0x3C00) == 1.0f && f16_to_f32(0xC000) == -2.0f && f16_to_f32(0x0001) == 0x1p-24f);
+    CHECK(f32_to_f16(65504.0f) == 0x7BFF && f32_to_f16(65520.0f) == 0x7C00);
+    CHECK(f32_to_f16(1.0f + 0x1p-11f) == 0x3C00);      /* tie → even */
+    CHECK(f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3C02);  /* tie → even (up) */
+    CHECK(bf16_to_f32(0x3F80) == 1.0f && f32_to_bf16(1.0f) == 0x3F80);
+    CHECK(f32_to_bf16(1.0f + 0x1p-8f) == 0x3F80 && f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3F82);
+}
+
+/* Quantize, dequantize, and compare with the original: the per-block error is bounded by the step. */
+static void check_quant_roundtrip(void) {
+    enum { N = 32 * 37 };
+    float x[N], y[N];
+    uint8_t q[N * 2];
+    for (int i = 0; i < N; i++) x[i] = frand() * (1 + i % 7);
+    quantize_row_q8_0(x, q, N);
+    dequantize_row(TANDEM_TYPE_Q8_0, q, y, N);
+    double worst = 0;
+    for (int b = 0; b < N / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+        for (int j = 0; j < 32; j++) worst = fmax(worst, fabs(x[32 * b + j] - y[32 * b + j]) / (amax / 127));
+    }
+    /* half a step from rounding, plus up to 127 × the f16 rounding of the scale (2^-11 relative) */
+    CHECK_MSG(worst <= 0.5 + 127 * 0x1p-11, "Q8_0 error %g steps", worst);
+    quantize_row_q4_0(x, q, N);
+    dequantize_row(TANDEM_TYPE_Q4_0, q, y, N);
+    worst = 0;
+    for (int b = 0; b < N / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+        for (int j = 0; j < 32; j++) worst = fmax(worst, fabs(x[32 * b + j] - y[32 * b + j]) / (amax / 8));
+    }
+    CHECK_MSG(worst <= 1.0 + 1e-2, "Q4_0 error %g steps", worst);
+}
+
+/* dot_row(type) equals a double-precision dot of the dequantized row, for every supported type. */
+static void check_dot_rows(void) {
+    const tandem_type types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16, TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0};
+    const int sizes[] = {32, 64, 96, 544, 1056};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            const int n = sizes[si];
+            float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *deq = malloc(sizeof(float) * n);
+            uint8_t *row = malloc((size_t)n * 4 + 64);
+            for (int i = 0; i < n; i++) x[i] = frand(), w[i] = frand();
+            switch (types[ti]) {
+            case TANDEM_TYPE_F32: memcpy(row, w, sizeof(float) * n); break;
+            case TANDEM_TYPE_F16: for (int i = 0; i < n; i++) { uint16_t h = f32_to_f16(w[i]); memcpy(row + 2 * i, &h, 2); } break;
+            case TANDEM_TYPE_BF16: for (int i = 0; i < n; i++) { uint16_t h = f32_to_bf16(w[i]); memcpy(row + 2 * i, &h, 2); } break;
+            case TANDEM_TYPE_Q8_0: quantize_row_q8_0(w, row, n); break;
+            default: quantize_row_q4_0(w, row, n); break;
+            }
+            dequantize_row(types[ti], row, deq, n);
+            double ref = 0;
+            for (int i = 0; i < n; i++) ref += (double)deq[i] * x[i];
+            float got = dot_row(types[ti], row, x, n);
+            CHECK_MSG(fabs(got - ref) < 1e-4 * (1 + fabs(ref)), "%s n=%d: %g vs %g", tandem_type_name(types[ti]), n, got, ref);
+            free(x); free(w); free(deq); free(row);
+        }
+    }
+}
+
+/* matmul with 1..3 threads, 1..9 tokens, odd row counts: every entry against a double loop. */
+static void check_matmul(void) {
+    const int rows_list[] = {1, 17, 33, 100}, cols = 64;
+    for (int threads = 1; threads <= 3; threads++) {
+        thread_pool *pool;
+        CHECK_OK(thread_pool_create(threads, &pool));
+        for (size_t ri = 0; ri < 4; ri++) {
+            const int rows = rows_list[ri];
+            for (int n_tok = 1; n_tok <= 9; n_tok += 4) {
+                for (int q = 0; q < 2; q++) {
+                    tandem_type type = q ? TANDEM_TYPE_Q8_0 : TANDEM_TYPE_F32;
+                    size_t row_bytes = q ? (size_t)cols / 32 * 34 : (size_t)cols * 4;
+                    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n_tok * cols);
+                    float *y = malloc(sizeof(float) * n_tok * rows), *scratch = malloc(sizeof(float) * threads * cols);
+                    float *deq = malloc(sizeof(float) * cols);
+                    uint8_t *data = malloc(row_bytes * rows);
+                    for (int i = 0; i < rows * cols; i++) w[i] = frand();
+                    for (int i = 0; i < n_tok * cols; i++) x[i] = frand();
+                    for (int r = 0; r < rows; r++) {
+                        if (q) quantize_row_q8_0(w + r * cols, data + r * row_bytes, cols);
+                        else memcpy(data + r * row_bytes, w + r * cols, row_bytes);
+                    }
+                    weight_matrix m = {data, type, rows, cols, row_bytes};
+                    matmul(pool, y, x, &m, n_tok, scratch);
+                    double worst = 0;
+                    for (int r = 0; r < rows; r++) {
+                        dequantize_row(type, data + r * row_bytes, deq, cols);
+                        for (int t = 0; t < n_tok; t++) {
+                            double ref = 0;
+                            for (int c = 0; c < cols; c++) ref += (double)deq[c] * x[t * cols + c];
+                            worst = fmax(worst, fabs(ref - y[t * rows + r]));
+                        }
+                    }
+                    CHECK_MSG(worst < 1e-4, "matmul %s threads=%d rows=%d tokens=%d: %g", tandem_type_name(type),
+                              threads, rows, n_tok, worst);
+                    free(w); free(x); free(y); free(scratch); free(deq); free(data);
+                }
+            }
+        }
+        thread_pool_free(pool);
+    }
+}
+
+static void check_ops(void) {
+    /* RMSNorm */
+    float x[8] = {1, -2, 3, -4, 5, -6, 7, -8}, w[8], out[8];
+    double ms = 0;
+    for (int i = 0; i < 8; i++) w[i] = 0.5f + i * 0.1f, ms += x[i] * x[i] / 8.0;
+    rmsnorm_forward(out, x, w, 8, 1e-6f);
+    for (int i = 0; i < 8; i++) CHECK_NEAR(out[i], w[i] * x[i] / sqrt(ms + 1e-6), 1e-6);
+
+    /* RoPE rotate-half: pairs (k, k + d/2) rotate by pos·θ^(-2k/d); norms are preserved */
+    enum { D = 8 };
+    float inv[D / 2], v[2 * D], v0[2 * D];
+    rope_inv_freq(inv, D, 10000.0f);
+    for (int k = 0; k < D / 2; k++) CHECK_NEAR(inv[k], pow(10000.0, -2.0 * k / D), 1e-6);
+    for (int i = 0; i < 2 * D; i++) v[i] = v0[i] = frand();
+    rope_forward(v, 2, D, 5, inv);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < D / 2; k++) {
+            double a = 5.0 * inv[k], x0 = v0[h * D + k], x1 = v0[h * D + k + D / 2];
+            CHECK_NEAR(v[h * D + k], x0 * cos(a) - x1 * sin(a), 1e-6);
+            CHECK_NEAR(v[h * D + k + D / 2], x1 * cos(a) + x0 * sin(a), 1e-6);
+        }
+
+    /* softmax, SwiGLU */
+    float s[4] = {1, 2, 3, 1000};
+    softmax_forward(s, 4);
+    CHECK_NEAR(s[3], 1.0, 1e-6);
+    CHECK(s[0] >= 0 && s[0] < 1e-6);
+    float g[3] = {-1, 0, 2}, u[3] = {2, 3, 4}, o[3];
+    swiglu_forward(o, g, u, 3);
+    for (int i = 0; i < 3; i++) CHECK_NEAR(o[i], g[i] / (1 + exp(-g[i])) * u[i], 1e-6);
+
+    /* attention: one key → its value; equal scores → mean of values */
+    float q[4] = {1, 0, 0, 0}, keys[8] = {0}, vals[8] = {1, 2, 3, 4, 5, 6, 7, 8}, att[4], sc[2];
+    attention_forward(att, q, keys, vals, 1, 4, 0.5f, sc);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], vals[i], 1e-6);
+    attention_forward(att, q, keys, vals, 2, 4, 0.5f, sc);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], (vals[i] + vals[4 + i]) / 2, 1e-6);
+}
+
+int main(void) {
+    check_half_precision();
+    check_quant_roundtrip();
+    check_dot_rows();
+    check_matmul();
+    check_ops();
+    return test_summary();
+}
