@@ -66,6 +66,7 @@ static int test_checks, test_failures;
     } while (0)
 
 static inline int test_summary(void) {
+    fflush(stdout);
     fprintf(stderr, "%d checks, %d failed\n", test_checks, test_failures);
     return test_failures == 0 && test_checks > 0 ? 0 : 1;
 }

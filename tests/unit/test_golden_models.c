@@ -1,8 +1,8 @@
 /* test_golden_models.c — tandem's Qwen3 forward pass against Hugging Face transformers: logits of every
  * position (batched prefill, token-by-token decode, chunked), 64 greedy tokens, and KV rollback.
- * References come from tests/gen/make_golden.py: tests/golden/models/<name>/reference-<variant>.safetensors,
- * where <variant> is a GGUF file model-<variant>.gguf in the same folder or, otherwise, the folder itself. */
-#include <dirent.h>
+ * References come from tests/gen/make_golden.py; tests/golden/models/manifest.json lists every model, its
+ * variants (the HF folder ".", or a GGUF file) and the reference .safetensors of each. */
+#include <jansson.h>
 #include <stdlib.h>
 
 #include "safetensors.h"
@@ -158,43 +158,36 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s GOLDEN_DIR\n", argv[0]);
         return 2;
     }
-    char models[4096];
-    snprintf(models, sizeof models, "%s/models", argv[1]);
-    DIR *top = opendir(models);
-    CHECK_MSG(top != NULL, "cannot open %s", models);
-    if (!top) return test_summary();
+    char manifest_path[4096];
+    snprintf(manifest_path, sizeof manifest_path, "%s/models/manifest.json", argv[1]);
+    json_error_t err;
+    json_t *manifest = json_load_file(manifest_path, 0, &err);
+    CHECK_MSG(manifest != NULL, "%s: %s", manifest_path, err.text);
+    if (!manifest) return test_summary();
     int n_variants = 0;
-    struct dirent *e;
-    while ((e = readdir(top))) {
-        if (e->d_name[0] == '.') continue;
-        char dir[4096 + 256];
-        snprintf(dir, sizeof dir, "%s/%s", models, e->d_name);
-        DIR *sub = opendir(dir);
-        if (!sub) continue;
-        struct dirent *f;
-        while ((f = readdir(sub))) {
-            const char *n = f->d_name;
-            size_t len = strlen(n);
-            if (strncmp(n, "reference-", 10) != 0 || len < 22 || strcmp(n + len - 12, ".safetensors") != 0) continue;
-            char variant[256], ref_path[8192], gguf_path[8192], label[300];
-            snprintf(variant, sizeof variant, "%.*s", (int)(len - 22), n + 10);
-            snprintf(ref_path, sizeof ref_path, "%s/%s", dir, n);
-            snprintf(gguf_path, sizeof gguf_path, "%s/model-%s.gguf", dir, variant);
-            snprintf(label, sizeof label, "%s/%s", e->d_name, variant);
+    const char *model_name, *variant_name;
+    json_t *model, *variant;
+    json_object_foreach(json_object_get(manifest, "models"), model_name, model) {
+        json_object_foreach(json_object_get(model, "variants"), variant_name, variant) {
+            const char *file = json_string_value(json_object_get(variant, "file"));
+            const char *ref = json_string_value(json_object_get(variant, "reference"));
+            CHECK_MSG(file && ref, "%s/%s: manifest entry lacks file or reference", model_name, variant_name);
+            if (!file || !ref) continue;
+            char model_path[8192], ref_path[8192], label[300];
+            snprintf(model_path, sizeof model_path, "%s/models/%s/%s", argv[1], model_name, file);
+            snprintf(ref_path, sizeof ref_path, "%s/models/%s/%s", argv[1], model_name, ref);
+            snprintf(label, sizeof label, "%s/%s", model_name, variant_name);
             reference r;
             bool ok = load_reference(ref_path, &r);
             CHECK_MSG(ok, "%s: bad reference file", ref_path);
             if (ok) {
-                FILE *g = fopen(gguf_path, "rb");
-                if (g) fclose(g);
-                check_variant(label, g ? gguf_path : dir, &r);
+                check_variant(label, model_path, &r);
                 n_variants++;
             }
             safetensors_close(r.st);
         }
-        closedir(sub);
     }
-    closedir(top);
+    json_decref(manifest);
     CHECK_MSG(n_variants >= 10, "expected at least 10 golden variants, found %d", n_variants);
     return test_summary();
 }

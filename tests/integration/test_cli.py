@@ -1,0 +1,337 @@
+"""The tandem program as a user runs it: every command and its --help, usage errors, generation against
+the transformers goldens, stop strings, streaming, tokenizer-only folders, and clear errors on bad files."""
+import json
+import resource
+import shutil
+import struct
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+TINY = "tied_gqa2"
+
+
+def last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def reference(models_dir, name, variant="hf"):
+    return load_file(str(models_dir / name / f"reference-{variant}.safetensors"))
+
+
+# ---- help and usage ----
+
+@pytest.mark.parametrize("cmd", ["run", "tokenize", "detokenize", "info"])
+def test_help_on_every_command(run_tandem, cmd):
+    cp = run_tandem(cmd, "--help")
+    assert cp.stdout.startswith("usage: tandem " + cmd)
+
+
+def test_top_level_help_and_unknown_command(run_tandem):
+    assert "commands:" in run_tandem("--help").stdout
+    cp = run_tandem("frobnicate", check=False)
+    assert cp.returncode == 2 and "unknown command" in cp.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "-m", "x", "-p", "hi", "--bogus"], "unknown option '--bogus'"),
+    (["run", "-m", "x", "-p"], "needs a value"),
+    (["run", "-p", "hi"], "missing -m"),
+    (["run", "-m", "x", "-p", "a", "-f", "b"], "exactly one of"),
+    (["run", "-m", "x", "-p", "a", "-n", "ten"], "not an integer"),
+    (["run", "-m", "x", "-p", "a", "--top-p", "1.5"], "outside"),
+    (["tokenize", "-m", "x"], "exactly one of"),
+    (["info"], "missing MODEL"),
+    (["info", "a", "b"], "more than one"),
+])
+def test_usage_errors(run_tandem, args, needle):
+    cp = run_tandem(*args, check=False)
+    assert cp.returncode == 2, cp.stderr
+    assert needle in cp.stderr
+
+
+# ---- generation ----
+
+@pytest.mark.parametrize("variant,path", [("hf", "."), ("gguf-q8_0", "model-q8_0.gguf")])
+def test_run_greedy_matches_transformers(run_tandem, models_dir, variant, path):
+    ref = reference(models_dir, TINY, variant)
+    model = models_dir / TINY / path
+    # the prompt goes in as text: detokenize the reference prompt ids, and check tokenize gives them back
+    ids = [str(i) for i in ref["prompt"].tolist()]
+    text = run_tandem("detokenize", "-m", model, *ids).stdout
+    assert last_json(run_tandem("tokenize", "-m", model, "--text", text, "--json").stdout)["ids"] == \
+        ref["prompt"].tolist()
+    cp = run_tandem("run", "-m", model, "-p", text, "-n", "64", "--temp", "0", "--ignore-eos", "--json")
+    out = last_json(cp.stdout)
+    assert out["prompt_ids"] == ref["prompt"].tolist()
+    assert out["generated_ids"] == ref["greedy"].tolist()
+    assert out["finish_reason"] == "length"
+    t = out["timings"]
+    assert t["generated_tokens"] == 64 and t["prompt_tokens"] == len(ids)
+    assert t["ttft_ms"] > 0 and t["decode_tokens_per_s"] > 0
+    # the streamed text printed before the JSON line is the same text
+    assert cp.stdout.startswith(out["text"])
+
+
+def test_seed_reproducible_and_sampling_varies(run_tandem, models_dir):
+    model = models_dir / TINY
+    def gen(seed):
+        return last_json(run_tandem("run", "-m", model, "-p", "hello", "-n", "24", "--temp", "1.0",
+                                    "--top-k", "0", "--top-p", "1", "--min-p", "0", "--seed", str(seed),
+                                    "--ignore-eos", "--json").stdout)["generated_ids"]
+    a, b, c = gen(1), gen(1), gen(2)
+    assert a == b
+    assert a != c
+
+
+def test_stop_string_cuts_text(run_tandem, models_dir):
+    model = models_dir / TINY
+    full = last_json(run_tandem("run", "-m", model, "-p", "def f", "-n", "40", "--temp", "0", "--ignore-eos",
+                                "--json").stdout)
+    text = full["text"]
+    assert len(text) > 12
+    stop = text[8:12]
+    first = text.index(stop)
+    cp = run_tandem("run", "-m", model, "-p", "def f", "-n", "40", "--temp", "0", "--ignore-eos",
+                    "--stop", stop, "--json")
+    out = last_json(cp.stdout)
+    assert out["finish_reason"] == "stop"
+    assert out["text"] == text[:first]
+    assert stop not in cp.stdout.rsplit("\n", 2)[0]  # never streamed
+
+
+def test_eos_from_generation_config_ends_generation(run_tandem, models_dir, tmp_path):
+    """Make the greedy path's 3rd token an end-of-generation id via generation_config.json: it must stop there."""
+    ref = reference(models_dir, TINY)
+    model = tmp_path / "m"
+    shutil.copytree(models_dir / TINY, model)
+    third = int(ref["greedy"][2])
+    (model / "generation_config.json").write_text(json.dumps({"eos_token_id": [third], "do_sample": False}))
+    text = run_tandem("detokenize", "-m", model, *[str(i) for i in ref["prompt"].tolist()]).stdout
+    out = last_json(run_tandem("run", "-m", model, "-p", text, "-n", "64", "--json").stdout)
+    assert out["finish_reason"] == "eos"
+    assert out["generated_ids"] == ref["greedy"][:3].tolist()
+
+
+def test_context_full_is_reported(run_tandem, models_dir):
+    out = last_json(run_tandem("run", "-m", models_dir / TINY, "-p", "abc", "-c", "12", "--temp", "0",
+                               "--ignore-eos", "--json").stdout)
+    assert out["finish_reason"] == "context_full"
+    assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 13  # the last sampled token needs no slot
+    cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
+    assert cp.returncode == 1 and "context full" in cp.stderr
+
+
+# ---- tokenizer commands ----
+
+def test_tokenizer_only_folder_matches_hf(run_tandem, qwen3_tokenizer_dir, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(qwen3_tokenizer_dir / name, folder / name)
+    hf = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for text in ["Hello world! It's 2026.", "<|im_start|>user\n你好，世界<|im_end|>\n", "def f(x):\n\treturn x  # ok"]:
+        ids = last_json(run_tandem("tokenize", "-m", folder, "--text", text, "--json").stdout)["ids"]
+        assert ids == hf.encode(text, add_special_tokens=False).ids
+        plain = run_tandem("tokenize", "-m", folder, "--text", text).stdout.split()
+        assert [int(x) for x in plain] == ids
+        assert run_tandem("detokenize", "-m", folder, *map(str, ids)).stdout == text
+    # --no-special: the markers are ordinary text
+    ids = last_json(run_tandem("tokenize", "-m", folder, "--text", "<|im_end|>", "--json", "--no-special").stdout)["ids"]
+    assert 151645 not in ids and len(ids) > 1
+
+
+def test_tokenize_from_file_and_stdin(run_tandem, models_dir, tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("some text\n")
+    a = run_tandem("tokenize", "-m", models_dir / TINY, "-f", f).stdout
+    b = run_tandem("tokenize", "-m", models_dir / TINY, "-f", "-", input="some text\n").stdout
+    assert a == b and a.strip()
+
+
+# ---- info ----
+
+def test_info_folder_and_gguf(run_tandem, models_dir):
+    folder = last_json(run_tandem("info", models_dir / "untied_gqa4", "--json").stdout)
+    manifest = json.loads((models_dir / "manifest.json").read_text())
+    cfg = manifest["models"]["untied_gqa4"]["config"]
+    assert folder["n_layers"] == cfg["num_hidden_layers"] and folder["dim"] == cfg["hidden_size"]
+    assert folder["n_heads"] == cfg["num_attention_heads"] and folder["n_kv_heads"] == cfg["num_key_value_heads"]
+    assert folder["head_dim"] == cfg["head_dim"] and folder["ffn_dim"] == cfg["intermediate_size"]
+    assert folder["tied_embeddings"] is False and folder["source"] == "safetensors"
+    gguf = last_json(run_tandem("info", models_dir / "tied_gqa2" / "model-q4_0.gguf", "--json").stdout)
+    assert gguf["source"] == "gguf" and gguf["tied_embeddings"] is True
+    assert set(gguf["tensor_types"]) == {"F32", "Q4_0"}
+    assert gguf["tokenizer"]["eos_ids"] and gguf["tokenizer"]["vocab_size"] <= gguf["vocab_size"]
+    text = run_tandem("info", models_dir / "tied_gqa2" / "model-q4_0.gguf", "--tensors").stdout
+    assert "blk.0.attn_q.weight" in text and "Q4_0" in text
+
+
+def test_info_on_8b_shaped_file_reads_no_weights(run_tandem, sparse_qwen3_8b_gguf, tandem_bin):
+    size = sparse_qwen3_8b_gguf.stat().st_size
+    assert size > 4e9
+    # The file was written a moment ago: the first open pays for the kernel settling the fresh file
+    # (seen: ~2 s of system time once, 0.06 s after). Open it once, then measure.
+    run_tandem("info", sparse_qwen3_8b_gguf)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.monotonic()
+    cp = subprocess.run([str(tandem_bin), "info", str(sparse_qwen3_8b_gguf), "--json"], capture_output=True, text=True)
+    elapsed = time.monotonic() - t0
+    assert cp.returncode == 0, cp.stderr
+    info = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert info["n_layers"] == 36 and info["dim"] == 4096 and info["vocab_size"] == 151936
+    assert info["tensor_types"]["Q4_0"] == 36 * 7 + 2
+    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert elapsed < 1.0, f"tandem info took {elapsed:.2f} s"
+    # the peak RSS of all children so far: far below the 4.6 GB file (weights are mapped, not read)
+    assert max(rss_kb, before) * 1024 < size / 20, f"peak RSS {rss_kb} KiB"
+
+
+# ---- bad input: a clear message naming the file, exit code 1, never a crash ----
+
+def corrupt(src, dst, fn):
+    data = bytearray(src.read_bytes())
+    fn(data)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def expect_error(run_tandem, args, *needles):
+    cp = run_tandem(*args, check=False)
+    assert cp.returncode == 1, f"exit {cp.returncode}: {cp.stderr}"
+    for n in needles:
+        assert n in cp.stderr, cp.stderr
+    assert "Sanitizer" not in cp.stderr and "internal error" not in cp.stderr
+
+
+def test_bad_gguf_files(run_tandem, models_dir, tmp_path):
+    good = models_dir / TINY / "model-q8_0.gguf"
+    data = good.read_bytes()
+    for cut in [0, 3, 10, 23, 100, len(data) // 2, len(data) - 1]:
+        p = tmp_path / f"cut{cut}.gguf"
+        p.write_bytes(data[:cut])
+        expect_error(run_tandem, ["info", p], str(p))
+        expect_error(run_tandem, ["run", "-m", p, "-p", "x"], str(p))
+    bad_magic = corrupt(good, tmp_path / "magic.gguf", lambda d: d.__setitem__(slice(0, 4), b"GGUX"))
+    expect_error(run_tandem, ["info", bad_magic], "magic")
+    v9 = corrupt(good, tmp_path / "v9.gguf", lambda d: d.__setitem__(slice(4, 8), struct.pack("<I", 9)))
+    expect_error(run_tandem, ["info", v9], "version")
+    huge = corrupt(good, tmp_path / "count.gguf", lambda d: d.__setitem__(slice(8, 16), struct.pack("<q", 1 << 40)))
+    expect_error(run_tandem, ["info", huge], str(huge))
+
+
+def byte_level_alphabet():
+    """GPT-2's bytes_to_unicode: the 256 single-byte tokens a byte-level BPE vocabulary must have."""
+    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = [b for b in range(256) if b not in keep]
+    table = {b: chr(b) for b in keep}
+    table.update({b: chr(0x100 + i) for i, b in enumerate(extra)})
+    return [table[b] for b in range(256)]
+
+
+def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
+    """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order)."""
+    gguf = pytest.importorskip("gguf")
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    kv = {"block_count": 1, "context_length": 64, "embedding_length": 32, "feed_forward_length": 64,
+          "head_count": 2, "head_count_kv": 1, "key_length": 16, "value_length": 16}
+    kv.update(extra_kv or {})
+    for k, v in kv.items():
+        name = {"head_count": "attention.head_count", "head_count_kv": "attention.head_count_kv",
+                "key_length": "attention.key_length", "value_length": "attention.value_length"}.get(k, k)
+        w.add_uint32(f"qwen3.{name}", v)
+    w.add_float32("qwen3.attention.layer_norm_rms_epsilon", 1e-6)
+    w.add_float32("qwen3.rope.freq_base", 10000.0)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "qwen2")
+    w.add_array("tokenizer.ggml.tokens", byte_level_alphabet() + ["AB"] + [f"[PAD{i}]" for i in range(257, vocab_tokens)])
+    w.add_array("tokenizer.ggml.token_type", [1] * vocab_tokens)
+    w.add_array("tokenizer.ggml.merges", ["A B"])
+    w.add_uint32("tokenizer.ggml.eos_token_id", 0)
+    for name, arr in tensors.items():
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def tiny_tensors(vocab=258, dim=32, ffn=64, heads=2, kv_heads=1, hd=16):
+    rng = np.random.default_rng(0)
+    f = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float32)
+    return {"token_embd.weight": f(vocab, dim), "output_norm.weight": f(dim),
+            "blk.0.attn_norm.weight": f(dim), "blk.0.attn_q.weight": f(heads * hd, dim),
+            "blk.0.attn_k.weight": f(kv_heads * hd, dim), "blk.0.attn_v.weight": f(kv_heads * hd, dim),
+            "blk.0.attn_q_norm.weight": f(hd), "blk.0.attn_k_norm.weight": f(hd),
+            "blk.0.attn_output.weight": f(dim, heads * hd), "blk.0.ffn_norm.weight": f(dim),
+            "blk.0.ffn_gate.weight": f(ffn, dim), "blk.0.ffn_up.weight": f(ffn, dim),
+            "blk.0.ffn_down.weight": f(dim, ffn)}
+
+
+def test_gguf_semantic_errors(run_tandem, tmp_path):
+    ok = write_gguf(tmp_path / "ok.gguf", tiny_tensors())
+    out = last_json(run_tandem("run", "-m", ok, "-p", "AB", "-n", "3", "--temp", "0", "--json").stdout)
+    assert len(out["generated_ids"]) <= 3
+    t = tiny_tensors()
+    del t["blk.0.ffn_up.weight"]
+    expect_error(run_tandem, ["info", write_gguf(tmp_path / "missing.gguf", t)], "missing tensor 'blk.0.ffn_up.weight'")
+    t = tiny_tensors()
+    t["blk.0.attn_q.weight"] = t["blk.0.attn_q.weight"][:16]
+    expect_error(run_tandem, ["info", write_gguf(tmp_path / "shape.gguf", t)], "blk.0.attn_q.weight", "shape")
+    absurd = write_gguf(tmp_path / "absurd.gguf", tiny_tensors(), extra_kv={"block_count": 100000})
+    expect_error(run_tandem, ["info", absurd], "n_layers")
+    t = tiny_tensors()
+    t["blk.0.ffn_down.weight"] = t["blk.0.ffn_down.weight"].astype(np.float64)
+    expect_error(run_tandem, ["info", write_gguf(tmp_path / "f64.gguf", t)], "blk.0.ffn_down.weight")
+
+
+def copy_model(models_dir, tmp_path, name=TINY):
+    dst = tmp_path / name
+    shutil.copytree(models_dir / name, dst)
+    for g in dst.glob("*.gguf"):
+        g.unlink()
+    return dst
+
+
+def test_bad_hf_folders(run_tandem, models_dir, tmp_path):
+    m = copy_model(models_dir, tmp_path)
+    (m / "config.json").write_text("{ not json")
+    expect_error(run_tandem, ["info", m], "config.json", "invalid JSON")
+    cfg = json.loads((models_dir / TINY / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**cfg, "hidden_size": 10**9}))
+    expect_error(run_tandem, ["info", m], "config.json")
+    (m / "config.json").write_text(json.dumps({**cfg, "hidden_size": 48}))
+    expect_error(run_tandem, ["info", m], "model.embed_tokens.weight", "shape")
+    (m / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    expect_error(run_tandem, ["info", m], "model_type 'llama'")
+    (m / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "num_hidden_layers"}))
+    expect_error(run_tandem, ["info", m], "num_hidden_layers")
+    (m / "config.json").write_text(json.dumps(cfg))
+    (m / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": [1, 2]}}')
+    expect_error(run_tandem, ["info", m], "tokenizer.json")
+    (m / "tokenizer.json").unlink()
+    expect_error(run_tandem, ["info", m], "tokenizer.json")
+    (m / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    expect_error(run_tandem, ["info", m], "model.embed_tokens.weight")
+    (m / "model.safetensors").unlink()
+    expect_error(run_tandem, ["info", m], str(m))
+    expect_error(run_tandem, ["info", tmp_path / "does-not-exist"], "does-not-exist")
+
+
+def test_missing_shard_and_wrong_dtype(run_tandem, models_dir, tmp_path):
+    m = copy_model(models_dir, tmp_path, "sharded")
+    shards = sorted(m.glob("model-*.safetensors"))
+    assert len(shards) >= 2
+    shards[-1].unlink()
+    expect_error(run_tandem, ["info", m], shards[-1].name)
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    m2 = copy_model(models_dir, tmp_path)
+    tensors = safetensors_numpy.load_file(str(m2 / "model.safetensors"))
+    tensors["model.layers.0.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"].astype(np.int64)
+    safetensors_numpy.save_file(tensors, str(m2 / "model.safetensors"))
+    expect_error(run_tandem, ["info", m2], "model.layers.0.mlp.up_proj.weight", "I64")
