@@ -13,7 +13,7 @@ typedef struct st_tensor {
     int64_t shape[8];    /* outermost first (PyTorch order) */
     uint64_t nbytes;
     const void *data;    /* in the shard's map */
-    int32_t shard;       /* index into st_set.shard_paths */
+    int32_t shard;       /* index into st_set.shards */
 } st_tensor;
 
 typedef struct st_set {

@@ -1,0 +1,136 @@
+/* test_api.c — the public API's contracts: two models in one process, generation streaming equals the
+ * result text, argument errors with messages, and that every _free accepts NULL. */
+#include <stdlib.h>
+
+#include "tandem.h"
+#include "test.h"
+
+typedef struct stream {
+    char buf[8192];
+    size_t len;
+    int calls;
+} stream;
+
+static bool collect(const char *text, size_t len, void *user) {
+    stream *s = user;
+    if (s->len + len < sizeof s->buf) memcpy(s->buf + s->len, text, len);
+    s->len += len;
+    s->calls++;
+    return true;
+}
+
+static bool stop_after_first(const char *text, size_t len, void *user) {
+    (void)text;
+    (void)len;
+    (*(int *)user)++;
+    return false;
+}
+
+static tandem_model *load(const char *golden, const char *rel) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/%s", golden, rel);
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = 2;
+    tandem_model *m = NULL;
+    CHECK_OK(tandem_model_load(path, &mp, &m));
+    return m;
+}
+
+/* Greedy ids of n tokens after prompt, in a fresh context. */
+static void greedy(tandem_model *m, const int32_t *prompt, size_t n_prompt, int n, int32_t *out) {
+    tandem_ctx *ctx;
+    CHECK_OK(tandem_ctx_init(m, NULL, &ctx));
+    tandem_gen_params gp = tandem_gen_default_params(m);
+    gp.sampling.temperature = 0;
+    gp.max_tokens = n;
+    gp.ignore_eos = true;
+    tandem_gen_result r;
+    CHECK_OK(tandem_generate(ctx, prompt, n_prompt, &gp, &r));
+    CHECK((int)r.n_ids == n);
+    memcpy(out, r.ids, sizeof *out * (size_t)n);
+    tandem_gen_result_free(&r);
+    tandem_ctx_free(ctx);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *golden = argv[1];
+    /* two models at once (the draft/target situation), evaluated alternately */
+    tandem_model *a = load(golden, "tied_gqa2/model-q8_0.gguf"), *b = load(golden, "untied_gqa4");
+    if (!a || !b) return test_summary();
+    const int32_t prompt[4] = {10, 20, 30, 40};
+    int32_t ga[16], gb[16], ga2[16], gb2[16];
+    greedy(a, prompt, 4, 16, ga);
+    greedy(b, prompt, 4, 16, gb);
+    tandem_ctx *ca, *cb;
+    CHECK_OK(tandem_ctx_init(a, NULL, &ca));
+    CHECK_OK(tandem_ctx_init(b, NULL, &cb));
+    CHECK_OK(tandem_ctx_eval(ca, prompt, 4, NULL));
+    CHECK_OK(tandem_ctx_eval(cb, prompt, 4, NULL));
+    tandem_model_info ia, ib;
+    tandem_model_get_info(a, &ia);
+    tandem_model_get_info(b, &ib);
+    for (int i = 0; i < 16; i++) {  /* interleaved greedy steps */
+        const float *la = tandem_ctx_logits(ca), *lb = tandem_ctx_logits(cb);
+        int32_t xa = 0, xb = 0;
+        for (int v = 1; v < ia.vocab_size; v++) xa = la[v] > la[xa] ? v : xa;
+        for (int v = 1; v < ib.vocab_size; v++) xb = lb[v] > lb[xb] ? v : xb;
+        ga2[i] = xa;
+        gb2[i] = xb;
+        CHECK_OK(tandem_ctx_eval(ca, &xa, 1, NULL));
+        CHECK_OK(tandem_ctx_eval(cb, &xb, 1, NULL));
+    }
+    CHECK(memcmp(ga, ga2, sizeof ga) == 0);
+    CHECK(memcmp(gb, gb2, sizeof gb) == 0);
+    CHECK(memcmp(ga, gb, sizeof ga) != 0);
+
+    /* streamed text == result text; the callback can stop generation */
+    CHECK_OK(tandem_ctx_truncate(ca, 0));
+    tandem_gen_params gp = tandem_gen_default_params(a);
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 20;
+    gp.ignore_eos = true;
+    stream s = {0};
+    gp.on_text = collect;
+    gp.user = &s;
+    tandem_gen_result r;
+    CHECK_OK(tandem_generate(ca, prompt, 4, &gp, &r));
+    CHECK(s.len == r.text_len && memcmp(s.buf, r.text, r.text_len) == 0 && s.calls > 0);
+    tandem_gen_result_free(&r);
+    int calls = 0;
+    gp.on_text = stop_after_first;
+    gp.user = &calls;
+    CHECK_OK(tandem_ctx_truncate(ca, 0));
+    CHECK_OK(tandem_generate(ca, prompt, 4, &gp, &r));
+    CHECK(r.finish == TANDEM_FINISH_ABORTED && calls == 1 && r.n_ids < 20);
+    tandem_gen_result_free(&r);
+
+    /* errors name what is wrong */
+    int32_t bad = 100000;
+    CHECK_FAILS(tandem_ctx_eval(ca, &bad, 1, NULL), TANDEM_ERR_INVALID_ARG, "token id 100000");
+    CHECK_FAILS(tandem_ctx_truncate(ca, 1 << 20), TANDEM_ERR_INVALID_ARG, "n_keep");
+    tandem_ctx_params cp = tandem_ctx_default_params();
+    cp.n_ctx = -5;
+    tandem_ctx *none = NULL;
+    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "n_ctx");
+    tandem_model *missing = NULL;
+    CHECK_FAILS(tandem_model_load("/nonexistent/model.gguf", NULL, &missing), TANDEM_ERR_IO, "/nonexistent/model.gguf");
+    CHECK(missing == NULL);
+    CHECK(strcmp(tandem_status_name(TANDEM_ERR_FORMAT), "format error") == 0);
+    CHECK(strcmp(tandem_type_name(TANDEM_TYPE_Q4_0), "Q4_0") == 0 && strcmp(tandem_type_name((tandem_type)99), "?") == 0);
+
+    /* every _free takes NULL */
+    tandem_model_free(NULL);
+    tandem_ctx_free(NULL);
+    tandem_sampler_free(NULL);
+    tandem_tokenizer_free(NULL);
+    tandem_detokenizer_free(NULL);
+    tandem_gen_result_free(NULL);
+    tandem_free(NULL);
+
+    tandem_ctx_free(ca);
+    tandem_ctx_free(cb);
+    tandem_model_free(a);
+    tandem_model_free(b);
+    return test_summary();
+}
