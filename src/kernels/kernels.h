@@ -5,6 +5,15 @@
 
 #include "tandem_base.h"
 
+/* Hot loops are compiled several times (AVX-512, AVX2+FMA, baseline) and the loader picks the best the
+ * CPU has (GNU ifunc; gcc only: clang 14 mangles "arch=" clones differently). The loops are written so
+ * the compiler vectorises them; hand-written SIMD twins come with the performance work. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TANDEM_NO_CLONES)
+#define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KERNEL_CLONES
+#endif
+
 /* ---- quantized rows (quant.c) ---- */
 
 /* True if tandem can dequantize and multiply weights of type t. */

@@ -34,7 +34,7 @@ bool kernel_type_supported(tandem_type t) {
     }
 }
 
-void dequantize_row(tandem_type t, const void *src, float *dst, int64_t n) {
+KERNEL_CLONES void dequantize_row(tandem_type t, const void *src, float *dst, int64_t n) {
     pthread_once(&f16_table_once, f16_table_init);
     const uint8_t *p = src;
     switch (t) {
@@ -75,7 +75,7 @@ void dequantize_row(tandem_type t, const void *src, float *dst, int64_t n) {
 
 /* Sixteen independent partial sums let the compiler keep them in one vector register without being
  * allowed to reassociate a single running sum. */
-float dot_f32(const float *a, const float *b, int64_t n) {
+KERNEL_CLONES float dot_f32(const float *a, const float *b, int64_t n) {
     float acc[16] = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -86,7 +86,7 @@ float dot_f32(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-float dot_row(tandem_type t, const void *row, const float *x, int64_t n) {
+KERNEL_CLONES float dot_row(tandem_type t, const void *row, const float *x, int64_t n) {
     const uint8_t *p = row;
     switch (t) {
     case TANDEM_TYPE_F32:

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""make_random_gguf.py — a GGUF with the exact tensor shapes of a released Qwen3 size and random weights, for
+speed measurements (speed does not depend on weight values). Quantized blocks get random quants and small valid
+f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size 0.6b|1.7b|4b|8b --type f16|q8_0|q4_0"""
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+import gguf  # noqa: E402
+
+SIZES = {  # layers, hidden, heads, kv heads, head_dim, ffn, tied
+    "0.6b": (28, 1024, 16, 8, 128, 3072, True),
+    "1.7b": (28, 2048, 16, 8, 128, 6144, True),
+    "4b": (36, 2560, 32, 8, 128, 9728, True),
+    "8b": (36, 4096, 32, 8, 128, 12288, False),
+}
+VOCAB = 151936
+BLOCK = {"q8_0": (gguf.GGMLQuantizationType.Q8_0, 34), "q4_0": (gguf.GGMLQuantizationType.Q4_0, 18)}
+
+
+def random_matrix(rng, rows, cols, qtype):
+    if qtype == "f16":
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16), None
+    t, size = BLOCK[qtype]
+    blocks = rng.integers(0, 256, size=(rows, cols // 32, size), dtype=np.uint8)
+    scale = np.full((rows, cols // 32), 0.001, dtype=np.float16).view(np.uint8).reshape(rows, cols // 32, 2)
+    blocks[:, :, 0:2] = scale
+    return blocks.reshape(rows, cols // 32 * size), t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--size", default="0.6b", choices=SIZES)
+    ap.add_argument("--type", default="q8_0", choices=["f16", "q8_0", "q4_0"])
+    a = ap.parse_args()
+    L, E, nh, nkv, hd, F, tied = SIZES[a.size]
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(a.out, "qwen3")
+    w.add_name(f"random-qwen3-{a.size}-{a.type}")
+    for k, v in [("block_count", L), ("context_length", 40960), ("embedding_length", E),
+                 ("feed_forward_length", F), ("attention.head_count", nh), ("attention.head_count_kv", nkv),
+                 ("attention.key_length", hd), ("attention.value_length", hd)]:
+        w.add_uint32(f"qwen3.{k}", v)
+    w.add_float32("qwen3.rope.freq_base", 1e6)
+    w.add_float32("qwen3.attention.layer_norm_rms_epsilon", 1e-6)
+    # a byte-level vocabulary: 256 byte tokens, padding up to the real size
+    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = [b for b in range(256) if b not in keep]
+    table = {b: chr(b) for b in keep} | {b: chr(0x100 + i) for i, b in enumerate(extra)}
+    tokens = [table[b] for b in range(256)] + ["<|im_end|>", table[0x20] * 2] + [f"[PAD{i}]" for i in range(258, VOCAB)]
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "qwen2")
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", [1] * 256 + [3, 1] + [5] * (VOCAB - 258))
+    w.add_array("tokenizer.ggml.merges", [f"{table[0x20]} {table[0x20]}"])
+    w.add_uint32("tokenizer.ggml.eos_token_id", 256)
+
+    def mat(name, rows, cols):
+        arr, t = random_matrix(rng, rows, cols, a.type)
+        if t is None:
+            w.add_tensor(name, arr)
+        else:
+            w.add_tensor(name, arr, raw_dtype=t)  # byte shape (rows, blocks·size) → (rows, cols)
+
+    def vec(name, n):
+        w.add_tensor(name, (1 + 0.1 * rng.standard_normal(n)).astype(np.float32))
+
+    mat("token_embd.weight", VOCAB, E)
+    vec("output_norm.weight", E)
+    if not tied:
+        mat("output.weight", VOCAB, E)
+    for l in range(L):
+        p = f"blk.{l}."
+        vec(p + "attn_norm.weight", E)
+        mat(p + "attn_q.weight", nh * hd, E)
+        mat(p + "attn_k.weight", nkv * hd, E)
+        mat(p + "attn_v.weight", nkv * hd, E)
+        vec(p + "attn_q_norm.weight", hd)
+        vec(p + "attn_k_norm.weight", hd)
+        mat(p + "attn_output.weight", E, nh * hd)
+        vec(p + "ffn_norm.weight", E)
+        mat(p + "ffn_gate.weight", F, E)
+        mat(p + "ffn_up.weight", F, E)
+        mat(p + "ffn_down.weight", E, F)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+if __name__ == "__main__":
+    main()
