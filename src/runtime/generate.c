@@ -140,9 +140,12 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
             r->finish = TANDEM_FINISH_EOS;
             break;
         }
-        const char *piece;
-        size_t piece_len;
-        if ((st = tandem_detokenizer_push(detok, id, &piece, &piece_len))) goto done;
+        const char *piece = "";
+        size_t piece_len = 0;
+        /* A model may have more embedding rows than the tokenizer has tokens (Qwen3: 151936 vs 151669);
+         * a sampled padding id has no text, and decodes to nothing, as in transformers. */
+        if (tandem_tokenizer_token_bytes(tok, id, &piece_len) == NULL) piece_len = 0;
+        else if ((st = tandem_detokenizer_push(detok, id, &piece, &piece_len))) goto done;
         const size_t before = r->text_len;
         if (!text_append(r, &text_cap, piece, piece_len)) goto oom;
         ptrdiff_t stop_at = find_stop(params, r->text, r->text_len, before);
