@@ -196,6 +196,38 @@ const char *tandem_finish_name(tandem_finish f);  /* "eos", "stop", "length", "c
 /* Receives text as it becomes final: complete UTF-8, never part of a stop string. Return false to stop. */
 typedef bool (*tandem_text_callback)(const char *text, size_t len, void *user);
 
+/* Speculative decoding: a draft (a small model, and/or n-gram lookup in the text so far) proposes tokens,
+ * the target checks them all in one batched pass. The output is exactly what the target alone produces:
+ * identical tokens when greedy, the identical distribution when sampling. */
+typedef struct tandem_spec_params {
+    int32_t draft_max;    /* most tokens proposed per target pass (OpenVINO GenAI: num_assistant_tokens) */
+    int32_t draft_min;    /* fewest draft-model tokens worth a verification pass; shorter drafts are dropped */
+    float draft_p_min;    /* stop drafting when the draft model's own top probability falls below this
+                           * (OpenVINO GenAI: assistant_confidence_threshold); 0 = off */
+    bool adaptive;        /* choose the draft length from the measured acceptance and draft cost */
+    int32_t lookup_ngram; /* > 0: propose the continuation of the last n-gram seen earlier (prompt lookup) */
+} tandem_spec_params;
+tandem_spec_params tandem_spec_default_params(void);
+
+typedef struct tandem_spec_stats {
+    int32_t n_rounds;          /* target verification passes */
+    int32_t n_drafted;         /* tokens proposed (draft model + lookup) */
+    int32_t n_accepted;        /* proposed tokens the target kept */
+    int32_t n_drafted_lookup;  /* of n_drafted, proposed by n-gram lookup */
+    int32_t n_accepted_lookup;
+    double draft_ms;           /* time in the draft model */
+    double target_ms;          /* time in target passes */
+    double acceptance_rate;    /* n_accepted / n_drafted */
+    double mean_per_pass;      /* E: tokens produced per target pass */
+    double mean_draft_len;     /* γ: tokens proposed per pass */
+    double draft_target_ratio; /* c: one draft-model step over one target pass */
+    double predicted_speedup;  /* E / (γ·c + 1), the standard model, assuming verification costs one pass */
+} tandem_spec_stats;
+
+/* TANDEM_OK if draft can serve target: same vocabulary size, same end ids, same token text on a sample of
+ * ids; otherwise TANDEM_ERR_MISMATCH saying what differs. */
+tandem_status tandem_model_check_draft(const tandem_model *target, const tandem_model *draft);
+
 typedef struct tandem_gen_params {
     int32_t max_tokens;             /* -1 = until EOS or context full */
     tandem_sampler_params sampling;
@@ -204,6 +236,9 @@ typedef struct tandem_gen_params {
     bool ignore_eos;
     tandem_text_callback on_text;   /* may be NULL */
     void *user;
+    /* speculative decoding: used when draft is non-NULL or spec.lookup_ngram > 0 */
+    tandem_ctx *draft;              /* a context of a draft model (checked with tandem_model_check_draft) */
+    tandem_spec_params spec;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -222,6 +257,8 @@ typedef struct tandem_gen_result {
     size_t text_len;
     tandem_finish finish;
     tandem_timings timings;
+    bool speculative;        /* spec_stats is filled */
+    tandem_spec_stats spec_stats;
 } tandem_gen_result;
 
 /* Evaluates the prompt after whatever ctx already holds, then samples until a stop condition. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — the one command that runs every test: installs what is missing, builds a release tree and an
-# AddressSanitizer+UndefinedBehaviorSanitizer tree (warnings are errors), and runs ctest in both.
+# AddressSanitizer+UndefinedBehaviorSanitizer tree (warnings are errors), and runs ctest in both; then the C
+# tests that use threads again under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,10 +13,21 @@ ninja -C build
 (cd build && ctest --output-on-failure -j "$JOBS")
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build + C tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON -DTANDEM_WERROR=ON >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE=ON -DTANDEM_WERROR=ON >/dev/null
 ninja -C build-asan
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j "$JOBS")
+
+echo "== the CLI's usage and bad-input tests against the sanitizer build"
+TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
+  python3 -m pytest -q tests/integration/test_cli.py -k "bad or usage or error or missing"
+
+echo "== ThreadSanitizer build + the C tests that use threads"
+TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_speculative)
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE_THREAD=ON -DTANDEM_WERROR=ON >/dev/null
+ninja -C build-tsan "${TSAN_TESTS[@]}"
+(cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+   ctest --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$")
 
 echo "== clang build (warnings are errors)"
 CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR=ON >/dev/null

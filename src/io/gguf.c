@@ -492,6 +492,14 @@ bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out) {
     return true;
 }
 
+/* A C cast truncates toward zero but is undefined for NaN and out-of-range values: those give 0 / saturate. */
+static int64_t double_to_i64(double x) {
+    if (x != x) return 0;
+    if (x >= 9223372036854775808.0) return INT64_MAX;
+    if (x < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)x;
+}
+
 int64_t gguf_array_int(const gguf_kv *kv, uint64_t i) {
     const uint8_t *p = kv->array_data + i * value_type_size[kv->array_type < GGUF_N_VALUE_TYPES ? kv->array_type : 0];
     switch (kv->array_type) {
@@ -504,8 +512,8 @@ int64_t gguf_array_int(const gguf_kv *kv, uint64_t i) {
     case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
     case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); return (int64_t)x; }
     case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); return x; }
-    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return (int64_t)x; }
-    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return (int64_t)x; }
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return double_to_i64(x); }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return double_to_i64(x); }
     default: return 0;
     }
 }

@@ -27,6 +27,22 @@ float dot_f32(const float *a, const float *b, int64_t n);
 /* Reference quantizers (ggml's *_ref rules): dst receives n/32 blocks. */
 void quantize_row_q8_0(const float *src, void *dst, int64_t n);
 void quantize_row_q4_0(const float *src, void *dst, int64_t n);
+void quantize_row_q4_1(const float *src, void *dst, int64_t n);
+void quantize_row_q5_0(const float *src, void *dst, int64_t n);
+void quantize_row_q5_1(const float *src, void *dst, int64_t n);
+void quantize_row_iq4_nl(const float *src, void *dst, int64_t n);
+/* K-quants (ggml's quantize_row_*_K_ref, i.e. llama-quantize without an importance matrix): dst receives
+ * n/256 super-blocks. */
+void quantize_row_q2_K(const float *src, void *dst, int64_t n);
+void quantize_row_q3_K(const float *src, void *dst, int64_t n);
+void quantize_row_q4_K(const float *src, void *dst, int64_t n);
+void quantize_row_q5_K(const float *src, void *dst, int64_t n);
+void quantize_row_q6_K(const float *src, void *dst, int64_t n);
+/* True if quantize_row can write type t. */
+bool kernel_can_quantize(tandem_type t);
+/* dst (n / block size blocks of t) = src (n) stored as type t, n a multiple of t's block size; F16/BF16
+ * round to nearest even. Same bytes as the per-type functions above. */
+void quantize_row(tandem_type t, const float *src, void *dst, int64_t n);
 
 /* ---- matrix products (matmul.c) ---- */
 

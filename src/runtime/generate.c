@@ -97,16 +97,83 @@ static bool is_eos(const tandem_tokenizer *tok, int32_t id) {
     return false;
 }
 
+tandem_status emitter_push(gen_emitter *e, int32_t id) {
+    const tandem_gen_params *params = e->params;
+    tandem_gen_result *r = e->r;
+    if (r->n_ids == 0) {
+        e->t_first = now_ms();
+        r->timings.ttft_ms = e->t_first - e->t_start;
+    }
+    if (!id_append(r, &e->ids_cap, id)) goto oom;
+    if (!params->ignore_eos && is_eos(e->tok, id)) {
+        r->finish = TANDEM_FINISH_EOS;
+        return TANDEM_OK;
+    }
+    const char *piece = "";
+    size_t piece_len = 0;
+    /* A model may have more embedding rows than the tokenizer has tokens (Qwen3: 151936 vs 151669);
+     * a sampled padding id has no text, and decodes to nothing, as in transformers. */
+    if (tandem_tokenizer_token_bytes(e->tok, id, &piece_len) == NULL) {
+        piece_len = 0;
+    } else {
+        tandem_status st = tandem_detokenizer_push(e->detok, id, &piece, &piece_len);
+        if (st) return st;
+    }
+    const size_t before = r->text_len;
+    if (!text_append(r, &e->text_cap, piece, piece_len)) goto oom;
+    ptrdiff_t stop_at = find_stop(params, r->text, r->text_len, before);
+    if (stop_at >= 0) {
+        r->text_len = (size_t)stop_at;
+        r->text[r->text_len] = '\0';
+        r->finish = TANDEM_FINISH_STOP_STRING;
+        return TANDEM_OK;
+    }
+    const size_t safe = r->text_len - stop_prefix_hold(params, r->text, r->text_len);
+    if (safe > e->emitted) {
+        bool go_on = !params->on_text || params->on_text(r->text + e->emitted, safe - e->emitted, params->user);
+        e->emitted = safe;
+        if (!go_on) {
+            r->finish = TANDEM_FINISH_ABORTED;
+            return TANDEM_OK;
+        }
+    }
+    if (params->max_tokens >= 0 && r->n_ids >= (size_t)params->max_tokens) r->finish = TANDEM_FINISH_LENGTH;
+    return TANDEM_OK;
+oom:
+    return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+}
+
+/* What the stream still holds back is final now: an incomplete character becomes U+FFFD, and a partial
+ * stop string that never completed is ordinary text. */
+static tandem_status emitter_end(gen_emitter *e) {
+    tandem_gen_result *r = e->r;
+    if (r->finish != TANDEM_FINISH_STOP_STRING && r->finish != TANDEM_FINISH_ABORTED) {
+        const char *tail;
+        size_t tail_len;
+        tandem_status st = tandem_detokenizer_flush(e->detok, &tail, &tail_len);
+        if (st) return st;
+        if (!text_append(r, &e->text_cap, tail, tail_len))
+            return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+    }
+    if (r->text_len > e->emitted && e->params->on_text && r->finish != TANDEM_FINISH_ABORTED)
+        e->params->on_text(r->text + e->emitted, r->text_len - e->emitted, e->params->user);
+    r->timings.n_generated = (int32_t)r->n_ids;
+    r->timings.decode_ms = r->n_ids > 0 ? now_ms() - e->t_first : 0;
+    return TANDEM_OK;
+}
+
+tandem_spec_params tandem_spec_default_params(void) {
+    return (tandem_spec_params){.draft_max = 8, .draft_min = 1, .draft_p_min = 0.0f, .adaptive = true,
+                                .lookup_ngram = 0};
+}
+
 tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt, const tandem_gen_params *params,
                               tandem_gen_result *r) {
     memset(r, 0, sizeof *r);
-    const tandem_tokenizer *tok = ctx->model->tokenizer;
     const int32_t vocab = ctx->model->qwen.cfg.vocab_size;
     tandem_sampler *sampler = NULL;
-    tandem_detokenizer *detok = NULL;
-    size_t text_cap = 0, ids_cap = 0, emitted = 0;
+    gen_emitter e = {.params = params, .tok = ctx->model->tokenizer, .r = r, .t_start = now_ms()};
     tandem_status st;
-    const double t_start = now_ms();
 
     for (int32_t i = 0; i < params->n_stop; i++)
         if (!params->stop || !params->stop[i])
@@ -117,78 +184,38 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
         return tandem_fail(TANDEM_ERR_CONTEXT_FULL, "context full: the prompt has %zu tokens but only %d of the "
                            "context's %d positions are free (raise --ctx-size)", n_prompt,
                            ctx->state->n_ctx - ctx->n_past, ctx->state->n_ctx);
+    const bool speculative = params->draft || params->spec.lookup_ngram > 0;
+    if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;
     if ((st = tandem_sampler_init(&params->sampling, vocab, &sampler))) goto done;
-    if ((st = tandem_detokenizer_init(tok, &detok))) goto done;
+    if ((st = tandem_detokenizer_init(e.tok, &e.detok))) goto done;
     if (n_prompt > 0 && (st = tandem_ctx_eval(ctx, prompt, (int32_t)n_prompt, NULL))) goto done;
     r->timings.n_prompt = (int32_t)n_prompt;
-    r->timings.prompt_ms = now_ms() - t_start;
-    if (!text_append(r, &text_cap, "", 0)) goto oom;
+    r->timings.prompt_ms = now_ms() - e.t_start;
+    if (!text_append(r, &e.text_cap, "", 0)) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+        goto done;
+    }
+    if (params->max_tokens == 0) r->finish = TANDEM_FINISH_LENGTH;
 
-    double t_first = 0;
-    for (;;) {
-        if (params->max_tokens >= 0 && r->n_ids >= (size_t)params->max_tokens) {
-            r->finish = TANDEM_FINISH_LENGTH;
-            break;
-        }
-        const int32_t id = tandem_sampler_sample(sampler, tandem_ctx_logits(ctx), ctx->tokens, (size_t)ctx->n_past);
-        if (r->n_ids == 0) {
-            t_first = now_ms();
-            r->timings.ttft_ms = t_first - t_start;
-        }
-        if (!id_append(r, &ids_cap, id)) goto oom;
-        if (!params->ignore_eos && is_eos(tok, id)) {
-            r->finish = TANDEM_FINISH_EOS;
-            break;
-        }
-        const char *piece = "";
-        size_t piece_len = 0;
-        /* A model may have more embedding rows than the tokenizer has tokens (Qwen3: 151936 vs 151669);
-         * a sampled padding id has no text, and decodes to nothing, as in transformers. */
-        if (tandem_tokenizer_token_bytes(tok, id, &piece_len) == NULL) piece_len = 0;
-        else if ((st = tandem_detokenizer_push(detok, id, &piece, &piece_len))) goto done;
-        const size_t before = r->text_len;
-        if (!text_append(r, &text_cap, piece, piece_len)) goto oom;
-        ptrdiff_t stop_at = find_stop(params, r->text, r->text_len, before);
-        if (stop_at >= 0) {
-            r->text_len = (size_t)stop_at;
-            r->text[r->text_len] = '\0';
-            r->finish = TANDEM_FINISH_STOP_STRING;
-            break;
-        }
-        const size_t safe = r->text_len - stop_prefix_hold(params, r->text, r->text_len);
-        if (safe > emitted && params->on_text) {
-            if (!params->on_text(r->text + emitted, safe - emitted, params->user)) {
-                emitted = safe;
-                r->finish = TANDEM_FINISH_ABORTED;
+    if (speculative) {
+        r->speculative = true;
+        if ((st = speculative_loop(ctx, params, sampler, &e))) goto done;
+    } else {
+        while (r->finish == TANDEM_FINISH_NONE) {
+            const int32_t id = tandem_sampler_sample(sampler, tandem_ctx_logits(ctx), ctx->tokens, (size_t)ctx->n_past);
+            if ((st = emitter_push(&e, id))) goto done;
+            if (r->finish != TANDEM_FINISH_NONE) break;
+            if (ctx->n_past >= ctx->state->n_ctx) {
+                r->finish = TANDEM_FINISH_CONTEXT_FULL;
                 break;
             }
+            if ((st = tandem_ctx_eval(ctx, &id, 1, NULL))) goto done;
         }
-        if (safe > emitted) emitted = safe;
-        if (ctx->n_past >= ctx->state->n_ctx) {
-            r->finish = TANDEM_FINISH_CONTEXT_FULL;
-            break;
-        }
-        if ((st = tandem_ctx_eval(ctx, &id, 1, NULL))) goto done;
     }
-    /* What the stream still holds back is final now: an incomplete character becomes U+FFFD, and a
-     * partial stop string that never completed is ordinary text. */
-    if (r->finish != TANDEM_FINISH_STOP_STRING && r->finish != TANDEM_FINISH_ABORTED) {
-        const char *tail;
-        size_t tail_len;
-        if ((st = tandem_detokenizer_flush(detok, &tail, &tail_len))) goto done;
-        if (!text_append(r, &text_cap, tail, tail_len)) goto oom;
-    }
-    if (r->text_len > emitted && params->on_text && r->finish != TANDEM_FINISH_ABORTED)
-        params->on_text(r->text + emitted, r->text_len - emitted, params->user);
-    r->timings.n_generated = (int32_t)r->n_ids;
-    r->timings.decode_ms = r->n_ids > 0 ? now_ms() - t_first : 0;
-    st = TANDEM_OK;
-    goto done;
-oom:
-    st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+    st = emitter_end(&e);
 done:
     if (st) tandem_gen_result_free(r);
     tandem_sampler_free(sampler);
-    tandem_detokenizer_free(detok);
+    tandem_detokenizer_free(e.detok);
     return st;
 }

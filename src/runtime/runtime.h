@@ -30,4 +30,36 @@ struct tandem_ctx {
     bool has_logits;               /* state->logits holds the last position's logits */
 };
 
+/* ---- sampler internals used by speculative decoding ---- */
+
+double sampler_uniform(tandem_sampler *s);  /* next uniform draw in [0, 1) from the sampler's generator */
+/* Draws an id from probs (n floats summing to ~1) with the sampler's generator. */
+int32_t sampler_draw(tandem_sampler *s, const float *probs, int32_t n);
+bool sampler_is_greedy(const tandem_sampler *s);
+
+/* ---- generation output, shared by the plain and the speculative loop ---- */
+
+/* Turns accepted ids into the result: ids, text (complete UTF-8), stop strings, streaming, EOS. */
+typedef struct gen_emitter {
+    const tandem_gen_params *params;
+    const tandem_tokenizer *tok;
+    tandem_gen_result *r;
+    tandem_detokenizer *detok;
+    size_t text_cap, ids_cap, emitted;
+    double t_start, t_first;
+} gen_emitter;
+
+/* Appends id; sets r->finish when generation must end (EOS, stop string, max tokens, callback). */
+tandem_status emitter_push(gen_emitter *e, int32_t id);
+
+/* The speculative sampling rule for one proposed token x drawn from q (NULL: a point mass at x): returns x
+ * and sets *accepted with probability min(1, p(x)/q(x)); otherwise returns a token drawn from the normalised
+ * residual max(0, p − q). scratch: V floats. With both p and q exact, the returned token is distributed as p. */
+int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q, int32_t x, int32_t V,
+                               float *scratch, bool *accepted);
+
+/* The speculative loop (speculative.c): after the prompt is evaluated in target, generates into e. */
+tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
+                               gen_emitter *e);
+
 #endif

@@ -38,6 +38,25 @@ static uint64_t next_u64(uint64_t *state) {
 
 static double next_uniform(uint64_t *state) { return (double)(next_u64(state) >> 11) * 0x1.0p-53; }
 
+double sampler_uniform(tandem_sampler *s) { return next_uniform(&s->rng); }
+
+bool sampler_is_greedy(const tandem_sampler *s) { return s->p.temperature <= 0.0f; }
+
+int32_t sampler_draw(tandem_sampler *s, const float *probs, int32_t n) {
+    double total = 0;
+    for (int32_t i = 0; i < n; i++) total += probs[i];
+    const double r = next_uniform(&s->rng) * total;
+    double acc = 0;
+    int32_t last = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (probs[i] <= 0) continue;
+        acc += probs[i];
+        last = i;
+        if (r < acc) return i;
+    }
+    return last;
+}
+
 tandem_status tandem_sampler_init(const tandem_sampler_params *params, int32_t vocab_size, tandem_sampler **out) {
     *out = NULL;
     const tandem_sampler_params *p = params;

@@ -158,7 +158,14 @@ static const char RUN_HELP[] =
     "  -c, --ctx-size N         context size in tokens (default min(model, 4096))\n"
     "  -b, --batch N            prompt tokens per forward pass (default 64)\n"
     "  -t, --threads N          threads (default: all cores)\n"
-    "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n";
+    "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
+    "speculative decoding (output identical to the target alone):\n"
+    "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
+    "      --draft-max N        most tokens proposed per target pass (default 8)\n"
+    "      --draft-min N        drop draft-model proposals shorter than N (default 1)\n"
+    "      --draft-p-min P      stop a draft when the draft's top probability is below P (default 0: off)\n"
+    "      --draft-fixed        always propose --draft-max tokens (default: adapt to acceptance and cost)\n"
+    "      --lookup N           propose the continuation of the last N-gram seen earlier (prompt lookup)\n";
 
 static bool stream_to_stdout(const char *text, size_t len, void *user) {
     (void)user;
@@ -169,8 +176,9 @@ static bool stream_to_stdout(const char *text, size_t len, void *user) {
 
 static int cmd_run(int argc, char **argv) {
     args a = {"run", argc, argv, 0};
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
     int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
+    tandem_spec_params spec = tandem_spec_default_params();
     bool json = false, ignore_eos = false;
     const char **stops = calloc((size_t)argc, sizeof *stops);
     int n_stop = 0;
@@ -201,10 +209,17 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "-md") || !strcmp(f, "--draft")) draft_path = take_value(&a, f);
+        else if (!strcmp(f, "--draft-max")) spec.draft_max = (int)parse_int(&a, f, take_value(&a, f), 1, 64);
+        else if (!strcmp(f, "--draft-min")) spec.draft_min = (int)parse_int(&a, f, take_value(&a, f), 0, 64);
+        else if (!strcmp(f, "--draft-p-min")) spec.draft_p_min = (float)parse_float(&a, f, take_value(&a, f), 0, 1);
+        else if (!strcmp(f, "--draft-fixed")) spec.adaptive = false;
+        else if (!strcmp(f, "--lookup")) spec.lookup_ngram = (int)parse_int(&a, f, take_value(&a, f), 1, 16);
         else die_usage("run", "unknown option '%s'", f);
     }
     if (!model_path) die_usage("run", "missing -m MODEL");
     if (!prompt == !prompt_file) die_usage("run", "give exactly one of -p TEXT or -f FILE");
+    if (spec.draft_min > spec.draft_max) die_usage("run", "--draft-min %d exceeds --draft-max %d", spec.draft_min, spec.draft_max);
     size_t prompt_len;
     char *prompt_buf = NULL;
     if (prompt_file) prompt = prompt_buf = read_file("run", prompt_file, &prompt_len);
@@ -227,7 +242,18 @@ static int cmd_run(int argc, char **argv) {
     tandem_ctx *ctx;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
 
+    tandem_model *draft_model = NULL;
+    tandem_ctx *draft_ctx = NULL;
+    if (draft_path) {
+        if ((st = tandem_model_load(draft_path, &mp, &draft_model))) die_status("run", st);
+        if ((st = tandem_model_check_draft(model, draft_model))) die_status("run", st);
+        cp.n_ctx = tandem_ctx_n_ctx(ctx);
+        if ((st = tandem_ctx_init(draft_model, &cp, &draft_ctx))) die_status("run", st);
+    }
+
     tandem_gen_params gp = tandem_gen_default_params(model);
+    gp.draft = draft_ctx;
+    gp.spec = spec;
     tandem_sampler_params *sp = &gp.sampling;
     if (!isnan(temp)) sp->temperature = (float)temp;
     if (top_k >= 0) sp->top_k = (int32_t)top_k;
@@ -261,15 +287,32 @@ static int cmd_run(int argc, char **argv) {
         json_object_set_new(out, "text", text_json(r.text, r.text_len));
         json_object_set_new(out, "finish_reason", json_string(tandem_finish_name(r.finish)));
         json_object_set_new(out, "timings", timings);
+        if (r.speculative) {
+            const tandem_spec_stats *x = &r.spec_stats;
+            json_object_set_new(out, "speculative", json_pack(
+                "{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b, s:i}", "rounds", x->n_rounds,
+                "drafted", x->n_drafted, "accepted", x->n_accepted, "drafted_lookup", x->n_drafted_lookup,
+                "accepted_lookup", x->n_accepted_lookup, "acceptance_rate", x->acceptance_rate, "mean_per_pass",
+                x->mean_per_pass, "mean_draft_len", x->mean_draft_len, "draft_ms", x->draft_ms, "target_ms",
+                x->target_ms, "c", x->draft_target_ratio, "predicted_speedup", x->predicted_speedup, "draft_max",
+                spec.draft_max, "adaptive", spec.adaptive, "lookup", spec.lookup_ngram));
+        }
         print_json_line(out);
     } else {
         putchar('\n');
         fprintf(stderr, "tandem: %d prompt tokens (%.1f tok/s), %d generated (%.2f tok/s), first token after %.0f ms, "
                 "finish: %s\n", t->n_prompt, prefill_tps, t->n_generated, decode_tps, t->ttft_ms,
                 tandem_finish_name(r.finish));
+        if (r.speculative)
+            fprintf(stderr, "tandem: speculative: %d of %d proposed tokens accepted (%.0f%%), %.2f tokens per target "
+                    "pass, c = %.3f, predicted speedup %.2fx\n", r.spec_stats.n_accepted, r.spec_stats.n_drafted,
+                    100 * r.spec_stats.acceptance_rate, r.spec_stats.mean_per_pass, r.spec_stats.draft_target_ratio,
+                    r.spec_stats.predicted_speedup);
     }
     tandem_gen_result_free(&r);
     tandem_free(ids);
+    tandem_ctx_free(draft_ctx);
+    tandem_model_free(draft_model);
     tandem_ctx_free(ctx);
     tandem_model_free(model);
     free(prompt_buf);

@@ -1,0 +1,311 @@
+/* speculative.c — speculative decoding: a draft model and/or n-gram lookup propose tokens, the target
+ * verifies them in one batched pass, and the speculative sampling rule keeps the output exactly the target's.
+ *
+ * One round, with `pending` the last emitted token (sampled, not yet in the target's KV cache):
+ *   1. propose x_0 … x_{k-1} after pending (lookup match, else the draft model; q_i their distributions)
+ *   2. target evaluates [pending, x_0 … x_{k-1}] in one pass → distributions p_0 … p_k
+ *   3. for i < k: accept x_i with probability min(1, p_i(x_i) / q_i(x_i)); on the first rejection emit a
+ *      token drawn from normalise(max(0, p_i − q_i)) and stop; if all are accepted, emit a bonus token ~ p_k
+ *   4. roll the target's cache back to pending + accepted tokens; the last emitted token is the new pending.
+ * Greedy decoding is the special case of one-hot p and q: accept iff x_i is the target's argmax. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "runtime.h"
+
+enum { MAX_DRAFT = 64, MAX_NGRAM = 16, PROBE_INTERVAL = 16 };
+
+/* ---- vocabulary check ---- */
+
+tandem_status tandem_model_check_draft(const tandem_model *target, const tandem_model *draft) {
+    const int32_t vt = target->qwen.cfg.vocab_size, vd = draft->qwen.cfg.vocab_size;
+    if (vt != vd)
+        return tandem_fail(TANDEM_ERR_MISMATCH, "draft %s has %d vocabulary rows, target %s has %d: they must match",
+                           draft->path, vd, target->path, vt);
+    /* Token counts may differ only by padding entries (a GGUF lists "[PAD…]" rows that tokenizer.json
+     * omits); the text of every id both know is compared on a sample below. */
+    const tandem_tokenizer *a = target->tokenizer, *b = draft->tokenizer;
+    const int32_t na = tandem_tokenizer_vocab_size(a), nb = tandem_tokenizer_vocab_size(b);
+    const int32_t n_common = na < nb ? na : nb;
+    size_t ne_a, ne_b;
+    const int32_t *ea = tandem_tokenizer_eos_ids(a, &ne_a), *eb = tandem_tokenizer_eos_ids(b, &ne_b);
+    bool same_eos = ne_a == ne_b;
+    for (size_t i = 0; same_eos && i < ne_a; i++) {
+        bool found = false;
+        for (size_t j = 0; j < ne_b; j++) found |= ea[i] == eb[j];
+        same_eos = found;
+    }
+    if (!same_eos)
+        return tandem_fail(TANDEM_ERR_MISMATCH, "draft %s and target %s end generation on different token ids",
+                           draft->path, target->path);
+    /* every 97th id plus the last 64 common ids (where added tokens live) must have the same text */
+    for (int32_t id = 0; id < n_common;
+         id = id + 97 < n_common - 64 ? id + 97 : (id < n_common - 64 ? n_common - 64 : id + 1)) {
+        size_t la, lb;
+        const char *ta = tandem_tokenizer_token_bytes(a, id, &la), *tb = tandem_tokenizer_token_bytes(b, id, &lb);
+        if ((ta == NULL) != (tb == NULL) || (ta && (la != lb || memcmp(ta, tb, la) != 0)))
+            return tandem_fail(TANDEM_ERR_MISMATCH, "draft %s and target %s disagree on the text of token %d",
+                               draft->path, target->path, id);
+    }
+    return TANDEM_OK;
+}
+
+/* ---- proposals ---- */
+
+/* Prompt lookup: the continuation after the most recent earlier occurrence of the last n tokens of seq. */
+static int32_t lookup_propose(const int32_t *seq, int32_t len, int32_t n, int32_t max, int32_t *out) {
+    if (n <= 0 || len <= n || max <= 0) return 0;
+    const int32_t *tail = seq + len - n;
+    for (int32_t start = len - n - 1; start >= 0; start--) {
+        if (memcmp(seq + start, tail, (size_t)n * sizeof *seq) != 0) continue;
+        int32_t k = 0;
+        while (k < max && start + n + k < len) {
+            out[k] = seq[start + n + k];
+            k++;
+        }
+        return k;
+    }
+    return 0;
+}
+
+/* Brings the draft context to hold exactly seq[0..len) with logits for its last position. */
+static tandem_status draft_sync(tandem_ctx *d, const int32_t *seq, int32_t len) {
+    int32_t common = 0;
+    while (common < d->n_past && common < len && d->tokens[common] == seq[common]) common++;
+    if (common == len) common = len - 1;  /* the last position's logits must be recomputed */
+    tandem_status st = tandem_ctx_truncate(d, common);
+    if (st) return st;
+    return tandem_ctx_eval(d, seq + common, len - common, NULL);
+}
+
+static float max_softmax_prob(const float *logits, int32_t n) {
+    float m = logits[0];
+    for (int32_t i = 1; i < n; i++) m = logits[i] > m ? logits[i] : m;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += exp((double)logits[i] - m);
+    return (float)(1.0 / sum);
+}
+
+/* ---- adaptive draft length ---- */
+
+/* The draft length that maximises expected tokens per unit of time, from the measured acceptance rate α,
+ * draft step cost and target pass cost for k tokens: E(γ) = (1 − α^{γ+1}) / (1 − α), cost = γ·t_d + T(γ+1). */
+typedef struct length_model {
+    double alpha;           /* running acceptance rate of draft-model tokens */
+    double t_draft;         /* ms per draft step */
+    double t_pass[MAX_DRAFT + 2];  /* ms per target pass of k tokens (0: unmeasured) */
+    int32_t since_probe;    /* plain steps since the last probe */
+} length_model;
+
+/* Target pass time for k tokens: measured, or scaled from the nearest measured size (a pass over more
+ * tokens costs a little more: weights are read once per pass, arithmetic grows with k). */
+static double pass_cost(const length_model *lm, int32_t k) {
+    if (lm->t_pass[k] > 0) return lm->t_pass[k];
+    for (int32_t d = 1; d <= MAX_DRAFT + 1; d++) {
+        if (k - d >= 1 && lm->t_pass[k - d] > 0) return lm->t_pass[k - d] * (1.0 + 0.1 * (k - 1)) / (1.0 + 0.1 * (k - d - 1));
+        if (k + d <= MAX_DRAFT + 1 && lm->t_pass[k + d] > 0)
+            return lm->t_pass[k + d] * (1.0 + 0.1 * (k - 1)) / (1.0 + 0.1 * (k + d - 1));
+    }
+    return 1.0 + 0.1 * (k - 1);
+}
+
+static int32_t choose_length(length_model *lm, int32_t max) {
+    if (lm->t_draft <= 0) return max < 4 ? max : 4;  /* nothing measured yet: start moderately */
+    const double a = lm->alpha < 0.999 ? lm->alpha : 0.999;
+    int32_t best = 0;
+    double best_rate = 1.0 / pass_cost(lm, 1);
+    for (int32_t g = 1; g <= max; g++) {
+        double expected = (1.0 - pow(a, g + 1)) / (1.0 - a);
+        double rate = expected / (g * lm->t_draft + pass_cost(lm, g + 1));
+        if (rate > best_rate) {
+            best_rate = rate;
+            best = g;
+        }
+    }
+    if (best == 0 && ++lm->since_probe >= PROBE_INTERVAL) {  /* re-measure now and then: text changes */
+        lm->since_probe = 0;
+        return max < 2 ? max : 2;
+    }
+    if (best > 0) lm->since_probe = 0;
+    return best;
+}
+
+static void ema(double *x, double v) { *x = *x > 0 ? 0.8 * *x + 0.2 * v : v; }
+
+/* ---- the speculative sampling rule ---- */
+
+int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q, int32_t x, int32_t V,
+                               float *scratch, bool *accepted) {
+    const float qx = q ? q[x] : 1.0f;
+    /* greedy: p is one-hot, accept iff it is at x; no random draw, so greedy output never depends on it */
+    *accepted = sampler_is_greedy(s) ? p[x] > 0 : sampler_uniform(s) * qx < p[x];
+    if (*accepted) return x;
+    for (int32_t v = 0; v < V; v++) {  /* the residual max(0, p − q); sampler_draw normalises it */
+        const float qv = q ? q[v] : (v == x ? 1.0f : 0.0f);
+        scratch[v] = p[v] > qv ? p[v] - qv : 0.0f;
+    }
+    return sampler_draw(s, scratch, V);
+}
+
+/* ---- the loop ---- */
+
+tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
+                               gen_emitter *e) {
+    const tandem_spec_params *sp = &p->spec;
+    tandem_ctx *draft = p->draft;
+    tandem_gen_result *r = e->r;
+    tandem_spec_stats *stats = &r->spec_stats;
+    const int32_t V = target->model->qwen.cfg.vocab_size, n_ctx = target->state->n_ctx;
+    if (sp->draft_max < 1 || sp->draft_max > MAX_DRAFT)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_max %d outside 1..%d", sp->draft_max, MAX_DRAFT);
+    if (sp->draft_min < 0 || sp->draft_min > sp->draft_max)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_min %d outside 0..draft_max", sp->draft_min);
+    if (!(sp->draft_p_min >= 0 && sp->draft_p_min <= 1))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_p_min %g outside [0, 1]", sp->draft_p_min);
+    if (sp->lookup_ngram < 0 || sp->lookup_ngram > MAX_NGRAM)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: lookup n-gram %d outside 0..%d", sp->lookup_ngram,
+                           MAX_NGRAM);
+    if (draft == target)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: the draft context must not be the target context");
+
+    const int32_t K = sp->draft_max;
+    tandem_status st = TANDEM_OK;
+    tandem_sampler *draft_sampler = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)V * (K + 1));   /* (k+1, V) target logits of a pass */
+    float *p_probs = malloc(sizeof(float) * (size_t)V * (K + 1));  /* (k+1, V) target distributions */
+    float *q_probs = malloc(sizeof(float) * (size_t)V * K);        /* (k, V) proposal distributions */
+    int32_t *seq = malloc(sizeof(int32_t) * ((size_t)n_ctx + K + 2)); /* the sequence: cache + pending + drafts */
+    bool *one_hot = malloc(sizeof(bool) * (size_t)K);              /* q_i is a point mass (lookup / greedy) */
+    bool *from_lookup = malloc(sizeof(bool) * (size_t)K);
+    if (!logits || !p_probs || !q_probs || !seq || !one_hot || !from_lookup) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
+        goto done;
+    }
+    if (draft) {
+        tandem_sampler_params dp = p->sampling;
+        dp.seed ^= 0x9E3779B97F4A7C15ull;  /* an independent stream for the draft's own draws */
+        if ((st = tandem_sampler_init(&dp, V, &draft_sampler))) goto done;
+    }
+    const bool greedy = sampler_is_greedy(sampler);
+    length_model lm = {.alpha = 0.5};
+    double draft_step_ms = 0;  /* draft time spent proposing (without catching up), for c */
+
+    /* the first token comes from the prompt's logits, as without speculation */
+    int32_t pending = tandem_sampler_sample(sampler, tandem_ctx_logits(target), target->tokens, (size_t)target->n_past);
+    if ((st = emitter_push(e, pending))) goto done;
+
+    while (r->finish == TANDEM_FINISH_NONE) {
+        const int32_t base = target->n_past;  /* tokens in the cache before this round */
+        if (base >= n_ctx) {
+            r->finish = TANDEM_FINISH_CONTEXT_FULL;
+            break;
+        }
+        memcpy(seq, target->tokens, sizeof *seq * (size_t)base);
+        seq[base] = pending;
+        const int32_t len = base + 1;
+        int32_t room = n_ctx - len, max_k = K < room ? K : room;
+        /* never propose past max_tokens: those tokens could not be emitted anyway */
+        if (p->max_tokens >= 0) {
+            int32_t left = p->max_tokens - (int32_t)r->n_ids - 1;  /* a round also emits one target token */
+            if (left < max_k) max_k = left > 0 ? left : 0;
+        }
+
+        /* 1. proposals: lookup first (free), else the draft model */
+        int32_t k = lookup_propose(seq, len, sp->lookup_ngram, max_k, seq + len);
+        for (int32_t i = 0; i < k; i++) {
+            one_hot[i] = true;
+            from_lookup[i] = true;
+        }
+        if (k == 0 && draft && max_k > 0) {
+            int32_t gamma = sp->adaptive ? choose_length(&lm, max_k) : max_k;
+            if (gamma > 0) {
+                double t_sync = now_ms();
+                if ((st = draft_sync(draft, seq, len))) goto done;
+                /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
+                double t0 = now_ms();
+                stats->draft_ms += t0 - t_sync;
+                for (int32_t i = 0; i < gamma; i++) {
+                    const float *dl = tandem_ctx_logits(draft);
+                    if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
+                    int32_t x;
+                    if (greedy) {  /* q is the point mass at the draft's argmax */
+                        x = tandem_sampler_sample(draft_sampler, dl, seq, (size_t)(len + i));
+                    } else {
+                        float *q = q_probs + (size_t)i * V;
+                        tandem_sampler_probs(draft_sampler, dl, seq, (size_t)(len + i), q);
+                        x = sampler_draw(draft_sampler, q, V);
+                    }
+                    seq[len + i] = x;
+                    one_hot[i] = greedy;
+                    from_lookup[i] = false;
+                    k = i + 1;
+                    if (i + 1 < gamma && (st = tandem_ctx_eval(draft, &x, 1, NULL))) goto done;
+                }
+                const double dt = now_ms() - t0;
+                stats->draft_ms += dt;
+                draft_step_ms += dt;
+                if (k > 0) ema(&lm.t_draft, dt / k);
+                if (k < sp->draft_min) k = 0;  /* too short to be worth a wider pass */
+            }
+        }
+
+        /* 2. one target pass over pending + proposals */
+        double t0 = now_ms();
+        if ((st = tandem_ctx_eval(target, seq + base, k + 1, logits))) goto done;
+        const double dt = now_ms() - t0;
+        stats->target_ms += dt;
+        ema(&lm.t_pass[k + 1], dt);
+        stats->n_rounds++;
+        for (int32_t i = 0; i <= k; i++)
+            tandem_sampler_probs(sampler, logits + (size_t)i * V, seq, (size_t)(len + i), p_probs + (size_t)i * V);
+
+        /* 3. accept or correct */
+        int32_t accepted = 0, next = -1;
+        for (int32_t i = 0; i < k; i++) {
+            const int32_t x = seq[len + i];
+            bool accept;
+            const int32_t out = spec_accept_or_correct(sampler, p_probs + (size_t)i * V,
+                                                       one_hot[i] ? NULL : q_probs + (size_t)i * V, x, V,
+                                                       logits /* no longer needed: scratch */, &accept);
+            stats->n_drafted++;
+            stats->n_drafted_lookup += from_lookup[i];
+            if (!accept) {
+                next = out;
+                break;
+            }
+            accepted++;
+            stats->n_accepted++;
+            stats->n_accepted_lookup += from_lookup[i];
+        }
+        if (k > 0 && !from_lookup[0]) ema(&lm.alpha, (double)accepted / k);
+        if (next < 0) next = greedy ? tandem_sampler_sample(sampler, logits + (size_t)k * V, seq, (size_t)(len + k))
+                                    : sampler_draw(sampler, p_probs + (size_t)k * V, V);
+
+        /* 4. roll back what was rejected, emit what was kept */
+        if ((st = tandem_ctx_truncate(target, len + accepted))) goto done;
+        for (int32_t i = 0; i < accepted && r->finish == TANDEM_FINISH_NONE; i++)
+            if ((st = emitter_push(e, seq[len + i]))) goto done;
+        if (r->finish != TANDEM_FINISH_NONE) break;
+        if ((st = emitter_push(e, next))) goto done;
+        pending = next;
+    }
+
+    stats->acceptance_rate = stats->n_drafted ? (double)stats->n_accepted / stats->n_drafted : 0;
+    stats->mean_per_pass = stats->n_rounds ? (double)(r->n_ids - 1) / stats->n_rounds : 0;
+    stats->mean_draft_len = stats->n_rounds ? (double)stats->n_drafted / stats->n_rounds : 0;
+    const int32_t model_drafted = stats->n_drafted - stats->n_drafted_lookup;
+    if (model_drafted > 0 && stats->n_rounds > 0) {
+        double t_step = draft_step_ms / model_drafted, t_pass = stats->target_ms / stats->n_rounds;
+        stats->draft_target_ratio = t_step / t_pass;
+    }
+    stats->predicted_speedup = stats->mean_per_pass / (stats->mean_draft_len * stats->draft_target_ratio + 1.0);
+done:
+    tandem_sampler_free(draft_sampler);
+    free(logits);
+    free(p_probs);
+    free(q_probs);
+    free(seq);
+    free(one_hot);
+    free(from_lookup);
+    return st;
+}

@@ -1,0 +1,275 @@
+/* test_quant.c — every quantized weight type against tests/golden/quant (gguf-py's numpy reference, ggml's C
+ * quantizer): dequantize, quantize, dot products, matmul and the type table. argv[1]: the tests/golden dir. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "safetensors.h"
+#include "test.h"
+
+typedef struct quant_case {
+    tandem_type type;
+    /* Ceiling on rms(dequant(quantize(x)) − x) / rms(x) for every non-zero golden row. Empirical: about
+     * 1.3 × the worst row of the golden inputs (heavy-tailed row for most types). A wrong layout or a
+     * broken search lands far above (a swapped nibble order alone gives ≈ 1.4). Bit-exactness with the
+     * references (below) is the real guarantee; this bound also holds when the golden has no q_ggml. */
+    double rel_rms_bound;
+} quant_case;
+
+static const quant_case CASES[] = {
+    {TANDEM_TYPE_Q4_0, 0.20},   {TANDEM_TYPE_Q4_1, 0.14}, {TANDEM_TYPE_Q5_0, 0.10}, {TANDEM_TYPE_Q5_1, 0.07},
+    {TANDEM_TYPE_Q8_0, 0.013},  {TANDEM_TYPE_IQ4_NL, 0.15}, {TANDEM_TYPE_Q2_K, 0.48}, {TANDEM_TYPE_Q3_K, 0.28},
+    {TANDEM_TYPE_Q4_K, 0.13},   {TANDEM_TYPE_Q5_K, 0.065}, {TANDEM_TYPE_Q6_K, 0.036},
+};
+enum { N_CASES = sizeof CASES / sizeof CASES[0] };
+
+static uint64_t rng_state = 98765;
+static float frand(void) {  /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+/* The tensor `name` of dtype `dtype`, or NULL (with a failed check when `required`). */
+static const st_tensor *get(const st_set *s, const char *type, const char *name, const char *dtype, bool required) {
+    const st_tensor *t = safetensors_find(s, name);
+    if (!t) {
+        if (required) CHECK_MSG(t != NULL, "%s: tensor %s missing", type, name);
+        return NULL;
+    }
+    CHECK_MSG(strcmp(t->dtype, dtype) == 0, "%s: %s has dtype %s, expected %s", type, name, t->dtype, dtype);
+    return strcmp(t->dtype, dtype) == 0 ? t : NULL;
+}
+
+/* Bit-for-bit equality of two float arrays (so −0 ≠ +0 too); reports the first difference. */
+static void check_same_bits(const char *what, const char *type, const float *got, const float *want, int64_t n) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], 4) != 0) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    CHECK_MSG(bad == 0, "%s %s: %lld of %lld values differ, first at %lld: %.9g vs %.9g", type, what,
+              (long long)bad, (long long)n, (long long)first, first >= 0 ? got[first] : 0.0,
+              first >= 0 ? want[first] : 0.0);
+}
+
+static void check_same_bytes(const char *what, const char *type, const uint8_t *got, const uint8_t *want,
+                             int64_t n, int32_t block_bytes) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (got[i] != want[i]) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    CHECK_MSG(bad == 0, "%s %s: %lld of %lld bytes differ, first in block %lld (byte %lld)", type, what,
+              (long long)bad, (long long)n, first >= 0 ? (long long)(first / block_bytes) : -1LL,
+              first >= 0 ? (long long)(first % block_bytes) : -1LL);
+}
+
+/* dot_row against a double-precision dot of the dequantized row. Tolerance: the first-order worst case
+ * of the f32 summation tree (a product and at most 256/16 + 16 lane additions per chunk, one addition
+ * per chunk or block for the row sum: fewer than n/16 + 34 roundings on any term) times Σ|w·x|. */
+static void check_dot(tandem_type t, const uint8_t *row, int64_t n) {
+    float *x = malloc(sizeof(float) * (size_t)n), *w = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) x[i] = frand();
+    dequantize_row(t, row, w, n);
+    double ref = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ref += (double)w[i] * x[i];
+        mag += fabs((double)w[i] * x[i]);
+    }
+    const double got = dot_row(t, row, x, n), tol = ((double)n / 16 + 34) * 0x1p-24 * mag;
+    CHECK_MSG(fabs(got - ref) <= tol, "%s dot_row n=%lld: %.9g vs %.9g (tol %g)", tandem_type_name(t),
+              (long long)n, got, ref, tol);
+    free(x);
+    free(w);
+}
+
+static void check_type(const char *golden, const quant_case *c) {
+    const tandem_type t = c->type;
+    const char *name = tandem_type_name(t);
+    const int32_t bs = tandem_type_block_size(t), ts = tandem_type_size(t);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/quant/%s.safetensors", golden, name);
+    st_set *s = NULL;
+    CHECK_OK(safetensors_open_file(path, &s));
+    if (!s) return;
+    CHECK_MSG(kernel_type_supported(t) && kernel_can_quantize(t), "%s not supported", name);
+
+    const st_tensor *info = get(s, name, "type_info", "I64", true);
+    if (info && info->nbytes == 24) {
+        int64_t v[3];
+        memcpy(v, info->data, sizeof v);
+        CHECK_MSG(v[0] == t && v[1] == bs && v[2] == ts,
+                  "%s: golden type_info {%lld, %lld, %lld}, tandem {%d, %d, %d}", name, (long long)v[0],
+                  (long long)v[1], (long long)v[2], (int)t, bs, ts);
+    }
+
+    /* 1. random valid blocks: dequantize_row == gguf-py bit for bit. Both form d·scale (exact: an f16
+     * times a ≤ 8-bit integer), times the quant (exact: ≤ 24 significant bits, no overflow or underflow
+     * for finite f16 inputs), then one rounded add of the min; so there is one rounding, the same in
+     * both, and the tolerance is zero. */
+    const st_tensor *raw = get(s, name, "raw", "U8", true), *raw_deq = get(s, name, "raw_deq", "F32", true);
+    if (raw && raw_deq) {
+        const int64_t n = (int64_t)(raw_deq->nbytes / 4);
+        CHECK_MSG(n % bs == 0 && raw->nbytes == (uint64_t)(n / bs * ts), "%s: raw has %llu bytes for %lld values",
+                  name, (unsigned long long)raw->nbytes, (long long)n);
+        if (n % bs == 0 && raw->nbytes == (uint64_t)(n / bs * ts)) {
+            float *y = malloc(sizeof(float) * (size_t)n);
+            dequantize_row(t, raw->data, y, n);
+            check_same_bits("dequantize_row(raw) vs gguf-py", name, y, raw_deq->data, n);
+            free(y);
+            /* 3. dot_row on odd block counts */
+            const int64_t counts[] = {1, 3, 7, bs == 32 ? 63 : 5};
+            for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+                if (counts[k] * bs <= n) check_dot(t, raw->data, counts[k] * bs);
+        }
+    }
+
+    /* 2. the golden inputs, row by row: quantize_row == gguf-py's and ggml's bytes where they exist,
+     * dequantize_row(gguf's q) == gguf's deq bit for bit, and the reconstruction error within the bound */
+    const st_tensor *x = get(s, name, "x", "F32", true), *rows = get(s, name, "rows", "I64", true);
+    const st_tensor *q = get(s, name, "q", "U8", false), *deq = get(s, name, "deq", "F32", false);
+    const st_tensor *q_ggml = get(s, name, "q_ggml", "U8", false);
+    if (!x || !rows) goto done;
+    const int64_t n = (int64_t)(x->nbytes / 4), n_rows = (int64_t)(rows->nbytes / 8);
+    const int64_t qbytes = n / bs * ts;
+    const float *xs = x->data;
+    uint8_t *mine = malloc((size_t)qbytes);
+    float *y = malloc(sizeof(float) * (size_t)n);
+    int64_t off = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t len;
+        memcpy(&len, (const uint8_t *)rows->data + 8 * r, 8);
+        if (len <= 0 || len % bs != 0 || off + len > n) {
+            CHECK_MSG(false, "%s: bad row length %lld", name, (long long)len);
+            break;
+        }
+        quantize_row(t, xs + off, mine + off / bs * ts, len);
+        dequantize_row(t, mine + off / bs * ts, y + off, len);
+        double err = 0, ref = 0;
+        for (int64_t i = off; i < off + len; i++) {
+            err += ((double)y[i] - xs[i]) * ((double)y[i] - xs[i]);
+            ref += (double)xs[i] * xs[i];
+        }
+        if (ref == 0)
+            CHECK_MSG(err == 0, "%s row %lld: an all-zero row does not come back as zeros", name, (long long)r);
+        else
+            CHECK_MSG(sqrt(err / ref) <= c->rel_rms_bound, "%s row %lld: relative rms error %.4f > %.4f", name,
+                      (long long)r, sqrt(err / ref), c->rel_rms_bound);
+        off += len;
+    }
+    CHECK_MSG(off == n, "%s: rows cover %lld of %lld values", name, (long long)off, (long long)n);
+    if (off == n) {
+        if (q) {
+            CHECK(q->nbytes == (uint64_t)qbytes);
+            if (q->nbytes == (uint64_t)qbytes)
+                check_same_bytes("quantize_row vs gguf-py", name, mine, q->data, qbytes, ts);
+        }
+        if (q_ggml) {
+            CHECK(q_ggml->nbytes == (uint64_t)qbytes);
+            if (q_ggml->nbytes == (uint64_t)qbytes)
+                check_same_bytes("quantize_row vs ggml", name, mine, q_ggml->data, qbytes, ts);
+        }
+        if (q && deq && q->nbytes == (uint64_t)qbytes && deq->nbytes == (uint64_t)n * 4) {
+            dequantize_row(t, q->data, y, n);
+            check_same_bits("dequantize_row(q) vs gguf-py", name, y, deq->data, n);
+        }
+    }
+    free(mine);
+    free(y);
+done:
+    safetensors_close(s);
+}
+
+/* matmul (both paths: one token → dot_row, several → dequantize once + dot_f32) on quantized weights
+ * with 2 threads, against a double loop over the dequantized matrix. */
+static void check_matmul(tandem_type t) {
+    const int rows = 19, cols = 768, bs = tandem_type_block_size(t);
+    const size_t row_bytes = (size_t)(cols / bs) * (size_t)tandem_type_size(t);
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * 4 * cols);
+    float *y = malloc(sizeof(float) * 4 * rows), *scratch = malloc(sizeof(float) * 2 * cols);
+    float *deq = malloc(sizeof(float) * cols);
+    uint8_t *data = malloc(row_bytes * rows);
+    for (int i = 0; i < rows * cols; i++) w[i] = frand();
+    for (int i = 0; i < 4 * cols; i++) x[i] = frand();
+    for (int r = 0; r < rows; r++) quantize_row(t, w + r * cols, data + r * row_bytes, cols);
+    weight_matrix m = {data, t, rows, cols, row_bytes};
+    for (int n_tok = 1; n_tok <= 4; n_tok += 3) {
+        matmul(pool, y, x, &m, n_tok, scratch);
+        double worst = 0;
+        for (int r = 0; r < rows; r++) {
+            dequantize_row(t, data + r * row_bytes, deq, cols);
+            for (int k = 0; k < n_tok; k++) {
+                double ref = 0;
+                for (int c = 0; c < cols; c++) ref += (double)deq[c] * x[k * cols + c];
+                worst = fmax(worst, fabs(ref - y[k * rows + r]));
+            }
+        }
+        /* |w|, |x| ≤ 1: Σ|w·x| ≤ 768, so the summation bound of check_dot is below 2e-3 */
+        CHECK_MSG(worst < 2e-3, "matmul %s tokens=%d: %g", tandem_type_name(t), n_tok, worst);
+    }
+    free(w); free(x); free(y); free(scratch); free(deq); free(data);
+    thread_pool_free(pool);
+}
+
+/* tandem's type table against gguf-py's GGML_QUANT_SIZES (stored in versions.json by the generator). */
+static void check_type_table(const char *golden) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/quant/versions.json", golden);
+    json_t *root = NULL;
+    CHECK_OK(json_load_path(path, &root));
+    if (!root) return;
+    const json_t *sizes = json_object_get(root, "ggml_quant_sizes");
+    CHECK(json_is_object(sizes));
+    int compared = 0;
+    for (int32_t id = 0; id < TANDEM_TYPE_COUNT; id++) {
+        if (!tandem_type_known(id)) continue;
+        const char *name = tandem_type_name((tandem_type)id);
+        /* gguf-py lists Q8_1 as 40 bytes; ggml's C struct (two f16 and 32 int8) and tandem say 36. It is an
+         * activation-only type that no model file stores. */
+        if (id == TANDEM_TYPE_Q8_1) continue;
+        const json_t *v = json_object_get(sizes, name);
+        CHECK_MSG(json_is_array(v) && json_array_size(v) == 2, "%s missing from gguf's table", name);
+        if (!json_is_array(v) || json_array_size(v) != 2) continue;
+        const json_int_t b = json_integer_value(json_array_get(v, 0)), s = json_integer_value(json_array_get(v, 1));
+        CHECK_MSG(b == tandem_type_block_size((tandem_type)id) && s == tandem_type_size((tandem_type)id),
+                  "%s: gguf (%lld, %lld), tandem (%d, %d)", name, (long long)b, (long long)s,
+                  tandem_type_block_size((tandem_type)id), tandem_type_size((tandem_type)id));
+        compared++;
+    }
+    CHECK(compared >= 20);
+    json_decref(root);
+}
+
+/* F16/BF16 through the generic entry: the same rounding as the scalar converters. */
+static void check_half_rows(void) {
+    float x[64], y[64];
+    uint8_t q[128];
+    for (int i = 0; i < 64; i++) x[i] = frand() * 100;
+    quantize_row(TANDEM_TYPE_F16, x, q, 64);
+    dequantize_row(TANDEM_TYPE_F16, q, y, 64);
+    int bad = 0;
+    for (int i = 0; i < 64; i++) bad += y[i] != f16_to_f32(f32_to_f16(x[i]));
+    quantize_row(TANDEM_TYPE_BF16, x, q, 64);
+    dequantize_row(TANDEM_TYPE_BF16, q, y, 64);
+    for (int i = 0; i < 64; i++) bad += y[i] != bf16_to_f32(f32_to_bf16(x[i]));
+    CHECK_MSG(bad == 0, "%d half-precision values differ", bad);
+    CHECK(!kernel_type_supported(TANDEM_TYPE_Q8_K) && !kernel_can_quantize(TANDEM_TYPE_Q8_1));
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s tests/golden\n", argv[0]);
+        return 2;
+    }
+    for (int i = 0; i < N_CASES; i++) check_type(argv[1], &CASES[i]);
+    const tandem_type mm[] = {TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q2_K,
+                              TANDEM_TYPE_Q3_K, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i]);
+    check_type_table(argv[1]);
+    check_half_rows();
+    return test_summary();
+}
