@@ -335,3 +335,27 @@ def test_missing_shard_and_wrong_dtype(run_tandem, models_dir, tmp_path):
     tensors["model.layers.0.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"].astype(np.int64)
     safetensors_numpy.save_file(tensors, str(m2 / "model.safetensors"))
     expect_error(run_tandem, ["info", m2], "model.layers.0.mlp.up_proj.weight", "I64")
+
+
+# ---- speculative decoding from the command line ----
+
+@pytest.mark.parametrize("extra", [["-md", "{models}/tied_gqa2/model-q4_0.gguf"], ["-md", "{models}/untied_gqa4"],
+                                   ["--lookup", "2"], ["-md", "{models}/untied_gqa1", "--lookup", "3",
+                                                       "--draft-max", "5", "--draft-fixed"]])
+def test_run_speculative_is_identical(run_tandem, models_dir, extra):
+    ref = reference(models_dir, TINY)
+    text = run_tandem("detokenize", "-m", models_dir / TINY, *[str(i) for i in ref["prompt"].tolist()]).stdout
+    args = [a.format(models=models_dir) for a in extra]
+    out = last_json(run_tandem("run", "-m", models_dir / TINY, "-p", text, "-n", "64", "--temp", "0",
+                               "--ignore-eos", "--json", *args).stdout)
+    assert out["generated_ids"] == ref["greedy"].tolist()
+    s = out["speculative"]
+    assert s["rounds"] >= 1 and 0 <= s["accepted"] <= s["drafted"]
+    assert {"acceptance_rate", "mean_per_pass", "c", "predicted_speedup", "draft_ms", "target_ms"} <= set(s)
+
+
+def test_draft_with_another_vocabulary_is_refused(run_tandem, models_dir, tmp_path):
+    other = write_gguf(tmp_path / "other.gguf", tiny_tensors())
+    expect_error(run_tandem, ["run", "-m", models_dir / TINY, "-md", other, "-p", "x"], "vocabulary rows", "must match")
+    cp = run_tandem("run", "-m", models_dir / TINY, "-p", "x", "--draft-min", "9", "--draft-max", "4", check=False)
+    assert cp.returncode == 2 and "--draft-min" in cp.stderr
