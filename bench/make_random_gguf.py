@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_random_gguf.py — a GGUF with the exact tensor shapes of a released Qwen3 size and random weights, for
 speed measurements (speed does not depend on weight values). Quantized blocks get random quants and small valid
-f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size 0.6b|1.7b|4b|8b --type f16|q8_0|q4_0"""
+f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size draft|0.6b|1.7b|4b|8b --type f16|q8_0|q4_0"""
 import argparse
 import pathlib
 import sys
@@ -11,6 +11,7 @@ import numpy as np
 import gguf  # noqa: E402
 
 SIZES = {  # layers, hidden, heads, kv heads, head_dim, ffn, tied
+    "draft": (2, 256, 4, 2, 64, 768, True),  # a tiny draft with Qwen3's vocabulary size
     "0.6b": (28, 1024, 16, 8, 128, 3072, True),
     "1.7b": (28, 2048, 16, 8, 128, 6144, True),
     "4b": (36, 2560, 32, 8, 128, 9728, True),

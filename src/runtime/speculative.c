@@ -95,6 +95,7 @@ typedef struct length_model {
     double t_draft;         /* ms per draft step */
     double t_pass[MAX_DRAFT + 2];  /* ms per target pass of k tokens (0: unmeasured) */
     int32_t since_probe;    /* plain steps since the last probe */
+    int32_t probe_interval; /* plain steps between probes: doubles while probes find nothing */
 } length_model;
 
 /* Target pass time for k tokens: measured, or scaled from the nearest measured size (a pass over more
@@ -122,7 +123,7 @@ static int32_t choose_length(length_model *lm, int32_t max) {
             best = g;
         }
     }
-    if (best == 0 && ++lm->since_probe >= PROBE_INTERVAL) {  /* re-measure now and then: text changes */
+    if (best == 0 && ++lm->since_probe >= lm->probe_interval) {  /* re-measure now and then: text changes */
         lm->since_probe = 0;
         return max < 2 ? max : 2;
     }
@@ -187,7 +188,7 @@ tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, t
         if ((st = tandem_sampler_init(&dp, V, &draft_sampler))) goto done;
     }
     const bool greedy = sampler_is_greedy(sampler);
-    length_model lm = {.alpha = 0.5};
+    length_model lm = {.alpha = 0.5, .probe_interval = PROBE_INTERVAL};
     double draft_step_ms = 0;  /* draft time spent proposing (without catching up), for c */
 
     /* the first token comes from the prompt's logits, as without speculation */
@@ -277,7 +278,11 @@ tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, t
             stats->n_accepted++;
             stats->n_accepted_lookup += from_lookup[i];
         }
-        if (k > 0 && !from_lookup[0]) ema(&lm.alpha, (double)accepted / k);
+        if (k > 0 && !from_lookup[0]) {
+            ema(&lm.alpha, (double)accepted / k);
+            /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
+            lm.probe_interval = accepted == 0 ? (lm.probe_interval < 1024 ? 2 * lm.probe_interval : 1024) : PROBE_INTERVAL;
+        }
         if (next < 0) next = greedy ? tandem_sampler_sample(sampler, logits + (size_t)k * V, seq, (size_t)(len + k))
                                     : sampler_draw(sampler, p_probs + (size_t)k * V, V);
 
