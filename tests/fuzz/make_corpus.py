@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""make_corpus.py — writes the seed corpus of every fuzz target into tests/fuzz/corpus/<target>/.
+
+Seeds are small on purpose (libFuzzer mutates small inputs much faster): tiny Qwen3 GGUFs with a ~300-token
+byte-level tokenizer, the golden files that are already small, hand-made safetensors / JSON variants, and
+texts for the tokenizer. Deterministic (fixed seeds); needs numpy, gguf and safetensors (scripts/setup.sh).
+Run from anywhere:  python3 tests/fuzz/make_corpus.py   (rewrites tests/fuzz/corpus/, keeps regression/)
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+TIED = os.path.join(GOLDEN, "models", "tied_gqa2")
+CORPUS = os.path.join(HERE, "corpus")
+SEP = b"\n#--8<--#\n"  # fuzz_tokenizer_json.c's separator between tokenizer.json, tokenizer_config.json, ...
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "gen"))
+import qwen3_gguf  # noqa: E402
+
+
+def out(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------- a mini byte-level BPE tokenizer
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def mini_tokenizer(normalizer=True, merges_as_pairs=False, extra_added=()):
+    """tokenizer.json dict: 256 byte tokens, a few merges, Qwen's special tokens (ids after the vocab)."""
+    b2u = bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)}
+    words = ["the", " the", "in", " in", "er", "he", "ll", "'ll", " a", "Hello", " world", "ö", "日本", "12"]
+    merges = []
+    for w in words:
+        s = "".join(b2u[b] for b in w.encode("utf-8"))
+        cur = s[0]
+        for ch in s[1:]:
+            nxt = cur + ch
+            if nxt not in vocab:
+                vocab[nxt] = len(vocab)
+                merges.append([cur, ch] if merges_as_pairs else f"{cur} {ch}")
+            cur = nxt
+    added = []
+    for content in ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", *extra_added]:
+        added.append({"id": len(vocab) + len(added), "content": content, "single_word": False, "lstrip": False,
+                      "rstrip": False, "normalized": False, "special": content.startswith("<|")})
+    split = {"type": "Split", "pattern": {"Regex": qwen3_gguf_pattern()}, "behavior": "Isolated", "invert": False}
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "NFC"} if normalizer else None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            split, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+def qwen3_gguf_pattern():
+    tok = json.loads(read(os.path.join(TIED, "tokenizer.json")))
+    return tok["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"]
+
+
+MINI_CONFIG = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+               "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                                "{% endfor %}"}
+
+
+def n_ids(tok):
+    return max([*tok["model"]["vocab"].values(), *(a["id"] for a in tok["added_tokens"])]) + 1
+
+
+# ---------------------------------------------------------------- tiny Qwen3 GGUFs
+
+def tiny_gguf(path, *, layers=1, dim=32, heads=2, kv_heads=1, head_dim=16, ffn=32, tied=True, ftype="q4_0",
+              tok=None, extra_vocab=0, seed=0, tokenizer=True):
+    import gguf
+    from gguf.quants import quantize
+    tok = tok or mini_tokenizer()
+    vocab_size = n_ids(tok) + extra_vocab
+    hp = {"hidden_size": dim, "intermediate_size": ffn, "vocab_size": vocab_size, "head_dim": head_dim,
+          "num_attention_heads": heads, "num_key_value_heads": kv_heads, "num_hidden_layers": layers,
+          "tie_word_embeddings": tied, "max_position_embeddings": 64, "rope_theta": 1e6, "rms_norm_eps": 1e-6}
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(path, "qwen3")
+    qwen3_gguf.add_model_metadata(w, hp, f"fuzz-tiny-{ftype}", ftype)
+    if tokenizer:
+        qwen3_gguf.add_tokenizer_metadata(w, tok, MINI_CONFIG, vocab_size)
+    qt = qwen3_gguf.QTYPE[ftype]
+    for gname, _hname, shape in qwen3_gguf.tensor_layout(hp):
+        a = (rng.standard_normal(shape) * (1.0 if len(shape) == 1 else 0.05)).astype(np.float32)
+        if len(shape) == 1:
+            a = (1.0 + 0.1 * a).astype(np.float32)
+            w.add_tensor(gname, a)
+        elif ftype == "f32":
+            w.add_tensor(gname, a)
+        elif ftype == "f16":
+            w.add_tensor(gname, quantize(a, qt))
+        else:
+            w.add_tensor(gname, quantize(a, qt), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def gguf_seeds(tmp):
+    paths = {}
+    specs = {
+        "tiny-q4_0-tied.gguf": dict(ftype="q4_0"),
+        "tiny-q8_0-untied-2layers.gguf": dict(ftype="q8_0", tied=False, layers=2, heads=4, kv_heads=2, head_dim=8,
+                                              seed=1),
+        "tiny-f16-gqa1.gguf": dict(ftype="f16", dim=16, heads=2, kv_heads=2, head_dim=8, ffn=16, seed=2),
+        "tiny-bf16.gguf": dict(ftype="bf16", dim=16, heads=1, kv_heads=1, head_dim=16, ffn=16, seed=3),
+        "tiny-f32-headdim-ne-dim.gguf": dict(ftype="f32", dim=16, heads=2, kv_heads=1, head_dim=32, ffn=16, seed=4,
+                                             extra_vocab=3),
+    }
+    for name, kw in specs.items():
+        p = os.path.join(tmp, name)
+        tiny_gguf(p, **kw)
+        paths[name] = p
+    p = os.path.join(tmp, "no-tokenizer-q4_0.gguf")
+    tiny_gguf(p, ftype="q4_0", tokenizer=False, seed=5)
+    paths["no-tokenizer-q4_0.gguf"] = p
+    return paths
+
+
+def tokenizer_only_gguf(path):
+    import gguf
+    tok = mini_tokenizer()
+    w = gguf.GGUFWriter(path, "qwen3")
+    qwen3_gguf.add_tokenizer_metadata(w, tok, MINI_CONFIG, n_ids(tok))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def hand_gguf(version=3, kvs=(), tensors=(), alignment=32):
+    """A GGUF built byte by byte: kvs [(key, type_id, payload_bytes)], tensors [(name, ne, type, data)]."""
+    def s(x):
+        x = x.encode() if isinstance(x, str) else x
+        return struct.pack("<Q", len(x)) + x
+    b = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, t, payload in kvs:
+        b += s(key) + struct.pack("<I", t) + payload
+    off = 0
+    infos, datas = b"", []
+    for name, ne, t, data in tensors:
+        infos += s(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+        infos += struct.pack("<IQ", t, off)
+        datas.append((off, data))
+        off += (len(data) + alignment - 1) // alignment * alignment
+    b += infos
+    b += b"\0" * ((-len(b)) % alignment)
+    start = len(b)
+    for o, data in datas:
+        b += b"\0" * (start + o - len(b)) + data
+    return b
+
+
+def v4_config():
+    """The golden config as transformers 4.x writes it (rope_theta + rope_scaling instead of rope_parameters)."""
+    base = json.loads(read(os.path.join(TIED, "config.json")))
+    v4 = {k: v for k, v in base.items() if k != "rope_parameters"}
+    v4["rope_theta"] = 1000000.0
+    v4["rope_scaling"] = None
+    return v4
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    import tempfile
+    from safetensors.numpy import save as st_save
+
+    if os.path.isdir(CORPUS):
+        shutil.rmtree(CORPUS)
+    tmp = tempfile.mkdtemp(prefix="tandem-corpus-")
+    try:
+        models = gguf_seeds(tmp)
+        tokenizer_only_gguf(os.path.join(tmp, "tok.gguf"))
+
+        # ---- gguf (max_len 16384): metadata of every type, tokenizer-only, tiny models, hand-made edge cases
+        out("gguf", "all_types.gguf", read(os.path.join(GOLDEN, "gguf", "all_types.gguf")))
+        out("gguf", "tokenizer-only.gguf", read(os.path.join(tmp, "tok.gguf")))
+        for name in ["tiny-q4_0-tied.gguf", "tiny-f16-gqa1.gguf", "no-tokenizer-q4_0.gguf"]:
+            out("gguf", name, read(models[name]))
+        out("gguf", "empty-v3.gguf", hand_gguf())
+        out("gguf", "empty-v2.gguf", hand_gguf(version=2))
+        u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+        kq = [("general.alignment", 4, u32(64)),
+              ("a.str_arr", 9, u32(8) + struct.pack("<Q", 2) + struct.pack("<Q", 1) + b"x" + struct.pack("<Q", 0)),
+              ("a.f32_arr", 9, u32(6) + struct.pack("<Q", 3) + struct.pack("<3f", 1.5, float("nan"), -1e30)),
+              ("a.bool", 7, b"\x02")]
+        ts = [("f32", [4], 0, struct.pack("<4f", 1, 2, 3, 4)),
+              ("q4_k", [256, 1], 12, bytes(144)),
+              ("q8_0.2d", [32, 2], 8, bytes(68)),
+              ("i64", [1, 1, 1, 2], 27, bytes(16))]
+        out("gguf", "types-aligned64.gguf", hand_gguf(kvs=kq, tensors=ts, alignment=64))
+
+        # ---- model_load (max_len 100000): tiny models and the golden Q4_0
+        for name, p in models.items():
+            out("model_load", name, read(p))
+        out("model_load", "golden-tied_gqa2-q4_0.gguf", read(os.path.join(TIED, "model-q4_0.gguf")))
+
+        # ---- safetensors (max_len 16384)
+        rng = np.random.default_rng(7)
+        out("safetensors", "mixed-dtypes.safetensors", st_save({
+            "a.f32": rng.standard_normal((3, 4)).astype(np.float32),
+            "b.f16": rng.standard_normal((8,)).astype(np.float16),
+            "c.i64": np.arange(6, dtype=np.int64).reshape(2, 3),
+            "d.scalar": np.array(1.5, dtype=np.float32),
+            "e.empty": np.zeros((0, 4), dtype=np.float32),
+            "f.u8": np.arange(5, dtype=np.uint8),
+            "g.bool": np.array([True, False]),
+        }, metadata={"format": "pt"}))
+        qwen = {}
+        for i in range(2):
+            qwen[f"model.layers.{i}.input_layernorm.weight"] = np.ones(8, np.float32)
+            qwen[f"model.layers.{i}.self_attn.q_proj.weight"] = rng.standard_normal((8, 8)).astype(np.float32)
+        qwen["model.embed_tokens.weight"] = rng.standard_normal((16, 8)).astype(np.float16)
+        out("safetensors", "qwen-names.safetensors", st_save(qwen))
+        # bf16 has no numpy dtype: written by hand (header + data)
+        hdr = json.dumps({"w.bf16": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
+                          "x.f8": {"dtype": "F8_E4M3", "shape": [3], "data_offsets": [8, 11]},
+                          "__metadata__": {"k": "v"}}).encode()
+        hdr += b" " * ((-len(hdr)) % 8)
+        out("safetensors", "bf16-f8-by-hand.safetensors", struct.pack("<Q", len(hdr)) + hdr + bytes(range(11)))
+        empty = b"{}"
+        out("safetensors", "empty-header.safetensors", struct.pack("<Q", len(empty)) + empty)
+
+        # ---- safetensors_index (max_len 16384): index.json [SEP shard 1 [SEP shard 2]]
+        names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        shard1 = st_save({"model.embed_tokens.weight": rng.standard_normal((4, 4)).astype(np.float32),
+                          "model.norm.weight": np.ones(4, np.float16)})
+        shard2 = st_save({"lm_head.weight": rng.standard_normal((4, 4)).astype(np.float32),
+                          "model.layers.0.mlp.up_proj.weight": np.zeros((2, 4), np.float32)})
+        wmap = {"model.embed_tokens.weight": names[0], "model.norm.weight": names[0],
+                "lm_head.weight": names[1], "model.layers.0.mlp.up_proj.weight": names[1]}
+        index = json.dumps({"metadata": {"total_size": 128}, "weight_map": wmap}, indent=1).encode()
+        out("safetensors_index", "two-shards.bin", index + SEP + shard1 + SEP + shard2)
+        one = json.dumps({"weight_map": {k: names[0] for k in ["model.embed_tokens.weight", "model.norm.weight"]}})
+        out("safetensors_index", "one-shard.bin", one.encode() + SEP + shard1)
+        out("safetensors_index", "golden-index-no-shards.json",
+            read(os.path.join(GOLDEN, "models", "sharded", "model.safetensors.index.json")))
+
+        # ---- hf_folder (max_len 8192): config.json [SEP generation_config.json], golden weights linked
+        out("hf_folder", "golden.json", read(os.path.join(TIED, "config.json")) + SEP +
+            read(os.path.join(TIED, "generation_config.json")))
+        out("hf_folder", "golden-no-generation-config.json", read(os.path.join(TIED, "config.json")))
+        out("hf_folder", "v4-sampling.json", json.dumps(v4_config(), indent=1).encode() + SEP + json.dumps(
+            {"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0,
+             "repetition_penalty": 1.1, "eos_token_id": 402}).encode())
+
+        # ---- config_json
+        for m in ["tied_gqa2", "untied_gqa1", "untied_gqa4", "bf16", "sharded"]:
+            out("config_json", f"{m}.json", read(os.path.join(GOLDEN, "models", m, "config.json")))
+        base = json.loads(read(os.path.join(TIED, "config.json")))
+        out("config_json", "v4-rope_theta.json", json.dumps(v4_config(), indent=1))
+        minimal = {k: base[k] for k in ["model_type", "num_hidden_layers", "hidden_size", "intermediate_size",
+                                        "num_attention_heads", "vocab_size"]}
+        out("config_json", "minimal.json", json.dumps(minimal))
+        yarn = dict(base, rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6})
+        out("config_json", "rope-yarn.json", json.dumps(yarn))
+        out("config_json", "real-0.6B-like.json", json.dumps(dict(
+            base, hidden_size=1024, intermediate_size=3072, num_attention_heads=16, num_key_value_heads=8,
+            head_dim=128, num_hidden_layers=28, vocab_size=151936, max_position_embeddings=40960)))
+
+        # ---- tokenizer_json (max_len 32768): tokenizer.json [SEP tokenizer_config.json [SEP generation_config]]
+        out("tokenizer_json", "golden-tied_gqa2.json",
+            read(os.path.join(TIED, "tokenizer.json")) + SEP + read(os.path.join(TIED, "tokenizer_config.json")) +
+            SEP + read(os.path.join(TIED, "generation_config.json")))
+        out("tokenizer_json", "golden-tokenizer-only.json", read(os.path.join(TIED, "tokenizer.json")))
+        out("tokenizer_json", "mini-nfc.json", json.dumps(mini_tokenizer(), ensure_ascii=False))
+        out("tokenizer_json", "mini-pairs-no-normalizer.json",
+            json.dumps(mini_tokenizer(normalizer=False, merges_as_pairs=True), ensure_ascii=False).encode() + SEP +
+            json.dumps(dict(MINI_CONFIG, added_tokens_decoder={"300": {"content": "<tool_call>", "special": False}}))
+            .encode() + SEP + json.dumps({"eos_token_id": [2, 3]}).encode())
+        no_pre = mini_tokenizer(extra_added=("ab", "a"))
+        no_pre["pre_tokenizer"] = None
+        out("tokenizer_json", "mini-no-pretokenizer.json",
+            json.dumps(no_pre, ensure_ascii=False).encode() + SEP +
+            json.dumps({"eos_token": {"content": "<|endoftext|>"},
+                        "chat_template": [{"name": "default", "template": "x"}]}).encode())
+
+        # ---- tokenize (max_len 4096): texts
+        texts = {
+            "english.txt": "Hello world, the quick brown fox jumps over the lazy dog. It'll be fine, they're here.",
+            "chat.txt": "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+                        "<|im_start|>assistant\n<think>\n\n</think>\n\nHello<|im_end|><|endoftext|>",
+            "multiscript.txt": "Grüße, 世界! Привет мир. مرحبا. नमस्ते 🙂👍🏽 한국어 テスト ｶﾀｶﾅ",
+            "numbers-space.txt": "12345 6.78e-9  \t\t\n\n   x\r\n\r\n  \u00a0\u3000end   ",
+            "non-nfc.txt": "e\u0301 A\u030a \u1100\u1161\u11a8 \u212b \ufb01 o\u0308\u0323",
+            "almost-special.txt": "<|im_start <|im_end|>> <<|endoftext|> </think <think><think>",
+            "code.txt": "def f(x):\n    return x**2  # comment\n\nif __name__ == '__main__':\n\tprint(f(3))\n",
+        }
+        for name, t in texts.items():
+            out("tokenize", name, t)
+        out("tokenize", "invalid-utf8.bin", b"ok \xff\xfe \xc3( \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf"
+                                            b" \xe2\x82\xac \xf0\x9f\x99 end\xc3")
+        out("tokenize", "nul-and-controls.bin", b"a\x00b\x01\x7f\x1b[0m\x00\x00 <|im_end|>\x00")
+    finally:
+        shutil.rmtree(tmp)
+
+    total = 0
+    for dirpath, _dirs, files in os.walk(CORPUS):
+        for f in files:
+            total += os.path.getsize(os.path.join(dirpath, f))
+    print(f"corpus: {total} bytes in {CORPUS}")
+
+
+if __name__ == "__main__":
+    main()
