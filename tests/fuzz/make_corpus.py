@@ -155,6 +155,38 @@ def gguf_seeds(tmp):
     return paths
 
 
+def kquant_gguf(path):
+    """A 1-layer model with dim 256 whose matrices use the other runnable types (Q2_K…Q6_K, Q4_1, Q5_0, Q5_1,
+    IQ4_NL); block bytes are random, with every other byte kept small so that f16 scales stay finite."""
+    import gguf
+    T = gguf.GGMLQuantizationType
+    tok = mini_tokenizer()
+    V = n_ids(tok)
+    hp = {"hidden_size": 256, "intermediate_size": 32, "vocab_size": V, "head_dim": 32, "num_attention_heads": 1,
+          "num_key_value_heads": 1, "num_hidden_layers": 1, "tie_word_embeddings": True,
+          "max_position_embeddings": 64, "rope_theta": 1e6, "rms_norm_eps": 1e-6}
+    types = {"token_embd.weight": T.Q2_K, "blk.0.attn_q.weight": T.Q4_K, "blk.0.attn_k.weight": T.Q5_K,
+             "blk.0.attn_v.weight": T.Q5_1, "blk.0.attn_output.weight": T.Q5_0, "blk.0.ffn_gate.weight": T.Q3_K,
+             "blk.0.ffn_up.weight": T.Q6_K, "blk.0.ffn_down.weight": T.IQ4_NL}
+    rng = np.random.default_rng(12)
+    w = gguf.GGUFWriter(path, "qwen3")
+    qwen3_gguf.add_model_metadata(w, hp, "fuzz-tiny-kquants", "q4_0")
+    qwen3_gguf.add_tokenizer_metadata(w, tok, MINI_CONFIG, V)
+    for gname, _hname, shape in qwen3_gguf.tensor_layout(hp):
+        if len(shape) == 1:
+            w.add_tensor(gname, (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32))
+            continue
+        qt = types[gname]
+        block, size = gguf.GGML_QUANT_SIZES[qt]
+        raw = rng.integers(0, 256, size=(shape[0], shape[1] // block * size), dtype=np.uint8)
+        raw[:, 1::2] &= 0x3B
+        w.add_tensor(gname, raw, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def tokenizer_only_gguf(path):
     import gguf
     tok = mini_tokenizer()
@@ -233,6 +265,8 @@ def main():
         for name, p in models.items():
             out("model_load", name, read(p))
         out("model_load", "golden-tied_gqa2-q4_0.gguf", read(os.path.join(TIED, "model-q4_0.gguf")))
+        kquant_gguf(os.path.join(tmp, "kq.gguf"))
+        out("model_load", "tiny-kquants-dim256.gguf", read(os.path.join(tmp, "kq.gguf")))
 
         # ---- safetensors (max_len 16384)
         rng = np.random.default_rng(7)
@@ -282,6 +316,14 @@ def main():
         out("hf_folder", "v4-sampling.json", json.dumps(v4_config(), indent=1).encode() + SEP + json.dumps(
             {"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0,
              "repetition_penalty": 1.1, "eos_token_id": 402}).encode())
+
+        # ---- quant_rows (max_len 2400): [type pick, blocks, activation pattern] + row bytes; the type pick is
+        # taken modulo the number of runnable types, so 0..19 covers them all. Bytes: f16 scales kept moderate.
+        qrng = np.random.default_rng(11)
+        for i in range(20):
+            row = qrng.integers(0, 256, size=1700, dtype=np.uint8)
+            row[1::2] &= 0x3B  # every other byte small: f16 scales at any offset stay finite and modest
+            out("quant_rows", f"type{i:02d}.bin", bytes([i, i % 4, 40 + i]) + row.tobytes())
 
         # ---- config_json
         for m in ["tied_gqa2", "untied_gqa1", "untied_gqa4", "bf16", "sharded"]:
