@@ -41,8 +41,13 @@ void quantize_row_q6_K(const float *src, void *dst, int64_t n);
 /* True if quantize_row can write type t. */
 bool kernel_can_quantize(tandem_type t);
 /* dst (n / block size blocks of t) = src (n) stored as type t, n a multiple of t's block size; F16/BF16
- * round to nearest even. Same bytes as the per-type functions above. */
+ * round to nearest even. Same bytes as the per-type functions above. src must pass quantize_input_ok: the
+ * scale searches square and sum values, so NaN, infinities and magnitudes near FLT_MAX have no meaning there
+ * (a converter reports such a tensor by name instead of quantizing it). */
 void quantize_row(tandem_type t, const float *src, void *dst, int64_t n);
+/* True if every value is 0 or 2^-30 ≤ |x| ≤ 2^30 (trained weights are far inside; the fuzzer found the
+ * K-quant scale searches overflow on extreme magnitudes, so the domain is stated, not assumed). */
+bool quantize_input_ok(const float *src, int64_t n);
 
 /* ---- matrix products (matmul.c) ---- */
 

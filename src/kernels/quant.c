@@ -398,6 +398,14 @@ static inline int trunc_clamp(float v, int hi) {
     return v >= (float)hi ? hi : (int)v;
 }
 
+/* roundf to int8 for quantizers: a non-finite weight (inf·0 = NaN) or an overflowing product would make the
+ * conversion undefined; NaN gives 0 and out-of-range values saturate. Identical for every finite block. */
+static inline int8_t round_i8(float v) {
+    if (!(v == v)) return 0;
+    v = roundf(v);
+    return (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+}
+
 /* Sub-blocks whose largest |x| is below this are stored as zeros (ggml's GROUP_MAX_EPS). */
 #define GROUP_MAX_EPS 1e-15f
 
@@ -410,7 +418,7 @@ void quantize_row_q8_0(const float *src, void *dst, int64_t n) {
         const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = f32_to_f16(d);
         memcpy(p, &dh, 2);
-        for (int j = 0; j < 32; j++) ((int8_t *)(p + 2))[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < 32; j++) ((int8_t *)(p + 2))[j] = round_i8(x[j] * id);
     }
 }
 
@@ -428,9 +436,9 @@ void quantize_row_q4_0(const float *src, void *dst, int64_t n) {
         uint16_t dh = f32_to_f16(d);
         memcpy(p, &dh, 2);
         for (int j = 0; j < 16; j++) {
-            int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
-            lo = lo < 15 ? lo : 15;
-            hi = hi < 15 ? hi : 15;
+            /* trunc_clamp = ggml's MIN(15, (int8_t)(v + 8.5f)) for every finite block, and defined when a
+             * subnormal block maximum makes id infinite */
+            const int lo = trunc_clamp(x[j] * id + 8.5f, 15), hi = trunc_clamp(x[j + 16] * id + 8.5f, 15);
             p[2 + j] = (uint8_t)(lo | (hi << 4));
         }
     }
@@ -950,6 +958,14 @@ void quantize_row_q6_K(const float *src, void *dst, int64_t n) {
                     (uint8_t)(Lh[0] >> 4 | (Lh[32] >> 4) << 2 | (Lh[64] >> 4) << 4 | (Lh[96] >> 4) << 6);
             }
     }
+}
+
+bool quantize_input_ok(const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float a = fabsf(src[i]);
+        if (!(a <= 0x1p30f) || (a != 0 && a < 0x1p-30f)) return false;  /* NaN fails the first test */
+    }
+    return true;
 }
 
 bool kernel_can_quantize(tandem_type t) {
