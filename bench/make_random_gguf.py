@@ -10,6 +10,9 @@ import numpy as np
 
 import gguf  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "gen"))
+from qwen3_gguf import byte_to_unicode  # noqa: E402
+
 SIZES = {  # layers, hidden, heads, kv heads, head_dim, ffn, tied
     "draft": (2, 256, 4, 2, 64, 768, True),  # a tiny draft with Qwen3's vocabulary size
     "0.6b": (28, 1024, 16, 8, 128, 3072, True),
@@ -48,9 +51,7 @@ def main():
     w.add_float32("qwen3.rope.freq_base", 1e6)
     w.add_float32("qwen3.attention.layer_norm_rms_epsilon", 1e-6)
     # a byte-level vocabulary: 256 byte tokens, padding up to the real size
-    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    extra = [b for b in range(256) if b not in keep]
-    table = {b: chr(b) for b in keep} | {b: chr(0x100 + i) for i, b in enumerate(extra)}
+    table = byte_to_unicode()
     tokens = [table[b] for b in range(256)] + ["<|im_end|>", table[0x20] * 2] + [f"[PAD{i}]" for i in range(258, VOCAB)]
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "qwen2")

@@ -162,11 +162,6 @@ static tandem_status emitter_end(gen_emitter *e) {
     return TANDEM_OK;
 }
 
-tandem_spec_params tandem_spec_default_params(void) {
-    return (tandem_spec_params){.draft_max = 8, .draft_min = 1, .draft_p_min = 0.0f, .adaptive = true,
-                                .lookup_ngram = 0};
-}
-
 tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt, const tandem_gen_params *params,
                               tandem_gen_result *r) {
     memset(r, 0, sizeof *r);

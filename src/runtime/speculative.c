@@ -15,6 +15,11 @@
 
 enum { MAX_DRAFT = 64, MAX_NGRAM = 16, PROBE_INTERVAL = 16 };
 
+tandem_spec_params tandem_spec_default_params(void) {
+    return (tandem_spec_params){.draft_max = 8, .draft_min = 1, .draft_p_min = 0.0f, .adaptive = true,
+                                .lookup_ngram = 0};
+}
+
 /* ---- vocabulary check ---- */
 
 tandem_status tandem_model_check_draft(const tandem_model *target, const tandem_model *draft) {
@@ -283,8 +288,7 @@ tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, t
             /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
             lm.probe_interval = accepted == 0 ? (lm.probe_interval < 1024 ? 2 * lm.probe_interval : 1024) : PROBE_INTERVAL;
         }
-        if (next < 0) next = greedy ? tandem_sampler_sample(sampler, logits + (size_t)k * V, seq, (size_t)(len + k))
-                                    : sampler_draw(sampler, p_probs + (size_t)k * V, V);
+        if (next < 0) next = sampler_draw(sampler, p_probs + (size_t)k * V, V);  /* bonus ~ p_k (one-hot if greedy) */
 
         /* 4. roll back what was rejected, emit what was kept */
         if ((st = tandem_ctx_truncate(target, len + accepted))) goto done;

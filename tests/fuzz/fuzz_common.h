@@ -314,4 +314,16 @@ static inline void fuzz_exercise_tokenizer(const tandem_tokenizer *tok) {
     }
 }
 
+/* Loads a model (one thread); a refusal must come with a status, a message and no model. NULL if refused. */
+static inline tandem_model *fuzz_load_model(const char *path) {
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = 1;
+    tandem_model *model = NULL;
+    fuzz_clear_error();
+    tandem_status st = tandem_model_load(path, &mp, &model);
+    fuzz_check_failure(st);
+    if (st != TANDEM_OK) FUZZ_CHECK(model == NULL);
+    return st == TANDEM_OK ? model : NULL;
+}
+
 #endif

@@ -46,23 +46,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (gen) fuzz_write_file(path, sizeof path, "hf/generation_config.json", gen, gen_len);
     else fuzz_unlink("hf/generation_config.json");
 
-    tandem_model_params mp = tandem_model_default_params();
-    mp.n_threads = 1;
-    tandem_model *model = NULL;
-    fuzz_clear_error();
-    tandem_status st = tandem_model_load(folder, &mp, &model);
-    fuzz_check_failure(st);
-    if (st != TANDEM_OK) {
-        FUZZ_CHECK(model == NULL);
-        return 0;
-    }
+    tandem_model *model = fuzz_load_model(folder);
+    if (!model) return 0;
     tandem_model_info info;
     tandem_model_get_info(model, &info);
     FUZZ_CHECK(strcmp(info.source, "safetensors") == 0 && info.vocab_size >= 1);
     tandem_sampler_params sp = tandem_model_sampler_defaults(model);
     tandem_sampler *sampler = NULL;
     fuzz_clear_error();
-    st = tandem_sampler_init(&sp, info.vocab_size, &sampler);  /* fuzzed defaults: may be refused, with a reason */
+    tandem_status st = tandem_sampler_init(&sp, info.vocab_size, &sampler);  /* fuzzed defaults: may be refused, with a reason */
     fuzz_check_failure(st);
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
     size_t n_eos = 0;

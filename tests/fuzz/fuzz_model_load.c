@@ -7,16 +7,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512];
     fuzz_write_file(path, sizeof path, "model.gguf", data, size);
-    tandem_model_params mp = tandem_model_default_params();
-    mp.n_threads = 1;
-    tandem_model *model = NULL;
-    fuzz_clear_error();
-    tandem_status st = tandem_model_load(path, &mp, &model);
-    fuzz_check_failure(st);
-    if (st != TANDEM_OK) {
-        FUZZ_CHECK(model == NULL);
-        return 0;
-    }
+    tandem_model *model = fuzz_load_model(path);
+    if (!model) return 0;
     tandem_model_info info;
     tandem_model_get_info(model, &info);
     FUZZ_CHECK(info.vocab_size >= 1 && info.n_layers >= 1 && info.n_tensors >= 1);
@@ -34,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cp.n_ctx = 8;
     tandem_ctx *ctx = NULL;
     fuzz_clear_error();
-    st = tandem_ctx_init(model, &cp, &ctx);
+    tandem_status st = tandem_ctx_init(model, &cp, &ctx);
     fuzz_check_failure(st);
     if (st == TANDEM_OK) {
         /* Token ids from the input's last bytes, so the fuzzer can steer which rows are read. */

@@ -41,21 +41,9 @@ def read(path):
 
 # ---------------------------------------------------------------- a mini byte-level BPE tokenizer
 
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def mini_tokenizer(normalizer=True, merges_as_pairs=False, extra_added=()):
     """tokenizer.json dict: 256 byte tokens, a few merges, Qwen's special tokens (ids after the vocab)."""
-    b2u = bytes_to_unicode()
+    b2u = qwen3_gguf.byte_to_unicode()
     vocab = {b2u[b]: b for b in range(256)}
     words = ["the", " the", "in", " in", "er", "he", "ll", "'ll", " a", "Hello", " world", "ö", "日本", "12"]
     merges = []

@@ -22,6 +22,7 @@ import random
 import sys
 
 import tokenizers
+from qwen3_gguf import byte_to_unicode
 from tokenizers import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -161,15 +162,7 @@ def decode_only_cases(tok):
     character's tokens reversed, a truncated character before an added token)."""
     vocab = tok.get_vocab()
     byte_tokens = []
-    # GPT-2 byte <-> unicode map, to find the single-byte tokens.
-    direct = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    mapping, k = {}, 0
-    for b in range(256):
-        if b in direct:
-            mapping[b] = chr(b)
-        else:
-            mapping[b] = chr(0x100 + k)
-            k += 1
+    mapping = byte_to_unicode()  # to find the single-byte tokens
     byte_tokens = [vocab[mapping[b]] for b in range(256)]
     cases = []
 

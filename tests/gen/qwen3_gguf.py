@@ -35,6 +35,16 @@ BLOCK_TENSORS = [
 ]
 
 
+def byte_to_unicode():
+    """GPT-2's bytes_to_unicode: byte -> the character a byte-level BPE vocabulary writes for it (printable
+    Latin-1 bytes stand for themselves, the other 68 map to U+0100… in byte order)."""
+    direct = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    shifted = [b for b in range(256) if b not in direct]
+    table = {b: chr(b) for b in direct}
+    table.update({b: chr(0x100 + i) for i, b in enumerate(shifted)})
+    return table
+
+
 def tensor_layout(hp):
     """[(gguf_name, hf_name, pytorch_shape)] for a Qwen3 model; hp keys as in hparams() below."""
     E, F, V, hd = hp["hidden_size"], hp["intermediate_size"], hp["vocab_size"], hp["head_dim"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "gen"))  # shared generator helpers (qwen3_gguf)
 GOLDEN = REPO / "tests" / "golden"
 
 

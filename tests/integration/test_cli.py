@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from qwen3_gguf import byte_to_unicode
 from safetensors.numpy import load_file
 
 TINY = "tied_gqa2"
@@ -224,15 +225,6 @@ def test_bad_gguf_files(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", huge], str(huge))
 
 
-def byte_level_alphabet():
-    """GPT-2's bytes_to_unicode: the 256 single-byte tokens a byte-level BPE vocabulary must have."""
-    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    extra = [b for b in range(256) if b not in keep]
-    table = {b: chr(b) for b in keep}
-    table.update({b: chr(0x100 + i) for i, b in enumerate(extra)})
-    return [table[b] for b in range(256)]
-
-
 def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
     """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order)."""
     gguf = pytest.importorskip("gguf")
@@ -248,7 +240,7 @@ def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
     w.add_float32("qwen3.rope.freq_base", 10000.0)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "qwen2")
-    w.add_array("tokenizer.ggml.tokens", byte_level_alphabet() + ["AB"] + [f"[PAD{i}]" for i in range(257, vocab_tokens)])
+    w.add_array("tokenizer.ggml.tokens", [byte_to_unicode()[b] for b in range(256)] + ["AB"] + [f"[PAD{i}]" for i in range(257, vocab_tokens)])
     w.add_array("tokenizer.ggml.token_type", [1] * vocab_tokens)
     w.add_array("tokenizer.ggml.merges", ["A B"])
     w.add_uint32("tokenizer.ggml.eos_token_id", 0)

@@ -2,8 +2,7 @@
  * result text, argument errors with messages, and that every _free accepts NULL. */
 #include <stdlib.h>
 
-#include "tandem.h"
-#include "test.h"
+#include "golden.h"
 
 typedef struct stream {
     char buf[8192];
@@ -26,16 +25,6 @@ static bool stop_after_first(const char *text, size_t len, void *user) {
     return false;
 }
 
-static tandem_model *load(const char *golden, const char *rel) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/models/%s", golden, rel);
-    tandem_model_params mp = tandem_model_default_params();
-    mp.n_threads = 2;
-    tandem_model *m = NULL;
-    CHECK_OK(tandem_model_load(path, &mp, &m));
-    return m;
-}
-
 /* Greedy ids of n tokens after prompt, in a fresh context. */
 static void greedy(tandem_model *m, const int32_t *prompt, size_t n_prompt, int n, int32_t *out) {
     tandem_ctx *ctx;
@@ -56,7 +45,7 @@ int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *golden = argv[1];
     /* two models at once (the draft/target situation), evaluated alternately */
-    tandem_model *a = load(golden, "tied_gqa2/model-q8_0.gguf"), *b = load(golden, "untied_gqa4");
+    tandem_model *a = load_golden_model(golden, "tied_gqa2/model-q8_0.gguf"), *b = load_golden_model(golden, "untied_gqa4");
     if (!a || !b) return test_summary();
     const int32_t prompt[4] = {10, 20, 30, 40};
     int32_t ga[16], gb[16], ga2[16], gb2[16];

@@ -4,20 +4,10 @@
  * (chi-square), and the same test rejects a deliberately wrong residual. */
 #include <stdlib.h>
 
+#include "golden.h"
 #include "runtime.h"
-#include "test.h"
 
 static const char *golden;
-
-static tandem_model *load(const char *rel) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/models/%s", golden, rel);
-    tandem_model_params mp = tandem_model_default_params();
-    mp.n_threads = 2;
-    tandem_model *m = NULL;
-    CHECK_OK(tandem_model_load(path, &mp, &m));
-    return m;
-}
 
 typedef struct run {
     int32_t ids[96];
@@ -250,8 +240,8 @@ static void check_vocabulary(tandem_model *target) {
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     golden = argv[1];
-    tandem_model *target = load("tied_gqa2");
-    tandem_model *drafts[3] = {load("tied_gqa2/model-q4_0.gguf"), load("untied_gqa4"), load("tied_gqa2")};
+    tandem_model *target = load_golden_model(golden, "tied_gqa2");
+    tandem_model *drafts[3] = {load_golden_model(golden, "tied_gqa2/model-q4_0.gguf"), load_golden_model(golden, "untied_gqa4"), load_golden_model(golden, "tied_gqa2")};
     if (!target || !drafts[0] || !drafts[1] || !drafts[2]) return test_summary();
     check_vocabulary(target);
     check_greedy(target, drafts, 3);

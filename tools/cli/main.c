@@ -97,8 +97,7 @@ static json_t *ids_json(const int32_t *ids, size_t n) {
 }
 
 static void print_json_line(json_t *obj) {
-    /* JSON_ENSURE_ASCII: the line stays valid even when generated text holds invalid UTF-8 (which jansson
-     * would refuse); json_stringn_nocheck keeps such bytes and escapes them below as \u00XX. */
+    /* JSON_ENSURE_ASCII: one plain-ASCII line whatever the text (non-ASCII becomes \uXXXX escapes). */
     char *s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (!s) {
         fprintf(stderr, "tandem: error: cannot encode JSON output\n");
