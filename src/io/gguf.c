@@ -587,7 +587,14 @@ struct gguf_writer {
     size_t n_kvs, cap_kvs;
     writer_tensor *tensors;
     size_t n_tensors, cap_tensors;
+    gguf_write_progress progress;  /* may be NULL */
+    void *progress_user;
 };
+
+void gguf_writer_set_progress(gguf_writer *w, gguf_write_progress fn, void *user) {
+    w->progress = fn;
+    w->progress_user = user;
+}
 
 tandem_status gguf_writer_init(gguf_writer **out) {
     *out = calloc(1, sizeof **out);
@@ -830,7 +837,8 @@ static tandem_status writer_alignment(const gguf_writer *w, uint32_t *alignment)
     return TANDEM_OK;
 }
 
-static void write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignment) {
+/* False when the progress callback asked to stop. */
+static bool write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignment) {
     uint32_t version = 3;
     uint64_t n_tensors = w->n_tensors, n_kv = w->n_kvs;
     out_write(o, "GGUF", 4);
@@ -860,7 +868,9 @@ static void write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignmen
     for (size_t i = 0; i < w->n_tensors; i++) {
         out_write(o, w->tensors[i].data, (size_t)w->tensors[i].nbytes);
         out_pad(o, alignment);  /* after every tensor, the last included, as ggml and gguf-py do */
+        if (w->progress && !w->progress(i + 1, w->n_tensors, w->progress_user)) return false;
     }
+    return true;
 }
 
 tandem_status gguf_writer_write(gguf_writer *w, const char *path) {
@@ -888,7 +898,12 @@ tandem_status gguf_writer_write(gguf_writer *w, const char *path) {
         close(fd);
         goto done;
     }
-    write_gguf_body(w, &o, alignment);
+    if (!write_gguf_body(w, &o, alignment)) {
+        fclose(o.fp);
+        o.fp = NULL;
+        st = tandem_fail(TANDEM_ERR_ABORTED, "%s: writing was stopped", path);
+        goto done;
+    }
     if (!o.error && fflush(o.fp) != 0) o.error = errno ? errno : EIO;
     if (!o.error && fsync(fileno(o.fp)) != 0 && errno != EINVAL) o.error = errno;
     if (fclose(o.fp) != 0 && !o.error) o.error = errno ? errno : EIO;

@@ -93,6 +93,10 @@ tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
 /* ne innermost first (GGUF order). data: nbytes of the tensor, borrowed until gguf_writer_write. */
 tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
                                      const int64_t *ne, const void *data);
+/* Called after each tensor's data is written (done of total tensors); returning false stops the write
+ * (TANDEM_ERR_ABORTED, temporary file removed). */
+typedef bool (*gguf_write_progress)(size_t done, size_t total, void *user);
+void gguf_writer_set_progress(gguf_writer *w, gguf_write_progress fn, void *user);
 /* Writes to "path.tmp.XXXXXX" and renames onto path at the end; a failure leaves no file at path. */
 tandem_status gguf_writer_write(gguf_writer *w, const char *path);
 
