@@ -70,12 +70,12 @@ static tandem_status eval_prefix(chunk_eval *e, const int32_t *ids, int32_t firs
     return first > 0 ? tandem_ctx_eval(e->ctx, ids, first, NULL) : TANDEM_OK;
 }
 
-static tandem_status quality_run(tandem_model *model, tandem_model *ref, const char *text, size_t len,
-                                 const tandem_eval_params *params, tandem_quality_result *out) {
+tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int32_t *ids, size_t n_ids,
+                              const tandem_eval_params *params, tandem_quality_result *out) {
     tandem_eval_params defaults = tandem_eval_default_params();
     const tandem_eval_params *p = params ? params : &defaults;
     memset(out, 0, sizeof *out);
-    if (!model || !text) return tandem_fail(TANDEM_ERR_INVALID_ARG, "perplexity: no model or no text");
+    if (!model || !ids) return tandem_fail(TANDEM_ERR_INVALID_ARG, "perplexity: no model or no tokens");
     const int32_t V = model->qwen.cfg.vocab_size;
     if (ref && ref->qwen.cfg.vocab_size != V)
         return tandem_fail(TANDEM_ERR_MISMATCH, "kld: the model has %d vocabulary rows, the reference %d", V,
@@ -92,12 +92,9 @@ static tandem_status quality_run(tandem_model *model, tandem_model *ref, const c
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "perplexity: chunks of %d tokens exceed the model's context of %d",
                            n_ctx, max_ctx);
 
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
     tandem_ctx *mctx = NULL, *rctx = NULL;
     float *mbuf = NULL, *rbuf = NULL;
-    tandem_status st = tandem_tokenizer_encode(model->tokenizer, text, len, false, &ids, &n_ids);
-    if (st) return st;
+    tandem_status st = TANDEM_OK;
     int64_t n_chunks = (int64_t)n_ids / n_ctx;
     if (p->max_chunks > 0 && n_chunks > p->max_chunks) n_chunks = p->max_chunks;
     if (n_chunks < 1) {
@@ -163,6 +160,18 @@ done:
     tandem_ctx_free(rctx);
     free(mbuf);
     free(rbuf);
+    return st;
+}
+
+static tandem_status quality_run(tandem_model *model, tandem_model *ref, const char *text, size_t len,
+                                 const tandem_eval_params *params, tandem_quality_result *out) {
+    memset(out, 0, sizeof *out);
+    if (!model || !text) return tandem_fail(TANDEM_ERR_INVALID_ARG, "perplexity: no model or no text");
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    tandem_status st = tandem_tokenizer_encode(model->tokenizer, text, len, false, &ids, &n_ids);
+    if (st) return st;
+    st = quality_eval_ids(model, ref, ids, n_ids, params, out);
     tandem_free(ids);
     return st;
 }
