@@ -537,3 +537,22 @@ def test_progress_bar_on_a_terminal(tandem_bin, models_dir, tmp_path):
     text = out.decode("utf-8", "replace")
     assert os.WEXITSTATUS(status) == 0, text
     assert "\r" in text and "quantize" in text and "100%" in text
+
+
+@pytest.mark.parametrize("cmd", ["convert", "quantize", "perplexity", "kld"])
+def test_help_of_the_new_commands(run_tandem, cmd):
+    assert run_tandem(cmd, "--help").stdout.startswith("usage: tandem " + cmd)
+    assert cmd in run_tandem("--help").stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["convert", "x"], "missing -o"),
+    (["convert", "-o", "x.gguf"], "missing HF_DIR"),
+    (["quantize", "a.gguf", "b.gguf"], "expected IN.gguf OUT.gguf TYPE"),
+    (["kld", "-m", "x", "-f", "t"], "missing --ref"),
+    (["perplexity", "-m", "x"], "missing -f"),
+    (["perplexity", "-m", "x", "-f", "t", "--ctx", "2"], "outside"),
+])
+def test_usage_errors_of_the_new_commands(run_tandem, args, needle):
+    cp = run_tandem(*args, check=False)
+    assert cp.returncode == 2 and needle in cp.stderr, cp.stderr
