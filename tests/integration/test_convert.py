@@ -556,3 +556,42 @@ def test_help_of_the_new_commands(run_tandem, cmd):
 def test_usage_errors_of_the_new_commands(run_tandem, args, needle):
     cp = run_tandem(*args, check=False)
     assert cp.returncode == 2 and needle in cp.stderr, cp.stderr
+
+
+def test_real_qwen3_tokenizer_keys(run_tandem, qwen3_tokenizer_dir, tmp_path):
+    """A checkpoint with the real Qwen3 tokenizer (151,936 rows): the tokenizer keys are what the gguf-py
+    helper (tests/gen/qwen3_gguf.py, llama.cpp's converter rules) derives from the same files."""
+    import qwen3_gguf
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(qwen3_tokenizer_dir / name, folder / name)
+    cfg = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 151936,
+           "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+           "tie_word_embeddings": True, "bos_token_id": 151643, "eos_token_id": 151645}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    rng = np.random.default_rng(1)
+    hp = dict(cfg)
+    st = {h: (rng.standard_normal(s) * 0.1).astype(np.float16) for _, h, s in qwen3_gguf.tensor_layout(hp)}
+    save_file(st, str(folder / "model.safetensors"))
+    out = tmp_path / "real.gguf"
+    run_tandem("convert", folder, "-o", out, "--weight-format", "f16", timeout=300)
+    meta = kvs(reader(out))
+    tok_json = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    tok_cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokens, types, merges, ids = qwen3_gguf.gguf_vocab(tok_json, cfg["vocab_size"])
+    assert meta["tokenizer.ggml.tokens"] == tokens
+    assert meta["tokenizer.ggml.token_type"] == types
+    assert meta["tokenizer.ggml.merges"] == merges
+    assert meta["tokenizer.ggml.eos_token_id"] == ids[tok_cfg["eos_token"]] == 151645
+    assert meta["tokenizer.ggml.padding_token_id"] == ids[tok_cfg["pad_token"]] == 151643
+    assert meta["tokenizer.ggml.bos_token_id"] == 151643
+    assert meta["tokenizer.ggml.add_bos_token"] is False
+    if tok_cfg.get("chat_template"):
+        assert meta["tokenizer.chat_template"] == tok_cfg["chat_template"]
+    # and tandem tokenizes with the converted file exactly as with the folder
+    text = "Hello, world! 你好 <think>x</think> 12345"
+    a = run_tandem("tokenize", "-m", out, "--text", text).stdout
+    b = run_tandem("tokenize", "-m", folder, "--text", text).stdout
+    assert a == b and len(a.split()) > 5
