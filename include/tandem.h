@@ -269,8 +269,8 @@ void tandem_gen_result_free(tandem_gen_result *result);
 
 /* ---- converting and quantizing weights ---- */
 
-/* Reports the progress of a long job: done out of total units of the named stage ("quantize", "write",
- * "evaluate"). Return false to stop the job (it then fails with TANDEM_ERR_ABORTED and leaves no output). */
+/* Reports the progress of a long job: done out of total units of the named stage ("convert": weights
+ * written, in elements; "evaluate": chunks scored). Return false to stop the job (it then fails with TANDEM_ERR_ABORTED and leaves no output). */
 typedef bool (*tandem_progress_callback)(const char *stage, int64_t done, int64_t total, void *user);
 
 /* A whole file's weight recipe; the values are llama.cpp's general.file_type labels. The per-tensor types of
@@ -317,7 +317,7 @@ tandem_convert_params tandem_convert_default_params(void);  /* F16, ratio 1, no 
  * model.safetensors.index.json, tokenizer.json, tokenizer_config.json, optional generation_config.json and
  * chat_template.jinja) → one GGUF at out_path with llama.cpp's tensor names, metadata and tokenizer keys.
  * The file is written to a temporary name and renamed at the end: on any failure nothing is left behind.
- * Holds the converted tensors in memory until the write (peak memory ≈ the output file's size). */
+ * Tensors are converted one at a time as the file is written (memory: about the largest tensor). */
 tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tandem_convert_params *params);
 /* Re-quantizes a Qwen3 GGUF to params->ftype (tensors already of the chosen type are copied unchanged;
  * others are dequantized to f32 and quantized again). Metadata is copied; general.file_type and

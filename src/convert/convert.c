@@ -402,22 +402,6 @@ tandem_status convert_check_output(const char *out_path, bool overwrite) {
     return TANDEM_OK;
 }
 
-/* Progress of the write, forwarded to the caller's callback. */
-typedef struct write_progress {
-    const tandem_convert_params *p;
-} write_progress;
-
-static bool forward_write_progress(size_t done, size_t total, void *user) {
-    const tandem_convert_params *p = ((write_progress *)user)->p;
-    return p->progress("write", (int64_t)done, (int64_t)total, p->user);
-}
-
-tandem_status convert_write(gguf_writer *w, const char *out_path, const tandem_convert_params *p) {
-    write_progress wp = {p};
-    if (p->progress) gguf_writer_set_progress(w, forward_write_progress, &wp);
-    return gguf_writer_write(w, out_path);
-}
-
 tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, const char *name, tandem_ftype ftype) {
     tandem_status st;
     if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
@@ -439,43 +423,58 @@ tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, cons
     return TANDEM_OK;
 }
 
-/* Re-encodes every tensor of the plan into bufs (NULL where the source bytes are written as they are) and adds
- * it to the writer. Progress is counted in elements. */
-tandem_status convert_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
-                              const tandem_type *types, void **bufs, const tandem_convert_params *p) {
+/* One tensor made at write time: re-encoded (or checked and copied) into the writer's buffer. */
+typedef struct fill_job {
+    const convert_source *src;
+    tandem_type type;
+    thread_pool *pool;
+    const tandem_convert_params *p;
+    int64_t *done, total;  /* elements, over all tensors */
+} fill_job;
+
+static tandem_status fill_tensor(void *user, void *dst, size_t nbytes) {
+    const fill_job *j = user;
+    const convert_source *s = j->src;
+    const bool same = j->type == s->type;
+    int64_t bad = -1;
+    tandem_status st = TANDEM_OK;
+    /* a tensor copied as it is only needs checking when it comes from an unquantized checkpoint */
+    if (!same || s->check_copies) st = reencode_rows(j->pool, s->type, s->data, j->type, same ? NULL : dst, s->rows,
+                                                     s->cols, &bad);
+    if (st == TANDEM_ERR_FORMAT && bad >= 0)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: tensor '%s': row %lld has values %s cannot store (NaN, infinity or a magnitude above "
+                           "2^30); refusing to convert it",
+                           s->file, s->label, (long long)bad, tandem_type_name(j->type));
+    if (st) return st;
+    if (same) memcpy(dst, s->data, nbytes);
+    *j->done += s->rows * s->cols;
+    if (j->p->progress && !j->p->progress("convert", *j->done, j->total, j->p->user))
+        return tandem_fail(TANDEM_ERR_ABORTED, "%s: stopped", s->file);
+    return TANDEM_OK;
+}
+
+tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
+                                    const tandem_type *types, const char *out_path, const tandem_convert_params *p) {
+    fill_job *jobs = calloc((size_t)(n > 0 ? n : 1), sizeof *jobs);
+    if (!jobs) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", out_path);
     int64_t total = 0, done = 0;
     for (int32_t i = 0; i < n; i++) total += src[i].rows * src[i].cols;
-    for (int32_t i = 0; i < n; i++) {
+    tandem_status st = TANDEM_OK;
+    for (int32_t i = 0; i < n && !st; i++) {
         const convert_source *s = &src[i];
         uint64_t row_bytes;
-        if (!tandem_type_row_bytes(types[i], s->cols, &row_bytes))
-            return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tensor '%s': %lld columns are not whole %s blocks", s->file,
-                               s->label, (long long)s->cols, tandem_type_name(types[i]));
-        const bool same = types[i] == s->type;
-        if (!same) {
-            bufs[i] = malloc((size_t)row_bytes * (size_t)s->rows + 1);
-            if (!bufs[i])
-                return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: tensor '%s': out of memory for %llu bytes", s->file,
-                                   s->label, (unsigned long long)(row_bytes * (uint64_t)s->rows));
+        if (!tandem_type_row_bytes(types[i], s->cols, &row_bytes)) {
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tensor '%s': %lld columns are not whole %s blocks", s->file,
+                             s->label, (long long)s->cols, tandem_type_name(types[i]));
+            break;
         }
-        /* a tensor copied as it is only needs checking when it comes from an unquantized checkpoint */
-        int64_t bad = -1;
-        tandem_status st = TANDEM_OK;
-        if (!same || s->check_copies)
-            st = reencode_rows(pool, s->type, s->data, types[i], bufs[i], s->rows, s->cols, &bad);
-        if (st == TANDEM_ERR_FORMAT && bad >= 0)
-            return tandem_fail(TANDEM_ERR_FORMAT,
-                               "%s: tensor '%s': row %lld has values %s cannot store (NaN, infinity or a magnitude above "
-                               "2^30); refusing to convert it",
-                               s->file, s->label, (long long)bad, tandem_type_name(types[i]));
-        if (st) return st;
-        if ((st = gguf_writer_add_tensor(w, s->gguf_name, types[i], s->n_dims, s->ne, same ? s->data : bufs[i])))
-            return st;
-        done += s->rows * s->cols;
-        if (p->progress && !p->progress("quantize", done, total, p->user))
-            return tandem_fail(TANDEM_ERR_ABORTED, "%s: stopped", s->file);
+        jobs[i] = (fill_job){.src = s, .type = types[i], .pool = pool, .p = p, .done = &done, .total = total};
+        st = gguf_writer_add_tensor_fill(w, s->gguf_name, types[i], s->n_dims, s->ne, fill_tensor, &jobs[i]);
     }
-    return TANDEM_OK;
+    if (!st) st = gguf_writer_write(w, out_path);
+    free(jobs);
+    return st;
 }
 
 char *convert_base_name(const char *path) {
@@ -505,7 +504,6 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     convert_source *src = NULL;
     planned_tensor *plan = NULL;
     tandem_type *types = NULL;
-    void **bufs = NULL;
     char *name = NULL;
     int32_t n = 0;
     char *config_path = path_join(hf_dir, "config.json");
@@ -517,9 +515,8 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     src = calloc(max_tensors, sizeof *src);
     plan = calloc(max_tensors, sizeof *plan);
     types = calloc(max_tensors, sizeof *types);
-    bufs = calloc(max_tensors, sizeof *bufs);
     name = convert_base_name(hf_dir);
-    if (!layout || !src || !plan || !types || !bufs || !name) {
+    if (!layout || !src || !plan || !types || !name) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", hf_dir);
         goto done;
     }
@@ -559,12 +556,8 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if ((st = gguf_writer_init(&w))) goto done;
     if ((st = convert_add_model_keys(w, &cfg, name, p->ftype))) goto done;
     if ((st = add_tokenizer_keys(w, hf_dir, config, cfg.vocab_size))) goto done;
-    if ((st = convert_tensors(w, pool, src, n, types, bufs, p))) goto done;
-    st = convert_write(w, out_path, p);
+    st = convert_write_tensors(w, pool, src, n, types, out_path, p);
 done:
-    if (bufs)
-        for (int32_t i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
     free(types);
     free(plan);
     free(src);

@@ -72,11 +72,10 @@ typedef struct convert_source {
 /* An error naming out_path if it exists (and !overwrite) or is a folder. */
 tandem_status convert_check_output(const char *out_path, bool overwrite);
 tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, const char *name, tandem_ftype ftype);
-/* bufs (n) receives the buffers it allocates (caller frees each); the writer borrows them. */
-tandem_status convert_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
-                              const tandem_type *types, void **bufs, const tandem_convert_params *p);
-/* gguf_writer_write with p's progress callback (stage "write"). */
-tandem_status convert_write(gguf_writer *w, const char *out_path, const tandem_convert_params *p);
+/* Adds every tensor to w, to be made at write time (one at a time: memory stays at the largest tensor), and
+ * writes out_path. Progress: stage "convert", counted in elements. A refused tensor or a stop leaves no file. */
+tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
+                                    const tandem_type *types, const char *out_path, const tandem_convert_params *p);
 char *convert_base_name(const char *path);  /* malloc'd last path component */
 
 #endif

@@ -18,7 +18,6 @@ tandem_status tandem_quantize_file(const char *in_path, const char *out_path, co
     convert_source *src = NULL;
     planned_tensor *plan = NULL;
     tandem_type *types = NULL;
-    void **bufs = NULL;
     int32_t n = 0;
     if ((st = gguf_open(in_path, &f))) goto done;
     /* the same checks as loading: architecture, hyperparameters, every tensor's presence, shape and type */
@@ -29,8 +28,7 @@ tandem_status tandem_quantize_file(const char *in_path, const char *out_path, co
     src = calloc((size_t)n + 1, sizeof *src);
     plan = calloc((size_t)n + 1, sizeof *plan);
     types = calloc((size_t)n + 1, sizeof *types);
-    bufs = calloc((size_t)n + 1, sizeof *bufs);
-    if (!src || !plan || !types || !bufs) {
+    if (!src || !plan || !types) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", in_path);
         goto done;
     }
@@ -64,12 +62,8 @@ tandem_status tandem_quantize_file(const char *in_path, const char *out_path, co
     if ((st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)p->ftype)) ||
         (st = gguf_writer_set_u32(w, "general.quantization_version", 2)))
         goto done;
-    if ((st = convert_tensors(w, pool, src, n, types, bufs, p))) goto done;
-    st = convert_write(w, out_path, p);
+    st = convert_write_tensors(w, pool, src, n, types, out_path, p);
 done:
-    if (bufs)
-        for (int32_t i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
     free(types);
     free(plan);
     free(src);

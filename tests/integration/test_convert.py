@@ -536,7 +536,7 @@ def test_progress_bar_on_a_terminal(tandem_bin, models_dir, tmp_path):
     _, status = os.waitpid(pid, 0)
     text = out.decode("utf-8", "replace")
     assert os.WEXITSTATUS(status) == 0, text
-    assert "\r" in text and "quantize" in text and "100%" in text
+    assert "\r" in text and "convert" in text and "100%" in text and "ETA" in text
 
 
 @pytest.mark.parametrize("cmd", ["convert", "quantize", "perplexity", "kld"])
