@@ -100,7 +100,6 @@ done:
 typedef struct hf_tensor {
     char gguf_name[64];
     char hf_name[96];
-    const st_tensor *src;
 } hf_tensor;
 
 static const char *const BLOCK_NAMES[][2] = {
@@ -111,7 +110,7 @@ static const char *const BLOCK_NAMES[][2] = {
 };
 enum { N_BLOCK_NAMES = sizeof BLOCK_NAMES / sizeof BLOCK_NAMES[0] };
 
-/* Every tensor of cfg's model, in the order convert_hf_to_gguf.py writes them. */
+/* Every tensor of cfg's model, in the order tests/gen/qwen3_gguf.py writes them (llama.cpp reads any order). */
 static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
     int32_t n = 0;
 #define ADD(g, h) (snprintf(out[n].gguf_name, 64, "%s", g), snprintf(out[n].hf_name, 96, "%s", h), n++)
@@ -132,8 +131,8 @@ static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
 static const char *shard_path(const st_set *s, const st_tensor *t) { return s->shards[t->shard].path; }
 
 /* Every checkpoint tensor must be one tandem knows, in a dtype it can read. */
-static tandem_status check_checkpoint_names(const char *dir, const st_set *s, const qwen3_config *c,
-                                            const hf_tensor *layout, int32_t n) {
+static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config *c, const hf_tensor *layout,
+                                            int32_t n) {
     for (int64_t i = 0; i < s->n_tensors; i++) {
         const st_tensor *t = &s->tensors[i];
         bool known = false;
@@ -149,7 +148,6 @@ static tandem_status check_checkpoint_names(const char *dir, const st_set *s, co
             return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16 or BF16)",
                                shard_path(s, t), t->name, t->dtype);
     }
-    (void)dir;
     return TANDEM_OK;
 }
 
@@ -522,7 +520,7 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     }
     n = hf_layout(&cfg, layout);
     /* names and dtypes first (the messages name the shard), then presence and shapes against config.json */
-    if ((st = check_checkpoint_names(hf_dir, set, &cfg, layout, n))) goto done;
+    if ((st = check_checkpoint_names(set, &cfg, layout, n))) goto done;
     bound.cfg = cfg;
     if ((st = qwen3_bind_safetensors(&bound, set, hf_dir))) goto done;
     if ((st = tokenizer_load_json(hf_dir, &tok))) goto done;
