@@ -150,6 +150,9 @@ typedef struct tandem_ctx tandem_ctx;
 typedef struct tandem_ctx_params {
     int32_t n_ctx;      /* maximum sequence length; 0 = min(model context, 4096) */
     int32_t n_batch;    /* tokens per forward pass during prefill (default 64) */
+    bool exact;         /* multiply quantized weights by f32 activations: the reference path, slower. Default
+                           false: activations are quantized to 8 bits per 32 values for integer dot products
+                           where the CPU has them (logits then differ by ~1e-3 relative) */
 } tandem_ctx_params;
 tandem_ctx_params tandem_ctx_default_params(void);
 

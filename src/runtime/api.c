@@ -9,7 +9,7 @@
 
 tandem_model_params tandem_model_default_params(void) { return (tandem_model_params){.n_threads = 0}; }
 
-tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false}; }
 
 tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }
 
@@ -195,7 +195,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
     tandem_status st = ctx->tokens ? qwen3_state_init(&model->qwen, p.n_ctx, p.n_batch, thread_pool_size(model->pool),
-                                                      &ctx->state)
+                                                      p.exact, &ctx->state)
                                    : tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     if (st) {
         tandem_ctx_free(ctx);
