@@ -16,6 +16,9 @@
 #include "kernels_isa.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* Token loops run NT ≤ 4 times; unrolled, each token's accumulator stays in a register (at -O2 gcc
+ * keeps the loop and spills the accumulators to the stack, 5x slower). */
+#define FOR_TOKENS _Pragma("GCC unroll 4") for
 
 INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -74,17 +77,17 @@ INLINE uint32_t load_u32(const uint8_t *p) {
 /* Q8_0: y = d·q, q signed. */
 INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     __m256 acc[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 34) {
         const float d = load_f16(w);
         const __m256i q = load256(w + 2), aq = _mm256_sign_epi8(q, q);
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
             acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 ROW_DOT_ACT(dot_q8_0)
 
@@ -92,17 +95,17 @@ ROW_DOT_ACT(dot_q8_0)
 INLINE void dot_q4_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, w += 18) {
         const float d = load_f16(w);
         const __m256i q = unpack_nibbles_32(w + 2);
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
             off[t] += d * a->s;
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 8.0f * off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 8.0f * off[t];
 }
 ROW_DOT_ACT(dot_q4_0)
 
@@ -110,17 +113,17 @@ ROW_DOT_ACT(dot_q4_0)
 INLINE void dot_q4_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, w += 20) {
         const float d = load_f16(w), m = load_f16(w + 2);
         const __m256i q = unpack_nibbles_32(w + 4);
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
             off[t] += m * a->s;
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
 }
 ROW_DOT_ACT(dot_q4_1)
 
@@ -128,17 +131,17 @@ ROW_DOT_ACT(dot_q4_1)
 INLINE void dot_q5_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, w += 22) {
         const float d = load_f16(w);
         const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 6), bits_to_0x10(load_u32(w + 2)));
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
             off[t] += d * a->s;
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 16.0f * off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 16.0f * off[t];
 }
 ROW_DOT_ACT(dot_q5_0)
 
@@ -146,17 +149,17 @@ ROW_DOT_ACT(dot_q5_0)
 INLINE void dot_q5_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, w += 24) {
         const float d = load_f16(w), m = load_f16(w + 2);
         const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 8), bits_to_0x10(load_u32(w + 4)));
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
             off[t] += m * a->s;
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
 }
 ROW_DOT_ACT(dot_q5_1)
 
@@ -165,17 +168,17 @@ INLINE void dot_iq4_nl_nt(const uint8_t *w, const act_block *x, int64_t xs, int6
     const __m256i codebook = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
                                               -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
     __m256 acc[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 18) {
         const float d = load_f16(w);
         const __m256i q = _mm256_shuffle_epi8(codebook, unpack_nibbles_32(w + 2)), aq = _mm256_sign_epi8(q, q);
-        for (int t = 0; t < NT; t++) {
+        FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
             acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
 ROW_DOT_ACT(dot_iq4_nl)
 
@@ -197,7 +200,7 @@ INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 144) {
         const float d = load_f16(w), dmin = load_f16(w + 2);
         int sc[8], mn[8];
@@ -207,7 +210,7 @@ INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
             const float d0 = d * (float)sc[2 * c], d1 = d * (float)sc[2 * c + 1];
             const float n0 = dmin * (float)mn[2 * c], n1 = dmin * (float)mn[2 * c + 1];
-            for (int t = 0; t < NT; t++) {
+            FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = x + t * xs + 8 * sb + 2 * c;
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(hi, load256(a[1].q)), _mm256_set1_ps(d1 * a[1].d), acc[t]);
@@ -215,7 +218,7 @@ INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             }
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
 }
 ROW_DOT_ACT(dot_q4_K)
 
@@ -224,7 +227,7 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 176) {
         const float d = load_f16(w), dmin = load_f16(w + 2);
         int sc[8], mn[8];
@@ -239,7 +242,7 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
             const float d0 = d * (float)sc[2 * c], d1 = d * (float)sc[2 * c + 1];
             const float n0 = dmin * (float)mn[2 * c], n1 = dmin * (float)mn[2 * c + 1];
-            for (int t = 0; t < NT; t++) {
+            FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = x + t * xs + 8 * sb + 2 * c;
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(hi, load256(a[1].q)), _mm256_set1_ps(d1 * a[1].d), acc[t]);
@@ -247,7 +250,7 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             }
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
 }
 ROW_DOT_ACT(dot_q5_K)
 
@@ -258,7 +261,7 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 210) {
         const float d = load_f16(w + 208);
         const int8_t *sc = (const int8_t *)(w + 192);
@@ -271,7 +274,7 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
                 const __m256i q = _mm256_or_si256(lo, hi2);
                 const int s0 = sc[8 * h + 2 * k], s1 = sc[8 * h + 2 * k + 1];
                 const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
-                for (int t = 0; t < NT; t++) {
+                FOR_TOKENS (int t = 0; t < NT; t++) {
                     const act_block *a = x + t * xs + 8 * sb + 4 * h + k;
                     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(a->q)), scales);
                     const float da = d * a->d;
@@ -281,7 +284,7 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             }
         }
     }
-    for (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
 }
 ROW_DOT_ACT(dot_q6_K)
 
@@ -298,13 +301,13 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
 #define ROW_DOT_FLOAT(name, load8, elem_bytes, to_f32)                                                        \
     INLINE void name##_nt(const uint8_t *w, const float *x, int64_t xs, int64_t cols, float *out, const int NT) { \
         __m256 acc[MATMUL_TOKENS];                                                                            \
-        for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                           \
+        FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                           \
         int64_t i = 0;                                                                                        \
         for (; i + 8 <= cols; i += 8) {                                                                       \
             const __m256 wv = load8(w + i * (elem_bytes));                                                    \
-            for (int t = 0; t < NT; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + i), acc[t]); \
+            FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + i), acc[t]); \
         }                                                                                                     \
-        for (int t = 0; t < NT; t++) {                                                                        \
+        FOR_TOKENS (int t = 0; t < NT; t++) {                                                                        \
             float s = hsum8(acc[t]);                                                                          \
             for (int64_t j = i; j < cols; j++) s += to_f32(w + j * (elem_bytes)) * x[t * xs + j];             \
             out[t] = s;                                                                                       \
