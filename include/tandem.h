@@ -53,7 +53,10 @@ typedef enum tandem_type {
     TANDEM_TYPE_COUNT = 43,
 } tandem_type;
 
-const char *tandem_type_name(tandem_type t);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
+const char *tandem_type_name(tandem_type t);
+/* The instruction set the kernels run on: "avx2" or "scalar" (the best this CPU has, or the one the
+ * environment variable TANDEM_KERNELS names). */
+const char *tandem_kernel_isa(void);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
 
 /* ---- tokenizer ---- */
 
@@ -102,6 +105,7 @@ tandem_model_params tandem_model_default_params(void);
  * Weights are memory-mapped, never copied at load. */
 tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out);
 void tandem_model_free(tandem_model *model);
+int32_t tandem_model_threads(const tandem_model *model);  /* threads its evaluations use */
 
 typedef struct tandem_model_info {
     const char *architecture;  /* "qwen3" */

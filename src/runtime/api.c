@@ -9,6 +9,10 @@
 
 tandem_model_params tandem_model_default_params(void) { return (tandem_model_params){.n_threads = 0}; }
 
+int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_size(model->pool); }
+
+const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
+
 tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false}; }
 
 tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }

@@ -1,5 +1,5 @@
-/* main.c — the `tandem` command line: run, tokenize, detokenize, info. Sees only include/tandem.h
- * (and jansson for --json output). Exit codes: 0 ok, 1 the operation failed, 2 bad usage. */
+/* main.c — the `tandem` command line: run, tokenize, detokenize, info, and the dispatch to the other
+ * commands' files. Sees only include/tandem.h (and jansson for --json output). Exit codes in cli.h. */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -9,13 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "tandem.h"
 
 /* ---- errors and usage ---- */
 
-enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
-
-static _Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
+_Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "tandem %s: ", cmd);
@@ -25,26 +24,19 @@ static _Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
     exit(EXIT_USAGE);
 }
 
-static _Noreturn void die_status(const char *cmd, tandem_status st) {
+_Noreturn void die_status(const char *cmd, tandem_status st) {
     fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, tandem_last_error(), tandem_status_name(st));
     exit(EXIT_FAILED);
 }
 
 /* ---- argument parsing: every flag takes its value from the next argument ---- */
 
-typedef struct args {
-    const char *cmd;
-    int argc;
-    char **argv;
-    int i;
-} args;
-
-static const char *take_value(args *a, const char *flag) {
+const char *take_value(args *a, const char *flag) {
     if (a->i + 1 >= a->argc) die_usage(a->cmd, "option %s needs a value", flag);
     return a->argv[++a->i];
 }
 
-static long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi) {
+long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -53,7 +45,7 @@ static long long parse_int(args *a, const char *flag, const char *s, long long l
     return v;
 }
 
-static double parse_float(args *a, const char *flag, const char *s, double lo, double hi) {
+double parse_float(args *a, const char *flag, const char *s, double lo, double hi) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -62,7 +54,7 @@ static double parse_float(args *a, const char *flag, const char *s, double lo, d
     return v;
 }
 
-static char *read_file(const char *cmd, const char *path, size_t *len) {
+char *read_file(const char *cmd, const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "tandem %s: error: %s: cannot open: %s\n", cmd, path, strerror(errno));
@@ -96,7 +88,7 @@ static json_t *ids_json(const int32_t *ids, size_t n) {
     return arr;
 }
 
-static void print_json_line(json_t *obj) {
+void print_json_line(json_t *obj) {
     /* JSON_ENSURE_ASCII: one plain-ASCII line whatever the text (non-ASCII becomes \uXXXX escapes). */
     char *s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (!s) {
@@ -157,6 +149,8 @@ static const char RUN_HELP[] =
     "  -c, --ctx-size N         context size in tokens (default min(model, 4096))\n"
     "  -b, --batch N            prompt tokens per forward pass (default 64)\n"
     "  -t, --threads N          threads (default: all cores)\n"
+    "      --exact              f32 activations for quantized weights (the reference path; default: 8-bit\n"
+    "                           activations and integer dot products where the CPU has them)\n"
     "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
@@ -178,7 +172,7 @@ static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
     int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
     tandem_spec_params spec = tandem_spec_default_params();
-    bool json = false, ignore_eos = false;
+    bool json = false, ignore_eos = false, exact = false;
     const char **stops = calloc((size_t)argc, sizeof *stops);
     int n_stop = 0;
     /* sampling overrides, applied over the model's defaults once it is loaded */
@@ -208,6 +202,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "-md") || !strcmp(f, "--draft")) draft_path = take_value(&a, f);
         else if (!strcmp(f, "--draft-max")) spec.draft_max = (int)parse_int(&a, f, take_value(&a, f), 1, 64);
         else if (!strcmp(f, "--draft-min")) spec.draft_min = (int)parse_int(&a, f, take_value(&a, f), 0, 64);
@@ -238,6 +233,7 @@ static int cmd_run(int argc, char **argv) {
     tandem_ctx_params cp = tandem_ctx_default_params();
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
+    cp.exact = exact;
     tandem_ctx *ctx;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
 
@@ -509,7 +505,8 @@ static const char MAIN_HELP[] =
     "  run          generate text from a prompt\n"
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
-    "  info         describe a model file or folder\n";
+    "  info         describe a model file or folder\n"
+    "  bench        measure time to first token, prefill and decode speed, verification cost\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -525,6 +522,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
