@@ -116,6 +116,7 @@ typedef struct tandem_model_info {
     bool tied_embeddings;
     int64_t n_params;          /* weights counted in elements */
     int64_t weight_bytes;      /* bytes of all tensors as stored */
+    int64_t step_bytes;        /* bytes one decoding step reads: all weights but the unread embedding rows */
     int32_t n_tensors;
 } tandem_model_info;
 /* Strings in *info are borrowed from the model. */

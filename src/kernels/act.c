@@ -27,9 +27,8 @@ void quantize_act_scalar(const float *x, act_block *out, int64_t n) {
         }
         a->d = d;
         a->s = d * (float)(sum[0] + sum[1]);
-        a->sum16[0] = (int16_t)sum[0];
-        a->sum16[1] = (int16_t)sum[1];
-        a->pad = 0;
+        a->s16[0] = d * (float)sum[0];
+        a->s16[1] = d * (float)sum[1];
     }
 }
 

@@ -184,14 +184,20 @@ ROW_DOT_ACT(dot_iq4_nl)
 
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
 
-/* The 12-byte packing of eight 6-bit scales and mins of Q4_K and Q5_K (as k4_scale_min in quant.c). */
-INLINE void k4_scales(const uint8_t *s, int sc[8], int mn[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 0x0F) | (s[j] >> 6) << 4;
-        mn[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
-    }
+/* The 12-byte packing of eight 6-bit scales and mins of Q4_K and Q5_K (k4_scale_min in quant.c), four
+ * at a time in 32-bit words: scales 0–3 and mins 0–3 are the low 6 bits of bytes 0–3 and 4–7; scales and
+ * mins 4–7 take their low 4 bits from the nibbles of bytes 8–11 and their top 2 bits from the top bits of
+ * bytes 0–3 (scales) and 4–7 (mins). Out: d·scale and dmin·min as floats, converted in one vector step. */
+INLINE void k4_scales(const uint8_t *s, float d, float dmin, float dsc[8], float dmn[8]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t sc_lo = u[0] & 0x3F3F3F3F, mn_lo = u[1] & 0x3F3F3F3F;
+    const uint32_t sc_hi = (u[2] & 0x0F0F0F0F) | ((u[0] >> 6) & 0x03030303) << 4;
+    const uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0F) | ((u[1] >> 6) & 0x03030303) << 4;
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
+    const __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo)));
+    _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), scf));
+    _mm256_storeu_ps(dmn, _mm256_mul_ps(_mm256_set1_ps(dmin), mnf));
 }
 
 /* Q4_K: y = d·sc·q − dmin·mn per 32-element sub-block; chunk c's 32 bytes hold sub-block 2c in the low
@@ -203,13 +209,12 @@ INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 144) {
         const float d = load_f16(w), dmin = load_f16(w + 2);
-        int sc[8], mn[8];
-        k4_scales(w + 4, sc, mn);
+        float dsc[8], dmn[8];
+        k4_scales(w + 4, d, dmin, dsc, dmn);
         for (int c = 0; c < 4; c++) {
             const __m256i raw = load256(w + 16 + 32 * c);
             const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const float d0 = d * (float)sc[2 * c], d1 = d * (float)sc[2 * c + 1];
-            const float n0 = dmin * (float)mn[2 * c], n1 = dmin * (float)mn[2 * c + 1];
+            const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
             FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = x + t * xs + 8 * sb + 2 * c;
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
@@ -230,8 +235,8 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 176) {
         const float d = load_f16(w), dmin = load_f16(w + 2);
-        int sc[8], mn[8];
-        k4_scales(w + 4, sc, mn);
+        float dsc[8], dmn[8];
+        k4_scales(w + 4, d, dmin, dsc, dmn);
         const __m256i qh = load256(w + 16);
         for (int c = 0; c < 4; c++) {
             const __m256i raw = load256(w + 48 + 32 * c);
@@ -240,8 +245,7 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
             const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), b5);
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
-            const float d0 = d * (float)sc[2 * c], d1 = d * (float)sc[2 * c + 1];
-            const float n0 = dmin * (float)mn[2 * c], n1 = dmin * (float)mn[2 * c + 1];
+            const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
             FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = x + t * xs + 8 * sb + 2 * c;
                 acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
@@ -265,6 +269,11 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 210) {
         const float d = load_f16(w + 208);
         const int8_t *sc = (const int8_t *)(w + 192);
+        float dsc[16];  /* d·scale as floats, converted 8 at a time */
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+        _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))));
+        _mm256_storeu_ps(dsc + 8, _mm256_mul_ps(_mm256_set1_ps(d),
+                                                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8)))));
         for (int h = 0; h < 2; h++) {
             const __m256i ql0 = load256(w + 64 * h), ql1 = load256(w + 64 * h + 32), qh = load256(w + 128 + 32 * h);
             for (int k = 0; k < 4; k++) {
@@ -277,14 +286,13 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
                 FOR_TOKENS (int t = 0; t < NT; t++) {
                     const act_block *a = x + t * xs + 8 * sb + 4 * h + k;
                     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(a->q)), scales);
-                    const float da = d * a->d;
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(da), acc[t]);
-                    off[t] += da * (float)(32 * (s0 * a->sum16[0] + s1 * a->sum16[1]));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a->d), acc[t]);
+                    off[t] += dsc[8 * h + 2 * k] * a->s16[0] + dsc[8 * h + 2 * k + 1] * a->s16[1];
                 }
             }
         }
     }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 32.0f * off[t];
 }
 ROW_DOT_ACT(dot_q6_K)
 
@@ -368,9 +376,8 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
         const int sum0 = _mm_cvtsi128_si32(_mm_hadd_epi32(l2, l2)), sum1 = _mm_cvtsi128_si32(_mm_hadd_epi32(h2, h2));
         a->d = d;
         a->s = d * (float)(sum0 + sum1);
-        a->sum16[0] = (int16_t)sum0;
-        a->sum16[1] = (int16_t)sum1;
-        a->pad = 0;
+        a->s16[0] = d * (float)sum0;
+        a->s16[1] = d * (float)sum1;
     }
 }
 

@@ -53,12 +53,12 @@ bool quantize_input_ok(const float *src, int64_t n);
 /* ---- activations quantized for integer dot products (act.c) ----
  * Weight types with integer quants multiply faster against 8-bit activations: 32 values share one f32
  * scale d = max|x|/127 and q = round(x/d). s and sum16 serve the weight types with offsets (mins,
- * "q − 8" and so on), whose correction needs Σx per block or per half block. */
+ * "q − 8" and so on), whose correction needs Σx per block or per half block. Sums are kept as floats so
+ * the kernels never convert integers in their inner loops. */
 typedef struct act_block {
     float d;           /* scale: x ≈ d·q */
     float s;           /* d·Σq over the 32 values */
-    int16_t sum16[2];  /* Σq over values 0–15 and 16–31 */
-    int32_t pad;       /* keeps q 16-byte aligned */
+    float s16[2];      /* d·Σq over values 0–15 and over 16–31 */
     int8_t q[32];
 } act_block;
 _Static_assert(sizeof(act_block) == 48, "act_block is 48 bytes");

@@ -151,7 +151,8 @@ static void check_quantize_act(void) {
             bad_def += fabs(exact_q - ref[b].q[j]) > 0.5 + 1e-4 || abs(ref[b].q[j]) > 127;
             sum[j / 16] += ref[b].q[j];
         }
-        bad_def += ref[b].d != amax / 127.0f || ref[b].sum16[0] != sum[0] || ref[b].sum16[1] != sum[1];
+        bad_def += ref[b].d != amax / 127.0f || ref[b].s16[0] != ref[b].d * (float)sum[0] ||
+                   ref[b].s16[1] != ref[b].d * (float)sum[1];
         bad_def += ref[b].s != ref[b].d * (float)(sum[0] + sum[1]);
     }
     CHECK_MSG(bad_def == 0, "quantize_act_scalar breaks its definition %d times", bad_def);

@@ -204,6 +204,10 @@ int cmd_bench(int argc, char **argv) {
     }
 
     const double rss = peak_rss_mb();
+    tandem_model_info info;
+    tandem_model_get_info(model, &info);
+    /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure */
+    const double stream_gb_s = stat_mean(&decode) * (double)info.step_bytes / 1e9;
     printf("tandem bench: %s, %s kernels, %d threads, %s activations\n", model_path, tandem_kernel_isa(),
            tandem_model_threads(model), exact ? "f32" : "8-bit");
     printf("  prompt %d tokens, generate %d, %d runs after %d warm-up\n", n_prompt, n_gen, reps, warmup);
@@ -211,6 +215,7 @@ int cmd_bench(int argc, char **argv) {
     if (n_prompt > 0) printf("  prefill               %9.2f tok/s (± %.2f)\n", stat_mean(&prefill), stat_sd(&prefill));
     printf("  decode                %9.2f tok/s (± %.2f)\n", stat_mean(&decode), stat_sd(&decode));
     printf("  time per output token %9.2f ms\n", stat_mean(&tpot));
+    printf("  weights streamed      %9.2f GB/s while decoding (%.0f MB per token)\n", stream_gb_s, info.step_bytes / 1e6);
     printf("  peak resident memory  %9.1f MB\n", rss);
     if (draft_ctx || spec.lookup_ngram > 0)
         printf("  speculative: acceptance %.3f, %.2f accepted and %.2f produced per target pass\n", stat_mean(&accept),
@@ -227,6 +232,7 @@ int cmd_bench(int argc, char **argv) {
                                 "n_prompt", n_prompt, "n_gen", n_gen, "repetitions", reps, "ttft_ms", stat_mean(&ttft),
                                 "prefill_tokens_per_s", stat_mean(&prefill), "decode_tokens_per_s", stat_mean(&decode),
                                 "decode_tokens_per_s_sd", stat_sd(&decode), "tpot_ms", stat_mean(&tpot), "peak_rss_mb", rss);
+        json_object_set_new(out, "decode_weight_gb_per_s", json_real(stream_gb_s));
         if (draft_ctx || spec.lookup_ngram > 0) {
             json_object_set_new(out, "acceptance_rate", json_real(stat_mean(&accept)));
             json_object_set_new(out, "mean_accepted", json_real(stat_mean(&mean_acc)));
