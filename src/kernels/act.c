@@ -34,7 +34,8 @@ void quantize_act_scalar(const float *x, act_block *out, int64_t n) {
 
 /* ---- instruction sets ---- */
 
-static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_scalar};
+static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_scalar,
+                                .attention = attention_forward_scalar};
 #if defined(__x86_64__)
 static kernel_isa isa_avx2;
 #endif

@@ -381,8 +381,53 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
     }
 }
 
+/* ---- attention for one query ----
+ * Scores q·k_u over contiguous keys, softmax (scalar: exp is a small share), then Σ_u a_u·v_u with the
+ * output held in registers 64 values at a time, so each value row is read once per chunk and out is
+ * written once (the compiler-vectorised loop loads and stores out for every key). */
+static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                           int head_dim, float scale, float *scores) {
+    const int hd8 = head_dim & ~7;
+    for (int u = 0; u < n_keys; u++) {
+        const float *k = keys + (size_t)u * head_dim;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= hd8; d += 16) {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), acc1);
+        }
+        for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
+        float s = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; d < head_dim; d++) s += q[d] * k[d];
+        scores[u] = s * scale;
+    }
+    softmax_forward(scores, n_keys);
+    int d0 = 0;
+    for (; d0 + 64 <= hd8; d0 += 64) {
+        __m256 o[8];
+        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
+        for (int u = 0; u < n_keys; u++) {
+            const __m256 a = _mm256_set1_ps(scores[u]);
+            const float *v = values + (size_t)u * head_dim + d0;
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
+    }
+    for (; d0 + 8 <= hd8; d0 += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int u = 0; u < n_keys; u++)
+            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[u]), _mm256_loadu_ps(values + (size_t)u * head_dim + d0), o);
+        _mm256_storeu_ps(out + d0, o);
+    }
+    for (; d0 < head_dim; d0++) {
+        float o = 0;
+        for (int u = 0; u < n_keys; u++) o += scores[u] * values[(size_t)u * head_dim + d0];
+        out[d0] = o;
+    }
+}
+
 void kernel_isa_fill_avx2(kernel_isa *isa) {
-    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2};
+    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2};
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
     isa->dot_act[TANDEM_TYPE_Q4_0] = dot_q4_0;
     isa->dot_act[TANDEM_TYPE_Q4_1] = dot_q4_1;

@@ -18,7 +18,14 @@ typedef struct kernel_isa {
     void (*quantize_act)(const float *x, act_block *out, int64_t n);
     row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
+    /* attention_forward's contract (kernels.h) */
+    void (*attention)(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
+                      float scale, float *scores);
 } kernel_isa;
+
+/* The scalar attention (ops.c), the reference the twins are tested against. */
+void attention_forward_scalar(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                              int head_dim, float scale, float *scores);
 
 const kernel_isa *kernel_isa_current(void);
 

@@ -210,6 +210,45 @@ static void check_float_rows(void) {
     thread_pool_free(pool);
 }
 
+/* Attention on every instruction set against a double-precision definition: head sizes with and without
+ * 64/16/8-wide chunks and scalar tails, 1 to 300 keys. */
+static void check_attention_isas(void) {
+    const int head_dims[] = {4, 13, 16, 40, 72, 128};
+    const char *isas[] = {"scalar", "avx2"};
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        double worst = 0;
+        for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
+            const int hd = head_dims[hi];
+            for (int n_keys = 1; n_keys <= 300; n_keys += 37) {
+                float *q = malloc(sizeof(float) * hd), *keys = malloc(sizeof(float) * hd * n_keys);
+                float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd);
+                float *sc = malloc(sizeof(float) * n_keys);
+                double *p = malloc(sizeof(double) * n_keys);
+                for (int i = 0; i < hd; i++) q[i] = frand() * 2;
+                for (int i = 0; i < hd * n_keys; i++) keys[i] = frand(), vals[i] = frand();
+                attention_forward(out, q, keys, vals, n_keys, hd, 0.3f, sc);
+                double max = -1e300, sum = 0;
+                for (int u = 0; u < n_keys; u++) {
+                    double s = 0;
+                    for (int d = 0; d < hd; d++) s += (double)q[d] * keys[u * hd + d];
+                    p[u] = s * 0.3;
+                    max = fmax(max, p[u]);
+                }
+                for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
+                for (int d = 0; d < hd; d++) {
+                    double ref = 0;
+                    for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
+                    worst = fmax(worst, fabs(ref - out[d]));
+                }
+                free(q); free(keys); free(vals); free(out); free(sc); free(p);
+            }
+        }
+        CHECK_MSG(worst < 1e-5, "attention on %s differs from the definition by %g", isas[k], worst);
+    }
+    kernel_isa_select(NULL);
+}
+
 static void check_ops(void) {
     /* RMSNorm */
     float x[8] = {1, -2, 3, -4, 5, -6, 7, -8}, w[8], out[8];
@@ -256,6 +295,7 @@ int main(void) {
     check_matmul();
     check_quantize_act();
     check_float_rows();
+    check_attention_isas();
     check_ops();
     return test_summary();
 }
