@@ -184,7 +184,7 @@ static void check_float_rows(void) {
                 const size_t es = ti == 0 ? 4 : 2, row_bytes = es * (size_t)cols;
                 float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n_tok * cols);
                 float *y = malloc(sizeof(float) * n_tok * rows), *deq = malloc(sizeof(float) * cols);
-                uint8_t *alloc = malloc(row_bytes * rows + 1), *data = alloc + 1;
+                uint8_t *alloc = malloc(row_bytes * rows + 4), *data = alloc + (ti == 0 ? 4 : 1);  /* F32: aligned to 4 */
                 for (int i = 0; i < rows * cols; i++) w[i] = frand();
                 for (int i = 0; i < n_tok * cols; i++) x[i] = frand();
                 for (int r = 0; r < rows; r++) quantize_row(types[ti], w + r * cols, data + r * row_bytes, cols);

@@ -202,7 +202,9 @@ static void check_matmul(tandem_type t, const char *isa) {
     float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * MAX_TOK * cols);
     float *xq = malloc(sizeof(float) * MAX_TOK * cols), *y = malloc(sizeof(float) * MAX_TOK * rows);
     float *deq = malloc(sizeof(float) * cols);
-    uint8_t *alloc = malloc(row_bytes * rows + 1), *data = alloc + 1;  /* rows at odd addresses */
+    /* rows at odd addresses (F32 rows are always 4-byte aligned: GGUF aligns data, safetensors loading copies
+     * misaligned tensors), never at the 32-byte boundaries SIMD loads would like */
+    uint8_t *alloc = malloc(row_bytes * rows + 4), *data = alloc + (t == TANDEM_TYPE_F32 ? 4 : 1);
     act_block *act = malloc(sizeof(act_block) * MAX_TOK * (cols / 32)), *ref_act = malloc(sizeof(act_block) * (cols / 32));
     matmul_scratch scratch = {malloc(sizeof(float) * 2 * cols), act, true};
     for (int i = 0; i < rows * cols; i++) w[i] = frand();
