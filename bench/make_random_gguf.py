@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """make_random_gguf.py — a GGUF with the exact tensor shapes of a released Qwen3 size and random weights, for
 speed measurements (speed does not depend on weight values). Quantized blocks get random quants and small valid
-f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size draft|0.6b|1.7b|4b|8b --type f16|q8_0|q4_0"""
+f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size draft|0.6b|1.7b|4b|8b
+                                     --type f16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k
+The K-quant mixes give each tensor the type llama-quantize gives it (output.weight Q6_K; attn_v and ffn_down Q6_K
+in the first and last eighth of the layers and every third in between; the rest Q4_K or Q5_K)."""
 import argparse
 import pathlib
 import sys
@@ -21,24 +24,43 @@ SIZES = {  # layers, hidden, heads, kv heads, head_dim, ffn, tied
     "8b": (36, 4096, 32, 8, 128, 12288, False),
 }
 VOCAB = 151936
-BLOCK = {"q8_0": (gguf.GGMLQuantizationType.Q8_0, 34), "q4_0": (gguf.GGMLQuantizationType.Q4_0, 18)}
+Q = gguf.GGMLQuantizationType
+# type: (ggml id, elements per block, bytes per block, byte offsets of the f16 scales in a block)
+BLOCK = {"q8_0": (Q.Q8_0, 32, 34, [0]), "q4_0": (Q.Q4_0, 32, 18, [0]), "q4_K": (Q.Q4_K, 256, 144, [0, 2]),
+         "q5_K": (Q.Q5_K, 256, 176, [0, 2]), "q6_K": (Q.Q6_K, 256, 210, [208])}
+MIXES = {"q4_k_m": "q4_K", "q5_k_m": "q5_K", "q6_k": "q6_K"}
+
+
+def tensor_type(qtype, name, layer, n_layers):
+    """The stored type of one matrix: the file type, or for a K-quant mix llama-quantize's choice."""
+    if qtype not in MIXES:
+        return qtype
+    base = MIXES[qtype]
+    if qtype == "q6_k" or name == "output.weight":
+        return "q6_K"
+    more_bits = layer is not None and (layer < n_layers // 8 or layer >= 7 * n_layers // 8
+                                       or (layer - n_layers // 8) % 3 == 2)
+    if more_bits and (name.endswith("attn_v.weight") or name.endswith("ffn_down.weight")):
+        return "q6_K"
+    return base
 
 
 def random_matrix(rng, rows, cols, qtype):
     if qtype == "f16":
         return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16), None
-    t, size = BLOCK[qtype]
-    blocks = rng.integers(0, 256, size=(rows, cols // 32, size), dtype=np.uint8)
-    scale = np.full((rows, cols // 32), 0.001, dtype=np.float16).view(np.uint8).reshape(rows, cols // 32, 2)
-    blocks[:, :, 0:2] = scale
-    return blocks.reshape(rows, cols // 32 * size), t
+    t, bs, size, scales = BLOCK[qtype]
+    blocks = rng.integers(0, 256, size=(rows, cols // bs, size), dtype=np.uint8)
+    scale = np.full((rows, cols // bs), 0.001, dtype=np.float16).view(np.uint8).reshape(rows, cols // bs, 2)
+    for off in scales:
+        blocks[:, :, off:off + 2] = scale
+    return blocks.reshape(rows, cols // bs * size), t
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--size", default="0.6b", choices=SIZES)
-    ap.add_argument("--type", default="q8_0", choices=["f16", "q8_0", "q4_0"])
+    ap.add_argument("--type", default="q8_0", choices=["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"])
     a = ap.parse_args()
     L, E, nh, nkv, hd, F, tied = SIZES[a.size]
     rng = np.random.default_rng(0)
@@ -60,8 +82,8 @@ def main():
     w.add_array("tokenizer.ggml.merges", [f"{table[0x20]} {table[0x20]}"])
     w.add_uint32("tokenizer.ggml.eos_token_id", 256)
 
-    def mat(name, rows, cols):
-        arr, t = random_matrix(rng, rows, cols, a.type)
+    def mat(name, rows, cols, layer=None):
+        arr, t = random_matrix(rng, rows, cols, tensor_type(a.type, name, layer, L))
         if t is None:
             w.add_tensor(name, arr)
         else:
@@ -77,16 +99,16 @@ def main():
     for l in range(L):
         p = f"blk.{l}."
         vec(p + "attn_norm.weight", E)
-        mat(p + "attn_q.weight", nh * hd, E)
-        mat(p + "attn_k.weight", nkv * hd, E)
-        mat(p + "attn_v.weight", nkv * hd, E)
+        mat(p + "attn_q.weight", nh * hd, E, layer=l)
+        mat(p + "attn_k.weight", nkv * hd, E, layer=l)
+        mat(p + "attn_v.weight", nkv * hd, E, layer=l)
         vec(p + "attn_q_norm.weight", hd)
         vec(p + "attn_k_norm.weight", hd)
-        mat(p + "attn_output.weight", E, nh * hd)
+        mat(p + "attn_output.weight", E, nh * hd, layer=l)
         vec(p + "ffn_norm.weight", E)
-        mat(p + "ffn_gate.weight", F, E)
-        mat(p + "ffn_up.weight", F, E)
-        mat(p + "ffn_down.weight", E, F)
+        mat(p + "ffn_gate.weight", F, E, layer=l)
+        mat(p + "ffn_up.weight", F, E, layer=l)
+        mat(p + "ffn_down.weight", E, F, layer=l)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

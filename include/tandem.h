@@ -53,7 +53,10 @@ typedef enum tandem_type {
     TANDEM_TYPE_COUNT = 43,
 } tandem_type;
 
-const char *tandem_type_name(tandem_type t);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
+const char *tandem_type_name(tandem_type t);
+/* The instruction set the kernels run on: "avx2" or "scalar" (the best this CPU has, or the one the
+ * environment variable TANDEM_KERNELS names). */
+const char *tandem_kernel_isa(void);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
 
 /* ---- tokenizer ---- */
 
@@ -102,6 +105,7 @@ tandem_model_params tandem_model_default_params(void);
  * Weights are memory-mapped, never copied at load. */
 tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out);
 void tandem_model_free(tandem_model *model);
+int32_t tandem_model_threads(const tandem_model *model);  /* threads its evaluations use */
 
 typedef struct tandem_model_info {
     const char *architecture;  /* "qwen3" */
@@ -112,6 +116,7 @@ typedef struct tandem_model_info {
     bool tied_embeddings;
     int64_t n_params;          /* weights counted in elements */
     int64_t weight_bytes;      /* bytes of all tensors as stored */
+    int64_t step_bytes;        /* bytes one decoding step reads: all weights but the unread embedding rows */
     int32_t n_tensors;
 } tandem_model_info;
 /* Strings in *info are borrowed from the model. */
@@ -150,6 +155,9 @@ typedef struct tandem_ctx tandem_ctx;
 typedef struct tandem_ctx_params {
     int32_t n_ctx;      /* maximum sequence length; 0 = min(model context, 4096) */
     int32_t n_batch;    /* tokens per forward pass during prefill (default 64) */
+    bool exact;         /* multiply quantized weights by f32 activations: the reference path, slower. Default
+                           false: activations are quantized to 8 bits per 32 values for integer dot products
+                           where the CPU has them (logits then differ by ~1e-3 relative) */
 } tandem_ctx_params;
 tandem_ctx_params tandem_ctx_default_params(void);
 

@@ -7,7 +7,8 @@
 
 /* Hot loops are compiled several times (AVX-512, AVX2+FMA, baseline) and the loader picks the best the
  * CPU has (GNU ifunc; gcc only: clang 14 mangles "arch=" clones differently). The loops are written so
- * the compiler vectorises them; hand-written SIMD twins come with the performance work. */
+ * the compiler vectorises them. The matrix products have hand-written twins per instruction set
+ * (kernels_isa.h), picked at run time. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TANDEM_NO_CLONES)
 #define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -49,6 +50,30 @@ void quantize_row(tandem_type t, const float *src, void *dst, int64_t n);
  * K-quant scale searches overflow on extreme magnitudes, so the domain is stated, not assumed). */
 bool quantize_input_ok(const float *src, int64_t n);
 
+/* ---- activations quantized for integer dot products (act.c) ----
+ * Weight types with integer quants multiply faster against 8-bit activations: 32 values share one f32
+ * scale d = max|x|/127 and q = round(x/d). s and sum16 serve the weight types with offsets (mins,
+ * "q − 8" and so on), whose correction needs Σx per block or per half block. Sums are kept as floats so
+ * the kernels never convert integers in their inner loops. */
+typedef struct act_block {
+    float d;           /* scale: x ≈ d·q */
+    float s;           /* d·Σq over the 32 values */
+    float s16[2];      /* d·Σq over values 0–15 and over 16–31 */
+    int8_t q[32];
+} act_block;
+_Static_assert(sizeof(act_block) == 48, "act_block is 48 bytes");
+
+/* out (n/32 blocks) = x (n) quantized; n a multiple of 32. Same bytes on every instruction set. */
+void quantize_act(const float *x, act_block *out, int64_t n);
+/* True if the selected instruction set has an integer dot product for weights of type t. */
+bool kernel_has_act_dot(tandem_type t);
+/* Name of the instruction set the kernels use ("avx2", "scalar"): the best the CPU has, or the one
+ * named by the environment variable TANDEM_KERNELS (for tests and benchmarks comparing paths). */
+const char *kernel_isa_name(void);
+/* Forces the instruction set ("scalar", "avx2", or NULL for the best); false if the CPU lacks it.
+ * Not thread-safe: for tests and tools, before any kernel runs. */
+bool kernel_isa_select(const char *name);
+
 /* ---- matrix products (matmul.c) ---- */
 
 /* A weight matrix as stored: rows = output features, cols = input features (PyTorch [out, in],
@@ -60,9 +85,20 @@ typedef struct weight_matrix {
     size_t row_bytes;
 } weight_matrix;
 
-/* y (n_tokens, w->rows) = x (n_tokens, w->cols) · Wᵀ, rows split over the pool's threads.
- * scratch: (thread_pool_size(pool), w->cols) floats, used to dequantize a row once for many tokens. */
-void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens, float *scratch);
+/* Buffers a matmul works in, owned by the caller so that a forward pass never allocates. */
+typedef struct matmul_scratch {
+    float *rows;      /* (n_threads, max cols) a dequantized weight row per thread (the exact path) */
+    act_block *act;   /* (max tokens, max cols / 32) the activations quantized to 8 bits */
+    bool exact;       /* multiply quantized weights by f32 activations, the reference path, instead of
+                         by 8-bit activations (faster, ~1e-3 relative difference per product sum) */
+} matmul_scratch;
+
+/* y (n_tokens, w->rows) = x (n_tokens, w->cols) · Wᵀ, rows split over the pool's threads. Each weight
+ * row is read once for up to MATMUL_TOKENS tokens at a time, so verifying k drafted tokens streams the
+ * weights ~once, not k times. */
+enum { MATMUL_TOKENS = 4 };
+void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,
+            const matmul_scratch *scratch);
 
 /* ---- element-wise and per-vector ops (ops.c) ---- */
 

@@ -1,42 +1,110 @@
-/* matmul.c — y = x·Wᵀ for every weight type, output rows split over the thread pool.
- * With several tokens a row is dequantized once and reused for all of them (the verification path). */
-#include "kernels.h"
+/* matmul.c — y = x·Wᵀ for every weight type, output rows split over the thread pool. Picks per type the
+ * integer path (activations quantized to 8 bits), the float SIMD path, or the exact scalar reference. */
+#include "kernels_isa.h"
+
+typedef enum matmul_path {
+    PATH_ACT,      /* integer dot products against act blocks (quantized weight types) */
+    PATH_FLOAT,    /* SIMD float dot products (F32/F16/BF16) */
+    PATH_EXACT,    /* reference: dot_row per token, or a row dequantized once for many tokens */
+} matmul_path;
 
 typedef struct matmul_job {
     float *y;
     const float *x;
     const weight_matrix *w;
     int n_tokens;
-    float *scratch;  /* (threads, cols) */
+    const matmul_scratch *scratch;
+    const kernel_isa *isa;
+    matmul_path path;
+    int64_t task_rows;
 } matmul_job;
 
-/* Rows per task: small enough to balance threads, large enough to amortise claiming a task. */
-enum { MATMUL_TASK_ROWS = 16 };
-
+/* Tokens go in groups of MATMUL_TOKENS (the group's activations stay in L1) over all rows of a task (the
+ * task's weight rows stay in L2), so a row is unpacked once per group rather than once per token. */
 static void matmul_task(int task, int thread, void *arg) {
     const matmul_job *job = arg;
     const weight_matrix *w = job->w;
-    const int64_t r0 = (int64_t)task * MATMUL_TASK_ROWS;
-    const int64_t r1 = r0 + MATMUL_TASK_ROWS < w->rows ? r0 + MATMUL_TASK_ROWS : w->rows;
+    const int64_t rows = w->rows, cols = w->cols;
+    const int64_t r0 = (int64_t)task * job->task_rows;
+    const int64_t r1 = r0 + job->task_rows < rows ? r0 + job->task_rows : rows;
     const uint8_t *base = w->data;
-    const int64_t cols = w->cols, rows = w->rows;
-    if (job->n_tokens == 1 || w->type == TANDEM_TYPE_F32) {
-        for (int64_t r = r0; r < r1; r++)
-            for (int t = 0; t < job->n_tokens; t++)
-                job->y[(size_t)t * rows + r] =
-                    dot_row(w->type, base + (size_t)r * w->row_bytes, job->x + (size_t)t * cols, cols);
+    const int n = job->n_tokens;
+    float out[MATMUL_TOKENS];
+
+    switch (job->path) {
+    case PATH_ACT: {
+        const row_dot_act_fn dot = job->isa->dot_act[w->type];
+        const int64_t blocks = cols / 32;
+        for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
+            const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
+            for (int64_t r = r0; r < r1; r++) {
+                dot(base + (size_t)r * w->row_bytes, job->scratch->act + (size_t)t0 * blocks, blocks, nt, cols, out);
+                for (int t = 0; t < nt; t++) job->y[(size_t)(t0 + t) * rows + r] = out[t];
+            }
+        }
         return;
     }
-    float *row = job->scratch + (size_t)thread * cols;
+    case PATH_FLOAT: {
+        const row_dot_float_fn dot = job->isa->dot_float[w->type];
+        for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
+            const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
+            for (int64_t r = r0; r < r1; r++) {
+                dot(base + (size_t)r * w->row_bytes, job->x + (size_t)t0 * cols, cols, nt, cols, out);
+                for (int t = 0; t < nt; t++) job->y[(size_t)(t0 + t) * rows + r] = out[t];
+            }
+        }
+        return;
+    }
+    case PATH_EXACT:
+        break;
+    }
+    if (n == 1 || w->type == TANDEM_TYPE_F32) {
+        for (int64_t r = r0; r < r1; r++)
+            for (int t = 0; t < n; t++)
+                job->y[(size_t)t * rows + r] = dot_row(w->type, base + (size_t)r * w->row_bytes, job->x + (size_t)t * cols, cols);
+        return;
+    }
+    float *row = job->scratch->rows + (size_t)thread * cols;
     for (int64_t r = r0; r < r1; r++) {
         dequantize_row(w->type, base + (size_t)r * w->row_bytes, row, cols);
-        for (int t = 0; t < job->n_tokens; t++)
-            job->y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
+        for (int t = 0; t < n; t++) job->y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
     }
 }
 
-void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens, float *scratch) {
-    matmul_job job = {y, x, w, n_tokens, scratch};
-    int n_tasks = (int)((w->rows + MATMUL_TASK_ROWS - 1) / MATMUL_TASK_ROWS);
+/* Activations of many tokens are quantized in parallel, a token per task. */
+typedef struct quantize_job {
+    const float *x;
+    act_block *act;
+    int64_t cols;
+    const kernel_isa *isa;
+} quantize_job;
+
+static void quantize_task(int task, int thread, void *arg) {
+    const quantize_job *job = arg;
+    job->isa->quantize_act(job->x + (size_t)task * job->cols, job->act + (size_t)task * (job->cols / 32), job->cols);
+}
+
+void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,
+            const matmul_scratch *scratch) {
+    const kernel_isa *isa = kernel_isa_current();
+    matmul_path path = PATH_EXACT;
+    if (isa->dot_float[w->type])
+        path = PATH_FLOAT;
+    else if (!scratch->exact && isa->dot_act[w->type] && w->cols % 32 == 0)
+        path = PATH_ACT;
+    if (path == PATH_ACT) {
+        quantize_job qj = {x, scratch->act, w->cols, isa};
+        if (n_tokens <= 2)  /* a pool round trip costs more than quantizing a token or two */
+            for (int t = 0; t < n_tokens; t++) quantize_task(t, 0, &qj);
+        else
+            thread_pool_run(pool, n_tokens, quantize_task, &qj);
+    }
+    /* Rows per task: enough tasks to balance the threads (8 per thread), each big enough to amortise
+     * claiming it and reading the token group's activations. */
+    const int64_t per_thread = w->rows / (8 * (int64_t)thread_pool_size(pool));
+    const int64_t cap = n_tokens > MATMUL_TOKENS ? 64 : 256;  /* prefill: a task's rows must stay in L2 */
+    int64_t task_rows = per_thread < 16 ? 16 : per_thread > cap ? cap : per_thread;
+    matmul_job job = {y, x, w, n_tokens, scratch, isa, path, task_rows};
+    int n_tasks = (int)((w->rows + task_rows - 1) / task_rows);
     thread_pool_run(pool, n_tasks, matmul_task, &job);
 }

@@ -2,7 +2,7 @@
  * residual add and single-query attention. Written to match HF's float32 arithmetic closely. */
 #include <math.h>
 
-#include "kernels.h"
+#include "kernels_isa.h"
 
 void rmsnorm_forward(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;  /* double: the mean of squares over thousands of values loses bits in float */
@@ -53,12 +53,12 @@ void swiglu_forward(float *out, const float *gate, const float *up, int n) {
     }
 }
 
-void add_forward(float *out, const float *x, int64_t n) {
+KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
 }
 
-void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys,
-                       int head_dim, float scale, float *scores) {
+KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, const float *keys, const float *values,
+                                            int n_keys, int head_dim, float scale, float *scores) {
     for (int u = 0; u < n_keys; u++) scores[u] = dot_f32(q, keys + (size_t)u * head_dim, head_dim) * scale;
     softmax_forward(scores, n_keys);
     for (int d = 0; d < head_dim; d++) out[d] = 0;
@@ -67,4 +67,9 @@ void attention_forward(float *out, const float *q, const float *keys, const floa
         const float *v = values + (size_t)u * head_dim;
         for (int d = 0; d < head_dim; d++) out[d] += a * v[d];
     }
+}
+
+void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
+                       float scale, float *scores) {
+    kernel_isa_current()->attention(out, q, keys, values, n_keys, head_dim, scale, scores);
 }

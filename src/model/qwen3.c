@@ -23,10 +23,11 @@
 void qwen3_state_free(qwen3_state *s) {
     if (!s) return;
     free(s->block);
+    free(s->act);
     free(s);
 }
 
-tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
                                qwen3_state **out) {
     const qwen3_config *c = &m->cfg;
     *out = NULL;
@@ -60,7 +61,9 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     uint64_t bytes;
     if (!size_mul_ok(total, sizeof(float), &bytes) || bytes > SIZE_MAX / 2) goto too_big;
     s->block = aligned_alloc(64, (size_t)bytes);
-    if (!s->block) {
+    const size_t act_bytes = (size_t)n_batch * (size_t)(max_cols / 32 + 1) * sizeof(act_block);
+    s->act = aligned_alloc(64, (act_bytes + 63) & ~(size_t)63);
+    if (!s->block || !s->act) {
         qwen3_state_free(s);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: cannot allocate %.1f MiB for n_ctx %d",
                            (double)bytes / (1 << 20), n_ctx);
@@ -70,6 +73,7 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(uint64_t)15;
     }
+    s->mm = (matmul_scratch){.rows = s->scratch, .act = s->act, .exact = exact};
     rope_inv_freq(s->inv_freq, c->head_dim, c->rope_theta);
     *out = s;
     return TANDEM_OK;
@@ -123,9 +127,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         /* ---- self-attention block ---- */
         for (int t = 0; t < n; t++)
             rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->input_layernorm, dim, c->rms_eps);
-        matmul(pool, s->q, s->xb, &L->q_proj, n, s->scratch);
-        matmul(pool, s->k, s->xb, &L->k_proj, n, s->scratch);
-        matmul(pool, s->v, s->xb, &L->v_proj, n, s->scratch);
+        matmul(pool, s->q, s->xb, &L->q_proj, n, &s->mm);
+        matmul(pool, s->k, s->xb, &L->k_proj, n, &s->mm);
+        matmul(pool, s->v, s->xb, &L->v_proj, n, &s->mm);
 
         for (int t = 0; t < n; t++) {
             float *q = s->q + (size_t)t * q_dim, *k = s->k + (size_t)t * kv_dim;
@@ -144,17 +148,17 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         attention_job job = {c, s, l, n, pos0};
         thread_pool_run(pool, n * c->n_heads, attention_task, &job);
 
-        matmul(pool, s->xb2, s->att, &L->o_proj, n, s->scratch);
+        matmul(pool, s->xb2, s->att, &L->o_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
 
         /* ---- MLP block: down_proj(silu(gate_proj(h)) * up_proj(h)) ---- */
         for (int t = 0; t < n; t++)
             rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->post_attention_layernorm, dim,
                             c->rms_eps);
-        matmul(pool, s->hb, s->xb, &L->gate_proj, n, s->scratch);
-        matmul(pool, s->hb2, s->xb, &L->up_proj, n, s->scratch);
+        matmul(pool, s->hb, s->xb, &L->gate_proj, n, &s->mm);
+        matmul(pool, s->hb2, s->xb, &L->up_proj, n, &s->mm);
         swiglu_forward(s->hb, s->hb, s->hb2, n * ffn);
-        matmul(pool, s->xb2, s->hb, &L->down_proj, n, s->scratch);
+        matmul(pool, s->xb2, s->hb, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
     }
 
@@ -162,9 +166,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     if (logits) {
         for (int t = 0; t < n; t++)
             rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, m->norm, dim, c->rms_eps);
-        matmul(pool, logits, s->xb, &m->lm_head, n, s->scratch);
+        matmul(pool, logits, s->xb, &m->lm_head, n, &s->mm);
     } else {
         rmsnorm_forward(s->xb, s->x + (size_t)(n - 1) * dim, m->norm, dim, c->rms_eps);
-        matmul(pool, s->logits, s->xb, &m->lm_head, 1, s->scratch);
+        matmul(pool, s->logits, s->xb, &m->lm_head, 1, &s->mm);
     }
 }

@@ -74,12 +74,15 @@ typedef struct qwen3_state {
     float *hb2;       /* (n_batch, ffn_dim) up */
     float *scores;    /* (n_threads, n_ctx) attention scores, one row per thread */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
+    act_block *act;   /* (n_batch, max(dim, ffn_dim, n_heads*head_dim) / 32) activations quantized to 8 bits */
+    matmul_scratch mm;  /* the two buffers above, and whether to use the exact path, for matmul */
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
     float *logits;    /* (vocab_size) last position's logits */
     void *block;      /* the single allocation everything above points into */
 } qwen3_state;
 
-tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+/* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones. */
+tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
                                qwen3_state **out);
 void qwen3_state_free(qwen3_state *s);
 

@@ -9,7 +9,11 @@
 
 tandem_model_params tandem_model_default_params(void) { return (tandem_model_params){.n_threads = 0}; }
 
-tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_size(model->pool); }
+
+const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
+
+tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false}; }
 
 tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }
 
@@ -150,6 +154,9 @@ void tandem_model_get_info(const tandem_model *m, tandem_model_info *info) {
         .head_dim = c->head_dim, .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size,
         .context_length = c->context_length, .rope_theta = c->rope_theta, .rms_eps = c->rms_eps,
         .tied_embeddings = c->tied_embeddings, .n_params = m->n_params, .weight_bytes = m->weight_bytes,
+        /* untied: the embedding table is read one row per token, not streamed */
+        .step_bytes = m->weight_bytes - (c->tied_embeddings ? 0
+                                         : (int64_t)(m->qwen.embed_tokens.row_bytes * (size_t)(c->vocab_size - 1))),
         .n_tensors = (int32_t)(m->gguf ? m->gguf->n_tensors : m->st->n_tensors),
     };
 }
@@ -195,7 +202,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
     tandem_status st = ctx->tokens ? qwen3_state_init(&model->qwen, p.n_ctx, p.n_batch, thread_pool_size(model->pool),
-                                                      &ctx->state)
+                                                      p.exact, &ctx->state)
                                    : tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     if (st) {
         tandem_ctx_free(ctx);

@@ -25,7 +25,7 @@ def reference(models_dir, name, variant="hf"):
 
 # ---- help and usage ----
 
-@pytest.mark.parametrize("cmd", ["run", "tokenize", "detokenize", "info"])
+@pytest.mark.parametrize("cmd", ["run", "tokenize", "detokenize", "info", "bench"])
 def test_help_on_every_command(run_tandem, cmd):
     cp = run_tandem(cmd, "--help")
     assert cp.stdout.startswith("usage: tandem " + cmd)
@@ -47,6 +47,9 @@ def test_top_level_help_and_unknown_command(run_tandem):
     (["tokenize", "-m", "x"], "exactly one of"),
     (["info"], "missing MODEL"),
     (["info", "a", "b"], "more than one"),
+    (["bench", "-p", "4"], "missing -m"),
+    (["bench", "-m", "x", "-r", "0"], "outside"),
+    (["bench", "-m", "x", "--draft-min", "5", "--draft-max", "2"], "--draft-min"),
 ])
 def test_usage_errors(run_tandem, args, needle):
     cp = run_tandem(*args, check=False)
@@ -65,7 +68,9 @@ def test_run_greedy_matches_transformers(run_tandem, models_dir, variant, path):
     text = run_tandem("detokenize", "-m", model, *ids).stdout
     assert last_json(run_tandem("tokenize", "-m", model, "--text", text, "--json").stdout)["ids"] == \
         ref["prompt"].tolist()
-    cp = run_tandem("run", "-m", model, "-p", text, "-n", "64", "--temp", "0", "--ignore-eos", "--json")
+    # --exact: f32 activations, the path whose logits match transformers to 1e-5 (the default 8-bit path
+    # is compared in test_golden_models: random tiny models have near-ties that greedy runs can flip)
+    cp = run_tandem("run", "-m", model, "-p", text, "-n", "64", "--temp", "0", "--ignore-eos", "--json", "--exact")
     out = last_json(cp.stdout)
     assert out["prompt_ids"] == ref["prompt"].tolist()
     assert out["generated_ids"] == ref["greedy"].tolist()
@@ -351,3 +356,43 @@ def test_draft_with_another_vocabulary_is_refused(run_tandem, models_dir, tmp_pa
     expect_error(run_tandem, ["run", "-m", models_dir / TINY, "-md", other, "-p", "x"], "vocabulary rows", "must match")
     cp = run_tandem("run", "-m", models_dir / TINY, "-p", "x", "--draft-min", "9", "--draft-max", "4", check=False)
     assert cp.returncode == 2 and "--draft-min" in cp.stderr
+
+
+# ---- tandem bench ----
+
+BENCH_FIELDS = {"ttft_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "tpot_ms", "peak_rss_mb"}
+
+
+@pytest.mark.parametrize("variant", ["model-q8_0.gguf", "."])
+def test_bench_reports_what_users_compare(run_tandem, models_dir, variant):
+    cp = run_tandem("bench", "-m", models_dir / TINY / variant, "-p", "24", "-n", "9", "-r", "2", "--warmup", "1",
+                    "-t", "2", "--json")
+    out = last_json(cp.stdout)
+    assert BENCH_FIELDS <= set(out)
+    assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2 and out["threads"] == 2
+    assert out["ttft_ms"] > 0 and out["prefill_tokens_per_s"] > 0 and out["decode_tokens_per_s"] > 0
+    # tokens/s from the second token on and the time per output token describe the same runs
+    assert out["tpot_ms"] > 0 and abs(1000 / out["tpot_ms"] - out["decode_tokens_per_s"]) / out["decode_tokens_per_s"] < 0.5
+    assert out["peak_rss_mb"] > 1 and out["isa"] in ("avx2", "scalar")
+    assert "acceptance_rate" not in out
+    assert "time to first token" in cp.stdout and "decode" in cp.stdout
+
+
+def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
+    out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "0", "-n", "6", "-r", "1", "--warmup", "0",
+                               "--json").stdout)
+    assert out["n_prompt"] == 0 and out["prefill_tokens_per_s"] == 0 and out["decode_tokens_per_s"] > 0
+    out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf",
+                               "-p", "8", "-n", "12", "-r", "1", "--warmup", "0", "--curve", "--json").stdout)
+    assert 0 <= out["acceptance_rate"] <= 1 and out["mean_accepted"] >= 0 and out["mean_per_pass"] >= 1
+    curve = out["verify_curve"]
+    assert [c["k"] for c in curve] == [1, 2, 4, 8, 16] and curve[0]["relative"] == 1.0
+    assert all(c["ms"] > 0 for c in curve)
+
+
+def test_bench_bad_model_and_text(run_tandem, models_dir, tmp_path):
+    expect_error(run_tandem, ["bench", "-m", tmp_path / "missing.gguf"], "missing.gguf")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    expect_error(run_tandem, ["bench", "-m", models_dir / TINY, "-f", empty, "-p", "4", "-n", "2"], "empty.txt",
+                 "no tokens")

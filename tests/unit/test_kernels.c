@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "kernels.h"
+#include "kernels_isa.h"
 #include "test.h"
 
 static uint64_t rng_state = 12345;
@@ -94,7 +95,9 @@ static void check_matmul(void) {
                     tandem_type type = q ? TANDEM_TYPE_Q8_0 : TANDEM_TYPE_F32;
                     size_t row_bytes = q ? (size_t)cols / 32 * 34 : (size_t)cols * 4;
                     float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n_tok * cols);
-                    float *y = malloc(sizeof(float) * n_tok * rows), *scratch = malloc(sizeof(float) * threads * cols);
+                    float *y = malloc(sizeof(float) * n_tok * rows);
+                    act_block *act = malloc(sizeof(act_block) * n_tok * (cols / 32));
+                    matmul_scratch scratch = {malloc(sizeof(float) * threads * cols), act, true};
                     float *deq = malloc(sizeof(float) * cols);
                     uint8_t *data = malloc(row_bytes * rows);
                     for (int i = 0; i < rows * cols; i++) w[i] = frand();
@@ -104,7 +107,7 @@ static void check_matmul(void) {
                         else memcpy(data + r * row_bytes, w + r * cols, row_bytes);
                     }
                     weight_matrix m = {data, type, rows, cols, row_bytes};
-                    matmul(pool, y, x, &m, n_tok, scratch);
+                    matmul(pool, y, x, &m, n_tok, &scratch);
                     double worst = 0;
                     for (int r = 0; r < rows; r++) {
                         dequantize_row(type, data + r * row_bytes, deq, cols);
@@ -116,12 +119,134 @@ static void check_matmul(void) {
                     }
                     CHECK_MSG(worst < 1e-4, "matmul %s threads=%d rows=%d tokens=%d: %g", tandem_type_name(type),
                               threads, rows, n_tok, worst);
-                    free(w); free(x); free(y); free(scratch); free(deq); free(data);
+                    free(w); free(x); free(y); free(scratch.rows); free(act); free(deq); free(data);
                 }
             }
         }
         thread_pool_free(pool);
     }
+}
+
+/* Every instruction set quantizes activations to the same bytes as the scalar definition: random
+ * values, an all-zero block, tiny and huge magnitudes, and exact .5 ties (round half to even). */
+static void check_quantize_act(void) {
+    enum { N = 32 * 12 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = frand() * (float)(1 + i % 5);
+    for (int i = 32; i < 64; i++) x[i] = 0.0f;
+    for (int i = 64; i < 96; i++) x[i] = frand() * 1e-39f;  /* subnormal: the block quantizes to zero */
+    for (int i = 96; i < 128; i++) x[i] = frand() * 1e30f;
+    for (int i = 128; i < 160; i++) x[i] = (float)(i - 144) + 0.5f;  /* with max 15.5: ties at x·127/15.5 */
+    for (int i = 160; i < 192; i++) x[i] = (float)((i % 2) ? 127 : -127) * 0.5f;
+    act_block ref[N / 32], got[N / 32];
+    quantize_act_scalar(x, ref, N);
+    /* the definition: q = round(x / d), d = max|x| / 127, Σq per half, s = d·Σq */
+    int bad_def = 0;
+    for (int b = 0; b < N / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+        int sum[2] = {0, 0};
+        for (int j = 0; j < 32; j++) {
+            const double exact_q = ref[b].d > 0x1p-126f ? (double)x[32 * b + j] / ref[b].d : 0.0;
+            bad_def += fabs(exact_q - ref[b].q[j]) > 0.5 + 1e-4 || abs(ref[b].q[j]) > 127;
+            sum[j / 16] += ref[b].q[j];
+        }
+        bad_def += ref[b].d != amax / 127.0f || ref[b].s16[0] != ref[b].d * (float)sum[0] ||
+                   ref[b].s16[1] != ref[b].d * (float)sum[1];
+        bad_def += ref[b].s != ref[b].d * (float)(sum[0] + sum[1]);
+    }
+    CHECK_MSG(bad_def == 0, "quantize_act_scalar breaks its definition %d times", bad_def);
+    const char *isas[] = {"avx2"};
+    for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+        if (!kernel_isa_select(isas[k])) {
+            printf("  (%s kernels: this CPU lacks them, not tested here)\n", isas[k]);
+            continue;
+        }
+        memset(got, 0x55, sizeof got);
+        quantize_act(x, got, N);
+        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s quantize_act differs from the scalar bytes", isas[k]);
+        kernel_isa_select(NULL);
+    }
+}
+
+/* Float rows (F32/F16/BF16) of odd lengths (SIMD body + scalar tail), 1–4 tokens with a stride, through
+ * matmul on every instruction set, against a double loop over the stored values. */
+static void check_float_rows(void) {
+    const tandem_type types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16};
+    const char *isas[] = {"scalar", "avx2"};
+    thread_pool *pool;
+    CHECK_OK(thread_pool_create(2, &pool));
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (size_t ti = 0; ti < 3; ti++) {
+            for (int cols = 1; cols <= 41; cols += 8) {
+                const int rows = 21, n_tok = 1 + cols % 5;
+                const size_t es = ti == 0 ? 4 : 2, row_bytes = es * (size_t)cols;
+                float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n_tok * cols);
+                float *y = malloc(sizeof(float) * n_tok * rows), *deq = malloc(sizeof(float) * cols);
+                uint8_t *alloc = malloc(row_bytes * rows + 4), *data = alloc + (ti == 0 ? 4 : 1);  /* F32: aligned to 4 */
+                for (int i = 0; i < rows * cols; i++) w[i] = frand();
+                for (int i = 0; i < n_tok * cols; i++) x[i] = frand();
+                for (int r = 0; r < rows; r++) quantize_row(types[ti], w + r * cols, data + r * row_bytes, cols);
+                matmul_scratch scratch = {malloc(sizeof(float) * 2 * cols), NULL, false};
+                weight_matrix m = {data, types[ti], rows, cols, row_bytes};
+                matmul(pool, y, x, &m, n_tok, &scratch);
+                double worst = 0;
+                for (int r = 0; r < rows; r++) {
+                    dequantize_row(types[ti], data + r * row_bytes, deq, cols);
+                    for (int t = 0; t < n_tok; t++) {
+                        double ref = 0;
+                        for (int c = 0; c < cols; c++) ref += (double)deq[c] * x[t * cols + c];
+                        worst = fmax(worst, fabs(ref - y[t * rows + r]));
+                    }
+                }
+                CHECK_MSG(worst < 1e-5, "%s rows on %s, cols=%d tokens=%d: %g", tandem_type_name(types[ti]), isas[k],
+                          cols, n_tok, worst);
+                free(w); free(x); free(y); free(deq); free(alloc); free(scratch.rows);
+            }
+        }
+    }
+    kernel_isa_select(NULL);
+    thread_pool_free(pool);
+}
+
+/* Attention on every instruction set against a double-precision definition: head sizes with and without
+ * 64/16/8-wide chunks and scalar tails, 1 to 300 keys. */
+static void check_attention_isas(void) {
+    const int head_dims[] = {4, 13, 16, 40, 72, 128};
+    const char *isas[] = {"scalar", "avx2"};
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        double worst = 0;
+        for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
+            const int hd = head_dims[hi];
+            for (int n_keys = 1; n_keys <= 300; n_keys += 37) {
+                float *q = malloc(sizeof(float) * hd), *keys = malloc(sizeof(float) * hd * n_keys);
+                float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd);
+                float *sc = malloc(sizeof(float) * n_keys);
+                double *p = malloc(sizeof(double) * n_keys);
+                for (int i = 0; i < hd; i++) q[i] = frand() * 2;
+                for (int i = 0; i < hd * n_keys; i++) keys[i] = frand(), vals[i] = frand();
+                attention_forward(out, q, keys, vals, n_keys, hd, 0.3f, sc);
+                double max = -1e300, sum = 0;
+                for (int u = 0; u < n_keys; u++) {
+                    double s = 0;
+                    for (int d = 0; d < hd; d++) s += (double)q[d] * keys[u * hd + d];
+                    p[u] = s * 0.3;
+                    max = fmax(max, p[u]);
+                }
+                for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
+                for (int d = 0; d < hd; d++) {
+                    double ref = 0;
+                    for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
+                    worst = fmax(worst, fabs(ref - out[d]));
+                }
+                free(q); free(keys); free(vals); free(out); free(sc); free(p);
+            }
+        }
+        CHECK_MSG(worst < 1e-5, "attention on %s differs from the definition by %g", isas[k], worst);
+    }
+    kernel_isa_select(NULL);
 }
 
 static void check_ops(void) {
@@ -168,6 +293,9 @@ int main(void) {
     check_quant_roundtrip();
     check_dot_rows();
     check_matmul();
+    check_quantize_act();
+    check_float_rows();
+    check_attention_isas();
     check_ops();
     return test_summary();
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "kernels.h"
+#include "kernels_isa.h"
 #include "safetensors.h"
 #include "test.h"
 
@@ -182,37 +183,72 @@ done:
     safetensors_close(s);
 }
 
-/* matmul (both paths: one token → dot_row, several → dequantize once + dot_f32) on quantized weights
- * with 2 threads, against a double loop over the dequantized matrix. */
-static void check_matmul(tandem_type t) {
+/* matmul on every instruction set the CPU has, both paths, 1…9 tokens (full token groups and a
+ * remainder), rows starting at odd addresses, 2 threads, against double loops:
+ * - exact: Σ dequantized W · x, to the summation bound (|w|, |x| ≤ 1 and Σ|w·x| ≤ 768: below 2e-3);
+ * - 8-bit activations: Σ dequantized W · x̂, x̂ the activations as quantize_act_scalar rounds them (the
+ *   definition every SIMD twin must meet), to 1e-5 of Σ|w·x̂|, and Σ W·x within the rounding of x̂
+ *   (|x − x̂| ≤ d/2 per value). */
+static void check_matmul(tandem_type t, const char *isa) {
+    if (!kernel_isa_select(isa)) {
+        printf("  (%s kernels: this CPU lacks them, not tested here)\n", isa);
+        return;
+    }
+    enum { MAX_TOK = 9 };
     const int rows = 19, cols = 768, bs = tandem_type_block_size(t);
     const size_t row_bytes = (size_t)(cols / bs) * (size_t)tandem_type_size(t);
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(2, &pool));
-    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * 4 * cols);
-    float *y = malloc(sizeof(float) * 4 * rows), *scratch = malloc(sizeof(float) * 2 * cols);
+    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * MAX_TOK * cols);
+    float *xq = malloc(sizeof(float) * MAX_TOK * cols), *y = malloc(sizeof(float) * MAX_TOK * rows);
     float *deq = malloc(sizeof(float) * cols);
-    uint8_t *data = malloc(row_bytes * rows);
+    /* rows at odd addresses (F32 rows are always 4-byte aligned: GGUF aligns data, safetensors loading copies
+     * misaligned tensors), never at the 32-byte boundaries SIMD loads would like */
+    uint8_t *alloc = malloc(row_bytes * rows + 4), *data = alloc + (t == TANDEM_TYPE_F32 ? 4 : 1);
+    act_block *act = malloc(sizeof(act_block) * MAX_TOK * (cols / 32)), *ref_act = malloc(sizeof(act_block) * (cols / 32));
+    matmul_scratch scratch = {malloc(sizeof(float) * 2 * cols), act, true};
     for (int i = 0; i < rows * cols; i++) w[i] = frand();
-    for (int i = 0; i < 4 * cols; i++) x[i] = frand();
+    for (int i = 0; i < MAX_TOK * cols; i++) x[i] = frand() * (float)(1 + i % 3);
+    for (int k = 0; k < MAX_TOK; k++) {  /* x̂: x as the 8-bit activations represent it */
+        quantize_act_scalar(x + k * cols, ref_act, cols);
+        for (int c = 0; c < cols; c++) xq[k * cols + c] = ref_act[c / 32].d * (float)ref_act[c / 32].q[c % 32];
+    }
     for (int r = 0; r < rows; r++) quantize_row(t, w + r * cols, data + r * row_bytes, cols);
     weight_matrix m = {data, t, rows, cols, row_bytes};
-    for (int n_tok = 1; n_tok <= 4; n_tok += 3) {
-        matmul(pool, y, x, &m, n_tok, scratch);
-        double worst = 0;
-        for (int r = 0; r < rows; r++) {
-            dequantize_row(t, data + r * row_bytes, deq, cols);
-            for (int k = 0; k < n_tok; k++) {
-                double ref = 0;
-                for (int c = 0; c < cols; c++) ref += (double)deq[c] * x[k * cols + c];
-                worst = fmax(worst, fabs(ref - y[k * rows + r]));
+    for (int exact = 1; exact >= 0; exact--) {
+        scratch.exact = exact;
+        const bool int_path = !exact && kernel_has_act_dot(t);
+        for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+            matmul(pool, y, x, &m, n_tok, &scratch);
+            double worst = 0, worst_x = 0;
+            for (int r = 0; r < rows; r++) {
+                dequantize_row(t, data + r * row_bytes, deq, cols);
+                for (int k = 0; k < n_tok; k++) {
+                    double ref = 0, ref_q = 0, mag = 0, bound = 0;
+                    for (int c = 0; c < cols; c++) {
+                        ref += (double)deq[c] * x[k * cols + c];
+                        ref_q += (double)deq[c] * xq[k * cols + c];
+                        mag += fabs((double)deq[c] * xq[k * cols + c]);
+                        bound += fabs((double)deq[c]) * fabs((double)x[k * cols + c] - xq[k * cols + c]);
+                    }
+                    const double got = y[k * rows + r];
+                    if (int_path) {
+                        worst = fmax(worst, fabs(ref_q - got) / (1e-5 * mag + 1e-6));
+                        worst_x = fmax(worst_x, fabs(ref - got) / (bound + 1e-5 * mag + 1e-6));
+                    } else {
+                        worst = fmax(worst, fabs(ref - got) / 2e-3);
+                    }
+                }
             }
+            CHECK_MSG(worst <= 1, "matmul %s on %s, %s path, tokens=%d: error %g × the bound", tandem_type_name(t), isa,
+                      int_path ? "8-bit" : "exact", n_tok, worst);
+            CHECK_MSG(worst_x <= 1, "matmul %s on %s tokens=%d: %g × the activation rounding bound from x",
+                      tandem_type_name(t), isa, n_tok, worst_x);
         }
-        /* |w|, |x| ≤ 1: Σ|w·x| ≤ 768, so the summation bound of check_dot is below 2e-3 */
-        CHECK_MSG(worst < 2e-3, "matmul %s tokens=%d: %g", tandem_type_name(t), n_tok, worst);
     }
-    free(w); free(x); free(y); free(scratch); free(deq); free(data);
+    free(w); free(x); free(xq); free(y); free(deq); free(alloc); free(act); free(ref_act); free(scratch.rows);
     thread_pool_free(pool);
+    kernel_isa_select(NULL);
 }
 
 /* tandem's type table against gguf-py's GGML_QUANT_SIZES (stored in versions.json by the generator). */
@@ -266,9 +302,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     for (int i = 0; i < N_CASES; i++) check_type(argv[1], &CASES[i]);
-    const tandem_type mm[] = {TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q2_K,
+    const tandem_type mm[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16, TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0,
+                              TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0, TANDEM_TYPE_Q5_1, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q2_K,
                               TANDEM_TYPE_Q3_K, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i]);
+    const char *isas[] = {"scalar", "avx2"};
+    for (size_t j = 0; j < 2; j++)
+        for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j]);
     check_type_table(argv[1]);
     check_half_rows();
     return test_summary();

@@ -1,0 +1,100 @@
+/* act.c — activations quantized to 8 bits for the integer dot products, and the choice of instruction set
+ * (the scalar reference or a SIMD twin) made once from what the CPU reports. */
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "kernels_isa.h"
+
+/* ---- quantization ----
+ * d = max|x|/127 and q = round-half-even(x · (1/d)): the SIMD twins compute the same f32 products and
+ * round them with the same mode, so every instruction set writes the same bytes for finite inputs. */
+void quantize_act_scalar(const float *x, act_block *out, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        act_block *a = &out[b];
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d >= FLT_MIN ? 1.0f / d : 0.0f;
+        int sum[2] = {0, 0};
+        for (int j = 0; j < 32; j++) {
+            const int v = (int)lrintf(x[j] * id);
+            a->q[j] = (int8_t)v;
+            sum[j / 16] += v;
+        }
+        a->d = d;
+        a->s = d * (float)(sum[0] + sum[1]);
+        a->s16[0] = d * (float)sum[0];
+        a->s16[1] = d * (float)sum[1];
+    }
+}
+
+/* ---- instruction sets ---- */
+
+static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_scalar,
+                                .attention = attention_forward_scalar};
+#if defined(__x86_64__)
+static kernel_isa isa_avx2;
+#endif
+static const kernel_isa *isa_best, *isa_selected;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+#if defined(__x86_64__)
+/* AVX2 + FMA + F16C, and the OS saves the YMM registers (XCR0 bits 1 and 2). */
+static bool cpu_has_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c)) return false;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6) != 6) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return b & (1u << 5);
+}
+#endif
+
+static const kernel_isa *isa_by_name(const char *name) {
+    if (!strcmp(name, "scalar")) return &isa_scalar;
+#if defined(__x86_64__)
+    if (!strcmp(name, "avx2") && isa_avx2.name) return &isa_avx2;
+#endif
+    return NULL;
+}
+
+static void isa_init(void) {
+    isa_best = &isa_scalar;
+#if defined(__x86_64__)
+    if (cpu_has_avx2()) {
+        kernel_isa_fill_avx2(&isa_avx2);
+        isa_best = &isa_avx2;
+    }
+#endif
+    const char *forced = getenv("TANDEM_KERNELS");
+    const kernel_isa *isa = forced ? isa_by_name(forced) : NULL;
+    isa_selected = isa ? isa : isa_best;
+}
+
+const kernel_isa *kernel_isa_current(void) {
+    pthread_once(&isa_once, isa_init);
+    return isa_selected;
+}
+
+const char *kernel_isa_name(void) { return kernel_isa_current()->name; }
+
+bool kernel_isa_select(const char *name) {
+    pthread_once(&isa_once, isa_init);
+    const kernel_isa *isa = name ? isa_by_name(name) : isa_best;
+    if (!isa) return false;
+    isa_selected = isa;
+    return true;
+}
+
+void quantize_act(const float *x, act_block *out, int64_t n) { kernel_isa_current()->quantize_act(x, out, n); }
+
+bool kernel_has_act_dot(tandem_type t) {
+    return t >= 0 && t < TANDEM_TYPE_COUNT && kernel_isa_current()->dot_act[t] != NULL;
+}

@@ -1,0 +1,443 @@
+/* avx2.c — AVX2 + FMA + F16C twins of the row dot products: weight rows against 8-bit activations with
+ * integer multiply-adds, and F32/F16/BF16 rows against float activations. Built with -mavx2 -mfma -mf16c;
+ * isa.c's dispatch calls it only on CPUs that report all three.
+ *
+ * Every kernel takes one weight row and up to MATMUL_TOKENS tokens: a weight block is loaded and unpacked
+ * once, then multiplied into each token's accumulator. Decoding one token is bound by how fast weights
+ * stream from memory; verifying k drafted tokens then costs little more than one, which is what makes
+ * speculative decoding pay on a CPU.
+ *
+ * The integer core: _mm256_maddubs_epi16 multiplies unsigned by signed bytes and adds neighbour pairs
+ * into int16 (no overflow: |pair| ≤ 2·128·127 < 2^15 for every weight type here), _mm256_madd_epi16 sums
+ * pairs into int32. Unsigned weight quants (Q4_0's 0…15) go in directly and their offset (−8) is applied
+ * once per block through the activation sum; signed ones (Q8_0, IQ4_NL) use |w| and sign(w)·x. */
+#include <immintrin.h>
+
+#include "kernels_isa.h"
+
+#define INLINE static inline __attribute__((always_inline))
+/* Token loops run NT ≤ 4 times; unrolled, each token's accumulator stays in a register (at -O2 gcc
+ * keeps the loop and spills the accumulators to the stack, 5x slower). */
+#define FOR_TOKENS _Pragma("GCC unroll 4") for
+
+INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float load_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Σ over each group of 8 bytes' products, as 8 float lanes: u unsigned, s signed bytes. */
+INLINE __m256 dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+/* 16 packed nibbles → 32 bytes: low nibbles (elements 0–15) in the low lane, high (16–31) in the high. */
+INLINE __m256i unpack_nibbles_32(const uint8_t *p) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
+}
+
+/* Byte j = 0x10 if bit j of bits is set, else 0 (the fifth bit of Q5_0/Q5_1). */
+INLINE __m256i bits_to_0x10(uint32_t bits) {
+    const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
+}
+
+INLINE uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;  /* x86 is little-endian, as the files are */
+}
+
+/* The per-type kernels are written once for a compile-time token count NT (1…4) so that the
+ * accumulators live in registers; ROW_DOT_ACT makes the entry point that switches on n_tok. */
+#define ROW_DOT_ACT(name)                                                                                   \
+    static void name(const uint8_t *row, const act_block *x, int64_t xs, int n_tok, int64_t cols, float *out) { \
+        switch (n_tok) {                                                                                    \
+        case 1: name##_nt(row, x, xs, cols, out, 1); break;                                                 \
+        case 2: name##_nt(row, x, xs, cols, out, 2); break;                                                 \
+        case 3: name##_nt(row, x, xs, cols, out, 3); break;                                                 \
+        default: name##_nt(row, x, xs, cols, out, 4); break;                                                \
+        }                                                                                                   \
+    }
+
+/* ---- 32-element block types ---- */
+
+/* Q8_0: y = d·q, q signed. */
+INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 34) {
+        const float d = load_f16(w);
+        const __m256i q = load256(w + 2), aq = _mm256_sign_epi8(q, q);
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d), acc[t]);
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+ROW_DOT_ACT(dot_q8_0)
+
+/* Q4_0: y = d·(q − 8): Σ = d·dx·Σq·x̂ − 8·d·(dx·Σx̂). */
+INLINE void dot_q4_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t b = 0; b < cols / 32; b++, w += 18) {
+        const float d = load_f16(w);
+        const __m256i q = unpack_nibbles_32(w + 2);
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
+            off[t] += d * a->s;
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 8.0f * off[t];
+}
+ROW_DOT_ACT(dot_q4_0)
+
+/* Q4_1: y = d·q + m: Σ = d·dx·Σq·x̂ + m·(dx·Σx̂). */
+INLINE void dot_q4_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t b = 0; b < cols / 32; b++, w += 20) {
+        const float d = load_f16(w), m = load_f16(w + 2);
+        const __m256i q = unpack_nibbles_32(w + 4);
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
+            off[t] += m * a->s;
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
+}
+ROW_DOT_ACT(dot_q4_1)
+
+/* Q5_0: y = d·(q − 16), q = nibble | fifth bit << 4. */
+INLINE void dot_q5_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t b = 0; b < cols / 32; b++, w += 22) {
+        const float d = load_f16(w);
+        const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 6), bits_to_0x10(load_u32(w + 2)));
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
+            off[t] += d * a->s;
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 16.0f * off[t];
+}
+ROW_DOT_ACT(dot_q5_0)
+
+/* Q5_1: y = d·q + m, q 5-bit. */
+INLINE void dot_q5_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t b = 0; b < cols / 32; b++, w += 24) {
+        const float d = load_f16(w), m = load_f16(w + 2);
+        const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 8), bits_to_0x10(load_u32(w + 4)));
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
+            off[t] += m * a->s;
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
+}
+ROW_DOT_ACT(dot_q5_1)
+
+/* IQ4_NL: y = d·K[q], the 16-entry codebook looked up with one byte shuffle. */
+INLINE void dot_iq4_nl_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    const __m256i codebook = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                              -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 18) {
+        const float d = load_f16(w);
+        const __m256i q = _mm256_shuffle_epi8(codebook, unpack_nibbles_32(w + 2)), aq = _mm256_sign_epi8(q, q);
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = x + t * xs + b;
+            const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d), acc[t]);
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
+}
+ROW_DOT_ACT(dot_iq4_nl)
+
+/* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
+
+/* The 12-byte packing of eight 6-bit scales and mins of Q4_K and Q5_K (k4_scale_min in quant.c), four
+ * at a time in 32-bit words: scales 0–3 and mins 0–3 are the low 6 bits of bytes 0–3 and 4–7; scales and
+ * mins 4–7 take their low 4 bits from the nibbles of bytes 8–11 and their top 2 bits from the top bits of
+ * bytes 0–3 (scales) and 4–7 (mins). Out: d·scale and dmin·min as floats, converted in one vector step. */
+INLINE void k4_scales(const uint8_t *s, float d, float dmin, float dsc[8], float dmn[8]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t sc_lo = u[0] & 0x3F3F3F3F, mn_lo = u[1] & 0x3F3F3F3F;
+    const uint32_t sc_hi = (u[2] & 0x0F0F0F0F) | ((u[0] >> 6) & 0x03030303) << 4;
+    const uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0F) | ((u[1] >> 6) & 0x03030303) << 4;
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
+    const __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo)));
+    _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), scf));
+    _mm256_storeu_ps(dmn, _mm256_mul_ps(_mm256_set1_ps(dmin), mnf));
+}
+
+/* Q4_K: y = d·sc·q − dmin·mn per 32-element sub-block; chunk c's 32 bytes hold sub-block 2c in the low
+ * nibbles and 2c+1 in the high ones. */
+INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 144) {
+        const float d = load_f16(w), dmin = load_f16(w + 2);
+        float dsc[8], dmn[8];
+        k4_scales(w + 4, d, dmin, dsc, dmn);
+        for (int c = 0; c < 4; c++) {
+            const __m256i raw = load256(w + 16 + 32 * c);
+            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const act_block *a = x + t * xs + 8 * sb + 2 * c;
+                acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(dot_u8s8(hi, load256(a[1].q)), _mm256_set1_ps(d1 * a[1].d), acc[t]);
+                off[t] += n0 * a[0].s + n1 * a[1].s;
+            }
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+}
+ROW_DOT_ACT(dot_q4_K)
+
+/* Q5_K: Q4_K plus a fifth bit: chunk c takes bits 2c (low sub-block) and 2c+1 of the 32 qh bytes. */
+INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 176) {
+        const float d = load_f16(w), dmin = load_f16(w + 2);
+        float dsc[8], dmn[8];
+        k4_scales(w + 4, d, dmin, dsc, dmn);
+        const __m256i qh = load256(w + 16);
+        for (int c = 0; c < 4; c++) {
+            const __m256i raw = load256(w + 48 + 32 * c);
+            const __m256i bit_lo = _mm256_set1_epi8((char)(1 << (2 * c))), bit_hi = _mm256_set1_epi8((char)(2 << (2 * c)));
+            const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), b5);
+            const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), b5);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
+            const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const act_block *a = x + t * xs + 8 * sb + 2 * c;
+                acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(dot_u8s8(hi, load256(a[1].q)), _mm256_set1_ps(d1 * a[1].d), acc[t]);
+                off[t] += n0 * a[0].s + n1 * a[1].s;
+            }
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
+}
+ROW_DOT_ACT(dot_q5_K)
+
+/* Q6_K: y = d·sc·(q − 32) with a signed 8-bit scale per 16 elements. Half h (128 elements) takes low
+ * nibbles from ql[64h…] (activation blocks 0,1: low nibbles of the two 32-byte runs; 2,3: high) and two
+ * high bits from qh[32h…] (bits 2k, 2k+1 for block k). The scales multiply in the int16 → int32 step. */
+INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256 acc[MATMUL_TOKENS];
+    float off[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 210) {
+        const float d = load_f16(w + 208);
+        const int8_t *sc = (const int8_t *)(w + 192);
+        float dsc[16];  /* d·scale as floats, converted 8 at a time */
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+        _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))));
+        _mm256_storeu_ps(dsc + 8, _mm256_mul_ps(_mm256_set1_ps(d),
+                                                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8)))));
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = load256(w + 64 * h), ql1 = load256(w + 64 * h + 32), qh = load256(w + 128 + 32 * h);
+            for (int k = 0; k < 4; k++) {
+                const __m256i ql = k & 1 ? ql1 : ql0;
+                const __m256i lo = k < 2 ? _mm256_and_si256(ql, m4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+                const __m256i hi2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2), 4);
+                const __m256i q = _mm256_or_si256(lo, hi2);
+                const int s0 = sc[8 * h + 2 * k], s1 = sc[8 * h + 2 * k + 1];
+                const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+                FOR_TOKENS (int t = 0; t < NT; t++) {
+                    const act_block *a = x + t * xs + 8 * sb + 4 * h + k;
+                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(a->q)), scales);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a->d), acc[t]);
+                    off[t] += dsc[8 * h + 2 * k] * a->s16[0] + dsc[8 * h + 2 * k + 1] * a->s16[1];
+                }
+            }
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 32.0f * off[t];
+}
+ROW_DOT_ACT(dot_q6_K)
+
+/* ---- float rows against float activations ---- */
+
+/* 8 weights as floats from each storage type. */
+INLINE __m256 load8_f32(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
+INLINE __m256 load8_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+INLINE __m256 load8_bf16(const uint8_t *p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+#define ROW_DOT_FLOAT(name, load8, elem_bytes, to_f32)                                                        \
+    INLINE void name##_nt(const uint8_t *w, const float *x, int64_t xs, int64_t cols, float *out, const int NT) { \
+        __m256 acc[MATMUL_TOKENS];                                                                            \
+        FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                           \
+        int64_t i = 0;                                                                                        \
+        for (; i + 8 <= cols; i += 8) {                                                                       \
+            const __m256 wv = load8(w + i * (elem_bytes));                                                    \
+            FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + i), acc[t]); \
+        }                                                                                                     \
+        FOR_TOKENS (int t = 0; t < NT; t++) {                                                                        \
+            float s = hsum8(acc[t]);                                                                          \
+            for (int64_t j = i; j < cols; j++) s += to_f32(w + j * (elem_bytes)) * x[t * xs + j];             \
+            out[t] = s;                                                                                       \
+        }                                                                                                     \
+    }                                                                                                         \
+    static void name(const uint8_t *row, const float *x, int64_t xs, int n_tok, int64_t cols, float *out) {   \
+        switch (n_tok) {                                                                                      \
+        case 1: name##_nt(row, x, xs, cols, out, 1); break;                                                   \
+        case 2: name##_nt(row, x, xs, cols, out, 2); break;                                                   \
+        case 3: name##_nt(row, x, xs, cols, out, 3); break;                                                   \
+        default: name##_nt(row, x, xs, cols, out, 4); break;                                                  \
+        }                                                                                                     \
+    }
+
+INLINE float scalar_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+INLINE float scalar_bf16(const uint8_t *p) {
+    uint32_t u = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 24;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+ROW_DOT_FLOAT(dot_f32_rows, load8_f32, 4, scalar_f32)
+ROW_DOT_FLOAT(dot_f16_rows, load8_f16, 2, load_f16)
+ROW_DOT_FLOAT(dot_bf16_rows, load8_bf16, 2, scalar_bf16)
+
+/* ---- activation quantization: the same bytes as quantize_act_scalar ---- */
+
+static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        act_block *a = &out[b];
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f, id = d >= 0x1p-126f ? 1.0f / d : 0.0f;
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i iv[4];
+        for (int i = 0; i < 4; i++) iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));  /* round to even */
+        /* int32 → int16 → int8 packs interleave 128-bit lanes; the permute puts elements back in order */
+        const __m256i p16a = _mm256_packs_epi32(iv[0], iv[1]), p16b = _mm256_packs_epi32(iv[2], iv[3]);
+        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)a->q, p8);
+        /* Σq per half: widen to int16 and add 16 at a time */
+        const __m256i s16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8), _mm256_set1_epi16(1));
+        const __m128i lo = _mm256_castsi256_si128(s16), hi = _mm256_extracti128_si256(s16, 1);
+        const __m128i l2 = _mm_hadd_epi32(lo, lo), h2 = _mm_hadd_epi32(hi, hi);
+        const int sum0 = _mm_cvtsi128_si32(_mm_hadd_epi32(l2, l2)), sum1 = _mm_cvtsi128_si32(_mm_hadd_epi32(h2, h2));
+        a->d = d;
+        a->s = d * (float)(sum0 + sum1);
+        a->s16[0] = d * (float)sum0;
+        a->s16[1] = d * (float)sum1;
+    }
+}
+
+/* ---- attention for one query ----
+ * Scores q·k_u over contiguous keys, softmax (scalar: exp is a small share), then Σ_u a_u·v_u with the
+ * output held in registers 64 values at a time, so each value row is read once per chunk and out is
+ * written once (the compiler-vectorised loop loads and stores out for every key). */
+static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                           int head_dim, float scale, float *scores) {
+    const int hd8 = head_dim & ~7;
+    for (int u = 0; u < n_keys; u++) {
+        const float *k = keys + (size_t)u * head_dim;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= hd8; d += 16) {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), acc1);
+        }
+        for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
+        float s = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; d < head_dim; d++) s += q[d] * k[d];
+        scores[u] = s * scale;
+    }
+    softmax_forward(scores, n_keys);
+    int d0 = 0;
+    for (; d0 + 64 <= hd8; d0 += 64) {
+        __m256 o[8];
+        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
+        for (int u = 0; u < n_keys; u++) {
+            const __m256 a = _mm256_set1_ps(scores[u]);
+            const float *v = values + (size_t)u * head_dim + d0;
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
+    }
+    for (; d0 + 8 <= hd8; d0 += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int u = 0; u < n_keys; u++)
+            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[u]), _mm256_loadu_ps(values + (size_t)u * head_dim + d0), o);
+        _mm256_storeu_ps(out + d0, o);
+    }
+    for (; d0 < head_dim; d0++) {
+        float o = 0;
+        for (int u = 0; u < n_keys; u++) o += scores[u] * values[(size_t)u * head_dim + d0];
+        out[d0] = o;
+    }
+}
+
+void kernel_isa_fill_avx2(kernel_isa *isa) {
+    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2};
+    isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
+    isa->dot_act[TANDEM_TYPE_Q4_0] = dot_q4_0;
+    isa->dot_act[TANDEM_TYPE_Q4_1] = dot_q4_1;
+    isa->dot_act[TANDEM_TYPE_Q5_0] = dot_q5_0;
+    isa->dot_act[TANDEM_TYPE_Q5_1] = dot_q5_1;
+    isa->dot_act[TANDEM_TYPE_IQ4_NL] = dot_iq4_nl;
+    isa->dot_act[TANDEM_TYPE_Q4_K] = dot_q4_K;
+    isa->dot_act[TANDEM_TYPE_Q5_K] = dot_q5_K;
+    isa->dot_act[TANDEM_TYPE_Q6_K] = dot_q6_K;
+    isa->dot_float[TANDEM_TYPE_F32] = dot_f32_rows;
+    isa->dot_float[TANDEM_TYPE_F16] = dot_f16_rows;
+    isa->dot_float[TANDEM_TYPE_BF16] = dot_bf16_rows;
+}

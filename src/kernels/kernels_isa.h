@@ -1,0 +1,40 @@
+/* kernels_isa.h — the table of row dot products each instruction set provides, private to src/kernels.
+ * isa.c fills it with the scalar reference or with the twins in avx2.c, whichever the CPU can run. */
+#ifndef TANDEM_KERNELS_ISA_H
+#define TANDEM_KERNELS_ISA_H
+
+#include "kernels.h"
+
+/* out[t] = Σ_i W[i]·x̂_t[i] for t < n_tok ≤ MATMUL_TOKENS: W one row of cols values stored as its type,
+ * x̂_t token t's activations as act blocks at x + t·x_stride (x_stride in blocks). */
+typedef void (*row_dot_act_fn)(const uint8_t *row, const act_block *x, int64_t x_stride, int n_tok, int64_t cols,
+                               float *out);
+/* The same against float activations x + t·x_stride (x_stride in floats), for F32/F16/BF16 rows. */
+typedef void (*row_dot_float_fn)(const uint8_t *row, const float *x, int64_t x_stride, int n_tok, int64_t cols,
+                                 float *out);
+
+typedef struct kernel_isa {
+    const char *name;
+    void (*quantize_act)(const float *x, act_block *out, int64_t n);
+    row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
+    row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
+    /* attention_forward's contract (kernels.h) */
+    void (*attention)(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
+                      float scale, float *scores);
+} kernel_isa;
+
+/* The scalar attention (ops.c), the reference the twins are tested against. */
+void attention_forward_scalar(float *out, const float *q, const float *keys, const float *values, int n_keys,
+                              int head_dim, float scale, float *scores);
+
+const kernel_isa *kernel_isa_current(void);
+
+/* The scalar quantizer (the definition the SIMD twins must reproduce byte for byte). */
+void quantize_act_scalar(const float *x, act_block *out, int64_t n);
+
+#if defined(__x86_64__)
+/* avx2.c; only called when the CPU has AVX2, FMA and F16C. */
+void kernel_isa_fill_avx2(kernel_isa *isa);
+#endif
+
+#endif

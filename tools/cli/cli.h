@@ -1,0 +1,38 @@
+/* cli.h — what the command files of the tandem CLI share: exit codes, argument parsing, error exits,
+ * file reading and JSON output (defined in main.c), and each command's entry point. */
+#ifndef TANDEM_CLI_H
+#define TANDEM_CLI_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "tandem.h"
+
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+/* The command's arguments and the index of the one being parsed. */
+typedef struct args {
+    const char *cmd;
+    int argc;
+    char **argv;
+    int i;
+} args;
+
+_Noreturn void die_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void die_status(const char *cmd, tandem_status st);
+/* Every flag takes its value from the next argument. */
+const char *take_value(args *a, const char *flag);
+long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi);
+double parse_float(args *a, const char *flag, const char *s, double lo, double hi);
+/* The whole file ('-' = stdin), NUL-terminated; exits with a message naming the file on failure. */
+char *read_file(const char *cmd, const char *path, size_t *len);
+/* Prints obj as one ASCII line and releases it. */
+void print_json_line(json_t *obj);
+
+int cmd_bench(int argc, char **argv);
+int cmd_convert(int argc, char **argv);     /* convert.c */
+int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_kld(int argc, char **argv);
+
+#endif
