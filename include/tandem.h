@@ -342,6 +342,7 @@ typedef struct tandem_eval_params {
     int32_t n_ctx;       /* chunk length in tokens (default 512; at most the model's context) */
     int32_t n_batch;     /* tokens per forward pass (default 64) */
     int32_t max_chunks;  /* 0 = every chunk */
+    bool exact;          /* evaluate with f32 activations (tandem_ctx_params.exact) */
     tandem_progress_callback progress;  /* stage "evaluate", counted in chunks; may be NULL */
     void *user;
 } tandem_eval_params;

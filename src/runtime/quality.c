@@ -102,7 +102,10 @@ tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int
                          "(use a longer text or a smaller context)", n_ids, n_ctx);
         goto done;
     }
-    tandem_ctx_params cp = {.n_ctx = n_ctx, .n_batch = n_batch};
+    tandem_ctx_params cp = tandem_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.exact = p->exact;
     if ((st = tandem_ctx_init(model, &cp, &mctx))) goto done;
     if (ref && (st = tandem_ctx_init(ref, &cp, &rctx))) goto done;
     mbuf = malloc((size_t)n_batch * (size_t)V * sizeof(float));

@@ -345,14 +345,17 @@ def test_quantize_copies_tensors_already_of_the_type(run_tandem, kquant_files, t
 
 # ---- quality: KL divergence ordering, greedy agreement, perplexity ----
 
-def kld(run_tandem, model, ref, text_file):
-    cp = run_tandem("kld", "-m", model, "--ref", ref, "-f", text_file, "--ctx", "128", "--json")
+def kld(run_tandem, model, ref, text_file, *extra):
+    cp = run_tandem("kld", "-m", model, "--ref", ref, "-f", text_file, "--ctx", "128", "--json", *extra)
     return json.loads(cp.stdout.strip().splitlines()[-1])
 
 
-def test_kld_ordering_q8_0_q6_k_q5_k_m_q4_k_m(run_tandem, kquant, kquant_files, text_file):
+# exact: f32 activations (the weights' error alone); default: 8-bit activations where the CPU has them
+@pytest.mark.parametrize("path", [["--exact"], []], ids=["exact", "default"])
+def test_kld_ordering_q8_0_q6_k_q5_k_m_q4_k_m(run_tandem, kquant, kquant_files, text_file, path):
     folder = kquant[0]
-    res = {fmt: kld(run_tandem, kquant_files[fmt], folder, text_file) for fmt in ("int8", "q6_k", "q5_k_m", "q4_k_m")}
+    res = {fmt: kld(run_tandem, kquant_files[fmt], folder, text_file, *path)
+           for fmt in ("int8", "q6_k", "q5_k_m", "q4_k_m")}
     order = [res[f]["kld_mean"] for f in ("int8", "q6_k", "q5_k_m", "q4_k_m")]
     print("KLD Q8_0, Q6_K, Q5_K_M, Q4_K_M:", order,
           "top-1:", [res[f]["top1_agreement"] for f in ("int8", "q6_k", "q5_k_m", "q4_k_m")])
@@ -369,19 +372,20 @@ def test_kld_ordering_q8_0_q6_k_q5_k_m_q4_k_m(run_tandem, kquant, kquant_files, 
 GREEDY_PROMPTS = ["In the evening the rain stopped.", "By noon the council", "The baker kept his ovens"]
 
 
-def greedy(run_tandem, model, prompt, n=16):
-    cp = run_tandem("run", "-m", model, "-p", prompt, "-n", str(n), "--temp", "0", "--ignore-eos", "--json")
+def greedy(run_tandem, model, prompt, *extra, n=16):
+    cp = run_tandem("run", "-m", model, "-p", prompt, "-n", str(n), "--temp", "0", "--ignore-eos", "--json", *extra)
     return json.loads(cp.stdout.strip().splitlines()[-1])["generated_ids"]
 
 
+@pytest.mark.parametrize("path", [["--exact"], []], ids=["exact", "default"])
 @pytest.mark.parametrize("prompt", GREEDY_PROMPTS)
-def test_q8_0_greedy_equals_f32(run_tandem, kquant, kquant_files, prompt):
-    ref = greedy(run_tandem, kquant[0], prompt)
-    got = greedy(run_tandem, kquant_files["int8"], prompt)
+def test_q8_0_greedy_equals_f32(run_tandem, kquant, kquant_files, prompt, path):
+    ref = greedy(run_tandem, kquant[0], prompt, *path)
+    got = greedy(run_tandem, kquant_files["int8"], prompt, *path)
     assert got[:8] == ref[:8]
-    agree = {fmt: next((i for i, (a, b) in enumerate(zip(greedy(run_tandem, kquant_files[fmt], prompt), ref))
+    agree = {fmt: next((i for i, (a, b) in enumerate(zip(greedy(run_tandem, kquant_files[fmt], prompt, *path), ref))
                         if a != b), 16) for fmt in ("q6_k", "q5_k_m", "q4_k_m", "int4-sym", "nf4")}
-    print(f"{prompt!r}: greedy tokens equal to F32 before the first difference: Q8_0 "
+    print(f"{path} {prompt!r}: greedy tokens equal to F32 before the first difference: Q8_0 "
           f"{next((i for i, (a, b) in enumerate(zip(got, ref)) if a != b), 16)}, {agree}")
 
 

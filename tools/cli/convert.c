@@ -153,7 +153,7 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
 /* ---- tandem perplexity / kld ---- */
 
 static const char PERPLEXITY_HELP[] =
-    "usage: tandem perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--json]\n"
+    "usage: tandem perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact] [--json]\n"
     "Perplexity of MODEL on the text. The text is tokenized and cut into chunks of --ctx tokens (a final\n"
     "partial chunk is dropped); each chunk is evaluated from an empty cache and only its second half is\n"
     "scored, as llama.cpp's llama-perplexity does.\n"
@@ -163,16 +163,17 @@ static const char PERPLEXITY_HELP[] =
     "      --chunks N           score at most N chunks (default: all)\n"
     "  -b, --batch N            tokens per forward pass (default 64)\n"
     "  -t, --threads N          threads (default: all cores)\n"
+    "      --exact              f32 activations for quantized weights (default: 8-bit, as tandem run)\n"
     "      --json               print one JSON line\n";
 
 static const char KLD_HELP[] =
-    "usage: tandem kld -m MODEL --ref REF_MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--json]\n"
+    "usage: tandem kld -m MODEL --ref REF_MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact] [--json]\n"
     "Mean KL divergence KL(ref || model) of the next-token distributions, top-1 agreement and both\n"
     "perplexities, over the same chunks and scored positions as tandem perplexity.\n"
     "  -m, --model PATH         the (compressed) model\n"
     "      --ref PATH           the reference (full-precision) model, same vocabulary\n"
     "  -f, --file FILE          the text ('-' = stdin)\n"
-    "      --ctx N, --chunks N, -b N, -t N, --json   as for tandem perplexity\n";
+    "      --ctx N, --chunks N, -b N, -t N, --exact, --json   as for tandem perplexity\n";
 
 static int quality(int argc, char **argv, bool kld) {
     const char *cmd = kld ? "kld" : "perplexity";
@@ -194,6 +195,7 @@ static int quality(int argc, char **argv, bool kld) {
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) ep.n_batch = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "--exact")) ep.exact = true;
         else die_usage(cmd, "unknown option '%s'", f);
     }
     if (!model_path) die_usage(cmd, "missing -m MODEL");
