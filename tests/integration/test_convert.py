@@ -599,3 +599,46 @@ def test_real_qwen3_tokenizer_keys(run_tandem, qwen3_tokenizer_dir, tmp_path):
     a = run_tandem("tokenize", "-m", out, "--text", text).stdout
     b = run_tandem("tokenize", "-m", folder, "--text", text).stdout
     assert a == b and len(a.split()) > 5
+
+
+# ---- llama.cpp interop (only where a llama.cpp build is named: TANDEM_LLAMA_CPP_BIN=<llama.cpp>/build/bin) ----
+
+def llama_bin(name):
+    d = os.environ.get("TANDEM_LLAMA_CPP_BIN")
+    if not d or not os.path.isfile(os.path.join(d, name)):
+        pytest.skip(f"set TANDEM_LLAMA_CPP_BIN to a llama.cpp build's bin folder holding {name}")
+    return os.path.join(d, name)
+
+
+@pytest.mark.parametrize("gtype", ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"])
+def test_llama_quantize_writes_the_same_file(run_tandem, kquant_files, tmp_path, gtype):
+    exe = llama_bin("llama-quantize")
+    theirs, ours = tmp_path / "llama.gguf", tmp_path / "tandem.gguf"
+    cp = subprocess.run([exe, str(kquant_files["f32"]), str(theirs), gtype, "2"], capture_output=True, text=True,
+                        timeout=300)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    run_tandem("quantize", kquant_files["f32"], ours, gtype)
+    a, b = reader(theirs), reader(ours)
+    assert kvs(a) == kvs(b)
+    ta, tb = tensors(a), tensors(b)
+    assert sorted(ta) == sorted(tb)  # llama-quantize writes them sorted by name
+    for name in ta:
+        assert ta[name].tensor_type == tb[name].tensor_type and raw(ta[name]) == raw(tb[name]), name
+
+
+def test_llama_perplexity_agrees(run_tandem, kquant_files, text_file, tmp_path):
+    import re
+    exe = llama_bin("llama-perplexity")
+    # into files: llama.cpp's log thread does not always flush its last lines into a pipe before exiting
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        cp = subprocess.run([exe, "-m", str(kquant_files["f32"]), "-f", str(text_file), "-c", "128", "-t", "2"],
+                            stdout=out, stderr=err, timeout=600)
+    assert cp.returncode == 0, (tmp_path / "err").read_text()[-2000:]
+    # the running estimate after each chunk: "[1]3262.1486,[2]…,[20]3212.0086,"; the last is the final one
+    running = re.findall(r"\[(\d+)\]([0-9.]+),", (tmp_path / "out").read_text())
+    assert running and running[-1][0] == "20", running
+    theirs = float(running[-1][1])
+    out = run_tandem("perplexity", "-m", kquant_files["f32"], "-f", text_file, "--ctx", "128", "--json").stdout
+    ours = json.loads(out.strip().splitlines()[-1])
+    assert ours["chunks"] == 20
+    assert ours["perplexity"] == pytest.approx(theirs, rel=1e-3)
