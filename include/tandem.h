@@ -266,6 +266,60 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
                               const tandem_gen_params *params, tandem_gen_result *result);
 void tandem_gen_result_free(tandem_gen_result *result);
 
+/* ---- training (src/train) ---- */
+
+/* Reported after every optimiser step. */
+typedef struct tandem_train_progress {
+    int64_t step;          /* steps done, 1 … n_steps */
+    int64_t n_steps;
+    float loss;            /* mean cross-entropy of this step's batch */
+    float val_loss;        /* mean cross-entropy on the held-out split; NaN when not measured at this step */
+    float lr;              /* learning rate used by this step */
+    float grad_norm;       /* global gradient norm before clipping */
+    double tokens_per_s;   /* training tokens per second since the start (or resume) */
+    double elapsed_s, eta_s;
+} tandem_train_progress;
+/* Return false to stop: the run saves its checkpoint (when it has a path) and returns TANDEM_ERR_ABORTED. */
+typedef bool (*tandem_train_callback)(const tandem_train_progress *p, void *user);
+
+/* Fields left at their "unset" value (integers −1, floats NaN, as tandem_train_default_params returns) take the
+ * value of the same key in the config's "train" object, else tandem's default (in brackets). */
+typedef struct tandem_train_params {
+    const char *config_path;     /* HF-style config.json: model dims, plus an optional "train" object with the keys
+                                  * below; may be NULL with init_path (the dims of that model) */
+    const char *data_path;       /* UTF-8 training text */
+    const char *output_path;     /* the trained model, GGUF */
+    const char *tokenizer_path;  /* tokenizer.json folder/file or GGUF; written into the output (default: init_path) */
+    const char *init_path;       /* NULL: random init (N(0, 0.02²), norms 1); else a model (GGUF or HF folder) whose
+                                  * weights training continues from */
+    const char *checkpoint_path; /* NULL: no checkpoints */
+    bool resume;                 /* continue from checkpoint_path when that file exists */
+    bool force;                  /* overwrite output_path */
+    tandem_type out_type;        /* F32 [default], F16, BF16 or a quantized type (per-tensor rules: the converter) */
+    int64_t steps;               /* optimiser steps [1000] */
+    int32_t batch;               /* sequences per step [8] */
+    int32_t seq;                 /* tokens per sequence [128] */
+    float lr;                    /* peak learning rate [1e-3] */
+    float lr_min;                /* end of the cosine decay [lr/10] */
+    int64_t warmup;              /* linear warm-up steps [min(100, steps/10)] */
+    float weight_decay;          /* AdamW decoupled decay on matrices, never on norms [0.1] */
+    float beta1, beta2, eps;     /* AdamW [0.9, 0.95, 1e-8] */
+    float clip;                  /* global gradient-norm clip, 0 = off [1.0] */
+    int64_t seed;                /* initialisation seed [1] */
+    int64_t val_every;           /* validation loss every K steps (and at the end), 0 = off [0] */
+    float val_frac;              /* fraction of the tokens held out (the end of the text) [0.1 when validating] */
+    int64_t checkpoint_every;    /* steps between checkpoints [100; and on stop] */
+    int32_t n_threads;           /* OpenBLAS threads; 0 = all cores */
+    tandem_train_callback on_progress;  /* may be NULL */
+    void *user;
+} tandem_train_params;
+tandem_train_params tandem_train_default_params(void);
+
+/* Trains a Qwen3 model (full parameters, FP32 master weights, AdamW with warm-up + cosine schedule, gradient
+ * clipping) on next-token cross-entropy over the tokenized text and writes it as GGUF (temp file + rename; an
+ * existing output is refused unless force). Errors name the file and the reason; nothing is written on failure. */
+tandem_status tandem_train(const tandem_train_params *params);
+
 #ifdef __cplusplus
 }
 #endif

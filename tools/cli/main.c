@@ -1,13 +1,16 @@
-/* main.c — the `tandem` command line: run, tokenize, detokenize, info. Sees only include/tandem.h
+/* main.c — the `tandem` command line: run, tokenize, detokenize, info, train. Sees only include/tandem.h
  * (and jansson for --json output). Exit codes: 0 ok, 1 the operation failed, 2 bad usage. */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "tandem.h"
 
@@ -500,6 +503,127 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+/* ---- train ---- */
+
+static const char TRAIN_HELP[] =
+    "usage: tandem train --config CONFIG.json --data TEXT --tokenizer TOK -o MODEL.gguf [options]\n"
+    "Trains a Qwen3 model in full precision (AdamW, warm-up + cosine schedule, gradient clipping) on next-token\n"
+    "prediction over TEXT and writes it as GGUF with the tokenizer and chat template, ready for 'tandem run'.\n"
+    "  --config PATH          HF-style config.json (model dims); an optional \"train\" object there sets any of\n"
+    "                         the options below by name (steps, batch, seq, lr, lr_min, warmup, weight_decay,\n"
+    "                         clip, seed, val_every, val_frac, checkpoint_every); flags win over it\n"
+    "  --data PATH            UTF-8 training text\n"
+    "  --tokenizer PATH       tokenizer.json folder/file or GGUF (default: the --init model)\n"
+    "  -o, --output PATH      output GGUF (refused if it exists, unless --force)\n"
+    "  --init MODEL           continue training the weights of MODEL (GGUF or HF folder) instead of a random init\n"
+    "  --steps N              optimiser steps (default 1000)\n"
+    "  --batch N              sequences per step (default 8)\n"
+    "  --seq N                tokens per sequence (default 128)\n"
+    "  --lr F                 peak learning rate (default 1e-3)\n"
+    "  --lr-min F             learning rate at the end of the cosine decay (default lr/10)\n"
+    "  --warmup N             linear warm-up steps (default min(100, steps/10))\n"
+    "  --weight-decay F       AdamW decoupled weight decay on matrices (default 0.1; never on norms)\n"
+    "  --clip F               clip the global gradient norm to F (default 1; 0 = off)\n"
+    "  --seed N               initialisation seed (default 1)\n"
+    "  --val-every K          validation loss on the held-out split every K steps (default 0 = off)\n"
+    "  --val-frac F           fraction of the text (its end) held out (default 0.1 with --val-every)\n"
+    "  --checkpoint PATH      save weights, Adam moments, step and data position every --checkpoint-every steps\n"
+    "  --checkpoint-every N   (default 100); also on Ctrl-C and at the end\n"
+    "  --resume               continue from --checkpoint if it exists\n"
+    "  --type T               weight type of the output: f32 (default), f16, bf16, q8_0, q4_0\n"
+    "  --force                overwrite the output\n"
+    "  -t, --threads N        BLAS threads (default: all cores)\n"
+    "A progress line (loss, lr, tokens/s, ETA) is drawn when stderr is a terminal; validation losses and a final\n"
+    "summary are printed to stdout.\n";
+
+static volatile sig_atomic_t train_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    train_interrupted = 1;
+}
+
+typedef struct train_report {
+    bool tty;
+    float first_loss, last_loss, last_val;
+    double tokens_per_s;
+} train_report;
+
+static bool train_progress(const tandem_train_progress *p, void *user) {
+    train_report *r = user;
+    if (isnan(r->first_loss)) r->first_loss = p->loss;
+    r->last_loss = p->loss;
+    r->tokens_per_s = p->tokens_per_s;
+    if (r->tty) {
+        fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %.0fs",
+                (long long)p->step, (long long)p->n_steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s, p->eta_s);
+        if (p->step == p->n_steps) fputc('\n', stderr);
+    }
+    if (!isnan(p->val_loss)) {
+        r->last_val = p->val_loss;
+        if (r->tty) fputc('\n', stderr);
+        printf("step %lld: train loss %.4f, val loss %.4f\n", (long long)p->step, p->loss, p->val_loss);
+        fflush(stdout);
+    }
+    return !train_interrupted;
+}
+
+static int cmd_train(int argc, char **argv) {
+    args a = {"train", argc, argv, 0};
+    tandem_train_params p = tandem_train_default_params();
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(TRAIN_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "--config")) p.config_path = take_value(&a, f);
+        else if (!strcmp(f, "--data")) p.data_path = take_value(&a, f);
+        else if (!strcmp(f, "--tokenizer")) p.tokenizer_path = take_value(&a, f);
+        else if (!strcmp(f, "-o") || !strcmp(f, "--output")) p.output_path = take_value(&a, f);
+        else if (!strcmp(f, "--init")) p.init_path = take_value(&a, f);
+        else if (!strcmp(f, "--steps")) p.steps = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
+        else if (!strcmp(f, "--batch")) p.batch = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 16);
+        else if (!strcmp(f, "--seq")) p.seq = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
+        else if (!strcmp(f, "--lr")) p.lr = (float)parse_float(&a, f, take_value(&a, f), 1e-12, 10);
+        else if (!strcmp(f, "--lr-min")) p.lr_min = (float)parse_float(&a, f, take_value(&a, f), 0, 10);
+        else if (!strcmp(f, "--warmup")) p.warmup = parse_int(&a, f, take_value(&a, f), 0, 1LL << 40);
+        else if (!strcmp(f, "--weight-decay")) p.weight_decay = (float)parse_float(&a, f, take_value(&a, f), 0, 10);
+        else if (!strcmp(f, "--clip")) p.clip = (float)parse_float(&a, f, take_value(&a, f), 0, 1e9);
+        else if (!strcmp(f, "--seed")) p.seed = parse_int(&a, f, take_value(&a, f), 0, LLONG_MAX);
+        else if (!strcmp(f, "--val-every")) p.val_every = parse_int(&a, f, take_value(&a, f), 0, 1LL << 40);
+        else if (!strcmp(f, "--val-frac")) p.val_frac = (float)parse_float(&a, f, take_value(&a, f), 0, 0.9);
+        else if (!strcmp(f, "--checkpoint")) p.checkpoint_path = take_value(&a, f);
+        else if (!strcmp(f, "--checkpoint-every")) p.checkpoint_every = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
+        else if (!strcmp(f, "--resume")) p.resume = true;
+        else if (!strcmp(f, "--force")) p.force = true;
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "--type")) {
+            const char *t = take_value(&a, f);
+            static const struct { const char *name; tandem_type type; } TYPES[] = {
+                {"f32", TANDEM_TYPE_F32}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
+                {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}};
+            size_t k = 0;
+            while (k < sizeof TYPES / sizeof TYPES[0] && strcasecmp(TYPES[k].name, t)) k++;
+            if (k == sizeof TYPES / sizeof TYPES[0]) die_usage("train", "--type: '%s' is not one of f32, f16, bf16, q8_0, q4_0", t);
+            p.out_type = TYPES[k].type;
+        } else die_usage("train", "unknown option '%s'", f);
+    }
+    if (!p.config_path && !p.init_path) die_usage("train", "missing --config CONFIG.json (or --init MODEL)");
+    if (!p.data_path) die_usage("train", "missing --data TEXT");
+    if (!p.output_path) die_usage("train", "missing -o MODEL.gguf");
+    if (p.resume && !p.checkpoint_path) die_usage("train", "--resume needs --checkpoint PATH");
+
+    train_report r = {isatty(fileno(stderr)), NAN, NAN, NAN, 0};
+    p.on_progress = train_progress;
+    p.user = &r;
+    signal(SIGINT, on_sigint);
+    tandem_status st = tandem_train(&p);
+    if (st) die_status("train", st);
+    printf("trained: loss %.4f -> %.4f", r.first_loss, r.last_loss);
+    if (!isnan(r.last_val)) printf(", val loss %.4f", r.last_val);
+    printf(", %.0f tokens/s; wrote %s\n", r.tokens_per_s, p.output_path);
+    return 0;
+}
+
 /* ---- dispatch ---- */
 
 static const char MAIN_HELP[] =
@@ -509,7 +633,8 @@ static const char MAIN_HELP[] =
     "  run          generate text from a prompt\n"
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
-    "  info         describe a model file or folder\n";
+    "  info         describe a model file or folder\n"
+    "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -525,6 +650,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
