@@ -47,6 +47,12 @@ void train_attention_forward(float *out, float *att, const float *q, const float
 void train_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *q,
                               const float *k, const float *v, const float *att, int B, int T, int Hq, int Hkv,
                               int hd);
+/* The same two as plain loops over u ≤ t: the algorithmic reference of the sgemm versions above. */
+void train_attention_forward_ref(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
+                                 int Hq, int Hkv, int hd);
+void train_attention_backward_ref(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *att, int B, int T, int Hq, int Hkv,
+                                  int hd);
 
 /* ---- SwiGLU: silu(gate) ⊙ up ---- */
 /* out (n) = silu(gate) ⊙ up, silu(z) = z·σ(z); gate, up (n). */

@@ -99,9 +99,50 @@ done:
     safetensors_close(ref);
 }
 
+/* The training forward pass and the inference forward pass (qwen3.c) give the same logits for every position. */
+static void same_as_inference(const char *golden_dir, const char *rel) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/%s", golden_dir, rel);
+    gguf_file *f = NULL;
+    qwen3_model src = {0};
+    train_model m = {0};
+    qwen3_state *s = NULL;
+    thread_pool *pool = NULL;
+    enum { T = 24 };
+    float *logits = NULL;
+    CHECK_OK(gguf_open(path, &f));
+    if (!f) return;
+    CHECK_OK(qwen3_config_from_gguf(f, &src.cfg));
+    CHECK_OK(qwen3_bind_gguf(&src, f));
+    if (!src.layers) goto done;
+    const int V = src.cfg.vocab_size;
+    int32_t ids[T];
+    for (int t = 0; t < T; t++) ids[t] = (t * 37 + 11) % 400;
+    CHECK_OK(train_model_init(&m, &src.cfg, 1, T));
+    CHECK_OK(train_model_copy_from(&m, &src, path));
+    CHECK_OK(thread_pool_create(2, &pool));
+    CHECK_OK(qwen3_state_init(&src, T, T, 2, &s));
+    logits = malloc((size_t)T * V * sizeof(float));
+    if (!pool || !s || !logits) goto done;
+    qwen3_forward(&src, s, pool, ids, T, 0, logits);
+    train_forward(&m, ids, NULL, 1, T);
+    double e = rel_error(m.a.logits, logits, (size_t)T * V);
+    CHECK_MSG(e < 1e-5, "%s: training vs inference logits relative error %.3g", rel, e);
+    printf("%s: training forward vs inference forward, logits rel. error %.2g\n", rel, e);
+done:
+    free(logits);
+    qwen3_state_free(s);
+    thread_pool_free(pool);
+    train_model_free(&m);
+    qwen3_model_release(&src);
+    gguf_close(f);
+}
+
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
     run(golden, "untied");
     run(golden, "tied");
+    same_as_inference(golden, "tied_gqa2/model-f32.gguf");
+    same_as_inference(golden, "untied_gqa4/model-f32.gguf");
     return test_summary();
 }

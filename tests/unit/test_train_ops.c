@@ -151,6 +151,17 @@ static void test_attention(int B, int T, int Hq, int Hkv, int hd) {
     check_grad("attention dq", c.q, dq, nq, att_loss, &c, 1e-2f, 0);
     check_grad("attention dk", c.k, dk, nkv, att_loss, &c, 1e-2f, 0);
     check_grad("attention dv", c.v, dv, nkv, att_loss, &c, 1e-2f, 0);
+    /* the sgemm versions equal the loop reference (forward again: the finite differences left perturbed outputs) */
+    att_loss(&c);
+    float *out2 = zeros(nq), *att2 = zeros(natt), *dq2 = zeros(nq), *dk2 = zeros(nkv), *dv2 = zeros(nkv);
+    train_attention_forward_ref(out2, att2, c.q, c.k, c.v, B, T, Hq, Hkv, hd);
+    train_attention_backward_ref(dq2, dk2, dv2, datt, c.R, c.q, c.k, c.v, att2, B, T, Hq, Hkv, hd);
+    for (size_t i = 0; i < nq; i++) CHECK_NEAR(out2[i], c.out[i], 1e-5 * (1 + fabs(out2[i])));
+    for (size_t i = 0; i < natt; i++) CHECK_NEAR(att2[i], c.att[i], 1e-6);
+    for (size_t i = 0; i < nq; i++) CHECK_NEAR(dq2[i], dq[i], 1e-5 * (1 + fabs(dq2[i])));
+    for (size_t i = 0; i < nkv; i++) CHECK_NEAR(dk2[i], dk[i], 1e-5 * (1 + fabs(dk2[i])));
+    for (size_t i = 0; i < nkv; i++) CHECK_NEAR(dv2[i], dv[i], 1e-5 * (1 + fabs(dv2[i])));
+    free(out2), free(att2), free(dq2), free(dk2), free(dv2);
     free(c.out), free(c.att), free(c.q), free(c.k), free(c.v), free(c.R), free(dq), free(dk), free(dv), free(datt);
 }
 

@@ -530,6 +530,7 @@ static const char TRAIN_HELP[] =
     "  --checkpoint PATH      save weights, Adam moments, step and data position every --checkpoint-every steps\n"
     "  --checkpoint-every N   (default 100); also on Ctrl-C and at the end\n"
     "  --resume               continue from --checkpoint if it exists\n"
+    "  --stop-after N         stop after N steps of this invocation (checkpoint saved); go on later with --resume\n"
     "  --type T               weight type of the output: f32 (default), f16, bf16, q8_0, q4_0\n"
     "  --force                overwrite the output\n"
     "  -t, --threads N        BLAS threads (default: all cores)\n"
@@ -544,6 +545,7 @@ static void on_sigint(int sig) {
 
 typedef struct train_report {
     bool tty;
+    long long stop_after, steps_this_run;  /* --stop-after: 0 = off */
     float first_loss, last_loss, last_val;
     double tokens_per_s;
 } train_report;
@@ -564,12 +566,14 @@ static bool train_progress(const tandem_train_progress *p, void *user) {
         printf("step %lld: train loss %.4f, val loss %.4f\n", (long long)p->step, p->loss, p->val_loss);
         fflush(stdout);
     }
-    return !train_interrupted;
+    r->steps_this_run++;
+    return !train_interrupted && !(r->stop_after > 0 && r->steps_this_run >= r->stop_after);
 }
 
 static int cmd_train(int argc, char **argv) {
     args a = {"train", argc, argv, 0};
     tandem_train_params p = tandem_train_default_params();
+    long long stop_after = 0;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
@@ -594,6 +598,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(f, "--checkpoint")) p.checkpoint_path = take_value(&a, f);
         else if (!strcmp(f, "--checkpoint-every")) p.checkpoint_every = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--resume")) p.resume = true;
+        else if (!strcmp(f, "--stop-after")) stop_after = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--force")) p.force = true;
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--type")) {
@@ -611,12 +616,18 @@ static int cmd_train(int argc, char **argv) {
     if (!p.data_path) die_usage("train", "missing --data TEXT");
     if (!p.output_path) die_usage("train", "missing -o MODEL.gguf");
     if (p.resume && !p.checkpoint_path) die_usage("train", "--resume needs --checkpoint PATH");
+    if (stop_after && !p.checkpoint_path) die_usage("train", "--stop-after needs --checkpoint PATH");
 
-    train_report r = {isatty(fileno(stderr)), NAN, NAN, NAN, 0};
+    train_report r = {isatty(fileno(stderr)), stop_after, 0, NAN, NAN, NAN, 0};
     p.on_progress = train_progress;
     p.user = &r;
     signal(SIGINT, on_sigint);
     tandem_status st = tandem_train(&p);
+    if (st == TANDEM_ERR_ABORTED && stop_after > 0 && r.steps_this_run >= stop_after && !train_interrupted) {
+        printf("stopped after %lld steps: loss %.4f; checkpoint %s (continue with --resume)\n", r.steps_this_run,
+               r.last_loss, p.checkpoint_path);
+        return 0;
+    }
     if (st) die_status("train", st);
     printf("trained: loss %.4f -> %.4f", r.first_loss, r.last_loss);
     if (!isnan(r.last_val)) printf(", val loss %.4f", r.last_val);
