@@ -372,8 +372,9 @@ static void teacher_probs(float *p, const int32_t *ids, const float *tl, float i
 
 void train_kl_topk_forward(float *losses, const float *logits, const int32_t *teacher_ids,
                            const float *teacher_logits, float temp, int N, int V, int K) {
+    TANDEM_ASSERT(K >= 1 && K <= TRAIN_MAX_TOPK);
     const float inv_temp = 1.0f / temp;
-    float p[K > 0 ? K : 1];
+    float p[TRAIN_MAX_TOPK];
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * V;
         const int32_t *ids = teacher_ids + (size_t)n * K;
@@ -389,8 +390,9 @@ void train_kl_topk_forward(float *losses, const float *logits, const int32_t *te
 
 void train_kl_topk_backward(float *dlogits, const float *logits, const int32_t *teacher_ids,
                             const float *teacher_logits, float temp, float scale, int N, int V, int K) {
+    TANDEM_ASSERT(K >= 1 && K <= TRAIN_MAX_TOPK);
     const float inv_temp = 1.0f / temp;
-    float p[K > 0 ? K : 1];
+    float p[TRAIN_MAX_TOPK];
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * V;
         float *dz = dlogits + (size_t)n * V;

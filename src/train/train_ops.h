@@ -75,6 +75,7 @@ void train_crossentropy_backward(float *dlogits, const float *logits, const int3
                                  int V);
 
 /* ---- KL to a teacher's top-k logits (distillation) ---- */
+enum { TRAIN_MAX_TOPK = 256 };  /* K ≤ this; data with more must be cut by its reader */
 /* p = softmax(teacher_logits[n] / temp) over its K ids (renormalised over the top-k), q = softmax(logits[n] /
  * temp) over the whole vocabulary: losses (N) = KL(p ‖ q) = Σ_i p_i (log p_i − log q[ids_i]).
  * logits (N, V); teacher_ids, teacher_logits (N, K); an id < 0 marks an unused slot. */
