@@ -320,6 +320,39 @@ tandem_train_params tandem_train_default_params(void);
  * existing output is refused unless force). Errors name the file and the reason; nothing is written on failure. */
 tandem_status tandem_train(const tandem_train_params *params);
 
+/* ---- depth pruning (src/train/prune.c) ---- */
+
+/* Runs calibration text through a model and measures, for every block of n consecutive layers starting at layer l,
+ * the angular distance arccos(cos(h_l, h_{l+n})) / π between the hidden state entering layer l and the one leaving
+ * layer l+n−1, averaged over tokens (Gromov et al., arXiv 2403.17887); removes the block of `n_remove` layers with the
+ * smallest distance (or the explicit `layers`) and writes the shallower model as GGUF, same weight types, tokenizer
+ * and template carried over. */
+typedef struct tandem_prune_params {
+    const char *model_path;     /* GGUF or HF folder */
+    const char *calib_path;     /* UTF-8 calibration text */
+    const char *output_path;    /* NULL: analyse only */
+    int32_t n_remove;           /* layers to remove as one block (ignored with layers) */
+    const int32_t *layers;      /* explicit layer indices to remove, or NULL */
+    int32_t n_layers_listed;
+    int32_t window;             /* tokens per forward pass (default 256) */
+    int32_t max_tokens;         /* calibration tokens used at most (default 8192) */
+    int32_t n_threads;          /* 0 = all cores */
+    bool force;                 /* overwrite output_path */
+} tandem_prune_params;
+tandem_prune_params tandem_prune_default_params(void);
+
+typedef struct tandem_prune_result {
+    int32_t n_layers;           /* layers of the input model (L) */
+    float *distance;            /* (L, L): distance[l·L + n−1] for the block of n layers from l; NaN where l+n > L.
+                                 * Owned: tandem_prune_result_free */
+    int32_t *removed;           /* the removed layer indices, ascending; owned */
+    int32_t n_removed;
+    int64_t n_tokens;           /* calibration tokens measured */
+    double ppl_before, ppl_after;  /* calibration perplexity of the input and of the pruned model */
+} tandem_prune_result;
+tandem_status tandem_prune(const tandem_prune_params *params, tandem_prune_result *result);
+void tandem_prune_result_free(tandem_prune_result *result);
+
 #ifdef __cplusplus
 }
 #endif

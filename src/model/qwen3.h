@@ -77,6 +77,9 @@ typedef struct qwen3_state {
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
     float *logits;    /* (vocab_size) last position's logits */
     void *block;      /* the single allocation everything above points into */
+    /* Optional, caller-owned, NULL by default: (n_layers+1, n, dim) receives the residual stream entering each layer
+     * and, last, leaving the final layer, for the n tokens of each forward pass (layer-importance analysis). */
+    float *layer_states;
 } qwen3_state;
 
 tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,

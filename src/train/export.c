@@ -19,7 +19,7 @@ static tandem_type export_tensor_type(const train_tensor *t, tandem_type request
     return requested;
 }
 
-static uint32_t gguf_file_type(tandem_type t) {
+uint32_t gguf_file_type(tandem_type t) {
     /* general.file_type (llama.cpp LlamaFileType) for the types train can write */
     switch (t) {
     case TANDEM_TYPE_F32: return 0;
@@ -30,6 +30,12 @@ static uint32_t gguf_file_type(tandem_type t) {
     case TANDEM_TYPE_Q5_0: return 8;
     case TANDEM_TYPE_Q5_1: return 9;
     case TANDEM_TYPE_BF16: return 32;
+    case TANDEM_TYPE_IQ4_NL: return 25;
+    case TANDEM_TYPE_Q2_K: return 10;
+    case TANDEM_TYPE_Q3_K: return 12;
+    case TANDEM_TYPE_Q4_K: return 15;
+    case TANDEM_TYPE_Q5_K: return 17;
+    case TANDEM_TYPE_Q6_K: return 18;
     default: return 0;
     }
 }
@@ -219,6 +225,34 @@ done:
     return st;
 }
 
+/* ---- shared metadata ---- */
+
+tandem_status train_write_qwen3_metadata(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type) {
+    tandem_status st;
+    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
+        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
+        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
+        (st = gguf_writer_set_u32(w, "general.file_type", file_type)) ||
+        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
+        return st;
+    return TANDEM_OK;
+}
+
+tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size) {
+    return path_is_dir(source) || strstr(source, ".json") ? convert_json_tokenizer(w, source, vocab_size)
+                                                          : copy_gguf_tokenizer(w, source, vocab_size);
+}
+
 /* ---- the model file ---- */
 
 tandem_status train_export_gguf(const train_model *m, const char *path, tandem_type type, const char *name,
@@ -231,28 +265,8 @@ tandem_status train_export_gguf(const train_model *m, const char *path, tandem_t
     if (!converted) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
     tandem_status st = gguf_writer_init(&w);
     if (st) goto done;
-    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
-        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
-        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
-        (st = gguf_writer_set_u32(w, "general.file_type", gguf_file_type(type))) ||
-        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
-        goto done;
-    if (tokenizer_source) {
-        st = path_is_dir(tokenizer_source) || strstr(tokenizer_source, ".json")
-                 ? convert_json_tokenizer(w, tokenizer_source, c->vocab_size)
-                 : copy_gguf_tokenizer(w, tokenizer_source, c->vocab_size);
-        if (st) goto done;
-    }
+    if ((st = train_write_qwen3_metadata(w, c, name, gguf_file_type(type)))) goto done;
+    if (tokenizer_source && (st = train_write_tokenizer(w, tokenizer_source, c->vocab_size))) goto done;
     for (int i = 0; i < m->n_tensors; i++) {
         const train_tensor *t = &m->tensors[i];
         const float *src = m->params + t->offset;

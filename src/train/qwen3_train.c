@@ -16,7 +16,7 @@
 /* ---- parameter table ---- */
 
 /* (GGUF suffix, HF suffix) per block, in the order of qwen3_gguf.BLOCK_TENSORS and weights.c */
-static const char *const BLOCK_NAMES[11][2] = {
+const char *const TRAIN_BLOCK_NAMES[11][2] = {
     {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
     {"attn_v", "self_attn.v_proj"},      {"attn_q_norm", "self_attn.q_norm"},  {"attn_k_norm", "self_attn.k_norm"},
     {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"},
@@ -46,8 +46,8 @@ static void build_table(train_model *m) {
     for (int l = 0; l < c->n_layers; l++)
         for (int j = 0; j < 11; j++) {
             char g[64], h[96];
-            snprintf(g, sizeof g, "blk.%d.%s.weight", l, BLOCK_NAMES[j][0]);
-            snprintf(h, sizeof h, "model.layers.%d.%s.weight", l, BLOCK_NAMES[j][1]);
+            snprintf(g, sizeof g, "blk.%d.%s.weight", l, TRAIN_BLOCK_NAMES[j][0]);
+            snprintf(h, sizeof h, "model.layers.%d.%s.weight", l, TRAIN_BLOCK_NAMES[j][1]);
             add_tensor(m, g, h, shapes[j][0], shapes[j][1]);
         }
     add_tensor(m, "output_norm.weight", "model.norm.weight", 0, c->dim);

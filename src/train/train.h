@@ -18,6 +18,9 @@ typedef struct train_tensor {
     bool decay;         /* AdamW weight decay applies (matrices; never norms) */
 } train_tensor;
 
+/* (GGUF suffix, HF suffix) of the 11 tensors of a block, in GGUF order: {"attn_norm", "input_layernorm"}, … */
+extern const char *const TRAIN_BLOCK_NAMES[11][2];
+
 /* Pointers into one block (parameters, gradients, or an Adam moment), per tensor. */
 typedef struct train_layer_weights {
     float *input_layernorm;           /* (dim) */
@@ -153,5 +156,25 @@ tandem_status train_checkpoint_load(train_model *m, train_progress *p, const cha
  * copied, or a tokenizer.json folder/file converted to tokenizer.ggml.* keys; NULL writes no tokenizer. */
 tandem_status train_export_gguf(const train_model *m, const char *path, tandem_type type, const char *name,
                                 const char *tokenizer_source);
+
+/* general.* and qwen3.* keys (llama.cpp's types: u32 counts, f32 floats) for a model of config c. */
+tandem_status train_write_qwen3_metadata(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type);
+/* tokenizer.* keys: copied from a GGUF, or converted from a tokenizer.json folder/file (padded to vocab_size). */
+tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size);
+/* general.file_type (llama.cpp LlamaFileType) of a file whose matrices are mostly of type t. */
+uint32_t gguf_file_type(tandem_type t);
+
+/* The whole file into a malloc'd buffer (*out, *len; may be empty). */
+tandem_status train_read_text(const char *path, char **out, size_t *len);
+
+/* ---- a model opened for its weights (GGUF file or HF folder), as training init or pruning source ---- */
+
+typedef struct model_source {
+    gguf_file *gguf;    /* one of gguf / st is set */
+    st_set *st;
+    qwen3_model model;  /* config + weights bound to the maps */
+} model_source;
+tandem_status model_source_open(model_source *s, const char *path);
+void model_source_close(model_source *s);  /* accepts a zeroed struct */
 
 #endif

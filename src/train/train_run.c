@@ -112,7 +112,7 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
 
 /* ---- data ---- */
 
-static tandem_status read_text(const char *path, char **out, size_t *len) {
+tandem_status train_read_text(const char *path, char **out, size_t *len) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return tandem_fail(TANDEM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -179,21 +179,16 @@ static float validation_loss(train_model *m, int32_t *inputs, int32_t *targets, 
     return counted ? (float)(sum / counted) : NAN;
 }
 
-/* ---- initial weights from a model file or folder ---- */
+/* ---- a model opened for its weights ---- */
 
-typedef struct init_source {
-    gguf_file *gguf;
-    st_set *st;
-    qwen3_model model;
-} init_source;
-
-static void init_source_close(init_source *s) {
+void model_source_close(model_source *s) {
     qwen3_model_release(&s->model);
     gguf_close(s->gguf);
     safetensors_close(s->st);
+    memset(s, 0, sizeof *s);
 }
 
-static tandem_status init_source_open(init_source *s, const char *path) {
+tandem_status model_source_open(model_source *s, const char *path) {
     memset(s, 0, sizeof *s);
     tandem_status st;
     if (path_is_dir(path)) {
@@ -208,7 +203,7 @@ static tandem_status init_source_open(init_source *s, const char *path) {
         if (!st) st = qwen3_config_from_gguf(s->gguf, &s->model.cfg);
         if (!st) st = qwen3_bind_gguf(&s->model, s->gguf);
     }
-    if (st) init_source_close(s);
+    if (st) model_source_close(s);
     return st;
 }
 
@@ -228,7 +223,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     char *text = NULL, *name = NULL;
     int32_t *tokens = NULL, *inputs = NULL, *targets = NULL;
     tandem_tokenizer *tok = NULL;
-    init_source init = {0};
+    model_source init = {0};
     bool init_open = false;
     train_model m = {0};
     qwen3_config cfg;
@@ -257,7 +252,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     }
     if ((st = resolve_options(p, train_obj, p->config_path ? p->config_path : "config", &o))) goto done;
     if (p->init_path) {
-        if ((st = init_source_open(&init, p->init_path))) goto done;
+        if ((st = model_source_open(&init, p->init_path))) goto done;
         init_open = true;
         if (!p->config_path) cfg = init.model.cfg;
     }
@@ -270,7 +265,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
         goto done;
     }
     size_t text_len = 0, n_tokens = 0;
-    if ((st = read_text(p->data_path, &text, &text_len))) goto done;
+    if ((st = train_read_text(p->data_path, &text, &text_len))) goto done;
     if (text_len == 0) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the training text is empty", p->data_path);
         goto done;
@@ -302,7 +297,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     train_rng rng = {(uint64_t)o.seed};
     if (init_open) {
         if ((st = train_model_copy_from(&m, &init.model, p->init_path))) goto done;
-        init_source_close(&init);
+        model_source_close(&init);
         init_open = false;
     } else {
         train_model_init_random(&m, &rng, 0.02f);
@@ -378,7 +373,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     }
     st = train_export_gguf(&m, p->output_path, p->out_type, name, tokenizer_path);
 done:
-    if (init_open) init_source_close(&init);
+    if (init_open) model_source_close(&init);
     train_model_free(&m);
     tandem_tokenizer_free(tok);
     tandem_free(tokens);

@@ -1,4 +1,4 @@
-/* main.c — the `tandem` command line: run, tokenize, detokenize, info, train. Sees only include/tandem.h
+/* main.c — the `tandem` command line: run, tokenize, detokenize, info, train, prune. Sees only include/tandem.h
  * (and jansson for --json output). Exit codes: 0 ok, 1 the operation failed, 2 bad usage. */
 #include <errno.h>
 #include <jansson.h>
@@ -635,6 +635,118 @@ static int cmd_train(int argc, char **argv) {
     return 0;
 }
 
+/* ---- prune ---- */
+
+static const char PRUNE_HELP[] =
+    "usage: tandem prune -m MODEL -f CALIB.txt (--remove N | --layers a,b,...) -o OUT.gguf [options]\n"
+    "       tandem prune -m MODEL -f CALIB.txt --analyze [--csv PATH]\n"
+    "Depth pruning (Gromov et al., arXiv 2403.17887): runs the calibration text through the model, measures for every\n"
+    "block of N consecutive layers from layer l the angular distance arccos(cos)/pi between the hidden state entering\n"
+    "layer l and the one leaving layer l+N-1 (mean over tokens), removes the block with the smallest distance, and\n"
+    "writes the shallower model (same weight types, tokenizer and template). Prints the calibration perplexity before\n"
+    "and after.\n"
+    "  -m, --model PATH      GGUF file or HF checkpoint folder\n"
+    "  -f, --file PATH       calibration text (UTF-8)\n"
+    "  --remove N            remove the best block of N consecutive layers\n"
+    "  --layers a,b,...      remove exactly these layers instead\n"
+    "  -o, --output PATH     the pruned GGUF (refused if it exists, unless --force)\n"
+    "  --analyze             print the whole distance table (rows l, columns N)\n"
+    "  --csv PATH            write the table as CSV (l,n,distance)\n"
+    "  --window N            tokens per forward pass (default 256)\n"
+    "  --max-tokens N        calibration tokens used at most (default 8192)\n"
+    "  -t, --threads N       threads (default: all cores)\n"
+    "  --force               overwrite the output\n";
+
+static int cmd_prune(int argc, char **argv) {
+    args a = {"prune", argc, argv, 0};
+    tandem_prune_params p = tandem_prune_default_params();
+    bool analyze = false;
+    const char *csv = NULL;
+    int32_t *layers = calloc((size_t)argc * 64 + 1, sizeof *layers);
+    int n_layers = 0;
+    for (a.i = 1; a.i < argc; a.i++) {
+        const char *f = argv[a.i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(PRUNE_HELP, stdout);
+            return 0;
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) p.model_path = take_value(&a, f);
+        else if (!strcmp(f, "-f") || !strcmp(f, "--file")) p.calib_path = take_value(&a, f);
+        else if (!strcmp(f, "-o") || !strcmp(f, "--output")) p.output_path = take_value(&a, f);
+        else if (!strcmp(f, "--remove")) p.n_remove = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
+        else if (!strcmp(f, "--layers")) {
+            const char *list = take_value(&a, f);
+            for (const char *q = list; *q;) {
+                char *end;
+                errno = 0;
+                long v = strtol(q, &end, 10);
+                if (errno || end == q || v < 0 || v > (1 << 20) || (*end && *end != ',') || n_layers >= argc * 64)
+                    die_usage("prune", "--layers: '%s' is not a comma-separated list of layer indices", list);
+                layers[n_layers++] = (int32_t)v;
+                q = *end ? end + 1 : end;
+            }
+        } else if (!strcmp(f, "--analyze")) analyze = true;
+        else if (!strcmp(f, "--csv")) csv = take_value(&a, f);
+        else if (!strcmp(f, "--window")) p.window = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 16);
+        else if (!strcmp(f, "--max-tokens")) p.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 2, INT_MAX);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "--force")) p.force = true;
+        else die_usage("prune", "unknown option '%s'", f);
+    }
+    if (!p.model_path) die_usage("prune", "missing -m MODEL");
+    if (!p.calib_path) die_usage("prune", "missing -f CALIB.txt");
+    if (n_layers && p.n_remove) die_usage("prune", "give --remove N or --layers, not both");
+    if (p.output_path && !n_layers && !p.n_remove) die_usage("prune", "-o needs --remove N or --layers a,b,...");
+    if (!p.output_path && !analyze && !csv) die_usage("prune", "give -o OUT.gguf, --analyze or --csv PATH");
+    if (n_layers) {
+        p.layers = layers;
+        p.n_layers_listed = n_layers;
+    }
+    if (csv && !access(csv, F_OK) && !p.force) {
+        fprintf(stderr, "tandem prune: error: %s: already exists (use --force to overwrite)\n", csv);
+        return EXIT_FAILED;
+    }
+    tandem_prune_result r;
+    tandem_status st = tandem_prune(&p, &r);
+    if (st) die_status("prune", st);
+    const int L = r.n_layers;
+    if (analyze) {
+        printf("angular distance d(l, n) over %lld tokens (rows: first layer l; columns: block size n)\n      ",
+               (long long)r.n_tokens);
+        for (int n = 1; n <= L; n++) printf(" n=%-4d", n);
+        printf("\n");
+        for (int l = 0; l < L; l++) {
+            printf("l=%-3d ", l);
+            for (int n = 1; n <= L - l; n++) printf(" %.4f", r.distance[(size_t)l * L + n - 1]);
+            printf("\n");
+        }
+    }
+    if (csv) {
+        FILE *fp = fopen(csv, "w");
+        if (!fp) {
+            fprintf(stderr, "tandem prune: error: %s: cannot write: %s\n", csv, strerror(errno));
+            return EXIT_FAILED;
+        }
+        fprintf(fp, "l,n,distance\n");
+        for (int l = 0; l < L; l++)
+            for (int n = 1; n <= L - l; n++) fprintf(fp, "%d,%d,%.6f\n", l, n, r.distance[(size_t)l * L + n - 1]);
+        if (fclose(fp) != 0) {
+            fprintf(stderr, "tandem prune: error: %s: cannot write\n", csv);
+            return EXIT_FAILED;
+        }
+    }
+    printf("calibration: %lld tokens, perplexity %.4f", (long long)r.n_tokens, r.ppl_before);
+    if (r.n_removed) {
+        printf(" -> %.4f after removing layer%s", r.ppl_after, r.n_removed > 1 ? "s" : "");
+        for (int i = 0; i < r.n_removed; i++) printf("%s%d", i ? "," : " ", r.removed[i]);
+        printf(" (%d of %d left)", L - r.n_removed, L);
+    }
+    printf("\n");
+    if (p.output_path) printf("wrote %s\n", p.output_path);
+    tandem_prune_result_free(&r);
+    free(layers);
+    return 0;
+}
+
 /* ---- dispatch ---- */
 
 static const char MAIN_HELP[] =
@@ -645,7 +757,8 @@ static const char MAIN_HELP[] =
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
     "  info         describe a model file or folder\n"
-    "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n";
+    "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
+    "  prune        remove the least important block of layers (angular distance) and write a GGUF\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -662,6 +775,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
