@@ -37,8 +37,7 @@ static double next_token_nll(const float *logits, const int32_t *ids, int n, int
     return nll;
 }
 
-/* dist_sum[l·L + n−1] += Σ_t arccos(cos(h_l[t], h_{l+n}[t])) / π; states (L+1, n_tok, dim). */
-static void accumulate_distances(double *dist_sum, const float *states, int L, int n_tok, int dim, double *norms) {
+void prune_block_distances(double *dist_sum, const float *states, int L, int n_tok, int dim, double *norms) {
     for (int l = 0; l <= L; l++)
         for (int t = 0; t < n_tok; t++) {
             const float *h = states + ((size_t)l * n_tok + t) * dim;
@@ -67,7 +66,7 @@ static void calibrate(const qwen3_model *m, qwen3_state *s, thread_pool *pool, c
         const int n = (int)(n_ids - off < window ? n_ids - off : window);
         qwen3_forward(m, s, pool, ids + off, n, 0, logits);
         *nll += next_token_nll(logits, ids + off, n, m->cfg.vocab_size);
-        if (dist_sum) accumulate_distances(dist_sum, s->layer_states, m->cfg.n_layers, n, m->cfg.dim, norms);
+        if (dist_sum) prune_block_distances(dist_sum, s->layer_states, m->cfg.n_layers, n, m->cfg.dim, norms);
     }
 }
 

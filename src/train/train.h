@@ -167,6 +167,13 @@ uint32_t gguf_file_type(tandem_type t);
 /* The whole file into a malloc'd buffer (*out, *len; may be empty). */
 tandem_status train_read_text(const char *path, char **out, size_t *len);
 
+/* ---- depth pruning (prune.c) ---- */
+
+/* dist_sum[l·L + n−1] += Σ_t arccos(cos(h_l[t], h_{l+n}[t])) / π for every block (l, n), l+n ≤ L.
+ * states (L+1, n_tok, dim): the residual stream entering each layer, last = leaving the final layer;
+ * norms: scratch of (L+1)·n_tok doubles. */
+void prune_block_distances(double *dist_sum, const float *states, int L, int n_tok, int dim, double *norms);
+
 /* ---- a model opened for its weights (GGUF file or HF folder), as training init or pruning source ---- */
 
 typedef struct model_source {
