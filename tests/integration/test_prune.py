@@ -9,6 +9,31 @@ TOKENIZER = "tests/golden/models/tied_gqa2"
 CALIB = "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n" * 30
 
 
+def check_png(path, table, L, cell=32):
+    """The heat map: a valid PNG of L×L cells whose brightness grows with the distance; cells with l+n > L white."""
+    import struct
+    import zlib
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, off = {}, 8
+    while off < len(data):
+        n, kind = struct.unpack(">I4s", data[off:off + 8])
+        body = data[off + 8:off + 8 + n]
+        assert struct.unpack(">I", data[off + 8 + n:off + 12 + n])[0] == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        off += 12 + n
+    w, h = struct.unpack(">II", chunks[b"IHDR"][:8])
+    assert (w, h) == (L * cell, L * cell)
+    raw = zlib.decompress(chunks[b"IDAT"])
+    assert len(raw) == h * (1 + 3 * w)
+    def pixel(l, n):
+        y, x = l * cell + cell // 2, (n - 1) * cell + cell // 2
+        return raw[y * (1 + 3 * w) + 1 + 3 * x: y * (1 + 3 * w) + 4 + 3 * x]
+    assert pixel(L - 1, L) == b"\xff\xff\xff"
+    cells = sorted(table.items(), key=lambda kv: kv[1])
+    assert sum(pixel(*cells[0][0])) < sum(pixel(*cells[-1][0]))
+
+
 def ppl(stdout):
     m = re.search(r"perplexity ([0-9.]+)(?: -> ([0-9.]+))?", stdout)
     assert m, stdout
@@ -33,7 +58,7 @@ def test_prune_analyze_and_remove(model4, run_tandem):
     gguf = pytest.importorskip("gguf")
     d = model4
     cp = run_tandem("prune", "-m", d / "m4.gguf", "-f", d / "calib.txt", "--remove", 2, "-o", d / "p2.gguf",
-                    "--analyze", "--csv", d / "table.csv", "--window", 64)
+                    "--analyze", "--csv", d / "table.csv", "--png", d / "table.png", "--window", 64)
     rows = [l for l in cp.stdout.splitlines() if l.startswith("l=")]
     assert len(rows) == 4 and [len(r.split()) - 1 for r in rows] == [4, 3, 2, 1], cp.stdout
     csv = (d / "table.csv").read_text().splitlines()
@@ -48,6 +73,7 @@ def test_prune_analyze_and_remove(model4, run_tandem):
     assert table[(first, 2)] == min(v for (l, n), v in table.items() if n == 2)
     before, after = ppl(cp.stdout)
     assert before > 1 and after > 1
+    check_png(d / "table.png", table, 4)
 
     r = gguf.GGUFReader(str(d / "p2.gguf"))
     names = [t.name for t in r.tensors]
@@ -109,7 +135,7 @@ def test_prune_bad_input(run_tandem, models_dir, tmp_path, case, needle):
 
 def test_prune_usage_errors(run_tandem):
     for args, needle in [([], "missing -m"), (["-m", "x"], "missing -f"),
-                         (["-m", "x", "-f", "y"], "give -o OUT.gguf, --analyze or --csv"),
+                         (["-m", "x", "-f", "y"], "give -o OUT.gguf, --analyze, --csv or --png"),
                          (["-m", "x", "-f", "y", "-o", "z"], "-o needs --remove N or --layers"),
                          (["-m", "x", "-f", "y", "--layers", "1,a", "-o", "z"], "--layers")]:
         cp = run_tandem("prune", *args, check=False)

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "heatmap.h"
 #include "tandem.h"
 
 /* ---- errors and usage ---- */
@@ -652,6 +653,7 @@ static const char PRUNE_HELP[] =
     "  -o, --output PATH     the pruned GGUF (refused if it exists, unless --force)\n"
     "  --analyze             print the whole distance table (rows l, columns N)\n"
     "  --csv PATH            write the table as CSV (l,n,distance)\n"
+    "  --png PATH            write the table as a heat map (rows l, columns N; dark = small distance)\n"
     "  --window N            tokens per forward pass (default 256)\n"
     "  --max-tokens N        calibration tokens used at most (default 8192)\n"
     "  -t, --threads N       threads (default: all cores)\n"
@@ -661,7 +663,7 @@ static int cmd_prune(int argc, char **argv) {
     args a = {"prune", argc, argv, 0};
     tandem_prune_params p = tandem_prune_default_params();
     bool analyze = false;
-    const char *csv = NULL;
+    const char *csv = NULL, *png = NULL;
     int32_t *layers = calloc((size_t)argc * 64 + 1, sizeof *layers);
     int n_layers = 0;
     for (a.i = 1; a.i < argc; a.i++) {
@@ -686,6 +688,7 @@ static int cmd_prune(int argc, char **argv) {
             }
         } else if (!strcmp(f, "--analyze")) analyze = true;
         else if (!strcmp(f, "--csv")) csv = take_value(&a, f);
+        else if (!strcmp(f, "--png")) png = take_value(&a, f);
         else if (!strcmp(f, "--window")) p.window = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 16);
         else if (!strcmp(f, "--max-tokens")) p.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 2, INT_MAX);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
@@ -696,15 +699,17 @@ static int cmd_prune(int argc, char **argv) {
     if (!p.calib_path) die_usage("prune", "missing -f CALIB.txt");
     if (n_layers && p.n_remove) die_usage("prune", "give --remove N or --layers, not both");
     if (p.output_path && !n_layers && !p.n_remove) die_usage("prune", "-o needs --remove N or --layers a,b,...");
-    if (!p.output_path && !analyze && !csv) die_usage("prune", "give -o OUT.gguf, --analyze or --csv PATH");
+    if (!p.output_path && !analyze && !csv && !png) die_usage("prune", "give -o OUT.gguf, --analyze, --csv or --png");
     if (n_layers) {
         p.layers = layers;
         p.n_layers_listed = n_layers;
     }
-    if (csv && !access(csv, F_OK) && !p.force) {
-        fprintf(stderr, "tandem prune: error: %s: already exists (use --force to overwrite)\n", csv);
-        return EXIT_FAILED;
-    }
+    const char *outputs[2] = {csv, png};
+    for (int i = 0; i < 2; i++)
+        if (outputs[i] && !access(outputs[i], F_OK) && !p.force) {
+            fprintf(stderr, "tandem prune: error: %s: already exists (use --force to overwrite)\n", outputs[i]);
+            return EXIT_FAILED;
+        }
     tandem_prune_result r;
     tandem_status st = tandem_prune(&p, &r);
     if (st) die_status("prune", st);
@@ -733,6 +738,10 @@ static int cmd_prune(int argc, char **argv) {
             fprintf(stderr, "tandem prune: error: %s: cannot write\n", csv);
             return EXIT_FAILED;
         }
+    }
+    if (png && heatmap_write_png(png, r.distance, L, L, 32) != 0) {
+        fprintf(stderr, "tandem prune: error: %s: cannot write: %s\n", png, strerror(errno));
+        return EXIT_FAILED;
     }
     printf("calibration: %lld tokens, perplexity %.4f", (long long)r.n_tokens, r.ppl_before);
     if (r.n_removed) {
