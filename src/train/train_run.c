@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "tandem.h"
 #include "train.h"
@@ -207,6 +208,24 @@ tandem_status model_source_open(model_source *s, const char *path) {
     return st;
 }
 
+/* Fails now, not after the training, if no file can be created next to path (missing folder, no permission). */
+static tandem_status check_writable(const char *path, const char *what) {
+    const size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *tmp = malloc(n);
+    if (!tmp) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
+    const int fd = mkstemp(tmp);
+    tandem_status st = TANDEM_OK;
+    if (fd < 0) {
+        st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create the %s there: %s", path, what, strerror(errno));
+    } else {
+        close(fd);
+        unlink(tmp);
+    }
+    free(tmp);
+    return st;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     const uint8_t *p = data;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
@@ -239,6 +258,10 @@ tandem_status tandem_train(const tandem_train_params *p) {
         !kernel_can_quantize(p->out_type))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: cannot write weights as %s", p->output_path,
                            tandem_type_name(p->out_type));
+
+    if ((st = check_writable(p->output_path, "output")) ||
+        (p->checkpoint_path && (st = check_writable(p->checkpoint_path, "checkpoint"))))
+        return st;
 
     /* model dims and options */
     if (p->config_path) {

@@ -163,6 +163,9 @@ def _bad_case(tmp_path, case):
     elif case == "output exists":
         out.write_bytes(b"keep me")
         named, needle = out, "already exists"
+    elif case == "output folder missing":
+        out = tmp_path / "no-such-dir" / "out.gguf"
+        named, needle = out, "cannot create the output"
     args = ["train", "--config", base["config"], "--data", base["data"], "--tokenizer", base["tokenizer"],
             "-o", out, "--steps", 2, "--batch", 2, "--seq", 32] + base.get("extra", [])
     return args, named, needle, out
@@ -171,7 +174,7 @@ def _bad_case(tmp_path, case):
 @pytest.mark.parametrize("case", ["empty data", "data shorter than a sequence", "held-out split too short",
                                   "missing data", "heads not divisible", "zero hidden size", "bad train object",
                                   "vocab smaller than tokenizer", "unreadable tokenizer", "missing tokenizer",
-                                  "output exists"])
+                                  "output exists", "output folder missing"])
 def test_train_bad_input(run_tandem, tmp_path, case):
     args, named, needle, out = _bad_case(tmp_path, case)
     before = sorted(p.name for p in tmp_path.rglob("*"))
