@@ -19,7 +19,7 @@ static tandem_type export_tensor_type(const train_tensor *t, tandem_type request
     return requested;
 }
 
-uint32_t gguf_file_type(tandem_type t) {
+uint32_t train_gguf_file_type(tandem_type t) {
     /* general.file_type (llama.cpp LlamaFileType) for the types train can write */
     switch (t) {
     case TANDEM_TYPE_F32: return 0;
@@ -265,7 +265,7 @@ tandem_status train_export_gguf(const train_model *m, const char *path, tandem_t
     if (!converted) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
     tandem_status st = gguf_writer_init(&w);
     if (st) goto done;
-    if ((st = train_write_qwen3_metadata(w, c, name, gguf_file_type(type)))) goto done;
+    if ((st = train_write_qwen3_metadata(w, c, name, train_gguf_file_type(type)))) goto done;
     if (tokenizer_source && (st = train_write_tokenizer(w, tokenizer_source, c->vocab_size))) goto done;
     for (int i = 0; i < m->n_tensors; i++) {
         const train_tensor *t = &m->tensors[i];

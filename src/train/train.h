@@ -162,7 +162,7 @@ tandem_status train_write_qwen3_metadata(gguf_writer *w, const qwen3_config *c, 
 /* tokenizer.* keys: copied from a GGUF, or converted from a tokenizer.json folder/file (padded to vocab_size). */
 tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size);
 /* general.file_type (llama.cpp LlamaFileType) of a file whose matrices are mostly of type t. */
-uint32_t gguf_file_type(tandem_type t);
+uint32_t train_gguf_file_type(tandem_type t);
 
 /* The whole file into a malloc'd buffer (*out, *len; may be empty). */
 tandem_status train_read_text(const char *path, char **out, size_t *len);

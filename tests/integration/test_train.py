@@ -80,6 +80,14 @@ def test_train_init_continues_and_bf16_output(trained, run_tandem):
     assert first < 0.5, cp.stdout           # starts where the first run ended, not from scratch
     info = run_tandem("info", out2).stdout
     assert "BF16" in info
+    # a quantized output (the hook the converter's per-tensor rules will replace): matrices Q8_0, norms F32
+    out3 = d / "continued-q8_0.gguf"
+    run_tandem("train", "--init", out, "--data", d / "data.txt", "-o", out3, "--steps", 1, "--batch", 1, "--seq", 16,
+               "--type", "q8_0")
+    info = run_tandem("info", out3).stdout
+    assert "Q8_0" in info and "F32" in info, info
+    cp = run_tandem("run", "-m", out3, "-p", PATTERN + "one two three", "-n", 6, "--temp", 0)
+    assert cp.stdout.startswith(" four five"), cp.stdout
 
 
 def test_train_resume_equals_uninterrupted(tmp_path, run_tandem):
