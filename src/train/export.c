@@ -71,6 +71,7 @@ static const char *token_text(const json_t *v) {
 static tandem_status convert_json_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size) {
     tandem_status st = TANDEM_OK;
     char *dir = NULL, *file = NULL, *cfg_path = NULL, *jinja_path = NULL, *dup = NULL, *tpl_text = NULL;
+    char *joined = NULL;  /* "left right" texts of merges stored as pairs, end to end */
     json_t *tok = NULL, *cfg = NULL;
     gguf_str *tokens = NULL, *merges = NULL;
     int32_t *types = NULL;
@@ -135,7 +136,6 @@ static tandem_status convert_json_tokenizer(gguf_writer *w, const char *source, 
     merges = calloc(n_merges ? n_merges : 1, sizeof *merges);
     if (!merges) goto oom;
     /* merges are "left right" strings (old layout) or ["left", "right"] pairs (tokenizers ≥ 0.20) */
-    char *joined = NULL;
     size_t joined_len = 0;
     for (size_t k = 0; k < n_merges; k++) {
         const json_t *mg = json_array_get(jmerges, k);
@@ -150,7 +150,6 @@ static tandem_status convert_json_tokenizer(gguf_writer *w, const char *source, 
         }
     }
     if (joined_len) {
-        /* one buffer for all joined pairs, kept alive on the json object until the write below */
         joined = malloc(joined_len);
         if (!joined) goto oom;
         char *p = joined;
@@ -169,12 +168,14 @@ static tandem_status convert_json_tokenizer(gguf_writer *w, const char *source, 
         (st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)vocab_size)) ||
         (st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, n_merges)) ||
         (st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false)))
-        goto free_joined;
+        goto done;
     /* as Qwen3 GGUFs: bos = <|endoftext|> (never prepended); eos / pad from tokenizer_config.json */
-    if (eot >= 0 && (st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)eot))) goto free_joined;
-    if (!(cfg_path = path_join(dir, "tokenizer_config.json"))) goto oom_joined;
+    if (eot >= 0 && (st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)eot))) goto done;
+    if (!(cfg_path = path_join(dir, "tokenizer_config.json")) || !(jinja_path = path_join(dir, "chat_template.jinja")))
+        goto oom;
+    const char *tpl = NULL;
     if (path_exists(cfg_path)) {
-        if ((st = json_load_path(cfg_path, &cfg))) goto free_joined;
+        if ((st = json_load_path(cfg_path, &cfg))) goto done;
         const char *names[2] = {"eos_token", "pad_token"};
         const char *keys[2] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id"};
         for (int k = 0; k < 2; k++) {
@@ -182,34 +183,24 @@ static tandem_status convert_json_tokenizer(gguf_writer *w, const char *source, 
             if (!text) continue;
             for (int32_t id = 0; id < vocab_size; id++)
                 if (tokens[id].len == strlen(text) && memcmp(tokens[id].ptr, text, tokens[id].len) == 0) {
-                    if ((st = gguf_writer_set_u32(w, keys[k], (uint32_t)id))) goto free_joined;
+                    if ((st = gguf_writer_set_u32(w, keys[k], (uint32_t)id))) goto done;
                     break;
                 }
         }
-        const char *tpl = json_get_string(cfg, "chat_template");
-        if (tpl && (st = gguf_writer_set_str(w, "tokenizer.chat_template", tpl, strlen(tpl)))) goto free_joined;
-        if (!tpl) {
-            if (!(jinja_path = path_join(dir, "chat_template.jinja"))) goto oom_joined;
-            FILE *jf = fopen(jinja_path, "rb");
-            if (jf) {
-                fseek(jf, 0, SEEK_END);
-                long len = ftell(jf);
-                fseek(jf, 0, SEEK_SET);
-                if (len > 0 && (tpl_text = malloc((size_t)len)) && fread(tpl_text, 1, (size_t)len, jf) == (size_t)len)
-                    st = gguf_writer_set_str(w, "tokenizer.chat_template", tpl_text, (size_t)len);
-                fclose(jf);
-            }
-        }
+        tpl = json_get_string(cfg, "chat_template");
     }
-free_joined:
-    /* the writer copies strings when they are set, so the buffers can go now */
-    free(joined);
-    goto done;
-oom_joined:
-    free(joined);
+    /* the template: tokenizer_config.json's, else chat_template.jinja (newer HF exports) */
+    size_t tpl_len = tpl ? strlen(tpl) : 0;
+    if (!tpl && path_exists(jinja_path)) {
+        if ((st = train_read_text(jinja_path, &tpl_text, &tpl_len))) goto done;
+        tpl = tpl_text;
+    }
+    if (tpl && tpl_len && (st = gguf_writer_set_str(w, "tokenizer.chat_template", tpl, tpl_len))) goto done;
+    goto done;  /* the writer copied every string it was given */
 oom:
     st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", source);
 done:
+    free(joined);
     free(dir);
     free(file);
     free(dup);

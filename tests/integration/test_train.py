@@ -220,3 +220,20 @@ def test_train_ctrl_c_saves_checkpoint_and_resumes(tmp_path, tandem_bin, run_tan
     ref = tmp_path / "b.ckpt"
     run_tandem(*common, "-o", tmp_path / "b.gguf", "--checkpoint", ref, "--stop-after", n + 2)
     assert ck.read_bytes() == ref.read_bytes()
+
+
+def test_train_with_real_qwen3_tokenizer(tmp_path, run_tandem, qwen3_tokenizer_dir):
+    """The real Qwen3 tokenizer (151,669 tokens, padded to the config's 151,936) goes into the GGUF intact: the trained
+    file tokenizes like the tokenizer.json folder, and keeps the chat template."""
+    (tmp_path / "data.txt").write_text(PATTERN * 10)
+    cfg = write_config(tmp_path, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                       intermediate_size=64, vocab_size=151936)
+    out = tmp_path / "q.gguf"
+    run_tandem("train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", qwen3_tokenizer_dir,
+               "-o", out, "--steps", 1, "--batch", 1, "--seq", 16)
+    text = tmp_path / "s.txt"
+    text.write_text("Hello <|im_start|>user wörld 123 日本語 😀\n\tdef f(): pass")
+    a = run_tandem("tokenize", "-m", out, "-f", text).stdout
+    b = run_tandem("tokenize", "-m", qwen3_tokenizer_dir, "-f", text).stdout
+    assert a == b and len(a.split()) > 10
+    assert "chat template: yes" in run_tandem("info", out).stdout
