@@ -128,12 +128,12 @@ tandem_status train_model_init(train_model *m, const qwen3_config *cfg, int32_t 
     const uint64_t sizes[] = {(L + 1) * N * C, L * N * C, L * N * C, L * N, L * N * QD, L * N * KD, L * N * KD,
                               L * N * c->n_heads, L * N * c->n_kv_heads, L * N * QD, L * N * KD, L * ATT,
                               L * N * QD, L * N * C, L * N, L * N * F, L * N * F, L * N * F, N * C, N, N * V, N,
-                              N * C, N * C, N * C, N * QD, N * QD, N * KD, N * KD, N * KD, N * QD, ATT, N * F,
+                              N, V, N * C, N * C, N * C, N * QD, N * QD, N * KD, N * KD, N * KD, N * QD, ATT, N * F,
                               N * F, N * F};
     train_acts *a = &m->a;
     float **slots[] = {&a->res, &a->res_mid, &a->ln1, &a->ln1_rstd, &a->q_raw, &a->k_raw, &a->v, &a->q_rstd,
                        &a->k_rstd, &a->q_rot, &a->k_rot, &a->att, &a->atty, &a->ln2, &a->ln2_rstd, &a->gate, &a->up,
-                       &a->hmlp, &a->lnf, &a->lnf_rstd, &a->logits, &a->losses, &a->dres, &a->dln, &a->branch,
+                       &a->hmlp, &a->lnf, &a->lnf_rstd, &a->logits, &a->losses, &a->kl_losses, &a->zrow, &a->dres, &a->dln, &a->branch,
                        &a->dq, &a->dq2, &a->dk, &a->dk2, &a->dv, &a->datty, &a->datt, &a->dgate, &a->dup, &a->dh};
     _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof slots / sizeof slots[0], "one size per buffer");
     uint64_t total = 0;
@@ -217,6 +217,11 @@ tandem_status train_model_copy_from(train_model *m, const qwen3_model *src, cons
 /* ---- forward ---- */
 
 float train_forward(train_model *m, const int32_t *inputs, const int32_t *targets, int32_t B, int32_t T) {
+    return train_forward_distill(m, inputs, targets, NULL, B, T);
+}
+
+float train_forward_distill(train_model *m, const int32_t *inputs, const int32_t *targets,
+                            const train_teacher *teacher, int32_t B, int32_t T) {
     const qwen3_config *c = &m->cfg;
     TANDEM_ASSERT(B >= 1 && B <= m->max_B && T >= 1 && T <= m->max_T);
     const int N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size, hd = c->head_dim;
@@ -227,6 +232,10 @@ float train_forward(train_model *m, const int32_t *inputs, const int32_t *target
     m->T = T;
     m->inputs = inputs;
     m->targets = targets;
+    m->teacher = teacher;
+    m->n_counted = m->n_kl = 0;
+    TANDEM_ASSERT(!teacher || (teacher->K >= 1 && teacher->K <= TRAIN_MAX_TOPK && teacher->temp > 0 &&
+                               teacher->kl_weight >= 0 && teacher->kl_weight <= 1 && (targets || teacher->kl_weight == 1)));
     for (int n = 0; n < N; n++) TANDEM_ASSERT(inputs[n] >= 0 && inputs[n] < V);
 
     train_embedding_forward(a->res, inputs, m->w.embed_tokens, N, C);
@@ -266,13 +275,25 @@ float train_forward(train_model *m, const int32_t *inputs, const int32_t *target
     }
     train_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res + (size_t)c->n_layers * NC, m->w.norm, N, C, c->rms_eps);
     train_linear_forward(a->logits, a->lnf, m->w.lm_head, N, C, V);
-    if (!targets) return 0.0f;
-
-    for (int n = 0; n < N; n++) TANDEM_ASSERT(targets[n] < V);
-    m->n_counted = train_crossentropy_forward(a->losses, a->logits, targets, N, V);
-    double sum = 0;
-    for (int n = 0; n < N; n++) sum += a->losses[n];
-    return m->n_counted ? (float)(sum / m->n_counted) : 0.0f;
+    double ce = 0, kl = 0;
+    if (targets) {
+        for (int n = 0; n < N; n++) TANDEM_ASSERT(targets[n] < V);
+        m->n_counted = train_crossentropy_forward(a->losses, a->logits, targets, N, V);
+        for (int n = 0; n < N; n++) ce += a->losses[n];
+        ce = m->n_counted ? ce / m->n_counted : 0;
+    }
+    if (!teacher) return (float)ce;
+    const int K = teacher->K;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < K; i++) TANDEM_ASSERT(teacher->ids[(size_t)n * K + i] < V);
+    train_kl_topk_forward(a->kl_losses, a->logits, teacher->ids, teacher->logits, teacher->temp, N, V, K);
+    for (int n = 0; n < N; n++)
+        if (teacher->ids[(size_t)n * K] >= 0) {
+            kl += a->kl_losses[n];
+            m->n_kl++;
+        }
+    kl = m->n_kl ? kl / m->n_kl : 0;
+    return (float)((1.0 - teacher->kl_weight) * ce + teacher->kl_weight * kl);
 }
 
 void train_zero_grad(train_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
@@ -285,11 +306,31 @@ void train_backward(train_model *m) {
     const int Hq = c->n_heads, Hkv = c->n_kv_heads, QD = Hq * hd, KD = Hkv * hd;
     const size_t NC = (size_t)N * C, att_size = (size_t)B * Hq * T * T;
     train_acts *a = &m->a;
-    TANDEM_ASSERT(m->targets != NULL);
-    if (m->n_counted == 0) return;
+    const train_teacher *teacher = m->teacher;
+    TANDEM_ASSERT(m->targets != NULL || teacher != NULL);
+    if (m->n_counted == 0 && m->n_kl == 0) return;
 
-    /* loss = mean(losses): dloss_n = 1 / counted; logits become dlogits in place */
-    train_crossentropy_backward(a->logits, a->logits, m->targets, 1.0f / (float)m->n_counted, N, V);
+    if (!teacher) {
+        /* loss = mean(losses): dloss_n = 1 / counted; logits become dlogits in place */
+        train_crossentropy_backward(a->logits, a->logits, m->targets, 1.0f / (float)m->n_counted, N, V);
+    } else {
+        /* loss = (1 − w)·mean(CE) + w·mean(KL): each row's logits are set aside in zrow, then both gradients are
+         * accumulated into the zeroed row (a row without a target or a teacher gets none from that term) */
+        const int K = teacher->K;
+        const float w = teacher->kl_weight;
+        const float ce_scale = m->n_counted ? (1.0f - w) / (float)m->n_counted : 0.0f;
+        const float kl_scale = m->n_kl ? w / (float)m->n_kl : 0.0f;
+        for (int n = 0; n < N; n++) {
+            float *row = a->logits + (size_t)n * V;
+            memcpy(a->zrow, row, (size_t)V * sizeof(float));
+            memset(row, 0, (size_t)V * sizeof(float));
+            if (m->targets && ce_scale > 0)
+                train_crossentropy_backward(row, a->zrow, m->targets + n, ce_scale, 1, V);
+            if (teacher->ids[(size_t)n * K] >= 0 && kl_scale > 0)
+                train_kl_topk_backward(row, a->zrow, teacher->ids + (size_t)n * K, teacher->logits + (size_t)n * K,
+                                       teacher->temp, kl_scale, 1, V, K);
+        }
+    }
     /* forward: logits = lnf · lm_headᵀ */
     memset(a->dln, 0, NC * sizeof(float));
     train_linear_backward(a->dln, m->g.lm_head, a->logits, a->lnf, m->w.lm_head, N, C, V);

@@ -66,7 +66,9 @@ typedef struct train_acts {
     float *lnf;        /* (N, dim) final norm output */
     float *lnf_rstd;   /* (N) */
     float *logits;     /* (N, vocab_size); the backward pass turns it into dlogits in place */
-    float *losses;     /* (N) per-position loss */
+    float *losses;     /* (N) per-position cross-entropy */
+    float *kl_losses;  /* (N) per-position KL to the teacher (distillation) */
+    float *zrow;       /* (vocab_size) one row of logits, kept while its gradient is written over it */
     /* backward scratch, reused by every layer */
     float *dres;       /* (N, dim) gradient of the residual stream */
     float *dln;        /* (N, dim) */
@@ -98,7 +100,19 @@ typedef struct train_model {
     int32_t B, T;
     const int32_t *inputs, *targets;  /* borrowed (B, T) until backward */
     int32_t n_counted;                /* non-ignored targets */
+    const struct train_teacher *teacher;  /* borrowed until backward, or NULL */
+    int32_t n_kl;                     /* positions with a teacher distribution */
 } train_model;
+
+/* A teacher's top-k next-token logits per position, for distillation: loss = (1 − kl_weight)·CE + kl_weight·KL,
+ * each a mean (CE over counted targets, KL over positions whose first teacher id is ≥ 0). */
+typedef struct train_teacher {
+    const int32_t *ids;     /* (B, T, K) top-k token ids; −1 marks an unused slot */
+    const float *logits;    /* (B, T, K) the teacher's logits for those ids */
+    int32_t K;              /* 1 … TRAIN_MAX_TOPK */
+    float temp;             /* softmax temperature of both distributions */
+    float kl_weight;        /* 0 … 1 */
+} train_teacher;
 
 /* Allocates parameters (zeroed), gradients, moments and activations for batches up to max_B × max_T.
  * cfg is checked (dims positive, heads divisible, head_dim even). */
@@ -119,6 +133,9 @@ tandem_status train_model_copy_from(train_model *m, const qwen3_model *src, cons
 /* Forward over inputs (B, T) (B ≤ max_B, T ≤ max_T). With targets (B, T) (negative = ignored) returns the mean
  * cross-entropy over counted targets; without, 0 and only logits. inputs/targets stay borrowed until backward. */
 float train_forward(train_model *m, const int32_t *inputs, const int32_t *targets, int32_t B, int32_t T);
+/* The same with a teacher (may be NULL; targets may then be NULL with kl_weight 1): returns the mixed loss above. */
+float train_forward_distill(train_model *m, const int32_t *inputs, const int32_t *targets,
+                            const train_teacher *teacher, int32_t B, int32_t T);
 void train_zero_grad(train_model *m);
 /* Accumulates into grads the gradient of the mean loss of the last forward (which had targets). */
 void train_backward(train_model *m);

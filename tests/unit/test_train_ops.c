@@ -1,5 +1,6 @@
 /* test_train_ops.c — every training op's backward against central finite differences of its forward, sgemm against
- * the naive matmul, the whole model's backward against finite differences, the schedule, and checkpoint resume. */
+ * the naive matmul, the whole model's backward (cross-entropy, and mixed with teacher KL) against finite differences,
+ * the schedule, and checkpoint resume. */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -245,13 +246,13 @@ static qwen3_config tiny_config(bool tied) {
     return cfg;
 }
 
-typedef struct model_ctx { train_model *m; const int32_t *in, *tg; int B, T; } model_ctx;
+typedef struct model_ctx { train_model *m; const int32_t *in, *tg; const train_teacher *teacher; int B, T; } model_ctx;
 static double model_loss(void *p) {
     model_ctx *c = p;
-    return train_forward(c->m, c->in, c->tg, c->B, c->T);
+    return train_forward_distill(c->m, c->in, c->tg, c->teacher, c->B, c->T);
 }
 
-static void test_model(bool tied) {
+static void test_model(bool tied, bool distill) {
     qwen3_config cfg = tiny_config(tied);
     train_model m;
     CHECK_OK(train_model_init(&m, &cfg, 2, 5));
@@ -261,8 +262,17 @@ static void test_model(bool tied) {
         if (m.tensors[i].n_dims == 1)
             for (size_t j = 0; j < m.tensors[i].numel; j++) m.params[m.tensors[i].offset + j] += 0.3f * uniform();
     const int32_t in[10] = {1, 5, 12, 0, 7, 3, 3, 9, 2, 11}, tg[10] = {5, 12, 0, 7, -1, 3, 9, 2, 11, 4};
-    model_ctx c = {&m, in, tg, 2, 5};
-    train_forward(&m, in, tg, 2, 5);
+    /* teacher top-3 per position (one position without a teacher), loss = 0.4·CE + 0.6·KL at temperature 2 */
+    int32_t tids[30];
+    float tl[30];
+    for (int i = 0; i < 30; i++) {
+        tids[i] = (i * 7 + 3) % 13;
+        tl[i] = 2.0f * uniform();
+    }
+    tids[12] = -1;  /* position 4: no teacher distribution */
+    const train_teacher teacher = {tids, tl, 3, 2.0f, 0.6f};
+    model_ctx c = {&m, in, tg, distill ? &teacher : NULL, 2, 5};
+    model_loss(&c);
     train_zero_grad(&m);
     train_backward(&m);
     float *grads = malloc(m.n_params * sizeof(float));
@@ -360,8 +370,9 @@ int main(void) {
     test_attention(1, 4, 2, 2, 8);
     test_swiglu_residual();
     test_losses();
-    test_model(true);
-    test_model(false);
+    test_model(true, false);
+    test_model(false, false);
+    test_model(false, true);
     test_schedule_clip();
     test_checkpoint();
     return test_summary();
