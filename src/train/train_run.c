@@ -77,6 +77,17 @@ typedef struct train_options {
 static tandem_status resolve_options(const tandem_train_params *p, const json_t *train, const char *path,
                                      train_options *o) {
     tandem_status st;
+    /* a misspelt key would silently fall back to a default: refuse it */
+    static const char *const KEYS[] = {"steps", "batch", "seq", "warmup", "seed", "val_every", "checkpoint_every",
+                                       "lr", "lr_min", "weight_decay", "beta1", "beta2", "eps", "clip", "val_frac"};
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)train, key, val) {
+        size_t k = 0;
+        while (k < sizeof KEYS / sizeof KEYS[0] && strcmp(KEYS[k], key)) k++;
+        if (k == sizeof KEYS / sizeof KEYS[0])
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: train.%s is not a training option", path, key);
+    }
     o->steps = p->steps, o->batch = p->batch, o->seq = p->seq, o->warmup = p->warmup, o->seed = p->seed;
     o->val_every = p->val_every, o->checkpoint_every = p->checkpoint_every;
     o->lr = p->lr, o->lr_min = p->lr_min, o->weight_decay = p->weight_decay, o->beta1 = p->beta1;
@@ -144,12 +155,17 @@ tandem_status train_read_text(const char *path, char **out, size_t *len) {
     return TANDEM_OK;
 }
 
-/* B sequences of T+1 consecutive tokens from *pos on (wrapping to 0 when the next would not fit), as inputs
- * (B, T) and their next tokens as targets (B, T). */
+/* B sequences of T+1 consecutive tokens from *pos on, as inputs (B, T) and their next tokens as targets (B, T).
+ * When the next would not fit, a new pass over the text starts at a random offset below T, so that successive
+ * passes cut the text into different windows. */
 static void next_batch(int32_t *inputs, int32_t *targets, const int32_t *tokens, int64_t n_tokens, int64_t *pos,
-                       int B, int T) {
+                       train_rng *rng, int B, int T) {
     for (int b = 0; b < B; b++) {
-        if (*pos + T + 1 > n_tokens) *pos = 0;
+        if (*pos + T + 1 > n_tokens) {
+            const int64_t slack = n_tokens - (T + 1);  /* ≥ 0: checked at the start */
+            const int64_t span = slack < T - 1 ? slack : T - 1;
+            *pos = span > 0 ? (int64_t)(train_rng_next(rng) % (uint64_t)(span + 1)) : 0;
+        }
         memcpy(inputs + (size_t)b * T, tokens + *pos, (size_t)T * sizeof(int32_t));
         memcpy(targets + (size_t)b * T, tokens + *pos + 1, (size_t)T * sizeof(int32_t));
         *pos += T;
@@ -350,7 +366,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     const int64_t first_step = prog.step;
     while (prog.step < o.steps) {
         const int64_t s = prog.step;
-        next_batch(inputs, targets, tokens, n_train, &prog.data_pos, B, T);
+        next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
         const float loss = train_forward(&m, inputs, targets, B, T);
         train_zero_grad(&m);
         train_backward(&m);

@@ -156,6 +156,11 @@ def _bad_case(tmp_path, case):
         c["train"] = {"lr": "fast"}
         cfg.write_text(json.dumps(c))
         named, needle = cfg, "train.lr must be a number"
+    elif case == "misspelt train option":
+        c = json.loads(cfg.read_text())
+        c["train"] = {"stpes": 10}
+        cfg.write_text(json.dumps(c))
+        named, needle = cfg, "train.stpes is not a training option"
     elif case == "vocab smaller than tokenizer":
         base["config"] = write_config(tmp_path, vocab_size=300)
         named, needle = TOKENIZER, "vocab_size is 300"
@@ -180,7 +185,7 @@ def _bad_case(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["empty data", "data shorter than a sequence", "held-out split too short",
-                                  "missing data", "heads not divisible", "zero hidden size", "bad train object",
+                                  "missing data", "heads not divisible", "zero hidden size", "bad train object", "misspelt train option",
                                   "vocab smaller than tokenizer", "unreadable tokenizer", "missing tokenizer",
                                   "output exists", "output folder missing"])
 def test_train_bad_input(run_tandem, tmp_path, case):
@@ -237,3 +242,16 @@ def test_train_with_real_qwen3_tokenizer(tmp_path, run_tandem, qwen3_tokenizer_d
     b = run_tandem("tokenize", "-m", qwen3_tokenizer_dir, "-f", text).stdout
     assert a == b and len(a.split()) > 10
     assert "chat template: yes" in run_tandem("info", out).stdout
+
+
+def test_train_options_from_config_and_flags(tmp_path, run_tandem):
+    """The config's "train" object sets options; a flag wins over it."""
+    (tmp_path / "data.txt").write_text(PATTERN * 20)
+    cfg = write_config(tmp_path, num_hidden_layers=1)
+    c = json.loads(cfg.read_text())
+    c["train"] = {"steps": 2, "batch": 1, "seq": 16, "val_every": 1, "val_frac": 0.5}
+    cfg.write_text(json.dumps(c))
+    base = ["train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", TOKENIZER]
+    steps = lambda out: re.findall(r"^step (\d+): train loss", out, re.M)
+    assert steps(run_tandem(*base, "-o", tmp_path / "a.gguf").stdout) == ["1", "2"]
+    assert steps(run_tandem(*base, "-o", tmp_path / "b.gguf", "--steps", 3).stdout) == ["1", "2", "3"]
