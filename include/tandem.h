@@ -272,7 +272,7 @@ void tandem_gen_result_free(tandem_gen_result *result);
 typedef struct tandem_train_progress {
     int64_t step;          /* steps done, 1 … n_steps */
     int64_t n_steps;
-    float loss;            /* mean cross-entropy of this step's batch */
+    float loss;            /* mean cross-entropy of this step's batches */
     float val_loss;        /* mean cross-entropy on the held-out split; NaN when not measured at this step */
     float lr;              /* learning rate used by this step */
     float grad_norm;       /* global gradient norm before clipping */
@@ -297,7 +297,8 @@ typedef struct tandem_train_params {
     bool force;                  /* overwrite output_path */
     tandem_type out_type;        /* F32 [default], F16, BF16 or a quantized type (per-tensor rules: the converter) */
     int64_t steps;               /* optimiser steps [1000] */
-    int32_t batch;               /* sequences per step [8] */
+    int32_t batch;               /* sequences per micro-batch [8] */
+    int32_t accum;               /* micro-batches whose gradients are averaged per step [1] */
     int32_t seq;                 /* tokens per sequence [128] */
     float lr;                    /* peak learning rate [1e-3] */
     float lr_min;                /* end of the cosine decay [lr/10] */

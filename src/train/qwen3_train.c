@@ -102,6 +102,7 @@ tandem_status train_model_init(train_model *m, const qwen3_config *cfg, int32_t 
     if (max_B < 1 || max_T < 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "train_model_init: batch %d × seq %d must be ≥ 1", max_B, max_T);
     m->cfg = *cfg;
+    m->loss_scale = 1.0f;
     m->max_B = max_B;
     m->max_T = max_T;
     m->tensors = calloc((size_t)c->n_layers * 11 + 3, sizeof *m->tensors);
@@ -312,14 +313,14 @@ void train_backward(train_model *m) {
 
     if (!teacher) {
         /* loss = mean(losses): dloss_n = 1 / counted; logits become dlogits in place */
-        train_crossentropy_backward(a->logits, a->logits, m->targets, 1.0f / (float)m->n_counted, N, V);
+        train_crossentropy_backward(a->logits, a->logits, m->targets, m->loss_scale / (float)m->n_counted, N, V);
     } else {
         /* loss = (1 − w)·mean(CE) + w·mean(KL): each row's logits are set aside in zrow, then both gradients are
          * accumulated into the zeroed row (a row without a target or a teacher gets none from that term) */
         const int K = teacher->K;
         const float w = teacher->kl_weight;
-        const float ce_scale = m->n_counted ? (1.0f - w) / (float)m->n_counted : 0.0f;
-        const float kl_scale = m->n_kl ? w / (float)m->n_kl : 0.0f;
+        const float ce_scale = m->n_counted ? m->loss_scale * (1.0f - w) / (float)m->n_counted : 0.0f;
+        const float kl_scale = m->n_kl ? m->loss_scale * w / (float)m->n_kl : 0.0f;
         for (int n = 0; n < N; n++) {
             float *row = a->logits + (size_t)n * V;
             memcpy(a->zrow, row, (size_t)V * sizeof(float));

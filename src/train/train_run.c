@@ -18,7 +18,7 @@ tandem_train_params tandem_train_default_params(void) {
     memset(&p, 0, sizeof p);
     p.out_type = TANDEM_TYPE_F32;
     p.steps = p.warmup = p.seed = p.val_every = p.checkpoint_every = -1;
-    p.batch = p.seq = -1;
+    p.batch = p.seq = p.accum = -1;
     p.lr = p.lr_min = p.weight_decay = p.beta1 = p.beta2 = p.eps = p.clip = p.val_frac = NAN;
     return p;
 }
@@ -70,7 +70,7 @@ static tandem_status opt_float(const json_t *train, const char *path, const char
 }
 
 typedef struct train_options {
-    int64_t steps, batch, seq, warmup, seed, val_every, checkpoint_every;
+    int64_t steps, batch, seq, accum, warmup, seed, val_every, checkpoint_every;
     float lr, lr_min, weight_decay, beta1, beta2, eps, clip, val_frac;
 } train_options;
 
@@ -79,7 +79,8 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
     tandem_status st;
     /* a misspelt key would silently fall back to a default: refuse it */
     static const char *const KEYS[] = {"steps", "batch", "seq", "warmup", "seed", "val_every", "checkpoint_every",
-                                       "lr", "lr_min", "weight_decay", "beta1", "beta2", "eps", "clip", "val_frac"};
+                                       "lr", "lr_min", "weight_decay", "beta1", "beta2", "eps", "clip", "val_frac",
+                                       "accum"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)train, key, val) {
@@ -88,13 +89,14 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
         if (k == sizeof KEYS / sizeof KEYS[0])
             return tandem_fail(TANDEM_ERR_FORMAT, "%s: train.%s is not a training option", path, key);
     }
-    o->steps = p->steps, o->batch = p->batch, o->seq = p->seq, o->warmup = p->warmup, o->seed = p->seed;
+    o->steps = p->steps, o->batch = p->batch, o->seq = p->seq, o->accum = p->accum, o->warmup = p->warmup, o->seed = p->seed;
     o->val_every = p->val_every, o->checkpoint_every = p->checkpoint_every;
     o->lr = p->lr, o->lr_min = p->lr_min, o->weight_decay = p->weight_decay, o->beta1 = p->beta1;
     o->beta2 = p->beta2, o->eps = p->eps, o->clip = p->clip, o->val_frac = p->val_frac;
     if ((st = opt_int(train, path, "steps", &o->steps, 1000, 1, 1LL << 40, "--steps")) ||
         (st = opt_int(train, path, "batch", &o->batch, 8, 1, 1 << 16, "--batch")) ||
         (st = opt_int(train, path, "seq", &o->seq, 128, 1, 1 << 20, "--seq")) ||
+        (st = opt_int(train, path, "accum", &o->accum, 1, 1, 1 << 16, "--accum")) ||
         (st = opt_int(train, path, "warmup", &o->warmup, o->steps / 10 < 100 ? o->steps / 10 : 100, 0, 1LL << 40,
                       "--warmup")) ||
         (st = opt_int(train, path, "seed", &o->seed, 1, 0, INT64_MAX, "--seed")) ||
@@ -366,10 +368,15 @@ tandem_status tandem_train(const tandem_train_params *p) {
     const int64_t first_step = prog.step;
     while (prog.step < o.steps) {
         const int64_t s = prog.step;
-        next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
-        const float loss = train_forward(&m, inputs, targets, B, T);
+        /* gradient accumulation: the mean of `accum` micro-batches' gradients */
         train_zero_grad(&m);
-        train_backward(&m);
+        m.loss_scale = 1.0f / (float)o.accum;
+        float loss = 0;
+        for (int64_t micro = 0; micro < o.accum; micro++) {
+            next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
+            loss += train_forward(&m, inputs, targets, B, T) / (float)o.accum;
+            train_backward(&m);
+        }
         const float norm = train_clip_grad_norm(&m, o.clip);
         train_adamw opt = base_opt;
         opt.lr = train_lr_schedule(s, o.warmup, o.steps, o.lr, o.lr_min);
@@ -386,7 +393,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
             rep.val_loss = validation_loss(&m, inputs, targets, tokens + n_train, n_val, B, T);
         rep.elapsed_s = (now_ms() - t0) / 1000.0;
         const double done_steps = (double)(prog.step - first_step);
-        rep.tokens_per_s = rep.elapsed_s > 0 ? done_steps * B * T / rep.elapsed_s : 0;
+        rep.tokens_per_s = rep.elapsed_s > 0 ? done_steps * (double)o.accum * B * T / rep.elapsed_s : 0;
         rep.eta_s = rep.elapsed_s / done_steps * (double)(o.steps - prog.step);
         const bool go_on = !p->on_progress || p->on_progress(&rep, p->user);
         if (p->checkpoint_path && (!go_on || prog.step % o.checkpoint_every == 0 || prog.step == o.steps))

@@ -255,3 +255,25 @@ def test_train_options_from_config_and_flags(tmp_path, run_tandem):
     steps = lambda out: re.findall(r"^step (\d+): train loss", out, re.M)
     assert steps(run_tandem(*base, "-o", tmp_path / "a.gguf").stdout) == ["1", "2"]
     assert steps(run_tandem(*base, "-o", tmp_path / "b.gguf", "--steps", 3).stdout) == ["1", "2", "3"]
+
+
+def test_train_accumulation_equals_larger_batch(tmp_path, run_tandem):
+    """--batch 1 --accum 2 reads the same windows as --batch 2 and averages the same gradients: the same weights up to
+    float summation order, which AdamW's g/sqrt(v) amplifies where gradients are tiny (the gradients themselves are
+    compared in test_train_ops.c); a run on other data lands far away."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+    (tmp_path / "data.txt").write_text(PATTERN * 20)
+    cfg = write_config(tmp_path, num_hidden_layers=1)
+    base = ["train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", TOKENIZER, "--steps", 3,
+            "--seq", 16, "--lr", 1e-3, "--warmup", 1]
+    run_tandem(*base, "--batch", 2, "-o", tmp_path / "a.gguf")
+    run_tandem(*base, "--batch", 1, "--accum", 2, "-o", tmp_path / "b.gguf")
+    run_tandem(*base, "--batch", 1, "-o", tmp_path / "c.gguf")
+    a, b, c = (gguf.GGUFReader(str(tmp_path / f"{x}.gguf")) for x in "abc")
+    worst_ab = worst_ac = 0.0
+    for ta, tb, tc in zip(a.tensors, b.tensors, c.tensors):
+        scale = float(np.abs(ta.data).max())
+        worst_ab = max(worst_ab, float(np.abs(ta.data - tb.data).max()) / scale)
+        worst_ac = max(worst_ac, float(np.abs(ta.data - tc.data).max()) / scale)
+    assert worst_ab < 3e-3 and worst_ac > 10 * worst_ab, (worst_ab, worst_ac)

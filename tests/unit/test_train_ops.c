@@ -287,6 +287,36 @@ static void test_model(bool tied, bool distill) {
     train_model_free(&m);
 }
 
+/* ---- gradient accumulation: two halves with loss_scale 1/2 give the gradient of the whole batch ---- */
+
+static void test_accumulation(void) {
+    qwen3_config cfg = tiny_config(false);
+    train_model m;
+    CHECK_OK(train_model_init(&m, &cfg, 2, 5));
+    train_rng r = {11};
+    train_model_init_random(&m, &r, 0.5f);
+    const int32_t in[10] = {1, 5, 12, 0, 7, 3, 3, 9, 2, 11}, tg[10] = {5, 12, 0, 7, 4, 3, 9, 2, 11, 4};
+    train_forward(&m, in, tg, 2, 5);
+    train_zero_grad(&m);
+    train_backward(&m);
+    float *whole = malloc(m.n_params * sizeof(float));
+    memcpy(whole, m.grads, m.n_params * sizeof(float));
+    train_zero_grad(&m);
+    m.loss_scale = 0.5f;
+    for (int half = 0; half < 2; half++) {
+        train_forward(&m, in + 5 * half, tg + 5 * half, 1, 5);
+        train_backward(&m);
+    }
+    double max_diff = 0, max_ref = 0;
+    for (size_t i = 0; i < m.n_params; i++) {
+        max_diff = fmax(max_diff, fabs((double)m.grads[i] - whole[i]));
+        max_ref = fmax(max_ref, fabs((double)whole[i]));
+    }
+    CHECK_MSG(max_diff <= 1e-5 * max_ref, "accumulated gradient differs by %.3g (max %.3g)", max_diff, max_ref);
+    free(whole);
+    train_model_free(&m);
+}
+
 /* ---- schedule, clipping ---- */
 
 static void test_schedule_clip(void) {
@@ -373,6 +403,7 @@ int main(void) {
     test_model(true, false);
     test_model(false, false);
     test_model(false, true);
+    test_accumulation();
     test_schedule_clip();
     test_checkpoint();
     return test_summary();

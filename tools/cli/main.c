@@ -511,14 +511,15 @@ static const char TRAIN_HELP[] =
     "Trains a Qwen3 model in full precision (AdamW, warm-up + cosine schedule, gradient clipping) on next-token\n"
     "prediction over TEXT and writes it as GGUF with the tokenizer and chat template, ready for 'tandem run'.\n"
     "  --config PATH          HF-style config.json (model dims); an optional \"train\" object there sets any of\n"
-    "                         the options below by name (steps, batch, seq, lr, lr_min, warmup, weight_decay,\n"
+    "                         the options below by name (steps, batch, accum, seq, lr, lr_min, warmup, weight_decay,\n"
     "                         clip, seed, val_every, val_frac, checkpoint_every); flags win over it\n"
     "  --data PATH            UTF-8 training text\n"
     "  --tokenizer PATH       tokenizer.json folder/file or GGUF (default: the --init model)\n"
     "  -o, --output PATH      output GGUF (refused if it exists, unless --force)\n"
     "  --init MODEL           continue training the weights of MODEL (GGUF or HF folder) instead of a random init\n"
     "  --steps N              optimiser steps (default 1000)\n"
-    "  --batch N              sequences per step (default 8)\n"
+    "  --batch N              sequences per micro-batch (default 8)\n"
+    "  --accum N              micro-batches per step, gradients averaged (default 1; batch x accum per step)\n"
     "  --seq N                tokens per sequence (default 128)\n"
     "  --lr F                 peak learning rate (default 1e-3)\n"
     "  --lr-min F             learning rate at the end of the cosine decay (default lr/10)\n"
@@ -587,6 +588,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(f, "--init")) p.init_path = take_value(&a, f);
         else if (!strcmp(f, "--steps")) p.steps = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--batch")) p.batch = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 16);
+        else if (!strcmp(f, "--accum")) p.accum = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 16);
         else if (!strcmp(f, "--seq")) p.seq = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
         else if (!strcmp(f, "--lr")) p.lr = (float)parse_float(&a, f, take_value(&a, f), 1e-12, 10);
         else if (!strcmp(f, "--lr-min")) p.lr_min = (float)parse_float(&a, f, take_value(&a, f), 0, 10);
