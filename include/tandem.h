@@ -292,6 +292,12 @@ typedef struct tandem_train_params {
     const char *tokenizer_path;  /* tokenizer.json folder/file or GGUF; written into the output (default: init_path) */
     const char *init_path;       /* NULL: random init (N(0, 0.02²), norms 1); else a model (GGUF or HF folder) whose
                                   * weights training continues from */
+    const char *teacher_path;    /* NULL, or a model of the same vocabulary whose top-k next-token logits the student
+                                  * also learns (online distillation, e.g. healing a pruned model): loss =
+                                  * (1 − kl_weight)·CE + kl_weight·KL(teacher ‖ student) */
+    int32_t topk;                /* teacher logits kept per position [32] */
+    float kl_weight;             /* [0.5] */
+    float kl_temp;               /* softmax temperature of both distributions in the KL [1] */
     const char *checkpoint_path; /* NULL: no checkpoints */
     bool resume;                 /* continue from checkpoint_path when that file exists */
     bool force;                  /* overwrite output_path */

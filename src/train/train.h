@@ -202,4 +202,24 @@ typedef struct model_source {
 tandem_status model_source_open(model_source *s, const char *path);
 void model_source_close(model_source *s);  /* accepts a zeroed struct */
 
+/* ---- a teacher for online distillation (teacher.c) ---- */
+
+typedef struct train_teacher_model {
+    model_source src;
+    thread_pool *pool;
+    qwen3_state *state;   /* n_ctx = n_batch = T */
+    float *logits;        /* (T, vocab_size) one sequence's logits */
+    int32_t *ids;         /* (B, T, K) top-k ids of the last batch */
+    float *top;           /* (B, T, K) their logits */
+    int32_t K;
+} train_teacher_model;
+/* Opens the teacher (same vocab_size as the student, else TANDEM_ERR_MISMATCH) for batches up to B × T. */
+tandem_status train_teacher_open(train_teacher_model *t, const char *path, const qwen3_config *student, int B, int T,
+                                 int K, int n_threads);
+void train_teacher_close(train_teacher_model *t);  /* accepts a zeroed struct */
+/* The K ≤ n largest of z (n) into ids, vals (K), in no particular order (a min-heap of the best K so far). */
+void train_top_k(int32_t *ids, float *vals, const float *z, int n, int K);
+/* The teacher's top-K logits at every position of inputs (B, T) into t->ids / t->top. */
+void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int T);
+
 #endif

@@ -18,8 +18,9 @@ tandem_train_params tandem_train_default_params(void) {
     memset(&p, 0, sizeof p);
     p.out_type = TANDEM_TYPE_F32;
     p.steps = p.warmup = p.seed = p.val_every = p.checkpoint_every = -1;
-    p.batch = p.seq = p.accum = -1;
+    p.batch = p.seq = p.accum = p.topk = -1;
     p.lr = p.lr_min = p.weight_decay = p.beta1 = p.beta2 = p.eps = p.clip = p.val_frac = NAN;
+    p.kl_weight = p.kl_temp = NAN;
     return p;
 }
 
@@ -70,8 +71,8 @@ static tandem_status opt_float(const json_t *train, const char *path, const char
 }
 
 typedef struct train_options {
-    int64_t steps, batch, seq, accum, warmup, seed, val_every, checkpoint_every;
-    float lr, lr_min, weight_decay, beta1, beta2, eps, clip, val_frac;
+    int64_t steps, batch, seq, accum, warmup, seed, val_every, checkpoint_every, topk;
+    float lr, lr_min, weight_decay, beta1, beta2, eps, clip, val_frac, kl_weight, kl_temp;
 } train_options;
 
 static tandem_status resolve_options(const tandem_train_params *p, const json_t *train, const char *path,
@@ -80,7 +81,7 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
     /* a misspelt key would silently fall back to a default: refuse it */
     static const char *const KEYS[] = {"steps", "batch", "seq", "warmup", "seed", "val_every", "checkpoint_every",
                                        "lr", "lr_min", "weight_decay", "beta1", "beta2", "eps", "clip", "val_frac",
-                                       "accum"};
+                                       "accum", "topk", "kl_weight", "kl_temp"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)train, key, val) {
@@ -93,10 +94,14 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
     o->val_every = p->val_every, o->checkpoint_every = p->checkpoint_every;
     o->lr = p->lr, o->lr_min = p->lr_min, o->weight_decay = p->weight_decay, o->beta1 = p->beta1;
     o->beta2 = p->beta2, o->eps = p->eps, o->clip = p->clip, o->val_frac = p->val_frac;
+    o->topk = p->topk, o->kl_weight = p->kl_weight, o->kl_temp = p->kl_temp;
     if ((st = opt_int(train, path, "steps", &o->steps, 1000, 1, 1LL << 40, "--steps")) ||
         (st = opt_int(train, path, "batch", &o->batch, 8, 1, 1 << 16, "--batch")) ||
         (st = opt_int(train, path, "seq", &o->seq, 128, 1, 1 << 20, "--seq")) ||
         (st = opt_int(train, path, "accum", &o->accum, 1, 1, 1 << 16, "--accum")) ||
+        (st = opt_int(train, path, "topk", &o->topk, 32, 1, TRAIN_MAX_TOPK, "--topk")) ||
+        (st = opt_float(train, path, "kl_weight", &o->kl_weight, 0.5f, 0, 1, false, "--kl-weight")) ||
+        (st = opt_float(train, path, "kl_temp", &o->kl_temp, 1.0f, 0, 100, true, "--kl-temp")) ||
         (st = opt_int(train, path, "warmup", &o->warmup, o->steps / 10 < 100 ? o->steps / 10 : 100, 0, 1LL << 40,
                       "--warmup")) ||
         (st = opt_int(train, path, "seed", &o->seed, 1, 0, INT64_MAX, "--seed")) ||
@@ -262,6 +267,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     tandem_tokenizer *tok = NULL;
     model_source init = {0};
     bool init_open = false;
+    train_teacher_model teacher = {0};
     train_model m = {0};
     qwen3_config cfg;
     train_options o;
@@ -329,6 +335,10 @@ tandem_status tandem_train(const tandem_train_params *p) {
 
     /* model, weights, optional resume */
     if ((st = train_model_init(&m, &cfg, B, T))) goto done;
+    const int n_threads = p->n_threads > 0 ? p->n_threads : cpu_count();
+    if (p->teacher_path && (st = train_teacher_open(&teacher, p->teacher_path, &cfg, B, T, (int)o.topk, n_threads)))
+        goto done;
+    const train_teacher kl = {teacher.ids, teacher.top, teacher.K, o.kl_temp, o.kl_weight};
     inputs = malloc((size_t)B * T * sizeof *inputs);
     targets = malloc((size_t)B * T * sizeof *targets);
     if (!inputs || !targets) {
@@ -362,7 +372,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
         rng.state = saved.rng_state;
     }
 
-    openblas_set_num_threads(p->n_threads > 0 ? p->n_threads : cpu_count());
+    openblas_set_num_threads(n_threads);
     const train_adamw base_opt = {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
     const double t0 = now_ms();
     const int64_t first_step = prog.step;
@@ -374,7 +384,8 @@ tandem_status tandem_train(const tandem_train_params *p) {
         float loss = 0;
         for (int64_t micro = 0; micro < o.accum; micro++) {
             next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
-            loss += train_forward(&m, inputs, targets, B, T) / (float)o.accum;
+            if (p->teacher_path) train_teacher_run(&teacher, inputs, B, T);
+            loss += train_forward_distill(&m, inputs, targets, p->teacher_path ? &kl : NULL, B, T) / (float)o.accum;
             train_backward(&m);
         }
         const float norm = train_clip_grad_norm(&m, o.clip);
@@ -420,6 +431,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     st = train_export_gguf(&m, p->output_path, p->out_type, name, tokenizer_path);
 done:
     if (init_open) model_source_close(&init);
+    train_teacher_close(&teacher);
     train_model_free(&m);
     tandem_tokenizer_free(tok);
     tandem_free(tokens);

@@ -277,3 +277,29 @@ def test_train_accumulation_equals_larger_batch(tmp_path, run_tandem):
         worst_ab = max(worst_ab, float(np.abs(ta.data - tb.data).max()) / scale)
         worst_ac = max(worst_ac, float(np.abs(ta.data - tc.data).max()) / scale)
     assert worst_ab < 3e-3 and worst_ac > 10 * worst_ab, (worst_ab, worst_ac)
+
+
+def test_train_distill_from_teacher(trained, run_tandem, tmp_path):
+    """A smaller student trained on the teacher's top-k distribution alone (--kl-weight 1: the text's own next tokens
+    carry no weight) learns the pattern the teacher knows."""
+    d, teacher, _ = trained
+    cfg = write_config(tmp_path, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)
+    out = tmp_path / "student.gguf"
+    cp = run_tandem("train", "--config", cfg, "--data", d / "data.txt", "--tokenizer", TOKENIZER, "-o", out,
+                    "--teacher", teacher, "--kl-weight", 1, "--topk", 8, "--steps", 120, "--batch", 4, "--seq", 32,
+                    "--lr", 1e-2, "--warmup", 10)
+    first, last = summary(cp.stdout)
+    assert last < 0.2 * first, cp.stdout
+    prompt = PATTERN + "one two three"
+    text = run_tandem("run", "-m", out, "-p", prompt, "-n", 12, "--temp", 0).stdout.rstrip("\n")
+    assert len(text) >= 20 and (PATTERN * 3)[len(prompt):].startswith(text), text
+
+
+def test_train_teacher_with_other_vocabulary_is_refused(trained, run_tandem, tmp_path):
+    d, teacher, _ = trained
+    cfg = write_config(tmp_path, vocab_size=512)
+    out = tmp_path / "s.gguf"
+    cp = run_tandem("train", "--config", cfg, "--data", d / "data.txt", "--tokenizer", TOKENIZER, "-o", out,
+                    "--teacher", teacher, "--steps", 1, "--batch", 1, "--seq", 16, check=False)
+    assert cp.returncode == 1 and str(teacher) in cp.stderr and "vocab_size 448 differs" in cp.stderr, cp.stderr
+    assert not out.exists()

@@ -512,11 +512,17 @@ static const char TRAIN_HELP[] =
     "prediction over TEXT and writes it as GGUF with the tokenizer and chat template, ready for 'tandem run'.\n"
     "  --config PATH          HF-style config.json (model dims); an optional \"train\" object there sets any of\n"
     "                         the options below by name (steps, batch, accum, seq, lr, lr_min, warmup, weight_decay,\n"
-    "                         clip, seed, val_every, val_frac, checkpoint_every); flags win over it\n"
+    "                         clip, seed, val_every, val_frac, checkpoint_every, topk, kl_weight, kl_temp);\n"
+    "                         flags win over it\n"
     "  --data PATH            UTF-8 training text\n"
     "  --tokenizer PATH       tokenizer.json folder/file or GGUF (default: the --init model)\n"
     "  -o, --output PATH      output GGUF (refused if it exists, unless --force)\n"
     "  --init MODEL           continue training the weights of MODEL (GGUF or HF folder) instead of a random init\n"
+    "  --teacher MODEL        also learn MODEL's next-token distribution (online distillation, same vocabulary):\n"
+    "                         loss = (1-w) x cross-entropy + w x KL(teacher top-k || student)\n"
+    "  --kl-weight W          w (default 0.5)\n"
+    "  --topk K               teacher logits kept per position (default 32)\n"
+    "  --kl-temp T            temperature of both distributions in the KL (default 1)\n"
     "  --steps N              optimiser steps (default 1000)\n"
     "  --batch N              sequences per micro-batch (default 8)\n"
     "  --accum N              micro-batches per step, gradients averaged (default 1; batch x accum per step)\n"
@@ -586,6 +592,10 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(f, "--tokenizer")) p.tokenizer_path = take_value(&a, f);
         else if (!strcmp(f, "-o") || !strcmp(f, "--output")) p.output_path = take_value(&a, f);
         else if (!strcmp(f, "--init")) p.init_path = take_value(&a, f);
+        else if (!strcmp(f, "--teacher")) p.teacher_path = take_value(&a, f);
+        else if (!strcmp(f, "--kl-weight")) p.kl_weight = (float)parse_float(&a, f, take_value(&a, f), 0, 1);
+        else if (!strcmp(f, "--topk")) p.topk = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 256);
+        else if (!strcmp(f, "--kl-temp")) p.kl_temp = (float)parse_float(&a, f, take_value(&a, f), 1e-3, 100);
         else if (!strcmp(f, "--steps")) p.steps = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--batch")) p.batch = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 16);
         else if (!strcmp(f, "--accum")) p.accum = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 16);
