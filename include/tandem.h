@@ -367,6 +367,100 @@ tandem_status tandem_perplexity(tandem_model *model, const char *text, size_t le
 tandem_status tandem_kld(tandem_model *model, tandem_model *ref, const char *text, size_t len,
                          const tandem_eval_params *params, tandem_quality_result *result);
 
+/* ---- training (src/train) ---- */
+
+/* Reported after every optimiser step. */
+typedef struct tandem_train_progress {
+    int64_t step;          /* steps done, 1 … n_steps */
+    int64_t n_steps;
+    float loss;            /* mean cross-entropy of this step's batches */
+    float val_loss;        /* mean cross-entropy on the held-out split; NaN when not measured at this step */
+    float lr;              /* learning rate used by this step */
+    float grad_norm;       /* global gradient norm before clipping */
+    double tokens_per_s;   /* training tokens per second since the start (or resume) */
+    double elapsed_s, eta_s;
+} tandem_train_progress;
+/* Return false to stop: the run saves its checkpoint (when it has a path) and returns TANDEM_ERR_ABORTED. */
+typedef bool (*tandem_train_callback)(const tandem_train_progress *p, void *user);
+
+/* Fields left at their "unset" value (integers −1, floats NaN, as tandem_train_default_params returns) take the
+ * value of the same key in the config's "train" object, else tandem's default (in brackets). */
+typedef struct tandem_train_params {
+    const char *config_path;     /* HF-style config.json: model dims, plus an optional "train" object with the keys
+                                  * below; may be NULL with init_path (the dims of that model) */
+    const char *data_path;       /* UTF-8 training text */
+    const char *output_path;     /* the trained model, GGUF */
+    const char *tokenizer_path;  /* tokenizer.json folder/file or GGUF; written into the output (default: init_path) */
+    const char *init_path;       /* NULL: random init (N(0, 0.02²), norms 1); else a model (GGUF or HF folder) whose
+                                  * weights training continues from */
+    const char *teacher_path;    /* NULL, or a model of the same vocabulary whose top-k next-token logits the student
+                                  * also learns (online distillation, e.g. healing a pruned model): loss =
+                                  * (1 − kl_weight)·CE + kl_weight·KL(teacher ‖ student) */
+    int32_t topk;                /* teacher logits kept per position [32] */
+    float kl_weight;             /* [0.5] */
+    float kl_temp;               /* softmax temperature of both distributions in the KL [1] */
+    const char *checkpoint_path; /* NULL: no checkpoints */
+    bool resume;                 /* continue from checkpoint_path when that file exists */
+    bool force;                  /* overwrite output_path */
+    tandem_type out_type;        /* F32 [default], F16, BF16 or a quantized type (per-tensor rules: the converter) */
+    int64_t steps;               /* optimiser steps [1000] */
+    int32_t batch;               /* sequences per micro-batch [8] */
+    int32_t accum;               /* micro-batches whose gradients are averaged per step [1] */
+    int32_t seq;                 /* tokens per sequence [128] */
+    float lr;                    /* peak learning rate [1e-3] */
+    float lr_min;                /* end of the cosine decay [lr/10] */
+    int64_t warmup;              /* linear warm-up steps [min(100, steps/10)] */
+    float weight_decay;          /* AdamW decoupled decay on matrices, never on norms [0.1] */
+    float beta1, beta2, eps;     /* AdamW [0.9, 0.95, 1e-8] */
+    float clip;                  /* global gradient-norm clip, 0 = off [1.0] */
+    int64_t seed;                /* initialisation seed [1] */
+    int64_t val_every;           /* validation loss every K steps (and at the end), 0 = off [0] */
+    float val_frac;              /* fraction of the tokens held out (the end of the text) [0.1 when validating] */
+    int64_t checkpoint_every;    /* steps between checkpoints [100; and on stop] */
+    int32_t n_threads;           /* OpenBLAS threads; 0 = all cores */
+    tandem_train_callback on_progress;  /* may be NULL */
+    void *user;
+} tandem_train_params;
+tandem_train_params tandem_train_default_params(void);
+
+/* Trains a Qwen3 model (full parameters, FP32 master weights, AdamW with warm-up + cosine schedule, gradient
+ * clipping) on next-token cross-entropy over the tokenized text and writes it as GGUF (temp file + rename; an
+ * existing output is refused unless force). Errors name the file and the reason; nothing is written on failure. */
+tandem_status tandem_train(const tandem_train_params *params);
+
+/* ---- depth pruning (src/train/prune.c) ---- */
+
+/* Runs calibration text through a model and measures, for every block of n consecutive layers starting at layer l,
+ * the angular distance arccos(cos(h_l, h_{l+n})) / π between the hidden state entering layer l and the one leaving
+ * layer l+n−1, averaged over tokens (Gromov et al., arXiv 2403.17887); removes the block of `n_remove` layers with the
+ * smallest distance (or the explicit `layers`) and writes the shallower model as GGUF, same weight types, tokenizer
+ * and template carried over. */
+typedef struct tandem_prune_params {
+    const char *model_path;     /* GGUF or HF folder */
+    const char *calib_path;     /* UTF-8 calibration text */
+    const char *output_path;    /* NULL: analyse only */
+    int32_t n_remove;           /* layers to remove as one block (ignored with layers) */
+    const int32_t *layers;      /* explicit layer indices to remove, or NULL */
+    int32_t n_layers_listed;
+    int32_t window;             /* tokens per forward pass (default 256) */
+    int32_t max_tokens;         /* calibration tokens used at most (default 8192) */
+    int32_t n_threads;          /* 0 = all cores */
+    bool force;                 /* overwrite output_path */
+} tandem_prune_params;
+tandem_prune_params tandem_prune_default_params(void);
+
+typedef struct tandem_prune_result {
+    int32_t n_layers;           /* layers of the input model (L) */
+    float *distance;            /* (L, L): distance[l·L + n−1] for the block of n layers from l; NaN where l+n > L.
+                                 * Owned: tandem_prune_result_free */
+    int32_t *removed;           /* the removed layer indices, ascending; owned */
+    int32_t n_removed;
+    int64_t n_tokens;           /* calibration tokens measured */
+    double ppl_before, ppl_after;  /* calibration perplexity of the input and of the pruned model */
+} tandem_prune_result;
+tandem_status tandem_prune(const tandem_prune_params *params, tandem_prune_result *result);
+void tandem_prune_result_free(tandem_prune_result *result);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-              libjansson-dev libpcre2-dev libutf8proc-dev)
+              libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,8 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2" 2>/dev/null; then
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow)
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   python3 -m pip install -q "${PY_PACKAGES[@]}"
 fi

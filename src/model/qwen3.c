@@ -123,6 +123,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
 
     for (int l = 0; l < c->n_layers; l++) {
         const qwen3_layer *L = &m->layers[l];
+        if (s->layer_states) memcpy(s->layer_states + (size_t)l * n * dim, s->x, (size_t)n * dim * sizeof(float));
 
         /* ---- self-attention block ---- */
         for (int t = 0; t < n; t++)
@@ -161,6 +162,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         matmul(pool, s->xb2, s->hb, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
     }
+
+    if (s->layer_states)
+        memcpy(s->layer_states + (size_t)c->n_layers * n * dim, s->x, (size_t)n * dim * sizeof(float));
 
     /* ---- final norm and output head: every position, or only the last ---- */
     if (logits) {

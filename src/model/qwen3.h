@@ -79,6 +79,9 @@ typedef struct qwen3_state {
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
     float *logits;    /* (vocab_size) last position's logits */
     void *block;      /* the single allocation everything above points into */
+    /* Optional, caller-owned, NULL by default: (n_layers+1, n, dim) receives the residual stream entering each layer
+     * and, last, leaving the final layer, for the n tokens of each forward pass (layer-importance analysis). */
+    float *layer_states;
 } qwen3_state;
 
 /* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones. */

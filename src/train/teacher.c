@@ -1,0 +1,90 @@
+/* teacher.c — online distillation targets: a teacher model (GGUF or HF folder, any weight type) runs the inference
+ * forward pass over each training batch, and its top-k logits per position become the student's KL targets. */
+#include <stdlib.h>
+
+#include "train.h"
+
+void train_teacher_close(train_teacher_model *t) {
+    if (!t) return;
+    qwen3_state_free(t->state);
+    thread_pool_free(t->pool);
+    free(t->logits);
+    free(t->ids);
+    free(t->top);
+    model_source_close(&t->src);
+    memset(t, 0, sizeof *t);
+}
+
+tandem_status train_teacher_open(train_teacher_model *t, const char *path, const qwen3_config *student, int B, int T,
+                                 int K, int n_threads) {
+    memset(t, 0, sizeof *t);
+    if (K < 1 || K > TRAIN_MAX_TOPK)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: top-k %d is outside 1..%d", path, K, TRAIN_MAX_TOPK);
+    tandem_status st = model_source_open(&t->src, path);
+    if (st) return st;
+    const int V = t->src.model.cfg.vocab_size;
+    if (V != student->vocab_size) {
+        st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the teacher's vocab_size %d differs from the student's %d", path, V,
+                         student->vocab_size);
+        goto fail;
+    }
+    if (K > V) K = V;
+    t->K = K;
+    if ((st = thread_pool_create(n_threads, &t->pool)) ||
+        (st = qwen3_state_init(&t->src.model, T, T, thread_pool_size(t->pool), false, &t->state)))
+        goto fail;
+    t->logits = malloc((size_t)T * V * sizeof *t->logits);
+    t->ids = malloc((size_t)B * T * K * sizeof *t->ids);
+    t->top = malloc((size_t)B * T * K * sizeof *t->top);
+    if (!t->logits || !t->ids || !t->top) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory for the teacher's logits", path);
+        goto fail;
+    }
+    return TANDEM_OK;
+fail:
+    train_teacher_close(t);
+    return st;
+}
+
+void train_top_k(int32_t *ids, float *vals, const float *z, int n, int K) {
+    for (int i = 0; i < K; i++) {
+        /* the first K, heapified by sifting up */
+        int c = i;
+        ids[c] = i, vals[c] = z[i];
+        while (c > 0 && vals[(c - 1) / 2] > vals[c]) {
+            const int p = (c - 1) / 2;
+            const float tv = vals[p];
+            const int32_t ti = ids[p];
+            vals[p] = vals[c], ids[p] = ids[c], vals[c] = tv, ids[c] = ti;
+            c = p;
+        }
+    }
+    for (int i = K; i < n; i++) {
+        if (z[i] <= vals[0]) continue;
+        vals[0] = z[i], ids[0] = i;
+        int c = 0;  /* sift down */
+        for (;;) {
+            int m = c;
+            const int l = 2 * c + 1, r = l + 1;
+            if (l < K && vals[l] < vals[m]) m = l;
+            if (r < K && vals[r] < vals[m]) m = r;
+            if (m == c) break;
+            const float tv = vals[m];
+            const int32_t ti = ids[m];
+            vals[m] = vals[c], ids[m] = ids[c], vals[c] = tv, ids[c] = ti;
+            c = m;
+        }
+    }
+}
+
+void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int T) {
+    const int V = t->src.model.cfg.vocab_size, K = t->K;
+    for (int b = 0; b < B; b++) {
+        /* each sequence from position 0, like the student's */
+        qwen3_forward(&t->src.model, t->state, t->pool, inputs + (size_t)b * T, T, 0, t->logits);
+        for (int i = 0; i < T; i++) {
+            const size_t row = (size_t)b * T + i;
+            train_top_k(t->ids + row * K, t->top + row * K, t->logits + (size_t)i * V, V, K);
+        }
+    }
+}
