@@ -91,76 +91,44 @@ INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
 }
 ROW_DOT_ACT(dot_q8_0)
 
-/* Q4_0: y = d·(q − 8): Σ = d·dx·Σq·x̂ − 8·d·(dx·Σx̂). */
-INLINE void dot_q4_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+/* Q4_0, Q4_1, Q5_0, Q5_1: unsigned quants q (4 bits, or 5 with a fifth bit from the 32-bit qh field) and
+ * either y = d·(q − zero) (zero 8 or 16) or y = d·q + m. Σ_i y_i·x̂_i = d·dx·Σq·x̂ + (m or −zero·d)·(dx·Σx̂),
+ * the second term once per block through the activation sum s. The arguments after NT are compile-time
+ * constants: the block layout is d, [m], [qh], qs. */
+INLINE void dot_affine32_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT,
+                            const bool HAS_MIN, const bool FIVE) {
+    const int qh_off = HAS_MIN ? 4 : 2, qs_off = qh_off + (FIVE ? 4 : 0), block_bytes = qs_off + 16;
+    const float zero = FIVE ? 16.0f : 8.0f;
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t b = 0; b < cols / 32; b++, w += 18) {
-        const float d = load_f16(w);
-        const __m256i q = unpack_nibbles_32(w + 2);
+    for (int64_t b = 0; b < cols / 32; b++, w += block_bytes) {
+        const float d = load_f16(w), m = HAS_MIN ? load_f16(w + 2) : -zero * d;
+        __m256i q = unpack_nibbles_32(w + qs_off);
+        if (FIVE) q = _mm256_or_si256(q, bits_to_0x10(load_u32(w + qh_off)));
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
-            off[t] += d * a->s;
+            off[t] += m * a->s;
         }
     }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 8.0f * off[t];
+    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
+}
+INLINE void dot_q4_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_affine32_nt(w, x, xs, cols, out, NT, false, false);
+}
+INLINE void dot_q4_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_affine32_nt(w, x, xs, cols, out, NT, true, false);
+}
+INLINE void dot_q5_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_affine32_nt(w, x, xs, cols, out, NT, false, true);
+}
+INLINE void dot_q5_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_affine32_nt(w, x, xs, cols, out, NT, true, true);
 }
 ROW_DOT_ACT(dot_q4_0)
-
-/* Q4_1: y = d·q + m: Σ = d·dx·Σq·x̂ + m·(dx·Σx̂). */
-INLINE void dot_q4_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
-    __m256 acc[MATMUL_TOKENS];
-    float off[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t b = 0; b < cols / 32; b++, w += 20) {
-        const float d = load_f16(w), m = load_f16(w + 2);
-        const __m256i q = unpack_nibbles_32(w + 4);
-        FOR_TOKENS (int t = 0; t < NT; t++) {
-            const act_block *a = x + t * xs + b;
-            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
-            off[t] += m * a->s;
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
-}
 ROW_DOT_ACT(dot_q4_1)
-
-/* Q5_0: y = d·(q − 16), q = nibble | fifth bit << 4. */
-INLINE void dot_q5_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
-    __m256 acc[MATMUL_TOKENS];
-    float off[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t b = 0; b < cols / 32; b++, w += 22) {
-        const float d = load_f16(w);
-        const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 6), bits_to_0x10(load_u32(w + 2)));
-        FOR_TOKENS (int t = 0; t < NT; t++) {
-            const act_block *a = x + t * xs + b;
-            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
-            off[t] += d * a->s;
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 16.0f * off[t];
-}
 ROW_DOT_ACT(dot_q5_0)
-
-/* Q5_1: y = d·q + m, q 5-bit. */
-INLINE void dot_q5_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
-    __m256 acc[MATMUL_TOKENS];
-    float off[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t b = 0; b < cols / 32; b++, w += 24) {
-        const float d = load_f16(w), m = load_f16(w + 2);
-        const __m256i q = _mm256_or_si256(unpack_nibbles_32(w + 8), bits_to_0x10(load_u32(w + 4)));
-        FOR_TOKENS (int t = 0; t < NT; t++) {
-            const act_block *a = x + t * xs + b;
-            acc[t] = _mm256_fmadd_ps(dot_u8s8(q, load256(a->q)), _mm256_set1_ps(d * a->d), acc[t]);
-            off[t] += m * a->s;
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) + off[t];
-}
 ROW_DOT_ACT(dot_q5_1)
 
 /* IQ4_NL: y = d·K[q], the 16-entry codebook looked up with one byte shuffle. */
@@ -201,50 +169,28 @@ INLINE void k4_scales(const uint8_t *s, float d, float dmin, float dsc[8], float
 }
 
 /* Q4_K: y = d·sc·q − dmin·mn per 32-element sub-block; chunk c's 32 bytes hold sub-block 2c in the low
- * nibbles and 2c+1 in the high ones. */
-INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[MATMUL_TOKENS];
-    float off[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 144) {
-        const float d = load_f16(w), dmin = load_f16(w + 2);
-        float dsc[8], dmn[8];
-        k4_scales(w + 4, d, dmin, dsc, dmn);
-        for (int c = 0; c < 4; c++) {
-            const __m256i raw = load256(w + 16 + 32 * c);
-            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
-            FOR_TOKENS (int t = 0; t < NT; t++) {
-                const act_block *a = x + t * xs + 8 * sb + 2 * c;
-                acc[t] = _mm256_fmadd_ps(dot_u8s8(lo, load256(a[0].q)), _mm256_set1_ps(d0 * a[0].d), acc[t]);
-                acc[t] = _mm256_fmadd_ps(dot_u8s8(hi, load256(a[1].q)), _mm256_set1_ps(d1 * a[1].d), acc[t]);
-                off[t] += n0 * a[0].s + n1 * a[1].s;
-            }
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
-}
-ROW_DOT_ACT(dot_q4_K)
-
-/* Q5_K: Q4_K plus a fifth bit: chunk c takes bits 2c (low sub-block) and 2c+1 of the 32 qh bytes. */
-INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+ * nibbles and 2c+1 in the high ones. Q5_K is the same plus a fifth bit: chunk c takes bits 2c (low
+ * sub-block) and 2c+1 of the 32 qh bytes. FIVE is a compile-time constant. */
+INLINE void dot_k4_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT,
+                      const bool FIVE) {
+    const int block_bytes = FIVE ? 176 : 144, qs_off = FIVE ? 48 : 16;
     const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
     __m256 acc[MATMUL_TOKENS];
     float off[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps(), off[t] = 0.0f;
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 176) {
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += block_bytes) {
         const float d = load_f16(w), dmin = load_f16(w + 2);
         float dsc[8], dmn[8];
         k4_scales(w + 4, d, dmin, dsc, dmn);
-        const __m256i qh = load256(w + 16);
+        const __m256i qh = FIVE ? load256(w + 16) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
-            const __m256i raw = load256(w + 48 + 32 * c);
-            const __m256i bit_lo = _mm256_set1_epi8((char)(1 << (2 * c))), bit_hi = _mm256_set1_epi8((char)(2 << (2 * c)));
-            const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), b5);
-            const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), b5);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
+            const __m256i raw = load256(w + qs_off + 32 * c);
+            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (FIVE) {
+                const __m256i bit_lo = _mm256_set1_epi8((char)(1 << (2 * c))), bit_hi = _mm256_set1_epi8((char)(2 << (2 * c)));
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), b5));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), b5));
+            }
             const float d0 = dsc[2 * c], d1 = dsc[2 * c + 1], n0 = dmn[2 * c], n1 = dmn[2 * c + 1];
             FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = x + t * xs + 8 * sb + 2 * c;
@@ -256,6 +202,13 @@ INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     }
     FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - off[t];
 }
+INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_k4_nt(w, x, xs, cols, out, NT, false);
+}
+INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_k4_nt(w, x, xs, cols, out, NT, true);
+}
+ROW_DOT_ACT(dot_q4_K)
 ROW_DOT_ACT(dot_q5_K)
 
 /* Q6_K: y = d·sc·(q − 32) with a signed 8-bit scale per 16 elements. Half h (128 elements) takes low

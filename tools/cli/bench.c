@@ -136,12 +136,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--curve")) curve = true;
         else if (!strcmp(f, "--json")) json = true;
-        else if (!strcmp(f, "-md") || !strcmp(f, "--draft")) draft_path = take_value(&a, f);
-        else if (!strcmp(f, "--draft-max")) spec.draft_max = (int)parse_int(&a, f, take_value(&a, f), 1, 64);
-        else if (!strcmp(f, "--draft-min")) spec.draft_min = (int)parse_int(&a, f, take_value(&a, f), 0, 64);
-        else if (!strcmp(f, "--draft-p-min")) spec.draft_p_min = (float)parse_float(&a, f, take_value(&a, f), 0, 1);
-        else if (!strcmp(f, "--draft-fixed")) spec.adaptive = false;
-        else if (!strcmp(f, "--lookup")) spec.lookup_ngram = (int)parse_int(&a, f, take_value(&a, f), 1, 16);
+        else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("bench", "unknown option '%s'", f);
     }
     if (!model_path) die_usage("bench", "missing -m MODEL");

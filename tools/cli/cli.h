@@ -29,6 +29,9 @@ char *read_file(const char *cmd, const char *path, size_t *len);
 /* Prints obj as one ASCII line and releases it. */
 void print_json_line(json_t *obj);
 
+/* -md/--draft, --draft-max, --draft-min, --draft-p-min, --draft-fixed, --lookup: true if f was one. */
+bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path);
+
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);     /* convert.c */
 int cmd_quantize(int argc, char **argv);

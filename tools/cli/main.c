@@ -130,6 +130,19 @@ static json_t *text_json(const char *s, size_t n) {
     return j;
 }
 
+/* ---- speculative decoding options, shared by run and bench ---- */
+
+bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path) {
+    if (!strcmp(f, "-md") || !strcmp(f, "--draft")) *draft_path = take_value(a, f);
+    else if (!strcmp(f, "--draft-max")) spec->draft_max = (int)parse_int(a, f, take_value(a, f), 1, 64);
+    else if (!strcmp(f, "--draft-min")) spec->draft_min = (int)parse_int(a, f, take_value(a, f), 0, 64);
+    else if (!strcmp(f, "--draft-p-min")) spec->draft_p_min = (float)parse_float(a, f, take_value(a, f), 0, 1);
+    else if (!strcmp(f, "--draft-fixed")) spec->adaptive = false;
+    else if (!strcmp(f, "--lookup")) spec->lookup_ngram = (int)parse_int(a, f, take_value(a, f), 1, 16);
+    else return false;
+    return true;
+}
+
 /* ---- tandem run ---- */
 
 static const char RUN_HELP[] =
@@ -207,12 +220,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) exact = true;
-        else if (!strcmp(f, "-md") || !strcmp(f, "--draft")) draft_path = take_value(&a, f);
-        else if (!strcmp(f, "--draft-max")) spec.draft_max = (int)parse_int(&a, f, take_value(&a, f), 1, 64);
-        else if (!strcmp(f, "--draft-min")) spec.draft_min = (int)parse_int(&a, f, take_value(&a, f), 0, 64);
-        else if (!strcmp(f, "--draft-p-min")) spec.draft_p_min = (float)parse_float(&a, f, take_value(&a, f), 0, 1);
-        else if (!strcmp(f, "--draft-fixed")) spec.adaptive = false;
-        else if (!strcmp(f, "--lookup")) spec.lookup_ngram = (int)parse_int(&a, f, take_value(&a, f), 1, 16);
+        else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("run", "unknown option '%s'", f);
     }
     if (!model_path) die_usage("run", "missing -m MODEL");
