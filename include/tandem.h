@@ -274,6 +274,99 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
                               const tandem_gen_params *params, tandem_gen_result *result);
 void tandem_gen_result_free(tandem_gen_result *result);
 
+
+/* ---- converting and quantizing weights ---- */
+
+/* Reports the progress of a long job: done out of total units of the named stage ("convert": weights
+ * written, in elements; "evaluate": chunks scored). Return false to stop the job (it then fails with TANDEM_ERR_ABORTED and leaves no output). */
+typedef bool (*tandem_progress_callback)(const char *stage, int64_t done, int64_t total, void *user);
+
+/* A whole file's weight recipe; the values are llama.cpp's general.file_type labels. The per-tensor types of
+ * each recipe (which tensors get more bits, fallbacks for rows that are not whole blocks) are documented in
+ * README.md ("tandem convert") and src/convert/recipe.c. */
+typedef enum tandem_ftype {
+    TANDEM_FTYPE_F32 = 0,
+    TANDEM_FTYPE_F16 = 1,
+    TANDEM_FTYPE_Q4_0 = 2,
+    TANDEM_FTYPE_Q4_1 = 3,
+    TANDEM_FTYPE_Q8_0 = 7,
+    TANDEM_FTYPE_Q5_0 = 8,
+    TANDEM_FTYPE_Q5_1 = 9,
+    TANDEM_FTYPE_Q2_K = 10,    /* every quantized weight Q2_K (llama-quantize --pure) */
+    TANDEM_FTYPE_Q3_K = 11,    /* every quantized weight Q3_K (labelled Q3_K_S) */
+    TANDEM_FTYPE_Q4_K = 14,    /* every quantized weight Q4_K (labelled Q4_K_S) */
+    TANDEM_FTYPE_Q4_K_M = 15,
+    TANDEM_FTYPE_Q5_K = 16,    /* every quantized weight Q5_K (labelled Q5_K_S) */
+    TANDEM_FTYPE_Q5_K_M = 17,
+    TANDEM_FTYPE_Q6_K = 18,
+    TANDEM_FTYPE_IQ4_NL = 25,
+    TANDEM_FTYPE_BF16 = 32,
+} tandem_ftype;
+
+/* Parses a recipe name, case-insensitively: GGUF names ("F16", "Q8_0", "Q4_K_M", "Q6_K", "IQ4_NL", …) and
+ * optimum-cli's weight formats ("f32", "f16", "bf16", "int8" = Q8_0, "int4" = Q4_1 if asym else Q4_0,
+ * "nf4" = IQ4_NL, "q4_k_m", "q5_k_m", "q6_k"). asym only matters for "int4". */
+tandem_status tandem_ftype_parse(const char *name, bool asym, tandem_ftype *out);
+const char *tandem_ftype_name(tandem_ftype f);  /* "Q4_K_M", …; "?" for an unknown value */
+
+typedef struct tandem_convert_params {
+    tandem_ftype ftype;
+    /* Fraction of the layers' weights (parameters of blk.* matrices) stored at ftype; the other 1 - ratio
+     * are kept in Q8_0, most sensitive tensors first (rule in README.md). 1 = none. Only for 4-6 bit ftypes. */
+    float ratio;
+    bool overwrite;                     /* replace an existing output file (otherwise: TANDEM_ERR_INVALID_ARG) */
+    int32_t n_threads;                  /* 0 = all cores */
+    tandem_progress_callback progress;  /* may be NULL */
+    void *user;
+} tandem_convert_params;
+tandem_convert_params tandem_convert_default_params(void);  /* F16, ratio 1, no overwrite */
+
+/* Hugging Face Qwen3 checkpoint folder (config.json, model.safetensors or shards with
+ * model.safetensors.index.json, tokenizer.json, tokenizer_config.json, optional generation_config.json and
+ * chat_template.jinja) → one GGUF at out_path with llama.cpp's tensor names, metadata and tokenizer keys.
+ * The file is written to a temporary name and renamed at the end: on any failure nothing is left behind.
+ * Tensors are converted one at a time as the file is written (memory: about the largest tensor). */
+tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tandem_convert_params *params);
+/* Re-quantizes a Qwen3 GGUF to params->ftype (tensors already of the chosen type are copied unchanged;
+ * others are dequantized to f32 and quantized again). Metadata is copied; general.file_type and
+ * general.quantization_version are updated. */
+tandem_status tandem_quantize_file(const char *in_path, const char *out_path, const tandem_convert_params *params);
+
+/* ---- quality of a (compressed) model on a text ---- */
+
+/* The text is tokenized (added tokens not parsed) and cut into consecutive chunks of n_ctx tokens; a final
+ * partial chunk is dropped. Each chunk is evaluated from an empty cache and only its second half is scored
+ * (the logits at positions n_ctx/2 … n_ctx-2 predicting the next token), as llama.cpp's perplexity does, so
+ * every scored token sees at least n_ctx/2 tokens of context. */
+typedef struct tandem_eval_params {
+    int32_t n_ctx;       /* chunk length in tokens (default 512; at most the model's context) */
+    int32_t n_batch;     /* tokens per forward pass (default 64) */
+    int32_t max_chunks;  /* 0 = every chunk */
+    bool exact;          /* evaluate with f32 activations (tandem_ctx_params.exact) */
+    tandem_progress_callback progress;  /* stage "evaluate", counted in chunks; may be NULL */
+    void *user;
+} tandem_eval_params;
+tandem_eval_params tandem_eval_default_params(void);
+
+typedef struct tandem_quality_result {
+    int32_t n_chunks;
+    int64_t n_scored;       /* tokens scored */
+    double perplexity;      /* exp(mean negative log-likelihood) of the model */
+    double nll_stderr;      /* standard error of the mean NLL */
+    /* tandem_kld only: */
+    double ref_perplexity;  /* of the reference model */
+    double kld_mean;        /* mean over scored tokens of KL(ref ‖ model) in nats */
+    double kld_stderr;
+    double kld_max;
+    double top1_agreement;  /* fraction of scored tokens where both argmax agree */
+} tandem_quality_result;
+
+tandem_status tandem_perplexity(tandem_model *model, const char *text, size_t len, const tandem_eval_params *params,
+                                tandem_quality_result *result);
+/* Compares model against ref (same vocabulary, same tokenizer) on the same chunks. */
+tandem_status tandem_kld(tandem_model *model, tandem_model *ref, const char *text, size_t len,
+                         const tandem_eval_params *params, tandem_quality_result *result);
+
 /* ---- training (src/train) ---- */
 
 /* Reported after every optimiser step. */

@@ -18,12 +18,14 @@ ninja -C build-asan
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j "$JOBS")
 
-echo "== the CLI's usage and bad-input tests against the sanitizer build"
+echo "== the CLI's usage and bad-input tests (run, convert, quantize, perplexity) against the sanitizer build"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   python3 -m pytest -q tests/integration/test_cli.py tests/integration/test_train.py -k "bad or usage or error or missing"
+TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
+  python3 -m pytest -q tests/integration/test_convert.py -k "bad or force or progress or short"
 
 echo "== ThreadSanitizer build + the C tests that use threads"
-TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden)
+TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden test_convert)
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE_THREAD=ON -DTANDEM_WERROR=ON >/dev/null
 ninja -C build-tsan "${TSAN_TESTS[@]}"
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \

@@ -579,7 +579,9 @@ typedef struct writer_tensor {
     int32_t n_dims;
     int64_t ne[GGUF_MAX_DIMS];
     uint64_t nbytes;
-    const void *data;
+    const void *data;            /* or NULL, and then fill makes the bytes at write time: */
+    gguf_tensor_fill fill;
+    void *fill_user;
 } writer_tensor;
 
 struct gguf_writer {
@@ -587,7 +589,14 @@ struct gguf_writer {
     size_t n_kvs, cap_kvs;
     writer_tensor *tensors;
     size_t n_tensors, cap_tensors;
+    gguf_write_progress progress;  /* may be NULL */
+    void *progress_user;
 };
+
+void gguf_writer_set_progress(gguf_writer *w, gguf_write_progress fn, void *user) {
+    w->progress = fn;
+    w->progress_user = user;
+}
 
 tandem_status gguf_writer_init(gguf_writer **out) {
     *out = calloc(1, sizeof **out);
@@ -746,8 +755,8 @@ tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv) {
     return put_kv(w, kv->key, &b, ok);
 }
 
-tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
-                                     const int64_t *ne, const void *data) {
+static tandem_status add_tensor(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
+                                const int64_t *ne, const void *data, gguf_tensor_fill fill, void *fill_user) {
     const char *shown = name ? name : "";
     size_t name_len = name ? strlen(name) : 0;
     if (name_len == 0 || name_len >= GGUF_MAX_NAME)
@@ -758,12 +767,13 @@ tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_ty
                            n_dims, GGUF_MAX_DIMS);
     if (!tandem_type_known((int32_t)type))
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: tensor '%s': unknown type %d", name, (int)type);
-    if (!data) return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: tensor '%s': no data", name);
+    if (!data && !fill) return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: tensor '%s': no data", name);
     for (size_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0)
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: duplicate tensor '%s'", name);
 
-    writer_tensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}, .data = data};
+    writer_tensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}, .data = data, .fill = fill,
+                       .fill_user = fill_user};
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] < 1)
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: tensor '%s': ne[%d] is %lld", name, d, (ll)ne[d]);
@@ -786,6 +796,17 @@ tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_ty
     if (!t.name) return tandem_fail(TANDEM_ERR_NO_MEMORY, "gguf writer: tensor '%s': out of memory", name);
     w->tensors[w->n_tensors++] = t;
     return TANDEM_OK;
+}
+
+tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
+                                     const int64_t *ne, const void *data) {
+    return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
+}
+
+tandem_status gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
+                                          const int64_t *ne, gguf_tensor_fill fill, void *user) {
+    if (!fill) return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: tensor '%s': no fill function", name ? name : "");
+    return add_tensor(w, name, type, n_dims, ne, NULL, fill, user);
 }
 
 /* The output stream: counts bytes (for padding) and remembers the first write error. */
@@ -830,7 +851,8 @@ static tandem_status writer_alignment(const gguf_writer *w, uint32_t *alignment)
     return TANDEM_OK;
 }
 
-static void write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignment) {
+/* TANDEM_ERR_ABORTED when the progress callback asked to stop; a fill function's failure as it reported it. */
+static tandem_status write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignment) {
     uint32_t version = 3;
     uint64_t n_tensors = w->n_tensors, n_kv = w->n_kvs;
     out_write(o, "GGUF", 4);
@@ -857,10 +879,36 @@ static void write_gguf_body(const gguf_writer *w, out_file *o, uint32_t alignmen
         offset += (t->nbytes + alignment - 1) / alignment * alignment;
     }
     out_pad(o, alignment);
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        out_write(o, w->tensors[i].data, (size_t)w->tensors[i].nbytes);
+    /* tensors made at write time share one buffer, as large as the largest of them */
+    void *buf = NULL;
+    size_t buf_size = 0;
+    tandem_status st = TANDEM_OK;
+    for (size_t i = 0; i < w->n_tensors && !o->error; i++) {
+        const writer_tensor *t = &w->tensors[i];
+        const void *data = t->data;
+        if (t->fill) {
+            if (t->nbytes > buf_size) {
+                void *grown = realloc(buf, (size_t)t->nbytes);
+                if (!grown) {
+                    st = tandem_fail(TANDEM_ERR_NO_MEMORY, "gguf writer: tensor '%s': out of memory for %llu bytes",
+                                     t->name, (unsigned long long)t->nbytes);
+                    break;
+                }
+                buf = grown;
+                buf_size = (size_t)t->nbytes;
+            }
+            if ((st = t->fill(t->fill_user, buf, (size_t)t->nbytes))) break;
+            data = buf;
+        }
+        out_write(o, data, (size_t)t->nbytes);
         out_pad(o, alignment);  /* after every tensor, the last included, as ggml and gguf-py do */
+        if (w->progress && !w->progress(i + 1, w->n_tensors, w->progress_user)) {
+            st = tandem_fail(TANDEM_ERR_ABORTED, "gguf writer: writing was stopped");
+            break;
+        }
     }
+    free(buf);
+    return st;
 }
 
 tandem_status gguf_writer_write(gguf_writer *w, const char *path) {
@@ -888,7 +936,12 @@ tandem_status gguf_writer_write(gguf_writer *w, const char *path) {
         close(fd);
         goto done;
     }
-    write_gguf_body(w, &o, alignment);
+    if ((st = write_gguf_body(w, &o, alignment))) {
+        fclose(o.fp);
+        o.fp = NULL;
+        if (st == TANDEM_ERR_ABORTED) tandem_error_prefix("%s", path);  /* a fill's own message names its source */
+        goto done;
+    }
     if (!o.error && fflush(o.fp) != 0) o.error = errno ? errno : EIO;
     if (!o.error && fsync(fileno(o.fp)) != 0 && errno != EINVAL) o.error = errno;
     if (fclose(o.fp) != 0 && !o.error) o.error = errno ? errno : EIO;

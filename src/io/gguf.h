@@ -93,6 +93,15 @@ tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
 /* ne innermost first (GGUF order). data: nbytes of the tensor, borrowed until gguf_writer_write. */
 tandem_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
                                      const int64_t *ne, const void *data);
+/* Makes a tensor's nbytes bytes at write time into dst (a buffer the writer owns), so that a converter holds
+ * one tensor at a time; a failure (with tandem_fail) stops the write and leaves no file. */
+typedef tandem_status (*gguf_tensor_fill)(void *user, void *dst, size_t nbytes);
+tandem_status gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, tandem_type type, int32_t n_dims,
+                                          const int64_t *ne, gguf_tensor_fill fill, void *user);
+/* Called after each tensor's data is written (done of total tensors); returning false stops the write
+ * (TANDEM_ERR_ABORTED, temporary file removed). */
+typedef bool (*gguf_write_progress)(size_t done, size_t total, void *user);
+void gguf_writer_set_progress(gguf_writer *w, gguf_write_progress fn, void *user);
 /* Writes to "path.tmp.XXXXXX" and renames onto path at the end; a failure leaves no file at path. */
 tandem_status gguf_writer_write(gguf_writer *w, const char *path);
 

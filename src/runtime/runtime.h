@@ -62,4 +62,8 @@ int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q
 tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
                                gen_emitter *e);
 
+/* ---- quality.c: tandem_perplexity / tandem_kld on token ids (the public calls tokenize first) ---- */
+tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int32_t *ids, size_t n_ids,
+                              const tandem_eval_params *params, tandem_quality_result *out);
+
 #endif

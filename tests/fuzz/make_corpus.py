@@ -344,6 +344,10 @@ def main():
             json.dumps({"eos_token": {"content": "<|endoftext|>"},
                         "chat_template": [{"name": "default", "template": "x"}]}).encode())
 
+        # ---- convert: the same seeds as tokenizer_json (its tokenizer files, converted with the golden weights)
+        for name in sorted(os.listdir(os.path.join(CORPUS, "tokenizer_json"))):
+            out("convert", name, read(os.path.join(CORPUS, "tokenizer_json", name)))
+
         # ---- tokenize (max_len 4096): texts
         texts = {
             "english.txt": "Hello world, the quick brown fox jumps over the lazy dog. It'll be fine, they're here.",

@@ -33,5 +33,9 @@ void print_json_line(json_t *obj);
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path);
 
 int cmd_bench(int argc, char **argv);
+int cmd_convert(int argc, char **argv);     /* convert.c */
+int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_kld(int argc, char **argv);
 
 #endif

@@ -1,0 +1,572 @@
+/* convert.c — tandem_convert: a Hugging Face Qwen3 checkpoint folder → one GGUF with llama.cpp's tensor names,
+ * qwen3.* metadata and tokenizer keys (as convert_hf_to_gguf.py writes them), each tensor typed by the recipe. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "convert.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+tandem_convert_params tandem_convert_default_params(void) {
+    return (tandem_convert_params){.ftype = TANDEM_FTYPE_F16, .ratio = 1.0f, .overwrite = false, .n_threads = 0};
+}
+
+/* ---- re-encoding rows through f32 ---- */
+
+typedef struct reencode_job {
+    tandem_type src_type, dst_type;
+    const uint8_t *src;
+    uint8_t *dst;            /* NULL: check only */
+    int64_t n_rows, cols, rows_per_task;
+    size_t src_row_bytes, dst_row_bytes;
+    float *scratch;          /* (threads, cols) */
+    void *aligned;           /* (threads, src_row_bytes) for misaligned float sources */
+    int64_t *bad_row;        /* (tasks) first refused row of each task, or -1 */
+} reencode_job;
+
+static void reencode_task(int task, int thread, void *arg) {
+    reencode_job *j = arg;
+    float *row = j->scratch + (size_t)thread * (size_t)j->cols;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t r1 = r0 + j->rows_per_task < j->n_rows ? r0 + j->rows_per_task : j->n_rows;
+    const bool quantized_dst = tandem_type_block_size(j->dst_type) > 1;
+    const size_t elem = (size_t)tandem_type_size(j->src_type);
+    j->bad_row[task] = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *src = j->src + (size_t)r * j->src_row_bytes;
+        /* safetensors only promises byte offsets; the row kernels read f32/f16 through typed pointers */
+        if (tandem_type_block_size(j->src_type) == 1 && (uintptr_t)src % elem != 0) {
+            uint8_t *copy = (uint8_t *)j->aligned + (size_t)thread * j->src_row_bytes;
+            memcpy(copy, src, j->src_row_bytes);
+            src = copy;
+        }
+        dequantize_row(j->src_type, src, row, j->cols);
+        bool ok = true;
+        for (int64_t i = 0; i < j->cols; i++) {
+            if (!isfinite(row[i])) ok = false;
+            else if (quantized_dst && fabsf(row[i]) < 0x1p-30f) row[i] = 0.0f;
+        }
+        if (ok && quantized_dst) ok = quantize_input_ok(row, j->cols);
+        if (!ok) {
+            j->bad_row[task] = r;
+            return;
+        }
+        if (j->dst) quantize_row(j->dst_type, row, j->dst + (size_t)r * j->dst_row_bytes, j->cols);
+    }
+}
+
+tandem_status reencode_rows(thread_pool *pool, tandem_type src_type, const void *src, tandem_type dst_type, void *dst,
+                            int64_t n_rows, int64_t cols, int64_t *bad_row) {
+    *bad_row = -1;
+    uint64_t src_row_bytes, dst_row_bytes;
+    if (!tandem_type_row_bytes(src_type, cols, &src_row_bytes) || !tandem_type_row_bytes(dst_type, cols, &dst_row_bytes) ||
+        !kernel_can_quantize(dst_type) || !kernel_type_supported(src_type))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "cannot re-encode rows of %lld %s values as %s", (long long)cols,
+                           tandem_type_name(src_type), tandem_type_name(dst_type));
+    const int threads = thread_pool_size(pool);
+    int64_t n_tasks = (int64_t)threads * 4;
+    if (n_tasks > n_rows) n_tasks = n_rows > 0 ? n_rows : 1;
+    reencode_job j = {.src_type = src_type, .dst_type = dst_type, .src = src, .dst = dst, .n_rows = n_rows,
+                      .cols = cols, .rows_per_task = (n_rows + n_tasks - 1) / n_tasks,
+                      .src_row_bytes = (size_t)src_row_bytes, .dst_row_bytes = (size_t)dst_row_bytes};
+    if (j.rows_per_task < 1) j.rows_per_task = 1;
+    j.scratch = malloc((size_t)threads * (size_t)cols * sizeof(float));
+    j.aligned = malloc((size_t)threads * j.src_row_bytes + 16);
+    j.bad_row = malloc((size_t)n_tasks * sizeof *j.bad_row);
+    tandem_status st = TANDEM_OK;
+    if (!j.scratch || !j.aligned || !j.bad_row) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory re-encoding rows of %lld values", (long long)cols);
+        goto done;
+    }
+    thread_pool_run(pool, (int)n_tasks, reencode_task, &j);
+    for (int64_t t = 0; t < n_tasks; t++) {
+        if (j.bad_row[t] >= 0) {
+            *bad_row = j.bad_row[t];
+            st = TANDEM_ERR_FORMAT;  /* the caller words the message: it knows the tensor's name */
+            break;
+        }
+    }
+done:
+    free(j.scratch);
+    free(j.aligned);
+    free(j.bad_row);
+    return st;
+}
+
+/* ---- the HF tensor layout ---- */
+
+typedef struct hf_tensor {
+    char gguf_name[64];
+    char hf_name[96];
+} hf_tensor;
+
+static const char *const BLOCK_NAMES[][2] = {
+    {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},     {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},         {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+    {"attn_output", "self_attn.o_proj"},    {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"},
+};
+enum { N_BLOCK_NAMES = sizeof BLOCK_NAMES / sizeof BLOCK_NAMES[0] };
+
+/* Every tensor of cfg's model, in the order tests/gen/qwen3_gguf.py writes them (llama.cpp reads any order). */
+static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
+    int32_t n = 0;
+#define ADD(g, h) (snprintf(out[n].gguf_name, 64, "%s", g), snprintf(out[n].hf_name, 96, "%s", h), n++)
+    ADD("token_embd.weight", "model.embed_tokens.weight");
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        for (int i = 0; i < N_BLOCK_NAMES; i++) {
+            snprintf(out[n].gguf_name, 64, "blk.%d.%s.weight", l, BLOCK_NAMES[i][0]);
+            snprintf(out[n].hf_name, 96, "model.layers.%d.%s.weight", l, BLOCK_NAMES[i][1]);
+            n++;
+        }
+    }
+    ADD("output_norm.weight", "model.norm.weight");
+    if (!c->tied_embeddings) ADD("output.weight", "lm_head.weight");
+#undef ADD
+    return n;
+}
+
+static const char *shard_path(const st_set *s, const st_tensor *t) { return s->shards[t->shard].path; }
+
+/* Every checkpoint tensor must be one tandem knows, in a dtype it can read. */
+static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config *c, const hf_tensor *layout,
+                                            int32_t n) {
+    for (int64_t i = 0; i < s->n_tensors; i++) {
+        const st_tensor *t = &s->tensors[i];
+        bool known = false;
+        for (int32_t k = 0; k < n && !known; k++) known = !strcmp(layout[k].hf_name, t->name);
+        size_t len = strlen(t->name);
+        static const char INV_FREQ[] = ".rotary_emb.inv_freq";  /* a buffer older checkpoints saved; recomputed */
+        if (!known && len >= sizeof INV_FREQ - 1 && !strcmp(t->name + len - (sizeof INV_FREQ - 1), INV_FREQ)) continue;
+        if (!known && c->tied_embeddings && !strcmp(t->name, "lm_head.weight")) continue;  /* equals the embeddings */
+        if (!known)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': unknown tensor name for a Qwen3 checkpoint",
+                               shard_path(s, t), t->name);
+        if (t->type < 0)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16 or BF16)",
+                               shard_path(s, t), t->name, t->dtype);
+    }
+    return TANDEM_OK;
+}
+
+/* ---- tokenizer keys ---- */
+
+/* The id of a special token named in tokenizer_config.json (a string or {"content": …}); -1 if absent. */
+static int64_t config_token_id(const json_t *cfg, const char *key, const json_t *added, const json_t *vocab) {
+    const json_t *v = json_object_get(cfg, key);
+    const char *content = json_is_string(v) ? json_string_value(v) : json_get_string(v, "content");
+    if (!content) return -1;
+    size_t i;
+    json_t *a;
+    json_array_foreach(added, i, a) {
+        const char *c = json_get_string(a, "content");
+        int64_t id;
+        if (c && !strcmp(c, content) && json_get_int(a, "id", &id)) return id;
+    }
+    json_t *id = json_object_get(vocab, content);
+    return json_is_integer(id) ? json_integer_value(id) : -1;
+}
+
+/* config.json's fallback for a special id: an integer, or the first of a list. */
+static int64_t config_json_id(const json_t *config, const char *key) {
+    const json_t *v = json_object_get(config, key);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* A growing byte buffer for the merges. */
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+} text_buf;
+
+static bool text_put(text_buf *b, const char *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        char *g = realloc(b->p, cap);
+        if (!g) return false;
+        b->p = g;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return true;
+}
+
+/* One half of a ["left", "right"] merge, with every ' ' written as 'Ġ' (U+0120), as gguf-py does, so that
+ * the first space separates the halves. */
+static bool text_put_half(text_buf *b, const char *s) {
+    bool ok = true;
+    for (const char *p = s; *p && ok; p++) ok = *p == ' ' ? text_put(b, "\xC4\xA0", 2) : text_put(b, p, 1);
+    return ok;
+}
+
+static const char QWEN2_SPLIT[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* llama.cpp names the pre-tokenizer by the regex it splits with; only Qwen2's ("qwen2") is supported. */
+static tandem_status check_pre_tokenizer(const char *path, const json_t *root) {
+    const json_t *pre = json_object_get(root, "pre_tokenizer");
+    const json_t *list = json_object_get(pre, "pretokenizers");
+    const json_t *single[1] = {pre};
+    size_t n = json_is_array(list) ? json_array_size(list) : (pre && !json_is_null(pre) ? 1 : 0);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *p = json_is_array(list) ? json_array_get(list, i) : single[0];
+        const char *type = json_get_string(p, "type");
+        if (!type || strcmp(type, "Split") != 0) continue;
+        const char *re = json_get_string(json_object_get(p, "pattern"), "Regex");
+        if (!re || strcmp(re, QWEN2_SPLIT) != 0)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                               "%s: pre_tokenizer: the Split pattern is not Qwen2's, so no llama.cpp pre-tokenizer name fits",
+                               path);
+    }
+    return TANDEM_OK;
+}
+
+static tandem_status add_tokenizer_keys(gguf_writer *w, const char *dir, const json_t *config, int32_t vocab_size) {
+    tandem_status st = TANDEM_OK;
+    char *tok_path = path_join(dir, "tokenizer.json"), *cfg_path = path_join(dir, "tokenizer_config.json");
+    char *jinja_path = path_join(dir, "chat_template.jinja");
+    json_t *root = NULL, *cfg = NULL;
+    gguf_str *tokens = NULL, *merges = NULL;
+    int32_t *types = NULL;
+    char *pads = NULL, *jinja = NULL;
+    text_buf mbuf = {0};
+    size_t *merge_off = NULL;
+    if (!tok_path || !cfg_path || !jinja_path) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", dir);
+        goto done;
+    }
+    if ((st = json_load_path(tok_path, &root))) goto done;
+    if (path_exists(cfg_path) && (st = json_load_path(cfg_path, &cfg))) goto done;
+    const json_t *model = json_object_get(root, "model"), *vocab = json_object_get(model, "vocab");
+    const json_t *added = json_object_get(root, "added_tokens"), *merge_list = json_object_get(model, "merges");
+    const char *model_type = json_get_string(model, "type");
+    if (!json_is_object(vocab) || !json_is_array(merge_list) || (model_type && strcmp(model_type, "BPE") != 0)) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: model: expected a BPE model with a vocab object and a merges list",
+                         tok_path);
+        goto done;
+    }
+    if (added && !json_is_array(added)) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: added_tokens must be a list", tok_path);
+        goto done;
+    }
+    if ((st = check_pre_tokenizer(tok_path, root))) goto done;
+
+    /* tokens and types: vocab (NORMAL), added tokens (CONTROL when special or <|…|>-shaped, as llama.cpp's
+     * converter decides, else USER_DEFINED), and [PAD<id>] (UNUSED) up to config.json's vocab_size */
+    enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5 };
+    tokens = calloc((size_t)vocab_size, sizeof *tokens);
+    types = calloc((size_t)vocab_size, sizeof *types);
+    pads = malloc((size_t)vocab_size * 20);
+    if (!tokens || !types || !pads) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", tok_path);
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)vocab, key, v) {
+        int64_t id = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (id < 0 || id >= vocab_size) {
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: model.vocab: token id %lld of '%.40s' is outside 0..%d (vocab_size in config.json)",
+                             tok_path, (long long)id, key, vocab_size - 1);
+            goto done;
+        }
+        tokens[id] = (gguf_str){key, strlen(key)};
+        types[id] = TT_NORMAL;
+    }
+    size_t i;
+    json_array_foreach(added, i, v) {
+        const char *content = json_get_string(v, "content");
+        int64_t id;
+        if (!content || !json_get_int(v, "id", &id) || id < 0 || id >= vocab_size) {
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: added_tokens[%zu]: needs a content and an id inside 0..%d", tok_path,
+                             i, vocab_size - 1);
+            goto done;
+        }
+        bool special = false;
+        json_get_bool(v, "special", &special);
+        size_t len = strlen(content);
+        bool looks_special = len >= 4 && !strncmp(content, "<|", 2) && !strcmp(content + len - 2, "|>");
+        tokens[id] = (gguf_str){content, len};
+        types[id] = special || looks_special ? TT_CONTROL : TT_USER_DEFINED;
+    }
+    for (int32_t id = 0; id < vocab_size; id++) {
+        if (types[id]) continue;
+        char *p = pads + (size_t)id * 20;
+        int n = snprintf(p, 20, "[PAD%d]", id);
+        tokens[id] = (gguf_str){p, (uint64_t)n};
+        types[id] = TT_UNUSED;
+    }
+
+    /* merges: "left right" strings, or ["left", "right"] pairs (tokenizers ≥ 0.20) */
+    size_t n_merges = json_array_size(merge_list);
+    merges = calloc(n_merges ? n_merges : 1, sizeof *merges);
+    merge_off = calloc(n_merges ? n_merges : 1, sizeof *merge_off);
+    if (!merges || !merge_off) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", tok_path);
+        goto done;
+    }
+    json_array_foreach(merge_list, i, v) {
+        merge_off[i] = mbuf.len;
+        bool ok;
+        if (json_is_string(v)) {
+            const char *m = json_string_value(v), *sp = strchr(m, ' ');
+            ok = sp && sp != m && sp[1] && !strchr(sp + 1, ' ') && text_put(&mbuf, m, strlen(m));
+        } else {
+            const char *a = json_string_value(json_array_get(v, 0)), *b = json_string_value(json_array_get(v, 1));
+            ok = json_array_size(v) == 2 && a && b && a[0] && b[0] && text_put_half(&mbuf, a) &&
+                 text_put(&mbuf, " ", 1) && text_put_half(&mbuf, b);
+        }
+        if (!ok) {
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: model.merges[%zu]: not a 'left right' string or a pair of strings",
+                             tok_path, i);
+            goto done;
+        }
+        merges[i].len = mbuf.len - merge_off[i];
+    }
+    for (size_t k = 0; k < n_merges; k++) merges[k].ptr = mbuf.p + merge_off[k];
+
+    /* special ids: tokenizer_config.json's tokens first, then config.json's *_token_id (gguf-py's SpecialVocab) */
+    int64_t eos = config_token_id(cfg, "eos_token", added, vocab), pad = config_token_id(cfg, "pad_token", added, vocab);
+    int64_t bos = config_token_id(cfg, "bos_token", added, vocab);
+    if (eos < 0) eos = config_json_id(config, "eos_token_id");
+    if (pad < 0) pad = config_json_id(config, "pad_token_id");
+    if (bos < 0) bos = config_json_id(config, "bos_token_id");
+    bool add_bos = false;
+    if (cfg) json_get_bool(cfg, "add_bos_token", &add_bos);
+    const char *tmpl = cfg ? json_get_string(cfg, "chat_template") : NULL;
+    if (!tmpl && path_exists(jinja_path)) {
+        mapped_file mf = {0};
+        if ((st = mapped_file_open(jinja_path, &mf))) goto done;
+        jinja = strndup(mf.data ? (const char *)mf.data : "", mf.size);
+        mapped_file_close(&mf);
+        if (!jinja) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", jinja_path);
+            goto done;
+        }
+        tmpl = jinja;
+    }
+
+    if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
+        (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2", 5)) ||
+        (st = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tokens, (size_t)vocab_size)) ||
+        (st = gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)vocab_size)) ||
+        (st = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, n_merges)))
+        goto done;
+    const struct {
+        const char *key;
+        int64_t id;
+    } ids[] = {{"tokenizer.ggml.eos_token_id", eos}, {"tokenizer.ggml.padding_token_id", pad},
+               {"tokenizer.ggml.bos_token_id", bos}};
+    for (int k = 0; k < 3; k++) {
+        if (ids[k].id < 0) continue;
+        if (ids[k].id >= vocab_size) {
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: %s %lld is outside the vocabulary", dir, ids[k].key, (long long)ids[k].id);
+            goto done;
+        }
+        if ((st = gguf_writer_set_u32(w, ids[k].key, (uint32_t)ids[k].id))) goto done;
+    }
+    if ((st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos))) goto done;
+    if (tmpl && (st = gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl)))) goto done;
+done:
+    json_decref(root);
+    json_decref(cfg);
+    free(tokens);
+    free(types);
+    free(pads);
+    free(merges);
+    free(merge_off);
+    free(mbuf.p);
+    free(jinja);
+    free(tok_path);
+    free(cfg_path);
+    free(jinja_path);
+    return st;
+}
+
+/* ---- the output file ---- */
+
+tandem_status convert_check_output(const char *out_path, bool overwrite) {
+    if (!out_path || !out_path[0]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "no output file given");
+    if (path_is_dir(out_path)) return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: is a folder, not a file", out_path);
+    if (path_exists(out_path) && !overwrite)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (not overwritten unless asked to: tandem --force)",
+                           out_path);
+    return TANDEM_OK;
+}
+
+tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, const char *name, tandem_ftype ftype) {
+    tandem_status st;
+    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
+        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
+        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
+        (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) ||
+        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
+        return st;
+    return TANDEM_OK;
+}
+
+/* One tensor made at write time: re-encoded (or checked and copied) into the writer's buffer. */
+typedef struct fill_job {
+    const convert_source *src;
+    tandem_type type;
+    thread_pool *pool;
+    const tandem_convert_params *p;
+    int64_t *done, total;  /* elements, over all tensors */
+} fill_job;
+
+static tandem_status fill_tensor(void *user, void *dst, size_t nbytes) {
+    const fill_job *j = user;
+    const convert_source *s = j->src;
+    const bool same = j->type == s->type;
+    int64_t bad = -1;
+    tandem_status st = TANDEM_OK;
+    /* a tensor copied as it is only needs checking when it comes from an unquantized checkpoint */
+    if (!same || s->check_copies) st = reencode_rows(j->pool, s->type, s->data, j->type, same ? NULL : dst, s->rows,
+                                                     s->cols, &bad);
+    if (st == TANDEM_ERR_FORMAT && bad >= 0)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: tensor '%s': row %lld has values %s cannot store (NaN, infinity or a magnitude above "
+                           "2^30); refusing to convert it",
+                           s->file, s->label, (long long)bad, tandem_type_name(j->type));
+    if (st) return st;
+    if (same) memcpy(dst, s->data, nbytes);
+    *j->done += s->rows * s->cols;
+    if (j->p->progress && !j->p->progress("convert", *j->done, j->total, j->p->user))
+        return tandem_fail(TANDEM_ERR_ABORTED, "%s: stopped", s->file);
+    return TANDEM_OK;
+}
+
+tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
+                                    const tandem_type *types, const char *out_path, const tandem_convert_params *p) {
+    fill_job *jobs = calloc((size_t)(n > 0 ? n : 1), sizeof *jobs);
+    if (!jobs) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", out_path);
+    int64_t total = 0, done = 0;
+    for (int32_t i = 0; i < n; i++) total += src[i].rows * src[i].cols;
+    tandem_status st = TANDEM_OK;
+    for (int32_t i = 0; i < n && !st; i++) {
+        const convert_source *s = &src[i];
+        uint64_t row_bytes;
+        if (!tandem_type_row_bytes(types[i], s->cols, &row_bytes)) {
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tensor '%s': %lld columns are not whole %s blocks", s->file,
+                             s->label, (long long)s->cols, tandem_type_name(types[i]));
+            break;
+        }
+        jobs[i] = (fill_job){.src = s, .type = types[i], .pool = pool, .p = p, .done = &done, .total = total};
+        st = gguf_writer_add_tensor_fill(w, s->gguf_name, types[i], s->n_dims, s->ne, fill_tensor, &jobs[i]);
+    }
+    if (!st) st = gguf_writer_write(w, out_path);
+    free(jobs);
+    return st;
+}
+
+char *convert_base_name(const char *path) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    return strndup(path + start, len - start);
+}
+
+tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tandem_convert_params *params) {
+    tandem_convert_params defaults = tandem_convert_default_params();
+    const tandem_convert_params *p = params ? params : &defaults;
+    if (!hf_dir) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_convert: no checkpoint folder given");
+    tandem_status st = convert_check_output(out_path, p->overwrite);
+    if (st) return st;
+    if (!path_is_dir(hf_dir)) return tandem_fail(TANDEM_ERR_IO, "%s: not a folder (expected a Hugging Face checkpoint)", hf_dir);
+
+    qwen3_config cfg;
+    qwen3_model bound = {0};
+    st_set *set = NULL;
+    tandem_tokenizer *tok = NULL;
+    json_t *config = NULL;
+    gguf_writer *w = NULL;
+    thread_pool *pool = NULL;
+    hf_tensor *layout = NULL;
+    convert_source *src = NULL;
+    planned_tensor *plan = NULL;
+    tandem_type *types = NULL;
+    char *name = NULL;
+    int32_t n = 0;
+    char *config_path = path_join(hf_dir, "config.json");
+    if (!config_path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    if ((st = qwen3_config_from_json(config_path, &cfg)) || (st = json_load_path(config_path, &config))) goto done;
+    if ((st = safetensors_open_dir(hf_dir, &set))) goto done;
+    const size_t max_tensors = 3 + (size_t)cfg.n_layers * N_BLOCK_NAMES;
+    layout = calloc(max_tensors, sizeof *layout);
+    src = calloc(max_tensors, sizeof *src);
+    plan = calloc(max_tensors, sizeof *plan);
+    types = calloc(max_tensors, sizeof *types);
+    name = convert_base_name(hf_dir);
+    if (!layout || !src || !plan || !types || !name) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", hf_dir);
+        goto done;
+    }
+    n = hf_layout(&cfg, layout);
+    /* names and dtypes first (the messages name the shard), then presence and shapes against config.json */
+    if ((st = check_checkpoint_names(set, &cfg, layout, n))) goto done;
+    bound.cfg = cfg;
+    if ((st = qwen3_bind_safetensors(&bound, set, hf_dir))) goto done;
+    if ((st = tokenizer_load_json(hf_dir, &tok))) goto done;
+    if (tandem_tokenizer_vocab_size(tok) > cfg.vocab_size) {
+        st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the tokenizer has %d tokens but config.json's vocab_size is %d", hf_dir,
+                         tandem_tokenizer_vocab_size(tok), cfg.vocab_size);
+        goto done;
+    }
+
+    for (int32_t i = 0; i < n; i++) {
+        const st_tensor *t = safetensors_find(set, layout[i].hf_name);
+        convert_source *s = &src[i];
+        s->gguf_name = layout[i].gguf_name;
+        s->label = t->name;
+        s->file = shard_path(set, t);
+        s->type = (tandem_type)t->type;
+        s->data = t->data;
+        s->n_dims = t->n_dims;
+        s->cols = t->shape[t->n_dims - 1];
+        s->rows = t->n_dims == 2 ? t->shape[0] : 1;
+        for (int d = 0; d < 4; d++) s->ne[d] = d < t->n_dims ? t->shape[t->n_dims - 1 - d] : 1;
+        s->check_copies = true;
+        plan[i] = (planned_tensor){.name = s->gguf_name, .n_dims = t->n_dims, .cols = s->cols,
+                                   .n_elements = s->rows * s->cols};
+        tensor_kind_of(s->gguf_name, &plan[i].kind, &plan[i].layer);
+    }
+    recipe r = {.ftype = p->ftype, .ratio = p->ratio, .n_layers = cfg.n_layers, .n_gqa = cfg.n_heads / cfg.n_kv_heads,
+                .tied = cfg.tied_embeddings};
+    if ((st = recipe_plan(&r, plan, n, types))) goto done;
+    if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
+    if ((st = gguf_writer_init(&w))) goto done;
+    if ((st = convert_add_model_keys(w, &cfg, name, p->ftype))) goto done;
+    if ((st = add_tokenizer_keys(w, hf_dir, config, cfg.vocab_size))) goto done;
+    st = convert_write_tensors(w, pool, src, n, types, out_path, p);
+done:
+    free(types);
+    free(plan);
+    free(src);
+    free(layout);
+    free(name);
+    free(config_path);
+    gguf_writer_free(w);
+    thread_pool_free(pool);
+    tandem_tokenizer_free(tok);
+    qwen3_model_release(&bound);
+    safetensors_close(set);
+    json_decref(config);
+    return st;
+}
