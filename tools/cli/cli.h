@@ -30,5 +30,7 @@ char *read_file(const char *cmd, const char *path, size_t *len);
 void print_json_line(json_t *obj);
 
 int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);    /* synth.c */
+int cmd_distill(int argc, char **argv);  /* distill.c */
 
 #endif

@@ -776,6 +776,8 @@ static const char MAIN_HELP[] =
     "  info         describe a model file or folder\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
+    "  synth        answer a file of prompts with the target (distillation data, speculative, resumable)\n"
+    "  distill      fine-tune a student (e.g. a pruned draft) on synth's answers of a teacher\n"
     "  bench        measure time to first token, prefill and decode speed, verification cost\n";
 
 int main(int argc, char **argv) {
@@ -795,6 +797,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
+    if (!strcmp(cmd, "distill")) return cmd_distill(argc - 1, argv + 1);
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
