@@ -249,7 +249,8 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     int32_t *inputs = NULL, *targets = NULL, *order = NULL, *kl_ids = NULL;
     float *kl_logits = NULL;
     char *name = NULL;
-    const int B = p.batch, T = p.seq;
+    const int B = p.batch;
+    int T = p.seq;
     const int n_threads = p.n_threads > 0 ? p.n_threads : cpu_count();
 
     if ((st = model_source_open(&student, p.student_path))) goto done;
@@ -257,6 +258,10 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     /* the teacher: its vocabulary must be the student's (checked here, before reading the data) */
     if ((st = train_teacher_open(&teacher, p.teacher_path, &cfg, B, T, p.topk, n_threads))) goto done;
     if ((st = read_data(&d, p.data_path, cfg.vocab_size, T))) goto done;
+    /* no wider than the longest answer: padding would cost the student's and the teacher's passes for nothing */
+    int32_t longest = 2;
+    for (int32_t i = 0; i < d.n_rec; i++) longest = d.rec[i].n > longest ? d.rec[i].n : longest;
+    T = longest - 1 < T ? longest - 1 : T;
     const int K = d.K > teacher.K ? d.K : teacher.K;
 
     if ((st = train_model_init(&m, &cfg, B, T)) || (st = train_model_copy_from(&m, &student.model, p.student_path)))
