@@ -3,10 +3,13 @@
 # python3.11-minimal / libpython3.11-stdlib) into train.txt / valid.txt and trains a small byte-level BPE on train.txt.
 """Builds, in OUT (default bench/toy/build):
 
-  train.txt, valid.txt   the *.py files under SRC (default /usr/lib/python3.11, no site-packages), in sorted path
-                         order, each file preceded by a "# file: <relative path>" line; a file goes to valid.txt when
-                         the first byte of sha1(relative path) is below 13 (~5%), a fixed split that does not depend
-                         on which other files exist. The text is never committed: every Debian machine has it.
+  train.txt, valid.txt   the *.py files under SRC (default /usr/lib/python3.11, no site-packages), collected in
+                         sorted path order, each file preceded by a "# file: <relative path>" line; a file goes to
+                         valid.txt when the first byte of sha1(relative path) is below 13 (~5%), a fixed split that
+                         does not depend on which other files exist. Within each file the order is that of
+                         sha1(relative path): tandem train reads its text front to back, and alphabetical order
+                         would feed it one package after another (a short run would see only a… to d…). The text is
+                         never committed: every Debian machine has it.
   tokenizer/tokenizer.json        a byte-level BPE of VOCAB ids (default 4096) trained with Hugging Face
                                   `tokenizers` on train.txt: Qwen2's pre-tokenizer regex and NFC, as Qwen3's
                                   tokenizer.json; the last 26 ids are Qwen3's added tokens (<|endoftext|>,
@@ -57,7 +60,7 @@ def collect(src, max_bytes):
 def write_text(path, files):
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
-        for rel, text in files:
+        for rel, text in sorted(files, key=lambda ft: hashlib.sha1(ft[0].encode()).digest()):
             f.write(f"# file: {rel}\n{text}")
             if not text.endswith("\n"):
                 f.write("\n")
