@@ -385,7 +385,8 @@ typedef bool (*tandem_synth_callback)(const tandem_synth_progress *p, void *user
 typedef struct tandem_synth_params {
     const char *model_path;    /* the target (GGUF or HF folder) */
     const char *draft_path;    /* NULL, or a draft of the same vocabulary for speculative decoding */
-    const char *prompts_path;  /* JSONL: one {"prompt": "…"} object (or a JSON string) per line; blank lines skipped */
+    const char *prompts_path;  /* JSONL: one {"prompt": "…"} object (or a JSON string) per line; blank lines
+                                * skipped */
     const char *output_path;   /* JSONL, appended to: one line per answer */
     int32_t max_tokens;        /* most tokens per answer [256] */
     int32_t topk;              /* > 0: also store the target's top-k (id, logit) per generated token [0] */

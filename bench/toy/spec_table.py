@@ -45,8 +45,8 @@ def main():
     base = None
     for name, draft in rows:
         md = ["-md", str(b / draft)] if draft else []
-        bench = run_json(t + ["bench", "-m", str(b / "target.gguf"), *md, "-p", "96", "-f", str(bench_prompt), "-n", str(a.n), "-r", str(a.r),
-                              "-t", str(a.threads), "--json"])
+        bench = run_json(t + ["bench", "-m", str(b / "target.gguf"), *md, "-p", "96", "-f", str(bench_prompt),
+                              "-n", str(a.n), "-r", str(a.r), "-t", str(a.threads), "--json"])
         tps = bench["decode_tokens_per_s"]
         base = base or tps
         acc, per_pass, c, pred = [], [], [], []

@@ -1,5 +1,6 @@
 /* synth.c — tandem_synth: distillation data. The target answers every prompt of a JSONL file greedily (speculative
- * decoding with a draft when given), one JSON line per answer appended and fsync'd, resumable, optional top-k logits. */
+ * decoding with a draft when given), one JSON line per answer appended and fsync'd, resumable, optional top-k
+ * logits. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>

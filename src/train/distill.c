@@ -190,7 +190,8 @@ static tandem_status read_data(distill_data *d, const char *path, int32_t vocab,
         json_error_t err;
         json_t *j = json_loadb(line, (size_t)len, 0, &err);
         if (!j) st = tandem_fail(TANDEM_ERR_FORMAT, "%s:%lld: not valid JSON: %s", path, (long long)line_no, err.text);
-        else if (!json_is_object(j)) st = tandem_fail(TANDEM_ERR_FORMAT, "%s:%lld: not a JSON object", path, (long long)line_no);
+        else if (!json_is_object(j))
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s:%lld: not a JSON object", path, (long long)line_no);
         else st = add_line(d, j, vocab, T, path, line_no);
         json_decref(j);
     }
@@ -232,8 +233,8 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
         return st;
     if (!(p.lr > 0) || !(p.lr_min >= 0) || !(p.kl_weight >= 0 && p.kl_weight <= 1) || !(p.kl_temp > 0) ||
         !(p.clip >= 0) || !(p.weight_decay >= 0))
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_distill: lr, lr_min, clip, weight decay must be ≥ 0 (lr > 0), "
-                           "kl_weight in 0..1, kl_temp > 0");
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_distill: lr, lr_min, clip, weight decay must be "
+                           "≥ 0 (lr > 0), kl_weight in 0..1, kl_temp > 0");
     if (path_exists(p.output_path) && !p.force)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
                            p.output_path);
