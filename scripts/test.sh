@@ -20,7 +20,8 @@ ninja -C build-asan
 
 echo "== the CLI's usage and bad-input tests (run, convert, quantize, perplexity) against the sanitizer build"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
-  python3 -m pytest -q tests/integration/test_cli.py tests/integration/test_train.py -k "bad or usage or error or missing"
+  python3 -m pytest -q tests/integration/test_cli.py tests/integration/test_train.py tests/integration/test_synth.py \
+    -k "bad or usage or error or missing"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   python3 -m pytest -q tests/integration/test_convert.py -k "bad or force or progress or short"
 

@@ -2,6 +2,7 @@
  * llama.cpp load: llama.cpp tensor names and qwen3.* metadata, plus the tokenizer carried over from its source. */
 #include <jansson.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -274,13 +275,28 @@ tandem_status train_export_gguf(const train_model *m, const char *path, tandem_t
                 goto done;
             }
             converted[i] = buf;
+            float *flushed = NULL;
+            if (tt != TANDEM_TYPE_F16 && tt != TANDEM_TYPE_BF16) {
+                /* weight decay leaves some weights below 2^-30, which the quantizers refuse (their block scales
+                 * could underflow); such a value is far below any quantization step of a trained row: zero it */
+                flushed = malloc((size_t)t->numel * sizeof *flushed);
+                if (!flushed) {
+                    st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory converting '%s'", path, t->name);
+                    goto done;
+                }
+                for (size_t k = 0; k < (size_t)t->numel; k++)
+                    flushed[k] = fabsf(src[k]) < 0x1p-30f ? 0.0f : src[k];
+                src = flushed;
+            }
             if ((tt != TANDEM_TYPE_F16 && tt != TANDEM_TYPE_BF16) && !quantize_input_ok(src, (int64_t)t->numel)) {
+                free(flushed);
                 st = tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' has values outside the quantizers' domain "
                                  "(NaN, infinite or extreme): the training diverged", path, t->name);
                 goto done;
             }
             for (int64_t r = 0; r < rows; r++)
                 quantize_row(tt, src + (size_t)r * cols, buf + (size_t)r * row_bytes, cols);
+            free(flushed);
             data = buf;
         }
         if ((st = gguf_writer_add_tensor(w, t->name, tt, t->n_dims, ne, data))) goto done;

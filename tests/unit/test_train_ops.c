@@ -1,6 +1,7 @@
 /* test_train_ops.c — every training op's backward against central finite differences of its forward, sgemm against
  * the naive matmul, the whole model's backward (cross-entropy, and mixed with teacher KL) against finite differences,
  * the schedule, and checkpoint resume. */
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -407,6 +408,28 @@ static void test_checkpoint(void) {
     train_model_free(&b);
 }
 
+/* Q8_0 export takes weights that weight decay pushed below 2^-30 (flushed to zero) and still refuses NaN. */
+static void test_export_tiny_weights(void) {
+    qwen3_config cfg = {.n_layers = 1, .dim = 32, .ffn_dim = 32, .n_heads = 2, .n_kv_heads = 1, .head_dim = 16,
+                        .vocab_size = 13, .context_length = 64, .rope_theta = 10000.0f, .rms_eps = 1e-6f,
+                        .tied_embeddings = true};
+    train_model m;
+    CHECK_OK(train_model_init(&m, &cfg, 1, 4));
+    train_rng r = {5};
+    train_model_init_random(&m, &r, 0.02f);
+    m.params[m.n_params / 2] = 1e-12f;
+    m.params[m.n_params / 3] = -0x1p-126f;
+    char path[] = "/tmp/tandem_export_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(train_export_gguf(&m, path, TANDEM_TYPE_Q8_0, "tiny", NULL));
+    m.params[m.n_params / 2] = NAN;
+    CHECK_FAILS(train_export_gguf(&m, path, TANDEM_TYPE_Q8_0, "tiny", NULL), TANDEM_ERR_FORMAT, "diverged");
+    unlink(path);
+    train_model_free(&m);
+}
+
 int main(void) {
     test_rmsnorm();
     test_linear();
@@ -424,5 +447,6 @@ int main(void) {
     test_top_k();
     test_schedule_clip();
     test_checkpoint();
+    test_export_tiny_weights();
     return test_summary();
 }

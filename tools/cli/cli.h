@@ -37,5 +37,7 @@ int cmd_convert(int argc, char **argv);     /* convert.c */
 int cmd_quantize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_kld(int argc, char **argv);
+int cmd_synth(int argc, char **argv);    /* synth.c */
+int cmd_distill(int argc, char **argv);  /* distill.c */
 
 #endif

@@ -784,11 +784,13 @@ static const char MAIN_HELP[] =
     "  info         describe a model file or folder\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
-    "  bench        measure time to first token, prefill and decode speed, verification cost\n"
+    "  synth        answer a file of prompts with the target (distillation data, speculative, resumable)\n"
+    "  distill      fine-tune a student (e.g. a pruned draft) on synth's answers of a teacher\n"
     "  convert      Hugging Face checkpoint folder -> GGUF (f16, q8_0, q4_k_m, ...)\n"
     "  quantize     re-quantize a GGUF\n"
     "  perplexity   perplexity of a model on a text\n"
-    "  kld          KL divergence and top-1 agreement of a model against a reference\n";
+    "  kld          KL divergence and top-1 agreement of a model against a reference\n"
+    "  bench        measure time to first token, prefill and decode speed, verification cost\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -811,6 +813,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "kld")) return cmd_kld(argc - 1, argv + 1);
+    if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
+    if (!strcmp(cmd, "distill")) return cmd_distill(argc - 1, argv + 1);
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }

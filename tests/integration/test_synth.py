@@ -1,0 +1,215 @@
+"""tandem synth and tandem distill as a user runs them, and the toy family's tokenizer recipe: synth's answers equal
+plain greedy decoding (tandem run, no draft), its stored top-k agree with the answer, an interrupted output resumes to
+the same file; distill's loss falls and its output runs; bad input fails with the file, line and reason; the BPE
+made by bench/toy/make_data.py tokenizes in tandem exactly as in Hugging Face tokenizers."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_cli import tiny_tensors, write_gguf
+
+TINY = "tied_gqa2"
+PROMPTS = [{"prompt": "hello world"}, "def f(x):", {"prompt": "the cat <|im_end|> sat"}, {"prompt": "é 中文 😀"}]
+
+
+def write_prompts(path, items, blank_lines=True):
+    with open(path, "w", encoding="utf-8") as f:
+        for k, item in enumerate(items):
+            f.write(json.dumps(item) + "\n")
+            if blank_lines and k == 0:
+                f.write("\n")  # skipped, does not count as a prompt
+    return path
+
+
+def read_lines(path):
+    return [json.loads(l) for l in open(path, encoding="utf-8")]
+
+
+def prompt_text(item):
+    return item["prompt"] if isinstance(item, dict) else item
+
+
+def expect_error(run_tandem, args, *needles, code=1):
+    cp = run_tandem(*args, check=False)
+    assert cp.returncode == code, (cp.returncode, cp.stdout, cp.stderr)
+    for n in needles:
+        assert n in cp.stderr, (n, cp.stderr)
+    return cp
+
+
+@pytest.fixture(scope="module")
+def synth_out(tmp_path_factory, run_tandem, models_dir):
+    d = tmp_path_factory.mktemp("synth")
+    prompts = write_prompts(d / "prompts.jsonl", PROMPTS)
+    out = d / "data.jsonl"
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf", "-f", prompts,
+                    "-o", out, "-n", 10, "--topk", 5, "-t", 1)
+    return d, prompts, out, cp.stdout
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_synth_answers_are_the_targets_greedy_output(run_tandem, models_dir, tmp_path, raw):
+    """Against tandem run on the same text, the target alone (no draft), greedy."""
+    prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS)
+    out = tmp_path / "d.jsonl"
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf", "-f", prompts,
+                    "-o", out, "-n", 10, "--draft-max", 3, "--draft-fixed", *(["--raw"] if raw else []))
+    assert "4 prompts, 0 already done, 4 answered" in cp.stdout, cp.stdout
+    lines = read_lines(out)
+    assert [l["index"] for l in lines] == [0, 1, 2, 3]
+    compared = 0
+    for item, line in zip(PROMPTS, lines):
+        text = prompt_text(item)
+        assert line["prompt"] == text and "top_ids" not in line
+        full = text if raw else f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        ref_prompt = json.loads(run_tandem("tokenize", "-m", models_dir / TINY, "--text", full, "--json",
+                                           *(["--no-special"] if raw else [])).stdout)["ids"]
+        assert line["prompt_ids"] == ref_prompt
+        (tmp_path / "full.txt").write_text(full, encoding="utf-8")
+        ref = json.loads(run_tandem("run", "-m", models_dir / TINY, "-f", tmp_path / "full.txt", "-n", 10, "--temp", 0,
+                                    "--json").stdout.strip().splitlines()[-1])
+        if ref["prompt_ids"] == line["prompt_ids"]:  # run parses <|im_end|> in a raw prompt as special; synth not
+            assert line["ids"] == ref["generated_ids"] and line["finish"] == ref["finish_reason"]
+            assert line["text"] == ref["text"]
+            compared += 1
+    assert compared >= 3
+
+
+def test_synth_stores_top_k(synth_out):
+    d, prompts, out, stdout = synth_out
+    lines = read_lines(out)
+    assert len(lines) == len(PROMPTS) and sum(len(l["ids"]) for l in lines) > 0
+    for line in lines:
+        # one row per generated token, logits descending, the greedy choice first
+        assert len(line["top_ids"]) == len(line["ids"]) == len(line["top_logits"])
+        for ids, logits, tok in zip(line["top_ids"], line["top_logits"], line["ids"]):
+            assert len(ids) == 5 and len(set(ids)) == 5
+            assert logits == sorted(logits, reverse=True)
+            assert ids[0] == tok
+
+
+def test_synth_resumes_after_an_interruption(synth_out, run_tandem, models_dir, tmp_path):
+    d, prompts, out, _ = synth_out
+    full = out.read_bytes()
+    lines = full.split(b"\n")
+    # a run that stopped in the middle of writing its second answer
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(lines[0] + b"\n" + lines[1][: len(lines[1]) // 2])
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", cut, "-n", 10, "--topk", 5)
+    assert "1 already done, 3 answered" in cp.stdout, cp.stdout
+    assert cut.read_bytes() == full
+    # everything done: nothing to do, file unchanged
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", cut, "-n", 10, "--topk", 5)
+    assert "4 already done, 0 answered" in cp.stdout and cut.read_bytes() == full
+    # --force starts over
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", cut, "-n", 10, "--topk", 5, "--force")
+    assert "0 already done, 4 answered" in cp.stdout and cut.read_bytes() == full
+
+
+def test_synth_bad_input(run_tandem, models_dir, tmp_path):
+    m = models_dir / TINY
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": "unterminated\n')
+    out = tmp_path / "out.jsonl"
+    expect_error(run_tandem, ["synth", "-m", m, "-f", bad, "-o", out], f"{bad}:2", "not valid JSON")
+    assert not out.exists()
+    bad.write_text('{"prompt": "ok"}\n\n{"text": "no prompt key"}\n')
+    expect_error(run_tandem, ["synth", "-m", m, "-f", bad, "-o", out], f"{bad}:3", "prompt")
+    bad.write_text("\n\n")
+    expect_error(run_tandem, ["synth", "-m", m, "-f", bad, "-o", out], "no prompts")
+    expect_error(run_tandem, ["synth", "-m", m, "-f", tmp_path / "missing.jsonl", "-o", out], "missing.jsonl")
+    good = write_prompts(tmp_path / "good.jsonl", PROMPTS)
+    other = write_gguf(tmp_path / "other.gguf", tiny_tensors())
+    expect_error(run_tandem, ["synth", "-m", m, "-md", other, "-f", good, "-o", out], "must match")
+    # an output that tandem synth did not write is not resumed
+    out.write_text('{"something": "else"}\n')
+    expect_error(run_tandem, ["synth", "-m", m, "-f", good, "-o", out], f"{out}:1", "index")
+    out.write_text('{"index": 0, "prompt": "another prompt"}\n')
+    expect_error(run_tandem, ["synth", "-m", m, "-f", good, "-o", out], f"{out}:1", "differs")
+    out.write_text("not json\n")
+    expect_error(run_tandem, ["synth", "-m", m, "-f", good, "-o", out], f"{out}:1", "not valid JSON")
+    for args, needle in [([], "missing -m"), (["-m", m], "missing -f"), (["-m", m, "-f", good], "missing -o"),
+                         (["-m", m, "-f", good, "-o", out, "--topk", "0"], "--topk"),
+                         (["-m", m, "-f", good, "-o", out, "--bogus"], "unknown option")]:
+        expect_error(run_tandem, ["synth"] + args, needle, code=2)
+
+
+# ---- distill ----
+
+def test_distill_loss_falls_and_output_runs(synth_out, run_tandem, models_dir, tmp_path):
+    d, _, data, _ = synth_out
+    student = models_dir / TINY / "model-q4_0.gguf"
+    out = tmp_path / "healed.gguf"
+    cp = run_tandem("distill", "--student", student, "--teacher", models_dir / TINY, "--data", data, "-o", out,
+                    "--steps", 40, "--batch", 4, "--lr", 3e-3, "-t", 1)
+    first, last = [float(x) for x in cp.stdout.split("distilled: loss ")[1].split(",")[0].split(" -> ")]
+    assert last < 0.5 * first, cp.stdout
+    run_tandem("run", "-m", out, "-p", "hello", "-n", 4, "--temp", 0)
+    # without stored logits the teacher supplies them online: the loss falls too
+    plain = tmp_path / "plain.jsonl"
+    with open(plain, "w") as f:
+        for line in read_lines(data):
+            del line["top_ids"], line["top_logits"]
+            f.write(json.dumps(line) + "\n")
+    cp = run_tandem("distill", "--student", student, "--teacher", models_dir / TINY, "--data", plain, "-o",
+                    tmp_path / "online.gguf", "--steps", 20, "--batch", 4, "--lr", 3e-3, "-t", 1)
+    first, last = [float(x) for x in cp.stdout.split("distilled: loss ")[1].split(",")[0].split(" -> ")]
+    assert last < first, cp.stdout
+
+
+def test_distill_bad_input(synth_out, run_tandem, models_dir, tmp_path):
+    _, prompts, data, _ = synth_out
+    m = models_dir / TINY
+    out = tmp_path / "o.gguf"
+    other = write_gguf(tmp_path / "other.gguf", tiny_tensors())
+    expect_error(run_tandem, ["distill", "--student", other, "--teacher", m, "--data", data, "-o", out], "vocab_size")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(data.read_text().splitlines()[0] + "\n{broken\n")
+    expect_error(run_tandem, ["distill", "--student", m, "--teacher", m, "--data", bad, "-o", out], f"{bad}:2",
+                 "not valid JSON")
+    expect_error(run_tandem, ["distill", "--student", m, "--teacher", m, "--data", prompts, "-o", out], f"{prompts}:1",
+                 "prompt_ids")
+    bad.write_text('{"prompt_ids": [1, 2], "ids": [3, 99999]}\n')
+    expect_error(run_tandem, ["distill", "--student", m, "--teacher", m, "--data", bad, "-o", out], f"{bad}:1",
+                 "below the vocabulary")
+    assert not out.exists()
+    out.write_bytes(b"x")
+    expect_error(run_tandem, ["distill", "--student", m, "--teacher", m, "--data", data, "-o", out], "already exists")
+    for args, needle in [([], "missing --student"), (["--student", m], "missing --teacher"),
+                         (["--student", m, "--teacher", m], "missing --data"),
+                         (["--student", m, "--teacher", m, "--data", data], "missing -o")]:
+        expect_error(run_tandem, ["distill"] + args, needle, code=2)
+
+
+# ---- the toy family's tokenizer recipe ----
+
+def test_toy_tokenizer_matches_hf(run_tandem, repo_root, qwen3_tokenizer_dir, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    if not Path("/usr/lib/python3.11").is_dir():
+        pytest.skip("no CPython 3.11 standard library in /usr/lib/python3.11")
+    cp = subprocess.run([sys.executable, str(repo_root / "bench" / "toy" / "make_data.py"), "--out", str(tmp_path),
+                         "--vocab", "1024", "--max-bytes", "1500000", "--qwen3-tokenizer", str(qwen3_tokenizer_dir)],
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    tok_dir = tmp_path / "tokenizer"
+    hf = tokenizers.Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    assert hf.get_vocab_size(with_added_tokens=True) == 1024
+    # Qwen3's added tokens, in its order, are the last ids
+    qwen3 = json.loads((qwen3_tokenizer_dir / "tokenizer.json").read_text())["added_tokens"]
+    assert [hf.token_to_id(a["content"]) for a in qwen3] == list(range(1024 - len(qwen3), 1024))
+    config = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    assert config["eos_token"] == "<|im_end|>" and "<|im_start|>" in config["chat_template"]
+    assert config["added_tokens_decoder"][str(hf.token_to_id("<think>"))]["content"] == "<think>"
+    sample = (tmp_path / "valid.txt").read_text()[:30000] + (
+        "\n<|im_start|>user\nwrite code<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        "<tool_call>{}</tool_call> café naïve 中文 😀 \t  \r\n\r\n  x = 12345  # ünïcödé\n")
+    (tmp_path / "sample.txt").write_text(sample, encoding="utf-8")
+    ours = json.loads(run_tandem("tokenize", "-m", tok_dir, "-f", tmp_path / "sample.txt", "--json").stdout)["ids"]
+    ref = hf.encode(sample).ids
+    assert ours == ref
+    assert len(ref) < len(sample.encode()) / 2  # the merges were learned: far fewer ids than bytes
+    text = run_tandem("detokenize", "-m", tok_dir, *ref[:400]).stdout
+    assert text.rstrip("\n") == hf.decode(ref[:400], skip_special_tokens=False).rstrip("\n")
