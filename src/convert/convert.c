@@ -44,11 +44,8 @@ static void reencode_task(int task, int thread, void *arg) {
         }
         dequantize_row(j->src_type, src, row, j->cols);
         bool ok = true;
-        for (int64_t i = 0; i < j->cols; i++) {
-            if (!isfinite(row[i])) ok = false;
-            else if (quantized_dst && fabsf(row[i]) < 0x1p-30f) row[i] = 0.0f;
-        }
-        if (ok && quantized_dst) ok = quantize_input_ok(row, j->cols);
+        for (int64_t i = 0; i < j->cols && ok; i++) ok = isfinite(row[i]);
+        if (ok && quantized_dst) ok = quantize_prepare_row(row, j->cols);
         if (!ok) {
             j->bad_row[task] = r;
             return;
@@ -400,27 +397,6 @@ tandem_status convert_check_output(const char *out_path, bool overwrite) {
     return TANDEM_OK;
 }
 
-tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, const char *name, tandem_ftype ftype) {
-    tandem_status st;
-    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
-        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
-        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
-        (st = gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) ||
-        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
-        return st;
-    return TANDEM_OK;
-}
-
 /* One tensor made at write time: re-encoded (or checked and copied) into the writer's buffer. */
 typedef struct fill_job {
     const convert_source *src;
@@ -552,7 +528,7 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if ((st = recipe_plan(&r, plan, n, types))) goto done;
     if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
     if ((st = gguf_writer_init(&w))) goto done;
-    if ((st = convert_add_model_keys(w, &cfg, name, p->ftype))) goto done;
+    if ((st = qwen3_config_write_gguf(w, &cfg, name, (uint32_t)p->ftype))) goto done;
     if ((st = add_tokenizer_keys(w, hf_dir, config, cfg.vocab_size))) goto done;
     st = convert_write_tensors(w, pool, src, n, types, out_path, p);
 done:

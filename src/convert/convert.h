@@ -71,7 +71,6 @@ typedef struct convert_source {
 
 /* An error naming out_path if it exists (and !overwrite) or is a folder. */
 tandem_status convert_check_output(const char *out_path, bool overwrite);
-tandem_status convert_add_model_keys(gguf_writer *w, const qwen3_config *c, const char *name, tandem_ftype ftype);
 /* Adds every tensor to w, to be made at write time (one at a time: memory stays at the largest tensor), and
  * writes out_path. Progress: stage "convert", counted in elements. A refused tensor or a stop leaves no file. */
 tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,

@@ -74,13 +74,20 @@ INLINE uint32_t load_u32(const uint8_t *p) {
 
 /* ---- 32-element block types ---- */
 
-/* Q8_0: y = d·q, q signed. */
-INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+/* Q8_0 (y = d·q, 32 signed bytes) and IQ4_NL (y = d·K[q], the 16-entry codebook looked up with one byte
+ * shuffle): signed weights, so |w| and sign(w)·x go into the unsigned × signed multiply. NL is a
+ * compile-time constant. */
+INLINE void dot_signed32_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT,
+                            const bool NL) {
+    const __m256i codebook = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                              -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const int block_bytes = NL ? 18 : 34;
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / 32; b++, w += 34) {
+    for (int64_t b = 0; b < cols / 32; b++, w += block_bytes) {
         const float d = load_f16(w);
-        const __m256i q = load256(w + 2), aq = _mm256_sign_epi8(q, q);
+        const __m256i q = NL ? _mm256_shuffle_epi8(codebook, unpack_nibbles_32(w + 2)) : load256(w + 2);
+        const __m256i aq = _mm256_sign_epi8(q, q);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = x + t * xs + b;
             const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
@@ -89,7 +96,14 @@ INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     }
     FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
 }
+INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_signed32_nt(w, x, xs, cols, out, NT, false);
+}
+INLINE void dot_iq4_nl_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
+    dot_signed32_nt(w, x, xs, cols, out, NT, true);
+}
 ROW_DOT_ACT(dot_q8_0)
+ROW_DOT_ACT(dot_iq4_nl)
 
 /* Q4_0, Q4_1, Q5_0, Q5_1: unsigned quants q (4 bits, or 5 with a fifth bit from the 32-bit qh field) and
  * either y = d·(q − zero) (zero 8 or 16) or y = d·q + m. Σ_i y_i·x̂_i = d·dx·Σq·x̂ + (m or −zero·d)·(dx·Σx̂),
@@ -130,25 +144,6 @@ ROW_DOT_ACT(dot_q4_0)
 ROW_DOT_ACT(dot_q4_1)
 ROW_DOT_ACT(dot_q5_0)
 ROW_DOT_ACT(dot_q5_1)
-
-/* IQ4_NL: y = d·K[q], the 16-entry codebook looked up with one byte shuffle. */
-INLINE void dot_iq4_nl_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
-    const __m256i codebook = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-                                              -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
-    __m256 acc[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / 32; b++, w += 18) {
-        const float d = load_f16(w);
-        const __m256i q = _mm256_shuffle_epi8(codebook, unpack_nibbles_32(w + 2)), aq = _mm256_sign_epi8(q, q);
-        FOR_TOKENS (int t = 0; t < NT; t++) {
-            const act_block *a = x + t * xs + b;
-            const __m256 p = dot_u8s8(aq, _mm256_sign_epi8(load256(a->q), q));
-            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d), acc[t]);
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]);
-}
-ROW_DOT_ACT(dot_iq4_nl)
 
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
 

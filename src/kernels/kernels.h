@@ -49,6 +49,10 @@ void quantize_row(tandem_type t, const float *src, void *dst, int64_t n);
 /* True if every value is 0 or 2^-30 ≤ |x| ≤ 2^30 (trained weights are far inside; the fuzzer found the
  * K-quant scale searches overflow on extreme magnitudes, so the domain is stated, not assumed). */
 bool quantize_input_ok(const float *src, int64_t n);
+/* Brings a row of weights into that domain where it can: magnitudes below 2^-30 become 0 (far below any
+ * quantization step of a real row; weight decay leaves such values), then returns quantize_input_ok. NaN,
+ * infinities and magnitudes above 2^30 stay and make it false: the caller names the tensor. */
+bool quantize_prepare_row(float *x, int64_t n);
 
 /* ---- activations quantized for integer dot products (act.c) ----
  * Weight types with integer quants multiply faster against 8-bit activations: 32 values share one f32
@@ -99,6 +103,11 @@ typedef struct matmul_scratch {
 enum { MATMUL_TOKENS = 4 };
 void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,
             const matmul_scratch *scratch);
+/* y[i] = x · w[i]ᵀ for n_mats ≤ MATMUL_MAX_PARTS matrices of the same input width (q/k/v, gate/up): x is
+ * quantized once and all rows go to the pool in one round, with the same results as n_mats matmul calls. */
+enum { MATMUL_MAX_PARTS = 4 };
+void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
+                         int n_mats, int n_tokens, const matmul_scratch *scratch);
 
 /* ---- element-wise and per-vector ops (ops.c) ---- */
 

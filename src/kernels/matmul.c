@@ -8,30 +8,41 @@ typedef enum matmul_path {
     PATH_EXACT,    /* reference: dot_row per token, or a row dequantized once for many tokens */
 } matmul_path;
 
-typedef struct matmul_job {
+/* One of the matrices a call multiplies: its output, its path, and its share of the tasks. */
+typedef struct matmul_part {
     float *y;
-    const float *x;
     const weight_matrix *w;
+    matmul_path path;
+    int64_t task_rows;
+    int first_task;  /* tasks first_task … of the next part's first_task − 1 are this matrix's */
+} matmul_part;
+
+typedef struct matmul_job {
+    const float *x;
     int n_tokens;
     const matmul_scratch *scratch;
     const kernel_isa *isa;
-    matmul_path path;
-    int64_t task_rows;
+    int n_parts;
+    matmul_part parts[MATMUL_MAX_PARTS];
 } matmul_job;
 
 /* Tokens go in groups of MATMUL_TOKENS (the group's activations stay in L1) over all rows of a task (the
  * task's weight rows stay in L2), so a row is unpacked once per group rather than once per token. */
 static void matmul_task(int task, int thread, void *arg) {
     const matmul_job *job = arg;
-    const weight_matrix *w = job->w;
+    int p = job->n_parts - 1;
+    while (job->parts[p].first_task > task) p--;
+    const matmul_part *part = &job->parts[p];
+    const weight_matrix *w = part->w;
+    float *y = part->y;
     const int64_t rows = w->rows, cols = w->cols;
-    const int64_t r0 = (int64_t)task * job->task_rows;
-    const int64_t r1 = r0 + job->task_rows < rows ? r0 + job->task_rows : rows;
+    const int64_t r0 = (int64_t)(task - part->first_task) * part->task_rows;
+    const int64_t r1 = r0 + part->task_rows < rows ? r0 + part->task_rows : rows;
     const uint8_t *base = w->data;
     const int n = job->n_tokens;
     float out[MATMUL_TOKENS];
 
-    switch (job->path) {
+    switch (part->path) {
     case PATH_ACT: {
         const row_dot_act_fn dot = job->isa->dot_act[w->type];
         const int64_t blocks = cols / 32;
@@ -39,7 +50,7 @@ static void matmul_task(int task, int thread, void *arg) {
             const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
             for (int64_t r = r0; r < r1; r++) {
                 dot(base + (size_t)r * w->row_bytes, job->scratch->act + (size_t)t0 * blocks, blocks, nt, cols, out);
-                for (int t = 0; t < nt; t++) job->y[(size_t)(t0 + t) * rows + r] = out[t];
+                for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * rows + r] = out[t];
             }
         }
         return;
@@ -50,7 +61,7 @@ static void matmul_task(int task, int thread, void *arg) {
             const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
             for (int64_t r = r0; r < r1; r++) {
                 dot(base + (size_t)r * w->row_bytes, job->x + (size_t)t0 * cols, cols, nt, cols, out);
-                for (int t = 0; t < nt; t++) job->y[(size_t)(t0 + t) * rows + r] = out[t];
+                for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * rows + r] = out[t];
             }
         }
         return;
@@ -61,13 +72,13 @@ static void matmul_task(int task, int thread, void *arg) {
     if (n == 1 || w->type == TANDEM_TYPE_F32) {
         for (int64_t r = r0; r < r1; r++)
             for (int t = 0; t < n; t++)
-                job->y[(size_t)t * rows + r] = dot_row(w->type, base + (size_t)r * w->row_bytes, job->x + (size_t)t * cols, cols);
+                y[(size_t)t * rows + r] = dot_row(w->type, base + (size_t)r * w->row_bytes, job->x + (size_t)t * cols, cols);
         return;
     }
     float *row = job->scratch->rows + (size_t)thread * cols;
     for (int64_t r = r0; r < r1; r++) {
         dequantize_row(w->type, base + (size_t)r * w->row_bytes, row, cols);
-        for (int t = 0; t < n; t++) job->y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
+        for (int t = 0; t < n; t++) y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
     }
 }
 
@@ -84,27 +95,40 @@ static void quantize_task(int task, int thread, void *arg) {
     job->isa->quantize_act(job->x + (size_t)task * job->cols, job->act + (size_t)task * (job->cols / 32), job->cols);
 }
 
-void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,
-            const matmul_scratch *scratch) {
+void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
+                         int n_mats, int n_tokens, const matmul_scratch *scratch) {
+    TANDEM_ASSERT(n_mats >= 1 && n_mats <= MATMUL_MAX_PARTS);
     const kernel_isa *isa = kernel_isa_current();
-    matmul_path path = PATH_EXACT;
-    if (isa->dot_float[w->type])
-        path = PATH_FLOAT;
-    else if (!scratch->exact && isa->dot_act[w->type] && w->cols % 32 == 0)
-        path = PATH_ACT;
-    if (path == PATH_ACT) {
-        quantize_job qj = {x, scratch->act, w->cols, isa};
+    matmul_job job = {.x = x, .n_tokens = n_tokens, .scratch = scratch, .isa = isa, .n_parts = n_mats};
+    bool need_act = false;
+    int n_tasks = 0;
+    for (int i = 0; i < n_mats; i++) {
+        TANDEM_ASSERT(w[i]->cols == w[0]->cols);
+        matmul_path path = PATH_EXACT;
+        if (isa->dot_float[w[i]->type])
+            path = PATH_FLOAT;
+        else if (!scratch->exact && isa->dot_act[w[i]->type] && w[i]->cols % 32 == 0)
+            path = PATH_ACT;
+        need_act |= path == PATH_ACT;
+        /* Rows per task: enough tasks to balance the threads (8 per thread), each big enough to amortise
+         * claiming it and reading the token group's activations. */
+        const int64_t per_thread = w[i]->rows / (8 * (int64_t)thread_pool_size(pool));
+        const int64_t cap = n_tokens > MATMUL_TOKENS ? 64 : 256;  /* prefill: a task's rows must stay in L2 */
+        const int64_t task_rows = per_thread < 16 ? 16 : per_thread > cap ? cap : per_thread;
+        job.parts[i] = (matmul_part){y[i], w[i], path, task_rows, n_tasks};
+        n_tasks += (int)((w[i]->rows + task_rows - 1) / task_rows);
+    }
+    if (need_act) {  /* once for all the matrices */
+        quantize_job qj = {x, scratch->act, w[0]->cols, isa};
         if (n_tokens <= 2)  /* a pool round trip costs more than quantizing a token or two */
             for (int t = 0; t < n_tokens; t++) quantize_task(t, 0, &qj);
         else
             thread_pool_run(pool, n_tokens, quantize_task, &qj);
     }
-    /* Rows per task: enough tasks to balance the threads (8 per thread), each big enough to amortise
-     * claiming it and reading the token group's activations. */
-    const int64_t per_thread = w->rows / (8 * (int64_t)thread_pool_size(pool));
-    const int64_t cap = n_tokens > MATMUL_TOKENS ? 64 : 256;  /* prefill: a task's rows must stay in L2 */
-    int64_t task_rows = per_thread < 16 ? 16 : per_thread > cap ? cap : per_thread;
-    matmul_job job = {y, x, w, n_tokens, scratch, isa, path, task_rows};
-    int n_tasks = (int)((w->rows + task_rows - 1) / task_rows);
     thread_pool_run(pool, n_tasks, matmul_task, &job);
+}
+
+void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,
+            const matmul_scratch *scratch) {
+    matmul_shared_input(pool, &y, x, &w, 1, n_tokens, scratch);
 }

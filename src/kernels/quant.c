@@ -968,6 +968,12 @@ bool quantize_input_ok(const float *src, int64_t n) {
     return true;
 }
 
+bool quantize_prepare_row(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < 0x1p-30f) x[i] = 0.0f;
+    return quantize_input_ok(x, n);
+}
+
 bool kernel_can_quantize(tandem_type t) {
     switch (t) {
     case TANDEM_TYPE_F32: case TANDEM_TYPE_F16: case TANDEM_TYPE_BF16:

@@ -214,3 +214,24 @@ tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *c) {
     c->tied_embeddings = gguf_find_tensor(f, "output.weight") == NULL;
     return check_config(path, c);
 }
+
+tandem_status qwen3_config_write_gguf(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type) {
+    tandem_status st;
+    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
+        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
+        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
+        (st = gguf_writer_set_u32(w, "general.file_type", file_type)) ||
+        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
+        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
+        return st;
+    return TANDEM_OK;
+}

@@ -128,9 +128,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         /* ---- self-attention block ---- */
         for (int t = 0; t < n; t++)
             rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->input_layernorm, dim, c->rms_eps);
-        matmul(pool, s->q, s->xb, &L->q_proj, n, &s->mm);
-        matmul(pool, s->k, s->xb, &L->k_proj, n, &s->mm);
-        matmul(pool, s->v, s->xb, &L->v_proj, n, &s->mm);
+        float *const qkv_out[3] = {s->q, s->k, s->v};
+        const weight_matrix *const qkv[3] = {&L->q_proj, &L->k_proj, &L->v_proj};
+        matmul_shared_input(pool, qkv_out, s->xb, qkv, 3, n, &s->mm);
 
         for (int t = 0; t < n; t++) {
             float *q = s->q + (size_t)t * q_dim, *k = s->k + (size_t)t * kv_dim;
@@ -156,8 +156,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         for (int t = 0; t < n; t++)
             rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->post_attention_layernorm, dim,
                             c->rms_eps);
-        matmul(pool, s->hb, s->xb, &L->gate_proj, n, &s->mm);
-        matmul(pool, s->hb2, s->xb, &L->up_proj, n, &s->mm);
+        float *const gate_up_out[2] = {s->hb, s->hb2};
+        const weight_matrix *const gate_up[2] = {&L->gate_proj, &L->up_proj};
+        matmul_shared_input(pool, gate_up_out, s->xb, gate_up, 2, n, &s->mm);
         swiglu_forward(s->hb, s->hb, s->hb2, n * ffn);
         matmul(pool, s->xb2, s->hb, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);

@@ -26,6 +26,9 @@ typedef struct qwen3_config {
 tandem_status qwen3_config_from_json(const char *config_path, qwen3_config *cfg);
 /* GGUF metadata (qwen3.*) → config; vocab_size from token_embd.weight. */
 tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *cfg);
+/* The mirror of qwen3_config_from_gguf: general.* and qwen3.* keys with llama.cpp's types (u32 counts, f32
+ * floats) for a model of config c; file_type is llama.cpp's general.file_type. */
+tandem_status qwen3_config_write_gguf(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type);
 
 typedef struct qwen3_layer {
     const float *input_layernorm;           /* (dim) */

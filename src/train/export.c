@@ -217,29 +217,6 @@ done:
     return st;
 }
 
-/* ---- shared metadata ---- */
-
-tandem_status train_write_qwen3_metadata(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type) {
-    tandem_status st;
-    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
-        (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
-        (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
-        (st = gguf_writer_set_u32(w, "general.file_type", file_type)) ||
-        (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
-        return st;
-    return TANDEM_OK;
-}
-
 tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size) {
     return path_is_dir(source) || strstr(source, ".json") ? convert_json_tokenizer(w, source, vocab_size)
                                                           : copy_gguf_tokenizer(w, source, vocab_size);
@@ -257,7 +234,7 @@ tandem_status train_export_gguf(const train_model *m, const char *path, tandem_t
     if (!converted) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
     tandem_status st = gguf_writer_init(&w);
     if (st) goto done;
-    if ((st = train_write_qwen3_metadata(w, c, name, train_gguf_file_type(type)))) goto done;
+    if ((st = qwen3_config_write_gguf(w, c, name, train_gguf_file_type(type)))) goto done;
     if (tokenizer_source && (st = train_write_tokenizer(w, tokenizer_source, c->vocab_size))) goto done;
     for (int i = 0; i < m->n_tensors; i++) {
         const train_tensor *t = &m->tensors[i];
@@ -277,18 +254,16 @@ tandem_status train_export_gguf(const train_model *m, const char *path, tandem_t
             converted[i] = buf;
             float *flushed = NULL;
             if (tt != TANDEM_TYPE_F16 && tt != TANDEM_TYPE_BF16) {
-                /* weight decay leaves some weights below 2^-30, which the quantizers refuse (their block scales
-                 * could underflow); such a value is far below any quantization step of a trained row: zero it */
+                /* a copy: weight decay leaves weights below 2^-30, which quantize_prepare_row zeroes */
                 flushed = malloc((size_t)t->numel * sizeof *flushed);
                 if (!flushed) {
                     st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory converting '%s'", path, t->name);
                     goto done;
                 }
-                for (size_t k = 0; k < (size_t)t->numel; k++)
-                    flushed[k] = fabsf(src[k]) < 0x1p-30f ? 0.0f : src[k];
+                memcpy(flushed, src, (size_t)t->numel * sizeof *flushed);
                 src = flushed;
             }
-            if ((tt != TANDEM_TYPE_F16 && tt != TANDEM_TYPE_BF16) && !quantize_input_ok(src, (int64_t)t->numel)) {
+            if (flushed && !quantize_prepare_row(flushed, (int64_t)t->numel)) {
                 free(flushed);
                 st = tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' has values outside the quantizers' domain "
                                  "(NaN, infinite or extreme): the training diverged", path, t->name);

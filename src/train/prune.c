@@ -135,7 +135,7 @@ static tandem_status write_pruned(const model_source *src, const char *model_pat
         nc.n_layers = new_layers;
         char *dup = strdup(model_path);
         const char *base = dup ? basename(dup) : "model";
-        st = train_write_qwen3_metadata(w, &nc, base, train_gguf_file_type(src->model.layers[0].q_proj.type));
+        st = qwen3_config_write_gguf(w, &nc, base, train_gguf_file_type(src->model.layers[0].q_proj.type));
         free(dup);
         if (!st) st = train_write_tokenizer(w, model_path, c->vocab_size);
         for (int64_t i = 0; i < src->st->n_tensors && !st; i++) {

@@ -175,8 +175,6 @@ tandem_status train_checkpoint_load(train_model *m, train_progress *p, const cha
 tandem_status train_export_gguf(const train_model *m, const char *path, tandem_type type, const char *name,
                                 const char *tokenizer_source);
 
-/* general.* and qwen3.* keys (llama.cpp's types: u32 counts, f32 floats) for a model of config c. */
-tandem_status train_write_qwen3_metadata(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type);
 /* tokenizer.* keys: copied from a GGUF, or converted from a tokenizer.json folder/file (padded to vocab_size). */
 tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size);
 /* general.file_type (llama.cpp LlamaFileType) of a file whose matrices are mostly of type t. */

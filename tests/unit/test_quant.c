@@ -251,6 +251,45 @@ static void check_matmul(tandem_type t, const char *isa) {
     kernel_isa_select(NULL);
 }
 
+/* matmul_shared_input over matrices of mixed types and paths (8-bit, float, exact) equals one matmul per
+ * matrix, bit for bit, on 1 to 9 tokens. */
+static void check_shared_input(void) {
+    enum { COLS = 512, MAX_TOK = 9 };
+    const tandem_type types[3] = {TANDEM_TYPE_Q4_K, TANDEM_TYPE_F16, TANDEM_TYPE_Q3_K};  /* Q3_K: exact path */
+    const int rows[3] = {37, 21, 16};
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    float *x = malloc(sizeof(float) * MAX_TOK * COLS), *w = malloc(sizeof(float) * 37 * COLS);
+    act_block *act = malloc(sizeof(act_block) * MAX_TOK * (COLS / 32));
+    matmul_scratch scratch = {malloc(sizeof(float) * 2 * COLS), act, false};
+    weight_matrix m[3];
+    const weight_matrix *mp[3];
+    float *together[3], *alone = malloc(sizeof(float) * MAX_TOK * 37);
+    uint8_t *data[3];
+    for (int i = 0; i < MAX_TOK * COLS; i++) x[i] = frand();
+    for (int k = 0; k < 3; k++) {
+        const size_t row_bytes = (size_t)(COLS / tandem_type_block_size(types[k])) * (size_t)tandem_type_size(types[k]);
+        data[k] = malloc(row_bytes * (size_t)rows[k]);
+        for (int i = 0; i < rows[k] * COLS; i++) w[i] = frand();
+        for (int r = 0; r < rows[k]; r++) quantize_row(types[k], w + r * COLS, data[k] + r * row_bytes, COLS);
+        m[k] = (weight_matrix){data[k], types[k], rows[k], COLS, row_bytes};
+        mp[k] = &m[k];
+        together[k] = malloc(sizeof(float) * MAX_TOK * rows[k]);
+    }
+    int differ = 0;
+    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+        matmul_shared_input(pool, together, x, mp, 3, n_tok, &scratch);
+        for (int k = 0; k < 3; k++) {
+            matmul(pool, alone, x, &m[k], n_tok, &scratch);
+            differ += memcmp(alone, together[k], sizeof(float) * (size_t)(n_tok * rows[k])) != 0;
+        }
+    }
+    CHECK_MSG(differ == 0, "matmul_shared_input differs from separate matmuls %d times", differ);
+    for (int k = 0; k < 3; k++) free(data[k]), free(together[k]);
+    free(x); free(w); free(act); free(scratch.rows); free(alone);
+    thread_pool_free(pool);
+}
+
 /* tandem's type table against gguf-py's GGML_QUANT_SIZES (stored in versions.json by the generator). */
 static void check_type_table(const char *golden) {
     char path[4096];
@@ -308,6 +347,7 @@ int main(int argc, char **argv) {
     const char *isas[] = {"scalar", "avx2"};
     for (size_t j = 0; j < 2; j++)
         for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j]);
+    check_shared_input();
     check_type_table(argv[1]);
     check_half_rows();
     return test_summary();

@@ -4,6 +4,7 @@
 #define TANDEM_CLI_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include "tandem.h"
@@ -28,6 +29,13 @@ double parse_float(args *a, const char *flag, const char *s, double lo, double h
 char *read_file(const char *cmd, const char *path, size_t *len);
 /* Prints obj as one ASCII line and releases it. */
 void print_json_line(json_t *obj);
+
+/* Set when a signal cli_catch installed arrives: long jobs then ask the library to stop (checkpoint saved,
+ * no half-written output) instead of dying mid-write. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch(int sig);
+/* --type T of train and distill: f32, f16, bf16, q8_0 or q4_0 (case-insensitive); usage error otherwise. */
+tandem_type parse_weight_type(args *a, const char *flag);
 
 /* -md/--draft, --draft-max, --draft-min, --draft-p-min, --draft-fixed, --lookup: true if f was one. */
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path);

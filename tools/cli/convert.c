@@ -15,13 +15,6 @@
 
 /* Drawn on stderr only when it is a terminal; pipes and files get nothing. Ctrl-C asks the library to stop
  * (the job then fails cleanly and leaves no output file) instead of killing the process mid-write. */
-static volatile sig_atomic_t g_interrupted;
-
-static void on_interrupt(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
 typedef struct progress_bar {
     bool enabled;
     bool drawn;
@@ -38,16 +31,13 @@ static double seconds_now(void) {
 static void progress_init(progress_bar *b) {
     memset(b, 0, sizeof *b);
     b->enabled = isatty(STDERR_FILENO);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch(SIGINT);
+    cli_catch(SIGTERM);
 }
 
 static bool progress_draw(const char *stage, int64_t done, int64_t total, void *user) {
     progress_bar *b = user;
-    if (g_interrupted) return false;
+    if (cli_interrupted) return false;
     if (!b->enabled || total <= 0) return true;
     const double now = seconds_now();
     if (strncmp(b->stage, stage, sizeof b->stage - 1) != 0) {

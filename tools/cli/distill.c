@@ -28,12 +28,6 @@ static const char DISTILL_HELP[] =
     "  --force            overwrite the output\n"
     "  -t, --threads N    threads (default: all cores)\n";
 
-static volatile sig_atomic_t distill_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    distill_interrupted = 1;
-}
-
 typedef struct distill_report {
     bool tty;
     float first_loss, last_loss;
@@ -55,7 +49,7 @@ static bool distill_progress(const tandem_train_progress *p, void *user) {
         printf("step %lld: loss %.4f\n", (long long)p->step, p->loss);
         fflush(stdout);
     }
-    return !distill_interrupted;
+    return !cli_interrupted;
 }
 
 int cmd_distill(int argc, char **argv) {
@@ -84,16 +78,8 @@ int cmd_distill(int argc, char **argv) {
         else if (!strcmp(f, "--seed")) p.seed = parse_int(&a, f, take_value(&a, f), 0, 1LL << 62);
         else if (!strcmp(f, "--force")) p.force = true;
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
-        else if (!strcmp(f, "--type")) {
-            const char *t = take_value(&a, f);
-            static const struct { const char *name; tandem_type type; } TYPES[] = {
-                {"f32", TANDEM_TYPE_F32}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
-                {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}};
-            size_t k = 0;
-            while (k < sizeof TYPES / sizeof TYPES[0] && strcasecmp(TYPES[k].name, t)) k++;
-            if (k == sizeof TYPES / sizeof TYPES[0]) die_usage("distill", "--type: '%s' is not one of f32, f16, bf16, q8_0, q4_0", t);
-            p.out_type = TYPES[k].type;
-        } else die_usage("distill", "unknown option '%s'", f);
+        else if (!strcmp(f, "--type")) p.out_type = parse_weight_type(&a, f);
+        else die_usage("distill", "unknown option '%s'", f);
     }
     if (!p.student_path) die_usage("distill", "missing --student MODEL");
     if (!p.teacher_path) die_usage("distill", "missing --teacher MODEL");
@@ -102,7 +88,7 @@ int cmd_distill(int argc, char **argv) {
     distill_report r = {isatty(fileno(stderr)), NAN, NAN, 0};
     p.on_progress = distill_progress;
     p.user = &r;
-    signal(SIGINT, on_sigint);
+    cli_catch(SIGINT);
     tandem_status st = tandem_distill(&p);
     if (st) die_status("distill", st);
     printf("distilled: loss %.4f -> %.4f, %.0f tokens/s; wrote %s\n", r.first_loss, r.last_loss, r.tokens_per_s,

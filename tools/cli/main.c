@@ -130,6 +130,33 @@ static json_t *text_json(const char *s, size_t n) {
     return j;
 }
 
+/* ---- interrupts, and the weight type of train and distill ---- */
+
+volatile sig_atomic_t cli_interrupted;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+void cli_catch(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESTART;  /* as signal() installs it: reads and writes in progress carry on */
+    sigaction(sig, &sa, NULL);
+}
+
+tandem_type parse_weight_type(args *a, const char *flag) {
+    const char *t = take_value(a, flag);
+    static const struct { const char *name; tandem_type type; } TYPES[] = {
+        {"f32", TANDEM_TYPE_F32}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
+        {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}};
+    for (size_t k = 0; k < sizeof TYPES / sizeof TYPES[0]; k++)
+        if (!strcasecmp(TYPES[k].name, t)) return TYPES[k].type;
+    die_usage(a->cmd, "%s: '%s' is not one of f32, f16, bf16, q8_0, q4_0", flag, t);
+}
+
 /* ---- speculative decoding options, shared by run and bench ---- */
 
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path) {
@@ -549,12 +576,6 @@ static const char TRAIN_HELP[] =
     "A progress line (loss, lr, tokens/s, ETA) is drawn when stderr is a terminal; validation losses and a final\n"
     "summary are printed to stdout.\n";
 
-static volatile sig_atomic_t train_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    train_interrupted = 1;
-}
-
 typedef struct train_report {
     bool tty;
     long long stop_after, steps_this_run;  /* --stop-after: 0 = off */
@@ -579,7 +600,7 @@ static bool train_progress(const tandem_train_progress *p, void *user) {
         fflush(stdout);
     }
     r->steps_this_run++;
-    return !train_interrupted && !(r->stop_after > 0 && r->steps_this_run >= r->stop_after);
+    return !cli_interrupted && !(r->stop_after > 0 && r->steps_this_run >= r->stop_after);
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -618,16 +639,8 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(f, "--stop-after")) stop_after = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--force")) p.force = true;
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
-        else if (!strcmp(f, "--type")) {
-            const char *t = take_value(&a, f);
-            static const struct { const char *name; tandem_type type; } TYPES[] = {
-                {"f32", TANDEM_TYPE_F32}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
-                {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}};
-            size_t k = 0;
-            while (k < sizeof TYPES / sizeof TYPES[0] && strcasecmp(TYPES[k].name, t)) k++;
-            if (k == sizeof TYPES / sizeof TYPES[0]) die_usage("train", "--type: '%s' is not one of f32, f16, bf16, q8_0, q4_0", t);
-            p.out_type = TYPES[k].type;
-        } else die_usage("train", "unknown option '%s'", f);
+        else if (!strcmp(f, "--type")) p.out_type = parse_weight_type(&a, f);
+        else die_usage("train", "unknown option '%s'", f);
     }
     if (!p.config_path && !p.init_path) die_usage("train", "missing --config CONFIG.json (or --init MODEL)");
     if (!p.data_path) die_usage("train", "missing --data TEXT");
@@ -638,9 +651,9 @@ static int cmd_train(int argc, char **argv) {
     train_report r = {isatty(fileno(stderr)), stop_after, 0, NAN, NAN, NAN, 0};
     p.on_progress = train_progress;
     p.user = &r;
-    signal(SIGINT, on_sigint);
+    cli_catch(SIGINT);
     tandem_status st = tandem_train(&p);
-    if (st == TANDEM_ERR_ABORTED && stop_after > 0 && r.steps_this_run >= stop_after && !train_interrupted) {
+    if (st == TANDEM_ERR_ABORTED && stop_after > 0 && r.steps_this_run >= stop_after && !cli_interrupted) {
         printf("stopped after %lld steps: loss %.4f; checkpoint %s (continue with --resume)\n", r.steps_this_run,
                r.last_loss, p.checkpoint_path);
         return 0;

@@ -28,12 +28,6 @@ static const char SYNTH_HELP[] =
     "An existing DATA.jsonl is resumed: prompts whose index it holds are skipped, a half-written last line is\n"
     "dropped. A progress bar is drawn when stderr is a terminal; a summary goes to stdout.\n";
 
-static volatile sig_atomic_t synth_interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    synth_interrupted = 1;
-}
-
 static bool synth_progress(const tandem_synth_progress *p, void *user) {
     if (*(const bool *)user) {
         const int width = 30, filled = p->total ? (int)((long long)width * p->done / p->total) : width;
@@ -46,7 +40,7 @@ static bool synth_progress(const tandem_synth_progress *p, void *user) {
                 eta);
         if (p->done == p->total) fputc('\n', stderr);
     }
-    return !synth_interrupted;
+    return !cli_interrupted;
 }
 
 int cmd_synth(int argc, char **argv) {
@@ -82,7 +76,7 @@ int cmd_synth(int argc, char **argv) {
     bool tty = isatty(fileno(stderr));
     p.on_progress = synth_progress;
     p.user = &tty;
-    signal(SIGINT, on_sigint);
+    cli_catch(SIGINT);
     tandem_synth_result r;
     tandem_status st = tandem_synth(&p, &r);
     if (st) die_status("synth", st);
