@@ -26,7 +26,7 @@
 
 /* The qwen2 pre-tokenizer (tokenizer.json Split regex of every Qwen2/Qwen3 release); used for GGUF files whose
  * tokenizer.ggml.pre names it and for tokenizer.json files without a pre_tokenizer. */
-static const char QWEN2_PATTERN[] =
+const char TOKENIZER_QWEN2_PATTERN[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -644,8 +644,8 @@ static tandem_status json_check_pipeline(const json_t *root, const json_t *model
         *nfc = true;
     }
 
-    *pattern = QWEN2_PATTERN;
-    *pattern_len = sizeof QWEN2_PATTERN - 1;
+    *pattern = TOKENIZER_QWEN2_PATTERN;
+    *pattern_len = sizeof TOKENIZER_QWEN2_PATTERN - 1;
     const json_t *pre = json_object_get(root, "pre_tokenizer");
     if (!pre || json_is_null(pre)) return TANDEM_OK;
     const char *pt = json_get_string(pre, "type");
@@ -1103,7 +1103,7 @@ tandem_status tokenizer_load_gguf(const gguf_file *f, tandem_tokenizer **out) {
         st = builder_add_merge(&b, tok, (size_t)i, s, na, sp + 1, n - na - 1, "tokenizer.ggml.merges");
         if (st != TANDEM_OK) goto done;
     }
-    if ((st = compile_pattern(tok, path, "tokenizer.ggml.pre", QWEN2_PATTERN, sizeof QWEN2_PATTERN - 1)) != TANDEM_OK)
+    if ((st = compile_pattern(tok, path, "tokenizer.ggml.pre", TOKENIZER_QWEN2_PATTERN, sizeof TOKENIZER_QWEN2_PATTERN - 1)) != TANDEM_OK)
         goto done;
 
     /* EOS: tokenizer.ggml.eos_token_id ∪ <|im_end|>, <|endoftext|> (GGUF keeps one eos id; generation stops on

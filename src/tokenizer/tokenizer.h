@@ -3,13 +3,24 @@
 #ifndef TANDEM_TOKENIZER_H
 #define TANDEM_TOKENIZER_H
 
+#include <jansson.h>
+
 #include "gguf.h"
 #include "tandem_base.h"
+
+/* The qwen2 pre-tokenizer's split regex, as every Qwen2/Qwen3 tokenizer.json writes it. */
+extern const char TOKENIZER_QWEN2_PATTERN[];
 
 /* dir_or_file: a folder with tokenizer.json (tokenizer_config.json and generation_config.json are read
  * too when present: chat template, eos token, eos ids), or a path to a tokenizer.json file. */
 tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **out);
 /* From tokenizer.ggml.* keys of an open GGUF; copies what it needs (f may be closed afterwards). */
 tandem_status tokenizer_load_gguf(const gguf_file *f, tandem_tokenizer **out);
+/* Writes tokenizer.ggml.* (model gpt2, pre qwen2, tokens, token types, merges, eos/pad/bos ids, add_bos_token,
+ * chat_template) for source: a folder with tokenizer.json, or that file; tokenizer_config.json and
+ * chat_template.jinja are read from beside it. Special ids come from tokenizer_config.json, else from config
+ * (the model's config.json, may be NULL); ids without a token become [PAD<id>] up to vocab_size. Refuses a
+ * pre-tokenizer other than Qwen2's (no llama.cpp name would fit it). */
+tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, const json_t *config, int32_t vocab_size);
 
 #endif
