@@ -73,6 +73,21 @@ char *path_join(const char *dir, const char *name) {
     return p;
 }
 
+char *path_base_name(const char *path) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    return strndup(path + start, len - start);
+}
+
+char *path_stem(const char *path) {
+    char *name = path_base_name(path);
+    char *dot = name ? strrchr(name, '.') : NULL;
+    if (dot && dot != name) *dot = '\0';
+    return name;
+}
+
 double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -57,6 +57,8 @@ void mapped_file_close(mapped_file *mf);  /* accepts a zeroed or half-opened str
 bool path_is_dir(const char *path);
 bool path_exists(const char *path);
 char *path_join(const char *dir, const char *name);  /* malloc'd; NULL on OOM */
+char *path_base_name(const char *path);  /* malloc'd last component ("a/b/" → "b"); NULL on OOM */
+char *path_stem(const char *path);       /* malloc'd last component without its extension ("a/m.gguf" → "m") */
 
 /* ---- thread pool: persistent workers, one parallel-for at a time ---- */
 

@@ -213,14 +213,6 @@ tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const con
     return st;
 }
 
-char *convert_base_name(const char *path) {
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
-    return strndup(path + start, len - start);
-}
-
 tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tandem_convert_params *params) {
     tandem_convert_params defaults = tandem_convert_default_params();
     const tandem_convert_params *p = params ? params : &defaults;
@@ -251,7 +243,7 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     src = calloc(max_tensors, sizeof *src);
     plan = calloc(max_tensors, sizeof *plan);
     types = calloc(max_tensors, sizeof *types);
-    name = convert_base_name(hf_dir);
+    name = path_base_name(hf_dir);
     if (!layout || !src || !plan || !types || !name) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", hf_dir);
         goto done;

@@ -75,6 +75,5 @@ tandem_status convert_check_output(const char *out_path, bool overwrite);
  * writes out_path. Progress: stage "convert", counted in elements. A refused tensor or a stop leaves no file. */
 tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
                                     const tandem_type *types, const char *out_path, const tandem_convert_params *p);
-char *convert_base_name(const char *path);  /* malloc'd last path component */
 
 #endif

@@ -23,7 +23,7 @@
 void qwen3_state_free(qwen3_state *s) {
     if (!s) return;
     free(s->block);
-    free(s->act);
+    free(s->mm.act);
     free(s);
 }
 
@@ -62,8 +62,8 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     if (!size_mul_ok(total, sizeof(float), &bytes) || bytes > SIZE_MAX / 2) goto too_big;
     s->block = aligned_alloc(64, (size_t)bytes);
     const size_t act_bytes = (size_t)n_batch * (size_t)(max_cols / 32 + 1) * sizeof(act_block);
-    s->act = aligned_alloc(64, (act_bytes + 63) & ~(size_t)63);
-    if (!s->block || !s->act) {
+    s->mm.act = aligned_alloc(64, (act_bytes + 63) & ~(size_t)63);
+    if (!s->block || !s->mm.act) {
         qwen3_state_free(s);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: cannot allocate %.1f MiB for n_ctx %d",
                            (double)bytes / (1 << 20), n_ctx);
@@ -73,7 +73,8 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(uint64_t)15;
     }
-    s->mm = (matmul_scratch){.rows = s->scratch, .act = s->act, .exact = exact};
+    s->mm.rows = s->scratch;
+    s->mm.exact = exact;
     rope_inv_freq(s->inv_freq, c->head_dim, c->rope_theta);
     *out = s;
     return TANDEM_OK;

@@ -77,8 +77,8 @@ typedef struct qwen3_state {
     float *hb2;       /* (n_batch, ffn_dim) up */
     float *scores;    /* (n_threads, n_ctx) attention scores, one row per thread */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
-    act_block *act;   /* (n_batch, max(dim, ffn_dim, n_heads*head_dim) / 32) activations quantized to 8 bits */
-    matmul_scratch mm;  /* the two buffers above, and whether to use the exact path, for matmul */
+    matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
+                         * (its own allocation), and whether to use the exact path */
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
     float *logits;    /* (vocab_size) last position's logits */
     void *block;      /* the single allocation everything above points into */

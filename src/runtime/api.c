@@ -81,14 +81,6 @@ static void count_weights(tandem_model *m) {
     }
 }
 
-static char *base_name(const char *path) {
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
-    return strndup(path + start, len - start);
-}
-
 tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out) {
     *out = NULL;
     if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_model_load: path is NULL");
@@ -117,7 +109,7 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
         if ((st = qwen3_bind_safetensors(&m->qwen, m->st, path))) goto fail;
         if ((st = tokenizer_load_json(path, &m->tokenizer))) goto fail;
         if ((st = read_generation_config(path, &m->sampler_defaults))) goto fail;
-        m->name = base_name(path);
+        m->name = path_base_name(path);
     } else {
         m->source = "gguf";
         if ((st = gguf_open(path, &m->gguf))) goto fail;
@@ -125,7 +117,7 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
         if ((st = qwen3_bind_gguf(&m->qwen, m->gguf))) goto fail;
         if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail;
         gguf_str name;
-        m->name = gguf_get_str(m->gguf, "general.name", &name) ? strndup(name.ptr, name.len) : base_name(path);
+        m->name = gguf_get_str(m->gguf, "general.name", &name) ? strndup(name.ptr, name.len) : path_base_name(path);
     }
     if (!m->name) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");

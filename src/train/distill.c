@@ -3,7 +3,6 @@
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,13 +345,7 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
         }
     }
 
-    char *dup = strdup(p.output_path);
-    if (dup) {
-        char *base = basename(dup), *dot = strrchr(base, '.');
-        if (dot && dot != base) *dot = '\0';
-        name = strdup(base);
-        free(dup);
-    }
+    name = path_stem(p.output_path);
     if (!name) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_distill: out of memory");
         goto done;

@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <libgen.h>
 
 #include "tandem.h"
 #include "train.h"
@@ -133,10 +132,9 @@ static tandem_status write_pruned(const model_source *src, const char *model_pat
     } else {
         qwen3_config nc = *c;
         nc.n_layers = new_layers;
-        char *dup = strdup(model_path);
-        const char *base = dup ? basename(dup) : "model";
-        st = qwen3_config_write_gguf(w, &nc, base, train_gguf_file_type(src->model.layers[0].q_proj.type));
-        free(dup);
+        char *base = path_base_name(model_path);
+        st = qwen3_config_write_gguf(w, &nc, base ? base : "model", train_gguf_file_type(src->model.layers[0].q_proj.type));
+        free(base);
         if (!st) st = train_write_tokenizer(w, model_path, c->vocab_size);
         for (int64_t i = 0; i < src->st->n_tensors && !st; i++) {
             const st_tensor *t = &src->st->tensors[i];

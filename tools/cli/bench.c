@@ -148,6 +148,8 @@ int cmd_bench(int argc, char **argv) {
     tandem_model *model = NULL, *draft_model = NULL;
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("bench", st);
+    tandem_model_info info;
+    tandem_model_get_info(model, &info);
     const int prompt_len = n_prompt > 0 ? n_prompt : 1;
     enum { CURVE_PREFIX = 16, CURVE_MAX_K = 16 };
     const int curve_len = CURVE_PREFIX + CURVE_MAX_K;
@@ -199,8 +201,6 @@ int cmd_bench(int argc, char **argv) {
     double curve_ms[CURVE_MAX_K + 1] = {0};
     const int ks[] = {1, 2, 4, 8, 16};
     if (curve) {
-        tandem_model_info info;
-        tandem_model_get_info(model, &info);
         float *logits = malloc(sizeof(float) * (size_t)CURVE_MAX_K * (size_t)info.vocab_size);
         if (!logits) die_usage("bench", "out of memory for the curve's logits");
         for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
@@ -209,8 +209,6 @@ int cmd_bench(int argc, char **argv) {
     }
 
     const double rss = peak_rss_mb();
-    tandem_model_info info;
-    tandem_model_get_info(model, &info);
     /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure */
     const double stream_gb_s = stat_mean(&decode) * (double)info.step_bytes / 1e9;
     printf("tandem bench: %s, %s kernels, %d threads, %s activations\n", model_path, tandem_kernel_isa(),

@@ -45,6 +45,8 @@ int cmd_convert(int argc, char **argv);     /* convert.c */
 int cmd_quantize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_kld(int argc, char **argv);
+int cmd_train(int argc, char **argv);    /* train.c */
+int cmd_prune(int argc, char **argv);
 int cmd_synth(int argc, char **argv);    /* synth.c */
 int cmd_distill(int argc, char **argv);  /* distill.c */
 
