@@ -52,6 +52,12 @@ void mapped_file_close(mapped_file *mf) {
     memset(mf, 0, sizeof *mf);
 }
 
+void mapped_range_release(const void *p, size_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);  /* advice: failure changes nothing */
+}
+
 bool path_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

@@ -51,6 +51,9 @@ typedef struct mapped_file {
 
 tandem_status mapped_file_open(const char *path, mapped_file *mf);
 void mapped_file_close(mapped_file *mf);  /* accepts a zeroed or half-opened struct */
+/* The whole pages inside [p, p + n) of a mapping are not needed for now: the OS drops them from this process's
+ * resident set (they are read from the file again if touched). For weights copied into another layout. */
+void mapped_range_release(const void *p, size_t n);
 
 /* ---- files and paths ---- */
 

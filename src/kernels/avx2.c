@@ -145,6 +145,71 @@ ROW_DOT_ACT(dot_q4_1)
 ROW_DOT_ACT(dot_q5_0)
 ROW_DOT_ACT(dot_q5_1)
 
+/* ---- packed groups of 8 rows (pack.c's layout) ----
+ * A 32-byte vector holds columns 4u…4u+3 of the 8 rows; the activation's 4 bytes for those columns are
+ * broadcast to every lane, so after the multiply-adds lane i holds row i's sum. Per block and token that
+ * is one int32 → float conversion and one FMA for 8 rows, where the row kernels above need one per row.
+ * The sums are exact integers; the float steps (scale product, FMA order) are the same as the definition
+ * the tests hold these kernels to: acc_i = fma(Σq·x̂, d_i·dx, acc_i) per block, in column order. */
+
+/* Q8_0: signed weights, so |w| and sign(w)·x as in dot_signed32_nt; int16 pair sums reach 2·127·127, so
+ * each unit's are widened to int32 before adding. */
+INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 8 * 34) {
+        const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        __m256i sum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
+        for (int u = 0; u < 8; u++) {
+            const __m256i q = load256(w + 16 + 32 * u), aq = _mm256_sign_epi8(q, q);
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const __m256i a = _mm256_set1_epi32((int)load_u32((const uint8_t *)x[t * xs + b].q + 4 * u));
+                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones));
+            }
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(x[t * xs + b].d)),
+                                     acc[t]);
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+/* Q4_0: unsigned nibbles 0…15 go straight into the multiply; the 8 int16 pair sums of a block stay below
+ * 8·2·15·127 < 2^15, so they add as int16 and widen once. The −8 offset is −8·d_i·(dx·Σx̂) per block. */
+INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 8 * 18) {
+        const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        __m256i sum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
+        for (int u = 0; u < 4; u++) {
+            const __m256i raw = load256(w + 16 + 32 * u);
+            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const int8_t *a = x[t * xs + b].q;
+                const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32((const uint8_t *)a + 4 * u)));
+                const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)load_u32((const uint8_t *)a + 16 + 4 * u)));
+                sum[t] = _mm256_add_epi16(sum[t], _mm256_add_epi16(p_lo, p_hi));
+            }
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = &x[t * xs + b];
+            const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], ones));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(scales, _mm256_set1_ps(a->d)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(scales, _mm256_set1_ps(-8.0f * a->s), acc[t]);
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+ROW_DOT_ACT(dot_q8_0_packed)
+ROW_DOT_ACT(dot_q4_0_packed)
+
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
 
 /* The 12-byte packing of eight 6-bit scales and mins of Q4_K and Q5_K (k4_scale_min in quant.c), four
@@ -377,6 +442,8 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
 void kernel_isa_fill_avx2(kernel_isa *isa) {
     *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2};
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
+    isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
+    isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;
     isa->dot_act[TANDEM_TYPE_Q4_0] = dot_q4_0;
     isa->dot_act[TANDEM_TYPE_Q4_1] = dot_q4_1;
     isa->dot_act[TANDEM_TYPE_Q5_0] = dot_q5_0;

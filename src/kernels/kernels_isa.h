@@ -13,11 +13,17 @@ typedef void (*row_dot_act_fn)(const uint8_t *row, const act_block *x, int64_t x
 typedef void (*row_dot_float_fn)(const uint8_t *row, const float *x, int64_t x_stride, int n_tok, int64_t cols,
                                  float *out);
 
+/* out[t·PACK_ROWS + i] = Σ_j W_i[j]·x̂_t[j] for the PACK_ROWS rows of one packed group (pack.c's layout) and
+ * t < n_tok ≤ MATMUL_TOKENS. */
+typedef void (*group_dot_act_fn)(const uint8_t *group, const act_block *x, int64_t x_stride, int n_tok,
+                                 int64_t cols, float *out);
+
 typedef struct kernel_isa {
     const char *name;
     void (*quantize_act)(const float *x, act_block *out, int64_t n);
     row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
+    group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed */
     /* attention_forward's contract (kernels.h) */
     void (*attention)(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
                       float scale, float *scores);

@@ -4,6 +4,7 @@
 
 typedef enum matmul_path {
     PATH_ACT,      /* integer dot products against act blocks (quantized weight types) */
+    PATH_PACKED,   /* the same, 8 rows at a time from pack.c's layout */
     PATH_FLOAT,    /* SIMD float dot products (F32/F16/BF16) */
     PATH_EXACT,    /* reference: dot_row per token, or a row dequantized once for many tokens */
 } matmul_path;
@@ -55,6 +56,21 @@ static void matmul_task(int task, int thread, void *arg) {
         }
         return;
     }
+    case PATH_PACKED: {  /* r0 and r1 are multiples of PACK_ROWS */
+        const group_dot_act_fn dot = job->isa->dot_packed[w->type];
+        const int64_t blocks = cols / 32;
+        float group_out[MATMUL_TOKENS * PACK_ROWS];
+        for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
+            const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
+            for (int64_t r = r0; r < r1; r += PACK_ROWS) {
+                dot(base + (size_t)r * w->row_bytes, job->scratch->act + (size_t)t0 * blocks, blocks, nt, cols,
+                    group_out);
+                for (int t = 0; t < nt; t++)
+                    memcpy(y + (size_t)(t0 + t) * rows + r, group_out + t * PACK_ROWS, sizeof(float) * PACK_ROWS);
+            }
+        }
+        return;
+    }
     case PATH_FLOAT: {
         const row_dot_float_fn dot = job->isa->dot_float[w->type];
         for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
@@ -69,13 +85,20 @@ static void matmul_task(int task, int thread, void *arg) {
     case PATH_EXACT:
         break;
     }
+    float *row = job->scratch->rows + (size_t)thread * cols;
+    if (w->packed) {  /* the exact path on packed weights (the selected kernels changed after packing) */
+        for (int64_t r = r0; r < r1; r++) {
+            weight_row_dequantize(w, r, row);
+            for (int t = 0; t < n; t++) y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
+        }
+        return;
+    }
     if (n == 1 || w->type == TANDEM_TYPE_F32) {
         for (int64_t r = r0; r < r1; r++)
             for (int t = 0; t < n; t++)
                 y[(size_t)t * rows + r] = dot_row(w->type, base + (size_t)r * w->row_bytes, job->x + (size_t)t * cols, cols);
         return;
     }
-    float *row = job->scratch->rows + (size_t)thread * cols;
     for (int64_t r = r0; r < r1; r++) {
         dequantize_row(w->type, base + (size_t)r * w->row_bytes, row, cols);
         for (int t = 0; t < n; t++) y[(size_t)t * rows + r] = dot_f32(row, job->x + (size_t)t * cols, cols);
@@ -107,14 +130,17 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
         matmul_path path = PATH_EXACT;
         if (isa->dot_float[w[i]->type])
             path = PATH_FLOAT;
-        else if (!scratch->exact && isa->dot_act[w[i]->type] && w[i]->cols % 32 == 0)
+        else if (!scratch->exact && w[i]->packed && isa->dot_packed[w[i]->type])
+            path = PATH_PACKED;
+        else if (!scratch->exact && !w[i]->packed && isa->dot_act[w[i]->type] && w[i]->cols % 32 == 0)
             path = PATH_ACT;
-        need_act |= path == PATH_ACT;
+        need_act |= path == PATH_ACT || path == PATH_PACKED;
         /* Rows per task: enough tasks to balance the threads (8 per thread), each big enough to amortise
          * claiming it and reading the token group's activations. */
         const int64_t per_thread = w[i]->rows / (8 * (int64_t)thread_pool_size(pool));
         const int64_t cap = n_tokens > MATMUL_TOKENS ? 64 : 256;  /* prefill: a task's rows must stay in L2 */
-        const int64_t task_rows = per_thread < 16 ? 16 : per_thread > cap ? cap : per_thread;
+        int64_t task_rows = per_thread < 16 ? 16 : per_thread > cap ? cap : per_thread;
+        if (w[i]->packed) task_rows -= task_rows % PACK_ROWS;  /* whole groups */
         job.parts[i] = (matmul_part){y[i], w[i], path, task_rows, n_tasks};
         n_tasks += (int)((w[i]->rows + task_rows - 1) / task_rows);
     }

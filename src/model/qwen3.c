@@ -117,9 +117,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     /* x = embed_tokens(ids) */
     for (int t = 0; t < n; t++) {
         TANDEM_ASSERT(ids[t] >= 0 && ids[t] < c->vocab_size);
-        dequantize_row(m->embed_tokens.type,
-                       (const uint8_t *)m->embed_tokens.data + (size_t)ids[t] * m->embed_tokens.row_bytes,
-                       s->x + (size_t)t * dim, dim);
+        weight_row_dequantize(&m->embed_tokens, ids[t], s->x + (size_t)t * dim);
     }
 
     for (int l = 0; l < c->n_layers; l++) {

@@ -50,7 +50,7 @@ typedef struct qwen3_model {
     qwen3_layer *layers;         /* (n_layers) */
     const float *norm;           /* (dim) final RMSNorm */
     weight_matrix lm_head;       /* (vocab_size, dim); = embed_tokens when tied */
-    void **owned;                /* f32 copies of norm vectors and of any misaligned tensor */
+    void **owned;                /* f32 copies of norm vectors, of any misaligned tensor, packed matrices */
     int32_t n_owned;
 } qwen3_model;
 
@@ -59,6 +59,10 @@ typedef struct qwen3_model {
  * except norm vectors, which are converted to f32 copies. */
 tandem_status qwen3_bind_gguf(qwen3_model *m, const gguf_file *f);
 tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char *dir);
+/* Copies every matrix the kernels multiply faster packed (weight_pack) into that layout, once; with
+ * release_source the mapped pages of the originals leave the resident set (a model then holds its weights
+ * once). Binding alone reads no weights (tandem info stays instant): runtimes call this before computing. */
+tandem_status qwen3_pack_weights(qwen3_model *m, bool release_source);
 void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the mapped files */
 
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */

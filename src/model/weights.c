@@ -173,6 +173,34 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
     return st;
 }
 
+static tandem_status pack_matrix(qwen3_model *m, weight_matrix *w, bool release_source) {
+    void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
+    if (!grown) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
+    m->owned = grown;
+    const void *source = w->data;
+    tandem_status st = weight_pack(w, &m->owned[m->n_owned]);
+    if (st || !m->owned[m->n_owned]) return st;
+    m->n_owned++;
+    if (release_source) mapped_range_release(source, w->row_bytes * (size_t)w->rows);
+    return TANDEM_OK;
+}
+
+tandem_status qwen3_pack_weights(qwen3_model *m, bool release_source) {
+    /* an untied embedding table is only read a row per token: it stays mapped, mostly untouched */
+    weight_matrix *head = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
+    tandem_status st = pack_matrix(m, head, release_source);
+    if (st) return st;
+    if (m->cfg.tied_embeddings) m->lm_head = m->embed_tokens;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        qwen3_layer *L = &m->layers[l];
+        weight_matrix *const mats[] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj,
+                                       &L->gate_proj, &L->up_proj, &L->down_proj};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if ((st = pack_matrix(m, mats[i], release_source))) return st;
+    }
+    return TANDEM_OK;
+}
+
 void qwen3_model_release(qwen3_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);

@@ -60,6 +60,7 @@ void tandem_model_free(tandem_model *m) {
     thread_pool_free(m->pool);
     free(m->path);
     free(m->name);
+    pthread_mutex_destroy(&m->pack_lock);
     free(m);
 }
 
@@ -88,6 +89,7 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
     if (!params) params = &defaults;
     tandem_model *m = calloc(1, sizeof *m);
     if (!m) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
+    pthread_mutex_init(&m->pack_lock, NULL);
     tandem_status st;
     m->path = strdup(path);
     m->sampler_defaults = tandem_sampler_default_params();
@@ -189,6 +191,12 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_ctx %d out of range 1..%d", p.n_ctx, 1 << 24);
     if (p.n_batch < 1 || p.n_batch > 4096)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
+    /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
+    pthread_mutex_lock(&model->pack_lock);
+    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->gguf != NULL);
+    model->packed = pack_st == TANDEM_OK;
+    pthread_mutex_unlock(&model->pack_lock);
+    if (pack_st) return pack_st;
     tandem_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     ctx->model = model;

@@ -3,6 +3,8 @@
 #ifndef TANDEM_RUNTIME_H
 #define TANDEM_RUNTIME_H
 
+#include <pthread.h>
+
 #include "gguf.h"
 #include "qwen3.h"
 #include "safetensors.h"
@@ -20,6 +22,8 @@ struct tandem_model {
     const char *source;            /* "gguf" or "safetensors" */
     tandem_sampler_params sampler_defaults;
     int64_t n_params, weight_bytes;
+    pthread_mutex_t pack_lock;     /* the first context packs the weights (qwen3_pack_weights), once */
+    bool packed;
 };
 
 struct tandem_ctx {

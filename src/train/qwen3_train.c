@@ -182,9 +182,7 @@ void train_model_init_random(train_model *m, train_rng *rng, float std) {
 }
 
 static void copy_matrix(float *dst, const weight_matrix *w) {
-    for (int64_t r = 0; r < w->rows; r++)
-        dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, dst + (size_t)r * w->cols,
-                       w->cols);
+    for (int64_t r = 0; r < w->rows; r++) weight_row_dequantize(w, r, dst + (size_t)r * w->cols);
 }
 
 tandem_status train_model_copy_from(train_model *m, const qwen3_model *src, const char *path) {

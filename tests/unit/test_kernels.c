@@ -106,7 +106,7 @@ static void check_matmul(void) {
                         if (q) quantize_row_q8_0(w + r * cols, data + r * row_bytes, cols);
                         else memcpy(data + r * row_bytes, w + r * cols, row_bytes);
                     }
-                    weight_matrix m = {data, type, rows, cols, row_bytes};
+                    weight_matrix m = {data, type, rows, cols, row_bytes, false};
                     matmul(pool, y, x, &m, n_tok, &scratch);
                     double worst = 0;
                     for (int r = 0; r < rows; r++) {
@@ -189,7 +189,7 @@ static void check_float_rows(void) {
                 for (int i = 0; i < n_tok * cols; i++) x[i] = frand();
                 for (int r = 0; r < rows; r++) quantize_row(types[ti], w + r * cols, data + r * row_bytes, cols);
                 matmul_scratch scratch = {malloc(sizeof(float) * 2 * cols), NULL, false};
-                weight_matrix m = {data, types[ti], rows, cols, row_bytes};
+                weight_matrix m = {data, types[ti], rows, cols, row_bytes, false};
                 matmul(pool, y, x, &m, n_tok, &scratch);
                 double worst = 0;
                 for (int r = 0; r < rows; r++) {

@@ -189,13 +189,13 @@ done:
  * - 8-bit activations: Σ dequantized W · x̂, x̂ the activations as quantize_act_scalar rounds them (the
  *   definition every SIMD twin must meet), to 1e-5 of Σ|w·x̂|, and Σ W·x within the rounding of x̂
  *   (|x − x̂| ≤ d/2 per value). */
-static void check_matmul(tandem_type t, const char *isa) {
+static void check_matmul(tandem_type t, const char *isa, bool pack) {
     if (!kernel_isa_select(isa)) {
         printf("  (%s kernels: this CPU lacks them, not tested here)\n", isa);
         return;
     }
     enum { MAX_TOK = 9 };
-    const int rows = 19, cols = 768, bs = tandem_type_block_size(t);
+    const int rows = pack ? 24 : 19, cols = 768, bs = tandem_type_block_size(t);
     const size_t row_bytes = (size_t)(cols / bs) * (size_t)tandem_type_size(t);
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(2, &pool));
@@ -214,7 +214,20 @@ static void check_matmul(tandem_type t, const char *isa) {
         for (int c = 0; c < cols; c++) xq[k * cols + c] = ref_act[c / 32].d * (float)ref_act[c / 32].q[c % 32];
     }
     for (int r = 0; r < rows; r++) quantize_row(t, w + r * cols, data + r * row_bytes, cols);
-    weight_matrix m = {data, t, rows, cols, row_bytes};
+    weight_matrix m = {data, t, rows, cols, row_bytes, false};
+    void *packed = NULL;
+    float *seen = malloc(sizeof(float) * MAX_TOK * rows), *deq_packed = malloc(sizeof(float) * cols);
+    if (pack) {  /* the packed copy reads back row for row as the plain rows (which the references below use) */
+        CHECK_OK(weight_pack(&m, &packed));
+        CHECK_MSG(packed && m.packed, "%s on %s: weight_pack left the matrix plain", tandem_type_name(t), isa);
+        int differ = 0;
+        for (int r = 0; r < rows; r++) {
+            dequantize_row(t, data + r * row_bytes, deq, cols);
+            weight_row_dequantize(&m, r, deq_packed);
+            differ += memcmp(deq, deq_packed, sizeof(float) * cols) != 0;
+        }
+        CHECK_MSG(differ == 0, "%s on %s: %d packed rows read back differently", tandem_type_name(t), isa, differ);
+    }
     for (int exact = 1; exact >= 0; exact--) {
         scratch.exact = exact;
         const bool int_path = !exact && kernel_has_act_dot(t);
@@ -240,13 +253,22 @@ static void check_matmul(tandem_type t, const char *isa) {
                     }
                 }
             }
-            CHECK_MSG(worst <= 1, "matmul %s on %s, %s path, tokens=%d: error %g × the bound", tandem_type_name(t), isa,
-                      int_path ? "8-bit" : "exact", n_tok, worst);
+            CHECK_MSG(worst <= 1, "matmul %s%s on %s, %s path, tokens=%d: error %g × the bound", tandem_type_name(t),
+                      pack ? " packed" : "", isa, int_path ? "8-bit" : "exact", n_tok, worst);
+            if (int_path) {  /* a token's outputs do not depend on how many tokens share the pass, bit for bit */
+                int differ = 0;
+                for (int k = 0; k + 1 < n_tok; k++)
+                    differ += memcmp(seen + k * rows, y + k * rows, sizeof(float) * rows) != 0;
+                memcpy(seen + (n_tok - 1) * rows, y + (n_tok - 1) * rows, sizeof(float) * rows);
+                CHECK_MSG(differ == 0, "matmul %s%s on %s: %d tokens' outputs change with %d tokens per pass",
+                          tandem_type_name(t), pack ? " packed" : "", isa, differ, n_tok);
+            }
             CHECK_MSG(worst_x <= 1, "matmul %s on %s tokens=%d: %g × the activation rounding bound from x",
                       tandem_type_name(t), isa, n_tok, worst_x);
         }
     }
     free(w); free(x); free(xq); free(y); free(deq); free(alloc); free(act); free(ref_act); free(scratch.rows);
+    free(packed); free(seen); free(deq_packed);
     thread_pool_free(pool);
     kernel_isa_select(NULL);
 }
@@ -272,7 +294,7 @@ static void check_shared_input(void) {
         data[k] = malloc(row_bytes * (size_t)rows[k]);
         for (int i = 0; i < rows[k] * COLS; i++) w[i] = frand();
         for (int r = 0; r < rows[k]; r++) quantize_row(types[k], w + r * COLS, data[k] + r * row_bytes, COLS);
-        m[k] = (weight_matrix){data[k], types[k], rows[k], COLS, row_bytes};
+        m[k] = (weight_matrix){data[k], types[k], rows[k], COLS, row_bytes, false};
         mp[k] = &m[k];
         together[k] = malloc(sizeof(float) * MAX_TOK * rows[k]);
     }
@@ -346,7 +368,13 @@ int main(int argc, char **argv) {
                               TANDEM_TYPE_Q3_K, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K};
     const char *isas[] = {"scalar", "avx2"};
     for (size_t j = 0; j < 2; j++)
-        for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j]);
+        for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j], false);
+    /* the packed layout, where the CPU's kernels have it (weight_pack packs only then) */
+    if (kernel_isa_select("avx2")) {
+        check_matmul(TANDEM_TYPE_Q8_0, "avx2", true);
+        check_matmul(TANDEM_TYPE_Q4_0, "avx2", true);
+        kernel_isa_select(NULL);
+    }
     check_shared_input();
     check_type_table(argv[1]);
     check_half_rows();
