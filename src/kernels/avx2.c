@@ -210,6 +210,108 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
 ROW_DOT_ACT(dot_q8_0_packed)
 ROW_DOT_ACT(dot_q4_0_packed)
 
+/* Q4_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three 32-byte
+ * vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), then the
+ * quants: chunk c's unit u (columns 4u… of sub-blocks 2c in the low nibbles, 2c+1 in the high ones) at
+ * 128 + (8c + u)·32. A sub-block's 8 nibble products add in int16 (8·2·15·127 < 2^15). */
+INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F), byte = _mm256_set1_epi32(0xFF);
+    const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i low2 = _mm256_set1_epi32(0x03030303);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 144) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        const __m256i u0 = load256(w + 32), u1 = load256(w + 64), u2 = load256(w + 96);
+        const __m256i sc_lo = _mm256_and_si256(u0, low6), mn_lo = _mm256_and_si256(u1, low6);
+        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, low4),
+                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
+        const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
+                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
+        for (int s = 0; s < 8; s++) {
+            const int shift = 8 * (s % 4);
+            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(
+                                                    _mm256_srli_epi32(s < 4 ? sc_lo : sc_hi, shift), byte)));
+            const __m256 dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(
+                                                       _mm256_srli_epi32(s < 4 ? mn_lo : mn_hi, shift), byte)));
+            const uint8_t *q = w + 128 + (s / 2) * 8 * 32;
+            __m256i sum[MATMUL_TOKENS];
+            FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
+            for (int u = 0; u < 8; u++) {
+                const __m256i raw = load256(q + 32 * u);
+                const __m256i nib = s & 1 ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+                FOR_TOKENS (int t = 0; t < NT; t++) {
+                    const uint8_t *a = (const uint8_t *)x[t * xs + 8 * sb + s].q + 4 * u;
+                    sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(nib, _mm256_set1_epi32((int)load_u32(a))));
+                }
+            }
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const act_block *a = &x[t * xs + 8 * sb + s];
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], ones));
+                acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dsc, _mm256_set1_ps(a->d)), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(a->s), acc[t]);
+            }
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+/* Q6_K packed: ql (unit u of half h, run p at (16h + 8p + u)·32), qh (unit u of half h at 1024 +
+ * (8h + u)·32), the signed 8-bit scales (4 per unit, at 1536) and d (at 1664). Activation block k of half h
+ * takes the low (k < 2) or high nibbles of run k % 2 and bits 2k, 2k+1 of qh, as in dot_q6_K_nt. Values
+ * reach 63, so only two units' products add in int16 (2·2·63·127 < 2^15) before the scale multiply-add
+ * (scale as int16 in both halves of each row's lane); the −32 offset goes through the half-block sums. */
+INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), low16 = _mm256_set1_epi32(0xFFFF);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 210) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
+        for (int h = 0; h < 2; h++) {
+            for (int k = 0; k < 4; k++) {
+                /* scales 8h + 2k and 8h + 2k + 1: bytes 2(k % 2) and 2(k % 2) + 1 of unit 2h + k/2 */
+                const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
+                const int b0 = 2 * (k % 2);
+                const __m256i s0 = _mm256_srai_epi32(_mm256_slli_epi32(scu, 24 - 8 * b0), 24);
+                const __m256i s1 = _mm256_srai_epi32(_mm256_slli_epi32(scu, 16 - 8 * b0), 24);
+                const __m256i sc0 = _mm256_or_si256(_mm256_and_si256(s0, low16), _mm256_slli_epi32(s0, 16));
+                const __m256i sc1 = _mm256_or_si256(_mm256_and_si256(s1, low16), _mm256_slli_epi32(s1, 16));
+                const __m256 dsc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(s0)), dsc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(s1));
+                const uint8_t *ql = w + (16 * h + 8 * (k % 2)) * 32, *qh = w + 1024 + 8 * h * 32;
+                __m256i sum[MATMUL_TOKENS];
+                FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
+                for (int u = 0; u < 8; u += 2) {
+                    __m256i q[2];
+                    for (int v = 0; v < 2; v++) {
+                        const __m256i raw = load256(ql + 32 * (u + v));
+                        const __m256i lo = k < 2 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(load256(qh + 32 * (u + v)), 2 * k), m2);
+                        q[v] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                    }
+                    FOR_TOKENS (int t = 0; t < NT; t++) {
+                        const uint8_t *a = (const uint8_t *)x[t * xs + 8 * sb + 4 * h + k].q + 4 * u;
+                        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], _mm256_set1_epi32((int)load_u32(a))),
+                                                           _mm256_maddubs_epi16(q[1], _mm256_set1_epi32((int)load_u32(a + 4))));
+                        sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, u < 4 ? sc0 : sc1));
+                    }
+                }
+                FOR_TOKENS (int t = 0; t < NT; t++) {
+                    const act_block *a = &x[t * xs + 8 * sb + 4 * h + k];
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc[t]);
+                    acc[t] = _mm256_fnmadd_ps(dsc0, _mm256_set1_ps(32.0f * a->s16[0]), acc[t]);
+                    acc[t] = _mm256_fnmadd_ps(dsc1, _mm256_set1_ps(32.0f * a->s16[1]), acc[t]);
+                }
+            }
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+ROW_DOT_ACT(dot_q4_K_packed)
+ROW_DOT_ACT(dot_q6_K_packed)
+
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
 
 /* The 12-byte packing of eight 6-bit scales and mins of Q4_K and Q5_K (k4_scale_min in quant.c), four
@@ -444,6 +546,8 @@ void kernel_isa_fill_avx2(kernel_isa *isa) {
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
     isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;
+    isa->dot_packed[TANDEM_TYPE_Q4_K] = dot_q4_K_packed;
+    isa->dot_packed[TANDEM_TYPE_Q6_K] = dot_q6_K_packed;
     isa->dot_act[TANDEM_TYPE_Q4_0] = dot_q4_0;
     isa->dot_act[TANDEM_TYPE_Q4_1] = dot_q4_1;
     isa->dot_act[TANDEM_TYPE_Q5_0] = dot_q5_0;

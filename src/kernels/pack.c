@@ -1,43 +1,70 @@
-/* pack.c — the packed weight layout: PACK_ROWS rows of a Q8_0 or Q4_0 matrix interleaved block by block,
- * so that one vector holds the same 4 columns of 8 rows; and reading a row back from either layout.
+/* pack.c — the packed weight layout: PACK_ROWS rows of a matrix interleaved block by block, so that one
+ * vector holds the same 4 columns of 8 rows; and reading a row back from either layout.
  *
- * A packed matrix is a sequence of groups of 8 rows (8·row_bytes each, the plain layout's size). Group
- * block b holds the 8 rows' block b: their f16 scales (16 bytes), then their quants in 4-byte units, unit u
- * of row i at byte 16 + (8u + i)·4. Q8_0 has 8 units (32 signed bytes); Q4_0 has 4 (16 bytes of nibble
- * pairs: low nibble element k, high nibble k + 16). Multiplied against an activation's 4 bytes repeated 8
- * times, a 32-byte vector of units gives the 8 rows' partial sums in its lanes: no horizontal sums, and one
- * scale vector serves 8 rows. */
+ * A packed matrix is a sequence of groups of 8 rows, 8·row_bytes each (the plain layout's size), made of
+ * the 8 rows' blocks in column order. Within a group's block every field of the type's block (scales,
+ * quants, …) is interleaved across the 8 rows in units of 2 or 4 bytes: unit u of row i of a field at
+ * plain offset F sits at 8·F + (8u + i)·unit. A 32-byte vector of quant units thus holds columns
+ * 4u…4u+3 of all 8 rows: multiplied by the activations' 4 bytes repeated 8 times, its lanes are the 8
+ * rows' partial sums, with no horizontal sums, and one scale vector serves 8 rows. */
 #include <stdlib.h>
 
 #include "kernels_isa.h"
 
-/* 4-byte quant units per block, 0 for types without a packed layout. */
-static int quant_units(tandem_type t) {
-    return t == TANDEM_TYPE_Q8_0 ? 8 : t == TANDEM_TYPE_Q4_0 ? 4 : 0;
+typedef struct block_field {
+    int offset;  /* in the plain block; the field runs to the next field's offset or the block's end */
+    int unit;    /* bytes per interleaved unit: 2 (f16 scales) or 4 */
+} block_field;
+
+typedef struct packed_type {
+    tandem_type type;
+    int block_bytes, n_fields;
+    block_field fields[4];
+} packed_type;
+
+static const packed_type PACKED_TYPES[] = {
+    {TANDEM_TYPE_Q8_0, 34, 2, {{0, 2}, {2, 4}}},                     /* d, qs[32] */
+    {TANDEM_TYPE_Q4_0, 18, 2, {{0, 2}, {2, 4}}},                     /* d, qs[16] */
+    {TANDEM_TYPE_Q4_K, 144, 4, {{0, 2}, {2, 2}, {4, 4}, {16, 4}}},   /* d, dmin, scales[12], qs[128] */
+    {TANDEM_TYPE_Q6_K, 210, 4, {{0, 4}, {128, 4}, {192, 4}, {208, 2}}},  /* ql[128], qh[64], scales[16], d */
+};
+
+static const packed_type *packed_type_of(tandem_type t) {
+    for (size_t i = 0; i < sizeof PACKED_TYPES / sizeof PACKED_TYPES[0]; i++)
+        if (PACKED_TYPES[i].type == t) return &PACKED_TYPES[i];
+    return NULL;
+}
+
+/* Copies one block from the plain layout to row i's place in a packed group block (to_group), or back. */
+static void move_block(const packed_type *p, int i, const uint8_t *from, uint8_t *to, bool to_group) {
+    for (int f = 0; f < p->n_fields; f++) {
+        const int off = p->fields[f].offset, unit = p->fields[f].unit;
+        const int end = f + 1 < p->n_fields ? p->fields[f + 1].offset : p->block_bytes;
+        for (int u = 0; u < (end - off) / unit; u++) {
+            const size_t in_group = (size_t)(8 * off + (8 * u + i) * unit), in_plain = (size_t)(off + u * unit);
+            memcpy(to + (to_group ? in_group : in_plain), from + (to_group ? in_plain : in_group), (size_t)unit);
+        }
+    }
 }
 
 tandem_status weight_pack(weight_matrix *w, void **buffer) {
     *buffer = NULL;
-    const int units = quant_units(w->type);
-    if (!units || w->packed || w->rows % PACK_ROWS || w->cols % 32 || !kernel_isa_current()->dot_packed[w->type])
-        return TANDEM_OK;
-    const size_t bytes = w->row_bytes * (size_t)w->rows, block = 2 + 4 * (size_t)units;
+    const packed_type *p = packed_type_of(w->type);
+    const int64_t block_elems = tandem_type_block_size(w->type);
+    if (!p || w->packed || w->rows % PACK_ROWS || !kernel_isa_current()->dot_packed[w->type]) return TANDEM_OK;
+    const size_t bytes = w->row_bytes * (size_t)w->rows;
     uint8_t *dst = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!dst)
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing a %lld x %lld %s matrix", (long long)w->rows,
                            (long long)w->cols, tandem_type_name(w->type));
-    const uint8_t *src = w->data;
-    const int64_t blocks = w->cols / 32;
-    for (int64_t g = 0; g < w->rows / PACK_ROWS; g++) {
-        for (int64_t b = 0; b < blocks; b++) {
-            uint8_t *o = dst + (size_t)g * PACK_ROWS * w->row_bytes + (size_t)b * PACK_ROWS * block;
-            for (int i = 0; i < PACK_ROWS; i++) {
-                const uint8_t *s = src + (size_t)(g * PACK_ROWS + i) * w->row_bytes + (size_t)b * block;
-                memcpy(o + 2 * i, s, 2);
-                for (int u = 0; u < units; u++) memcpy(o + 16 + (8 * u + i) * 4, s + 2 + 4 * u, 4);
-            }
+    const int64_t blocks = w->cols / block_elems;
+    for (int64_t g = 0; g < w->rows / PACK_ROWS; g++)
+        for (int i = 0; i < PACK_ROWS; i++) {
+            const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * PACK_ROWS + i) * w->row_bytes;
+            for (int64_t b = 0; b < blocks; b++)
+                move_block(p, i, row + (size_t)b * p->block_bytes,
+                           dst + (size_t)g * PACK_ROWS * w->row_bytes + (size_t)b * PACK_ROWS * p->block_bytes, true);
         }
-    }
     w->data = dst;
     w->packed = true;
     *buffer = dst;
@@ -49,14 +76,12 @@ void weight_row_dequantize(const weight_matrix *w, int64_t r, float *dst) {
         dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, dst, w->cols);
         return;
     }
-    const int units = quant_units(w->type), i = (int)(r % PACK_ROWS);
-    const size_t block = 2 + 4 * (size_t)units;
+    const packed_type *p = packed_type_of(w->type);
+    const int64_t block_elems = tandem_type_block_size(w->type);
     const uint8_t *group = (const uint8_t *)w->data + (size_t)(r / PACK_ROWS) * PACK_ROWS * w->row_bytes;
-    uint8_t plain[34];  /* one block in the plain layout */
-    for (int64_t b = 0; b < w->cols / 32; b++) {
-        const uint8_t *o = group + (size_t)b * PACK_ROWS * block;
-        memcpy(plain, o + 2 * i, 2);
-        for (int u = 0; u < units; u++) memcpy(plain + 2 + 4 * u, o + 16 + (8 * u + i) * 4, 4);
-        dequantize_row(w->type, plain, dst + 32 * b, 32);
+    uint8_t plain[256];  /* one block in the plain layout (the largest packed block is 210 bytes) */
+    for (int64_t b = 0; b < w->cols / block_elems; b++) {
+        move_block(p, (int)(r % PACK_ROWS), group + (size_t)b * PACK_ROWS * p->block_bytes, plain, false);
+        dequantize_row(w->type, plain, dst + block_elems * b, block_elems);
     }
 }

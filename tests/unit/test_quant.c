@@ -373,6 +373,8 @@ int main(int argc, char **argv) {
     if (kernel_isa_select("avx2")) {
         check_matmul(TANDEM_TYPE_Q8_0, "avx2", true);
         check_matmul(TANDEM_TYPE_Q4_0, "avx2", true);
+        check_matmul(TANDEM_TYPE_Q4_K, "avx2", true);
+        check_matmul(TANDEM_TYPE_Q6_K, "avx2", true);
         kernel_isa_select(NULL);
     }
     check_shared_input();
