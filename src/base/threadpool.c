@@ -12,7 +12,7 @@
  * noticeable share of a small model's token. Idle pools still sleep. The job fields are published by the
  * release store of generation and read after its acquire load; the sleeper counts close the race between
  * a spinner deciding to sleep and the other side deciding nobody sleeps (both sides use seq_cst). */
-enum { SPIN_ROUNDS = 1 << 15 };  /* ~0.5 ms of pause instructions */
+enum { SPIN_ROUNDS = 1 << 10 };  /* ~20 µs of pause instructions */
 
 struct thread_pool {
     int n_threads;  /* including the caller */
