@@ -4,7 +4,14 @@ speed measurements (speed does not depend on weight values). Quantized blocks ge
 f16 scales. Usage: python3 bench/make_random_gguf.py OUT.gguf --size draft|0.6b|1.7b|4b|8b
                                      --type f16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k
 The K-quant mixes give each tensor the type llama-quantize gives it (output.weight Q6_K; attn_v and ffn_down Q6_K
-in the first and last eighth of the layers and every third in between; the rest Q4_K or Q5_K)."""
+in the first and last eighth of the layers and every third in between; the rest Q4_K or Q5_K).
+
+--agree SEED makes one of a pair of models that agree: the embedding table and the (untied) output layer hold the
+same random values in their first 256 columns for every size made with the same SEED (zeros beyond), and the final
+norm is 1, so the next token is one fixed function of the current token plus whatever the layers add to the
+residual stream; --layer-scale scales the blocks of attn_output and ffn_down (0: the layers add nothing). A
+`--size draft --agree S --layer-scale 0` draft then predicts an `--agree S --layer-scale 0.1` target most of the time
+while the target still streams every weight: a draft that agrees often, at real shapes (q8_0 and q4_0 only)."""
 import argparse
 import pathlib
 import sys
@@ -45,14 +52,32 @@ def tensor_type(qtype, name, layer, n_layers):
     return base
 
 
-def random_matrix(rng, rows, cols, qtype):
+AGREE_DIM = 256  # the columns an --agree pair shares: the width of --size draft
+
+
+def random_matrix(rng, rows, cols, qtype, scale_value=0.001):
     if qtype == "f16":
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16), None
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02 * scale_value / 0.001).astype(np.float16), None
     t, bs, size, scales = BLOCK[qtype]
     blocks = rng.integers(0, 256, size=(rows, cols // bs, size), dtype=np.uint8)
-    scale = np.full((rows, cols // bs), 0.001, dtype=np.float16).view(np.uint8).reshape(rows, cols // bs, 2)
+    scale = np.full((rows, cols // bs), scale_value, dtype=np.float16).view(np.uint8).reshape(rows, cols // bs, 2)
     for off in scales:
         blocks[:, :, off:off + 2] = scale
+    return blocks.reshape(rows, cols // bs * size), t
+
+
+def agreeing_matrix(seed, rows, cols, qtype):
+    """Values d·v, v random integers in [-8, 7] from seed, in the first AGREE_DIM columns, 0 beyond: exactly the
+    same values whether stored as Q8_0 (q = v) or Q4_0 (q = v + 8)."""
+    t, bs, size, _ = BLOCK[qtype]
+    v = np.random.default_rng(seed).integers(-8, 8, size=(rows, AGREE_DIM // 32, 32), dtype=np.int16)
+    blocks = np.zeros((rows, cols // bs, size), np.uint8)
+    blocks[:, :AGREE_DIM // 32, 0:2] = np.frombuffer(np.float16(0.05).tobytes(), np.uint8)
+    if qtype == "q8_0":
+        blocks[:, :AGREE_DIM // 32, 2:] = v.astype(np.int8).view(np.uint8)
+    else:
+        q = (v + 8).astype(np.uint8)
+        blocks[:, :AGREE_DIM // 32, 2:] = q[:, :, :16] | (q[:, :, 16:] << 4)
     return blocks.reshape(rows, cols // bs * size), t
 
 
@@ -61,8 +86,14 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--size", default="0.6b", choices=SIZES)
     ap.add_argument("--type", default="q8_0", choices=["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"])
+    ap.add_argument("--agree", type=int, metavar="SEED", help="one of a pair that agrees (see above)")
+    ap.add_argument("--layer-scale", type=float, default=1.0, help="scale of attn_output and ffn_down (1 = as others)")
     a = ap.parse_args()
     L, E, nh, nkv, hd, F, tied = SIZES[a.size]
+    if a.agree is not None:
+        if a.type not in ("q8_0", "q4_0"):
+            sys.exit("make_random_gguf.py: --agree needs --type q8_0 or q4_0")
+        tied = False
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(a.out, "qwen3")
     w.add_name(f"random-qwen3-{a.size}-{a.type}")
@@ -83,14 +114,22 @@ def main():
     w.add_uint32("tokenizer.ggml.eos_token_id", 256)
 
     def mat(name, rows, cols, layer=None):
-        arr, t = random_matrix(rng, rows, cols, tensor_type(a.type, name, layer, L))
+        qtype = tensor_type(a.type, name, layer, L)
+        if a.agree is not None and name in ("token_embd.weight", "output.weight"):
+            arr, t = agreeing_matrix(a.agree + (name == "output.weight"), rows, cols, qtype)
+        else:
+            scaled = name.endswith("attn_output.weight") or name.endswith("ffn_down.weight")
+            arr, t = random_matrix(rng, rows, cols, qtype, 0.001 * (a.layer_scale if scaled else 1.0))
         if t is None:
             w.add_tensor(name, arr)
         else:
             w.add_tensor(name, arr, raw_dtype=t)  # byte shape (rows, blocks·size) → (rows, cols)
 
     def vec(name, n):
-        w.add_tensor(name, (1 + 0.1 * rng.standard_normal(n)).astype(np.float32))
+        values = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        if a.agree is not None and name == "output_norm.weight":
+            values[:] = 1
+        w.add_tensor(name, values)
 
     mat("token_embd.weight", VOCAB, E)
     vec("output_norm.weight", E)

@@ -230,28 +230,33 @@ INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
         const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
-        for (int s = 0; s < 8; s++) {
-            const int shift = 8 * (s % 4);
-            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(
-                                                    _mm256_srli_epi32(s < 4 ? sc_lo : sc_hi, shift), byte)));
-            const __m256 dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(
-                                                       _mm256_srli_epi32(s < 4 ? mn_lo : mn_hi, shift), byte)));
-            const uint8_t *q = w + 128 + (s / 2) * 8 * 32;
-            __m256i sum[MATMUL_TOKENS];
-            FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
-            for (int u = 0; u < 8; u++) {
+        for (int c = 0; c < 4; c++) {  /* sub-blocks 2c (low nibbles) and 2c + 1 (high) share the loads */
+            const int shift_lo = 16 * (c % 2), shift_hi = shift_lo + 8;
+            const __m256i sc = c < 2 ? sc_lo : sc_hi, mn = c < 2 ? mn_lo : mn_hi;
+            const __m256 dsc_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc, shift_lo), byte)));
+            const __m256 dsc_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc, shift_hi), byte)));
+            const __m256 dmn_lo = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn, shift_lo), byte)));
+            const __m256 dmn_hi = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn, shift_hi), byte)));
+            const uint8_t *q = w + 128 + c * 8 * 32;
+            __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
+            FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
                 const __m256i raw = load256(q + 32 * u);
-                const __m256i nib = s & 1 ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4) : _mm256_and_si256(raw, m4);
+                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 FOR_TOKENS (int t = 0; t < NT; t++) {
-                    const uint8_t *a = (const uint8_t *)x[t * xs + 8 * sb + s].q + 4 * u;
-                    sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(nib, _mm256_set1_epi32((int)load_u32(a))));
+                    const uint8_t *a = (const uint8_t *)x[t * xs + 8 * sb + 2 * c].q + 4 * u;
+                    sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32(a))));
+                    sum_hi[t] = _mm256_add_epi16(sum_hi[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)load_u32(a + sizeof(act_block)))));
                 }
             }
             FOR_TOKENS (int t = 0; t < NT; t++) {
-                const act_block *a = &x[t * xs + 8 * sb + s];
-                const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], ones));
-                acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dsc, _mm256_set1_ps(a->d)), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(a->s), acc[t]);
+                const act_block *a = &x[t * xs + 8 * sb + 2 * c];
+                const __m256 p_lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum_lo[t], ones));
+                const __m256 p_hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum_hi[t], ones));
+                acc[t] = _mm256_fmadd_ps(p_lo, _mm256_mul_ps(dsc_lo, _mm256_set1_ps(a[0].d)), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
+                acc[t] = _mm256_fmadd_ps(p_hi, _mm256_mul_ps(dsc_hi, _mm256_set1_ps(a[1].d)), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
             }
         }
     }

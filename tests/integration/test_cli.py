@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -402,3 +403,22 @@ def test_bench_bad_model_and_text(run_tandem, models_dir, tmp_path):
     empty.write_text("")
     expect_error(run_tandem, ["bench", "-m", models_dir / TINY, "-f", empty, "-p", "4", "-n", "2"], "empty.txt",
                  "no tokens")
+
+
+def test_agreeing_random_pair_agrees(run_tandem, tmp_path):
+    """bench/make_random_gguf.py --agree: a Q8_0 draft and a Q4_0 target made with the same seed and no layer
+    contributions hold the same embedding and output values, so the target accepts every drafted token; with the
+    layers scaled in, the target departs from the draft somewhere (the pair measures speculative speed in
+    bench/README.md)."""
+    gen = Path(__file__).resolve().parents[2] / "bench" / "make_random_gguf.py"
+    draft, same, other = tmp_path / "draft.gguf", tmp_path / "same.gguf", tmp_path / "other.gguf"
+    for path, qtype, scale in [(draft, "q8_0", "0"), (same, "q4_0", "0"), (other, "q4_0", "30")]:
+        subprocess.run([sys.executable, gen, path, "--size", "draft", "--type", qtype, "--agree", "5",
+                        "--layer-scale", scale], check=True)
+    stats = {}
+    for target in (same, other):
+        out = last_json(run_tandem("run", "-m", target, "-md", draft, "-p", "ab", "-n", "48", "--temp", "0",
+                                   "--ignore-eos", "--draft-fixed", "--json").stdout)
+        stats[target] = out["speculative"]
+    assert stats[same]["drafted"] > 0 and stats[same]["acceptance_rate"] == 1.0
+    assert stats[other]["acceptance_rate"] < 1.0
