@@ -12,6 +12,7 @@
  * pairs into int32. Unsigned weight quants (Q4_0's 0…15) go in directly and their offset (−8) is applied
  * once per block through the activation sum; signed ones (Q8_0, IQ4_NL) use |w| and sign(w)·x. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels_isa.h"
 
@@ -505,6 +506,50 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
  * Scores q·k_u over contiguous keys, softmax (scalar: exp is a small share), then Σ_u a_u·v_u with the
  * output held in registers 64 values at a time, so each value row is read once per chunk and out is
  * written once (the compiler-vectorised loop loads and stores out for every key). */
+/* e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact r), e^r by Cephes' degree-6
+ * polynomial (relative error ~2e-7), times 2^n through the exponent bits. x is clamped to [-87, 88] so 2^n
+ * stays a normal float: below e^-87 ≈ 2e-38 the result is that, not 0, which a softmax cannot tell apart. */
+INLINE __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
+}
+
+/* softmax_forward's contract (in place over n scores), with exp8: at long contexts the scalar expf was a
+ * fifth of a decode step. */
+static void softmax_avx2(float *x, int n) {
+    const int n8 = n & ~7;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int i = 0; i < n8; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    for (int i = n8; i < n; i++) max = x[i] > max ? x[i] : max;
+    const __m256 vm = _mm256_set1_ps(max);
+    __m256 vsum = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum8(vsum);
+    for (int i = n8; i < n; i++) sum += x[i] = expf(x[i] - max);
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (int i = n8; i < n; i++) x[i] *= 1.0f / sum;
+}
+
 static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
                            int head_dim, float scale, float *scores) {
     const int hd8 = head_dim & ~7;
@@ -521,7 +566,7 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
         for (; d < head_dim; d++) s += q[d] * k[d];
         scores[u] = s * scale;
     }
-    softmax_forward(scores, n_keys);
+    softmax_avx2(scores, n_keys);
     int d0 = 0;
     for (; d0 + 64 <= hd8; d0 += 64) {
         __m256 o[8];
