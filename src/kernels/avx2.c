@@ -553,8 +553,27 @@ static void softmax_avx2(float *x, int n) {
 static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
                            int head_dim, float scale, float *scores) {
     const int hd8 = head_dim & ~7;
-    for (int u = 0; u < n_keys; u++) {
-        const float *k = keys + (size_t)u * head_dim;
+    int key = 0;
+    if (head_dim == hd8) {  /* 8 keys at a time: their 8 partial-sum vectors reduce together (no hsum per key) */
+        for (; key + 8 <= n_keys; key += 8) {
+            __m256 acc[8];
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+            for (int d = 0; d < head_dim; d += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + d);
+                _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (size_t)(key + j) * head_dim + d), acc[j]);
+            }
+            const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+            const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
+            const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+            /* lane halves: low = keys' sums over dims 0–3 of each 8, high = 4–7; add them */
+            const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                                              _mm256_permute2f128_ps(h0123, h4567, 0x31));
+            _mm256_storeu_ps(scores + key, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+        }
+    }
+    for (; key < n_keys; key++) {
+        const float *k = keys + (size_t)key * head_dim;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         int d = 0;
         for (; d + 16 <= hd8; d += 16) {
@@ -564,7 +583,7 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
         for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
         float s = hsum8(_mm256_add_ps(acc0, acc1));
         for (; d < head_dim; d++) s += q[d] * k[d];
-        scores[u] = s * scale;
+        scores[key] = s * scale;
     }
     softmax_avx2(scores, n_keys);
     int d0 = 0;
@@ -577,6 +596,16 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
             _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
         }
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
+    }
+    for (; d0 + 32 <= hd8; d0 += 32) {  /* small heads (32, 40, …): one pass over the keys per 32 columns */
+        __m256 o[4];
+        for (int i = 0; i < 4; i++) o[i] = _mm256_setzero_ps();
+        for (int u = 0; u < n_keys; u++) {
+            const __m256 a = _mm256_set1_ps(scores[u]);
+            const float *v = values + (size_t)u * head_dim + d0;
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        }
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
     }
     for (; d0 + 8 <= hd8; d0 += 8) {
         __m256 o = _mm256_setzero_ps();
