@@ -62,7 +62,7 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
 /* Copies every matrix the kernels multiply faster packed (weight_pack) into that layout, once; with
  * release_source the mapped pages of the originals leave the resident set (a model then holds its weights
  * once). Binding alone reads no weights (tandem info stays instant): runtimes call this before computing. */
-tandem_status qwen3_pack_weights(qwen3_model *m, bool release_source);
+tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source);
 void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the mapped files */
 
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */

@@ -173,22 +173,22 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
     return st;
 }
 
-static tandem_status pack_matrix(qwen3_model *m, weight_matrix *w, bool release_source) {
+static tandem_status pack_matrix(qwen3_model *m, thread_pool *pool, weight_matrix *w, bool release_source) {
     void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
     if (!grown) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
     m->owned = grown;
     const void *source = w->data;
-    tandem_status st = weight_pack(w, &m->owned[m->n_owned]);
+    tandem_status st = weight_pack(pool, w, &m->owned[m->n_owned]);
     if (st || !m->owned[m->n_owned]) return st;
     m->n_owned++;
     if (release_source) mapped_range_release(source, w->row_bytes * (size_t)w->rows);
     return TANDEM_OK;
 }
 
-tandem_status qwen3_pack_weights(qwen3_model *m, bool release_source) {
+tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source) {
     /* an untied embedding table is only read a row per token: it stays mapped, mostly untouched */
     weight_matrix *head = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
-    tandem_status st = pack_matrix(m, head, release_source);
+    tandem_status st = pack_matrix(m, pool, head, release_source);
     if (st) return st;
     if (m->cfg.tied_embeddings) m->lm_head = m->embed_tokens;
     for (int l = 0; l < m->cfg.n_layers; l++) {
@@ -196,7 +196,7 @@ tandem_status qwen3_pack_weights(qwen3_model *m, bool release_source) {
         weight_matrix *const mats[] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj,
                                        &L->gate_proj, &L->up_proj, &L->down_proj};
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if ((st = pack_matrix(m, mats[i], release_source))) return st;
+            if ((st = pack_matrix(m, pool, mats[i], release_source))) return st;
     }
     return TANDEM_OK;
 }

@@ -193,7 +193,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
     /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
     pthread_mutex_lock(&model->pack_lock);
-    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->gguf != NULL);
+    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool, model->gguf != NULL);
     model->packed = pack_st == TANDEM_OK;
     pthread_mutex_unlock(&model->pack_lock);
     if (pack_st) return pack_st;

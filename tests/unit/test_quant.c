@@ -218,7 +218,7 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     void *packed = NULL;
     float *seen = malloc(sizeof(float) * MAX_TOK * rows), *deq_packed = malloc(sizeof(float) * cols);
     if (pack) {  /* the packed copy reads back row for row as the plain rows (which the references below use) */
-        CHECK_OK(weight_pack(&m, &packed));
+        CHECK_OK(weight_pack(pool, &m, &packed));
         CHECK_MSG(packed && m.packed, "%s on %s: weight_pack left the matrix plain", tandem_type_name(t), isa);
         int differ = 0;
         for (int r = 0; r < rows; r++) {
@@ -269,6 +269,41 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     }
     free(w); free(x); free(xq); free(y); free(deq); free(alloc); free(act); free(ref_act); free(scratch.rows);
     free(packed); free(seen); free(deq_packed);
+    thread_pool_free(pool);
+    kernel_isa_select(NULL);
+}
+
+/* Packing splits the row groups over the pool's threads (64 groups per task): a matrix of several tasks and a
+ * partial last one reads back row for row as the plain rows. */
+static void check_pack_threads(void) {
+    if (!kernel_isa_select("avx2")) return;
+    const tandem_type types[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q6_K};
+    enum { ROWS = 8 * (64 * 3 + 5), COLS = 256 };
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(3, &pool));
+    float *w = malloc(sizeof(float) * COLS), *a = malloc(sizeof(float) * COLS), *b = malloc(sizeof(float) * COLS);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const size_t row_bytes = (size_t)(COLS / tandem_type_block_size(types[k])) * (size_t)tandem_type_size(types[k]);
+        uint8_t *data = malloc(row_bytes * ROWS);
+        for (int r = 0; r < ROWS; r++) {
+            for (int c = 0; c < COLS; c++) w[c] = frand();
+            quantize_row(types[k], w, data + (size_t)r * row_bytes, COLS);
+        }
+        weight_matrix m = {data, types[k], ROWS, COLS, row_bytes, false};
+        void *packed = NULL;
+        CHECK_OK(weight_pack(pool, &m, &packed));
+        int differ = 0;
+        for (int r = 0; r < ROWS; r++) {
+            dequantize_row(types[k], data + (size_t)r * row_bytes, a, COLS);
+            weight_row_dequantize(&m, r, b);
+            differ += memcmp(a, b, sizeof(float) * COLS) != 0;
+        }
+        CHECK_MSG(packed && differ == 0, "%s packed on 3 threads: %d of %d rows read back differently",
+                  tandem_type_name(types[k]), differ, ROWS);
+        free(packed);
+        free(data);
+    }
+    free(w); free(a); free(b);
     thread_pool_free(pool);
     kernel_isa_select(NULL);
 }
@@ -378,6 +413,7 @@ int main(int argc, char **argv) {
         kernel_isa_select(NULL);
     }
     check_shared_input();
+    check_pack_threads();
     check_type_table(argv[1]);
     check_half_rows();
     return test_summary();
