@@ -19,23 +19,24 @@ static tandem_type export_tensor_type(const train_tensor *t, tandem_type request
 }
 
 uint32_t train_gguf_file_type(tandem_type t) {
-    /* general.file_type (llama.cpp LlamaFileType) for the types train can write */
+    /* general.file_type (llama.cpp LlamaFileType): train writes every matrix in one type, so the K-quants get the
+     * labels convert gives its pure K-quant files (Q3_K/Q4_K/Q5_K as the _S mixes), not the _M ones */
     switch (t) {
-    case TANDEM_TYPE_F32: return 0;
-    case TANDEM_TYPE_F16: return 1;
-    case TANDEM_TYPE_Q4_0: return 2;
-    case TANDEM_TYPE_Q4_1: return 3;
-    case TANDEM_TYPE_Q8_0: return 7;
-    case TANDEM_TYPE_Q5_0: return 8;
-    case TANDEM_TYPE_Q5_1: return 9;
-    case TANDEM_TYPE_BF16: return 32;
-    case TANDEM_TYPE_IQ4_NL: return 25;
-    case TANDEM_TYPE_Q2_K: return 10;
-    case TANDEM_TYPE_Q3_K: return 12;
-    case TANDEM_TYPE_Q4_K: return 15;
-    case TANDEM_TYPE_Q5_K: return 17;
-    case TANDEM_TYPE_Q6_K: return 18;
-    default: return 0;
+    case TANDEM_TYPE_F32: return TANDEM_FTYPE_F32;
+    case TANDEM_TYPE_F16: return TANDEM_FTYPE_F16;
+    case TANDEM_TYPE_BF16: return TANDEM_FTYPE_BF16;
+    case TANDEM_TYPE_Q4_0: return TANDEM_FTYPE_Q4_0;
+    case TANDEM_TYPE_Q4_1: return TANDEM_FTYPE_Q4_1;
+    case TANDEM_TYPE_Q8_0: return TANDEM_FTYPE_Q8_0;
+    case TANDEM_TYPE_Q5_0: return TANDEM_FTYPE_Q5_0;
+    case TANDEM_TYPE_Q5_1: return TANDEM_FTYPE_Q5_1;
+    case TANDEM_TYPE_IQ4_NL: return TANDEM_FTYPE_IQ4_NL;
+    case TANDEM_TYPE_Q2_K: return TANDEM_FTYPE_Q2_K;
+    case TANDEM_TYPE_Q3_K: return TANDEM_FTYPE_Q3_K;
+    case TANDEM_TYPE_Q4_K: return TANDEM_FTYPE_Q4_K;
+    case TANDEM_TYPE_Q5_K: return TANDEM_FTYPE_Q5_K;
+    case TANDEM_TYPE_Q6_K: return TANDEM_FTYPE_Q6_K;
+    default: return TANDEM_FTYPE_F32;
     }
 }
 

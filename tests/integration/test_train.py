@@ -86,6 +86,9 @@ def test_train_init_continues_and_bf16_output(trained, run_tandem):
                "--type", "q8_0")
     info = run_tandem("info", out3).stdout
     assert "Q8_0" in info and "F32" in info, info
+    gguf = pytest.importorskip("gguf")
+    for path, label in ((out2, gguf.LlamaFileType.MOSTLY_BF16), (out3, gguf.LlamaFileType.MOSTLY_Q8_0)):
+        assert int(gguf.GGUFReader(str(path)).fields["general.file_type"].parts[-1][0]) == label
     cp = run_tandem("run", "-m", out3, "-p", PATTERN + "one two three", "-n", 6, "--temp", 0)
     assert cp.stdout.startswith(" four five"), cp.stdout
 
