@@ -55,14 +55,15 @@ def tensor_type(qtype, name, layer, n_layers):
 AGREE_DIM = 256  # the columns an --agree pair shares: the width of --size draft
 
 
-def random_matrix(rng, rows, cols, qtype, scale_value=0.001):
+def random_matrix(rng, rows, cols, qtype, scale=1.0):
+    """Random values of std ~0.02·scale (F16) or random quants with f16 block scales 0.001·scale."""
     if qtype == "f16":
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02 * scale_value / 0.001).astype(np.float16), None
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02 * scale).astype(np.float16), None
     t, bs, size, scales = BLOCK[qtype]
     blocks = rng.integers(0, 256, size=(rows, cols // bs, size), dtype=np.uint8)
-    scale = np.full((rows, cols // bs), scale_value, dtype=np.float16).view(np.uint8).reshape(rows, cols // bs, 2)
+    scale_bytes = np.full((rows, cols // bs), 0.001 * scale, dtype=np.float16).view(np.uint8).reshape(rows, cols // bs, 2)
     for off in scales:
-        blocks[:, :, off:off + 2] = scale
+        blocks[:, :, off:off + 2] = scale_bytes
     return blocks.reshape(rows, cols // bs * size), t
 
 
@@ -119,7 +120,7 @@ def main():
             arr, t = agreeing_matrix(a.agree + (name == "output.weight"), rows, cols, qtype)
         else:
             scaled = name.endswith("attn_output.weight") or name.endswith("ffn_down.weight")
-            arr, t = random_matrix(rng, rows, cols, qtype, 0.001 * (a.layer_scale if scaled else 1.0))
+            arr, t = random_matrix(rng, rows, cols, qtype, a.layer_scale if scaled else 1.0)
         if t is None:
             w.add_tensor(name, arr)
         else:

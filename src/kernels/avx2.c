@@ -211,13 +211,18 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
 ROW_DOT_ACT(dot_q8_0_packed)
 ROW_DOT_ACT(dot_q4_0_packed)
 
+/* The byte at bit `shift` of each 32-bit lane, as a float. */
+INLINE __m256 byte_of_lanes(__m256i v, int shift) {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(0xFF)));
+}
+
 /* Q4_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three 32-byte
  * vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), then the
  * quants: chunk c's unit u (columns 4u… of sub-blocks 2c in the low nibbles, 2c+1 in the high ones) at
  * 128 + (8c + u)·32. A sub-block's 8 nibble products add in int16 (8·2·15·127 < 2^15). */
 INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
                                const int NT) {
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F), byte = _mm256_set1_epi32(0xFF);
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
     const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
     const __m256i low2 = _mm256_set1_epi32(0x03030303);
     __m256 acc[MATMUL_TOKENS];
@@ -234,10 +239,10 @@ INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         for (int c = 0; c < 4; c++) {  /* sub-blocks 2c (low nibbles) and 2c + 1 (high) share the loads */
             const int shift_lo = 16 * (c % 2), shift_hi = shift_lo + 8;
             const __m256i sc = c < 2 ? sc_lo : sc_hi, mn = c < 2 ? mn_lo : mn_hi;
-            const __m256 dsc_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc, shift_lo), byte)));
-            const __m256 dsc_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc, shift_hi), byte)));
-            const __m256 dmn_lo = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn, shift_lo), byte)));
-            const __m256 dmn_hi = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn, shift_hi), byte)));
+            const __m256 dsc_lo = _mm256_mul_ps(d, byte_of_lanes(sc, shift_lo));
+            const __m256 dsc_hi = _mm256_mul_ps(d, byte_of_lanes(sc, shift_hi));
+            const __m256 dmn_lo = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_lo));
+            const __m256 dmn_hi = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_hi));
             const uint8_t *q = w + 128 + c * 8 * 32;
             __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
             FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();

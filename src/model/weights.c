@@ -46,11 +46,15 @@ static bool find_tensor(const weight_source *src, const char *gguf_name, const c
     return true;
 }
 
-static void *own(qwen3_model *m, size_t bytes) {
+/* Makes room for one more owned pointer (m->owned[m->n_owned]); false when out of memory. */
+static bool own_slot(qwen3_model *m) {
     void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
-    if (!grown) return NULL;
-    m->owned = grown;
-    void *p = malloc(bytes ? bytes : 1);
+    if (grown) m->owned = grown;
+    return grown != NULL;
+}
+
+static void *own(qwen3_model *m, size_t bytes) {
+    void *p = own_slot(m) ? malloc(bytes ? bytes : 1) : NULL;
     if (p) m->owned[m->n_owned++] = p;
     return p;
 }
@@ -174,9 +178,7 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
 }
 
 static tandem_status pack_matrix(qwen3_model *m, thread_pool *pool, weight_matrix *w, bool release_source) {
-    void **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
-    if (!grown) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
-    m->owned = grown;
+    if (!own_slot(m)) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
     const void *source = w->data;
     tandem_status st = weight_pack(pool, w, &m->owned[m->n_owned]);
     if (st || !m->owned[m->n_owned]) return st;

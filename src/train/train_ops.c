@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "train_ops.h"
 
 /* ---- embedding ---- */
@@ -135,21 +136,13 @@ void train_attention_forward_ref(float *out, float *att, const float *q, const f
                 const float *qt = q + ((size_t)b * T + t) * q_dim + (size_t)h * hd;
                 float *p = att + (((size_t)b * Hq + h) * T + t) * T;
                 /* scores = q·kᵀ · scale over u ≤ t (the causal mask), then softmax */
-                float max = -INFINITY;
                 for (int u = 0; u <= t; u++) {
                     const float *ku = k + ((size_t)b * T + u) * kv_dim + (size_t)kvh * hd;
                     float s = 0;
                     for (int i = 0; i < hd; i++) s += qt[i] * ku[i];
                     p[u] = s * scale;
-                    if (p[u] > max) max = p[u];
                 }
-                double sum = 0;
-                for (int u = 0; u <= t; u++) {
-                    p[u] = expf(p[u] - max);
-                    sum += p[u];
-                }
-                const float inv = (float)(1.0 / sum);
-                for (int u = 0; u <= t; u++) p[u] *= inv;
+                softmax_forward(p, t + 1);
                 for (int u = t + 1; u < T; u++) p[u] = 0.0f;
                 /* out_t = Σ_u p[u] · v_u */
                 float *ot = out + ((size_t)b * T + t) * q_dim + (size_t)h * hd;
@@ -225,15 +218,7 @@ void train_attention_forward(float *out, float *att, const float *q, const float
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qh, q_dim, kh, kv_dim, 0.0f, p, T);
             for (int t = 0; t < T; t++) {
                 float *row = p + (size_t)t * T;
-                float max = -INFINITY;
-                for (int u = 0; u <= t; u++) max = row[u] > max ? row[u] : max;
-                double sum = 0;
-                for (int u = 0; u <= t; u++) {
-                    row[u] = expf(row[u] - max);
-                    sum += row[u];
-                }
-                const float inv = (float)(1.0 / sum);
-                for (int u = 0; u <= t; u++) row[u] *= inv;
+                softmax_forward(row, t + 1);
                 for (int u = t + 1; u < T; u++) row[u] = 0.0f;  /* the causal mask */
             }
             /* out_h (T, hd) = att (T, T) · v_h (T, hd) */
@@ -278,9 +263,9 @@ void train_attention_backward(float *dq, float *dk, float *dv, float *datt, cons
 /* ---- SwiGLU ---- */
 
 void train_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+    for (int64_t i = 0; i < n; i += INT32_MAX) {  /* the inference kernel takes an int count */
+        const int chunk = n - i < INT32_MAX ? (int)(n - i) : INT32_MAX;
+        swiglu_forward(out + i, gate + i, up + i, chunk);
     }
 }
 

@@ -125,6 +125,23 @@ static inline void fuzz_write_file(char *out, size_t cap, const char *name, cons
     close(fd);
 }
 
+/* Makes the scratch folder `name` (path in out) holding symbolic links to the n files `files` of model_dir: a
+ * checkpoint folder whose other files a target writes per input. Aborts, naming the file, if one is missing. */
+static inline void fuzz_link_folder(char *out, size_t cap, const char *name, const char *model_dir,
+                                    const char *const *files, size_t n) {
+    fuzz_path(out, cap, name);
+    FUZZ_CHECK(mkdir(out, 0700) == 0);
+    for (size_t i = 0; i < n; i++) {
+        char from[1536], to[1536];
+        snprintf(from, sizeof from, "%s/%s", model_dir, files[i]);
+        snprintf(to, sizeof to, "%s/%s", out, files[i]);
+        if (access(from, R_OK) != 0 || symlink(from, to) != 0) {
+            fprintf(stderr, "fuzz: cannot link %s\n", from);
+            abort();
+        }
+    }
+}
+
 static inline void fuzz_unlink(const char *name) {
     char path[512];
     fuzz_path(path, sizeof path, name);

@@ -20,18 +20,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argv;
     char src[1024];
     snprintf(src, sizeof src, "%s/tests/golden/models/tied_gqa2", TANDEM_SOURCE_DIR);
-    fuzz_path(folder, sizeof folder, "hf");
-    FUZZ_CHECK(mkdir(folder, 0700) == 0);
-    const char *links[] = {"model.safetensors", "config.json"};
-    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
-        char from[1536], to[1024];
-        snprintf(from, sizeof from, "%s/%s", src, links[i]);
-        snprintf(to, sizeof to, "%s/%s", folder, links[i]);
-        if (access(from, R_OK) != 0 || symlink(from, to) != 0) {
-            fprintf(stderr, "fuzz_convert: cannot link %s\n", from);
-            abort();
-        }
-    }
+    const char *files[] = {"model.safetensors", "config.json"};
+    fuzz_link_folder(folder, sizeof folder, "hf", src, files, sizeof files / sizeof *files);
     return 0;
 }
 

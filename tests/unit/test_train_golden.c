@@ -26,6 +26,24 @@ static double rel_error(const float *a, const float *b, size_t n) {
     return max_diff / (max_ref > 0 ? max_ref : 1);
 }
 
+/* Every tensor's values (params or grads of m) against the reference's "<prefix><hf name>" entries: each within
+ * 1e-4 of the tensor's largest reference magnitude. Returns the worst relative error. */
+static double check_tensors(const st_set *ref, const train_model *m, const float *values, const char *prefix,
+                            const char *what) {
+    double worst = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const train_tensor *t = &m->tensors[i];
+        char key[160];
+        snprintf(key, sizeof key, "%s%s", prefix, t->hf_name);
+        const float *r = ref_tensor(ref, key, t->numel);
+        if (!r) continue;
+        const double e = rel_error(values + t->offset, r, t->numel);
+        worst = fmax(worst, e);
+        CHECK_MSG(e < 1e-4, "%s: %s relative error %.3g", key, what, e);
+    }
+    return worst;
+}
+
 static void run(const char *golden_dir, const char *name) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/train/%s", golden_dir, name);
@@ -58,17 +76,7 @@ static void run(const char *golden_dir, const char *name) {
     }
     train_zero_grad(&m);
     train_backward(&m);
-    double worst_grad = 0, worst_weight = 0;
-    for (int i = 0; i < m.n_tensors; i++) {
-        const train_tensor *t = &m.tensors[i];
-        char key[160];
-        snprintf(key, sizeof key, "grad.%s", t->hf_name);
-        const float *g = ref_tensor(ref, key, t->numel);
-        if (!g) continue;
-        const double e = rel_error(m.grads + t->offset, g, t->numel);
-        worst_grad = fmax(worst_grad, e);
-        CHECK_MSG(e < 1e-4, "%s: gradient relative error %.3g", key, e);
-    }
+    const double worst_grad = check_tensors(ref, &m, m.grads, "grad.", "gradient");
 
     /* clipping, schedule, AdamW */
     const float *ref_norm = ref_tensor(ref, "grad_norm", 1), *ref_lr = ref_tensor(ref, "lr", 1);
@@ -78,18 +86,9 @@ static void run(const char *golden_dir, const char *name) {
     if (ref_lr) CHECK_NEAR(lr, ref_lr[0], 1e-6 * ref_lr[0]);
     train_adamw opt = {lr, 0.9f, 0.95f, 1e-8f, 0.1f};
     train_adamw_update(&m, &opt, 1);
-    for (int i = 0; i < m.n_tensors; i++) {
-        const train_tensor *t = &m.tensors[i];
-        char key[160];
-        snprintf(key, sizeof key, "updated.%s", t->hf_name);
-        const float *w = ref_tensor(ref, key, t->numel);
-        if (!w) continue;
-        /* One AdamW step moves every weight by about lr·sign(g); where |g| is near eps the step depends on digits of
-         * g that float rounding decides, so the error is measured at the tensor's scale, like the gradients. */
-        const double e = rel_error(m.params + t->offset, w, t->numel);
-        worst_weight = fmax(worst_weight, e);
-        CHECK_MSG(e < 1e-4, "%s: updated weight relative error %.3g", key, e);
-    }
+    /* One AdamW step moves every weight by about lr·sign(g); where |g| is near eps the step depends on digits of g
+     * that float rounding decides, so the error is measured at the tensor's scale, like the gradients. */
+    const double worst_weight = check_tensors(ref, &m, m.params, "updated.", "updated weight");
     printf("%s: worst gradient rel. error %.2g, worst updated-weight rel. error %.2g\n", name, worst_grad,
            worst_weight);
 done:
