@@ -41,3 +41,20 @@ def test_trained_pair_is_lossless(run_tandem, reference, draft):
         assert out["generated_ids"] == reference[prompt], (draft_max, adaptive, lookup)
         accepted += out["speculative"]["accepted"]
     assert accepted > 0  # the trained draft agrees with the target at times: verification was exercised
+
+
+@pytest.mark.parametrize("draft", DRAFTS, ids=lambda p: p.stem)
+def test_stop_string_with_a_draft(run_tandem, reference, draft):
+    """A stop string ends generation at the same place, with the same text and ids, with a draft (of several
+    lengths, and with lookup) as without: accepted tokens past the stop string are not emitted."""
+    if not draft.is_file():
+        pytest.skip(f"{draft} not built")
+    prompt = PROMPTS[1]
+    full = generated(run_tandem, "-p", prompt)["text"]
+    stop = full[len(full) // 2:len(full) // 2 + 3]  # a stretch from the middle of the target's own text
+    alone = generated(run_tandem, "-p", prompt, "--stop", stop)
+    assert alone["finish_reason"] == "stop" and len(alone["text"]) < len(full)
+    for extra in (["--draft-max", "3"], ["--draft-max", "16", "--draft-fixed"], ["--lookup", "2"]):
+        out = generated(run_tandem, "-p", prompt, "--stop", stop, "-md", draft, *extra)
+        assert (out["text"], out["generated_ids"], out["finish_reason"]) == \
+            (alone["text"], alone["generated_ids"], alone["finish_reason"]), extra
