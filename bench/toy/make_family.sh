@@ -3,7 +3,10 @@
 # tokenizer (make_data.py), a target and a draft trained by `tandem train`, the draft pruned, synth data, healing.
 # Usage: bash bench/toy/make_family.sh [STAGE...]   stages: data target draft prune synth heal publish (default: all)
 # (publish copies the four models to bench/toy/models/, where test_toy_family.py finds them; table runs spec_table.py)
-# Environment: TARGET_STEPS (900), DRAFT_STEPS (1200), THREADS (1 per model: target and draft train side by side),
+# The wide target (stages wide wide-synth wide-heal wide-table, not in the default list: about an hour of training)
+# is a 4 x 1024 model whose 55 MB of Q8_0 weights do not fit in the CPU's caches, so that its decoding, like an 8B
+# model's, is bound by memory bandwidth; the same draft, pruned, is healed on its answers.
+# Environment: TARGET_STEPS (900), DRAFT_STEPS (1200), WIDE_STEPS (400), THREADS (1 per model: target and draft train side by side),
 #              SYNTH_N (prompts for synth, 400), TANDEM (./build/tandem). Outputs go to bench/toy/build/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +14,7 @@ TANDEM=${TANDEM:-./build/tandem}
 B=bench/toy/build
 TARGET_STEPS=${TARGET_STEPS:-900}
 DRAFT_STEPS=${DRAFT_STEPS:-1200}
+WIDE_STEPS=${WIDE_STEPS:-400}
 THREADS=${THREADS:-1}
 SYNTH_N=${SYNTH_N:-400}
 stages=("$@")
@@ -51,6 +55,23 @@ for stage in "${stages[@]}"; do
     cp $B/draft_healed.gguf bench/toy/models/draft-pruned-healed-q8_0.gguf ;;
   table)
     nice -n 19 python3 bench/toy/spec_table.py $B --tandem "$TANDEM" --threads "$THREADS" | tee $B/spec_table.md ;;
+  wide)
+    nice -n 19 $TANDEM train --config bench/toy/target_wide.json --data $B/train.txt --tokenizer $B/tokenizer \
+      -o $B/target_wide.gguf --type q8_0 --steps "$WIDE_STEPS" --threads "${WIDE_THREADS:-2}" \
+      --checkpoint $B/target_wide.ckpt --resume --force 2>&1 | tee $B/target_wide.log
+    nice -n 19 $TANDEM prune -m $B/target_wide.gguf -f $B/valid.txt --analyze --csv $B/target_wide_prune.csv \
+      --max-tokens 8192 --threads "${WIDE_THREADS:-2}" | tee $B/target_wide_prune.log ;;
+  wide-synth)
+    [ -f $B/prompts.jsonl ] || nice -n 19 python3 bench/toy/make_prompts.py $B/train.txt "$SYNTH_N" > $B/prompts.jsonl
+    nice -n 19 $TANDEM synth -m $B/target_wide.gguf -md $B/draft.gguf -f $B/prompts.jsonl -o $B/synth_wide.jsonl \
+      --raw -n 96 --topk 16 --threads "${WIDE_THREADS:-2}" ;;
+  wide-heal)
+    nice -n 19 $TANDEM distill --student $B/draft_pruned.gguf --teacher $B/target_wide.gguf \
+      --data $B/synth_wide.jsonl -o $B/draft_healed_wide.gguf --type q8_0 --steps 200 --batch 8 --lr 1e-3 \
+      --threads "${WIDE_THREADS:-2}" --force 2>&1 | tee $B/heal_wide.log ;;
+  wide-table)
+    nice -n 19 python3 bench/toy/spec_table.py $B --tandem "$TANDEM" --threads "$THREADS" --target target_wide.gguf \
+      --healed draft_healed_wide.gguf | tee $B/spec_table_wide.md ;;
   *) echo "make_family.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done

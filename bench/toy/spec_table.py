@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 # spec_table.py — the four-way speculative decoding measurement on the toy family: target alone, + draft, + pruned
 # draft, + pruned and healed draft; tokens/s from `tandem bench`, acceptance, E and c from `tandem run --json`.
-"""usage: spec_table.py BUILD_DIR [--tandem PATH] [--threads 1] [--prompts 6] [-n 128] [-r 5]
+"""usage: spec_table.py BUILD_DIR [--tandem PATH] [--threads 1] [--prompts 6] [-n 128] [-r 5] [--target FILE]
+                     [--healed FILE]
 
-BUILD_DIR holds target.gguf, draft.gguf, draft_pruned.gguf, draft_healed.gguf and valid.txt (make_family.sh).
+BUILD_DIR holds target.gguf, draft.gguf, draft_pruned.gguf, draft_healed.gguf and valid.txt (make_family.sh);
+--target and --healed name another target and its healed draft there (the wide target: target_wide.gguf and
+draft_healed_wide.gguf).
 Prompts: the LINES-line stretches of valid.txt (held-out code) that end with a `def` line. Prints a Markdown table."""
 import argparse
 import json
@@ -29,6 +32,8 @@ def main():
     ap.add_argument("--prompts", type=int, default=6)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=5)
+    ap.add_argument("--target", default="target.gguf")
+    ap.add_argument("--healed", default="draft_healed.gguf")
     a = ap.parse_args()
     b = Path(a.build)
     lines = (b / "valid.txt").read_text(encoding="utf-8").split("\n")
@@ -38,20 +43,20 @@ def main():
     bench_prompt.write_text(prompts[0], encoding="utf-8")
     rows = [("target alone", None), ("target + draft (4 layers)", "draft.gguf"),
             ("target + pruned draft (3 layers, no healing)", "draft_pruned.gguf"),
-            ("target + pruned + healed draft (3 layers)", "draft_healed.gguf")]
+            ("target + pruned + healed draft (3 layers)", a.healed)]
     t = [a.tandem]
     print("| configuration | decode tok/s (bench) | speedup | acceptance | E (tokens/pass) | c | predicted speedup |")
     print("|---|---|---|---|---|---|---|")
     base = None
     for name, draft in rows:
         md = ["-md", str(b / draft)] if draft else []
-        bench = run_json(t + ["bench", "-m", str(b / "target.gguf"), *md, "-p", "96", "-f", str(bench_prompt),
+        bench = run_json(t + ["bench", "-m", str(b / a.target), *md, "-p", "96", "-f", str(bench_prompt),
                               "-n", str(a.n), "-r", str(a.r), "-t", str(a.threads), "--json"])
         tps = bench["decode_tokens_per_s"]
         base = base or tps
         acc, per_pass, c, pred = [], [], [], []
         for p in prompts:
-            out = run_json(t + ["run", "-m", str(b / "target.gguf"), *md, "-p", p, "-n", str(a.n), "--temp", "0",
+            out = run_json(t + ["run", "-m", str(b / a.target), *md, "-p", p, "-n", str(a.n), "--temp", "0",
                                 "--ignore-eos", "-t", str(a.threads), "--json"])
             s = out.get("speculative")
             if s:
