@@ -491,28 +491,56 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
+/* R rows × NT tokens at once: R·NT independent FMA chains. One row against one token is a single chain, bound
+ * by the FMA latency (4 cycles) at a quarter of the FMA units' rate; 4 rows × 1–2 tokens or 2 rows × 3–4 tokens
+ * keep 4–8 chains in flight and each converted weight vector serves NT tokens, each loaded x vector R rows. */
 #define ROW_DOT_FLOAT(name, load8, elem_bytes, to_f32)                                                        \
-    INLINE void name##_nt(const uint8_t *w, const float *x, int64_t xs, int64_t cols, float *out, const int NT) { \
-        __m256 acc[MATMUL_TOKENS];                                                                            \
-        FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                           \
+    INLINE void name##_tile(const uint8_t *w, size_t rb, const float *x, int64_t xs, int64_t cols, float *out, \
+                            const int R, const int NT) {                                                      \
+        __m256 acc[4][MATMUL_TOKENS];                                                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                   \
+            FOR_TOKENS (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();                              \
         int64_t i = 0;                                                                                        \
         for (; i + 8 <= cols; i += 8) {                                                                       \
-            const __m256 wv = load8(w + i * (elem_bytes));                                                    \
-            FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + i), acc[t]); \
+            __m256 xv[MATMUL_TOKENS];                                                                         \
+            FOR_TOKENS (int t = 0; t < NT; t++) xv[t] = _mm256_loadu_ps(x + t * xs + i);                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                             \
+                if ((i * (elem_bytes)) % 64 == 0) /* the next tile's rows, at this column */                  \
+                    _mm_prefetch((const char *)w + (R + r) * rb + i * (elem_bytes), _MM_HINT_T0);             \
+                const __m256 wv = load8(w + r * rb + i * (elem_bytes));                                       \
+                FOR_TOKENS (int t = 0; t < NT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);        \
+            }                                                                                                 \
         }                                                                                                     \
-        FOR_TOKENS (int t = 0; t < NT; t++) {                                                                        \
-            float s = hsum8(acc[t]);                                                                          \
-            for (int64_t j = i; j < cols; j++) s += to_f32(w + j * (elem_bytes)) * x[t * xs + j];             \
-            out[t] = s;                                                                                       \
-        }                                                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                   \
+            FOR_TOKENS (int t = 0; t < NT; t++) {                                                             \
+                float s = hsum8(acc[r][t]);                                                                   \
+                for (int64_t j = i; j < cols; j++) s += to_f32(w + r * rb + j * (elem_bytes)) * x[t * xs + j]; \
+                out[t * FLOAT_TILE_ROWS + r] = s;                                                             \
+            }                                                                                                 \
     }                                                                                                         \
-    static void name(const uint8_t *row, const float *x, int64_t xs, int n_tok, int64_t cols, float *out) {   \
-        switch (n_tok) {                                                                                      \
-        case 1: name##_nt(row, x, xs, cols, out, 1); break;                                                   \
-        case 2: name##_nt(row, x, xs, cols, out, 2); break;                                                   \
-        case 3: name##_nt(row, x, xs, cols, out, 3); break;                                                   \
-        default: name##_nt(row, x, xs, cols, out, 4); break;                                                  \
+    static int name(const uint8_t *w, size_t rb, int n_rows, const float *x, int64_t xs, int n_tok, int64_t cols, \
+                    float *out) {                                                                             \
+        if (n_tok <= 2 && n_rows >= 4) {                                                                      \
+            if (n_tok == 1) name##_tile(w, rb, x, xs, cols, out, 4, 1);                                       \
+            else name##_tile(w, rb, x, xs, cols, out, 4, 2);                                                  \
+            return 4;                                                                                         \
         }                                                                                                     \
+        if (n_rows >= 2) {                                                                                    \
+            switch (n_tok) {                                                                                  \
+            case 1: name##_tile(w, rb, x, xs, cols, out, 2, 1); break;                                        \
+            case 2: name##_tile(w, rb, x, xs, cols, out, 2, 2); break;                                        \
+            case 3: name##_tile(w, rb, x, xs, cols, out, 2, 3); break;                                        \
+            default: name##_tile(w, rb, x, xs, cols, out, 2, 4); break;                                       \
+            }                                                                                                 \
+            return 2;                                                                                         \
+        }                                                                                                     \
+        switch (n_tok) {                                                                                      \
+        case 1: name##_tile(w, rb, x, xs, cols, out, 1, 1); break;                                            \
+        case 2: name##_tile(w, rb, x, xs, cols, out, 1, 2); break;                                            \
+        case 3: name##_tile(w, rb, x, xs, cols, out, 1, 3); break;                                            \
+        default: name##_tile(w, rb, x, xs, cols, out, 1, 4); break;                                           \
+        }                                                                                                     \
+        return 1;                                                                                             \
     }
 
 INLINE float scalar_f32(const uint8_t *p) {

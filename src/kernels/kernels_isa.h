@@ -9,9 +9,12 @@
  * x̂_t token t's activations as act blocks at x + t·x_stride (x_stride in blocks). */
 typedef void (*row_dot_act_fn)(const uint8_t *row, const act_block *x, int64_t x_stride, int n_tok, int64_t cols,
                                float *out);
-/* The same against float activations x + t·x_stride (x_stride in floats), for F32/F16/BF16 rows. */
-typedef void (*row_dot_float_fn)(const uint8_t *row, const float *x, int64_t x_stride, int n_tok, int64_t cols,
-                                 float *out);
+/* The same against float activations x + t·x_stride (x_stride in floats), for F32/F16/BF16 rows, for up to
+ * n_rows ≤ FLOAT_TILE_ROWS consecutive rows (row r at rows + r·row_bytes) at once: out[t·FLOAT_TILE_ROWS + r].
+ * Returns how many rows it did (≥ 1; the kernel picks its tile for n_tok). */
+enum { FLOAT_TILE_ROWS = 4 };
+typedef int (*row_dot_float_fn)(const uint8_t *rows, size_t row_bytes, int n_rows, const float *x, int64_t x_stride,
+                                int n_tok, int64_t cols, float *out);
 
 /* out[t·PACK_ROWS + i] = Σ_j W_i[j]·x̂_t[j] for the PACK_ROWS rows of one packed group (pack.c's layout) and
  * t < n_tok ≤ MATMUL_TOKENS. */

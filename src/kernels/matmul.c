@@ -73,11 +73,16 @@ static void matmul_task(int task, int thread, void *arg) {
     }
     case PATH_FLOAT: {
         const row_dot_float_fn dot = job->isa->dot_float[w->type];
+        float tile_out[MATMUL_TOKENS * FLOAT_TILE_ROWS];
         for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
             const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
-            for (int64_t r = r0; r < r1; r++) {
-                dot(base + (size_t)r * w->row_bytes, job->x + (size_t)t0 * cols, cols, nt, cols, out);
-                for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * rows + r] = out[t];
+            for (int64_t r = r0; r < r1;) {
+                const int left = r1 - r < FLOAT_TILE_ROWS ? (int)(r1 - r) : FLOAT_TILE_ROWS;
+                const int done = dot(base + (size_t)r * w->row_bytes, w->row_bytes, left, job->x + (size_t)t0 * cols,
+                                     cols, nt, cols, tile_out);
+                for (int t = 0; t < nt; t++)
+                    for (int i = 0; i < done; i++) y[(size_t)(t0 + t) * rows + r + i] = tile_out[t * FLOAT_TILE_ROWS + i];
+                r += done;
             }
         }
         return;
