@@ -253,18 +253,64 @@ INLINE void q4_K_sub_block_nt(const uint8_t *q, const act_block *x, int64_t xs, 
     }
 }
 
-/* Q4_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three 32-byte
- * vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), then the
- * quants: chunk c's unit u (columns 4u… of sub-blocks 2c in the low nibbles, 2c+1 in the high ones) at
- * 128 + (8c + u)·32. A sub-block's 8 nibble products add in int16 (8·2·15·127 < 2^15). */
-INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
-                               const int NT) {
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
+/* Q4_K and Q5_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three
+ * 32-byte vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), for Q5_K
+ * the fifth bits (unit u, columns 4u… of every sub-block, at 128 + 32u), then the quants: chunk c's unit u
+ * (columns 4u… of sub-blocks 2c in the low nibbles, 2c+1 in the high ones) at QS + (8c + u)·32, QS = 128
+ * (Q4_K) or 384 (Q5_K). Nibble products add in int16 over a sub-block's 8 units (8·2·15·127 < 2^15), 5-bit
+ * ones over 4 (4·2·31·127 < 2^15). c and FIVE are compile-time constants (immediate shifts). */
+INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256 d, __m256 dmin, __m256i sc,
+                               __m256i mn, __m256 *acc, const int NT, const int c, const bool FIVE) {
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
+    const int shift_lo = 16 * (c % 2), shift_hi = shift_lo + 8;
+    const __m256 dsc_lo = _mm256_mul_ps(d, byte_of_lanes(sc, shift_lo));
+    const __m256 dsc_hi = _mm256_mul_ps(d, byte_of_lanes(sc, shift_hi));
+    const __m256 dmn_lo = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_lo));
+    const __m256 dmn_hi = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_hi));
+    const int block_bytes = FIVE ? 176 : 144;
+    const uint8_t *q = w + (FIVE ? 384 : 128) + c * 8 * 32, *qh = w + 128;
+    prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
+    __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS], part_lo[MATMUL_TOKENS], part_hi[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
+        const __m256i raw = load256(q + 32 * u);
+        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (FIVE) {  /* bits 2c and 2c+1 of each qh byte moved to bit 4 (16-bit shifts; crossing bits masked off) */
+            const __m256i h = load256(qh + 32 * u);
+            const __m256i h_lo = 2 * c <= 4 ? _mm256_slli_epi16(h, 4 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 4);
+            const __m256i h_hi = 2 * c + 1 <= 4 ? _mm256_slli_epi16(h, 3 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 3);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(h_lo, b5));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(h_hi, b5));
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const uint8_t *a = (const uint8_t *)x[t * xs + 2 * c].q + 4 * u;
+            sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32(a))));
+            sum_hi[t] = _mm256_add_epi16(sum_hi[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)load_u32(a + sizeof(act_block)))));
+        }
+        if (FIVE && u == 3)
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                part_lo[t] = _mm256_madd_epi16(sum_lo[t], ones), part_hi[t] = _mm256_madd_epi16(sum_hi[t], ones);
+                sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+            }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) {
+        const act_block *a = &x[t * xs + 2 * c];
+        __m256i i_lo = _mm256_madd_epi16(sum_lo[t], ones), i_hi = _mm256_madd_epi16(sum_hi[t], ones);
+        if (FIVE) i_lo = _mm256_add_epi32(i_lo, part_lo[t]), i_hi = _mm256_add_epi32(i_hi, part_hi[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i_lo), _mm256_mul_ps(dsc_lo, _mm256_set1_ps(a[0].d)), acc[t]);
+        acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i_hi), _mm256_mul_ps(dsc_hi, _mm256_set1_ps(a[1].d)), acc[t]);
+        acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
+    }
+}
+
+INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                             const int NT, const bool FIVE) {
     const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
     const __m256i low2 = _mm256_set1_epi32(0x03030303);
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 144) {
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * (FIVE ? 176 : 144)) {
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
         const __m256i u0 = load256(w + 32), u1 = load256(w + 64), u2 = load256(w + 96);
@@ -273,38 +319,21 @@ INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
         const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
-        for (int c = 0; c < 4; c++) {  /* sub-blocks 2c (low nibbles) and 2c + 1 (high) share the loads */
-            const int shift_lo = 16 * (c % 2), shift_hi = shift_lo + 8;
-            const __m256i sc = c < 2 ? sc_lo : sc_hi, mn = c < 2 ? mn_lo : mn_hi;
-            const __m256 dsc_lo = _mm256_mul_ps(d, byte_of_lanes(sc, shift_lo));
-            const __m256 dsc_hi = _mm256_mul_ps(d, byte_of_lanes(sc, shift_hi));
-            const __m256 dmn_lo = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_lo));
-            const __m256 dmn_hi = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_hi));
-            const uint8_t *q = w + 128 + c * 8 * 32;
-            prefetch_ahead(w + c * 288, 288);
-            __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
-            FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
-            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
-                const __m256i raw = load256(q + 32 * u);
-                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                FOR_TOKENS (int t = 0; t < NT; t++) {
-                    const uint8_t *a = (const uint8_t *)x[t * xs + 8 * sb + 2 * c].q + 4 * u;
-                    sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32(a))));
-                    sum_hi[t] = _mm256_add_epi16(sum_hi[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)load_u32(a + sizeof(act_block)))));
-                }
-            }
-            FOR_TOKENS (int t = 0; t < NT; t++) {
-                const act_block *a = &x[t * xs + 8 * sb + 2 * c];
-                const __m256 p_lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum_lo[t], ones));
-                const __m256 p_hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum_hi[t], ones));
-                acc[t] = _mm256_fmadd_ps(p_lo, _mm256_mul_ps(dsc_lo, _mm256_set1_ps(a[0].d)), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
-                acc[t] = _mm256_fmadd_ps(p_hi, _mm256_mul_ps(dsc_hi, _mm256_set1_ps(a[1].d)), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
-            }
-        }
+        const act_block *a = x + 8 * sb;
+        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_lo, mn_lo, acc, NT, 0, FIVE);
+        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_lo, mn_lo, acc, NT, 1, FIVE);
+        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_hi, mn_hi, acc, NT, 2, FIVE);
+        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_hi, mn_hi, acc, NT, 3, FIVE);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    dot_k4_packed_nt(w, x, xs, cols, out, NT, false);
+}
+INLINE void dot_q5_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    dot_k4_packed_nt(w, x, xs, cols, out, NT, true);
 }
 
 /* Q6_K packed: ql (unit u of half h, run p at (16h + 8p + u)·32), qh (unit u of half h at 1024 +
@@ -380,6 +409,7 @@ INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 ROW_DOT_ACT(dot_q4_K_packed)
+ROW_DOT_ACT(dot_q5_K_packed)
 ROW_DOT_ACT(dot_q6_K_packed)
 
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
@@ -718,6 +748,7 @@ void kernel_isa_fill_avx2(kernel_isa *isa) {
     isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_K] = dot_q4_K_packed;
+    isa->dot_packed[TANDEM_TYPE_Q5_K] = dot_q5_K_packed;
     isa->dot_packed[TANDEM_TYPE_Q6_K] = dot_q6_K_packed;
     isa->dot_act[TANDEM_TYPE_Q4_0] = dot_q4_0;
     isa->dot_act[TANDEM_TYPE_Q4_1] = dot_q4_1;

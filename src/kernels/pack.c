@@ -19,13 +19,14 @@ typedef struct block_field {
 typedef struct packed_type {
     tandem_type type;
     int block_bytes, n_fields;
-    block_field fields[4];
+    block_field fields[5];
 } packed_type;
 
 static const packed_type PACKED_TYPES[] = {
     {TANDEM_TYPE_Q8_0, 34, 2, {{0, 2}, {2, 4}}},                     /* d, qs[32] */
     {TANDEM_TYPE_Q4_0, 18, 2, {{0, 2}, {2, 4}}},                     /* d, qs[16] */
     {TANDEM_TYPE_Q4_K, 144, 4, {{0, 2}, {2, 2}, {4, 4}, {16, 4}}},   /* d, dmin, scales[12], qs[128] */
+    {TANDEM_TYPE_Q5_K, 176, 5, {{0, 2}, {2, 2}, {4, 4}, {16, 4}, {48, 4}}},  /* d, dmin, scales[12], qh[32], qs[128] */
     {TANDEM_TYPE_Q6_K, 210, 4, {{0, 4}, {128, 4}, {192, 4}, {208, 2}}},  /* ql[128], qh[64], scales[16], d */
 };
 

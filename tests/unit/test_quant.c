@@ -273,11 +273,51 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     kernel_isa_select(NULL);
 }
 
+/* The integer kernels add products in int16 before widening, as far as each type's largest quant allows (e.g.
+ * 8 units of Q4_K, 4 of Q5_K). Random rows stay far from those limits, so here rows sit at their extremes: mostly
+ * equal values (the largest quant), or mostly slightly below an opposite-signed maximum (the largest quant of
+ * the signed types), against activations all ±127. One more unit in an int16 sum overflows and fails this. */
+static void check_extreme_quants(tandem_type t, bool pack) {
+    enum { ROWS = 8 * 3, COLS = 512 };
+    const size_t row_bytes = (size_t)(COLS / tandem_type_block_size(t)) * (size_t)tandem_type_size(t);
+    float *w = malloc(sizeof(float) * ROWS * COLS), *x = malloc(sizeof(float) * 2 * COLS), *y = malloc(sizeof(float) * 2 * ROWS);
+    float *deq = malloc(sizeof(float) * COLS);
+    uint8_t *data = malloc(row_bytes * ROWS);
+    act_block *act = malloc(sizeof(act_block) * 2 * (COLS / 32));
+    matmul_scratch scratch = {malloc(sizeof(float) * COLS), act, false};
+    for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++) {
+            const float sign = r % 2 ? -1.0f : 1.0f;
+            w[r * COLS + c] = r % 3 == 2 ? (c % 16 == 0 ? sign : -0.97f * sign) : (c % 16 == 0 ? 0.0f : sign);
+        }
+    for (int c = 0; c < COLS; c++) x[c] = 1.0f, x[COLS + c] = -1.0f;
+    for (int r = 0; r < ROWS; r++) quantize_row(t, w + r * COLS, data + r * row_bytes, COLS);
+    weight_matrix m = {data, t, ROWS, COLS, row_bytes, false};
+    void *packed = NULL;
+    if (pack) CHECK_OK(weight_pack(NULL, &m, &packed));
+    matmul(NULL, y, x, &m, 2, &scratch);
+    double worst = 0;
+    for (int r = 0; r < ROWS; r++) {
+        dequantize_row(t, data + r * row_bytes, deq, COLS);
+        for (int k = 0; k < 2; k++) {
+            double ref = 0, mag = 0;  /* x = ±1 is exactly ±127 · (1/127) as 8-bit activations */
+            for (int c = 0; c < COLS; c++) {
+                const double xq = (double)act[k * (COLS / 32) + c / 32].d * act[k * (COLS / 32) + c / 32].q[c % 32];
+                ref += deq[c] * xq, mag += fabs(deq[c] * xq);
+            }
+            worst = fmax(worst, fabs(ref - y[k * ROWS + r]) / (1e-5 * mag + 1e-6));
+        }
+    }
+    CHECK_MSG(worst <= 1, "matmul %s%s with extreme quants: error %g x the bound", tandem_type_name(t),
+              pack ? " packed" : "", worst);
+    free(w); free(x); free(y); free(deq); free(data); free(act); free(scratch.rows); free(packed);
+}
+
 /* Packing splits the row groups over the pool's threads (64 groups per task): a matrix of several tasks and a
  * partial last one reads back row for row as the plain rows. */
 static void check_pack_threads(void) {
     if (!kernel_isa_select("avx2")) return;
-    const tandem_type types[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q6_K};
+    const tandem_type types[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K};
     enum { ROWS = 8 * (64 * 3 + 5), COLS = 256 };
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(3, &pool));
@@ -409,7 +449,17 @@ int main(int argc, char **argv) {
         check_matmul(TANDEM_TYPE_Q8_0, "avx2", true);
         check_matmul(TANDEM_TYPE_Q4_0, "avx2", true);
         check_matmul(TANDEM_TYPE_Q4_K, "avx2", true);
+        check_matmul(TANDEM_TYPE_Q5_K, "avx2", true);
         check_matmul(TANDEM_TYPE_Q6_K, "avx2", true);
+        const tandem_type extreme[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0,
+                                       TANDEM_TYPE_Q5_1, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K,
+                                       TANDEM_TYPE_Q6_K};
+        for (size_t i = 0; i < sizeof extreme / sizeof extreme[0]; i++) {
+            check_extreme_quants(extreme[i], false);
+            const tandem_type t = extreme[i];
+            if (t == TANDEM_TYPE_Q8_0 || t == TANDEM_TYPE_Q4_0 || (t >= TANDEM_TYPE_Q4_K && t <= TANDEM_TYPE_Q6_K))
+                check_extreme_quants(t, true);
+        }
         kernel_isa_select(NULL);
     }
     check_shared_input();
