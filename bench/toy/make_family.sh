@@ -6,7 +6,8 @@
 # The wide target (stages wide wide-synth wide-heal wide-table, not in the default list: about an hour of training)
 # is a 4 x 1024 model whose 55 MB of Q8_0 weights do not fit in the CPU's caches, so that its decoding, like an 8B
 # model's, is bound by memory bandwidth; the same draft, pruned, is healed on its answers.
-# Environment: TARGET_STEPS (900), DRAFT_STEPS (1200), WIDE_STEPS (400), THREADS (1 per model: target and draft train side by side),
+# Environment: TARGET_STEPS (900), DRAFT_STEPS (1200), WIDE_STEPS (400), TEMP (wide-table's temperature, 0),
+#              THREADS (1 per model: target and draft train side by side),
 #              SYNTH_N (prompts for synth, 400), TANDEM (./build/tandem). Outputs go to bench/toy/build/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -71,7 +72,7 @@ for stage in "${stages[@]}"; do
       --threads "${WIDE_THREADS:-2}" --force 2>&1 | tee $B/heal_wide.log ;;
   wide-table)
     nice -n 19 python3 bench/toy/spec_table.py $B --tandem "$TANDEM" --threads "$THREADS" --target target_wide.gguf \
-      --healed draft_healed_wide.gguf | tee $B/spec_table_wide.md ;;
+      --healed draft_healed_wide.gguf --temp "${TEMP:-0}" | tee $B/spec_table_wide.md ;;
   *) echo "make_family.sh: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done

@@ -2,11 +2,12 @@
 # spec_table.py — the four-way speculative decoding measurement on the toy family: target alone, + draft, + pruned
 # draft, + pruned and healed draft; tokens/s from `tandem bench`, acceptance, E and c from `tandem run --json`.
 """usage: spec_table.py BUILD_DIR [--tandem PATH] [--threads 1] [--prompts 6] [-n 128] [-r 5] [--target FILE]
-                     [--healed FILE]
+                     [--healed FILE] [--temp T --seed S]
 
 BUILD_DIR holds target.gguf, draft.gguf, draft_pruned.gguf, draft_healed.gguf and valid.txt (make_family.sh);
 --target and --healed name another target and its healed draft there (the wide target: target_wide.gguf and
-draft_healed_wide.gguf).
+draft_healed_wide.gguf). With --temp T > 0 every configuration samples at temperature T (the same seeds), and its
+tokens/s is the mean decode rate of those runs (`tandem bench` decodes greedily).
 Prompts: the LINES-line stretches of valid.txt (held-out code) that end with a `def` line. Prints a Markdown table."""
 import argparse
 import json
@@ -34,6 +35,8 @@ def main():
     ap.add_argument("-r", type=int, default=5)
     ap.add_argument("--target", default="target.gguf")
     ap.add_argument("--healed", default="draft_healed.gguf")
+    ap.add_argument("--temp", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     b = Path(a.build)
     lines = (b / "valid.txt").read_text(encoding="utf-8").split("\n")
@@ -45,23 +48,25 @@ def main():
             ("target + pruned draft (3 layers, no healing)", "draft_pruned.gguf"),
             ("target + pruned + healed draft (3 layers)", a.healed)]
     t = [a.tandem]
-    print("| configuration | decode tok/s (bench) | speedup | acceptance | E (tokens/pass) | c | predicted speedup |")
+    print(f"| configuration | decode tok/s ({'bench' if a.temp == 0 else f'run, temperature {a.temp}'}) | speedup | acceptance | E (tokens/pass) | c | predicted speedup |")
     print("|---|---|---|---|---|---|---|")
     base = None
     for name, draft in rows:
         md = ["-md", str(b / draft)] if draft else []
-        bench = run_json(t + ["bench", "-m", str(b / a.target), *md, "-p", "96", "-f", str(bench_prompt),
-                              "-n", str(a.n), "-r", str(a.r), "-t", str(a.threads), "--json"])
-        tps = bench["decode_tokens_per_s"]
-        base = base or tps
-        acc, per_pass, c, pred = [], [], [], []
-        for p in prompts:
-            out = run_json(t + ["run", "-m", str(b / a.target), *md, "-p", p, "-n", str(a.n), "--temp", "0",
-                                "--ignore-eos", "-t", str(a.threads), "--json"])
+        if a.temp == 0:
+            bench = run_json(t + ["bench", "-m", str(b / a.target), *md, "-p", "96", "-f", str(bench_prompt),
+                                  "-n", str(a.n), "-r", str(a.r), "-t", str(a.threads), "--json"])
+        acc, per_pass, c, pred, rates = [], [], [], [], []
+        for i, p in enumerate(prompts):
+            out = run_json(t + ["run", "-m", str(b / a.target), *md, "-p", p, "-n", str(a.n), "--temp", str(a.temp),
+                                "--seed", str(a.seed + i), "--ignore-eos", "-t", str(a.threads), "--json"])
+            rates.append(out["timings"]["decode_tokens_per_s"])
             s = out.get("speculative")
             if s:
                 acc.append(s["acceptance_rate"]), per_pass.append(s["mean_per_pass"])
                 c.append(s["c"]), pred.append(s["predicted_speedup"])
+        tps = bench["decode_tokens_per_s"] if a.temp == 0 else statistics.mean(rates)
+        base = base or tps
         f = lambda xs, d=2: f"{statistics.mean(xs):.{d}f}" if xs else "–"
         print(f"| {name} | {tps:.0f} | {tps / base:.2f}x | {f(acc)} | {f(per_pass)} | {f(c, 3)} | {f(pred)} |",
               flush=True)
