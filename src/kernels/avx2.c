@@ -230,29 +230,6 @@ INLINE __m256 byte_of_lanes(__m256i v, int shift) {
     return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(0xFF)));
 }
 
-/* One 32-element sub-block of 8 rows (the low or high nibbles of a chunk's 8 units) against its activation
- * block: dsc = d·scale and dmn = dmin·min of the 8 rows. One sub-block at a time keeps 4 tokens' sums in
- * registers (both halves at once spilled them and made 4 tokens cost 2x one). */
-INLINE void q4_K_sub_block_nt(const uint8_t *q, const act_block *x, int64_t xs, __m256 dsc, __m256 dmn, __m256 *acc,
-                              const int NT, const bool HIGH) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i sum[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
-    _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
-        const __m256i raw = load256(q + 32 * u);
-        const __m256i nibbles = _mm256_and_si256(HIGH ? _mm256_srli_epi16(raw, 4) : raw, m4);
-        FOR_TOKENS (int t = 0; t < NT; t++) {
-            const uint8_t *a = (const uint8_t *)x[t * xs].q + 4 * u;
-            sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(nibbles, _mm256_set1_epi32((int)load_u32(a))));
-        }
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) {
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], _mm256_set1_epi16(1)));
-        acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dsc, _mm256_set1_ps(x[t * xs].d)), acc[t]);
-        acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(x[t * xs].s), acc[t]);
-    }
-}
-
 /* Q4_K and Q5_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three
  * 32-byte vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), for Q5_K
  * the fifth bits (unit u, columns 4u… of every sub-block, at 128 + 32u), then the quants: chunk c's unit u
