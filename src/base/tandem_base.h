@@ -63,6 +63,15 @@ char *path_join(const char *dir, const char *name);  /* malloc'd; NULL on OOM */
 char *path_base_name(const char *path);  /* malloc'd last component ("a/b/" → "b"); NULL on OOM */
 char *path_stem(const char *path);       /* malloc'd last component without its extension ("a/m.gguf" → "m") */
 
+/* ---- a growing byte buffer ---- */
+
+typedef struct byte_buf {
+    uint8_t *data;  /* malloc'd; the owner frees it */
+    size_t len, cap;
+} byte_buf;
+/* Appends n bytes (doubling the capacity as needed); false on out of memory, the buffer then unchanged. */
+bool byte_buf_append(byte_buf *b, const void *p, size_t n);
+
 /* ---- thread pool: persistent workers, one parallel-for at a time ---- */
 
 typedef struct thread_pool thread_pool;

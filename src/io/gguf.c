@@ -540,31 +540,9 @@ double gguf_array_float(const gguf_kv *kv, uint64_t i) {
 
 /* ======================================================================================== writer */
 
-typedef struct byte_buf {
-    uint8_t *data;
-    size_t len, cap;
-} byte_buf;
-
-static bool buf_append(byte_buf *b, const void *p, size_t n) {
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2) return false;
-            cap *= 2;
-        }
-        uint8_t *grown = realloc(b->data, cap);
-        if (!grown) return false;
-        b->data = grown;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return true;
-}
-
-static bool buf_u32(byte_buf *b, uint32_t v) { return buf_append(b, &v, 4); }
-static bool buf_u64(byte_buf *b, uint64_t v) { return buf_append(b, &v, 8); }
-static bool buf_str(byte_buf *b, const char *s, uint64_t len) { return buf_u64(b, len) && buf_append(b, s, (size_t)len); }
+static bool buf_u32(byte_buf *b, uint32_t v) { return byte_buf_append(b, &v, 4); }
+static bool buf_u64(byte_buf *b, uint64_t v) { return byte_buf_append(b, &v, 8); }
+static bool buf_str(byte_buf *b, const char *s, uint64_t len) { return buf_u64(b, len) && byte_buf_append(b, s, (size_t)len); }
 
 /* A kv is kept serialized (value type + payload, exactly as it goes to the file), so copying a kv from
  * another file and writing it need no per-type code beyond the encoder. */
@@ -659,7 +637,7 @@ done:
 
 static tandem_status put_scalar(gguf_writer *w, const char *key, gguf_value_type type, const void *payload) {
     byte_buf b = {0};
-    bool ok = buf_u32(&b, type) && buf_append(&b, payload, value_type_size[type]);
+    bool ok = buf_u32(&b, type) && byte_buf_append(&b, payload, value_type_size[type]);
     return put_kv(w, key, &b, ok);
 }
 
@@ -692,7 +670,7 @@ static tandem_status put_fixed_array(gguf_writer *w, const char *key, gguf_value
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: key '%s': array of %zu elements is too large",
                            key ? key : "", n);
     bool ok = buf_u32(&b, GGUF_TYPE_ARRAY) && buf_u32(&b, elem_type) && buf_u64(&b, n) &&
-              buf_append(&b, v, (size_t)bytes);
+              byte_buf_append(&b, v, (size_t)bytes);
     return put_kv(w, key, &b, ok);
 }
 
@@ -726,7 +704,7 @@ static bool encode_scalar(byte_buf *b, const gguf_kv *kv) {
     case GGUF_TYPE_FLOAT64: memcpy(raw, &kv->v.f64, 8); break;
     default: return false;
     }
-    return buf_append(b, raw, value_type_size[kv->type]);
+    return byte_buf_append(b, raw, value_type_size[kv->type]);
 }
 
 tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv) {
@@ -750,7 +728,7 @@ tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv) {
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "gguf writer: key '%s': cannot copy an array of type %d", key,
                                (int)kv->array_type);
         }
-        ok = ok && buf_u32(&b, kv->array_type) && buf_u64(&b, kv->n) && buf_append(&b, kv->array_data, (size_t)bytes);
+        ok = ok && buf_u32(&b, kv->array_type) && buf_u64(&b, kv->n) && byte_buf_append(&b, kv->array_data, (size_t)bytes);
     }
     return put_kv(w, kv->key, &b, ok);
 }

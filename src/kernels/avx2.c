@@ -498,6 +498,15 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
+/* tile(…, R, n_tok) with n_tok (1…4) as a compile-time constant, inside a ROW_DOT_FLOAT entry point. */
+#define FLOAT_TILE_BY_TOKENS(tile, R)                                                                         \
+    switch (n_tok) {                                                                                          \
+    case 1: tile(w, rb, x, xs, cols, out, R, 1); break;                                                       \
+    case 2: tile(w, rb, x, xs, cols, out, R, 2); break;                                                       \
+    case 3: tile(w, rb, x, xs, cols, out, R, 3); break;                                                       \
+    default: tile(w, rb, x, xs, cols, out, R, 4); break;                                                      \
+    }
+
 /* R rows × NT tokens at once: R·NT independent FMA chains. One row against one token is a single chain, bound
  * by the FMA latency (4 cycles) at a quarter of the FMA units' rate; 4 rows × 1–2 tokens or 2 rows × 3–4 tokens
  * keep 4–8 chains in flight and each converted weight vector serves NT tokens, each loaded x vector R rows. */
@@ -532,22 +541,13 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
             else name##_tile(w, rb, x, xs, cols, out, 4, 2);                                                  \
             return 4;                                                                                         \
         }                                                                                                     \
-        if (n_rows >= 2) {                                                                                    \
-            switch (n_tok) {                                                                                  \
-            case 1: name##_tile(w, rb, x, xs, cols, out, 2, 1); break;                                        \
-            case 2: name##_tile(w, rb, x, xs, cols, out, 2, 2); break;                                        \
-            case 3: name##_tile(w, rb, x, xs, cols, out, 2, 3); break;                                        \
-            default: name##_tile(w, rb, x, xs, cols, out, 2, 4); break;                                       \
-            }                                                                                                 \
-            return 2;                                                                                         \
+        const int R = n_rows >= 2 ? 2 : 1;                                                                    \
+        if (R == 2) {                                                                                         \
+            FLOAT_TILE_BY_TOKENS(name##_tile, 2)                                                              \
+        } else {                                                                                              \
+            FLOAT_TILE_BY_TOKENS(name##_tile, 1)                                                              \
         }                                                                                                     \
-        switch (n_tok) {                                                                                      \
-        case 1: name##_tile(w, rb, x, xs, cols, out, 1, 1); break;                                            \
-        case 2: name##_tile(w, rb, x, xs, cols, out, 1, 2); break;                                            \
-        case 3: name##_tile(w, rb, x, xs, cols, out, 1, 3); break;                                            \
-        default: name##_tile(w, rb, x, xs, cols, out, 1, 4); break;                                           \
-        }                                                                                                     \
-        return 1;                                                                                             \
+        return R;                                                                                             \
     }
 
 INLINE float scalar_f32(const uint8_t *p) {
@@ -625,6 +625,20 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
+/* out (8·V) = Σ_u scores[u]·values[u] (8·V columns of each value row): one pass over the keys with V output
+ * vectors in registers (V = 8 for 64 columns, 4 for the 32 of small heads such as 32 or 40, 1 for the rest). */
+INLINE void weighted_value_sum(float *out, const float *scores, const float *values, int n_keys, int head_dim,
+                               const int V) {
+    __m256 o[8];
+    for (int i = 0; i < V; i++) o[i] = _mm256_setzero_ps();
+    for (int u = 0; u < n_keys; u++) {
+        const __m256 a = _mm256_set1_ps(scores[u]);
+        const float *v = values + (size_t)u * head_dim;
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+    }
+    for (int i = 0; i < V; i++) _mm256_storeu_ps(out + 8 * i, o[i]);
+}
+
 /* softmax_forward's contract (in place over n scores), with exp8: at long contexts the scalar expf was a
  * fifth of a decode step. */
 static void softmax_avx2(float *x, int n) {
@@ -686,32 +700,9 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
     }
     softmax_avx2(scores, n_keys);
     int d0 = 0;
-    for (; d0 + 64 <= hd8; d0 += 64) {
-        __m256 o[8];
-        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
-        for (int u = 0; u < n_keys; u++) {
-            const __m256 a = _mm256_set1_ps(scores[u]);
-            const float *v = values + (size_t)u * head_dim + d0;
-            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
-        }
-        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
-    }
-    for (; d0 + 32 <= hd8; d0 += 32) {  /* small heads (32, 40, …): one pass over the keys per 32 columns */
-        __m256 o[4];
-        for (int i = 0; i < 4; i++) o[i] = _mm256_setzero_ps();
-        for (int u = 0; u < n_keys; u++) {
-            const __m256 a = _mm256_set1_ps(scores[u]);
-            const float *v = values + (size_t)u * head_dim + d0;
-            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
-        }
-        for (int i = 0; i < 4; i++) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
-    }
-    for (; d0 + 8 <= hd8; d0 += 8) {
-        __m256 o = _mm256_setzero_ps();
-        for (int u = 0; u < n_keys; u++)
-            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[u]), _mm256_loadu_ps(values + (size_t)u * head_dim + d0), o);
-        _mm256_storeu_ps(out + d0, o);
-    }
+    for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 8);
+    for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 4);
+    for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 1);
     for (; d0 < head_dim; d0++) {
         float o = 0;
         for (int u = 0; u < n_keys; u++) o += scores[u] * values[(size_t)u * head_dim + d0];

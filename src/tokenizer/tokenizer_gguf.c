@@ -35,31 +35,11 @@ static int64_t config_json_id(const json_t *config, const char *key) {
     return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
-/* A growing byte buffer for the merges. */
-typedef struct text_buf {
-    char *p;
-    size_t len, cap;
-} text_buf;
-
-static bool text_put(text_buf *b, const char *s, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n) cap *= 2;
-        char *g = realloc(b->p, cap);
-        if (!g) return false;
-        b->p = g;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return true;
-}
-
 /* One half of a ["left", "right"] merge, with every ' ' written as 'Ġ' (U+0120), as gguf-py does, so that
  * the first space separates the halves. */
-static bool text_put_half(text_buf *b, const char *s) {
+static bool merge_half_append(byte_buf *b, const char *s) {
     bool ok = true;
-    for (const char *p = s; *p && ok; p++) ok = *p == ' ' ? text_put(b, "\xC4\xA0", 2) : text_put(b, p, 1);
+    for (const char *p = s; *p && ok; p++) ok = *p == ' ' ? byte_buf_append(b, "\xC4\xA0", 2) : byte_buf_append(b, p, 1);
     return ok;
 }
 
@@ -93,7 +73,7 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     gguf_str *tokens = NULL, *merges = NULL;
     int32_t *types = NULL;
     char *pads = NULL, *jinja = NULL;
-    text_buf mbuf = {0};
+    byte_buf mbuf = {0};
     size_t *merge_off = NULL;
     if (!tok_path || !cfg_path || !jinja_path) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", source);
@@ -174,11 +154,11 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
         bool ok;
         if (json_is_string(v)) {
             const char *m = json_string_value(v), *sp = strchr(m, ' ');
-            ok = sp && sp != m && sp[1] && !strchr(sp + 1, ' ') && text_put(&mbuf, m, strlen(m));
+            ok = sp && sp != m && sp[1] && !strchr(sp + 1, ' ') && byte_buf_append(&mbuf, m, strlen(m));
         } else {
             const char *a = json_string_value(json_array_get(v, 0)), *b = json_string_value(json_array_get(v, 1));
-            ok = json_array_size(v) == 2 && a && b && a[0] && b[0] && text_put_half(&mbuf, a) &&
-                 text_put(&mbuf, " ", 1) && text_put_half(&mbuf, b);
+            ok = json_array_size(v) == 2 && a && b && a[0] && b[0] && merge_half_append(&mbuf, a) &&
+                 byte_buf_append(&mbuf, " ", 1) && merge_half_append(&mbuf, b);
         }
         if (!ok) {
             st = tandem_fail(TANDEM_ERR_FORMAT, "%s: model.merges[%zu]: not a 'left right' string or a pair of strings",
@@ -187,7 +167,7 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
         }
         merges[i].len = mbuf.len - merge_off[i];
     }
-    for (size_t k = 0; k < n_merges; k++) merges[k].ptr = mbuf.p + merge_off[k];
+    for (size_t k = 0; k < n_merges; k++) merges[k].ptr = (const char *)mbuf.data + merge_off[k];
 
     /* special ids: tokenizer_config.json's tokens first, then config.json's *_token_id (gguf-py's SpecialVocab) */
     int64_t eos = config_token_id(cfg, "eos_token", added, vocab), pad = config_token_id(cfg, "pad_token", added, vocab);
@@ -239,7 +219,7 @@ done:
     free(pads);
     free(merges);
     free(merge_off);
-    free(mbuf.p);
+    free(mbuf.data);
     free(jinja);
     free(dir);
     free(tok_path);
