@@ -1,8 +1,9 @@
-/* avx2.c — AVX2 + FMA + F16C twins of the row dot products: weight rows against 8-bit activations with
- * integer multiply-adds, and F32/F16/BF16 rows against float activations. Built with -mavx2 -mfma -mf16c;
- * isa.c's dispatch calls it only on CPUs that report all three.
+/* avx2.c — AVX2 + FMA + F16C twins of the kernels: weight rows and packed 8-row groups against 8-bit
+ * activations with integer multiply-adds, F32/F16/BF16 row tiles against float activations, activation
+ * quantization and attention. Built with -mavx2 -mfma -mf16c; act.c's dispatch calls it only on CPUs that
+ * report all three.
  *
- * Every kernel takes one weight row and up to MATMUL_TOKENS tokens: a weight block is loaded and unpacked
+ * Every dot product takes its weights and up to MATMUL_TOKENS tokens: a weight block is loaded and unpacked
  * once, then multiplied into each token's accumulator. Decoding one token is bound by how fast weights
  * stream from memory; verifying k drafted tokens then costs little more than one, which is what makes
  * speculative decoding pay on a CPU.
@@ -337,15 +338,17 @@ INLINE __m256i q6_values(const uint8_t *ql, const uint8_t *qh, const int k) {
     return _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
 }
 
-/* Row i's signed scale byte b of a 4-scale unit, as int16 in both halves of lane i (for madd_epi16). */
+/* Row i's signed scale byte b of a 4-scale unit, sign-extended to lane i's int32. */
+INLINE __m256i q6_scale(__m256i unit, const int b) {
+    return _mm256_srai_epi32(_mm256_slli_epi32(unit, 24 - 8 * b), 24);
+}
+
+/* The same as int16 in both halves of lane i (for madd_epi16). */
 INLINE __m256i q6_scale_pairs(__m256i unit, const int b) {
-    const __m256i s = _mm256_srai_epi32(_mm256_slli_epi32(unit, 24 - 8 * b), 24);
+    const __m256i s = q6_scale(unit, b);
     return _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s, 16));
 }
 
-#ifndef PF_DIST
-#define PF_DIST 13440
-#endif
 INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256 d, __m256 *acc, const int NT,
                           const int h, const int k) {
     const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
@@ -366,8 +369,8 @@ INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m2
         }
     }
     /* −32·d·sc·(dx·Σx̂) per half block: the scales as floats only here */
-    const __m256 dsc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(scu, 24 - 8 * b0), 24)));
-    const __m256 dsc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(scu, 16 - 8 * b0), 24)));
+    const __m256 dsc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q6_scale(scu, b0)));
+    const __m256 dsc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q6_scale(scu, b0 + 1)));
     FOR_TOKENS (int t = 0; t < NT; t++) {
         const act_block *a = &x[t * xs + k];
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc[t]);
@@ -610,10 +613,8 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
     }
 }
 
-/* ---- attention for one query ----
- * Scores q·k_u over contiguous keys, softmax (scalar: exp is a small share), then Σ_u a_u·v_u with the
- * output held in registers 64 values at a time, so each value row is read once per chunk and out is
- * written once (the compiler-vectorised loop loads and stores out for every key). */
+/* ---- attention for one query ---- */
+
 /* e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact r), e^r by Cephes' degree-6
  * polynomial (relative error ~2e-7), times 2^n through the exponent bits. x is clamped to [-87, 88] so 2^n
  * stays a normal float: below e^-87 ≈ 2e-38 the result is that, not 0, which a softmax cannot tell apart. */
@@ -672,6 +673,9 @@ static void softmax_avx2(float *x, int n) {
     for (int i = n8; i < n; i++) x[i] *= 1.0f / sum;
 }
 
+/* Scores q·k_u over contiguous keys, softmax_avx2, then Σ_u a_u·v_u with the output held in registers up to 64
+ * values at a time, so each value row is read once per chunk and out is written once (the compiler-vectorised
+ * loop loads and stores out for every key). */
 static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
                            int head_dim, float scale, float *scores) {
     const int hd8 = head_dim & ~7;

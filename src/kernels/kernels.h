@@ -91,13 +91,13 @@ typedef struct weight_matrix {
 } weight_matrix;
 
 /* ---- packed weight layout (pack.c) ----
- * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices multiply about twice as fast with PACK_ROWS rows interleaved column block by
- * column block (one vector then holds the same columns of 8 rows: no horizontal sums, one scale vector
- * for 8 rows). Same size as the plain layout; packing is a copy made once when a model is first run. */
+ * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices multiply about twice as fast with PACK_ROWS rows interleaved column
+ * block by column block (one vector then holds the same columns of 8 rows: no horizontal sums, one scale
+ * vector for 8 rows). Same size as the plain layout; packing is a copy made once when a model is first run. */
 enum { PACK_ROWS = 8 };
-/* If the selected kernels have a packed product for w (Q8_0, Q4_0, Q4_K, Q5_K or Q6_K, rows a multiple of 8), sets
- * *buffer to a new packed copy of w's data (copied on the pool's threads; the caller frees it) and points w at
- * it; else *buffer = NULL and w stays. */
+/* If the selected kernels have a packed product for w (Q8_0, Q4_0, Q4_K, Q5_K or Q6_K, rows a multiple of 8),
+ * sets *buffer to a new packed copy of w's data (copied on the pool's threads; the caller frees it) and points
+ * w at it; else *buffer = NULL and w stays. */
 tandem_status weight_pack(thread_pool *pool, weight_matrix *w, void **buffer);
 /* dst (w->cols) = row r of w dequantized, from either layout. */
 void weight_row_dequantize(const weight_matrix *w, int64_t r, float *dst);

@@ -64,14 +64,15 @@ static void pack_task(int task, int thread, void *arg) {
     const weight_matrix *w = job->w;
     const int64_t blocks = w->cols / tandem_type_block_size(w->type), n_groups = w->rows / PACK_ROWS;
     const int64_t g1 = (task + 1) * job->groups_per_task < n_groups ? (task + 1) * job->groups_per_task : n_groups;
-    for (int64_t g = task * job->groups_per_task; g < g1; g++)
+    for (int64_t g = task * job->groups_per_task; g < g1; g++) {
+        uint8_t *group = job->dst + (size_t)g * PACK_ROWS * w->row_bytes;
         for (int i = 0; i < PACK_ROWS; i++) {
             const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * PACK_ROWS + i) * w->row_bytes;
-            uint8_t *group = job->dst + (size_t)g * PACK_ROWS * w->row_bytes;
             for (int64_t b = 0; b < blocks; b++)
                 move_block(job->type, i, row + (size_t)b * job->type->block_bytes,
                            group + (size_t)b * PACK_ROWS * job->type->block_bytes, true);
         }
+    }
 }
 
 tandem_status weight_pack(thread_pool *pool, weight_matrix *w, void **buffer) {
