@@ -11,26 +11,32 @@
 #include "kernels_isa.h"
 
 /* ---- quantization ----
- * d = max|x|/127 and q = round-half-even(x · (1/d)): the SIMD twins compute the same f32 products and
- * round them with the same mode, so every instruction set writes the same bytes for finite inputs. */
-void quantize_act_scalar(const float *x, act_block *out, int64_t n) {
-    for (int64_t b = 0; b < n / 32; b++, x += 32) {
-        act_block *a = &out[b];
+ * d = max|x|/127 over a group of scale_blocks blocks and q = round-half-even(x · (1/d)): the SIMD twins
+ * compute the same f32 products and round them with the same mode, so every instruction set writes the
+ * same bytes for finite inputs. */
+void quantize_act_scalar(const float *x, act_block *out, int64_t n, int scale_blocks) {
+    for (int64_t g = 0; g < n / 32; g += scale_blocks) {
         float amax = 0.0f;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < 32 * scale_blocks; j++) amax = fmaxf(amax, fabsf(x[32 * g + j]));
         const float d = amax / 127.0f, id = d >= FLT_MIN ? 1.0f / d : 0.0f;
-        int sum[2] = {0, 0};
-        for (int j = 0; j < 32; j++) {
-            const int v = (int)lrintf(x[j] * id);
-            a->q[j] = (int8_t)v;
-            sum[j / 16] += v;
+        for (int64_t b = g; b < g + scale_blocks; b++) {
+            act_block *a = &out[b];
+            int sum[2] = {0, 0};
+            for (int j = 0; j < 32; j++) {
+                const int v = (int)lrintf(x[32 * b + j] * id);
+                a->q[j] = (int8_t)v;
+                sum[j / 16] += v;
+            }
+            a->d = d;
+            a->s = d * (float)(sum[0] + sum[1]);
+            a->sum16[0] = (int16_t)sum[0];
+            a->sum16[1] = (int16_t)sum[1];
+            a->unused = 0;
         }
-        a->d = d;
-        a->s = d * (float)(sum[0] + sum[1]);
-        a->s16[0] = d * (float)sum[0];
-        a->s16[1] = d * (float)sum[1];
     }
 }
+
+int act_scale_blocks(tandem_type t) { return tandem_type_block_size(t) == 256 ? 8 : 1; }
 
 /* ---- instruction sets ---- */
 
@@ -93,7 +99,10 @@ bool kernel_isa_select(const char *name) {
     return true;
 }
 
-void quantize_act(const float *x, act_block *out, int64_t n) { kernel_isa_current()->quantize_act(x, out, n); }
+void quantize_act(const float *x, act_block *out, int64_t n, int scale_blocks) {
+    TANDEM_ASSERT((scale_blocks == 1 || scale_blocks == 8) && n % (32 * scale_blocks) == 0);
+    kernel_isa_current()->quantize_act(x, out, n, scale_blocks);
+}
 
 bool kernel_has_act_dot(tandem_type t) {
     return t >= 0 && t < TANDEM_TYPE_COUNT && kernel_isa_current()->dot_act[t] != NULL;

@@ -232,29 +232,46 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
 ROW_DOT_ACT(dot_q8_0_packed)
 ROW_DOT_ACT(dot_q4_0_packed)
 
-/* The byte at bit `shift` of each 32-bit lane, as a float. */
-INLINE __m256 byte_of_lanes(__m256i v, int shift) {
-    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi32(0xFF)));
+/* Byte b of each 32-bit lane picked out by one byte shuffle (b a compile-time constant; the masks fold to
+ * constants): zero-extended into both int16 halves of the lane (unsigned scales as madd_epi16 pairs), into
+ * the high byte of both halves (signed scales · 256, then shifted down arithmetically), or into the lane's
+ * low byte (an unsigned byte as int32). */
+INLINE __m256i lane_mask(uint32_t pattern, const int b) {
+    const uint32_t m0 = pattern + (uint32_t)b * 0x01010101u;
+    return _mm256_setr_epi32((int)m0, (int)(m0 + 0x04040404u), (int)(m0 + 0x08080808u), (int)(m0 + 0x0C0C0C0Cu),
+                             (int)m0, (int)(m0 + 0x04040404u), (int)(m0 + 0x08080808u), (int)(m0 + 0x0C0C0C0Cu));
+}
+INLINE __m256i lane_byte_pairs(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x80008000u, b)); }
+INLINE __m256i lane_byte_high_pairs(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x00800080u, b)); }
+INLINE __m256 lane_byte_float(__m256i v, const int b) {
+    return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, lane_mask(0x80808000u, b)));
 }
 
-/* Q4_K and Q5_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three
+/*
+ * K-quants against super-block activations (act_scale_blocks: the 8 blocks of a super-block share the scale
+ * dx). The sub-block scales then multiply the integer sums in the int16 → int32 step (madd_epi16 with the
+ * scale in both halves of each row's lane), the products of a whole super-block add as int32, and each
+ * token converts to float and multiplies by d·dx once per super-block.
+ *
+ * Q4_K and Q5_K packed: per super-block the 8 rows' d, dmin (16 bytes each), 6-bit scales and mins (three
  * 32-byte vectors: word k of row i in lane i, decoded for 8 rows at once as k4_scales does for one), for Q5_K
  * the fifth bits (unit u, columns 4u… of every sub-block, at 128 + 32u), then the quants: chunk c's unit u
  * (columns 4u… of sub-blocks 2c in the low nibbles, 2c+1 in the high ones) at QS + (8c + u)·32, QS = 128
  * (Q4_K) or 384 (Q5_K). Nibble products add in int16 over a sub-block's 8 units (8·2·15·127 < 2^15), 5-bit
- * ones over 4 (4·2·31·127 < 2^15). c and FIVE are compile-time constants (immediate shifts). */
-INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256 d, __m256 dmin, __m256i sc,
-                               __m256i mn, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
-    const int shift_lo = 16 * (c % 2), shift_hi = shift_lo + 8;
-    const __m256 dsc_lo = _mm256_mul_ps(d, byte_of_lanes(sc, shift_lo));
-    const __m256 dsc_hi = _mm256_mul_ps(d, byte_of_lanes(sc, shift_hi));
-    const __m256 dmn_lo = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_lo));
-    const __m256 dmn_hi = _mm256_mul_ps(dmin, byte_of_lanes(mn, shift_hi));
+ * ones over 4 (4·2·31·127 < 2^15); times a 6-bit scale and over 8 sub-blocks they stay far inside int32.
+ * The mins, dmin·mn·(dx·Σq̂) per sub-block, go to the float accumulator. c and FIVE are compile-time
+ * constants (immediate shifts). */
+INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
+                               __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
+    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
+    const __m256i sc_lo = lane_byte_pairs(sc, b), sc_hi = lane_byte_pairs(sc, b + 1);
+    const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
+    const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
     const int block_bytes = FIVE ? 176 : 144;
     const uint8_t *q = w + (FIVE ? 384 : 128) + c * 8 * 32, *qh = w + 128;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
-    __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS], part_lo[MATMUL_TOKENS], part_hi[MATMUL_TOKENS];
+    __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
         const __m256i raw = load256(q + 32 * u);
@@ -275,17 +292,16 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         }
         if (FIVE && u == 3)
             FOR_TOKENS (int t = 0; t < NT; t++) {
-                part_lo[t] = _mm256_madd_epi16(sum_lo[t], ones), part_hi[t] = _mm256_madd_epi16(sum_hi[t], ones);
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[t], sc_lo),
+                                                                     _mm256_madd_epi16(sum_hi[t], sc_hi)));
                 sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
             }
     }
     FOR_TOKENS (int t = 0; t < NT; t++) {
         const act_block *a = &x[t * xs + 2 * c];
-        __m256i i_lo = _mm256_madd_epi16(sum_lo[t], ones), i_hi = _mm256_madd_epi16(sum_hi[t], ones);
-        if (FIVE) i_lo = _mm256_add_epi32(i_lo, part_lo[t]), i_hi = _mm256_add_epi32(i_hi, part_hi[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i_lo), _mm256_mul_ps(dsc_lo, _mm256_set1_ps(a[0].d)), acc[t]);
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[t], sc_lo),
+                                                             _mm256_madd_epi16(sum_hi[t], sc_hi)));
         acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i_hi), _mm256_mul_ps(dsc_hi, _mm256_set1_ps(a[1].d)), acc[t]);
         acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
     }
 }
@@ -306,10 +322,14 @@ INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, i
         const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
         const act_block *a = x + 8 * sb;
-        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_lo, mn_lo, acc, NT, 0, FIVE);
-        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_lo, mn_lo, acc, NT, 1, FIVE);
-        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_hi, mn_hi, acc, NT, 2, FIVE);
-        k4_chunk_packed_nt(w, a, xs, d, dmin, sc_hi, mn_hi, acc, NT, 3, FIVE);
+        __m256i isum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 0, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 1, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 2, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 3, FIVE);
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a[t * xs].d)), acc[t]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -326,7 +346,8 @@ INLINE void dot_q5_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
  * (8h + u)·32), the signed 8-bit scales (4 per unit, at 1536) and d (at 1664). Activation block k of half h
  * takes the low (k < 2) or high nibbles of run k % 2 and bits 2k, 2k+1 of qh, as in dot_q6_K_nt. Values
  * reach 63, so only two units' products add in int16 (2·2·63·127 < 2^15) before the scale multiply-add
- * (scale as int16 in both halves of each row's lane); the −32 offset goes through the half-block sums.
+ * (scale as int16 in both halves of each row's lane); the −32 offset, −32·sc·Σq̂ per 16 columns, joins the
+ * int32 sum through one more multiply-add of the scales·32 with the block's two int16 half sums.
  * h and k are compile-time constants (every shift immediate, no branch): with them as loop variables gcc
  * kept the 6-bit values in memory and shifted by registers, and the kernel ran at half the memory rate. */
 INLINE __m256i q6_values(const uint8_t *ql, const uint8_t *qh, const int k) {
@@ -338,44 +359,31 @@ INLINE __m256i q6_values(const uint8_t *ql, const uint8_t *qh, const int k) {
     return _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
 }
 
-/* Row i's signed scale byte b of a 4-scale unit, sign-extended to lane i's int32. */
-INLINE __m256i q6_scale(__m256i unit, const int b) {
-    return _mm256_srai_epi32(_mm256_slli_epi32(unit, 24 - 8 * b), 24);
-}
-
-/* The same as int16 in both halves of lane i (for madd_epi16). */
-INLINE __m256i q6_scale_pairs(__m256i unit, const int b) {
-    const __m256i s = q6_scale(unit, b);
-    return _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s, 16));
-}
-
-INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256 d, __m256 *acc, const int NT,
-                          const int h, const int k) {
+INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i *isum, const int NT, const int h,
+                          const int k) {
     const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
     prefetch_ahead(w + (4 * h + k) * 210, 210);
-    const int b0 = 2 * (k % 2);
-    const __m256i sc0 = q6_scale_pairs(scu, b0), sc1 = q6_scale_pairs(scu, b0 + 1);
+    const int b0 = 2 * (k % 2);  /* the block's two scales: bytes b0, b0+1 of each row's scale word */
+    const __m256i sc0 = _mm256_srai_epi16(lane_byte_high_pairs(scu, b0), 8);
+    const __m256i sc1 = _mm256_srai_epi16(lane_byte_high_pairs(scu, b0 + 1), 8);
+    /* (32·sc0, 32·sc1) per lane: the scales of the two halves against the half sums (sum16) */
+    const __m256i sc_halves = _mm256_srai_epi16(_mm256_blend_epi16(lane_byte_high_pairs(scu, b0),
+                                                                   lane_byte_high_pairs(scu, b0 + 1), 0xAA), 3);
     const uint8_t *ql = w + (16 * h + 8 * (k % 2)) * 32, *qh = w + 1024 + 8 * h * 32;
-    __m256i sum[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int u = 0; u < 8; u += 2) {
         const __m256i q0 = q6_values(ql + 32 * u, qh + 32 * u, k), q1 = q6_values(ql + 32 * u + 32, qh + 32 * u + 32, k);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const uint8_t *a = (const uint8_t *)x[t * xs + k].q + 4 * u;
             const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(q0, _mm256_set1_epi32((int)load_u32(a))),
                                                _mm256_maddubs_epi16(q1, _mm256_set1_epi32((int)load_u32(a + 4))));
-            sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, u < 4 ? sc0 : sc1));
-            KEEP_CHAIN(sum[t]);
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, u < 4 ? sc0 : sc1));
+            KEEP_CHAIN(isum[t]);
         }
     }
-    /* −32·d·sc·(dx·Σx̂) per half block: the scales as floats only here */
-    const __m256 dsc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q6_scale(scu, b0)));
-    const __m256 dsc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q6_scale(scu, b0 + 1)));
     FOR_TOKENS (int t = 0; t < NT; t++) {
-        const act_block *a = &x[t * xs + k];
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc[t]);
-        acc[t] = _mm256_fnmadd_ps(dsc0, _mm256_set1_ps(32.0f * a->s16[0]), acc[t]);
-        acc[t] = _mm256_fnmadd_ps(dsc1, _mm256_set1_ps(32.0f * a->s16[1]), acc[t]);
+        int32_t half_sums;
+        memcpy(&half_sums, x[t * xs + k].sum16, 4);
+        isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(sc_halves, _mm256_set1_epi32(half_sums)));
     }
 }
 
@@ -384,16 +392,20 @@ INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 210) {
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
         const act_block *a = x + 8 * sb;
-        q6_K_block_nt(w, a, xs, d, acc, NT, 0, 0);
-        q6_K_block_nt(w, a, xs, d, acc, NT, 0, 1);
-        q6_K_block_nt(w, a, xs, d, acc, NT, 0, 2);
-        q6_K_block_nt(w, a, xs, d, acc, NT, 0, 3);
-        q6_K_block_nt(w, a + 4, xs, d, acc, NT, 1, 0);
-        q6_K_block_nt(w, a + 4, xs, d, acc, NT, 1, 1);
-        q6_K_block_nt(w, a + 4, xs, d, acc, NT, 1, 2);
-        q6_K_block_nt(w, a + 4, xs, d, acc, NT, 1, 3);
+        __m256i isum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 0);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 1);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 2);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 3);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 0);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 1);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 2);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a[t * xs].d)), acc[t]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -491,7 +503,7 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
                     const act_block *a = x + t * xs + 8 * sb + 4 * h + k;
                     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(a->q)), scales);
                     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a->d), acc[t]);
-                    off[t] += dsc[8 * h + 2 * k] * a->s16[0] + dsc[8 * h + 2 * k + 1] * a->s16[1];
+                    off[t] += dsc[8 * h + 2 * k] * (a->d * (float)a->sum16[0]) + dsc[8 * h + 2 * k + 1] * (a->d * (float)a->sum16[1]);
                 }
             }
         }
@@ -520,8 +532,10 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
     }
 
 /* R rows × NT tokens at once: R·NT independent FMA chains. One row against one token is a single chain, bound
- * by the FMA latency (4 cycles) at a quarter of the FMA units' rate; 4 rows × 1–2 tokens or 2 rows × 3–4 tokens
- * keep 4–8 chains in flight and each converted weight vector serves NT tokens, each loaded x vector R rows. */
+ * by the FMA latency (4 cycles) at a quarter of the FMA units' rate; 4 rows × 1–2 tokens or 2 rows × 4 tokens
+ * keep 4–8 chains in flight and each converted weight vector serves NT tokens, each loaded x vector R rows.
+ * Prompts go 3 tokens at a time (FLOAT_PREFILL_TOKENS) through 4 rows: 12 chains, 3 x vectors and the weight
+ * vector being used fill the 16 registers, and the FMA units, not the chains' latency, set the pace. */
 #define ROW_DOT_FLOAT(name, load8, elem_bytes, to_f32)                                                        \
     INLINE void name##_tile(const uint8_t *w, size_t rb, const float *x, int64_t xs, int64_t cols, float *out, \
                             const int R, const int NT) {                                                      \
@@ -548,9 +562,10 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
     }                                                                                                         \
     static int name(const uint8_t *w, size_t rb, int n_rows, const float *x, int64_t xs, int n_tok, int64_t cols, \
                     float *out) {                                                                             \
-        if (n_tok <= 2 && n_rows >= 4) {                                                                      \
+        if (n_tok <= 3 && n_rows >= 4) {                                                                      \
             if (n_tok == 1) name##_tile(w, rb, x, xs, cols, out, 4, 1);                                       \
-            else name##_tile(w, rb, x, xs, cols, out, 4, 2);                                                  \
+            else if (n_tok == 2) name##_tile(w, rb, x, xs, cols, out, 4, 2);                                  \
+            else name##_tile(w, rb, x, xs, cols, out, 4, 3);                                                  \
             return 4;                                                                                         \
         }                                                                                                     \
         const int R = n_rows >= 2 ? 2 : 1;                                                                    \
@@ -579,37 +594,41 @@ ROW_DOT_FLOAT(dot_bf16_rows, load8_bf16, 2, scalar_bf16)
 
 /* ---- activation quantization: the same bytes as quantize_act_scalar ---- */
 
-static void quantize_act_avx2(const float *x, act_block *out, int64_t n) {
+INLINE float hmax8(__m256 m) {
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+
+static void quantize_act_avx2(const float *x, act_block *out, int64_t n, int scale_blocks) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (int64_t b = 0; b < n / 32; b++, x += 32) {
-        act_block *a = &out[b];
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(x + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4);
-        const float d = amax / 127.0f, id = d >= 0x1p-126f ? 1.0f / d : 0.0f;
+    for (int64_t g = 0; g < n / 32; g += scale_blocks) {
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4 * scale_blocks; i++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 32 * g + 8 * i)));
+        const float d = hmax8(m) / 127.0f, id = d >= 0x1p-126f ? 1.0f / d : 0.0f;
         const __m256 idv = _mm256_set1_ps(id);
-        __m256i iv[4];
-        for (int i = 0; i < 4; i++) iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));  /* round to even */
-        /* int32 → int16 → int8 packs interleave 128-bit lanes; the permute puts elements back in order */
-        const __m256i p16a = _mm256_packs_epi32(iv[0], iv[1]), p16b = _mm256_packs_epi32(iv[2], iv[3]);
-        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
-                                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)a->q, p8);
-        /* Σq per half: widen to int16 and add 16 at a time */
-        const __m256i s16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8), _mm256_set1_epi16(1));
-        const __m128i lo = _mm256_castsi256_si128(s16), hi = _mm256_extracti128_si256(s16, 1);
-        const __m128i l2 = _mm_hadd_epi32(lo, lo), h2 = _mm_hadd_epi32(hi, hi);
-        const int sum0 = _mm_cvtsi128_si32(_mm_hadd_epi32(l2, l2)), sum1 = _mm_cvtsi128_si32(_mm_hadd_epi32(h2, h2));
-        a->d = d;
-        a->s = d * (float)(sum0 + sum1);
-        a->s16[0] = d * (float)sum0;
-        a->s16[1] = d * (float)sum1;
+        for (int64_t b = g; b < g + scale_blocks; b++) {
+            act_block *a = &out[b];
+            __m256i iv[4];
+            for (int i = 0; i < 4; i++)  /* round to even */
+                iv[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * b + 8 * i), idv));
+            /* int32 → int16 → int8 packs interleave 128-bit lanes; the permute puts elements back in order */
+            const __m256i p16a = _mm256_packs_epi32(iv[0], iv[1]), p16b = _mm256_packs_epi32(iv[2], iv[3]);
+            const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                                           _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)a->q, p8);
+            /* Σq per half: widen to int16 and add 16 at a time */
+            const __m256i s16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8), _mm256_set1_epi16(1));
+            const __m128i lo = _mm256_castsi256_si128(s16), hi = _mm256_extracti128_si256(s16, 1);
+            const __m128i l2 = _mm_hadd_epi32(lo, lo), h2 = _mm_hadd_epi32(hi, hi);
+            const int sum0 = _mm_cvtsi128_si32(_mm_hadd_epi32(l2, l2)), sum1 = _mm_cvtsi128_si32(_mm_hadd_epi32(h2, h2));
+            a->d = d;
+            a->s = d * (float)(sum0 + sum1);
+            a->sum16[0] = (int16_t)sum0;
+            a->sum16[1] = (int16_t)sum1;
+            a->unused = 0;
+        }
     }
 }
 

@@ -56,19 +56,28 @@ bool quantize_prepare_row(float *x, int64_t n);
 
 /* ---- activations quantized for integer dot products (act.c) ----
  * Weight types with integer quants multiply faster against 8-bit activations: 32 values share one f32
- * scale d = max|x|/127 and q = round(x/d). s and sum16 serve the weight types with offsets (mins,
- * "q − 8" and so on), whose correction needs Σx per block or per half block. Sums are kept as floats so
- * the kernels never convert integers in their inner loops. */
+ * scale d = max|x|/127 and q = round(x/d). s serves the weight types with offsets (mins, "q − 8" and so
+ * on), whose correction needs Σx per block; sum16 Q6_K's −32, per half block, in integers.
+ *
+ * K-quant weights (256-element super-blocks) take activations whose 8 blocks of a super-block share one
+ * scale (d = max|x| over the 256 values / 127, as llama.cpp's Q8_K): their kernels then apply the 6- and
+ * 8-bit sub-block scales to integer sums and convert to float once per super-block, not once per block.
+ * act_scale_blocks names the grouping a weight type's kernels expect. */
 typedef struct act_block {
-    float d;           /* scale: x ≈ d·q */
-    float s;           /* d·Σq over the 32 values */
-    float s16[2];      /* d·Σq over values 0–15 and over 16–31 */
+    float d;             /* scale: x ≈ d·q (the same for the scale_blocks blocks of a group) */
+    float s;             /* d·Σq over the 32 values */
+    int16_t sum16[2];    /* Σq over values 0–15 and over 16–31 */
+    uint32_t unused;     /* keeps q at a 16-byte offset */
     int8_t q[32];
 } act_block;
 _Static_assert(sizeof(act_block) == 48, "act_block is 48 bytes");
 
-/* out (n/32 blocks) = x (n) quantized; n a multiple of 32. Same bytes on every instruction set. */
-void quantize_act(const float *x, act_block *out, int64_t n);
+/* Blocks of 32 activations that share one scale for weights of type t: 8 (a 256-element super-block) for
+ * the K-quants, else 1. */
+int act_scale_blocks(tandem_type t);
+/* out (n/32 blocks) = x (n) quantized, scale_blocks (1 or 8) consecutive blocks sharing one scale; n a
+ * multiple of 32·scale_blocks. Same bytes on every instruction set. */
+void quantize_act(const float *x, act_block *out, int64_t n, int scale_blocks);
 /* True if the selected instruction set has an integer dot product for weights of type t. */
 bool kernel_has_act_dot(tandem_type t);
 /* Name of the instruction set the kernels use ("avx2", "scalar"): the best the CPU has, or the one

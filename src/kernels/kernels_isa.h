@@ -13,6 +13,9 @@ typedef void (*row_dot_act_fn)(const uint8_t *row, const act_block *x, int64_t x
  * n_rows ≤ FLOAT_TILE_ROWS consecutive rows (row r at rows + r·row_bytes) at once: out[t·FLOAT_TILE_ROWS + r].
  * Returns how many rows it did (≥ 1; the kernel picks its tile for n_tok). */
 enum { FLOAT_TILE_ROWS = 4 };
+/* Tokens per float tile in prompts (more than MATMUL_TOKENS tokens): the tile's register budget, not the
+ * weight reads, bounds a prompt's pace, and 3 tokens × 4 rows use all 16 AVX2 registers. */
+enum { FLOAT_PREFILL_TOKENS = 3 };
 typedef int (*row_dot_float_fn)(const uint8_t *rows, size_t row_bytes, int n_rows, const float *x, int64_t x_stride,
                                 int n_tok, int64_t cols, float *out);
 
@@ -23,7 +26,7 @@ typedef void (*group_dot_act_fn)(const uint8_t *group, const act_block *x, int64
 
 typedef struct kernel_isa {
     const char *name;
-    void (*quantize_act)(const float *x, act_block *out, int64_t n);
+    void (*quantize_act)(const float *x, act_block *out, int64_t n, int scale_blocks);
     row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
     group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed */
@@ -39,7 +42,7 @@ void attention_forward_scalar(float *out, const float *q, const float *keys, con
 const kernel_isa *kernel_isa_current(void);
 
 /* The scalar quantizer (the definition the SIMD twins must reproduce byte for byte). */
-void quantize_act_scalar(const float *x, act_block *out, int64_t n);
+void quantize_act_scalar(const float *x, act_block *out, int64_t n, int scale_blocks);
 
 #if defined(__x86_64__)
 /* avx2.c; only called when the CPU has AVX2, FMA and F16C. */

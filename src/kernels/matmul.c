@@ -74,8 +74,9 @@ static void matmul_task(int task, int thread, void *arg) {
     case PATH_FLOAT: {
         const row_dot_float_fn dot = job->isa->dot_float[w->type];
         float tile_out[MATMUL_TOKENS * FLOAT_TILE_ROWS];
-        for (int t0 = 0; t0 < n; t0 += MATMUL_TOKENS) {
-            const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
+        const int group = n > MATMUL_TOKENS ? FLOAT_PREFILL_TOKENS : MATMUL_TOKENS;  /* decode: weights read once */
+        for (int t0 = 0; t0 < n; t0 += group) {
+            const int nt = n - t0 < group ? n - t0 : group;
             for (int64_t r = r0; r < r1;) {
                 const int left = r1 - r < FLOAT_TILE_ROWS ? (int)(r1 - r) : FLOAT_TILE_ROWS;
                 const int done = dot(base + (size_t)r * w->row_bytes, w->row_bytes, left, job->x + (size_t)t0 * cols,
@@ -115,17 +116,35 @@ typedef struct quantize_job {
     const float *x;
     act_block *act;
     int64_t cols;
+    int scale_blocks;
     const kernel_isa *isa;
 } quantize_job;
 
 static void quantize_task(int task, int thread, void *arg) {
     const quantize_job *job = arg;
-    job->isa->quantize_act(job->x + (size_t)task * job->cols, job->act + (size_t)task * (job->cols / 32), job->cols);
+    job->isa->quantize_act(job->x + (size_t)task * job->cols, job->act + (size_t)task * (job->cols / 32), job->cols,
+                           job->scale_blocks);
 }
 
 void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
                          int n_mats, int n_tokens, const matmul_scratch *scratch) {
     TANDEM_ASSERT(n_mats >= 1 && n_mats <= MATMUL_MAX_PARTS);
+    /* Matrices whose kernels want activations grouped differently (a K-quant beside a Q8_0, as no Qwen3
+     * file mixes them) are multiplied in two calls, each quantizing its own way. */
+    const int scale_blocks = act_scale_blocks(w[0]->type);
+    for (int i = 1; i < n_mats; i++)
+        if (act_scale_blocks(w[i]->type) != scale_blocks) {
+            float *y_same[MATMUL_MAX_PARTS], *y_other[MATMUL_MAX_PARTS];
+            const weight_matrix *w_same[MATMUL_MAX_PARTS], *w_other[MATMUL_MAX_PARTS];
+            int n_same = 0, n_other = 0;
+            for (int j = 0; j < n_mats; j++) {
+                if (act_scale_blocks(w[j]->type) == scale_blocks) y_same[n_same] = y[j], w_same[n_same++] = w[j];
+                else y_other[n_other] = y[j], w_other[n_other++] = w[j];
+            }
+            matmul_shared_input(pool, y_same, x, w_same, n_same, n_tokens, scratch);
+            matmul_shared_input(pool, y_other, x, w_other, n_other, n_tokens, scratch);
+            return;
+        }
     const kernel_isa *isa = kernel_isa_current();
     matmul_job job = {.x = x, .n_tokens = n_tokens, .scratch = scratch, .isa = isa, .n_parts = n_mats};
     bool need_act = false;
@@ -137,7 +156,7 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
             path = PATH_FLOAT;
         else if (!scratch->exact && w[i]->packed && isa->dot_packed[w[i]->type])
             path = PATH_PACKED;
-        else if (!scratch->exact && !w[i]->packed && isa->dot_act[w[i]->type] && w[i]->cols % 32 == 0)
+        else if (!scratch->exact && !w[i]->packed && isa->dot_act[w[i]->type] && w[i]->cols % (32 * scale_blocks) == 0)
             path = PATH_ACT;
         need_act |= path == PATH_ACT || path == PATH_PACKED;
         /* Rows per task: enough tasks to balance the threads (8 per thread), each big enough to amortise
@@ -150,7 +169,7 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
         n_tasks += (int)((w[i]->rows + task_rows - 1) / task_rows);
     }
     if (need_act) {  /* once for all the matrices */
-        quantize_job qj = {x, scratch->act, w[0]->cols, isa};
+        quantize_job qj = {x, scratch->act, w[0]->cols, scale_blocks, isa};
         if (n_tokens <= 2)  /* a pool round trip costs more than quantizing a token or two */
             for (int t = 0; t < n_tokens; t++) quantize_task(t, 0, &qj);
         else

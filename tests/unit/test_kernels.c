@@ -127,35 +127,39 @@ static void check_matmul(void) {
     }
 }
 
-/* Every instruction set quantizes activations to the same bytes as the scalar definition: random
- * values, an all-zero block, tiny and huge magnitudes, and exact .5 ties (round half to even). */
-static void check_quantize_act(void) {
-    enum { N = 32 * 12 };
+/* Every instruction set quantizes activations to the same bytes as the scalar definition, with a scale per
+ * block and per group of 8 blocks (the K-quants' super-blocks): random values, an all-zero block, tiny and
+ * huge magnitudes, and exact .5 ties (round half to even). */
+static void check_quantize_act(int scale_blocks) {
+    enum { N = 32 * 16 };
     float x[N];
     for (int i = 0; i < N; i++) x[i] = frand() * (float)(1 + i % 5);
     for (int i = 32; i < 64; i++) x[i] = 0.0f;
     for (int i = 64; i < 96; i++) x[i] = frand() * 1e-39f;  /* subnormal: the block quantizes to zero */
-    for (int i = 96; i < 128; i++) x[i] = frand() * 1e30f;
-    for (int i = 128; i < 160; i++) x[i] = (float)(i - 144) + 0.5f;  /* with max 15.5: ties at x·127/15.5 */
-    for (int i = 160; i < 192; i++) x[i] = (float)((i % 2) ? 127 : -127) * 0.5f;
+    for (int i = 256; i < 288; i++) x[i] = frand() * 1e30f;
+    for (int i = 320; i < 352; i++) x[i] = (float)(i - 336) + 0.5f;  /* with max 15.5: ties at x·127/15.5 */
+    for (int i = 352; i < 384; i++) x[i] = (float)((i % 2) ? 127 : -127) * 0.5f;
+    if (scale_blocks == 8)
+        for (int i = 0; i < 256; i++) x[i] = frand() * 1e-39f;  /* a whole group subnormal */
     act_block ref[N / 32], got[N / 32];
-    quantize_act_scalar(x, ref, N);
-    /* the definition: q = round(x / d), d = max|x| / 127, Σq per half, s = d·Σq */
+    quantize_act_scalar(x, ref, N, scale_blocks);
+    /* the definition: q = round(x / d), d = max|x| / 127 over the group, Σq per half, s = d·Σq */
     int bad_def = 0;
     for (int b = 0; b < N / 32; b++) {
+        const int g = b - b % scale_blocks;
         float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+        for (int j = 0; j < 32 * scale_blocks; j++) amax = fmaxf(amax, fabsf(x[32 * g + j]));
         int sum[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
             const double exact_q = ref[b].d > 0x1p-126f ? (double)x[32 * b + j] / ref[b].d : 0.0;
             bad_def += fabs(exact_q - ref[b].q[j]) > 0.5 + 1e-4 || abs(ref[b].q[j]) > 127;
             sum[j / 16] += ref[b].q[j];
         }
-        bad_def += ref[b].d != amax / 127.0f || ref[b].s16[0] != ref[b].d * (float)sum[0] ||
-                   ref[b].s16[1] != ref[b].d * (float)sum[1];
+        bad_def += ref[b].d != amax / 127.0f || ref[b].sum16[0] != sum[0] || ref[b].sum16[1] != sum[1];
         bad_def += ref[b].s != ref[b].d * (float)(sum[0] + sum[1]);
     }
-    CHECK_MSG(bad_def == 0, "quantize_act_scalar breaks its definition %d times", bad_def);
+    CHECK_MSG(bad_def == 0, "quantize_act_scalar (%d blocks per scale) breaks its definition %d times", scale_blocks,
+              bad_def);
     const char *isas[] = {"avx2"};
     for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
         if (!kernel_isa_select(isas[k])) {
@@ -163,8 +167,9 @@ static void check_quantize_act(void) {
             continue;
         }
         memset(got, 0x55, sizeof got);
-        quantize_act(x, got, N);
-        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s quantize_act differs from the scalar bytes", isas[k]);
+        quantize_act(x, got, N, scale_blocks);
+        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s quantize_act (%d blocks per scale) differs from the scalar bytes",
+                  isas[k], scale_blocks);
         kernel_isa_select(NULL);
     }
 }
@@ -295,7 +300,8 @@ int main(void) {
     check_quant_roundtrip();
     check_dot_rows();
     check_matmul();
-    check_quantize_act();
+    check_quantize_act(1);
+    check_quantize_act(8);
     check_float_rows();
     check_attention_isas();
     check_ops();

@@ -186,9 +186,9 @@ done:
 /* matmul on every instruction set the CPU has, both paths, 1…9 tokens (full token groups and a
  * remainder), rows starting at odd addresses, 2 threads, against double loops:
  * - exact: Σ dequantized W · x, to the summation bound (|w|, |x| ≤ 1 and Σ|w·x| ≤ 768: below 2e-3);
- * - 8-bit activations: Σ dequantized W · x̂, x̂ the activations as quantize_act_scalar rounds them (the
- *   definition every SIMD twin must meet), to 1e-5 of Σ|w·x̂|, and Σ W·x within the rounding of x̂
- *   (|x − x̂| ≤ d/2 per value). */
+ * - 8-bit activations: Σ dequantized W · x̂, x̂ the activations as quantize_act_scalar rounds them with the
+ *   type's act_scale_blocks (the definition every SIMD twin must meet), to
+ *   1e-5 of Σ|w·x̂|, and Σ W·x within the rounding of x̂ (|x − x̂| ≤ d/2 per value). */
 static void check_matmul(tandem_type t, const char *isa, bool pack) {
     if (!kernel_isa_select(isa)) {
         printf("  (%s kernels: this CPU lacks them, not tested here)\n", isa);
@@ -210,7 +210,7 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     for (int i = 0; i < rows * cols; i++) w[i] = frand();
     for (int i = 0; i < MAX_TOK * cols; i++) x[i] = frand() * (float)(1 + i % 3);
     for (int k = 0; k < MAX_TOK; k++) {  /* x̂: x as the 8-bit activations represent it */
-        quantize_act_scalar(x + k * cols, ref_act, cols);
+        quantize_act_scalar(x + k * cols, ref_act, cols, act_scale_blocks(t));
         for (int c = 0; c < cols; c++) xq[k * cols + c] = ref_act[c / 32].d * (float)ref_act[c / 32].q[c % 32];
     }
     for (int r = 0; r < rows; r++) quantize_row(t, w + r * cols, data + r * row_bytes, cols);
@@ -348,23 +348,25 @@ static void check_pack_threads(void) {
     kernel_isa_select(NULL);
 }
 
-/* matmul_shared_input over matrices of mixed types and paths (8-bit, float, exact) equals one matmul per
- * matrix, bit for bit, on 1 to 9 tokens. */
+/* matmul_shared_input over matrices of mixed types and paths (8-bit with a scale per block and per super-block,
+ * packed, float, exact) equals one matmul per matrix, bit for bit, on 1 to 9 tokens. */
 static void check_shared_input(void) {
-    enum { COLS = 512, MAX_TOK = 9 };
-    const tandem_type types[3] = {TANDEM_TYPE_Q4_K, TANDEM_TYPE_F16, TANDEM_TYPE_Q3_K};  /* Q3_K: exact path */
-    const int rows[3] = {37, 21, 16};
+    enum { COLS = 512, MAX_TOK = 9, N = 4 };
+    /* Q6_K packed (super-block activations) beside Q8_0 (block activations): quantized apart; Q3_K: exact path */
+    const tandem_type types[N] = {TANDEM_TYPE_Q6_K, TANDEM_TYPE_F16, TANDEM_TYPE_Q3_K, TANDEM_TYPE_Q8_0};
+    const int rows[N] = {40, 21, 16, 37};
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(2, &pool));
-    float *x = malloc(sizeof(float) * MAX_TOK * COLS), *w = malloc(sizeof(float) * 37 * COLS);
+    float *x = malloc(sizeof(float) * MAX_TOK * COLS), *w = malloc(sizeof(float) * 40 * COLS);
     act_block *act = malloc(sizeof(act_block) * MAX_TOK * (COLS / 32));
     matmul_scratch scratch = {malloc(sizeof(float) * 2 * COLS), act, false};
-    weight_matrix m[3];
-    const weight_matrix *mp[3];
-    float *together[3], *alone = malloc(sizeof(float) * MAX_TOK * 37);
-    uint8_t *data[3];
+    weight_matrix m[N];
+    const weight_matrix *mp[N];
+    float *together[N], *alone = malloc(sizeof(float) * MAX_TOK * 40);
+    uint8_t *data[N];
+    void *packed = NULL;
     for (int i = 0; i < MAX_TOK * COLS; i++) x[i] = frand();
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N; k++) {
         const size_t row_bytes = (size_t)(COLS / tandem_type_block_size(types[k])) * (size_t)tandem_type_size(types[k]);
         data[k] = malloc(row_bytes * (size_t)rows[k]);
         for (int i = 0; i < rows[k] * COLS; i++) w[i] = frand();
@@ -373,17 +375,18 @@ static void check_shared_input(void) {
         mp[k] = &m[k];
         together[k] = malloc(sizeof(float) * MAX_TOK * rows[k]);
     }
+    CHECK_OK(weight_pack(pool, &m[0], &packed));  /* where the CPU has the packed kernel */
     int differ = 0;
     for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
-        matmul_shared_input(pool, together, x, mp, 3, n_tok, &scratch);
-        for (int k = 0; k < 3; k++) {
+        matmul_shared_input(pool, together, x, mp, N, n_tok, &scratch);
+        for (int k = 0; k < N; k++) {
             matmul(pool, alone, x, &m[k], n_tok, &scratch);
             differ += memcmp(alone, together[k], sizeof(float) * (size_t)(n_tok * rows[k])) != 0;
         }
     }
     CHECK_MSG(differ == 0, "matmul_shared_input differs from separate matmuls %d times", differ);
-    for (int k = 0; k < 3; k++) free(data[k]), free(together[k]);
-    free(x); free(w); free(act); free(scratch.rows); free(alone);
+    for (int k = 0; k < N; k++) free(data[k]), free(together[k]);
+    free(x); free(w); free(act); free(scratch.rows); free(alone); free(packed);
     thread_pool_free(pool);
 }
 
