@@ -654,12 +654,12 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
-/* out (8·V) = Σ_u scores[u]·values[u] (8·V columns of each value row): one pass over the keys with V output
+/* out (8·V) += Σ_u scores[u]·values[u] (8·V columns of each value row): one pass over the keys with V output
  * vectors in registers (V = 8 for 64 columns, 4 for the 32 of small heads such as 32 or 40, 1 for the rest). */
 INLINE void weighted_value_sum(float *out, const float *scores, const float *values, int n_keys, int head_dim,
                                const int V) {
     __m256 o[8];
-    for (int i = 0; i < V; i++) o[i] = _mm256_setzero_ps();
+    for (int i = 0; i < V; i++) o[i] = _mm256_loadu_ps(out + 8 * i);
     for (int u = 0; u < n_keys; u++) {
         const __m256 a = _mm256_set1_ps(scores[u]);
         const float *v = values + (size_t)u * head_dim;
@@ -692,11 +692,8 @@ static void softmax_avx2(float *x, int n) {
     for (int i = n8; i < n; i++) x[i] *= 1.0f / sum;
 }
 
-/* Scores q·k_u over contiguous keys, softmax_avx2, then Σ_u a_u·v_u with the output held in registers up to 64
- * values at a time, so each value row is read once per chunk and out is written once (the compiler-vectorised
- * loop loads and stores out for every key). */
-static void attention_avx2(float *out, const float *q, const float *keys, const float *values, int n_keys,
-                           int head_dim, float scale, float *scores) {
+/* scores[u] = q·k_u · scale for n_keys contiguous keys. */
+static void query_scores(float *scores, const float *q, const float *keys, int n_keys, int head_dim, float scale) {
     const int hd8 = head_dim & ~7;
     int key = 0;
     if (head_dim == hd8) {  /* 8 keys at a time: their 8 partial-sum vectors reduce together (no hsum per key) */
@@ -730,15 +727,77 @@ static void attention_avx2(float *out, const float *q, const float *keys, const 
         for (; d < head_dim; d++) s += q[d] * k[d];
         scores[key] = s * scale;
     }
-    softmax_avx2(scores, n_keys);
-    int d0 = 0;
-    for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 8);
-    for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 4);
-    for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(out + d0, scores, values + d0, n_keys, head_dim, 1);
-    for (; d0 < head_dim; d0++) {
-        float o = 0;
-        for (int u = 0; u < n_keys; u++) o += scores[u] * values[(size_t)u * head_dim + d0];
-        out[d0] = o;
+}
+
+/* The same for G queries at once (G = 2 or 4, scores and outputs G rows apart): each value vector loaded serves
+ * G multiply-adds, 8·V columns of G outputs in registers (G·V = 8). */
+INLINE void weighted_value_sum_group(float *out, int out_stride, const float *scores, int score_stride,
+                                     const float *values, int n_keys, int head_dim, const int G, const int V) {
+    __m256 o[4][4];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < V; i++) o[g][i] = _mm256_loadu_ps(out + g * out_stride + 8 * i);
+    for (int u = 0; u < n_keys; u++) {
+        const float *v = values + (size_t)u * head_dim;
+        __m256 vv[4];
+        _Pragma("GCC unroll 4") for (int i = 0; i < V; i++) vv[i] = _mm256_loadu_ps(v + 8 * i);
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+            const __m256 a = _mm256_set1_ps(scores[g * score_stride + u]);
+            _Pragma("GCC unroll 4") for (int i = 0; i < V; i++) o[g][i] = _mm256_fmadd_ps(a, vv[i], o[g][i]);
+        }
+    }
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < V; i++) _mm256_storeu_ps(out + g * out_stride + 8 * i, o[g][i]);
+}
+
+/* out_g (head_dim) += Σ_u scores_g[u]·values[u] over n_keys value rows for the n_queries queries (outputs
+ * head_dim apart, scores score_stride apart): pairs or fours of queries share each value load where the
+ * columns allow, else each query takes 64, 32 or 8 columns at a time and a scalar tail. */
+static void add_weighted_values(float *out, int n_queries, const float *scores, int score_stride, const float *values,
+                                int n_keys, int head_dim) {
+    const int hd8 = head_dim & ~7;
+    int g0 = 0;
+    for (; g0 + 4 <= n_queries && head_dim % 16 == 0; g0 += 4)
+        for (int d0 = 0; d0 < head_dim; d0 += 16)
+            weighted_value_sum_group(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
+                                     values + d0, n_keys, head_dim, 4, 2);
+    for (; g0 + 2 <= n_queries && head_dim % 32 == 0; g0 += 2)
+        for (int d0 = 0; d0 < head_dim; d0 += 32)
+            weighted_value_sum_group(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
+                                     values + d0, n_keys, head_dim, 2, 4);
+    for (int g = g0; g < n_queries; g++) {
+        float *o = out + g * head_dim;
+        const float *sc = scores + g * score_stride;
+        int d0 = 0;
+        for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 8);
+        for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 4);
+        for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 1);
+        for (; d0 < head_dim; d0++) {
+            float acc = o[d0];
+            for (int u = 0; u < n_keys; u++) acc += sc[u] * values[(size_t)u * head_dim + d0];
+            o[d0] = acc;
+        }
+    }
+}
+
+/* Keys and values in blocks of 32 (16 KB of each at head_dim 128, inside L1) that every query of the group uses
+ * before the next block is read: a KV head's cache streams from memory once per token, not once per query head
+ * (Qwen3-8B has 4 query heads per KV head, 0.6B 2). Scores, then softmax_avx2 per query, then the weighted
+ * values with the output held in registers up to 64 values at a time (the compiler-vectorised loop loaded and
+ * stored out for every key). */
+enum { ATTENTION_KEY_BLOCK = 32 };
+static void attention_avx2(float *out, const float *q, int n_queries, const float *keys, const float *values,
+                           int n_keys, int head_dim, float scale, float *scores) {
+    for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
+        const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
+        for (int g = 0; g < n_queries; g++)
+            query_scores(scores + (size_t)g * n_keys + k0, q + (size_t)g * head_dim, keys + (size_t)k0 * head_dim, kn,
+                         head_dim, scale);
+    }
+    for (int g = 0; g < n_queries; g++) softmax_avx2(scores + (size_t)g * n_keys, n_keys);
+    memset(out, 0, sizeof(float) * (size_t)n_queries * (size_t)head_dim);
+    for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
+        const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
+        add_weighted_values(out, n_queries, scores + k0, n_keys, values + (size_t)k0 * head_dim, kn, head_dim);
     }
 }
 

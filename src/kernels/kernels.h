@@ -147,10 +147,11 @@ void softmax_forward(float *x, int n);
 void swiglu_forward(float *out, const float *gate, const float *up, int n);
 /* out (n) += x (n). */
 void add_forward(float *out, const float *x, int64_t n);
-/* Causal attention for one query against the n_keys cached keys of its KV head:
- * out (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u.
- * q (head_dim); keys, values (n_keys, head_dim) contiguous; scores: scratch of n_keys floats. */
-void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys,
+/* Causal attention for n_queries queries (the query heads that share a KV head) against the n_keys cached keys
+ * of that KV head: out_g (head_dim) = Σ_u softmax_u(q_g·k_u · scale) v_u, q_g = q + g·head_dim, out_g likewise.
+ * keys, values (n_keys, head_dim) contiguous; scores: scratch of n_queries·n_keys floats. Together, the queries
+ * read each key and value once. */
+void attention_forward(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
                        int head_dim, float scale, float *scores);
 
 #endif

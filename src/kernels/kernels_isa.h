@@ -31,13 +31,13 @@ typedef struct kernel_isa {
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
     group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed */
     /* attention_forward's contract (kernels.h) */
-    void (*attention)(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
-                      float scale, float *scores);
+    void (*attention)(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
+                      int head_dim, float scale, float *scores);
 } kernel_isa;
 
 /* The scalar attention (ops.c), the reference the twins are tested against. */
-void attention_forward_scalar(float *out, const float *q, const float *keys, const float *values, int n_keys,
-                              int head_dim, float scale, float *scores);
+void attention_forward_scalar(float *out, const float *q, int n_queries, const float *keys, const float *values,
+                              int n_keys, int head_dim, float scale, float *scores);
 
 const kernel_isa *kernel_isa_current(void);
 

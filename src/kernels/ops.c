@@ -57,19 +57,21 @@ KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
 }
 
-KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, const float *keys, const float *values,
-                                            int n_keys, int head_dim, float scale, float *scores) {
-    for (int u = 0; u < n_keys; u++) scores[u] = dot_f32(q, keys + (size_t)u * head_dim, head_dim) * scale;
-    softmax_forward(scores, n_keys);
-    for (int d = 0; d < head_dim; d++) out[d] = 0;
-    for (int u = 0; u < n_keys; u++) {
-        const float a = scores[u];
-        const float *v = values + (size_t)u * head_dim;
-        for (int d = 0; d < head_dim; d++) out[d] += a * v[d];
+KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, int n_queries, const float *keys,
+                                            const float *values, int n_keys, int head_dim, float scale, float *scores) {
+    for (int g = 0; g < n_queries; g++, q += head_dim, out += head_dim) {
+        for (int u = 0; u < n_keys; u++) scores[u] = dot_f32(q, keys + (size_t)u * head_dim, head_dim) * scale;
+        softmax_forward(scores, n_keys);
+        for (int d = 0; d < head_dim; d++) out[d] = 0;
+        for (int u = 0; u < n_keys; u++) {
+            const float a = scores[u];
+            const float *v = values + (size_t)u * head_dim;
+            for (int d = 0; d < head_dim; d++) out[d] += a * v[d];
+        }
     }
 }
 
-void attention_forward(float *out, const float *q, const float *keys, const float *values, int n_keys, int head_dim,
-                       float scale, float *scores) {
-    kernel_isa_current()->attention(out, q, keys, values, n_keys, head_dim, scale, scores);
+void attention_forward(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
+                       int head_dim, float scale, float *scores) {
+    kernel_isa_current()->attention(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores);
 }

@@ -47,8 +47,9 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     const uint64_t cache = (uint64_t)c->n_layers * kv_dim * (uint64_t)n_ctx;
     const uint64_t B = (uint64_t)n_batch;
     /* One allocation carved into named buffers (sizes in floats, in the order of the struct). */
+    const uint64_t group = (uint64_t)(c->n_heads / c->n_kv_heads);  /* query heads per KV head */
     const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
-                              B * q_dim, B * c->ffn_dim, B * c->ffn_dim, (uint64_t)n_threads * n_ctx,
+                              B * q_dim, B * c->ffn_dim, B * c->ffn_dim, (uint64_t)n_threads * group * n_ctx,
                               (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, (uint64_t)c->vocab_size};
     float **slots[] = {&s->k_cache, &s->v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
                        &s->hb, &s->hb2, &s->scores, &s->scratch, &s->inv_freq, &s->logits};
@@ -83,7 +84,7 @@ too_big:
     return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: n_ctx %d needs more memory than can be addressed", n_ctx);
 }
 
-/* ---- attention over the cache, one task per (token, query head) ---- */
+/* ---- attention over the cache, one task per (token, KV head): its query heads read the cache once ---- */
 
 typedef struct attention_job {
     const qwen3_config *cfg;
@@ -95,14 +96,14 @@ static void attention_task(int task, int thread, void *arg) {
     const attention_job *job = arg;
     const qwen3_config *c = job->cfg;
     qwen3_state *s = job->s;
-    const int t = task / c->n_heads, head = task % c->n_heads;
-    const int kv_head = head / (c->n_heads / c->n_kv_heads);  /* HF repeat_kv: consecutive heads share */
+    const int t = task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
+    const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
     const size_t layer_off = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride;
-    const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)head * c->head_dim;
-    attention_forward(s->att + q_off, s->q + q_off, s->k_cache + layer_off, s->v_cache + layer_off,
+    const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)kv_head * group * c->head_dim;
+    attention_forward(s->att + q_off, s->q + q_off, group, s->k_cache + layer_off, s->v_cache + layer_off,
                       job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
-                      1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * s->n_ctx);
+                      1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * group * s->n_ctx);
 }
 
 /* ---- the forward pass ---- */
@@ -146,7 +147,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
             }
         }
         attention_job job = {c, s, l, n, pos0};
-        thread_pool_run(pool, n * c->n_heads, attention_task, &job);
+        thread_pool_run(pool, n * c->n_kv_heads, attention_task, &job);
 
         matmul(pool, s->xb2, s->att, &L->o_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);

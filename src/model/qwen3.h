@@ -79,7 +79,7 @@ typedef struct qwen3_state {
     float *att;       /* (n_batch, n_heads*head_dim) attention output, concatenated heads */
     float *hb;        /* (n_batch, ffn_dim) gate, then silu(gate)·up */
     float *hb2;       /* (n_batch, ffn_dim) up */
-    float *scores;    /* (n_threads, n_ctx) attention scores, one row per thread */
+    float *scores;    /* (n_threads, n_heads / n_kv_heads, n_ctx) attention scores, one block per thread */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
     matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
                          * (its own allocation), and whether to use the exact path */
