@@ -247,6 +247,16 @@ INLINE __m256 lane_byte_float(__m256i v, const int b) {
     return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, lane_mask(0x80808000u, b)));
 }
 
+/* isum += sc_lo·sum_lo + sc_hi·sum_hi: two sub-blocks' int16 sums times their scales, widened to int32. */
+INLINE __m256i add_scaled_sums(__m256i isum, __m256i sum_lo, __m256i sc_lo, __m256i sum_hi, __m256i sc_hi) {
+    return _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(sum_lo, sc_lo), _mm256_madd_epi16(sum_hi, sc_hi)));
+}
+
+/* acc += d·dx·isum: a super-block's integer sum, converted once (dx: the super-block's shared activation scale). */
+INLINE __m256 add_super_block(__m256 acc, __m256i isum, __m256 d, const act_block *a) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
+}
+
 /*
  * K-quants against super-block activations (act_scale_blocks: the 8 blocks of a super-block share the scale
  * dx). The sub-block scales then multiply the integer sums in the int16 → int32 step (madd_epi16 with the
@@ -292,15 +302,13 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         }
         if (FIVE && u == 3)
             FOR_TOKENS (int t = 0; t < NT; t++) {
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[t], sc_lo),
-                                                                     _mm256_madd_epi16(sum_hi[t], sc_hi)));
+                isum[t] = add_scaled_sums(isum[t], sum_lo[t], sc_lo, sum_hi[t], sc_hi);
                 sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
             }
     }
     FOR_TOKENS (int t = 0; t < NT; t++) {
         const act_block *a = &x[t * xs + 2 * c];
-        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[t], sc_lo),
-                                                             _mm256_madd_epi16(sum_hi[t], sc_hi)));
+        isum[t] = add_scaled_sums(isum[t], sum_lo[t], sc_lo, sum_hi[t], sc_hi);
         acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
         acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
     }
@@ -329,7 +337,7 @@ INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, i
         k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 2, FIVE);
         k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 3, FIVE);
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a[t * xs].d)), acc[t]);
+            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -364,11 +372,10 @@ INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m2
     const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
     prefetch_ahead(w + (4 * h + k) * 210, 210);
     const int b0 = 2 * (k % 2);  /* the block's two scales: bytes b0, b0+1 of each row's scale word */
-    const __m256i sc0 = _mm256_srai_epi16(lane_byte_high_pairs(scu, b0), 8);
-    const __m256i sc1 = _mm256_srai_epi16(lane_byte_high_pairs(scu, b0 + 1), 8);
+    const __m256i hi0 = lane_byte_high_pairs(scu, b0), hi1 = lane_byte_high_pairs(scu, b0 + 1);  /* scale · 256 */
+    const __m256i sc0 = _mm256_srai_epi16(hi0, 8), sc1 = _mm256_srai_epi16(hi1, 8);
     /* (32·sc0, 32·sc1) per lane: the scales of the two halves against the half sums (sum16) */
-    const __m256i sc_halves = _mm256_srai_epi16(_mm256_blend_epi16(lane_byte_high_pairs(scu, b0),
-                                                                   lane_byte_high_pairs(scu, b0 + 1), 0xAA), 3);
+    const __m256i sc_halves = _mm256_srai_epi16(_mm256_blend_epi16(hi0, hi1, 0xAA), 3);
     const uint8_t *ql = w + (16 * h + 8 * (k % 2)) * 32, *qh = w + 1024 + 8 * h * 32;
     _Pragma("GCC unroll 4") for (int u = 0; u < 8; u += 2) {
         const __m256i q0 = q6_values(ql + 32 * u, qh + 32 * u, k), q1 = q6_values(ql + 32 * u + 32, qh + 32 * u + 32, k);
@@ -405,7 +412,7 @@ INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, _mm256_set1_ps(a[t * xs].d)), acc[t]);
+            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -632,7 +639,7 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n, int sca
     }
 }
 
-/* ---- attention for one query ---- */
+/* ---- attention for the query heads of one KV head ---- */
 
 /* e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact r), e^r by Cephes' degree-6
  * polynomial (relative error ~2e-7), times 2^n through the exponent bits. x is clamped to [-87, 88] so 2^n
@@ -654,18 +661,25 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
-/* out (8·V) += Σ_u scores[u]·values[u] (8·V columns of each value row): one pass over the keys with V output
- * vectors in registers (V = 8 for 64 columns, 4 for the 32 of small heads such as 32 or 40, 1 for the rest). */
-INLINE void weighted_value_sum(float *out, const float *scores, const float *values, int n_keys, int head_dim,
-                               const int V) {
-    __m256 o[8];
-    for (int i = 0; i < V; i++) o[i] = _mm256_loadu_ps(out + 8 * i);
+/* out_g (8·V) += Σ_u scores_g[u]·values[u] for G queries (outputs out_stride apart, scores score_stride apart),
+ * 8·V columns of each value row: one pass over the keys with G·V ≤ 8 output vectors in registers, each value
+ * vector loaded serving G multiply-adds (G = 1 with V = 8, 4 or 1; 2 × 4; 4 × 2). */
+INLINE void weighted_value_sum(float *out, int out_stride, const float *scores, int score_stride, const float *values,
+                               int n_keys, int head_dim, const int G, const int V) {
+    __m256 o[4][8];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < V; i++) o[g][i] = _mm256_loadu_ps(out + g * out_stride + 8 * i);
     for (int u = 0; u < n_keys; u++) {
-        const __m256 a = _mm256_set1_ps(scores[u]);
         const float *v = values + (size_t)u * head_dim;
-        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        __m256 vv[8];
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = _mm256_loadu_ps(v + 8 * i);
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+            const __m256 a = _mm256_set1_ps(scores[g * score_stride + u]);
+            _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[g][i] = _mm256_fmadd_ps(a, vv[i], o[g][i]);
+        }
     }
-    for (int i = 0; i < V; i++) _mm256_storeu_ps(out + 8 * i, o[i]);
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < V; i++) _mm256_storeu_ps(out + g * out_stride + 8 * i, o[g][i]);
 }
 
 /* softmax_forward's contract (in place over n scores), with exp8: at long contexts the scalar expf was a
@@ -729,26 +743,6 @@ static void query_scores(float *scores, const float *q, const float *keys, int n
     }
 }
 
-/* The same for G queries at once (G = 2 or 4, scores and outputs G rows apart): each value vector loaded serves
- * G multiply-adds, 8·V columns of G outputs in registers (G·V = 8). */
-INLINE void weighted_value_sum_group(float *out, int out_stride, const float *scores, int score_stride,
-                                     const float *values, int n_keys, int head_dim, const int G, const int V) {
-    __m256 o[4][4];
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < V; i++) o[g][i] = _mm256_loadu_ps(out + g * out_stride + 8 * i);
-    for (int u = 0; u < n_keys; u++) {
-        const float *v = values + (size_t)u * head_dim;
-        __m256 vv[4];
-        _Pragma("GCC unroll 4") for (int i = 0; i < V; i++) vv[i] = _mm256_loadu_ps(v + 8 * i);
-        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
-            const __m256 a = _mm256_set1_ps(scores[g * score_stride + u]);
-            _Pragma("GCC unroll 4") for (int i = 0; i < V; i++) o[g][i] = _mm256_fmadd_ps(a, vv[i], o[g][i]);
-        }
-    }
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < V; i++) _mm256_storeu_ps(out + g * out_stride + 8 * i, o[g][i]);
-}
-
 /* out_g (head_dim) += Σ_u scores_g[u]·values[u] over n_keys value rows for the n_queries queries (outputs
  * head_dim apart, scores score_stride apart): pairs or fours of queries share each value load where the
  * columns allow, else each query takes 64, 32 or 8 columns at a time and a scalar tail. */
@@ -758,19 +752,19 @@ static void add_weighted_values(float *out, int n_queries, const float *scores, 
     int g0 = 0;
     for (; g0 + 4 <= n_queries && head_dim % 16 == 0; g0 += 4)
         for (int d0 = 0; d0 < head_dim; d0 += 16)
-            weighted_value_sum_group(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                                     values + d0, n_keys, head_dim, 4, 2);
+            weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
+                               values + d0, n_keys, head_dim, 4, 2);
     for (; g0 + 2 <= n_queries && head_dim % 32 == 0; g0 += 2)
         for (int d0 = 0; d0 < head_dim; d0 += 32)
-            weighted_value_sum_group(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                                     values + d0, n_keys, head_dim, 2, 4);
+            weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
+                               values + d0, n_keys, head_dim, 2, 4);
     for (int g = g0; g < n_queries; g++) {
         float *o = out + g * head_dim;
         const float *sc = scores + g * score_stride;
         int d0 = 0;
-        for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 8);
-        for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 4);
-        for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(o + d0, sc, values + d0, n_keys, head_dim, 1);
+        for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 8);
+        for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 4);
+        for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 1);
         for (; d0 < head_dim; d0++) {
             float acc = o[d0];
             for (int u = 0; u < n_keys; u++) acc += sc[u] * values[(size_t)u * head_dim + d0];
