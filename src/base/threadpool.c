@@ -1,5 +1,6 @@
 /* threadpool.c — a persistent pool of worker threads running one parallel-for at a time.
- * Workers are created once per model, so no thread is created per token; tasks are claimed atomically. */
+ * Workers are created once per model, so no thread is created per token; each thread works through its
+ * own contiguous range of tasks and, when done, takes tasks from the back of the others' ranges. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,10 +28,21 @@ struct thread_pool {
     /* the current job */
     pool_task_fn fn;
     void *arg;
-    int n_tasks;
-    atomic_int next_task;
-    atomic_int busy_workers;  /* workers that have not finished the current job */
+    struct task_range *ranges;  /* one per thread */
+    atomic_int busy_workers;    /* workers that have not finished the current job */
 };
+
+/* Thread i's tasks are [first, end), packed as first << 32 | end so that the owner (taking first) and a
+ * thief (taking end − 1) claim with one compare-and-swap. Contiguous ranges matter for matrix products:
+ * consecutive tasks are consecutive weight rows, so a thread's memory stream and its prefetches run on
+ * from one task into the next instead of restarting cold at every claim (interleaved claims sent each
+ * prefetch into the rows the other thread was reading). Stealing keeps the balance when a core is slowed
+ * by other work. Padded to a cache line: the owners' claims do not contend. */
+struct task_range {
+    _Alignas(64) atomic_uint_fast64_t first_end;
+};
+
+static inline uint64_t pack_range(uint32_t first, uint32_t end) { return (uint64_t)first << 32 | end; }
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,11 +50,24 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_tasks(thread_pool *p, int thread) {
+/* Claims the first (own range) or last (stolen) task of a range; -1 when it is empty. */
+static int claim_task(struct task_range *r, bool from_back) {
+    uint64_t v = atomic_load_explicit(&r->first_end, memory_order_relaxed);
     for (;;) {
-        int t = atomic_fetch_add(&p->next_task, 1);
-        if (t >= p->n_tasks) break;
-        p->fn(t, thread, p->arg);
+        const uint32_t first = (uint32_t)(v >> 32), end = (uint32_t)v;
+        if (first >= end) return -1;
+        const uint64_t next = from_back ? pack_range(first, end - 1) : pack_range(first + 1, end);
+        if (atomic_compare_exchange_weak_explicit(&r->first_end, &v, next, memory_order_relaxed, memory_order_relaxed))
+            return (int)(from_back ? end - 1 : first);
+    }
+}
+
+static void run_tasks(thread_pool *p, int thread) {
+    for (int t; (t = claim_task(&p->ranges[thread], false)) >= 0;) p->fn(t, thread, p->arg);
+    /* then help the others, starting with the next thread, from the far end of their ranges */
+    for (int i = 1; i < p->n_threads; i++) {
+        struct task_range *victim = &p->ranges[(thread + i) % p->n_threads];
+        for (int t; (t = claim_task(victim, true)) >= 0;) p->fn(t, thread, p->arg);
     }
 }
 
@@ -94,6 +119,12 @@ tandem_status thread_pool_create(int n_threads, thread_pool **out) {
     thread_pool *p = calloc(1, sizeof *p);
     if (!p) return tandem_fail(TANDEM_ERR_NO_MEMORY, "thread pool: out of memory");
     p->n_threads = n_threads;
+    p->ranges = aligned_alloc(_Alignof(struct task_range), sizeof(struct task_range) * (size_t)n_threads);
+    if (!p->ranges) {
+        free(p);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "thread pool: out of memory");
+    }
+    for (int i = 0; i < n_threads; i++) atomic_init(&p->ranges[i].first_end, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -125,6 +156,7 @@ void thread_pool_free(thread_pool *p) {
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->workers[i], NULL);
     free(p->workers);
     free(p->worker_args);
+    free(p->ranges);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -141,8 +173,10 @@ void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
     }
     p->fn = fn;
     p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next_task, 0);
+    for (int i = 0; i < p->n_threads; i++) {  /* thread i's share: tasks [n·i/T, n·(i+1)/T) */
+        const int64_t first = (int64_t)n_tasks * i / p->n_threads, end = (int64_t)n_tasks * (i + 1) / p->n_threads;
+        atomic_store_explicit(&p->ranges[i].first_end, pack_range((uint32_t)first, (uint32_t)end), memory_order_relaxed);
+    }
     atomic_store(&p->busy_workers, p->n_threads - 1);
     publish(p);
     run_tasks(p, 0);

@@ -795,8 +795,43 @@ static void attention_avx2(float *out, const float *q, int n_queries, const floa
     }
 }
 
+/* ---- per-vector ops ---- */
+
+/* silu(g)·up with exp8: the scalar expf took its slow path (e^-g underflowing) on large gate values and was
+ * 1-2% of a small model's decode step. */
+static void swiglu_avx2(float *out, const float *gate, const float *up, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* argmax_f32_scalar's two passes, 32 values a step (four independent max chains, then the first equal). */
+static int64_t argmax_avx2(const float *x, int64_t n) {
+    __m256 m[4];
+    for (int j = 0; j < 4; j++) m[j] = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)  /* max_ps(v, m) returns m when v is NaN */
+        for (int j = 0; j < 4; j++) m[j] = _mm256_max_ps(_mm256_loadu_ps(x + i + 8 * j), m[j]);
+    float max = hmax8(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    const __m256 mv = _mm256_set1_ps(max);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), mv, _CMP_EQ_OQ));
+        if (hit) return i + __builtin_ctz((unsigned)hit);
+    }
+    for (; i < n; i++)
+        if (x[i] == max) return i;
+    return 0;
+}
+
 void kernel_isa_fill_avx2(kernel_isa *isa) {
-    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2};
+    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2,
+                        .swiglu = swiglu_avx2, .argmax = argmax_avx2};
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
     isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;

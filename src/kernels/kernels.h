@@ -147,6 +147,8 @@ void softmax_forward(float *x, int n);
 void swiglu_forward(float *out, const float *gate, const float *up, int n);
 /* out (n) += x (n). */
 void add_forward(float *out, const float *x, int64_t n);
+/* The index of the largest of x[0..n) (n ≥ 1), the first on ties; NaNs never win (0 when all are NaN). */
+int64_t argmax_f32(const float *x, int64_t n);
 /* Causal attention for n_queries queries (the query heads that share a KV head) against the n_keys cached keys
  * of that KV head: out_g (head_dim) = Σ_u softmax_u(q_g·k_u · scale) v_u, q_g = q + g·head_dim, out_g likewise.
  * keys, values (n_keys, head_dim) contiguous; scores: scratch of n_queries·n_keys floats. Together, the queries

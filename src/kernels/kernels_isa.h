@@ -33,11 +33,15 @@ typedef struct kernel_isa {
     /* attention_forward's contract (kernels.h) */
     void (*attention)(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
                       int head_dim, float scale, float *scores);
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);  /* swiglu_forward's contract */
+    int64_t (*argmax)(const float *x, int64_t n);                            /* argmax_f32's contract */
 } kernel_isa;
 
-/* The scalar attention (ops.c), the reference the twins are tested against. */
+/* The scalar twins (ops.c), the references the SIMD ones are tested against. */
 void attention_forward_scalar(float *out, const float *q, int n_queries, const float *keys, const float *values,
                               int n_keys, int head_dim, float scale, float *scores);
+void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n);
+int64_t argmax_f32_scalar(const float *x, int64_t n);
 
 const kernel_isa *kernel_isa_current(void);
 

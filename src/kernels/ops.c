@@ -46,12 +46,29 @@ void softmax_forward(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void swiglu_forward(float *out, const float *gate, const float *up, int n) {
+void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
         const float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
+
+void swiglu_forward(float *out, const float *gate, const float *up, int n) {
+    kernel_isa_current()->swiglu(out, gate, up, n);
+}
+
+/* Two passes, as the SIMD twin goes: the largest value (NaNs skipped), then its first index. Tracking the
+ * index in one pass made each step wait on the load of x[best]: a third of a millisecond over Qwen3's
+ * 151936 logits, 2-3% of a small model's token. */
+int64_t argmax_f32_scalar(const float *x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == max) return i;
+    return 0;
+}
+
+int64_t argmax_f32(const float *x, int64_t n) { return kernel_isa_current()->argmax(x, n); }
 
 KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];

@@ -96,11 +96,15 @@ void tandem_sampler_free(tandem_sampler *s) {
     free(s);
 }
 
+static bool has_penalties(const tandem_sampler_params *p) {
+    return p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
 /* work = logits with repetition / presence / frequency penalties over the last repeat_last_n ids. */
 static void apply_penalties(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
     memcpy(s->work, logits, (size_t)s->vocab_size * sizeof(float));
     const tandem_sampler_params *p = &s->p;
-    if (p->repeat_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) return;
+    if (!has_penalties(p)) return;
     size_t window = p->repeat_last_n < 0 ? n_history : (size_t)p->repeat_last_n;
     if (window > n_history) window = n_history;
     const int32_t *recent = history + (n_history - window);
@@ -120,13 +124,6 @@ static int by_logit_desc(const void *a, const void *b) {
     const candidate *x = a, *y = b;
     if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
     return x->id - y->id;  /* ties: lower id first, so results never depend on qsort's order */
-}
-
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 /* "a ranks below b": a smaller logit, or an equal logit with a larger id. */
@@ -206,8 +203,9 @@ static void distribution(tandem_sampler *s, int32_t *n_kept) {
 }
 
 int32_t tandem_sampler_sample(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
+    if (s->p.temperature <= 0.0f && !has_penalties(&s->p)) return (int32_t)argmax_f32(logits, s->vocab_size);
     apply_penalties(s, logits, history, n_history);
-    if (s->p.temperature <= 0.0f) return argmax(s->work, s->vocab_size);
+    if (s->p.temperature <= 0.0f) return (int32_t)argmax_f32(s->work, s->vocab_size);
     int32_t n;
     distribution(s, &n);
     const double r = next_uniform(&s->rng);
@@ -224,7 +222,7 @@ void tandem_sampler_probs(tandem_sampler *s, const float *logits, const int32_t 
     apply_penalties(s, logits, history, n_history);
     memset(probs, 0, (size_t)s->vocab_size * sizeof *probs);
     if (s->p.temperature <= 0.0f) {
-        probs[argmax(s->work, s->vocab_size)] = 1.0f;
+        probs[argmax_f32(s->work, s->vocab_size)] = 1.0f;
         return;
     }
     int32_t n;

@@ -1,5 +1,6 @@
 /* test_kernels.c — kernels against plain definitions: f16/bf16 conversion, quantize→dequantize error,
- * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention. */
+ * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention, SwiGLU and
+ * argmax on every instruction set. */
 #include <stdlib.h>
 
 #include "kernels.h"
@@ -260,6 +261,59 @@ static void check_attention_isas(void) {
     kernel_isa_select(NULL);
 }
 
+/* SwiGLU on every instruction set against silu(g)·u in double, with gates far into both tails (e^-g
+ * overflowing and underflowing) and lengths that leave scalar tails. */
+static void check_swiglu_isas(void) {
+    const char *isas[] = {"scalar", "avx2"};
+    enum { N = 203 };
+    float g[N], u[N], o[N];
+    for (int i = 0; i < N; i++) g[i] = frand() * (i % 5 == 0 ? 120.0f : 6.0f), u[i] = frand() * 3.0f;
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (int n = 1; n <= N; n += 101) {
+            swiglu_forward(o, g, u, n);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                const double ref = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+                worst = fmax(worst, fabs(ref - o[i]) / fmax(fabs(ref), 1e-20));  /* below 1e-20: zero for any use */
+            }
+            CHECK_MSG(worst < 1e-6, "swiglu on %s (n=%d) is off by %g relative", isas[k], n, worst);
+        }
+    }
+    kernel_isa_select(NULL);
+}
+
+/* argmax on every instruction set against a plain loop: the first of equal maxima, NaNs never chosen, a
+ * maximum in the scalar tail, -inf everywhere, all NaN. */
+static void check_argmax_isas(void) {
+    const char *isas[] = {"scalar", "avx2"};
+    enum { N = 1000 };
+    float *x = malloc(sizeof(float) * N);
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (int n = 1; n <= N; n += 37) {
+            for (int i = 0; i < n; i++) x[i] = frand();
+            const int64_t at = (n * 7 + 3) % n;
+            x[at] = 2.0f;
+            CHECK_MSG(argmax_f32(x, n) == at, "argmax on %s (n=%d): %lld, expected %lld", isas[k], n,
+                      (long long)argmax_f32(x, n), (long long)at);
+            x[n - 1] = 2.0f;  /* a tie: the first one wins */
+            CHECK(argmax_f32(x, n) == (at < n - 1 ? at : n - 1));
+            x[n - 1] = 3.0f;  /* the maximum in the last, possibly scalar, position */
+            CHECK(argmax_f32(x, n) == n - 1);
+            x[at] = NAN;
+            if (at != n - 1) CHECK(argmax_f32(x, n) == n - 1);
+        }
+        for (int i = 0; i < 45; i++) x[i] = -INFINITY;
+        x[0] = NAN;
+        CHECK(argmax_f32(x, 45) == 1);
+        for (int i = 0; i < 45; i++) x[i] = NAN;
+        CHECK(argmax_f32(x, 45) == 0);
+    }
+    free(x);
+    kernel_isa_select(NULL);
+}
+
 static void check_ops(void) {
     /* RMSNorm */
     float x[8] = {1, -2, 3, -4, 5, -6, 7, -8}, w[8], out[8];
@@ -308,6 +362,8 @@ int main(void) {
     check_quantize_act(8);
     check_float_rows();
     check_attention_isas();
+    check_swiglu_isas();
+    check_argmax_isas();
     check_ops();
     return test_summary();
 }

@@ -4,6 +4,8 @@
  * ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task slots. */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "tandem_base.h"
 #include "test.h"
@@ -91,6 +93,67 @@ static void test_many_jobs(void) {
     thread_pool_free(pool);
 }
 
+/* Claim order: each thread runs its own contiguous share of the tasks first to last (a matrix product's
+ * weight rows then stream without restarting), and helps with other shares from their far ends. */
+typedef struct order_job {
+    int n_tasks, n_threads;
+    int ran_on[MAX_TASKS];          /* thread that ran each task */
+    int seq[MAX_THREADS][MAX_TASKS]; /* tasks in the order each thread ran them (own slot per thread) */
+    int n_seq[MAX_THREADS];
+    int slow_below;                 /* tasks below this sleep 5 ms */
+} order_job;
+
+static void order_task(int t, int thread, void *arg) {
+    order_job *j = arg;
+    if (t < j->slow_below) usleep(5000);
+    j->ran_on[t] = thread;
+    j->seq[thread][j->n_seq[thread]++] = t;
+}
+
+static void test_claim_order(void) {
+    static order_job j;
+    const int threads[] = {2, 3};
+    for (size_t a = 0; a < 2; a++) {
+        thread_pool *pool = NULL;
+        CHECK_OK(thread_pool_create(threads[a], &pool));
+        if (!pool) return;
+        for (int slow = 0; slow <= 1; slow++) {
+            memset(&j, 0, sizeof j);
+            j.n_tasks = 60, j.n_threads = threads[a];
+            j.slow_below = slow ? 10 : 0;  /* thread 0's share, 20 or 30 tasks, starts with 10 slow ones */
+            thread_pool_run(pool, j.n_tasks, order_task, &j);
+            int total = 0, bad_order = 0;
+            for (int th = 0; th < j.n_threads; th++) {
+                const int first = j.n_tasks * th / j.n_threads, end = j.n_tasks * (th + 1) / j.n_threads;
+                int last_own = -1, last_stolen[MAX_THREADS], stole = 0;
+                for (int v = 0; v < MAX_THREADS; v++) last_stolen[v] = MAX_TASKS;
+                for (int i = 0; i < j.n_seq[th]; i++) {
+                    const int t = j.seq[th][i];
+                    if (t >= first && t < end) {  /* own tasks ascend, all before any stolen one */
+                        bad_order += t <= last_own || stole;
+                        last_own = t;
+                    } else {  /* stolen ones descend within each victim's share */
+                        int v = 0;
+                        while (v + 1 < j.n_threads && j.n_tasks * (v + 1) / j.n_threads <= t) v++;
+                        bad_order += t >= last_stolen[v];
+                        last_stolen[v] = t;
+                        stole = 1;
+                    }
+                }
+                total += j.n_seq[th];
+            }
+            CHECK_MSG(total == j.n_tasks, "%d tasks ran, expected %d", total, j.n_tasks);
+            CHECK_MSG(bad_order == 0, "%d tasks out of order (%d threads)", bad_order, j.n_threads);
+            if (slow) {  /* 50 ms of sleeps on thread 0's share: the others, done in microseconds, took some */
+                int stolen = 0;
+                for (int t = 0; t < 10; t++) stolen += j.ran_on[t] != 0;
+                CHECK_MSG(stolen > 0, "no slow task of thread 0's share ran elsewhere (%d threads)", j.n_threads);
+            }
+        }
+        thread_pool_free(pool);
+    }
+}
+
 /* A NULL pool runs everything on the caller as thread 0. */
 static void test_null_pool(void) {
     static job j;
@@ -116,6 +179,7 @@ static void test_create_free(void) {
 int main(void) {
     test_sizes();
     test_many_jobs();
+    test_claim_order();
     test_null_pool();
     test_create_free();
     return test_summary();
