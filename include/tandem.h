@@ -155,9 +155,11 @@ typedef struct tandem_ctx tandem_ctx;
 typedef struct tandem_ctx_params {
     int32_t n_ctx;      /* maximum sequence length; 0 = min(model context, 4096) */
     int32_t n_batch;    /* tokens per forward pass during prefill (default 64) */
-    bool exact;         /* multiply quantized weights by f32 activations: the reference path, slower. Default
-                           false: activations are quantized to 8 bits per 32 values for integer dot products
-                           where the CPU has them (logits then differ by ~1e-3 relative) */
+    bool exact;         /* multiply quantized weights by f32 activations and keep an f32 KV cache: the reference
+                           path, slower. Default false: activations are quantized to 8 bits per 32 values for
+                           integer dot products where the CPU has them (logits then differ by ~1e-3 relative) */
+    tandem_type kv_type; /* how the KV cache keeps keys and values when not exact: TANDEM_TYPE_F16 (default: half
+                            the memory, and half the bytes attention reads per token) or TANDEM_TYPE_F32 */
 } tandem_ctx_params;
 tandem_ctx_params tandem_ctx_default_params(void);
 
@@ -342,7 +344,9 @@ typedef struct tandem_eval_params {
     int32_t n_ctx;       /* chunk length in tokens (default 512; at most the model's context) */
     int32_t n_batch;     /* tokens per forward pass (default 64) */
     int32_t max_chunks;  /* 0 = every chunk */
-    bool exact;          /* evaluate with f32 activations (tandem_ctx_params.exact) */
+    bool exact;          /* evaluate with f32 activations and KV cache (tandem_ctx_params.exact) */
+    tandem_type kv_type; /* both models' KV cache when not exact (tandem_ctx_params.kv_type, default F16): a KL
+                            divergence then measures the weights alone */
     tandem_progress_callback progress;  /* stage "evaluate", counted in chunks; may be NULL */
     void *user;
 } tandem_eval_params;

@@ -42,7 +42,7 @@ int act_scale_blocks(tandem_type t) { return tandem_type_block_size(t) == 256 ? 
 
 static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_scalar,
                                 .attention = attention_forward_scalar, .swiglu = swiglu_forward_scalar,
-                                .argmax = argmax_f32_scalar};
+                                .argmax = argmax_f32_scalar, .to_f16 = f32_to_f16_row_scalar};
 #if defined(__x86_64__)
 static kernel_isa isa_avx2;
 #endif

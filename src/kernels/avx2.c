@@ -661,18 +661,30 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
+/* The cache holds keys and values as f32 or f16 (F16, a compile-time constant): 8 of them from element i of
+ * row base, converted on load; the element address of row i. */
+INLINE __m256 load_kv8(const void *base, size_t i, const bool F16) {
+    return F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)))
+               : _mm256_loadu_ps((const float *)base + i);
+}
+INLINE float load_kv1(const void *base, size_t i, const bool F16) {
+    return F16 ? _cvtsh_ss(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+INLINE const void *kv_at(const void *base, size_t i, const bool F16) {
+    return (const uint8_t *)base + i * (F16 ? 2 : 4);
+}
+
 /* out_g (8·V) += Σ_u scores_g[u]·values[u] for G queries (outputs out_stride apart, scores score_stride apart),
  * 8·V columns of each value row: one pass over the keys with G·V ≤ 8 output vectors in registers, each value
  * vector loaded serving G multiply-adds (G = 1 with V = 8, 4 or 1; 2 × 4; 4 × 2). */
-INLINE void weighted_value_sum(float *out, int out_stride, const float *scores, int score_stride, const float *values,
-                               int n_keys, int head_dim, const int G, const int V) {
+INLINE void weighted_value_sum(float *out, int out_stride, const float *scores, int score_stride, const void *values,
+                               int n_keys, int head_dim, const int G, const int V, const bool F16) {
     __m256 o[4][8];
     for (int g = 0; g < G; g++)
         for (int i = 0; i < V; i++) o[g][i] = _mm256_loadu_ps(out + g * out_stride + 8 * i);
     for (int u = 0; u < n_keys; u++) {
-        const float *v = values + (size_t)u * head_dim;
         __m256 vv[8];
-        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = _mm256_loadu_ps(v + 8 * i);
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = load_kv8(values, (size_t)u * head_dim + 8 * i, F16);
         _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
             const __m256 a = _mm256_set1_ps(scores[g * score_stride + u]);
             _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[g][i] = _mm256_fmadd_ps(a, vv[i], o[g][i]);
@@ -707,7 +719,8 @@ static void softmax_avx2(float *x, int n) {
 }
 
 /* scores[u] = q·k_u · scale for n_keys contiguous keys. */
-static void query_scores(float *scores, const float *q, const float *keys, int n_keys, int head_dim, float scale) {
+INLINE void query_scores(float *scores, const float *q, const void *keys, int n_keys, int head_dim, float scale,
+                         const bool F16) {
     const int hd8 = head_dim & ~7;
     int key = 0;
     if (head_dim == hd8) {  /* 8 keys at a time: their 8 partial-sum vectors reduce together (no hsum per key) */
@@ -717,7 +730,7 @@ static void query_scores(float *scores, const float *q, const float *keys, int n
             for (int d = 0; d < head_dim; d += 8) {
                 const __m256 qv = _mm256_loadu_ps(q + d);
                 _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (size_t)(key + j) * head_dim + d), acc[j]);
+                    acc[j] = _mm256_fmadd_ps(qv, load_kv8(keys, (size_t)(key + j) * head_dim + d, F16), acc[j]);
             }
             const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
             const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
@@ -729,70 +742,88 @@ static void query_scores(float *scores, const float *q, const float *keys, int n
         }
     }
     for (; key < n_keys; key++) {
-        const float *k = keys + (size_t)key * head_dim;
+        const void *k = kv_at(keys, (size_t)key * head_dim, F16);
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         int d = 0;
         for (; d + 16 <= hd8; d += 16) {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), acc1);
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv8(k, d, F16), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load_kv8(k, d + 8, F16), acc1);
         }
-        for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
-        float s = hsum8(_mm256_add_ps(acc0, acc1));
-        for (; d < head_dim; d++) s += q[d] * k[d];
-        scores[key] = s * scale;
+        for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv8(k, d, F16), acc0);
+        float sum = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; d < head_dim; d++) sum += q[d] * load_kv1(k, d, F16);
+        scores[key] = sum * scale;
     }
 }
 
 /* out_g (head_dim) += Σ_u scores_g[u]·values[u] over n_keys value rows for the n_queries queries (outputs
  * head_dim apart, scores score_stride apart): pairs or fours of queries share each value load where the
  * columns allow, else each query takes 64, 32 or 8 columns at a time and a scalar tail. */
-static void add_weighted_values(float *out, int n_queries, const float *scores, int score_stride, const float *values,
-                                int n_keys, int head_dim) {
+INLINE void add_weighted_values(float *out, int n_queries, const float *scores, int score_stride, const void *values,
+                                int n_keys, int head_dim, const bool F16) {
     const int hd8 = head_dim & ~7;
     int g0 = 0;
     for (; g0 + 4 <= n_queries && head_dim % 16 == 0; g0 += 4)
         for (int d0 = 0; d0 < head_dim; d0 += 16)
             weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                               values + d0, n_keys, head_dim, 4, 2);
+                               kv_at(values, d0, F16), n_keys, head_dim, 4, 2, F16);
     for (; g0 + 2 <= n_queries && head_dim % 32 == 0; g0 += 2)
         for (int d0 = 0; d0 < head_dim; d0 += 32)
             weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                               values + d0, n_keys, head_dim, 2, 4);
+                               kv_at(values, d0, F16), n_keys, head_dim, 2, 4, F16);
     for (int g = g0; g < n_queries; g++) {
         float *o = out + g * head_dim;
         const float *sc = scores + g * score_stride;
         int d0 = 0;
-        for (; d0 + 64 <= hd8; d0 += 64) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 8);
-        for (; d0 + 32 <= hd8; d0 += 32) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 4);
-        for (; d0 + 8 <= hd8; d0 += 8) weighted_value_sum(o + d0, 0, sc, 0, values + d0, n_keys, head_dim, 1, 1);
+        for (; d0 + 64 <= hd8; d0 += 64)
+            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 8, F16);
+        for (; d0 + 32 <= hd8; d0 += 32)
+            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 4, F16);
+        for (; d0 + 8 <= hd8; d0 += 8)
+            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 1, F16);
         for (; d0 < head_dim; d0++) {
             float acc = o[d0];
-            for (int u = 0; u < n_keys; u++) acc += sc[u] * values[(size_t)u * head_dim + d0];
+            for (int u = 0; u < n_keys; u++) acc += sc[u] * load_kv1(values, (size_t)u * head_dim + d0, F16);
             o[d0] = acc;
         }
     }
 }
 
-/* Keys and values in blocks of 32 (16 KB of each at head_dim 128, inside L1) that every query of the group uses
- * before the next block is read: a KV head's cache streams from memory once per token, not once per query head
- * (Qwen3-8B has 4 query heads per KV head, 0.6B 2). Scores, then softmax_avx2 per query, then the weighted
- * values with the output held in registers up to 64 values at a time (the compiler-vectorised loop loaded and
- * stored out for every key). */
+/* Keys and values in blocks of 32 (16 KB of each at head_dim 128 in f32, 8 KB in f16, inside L1) that every
+ * query of the group uses before the next block is read: a KV head's cache streams from memory once per
+ * token, not once per query head (Qwen3-8B has 4 query heads per KV head, 0.6B 2). Scores, then softmax_avx2
+ * per query, then the weighted values with the output held in registers up to 64 values at a time (the
+ * compiler-vectorised loop loaded and stored out for every key). */
 enum { ATTENTION_KEY_BLOCK = 32 };
-static void attention_avx2(float *out, const float *q, int n_queries, const float *keys, const float *values,
-                           int n_keys, int head_dim, float scale, float *scores) {
+INLINE void attention_kv(float *out, const float *q, int n_queries, const void *keys, const void *values, int n_keys,
+                         int head_dim, float scale, float *scores, const bool F16) {
     for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
         const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
         for (int g = 0; g < n_queries; g++)
-            query_scores(scores + (size_t)g * n_keys + k0, q + (size_t)g * head_dim, keys + (size_t)k0 * head_dim, kn,
-                         head_dim, scale);
+            query_scores(scores + (size_t)g * n_keys + k0, q + (size_t)g * head_dim,
+                         kv_at(keys, (size_t)k0 * head_dim, F16), kn, head_dim, scale, F16);
     }
     for (int g = 0; g < n_queries; g++) softmax_avx2(scores + (size_t)g * n_keys, n_keys);
     memset(out, 0, sizeof(float) * (size_t)n_queries * (size_t)head_dim);
     for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
         const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
-        add_weighted_values(out, n_queries, scores + k0, n_keys, values + (size_t)k0 * head_dim, kn, head_dim);
+        add_weighted_values(out, n_queries, scores + k0, n_keys, kv_at(values, (size_t)k0 * head_dim, F16), kn,
+                            head_dim, F16);
     }
+}
+
+static void attention_avx2(float *out, const float *q, int n_queries, const void *keys, const void *values,
+                           tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores) {
+    if (kv_type == TANDEM_TYPE_F16) attention_kv(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores, true);
+    else attention_kv(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores, false);
+}
+
+/* f32 → f16 with round to nearest even (as f32_to_f16), 8 at a time. */
+static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = f32_to_f16(x[i]);
 }
 
 /* ---- per-vector ops ---- */
@@ -831,7 +862,7 @@ static int64_t argmax_avx2(const float *x, int64_t n) {
 
 void kernel_isa_fill_avx2(kernel_isa *isa) {
     *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2,
-                        .swiglu = swiglu_avx2, .argmax = argmax_avx2};
+                        .swiglu = swiglu_avx2, .argmax = argmax_avx2, .to_f16 = to_f16_avx2};
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
     isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;

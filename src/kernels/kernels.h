@@ -151,9 +151,11 @@ void add_forward(float *out, const float *x, int64_t n);
 int64_t argmax_f32(const float *x, int64_t n);
 /* Causal attention for n_queries queries (the query heads that share a KV head) against the n_keys cached keys
  * of that KV head: out_g (head_dim) = Σ_u softmax_u(q_g·k_u · scale) v_u, q_g = q + g·head_dim, out_g likewise.
- * keys, values (n_keys, head_dim) contiguous; scores: scratch of n_queries·n_keys floats. Together, the queries
- * read each key and value once. */
-void attention_forward(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
-                       int head_dim, float scale, float *scores);
+ * keys, values (n_keys, head_dim) contiguous, of kv_type F32 or F16; scores: scratch of n_queries·n_keys floats.
+ * Together, the queries read each key and value once. */
+void attention_forward(float *out, const float *q, int n_queries, const void *keys, const void *values,
+                       tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores);
+/* out (n) = x (n) as f16, rounded to nearest even (f32_to_f16): keys and values entering an f16 cache. */
+void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
 
 #endif

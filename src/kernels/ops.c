@@ -1,5 +1,5 @@
 /* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU,
- * residual add and single-query attention. Written to match HF's float32 arithmetic closely. */
+ * residual add, attention over an f32 or f16 cache, argmax. Written to match HF's float32 arithmetic closely. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -74,21 +74,36 @@ KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
 }
 
-KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, int n_queries, const float *keys,
-                                            const float *values, int n_keys, int head_dim, float scale, float *scores) {
+static float kv_elem(const void *base, size_t i, tandem_type kv_type) {
+    return kv_type == TANDEM_TYPE_F16 ? f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, int n_queries, const void *keys,
+                                            const void *values, tandem_type kv_type, int n_keys, int head_dim,
+                                            float scale, float *scores) {
     for (int g = 0; g < n_queries; g++, q += head_dim, out += head_dim) {
-        for (int u = 0; u < n_keys; u++) scores[u] = dot_f32(q, keys + (size_t)u * head_dim, head_dim) * scale;
+        for (int u = 0; u < n_keys; u++) {
+            float s = 0.0f;
+            if (kv_type == TANDEM_TYPE_F32) s = dot_f32(q, (const float *)keys + (size_t)u * head_dim, head_dim);
+            else
+                for (int d = 0; d < head_dim; d++) s += q[d] * kv_elem(keys, (size_t)u * head_dim + d, kv_type);
+            scores[u] = s * scale;
+        }
         softmax_forward(scores, n_keys);
         for (int d = 0; d < head_dim; d++) out[d] = 0;
-        for (int u = 0; u < n_keys; u++) {
-            const float a = scores[u];
-            const float *v = values + (size_t)u * head_dim;
-            for (int d = 0; d < head_dim; d++) out[d] += a * v[d];
-        }
+        for (int u = 0; u < n_keys; u++)
+            for (int d = 0; d < head_dim; d++) out[d] += scores[u] * kv_elem(values, (size_t)u * head_dim + d, kv_type);
     }
 }
 
-void attention_forward(float *out, const float *q, int n_queries, const float *keys, const float *values, int n_keys,
-                       int head_dim, float scale, float *scores) {
-    kernel_isa_current()->attention(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores);
+void attention_forward(float *out, const float *q, int n_queries, const void *keys, const void *values,
+                       tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores) {
+    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F32 || kv_type == TANDEM_TYPE_F16);
+    kernel_isa_current()->attention(out, q, n_queries, keys, values, kv_type, n_keys, head_dim, scale, scores);
 }
+
+void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = f32_to_f16(x[i]);
+}
+
+void f32_to_f16_row(uint16_t *out, const float *x, int64_t n) { kernel_isa_current()->to_f16(out, x, n); }

@@ -28,30 +28,36 @@ void qwen3_state_free(qwen3_state *s) {
 }
 
 tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
-                               qwen3_state **out) {
+                               tandem_type kv_type, qwen3_state **out) {
     const qwen3_config *c = &m->cfg;
     *out = NULL;
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: n_ctx %d, n_batch %d, n_threads %d must be ≥ 1",
                            n_ctx, n_batch, n_threads);
+    if (kv_type != TANDEM_TYPE_F16 && kv_type != TANDEM_TYPE_F32)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: KV cache type %s: only f16 and f32 are supported",
+                           tandem_type_name(kv_type));
     qwen3_state *s = calloc(1, sizeof *s);
     if (!s) return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: out of memory");
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
     s->n_threads = n_threads;
+    s->kv_type = kv_type;
 
     const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
     uint64_t max_cols = (uint64_t)c->dim;
     if ((uint64_t)c->ffn_dim > max_cols) max_cols = (uint64_t)c->ffn_dim;
     if (q_dim > max_cols) max_cols = q_dim;
-    const uint64_t cache = (uint64_t)c->n_layers * kv_dim * (uint64_t)n_ctx;
+    const uint64_t cache_values = (uint64_t)c->n_layers * kv_dim * (uint64_t)n_ctx;
+    const uint64_t cache = kv_type == TANDEM_TYPE_F16 ? (cache_values + 1) / 2 : cache_values;  /* in floats */
     const uint64_t B = (uint64_t)n_batch;
     /* One allocation carved into named buffers (sizes in floats, in the order of the struct). */
     const uint64_t group = (uint64_t)(c->n_heads / c->n_kv_heads);  /* query heads per KV head */
     const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
                               B * q_dim, B * c->ffn_dim, B * c->ffn_dim, (uint64_t)n_threads * group * n_ctx,
                               (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, (uint64_t)c->vocab_size};
-    float **slots[] = {&s->k_cache, &s->v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
+    float *k_cache, *v_cache;
+    float **slots[] = {&k_cache, &v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
                        &s->hb, &s->hb2, &s->scores, &s->scratch, &s->inv_freq, &s->logits};
     _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof slots / sizeof slots[0], "one size per buffer");
     uint64_t total = 0;
@@ -74,6 +80,8 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(uint64_t)15;
     }
+    s->k_cache = k_cache;
+    s->v_cache = v_cache;
     s->mm.rows = s->scratch;
     s->mm.exact = exact;
     rope_inv_freq(s->inv_freq, c->head_dim, c->rope_theta);
@@ -99,10 +107,10 @@ static void attention_task(int task, int thread, void *arg) {
     const int t = task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
-    const size_t layer_off = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride;
+    const size_t layer_off = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride * tandem_type_size(s->kv_type);
     const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)kv_head * group * c->head_dim;
-    attention_forward(s->att + q_off, s->q + q_off, group, s->k_cache + layer_off, s->v_cache + layer_off,
-                      job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
+    attention_forward(s->att + q_off, s->q + q_off, group, (const uint8_t *)s->k_cache + layer_off,
+                      (const uint8_t *)s->v_cache + layer_off, s->kv_type, job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
                       1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * group * s->n_ctx);
 }
 
@@ -141,9 +149,15 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
             rope_forward(k, c->n_kv_heads, hd, pos0 + t, s->inv_freq);
             /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
             for (int h = 0; h < c->n_kv_heads; h++) {
-                size_t off = (((size_t)l * c->n_kv_heads + h) * s->n_ctx + (size_t)(pos0 + t)) * hd;
-                memcpy(s->k_cache + off, k + h * hd, (size_t)hd * sizeof(float));
-                memcpy(s->v_cache + off, s->v + (size_t)t * kv_dim + h * hd, (size_t)hd * sizeof(float));
+                const size_t off = (((size_t)l * c->n_kv_heads + h) * s->n_ctx + (size_t)(pos0 + t)) * hd;
+                const float *v = s->v + (size_t)t * kv_dim + h * hd;
+                if (s->kv_type == TANDEM_TYPE_F16) {
+                    f32_to_f16_row((uint16_t *)s->k_cache + off, k + h * hd, hd);
+                    f32_to_f16_row((uint16_t *)s->v_cache + off, v, hd);
+                } else {
+                    memcpy((float *)s->k_cache + off, k + h * hd, (size_t)hd * sizeof(float));
+                    memcpy((float *)s->v_cache + off, v, (size_t)hd * sizeof(float));
+                }
             }
         }
         attention_job job = {c, s, l, n, pos0};

@@ -68,8 +68,9 @@ void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */
 typedef struct qwen3_state {
     int32_t n_ctx, n_batch, n_threads;
-    float *k_cache;   /* (n_layers, n_kv_heads, n_ctx, head_dim): one head's keys are contiguous */
-    float *v_cache;   /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+    tandem_type kv_type;  /* of the cache: F16 (half the memory and attention reads) or F32 (the exact path) */
+    void *k_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) of kv_type: one head's keys are contiguous */
+    void *v_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) */
     float *x;         /* (n_batch, dim) residual stream */
     float *xb;        /* (n_batch, dim) normed input of a sub-block */
     float *xb2;       /* (n_batch, dim) output of a sub-block before the residual add */
@@ -91,9 +92,10 @@ typedef struct qwen3_state {
     float *layer_states;
 } qwen3_state;
 
-/* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones. */
+/* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones.
+ * kv_type: TANDEM_TYPE_F16 or TANDEM_TYPE_F32, how the cache keeps keys and values. */
 tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
-                               qwen3_state **out);
+                               tandem_type kv_type, qwen3_state **out);
 void qwen3_state_free(qwen3_state *s);
 
 /* Evaluates n ≤ n_batch tokens at positions pos0 … pos0+n-1 (pos0+n ≤ n_ctx), writing their keys and

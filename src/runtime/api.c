@@ -13,7 +13,9 @@ int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_siz
 
 const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
 
-tandem_ctx_params tandem_ctx_default_params(void) { return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false}; }
+tandem_ctx_params tandem_ctx_default_params(void) {
+    return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false, .kv_type = TANDEM_TYPE_F16};
+}
 
 tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }
 
@@ -191,6 +193,9 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_ctx %d out of range 1..%d", p.n_ctx, 1 << 24);
     if (p.n_batch < 1 || p.n_batch > 4096)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
+    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16 or f32",
+                           tandem_type_name(p.kv_type));
     /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
     pthread_mutex_lock(&model->pack_lock);
     tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool, model->gguf != NULL);
@@ -202,7 +207,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
     tandem_status st = ctx->tokens ? qwen3_state_init(&model->qwen, p.n_ctx, p.n_batch, thread_pool_size(model->pool),
-                                                      p.exact, &ctx->state)
+                                                      p.exact, p.exact ? TANDEM_TYPE_F32 : p.kv_type, &ctx->state)
                                    : tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     if (st) {
         tandem_ctx_free(ctx);

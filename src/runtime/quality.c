@@ -6,7 +6,7 @@
 #include "runtime.h"
 
 tandem_eval_params tandem_eval_default_params(void) {
-    return (tandem_eval_params){.n_ctx = 512, .n_batch = 64, .max_chunks = 0};
+    return (tandem_eval_params){.n_ctx = 512, .n_batch = 64, .max_chunks = 0, .kv_type = TANDEM_TYPE_F16};
 }
 
 /* log-softmax statistics of one row of logits, in double */
@@ -106,6 +106,7 @@ tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.exact = p->exact;
+    cp.kv_type = p->kv_type;
     if ((st = tandem_ctx_init(model, &cp, &mctx))) goto done;
     if (ref && (st = tandem_ctx_init(ref, &cp, &rctx))) goto done;
     mbuf = malloc((size_t)n_batch * (size_t)V * sizeof(float));

@@ -228,7 +228,7 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
     const int window = (int)(n_ids < (size_t)p->window ? n_ids : (size_t)p->window);
 
     if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
-    if ((st = qwen3_state_init(&src.model, window, window, thread_pool_size(pool), true, &s))) goto done;
+    if ((st = qwen3_state_init(&src.model, window, window, thread_pool_size(pool), true, TANDEM_TYPE_F32, &s))) goto done;
     logits = malloc((size_t)window * c->vocab_size * sizeof *logits);
     states = malloc((size_t)(L + 1) * window * c->dim * sizeof *states);
     dist_sum = calloc((size_t)L * L, sizeof *dist_sum);

@@ -31,7 +31,7 @@ tandem_status train_teacher_open(train_teacher_model *t, const char *path, const
     if (K > V) K = V;
     t->K = K;
     if ((st = thread_pool_create(n_threads, &t->pool)) ||
-        (st = qwen3_state_init(&t->src.model, T, T, thread_pool_size(t->pool), false, &t->state)))
+        (st = qwen3_state_init(&t->src.model, T, T, thread_pool_size(t->pool), false, TANDEM_TYPE_F16, &t->state)))
         goto fail;
     t->logits = malloc((size_t)T * V * sizeof *t->logits);
     t->ids = malloc((size_t)B * T * K * sizeof *t->ids);

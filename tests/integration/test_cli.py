@@ -52,6 +52,8 @@ def test_top_level_help_and_unknown_command(run_tandem):
     (["bench", "-p", "4"], "missing -m"),
     (["bench", "-m", "x", "-r", "0"], "outside"),
     (["bench", "-m", "x", "--draft-min", "5", "--draft-max", "2"], "--draft-min"),
+    (["run", "-m", "x", "-p", "a", "--kv-type", "q8_0"], "--kv-type: 'q8_0' is not one of f16, f32"),
+    (["perplexity", "-m", "x", "-f", "t", "--kv-type", "bf16"], "is not one of f16, f32"),
 ])
 def test_usage_errors(run_tandem, args, needle):
     cp = run_tandem(*args, check=False)

@@ -102,6 +102,9 @@ int main(int argc, char **argv) {
     cp.n_ctx = -5;
     tandem_ctx *none = NULL;
     CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "n_ctx");
+    cp = tandem_ctx_default_params();
+    cp.kv_type = TANDEM_TYPE_Q8_0;  /* the cache holds f16 or f32 only */
+    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "kv_type Q8_0");
     tandem_model *missing = NULL;
     CHECK_FAILS(tandem_model_load("/nonexistent/model.gguf", NULL, &missing), TANDEM_ERR_IO, "/nonexistent/model.gguf");
     CHECK(missing == NULL);

@@ -216,47 +216,81 @@ static void check_float_rows(void) {
     thread_pool_free(pool);
 }
 
-/* Attention on every instruction set against a double-precision definition: head sizes with and without
- * 64/16/8-wide chunks and scalar tails, 1 to 300 keys (partial key blocks), 1 to 4 queries sharing the keys. */
+/* Attention on every instruction set and both cache types against a double-precision definition (for an f16
+ * cache, over the keys and values rounded to f16): head sizes with and without 64/16/8-wide chunks and scalar
+ * tails, 1 to 300 keys (partial key blocks), 1 to 4 queries sharing the keys. */
 static void check_attention_isas(void) {
     const int head_dims[] = {4, 13, 16, 40, 72, 128};
     const char *isas[] = {"scalar", "avx2"};
+    const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16};
     for (size_t k = 0; k < 2; k++) {
         if (!kernel_isa_select(isas[k])) continue;
-        double worst = 0;
-        for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
-            const int hd = head_dims[hi];
-            for (int n_keys = 1; n_keys <= 300; n_keys += 37) {
-                const int nq = 1 + (n_keys + (int)hi) % 4;
-                float *q = malloc(sizeof(float) * hd * nq), *keys = malloc(sizeof(float) * hd * n_keys);
-                float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd * nq);
-                float *sc = malloc(sizeof(float) * n_keys * nq);
-                double *p = malloc(sizeof(double) * n_keys);
-                /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
-                const float q_scale = n_keys % 3 == 2 ? 60.0f : 2.0f;
-                for (int i = 0; i < hd * nq; i++) q[i] = frand() * q_scale;
-                for (int i = 0; i < hd * n_keys; i++) keys[i] = frand(), vals[i] = frand();
-                attention_forward(out, q, nq, keys, vals, n_keys, hd, 0.3f, sc);
-                for (int g = 0; g < nq; g++) {
-                    double max = -1e300, sum = 0;
-                    for (int u = 0; u < n_keys; u++) {
-                        double s = 0;
-                        for (int d = 0; d < hd; d++) s += (double)q[g * hd + d] * keys[u * hd + d];
-                        p[u] = s * 0.3;
-                        max = fmax(max, p[u]);
+        for (size_t kt = 0; kt < 2; kt++) {
+            const bool f16 = kv_types[kt] == TANDEM_TYPE_F16;
+            double worst = 0;
+            for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
+                const int hd = head_dims[hi];
+                for (int n_keys = 1; n_keys <= 300; n_keys += 37) {
+                    const int nq = 1 + (n_keys + (int)hi) % 4;
+                    float *q = malloc(sizeof(float) * hd * nq), *keys = malloc(sizeof(float) * hd * n_keys);
+                    float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd * nq);
+                    uint16_t *keys16 = malloc(sizeof(uint16_t) * hd * n_keys), *vals16 = malloc(sizeof(uint16_t) * hd * n_keys);
+                    float *sc = malloc(sizeof(float) * n_keys * nq);
+                    double *p = malloc(sizeof(double) * n_keys);
+                    /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
+                    const float q_scale = n_keys % 3 == 2 ? 60.0f : 2.0f;
+                    for (int i = 0; i < hd * nq; i++) q[i] = frand() * q_scale;
+                    for (int i = 0; i < hd * n_keys; i++) {
+                        keys[i] = frand(), vals[i] = frand();
+                        keys16[i] = f32_to_f16(keys[i]), vals16[i] = f32_to_f16(vals[i]);
+                        if (f16) keys[i] = f16_to_f32(keys16[i]), vals[i] = f16_to_f32(vals16[i]);  /* what the cache holds */
                     }
-                    for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
-                    for (int d = 0; d < hd; d++) {
-                        double ref = 0;
-                        for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
-                        worst = fmax(worst, fabs(ref - out[g * hd + d]));
+                    attention_forward(out, q, nq, f16 ? (const void *)keys16 : keys, f16 ? (const void *)vals16 : vals,
+                                      kv_types[kt], n_keys, hd, 0.3f, sc);
+                    for (int g = 0; g < nq; g++) {
+                        double max = -1e300, sum = 0;
+                        for (int u = 0; u < n_keys; u++) {
+                            double s = 0;
+                            for (int d = 0; d < hd; d++) s += (double)q[g * hd + d] * keys[u * hd + d];
+                            p[u] = s * 0.3;
+                            max = fmax(max, p[u]);
+                        }
+                        for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
+                        for (int d = 0; d < hd; d++) {
+                            double ref = 0;
+                            for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
+                            worst = fmax(worst, fabs(ref - out[g * hd + d]));
+                        }
                     }
+                    free(q); free(keys); free(vals); free(out); free(sc); free(p); free(keys16); free(vals16);
                 }
-                free(q); free(keys); free(vals); free(out); free(sc); free(p);
             }
+            /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */
+            CHECK_MSG(worst < 2e-5, "attention on %s (%s cache) differs from the definition by %g", isas[k],
+                      f16 ? "f16" : "f32", worst);
         }
-        /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */
-        CHECK_MSG(worst < 2e-5, "attention on %s differs from the definition by %g", isas[k], worst);
+    }
+    kernel_isa_select(NULL);
+}
+
+/* f32 → f16 rows on every instruction set give f32_to_f16's bits: random values over the f16 range, ties,
+ * subnormals, overflow to infinity, and lengths with scalar tails. */
+static void check_to_f16_isas(void) {
+    const char *isas[] = {"scalar", "avx2"};
+    enum { N = 517 };
+    float x[N];
+    uint16_t got[N];
+    for (int i = 0; i < N; i++) x[i] = frand() * ldexpf(1.0f, (i % 40) - 26);
+    x[0] = 1.0f + 0x1p-11f, x[1] = 1.0f + 3 * 0x1p-11f, x[2] = 65520.0f, x[3] = -1e30f, x[4] = 0x1p-25f, x[5] = -0.0f;
+    x[6] = INFINITY, x[7] = 3 * 0x1p-26f;
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (int n = 1; n <= N; n += 129) {
+            f32_to_f16_row(got, x, n);
+            int bad = 0;
+            for (int i = 0; i < n; i++) bad += got[i] != f32_to_f16(x[i]);
+            CHECK_MSG(bad == 0, "f32_to_f16_row on %s (n=%d): %d values differ from f32_to_f16", isas[k], n, bad);
+        }
     }
     kernel_isa_select(NULL);
 }
@@ -347,9 +381,9 @@ static void check_ops(void) {
 
     /* attention: one key → its value; equal scores → mean of values */
     float q[4] = {1, 0, 0, 0}, keys[8] = {0}, vals[8] = {1, 2, 3, 4, 5, 6, 7, 8}, att[4], sc[2];
-    attention_forward(att, q, 1, keys, vals, 1, 4, 0.5f, sc);
+    attention_forward(att, q, 1, keys, vals, TANDEM_TYPE_F32, 1, 4, 0.5f, sc);
     for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], vals[i], 1e-6);
-    attention_forward(att, q, 1, keys, vals, 2, 4, 0.5f, sc);
+    attention_forward(att, q, 1, keys, vals, TANDEM_TYPE_F32, 2, 4, 0.5f, sc);
     for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], (vals[i] + vals[4 + i]) / 2, 1e-6);
 }
 
@@ -362,6 +396,7 @@ int main(void) {
     check_quantize_act(8);
     check_float_rows();
     check_attention_isas();
+    check_to_f16_isas();
     check_swiglu_isas();
     check_argmax_isas();
     check_ops();

@@ -30,7 +30,7 @@ static void run(const char *golden_dir, const char *name) {
     memcpy(ids, prompt->data, (size_t)np * 4);
     memcpy(ids + np, greedy->data, (size_t)ng * 4);
     CHECK_OK(thread_pool_create(2, &pool));
-    CHECK_OK(qwen3_state_init(&src.model, n, n, 2, true, &s));
+    CHECK_OK(qwen3_state_init(&src.model, n, n, 2, true, TANDEM_TYPE_F32, &s));
     states = malloc((size_t)(L + 1) * n * C * sizeof *states);
     s->layer_states = states;
     qwen3_forward(&src.model, s, pool, ids, n, 0, NULL);

@@ -119,6 +119,7 @@ static void kld_matches_transformers(const char *golden) {
     if (m && r) {
         tandem_eval_params ep = tandem_eval_default_params();
         ep.n_ctx = 80;
+        ep.kv_type = TANDEM_TYPE_F32;  /* the weights' rounding alone, as in the references */
         tandem_quality_result res;
         CHECK_OK(quality_eval_ids(m, r, hf.ids, 80, &ep, &res));
         CHECK(kl / n > 1e-7);  /* f16 rounding is visible: the comparison below is not 0 ≈ 0 */

@@ -120,7 +120,7 @@ static void same_as_inference(const char *golden_dir, const char *rel) {
     CHECK_OK(train_model_init(&m, &src.cfg, 1, T));
     CHECK_OK(train_model_copy_from(&m, &src, path));
     CHECK_OK(thread_pool_create(2, &pool));
-    CHECK_OK(qwen3_state_init(&src, T, T, 2, true, &s));
+    CHECK_OK(qwen3_state_init(&src, T, T, 2, true, TANDEM_TYPE_F32, &s));
     logits = malloc((size_t)T * V * sizeof(float));
     if (!pool || !s || !logits) goto done;
     qwen3_forward(&src, s, pool, ids, T, 0, logits);

@@ -23,6 +23,7 @@ static const char BENCH_HELP[] =
     "  -t, --threads N          threads (default: all cores)\n"
     "  -b, --batch N            prompt tokens per forward pass (default 512)\n"
     "      --exact              f32 activations (the reference path) instead of 8-bit ones\n"
+    KV_TYPE_HELP
     "      --curve              also time one pass over k = 1, 2, 4, 8, 16 tokens (every position's logits,\n"
     "                           as verification computes them; median of max(r, 7) passes) and print its\n"
     "                           cost relative to k = 1\n"
@@ -119,6 +120,7 @@ int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *draft_path = NULL, *text_file = NULL;
     int n_prompt = 512, n_gen = 128, reps = 3, warmup = 1, threads = 0, n_batch = 512;
     bool json = false, exact = false, curve = false;
+    tandem_type kv_type = TANDEM_TYPE_F16;
     tandem_spec_params spec = tandem_spec_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
@@ -134,6 +136,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "--exact")) exact = true;
+        else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
         else if (!strcmp(f, "--curve")) curve = true;
         else if (!strcmp(f, "--json")) json = true;
         else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
@@ -160,6 +163,7 @@ int cmd_bench(int argc, char **argv) {
     cp.n_ctx = prompt_len + n_gen + 64 > curve_len ? prompt_len + n_gen + 64 : curve_len;
     cp.n_batch = n_batch > CURVE_MAX_K ? n_batch : CURVE_MAX_K;
     cp.exact = exact;
+    cp.kv_type = exact ? TANDEM_TYPE_F32 : kv_type;
     tandem_ctx *ctx = NULL, *draft_ctx = NULL;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("bench", st);
     if (draft_path) {
@@ -211,8 +215,8 @@ int cmd_bench(int argc, char **argv) {
     const double rss = peak_rss_mb();
     /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure */
     const double stream_gb_s = stat_mean(&decode) * (double)info.step_bytes / 1e9;
-    printf("tandem bench: %s, %s kernels, %d threads, %s activations\n", model_path, tandem_kernel_isa(),
-           tandem_model_threads(model), exact ? "f32" : "8-bit");
+    printf("tandem bench: %s, %s kernels, %d threads, %s activations, %s KV cache\n", model_path, tandem_kernel_isa(),
+           tandem_model_threads(model), exact ? "f32" : "8-bit", tandem_type_name(cp.kv_type));
     printf("  prompt %d tokens, generate %d, %d runs after %d warm-up\n", n_prompt, n_gen, reps, warmup);
     printf("  time to first token   %9.1f ms   (± %.1f)\n", stat_mean(&ttft), stat_sd(&ttft));
     if (n_prompt > 0) printf("  prefill               %9.2f tok/s (± %.2f)\n", stat_mean(&prefill), stat_sd(&prefill));
@@ -236,6 +240,7 @@ int cmd_bench(int argc, char **argv) {
                                 "prefill_tokens_per_s", stat_mean(&prefill), "decode_tokens_per_s", stat_mean(&decode),
                                 "decode_tokens_per_s_sd", stat_sd(&decode), "tpot_ms", stat_mean(&tpot), "peak_rss_mb", rss);
         json_object_set_new(out, "decode_weight_gb_per_s", json_real(stream_gb_s));
+        json_object_set_new(out, "kv_type", json_string(tandem_type_name(cp.kv_type)));
         if (draft_ctx || spec.lookup_ngram > 0) {
             json_object_set_new(out, "acceptance_rate", json_real(stat_mean(&accept)));
             json_object_set_new(out, "mean_accepted", json_real(stat_mean(&mean_acc)));

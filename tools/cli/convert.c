@@ -143,7 +143,8 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
 /* ---- tandem perplexity / kld ---- */
 
 static const char PERPLEXITY_HELP[] =
-    "usage: tandem perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact] [--json]\n"
+    "usage: tandem perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact] [--kv-type T]\n"
+    "                         [--json]\n"
     "Perplexity of MODEL on the text. The text is tokenized and cut into chunks of --ctx tokens (a final\n"
     "partial chunk is dropped); each chunk is evaluated from an empty cache and only its second half is\n"
     "scored, as llama.cpp's llama-perplexity does.\n"
@@ -154,16 +155,19 @@ static const char PERPLEXITY_HELP[] =
     "  -b, --batch N            tokens per forward pass (default 64)\n"
     "  -t, --threads N          threads (default: all cores)\n"
     "      --exact              f32 activations for quantized weights (default: 8-bit, as tandem run)\n"
+    KV_TYPE_HELP
     "      --json               print one JSON line\n";
 
 static const char KLD_HELP[] =
-    "usage: tandem kld -m MODEL --ref REF_MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact] [--json]\n"
+    "usage: tandem kld -m MODEL --ref REF_MODEL -f TEXT [--ctx N] [--chunks N] [-b N] [-t N] [--exact]\n"
+    "                  [--kv-type T] [--json]\n"
     "Mean KL divergence KL(ref || model) of the next-token distributions, top-1 agreement and both\n"
     "perplexities, over the same chunks and scored positions as tandem perplexity.\n"
     "  -m, --model PATH         the (compressed) model\n"
     "      --ref PATH           the reference (full-precision) model, same vocabulary\n"
     "  -f, --file FILE          the text ('-' = stdin)\n"
-    "      --ctx N, --chunks N, -b N, -t N, --exact, --json   as for tandem perplexity\n";
+    "      --ctx N, --chunks N, -b N, -t N, --exact, --kv-type T, --json   as for tandem perplexity (both\n"
+    "                           models evaluate with the same KV cache type)\n";
 
 static int quality(int argc, char **argv, bool kld) {
     const char *cmd = kld ? "kld" : "perplexity";
@@ -186,6 +190,7 @@ static int quality(int argc, char **argv, bool kld) {
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) ep.exact = true;
+        else if (!strcmp(f, "--kv-type")) ep.kv_type = parse_kv_type(&a, f);
         else die_usage(cmd, "unknown option '%s'", f);
     }
     if (!model_path) die_usage(cmd, "missing -m MODEL");

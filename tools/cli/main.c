@@ -156,6 +156,13 @@ tandem_type parse_weight_type(args *a, const char *flag) {
     die_usage(a->cmd, "%s: '%s' is not one of f32, f16, bf16, q8_0, q4_0", flag, t);
 }
 
+tandem_type parse_kv_type(args *a, const char *flag) {
+    const char *t = take_value(a, flag);
+    if (!strcasecmp(t, "f16")) return TANDEM_TYPE_F16;
+    if (!strcasecmp(t, "f32")) return TANDEM_TYPE_F32;
+    die_usage(a->cmd, "%s: '%s' is not one of f16, f32", flag, t);
+}
+
 /* ---- speculative decoding options, shared by run and bench ---- */
 
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path) {
@@ -194,6 +201,7 @@ static const char RUN_HELP[] =
     "  -t, --threads N          threads (default: all cores)\n"
     "      --exact              f32 activations for quantized weights (the reference path; default: 8-bit\n"
     "                           activations and integer dot products where the CPU has them)\n"
+    KV_TYPE_HELP
     "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
@@ -216,6 +224,7 @@ static int cmd_run(int argc, char **argv) {
     int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
     tandem_spec_params spec = tandem_spec_default_params();
     bool json = false, ignore_eos = false, exact = false;
+    tandem_type kv_type = TANDEM_TYPE_F16;
     const char **stops = calloc((size_t)argc, sizeof *stops);
     int n_stop = 0;
     /* sampling overrides, applied over the model's defaults once it is loaded */
@@ -246,6 +255,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) exact = true;
+        else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
         else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("run", "unknown option '%s'", f);
     }
@@ -272,6 +282,7 @@ static int cmd_run(int argc, char **argv) {
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.exact = exact;
+    cp.kv_type = kv_type;
     tandem_ctx *ctx;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
 
