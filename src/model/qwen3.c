@@ -107,10 +107,11 @@ static void attention_task(int task, int thread, void *arg) {
     const int t = task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
-    const size_t layer_off = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride * tandem_type_size(s->kv_type);
+    const size_t layer_bytes = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride * tandem_type_size(s->kv_type);
     const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)kv_head * group * c->head_dim;
-    attention_forward(s->att + q_off, s->q + q_off, group, (const uint8_t *)s->k_cache + layer_off,
-                      (const uint8_t *)s->v_cache + layer_off, s->kv_type, job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
+    attention_forward(s->att + q_off, s->q + q_off, group, (const uint8_t *)s->k_cache + layer_bytes,
+                      (const uint8_t *)s->v_cache + layer_bytes, s->kv_type,
+                      job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
                       1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * group * s->n_ctx);
 }
 
