@@ -391,6 +391,11 @@ def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
     out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "0", "-n", "6", "-r", "1", "--warmup", "0",
                                "--json").stdout)
     assert out["n_prompt"] == 0 and out["prefill_tokens_per_s"] == 0 and out["decode_tokens_per_s"] > 0
+    assert out["kv_type"] == "F16" and not out["exact"]  # the default cache
+    for flags, kv in ((["--kv-type", "f32"], "F32"), (["--exact"], "F32"), (["--kv-type", "F16"], "F16")):
+        out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "4", "-n", "3", "-r", "1", "--warmup", "0",
+                                   "--json", *flags).stdout)
+        assert out["kv_type"] == kv and out["decode_tokens_per_s"] > 0, flags
     out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf",
                                "-p", "8", "-n", "12", "-r", "1", "--warmup", "0", "--curve", "--json").stdout)
     assert 0 <= out["acceptance_rate"] <= 1 and out["mean_accepted"] >= 0 and out["mean_per_pass"] >= 1
