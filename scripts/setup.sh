@@ -15,7 +15,8 @@ for p in "${DEB_PACKAGES[@]}"; do
 done
 # node/npm and python3 usually come with the machine (not from Debian); install Debian's only if absent.
 command -v npm >/dev/null || missing+=(nodejs npm)
-command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -26,7 +27,13 @@ fi
 PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow)
 if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
-  python3 -m pip install -q "${PY_PACKAGES[@]}"
+  # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
+  if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
+     && [ -z "${VIRTUAL_ENV:-}" ]; then
+    python3 -m pip install -q --break-system-packages "${PY_PACKAGES[@]}"
+  else
+    python3 -m pip install -q "${PY_PACKAGES[@]}"
+  fi
 fi
 
 # The real Qwen3 tokenizer (tokenizer.json + tokenizer_config.json with the official chat template).
