@@ -167,6 +167,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
 void tandem_ctx_free(tandem_ctx *ctx);
 
 int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx);
+tandem_type tandem_ctx_kv_type(const tandem_ctx *ctx);  /* the cache's type in effect (F32 when exact) */
 int32_t tandem_ctx_n_past(const tandem_ctx *ctx);  /* tokens held in the KV cache */
 
 /* Appends n tokens at positions n_past … n_past+n-1, all in one or more batched passes.

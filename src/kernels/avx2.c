@@ -823,7 +823,7 @@ static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) out[i] = f32_to_f16(x[i]);
+    f32_to_f16_row_scalar(out + i, x + i, n - i);
 }
 
 /* ---- per-vector ops ---- */
@@ -838,7 +838,7 @@ static void swiglu_avx2(float *out, const float *gate, const float *up, int n) {
         const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    swiglu_forward_scalar(out + i, gate + i, up + i, n - i);
 }
 
 /* argmax_f32_scalar's two passes, 32 values a step (four independent max chains, then the first equal). */

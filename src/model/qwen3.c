@@ -34,9 +34,7 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: n_ctx %d, n_batch %d, n_threads %d must be ≥ 1",
                            n_ctx, n_batch, n_threads);
-    if (kv_type != TANDEM_TYPE_F16 && kv_type != TANDEM_TYPE_F32)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: KV cache type %s: only f16 and f32 are supported",
-                           tandem_type_name(kv_type));
+    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F16 || kv_type == TANDEM_TYPE_F32);  /* tandem_ctx_init checks users' */
     qwen3_state *s = calloc(1, sizeof *s);
     if (!s) return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: out of memory");
     s->n_ctx = n_ctx;

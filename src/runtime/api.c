@@ -225,6 +225,7 @@ void tandem_ctx_free(tandem_ctx *ctx) {
 }
 
 int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx) { return ctx->state->n_ctx; }
+tandem_type tandem_ctx_kv_type(const tandem_ctx *ctx) { return ctx->state->kv_type; }
 int32_t tandem_ctx_n_past(const tandem_ctx *ctx) { return ctx->n_past; }
 
 tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits) {

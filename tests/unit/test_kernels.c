@@ -216,6 +216,29 @@ static void check_float_rows(void) {
     thread_pool_free(pool);
 }
 
+/* Largest |out − definition| over nq queries: softmax(q_g·k_u · 0.3) · v in double. */
+static double attention_error(const float *q, int nq, const float *keys, const float *vals, int n_keys, int hd,
+                              const float *out) {
+    double worst = 0, *p = malloc(sizeof(double) * n_keys);
+    for (int g = 0; g < nq; g++) {
+        double max = -1e300, sum = 0;
+        for (int u = 0; u < n_keys; u++) {
+            double s = 0;
+            for (int d = 0; d < hd; d++) s += (double)q[g * hd + d] * keys[u * hd + d];
+            p[u] = s * 0.3;
+            max = fmax(max, p[u]);
+        }
+        for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
+        for (int d = 0; d < hd; d++) {
+            double ref = 0;
+            for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
+            worst = fmax(worst, fabs(ref - out[g * hd + d]));
+        }
+    }
+    free(p);
+    return worst;
+}
+
 /* Attention on every instruction set and both cache types against a double-precision definition (for an f16
  * cache, over the keys and values rounded to f16): head sizes with and without 64/16/8-wide chunks and scalar
  * tails, 1 to 300 keys (partial key blocks), 1 to 4 queries sharing the keys. */
@@ -236,7 +259,6 @@ static void check_attention_isas(void) {
                     float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd * nq);
                     uint16_t *keys16 = malloc(sizeof(uint16_t) * hd * n_keys), *vals16 = malloc(sizeof(uint16_t) * hd * n_keys);
                     float *sc = malloc(sizeof(float) * n_keys * nq);
-                    double *p = malloc(sizeof(double) * n_keys);
                     /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
                     const float q_scale = n_keys % 3 == 2 ? 60.0f : 2.0f;
                     for (int i = 0; i < hd * nq; i++) q[i] = frand() * q_scale;
@@ -247,22 +269,8 @@ static void check_attention_isas(void) {
                     }
                     attention_forward(out, q, nq, f16 ? (const void *)keys16 : keys, f16 ? (const void *)vals16 : vals,
                                       kv_types[kt], n_keys, hd, 0.3f, sc);
-                    for (int g = 0; g < nq; g++) {
-                        double max = -1e300, sum = 0;
-                        for (int u = 0; u < n_keys; u++) {
-                            double s = 0;
-                            for (int d = 0; d < hd; d++) s += (double)q[g * hd + d] * keys[u * hd + d];
-                            p[u] = s * 0.3;
-                            max = fmax(max, p[u]);
-                        }
-                        for (int u = 0; u < n_keys; u++) sum += p[u] = exp(p[u] - max);
-                        for (int d = 0; d < hd; d++) {
-                            double ref = 0;
-                            for (int u = 0; u < n_keys; u++) ref += p[u] / sum * vals[u * hd + d];
-                            worst = fmax(worst, fabs(ref - out[g * hd + d]));
-                        }
-                    }
-                    free(q); free(keys); free(vals); free(out); free(sc); free(p); free(keys16); free(vals16);
+                    worst = fmax(worst, attention_error(q, nq, keys, vals, n_keys, hd, out));
+                    free(q); free(keys); free(vals); free(out); free(sc); free(keys16); free(vals16);
                 }
             }
             /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */

@@ -163,7 +163,7 @@ int cmd_bench(int argc, char **argv) {
     cp.n_ctx = prompt_len + n_gen + 64 > curve_len ? prompt_len + n_gen + 64 : curve_len;
     cp.n_batch = n_batch > CURVE_MAX_K ? n_batch : CURVE_MAX_K;
     cp.exact = exact;
-    cp.kv_type = exact ? TANDEM_TYPE_F32 : kv_type;
+    cp.kv_type = kv_type;
     tandem_ctx *ctx = NULL, *draft_ctx = NULL;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("bench", st);
     if (draft_path) {
@@ -216,7 +216,7 @@ int cmd_bench(int argc, char **argv) {
     /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure */
     const double stream_gb_s = stat_mean(&decode) * (double)info.step_bytes / 1e9;
     printf("tandem bench: %s, %s kernels, %d threads, %s activations, %s KV cache\n", model_path, tandem_kernel_isa(),
-           tandem_model_threads(model), exact ? "f32" : "8-bit", tandem_type_name(cp.kv_type));
+           tandem_model_threads(model), exact ? "f32" : "8-bit", tandem_type_name(tandem_ctx_kv_type(ctx)));
     printf("  prompt %d tokens, generate %d, %d runs after %d warm-up\n", n_prompt, n_gen, reps, warmup);
     printf("  time to first token   %9.1f ms   (± %.1f)\n", stat_mean(&ttft), stat_sd(&ttft));
     if (n_prompt > 0) printf("  prefill               %9.2f tok/s (± %.2f)\n", stat_mean(&prefill), stat_sd(&prefill));
@@ -240,7 +240,7 @@ int cmd_bench(int argc, char **argv) {
                                 "prefill_tokens_per_s", stat_mean(&prefill), "decode_tokens_per_s", stat_mean(&decode),
                                 "decode_tokens_per_s_sd", stat_sd(&decode), "tpot_ms", stat_mean(&tpot), "peak_rss_mb", rss);
         json_object_set_new(out, "decode_weight_gb_per_s", json_real(stream_gb_s));
-        json_object_set_new(out, "kv_type", json_string(tandem_type_name(cp.kv_type)));
+        json_object_set_new(out, "kv_type", json_string(tandem_type_name(tandem_ctx_kv_type(ctx))));
         if (draft_ctx || spec.lookup_ngram > 0) {
             json_object_set_new(out, "acceptance_rate", json_real(stat_mean(&accept)));
             json_object_set_new(out, "mean_accepted", json_real(stat_mean(&mean_acc)));

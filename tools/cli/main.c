@@ -1,6 +1,7 @@
 /* main.c — the `tandem` command line: run, tokenize, detokenize, info, the helpers the command files share
  * (cli.h), and the dispatch to the other commands' files. Sees only include/tandem.h (and jansson for --json
  * output). Exit codes in cli.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -146,21 +147,29 @@ void cli_catch(int sig) {
     sigaction(sig, &sa, NULL);
 }
 
-tandem_type parse_weight_type(args *a, const char *flag) {
+/* The flag's value as one of the n allowed types, matched case-insensitively against their names. */
+static tandem_type parse_type_among(args *a, const char *flag, const tandem_type *allowed, size_t n) {
     const char *t = take_value(a, flag);
-    static const struct { const char *name; tandem_type type; } TYPES[] = {
-        {"f32", TANDEM_TYPE_F32}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
-        {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}};
-    for (size_t k = 0; k < sizeof TYPES / sizeof TYPES[0]; k++)
-        if (!strcasecmp(TYPES[k].name, t)) return TYPES[k].type;
-    die_usage(a->cmd, "%s: '%s' is not one of f32, f16, bf16, q8_0, q4_0", flag, t);
+    char list[128] = "";
+    for (size_t k = 0; k < n; k++) {
+        const char *name = tandem_type_name(allowed[k]);
+        if (!strcasecmp(name, t)) return allowed[k];
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", name);
+    }
+    for (char *c = list; *c; c++) *c = (char)tolower((unsigned char)*c);
+    die_usage(a->cmd, "%s: '%s' is not one of %s", flag, t, list);
+}
+
+tandem_type parse_weight_type(args *a, const char *flag) {
+    static const tandem_type TYPES[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16, TANDEM_TYPE_Q8_0,
+                                        TANDEM_TYPE_Q4_0};
+    return parse_type_among(a, flag, TYPES, sizeof TYPES / sizeof TYPES[0]);
 }
 
 tandem_type parse_kv_type(args *a, const char *flag) {
-    const char *t = take_value(a, flag);
-    if (!strcasecmp(t, "f16")) return TANDEM_TYPE_F16;
-    if (!strcasecmp(t, "f32")) return TANDEM_TYPE_F32;
-    die_usage(a->cmd, "%s: '%s' is not one of f16, f32", flag, t);
+    static const tandem_type TYPES[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32};
+    return parse_type_among(a, flag, TYPES, sizeof TYPES / sizeof TYPES[0]);
 }
 
 /* ---- speculative decoding options, shared by run and bench ---- */
