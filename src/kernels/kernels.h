@@ -104,9 +104,13 @@ typedef struct weight_matrix {
  * block by column block (one vector then holds the same columns of 8 rows: no horizontal sums, one scale
  * vector for 8 rows). Same size as the plain layout; packing is a copy made once when a model is first run. */
 enum { PACK_ROWS = 8 };
-/* If the selected kernels have a packed product for w (Q8_0, Q4_0, Q4_K, Q5_K or Q6_K, rows a multiple of 8),
- * sets *buffer to a new packed copy of w's data (copied on the pool's threads; the caller frees it) and points
- * w at it; else *buffer = NULL and w stays. */
+/* Bytes of w's packed copy if the selected kernels have a packed product for it (Q8_0, Q4_0, Q4_K, Q5_K or
+ * Q6_K, rows a multiple of 8, not packed yet); 0 when w stays as it is. */
+size_t weight_packed_bytes(const weight_matrix *w);
+/* Copies w (weight_packed_bytes(w) > 0) into the packed layout at dst, 64-byte aligned and that many bytes,
+ * on the pool's threads, and points w at it. */
+void weight_pack_into(thread_pool *pool, weight_matrix *w, uint8_t *dst);
+/* weight_pack_into a new buffer (streamed_alloc; the caller frees *buffer); *buffer = NULL when w stays. */
 tandem_status weight_pack(thread_pool *pool, weight_matrix *w, void **buffer);
 /* dst (w->cols) = row r of w dequantized, from either layout. */
 void weight_row_dequantize(const weight_matrix *w, int64_t r, float *dst);

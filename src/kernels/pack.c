@@ -7,6 +7,7 @@
  * plain offset F sits at 8·F + (8u + i)·unit. A 32-byte vector of quant units thus holds columns
  * 4u…4u+3 of all 8 rows: multiplied by the activations' 4 bytes repeated 8 times, its lanes are the 8
  * rows' partial sums, with no horizontal sums, and one scale vector serves 8 rows. */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "kernels_isa.h"
@@ -75,20 +76,30 @@ static void pack_task(int task, int thread, void *arg) {
     }
 }
 
-tandem_status weight_pack(thread_pool *pool, weight_matrix *w, void **buffer) {
-    *buffer = NULL;
+size_t weight_packed_bytes(const weight_matrix *w) {
     const packed_type *p = packed_type_of(w->type);
-    if (!p || w->packed || w->rows % PACK_ROWS || !kernel_isa_current()->dot_packed[w->type]) return TANDEM_OK;
-    const size_t bytes = w->row_bytes * (size_t)w->rows;
-    uint8_t *dst = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!dst)
-        return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing a %lld x %lld %s matrix", (long long)w->rows,
-                           (long long)w->cols, tandem_type_name(w->type));
+    if (!p || w->packed || w->rows % PACK_ROWS || !kernel_isa_current()->dot_packed[w->type]) return 0;
+    return w->row_bytes * (size_t)w->rows;
+}
+
+void weight_pack_into(thread_pool *pool, weight_matrix *w, uint8_t *dst) {
+    assert(weight_packed_bytes(w) > 0 && (uintptr_t)dst % 64 == 0);
     const int64_t n_groups = w->rows / PACK_ROWS, per_task = n_groups < 64 ? n_groups : 64;
-    pack_job job = {p, w, dst, per_task};
+    pack_job job = {packed_type_of(w->type), w, dst, per_task};
     thread_pool_run(pool, (int)((n_groups + per_task - 1) / per_task), pack_task, &job);
     w->data = dst;
     w->packed = true;
+}
+
+tandem_status weight_pack(thread_pool *pool, weight_matrix *w, void **buffer) {
+    *buffer = NULL;
+    const size_t bytes = weight_packed_bytes(w);
+    if (!bytes) return TANDEM_OK;
+    uint8_t *dst = streamed_alloc(bytes);
+    if (!dst)
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing a %lld x %lld %s matrix", (long long)w->rows,
+                           (long long)w->cols, tandem_type_name(w->type));
+    weight_pack_into(pool, w, dst);
     *buffer = dst;
     return TANDEM_OK;
 }

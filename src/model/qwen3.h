@@ -59,7 +59,8 @@ typedef struct qwen3_model {
  * except norm vectors, which are converted to f32 copies. */
 tandem_status qwen3_bind_gguf(qwen3_model *m, const gguf_file *f);
 tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char *dir);
-/* Copies every matrix the kernels multiply faster packed (weight_pack) into that layout, once; with
+/* Copies every matrix the kernels multiply faster packed (weight_pack) into that layout, once, all into one
+ * block on huge pages (streamed_alloc); with
  * release_source the mapped pages of the originals leave the resident set (a model then holds its weights
  * once). Binding alone reads no weights (tandem info stays instant): runtimes call this before computing. */
 tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source);

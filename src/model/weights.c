@@ -177,29 +177,43 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
     return st;
 }
 
-static tandem_status pack_matrix(qwen3_model *m, thread_pool *pool, weight_matrix *w, bool release_source) {
-    if (!own_slot(m)) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
-    const void *source = w->data;
-    tandem_status st = weight_pack(pool, w, &m->owned[m->n_owned]);
-    if (st || !m->owned[m->n_owned]) return st;
-    m->n_owned++;
-    if (release_source) mapped_range_release(source, w->row_bytes * (size_t)w->rows);
-    return TANDEM_OK;
-}
-
-tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source) {
-    /* an untied embedding table is only read a row per token: it stays mapped, mostly untouched */
-    weight_matrix *head = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
-    tandem_status st = pack_matrix(m, pool, head, release_source);
-    if (st) return st;
-    if (m->cfg.tied_embeddings) m->lm_head = m->embed_tokens;
+/* The matrices to pack, head first (an untied embedding table is only read a row per token: it stays mapped,
+ * mostly untouched); n_out = how many. */
+static int packable_matrices(qwen3_model *m, weight_matrix **out) {
+    int n = 0;
+    out[n++] = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         qwen3_layer *L = &m->layers[l];
         weight_matrix *const mats[] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj,
                                        &L->gate_proj, &L->up_proj, &L->down_proj};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if ((st = pack_matrix(m, pool, mats[i], release_source))) return st;
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) out[n++] = mats[i];
     }
+    return n;
+}
+
+tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source) {
+    /* One block for every packed matrix, on huge pages (streamed_alloc): per-matrix blocks would each round up. */
+    weight_matrix **mats = malloc(sizeof *mats * (size_t)(1 + 7 * m->cfg.n_layers));
+    if (!mats) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
+    const int n = packable_matrices(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (weight_packed_bytes(mats[i]) + 63) & ~(size_t)63;
+    uint8_t *block = NULL;
+    if (total && (!own_slot(m) || !(block = streamed_alloc(total)))) {
+        free(mats);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights (%zu MB)", total >> 20);
+    }
+    if (block) m->owned[m->n_owned++] = block;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = weight_packed_bytes(mats[i]);
+        if (!bytes) continue;
+        const void *source = mats[i]->data;
+        weight_pack_into(pool, mats[i], block);
+        block += (bytes + 63) & ~(size_t)63;
+        if (release_source) mapped_range_release(source, bytes);
+    }
+    if (m->cfg.tied_embeddings) m->lm_head = m->embed_tokens;
+    free(mats);
     return TANDEM_OK;
 }
 

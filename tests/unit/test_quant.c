@@ -435,6 +435,40 @@ static void check_half_rows(void) {
     CHECK(!kernel_type_supported(TANDEM_TYPE_Q8_K) && !kernel_can_quantize(TANDEM_TYPE_Q8_1));
 }
 
+/* VmFlags of the mapping of /proc/self/smaps that holds p (into flags); false if none does. */
+static bool mapping_flags(const void *p, char *flags, size_t n) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return false;
+    char line[512];
+    bool inside = false, found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(flags, n, "%s", line + 8);
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Packed weights live in memory from streamed_alloc: 2 MiB aligned and advised for huge pages (the "hg" flag),
+ * which decides whether Linux backs it with 2 MiB pages in its default "madvise" mode. */
+static void check_streamed_alloc(void) {
+    const size_t bytes = (size_t)5 << 20;
+    uint8_t *p = streamed_alloc(bytes);
+    CHECK(p != NULL);
+    if (!p) return;
+    CHECK_MSG((uintptr_t)p % ((size_t)2 << 20) == 0, "streamed_alloc: %p is not 2 MiB aligned", (void *)p);
+    memset(p, 1, bytes);
+    char flags[512];
+    if (mapping_flags(p, flags, sizeof flags))  /* Linux with /proc; elsewhere alignment is all there is */
+        CHECK_MSG(strstr(flags, " hg") != NULL, "streamed_alloc: memory not advised for huge pages (VmFlags:%s)", flags);
+    free(p);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s tests/golden\n", argv[0]);
@@ -466,6 +500,7 @@ int main(int argc, char **argv) {
         kernel_isa_select(NULL);
     }
     check_shared_input();
+    check_streamed_alloc();
     check_pack_threads();
     check_type_table(argv[1]);
     check_half_rows();
