@@ -19,6 +19,15 @@ enum { FLOAT_PREFILL_TOKENS = 3 };
 typedef int (*row_dot_float_fn)(const uint8_t *rows, size_t row_bytes, int n_rows, const float *x, int64_t x_stride,
                                 int n_tok, int64_t cols, float *out);
 
+/* y[t·y_stride + r] = Σ_k W_r[k]·x[t·x_stride + k] for r < n_rows ≤ FLOAT_GEMM_ROWS and any n_tok: F32/F16/BF16
+ * rows against a prompt's tokens, each weight converted once per call rather than once per 3-token tile. For
+ * FLOAT_GEMM_MIN_TOKENS or more tokens: the conversion is a pass of its own, not overlapped with the
+ * arithmetic, and at 16 tokens (a verification pass) it made the product 1.6x slower than the tiles; at 32
+ * and 64 it is ~10% faster, at 512 10-25%. */
+enum { FLOAT_GEMM_ROWS = 64, FLOAT_GEMM_MIN_TOKENS = 32 };
+typedef void (*rows_gemm_float_fn)(const uint8_t *rows, size_t row_bytes, int n_rows, const float *x,
+                                   int64_t x_stride, int n_tok, int64_t cols, float *y, int64_t y_stride);
+
 /* out[t·PACK_ROWS + i] = Σ_j W_i[j]·x̂_t[j] for the PACK_ROWS rows of one packed group (pack.c's layout) and
  * t < n_tok ≤ MATMUL_TOKENS. */
 typedef void (*group_dot_act_fn)(const uint8_t *group, const act_block *x, int64_t x_stride, int n_tok,
@@ -29,6 +38,7 @@ typedef struct kernel_isa {
     void (*quantize_act)(const float *x, act_block *out, int64_t n, int scale_blocks);
     row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
+    rows_gemm_float_fn gemm_float[TANDEM_TYPE_COUNT]; /* NULL: the float tiles for every token count */
     group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed */
     /* attention_forward's contract (kernels.h) */
     void (*attention)(float *out, const float *q, int n_queries, const void *keys, const void *values,
