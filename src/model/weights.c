@@ -178,7 +178,7 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
 }
 
 /* The matrices to pack, head first (an untied embedding table is only read a row per token: it stays mapped,
- * mostly untouched); n_out = how many. */
+ * mostly untouched) into out; returns how many. */
 static int packable_matrices(qwen3_model *m, weight_matrix **out) {
     int n = 0;
     out[n++] = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
