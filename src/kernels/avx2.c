@@ -791,17 +791,16 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
-/* The cache holds keys and values as f32 or f16 (F16, a compile-time constant): 8 of them from element i of
- * row base, converted on load; the element address of row i. */
-INLINE __m256 load_kv8(const void *base, size_t i, const bool F16) {
-    return F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)))
-               : _mm256_loadu_ps((const float *)base + i);
-}
-INLINE float load_kv1(const void *base, size_t i, const bool F16) {
-    return F16 ? _cvtsh_ss(((const uint16_t *)base)[i]) : ((const float *)base)[i];
-}
+/* The cache holds keys and values as f32 or f16 (F16, a compile-time constant): the address of element i of
+ * base, and 8 or 1 of them from there, converted on load. */
 INLINE const void *kv_at(const void *base, size_t i, const bool F16) {
     return (const uint8_t *)base + i * (F16 ? 2 : 4);
+}
+INLINE __m256 load_kv8(const void *base, size_t i, const bool F16) {
+    return load8_as(kv_at(base, i, F16), F16 ? TANDEM_TYPE_F16 : TANDEM_TYPE_F32);
+}
+INLINE float load_kv1(const void *base, size_t i, const bool F16) {
+    return load1_as(kv_at(base, i, F16), F16 ? TANDEM_TYPE_F16 : TANDEM_TYPE_F32);
 }
 
 /* out_g (8·V) += Σ_u scores_g[u]·values[u] for G queries (outputs out_stride apart, scores score_stride apart),

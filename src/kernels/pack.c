@@ -7,7 +7,6 @@
  * plain offset F sits at 8·F + (8u + i)·unit. A 32-byte vector of quant units thus holds columns
  * 4u…4u+3 of all 8 rows: multiplied by the activations' 4 bytes repeated 8 times, its lanes are the 8
  * rows' partial sums, with no horizontal sums, and one scale vector serves 8 rows. */
-#include <assert.h>
 #include <stdlib.h>
 
 #include "kernels_isa.h"
@@ -83,7 +82,7 @@ size_t weight_packed_bytes(const weight_matrix *w) {
 }
 
 void weight_pack_into(thread_pool *pool, weight_matrix *w, uint8_t *dst) {
-    assert(weight_packed_bytes(w) > 0 && (uintptr_t)dst % 64 == 0);
+    TANDEM_ASSERT(weight_packed_bytes(w) > 0 && (uintptr_t)dst % 64 == 0);
     const int64_t n_groups = w->rows / PACK_ROWS, per_task = n_groups < 64 ? n_groups : 64;
     pack_job job = {packed_type_of(w->type), w, dst, per_task};
     thread_pool_run(pool, (int)((n_groups + per_task - 1) / per_task), pack_task, &job);

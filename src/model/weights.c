@@ -177,6 +177,8 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
     return st;
 }
 
+enum { LAYER_MATRICES = 7 };  /* q, k, v, o, gate, up, down */
+
 /* The matrices to pack, head first (an untied embedding table is only read a row per token: it stays mapped,
  * mostly untouched) into out; returns how many. */
 static int packable_matrices(qwen3_model *m, weight_matrix **out) {
@@ -184,16 +186,16 @@ static int packable_matrices(qwen3_model *m, weight_matrix **out) {
     out[n++] = m->cfg.tied_embeddings ? &m->embed_tokens : &m->lm_head;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         qwen3_layer *L = &m->layers[l];
-        weight_matrix *const mats[] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj,
-                                       &L->gate_proj, &L->up_proj, &L->down_proj};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) out[n++] = mats[i];
+        weight_matrix *const mats[LAYER_MATRICES] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj,
+                                                     &L->gate_proj, &L->up_proj, &L->down_proj};
+        for (int i = 0; i < LAYER_MATRICES; i++) out[n++] = mats[i];
     }
     return n;
 }
 
 tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source) {
     /* One block for every packed matrix, on huge pages (streamed_alloc): per-matrix blocks would each round up. */
-    weight_matrix **mats = malloc(sizeof *mats * (size_t)(1 + 7 * m->cfg.n_layers));
+    weight_matrix **mats = malloc(sizeof *mats * (size_t)(1 + LAYER_MATRICES * m->cfg.n_layers));
     if (!mats) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
     const int n = packable_matrices(m, mats);
     size_t total = 0;

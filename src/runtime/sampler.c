@@ -100,11 +100,12 @@ static bool has_penalties(const tandem_sampler_params *p) {
     return p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
 }
 
-/* work = logits with repetition / presence / frequency penalties over the last repeat_last_n ids. */
-static void apply_penalties(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
-    memcpy(s->work, logits, (size_t)s->vocab_size * sizeof(float));
+/* The logits to sample from: logits itself when no penalty is set (no copy), else s->work = logits with
+ * repetition / presence / frequency penalties over the last repeat_last_n ids. */
+static const float *penalized_logits(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
     const tandem_sampler_params *p = &s->p;
-    if (!has_penalties(p)) return;
+    if (!has_penalties(p)) return logits;
+    memcpy(s->work, logits, (size_t)s->vocab_size * sizeof(float));
     size_t window = p->repeat_last_n < 0 ? n_history : (size_t)p->repeat_last_n;
     if (window > n_history) window = n_history;
     const int32_t *recent = history + (n_history - window);
@@ -118,6 +119,7 @@ static void apply_penalties(tandem_sampler *s, const float *logits, const int32_
         *l -= p->presence_penalty + (float)s->counts[id] * p->frequency_penalty;
         s->counts[id] = 0;
     }
+    return s->work;
 }
 
 static int by_logit_desc(const void *a, const void *b) {
@@ -142,14 +144,14 @@ static void sift_down(candidate *heap, int32_t n, int32_t i) {
     }
 }
 
-/* The k best tokens of s->work (scaled by temperature) into s->cand[0..k): a min-heap of the best so
+/* The k best tokens of logits (scaled by temperature) into s->cand[0..k): a min-heap of the best so
  * far, O(V log k) instead of sorting the whole vocabulary. */
-static int32_t select_top_k(tandem_sampler *s, int32_t k) {
+static int32_t select_top_k(tandem_sampler *s, const float *logits, int32_t k) {
     const float inv_t = 1.0f / s->p.temperature;
-    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, s->work[i] * inv_t};
+    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, logits[i] * inv_t};
     for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(s->cand, k, i);
     for (int32_t i = k; i < s->vocab_size; i++) {
-        candidate c = {i, s->work[i] * inv_t};
+        candidate c = {i, logits[i] * inv_t};
         if (ranks_below(s->cand[0], c)) {
             s->cand[0] = c;
             sift_down(s->cand, k, 0);
@@ -158,14 +160,14 @@ static int32_t select_top_k(tandem_sampler *s, int32_t k) {
     return k;
 }
 
-/* Fills s->cand[0..*n) with the kept tokens and their normalised probabilities, most likely first. */
-static void distribution(tandem_sampler *s, int32_t *n_kept) {
+/* Fills s->cand[0..*n) with the kept tokens of logits and their normalised probabilities, most likely first. */
+static void distribution(tandem_sampler *s, const float *logits, int32_t *n_kept) {
     const tandem_sampler_params *p = &s->p;
     int32_t n = s->vocab_size;
     if (p->top_k > 0 && p->top_k < n) {
-        n = select_top_k(s, p->top_k);
+        n = select_top_k(s, logits, p->top_k);
     } else {
-        for (int32_t i = 0; i < n; i++) s->cand[i] = (candidate){i, s->work[i] * (1.0f / p->temperature)};
+        for (int32_t i = 0; i < n; i++) s->cand[i] = (candidate){i, logits[i] * (1.0f / p->temperature)};
     }
     qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
     /* softmax over the kept candidates */
@@ -203,11 +205,10 @@ static void distribution(tandem_sampler *s, int32_t *n_kept) {
 }
 
 int32_t tandem_sampler_sample(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
-    if (s->p.temperature <= 0.0f && !has_penalties(&s->p)) return (int32_t)argmax_f32(logits, s->vocab_size);
-    apply_penalties(s, logits, history, n_history);
-    if (s->p.temperature <= 0.0f) return (int32_t)argmax_f32(s->work, s->vocab_size);
+    const float *scores = penalized_logits(s, logits, history, n_history);
+    if (s->p.temperature <= 0.0f) return (int32_t)argmax_f32(scores, s->vocab_size);
     int32_t n;
-    distribution(s, &n);
+    distribution(s, scores, &n);
     const double r = next_uniform(&s->rng);
     double acc = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -219,13 +220,13 @@ int32_t tandem_sampler_sample(tandem_sampler *s, const float *logits, const int3
 
 void tandem_sampler_probs(tandem_sampler *s, const float *logits, const int32_t *history, size_t n_history,
                           float *probs) {
-    apply_penalties(s, logits, history, n_history);
+    const float *scores = penalized_logits(s, logits, history, n_history);
     memset(probs, 0, (size_t)s->vocab_size * sizeof *probs);
     if (s->p.temperature <= 0.0f) {
-        probs[argmax_f32(s->work, s->vocab_size)] = 1.0f;
+        probs[argmax_f32(scores, s->vocab_size)] = 1.0f;
         return;
     }
     int32_t n;
-    distribution(s, &n);
+    distribution(s, scores, &n);
     for (int32_t i = 0; i < n; i++) probs[s->cand[i].id] = s->cand[i].logit;
 }
