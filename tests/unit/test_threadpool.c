@@ -1,10 +1,11 @@
 /* test_threadpool.c — the persistent thread pool (src/base/threadpool.c): every task runs exactly once per
  * job, thread indices stay in range and are not shared by two tasks at the same time, back-to-back jobs do
- * not leak work into each other, and pools are created and freed cleanly. Written to be run under
- * ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task slots. */
+ * not leak work into each other, idle pools stop spinning, and pools are created and freed cleanly. Written
+ * to be run under ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task slots. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tandem_base.h"
@@ -154,6 +155,33 @@ static void test_claim_order(void) {
     }
 }
 
+/* Workers spin for a while after a job (waking a sleeper costs more than a short gap between jobs) but an
+ * idle pool must sleep: over 300 ms with nothing to do, the process may use a few milliseconds of CPU, not
+ * 300 ms per worker. Jobs after the idle time still run (the wake-up path). */
+static double process_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void test_idle_pool_sleeps(void) {
+    static job j;
+    const int n_threads = cpu_count() >= 2 ? 2 : 1;
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(n_threads, &pool));
+    if (!pool) return;
+    for (int round = 0; round < 2; round++) {
+        reset(&j, 64, n_threads);
+        thread_pool_run(pool, 64, task, &j);
+        check_job(&j);
+        const double before = process_cpu_ms();
+        usleep(300 * 1000);
+        const double used = process_cpu_ms() - before;
+        CHECK_MSG(used < 60.0, "an idle pool of %d threads used %.1f ms of CPU in 300 ms", n_threads, used);
+    }
+    thread_pool_free(pool);
+}
+
 /* A NULL pool runs everything on the caller as thread 0. */
 static void test_null_pool(void) {
     static job j;
@@ -180,6 +208,7 @@ int main(void) {
     test_sizes();
     test_many_jobs();
     test_claim_order();
+    test_idle_pool_sleeps();
     test_null_pool();
     test_create_free();
     return test_summary();
