@@ -89,6 +89,14 @@ int thread_pool_size(const thread_pool *pool);
 /* Runs fn for tasks 0..n_tasks-1 spread over the pool's threads (the caller works too); returns when all
  * are done. pool may be NULL: everything then runs on the calling thread. */
 void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg);
+/* Brackets a burst of parallel-fors from one caller (a forward pass). The pool that began the latest burst
+ * keeps its threads spinning up to a millisecond (instead of ~20 µs) before they sleep, in its bursts and
+ * between them, as long as the pools in bursts do not have more threads than the machine has cores.
+ * Bursts nest; pool may be NULL. */
+void thread_pool_begin_burst(thread_pool *pool);
+void thread_pool_end_burst(thread_pool *pool);
+/* How long p's threads now spin before sleeping, in ns (the policy above; for tests). */
+int64_t thread_pool_spin_budget_ns(const thread_pool *pool);
 int cpu_count(void);
 
 /* ---- half precision ---- */

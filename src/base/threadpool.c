@@ -2,6 +2,7 @@
  * Workers are created once per model, so no thread is created per token; each thread works through its
  * own contiguous range of tasks and, when done, takes tasks from the back of the others' ranges. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -9,28 +10,31 @@
 
 #include "tandem_base.h"
 
-/* Between the many short parallel-fors of a forward pass (about 4 per layer per token) workers spin before
- * sleeping on the condition variable, and the caller spins while the workers finish their shares: waking a
- * sleeping thread costs tens of microseconds (more in a virtual machine, where the wake-up goes through the
+/* Between the parallel-fors of a forward pass (about 4 per layer per token) workers spin before sleeping on
+ * the condition variable, and the caller spins while the workers finish their shares: waking a sleeping
+ * thread costs tens of microseconds (more in a virtual machine, where the wake-up goes through the
  * hypervisor), and each wake-up sits on the forward pass's critical path. A worker that runs out of tasks
- * waits for the others' last task (a 256-row task of an 8B matrix is ~50 µs) and then for the caller's
- * serial steps: with 20 µs budgets, an 8B decode slept in 62% of its parallel-fors (the caller in 24%) and ran
- * at 4.4 tok/s; with the budgets below, 2% and 0.3%, and 5.8 tok/s. Idle pools still sleep, a millisecond after
- * their last job. The budgets are times, not pause counts: a pause takes ~10 to ~140 cycles depending on the
- * core. The job fields are published by the release store of generation and read after its acquire load; the
+ * waits for the others' last task and then for the caller's serial steps: with 20 µs budgets an 8B decode
+ * slept in 62% of its parallel-fors (the caller in 24%) and ran at 4.4 tok/s; with 1 ms, 2% and 0.3%, and
+ * 5.8 tok/s. But a pool spinning while another pool of the process works (the draft model's while the target
+ * verifies) takes that pool's cores: 0.5 ms spins everywhere once made the speculative tests 80x slower. So
+ * the long budget belongs to the pool that began the latest burst (thread_pool_begin_burst: a forward
+ * pass), during its bursts and between them (a worker that slept between forward passes cost an 8B decode
+ * ~7%), and only while the threads of the pools in bursts fit the cores; other pools spin 20 µs. The budgets
+ * are times, not pause counts: a pause takes ~10 to ~140 cycles depending on the core.
+ * The job fields are published by the release store of generation and read after its acquire load; the
  * sleeper counts close the race between a spinner deciding to sleep and the other side deciding nobody
  * sleeps (both sides use seq_cst). */
-enum {
-    WORKER_SPIN_NS = 1000 * 1000,       /* a worker waiting for the next job */
-    CALLER_SPIN_NS = 10 * 1000 * 1000,  /* the caller waiting for busy workers: they are working, so it is short
-                                           unless the system took a worker's core away */
-    /* With more threads than cores a spinner holds the core the thread it waits for needs. */
-    OVERSUBSCRIBED_SPIN_NS = 20 * 1000,
-};
+enum { BURST_SPIN_NS = 1000 * 1000, IDLE_SPIN_NS = 20 * 1000 };
+
+/* Process-wide: the threads of all pools now in a burst, and the pool that began the latest burst. */
+static atomic_int threads_in_bursts;
+static _Atomic(const thread_pool *) latest_burst_pool;
 
 struct thread_pool {
     int n_threads;  /* including the caller */
-    int64_t worker_spin_ns, caller_spin_ns;
+    int n_cpus;
+    int burst_depth;           /* the caller's nesting of bursts */
     pthread_t *workers;
     struct worker_arg { struct thread_pool *pool; int index; } *worker_args;
     pthread_mutex_t mu;
@@ -70,25 +74,40 @@ static int64_t monotonic_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Spins until *flag differs from `unchanged` or budget_ns pass; true if it changed. The clock is read every
- * 64 pauses (a vDSO call, tens of nanoseconds). */
-static bool spin_while_equal_u64(atomic_uint_fast64_t *flag, uint64_t unchanged, int64_t budget_ns) {
-    const int64_t deadline = monotonic_ns() + budget_ns;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(flag, memory_order_acquire) != unchanged) return true;
-        cpu_relax();
-        if (i % 64 == 0 && monotonic_ns() > deadline) return false;
-    }
+int64_t thread_pool_spin_budget_ns(const thread_pool *p) {
+    const bool latest = atomic_load_explicit(&latest_burst_pool, memory_order_relaxed) == p;
+    return latest && atomic_load_explicit(&threads_in_bursts, memory_order_relaxed) <= p->n_cpus ? BURST_SPIN_NS
+                                                                                                : IDLE_SPIN_NS;
 }
 
-/* Spins until *count is 0 or budget_ns pass; true if it reached 0. */
-static bool spin_until_zero(atomic_int *count, int64_t budget_ns) {
-    const int64_t deadline = monotonic_ns() + budget_ns;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(count, memory_order_acquire) == 0) return true;
-        cpu_relax();
-        if (i % 64 == 0 && monotonic_ns() > deadline) return false;
-    }
+/* One round of a wait: a pause, and every 64 (~1-2 µs) a look at the clock (a vDSO call) and the budget, so
+ * that another pool's burst cuts the spin short. False once the budget is spent. Past the first 20 µs each
+ * look also yields the core: if another thread is waiting for it (this pool's worker that has not started
+ * yet, another process's threads) it runs, otherwise the yield returns at once. Without the yields two test
+ * processes sharing 2 cores spun against each other's descheduled threads (ctest -j2 took 183 s, not 87). */
+static bool spin_round(const thread_pool *p, int64_t start, unsigned round) {
+    cpu_relax();
+    if (round % 64 != 0) return true;
+    const int64_t waited = monotonic_ns() - start;
+    if (waited > thread_pool_spin_budget_ns(p)) return false;
+    if (waited > IDLE_SPIN_NS) sched_yield();
+    return true;
+}
+
+/* Waits for p's generation to differ from `seen` (true) or for the budget to pass (false). */
+static bool spin_for_job(const thread_pool *p, uint64_t seen) {
+    const int64_t start = monotonic_ns();
+    for (unsigned i = 1; atomic_load_explicit(&p->generation, memory_order_acquire) == seen; i++)
+        if (!spin_round(p, start, i)) return false;
+    return true;
+}
+
+/* Waits for no worker to be busy with p's job (true) or for the budget to pass (false). */
+static bool spin_for_workers(const thread_pool *p) {
+    const int64_t start = monotonic_ns();
+    for (unsigned i = 1; atomic_load_explicit(&p->busy_workers, memory_order_acquire) > 0; i++)
+        if (!spin_round(p, start, i)) return false;
+    return true;
 }
 
 /* Claims the first (own range) or last (stolen) task of a range; -1 when it is empty. */
@@ -117,7 +136,7 @@ static void *worker_main(void *arg) {
     thread_pool *p = wa->pool;
     uint64_t seen = 0;
     for (;;) {
-        if (!spin_while_equal_u64(&p->generation, seen, p->worker_spin_ns)) {
+        if (!spin_for_job(p, seen)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleeping_workers, 1);
             while (atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
@@ -158,9 +177,7 @@ tandem_status thread_pool_create(int n_threads, thread_pool **out) {
     thread_pool *p = calloc(1, sizeof *p);
     if (!p) return tandem_fail(TANDEM_ERR_NO_MEMORY, "thread pool: out of memory");
     p->n_threads = n_threads;
-    const bool oversubscribed = n_threads > cpu_count();
-    p->worker_spin_ns = oversubscribed ? OVERSUBSCRIBED_SPIN_NS : WORKER_SPIN_NS;
-    p->caller_spin_ns = oversubscribed ? OVERSUBSCRIBED_SPIN_NS : CALLER_SPIN_NS;
+    p->n_cpus = cpu_count();
     p->ranges = aligned_alloc(_Alignof(struct task_range), sizeof(struct task_range) * (size_t)n_threads);
     if (!p->ranges) {
         free(p);
@@ -192,6 +209,9 @@ tandem_status thread_pool_create(int n_threads, thread_pool **out) {
 
 void thread_pool_free(thread_pool *p) {
     if (!p) return;
+    if (p->burst_depth > 0) atomic_fetch_sub(&threads_in_bursts, p->n_threads);  /* freed inside a burst */
+    const thread_pool *self = p;
+    atomic_compare_exchange_strong(&latest_burst_pool, &self, NULL);  /* a later pool may reuse the address */
     atomic_store(&p->quit, true);
     publish(p);
     if (p->workers)
@@ -222,11 +242,23 @@ void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
     atomic_store(&p->busy_workers, p->n_threads - 1);
     publish(p);
     run_tasks(p, 0);
-    if (!spin_until_zero(&p->busy_workers, p->caller_spin_ns)) {
+    if (!spin_for_workers(p)) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_sleeping, true);
         while (atomic_load(&p->busy_workers) > 0) pthread_cond_wait(&p->done, &p->mu);
         atomic_store(&p->caller_sleeping, false);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+void thread_pool_begin_burst(thread_pool *p) {
+    if (!p || p->burst_depth++ > 0) return;
+    atomic_fetch_add(&threads_in_bursts, p->n_threads);
+    atomic_store(&latest_burst_pool, p);
+}
+
+void thread_pool_end_burst(thread_pool *p) {
+    if (!p) return;
+    TANDEM_ASSERT(p->burst_depth > 0);
+    if (--p->burst_depth == 0) atomic_fetch_sub(&threads_in_bursts, p->n_threads);
 }

@@ -121,6 +121,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     const int dim = c->dim, hd = c->head_dim, ffn = c->ffn_dim;
     const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     TANDEM_ASSERT(n >= 1 && n <= s->n_batch && pos0 >= 0 && pos0 + n <= s->n_ctx);
+    thread_pool_begin_burst(pool);  /* ~4 parallel-fors per layer: the workers stay awake between them */
 
     /* x = embed_tokens(ids) */
     for (int t = 0; t < n; t++) {
@@ -189,4 +190,5 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         rmsnorm_forward(s->xb, s->x + (size_t)(n - 1) * dim, m->norm, dim, c->rms_eps);
         matmul(pool, s->logits, s->xb, &m->lm_head, 1, &s->mm);
     }
+    thread_pool_end_burst(pool);
 }

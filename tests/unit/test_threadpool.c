@@ -1,7 +1,8 @@
 /* test_threadpool.c — the persistent thread pool (src/base/threadpool.c): every task runs exactly once per
  * job, thread indices stay in range and are not shared by two tasks at the same time, back-to-back jobs do
- * not leak work into each other, idle pools stop spinning, and pools are created and freed cleanly. Written
- * to be run under ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task slots. */
+ * not leak work into each other, idle pools stop spinning, the spin budget follows bursts, and pools are
+ * created and freed cleanly. Written to be run under ThreadSanitizer too (scripts/test.sh's build-tsan
+ * stage), so the checks use atomics and per-task slots. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,16 +171,61 @@ static void test_idle_pool_sleeps(void) {
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(n_threads, &pool));
     if (!pool) return;
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < 2; round++) {  /* the job alone, then inside a burst that ends before the idle time */
+        if (round == 1) thread_pool_begin_burst(pool);
         reset(&j, 64, n_threads);
         thread_pool_run(pool, 64, task, &j);
         check_job(&j);
+        if (round == 1) thread_pool_end_burst(pool);
         const double before = process_cpu_ms();
         usleep(300 * 1000);
         const double used = process_cpu_ms() - before;
         CHECK_MSG(used < 60.0, "an idle pool of %d threads used %.1f ms of CPU in 300 ms", n_threads, used);
     }
     thread_pool_free(pool);
+}
+
+/* The spin policy: long for the pool that began the latest burst, in its bursts and between them, while the
+ * threads of the pools in bursts fit the cores; short for every other pool (two models' pools taking turns
+ * must not spin against each other); bursts nest. */
+static void test_burst_budget(void) {
+    const int cpus = cpu_count();
+    thread_pool *a = NULL, *b = NULL;
+    CHECK_OK(thread_pool_create(1, &a));
+    CHECK_OK(thread_pool_create(cpus, &b));
+    if (!a || !b) return;
+    const int64_t idle = thread_pool_spin_budget_ns(a);
+    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    thread_pool_begin_burst(a);
+    const int64_t burst = thread_pool_spin_budget_ns(a);
+    CHECK_MSG(burst > idle, "burst budget %lld ns, idle %lld ns", (long long)burst, (long long)idle);
+    CHECK(thread_pool_spin_budget_ns(b) == idle);  /* b has not begun a burst */
+    thread_pool_begin_burst(a);  /* nested */
+    thread_pool_end_burst(a);
+    CHECK(thread_pool_spin_budget_ns(a) == burst);
+    thread_pool_end_burst(a);
+    CHECK(thread_pool_spin_budget_ns(a) == burst);  /* between its bursts a stays awake */
+    thread_pool_begin_burst(b);  /* b's turn: a's threads go to sleep */
+    CHECK(thread_pool_spin_budget_ns(a) == idle);
+    CHECK(thread_pool_spin_budget_ns(b) == burst);
+    thread_pool_begin_burst(a);  /* both at once: 1 + cpus threads, more than the cores */
+    CHECK(thread_pool_spin_budget_ns(a) == idle);
+    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    thread_pool_end_burst(a);
+    CHECK(thread_pool_spin_budget_ns(a) == burst);  /* a began the latest burst and b's threads fit alone */
+    static job j;  /* jobs in a burst run as usual */
+    for (int rep = 0; rep < 200; rep++) {
+        reset(&j, 1 + rep % 50, cpus);
+        thread_pool_run(b, 1 + rep % 50, task, &j);
+        check_job(&j);
+    }
+    thread_pool_end_burst(b);
+    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    thread_pool_free(a);  /* the latest burst's pool freed: nothing spins long */
+    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    thread_pool_begin_burst(NULL);  /* no pool: nothing to do */
+    thread_pool_end_burst(NULL);
+    thread_pool_free(b);
 }
 
 /* A NULL pool runs everything on the caller as thread 0. */
@@ -209,6 +255,7 @@ int main(void) {
     test_many_jobs();
     test_claim_order();
     test_idle_pool_sleeps();
+    test_burst_budget();
     test_null_pool();
     test_create_free();
     return test_summary();
