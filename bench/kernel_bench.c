@@ -34,9 +34,9 @@ static bool parse_type(const char *name, tandem_type *out) {
     return false;
 }
 
-/* Seconds per matmul over n_tokens, the best of as many runs as fit in `seconds`; *mean gets their mean.
- * From memory the two differ by 10-30% on a shared host: the best says what the kernel can do, the mean
- * what a model streaming many matrices in a row gets. */
+/* Seconds per matmul over n_tokens, the best of as many runs as fit in `seconds`; *mean (if not NULL) gets
+ * their mean. From memory the two differ by 10-30% on a shared host: the best says what the kernel can do,
+ * the mean what a model streaming many matrices in a row gets. */
 static double time_matmul(thread_pool *pool, const weight_matrix *w, const float *x, float *y, int n_tokens,
                           const matmul_scratch *scratch, double seconds, double *mean) {
     double best = 1e30, total = 0, start = now_seconds();
@@ -49,7 +49,7 @@ static double time_matmul(thread_pool *pool, const weight_matrix *w, const float
         if (t < best) best = t;
         total += t;
     }
-    *mean = total / runs;
+    if (mean) *mean = total / runs;
     return best;
 }
 
@@ -109,11 +109,11 @@ int main(int argc, char **argv) {
         void *packed = NULL;
         if (weight_pack(pool, &w, &packed) != TANDEM_OK) return 1;
         const double bytes = (double)row_bytes * (double)rows;
-        double mean1, mean_k;
+        double mean1;
         const double t1 = time_matmul(pool, &w, x, y, 1, &scratch, seconds, &mean1);
         printf("%-6s %9.1f %9.1f %9.1f", name, bytes / 1e6, bytes / t1 / 1e9, bytes / mean1 / 1e9);
         for (int k = 2; k <= max_k && k <= MAX_K; k *= 2)
-            printf(" %6.2fx", time_matmul(pool, &w, x, y, k, &scratch, seconds, &mean_k) / t1);
+            printf(" %6.2fx", time_matmul(pool, &w, x, y, k, &scratch, seconds, NULL) / t1);
         printf("%s\n", w.packed ? "  (packed)" : "");
         fflush(stdout);
         free(packed);

@@ -95,8 +95,8 @@ void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg)
  * Bursts nest; pool may be NULL. */
 void thread_pool_begin_burst(thread_pool *pool);
 void thread_pool_end_burst(thread_pool *pool);
-/* How long p's threads now spin before sleeping, in ns (the policy above; for tests). */
-int64_t thread_pool_spin_budget_ns(const thread_pool *pool);
+/* How long p's threads now spin before sleeping, in ms (the policy above; for tests). */
+double thread_pool_spin_budget_ms(const thread_pool *pool);
 int cpu_count(void);
 
 /* ---- half precision ---- */

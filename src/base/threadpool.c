@@ -5,7 +5,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tandem_base.h"
@@ -25,7 +24,7 @@
  * The job fields are published by the release store of generation and read after its acquire load; the
  * sleeper counts close the race between a spinner deciding to sleep and the other side deciding nobody
  * sleeps (both sides use seq_cst). */
-enum { BURST_SPIN_NS = 1000 * 1000, IDLE_SPIN_NS = 20 * 1000 };
+static const double BURST_SPIN_MS = 1.0, IDLE_SPIN_MS = 0.02;
 
 /* Process-wide: the threads of all pools now in a burst, and the pool that began the latest burst. */
 static atomic_int threads_in_bursts;
@@ -68,16 +67,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static int64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t thread_pool_spin_budget_ns(const thread_pool *p) {
+double thread_pool_spin_budget_ms(const thread_pool *p) {
     const bool latest = atomic_load_explicit(&latest_burst_pool, memory_order_relaxed) == p;
-    return latest && atomic_load_explicit(&threads_in_bursts, memory_order_relaxed) <= p->n_cpus ? BURST_SPIN_NS
-                                                                                                : IDLE_SPIN_NS;
+    return latest && atomic_load_explicit(&threads_in_bursts, memory_order_relaxed) <= p->n_cpus ? BURST_SPIN_MS
+                                                                                                : IDLE_SPIN_MS;
 }
 
 /* One round of a wait: a pause, and every 64 (~1-2 µs) a look at the clock (a vDSO call) and the budget, so
@@ -85,28 +78,28 @@ int64_t thread_pool_spin_budget_ns(const thread_pool *p) {
  * look also yields the core: if another thread is waiting for it (this pool's worker that has not started
  * yet, another process's threads) it runs, otherwise the yield returns at once. Without the yields two test
  * processes sharing 2 cores spun against each other's descheduled threads (ctest -j2 took 183 s, not 87). */
-static bool spin_round(const thread_pool *p, int64_t start, unsigned round) {
+static bool spin_round(const thread_pool *p, double start_ms, unsigned round) {
     cpu_relax();
     if (round % 64 != 0) return true;
-    const int64_t waited = monotonic_ns() - start;
-    if (waited > thread_pool_spin_budget_ns(p)) return false;
-    if (waited > IDLE_SPIN_NS) sched_yield();
+    const double waited_ms = now_ms() - start_ms;
+    if (waited_ms > thread_pool_spin_budget_ms(p)) return false;
+    if (waited_ms > IDLE_SPIN_MS) sched_yield();
     return true;
 }
 
 /* Waits for p's generation to differ from `seen` (true) or for the budget to pass (false). */
 static bool spin_for_job(const thread_pool *p, uint64_t seen) {
-    const int64_t start = monotonic_ns();
+    const double start_ms = now_ms();
     for (unsigned i = 1; atomic_load_explicit(&p->generation, memory_order_acquire) == seen; i++)
-        if (!spin_round(p, start, i)) return false;
+        if (!spin_round(p, start_ms, i)) return false;
     return true;
 }
 
 /* Waits for no worker to be busy with p's job (true) or for the budget to pass (false). */
 static bool spin_for_workers(const thread_pool *p) {
-    const int64_t start = monotonic_ns();
+    const double start_ms = now_ms();
     for (unsigned i = 1; atomic_load_explicit(&p->busy_workers, memory_order_acquire) > 0; i++)
-        if (!spin_round(p, start, i)) return false;
+        if (!spin_round(p, start_ms, i)) return false;
     return true;
 }
 

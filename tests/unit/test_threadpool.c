@@ -194,25 +194,25 @@ static void test_burst_budget(void) {
     CHECK_OK(thread_pool_create(1, &a));
     CHECK_OK(thread_pool_create(cpus, &b));
     if (!a || !b) return;
-    const int64_t idle = thread_pool_spin_budget_ns(a);
-    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    const double idle = thread_pool_spin_budget_ms(a);
+    CHECK(thread_pool_spin_budget_ms(b) == idle);
     thread_pool_begin_burst(a);
-    const int64_t burst = thread_pool_spin_budget_ns(a);
-    CHECK_MSG(burst > idle, "burst budget %lld ns, idle %lld ns", (long long)burst, (long long)idle);
-    CHECK(thread_pool_spin_budget_ns(b) == idle);  /* b has not begun a burst */
+    const double burst = thread_pool_spin_budget_ms(a);
+    CHECK_MSG(burst > idle, "burst budget %g ms, idle %g ms", burst, idle);
+    CHECK(thread_pool_spin_budget_ms(b) == idle);  /* b has not begun a burst */
     thread_pool_begin_burst(a);  /* nested */
     thread_pool_end_burst(a);
-    CHECK(thread_pool_spin_budget_ns(a) == burst);
+    CHECK(thread_pool_spin_budget_ms(a) == burst);
     thread_pool_end_burst(a);
-    CHECK(thread_pool_spin_budget_ns(a) == burst);  /* between its bursts a stays awake */
+    CHECK(thread_pool_spin_budget_ms(a) == burst);  /* between its bursts a stays awake */
     thread_pool_begin_burst(b);  /* b's turn: a's threads go to sleep */
-    CHECK(thread_pool_spin_budget_ns(a) == idle);
-    CHECK(thread_pool_spin_budget_ns(b) == burst);
+    CHECK(thread_pool_spin_budget_ms(a) == idle);
+    CHECK(thread_pool_spin_budget_ms(b) == burst);
     thread_pool_begin_burst(a);  /* both at once: 1 + cpus threads, more than the cores */
-    CHECK(thread_pool_spin_budget_ns(a) == idle);
-    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    CHECK(thread_pool_spin_budget_ms(a) == idle);
+    CHECK(thread_pool_spin_budget_ms(b) == idle);
     thread_pool_end_burst(a);
-    CHECK(thread_pool_spin_budget_ns(a) == burst);  /* a began the latest burst and b's threads fit alone */
+    CHECK(thread_pool_spin_budget_ms(a) == burst);  /* a began the latest burst and b's threads fit alone */
     static job j;  /* jobs in a burst run as usual */
     for (int rep = 0; rep < 200; rep++) {
         reset(&j, 1 + rep % 50, cpus);
@@ -220,9 +220,9 @@ static void test_burst_budget(void) {
         check_job(&j);
     }
     thread_pool_end_burst(b);
-    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    CHECK(thread_pool_spin_budget_ms(b) == idle);
     thread_pool_free(a);  /* the latest burst's pool freed: nothing spins long */
-    CHECK(thread_pool_spin_budget_ns(b) == idle);
+    CHECK(thread_pool_spin_budget_ms(b) == idle);
     thread_pool_begin_burst(NULL);  /* no pool: nothing to do */
     thread_pool_end_burst(NULL);
     thread_pool_free(b);
