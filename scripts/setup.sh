@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-              libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev)
+              libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev
+              libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -44,7 +44,7 @@ static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_s
                                 .attention = attention_forward_scalar, .swiglu = swiglu_forward_scalar,
                                 .argmax = argmax_f32_scalar, .to_f16 = f32_to_f16_row_scalar};
 #if defined(__x86_64__)
-static kernel_isa isa_avx2;
+static kernel_isa isa_avx2, isa_avxvnni, isa_avx512vnni;
 #endif
 static const kernel_isa *isa_best, *isa_selected;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
@@ -62,12 +62,33 @@ static bool cpu_has_avx2(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     return b & (1u << 5);
 }
+
+/* AVX-512 VNNI with 256-bit (VL) encodings, and the OS saves the opmask and ZMM state (XCR0 bits 5–7), without
+ * which every EVEX instruction faults. */
+static bool cpu_has_avx512vnni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = b & (1u << 16), vl = b & (1u << 31), vnni = c & (1u << 11);
+    if (!(f && vl && vnni)) return false;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xE6) == 0xE6;
+}
+
+/* AVX-VNNI: the VEX-encoded 256-bit vpdpbusd (leaf 7 sub-leaf 1, EAX bit 4). */
+static bool cpu_has_avxvnni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return a & (1u << 4);
+}
 #endif
 
 static const kernel_isa *isa_by_name(const char *name) {
     if (!strcmp(name, "scalar")) return &isa_scalar;
 #if defined(__x86_64__)
     if (!strcmp(name, "avx2") && isa_avx2.name) return &isa_avx2;
+    if (!strcmp(name, "avxvnni") && isa_avxvnni.name) return &isa_avxvnni;
+    if (!strcmp(name, "avx512vnni") && isa_avx512vnni.name) return &isa_avx512vnni;
 #endif
     return NULL;
 }
@@ -78,6 +99,15 @@ static void isa_init(void) {
     if (cpu_has_avx2()) {
         kernel_isa_fill_avx2(&isa_avx2);
         isa_best = &isa_avx2;
+        /* the same code in either encoding; AVX-512's has 32 vector registers */
+        if (cpu_has_avxvnni()) {
+            kernel_isa_fill_avxvnni(&isa_avxvnni);
+            isa_best = &isa_avxvnni;
+        }
+        if (cpu_has_avx512vnni()) {
+            kernel_isa_fill_avx512vnni(&isa_avx512vnni);
+            isa_best = &isa_avx512vnni;
+        }
     }
 #endif
     const char *forced = getenv("TANDEM_KERNELS");
@@ -98,6 +128,11 @@ bool kernel_isa_select(const char *name) {
     if (!isa) return false;
     isa_selected = isa;
     return true;
+}
+
+void kernel_isa_use(const kernel_isa *isa) {
+    pthread_once(&isa_once, isa_init);
+    isa_selected = isa ? isa : isa_best;
 }
 
 void quantize_act(const float *x, act_block *out, int64_t n, int scale_blocks) {

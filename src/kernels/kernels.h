@@ -80,10 +80,10 @@ int act_scale_blocks(tandem_type t);
 void quantize_act(const float *x, act_block *out, int64_t n, int scale_blocks);
 /* True if the selected instruction set has an integer dot product for weights of type t. */
 bool kernel_has_act_dot(tandem_type t);
-/* Name of the instruction set the kernels use ("avx2", "scalar"): the best the CPU has, or the one
- * named by the environment variable TANDEM_KERNELS (for tests and benchmarks comparing paths). */
+/* Name of the instruction set the kernels use ("avx512vnni", "avxvnni", "avx2", "scalar"): the best the CPU
+ * has, or the one named by the environment variable TANDEM_KERNELS (for tests and benchmarks comparing paths). */
 const char *kernel_isa_name(void);
-/* Forces the instruction set ("scalar", "avx2", or NULL for the best); false if the CPU lacks it.
+/* Forces the instruction set (one of those names, or NULL for the best); false if the CPU lacks it.
  * Not thread-safe: for tests and tools, before any kernel runs. */
 bool kernel_isa_select(const char *name);
 

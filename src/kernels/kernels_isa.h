@@ -1,5 +1,5 @@
 /* kernels_isa.h — the table of row dot products each instruction set provides, private to src/kernels.
- * isa.c fills it with the scalar reference or with the twins in avx2.c, whichever the CPU can run. */
+ * act.c fills it with the scalar reference or with the SIMD twins (avx2.c, vnni.c), the best the CPU can run. */
 #ifndef TANDEM_KERNELS_ISA_H
 #define TANDEM_KERNELS_ISA_H
 
@@ -60,9 +60,17 @@ const kernel_isa *kernel_isa_current(void);
 /* The scalar quantizer (the definition the SIMD twins must reproduce byte for byte). */
 void quantize_act_scalar(const float *x, act_block *out, int64_t n, int scale_blocks);
 
+/* Makes isa the selected table (tests: vnni.c built over SIMDe's emulation on a CPU without VNNI); NULL
+ * restores the best. Not thread-safe, like kernel_isa_select. */
+void kernel_isa_use(const kernel_isa *isa);
+
 #if defined(__x86_64__)
 /* avx2.c; only called when the CPU has AVX2, FMA and F16C. */
 void kernel_isa_fill_avx2(kernel_isa *isa);
+/* vnni.c: avx2.c's table with VNNI packed products; called only when the CPU has AVX2 and AVX-512 VNNI + VL
+ * (EVEX) or AVX-VNNI (VEX). */
+void kernel_isa_fill_avx512vnni(kernel_isa *isa);
+void kernel_isa_fill_avxvnni(kernel_isa *isa);
 #endif
 
 #endif

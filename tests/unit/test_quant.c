@@ -184,6 +184,25 @@ done:
     safetensors_close(s);
 }
 
+#if defined(TANDEM_TEST_VNNI_SIMDE)
+/* vnni.c built over SIMDe's emulation of vpdpbusd (tests/CMakeLists.txt): the VNNI kernels on any AVX2 CPU. */
+void kernel_isa_fill_vnni_simde(kernel_isa *isa);
+static kernel_isa vnni_simde;
+#endif
+
+/* kernel_isa_select, and "avx512vnni-simde": vnni.c over SIMDe on a CPU with AVX2. */
+static bool select_isa(const char *name) {
+#if defined(TANDEM_TEST_VNNI_SIMDE)
+    if (!strcmp(name, "avx512vnni-simde")) {
+        if (!kernel_isa_select("avx2")) return false;
+        if (!vnni_simde.name) kernel_isa_fill_vnni_simde(&vnni_simde);
+        kernel_isa_use(&vnni_simde);
+        return true;
+    }
+#endif
+    return kernel_isa_select(name);
+}
+
 /* matmul on every instruction set the CPU has, both paths, 1…9 tokens (full token groups and a
  * remainder), rows starting at odd addresses, 2 threads, against double loops:
  * - exact: Σ dequantized W · x, to the summation bound (|w|, |x| ≤ 1 and Σ|w·x| ≤ 768: below 2e-3);
@@ -191,7 +210,7 @@ done:
  *   type's act_scale_blocks (the definition every SIMD twin must meet), to
  *   1e-5 of Σ|w·x̂|, and Σ W·x within the rounding of x̂ (|x − x̂| ≤ d/2 per value). */
 static void check_matmul(tandem_type t, const char *isa, bool pack) {
-    if (!kernel_isa_select(isa)) {
+    if (!select_isa(isa)) {
         printf("  (%s kernels: this CPU lacks them, not tested here)\n", isa);
         return;
     }
@@ -312,6 +331,52 @@ static void check_extreme_quants(tandem_type t, bool pack) {
     CHECK_MSG(worst <= 1, "matmul %s%s with extreme quants: error %g x the bound", tandem_type_name(t),
               pack ? " packed" : "", worst);
     free(w); free(x); free(y); free(deq); free(data); free(act); free(scratch.rows); free(packed);
+}
+
+static const tandem_type PACKED[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K,
+                                     TANDEM_TYPE_Q6_K};
+enum { N_PACKED = sizeof PACKED / sizeof PACKED[0] };
+
+/* The packed products of isa equal avx2's bit for bit on 1…9 tokens: both make exact integer sums and the same
+ * float steps in the same order (vnni.c's contract). Random rows and activations at full scale. */
+static void check_same_as_avx2(const char *isa) {
+    if (!kernel_isa_select("avx2") || !select_isa(isa)) return;
+    enum { ROWS = 8 * 5, COLS = 1024, MAX_TOK = 9 };
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    float *w = malloc(sizeof(float) * COLS), *x = malloc(sizeof(float) * MAX_TOK * COLS);
+    float *y_avx2 = malloc(sizeof(float) * MAX_TOK * ROWS), *y_isa = malloc(sizeof(float) * MAX_TOK * ROWS);
+    act_block *act = malloc(sizeof(act_block) * MAX_TOK * (COLS / 32));
+    matmul_scratch scratch = {malloc(sizeof(float) * 2 * COLS), act, false};
+    for (int i = 0; i < MAX_TOK * COLS; i++) x[i] = frand() * (float)(1 + i % 5);
+    for (size_t k = 0; k < N_PACKED; k++) {
+        const tandem_type t = PACKED[k];
+        const size_t row_bytes = (size_t)(COLS / tandem_type_block_size(t)) * (size_t)tandem_type_size(t);
+        uint8_t *data = malloc(row_bytes * ROWS);
+        for (int r = 0; r < ROWS; r++) {
+            for (int c = 0; c < COLS; c++) w[c] = frand();
+            quantize_row(t, w, data + (size_t)r * row_bytes, COLS);
+        }
+        weight_matrix m = {data, t, ROWS, COLS, row_bytes, false};
+        void *packed = NULL;
+        select_isa(isa);
+        CHECK_OK(weight_pack(pool, &m, &packed));
+        int differ = 0;
+        for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+            kernel_isa_select("avx2");
+            matmul(pool, y_avx2, x, &m, n_tok, &scratch);
+            select_isa(isa);
+            matmul(pool, y_isa, x, &m, n_tok, &scratch);
+            differ += memcmp(y_avx2, y_isa, sizeof(float) * (size_t)(n_tok * ROWS)) != 0;
+        }
+        CHECK_MSG(packed && differ == 0, "%s packed on %s: %d of %d token counts differ from avx2",
+                  tandem_type_name(t), isa, differ, MAX_TOK);
+        free(packed);
+        free(data);
+    }
+    free(w); free(x); free(y_avx2); free(y_isa); free(act); free(scratch.rows);
+    thread_pool_free(pool);
+    kernel_isa_select(NULL);
 }
 
 /* Packing splits the row groups over the pool's threads (64 groups per task): a matrix of several tasks and a
@@ -483,23 +548,23 @@ int main(int argc, char **argv) {
     const char *isas[] = {"scalar", "avx2"};
     for (size_t j = 0; j < 2; j++)
         for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j], false);
-    /* the packed layout, where the CPU's kernels have it (weight_pack packs only then) */
     if (kernel_isa_select("avx2")) {
-        check_matmul(TANDEM_TYPE_Q8_0, "avx2", true);
-        check_matmul(TANDEM_TYPE_Q4_0, "avx2", true);
-        check_matmul(TANDEM_TYPE_Q4_K, "avx2", true);
-        check_matmul(TANDEM_TYPE_Q5_K, "avx2", true);
-        check_matmul(TANDEM_TYPE_Q6_K, "avx2", true);
         const tandem_type extreme[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0,
                                        TANDEM_TYPE_Q5_1, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K,
                                        TANDEM_TYPE_Q6_K};
-        for (size_t i = 0; i < sizeof extreme / sizeof extreme[0]; i++) {
-            check_extreme_quants(extreme[i], false);
-            const tandem_type t = extreme[i];
-            if (t == TANDEM_TYPE_Q8_0 || t == TANDEM_TYPE_Q4_0 || (t >= TANDEM_TYPE_Q4_K && t <= TANDEM_TYPE_Q6_K))
-                check_extreme_quants(t, true);
-        }
+        for (size_t i = 0; i < sizeof extreme / sizeof extreme[0]; i++) check_extreme_quants(extreme[i], false);
         kernel_isa_select(NULL);
+    }
+    /* the packed layout on every instruction set with packed products (weight_pack packs only then); the VNNI
+     * tables share avx2's other entries, tested above */
+    const char *packed_isas[] = {"avx2", "avxvnni", "avx512vnni", "avx512vnni-simde"};
+    for (size_t j = 0; j < sizeof packed_isas / sizeof packed_isas[0]; j++) {
+        const char *isa = packed_isas[j];
+        for (size_t i = 0; i < N_PACKED; i++) check_matmul(PACKED[i], isa, true);
+        if (!select_isa(isa)) continue;
+        for (size_t i = 0; i < N_PACKED; i++) check_extreme_quants(PACKED[i], true);
+        kernel_isa_select(NULL);
+        if (j > 0) check_same_as_avx2(isa);
     }
     check_shared_input();
     check_streamed_alloc();

@@ -1,0 +1,81 @@
+/* avx2_inline.h — the inline pieces the AVX2-family kernel files share (avx2.c, vnni.c): loads, lane shuffles of
+ * packed scales, prefetching and the per-token-count entry points. Only for files built with -mavx2 -mfma -mf16c. */
+#ifndef TANDEM_AVX2_INLINE_H
+#define TANDEM_AVX2_INLINE_H
+
+#include <immintrin.h>
+
+#include "kernels_isa.h"
+
+#define INLINE static inline __attribute__((always_inline))
+/* Token loops run NT ≤ 4 times; unrolled, each token's accumulator stays in a register (at -O2 gcc
+ * keeps the loop and spills the accumulators to the stack, 5x slower). */
+#define FOR_TOKENS _Pragma("GCC unroll 4") for
+
+INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+INLINE uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;  /* x86 is little-endian, as the files are */
+}
+
+/* The per-type kernels are written once for a compile-time token count NT (1…4) so that the
+ * accumulators live in registers; ROW_DOT_ACT makes the entry point that switches on n_tok. */
+#define ROW_DOT_ACT(name)                                                                                   \
+    static void name(const uint8_t *row, const act_block *x, int64_t xs, int n_tok, int64_t cols, float *out) { \
+        switch (n_tok) {                                                                                    \
+        case 1: name##_nt(row, x, xs, cols, out, 1); break;                                                 \
+        case 2: name##_nt(row, x, xs, cols, out, 2); break;                                                 \
+        case 3: name##_nt(row, x, xs, cols, out, 3); break;                                                 \
+        default: name##_nt(row, x, xs, cols, out, 4); break;                                                \
+        }                                                                                                   \
+    }
+
+/* Asks for the cache lines PREFETCH_BYTES ahead of the n bytes at p, the part of the group this step
+ * reads. The hardware prefetcher alone left the kernels waiting at the start of each group (Q6_K decoded at
+ * 9 GB/s on one core, 12.5-14 with this). Prefetches past the matrix's end are dropped: they never fault. */
+#ifndef PREFETCH_BYTES
+#define PREFETCH_BYTES 8192
+#endif
+INLINE void prefetch_ahead(const uint8_t *p, const int n) {
+    for (int o = 0; o < n; o += 64) _mm_prefetch((const char *)p + PREFETCH_BYTES + o, _MM_HINT_T0);
+}
+
+/* An empty asm that claims to change v, so that v's additions stay one running chain. Left alone, gcc
+ * re-associates an unrolled chain of integer adds into a tree, which holds every product at once: at 3-4
+ * tokens that is more than 16 registers, and the Q4_K kernel made 1200 stack accesses, a 4-token pass
+ * costing 3.4x a 1-token pass in L2 (2.7x with the chains kept). */
+#define KEEP_CHAIN(v) __asm__("" : "+x"(v))
+
+/* Byte b of each 32-bit lane picked out by one byte shuffle (b a compile-time constant; the masks fold to
+ * constants): zero-extended into both int16 halves of the lane (unsigned scales as madd_epi16 pairs), into
+ * the high byte of both halves (signed scales · 256, then shifted down arithmetically), or into the lane's
+ * low byte (an unsigned byte as int32). */
+INLINE __m256i lane_mask(uint32_t pattern, const int b) {
+    const uint32_t m0 = pattern + (uint32_t)b * 0x01010101u;
+    return _mm256_setr_epi32((int)m0, (int)(m0 + 0x04040404u), (int)(m0 + 0x08080808u), (int)(m0 + 0x0C0C0C0Cu),
+                             (int)m0, (int)(m0 + 0x04040404u), (int)(m0 + 0x08080808u), (int)(m0 + 0x0C0C0C0Cu));
+}
+INLINE __m256i lane_byte_pairs(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x80008000u, b)); }
+INLINE __m256i lane_byte_high_pairs(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x00800080u, b)); }
+INLINE __m256i lane_byte_int32(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x80808000u, b)); }
+INLINE __m256 lane_byte_float(__m256i v, const int b) { return _mm256_cvtepi32_ps(lane_byte_int32(v, b)); }
+
+/* acc += d·dx·isum: a super-block's integer sum, converted once (dx: the super-block's shared activation scale). */
+INLINE __m256 add_super_block(__m256 acc, __m256i isum, __m256 d, const act_block *a) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
+}
+
+/* Q6_K's 6-bit values of activation block k (0…3) of a half: the low (k < 2) or high nibbles of ql with bits
+ * 2k, 2k+1 of qh on top, 32 unsigned bytes (k a compile-time constant). */
+INLINE __m256i q6_values(const uint8_t *ql, const uint8_t *qh, const int k) {
+    const __m256i raw = load256(ql), high = load256(qh), m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i lo = k < 2 ? _mm256_and_si256(raw, m4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    /* bits 2k, 2k+1 of each byte moved to bits 4, 5 (16-bit shifts: bits crossing bytes are masked off) */
+    const __m256i hi = k == 0 ? _mm256_slli_epi16(high, 4) : k == 1 ? _mm256_slli_epi16(high, 2)
+                     : k == 2 ? high : _mm256_srli_epi16(high, 2);
+    return _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+}
+
+#endif

@@ -1,0 +1,236 @@
+/* vnni.c — the packed 8-row products (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) on VNNI's vpdpbusd; the rest of the table is
+ * avx2.c's. Built twice, for AVX-512 VNNI (EVEX) and AVX-VNNI (VEX); act.c calls each only where the CPU has it.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes and adds each lane's four products to an int32 accumulator in
+ * one instruction, where AVX2 needs maddubs (into int16), madd (into int32) and an add: a third of the
+ * multiply-port work. When k drafted tokens share each weight load that work bounds the pass (avx2.c's Q4_K at
+ * k = 4 issues ~one maddubs a cycle), so this is where the verification of a draft gets cheaper. Sums stay in
+ * int32, so the int16 limits of avx2.c (how many units add before widening) do not apply here.
+ *
+ * The vectors are 256 bits on AVX-512 CPUs too: the packed layout holds 8 rows × 4 columns per 256 bits, each
+ * multiplied by one broadcast 4-byte activation. In 512 bits the two halves would hold different columns, and
+ * lining the activations up would take a permute beside every multiply. The EVEX build still gains AVX-512VL's
+ * 32 vector registers, room for 4 tokens' accumulators.
+ *
+ * Every sum is an exact integer and every float step is avx2.c's, in the same order: the outputs equal the AVX2
+ * kernels' bit for bit (the tests hold them to it, on an AVX2 CPU through SIMDe's emulation of vpdpbusd). */
+#if defined(TANDEM_VNNI_SIMDE)
+/* Tests on CPUs without VNNI: SIMDe (Debian libsimde-dev) supplies _mm256_dpbusd_epi32 from AVX2 operations. */
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512/dpbusd.h>
+#define DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#define VNNI_ISA_NAME "avx512vnni-simde"
+#define VNNI_FILL kernel_isa_fill_vnni_simde
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#define VNNI_ISA_NAME "avx512vnni"
+#define VNNI_FILL kernel_isa_fill_avx512vnni
+#elif defined(__AVXVNNI__)
+#define DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#define VNNI_ISA_NAME "avxvnni"
+#define VNNI_FILL kernel_isa_fill_avxvnni
+#else
+#error "vnni.c is built with -mavx512vnni -mavx512vl, with -mavxvnni, or with TANDEM_VNNI_SIMDE"
+#endif
+
+#include "avx2_inline.h"
+
+/* The activation's 4 bytes for columns 4u…4u+3 of block b, in every lane. */
+INLINE __m256i act_quad(const act_block *a, const int u) { return _mm256_set1_epi32((int)load_u32((const uint8_t *)a->q + 4 * u)); }
+
+/* Q8_0: signed weights. Flipping their top bit makes them w + 128 (0…255), unsigned as vpdpbusd wants them;
+ * the surplus 128·Σx̂ of the block (its two half sums) is subtracted up front. */
+INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 8 * 34) {
+        prefetch_ahead(w, 8 * 34);
+        const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        __m256i sum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = &x[t * xs + b];
+            sum[t] = _mm256_set1_epi32(-128 * (a->sum16[0] + a->sum16[1]));
+        }
+        _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
+            const __m256i q = _mm256_xor_si256(load256(w + 16 + 32 * u), flip);
+            FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = DPBUSD(sum[t], q, act_quad(&x[t * xs + b], u));
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(x[t * xs + b].d)),
+                                     acc[t]);
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+/* Q4_0: the nibbles 0…15 go in as they are; the −8 offset is −8·d_i·(dx·Σx̂) per block, as in avx2.c. */
+INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / 32; b++, w += 8 * 18) {
+        prefetch_ahead(w, 8 * 18);
+        const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        __m256i sum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {
+            const __m256i raw = load256(w + 16 + 32 * u);
+            const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            FOR_TOKENS (int t = 0; t < NT; t++) {
+                const act_block *a = &x[t * xs + b];
+                sum[t] = DPBUSD(DPBUSD(sum[t], lo, act_quad(a, u)), hi, act_quad(a, 4 + u));
+            }
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = &x[t * xs + b];
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(a->d)), acc[t]);
+            acc[t] = _mm256_fmadd_ps(scales, _mm256_set1_ps(-8.0f * a->s), acc[t]);
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+ROW_DOT_ACT(dot_q8_0_packed)
+ROW_DOT_ACT(dot_q4_0_packed)
+
+/* Q4_K and Q5_K (avx2.c's layout notes): chunk c holds sub-blocks 2c (low nibbles) and 2c+1 (high). Each
+ * sub-block's int32 sum is multiplied by its 6-bit scale (as int32 in each row's lane) once, after its 8 units. */
+INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
+                               __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
+    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
+    const __m256i sc_lo = lane_byte_int32(sc, b), sc_hi = lane_byte_int32(sc, b + 1);
+    const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
+    const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
+    const int block_bytes = FIVE ? 176 : 144;
+    const uint8_t *q = w + (FIVE ? 384 : 128) + c * 8 * 32, *qh = w + 128;
+    prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
+    __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
+        const __m256i raw = load256(q + 32 * u);
+        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (FIVE) {  /* bits 2c and 2c+1 of each qh byte moved to bit 4 */
+            const __m256i h = load256(qh + 32 * u);
+            const __m256i h_lo = 2 * c <= 4 ? _mm256_slli_epi16(h, 4 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 4);
+            const __m256i h_hi = 2 * c + 1 <= 4 ? _mm256_slli_epi16(h, 3 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 3);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(h_lo, b5));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(h_hi, b5));
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const act_block *a = &x[t * xs + 2 * c];
+            sum_lo[t] = DPBUSD(sum_lo[t], lo, act_quad(a, u));
+            sum_hi[t] = DPBUSD(sum_hi[t], hi, act_quad(a + 1, u));
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) {
+        const act_block *a = &x[t * xs + 2 * c];
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(sum_lo[t], sc_lo),
+                                                             _mm256_mullo_epi32(sum_hi[t], sc_hi)));
+        acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
+        acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
+    }
+}
+
+INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                             const int NT, const bool FIVE) {
+    const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i low2 = _mm256_set1_epi32(0x03030303);
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * (FIVE ? 176 : 144)) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        const __m256i u0 = load256(w + 32), u1 = load256(w + 64), u2 = load256(w + 96);
+        const __m256i sc_lo = _mm256_and_si256(u0, low6), mn_lo = _mm256_and_si256(u1, low6);
+        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, low4),
+                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
+        const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
+                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
+        const act_block *a = x + 8 * sb;
+        __m256i isum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 0, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 1, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 2, FIVE);
+        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 3, FIVE);
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    dot_k4_packed_nt(w, x, xs, cols, out, NT, false);
+}
+INLINE void dot_q5_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    dot_k4_packed_nt(w, x, xs, cols, out, NT, true);
+}
+
+/* Q6_K (avx2.c's layout notes): activation block k of half h. Columns 0–15 (units 0–3) and 16–31 (units 4–7)
+ * have a signed 8-bit scale each, moved into the top byte of each row's int32 lane and shifted down
+ * arithmetically; the −32 offset is subtracted as in avx2.c, scales·32 against the block's two half sums. */
+INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i *isum, const int NT, const int h,
+                          const int k) {
+    const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
+    const int b0 = 2 * (k % 2);  /* the block's two scales: bytes b0, b0+1 of each row's scale word */
+    const __m256i sc0 = _mm256_srai_epi32(_mm256_shuffle_epi8(scu, lane_mask(0x00808080u, b0)), 24);
+    const __m256i sc1 = _mm256_srai_epi32(_mm256_shuffle_epi8(scu, lane_mask(0x00808080u, b0 + 1)), 24);
+    const __m256i hi0 = lane_byte_high_pairs(scu, b0), hi1 = lane_byte_high_pairs(scu, b0 + 1);  /* scale · 256 */
+    const __m256i sc_halves = _mm256_srai_epi16(_mm256_blend_epi16(hi0, hi1, 0xAA), 3);      /* (32·sc0, 32·sc1) */
+    const uint8_t *ql = w + (16 * h + 8 * (k % 2)) * 32, *qh = w + 1024 + 8 * h * 32;
+    __m256i s0[MATMUL_TOKENS], s1[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) s0[t] = s1[t] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
+        const __m256i q = q6_values(ql + 32 * u, qh + 32 * u, k);
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            if (u < 4) s0[t] = DPBUSD(s0[t], q, act_quad(&x[t * xs + k], u));
+            else s1[t] = DPBUSD(s1[t], q, act_quad(&x[t * xs + k], u));
+        }
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) {
+        int32_t half_sums;
+        memcpy(&half_sums, x[t * xs + k].sum16, 4);
+        const __m256i scaled = _mm256_add_epi32(_mm256_mullo_epi32(s0[t], sc0), _mm256_mullo_epi32(s1[t], sc1));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_sub_epi32(scaled, _mm256_madd_epi16(sc_halves, _mm256_set1_epi32(half_sums))));
+    }
+}
+
+INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
+                               const int NT) {
+    __m256 acc[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 210) {
+        const act_block *a = x + 8 * sb;
+        prefetch_ahead(w, 8 * 210);
+        __m256i isum[MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 0);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 1);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 2);
+        q6_K_block_nt(w, a, xs, isum, NT, 0, 3);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 0);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 1);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 2);
+        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
+        FOR_TOKENS (int t = 0; t < NT; t++)
+            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+ROW_DOT_ACT(dot_q4_K_packed)
+ROW_DOT_ACT(dot_q5_K_packed)
+ROW_DOT_ACT(dot_q6_K_packed)
+
+void VNNI_FILL(kernel_isa *isa) {
+    kernel_isa_fill_avx2(isa);
+    isa->name = VNNI_ISA_NAME;
+    isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
+    isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;
+    isa->dot_packed[TANDEM_TYPE_Q4_K] = dot_q4_K_packed;
+    isa->dot_packed[TANDEM_TYPE_Q5_K] = dot_q5_K_packed;
+    isa->dot_packed[TANDEM_TYPE_Q6_K] = dot_q6_K_packed;
+}
