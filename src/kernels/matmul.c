@@ -72,6 +72,14 @@ static void matmul_task(int task, int thread, void *arg) {
         return;
     }
     case PATH_FLOAT: {
+        const rows_gemm_float_fn gemm = job->isa->gemm_float[w->type];
+        if (gemm && n >= FLOAT_GEMM_MIN_TOKENS) {  /* a prompt: the rows converted once, as panels */
+            for (int64_t r = r0; r < r1; r += FLOAT_GEMM_ROWS) {
+                const int n_rows = r1 - r < FLOAT_GEMM_ROWS ? (int)(r1 - r) : FLOAT_GEMM_ROWS;
+                gemm(base + (size_t)r * w->row_bytes, w->row_bytes, n_rows, job->x, cols, n, cols, y + r, rows);
+            }
+            return;
+        }
         const row_dot_float_fn dot = job->isa->dot_float[w->type];
         float tile_out[MATMUL_TOKENS * FLOAT_TILE_ROWS];
         const int group = n > MATMUL_TOKENS ? FLOAT_PREFILL_TOKENS : MATMUL_TOKENS;  /* decode: weights read once */

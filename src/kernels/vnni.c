@@ -16,9 +16,12 @@
  * kernels' bit for bit (the tests hold them to it, on an AVX2 CPU through SIMDe's emulation of vpdpbusd). */
 #if defined(TANDEM_VNNI_SIMDE)
 /* Tests on CPUs without VNNI: SIMDe (Debian libsimde-dev) supplies _mm256_dpbusd_epi32 from AVX2 operations. */
-#define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512/dpbusd.h>
-#define DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+/* out of line: inlined into every unrolled multiply, the emulation took the compiler minutes */
+__attribute__((noinline)) static __m256i dpbusd_simde(__m256i acc, __m256i u, __m256i s) {
+    return simde_mm256_dpbusd_epi32(acc, u, s);
+}
+#define DPBUSD(acc, u, s) dpbusd_simde(acc, u, s)
 #define VNNI_ISA_NAME "avx512vnni-simde"
 #define VNNI_FILL kernel_isa_fill_vnni_simde
 #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)

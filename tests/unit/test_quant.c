@@ -293,6 +293,42 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     kernel_isa_select(NULL);
 }
 
+/* Prompts of FLOAT_GEMM_MIN_TOKENS tokens or more through float weights go through the panel GEMM (gemm_float):
+ * matmul against the double loop on token counts at and past the switch, rows over several tasks and 2 threads,
+ * columns over two 256-column panels and a tail. */
+static void check_float_prompt(tandem_type t) {
+    enum { ROWS = 70, COLS = 640, MAX_TOK = FLOAT_GEMM_MIN_TOKENS + 9 };
+    const size_t row_bytes = (size_t)COLS * (size_t)tandem_type_size(t);
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    float *w = malloc(sizeof(float) * ROWS * COLS), *x = malloc(sizeof(float) * MAX_TOK * COLS);
+    float *y = malloc(sizeof(float) * MAX_TOK * ROWS), *deq = malloc(sizeof(float) * ROWS * COLS);
+    uint8_t *data = malloc(row_bytes * ROWS);
+    matmul_scratch scratch = {malloc(sizeof(float) * 2 * COLS), malloc(sizeof(act_block) * MAX_TOK * (COLS / 32)), false};
+    for (int i = 0; i < ROWS * COLS; i++) w[i] = frand();
+    for (int i = 0; i < MAX_TOK * COLS; i++) x[i] = frand();
+    for (int r = 0; r < ROWS; r++) {
+        quantize_row(t, w + r * COLS, data + r * row_bytes, COLS);
+        dequantize_row(t, data + r * row_bytes, deq + r * COLS, COLS);
+    }
+    weight_matrix m = {data, t, ROWS, COLS, row_bytes, false};
+    const int counts[] = {FLOAT_GEMM_MIN_TOKENS - 1, FLOAT_GEMM_MIN_TOKENS, MAX_TOK};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        matmul(pool, y, x, &m, counts[i], &scratch);
+        double worst = 0;
+        for (int k = 0; k < counts[i]; k++)
+            for (int r = 0; r < ROWS; r++) {
+                double ref = 0;
+                for (int c = 0; c < COLS; c++) ref += (double)deq[r * COLS + c] * x[k * COLS + c];
+                worst = fmax(worst, fabs(ref - y[k * ROWS + r]) / 2e-3);
+            }
+        CHECK_MSG(worst <= 1, "matmul %s on %s, %d tokens: error %g x the bound", tandem_type_name(t),
+                  kernel_isa_name(), counts[i], worst);
+    }
+    free(w); free(x); free(y); free(deq); free(data); free(scratch.rows); free(scratch.act);
+    thread_pool_free(pool);
+}
+
 /* The integer kernels add products in int16 before widening, as far as each type's largest quant allows (e.g.
  * 8 units of Q4_K, 4 of Q5_K). Random rows stay far from those limits, so here rows sit at their extremes: mostly
  * equal values (the largest quant), or mostly slightly below an opposite-signed maximum (the largest quant of
@@ -548,6 +584,13 @@ int main(int argc, char **argv) {
     const char *isas[] = {"scalar", "avx2"};
     for (size_t j = 0; j < 2; j++)
         for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j], false);
+    for (size_t j = 0; j < 2; j++)
+        if (kernel_isa_select(isas[j])) {
+            check_float_prompt(TANDEM_TYPE_F32);
+            check_float_prompt(TANDEM_TYPE_F16);
+            check_float_prompt(TANDEM_TYPE_BF16);
+            kernel_isa_select(NULL);
+        }
     if (kernel_isa_select("avx2")) {
         const tandem_type extreme[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0,
                                        TANDEM_TYPE_Q5_1, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K,
