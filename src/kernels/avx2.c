@@ -212,7 +212,7 @@ INLINE __m256i add_scaled_sums(__m256i isum, __m256i sum_lo, __m256i sc_lo, __m2
  * constants (immediate shifts). */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                                __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), b5 = _mm256_set1_epi8(0x10);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
     const __m256i sc_lo = lane_byte_pairs(sc, b), sc_hi = lane_byte_pairs(sc, b + 1);
     const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
@@ -225,13 +225,7 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
         const __m256i raw = load256(q + 32 * u);
         __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        if (FIVE) {  /* bits 2c and 2c+1 of each qh byte moved to bit 4 (16-bit shifts; crossing bits masked off) */
-            const __m256i h = load256(qh + 32 * u);
-            const __m256i h_lo = 2 * c <= 4 ? _mm256_slli_epi16(h, 4 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 4);
-            const __m256i h_hi = 2 * c + 1 <= 4 ? _mm256_slli_epi16(h, 3 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 3);
-            lo = _mm256_or_si256(lo, _mm256_and_si256(h_lo, b5));
-            hi = _mm256_or_si256(hi, _mm256_and_si256(h_hi, b5));
-        }
+        if (FIVE) add_fifth_bits(qh + 32 * u, c, &lo, &hi);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const uint8_t *a = (const uint8_t *)x[t * xs + 2 * c].q + 4 * u;
             sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32(a))));
@@ -251,42 +245,6 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
         acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
     }
-}
-
-INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
-                             const int NT, const bool FIVE) {
-    const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
-    const __m256i low2 = _mm256_set1_epi32(0x03030303);
-    __m256 acc[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * (FIVE ? 176 : 144)) {
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
-        const __m256i u0 = load256(w + 32), u1 = load256(w + 64), u2 = load256(w + 96);
-        const __m256i sc_lo = _mm256_and_si256(u0, low6), mn_lo = _mm256_and_si256(u1, low6);
-        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, low4),
-                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
-        const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
-                                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
-        const act_block *a = x + 8 * sb;
-        __m256i isum[MATMUL_TOKENS];
-        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
-        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 0, FIVE);
-        k4_chunk_packed_nt(w, a, xs, sc_lo, mn_lo, dmin, isum, acc, NT, 1, FIVE);
-        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 2, FIVE);
-        k4_chunk_packed_nt(w, a, xs, sc_hi, mn_hi, dmin, isum, acc, NT, 3, FIVE);
-        FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
-}
-INLINE void dot_q4_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
-                               const int NT) {
-    dot_k4_packed_nt(w, x, xs, cols, out, NT, false);
-}
-INLINE void dot_q5_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
-                               const int NT) {
-    dot_k4_packed_nt(w, x, xs, cols, out, NT, true);
 }
 
 /* Q6_K packed: ql (unit u of half h, run p at (16h + 8p + u)·32), qh (unit u of half h at 1024 +
@@ -323,34 +281,7 @@ INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m2
     }
 }
 
-INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
-                               const int NT) {
-    __m256 acc[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 210) {
-        const act_block *a = x + 8 * sb;
-        /* the whole group at once: spread over its 8 blocks, the same prefetches gave 22-25 GB/s from memory on
-         * 2 threads, not 28-32 */
-        prefetch_ahead(w, 8 * 210);
-        __m256i isum[MATMUL_TOKENS];
-        FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
-        q6_K_block_nt(w, a, xs, isum, NT, 0, 0);
-        q6_K_block_nt(w, a, xs, isum, NT, 0, 1);
-        q6_K_block_nt(w, a, xs, isum, NT, 0, 2);
-        q6_K_block_nt(w, a, xs, isum, NT, 0, 3);
-        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 0);
-        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 1);
-        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 2);
-        q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
-        FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
-}
-ROW_DOT_ACT(dot_q4_K_packed)
-ROW_DOT_ACT(dot_q5_K_packed)
-ROW_DOT_ACT(dot_q6_K_packed)
+#include "packed_k_drivers.h"
 
 /* ---- K-quants: 256-element super-blocks = 8 activation blocks ---- */
 

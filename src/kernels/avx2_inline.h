@@ -67,6 +67,39 @@ INLINE __m256 add_super_block(__m256 acc, __m256i isum, __m256 d, const act_bloc
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
 }
 
+/* The head of a packed Q4_K/Q5_K super-block of 8 rows: d and dmin per row, and the 6-bit scales and mins of
+ * sub-blocks 0–3 (lo) and 4–7 (hi), one byte per sub-block in each row's 32-bit lane (k4_scales' decoding, for 8
+ * rows at once). */
+typedef struct k4_packed_head {
+    __m256 d, dmin;
+    __m256i sc_lo, mn_lo, sc_hi, mn_hi;
+} k4_packed_head;
+INLINE k4_packed_head k4_packed_head_load(const uint8_t *w) {
+    const __m256i low6 = _mm256_set1_epi32(0x3F3F3F3F), low4 = _mm256_set1_epi32(0x0F0F0F0F);
+    const __m256i low2 = _mm256_set1_epi32(0x03030303);
+    const __m256i u0 = load256(w + 32), u1 = load256(w + 64), u2 = load256(w + 96);
+    k4_packed_head h;
+    h.d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+    h.dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+    h.sc_lo = _mm256_and_si256(u0, low6);
+    h.mn_lo = _mm256_and_si256(u1, low6);
+    h.sc_hi = _mm256_or_si256(_mm256_and_si256(u2, low4),
+                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
+    h.mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
+                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
+    return h;
+}
+
+/* Q5_K packed: bits 2c and 2c+1 of each of the 32 qh bytes at p moved to bit 4 of lo and hi (16-bit shifts; bits
+ * crossing bytes are masked off; c a compile-time constant). */
+INLINE void add_fifth_bits(const uint8_t *p, const int c, __m256i *lo, __m256i *hi) {
+    const __m256i h = load256(p), b5 = _mm256_set1_epi8(0x10);
+    const __m256i h_lo = 2 * c <= 4 ? _mm256_slli_epi16(h, 4 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 4);
+    const __m256i h_hi = 2 * c + 1 <= 4 ? _mm256_slli_epi16(h, 3 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 3);
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(h_lo, b5));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(h_hi, b5));
+}
+
 /* Q6_K's 6-bit values of activation block k (0…3) of a half: the low (k < 2) or high nibbles of ql with bits
  * 2k, 2k+1 of qh on top, 32 unsigned bytes (k a compile-time constant). */
 INLINE __m256i q6_values(const uint8_t *ql, const uint8_t *qh, const int k) {
