@@ -151,8 +151,7 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
             }
         }
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(x[t * xs + b].d)),
-                                     acc[t]);
+            acc[t] = add_int_sums(acc[t], sum[t], scales, &x[t * xs + b]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -212,20 +211,17 @@ INLINE __m256i add_scaled_sums(__m256i isum, __m256i sum_lo, __m256i sc_lo, __m2
  * constants (immediate shifts). */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                                __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
     const __m256i sc_lo = lane_byte_pairs(sc, b), sc_hi = lane_byte_pairs(sc, b + 1);
     const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
     const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
     const int block_bytes = FIVE ? 176 : 144;
-    const uint8_t *q = w + (FIVE ? 384 : 128) + c * 8 * 32, *qh = w + 128;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
-        const __m256i raw = load256(q + 32 * u);
-        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        if (FIVE) add_fifth_bits(qh + 32 * u, c, &lo, &hi);
+        __m256i lo, hi;
+        k4_unit_quants(w, c, u, FIVE, &lo, &hi);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const uint8_t *a = (const uint8_t *)x[t * xs + 2 * c].q + 4 * u;
             sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)load_u32(a))));

@@ -62,8 +62,9 @@ INLINE __m256i lane_byte_high_pairs(__m256i v, const int b) { return _mm256_shuf
 INLINE __m256i lane_byte_int32(__m256i v, const int b) { return _mm256_shuffle_epi8(v, lane_mask(0x80808000u, b)); }
 INLINE __m256 lane_byte_float(__m256i v, const int b) { return _mm256_cvtepi32_ps(lane_byte_int32(v, b)); }
 
-/* acc += d·dx·isum: a super-block's integer sum, converted once (dx: the super-block's shared activation scale). */
-INLINE __m256 add_super_block(__m256 acc, __m256i isum, __m256 d, const act_block *a) {
+/* acc += d·dx·isum: the 8 rows' exact integer sums of a block or super-block, converted once (d: the rows'
+ * scales, dx: the activations' scale, shared by a super-block's 8 blocks). */
+INLINE __m256 add_int_sums(__m256 acc, __m256i isum, __m256 d, const act_block *a) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
 }
 
@@ -98,6 +99,16 @@ INLINE void add_fifth_bits(const uint8_t *p, const int c, __m256i *lo, __m256i *
     const __m256i h_hi = 2 * c + 1 <= 4 ? _mm256_slli_epi16(h, 3 - 2 * c) : _mm256_srli_epi16(h, 2 * c - 3);
     *lo = _mm256_or_si256(*lo, _mm256_and_si256(h_lo, b5));
     *hi = _mm256_or_si256(*hi, _mm256_and_si256(h_hi, b5));
+}
+
+/* Unit u (columns 4u…4u+3 of the 8 rows) of chunk c of a packed Q4_K/Q5_K super-block at w: the quants of
+ * sub-blocks 2c (lo) and 2c+1 (hi), 0…15, or 0…31 with Q5_K's fifth bits (u, c and FIVE compile-time constants). */
+INLINE void k4_unit_quants(const uint8_t *w, const int c, const int u, const bool FIVE, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i raw = load256(w + (FIVE ? 384 : 128) + (c * 8 + u) * 32);
+    *lo = _mm256_and_si256(raw, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    if (FIVE) add_fifth_bits(w + 128 + 32 * u, c, lo, hi);
 }
 
 /* Q6_K's 6-bit values of activation block k (0…3) of a half: the low (k < 2) or high nibbles of ql with bits

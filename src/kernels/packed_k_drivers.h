@@ -17,7 +17,7 @@ INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, i
         k4_chunk_packed_nt(w, a, xs, h.sc_hi, h.mn_hi, h.dmin, isum, acc, NT, 2, FIVE);
         k4_chunk_packed_nt(w, a, xs, h.sc_hi, h.mn_hi, h.dmin, isum, acc, NT, 3, FIVE);
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = add_super_block(acc[t], isum[t], h.d, &a[t * xs]);
+            acc[t] = add_int_sums(acc[t], isum[t], h.d, &a[t * xs]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -51,7 +51,7 @@ INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = add_super_block(acc[t], isum[t], d, &a[t * xs]);
+            acc[t] = add_int_sums(acc[t], isum[t], d, &a[t * xs]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }

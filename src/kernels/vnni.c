@@ -38,7 +38,7 @@ __attribute__((noinline)) static __m256i dpbusd_simde(__m256i acc, __m256i u, __
 
 #include "avx2_inline.h"
 
-/* The activation's 4 bytes for columns 4u…4u+3 of block b, in every lane. */
+/* Activation block a's 4 bytes for columns 4u…4u+3, in every lane. */
 INLINE __m256i act_quad(const act_block *a, const int u) { return _mm256_set1_epi32((int)load_u32((const uint8_t *)a->q + 4 * u)); }
 
 /* Q8_0: signed weights. Flipping their top bit makes them w + 128 (0…255), unsigned as vpdpbusd wants them;
@@ -61,8 +61,7 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
             FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = DPBUSD(sum[t], q, act_quad(&x[t * xs + b], u));
         }
         FOR_TOKENS (int t = 0; t < NT; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(x[t * xs + b].d)),
-                                     acc[t]);
+            acc[t] = add_int_sums(acc[t], sum[t], scales, &x[t * xs + b]);
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
@@ -88,7 +87,7 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         }
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + b];
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scales, _mm256_set1_ps(a->d)), acc[t]);
+            acc[t] = add_int_sums(acc[t], sum[t], scales, a);
             acc[t] = _mm256_fmadd_ps(scales, _mm256_set1_ps(-8.0f * a->s), acc[t]);
         }
     }
@@ -101,20 +100,17 @@ ROW_DOT_ACT(dot_q4_0_packed)
  * sub-block's int32 sum is multiplied by its 6-bit scale (as int32 in each row's lane) once, after its 8 units. */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                                __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
     const __m256i sc_lo = lane_byte_int32(sc, b), sc_hi = lane_byte_int32(sc, b + 1);
     const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
     const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
     const int block_bytes = FIVE ? 176 : 144;
-    const uint8_t *q = w + (FIVE ? 384 : 128) + c * 8 * 32, *qh = w + 128;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
-        const __m256i raw = load256(q + 32 * u);
-        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        if (FIVE) add_fifth_bits(qh + 32 * u, c, &lo, &hi);
+        __m256i lo, hi;
+        k4_unit_quants(w, c, u, FIVE, &lo, &hi);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + 2 * c];
             sum_lo[t] = DPBUSD(sum_lo[t], lo, act_quad(a, u));
