@@ -586,6 +586,113 @@ static void gemm_bf16_rows(const uint8_t *w, size_t rb, int n_rows, const float 
     gemm_float_rows(w, rb, n_rows, x, xs, n_tok, cols, y, ys, TANDEM_TYPE_BF16, 2);
 }
 
+/* ---- packed float rows (pack.c: column k of a group's 8 rows is 8 consecutive elements) ---- */
+
+/*
+ * A column of 8 rows is one load and one conversion, multiplied by the token's value broadcast: the lanes are
+ * the rows, so there are no horizontal sums, and a group streams from one address rather than from 4 rows'.
+ * The plain 4-row tiles read the 0.6B output head at ~24 GB/s on 2 threads, this at ~30 (kernel_bench).
+ * Decoding has few tokens, so one chain per token would wait on the FMA latency: columns go round C
+ * accumulator sets, C·NT ≥ 4 chains in flight.
+ */
+INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_t cols, float *out,
+                            const tandem_type type, const int eb, const int NT) {
+    const int C = NT == 1 ? 4 : NT <= 3 ? 2 : 1;
+    __m256 acc[4][MATMUL_TOKENS];
+    _Pragma("GCC unroll 4") for (int c = 0; c < C; c++)
+        FOR_TOKENS (int t = 0; t < NT; t++) acc[c][t] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 4 <= cols; k += 4) {
+        prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb);
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+            const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
+            FOR_TOKENS (int t = 0; t < NT; t++)
+                acc[j % C][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j % C][t]);
+        }
+    }
+    for (; k < cols; k++) {
+        const __m256 wv = load8_as(g + k * PACK_ROWS * eb, type);
+        FOR_TOKENS (int t = 0; t < NT; t++) acc[0][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[0][t]);
+    }
+    FOR_TOKENS (int t = 0; t < NT; t++) {
+        _Pragma("GCC unroll 4") for (int c = 1; c < C; c++) acc[0][t] = _mm256_add_ps(acc[0][t], acc[c][t]);
+        _mm256_storeu_ps(out + t * PACK_ROWS, acc[0][t]);
+    }
+}
+
+/* y[t·ys + j] (+)= Σ_k W_j[k]·x[t·xs + k] over columns k0 … k0 + kc − 1 for the 8·NG rows of NG consecutive
+ * groups (group_bytes apart) and MR tokens: gemm_micro's tile, its weights converted as they are loaded. */
+INLINE void gemm_packed_micro(const uint8_t *g, size_t group_bytes, int64_t k0, int kc, const float *x, int64_t xs,
+                              float *y, int64_t ys, bool accumulate, const tandem_type type, const int eb,
+                              const int NG, const int MR) {
+    __m256 acc[GEMM_MR][2];
+    _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k0 + kc; k++) {
+        __m256 wv[2];
+        _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) wv[v] = load8_as(g + v * group_bytes + k * PACK_ROWS * eb, type);
+        _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++) {
+            const __m256 xb = _mm256_broadcast_ss(x + t * xs + k);
+            _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) acc[t][v] = _mm256_fmadd_ps(wv[v], xb, acc[t][v]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++)
+        _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) {
+            float *out = y + t * ys + v * PACK_ROWS;
+            _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(acc[t][v], _mm256_loadu_ps(out)) : acc[t][v]);
+        }
+}
+
+#define GEMM_PACKED_BY_TOKENS(NG)                                                                             \
+    switch (n_tok - t0 < GEMM_MR ? n_tok - t0 : GEMM_MR) {                                                    \
+    case 1: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 1); break;        \
+    case 2: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 2); break;        \
+    case 3: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 3); break;        \
+    case 4: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 4); break;        \
+    case 5: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 5); break;        \
+    default: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 6); break;       \
+    }
+
+/* GEMM_KC columns at a time (the task's ≤ 64 rows of them, 32 KB of f16, stay in L1/L2 while every token
+ * group passes), 6 tokens × 2 groups per tile as in gemm_micro. */
+INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x, int64_t xs, int n_tok, int64_t cols,
+                              float *y, int64_t ys, const tandem_type type, const int eb) {
+    const size_t group_bytes = (size_t)PACK_ROWS * (size_t)cols * (size_t)eb;
+    const int n_groups = n_rows / PACK_ROWS;
+    for (int64_t k0 = 0; k0 < cols; k0 += GEMM_KC) {
+        const int kc = cols - k0 < GEMM_KC ? (int)(cols - k0) : GEMM_KC;
+        for (int t0 = 0; t0 < n_tok; t0 += GEMM_MR) {
+            const float *xt = x + t0 * xs;
+            for (int i = 0; i < n_groups; i += 2) {
+                const uint8_t *g = groups + (size_t)i * group_bytes;
+                float *yt = y + t0 * ys + i * PACK_ROWS;
+                if (n_groups - i >= 2) {
+                    GEMM_PACKED_BY_TOKENS(2)
+                } else {
+                    GEMM_PACKED_BY_TOKENS(1)
+                }
+            }
+        }
+    }
+}
+
+#define PACKED_FLOAT(name, type, eb)                                                                          \
+    static void dot_##name##_packed(const uint8_t *g, const float *x, int64_t xs, int n_tok, int64_t cols,    \
+                                    float *out) {                                                             \
+        switch (n_tok) {                                                                                      \
+        case 1: group_dot_float(g, x, xs, cols, out, type, eb, 1); break;                                     \
+        case 2: group_dot_float(g, x, xs, cols, out, type, eb, 2); break;                                     \
+        case 3: group_dot_float(g, x, xs, cols, out, type, eb, 3); break;                                     \
+        default: group_dot_float(g, x, xs, cols, out, type, eb, 4); break;                                    \
+        }                                                                                                     \
+    }                                                                                                         \
+    static void gemm_##name##_packed(const uint8_t *groups, int n_rows, const float *x, int64_t xs, int n_tok, \
+                                     int64_t cols, float *y, int64_t ys) {                                    \
+        gemm_packed_float(groups, n_rows, x, xs, n_tok, cols, y, ys, type, eb);                               \
+    }
+PACKED_FLOAT(f32, TANDEM_TYPE_F32, 4)
+PACKED_FLOAT(f16, TANDEM_TYPE_F16, 2)
+PACKED_FLOAT(bf16, TANDEM_TYPE_BF16, 2)
+
 /* ---- activation quantization: the same bytes as quantize_act_scalar ---- */
 
 INLINE float hmax8(__m256 m) {
@@ -869,4 +976,10 @@ void kernel_isa_fill_avx2(kernel_isa *isa) {
     isa->gemm_float[TANDEM_TYPE_F32] = gemm_f32_rows;
     isa->gemm_float[TANDEM_TYPE_F16] = gemm_f16_rows;
     isa->gemm_float[TANDEM_TYPE_BF16] = gemm_bf16_rows;
+    isa->dot_packed_float[TANDEM_TYPE_F32] = dot_f32_packed;
+    isa->dot_packed_float[TANDEM_TYPE_F16] = dot_f16_packed;
+    isa->dot_packed_float[TANDEM_TYPE_BF16] = dot_bf16_packed;
+    isa->gemm_packed_float[TANDEM_TYPE_F32] = gemm_f32_packed;
+    isa->gemm_packed_float[TANDEM_TYPE_F16] = gemm_f16_packed;
+    isa->gemm_packed_float[TANDEM_TYPE_BF16] = gemm_bf16_packed;
 }

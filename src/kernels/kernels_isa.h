@@ -33,13 +33,26 @@ typedef void (*rows_gemm_float_fn)(const uint8_t *rows, size_t row_bytes, int n_
 typedef void (*group_dot_act_fn)(const uint8_t *group, const act_block *x, int64_t x_stride, int n_tok,
                                  int64_t cols, float *out);
 
+/* Float weights packed (pack.c: column k of a group's 8 rows is 8 consecutive elements), against float
+ * activations x + t·x_stride. dot_packed_float: the PACK_ROWS rows of one group for t < n_tok ≤
+ * MATMUL_TOKENS, out[t·PACK_ROWS + i]. gemm_packed_float: n_rows (a multiple of PACK_ROWS; a task's, at most 64)
+ * consecutive packed rows, their groups at groups, against any number of tokens:
+ * y[t·y_stride + r] = Σ_k W_r[k]·x[t·x_stride + k]. Both read each element once per call and convert it in
+ * registers: in the packed layout a column of 8 rows is one load, so no transposed panel is made first. */
+typedef void (*group_dot_float_fn)(const uint8_t *group, const float *x, int64_t x_stride, int n_tok, int64_t cols,
+                                   float *out);
+typedef void (*groups_gemm_float_fn)(const uint8_t *groups, int n_rows, const float *x, int64_t x_stride, int n_tok,
+                                     int64_t cols, float *y, int64_t y_stride);
+
 typedef struct kernel_isa {
     const char *name;
     void (*quantize_act)(const float *x, act_block *out, int64_t n, int scale_blocks);
     row_dot_act_fn dot_act[TANDEM_TYPE_COUNT];      /* NULL: the type uses the exact path */
     row_dot_float_fn dot_float[TANDEM_TYPE_COUNT];  /* NULL: dot_row per token */
     rows_gemm_float_fn gemm_float[TANDEM_TYPE_COUNT]; /* NULL: the float tiles for every token count */
-    group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed */
+    group_dot_act_fn dot_packed[TANDEM_TYPE_COUNT]; /* NULL: the type is not packed (unless float, below) */
+    group_dot_float_fn dot_packed_float[TANDEM_TYPE_COUNT];     /* NULL: float rows stay plain */
+    groups_gemm_float_fn gemm_packed_float[TANDEM_TYPE_COUNT];  /* set wherever dot_packed_float is */
     /* attention_forward's contract (kernels.h) */
     void (*attention)(float *out, const float *q, int n_queries, const void *keys, const void *values,
                       tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores);

@@ -6,6 +6,7 @@ typedef enum matmul_path {
     PATH_ACT,      /* integer dot products against act blocks (quantized weight types) */
     PATH_PACKED,   /* the same, 8 rows at a time from pack.c's layout */
     PATH_FLOAT,    /* SIMD float dot products (F32/F16/BF16) */
+    PATH_PACKED_FLOAT, /* the same, 8 rows at a time from pack.c's layout */
     PATH_EXACT,    /* reference: dot_row per token, or a row dequantized once for many tokens */
 } matmul_path;
 
@@ -96,6 +97,22 @@ static void matmul_task(int task, int thread, void *arg) {
         }
         return;
     }
+    case PATH_PACKED_FLOAT: {  /* r0 and r1 are multiples of PACK_ROWS */
+        const float *x = job->x;
+        if (n > MATMUL_TOKENS) {  /* every token group through the task's rows, each element read once */
+            job->isa->gemm_packed_float[w->type](base + (size_t)r0 * w->row_bytes, (int)(r1 - r0), x, cols, n, cols,
+                                                 y + r0, rows);
+            return;
+        }
+        const group_dot_float_fn dot = job->isa->dot_packed_float[w->type];
+        float group_out[MATMUL_TOKENS * PACK_ROWS];
+        for (int64_t r = r0; r < r1; r += PACK_ROWS) {
+            dot(base + (size_t)r * w->row_bytes, x, cols, n, cols, group_out);
+            for (int t = 0; t < n; t++)
+                memcpy(y + (size_t)t * rows + r, group_out + t * PACK_ROWS, sizeof(float) * PACK_ROWS);
+        }
+        return;
+    }
     case PATH_EXACT:
         break;
     }
@@ -160,7 +177,9 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
     for (int i = 0; i < n_mats; i++) {
         TANDEM_ASSERT(w[i]->cols == w[0]->cols);
         matmul_path path = PATH_EXACT;
-        if (isa->dot_float[w[i]->type])
+        if (w[i]->packed && isa->dot_packed_float[w[i]->type])
+            path = PATH_PACKED_FLOAT;
+        else if (!w[i]->packed && isa->dot_float[w[i]->type])
             path = PATH_FLOAT;
         else if (!scratch->exact && w[i]->packed && isa->dot_packed[w[i]->type])
             path = PATH_PACKED;

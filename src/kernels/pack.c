@@ -6,7 +6,8 @@
  * quants, …) is interleaved across the 8 rows in units of 2 or 4 bytes: unit u of row i of a field at
  * plain offset F sits at 8·F + (8u + i)·unit. A 32-byte vector of quant units thus holds columns
  * 4u…4u+3 of all 8 rows: multiplied by the activations' 4 bytes repeated 8 times, its lanes are the 8
- * rows' partial sums, with no horizontal sums, and one scale vector serves 8 rows. */
+ * rows' partial sums, with no horizontal sums, and one scale vector serves 8 rows. Float types (F32, F16,
+ * BF16) are blocks of one element: a group is its 8 rows' columns one after the other, 8 elements each. */
 #include <stdlib.h>
 
 #include "kernels_isa.h"
@@ -23,6 +24,9 @@ typedef struct packed_type {
 } packed_type;
 
 static const packed_type PACKED_TYPES[] = {
+    {TANDEM_TYPE_F32, 4, 1, {{0, 4}}},   /* a block is one element: column k of 8 rows is 8 consecutive values */
+    {TANDEM_TYPE_F16, 2, 1, {{0, 2}}},
+    {TANDEM_TYPE_BF16, 2, 1, {{0, 2}}},
     {TANDEM_TYPE_Q8_0, 34, 2, {{0, 2}, {2, 4}}},                     /* d, qs[32] */
     {TANDEM_TYPE_Q4_0, 18, 2, {{0, 2}, {2, 4}}},                     /* d, qs[16] */
     {TANDEM_TYPE_Q4_K, 144, 4, {{0, 2}, {2, 2}, {4, 4}, {16, 4}}},   /* d, dmin, scales[12], qs[128] */
@@ -52,6 +56,14 @@ static void move_block(const packed_type *p, int i, const uint8_t *from, uint8_t
     }
 }
 
+/* The group of 8 float rows (elements of elem_bytes, a constant: each copy one move) as 8-element columns. */
+static inline void transpose_rows(const uint8_t *rows, size_t row_bytes, int64_t cols, uint8_t *group,
+                                  const int elem_bytes) {
+    for (int64_t k = 0; k < cols; k++)
+        for (int i = 0; i < PACK_ROWS; i++)
+            memcpy(group + (PACK_ROWS * k + i) * elem_bytes, rows + i * row_bytes + k * elem_bytes, (size_t)elem_bytes);
+}
+
 typedef struct pack_job {
     const packed_type *type;
     const weight_matrix *w;
@@ -66,6 +78,12 @@ static void pack_task(int task, int thread, void *arg) {
     const int64_t g1 = (task + 1) * job->groups_per_task < n_groups ? (task + 1) * job->groups_per_task : n_groups;
     for (int64_t g = task * job->groups_per_task; g < g1; g++) {
         uint8_t *group = job->dst + (size_t)g * PACK_ROWS * w->row_bytes;
+        const uint8_t *rows = (const uint8_t *)w->data + (size_t)g * PACK_ROWS * w->row_bytes;
+        if (blocks == w->cols) {  /* a float type: an element per block, so a plain transposition */
+            if (job->type->block_bytes == 4) transpose_rows(rows, w->row_bytes, w->cols, group, 4);
+            else transpose_rows(rows, w->row_bytes, w->cols, group, 2);
+            continue;
+        }
         for (int i = 0; i < PACK_ROWS; i++) {
             const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * PACK_ROWS + i) * w->row_bytes;
             for (int64_t b = 0; b < blocks; b++)
@@ -77,7 +95,9 @@ static void pack_task(int task, int thread, void *arg) {
 
 size_t weight_packed_bytes(const weight_matrix *w) {
     const packed_type *p = packed_type_of(w->type);
-    if (!p || w->packed || w->rows % PACK_ROWS || !kernel_isa_current()->dot_packed[w->type]) return 0;
+    const kernel_isa *isa = kernel_isa_current();
+    if (!p || w->packed || w->rows % PACK_ROWS || !(isa->dot_packed[w->type] || isa->dot_packed_float[w->type]))
+        return 0;
     return w->row_bytes * (size_t)w->rows;
 }
 
@@ -111,9 +131,18 @@ void weight_row_dequantize(const weight_matrix *w, int64_t r, float *dst) {
     const packed_type *p = packed_type_of(w->type);
     const int64_t block_elems = tandem_type_block_size(w->type);
     const uint8_t *group = (const uint8_t *)w->data + (size_t)(r / PACK_ROWS) * PACK_ROWS * w->row_bytes;
-    uint8_t plain[256];  /* one block in the plain layout (the largest packed block is 210 bytes) */
-    for (int64_t b = 0; b < w->cols / block_elems; b++) {
-        move_block(p, (int)(r % PACK_ROWS), group + (size_t)b * PACK_ROWS * p->block_bytes, plain, false);
-        dequantize_row(w->type, plain, dst + block_elems * b, block_elems);
+    /* a run of blocks in the plain layout (the largest packed block is 210 bytes; a float one is 2 or 4) */
+    uint8_t plain[1024];
+    const int64_t n_blocks = w->cols / block_elems, run = (int64_t)sizeof plain / p->block_bytes;
+    for (int64_t b0 = 0; b0 < n_blocks; b0 += run) {
+        const int64_t nb = n_blocks - b0 < run ? n_blocks - b0 : run;
+        const int i = (int)(r % PACK_ROWS);
+        const uint8_t *from = group + (size_t)b0 * PACK_ROWS * p->block_bytes;
+        if (block_elems == 1 && p->block_bytes == 2)  /* f16/bf16: an element per block, each one move */
+            for (int64_t b = 0; b < nb; b++) memcpy(plain + 2 * b, from + 2 * (PACK_ROWS * b + i), 2);
+        else
+            for (int64_t b = 0; b < nb; b++)
+                move_block(p, i, from + (size_t)b * PACK_ROWS * p->block_bytes, plain + b * p->block_bytes, false);
+        dequantize_row(w->type, plain, dst + block_elems * b0, block_elems * nb);
     }
 }

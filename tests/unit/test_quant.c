@@ -293,11 +293,13 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
     kernel_isa_select(NULL);
 }
 
-/* Prompts of FLOAT_GEMM_MIN_TOKENS tokens or more through float weights go through the panel GEMM (gemm_float):
- * matmul against the double loop on token counts at and past the switch, rows over several tasks and 2 threads,
- * columns over two 256-column panels and a tail. */
-static void check_float_prompt(tandem_type t) {
-    enum { ROWS = 70, COLS = 640, MAX_TOK = FLOAT_GEMM_MIN_TOKENS + 9 };
+/* Prompts of FLOAT_GEMM_MIN_TOKENS tokens or more through plain float weights go through the panel GEMM
+ * (gemm_float), and packed float weights through gemm_packed_float past MATMUL_TOKENS tokens: matmul against
+ * the double loop on token counts on both sides of each switch, rows over several tasks and 2 threads,
+ * columns over two 256-column panels and a tail (packed: an odd width, so the 4-column steps leave a tail). */
+static void check_float_prompt(tandem_type t, bool pack) {
+    enum { MAX_TOK = FLOAT_GEMM_MIN_TOKENS + 9 };
+    const int ROWS = pack ? 72 : 70, COLS = pack ? 643 : 640;
     const size_t row_bytes = (size_t)COLS * (size_t)tandem_type_size(t);
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(2, &pool));
@@ -312,7 +314,12 @@ static void check_float_prompt(tandem_type t) {
         dequantize_row(t, data + r * row_bytes, deq + r * COLS, COLS);
     }
     weight_matrix m = {data, t, ROWS, COLS, row_bytes, false};
-    const int counts[] = {FLOAT_GEMM_MIN_TOKENS - 1, FLOAT_GEMM_MIN_TOKENS, MAX_TOK};
+    void *packed = NULL;
+    if (pack) {
+        CHECK_OK(weight_pack(pool, &m, &packed));
+        CHECK_MSG(m.packed, "%s on %s: weight_pack left the matrix plain", tandem_type_name(t), kernel_isa_name());
+    }
+    const int counts[] = {1, MATMUL_TOKENS, MATMUL_TOKENS + 1, FLOAT_GEMM_MIN_TOKENS - 1, FLOAT_GEMM_MIN_TOKENS, MAX_TOK};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         matmul(pool, y, x, &m, counts[i], &scratch);
         double worst = 0;
@@ -322,10 +329,10 @@ static void check_float_prompt(tandem_type t) {
                 for (int c = 0; c < COLS; c++) ref += (double)deq[r * COLS + c] * x[k * COLS + c];
                 worst = fmax(worst, fabs(ref - y[k * ROWS + r]) / 2e-3);
             }
-        CHECK_MSG(worst <= 1, "matmul %s on %s, %d tokens: error %g x the bound", tandem_type_name(t),
-                  kernel_isa_name(), counts[i], worst);
+        CHECK_MSG(worst <= 1, "matmul %s%s on %s, %d tokens: error %g x the bound", tandem_type_name(t),
+                  pack ? " packed" : "", kernel_isa_name(), counts[i], worst);
     }
-    free(w); free(x); free(y); free(deq); free(data); free(scratch.rows); free(scratch.act);
+    free(w); free(x); free(y); free(deq); free(data); free(scratch.rows); free(scratch.act); free(packed);
     thread_pool_free(pool);
 }
 
@@ -419,7 +426,8 @@ static void check_same_as_avx2(const char *isa) {
  * partial last one reads back row for row as the plain rows. */
 static void check_pack_threads(void) {
     if (!kernel_isa_select("avx2")) return;
-    const tandem_type types[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K};
+    const tandem_type types[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K, TANDEM_TYPE_Q6_K,
+                                 TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16};
     enum { ROWS = 8 * (64 * 3 + 5), COLS = 256 };
     thread_pool *pool = NULL;
     CHECK_OK(thread_pool_create(3, &pool));
@@ -586,11 +594,17 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) check_matmul(mm[i], isas[j], false);
     for (size_t j = 0; j < 2; j++)
         if (kernel_isa_select(isas[j])) {
-            check_float_prompt(TANDEM_TYPE_F32);
-            check_float_prompt(TANDEM_TYPE_F16);
-            check_float_prompt(TANDEM_TYPE_BF16);
+            check_float_prompt(TANDEM_TYPE_F32, false);
+            check_float_prompt(TANDEM_TYPE_F16, false);
+            check_float_prompt(TANDEM_TYPE_BF16, false);
             kernel_isa_select(NULL);
         }
+    if (kernel_isa_select("avx2")) {  /* float weights packed (avx2's float kernels serve the VNNI tables too) */
+        const tandem_type floats[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_BF16};
+        for (size_t i = 0; i < 3; i++) check_float_prompt(floats[i], true);
+        for (size_t i = 0; i < 3; i++) check_matmul(floats[i], "avx2", true);
+        kernel_isa_select(NULL);
+    }
     if (kernel_isa_select("avx2")) {
         const tandem_type extreme[] = {TANDEM_TYPE_Q8_0, TANDEM_TYPE_Q4_0, TANDEM_TYPE_Q4_1, TANDEM_TYPE_Q5_0,
                                        TANDEM_TYPE_Q5_1, TANDEM_TYPE_IQ4_NL, TANDEM_TYPE_Q4_K, TANDEM_TYPE_Q5_K,
