@@ -643,7 +643,7 @@ INLINE void gemm_packed_micro(const uint8_t *g, size_t group_bytes, int64_t k0, 
 }
 
 #define GEMM_PACKED_BY_TOKENS(NG)                                                                             \
-    switch (n_tok - t0 < GEMM_MR ? n_tok - t0 : GEMM_MR) {                                                    \
+    switch (mr) {                                                                                             \
     case 1: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 1); break;        \
     case 2: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 2); break;        \
     case 3: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 3); break;        \
@@ -660,7 +660,10 @@ INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x,
     const int n_groups = n_rows / PACK_ROWS;
     for (int64_t k0 = 0; k0 < cols; k0 += GEMM_KC) {
         const int kc = cols - k0 < GEMM_KC ? (int)(cols - k0) : GEMM_KC;
-        for (int t0 = 0; t0 < n_tok; t0 += GEMM_MR) {
+        for (int t0 = 0, mr; t0 < n_tok; t0 += mr) {
+            /* tiles of even size (8 tokens as 4 + 4, not 6 + 2: a 2-token tile is as slow per column as 4) */
+            const int tiles_left = (n_tok - t0 + GEMM_MR - 1) / GEMM_MR;
+            mr = (n_tok - t0 + tiles_left - 1) / tiles_left;
             const float *xt = x + t0 * xs;
             for (int i = 0; i < n_groups; i += 2) {
                 const uint8_t *g = groups + (size_t)i * group_bytes;
