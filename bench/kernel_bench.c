@@ -27,7 +27,8 @@ static float random_uniform(void) {  /* xorshift64*, in [-1, 1) */
 static bool parse_type(const char *name, tandem_type *out) {
     static const struct { const char *name; tandem_type type; } TYPES[] = {
         {"q8_0", TANDEM_TYPE_Q8_0}, {"q4_0", TANDEM_TYPE_Q4_0}, {"q4_k", TANDEM_TYPE_Q4_K},
-        {"q6_k", TANDEM_TYPE_Q6_K}, {"q5_k", TANDEM_TYPE_Q5_K}, {"f16", TANDEM_TYPE_F16},
+        {"q6_k", TANDEM_TYPE_Q6_K}, {"q5_k", TANDEM_TYPE_Q5_K}, {"f16", TANDEM_TYPE_F16}, {"bf16", TANDEM_TYPE_BF16},
+        {"f32", TANDEM_TYPE_F32},
     };
     for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
         if (strcmp(name, TYPES[i].name) == 0) return *out = TYPES[i].type, true;
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--seconds") == 0 && has_value) seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--max-k") == 0 && has_value) max_k = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16] [--rows R] [--cols C] [--threads N] "
+            fprintf(stderr, "usage: %s [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C] [--threads N] "
                             "[--seconds S] [--max-k K]\n", argv[0]);
             return 2;
         }
