@@ -3,7 +3,7 @@
  *
  * `tandem bench` measures a whole model; this isolates one kernel so a change to it can be judged without
  * the rest of the forward pass (and without making an 8B file). Random weights: speed does not depend on
- * their values. Usage: kernel_bench [--types q8_0,q4_0,q4_k,q6_k] [--rows R] [--cols C] [--threads N]
+ * their values. Usage: kernel_bench [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C] [--threads N]
  * [--seconds S] [--max-k K]. */
 #include <stdio.h>
 #include <stdlib.h>
