@@ -592,53 +592,76 @@ static void gemm_bf16_rows(const uint8_t *w, size_t rb, int n_rows, const float 
  * A column of 8 rows is one load and one conversion, multiplied by the token's value broadcast: the lanes are
  * the rows, so there are no horizontal sums, and a group streams from one address rather than from 4 rows'.
  * The plain 4-row tiles read the 0.6B output head at ~24 GB/s on 2 threads, this at ~30 (kernel_bench).
- * Decoding has few tokens, so one chain per token would wait on the FMA latency: columns go round C
- * accumulator sets, C·NT ≥ 4 chains in flight.
+ *
+ * Every (row, token) sum is formed the same way whatever the token count, so that a pass over k tokens gives
+ * the bits k single-token passes give (a verification pass must not flip a near-tie the target alone would
+ * not): per block of GEMM_KC columns, even and odd columns (from the block's start) go to two chains, the
+ * block's sum is chain 0 + chain 1, and the blocks' sums are added in order. Two chains per token also keep a
+ * single token's FMAs from waiting on each other's latency.
  */
+enum { PACKED_GEMM_MR = 3 };  /* tokens per GEMM tile: 3 tokens × 2 groups × 2 chains = 12 accumulators */
+
+/* out[t·8 + i] for the 8 rows of group g and NT ≤ MATMUL_TOKENS tokens (decoding, short passes). */
 INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_t cols, float *out,
                             const tandem_type type, const int eb, const int NT) {
-    const int C = NT == 1 ? 4 : NT <= 3 ? 2 : 1;
-    __m256 acc[4][MATMUL_TOKENS];
-    _Pragma("GCC unroll 4") for (int c = 0; c < C; c++)
-        FOR_TOKENS (int t = 0; t < NT; t++) acc[c][t] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 4 <= cols; k += 4) {
-        prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb);
-        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-            const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
-            FOR_TOKENS (int t = 0; t < NT; t++)
-                acc[j % C][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j % C][t]);
+    __m256 sum[MATMUL_TOKENS];
+    FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 < cols; k0 += GEMM_KC) {
+        const int64_t k_end = cols - k0 < GEMM_KC ? cols : k0 + GEMM_KC;
+        __m256 acc[2][MATMUL_TOKENS];
+        FOR_TOKENS (int t = 0; t < NT; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+        int64_t k = k0;
+        for (; k + 4 <= k_end; k += 4) {
+            prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb);
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+                const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
+                FOR_TOKENS (int t = 0; t < NT; t++)
+                    acc[j & 1][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j & 1][t]);
+            }
+        }
+        for (; k < k_end; k++) {
+            const __m256 wv = load8_as(g + k * PACK_ROWS * eb, type);
+            const int c = (int)((k - k0) & 1);
+            FOR_TOKENS (int t = 0; t < NT; t++) acc[c][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[c][t]);
+        }
+        FOR_TOKENS (int t = 0; t < NT; t++) {
+            const __m256 block = _mm256_add_ps(acc[0][t], acc[1][t]);
+            sum[t] = k0 ? _mm256_add_ps(sum[t], block) : block;
         }
     }
-    for (; k < cols; k++) {
-        const __m256 wv = load8_as(g + k * PACK_ROWS * eb, type);
-        FOR_TOKENS (int t = 0; t < NT; t++) acc[0][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[0][t]);
-    }
-    FOR_TOKENS (int t = 0; t < NT; t++) {
-        _Pragma("GCC unroll 4") for (int c = 1; c < C; c++) acc[0][t] = _mm256_add_ps(acc[0][t], acc[c][t]);
-        _mm256_storeu_ps(out + t * PACK_ROWS, acc[0][t]);
-    }
+    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * PACK_ROWS, sum[t]);
 }
 
-/* y[t·ys + j] (+)= Σ_k W_j[k]·x[t·xs + k] over columns k0 … k0 + kc − 1 for the 8·NG rows of NG consecutive
- * groups (group_bytes apart) and MR tokens: gemm_micro's tile, its weights converted as they are loaded. */
+/* y[t·ys + j] (+)= the sums above over columns k0 … k0 + kc − 1 for the 8·NG rows of NG consecutive groups
+ * (group_bytes apart) and MR ≤ PACKED_GEMM_MR tokens, the weights converted as they are loaded. */
 INLINE void gemm_packed_micro(const uint8_t *g, size_t group_bytes, int64_t k0, int kc, const float *x, int64_t xs,
                               float *y, int64_t ys, bool accumulate, const tandem_type type, const int eb,
                               const int NG, const int MR) {
-    __m256 acc[GEMM_MR][2];
-    _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t k = k0; k < k0 + kc; k++) {
-        __m256 wv[2];
-        _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) wv[v] = load8_as(g + v * group_bytes + k * PACK_ROWS * eb, type);
-        _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++) {
-            const __m256 xb = _mm256_broadcast_ss(x + t * xs + k);
-            _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) acc[t][v] = _mm256_fmadd_ps(wv[v], xb, acc[t][v]);
+    __m256 acc[2][PACKED_GEMM_MR][2];
+    _Pragma("GCC unroll 3") for (int t = 0; t < MR; t++)
+        _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) acc[0][t][v] = acc[1][t][v] = _mm256_setzero_ps();
+    int64_t k = k0;
+    for (; k + 2 <= k0 + kc; k += 2)
+        _Pragma("GCC unroll 2") for (int c = 0; c < 2; c++) {
+            __m256 wv[2];
+            _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++)
+                wv[v] = load8_as(g + v * group_bytes + (k + c) * PACK_ROWS * eb, type);
+            _Pragma("GCC unroll 3") for (int t = 0; t < MR; t++) {
+                const __m256 xb = _mm256_broadcast_ss(x + t * xs + k + c);
+                _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) acc[c][t][v] = _mm256_fmadd_ps(wv[v], xb, acc[c][t][v]);
+            }
         }
-    }
-    _Pragma("GCC unroll 6") for (int t = 0; t < MR; t++)
+    if (k < k0 + kc)  /* an odd block: its last column is even, chain 0's */
+        _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) {
+            const __m256 wv = load8_as(g + v * group_bytes + k * PACK_ROWS * eb, type);
+            _Pragma("GCC unroll 3") for (int t = 0; t < MR; t++)
+                acc[0][t][v] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[0][t][v]);
+        }
+    _Pragma("GCC unroll 3") for (int t = 0; t < MR; t++)
         _Pragma("GCC unroll 2") for (int v = 0; v < NG; v++) {
             float *out = y + t * ys + v * PACK_ROWS;
-            _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(acc[t][v], _mm256_loadu_ps(out)) : acc[t][v]);
+            const __m256 block = _mm256_add_ps(acc[0][t][v], acc[1][t][v]);
+            _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), block) : block);
         }
 }
 
@@ -646,14 +669,11 @@ INLINE void gemm_packed_micro(const uint8_t *g, size_t group_bytes, int64_t k0, 
     switch (mr) {                                                                                             \
     case 1: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 1); break;        \
     case 2: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 2); break;        \
-    case 3: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 3); break;        \
-    case 4: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 4); break;        \
-    case 5: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 5); break;        \
-    default: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 6); break;       \
+    default: gemm_packed_micro(g, group_bytes, k0, kc, xt, xs, yt, ys, k0 > 0, type, eb, NG, 3); break;       \
     }
 
 /* GEMM_KC columns at a time (the task's ≤ 64 rows of them, 32 KB of f16, stay in L1/L2 while every token
- * group passes), 6 tokens × 2 groups per tile as in gemm_micro. */
+ * tile passes), tiles of 3 tokens × 2 groups. */
 INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x, int64_t xs, int n_tok, int64_t cols,
                               float *y, int64_t ys, const tandem_type type, const int eb) {
     const size_t group_bytes = (size_t)PACK_ROWS * (size_t)cols * (size_t)eb;
@@ -661,8 +681,8 @@ INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x,
     for (int64_t k0 = 0; k0 < cols; k0 += GEMM_KC) {
         const int kc = cols - k0 < GEMM_KC ? (int)(cols - k0) : GEMM_KC;
         for (int t0 = 0, mr; t0 < n_tok; t0 += mr) {
-            /* tiles of even size (8 tokens as 4 + 4, not 6 + 2: a 2-token tile is as slow per column as 4) */
-            const int tiles_left = (n_tok - t0 + GEMM_MR - 1) / GEMM_MR;
+            /* tiles of even size (5 tokens as 3 + 2, 4 as 2 + 2: a 1-token tile keeps only 4 FMA chains) */
+            const int tiles_left = (n_tok - t0 + PACKED_GEMM_MR - 1) / PACKED_GEMM_MR;
             mr = (n_tok - t0 + tiles_left - 1) / tiles_left;
             const float *xt = x + t0 * xs;
             for (int i = 0; i < n_groups; i += 2) {
@@ -676,6 +696,8 @@ INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x,
             }
         }
     }
+    if (cols == 0)
+        for (int t = 0; t < n_tok; t++) memset(y + t * ys, 0, sizeof(float) * (size_t)n_rows);
 }
 
 #define PACKED_FLOAT(name, type, eb)                                                                          \
