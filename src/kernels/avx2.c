@@ -604,8 +604,7 @@ enum { PACKED_GEMM_MR = 3 };  /* tokens per GEMM tile: 3 tokens × 2 groups × 2
 /* out[t·8 + i] for the 8 rows of group g and NT ≤ MATMUL_TOKENS tokens (decoding, short passes). */
 INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_t cols, float *out,
                             const tandem_type type, const int eb, const int NT) {
-    __m256 sum[MATMUL_TOKENS];
-    FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_ps();
+    if (cols == 0) FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * PACK_ROWS, _mm256_setzero_ps());
     for (int64_t k0 = 0; k0 < cols; k0 += GEMM_KC) {
         const int64_t k_end = cols - k0 < GEMM_KC ? cols : k0 + GEMM_KC;
         __m256 acc[2][MATMUL_TOKENS];
@@ -619,17 +618,18 @@ INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_
                     acc[j & 1][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j & 1][t]);
             }
         }
-        for (; k < k_end; k++) {
-            const __m256 wv = load8_as(g + k * PACK_ROWS * eb, type);
-            const int c = (int)((k - k0) & 1);
-            FOR_TOKENS (int t = 0; t < NT; t++) acc[c][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[c][t]);
-        }
+        _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++)  /* the block's last 1-3 columns (k − k0 is even) */
+            if (k + j < k_end) {
+                const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
+                FOR_TOKENS (int t = 0; t < NT; t++)
+                    acc[j & 1][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j & 1][t]);
+            }
+        /* the running sums live in out: in registers beside 8 accumulators they spilled at 4 tokens */
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const __m256 block = _mm256_add_ps(acc[0][t], acc[1][t]);
-            sum[t] = k0 ? _mm256_add_ps(sum[t], block) : block;
+            _mm256_storeu_ps(out + t * PACK_ROWS, k0 ? _mm256_add_ps(_mm256_loadu_ps(out + t * PACK_ROWS), block) : block);
         }
     }
-    FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * PACK_ROWS, sum[t]);
 }
 
 /* y[t·ys + j] (+)= the sums above over columns k0 … k0 + kc − 1 for the 8·NG rows of NG consecutive groups

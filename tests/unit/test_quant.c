@@ -296,7 +296,7 @@ static void check_matmul(tandem_type t, const char *isa, bool pack) {
 }
 
 /* Prompts of FLOAT_GEMM_MIN_TOKENS tokens or more through plain float weights go through the panel GEMM
- * (gemm_float), and packed float weights through gemm_packed_float past MATMUL_TOKENS tokens: matmul against
+ * (gemm_float), and packed float weights through gemm_packed_float past 8 tokens (groups of 4 below): matmul against
  * the double loop on token counts on both sides of each switch, rows over several tasks and 2 threads,
  * columns over two 256-column panels and a tail (packed: an odd width, so the 4-column steps leave a tail). */
 static void check_float_prompt(tandem_type t, bool pack) {
