@@ -211,10 +211,9 @@ INLINE __m256i add_scaled_sums(__m256i isum, __m256i sum_lo, __m256i sc_lo, __m2
  * constants (immediate shifts). */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                                __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
+    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale words */
     const __m256i sc_lo = lane_byte_pairs(sc, b), sc_hi = lane_byte_pairs(sc, b + 1);
-    const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
-    const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
+    const k4_chunk_mins mins = k4_chunk_mins_of(mn, dmin, c);
     const int block_bytes = FIVE ? 176 : 144;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
@@ -238,8 +237,7 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     FOR_TOKENS (int t = 0; t < NT; t++) {
         const act_block *a = &x[t * xs + 2 * c];
         isum[t] = add_scaled_sums(isum[t], sum_lo[t], sc_lo, sum_hi[t], sc_hi);
-        acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
-        acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
+        acc[t] = k4_sub_mins(acc[t], mins, a);
     }
 }
 
@@ -601,6 +599,13 @@ static void gemm_bf16_rows(const uint8_t *w, size_t rb, int n_rows, const float 
  */
 enum { PACKED_GEMM_MR = 3 };  /* tokens per GEMM tile: 3 tokens × 2 groups × 2 chains = 12 accumulators */
 
+/* acc[t] += column k of the 8 rows at g · token t's value k, for t < NT. */
+INLINE void add_column(__m256 *acc, const uint8_t *g, int64_t k, const float *x, int64_t xs, const tandem_type type,
+                       const int eb, const int NT) {
+    const __m256 wv = load8_as(g + k * PACK_ROWS * eb, type);
+    FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k), acc[t]);
+}
+
 /* out[t·8 + i] for the 8 rows of group g and NT ≤ MATMUL_TOKENS tokens (decoding, short passes). */
 INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_t cols, float *out,
                             const tandem_type type, const int eb, const int NT) {
@@ -612,18 +617,10 @@ INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_
         int64_t k = k0;
         for (; k + 4 <= k_end; k += 4) {
             prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb);
-            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-                const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
-                FOR_TOKENS (int t = 0; t < NT; t++)
-                    acc[j & 1][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j & 1][t]);
-            }
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) add_column(acc[j & 1], g, k + j, x, xs, type, eb, NT);
         }
         _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++)  /* the block's last 1-3 columns (k − k0 is even) */
-            if (k + j < k_end) {
-                const __m256 wv = load8_as(g + (k + j) * PACK_ROWS * eb, type);
-                FOR_TOKENS (int t = 0; t < NT; t++)
-                    acc[j & 1][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(x + t * xs + k + j), acc[j & 1][t]);
-            }
+            if (k + j < k_end) add_column(acc[j & 1], g, k + j, x, xs, type, eb, NT);
         /* the running sums live in out: in registers beside 8 accumulators they spilled at 4 tokens */
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const __m256 block = _mm256_add_ps(acc[0][t], acc[1][t]);

@@ -91,6 +91,21 @@ INLINE k4_packed_head k4_packed_head_load(const uint8_t *w) {
     return h;
 }
 
+/* The mins of chunk c's two sub-blocks (2c, 2c+1: bytes b, b+1 of each row's min word, b = 2·(c % 2)) times
+ * dmin, and their subtraction from a token's accumulator: dmin·mn·(dx·Σq̂) per sub-block, a[0] and a[1] the
+ * sub-blocks' activation blocks (c a compile-time constant). */
+typedef struct k4_chunk_mins {
+    __m256 lo, hi;
+} k4_chunk_mins;
+INLINE k4_chunk_mins k4_chunk_mins_of(__m256i mn, __m256 dmin, const int c) {
+    const int b = 2 * (c % 2);
+    return (k4_chunk_mins){_mm256_mul_ps(dmin, lane_byte_float(mn, b)), _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1))};
+}
+INLINE __m256 k4_sub_mins(__m256 acc, k4_chunk_mins m, const act_block *a) {
+    acc = _mm256_fnmadd_ps(m.lo, _mm256_set1_ps(a[0].s), acc);
+    return _mm256_fnmadd_ps(m.hi, _mm256_set1_ps(a[1].s), acc);
+}
+
 /* Q5_K packed: bits 2c and 2c+1 of each of the 32 qh bytes at p moved to bit 4 of lo and hi (16-bit shifts; bits
  * crossing bytes are masked off; c a compile-time constant). */
 INLINE void add_fifth_bits(const uint8_t *p, const int c, __m256i *lo, __m256i *hi) {

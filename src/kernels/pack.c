@@ -56,12 +56,28 @@ static void move_block(const packed_type *p, int i, const uint8_t *from, uint8_t
     }
 }
 
-/* The group of 8 float rows (elements of elem_bytes, a constant: each copy one move) as 8-element columns. */
-static inline void transpose_rows(const uint8_t *rows, size_t row_bytes, int64_t cols, uint8_t *group,
-                                  const int elem_bytes) {
-    for (int64_t k = 0; k < cols; k++)
-        for (int i = 0; i < PACK_ROWS; i++)
-            memcpy(group + (PACK_ROWS * k + i) * elem_bytes, rows + i * row_bytes + k * elem_bytes, (size_t)elem_bytes);
+/* Row i's elements of a float type (a block is one element) moved as move_block does, each copy one move
+ * (elem_bytes a constant): per element, move_block's walk over the field table cost more than the copy. */
+static inline __attribute__((always_inline)) void move_elements(int i, const uint8_t *from, uint8_t *to, int64_t n, bool to_group,
+                                 const int elem_bytes) {
+    for (int64_t k = 0; k < n; k++) {
+        const size_t in_group = (size_t)(PACK_ROWS * k + i) * elem_bytes, in_plain = (size_t)k * elem_bytes;
+        memcpy(to + (to_group ? in_group : in_plain), from + (to_group ? in_plain : in_group), (size_t)elem_bytes);
+    }
+}
+
+/* move_block for n consecutive blocks of row i: from the plain row to the group (to_group), or back. */
+static inline __attribute__((always_inline)) void move_blocks(const packed_type *p, int i, const uint8_t *from, uint8_t *to,
+                                                              int64_t n, bool to_group) {
+    if (p->n_fields == 1 && p->fields[0].unit == p->block_bytes) {  /* a float type */
+        if (p->block_bytes == 4) move_elements(i, from, to, n, to_group, 4);
+        else move_elements(i, from, to, n, to_group, 2);
+        return;
+    }
+    const size_t plain_step = (size_t)p->block_bytes, group_step = PACK_ROWS * plain_step;
+    for (int64_t b = 0; b < n; b++)
+        move_block(p, i, from + b * (to_group ? plain_step : group_step), to + b * (to_group ? group_step : plain_step),
+                   to_group);
 }
 
 typedef struct pack_job {
@@ -77,19 +93,9 @@ static void pack_task(int task, int thread, void *arg) {
     const int64_t blocks = w->cols / tandem_type_block_size(w->type), n_groups = w->rows / PACK_ROWS;
     const int64_t g1 = (task + 1) * job->groups_per_task < n_groups ? (task + 1) * job->groups_per_task : n_groups;
     for (int64_t g = task * job->groups_per_task; g < g1; g++) {
-        uint8_t *group = job->dst + (size_t)g * PACK_ROWS * w->row_bytes;
         const uint8_t *rows = (const uint8_t *)w->data + (size_t)g * PACK_ROWS * w->row_bytes;
-        if (blocks == w->cols) {  /* a float type: an element per block, so a plain transposition */
-            if (job->type->block_bytes == 4) transpose_rows(rows, w->row_bytes, w->cols, group, 4);
-            else transpose_rows(rows, w->row_bytes, w->cols, group, 2);
-            continue;
-        }
-        for (int i = 0; i < PACK_ROWS; i++) {
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * PACK_ROWS + i) * w->row_bytes;
-            for (int64_t b = 0; b < blocks; b++)
-                move_block(job->type, i, row + (size_t)b * job->type->block_bytes,
-                           group + (size_t)b * PACK_ROWS * job->type->block_bytes, true);
-        }
+        uint8_t *group = job->dst + (size_t)g * PACK_ROWS * w->row_bytes;
+        for (int i = 0; i < PACK_ROWS; i++) move_blocks(job->type, i, rows + i * w->row_bytes, group, blocks, true);
     }
 }
 
@@ -136,13 +142,7 @@ void weight_row_dequantize(const weight_matrix *w, int64_t r, float *dst) {
     const int64_t n_blocks = w->cols / block_elems, run = (int64_t)sizeof plain / p->block_bytes;
     for (int64_t b0 = 0; b0 < n_blocks; b0 += run) {
         const int64_t nb = n_blocks - b0 < run ? n_blocks - b0 : run;
-        const int i = (int)(r % PACK_ROWS);
-        const uint8_t *from = group + (size_t)b0 * PACK_ROWS * p->block_bytes;
-        if (block_elems == 1 && p->block_bytes == 2)  /* f16/bf16: an element per block, each one move */
-            for (int64_t b = 0; b < nb; b++) memcpy(plain + 2 * b, from + 2 * (PACK_ROWS * b + i), 2);
-        else
-            for (int64_t b = 0; b < nb; b++)
-                move_block(p, i, from + (size_t)b * PACK_ROWS * p->block_bytes, plain + b * p->block_bytes, false);
+        move_blocks(p, (int)(r % PACK_ROWS), group + (size_t)b0 * PACK_ROWS * p->block_bytes, plain, nb, false);
         dequantize_row(w->type, plain, dst + block_elems * b0, block_elems * nb);
     }
 }

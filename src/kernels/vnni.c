@@ -100,10 +100,9 @@ ROW_DOT_ACT(dot_q4_0_packed)
  * sub-block's int32 sum is multiplied by its 6-bit scale (as int32 in each row's lane) once, after its 8 units. */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                                __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
-    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale and min words */
+    const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale words */
     const __m256i sc_lo = lane_byte_int32(sc, b), sc_hi = lane_byte_int32(sc, b + 1);
-    const __m256 dmn_lo = _mm256_mul_ps(dmin, lane_byte_float(mn, b));
-    const __m256 dmn_hi = _mm256_mul_ps(dmin, lane_byte_float(mn, b + 1));
+    const k4_chunk_mins mins = k4_chunk_mins_of(mn, dmin, c);
     const int block_bytes = FIVE ? 176 : 144;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
@@ -121,8 +120,7 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         const act_block *a = &x[t * xs + 2 * c];
         isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(sum_lo[t], sc_lo),
                                                              _mm256_mullo_epi32(sum_hi[t], sc_hi)));
-        acc[t] = _mm256_fnmadd_ps(dmn_lo, _mm256_set1_ps(a[0].s), acc[t]);
-        acc[t] = _mm256_fnmadd_ps(dmn_hi, _mm256_set1_ps(a[1].s), acc[t]);
+        acc[t] = k4_sub_mins(acc[t], mins, a);
     }
 }
 

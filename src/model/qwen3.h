@@ -60,10 +60,11 @@ typedef struct qwen3_model {
 tandem_status qwen3_bind_gguf(qwen3_model *m, const gguf_file *f);
 tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char *dir);
 /* Copies every matrix the kernels multiply faster packed (weight_pack) into that layout, once, all into one
- * block on huge pages (streamed_alloc); with
- * release_source the mapped pages of the originals leave the resident set (a model then holds its weights
- * once). Binding alone reads no weights (tandem info stays instant): runtimes call this before computing. */
-tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source);
+ * block on huge pages (streamed_alloc), and lets the originals' pages leave the resident set (a model then holds
+ * its weights once; nothing reads those ranges again: a mapped file's pages would fault back from the file, a
+ * misaligned tensor's copy from binding is no longer referenced). Binding alone reads no weights (tandem info
+ * stays instant): runtimes call this before computing. */
+tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool);
 void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the mapped files */
 
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */

@@ -194,15 +194,15 @@ static int packable_matrices(qwen3_model *m, weight_matrix **out) {
 }
 
 /* A packed matrix's share of the block: its bytes, rounded up so the next one starts on a cache line. */
-static size_t packed_slot_bytes(const weight_matrix *w) { return (weight_packed_bytes(w) + 63) & ~(size_t)63; }
+static size_t packed_slot_bytes(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release_source) {
+tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool) {
     /* One block for every packed matrix, on huge pages (streamed_alloc): per-matrix blocks would each round up. */
     weight_matrix **mats = malloc(sizeof *mats * (size_t)(1 + LAYER_MATRICES * m->cfg.n_layers));
     if (!mats) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory packing weights");
     const int n = packable_matrices(m, mats);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += packed_slot_bytes(mats[i]);
+    for (int i = 0; i < n; i++) total += packed_slot_bytes(weight_packed_bytes(mats[i]));
     uint8_t *block = NULL;
     if (total && (!own_slot(m) || !(block = streamed_alloc(total)))) {
         free(mats);
@@ -210,12 +210,12 @@ tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool, bool release
     }
     if (block) m->owned[m->n_owned++] = block;
     for (int i = 0; i < n; i++) {
-        const size_t bytes = weight_packed_bytes(mats[i]), slot = packed_slot_bytes(mats[i]);
+        const size_t bytes = weight_packed_bytes(mats[i]);
         if (!bytes) continue;
         const void *source = mats[i]->data;
         weight_pack_into(pool, mats[i], block);
-        block += slot;
-        if (release_source) mapped_range_release(source, bytes);
+        block += packed_slot_bytes(bytes);
+        mapped_range_release(source, bytes);
     }
     if (m->cfg.tied_embeddings) m->lm_head = m->embed_tokens;
     free(mats);

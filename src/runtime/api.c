@@ -196,11 +196,9 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16 or f32",
                            tandem_type_name(p.kv_type));
-    /* Loading reads only headers; the first context to compute packs the weights (pack.c), once, and lets
-     * the originals' pages go: the files stay mapped and nothing reads those ranges again (a checkpoint's
-     * misaligned tensors were copied at binding; their copies go the same way). */
+    /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
     pthread_mutex_lock(&model->pack_lock);
-    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool, true);
+    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool);
     model->packed = pack_st == TANDEM_OK;
     pthread_mutex_unlock(&model->pack_lock);
     if (pack_st) return pack_st;
