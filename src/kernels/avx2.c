@@ -755,7 +755,7 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n, int sca
     }
 }
 
-/* ---- attention for the query heads of one KV head ---- */
+/* ---- attention: tiles of queries (tokens × the query heads of one KV head) over blocks of keys ---- */
 
 /* e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact r), e^r by Cephes' degree-6
  * polynomial (relative error ~2e-7), times 2^n through the exponent bits. x is clamped to [-87, 88] so 2^n
@@ -789,151 +789,192 @@ INLINE float load_kv1(const void *base, size_t i, const bool F16) {
     return load1_as(kv_at(base, i, F16), F16 ? TANDEM_TYPE_F16 : TANDEM_TYPE_F32);
 }
 
-/* out_g (8·V) += Σ_u scores_g[u]·values[u] for G queries (outputs out_stride apart, scores score_stride apart),
- * 8·V columns of each value row: one pass over the keys with G·V ≤ 8 output vectors in registers, each value
- * vector loaded serving G multiply-adds (G = 1 with V = 8, 4 or 1; 2 × 4; 4 × 2). */
-INLINE void weighted_value_sum(float *out, int out_stride, const float *scores, int score_stride, const void *values,
-                               int n_keys, int head_dim, const int G, const int V, const bool F16) {
+/* a·b + c rounded once, whatever the compiler's contraction setting. */
+INLINE float fma1(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+/* The lane sums of a, b, c, d, each as ((0+1)+(2+3))+((4+5)+(6+7)). */
+INLINE __m128 lane_sums4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/*
+ * A tile of query rows (row m = token m / G's query head m % G of the KV head) passes over the keys in blocks of
+ * ATTENTION_KEY_BLOCK: the block's scores, then per row an online-softmax step, then the block's weighted values
+ * added to the rows' outputs, which stay in out. Each key and value of a block is read once per tile from L1/L2
+ * (a 16-token prompt tile reads the cache 16 times less than a pass per token), and the loads are shared by
+ * 2-4 rows in registers.
+ *
+ * Every row's result is formed the same way whatever tile it is in, so that a verification pass gives the bits
+ * of single-token passes:
+ *  - a score is 8 lanes chained over the columns, their sum ((0+1)+(2+3))+((4+5)+(6+7)), then the columns past
+ *    the last multiple of 8 fused in one by one, times scale, whichever rows and keys share the loads;
+ *  - per block (blocks start at key 0): new max = max(old max, the block's scores), p = e^(score − new max) by
+ *    exp8, α = e^(old max − new max) (0 for the first block), sum = sum·α + the block's p summed as 8 lanes of
+ *    chunks in order, out = out·α then + p_u·v_u fused for the keys in order;
+ *  - out · (1 / sum) at the end.
+ * The rows of a tile see different numbers of keys (causal): in a block, a row's keys past its own last get
+ * p = 0, and adding 0·v leaves its sums unchanged (a −0 may become +0: the same value).
+ */
+
+/* S[r·KB + u + j] = the scores of rows r < R (queries qr[r]) against keys u … u + NK − 1 of the block. */
+INLINE void score_tile(float *S, const float *const *qr, const void *keys, int u, int hd, float scale, const int R,
+                       const int NK, const bool F16) {
+    const int hd8 = hd & ~7;
+    __m256 acc[3][4];
+    _Pragma("GCC unroll 3") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) acc[r][j] = _mm256_setzero_ps();
+    for (int d = 0; d < hd8; d += 8) {
+        __m256 qv[3];
+        _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(qr[r] + d);
+        _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) {
+            const __m256 kv = load_kv8(keys, (size_t)(u + j) * hd + d, F16);
+            _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
+        }
+    }
+    _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, NK == 4 ? lane_sums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3])
+                                    : lane_sums4(acc[r][0], acc[r][0], acc[r][0], acc[r][0]));
+        _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) {
+            float s = sums[j];
+            for (int d = hd8; d < hd; d++) s = fma1(qr[r][d], load_kv1(keys, (size_t)(u + j) * hd + d, F16), s);
+            S[r * ATTENTION_KEY_BLOCK + u + j] = s * scale;
+        }
+    }
+}
+
+#define SCORE_TILE_BY_ROWS(NK)                                                                                  \
+    switch (R) {                                                                                              \
+    case 1: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 1, NK, F16); break;               \
+    case 2: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 2, NK, F16); break;               \
+    default: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 3, NK, F16); break;              \
+    }
+
+/* out rows or[r] (r < R), columns d0 … d0 + 8V − 1: ·α[r], then + p_r,u · v_u for the block's kb keys in order. */
+INLINE void value_tile(float *const *orow, const float *const *prow, const float *alpha, const void *values, int kb,
+                       int hd, int d0, const int R, const int V, const bool F16) {
     __m256 o[4][8];
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < V; i++) o[g][i] = _mm256_loadu_ps(out + g * out_stride + 8 * i);
-    for (int u = 0; u < n_keys; u++) {
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++)
+            o[r][i] = _mm256_mul_ps(_mm256_loadu_ps(orow[r] + d0 + 8 * i), _mm256_set1_ps(alpha[r]));
+    for (int u = 0; u < kb; u++) {
         __m256 vv[8];
-        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = load_kv8(values, (size_t)u * head_dim + 8 * i, F16);
-        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
-            const __m256 a = _mm256_set1_ps(scores[g * score_stride + u]);
-            _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[g][i] = _mm256_fmadd_ps(a, vv[i], o[g][i]);
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = load_kv8(values, (size_t)u * hd + d0 + 8 * i, F16);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m256 p = _mm256_set1_ps(prow[r][u]);
+            _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[r][i] = _mm256_fmadd_ps(p, vv[i], o[r][i]);
         }
     }
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < V; i++) _mm256_storeu_ps(out + g * out_stride + 8 * i, o[g][i]);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) _mm256_storeu_ps(orow[r] + d0 + 8 * i, o[r][i]);
 }
 
-/* softmax_forward's contract (in place over n scores), with exp8: at long contexts the scalar expf was a
- * fifth of a decode step. */
-static void softmax_avx2(float *x, int n) {
-    const int n8 = n & ~7;
-    __m256 vmax = _mm256_set1_ps(-INFINITY);
-    for (int i = 0; i < n8; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    float max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
-    for (int i = n8; i < n; i++) max = x[i] > max ? x[i] : max;
-    const __m256 vm = _mm256_set1_ps(max);
+/* One row's online-softmax step over its block scores s (lim ≥ 1 of its own, of the block's kb): s becomes p
+ * (0 from lim to kb), *max and *sum move on, *alpha is what the row's output is scaled by first. */
+static void softmax_step(float *s, int lim, int kb, float *max, float *sum, float *alpha) {
+    __m256 vmax8 = _mm256_set1_ps(-INFINITY);
+    int u = 0;
+    for (; u + 8 <= lim; u += 8) vmax8 = _mm256_max_ps(vmax8, _mm256_loadu_ps(s + u));
+    float block_max = hmax8(vmax8);
+    for (; u < lim; u++) block_max = s[u] > block_max ? s[u] : block_max;
+    const float new_max = block_max > *max ? block_max : *max;
+    *alpha = *max == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp8(_mm256_set1_ps(*max - new_max)));
+    const __m256 vmax = _mm256_set1_ps(new_max), lanes = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
     __m256 vsum = _mm256_setzero_ps();
-    for (int i = 0; i < n8; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
-        vsum = _mm256_add_ps(vsum, e);
+    for (u = 0; u < lim; u += 8) {  /* s has room for whole chunks: lanes from lim on are masked to 0 */
+        const __m256 live = _mm256_cmp_ps(_mm256_add_ps(lanes, _mm256_set1_ps((float)u)), _mm256_set1_ps((float)lim),
+                                          _CMP_LT_OQ);
+        const __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(s + u), vmax)), live);
+        _mm256_storeu_ps(s + u, p);
+        vsum = _mm256_add_ps(vsum, p);
     }
-    float sum = hsum8(vsum);
-    for (int i = n8; i < n; i++) sum += x[i] = expf(x[i] - max);
-    const __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (int i = n8; i < n; i++) x[i] *= 1.0f / sum;
+    for (; u < kb; u++) s[u] = 0.0f;
+    const float block_sum = _mm_cvtss_f32(lane_sums4(vsum, vsum, vsum, vsum));
+    *sum = fma1(*sum, *alpha, block_sum);
+    *max = new_max;
 }
 
-/* scores[u] = q·k_u · scale for n_keys contiguous keys. */
-INLINE void query_scores(float *scores, const float *q, const void *keys, int n_keys, int head_dim, float scale,
-                         const bool F16) {
-    const int hd8 = head_dim & ~7;
-    int key = 0;
-    if (head_dim == hd8) {  /* 8 keys at a time: their 8 partial-sum vectors reduce together (no hsum per key) */
-        for (; key + 8 <= n_keys; key += 8) {
-            __m256 acc[8];
-            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-            for (int d = 0; d < head_dim; d += 8) {
-                const __m256 qv = _mm256_loadu_ps(q + d);
-                _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                    acc[j] = _mm256_fmadd_ps(qv, load_kv8(keys, (size_t)(key + j) * head_dim + d, F16), acc[j]);
+INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, int T, int G, const void *keys,
+                           const void *values, int n_keys0, int hd, float scale, float *scratch, const bool F16) {
+    const int M = T * G, KB = ATTENTION_KEY_BLOCK;
+    float *S = scratch, *row_max = S + (size_t)M * KB, *row_sum = row_max + M, *row_alpha = row_sum + M;
+    for (int m = 0; m < M; m++) {
+        row_max[m] = -INFINITY;
+        row_sum[m] = 0.0f;
+        memset(out + (m / G) * os + (m % G) * hd, 0, sizeof(float) * (size_t)hd);
+    }
+    const int n_keys = n_keys0 + T - 1;  /* the last token's */
+    for (int b0 = 0; b0 < n_keys; b0 += KB) {
+        const int kb = n_keys - b0 < KB ? n_keys - b0 : KB;
+        const void *bk = kv_at(keys, (size_t)b0 * hd, F16), *bv = kv_at(values, (size_t)b0 * hd, F16);
+        const int t_first = b0 - n_keys0 + 1 > 0 ? b0 - n_keys0 + 1 : 0;  /* the first token that sees key b0 */
+        for (int m = t_first * G, R; m < M; m += R) {
+            R = M - m < 3 ? M - m : 3;
+            const float *qr[3];
+            for (int r = 0; r < R; r++) qr[r] = q + ((m + r) / G) * qs + ((m + r) % G) * hd;
+            const bool first_rows = m == t_first * G;
+            int u = 0;
+            for (; u + 4 <= kb; u += 4) {
+                if (first_rows && b0 + KB < n_keys)  /* the next block's keys and values, from memory meanwhile */
+                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64) {
+                        _mm_prefetch((const char *)kv_at(bk, (size_t)(KB + u) * hd, F16) + o, _MM_HINT_T0);
+                        _mm_prefetch((const char *)kv_at(bv, (size_t)(KB + u) * hd, F16) + o, _MM_HINT_T0);
+                    }
+                SCORE_TILE_BY_ROWS(4)
             }
-            const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
-            const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
-            const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
-            /* lane halves: low = keys' sums over dims 0–3 of each 8, high = 4–7; add them */
-            const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
-                                              _mm256_permute2f128_ps(h0123, h4567, 0x31));
-            _mm256_storeu_ps(scores + key, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+            for (; u < kb; u++) SCORE_TILE_BY_ROWS(1)
+        }
+        for (int m = t_first * G; m < M; m++) {
+            const int own = n_keys0 + m / G - b0;
+            softmax_step(S + (size_t)m * KB, own < kb ? own : kb, kb, row_max + m, row_sum + m, row_alpha + m);
+        }
+        for (int m = t_first * G, R; m < M; m += R) {
+            R = M - m >= 4 && hd % 16 == 0 ? 4 : M - m >= 2 && hd % 32 == 0 ? 2 : 1;
+            float *orow[4];
+            const float *prow[4];
+            for (int r = 0; r < R; r++) {
+                orow[r] = out + ((m + r) / G) * os + ((m + r) % G) * hd;
+                prow[r] = S + (size_t)(m + r) * KB;
+            }
+            const float *alpha = row_alpha + m;
+            int d0 = 0;
+            if (R == 4)
+                for (; d0 < hd; d0 += 16) value_tile(orow, prow, alpha, bv, kb, hd, d0, 4, 2, F16);
+            else if (R == 2)
+                for (; d0 < hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 2, 4, F16);
+            else {
+                for (; d0 + 64 <= hd; d0 += 64) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 8, F16);
+                for (; d0 + 32 <= hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 4, F16);
+                for (; d0 + 8 <= hd; d0 += 8) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 1, F16);
+                for (; d0 < hd; d0++) {
+                    float o = orow[0][d0] * alpha[0];
+                    for (int u = 0; u < kb; u++) o = fma1(prow[0][u], load_kv1(bv, (size_t)u * hd + d0, F16), o);
+                    orow[0][d0] = o;
+                }
+            }
         }
     }
-    for (; key < n_keys; key++) {
-        const void *k = kv_at(keys, (size_t)key * head_dim, F16);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        int d = 0;
-        for (; d + 16 <= hd8; d += 16) {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv8(k, d, F16), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load_kv8(k, d + 8, F16), acc1);
-        }
-        for (; d < hd8; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv8(k, d, F16), acc0);
-        float sum = hsum8(_mm256_add_ps(acc0, acc1));
-        for (; d < head_dim; d++) sum += q[d] * load_kv1(k, d, F16);
-        scores[key] = sum * scale;
+    for (int m = 0; m < M; m++) {
+        float *o = out + (m / G) * os + (m % G) * hd;
+        const float inv = 1.0f / row_sum[m];
+        for (int d = 0; d < hd; d++) o[d] *= inv;
     }
 }
 
-/* out_g (head_dim) += Σ_u scores_g[u]·values[u] over n_keys value rows for the n_queries queries (outputs
- * head_dim apart, scores score_stride apart): pairs or fours of queries share each value load where the
- * columns allow, else each query takes 64, 32 or 8 columns at a time and a scalar tail. */
-INLINE void add_weighted_values(float *out, int n_queries, const float *scores, int score_stride, const void *values,
-                                int n_keys, int head_dim, const bool F16) {
-    const int hd8 = head_dim & ~7;
-    int g0 = 0;
-    for (; g0 + 4 <= n_queries && head_dim % 16 == 0; g0 += 4)
-        for (int d0 = 0; d0 < head_dim; d0 += 16)
-            weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                               kv_at(values, d0, F16), n_keys, head_dim, 4, 2, F16);
-    for (; g0 + 2 <= n_queries && head_dim % 32 == 0; g0 += 2)
-        for (int d0 = 0; d0 < head_dim; d0 += 32)
-            weighted_value_sum(out + g0 * head_dim + d0, head_dim, scores + g0 * score_stride, score_stride,
-                               kv_at(values, d0, F16), n_keys, head_dim, 2, 4, F16);
-    for (int g = g0; g < n_queries; g++) {
-        float *o = out + g * head_dim;
-        const float *sc = scores + g * score_stride;
-        int d0 = 0;
-        for (; d0 + 64 <= hd8; d0 += 64)
-            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 8, F16);
-        for (; d0 + 32 <= hd8; d0 += 32)
-            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 4, F16);
-        for (; d0 + 8 <= hd8; d0 += 8)
-            weighted_value_sum(o + d0, 0, sc, 0, kv_at(values, d0, F16), n_keys, head_dim, 1, 1, F16);
-        for (; d0 < head_dim; d0++) {
-            float acc = o[d0];
-            for (int u = 0; u < n_keys; u++) acc += sc[u] * load_kv1(values, (size_t)u * head_dim + d0, F16);
-            o[d0] = acc;
-        }
-    }
+static void attention_avx2(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens,
+                           int n_queries, const void *keys, const void *values, tandem_type kv_type, int n_keys0,
+                           int head_dim, float scale, float *scratch) {
+    if (kv_type == TANDEM_TYPE_F16)
+        attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
+                       scratch, true);
+    else
+        attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
+                       scratch, false);
 }
 
-/* Keys and values in blocks of 32 (16 KB of each at head_dim 128 in f32, 8 KB in f16, inside L1) that every
- * query of the group uses before the next block is read: a KV head's cache streams from memory once per
- * token, not once per query head (Qwen3-8B has 4 query heads per KV head, 0.6B 2). Scores, then softmax_avx2
- * per query, then the weighted values with the output held in registers up to 64 values at a time (the
- * compiler-vectorised loop loaded and stored out for every key). */
-enum { ATTENTION_KEY_BLOCK = 32 };
-INLINE void attention_kv(float *out, const float *q, int n_queries, const void *keys, const void *values, int n_keys,
-                         int head_dim, float scale, float *scores, const bool F16) {
-    for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
-        const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
-        for (int g = 0; g < n_queries; g++)
-            query_scores(scores + (size_t)g * n_keys + k0, q + (size_t)g * head_dim,
-                         kv_at(keys, (size_t)k0 * head_dim, F16), kn, head_dim, scale, F16);
-    }
-    for (int g = 0; g < n_queries; g++) softmax_avx2(scores + (size_t)g * n_keys, n_keys);
-    memset(out, 0, sizeof(float) * (size_t)n_queries * (size_t)head_dim);
-    for (int k0 = 0; k0 < n_keys; k0 += ATTENTION_KEY_BLOCK) {
-        const int kn = n_keys - k0 < ATTENTION_KEY_BLOCK ? n_keys - k0 : ATTENTION_KEY_BLOCK;
-        add_weighted_values(out, n_queries, scores + k0, n_keys, kv_at(values, (size_t)k0 * head_dim, F16), kn,
-                            head_dim, F16);
-    }
-}
-
-static void attention_avx2(float *out, const float *q, int n_queries, const void *keys, const void *values,
-                           tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores) {
-    if (kv_type == TANDEM_TYPE_F16) attention_kv(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores, true);
-    else attention_kv(out, q, n_queries, keys, values, n_keys, head_dim, scale, scores, false);
-}
-
-/* f32 → f16 with round to nearest even (as f32_to_f16), 8 at a time. */
 static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)

@@ -154,12 +154,18 @@ void swiglu_forward(float *out, const float *gate, const float *up, int n);
 void add_forward(float *out, const float *x, int64_t n);
 /* The index of the largest of x[0..n) (n ≥ 1), the first on ties; NaNs never win (0 when all are NaN). */
 int64_t argmax_f32(const float *x, int64_t n);
-/* Causal attention for n_queries queries (the query heads that share a KV head) against the n_keys cached keys
- * of that KV head: out_g (head_dim) = Σ_u softmax_u(q_g·k_u · scale) v_u, q_g = q + g·head_dim, out_g likewise.
- * keys, values (n_keys, head_dim) contiguous, of kv_type F32 or F16; scores: scratch of n_queries·n_keys floats.
- * Together, the queries read each key and value once. */
-void attention_forward(float *out, const float *q, int n_queries, const void *keys, const void *values,
-                       tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores);
+/* Causal attention for n_tokens consecutive positions × n_queries query heads that share one KV head (a GQA
+ * group): query g of token t, q + t·q_stride + g·head_dim, attends keys 0 … n_keys0 + t − 1 (n_keys0 ≥ 1):
+ * out + t·out_stride + g·head_dim (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u. keys, values
+ * (n_keys0 + n_tokens − 1, head_dim) contiguous, of kv_type F32 or F16. scratch: ATTENTION_SCRATCH_PER_QUERY
+ * floats per query (n_tokens · n_queries of them): the keys go in blocks of ATTENTION_KEY_BLOCK, so the
+ * memory a call needs does not grow with the context. Together, the queries read each key and value once.
+ * A query's result does not depend on the other queries of the call: a verification pass over k tokens
+ * gives the bits of k single-token calls. */
+enum { ATTENTION_KEY_BLOCK = 64, ATTENTION_SCRATCH_PER_QUERY = ATTENTION_KEY_BLOCK + 4 };
+void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
+                       const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
+                       float scale, float *scratch);
 /* out (n) = x (n) as f16, rounded to nearest even (f32_to_f16): keys and values entering an f16 cache. */
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
 

@@ -54,16 +54,18 @@ typedef struct kernel_isa {
     group_dot_float_fn dot_packed_float[TANDEM_TYPE_COUNT];     /* NULL: float rows stay plain */
     groups_gemm_float_fn gemm_packed_float[TANDEM_TYPE_COUNT];  /* set wherever dot_packed_float is */
     /* attention_forward's contract (kernels.h) */
-    void (*attention)(float *out, const float *q, int n_queries, const void *keys, const void *values,
-                      tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores);
+    void (*attention)(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
+                      const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
+                      float scale, float *scratch);
     void (*to_f16)(uint16_t *out, const float *x, int64_t n);                /* f32_to_f16_row's contract */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);  /* swiglu_forward's contract */
     int64_t (*argmax)(const float *x, int64_t n);                            /* argmax_f32's contract */
 } kernel_isa;
 
 /* The scalar twins (ops.c), the references the SIMD ones are tested against. */
-void attention_forward_scalar(float *out, const float *q, int n_queries, const void *keys, const void *values,
-                              tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores);
+void attention_forward_scalar(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens,
+                              int n_queries, const void *keys, const void *values, tandem_type kv_type, int n_keys0,
+                              int head_dim, float scale, float *scratch);
 void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n);
 void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n);
 int64_t argmax_f32_scalar(const float *x, int64_t n);

@@ -78,28 +78,57 @@ static float kv_elem(const void *base, size_t i, tandem_type kv_type) {
     return kv_type == TANDEM_TYPE_F16 ? f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
 }
 
-KERNEL_CLONES void attention_forward_scalar(float *out, const float *q, int n_queries, const void *keys,
-                                            const void *values, tandem_type kv_type, int n_keys, int head_dim,
-                                            float scale, float *scores) {
-    for (int g = 0; g < n_queries; g++, q += head_dim, out += head_dim) {
-        for (int u = 0; u < n_keys; u++) {
-            float s = 0.0f;
-            if (kv_type == TANDEM_TYPE_F32) s = dot_f32(q, (const float *)keys + (size_t)u * head_dim, head_dim);
-            else
-                for (int d = 0; d < head_dim; d++) s += q[d] * kv_elem(keys, (size_t)u * head_dim + d, kv_type);
-            scores[u] = s * scale;
+/* The definition, one query at a time, with the SIMD twins' online softmax over blocks of keys (so it needs
+ * only their scratch): when a block raises the running max, what was summed so far is scaled down to it. */
+KERNEL_CLONES void attention_forward_scalar(float *out, int64_t out_stride, const float *q, int64_t q_stride,
+                                            int n_tokens, int n_queries, const void *keys, const void *values,
+                                            tandem_type kv_type, int n_keys0, int head_dim, float scale,
+                                            float *scratch) {
+    float *p = scratch;  /* one block's weights */
+    for (int t = 0; t < n_tokens; t++)
+        for (int g = 0; g < n_queries; g++) {
+            const float *qg = q + t * q_stride + (int64_t)g * head_dim;
+            float *o = out + t * out_stride + (int64_t)g * head_dim;
+            const int n_keys = n_keys0 + t;
+            float max = -INFINITY, sum = 0.0f;
+            for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
+            for (int b0 = 0; b0 < n_keys; b0 += ATTENTION_KEY_BLOCK) {
+                const int kb = n_keys - b0 < ATTENTION_KEY_BLOCK ? n_keys - b0 : ATTENTION_KEY_BLOCK;
+                float block_max = -INFINITY;
+                for (int u = 0; u < kb; u++) {
+                    const size_t key = (size_t)(b0 + u) * head_dim;
+                    float s;
+                    if (kv_type == TANDEM_TYPE_F32) s = dot_f32(qg, (const float *)keys + key, head_dim);
+                    else {  /* in double: one float running sum over large products drifts by ~1e-5 */
+                        double sd = 0.0;
+                        for (int d = 0; d < head_dim; d++) sd += (double)qg[d] * kv_elem(keys, key + d, kv_type);
+                        s = (float)sd;
+                    }
+                    p[u] = s * scale;
+                    block_max = p[u] > block_max ? p[u] : block_max;
+                }
+                const float new_max = block_max > max ? block_max : max;
+                const float alpha = max == -INFINITY ? 0.0f : expf(max - new_max);
+                float block_sum = 0.0f;
+                for (int u = 0; u < kb; u++) block_sum += p[u] = expf(p[u] - new_max);
+                sum = sum * alpha + block_sum;
+                max = new_max;
+                for (int d = 0; d < head_dim; d++) o[d] *= alpha;
+                for (int u = 0; u < kb; u++)
+                    for (int d = 0; d < head_dim; d++)
+                        o[d] += p[u] * kv_elem(values, (size_t)(b0 + u) * head_dim + d, kv_type);
+            }
+            for (int d = 0; d < head_dim; d++) o[d] /= sum;
         }
-        softmax_forward(scores, n_keys);
-        for (int d = 0; d < head_dim; d++) out[d] = 0;
-        for (int u = 0; u < n_keys; u++)
-            for (int d = 0; d < head_dim; d++) out[d] += scores[u] * kv_elem(values, (size_t)u * head_dim + d, kv_type);
-    }
 }
 
-void attention_forward(float *out, const float *q, int n_queries, const void *keys, const void *values,
-                       tandem_type kv_type, int n_keys, int head_dim, float scale, float *scores) {
+void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
+                       const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
+                       float scale, float *scratch) {
     TANDEM_ASSERT(kv_type == TANDEM_TYPE_F32 || kv_type == TANDEM_TYPE_F16);
-    kernel_isa_current()->attention(out, q, n_queries, keys, values, kv_type, n_keys, head_dim, scale, scores);
+    TANDEM_ASSERT(n_tokens >= 1 && n_queries >= 1 && n_keys0 >= 1 && head_dim >= 1);
+    kernel_isa_current()->attention(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, kv_type, n_keys0,
+                                    head_dim, scale, scratch);
 }
 
 void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n) {

@@ -18,6 +18,10 @@
 
 #include "qwen3.h"
 
+/* An attention task is up to this many consecutive tokens of one KV head: they read that head's cached keys and
+ * values once, together (kernels.h). */
+enum { ATTENTION_TILE_TOKENS = 16 };
+
 /* ---- state ---- */
 
 void qwen3_state_free(qwen3_state *s) {
@@ -41,6 +45,7 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     s->n_batch = n_batch;
     s->n_threads = n_threads;
     s->kv_type = kv_type;
+    s->attention_tile = n_batch < ATTENTION_TILE_TOKENS ? n_batch : ATTENTION_TILE_TOKENS;
 
     const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
     uint64_t max_cols = (uint64_t)c->dim;
@@ -52,11 +57,12 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     /* One allocation carved into named buffers (sizes in floats, in the order of the struct). */
     const uint64_t group = (uint64_t)(c->n_heads / c->n_kv_heads);  /* query heads per KV head */
     const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
-                              B * q_dim, B * c->ffn_dim, B * c->ffn_dim, (uint64_t)n_threads * group * n_ctx,
+                              B * q_dim, B * c->ffn_dim, B * c->ffn_dim,
+                              (uint64_t)n_threads * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY,
                               (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, (uint64_t)c->vocab_size};
     float *k_cache, *v_cache;
     float **slots[] = {&k_cache, &v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
-                       &s->hb, &s->hb2, &s->scores, &s->scratch, &s->inv_freq, &s->logits};
+                       &s->hb, &s->hb2, &s->attention_scratch, &s->scratch, &s->inv_freq, &s->logits};
     _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof slots / sizeof slots[0], "one size per buffer");
     uint64_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -90,27 +96,31 @@ too_big:
     return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: n_ctx %d needs more memory than can be addressed", n_ctx);
 }
 
-/* ---- attention over the cache, one task per (token, KV head): its query heads read the cache once ---- */
+/* ---- attention over the cache, one task per (tile of consecutive tokens, KV head) ---- */
 
 typedef struct attention_job {
     const qwen3_config *cfg;
     qwen3_state *s;
-    int32_t layer, n, pos0;
+    int32_t layer, n, pos0, tile, n_tiles;
 } attention_job;
 
 static void attention_task(int task, int thread, void *arg) {
     const attention_job *job = arg;
     const qwen3_config *c = job->cfg;
     qwen3_state *s = job->s;
-    const int t = task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
+    /* the latest tokens, which see the most keys, first: the threads then finish together */
+    const int tile = job->n_tiles - 1 - task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
+    const int t0 = tile * job->tile, nt = job->n - t0 < job->tile ? job->n - t0 : job->tile;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
+    const int q_dim = c->n_heads * c->head_dim;
     const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
     const size_t layer_bytes = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride * tandem_type_size(s->kv_type);
-    const size_t q_off = (size_t)t * c->n_heads * c->head_dim + (size_t)kv_head * group * c->head_dim;
-    attention_forward(s->att + q_off, s->q + q_off, group, (const uint8_t *)s->k_cache + layer_bytes,
+    const size_t q_off = (size_t)t0 * q_dim + (size_t)kv_head * group * c->head_dim;
+    float *scratch = s->attention_scratch + (size_t)thread * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY;
+    attention_forward(s->att + q_off, q_dim, s->q + q_off, q_dim, nt, group, (const uint8_t *)s->k_cache + layer_bytes,
                       (const uint8_t *)s->v_cache + layer_bytes, s->kv_type,
-                      job->pos0 + t + 1 /* causal: keys 0 … own position */, c->head_dim,
-                      1.0f / sqrtf((float)c->head_dim), s->scores + (size_t)thread * group * s->n_ctx);
+                      job->pos0 + t0 + 1 /* causal: keys 0 … own position */, c->head_dim,
+                      1.0f / sqrtf((float)c->head_dim), scratch);
 }
 
 /* ---- the forward pass ---- */
@@ -123,6 +133,13 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     TANDEM_ASSERT(n >= 1 && n <= s->n_batch && pos0 >= 0 && pos0 + n <= s->n_ctx);
     thread_pool_begin_burst(pool);  /* ~4 parallel-fors per layer: the workers stay awake between them */
 
+    /* Attention tiles as long as allowed while there are 4 tasks per thread (a verification pass over 4 tokens
+     * on 2 threads: one tile per KV head). */
+    const int tiles_wanted = (4 * s->n_threads + c->n_kv_heads - 1) / c->n_kv_heads;
+    int tile = (n + tiles_wanted - 1) / tiles_wanted;
+    tile = tile < 1 ? 1 : tile > s->attention_tile ? s->attention_tile : tile;
+    attention_job attention = {c, s, 0, n, pos0, tile, (n + tile - 1) / tile};
+
     /* x = embed_tokens(ids) */
     for (int t = 0; t < n; t++) {
         TANDEM_ASSERT(ids[t] >= 0 && ids[t] < c->vocab_size);
@@ -131,6 +148,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
 
     for (int l = 0; l < c->n_layers; l++) {
         const qwen3_layer *L = &m->layers[l];
+        attention.layer = l;
         if (s->layer_states) memcpy(s->layer_states + (size_t)l * n * dim, s->x, (size_t)n * dim * sizeof(float));
 
         /* ---- self-attention block ---- */
@@ -160,8 +178,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
                 }
             }
         }
-        attention_job job = {c, s, l, n, pos0};
-        thread_pool_run(pool, n * c->n_kv_heads, attention_task, &job);
+        thread_pool_run(pool, attention.n_tiles * c->n_kv_heads, attention_task, &attention);
 
         matmul(pool, s->xb2, s->att, &L->o_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);

@@ -82,7 +82,8 @@ typedef struct qwen3_state {
     float *att;       /* (n_batch, n_heads*head_dim) attention output, concatenated heads */
     float *hb;        /* (n_batch, ffn_dim) gate, then silu(gate)·up */
     float *hb2;       /* (n_batch, ffn_dim) up */
-    float *scores;    /* (n_threads, n_heads / n_kv_heads, n_ctx) attention scores, one block per thread */
+    float *attention_scratch;  /* (n_threads, attention_tile, n_heads / n_kv_heads, ATTENTION_SCRATCH_PER_QUERY) */
+    int32_t attention_tile;    /* most tokens an attention task takes: min(n_batch, ATTENTION_TILE_TOKENS) */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
     matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
                          * (its own allocation), and whether to use the exact path */

@@ -254,9 +254,11 @@ static double attention_error(const float *q, int nq, const float *keys, const f
 
 /* Attention on every instruction set and both cache types against a double-precision definition (for an f16
  * cache, over the keys and values rounded to f16): head sizes with and without 64/16/8-wide chunks and scalar
- * tails, 1 to 300 keys (partial key blocks), 1 to 4 queries sharing the keys. */
+ * tails, 1 to 300 keys (partial key blocks), 1 to 5 queries sharing the keys, tiles of 1 to 17 tokens (each
+ * seeing one key more than the one before), strided rows. Every token of a tile gets the bits a call for that
+ * token alone gives (verification passes must match single steps). */
 static void check_attention_isas(void) {
-    const int head_dims[] = {4, 13, 16, 40, 72, 128};
+    const int head_dims[] = {4, 13, 16, 40, 72, 128}, tiles[] = {1, 2, 5, 17};
     const char *isas[] = {"scalar", "avx2"};
     const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16};
     for (size_t k = 0; k < 2; k++) {
@@ -264,31 +266,44 @@ static void check_attention_isas(void) {
         for (size_t kt = 0; kt < 2; kt++) {
             const bool f16 = kv_types[kt] == TANDEM_TYPE_F16;
             double worst = 0;
+            int cases = 0, differ = 0;
             for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
                 const int hd = head_dims[hi];
-                for (int n_keys = 1; n_keys <= 300; n_keys += 37) {
-                    const int nq = 1 + (n_keys + (int)hi) % 4;
-                    float *q = malloc(sizeof(float) * hd * nq), *keys = malloc(sizeof(float) * hd * n_keys);
-                    float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * hd * nq);
+                for (int n_keys0 = 1; n_keys0 <= 300; n_keys0 += 37) {
+                    const int nq = 1 + (n_keys0 + (int)hi) % 5, T = tiles[(n_keys0 / 37 + hi) % 4];
+                    const int n_keys = n_keys0 + T - 1, stride = nq * hd + 3;  /* rows 3 floats apart */
+                    float *q = malloc(sizeof(float) * stride * T), *keys = malloc(sizeof(float) * hd * n_keys);
+                    float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * stride * T);
+                    float *single = malloc(sizeof(float) * nq * hd);
                     uint16_t *keys16 = malloc(sizeof(uint16_t) * hd * n_keys), *vals16 = malloc(sizeof(uint16_t) * hd * n_keys);
-                    float *sc = malloc(sizeof(float) * n_keys * nq);
+                    float *sc = malloc(sizeof(float) * ATTENTION_SCRATCH_PER_QUERY * T * nq);
                     /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
-                    const float q_scale = n_keys % 3 == 2 ? 60.0f : 2.0f;
-                    for (int i = 0; i < hd * nq; i++) q[i] = frand() * q_scale;
+                    const float q_scale = n_keys0 % 3 == 2 ? 60.0f : 2.0f;
+                    for (int i = 0; i < stride * T; i++) q[i] = frand() * q_scale;
                     for (int i = 0; i < hd * n_keys; i++) {
                         keys[i] = frand(), vals[i] = frand();
                         keys16[i] = f32_to_f16(keys[i]), vals16[i] = f32_to_f16(vals[i]);
                         if (f16) keys[i] = f16_to_f32(keys16[i]), vals[i] = f16_to_f32(vals16[i]);  /* what the cache holds */
                     }
-                    attention_forward(out, q, nq, f16 ? (const void *)keys16 : keys, f16 ? (const void *)vals16 : vals,
-                                      kv_types[kt], n_keys, hd, 0.3f, sc);
-                    worst = fmax(worst, attention_error(q, nq, keys, vals, n_keys, hd, out));
-                    free(q); free(keys); free(vals); free(out); free(sc); free(keys16); free(vals16);
+                    const void *kc = f16 ? (const void *)keys16 : keys, *vc = f16 ? (const void *)vals16 : vals;
+                    attention_forward(out, stride, q, stride, T, nq, kc, vc, kv_types[kt], n_keys0, hd, 0.3f, sc);
+                    for (int t = 0; t < T; t++) {
+                        worst = fmax(worst, attention_error(q + t * stride, nq, keys, vals, n_keys0 + t, hd, out + t * stride));
+                        attention_forward(single, nq * hd, q + t * stride, nq * hd, 1, nq, kc, vc, kv_types[kt],
+                                          n_keys0 + t, hd, 0.3f, sc);
+                        differ += memcmp(single, out + t * stride, sizeof(float) * nq * hd) != 0;
+                        cases++;
+                    }
+                    free(q); free(keys); free(vals); free(out); free(single); free(sc); free(keys16); free(vals16);
                 }
             }
+            printf("attention on %s (%s cache): %.2g from the definition at worst; %d tokens of tiles\n", isas[k],
+                   f16 ? "f16" : "f32", worst, cases);
             /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */
             CHECK_MSG(worst < 2e-5, "attention on %s (%s cache) differs from the definition by %g", isas[k],
                       f16 ? "f16" : "f32", worst);
+            CHECK_MSG(differ == 0, "attention on %s (%s cache): %d of %d tokens of tiles differ from single calls",
+                      isas[k], f16 ? "f16" : "f32", differ, cases);
         }
     }
     kernel_isa_select(NULL);
@@ -401,10 +416,10 @@ static void check_ops(void) {
     for (int i = 0; i < 3; i++) CHECK_NEAR(o[i], g[i] / (1 + exp(-g[i])) * u[i], 1e-6);
 
     /* attention: one key → its value; equal scores → mean of values */
-    float q[4] = {1, 0, 0, 0}, keys[8] = {0}, vals[8] = {1, 2, 3, 4, 5, 6, 7, 8}, att[4], sc[2];
-    attention_forward(att, q, 1, keys, vals, TANDEM_TYPE_F32, 1, 4, 0.5f, sc);
+    float q[4] = {1, 0, 0, 0}, keys[8] = {0}, vals[8] = {1, 2, 3, 4, 5, 6, 7, 8}, att[4], sc[ATTENTION_SCRATCH_PER_QUERY];
+    attention_forward(att, 4, q, 4, 1, 1, keys, vals, TANDEM_TYPE_F32, 1, 4, 0.5f, sc);
     for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], vals[i], 1e-6);
-    attention_forward(att, q, 1, keys, vals, TANDEM_TYPE_F32, 2, 4, 0.5f, sc);
+    attention_forward(att, 4, q, 4, 1, 1, keys, vals, TANDEM_TYPE_F32, 2, 4, 0.5f, sc);
     for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], (vals[i] + vals[4 + i]) / 2, 1e-6);
 }
 
