@@ -141,9 +141,11 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
 /* out (n) = w ⊙ x / sqrt(mean(x²) + eps); out may alias x. w (n) multiplies directly (not 1 + w). */
 void rmsnorm_forward(float *out, const float *x, const float *w, int n, float eps);
 /* Rotary embedding, rotate-half ("NEOX") layout as in HF Qwen3 apply_rotary_pos_emb: for each head
- * vector x (head_dim), pairs (k, k + head_dim/2) rotate by angle pos·inv_freq[k].
- * x: (n_heads, head_dim) in place; inv_freq: (head_dim/2). */
-void rope_forward(float *x, int n_heads, int head_dim, int32_t pos, const float *inv_freq);
+ * vector x (head_dim), pairs (k, k + head_dim/2) rotate by angle pos·inv_freq[k]. rope_angles makes one
+ * position's cos_sin (head_dim): the cosines of the head_dim/2 angles, then their sines (once per position
+ * and forward pass: every layer and head shares them); rope_forward rotates x (n_heads, head_dim) in place. */
+void rope_angles(float *cos_sin, int head_dim, int32_t pos, const float *inv_freq);
+void rope_forward(float *x, int n_heads, int head_dim, const float *cos_sin);
 /* inv_freq (head_dim/2) = 1 / theta^(2k/head_dim), computed in float32 as HF does. */
 void rope_inv_freq(float *inv_freq, int head_dim, float theta);
 /* In place softmax of x (n). */

@@ -59,10 +59,11 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
                               B * q_dim, B * c->ffn_dim, B * c->ffn_dim,
                               (uint64_t)n_threads * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY,
-                              (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, (uint64_t)c->vocab_size};
+                              (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, B * c->head_dim,
+                              (uint64_t)c->vocab_size};
     float *k_cache, *v_cache;
     float **slots[] = {&k_cache, &v_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k, &s->v, &s->att,
-                       &s->hb, &s->hb2, &s->attention_scratch, &s->scratch, &s->inv_freq, &s->logits};
+                       &s->hb, &s->hb2, &s->attention_scratch, &s->scratch, &s->inv_freq, &s->rope, &s->logits};
     _Static_assert(sizeof sizes / sizeof sizes[0] == sizeof slots / sizeof slots[0], "one size per buffer");
     uint64_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -140,10 +141,11 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     tile = tile < 1 ? 1 : tile > s->attention_tile ? s->attention_tile : tile;
     attention_job attention = {c, s, 0, n, pos0, tile, (n + tile - 1) / tile};
 
-    /* x = embed_tokens(ids) */
+    /* x = embed_tokens(ids); each position's rotary cos/sin, for all layers */
     for (int t = 0; t < n; t++) {
         TANDEM_ASSERT(ids[t] >= 0 && ids[t] < c->vocab_size);
         weight_row_dequantize(&m->embed_tokens, ids[t], s->x + (size_t)t * dim);
+        rope_angles(s->rope + (size_t)t * hd, hd, pos0 + t, s->inv_freq);
     }
 
     for (int l = 0; l < c->n_layers; l++) {
@@ -163,8 +165,8 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
             /* Qwen3's QK-norm: RMSNorm over each head's vector, before the rotary embedding. */
             for (int h = 0; h < c->n_heads; h++) rmsnorm_forward(q + h * hd, q + h * hd, L->q_norm, hd, c->rms_eps);
             for (int h = 0; h < c->n_kv_heads; h++) rmsnorm_forward(k + h * hd, k + h * hd, L->k_norm, hd, c->rms_eps);
-            rope_forward(q, c->n_heads, hd, pos0 + t, s->inv_freq);
-            rope_forward(k, c->n_kv_heads, hd, pos0 + t, s->inv_freq);
+            rope_forward(q, c->n_heads, hd, s->rope + (size_t)t * hd);
+            rope_forward(k, c->n_kv_heads, hd, s->rope + (size_t)t * hd);
             /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
             for (int h = 0; h < c->n_kv_heads; h++) {
                 const size_t off = (((size_t)l * c->n_kv_heads + h) * s->n_ctx + (size_t)(pos0 + t)) * hd;

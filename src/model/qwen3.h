@@ -88,6 +88,7 @@ typedef struct qwen3_state {
     matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
                          * (its own allocation), and whether to use the exact path */
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
+    float *rope;      /* (n_batch, head_dim) each position's rotation (rope_angles), made once per forward pass */
     float *logits;    /* (vocab_size) last position's logits */
     void *block;      /* the single allocation everything above points into */
     /* Optional, caller-owned, NULL by default: (n_layers+1, n, dim) receives the residual stream entering each layer

@@ -391,6 +391,16 @@ static void check_ops(void) {
     for (int i = 0; i < 8; i++) w[i] = 0.5f + i * 0.1f, ms += x[i] * x[i] / 8.0;
     rmsnorm_forward(out, x, w, 8, 1e-6f);
     for (int i = 0; i < 8; i++) CHECK_NEAR(out[i], w[i] * x[i] / sqrt(ms + 1e-6), 1e-6);
+    /* a long row with a tail past the eight running sums, in place */
+    enum { N = 1027 };
+    float *xl = malloc(sizeof(float) * N), *wl = malloc(sizeof(float) * N), *xl0 = malloc(sizeof(float) * N);
+    double msl = 0;
+    for (int i = 0; i < N; i++) xl[i] = xl0[i] = frand() * (i % 7 + 1), wl[i] = frand(), msl += (double)xl[i] * xl[i] / N;
+    rmsnorm_forward(xl, xl, wl, N, 1e-6f);
+    double worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(xl[i] - wl[i] * xl0[i] / sqrt(msl + 1e-6)));
+    CHECK_MSG(worst < 1e-6, "RMSNorm over %d values differs from the definition by %g", N, worst);
+    free(xl); free(wl); free(xl0);
 
     /* RoPE rotate-half: pairs (k, k + d/2) rotate by pos·θ^(-2k/d); norms are preserved */
     enum { D = 8 };
@@ -398,7 +408,9 @@ static void check_ops(void) {
     rope_inv_freq(inv, D, 10000.0f);
     for (int k = 0; k < D / 2; k++) CHECK_NEAR(inv[k], pow(10000.0, -2.0 * k / D), 1e-6);
     for (int i = 0; i < 2 * D; i++) v[i] = v0[i] = frand();
-    rope_forward(v, 2, D, 5, inv);
+    float cos_sin[D];
+    rope_angles(cos_sin, D, 5, inv);
+    rope_forward(v, 2, D, cos_sin);
     for (int h = 0; h < 2; h++)
         for (int k = 0; k < D / 2; k++) {
             double a = 5.0 * inv[k], x0 = v0[h * D + k], x1 = v0[h * D + k + D / 2];

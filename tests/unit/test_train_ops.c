@@ -122,7 +122,11 @@ static void test_rope(void) {
     /* the training rope equals the inference kernel at position t */
     memcpy(x, c.inp, n * sizeof(float));
     for (int b = 0; b < RB; b++)
-        for (int t = 0; t < RT; t++) rope_forward(x + ((size_t)b * RT + t) * RH * RHD, RH, RHD, t, inv_freq);
+        for (int t = 0; t < RT; t++) {
+            float cos_sin[RHD];
+            rope_angles(cos_sin, RHD, t, inv_freq);
+            rope_forward(x + ((size_t)b * RT + t) * RH * RHD, RH, RHD, cos_sin);
+        }
     for (int i = 0; i < n; i++) CHECK_NEAR(x[i], c.out[i], 1e-6);
     train_rope_backward(dinp, c.R, inv_freq, RB, RT, RH, RHD);
     check_grad("rope dinp", c.inp, dinp, n, rope_loss, &c, 1e-2f, 0);
