@@ -897,6 +897,9 @@ static void softmax_step(float *s, int lim, int kb, float *max, float *sum, floa
     *max = new_max;
 }
 
+/* Where row m (token m / G, query head m % G) starts in q or out, rows of a token head_dim apart, tokens stride. */
+INLINE size_t tile_row(int m, int G, int64_t stride, int hd) { return (size_t)(m / G) * stride + (size_t)(m % G) * hd; }
+
 INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, int T, int G, const void *keys,
                            const void *values, int n_keys0, int hd, float scale, float *scratch, const bool F16) {
     const int M = T * G, KB = ATTENTION_KEY_BLOCK;
@@ -904,7 +907,7 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
     for (int m = 0; m < M; m++) {
         row_max[m] = -INFINITY;
         row_sum[m] = 0.0f;
-        memset(out + (m / G) * os + (m % G) * hd, 0, sizeof(float) * (size_t)hd);
+        memset(out + tile_row(m, G, os, hd), 0, sizeof(float) * (size_t)hd);
     }
     const int n_keys = n_keys0 + T - 1;  /* the last token's */
     for (int b0 = 0; b0 < n_keys; b0 += KB) {
@@ -914,7 +917,7 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
         for (int m = t_first * G, R; m < M; m += R) {
             R = M - m < 3 ? M - m : 3;
             const float *qr[3];
-            for (int r = 0; r < R; r++) qr[r] = q + ((m + r) / G) * qs + ((m + r) % G) * hd;
+            for (int r = 0; r < R; r++) qr[r] = q + tile_row(m + r, G, qs, hd);
             const bool first_rows = m == t_first * G;
             int u = 0;
             for (; u + 4 <= kb; u += 4) {
@@ -936,7 +939,7 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
             float *orow[4];
             const float *prow[4];
             for (int r = 0; r < R; r++) {
-                orow[r] = out + ((m + r) / G) * os + ((m + r) % G) * hd;
+                orow[r] = out + tile_row(m + r, G, os, hd);
                 prow[r] = S + (size_t)(m + r) * KB;
             }
             const float *alpha = row_alpha + m;
@@ -958,7 +961,7 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
         }
     }
     for (int m = 0; m < M; m++) {
-        float *o = out + (m / G) * os + (m % G) * hd;
+        float *o = out + tile_row(m, G, os, hd);
         const float inv = 1.0f / row_sum[m];
         for (int d = 0; d < hd; d++) o[d] *= inv;
     }

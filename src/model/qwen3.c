@@ -137,8 +137,8 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     /* Attention tiles as long as allowed while there are 4 tasks per thread (a verification pass over 4 tokens
      * on 2 threads: one tile per KV head). */
     const int tiles_wanted = (4 * s->n_threads + c->n_kv_heads - 1) / c->n_kv_heads;
-    int tile = (n + tiles_wanted - 1) / tiles_wanted;
-    tile = tile < 1 ? 1 : tile > s->attention_tile ? s->attention_tile : tile;
+    int tile = (n + tiles_wanted - 1) / tiles_wanted;  /* ≥ 1 */
+    if (tile > s->attention_tile) tile = s->attention_tile;
     attention_job attention = {c, s, 0, n, pos0, tile, (n + tile - 1) / tile};
 
     /* x = embed_tokens(ids); each position's rotary cos/sin, for all layers */
