@@ -921,11 +921,9 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
             const bool first_rows = m == t_first * G;
             int u = 0;
             for (; u + 4 <= kb; u += 4) {
-                if (first_rows && b0 + KB < n_keys)  /* the next block's keys and values, from memory meanwhile */
-                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64) {
-                        _mm_prefetch((const char *)kv_at(bk, (size_t)(KB + u) * hd, F16) + o, _MM_HINT_T0);
-                        _mm_prefetch((const char *)kv_at(bv, (size_t)(KB + u) * hd, F16) + o, _MM_HINT_T0);
-                    }
+                if (first_rows)  /* the values of these keys, in L1 by the time the block's values are added */
+                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64)
+                        _mm_prefetch((const char *)kv_at(bv, (size_t)u * hd, F16) + o, _MM_HINT_T0);
                 SCORE_TILE_BY_ROWS(4)
             }
             for (; u < kb; u++) SCORE_TILE_BY_ROWS(1)
