@@ -32,8 +32,8 @@ def run_json(cmd, what):
     return cp.stdout
 
 
-def tandem(tandem_bin, model, args, threads, reps):
-    out = run_json([tandem_bin, "bench", "-m", model, "-t", threads, "-r", reps, "--warmup", "1", "--json", *args],
+def tandem(tandem_bin, model, args, threads, reps, warmup=1):
+    out = run_json([tandem_bin, "bench", "-m", model, "-t", threads, "-r", reps, "--warmup", warmup, "--json", *args],
                    "tandem bench")
     return json.loads(out.strip().splitlines()[-1])
 
@@ -43,11 +43,11 @@ def llama(llama_bench, model, args, threads, reps):
     return json.loads(out)
 
 
-def llama_ts(results, n_prompt, n_gen):
+def llama_ts(results, n_prompt, n_gen, n_depth=0):
     for r in results:
-        if r["n_prompt"] == n_prompt and r["n_gen"] == n_gen:
+        if r["n_prompt"] == n_prompt and r["n_gen"] == n_gen and r.get("n_depth", 0) == n_depth:
             return r["avg_ts"]
-    sys.exit(f"compare_llamacpp: llama-bench gave no result for pp{n_prompt} tg{n_gen}")
+    sys.exit(f"compare_llamacpp: llama-bench gave no result for pp{n_prompt} tg{n_gen} at depth {n_depth}")
 
 
 def main():
@@ -62,11 +62,17 @@ def main():
     ap.add_argument("--pp", type=int, default=512)
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--no-curve", action="store_true", help="skip the verification-cost curve")
+    ap.add_argument("--depth", default="", help="also prompts of these lengths and generation after them, e.g. 4096,8192")
+    ap.add_argument("--depth-only", action="store_true", help="only the --depth table")
     ap.add_argument("--out", help="also write the markdown table here")
     a = ap.parse_args()
     models = pathlib.Path(a.models_dir)
     models.mkdir(parents=True, exist_ok=True)
-    rows, curves = [], []
+    depths = [int(d) for d in a.depth.split(",") if d]
+    if a.depth_only and not depths:
+        sys.exit("compare_llamacpp: --depth-only needs --depth")
+    rows, curves, deep = [], [], []
+    isa = "?"
     for size in a.sizes.split(","):
         for qtype in a.types.split(","):
             f = models / f"qwen3-{size}-{qtype}.gguf"
@@ -74,6 +80,18 @@ def main():
                 print(f"writing {f} ...", file=sys.stderr)
                 subprocess.run([sys.executable, str(REPO / "bench" / "make_random_gguf.py"), str(f), "--size", size,
                                 "--type", qtype], check=True)
+            for d in depths:
+                print(f"{size} {qtype}: depth {d}, tandem ...", file=sys.stderr)
+                t_d = tandem(a.tandem, f, ["-p", str(d), "-n", str(a.tg)], a.threads, a.repetitions, warmup=0)
+                print(f"{size} {qtype}: depth {d}, llama.cpp ...", file=sys.stderr)
+                l_pp = llama(a.llama_bench, f, ["-p", str(d), "-n", "0", "--no-warmup"], a.threads, a.repetitions)
+                l_tg = llama(a.llama_bench, f, ["-p", "0", "-n", str(a.tg), "-d", str(d), "--no-warmup"], a.threads,
+                             a.repetitions)
+                isa = t_d["isa"]
+                deep.append((size, qtype, d, t_d["prefill_tokens_per_s"], llama_ts(l_pp, d, 0),
+                             t_d["decode_tokens_per_s"], llama_ts(l_tg, 0, a.tg, d), t_d["peak_rss_mb"]))
+            if a.depth_only:
+                continue
             print(f"{size} {qtype}: tandem pp/tg ...", file=sys.stderr)
             t_pp = tandem(a.tandem, f, ["-p", str(a.pp), "-n", "1", "-b", str(a.pp)], a.threads, a.repetitions)
             t_tg = tandem(a.tandem, f, ["-p", "0", "-n", str(a.tg)] + ([] if a.no_curve else ["--curve"]),
@@ -83,18 +101,20 @@ def main():
             step_bytes = t_tg["decode_weight_gb_per_s"] / t_tg["decode_tokens_per_s"] * 1e9
             l_pp, l_tg = llama_ts(l_res, a.pp, 0), llama_ts(l_res, 0, a.tg)
             rows.append((size, qtype, t_pp["prefill_tokens_per_s"], l_pp, t_tg["decode_tokens_per_s"], l_tg,
-                         step_bytes, t_tg["peak_rss_mb"], t_tg["isa"]))
+                         step_bytes, t_tg["peak_rss_mb"]))
+            isa = t_tg["isa"]
             if not a.no_curve:
                 l_curve = llama(a.llama_bench, f, ["-p", ",".join(map(str, KS)), "-n", "0"], a.threads, a.repetitions)
                 l_ms = {k: k / llama_ts(l_curve, k, 0) for k in KS}
                 t_rel = {c["k"]: c["relative"] for c in t_tg["verify_curve"]}
                 curves.append((size, qtype, t_rel, {k: l_ms[k] / l_ms[1] for k in KS}))
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
-             f"{a.threads} threads, {a.repetitions} repetitions; tandem kernels: {rows[0][8] if rows else '?'}.", "",
-             f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | tandem tg{a.tg} | llama.cpp tg{a.tg} | ratio | "
+             f"{a.threads} threads, {a.repetitions} repetitions; tandem kernels: {isa}.", ""]
+    if rows:
+        lines += [f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | tandem tg{a.tg} | llama.cpp tg{a.tg} | ratio | "
              "tandem GB/s | llama.cpp GB/s | tandem peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for size, qtype, tpp, lpp, ttg, ltg, step, rss, _ in rows:
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+    for size, qtype, tpp, lpp, ttg, ltg, step, rss in rows:
         lines.append(f"| Qwen3-{size} {qtype.upper()} | {tpp:.1f} | {lpp:.1f} | {tpp / lpp:.2f}x | {ttg:.2f} | "
                      f"{ltg:.2f} | {ttg / ltg:.2f}x | {ttg * step / 1e9:.1f} | {ltg * step / 1e9:.1f} | {rss:.0f} |")
     if curves:
@@ -103,6 +123,13 @@ def main():
         for size, qtype, t_rel, l_rel in curves:
             lines.append(f"| Qwen3-{size} {qtype.upper()} | " +
                          " | ".join(f"{t_rel[k]:.2f} / {l_rel[k]:.2f}" for k in KS[1:]) + " |")
+    if deep:
+        lines += ["", f"Long prompts: prefill of D tokens from an empty context, then tg{a.tg} after them (tokens/s):", "",
+                  "| model | D | tandem prefill | llama.cpp pp | ratio | tandem tg | llama.cpp tg @ D | ratio | "
+                  "tandem peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+        for size, qtype, d, tpp, lpp, ttg, ltg, rss in deep:
+            lines.append(f"| Qwen3-{size} {qtype.upper()} | {d} | {tpp:.1f} | {lpp:.1f} | {tpp / lpp:.2f}x | "
+                         f"{ttg:.2f} | {ltg:.2f} | {ttg / ltg:.2f}x | {rss:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
