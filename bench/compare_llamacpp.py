@@ -62,7 +62,8 @@ def main():
     ap.add_argument("--pp", type=int, default=512)
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--no-curve", action="store_true", help="skip the verification-cost curve")
-    ap.add_argument("--depth", default="", help="also prompts of these lengths and generation after them, e.g. 4096,8192")
+    ap.add_argument("--depth", default="",
+                    help="also prompts of these lengths and generation after them, e.g. 4096,8192")
     ap.add_argument("--depth-only", action="store_true", help="only the --depth table")
     ap.add_argument("--out", help="also write the markdown table here")
     a = ap.parse_args()
@@ -111,8 +112,9 @@ def main():
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
              f"{a.threads} threads, {a.repetitions} repetitions; tandem kernels: {isa}.", ""]
     if rows:
-        lines += [f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | tandem tg{a.tg} | llama.cpp tg{a.tg} | ratio | "
-             "tandem GB/s | llama.cpp GB/s | tandem peak RSS MB |",
+        lines += [f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | "
+                  f"tandem tg{a.tg} | llama.cpp tg{a.tg} | ratio | "
+                  "tandem GB/s | llama.cpp GB/s | tandem peak RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
     for size, qtype, tpp, lpp, ttg, ltg, step, rss in rows:
         lines.append(f"| Qwen3-{size} {qtype.upper()} | {tpp:.1f} | {lpp:.1f} | {tpp / lpp:.2f}x | {ttg:.2f} | "
@@ -124,7 +126,8 @@ def main():
             lines.append(f"| Qwen3-{size} {qtype.upper()} | " +
                          " | ".join(f"{t_rel[k]:.2f} / {l_rel[k]:.2f}" for k in KS[1:]) + " |")
     if deep:
-        lines += ["", f"Long prompts: prefill of D tokens from an empty context, then tg{a.tg} after them (tokens/s):", "",
+        lines += ["", f"Long prompts: prefill of D tokens from an empty context, then tg{a.tg} after them "
+                  "(tokens/s):", "",
                   "| model | D | tandem prefill | llama.cpp pp | ratio | tandem tg | llama.cpp tg @ D | ratio | "
                   "tandem peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
         for size, qtype, d, tpp, lpp, ttg, ltg, rss in deep:

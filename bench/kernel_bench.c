@@ -3,8 +3,8 @@
  *
  * `tandem bench` measures a whole model; this isolates one kernel so a change to it can be judged without
  * the rest of the forward pass (and without making an 8B file). Random weights: speed does not depend on
- * their values. Usage: kernel_bench [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C] [--threads N]
- * [--seconds S] [--max-k K]. */
+ * their values. Usage: kernel_bench [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C]
+ * [--threads N] [--seconds S] [--max-k K]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +69,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--seconds") == 0 && has_value) seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--max-k") == 0 && has_value) max_k = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C] [--threads N] "
-                            "[--seconds S] [--max-k K]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--types q8_0,q4_0,q4_k,q6_k,q5_k,f16,bf16,f32] [--rows R] [--cols C] "
+                            "[--threads N] [--seconds S] [--max-k K]\n", argv[0]);
             return 2;
         }
     }

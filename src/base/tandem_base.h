@@ -54,9 +54,9 @@ void mapped_file_close(mapped_file *mf);  /* accepts a zeroed or half-opened str
 /* The whole pages inside [p, p + n) of a mapping are not needed for now: the OS drops them from this process's
  * resident set (they are read from the file again if touched). For weights copied into another layout. */
 void mapped_range_release(const void *p, size_t n);
-/* Memory for bytes that are streamed again and again (packed weights): on 2 MiB pages where the OS allows it
- * (Linux's transparent huge pages in "madvise" mode), which cuts TLB misses and page faults. Freed with free();
- * NULL when out of memory. */
+/* Memory for bytes that are streamed again and again (packed weights, a context's KV cache): on 2 MiB pages
+ * where the OS allows it (Linux's transparent huge pages in "madvise" mode), which cuts TLB misses and page
+ * faults. Freed with free(); NULL when out of memory. */
 void *streamed_alloc(size_t bytes);
 
 /* ---- files and paths ---- */

@@ -35,6 +35,12 @@ typedef struct matmul_job {
 
 /* Tokens go in groups of MATMUL_TOKENS (the group's activations stay in L1) over all rows of a task (the
  * task's weight rows stay in L2), so a row is unpacked once per group rather than once per token. */
+/* A group product's out[t·PACK_ROWS + i] (t < nt) into y's rows r … r + 7 of tokens t0 … t0 + nt − 1. */
+static void store_group(float *y, int64_t rows, int64_t r, int t0, int nt, const float *group_out) {
+    for (int t = 0; t < nt; t++)
+        memcpy(y + (size_t)(t0 + t) * rows + r, group_out + t * PACK_ROWS, sizeof(float) * PACK_ROWS);
+}
+
 static void matmul_task(int task, int thread, void *arg) {
     const matmul_job *job = arg;
     int p = job->n_parts - 1;
@@ -71,8 +77,7 @@ static void matmul_task(int task, int thread, void *arg) {
             for (int64_t r = r0; r < r1; r += PACK_ROWS) {
                 dot(base + (size_t)r * w->row_bytes, job->scratch->act + (size_t)t0 * blocks, blocks, nt, cols,
                     group_out);
-                for (int t = 0; t < nt; t++)
-                    memcpy(y + (size_t)(t0 + t) * rows + r, group_out + t * PACK_ROWS, sizeof(float) * PACK_ROWS);
+                store_group(y, rows, r, t0, nt, group_out);
             }
         }
         return;
@@ -115,8 +120,7 @@ static void matmul_task(int task, int thread, void *arg) {
             const int nt = n - t0 < MATMUL_TOKENS ? n - t0 : MATMUL_TOKENS;
             for (int64_t r = r0; r < r1; r += PACK_ROWS) {
                 dot(base + (size_t)r * w->row_bytes, x + (size_t)t0 * cols, cols, nt, cols, group_out);
-                for (int t = 0; t < nt; t++)
-                    memcpy(y + (size_t)(t0 + t) * rows + r, group_out + t * PACK_ROWS, sizeof(float) * PACK_ROWS);
+                store_group(y, rows, r, t0, nt, group_out);
             }
         }
         return;

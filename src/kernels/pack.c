@@ -58,8 +58,8 @@ static void move_block(const packed_type *p, int i, const uint8_t *from, uint8_t
 
 /* Row i's elements of a float type (a block is one element) moved as move_block does, each copy one move
  * (elem_bytes a constant): per element, move_block's walk over the field table cost more than the copy. */
-static inline __attribute__((always_inline)) void move_elements(int i, const uint8_t *from, uint8_t *to, int64_t n, bool to_group,
-                                 const int elem_bytes) {
+static inline __attribute__((always_inline)) void move_elements(int i, const uint8_t *from, uint8_t *to, int64_t n,
+                                                                bool to_group, const int elem_bytes) {
     for (int64_t k = 0; k < n; k++) {
         const size_t in_group = (size_t)(PACK_ROWS * k + i) * elem_bytes, in_plain = (size_t)k * elem_bytes;
         memcpy(to + (to_group ? in_group : in_plain), from + (to_group ? in_plain : in_group), (size_t)elem_bytes);
