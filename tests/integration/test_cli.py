@@ -380,9 +380,11 @@ def test_bench_reports_what_users_compare(run_tandem, models_dir, variant):
     assert BENCH_FIELDS <= set(out)
     assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2 and out["threads"] == 2
     assert out["ttft_ms"] > 0 and out["prefill_tokens_per_s"] > 0 and out["decode_tokens_per_s"] > 0
-    # tokens/s from the second token on and the time per output token describe the same runs
-    assert out["tpot_ms"] > 0 and abs(1000 / out["tpot_ms"] - out["decode_tokens_per_s"]) / out["decode_tokens_per_s"] < 0.5
-    assert out["peak_rss_mb"] > 1 and out["isa"] in ("avx2", "scalar")
+    # tokens/s from the second token on and the time per output token describe the same runs: a mean of rates is
+    # at least the rate of the mean time (equal when the runs are; a hiccup in one run of the tiny model moves
+    # the two means apart, so no closer bound holds)
+    assert out["tpot_ms"] > 0 and 1000 / out["tpot_ms"] <= out["decode_tokens_per_s"] * (1 + 1e-9)
+    assert out["peak_rss_mb"] > 1 and out["isa"] in ("avx512vnni", "avxvnni", "avx2", "scalar")
     assert "acceptance_rate" not in out
     assert "time to first token" in cp.stdout and "decode" in cp.stdout
 
@@ -391,6 +393,7 @@ def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
     out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "0", "-n", "6", "-r", "1", "--warmup", "0",
                                "--json").stdout)
     assert out["n_prompt"] == 0 and out["prefill_tokens_per_s"] == 0 and out["decode_tokens_per_s"] > 0
+    assert out["tpot_ms"] == pytest.approx(1000 / out["decode_tokens_per_s"], rel=1e-6)  # one run: the same time
     assert out["kv_type"] == "F16" and not out["exact"]  # the default cache
     for flags, kv in ((["--kv-type", "f32"], "F32"), (["--exact"], "F32"), (["--kv-type", "F16"], "F16")):
         out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "4", "-n", "3", "-r", "1", "--warmup", "0",
