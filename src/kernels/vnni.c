@@ -133,7 +133,13 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[ch][t] = sum_hi[ch][t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
         __m256i lo, hi;
-        k4_unit_quants(w, c, u, FIVE, &lo, &hi);
+        if (FIVE) {
+            k4_unit_quants(w, c, u, FIVE, &lo, &hi);
+        } else {  /* Q4_K: the high nibbles left in place are 16·q; the sum's factor 16 goes after the units */
+            const __m256i raw = load256(w + 128 + (c * 8 + u) * 32), m4 = _mm256_set1_epi8(0x0F);
+            lo = _mm256_and_si256(raw, m4);
+            hi = _mm256_andnot_si256(m4, raw);
+        }
         __m256i *s_lo = sum_lo[u % CHAINS(NT)], *s_hi = sum_hi[u % CHAINS(NT)];
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + 2 * c];
@@ -145,6 +151,8 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     fold_chains(sum_hi, NT);
     FOR_TOKENS (int t = 0; t < NT; t++) {
         const act_block *a = &x[t * xs + 2 * c];
+        /* exact: |16·q·x| ≤ 240·128 and 32 of them fit int32 with room to spare */
+        if (!FIVE) sum_hi[0][t] = _mm256_srai_epi32(sum_hi[0][t], 4);
         isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(sum_lo[0][t], sc_lo),
                                                              _mm256_mullo_epi32(sum_hi[0][t], sc_hi)));
         acc[t] = k4_sub_mins(acc[t], mins, a);
