@@ -50,6 +50,12 @@ INLINE __m256i act_quad(const act_block *a, const int u) { return _mm256_set1_ep
 #define CHAINS(NT) ((NT) == 1 ? 4 : (NT) == 2 ? 2 : 1)
 enum { MAX_CHAINS = 4 };
 
+/* Every chain's sums of NT tokens set to zero. */
+INLINE void clear_chains(__m256i sum[][MATMUL_TOKENS], const int NT) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < MAX_CHAINS; c++)
+        FOR_TOKENS (int t = 0; t < NT; t++) sum[c][t] = _mm256_setzero_si256();
+}
+
 /* sum[0][t] += sum[c][t] for the other chains (exact). */
 INLINE void fold_chains(__m256i sum[][MATMUL_TOKENS], const int NT) {
     _Pragma("GCC unroll 4") for (int c = 1; c < MAX_CHAINS; c++)
@@ -67,10 +73,10 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         prefetch_ahead(w, 8 * 34);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MAX_CHAINS][MATMUL_TOKENS];
+        clear_chains(sum, NT);
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + b];
             sum[0][t] = _mm256_set1_epi32(-128 * (a->sum16[0] + a->sum16[1]));
-            _Pragma("GCC unroll 4") for (int c = 1; c < MAX_CHAINS; c++) sum[c][t] = _mm256_setzero_si256();
         }
         _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
             const __m256i q = _mm256_xor_si256(load256(w + 16 + 32 * u), flip);
@@ -94,8 +100,7 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         prefetch_ahead(w, 8 * 18);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MAX_CHAINS][MATMUL_TOKENS];
-        _Pragma("GCC unroll 4") for (int c = 0; c < MAX_CHAINS; c++)
-            FOR_TOKENS (int t = 0; t < NT; t++) sum[c][t] = _mm256_setzero_si256();
+        clear_chains(sum, NT);
         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {
             const __m256i raw = load256(w + 16 + 32 * u);
             const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
@@ -119,6 +124,15 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
 ROW_DOT_ACT(dot_q8_0_packed)
 ROW_DOT_ACT(dot_q4_0_packed)
 
+/* Q4_K's unit u of chunk c as k4_unit_quants gives it, except that the high nibbles stay in place (16·q): a
+ * mask instead of a shift per unit, the chunk's sum divided by 16 once (exact). avx2.c cannot: vpmaddubsw's int16
+ * pair sums would saturate at 16·q. */
+INLINE void q4_K_unit_in_place(const uint8_t *w, const int c, const int u, __m256i *lo, __m256i *hi16) {
+    const __m256i raw = load256(w + 128 + (c * 8 + u) * 32), m4 = _mm256_set1_epi8(0x0F);
+    *lo = _mm256_and_si256(raw, m4);
+    *hi16 = _mm256_andnot_si256(m4, raw);
+}
+
 /* Q4_K and Q5_K (avx2.c's layout notes): chunk c holds sub-blocks 2c (low nibbles) and 2c+1 (high). Each
  * sub-block's int32 sum is multiplied by its 6-bit scale (as int32 in each row's lane) once, after its 8 units. */
 INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
@@ -129,17 +143,12 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     const int block_bytes = FIVE ? 176 : 144;
     prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MAX_CHAINS][MATMUL_TOKENS], sum_hi[MAX_CHAINS][MATMUL_TOKENS];
-    _Pragma("GCC unroll 4") for (int ch = 0; ch < MAX_CHAINS; ch++)
-        FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[ch][t] = sum_hi[ch][t] = _mm256_setzero_si256();
+    clear_chains(sum_lo, NT);
+    clear_chains(sum_hi, NT);
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
         __m256i lo, hi;
-        if (FIVE) {
-            k4_unit_quants(w, c, u, FIVE, &lo, &hi);
-        } else {  /* Q4_K: the high nibbles left in place are 16·q; the sum's factor 16 goes after the units */
-            const __m256i raw = load256(w + 128 + (c * 8 + u) * 32), m4 = _mm256_set1_epi8(0x0F);
-            lo = _mm256_and_si256(raw, m4);
-            hi = _mm256_andnot_si256(m4, raw);
-        }
+        if (FIVE) k4_unit_quants(w, c, u, true, &lo, &hi);
+        else q4_K_unit_in_place(w, c, u, &lo, &hi);
         __m256i *s_lo = sum_lo[u % CHAINS(NT)], *s_hi = sum_hi[u % CHAINS(NT)];
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + 2 * c];
