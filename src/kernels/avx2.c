@@ -214,8 +214,6 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale words */
     const __m256i sc_lo = lane_byte_pairs(sc, b), sc_hi = lane_byte_pairs(sc, b + 1);
     const k4_chunk_mins mins = k4_chunk_mins_of(mn, dmin, c);
-    const int block_bytes = FIVE ? 176 : 144;
-    prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MATMUL_TOKENS], sum_hi[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {

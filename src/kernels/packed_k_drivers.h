@@ -3,17 +3,26 @@
 #ifndef TANDEM_PACKED_K_DRIVERS_H
 #define TANDEM_PACKED_K_DRIVERS_H
 
+/* The drivers own the K-quants' prefetching (prefetch_ahead): a group of 8 rows' super-blocks is asked for
+ * in batches of 420-704 bytes, before every second Q6_K block and every second Q4_K/Q5_K chunk. Batches are
+ * a measured choice, not a derived one (Zen 4, kernel_bench 151936 x 1024 from memory, 1 thread, avx512vnni,
+ * 3 alternations): Q6_K the whole 1680-byte group at once 14-16 GB/s, per 4 blocks 18-21, per 2 blocks 27-36,
+ * per block 14-17; Q4_K per chunk (288 bytes) 24-26, per 2 chunks 29-32, per group 20-26. Decoding an 8B Q4_K_M
+ * model on 2 threads went from 4.96 to 6.63 tok/s (4 alternations). */
 INLINE void dot_k4_packed_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out,
                              const int NT, const bool FIVE) {
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * (FIVE ? 176 : 144)) {
+    const int block_bytes = FIVE ? 176 : 144;  /* one row's super-block */
+    for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * block_bytes) {
         const k4_packed_head h = k4_packed_head_load(w);
         const act_block *a = x + 8 * sb;
         __m256i isum[MATMUL_TOKENS];
         FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        prefetch_ahead(w, 4 * block_bytes);
         k4_chunk_packed_nt(w, a, xs, h.sc_lo, h.mn_lo, h.dmin, isum, acc, NT, 0, FIVE);
         k4_chunk_packed_nt(w, a, xs, h.sc_lo, h.mn_lo, h.dmin, isum, acc, NT, 1, FIVE);
+        prefetch_ahead(w + 4 * block_bytes, 4 * block_bytes);
         k4_chunk_packed_nt(w, a, xs, h.sc_hi, h.mn_hi, h.dmin, isum, acc, NT, 2, FIVE);
         k4_chunk_packed_nt(w, a, xs, h.sc_hi, h.mn_hi, h.dmin, isum, acc, NT, 3, FIVE);
         FOR_TOKENS (int t = 0; t < NT; t++)
@@ -36,17 +45,18 @@ INLINE void dot_q6_K_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < cols / 256; sb++, w += 8 * 210) {
         const act_block *a = x + 8 * sb;
-        /* the whole group at once: spread over its 8 blocks, the same prefetches gave 22-25 GB/s from memory on
-         * 2 threads, not 28-32 */
-        prefetch_ahead(w, 8 * 210);
         __m256i isum[MATMUL_TOKENS];
         FOR_TOKENS (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+        prefetch_ahead(w, 2 * 210);
         q6_K_block_nt(w, a, xs, isum, NT, 0, 0);
         q6_K_block_nt(w, a, xs, isum, NT, 0, 1);
+        prefetch_ahead(w + 2 * 210, 2 * 210);
         q6_K_block_nt(w, a, xs, isum, NT, 0, 2);
         q6_K_block_nt(w, a, xs, isum, NT, 0, 3);
+        prefetch_ahead(w + 4 * 210, 2 * 210);
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 0);
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 1);
+        prefetch_ahead(w + 6 * 210, 2 * 210);
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 2);
         q6_K_block_nt(w, a + 4, xs, isum, NT, 1, 3);
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 1664)));

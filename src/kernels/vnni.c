@@ -140,8 +140,6 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     const int b = 2 * (c % 2);  /* sub-blocks 2c and 2c+1: bytes b and b+1 of the scale words */
     const __m256i sc_lo = lane_byte_int32(sc, b), sc_hi = lane_byte_int32(sc, b + 1);
     const k4_chunk_mins mins = k4_chunk_mins_of(mn, dmin, c);
-    const int block_bytes = FIVE ? 176 : 144;
-    prefetch_ahead(w + c * 2 * block_bytes, 2 * block_bytes);
     __m256i sum_lo[MAX_CHAINS][MATMUL_TOKENS], sum_hi[MAX_CHAINS][MATMUL_TOKENS];
     clear_chains(sum_lo, NT);
     clear_chains(sum_hi, NT);
