@@ -38,8 +38,20 @@ __attribute__((noinline)) static __m256i dpbusd_simde(__m256i acc, __m256i u, __
 
 #include "avx2_inline.h"
 
-/* Activation block a's 4 bytes for columns 4u…4u+3, in every lane. */
-INLINE __m256i act_quad(const act_block *a, const int u) { return _mm256_set1_epi32((int)load_u32((const uint8_t *)a->q + 4 * u)); }
+/* acc += the products of q's 8 rows with activation block a's 4 bytes for columns 4u…4u+3 (in every lane).
+ * EVEX vpdpbusd broadcasts a 4-byte memory operand itself ({1to8}): one instruction, where gcc 12 emits a
+ * vpbroadcastd beside each (clang folds it, gcc does not), 64 of a 1-token Q4_K super-block's ~460. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(TANDEM_VNNI_SIMDE)
+typedef int32_t __attribute__((may_alias)) act_word;
+INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(q), "m"(*(const act_word *)((const uint8_t *)a->q + 4 * u)));
+    return acc;
+}
+#else
+INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
+    return DPBUSD(acc, q, _mm256_set1_epi32((int)load_u32((const uint8_t *)a->q + 4 * u)));
+}
+#endif
 
 /* vpdpbusd's result waits ~4 cycles for the previous one into the same accumulator, so a token's sum over a
  * block is a chain of 8 of them. Streaming from memory, the out-of-order window then fills with waiting
@@ -81,7 +93,7 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
             const __m256i q = _mm256_xor_si256(load256(w + 16 + 32 * u), flip);
             __m256i *s = sum[u % CHAINS(NT)];
-            FOR_TOKENS (int t = 0; t < NT; t++) s[t] = DPBUSD(s[t], q, act_quad(&x[t * xs + b], u));
+            FOR_TOKENS (int t = 0; t < NT; t++) s[t] = add_quad_products(s[t], q, &x[t * xs + b], u);
         }
         fold_chains(sum, NT);
         FOR_TOKENS (int t = 0; t < NT; t++)
@@ -108,8 +120,8 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
             __m256i *s_lo = sum[(2 * u) % CHAINS(NT)], *s_hi = sum[(2 * u + 1) % CHAINS(NT)];
             FOR_TOKENS (int t = 0; t < NT; t++) {
                 const act_block *a = &x[t * xs + b];
-                s_lo[t] = DPBUSD(s_lo[t], lo, act_quad(a, u));
-                s_hi[t] = DPBUSD(s_hi[t], hi, act_quad(a, 4 + u));
+                s_lo[t] = add_quad_products(s_lo[t], lo, a, u);
+                s_hi[t] = add_quad_products(s_hi[t], hi, a, 4 + u);
             }
         }
         fold_chains(sum, NT);
@@ -150,8 +162,8 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
         __m256i *s_lo = sum_lo[u % CHAINS(NT)], *s_hi = sum_hi[u % CHAINS(NT)];
         FOR_TOKENS (int t = 0; t < NT; t++) {
             const act_block *a = &x[t * xs + 2 * c];
-            s_lo[t] = DPBUSD(s_lo[t], lo, act_quad(a, u));
-            s_hi[t] = DPBUSD(s_hi[t], hi, act_quad(a + 1, u));
+            s_lo[t] = add_quad_products(s_lo[t], lo, a, u);
+            s_hi[t] = add_quad_products(s_hi[t], hi, a + 1, u);
         }
     }
     fold_chains(sum_lo, NT);
@@ -183,8 +195,8 @@ INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m2
     _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {
         const __m256i q = q6_values(ql + 32 * u, qh + 32 * u, k);
         FOR_TOKENS (int t = 0; t < NT; t++) {
-            if (u < 4) s0[t] = DPBUSD(s0[t], q, act_quad(&x[t * xs + k], u));
-            else s1[t] = DPBUSD(s1[t], q, act_quad(&x[t * xs + k], u));
+            if (u < 4) s0[t] = add_quad_products(s0[t], q, &x[t * xs + k], u);
+            else s1[t] = add_quad_products(s1[t], q, &x[t * xs + k], u);
         }
     }
     FOR_TOKENS (int t = 0; t < NT; t++) {
