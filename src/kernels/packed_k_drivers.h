@@ -1,5 +1,5 @@
-/* packed_k_drivers.h — the super-block loops of the packed Q4_K/Q5_K/Q6_K products, shared by avx2.c and vnni.c:
- * included after each defines its own k4_chunk_packed_nt and q6_K_block_nt (the multiplies differ, the walk does not). */
+/* packed_k_drivers.h — the super-block walks and prefetches of the packed Q4_K/Q5_K/Q6_K products, for avx2.c and
+ * vnni.c, each of which defines its own k4_chunk_packed_nt and q6_K_block_nt first (the multiplies differ). */
 #ifndef TANDEM_PACKED_K_DRIVERS_H
 #define TANDEM_PACKED_K_DRIVERS_H
 

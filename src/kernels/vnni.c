@@ -41,15 +41,18 @@ __attribute__((noinline)) static __m256i dpbusd_simde(__m256i acc, __m256i u, __
 /* acc += the products of q's 8 rows with activation block a's 4 bytes for columns 4u…4u+3 (in every lane).
  * EVEX vpdpbusd broadcasts a 4-byte memory operand itself ({1to8}): one instruction, where gcc 12 emits a
  * vpbroadcastd beside each (clang folds it, gcc does not), 64 of a 1-token Q4_K super-block's ~460. */
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(TANDEM_VNNI_SIMDE)
 typedef int32_t __attribute__((may_alias)) act_word;
+INLINE const act_word *act_word_at(const act_block *a, const int u) {
+    return (const act_word *)((const uint8_t *)a->q + 4 * u);  /* q sits at a 16-byte offset: aligned */
+}
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(TANDEM_VNNI_SIMDE)
 INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
-    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(q), "m"(*(const act_word *)((const uint8_t *)a->q + 4 * u)));
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(q), "m"(*act_word_at(a, u)));
     return acc;
 }
 #else
 INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
-    return DPBUSD(acc, q, _mm256_set1_epi32((int)load_u32((const uint8_t *)a->q + 4 * u)));
+    return DPBUSD(acc, q, _mm256_set1_epi32(*act_word_at(a, u)));
 }
 #endif
 
