@@ -118,9 +118,12 @@ INLINE void add_fifth_bits(const uint8_t *p, const int c, __m256i *lo, __m256i *
 
 /* Unit u (columns 4u…4u+3 of the 8 rows) of chunk c of a packed Q4_K/Q5_K super-block at w: the quants of
  * sub-blocks 2c (lo) and 2c+1 (hi), 0…15, or 0…31 with Q5_K's fifth bits (u, c and FIVE compile-time constants). */
+INLINE const uint8_t *k4_unit_at(const uint8_t *w, const int c, const int u, const bool FIVE) {
+    return w + (FIVE ? 384 : 128) + (c * 8 + u) * 32;
+}
 INLINE void k4_unit_quants(const uint8_t *w, const int c, const int u, const bool FIVE, __m256i *lo, __m256i *hi) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i raw = load256(w + (FIVE ? 384 : 128) + (c * 8 + u) * 32);
+    const __m256i raw = load256(k4_unit_at(w, c, u, FIVE));
     *lo = _mm256_and_si256(raw, m4);
     *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     if (FIVE) add_fifth_bits(w + 128 + 32 * u, c, lo, hi);

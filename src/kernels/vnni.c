@@ -41,18 +41,16 @@ __attribute__((noinline)) static __m256i dpbusd_simde(__m256i acc, __m256i u, __
 /* acc += the products of q's 8 rows with activation block a's 4 bytes for columns 4u…4u+3 (in every lane).
  * EVEX vpdpbusd broadcasts a 4-byte memory operand itself ({1to8}): one instruction, where gcc 12 emits a
  * vpbroadcastd beside each (clang folds it, gcc does not), 64 of a 1-token Q4_K super-block's ~460. */
-typedef int32_t __attribute__((may_alias)) act_word;
-INLINE const act_word *act_word_at(const act_block *a, const int u) {
-    return (const act_word *)((const uint8_t *)a->q + 4 * u);  /* q sits at a 16-byte offset: aligned */
-}
+INLINE const uint8_t *act_quad_at(const act_block *a, const int u) { return (const uint8_t *)a->q + 4 * u; }
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(TANDEM_VNNI_SIMDE)
+typedef int32_t __attribute__((may_alias)) act_word;  /* the asm's memory operand; q sits 16-byte aligned */
 INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
-    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(q), "m"(*act_word_at(a, u)));
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(q), "m"(*(const act_word *)act_quad_at(a, u)));
     return acc;
 }
 #else
 INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, const int u) {
-    return DPBUSD(acc, q, _mm256_set1_epi32(*act_word_at(a, u)));
+    return DPBUSD(acc, q, _mm256_set1_epi32((int)load_u32(act_quad_at(a, u))));
 }
 #endif
 
@@ -65,7 +63,8 @@ INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, con
 #define CHAINS(NT) ((NT) == 1 ? 4 : (NT) == 2 ? 2 : 1)
 enum { MAX_CHAINS = 4 };
 
-/* Every chain's sums of NT tokens set to zero. */
+/* Every chain's sums of NT tokens set to zero (the unused chains' zeros are dead stores gcc drops; a bound of
+ * CHAINS(NT) would not take the unroll pragma). */
 INLINE void clear_chains(__m256i sum[][MATMUL_TOKENS], const int NT) {
     _Pragma("GCC unroll 4") for (int c = 0; c < MAX_CHAINS; c++)
         FOR_TOKENS (int t = 0; t < NT; t++) sum[c][t] = _mm256_setzero_si256();
@@ -143,7 +142,7 @@ ROW_DOT_ACT(dot_q4_0_packed)
  * mask instead of a shift per unit, the chunk's sum divided by 16 once (exact). avx2.c cannot: vpmaddubsw's int16
  * pair sums would saturate at 16·q. */
 INLINE void q4_K_unit_in_place(const uint8_t *w, const int c, const int u, __m256i *lo, __m256i *hi16) {
-    const __m256i raw = load256(w + 128 + (c * 8 + u) * 32), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i raw = load256(k4_unit_at(w, c, u, false)), m4 = _mm256_set1_epi8(0x0F);
     *lo = _mm256_and_si256(raw, m4);
     *hi16 = _mm256_andnot_si256(m4, raw);
 }
