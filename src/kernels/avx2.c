@@ -815,6 +815,13 @@ INLINE __m128 lane_sums4(__m256 a, __m256 b, __m256 c, __m256 d) {
  *  - out · (1 / sum) at the end.
  * The rows of a tile see different numbers of keys (causal): in a block, a row's keys past its own last get
  * p = 0, and adding 0·v leaves its sums unchanged (a −0 may become +0: the same value).
+ *
+ * Decoding reads the cache from memory (the weights streamed since evicted it), where the hardware
+ * prefetcher alone left the kernel waiting (one thread: 25.8 GB/s from L2, 12-13 from memory). So the first
+ * rows' pass asks for the keys of the next block and, into L2 rather than L1 (the block's keys stream through
+ * L1 meanwhile), the values of the keys it scores. Two threads over the 300 heads of a 1024-key cache:
+ * 14.5-23.4 -> 26.8-29.7 GB/s; 0.6B Q4_K_M decoding after a 4096-token prompt: 25.2, 23.7 -> 28.5, 32.0 tok/s,
+ * after 2048: 31.3, 36.3 -> 41.1, 46.2 (alternating).
  */
 
 /* S[r·KB + u + j] = the scores of rows r < R (queries qr[r]) against keys u … u + NK − 1 of the block. */
@@ -919,9 +926,16 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
             const bool first_rows = m == t_first * G;
             int u = 0;
             for (; u + 4 <= kb; u += 4) {
-                if (first_rows)  /* the values of these keys, in L1 by the time the block's values are added */
-                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64)
-                        _mm_prefetch((const char *)kv_at(bv, (size_t)u * hd, F16) + o, _MM_HINT_T0);
+                if (first_rows) {  /* into L2: these keys' values, added after the block's scores, and the keys
+                                    * a block ahead (see above) */
+                    const char *values_now = kv_at(bv, (size_t)u * hd, F16);
+                    const char *keys_next = kv_at(bk, (size_t)(u + KB) * hd, F16);
+                    const bool keys_ahead = b0 + u + KB + 4 <= n_keys;
+                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64) {
+                        _mm_prefetch(values_now + o, _MM_HINT_T1);
+                        if (keys_ahead) _mm_prefetch(keys_next + o, _MM_HINT_T1);
+                    }
+                }
                 SCORE_TILE_BY_ROWS(4)
             }
             for (; u < kb; u++) SCORE_TILE_BY_ROWS(1)
