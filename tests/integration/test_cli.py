@@ -184,6 +184,8 @@ def test_info_folder_and_gguf(run_tandem, models_dir):
 def test_info_on_8b_shaped_file_reads_no_weights(run_tandem, sparse_qwen3_8b_gguf, tandem_bin):
     size = sparse_qwen3_8b_gguf.stat().st_size
     assert size > 4e9
+    # tandem runs under a fresh Python whose only child it is, so RUSAGE_CHILDREN there is tandem's own peak
+    # (in this process it would include every earlier test's children)
     probe = ("import resource, subprocess, sys; "
              "cp = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, cp.returncode); "
