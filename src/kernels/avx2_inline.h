@@ -116,11 +116,14 @@ INLINE void add_fifth_bits(const uint8_t *p, const int c, __m256i *lo, __m256i *
     *hi = _mm256_or_si256(*hi, _mm256_and_si256(h_hi, b5));
 }
 
-/* Unit u (columns 4u…4u+3 of the 8 rows) of chunk c of a packed Q4_K/Q5_K super-block at w: the quants of
- * sub-blocks 2c (lo) and 2c+1 (hi), 0…15, or 0…31 with Q5_K's fifth bits (u, c and FIVE compile-time constants). */
+/* Where unit u (columns 4u…4u+3 of the 8 rows) of chunk c of a packed Q4_K/Q5_K super-block at w starts: its
+ * 32 bytes of nibbles, past the header (and Q5_K's fifth bits). */
 INLINE const uint8_t *k4_unit_at(const uint8_t *w, const int c, const int u, const bool FIVE) {
     return w + (FIVE ? 384 : 128) + (c * 8 + u) * 32;
 }
+
+/* Unit u of chunk c of a packed Q4_K/Q5_K super-block at w: the quants of sub-blocks 2c (lo) and 2c+1 (hi),
+ * 0…15, or 0…31 with Q5_K's fifth bits (u, c and FIVE compile-time constants). */
 INLINE void k4_unit_quants(const uint8_t *w, const int c, const int u, const bool FIVE, __m256i *lo, __m256i *hi) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i raw = load256(k4_unit_at(w, c, u, FIVE));
