@@ -104,17 +104,56 @@ too_big:
 /* ---- attention over the cache, one task per (tile of consecutive tokens, KV head) ---- */
 
 typedef struct attention_job {
-    const qwen3_config *cfg;
+    const qwen3_model *m;
     qwen3_state *s;
     int32_t layer, n, pos0, tile, n_tiles;
 } attention_job;
 
+/* One KV head's part of the pass's n tokens: Qwen3's QK-norm (RMSNorm over each head's vector, before the rotary
+ * embedding) and RoPE on its query heads and its key, then its key and value into the cache. The heads are
+ * independent, so the threads share this work, each on the query vectors it will attend with. */
+static void prepare_kv_head(const attention_job *job, const int kv_head) {
+    const qwen3_config *c = &job->m->cfg;
+    const qwen3_layer *L = &job->m->layers[job->layer];
+    qwen3_state *s = job->s;
+    const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
+    const size_t head_base = ((size_t)job->layer * c->n_kv_heads + kv_head) * s->n_ctx;
+    for (int t = 0; t < job->n; t++) {
+        float *q = s->q + (size_t)t * q_dim + (size_t)kv_head * group * hd;
+        float *k = s->k + (size_t)t * kv_dim + (size_t)kv_head * hd;
+        const float *v = s->v + (size_t)t * kv_dim + (size_t)kv_head * hd;
+        const float *cos_sin = s->rope + (size_t)t * hd;
+        for (int h = 0; h < group; h++) rmsnorm_forward(q + h * hd, q + h * hd, L->q_norm, hd, c->rms_eps);
+        rmsnorm_forward(k, k, L->k_norm, hd, c->rms_eps);
+        rope_forward(q, group, hd, cos_sin);
+        rope_forward(k, 1, hd, cos_sin);
+        const size_t off = (head_base + (size_t)(job->pos0 + t)) * hd;
+        if (s->kv_type == TANDEM_TYPE_F16) {
+            f32_to_f16_row((uint16_t *)s->k_cache + off, k, hd);
+            f32_to_f16_row((uint16_t *)s->v_cache + off, v, hd);
+        } else {
+            memcpy((float *)s->k_cache + off, k, (size_t)hd * sizeof(float));
+            memcpy((float *)s->v_cache + off, v, (size_t)hd * sizeof(float));
+        }
+    }
+}
+
+static void prepare_task(int task, int thread, void *arg) {
+    (void)thread;
+    prepare_kv_head(arg, task);
+}
+
 static void attention_task(int task, int thread, void *arg) {
     const attention_job *job = arg;
-    const qwen3_config *c = job->cfg;
+    const qwen3_config *c = &job->m->cfg;
     qwen3_state *s = job->s;
     /* the latest tokens, which see the most keys, first: the threads then finish together */
     const int tile = job->n_tiles - 1 - task / c->n_kv_heads, kv_head = task % c->n_kv_heads;
+    /* With one tile per KV head this task is the head's only reader, so it prepares the head itself: no pass of
+     * its own, and the query vectors are still in this core's cache when it attends. */
+    if (job->n_tiles == 1) prepare_kv_head(job, kv_head);
     const int t0 = tile * job->tile, nt = job->n - t0 < job->tile ? job->n - t0 : job->tile;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const int q_dim = c->n_heads * c->head_dim;
@@ -134,7 +173,6 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
                    int32_t pos0, float *logits) {
     const qwen3_config *c = &m->cfg;
     const int dim = c->dim, hd = c->head_dim, ffn = c->ffn_dim;
-    const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     TANDEM_ASSERT(n >= 1 && n <= s->n_batch && pos0 >= 0 && pos0 + n <= s->n_ctx);
     thread_pool_begin_burst(pool);  /* ~4 parallel-fors per layer: the workers stay awake between them */
 
@@ -143,7 +181,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
     const int tiles_wanted = (4 * s->n_threads + c->n_kv_heads - 1) / c->n_kv_heads;
     int tile = (n + tiles_wanted - 1) / tiles_wanted;  /* ≥ 1 */
     if (tile > s->attention_tile) tile = s->attention_tile;
-    attention_job attention = {c, s, 0, n, pos0, tile, (n + tile - 1) / tile};
+    attention_job attention = {m, s, 0, n, pos0, tile, (n + tile - 1) / tile};
 
     /* x = embed_tokens(ids); each position's rotary cos/sin, for all layers */
     for (int t = 0; t < n; t++) {
@@ -164,26 +202,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         const weight_matrix *const qkv[3] = {&L->q_proj, &L->k_proj, &L->v_proj};
         matmul_shared_input(pool, qkv_out, s->xb, qkv, 3, n, &s->mm);
 
-        for (int t = 0; t < n; t++) {
-            float *q = s->q + (size_t)t * q_dim, *k = s->k + (size_t)t * kv_dim;
-            /* Qwen3's QK-norm: RMSNorm over each head's vector, before the rotary embedding. */
-            for (int h = 0; h < c->n_heads; h++) rmsnorm_forward(q + h * hd, q + h * hd, L->q_norm, hd, c->rms_eps);
-            for (int h = 0; h < c->n_kv_heads; h++) rmsnorm_forward(k + h * hd, k + h * hd, L->k_norm, hd, c->rms_eps);
-            rope_forward(q, c->n_heads, hd, s->rope + (size_t)t * hd);
-            rope_forward(k, c->n_kv_heads, hd, s->rope + (size_t)t * hd);
-            /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
-            for (int h = 0; h < c->n_kv_heads; h++) {
-                const size_t off = (((size_t)l * c->n_kv_heads + h) * s->n_ctx + (size_t)(pos0 + t)) * hd;
-                const float *v = s->v + (size_t)t * kv_dim + h * hd;
-                if (s->kv_type == TANDEM_TYPE_F16) {
-                    f32_to_f16_row((uint16_t *)s->k_cache + off, k + h * hd, hd);
-                    f32_to_f16_row((uint16_t *)s->v_cache + off, v, hd);
-                } else {
-                    memcpy((float *)s->k_cache + off, k + h * hd, (size_t)hd * sizeof(float));
-                    memcpy((float *)s->v_cache + off, v, (size_t)hd * sizeof(float));
-                }
-            }
-        }
+        /* QK-norm, RoPE and the cache writes: inside the attention tasks when each KV head is one task (decoding,
+         * verification), else a pass of their own before the tiles read earlier tiles' keys */
+        if (attention.n_tiles > 1) thread_pool_run(pool, c->n_kv_heads, prepare_task, &attention);
         thread_pool_run(pool, attention.n_tiles * c->n_kv_heads, attention_task, &attention);
 
         matmul(pool, s->xb2, s->att, &L->o_proj, n, &s->mm);
