@@ -139,7 +139,7 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 8 * 34) {
-        prefetch_ahead(w, 8 * 34);
+        prefetch_ahead(w, 8 * 34, NT);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MATMUL_TOKENS];
         FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
@@ -164,7 +164,7 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 8 * 18) {
-        prefetch_ahead(w, 8 * 18);
+        prefetch_ahead(w, 8 * 18, NT);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MATMUL_TOKENS];
         FOR_TOKENS (int t = 0; t < NT; t++) sum[t] = _mm256_setzero_si256();
@@ -614,7 +614,7 @@ INLINE void group_dot_float(const uint8_t *g, const float *x, int64_t xs, int64_
         FOR_TOKENS (int t = 0; t < NT; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
         int64_t k = k0;
         for (; k + 4 <= k_end; k += 4) {
-            prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb);
+            prefetch_ahead(g + k * PACK_ROWS * eb, 4 * PACK_ROWS * eb, NT);
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) add_column(acc[j & 1], g, k + j, x, xs, type, eb, NT);
         }
         _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++)  /* the block's last 1-3 columns (k − k0 is even) */

@@ -15,7 +15,7 @@
 INLINE void k4_chunk_pair_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i sc, __m256i mn, __m256 dmin,
                              __m256i *isum, __m256 *acc, const int NT, const int c, const bool FIVE) {
     const int block_bytes = FIVE ? 176 : 144;  /* one row's super-block */
-    prefetch_ahead(w + 2 * c * block_bytes, 4 * block_bytes);
+    prefetch_ahead(w + 2 * c * block_bytes, 4 * block_bytes, NT);
     k4_chunk_packed_nt(w, x, xs, sc, mn, dmin, isum, acc, NT, c, FIVE);
     k4_chunk_packed_nt(w, x, xs, sc, mn, dmin, isum, acc, NT, c + 1, FIVE);
 }
@@ -23,7 +23,7 @@ INLINE void k4_chunk_pair_nt(const uint8_t *w, const act_block *x, int64_t xs, _
 /* Blocks k and k + 1 of half h (activation blocks x[k], x[k + 1]), their quarter of the group asked for first. */
 INLINE void q6_K_block_pair_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i *isum, const int NT,
                                const int h, const int k) {
-    prefetch_ahead(w + (4 * h + k) * 210, 2 * 210);
+    prefetch_ahead(w + (4 * h + k) * 210, 2 * 210, NT);
     q6_K_block_nt(w, x, xs, isum, NT, h, k);
     q6_K_block_nt(w, x, xs, isum, NT, h, k + 1);
 }

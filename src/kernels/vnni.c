@@ -84,7 +84,7 @@ INLINE void dot_q8_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 8 * 34) {
-        prefetch_ahead(w, 8 * 34);
+        prefetch_ahead(w, 8 * 34, NT);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MAX_CHAINS][MATMUL_TOKENS];
         clear_chains(sum, NT);
@@ -111,7 +111,7 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     __m256 acc[MATMUL_TOKENS];
     FOR_TOKENS (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / 32; b++, w += 8 * 18) {
-        prefetch_ahead(w, 8 * 18);
+        prefetch_ahead(w, 8 * 18, NT);
         const __m256 scales = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         __m256i sum[MAX_CHAINS][MATMUL_TOKENS];
         clear_chains(sum, NT);
