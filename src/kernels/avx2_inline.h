@@ -36,10 +36,10 @@ INLINE uint32_t load_u32(const uint8_t *p) {
  * reads. The hardware prefetcher alone left the kernels waiting at the start of each group (Q6_K decoded at
  * 9 GB/s on one core, 12.5-14 with this). Prefetches past the matrix's end are dropped: they never fault.
  * One token asks for L1 (T0); more tokens, whose multiplies take 2-3x as long per byte, ask for L2 (T1). Into L1,
- * a pass over 2-8 tokens paid its multiplies and its memory waits one after the other (likely: each line holds one
- * of the core's few L1 miss slots for a whole memory round trip; no counters here to show it). Zen 4, 2 threads, passes alternated one by one:
- * 8B Q4_K_M over 4 tokens 220 -> 164 ms (1 token: 157), 8 tokens 358 -> 281; 0.6B 4 tokens 13.8 -> 12.6 ms. One
- * token into L2 was within the noise or up to 6% slower. */
+ * a pass over 2-8 tokens paid its multiplies and its memory waits one after the other (likely: each line holds
+ * one of the core's few L1 miss slots for a whole memory round trip; no counters here to show it). Zen 4,
+ * 2 threads, passes alternated one by one: 8B Q4_K_M over 4 tokens 220 -> 164 ms (1 token: 157), 8 tokens
+ * 358 -> 281; 0.6B over 4 tokens 13.8 -> 12.6 ms. One token into L2 was within the noise or up to 6% slower. */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 8192
 #endif
