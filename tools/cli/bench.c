@@ -25,8 +25,8 @@ static const char BENCH_HELP[] =
     "      --exact              f32 activations (the reference path) instead of 8-bit ones\n"
     KV_TYPE_HELP
     "      --curve              also time one pass over k = 1, 2, 4, 8, 16 tokens (every position's logits,\n"
-    "                           as verification computes them; median of max(r, 7) passes) and print its\n"
-    "                           cost relative to k = 1\n"
+    "                           as verification computes them; median of max(r, 7) rounds in which the k\n"
+    "                           take turns) and print its cost relative to k = 1\n"
     "      --json               print one JSON object as the last line\n"
     "speculative decoding (adds acceptance_rate and mean_accepted):\n"
     "  -md, --draft MODEL       draft model; --draft-max N, --draft-min N, --draft-p-min P, --draft-fixed and\n"
@@ -97,22 +97,30 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* One pass over k tokens after a short prefix, every position's logits: the median of reps passes (after
- * one that warms caches), in ms. The median keeps one descheduled pass on a busy machine out of the curve. */
-static double time_pass(tandem_ctx *ctx, const int32_t *ids, int k, int prefix, int reps, float *logits) {
+/* One pass over k tokens after a short prefix for each k of curve_ks, every position's logits: the median of reps
+ * rounds (after one that warms caches), in ms, into ms_by_k[k]. A round times every k once, in turn, so the load of
+ * a shared machine, which drifts over seconds, reaches each k alike (timed k by k, the ratios moved by tens of
+ * percent between runs); the median keeps one descheduled pass out of the curve. */
+enum { CURVE_N_KS = 5 };
+static const int curve_ks[CURVE_N_KS] = {1, 2, 4, 8, 16};
+
+static void time_passes(tandem_ctx *ctx, const int32_t *ids, int prefix, int reps, float *logits, double *ms_by_k) {
     enum { MAX_REPS = 64 };
-    double ms[MAX_REPS];
+    double ms[CURVE_N_KS][MAX_REPS];
     if (reps > MAX_REPS) reps = MAX_REPS;
     tandem_status st;
     if ((st = tandem_ctx_truncate(ctx, 0)) || (st = tandem_ctx_eval(ctx, ids, prefix, NULL))) die_status("bench", st);
-    for (int r = -1; r < reps; r++) {
-        const double t0 = now_ms();
-        if ((st = tandem_ctx_eval(ctx, ids + prefix, k, logits))) die_status("bench", st);
-        if (r >= 0) ms[r] = now_ms() - t0;
-        if ((st = tandem_ctx_truncate(ctx, prefix))) die_status("bench", st);
+    for (int r = -1; r < reps; r++)
+        for (int i = 0; i < CURVE_N_KS; i++) {
+            const double t0 = now_ms();
+            if ((st = tandem_ctx_eval(ctx, ids + prefix, curve_ks[i], logits))) die_status("bench", st);
+            if (r >= 0) ms[i][r] = now_ms() - t0;
+            if ((st = tandem_ctx_truncate(ctx, prefix))) die_status("bench", st);
+        }
+    for (int i = 0; i < CURVE_N_KS; i++) {
+        qsort(ms[i], (size_t)reps, sizeof ms[i][0], cmp_double);
+        ms_by_k[curve_ks[i]] = reps % 2 ? ms[i][reps / 2] : (ms[i][reps / 2 - 1] + ms[i][reps / 2]) / 2;
     }
-    qsort(ms, (size_t)reps, sizeof ms[0], cmp_double);
-    return reps % 2 ? ms[reps / 2] : (ms[reps / 2 - 1] + ms[reps / 2]) / 2;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -203,12 +211,10 @@ int cmd_bench(int argc, char **argv) {
     }
 
     double curve_ms[CURVE_MAX_K + 1] = {0};
-    const int ks[] = {1, 2, 4, 8, 16};
     if (curve) {
         float *logits = malloc(sizeof(float) * (size_t)CURVE_MAX_K * (size_t)info.vocab_size);
         if (!logits) die_usage("bench", "out of memory for the curve's logits");
-        for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
-            curve_ms[ks[i]] = time_pass(ctx, ids, ks[i], CURVE_PREFIX, reps < 7 ? 7 : reps, logits);
+        time_passes(ctx, ids, CURVE_PREFIX, reps < 7 ? 7 : reps, logits, curve_ms);
         free(logits);
     }
 
@@ -229,9 +235,11 @@ int cmd_bench(int argc, char **argv) {
                stat_mean(&mean_acc), stat_mean(&per_pass));
     if (curve) {
         printf("  one pass over k tokens (after %d), relative to k = 1:\n", CURVE_PREFIX);
-        for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
-            printf("    k = %2d  %8.2f ms  %5.2fx  (k single passes: %.2fx as long)\n", ks[i], curve_ms[ks[i]],
-                   curve_ms[ks[i]] / curve_ms[1], ks[i] * curve_ms[1] / curve_ms[ks[i]]);
+        for (int i = 0; i < CURVE_N_KS; i++) {
+            const int k = curve_ks[i];
+            printf("    k = %2d  %8.2f ms  %5.2fx  (k single passes: %.2fx as long)\n", k, curve_ms[k],
+                   curve_ms[k] / curve_ms[1], k * curve_ms[1] / curve_ms[k]);
+        }
     }
     if (json) {
         json_t *out = json_pack("{s:s, s:s, s:i, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "model", model_path,
@@ -248,9 +256,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (curve) {
             json_t *arr = json_array();
-            for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
-                json_array_append_new(arr, json_pack("{s:i, s:f, s:f}", "k", ks[i], "ms", curve_ms[ks[i]], "relative",
-                                                     curve_ms[ks[i]] / curve_ms[1]));
+            for (int i = 0; i < CURVE_N_KS; i++)
+                json_array_append_new(arr, json_pack("{s:i, s:f, s:f}", "k", curve_ks[i], "ms", curve_ms[curve_ks[i]],
+                                                     "relative", curve_ms[curve_ks[i]] / curve_ms[1]));
             json_object_set_new(out, "verify_curve", arr);
         }
         print_json_line(out);
