@@ -111,7 +111,7 @@ typedef struct attention_job {
 
 /* One KV head's part of the pass's n tokens: Qwen3's QK-norm (RMSNorm over each head's vector, before the rotary
  * embedding) and RoPE on its query heads and its key, then its key and value into the cache. The heads are
- * independent, so the threads share this work, each on the query vectors it will attend with. */
+ * independent, so the threads share this work (the main thread did it alone). */
 static void prepare_kv_head(const attention_job *job, const int kv_head) {
     const qwen3_config *c = &job->m->cfg;
     const qwen3_layer *L = &job->m->layers[job->layer];
