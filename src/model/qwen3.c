@@ -109,6 +109,13 @@ typedef struct attention_job {
     int32_t layer, n, pos0, tile, n_tiles;
 } attention_job;
 
+/* The cache element where a KV head's position 0 sits in this layer. Cache layout (layer, kv_head, pos, head_dim):
+ * a head's keys are contiguous for attention. */
+static size_t kv_head_start(const attention_job *job, const int kv_head) {
+    const qwen3_config *c = &job->m->cfg;
+    return ((size_t)job->layer * c->n_kv_heads + kv_head) * (size_t)job->s->n_ctx * c->head_dim;
+}
+
 /* One KV head's part of the pass's n tokens: Qwen3's QK-norm (RMSNorm over each head's vector, before the rotary
  * embedding) and RoPE on its query heads and its key, then its key and value into the cache. The heads are
  * independent, so the threads share this work (the main thread did it alone). */
@@ -118,8 +125,7 @@ static void prepare_kv_head(const attention_job *job, const int kv_head) {
     qwen3_state *s = job->s;
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-    /* cache layout (layer, kv_head, pos, head_dim): a head's keys are contiguous for attention */
-    const size_t head_base = ((size_t)job->layer * c->n_kv_heads + kv_head) * s->n_ctx;
+    const size_t head_start = kv_head_start(job, kv_head);
     for (int t = 0; t < job->n; t++) {
         float *q = s->q + (size_t)t * q_dim + (size_t)kv_head * group * hd;
         float *k = s->k + (size_t)t * kv_dim + (size_t)kv_head * hd;
@@ -129,7 +135,7 @@ static void prepare_kv_head(const attention_job *job, const int kv_head) {
         rmsnorm_forward(k, k, L->k_norm, hd, c->rms_eps);
         rope_forward(q, group, hd, cos_sin);
         rope_forward(k, 1, hd, cos_sin);
-        const size_t off = (head_base + (size_t)(job->pos0 + t)) * hd;
+        const size_t off = head_start + (size_t)(job->pos0 + t) * hd;
         if (s->kv_type == TANDEM_TYPE_F16) {
             f32_to_f16_row((uint16_t *)s->k_cache + off, k, hd);
             f32_to_f16_row((uint16_t *)s->v_cache + off, v, hd);
@@ -157,12 +163,11 @@ static void attention_task(int task, int thread, void *arg) {
     const int t0 = tile * job->tile, nt = job->n - t0 < job->tile ? job->n - t0 : job->tile;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const int q_dim = c->n_heads * c->head_dim;
-    const size_t head_stride = (size_t)s->n_ctx * c->head_dim;
-    const size_t layer_bytes = ((size_t)job->layer * c->n_kv_heads + kv_head) * head_stride * tandem_type_size(s->kv_type);
+    const size_t head_offset = kv_head_start(job, kv_head) * tandem_type_size(s->kv_type);
     const size_t q_off = (size_t)t0 * q_dim + (size_t)kv_head * group * c->head_dim;
     float *scratch = s->attention_scratch + (size_t)thread * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY;
-    attention_forward(s->att + q_off, q_dim, s->q + q_off, q_dim, nt, group, (const uint8_t *)s->k_cache + layer_bytes,
-                      (const uint8_t *)s->v_cache + layer_bytes, s->kv_type,
+    attention_forward(s->att + q_off, q_dim, s->q + q_off, q_dim, nt, group, (const uint8_t *)s->k_cache + head_offset,
+                      (const uint8_t *)s->v_cache + head_offset, s->kv_type,
                       job->pos0 + t0 + 1 /* causal: keys 0 … own position */, c->head_dim,
                       1.0f / sqrtf((float)c->head_dim), scratch);
 }

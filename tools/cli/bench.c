@@ -97,29 +97,31 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* One pass over k tokens after a short prefix for each k of curve_ks, every position's logits: the median of reps
- * rounds (after one that warms caches), in ms, into ms_by_k[k]. A round times every k once, in turn, so the load of
- * a shared machine, which drifts over seconds, reaches each k alike (timed k by k, the ratios moved by tens of
- * percent between runs); the median keeps one descheduled pass out of the curve. */
-enum { CURVE_N_KS = 5 };
-static const int curve_ks[CURVE_N_KS] = {1, 2, 4, 8, 16};
+/* The verification-cost curve: passes over curve_ks tokens after CURVE_PREFIX cached ones. */
+enum { CURVE_PREFIX = 16, CURVE_N_KS = 5, CURVE_MAX_K = 16 };
+static const int curve_ks[CURVE_N_KS] = {1, 2, 4, 8, CURVE_MAX_K};
 
-static void time_passes(tandem_ctx *ctx, const int32_t *ids, int prefix, int reps, float *logits, double *ms_by_k) {
+/* One pass over curve_ks[i] tokens after the prefix, every position's logits: the median of reps rounds (after
+ * one that warms caches), in ms, into ms_out[i]. A round times every k once, in turn, so the load of a shared
+ * machine, which drifts over seconds, reaches each k alike (timed k by k, the ratios moved by tens of percent
+ * between runs); the median keeps one descheduled pass out of the curve. */
+static void time_passes(tandem_ctx *ctx, const int32_t *ids, int reps, float *logits, double ms_out[CURVE_N_KS]) {
     enum { MAX_REPS = 64 };
     double ms[CURVE_N_KS][MAX_REPS];
     if (reps > MAX_REPS) reps = MAX_REPS;
     tandem_status st;
-    if ((st = tandem_ctx_truncate(ctx, 0)) || (st = tandem_ctx_eval(ctx, ids, prefix, NULL))) die_status("bench", st);
+    if ((st = tandem_ctx_truncate(ctx, 0)) || (st = tandem_ctx_eval(ctx, ids, CURVE_PREFIX, NULL)))
+        die_status("bench", st);
     for (int r = -1; r < reps; r++)
         for (int i = 0; i < CURVE_N_KS; i++) {
             const double t0 = now_ms();
-            if ((st = tandem_ctx_eval(ctx, ids + prefix, curve_ks[i], logits))) die_status("bench", st);
+            if ((st = tandem_ctx_eval(ctx, ids + CURVE_PREFIX, curve_ks[i], logits))) die_status("bench", st);
             if (r >= 0) ms[i][r] = now_ms() - t0;
-            if ((st = tandem_ctx_truncate(ctx, prefix))) die_status("bench", st);
+            if ((st = tandem_ctx_truncate(ctx, CURVE_PREFIX))) die_status("bench", st);
         }
     for (int i = 0; i < CURVE_N_KS; i++) {
         qsort(ms[i], (size_t)reps, sizeof ms[i][0], cmp_double);
-        ms_by_k[curve_ks[i]] = reps % 2 ? ms[i][reps / 2] : (ms[i][reps / 2 - 1] + ms[i][reps / 2]) / 2;
+        ms_out[i] = reps % 2 ? ms[i][reps / 2] : (ms[i][reps / 2 - 1] + ms[i][reps / 2]) / 2;
     }
 }
 
@@ -162,7 +164,6 @@ int cmd_bench(int argc, char **argv) {
     tandem_model_info info;
     tandem_model_get_info(model, &info);
     const int prompt_len = n_prompt > 0 ? n_prompt : 1;
-    enum { CURVE_PREFIX = 16, CURVE_MAX_K = 16 };
     const int curve_len = CURVE_PREFIX + CURVE_MAX_K;
     const int n_ids = prompt_len > curve_len ? prompt_len : curve_len;
     int32_t *ids = make_prompt(model, text_file, n_ids);
@@ -210,11 +211,11 @@ int cmd_bench(int argc, char **argv) {
         tandem_gen_result_free(&r);
     }
 
-    double curve_ms[CURVE_MAX_K + 1] = {0};
+    double curve_ms[CURVE_N_KS] = {0};  /* curve_ms[i]: a pass over curve_ks[i] tokens */
     if (curve) {
         float *logits = malloc(sizeof(float) * (size_t)CURVE_MAX_K * (size_t)info.vocab_size);
         if (!logits) die_usage("bench", "out of memory for the curve's logits");
-        time_passes(ctx, ids, CURVE_PREFIX, reps < 7 ? 7 : reps, logits, curve_ms);
+        time_passes(ctx, ids, reps < 7 ? 7 : reps, logits, curve_ms);
         free(logits);
     }
 
@@ -237,8 +238,8 @@ int cmd_bench(int argc, char **argv) {
         printf("  one pass over k tokens (after %d), relative to k = 1:\n", CURVE_PREFIX);
         for (int i = 0; i < CURVE_N_KS; i++) {
             const int k = curve_ks[i];
-            printf("    k = %2d  %8.2f ms  %5.2fx  (k single passes: %.2fx as long)\n", k, curve_ms[k],
-                   curve_ms[k] / curve_ms[1], k * curve_ms[1] / curve_ms[k]);
+            printf("    k = %2d  %8.2f ms  %5.2fx  (k single passes: %.2fx as long)\n", k, curve_ms[i],
+                   curve_ms[i] / curve_ms[0], k * curve_ms[0] / curve_ms[i]);
         }
     }
     if (json) {
@@ -257,8 +258,8 @@ int cmd_bench(int argc, char **argv) {
         if (curve) {
             json_t *arr = json_array();
             for (int i = 0; i < CURVE_N_KS; i++)
-                json_array_append_new(arr, json_pack("{s:i, s:f, s:f}", "k", curve_ks[i], "ms", curve_ms[curve_ks[i]],
-                                                     "relative", curve_ms[curve_ks[i]] / curve_ms[1]));
+                json_array_append_new(arr, json_pack("{s:i, s:f, s:f}", "k", curve_ks[i], "ms", curve_ms[i], "relative",
+                                                     curve_ms[i] / curve_ms[0]));
             json_object_set_new(out, "verify_curve", arr);
         }
         print_json_line(out);
