@@ -5,8 +5,9 @@ with the exact shapes of released Qwen3 sizes (speed does not depend on weight v
 For every (size, type): prompt processing (pp: one pass over --pp tokens from an empty context), token
 generation (tg: --tg tokens from an empty context, one at a time), the weight bytes streamed per second while
 generating, and the cost of one pass over k = 1, 2, 4, 8, 16 tokens relative to k = 1 (what verifying k drafted
-tokens costs). The two programs alternate per file so that both see the same machine load; the ratios are the
-figures to read, absolute numbers move with whatever else the machine does.
+tokens costs). The two programs take turns, --rounds times per file (who goes first alternates), so that both see
+the same machine load; each round gives a ratio, and the table reports the medians of the rounds and the range of
+their ratios. The ratios are the figures to read: absolute numbers move with whatever else the machine does.
 
 llama.cpp is not part of tandem: build it yourself, outside this repository, and pass its llama-bench:
   python3 bench/compare_llamacpp.py --llama-bench ~/llama.cpp/build/bin/llama-bench --sizes 0.6b,8b \\
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import time
@@ -58,7 +60,8 @@ def main():
     ap.add_argument("--types", default="f16,q8_0,q4_0,q4_k_m")
     ap.add_argument("--models-dir", default="/tmp/tandem-bench-models")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("-r", "--repetitions", type=int, default=2)
+    ap.add_argument("-r", "--repetitions", type=int, default=2, help="runs averaged within each program's turn")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of each program per file (pp and tg)")
     ap.add_argument("--pp", type=int, default=512)
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--no-curve", action="store_true", help="skip the verification-cost curve")
@@ -93,32 +96,48 @@ def main():
                              t_d["decode_tokens_per_s"], llama_ts(l_tg, 0, a.tg, d), t_d["peak_rss_mb"]))
             if a.depth_only:
                 continue
-            print(f"{size} {qtype}: tandem pp/tg ...", file=sys.stderr)
-            t_pp = tandem(a.tandem, f, ["-p", str(a.pp), "-n", "1", "-b", str(a.pp)], a.threads, a.repetitions)
-            t_tg = tandem(a.tandem, f, ["-p", "0", "-n", str(a.tg)] + ([] if a.no_curve else ["--curve"]),
-                          a.threads, a.repetitions)
-            print(f"{size} {qtype}: llama.cpp pp/tg ...", file=sys.stderr)
-            l_res = llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
-            step_bytes = t_tg["decode_weight_gb_per_s"] / t_tg["decode_tokens_per_s"] * 1e9
-            l_pp, l_tg = llama_ts(l_res, a.pp, 0), llama_ts(l_res, 0, a.tg)
-            rows.append((size, qtype, t_pp["prefill_tokens_per_s"], l_pp, t_tg["decode_tokens_per_s"], l_tg,
-                         step_bytes, t_tg["peak_rss_mb"]))
-            isa = t_tg["isa"]
+            rounds, rss = [], 0.0  # rounds: (tandem pp, llama.cpp pp, tandem tg, llama.cpp tg) in tokens/s
+            for r in range(a.rounds):
+                print(f"{size} {qtype}: round {r + 1} of {a.rounds} ...", file=sys.stderr)
+                with_curve = r == 0 and not a.no_curve
+                tandem_first = r % 2 == 0
+                if not tandem_first:
+                    l_res = llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
+                t_pp = tandem(a.tandem, f, ["-p", str(a.pp), "-n", "1", "-b", str(a.pp)], a.threads, a.repetitions)
+                t_tg = tandem(a.tandem, f, ["-p", "0", "-n", str(a.tg)] + (["--curve"] if with_curve else []),
+                              a.threads, a.repetitions)
+                if tandem_first:
+                    l_res = llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
+                if r == 0:
+                    first_tg = t_tg  # the curve, the step's bytes, the ISA
+                rss = max(rss, t_pp["peak_rss_mb"], t_tg["peak_rss_mb"])
+                rounds.append((t_pp["prefill_tokens_per_s"], llama_ts(l_res, a.pp, 0), t_tg["decode_tokens_per_s"],
+                               llama_ts(l_res, 0, a.tg)))
+            step_bytes = first_tg["decode_weight_gb_per_s"] / first_tg["decode_tokens_per_s"] * 1e9
+            med = [statistics.median(v[i] for v in rounds) for i in range(4)]
+            rows.append((size, qtype, med[0], med[1], [v[0] / v[1] for v in rounds], med[2], med[3],
+                         [v[2] / v[3] for v in rounds], step_bytes, rss))
+            t_tg, isa = first_tg, first_tg["isa"]
             if not a.no_curve:
                 l_curve = llama(a.llama_bench, f, ["-p", ",".join(map(str, KS)), "-n", "0"], a.threads, a.repetitions)
                 l_ms = {k: k / llama_ts(l_curve, k, 0) for k in KS}
                 t_rel = {c["k"]: c["relative"] for c in t_tg["verify_curve"]}
                 curves.append((size, qtype, t_rel, {k: l_ms[k] / l_ms[1] for k in KS}))
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
-             f"{a.threads} threads, {a.repetitions} repetitions; tandem kernels: {isa}.", ""]
+             f"{a.threads} threads, {a.rounds} rounds of {a.repetitions} repetitions; tandem kernels: {isa}.", ""]
     if rows:
-        lines += [f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | "
+        lines += ["Tokens/s and GB/s: medians of the rounds; ratio: the median of the rounds' ratios (their range).", "",
+                  f"| model | tandem pp{a.pp} | llama.cpp pp{a.pp} | ratio | "
                   f"tandem tg{a.tg} | llama.cpp tg{a.tg} | ratio | "
                   "tandem GB/s | llama.cpp GB/s | tandem peak RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-    for size, qtype, tpp, lpp, ttg, ltg, step, rss in rows:
-        lines.append(f"| Qwen3-{size} {qtype.upper()} | {tpp:.1f} | {lpp:.1f} | {tpp / lpp:.2f}x | {ttg:.2f} | "
-                     f"{ltg:.2f} | {ttg / ltg:.2f}x | {ttg * step / 1e9:.1f} | {ltg * step / 1e9:.1f} | {rss:.0f} |")
+
+    def ratio(values):
+        return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+    for size, qtype, tpp, lpp, pp_ratios, ttg, ltg, tg_ratios, step, rss in rows:
+        lines.append(f"| Qwen3-{size} {qtype.upper()} | {tpp:.1f} | {lpp:.1f} | {ratio(pp_ratios)} | {ttg:.2f} | "
+                     f"{ltg:.2f} | {ratio(tg_ratios)} | {ttg * step / 1e9:.1f} | {ltg * step / 1e9:.1f} | "
+                     f"{rss:.0f} |")
     if curves:
         lines += ["", "Cost of one pass over k tokens relative to k = 1 (tandem / llama.cpp):", "",
                   "| model | " + " | ".join(f"k={k}" for k in KS[1:]) + " |", "|---|" + "---|" * (len(KS) - 1)]
