@@ -34,11 +34,17 @@ def table_rows(text, first_cell):
 
 def assert_ratio(ratio_cell, numerator_cell, denominator):
     """The table prints the ratio of unrounded figures, so it may differ from the ratio of the printed numerator
-    by the two roundings: half a unit in the ratio's last place and the numerator's, divided by the denominator."""
-    assert ratio_cell.endswith("x"), ratio_cell
+    by the two roundings: half a unit in the ratio's last place and the numerator's, divided by the denominator.
+    With rounds, the cell is "median (min-max)" of the rounds' ratios; the stand-in's denominator is the same in
+    every round, so the median ratio is the median numerator's."""
+    ratio, _, spread = ratio_cell.partition(" (")
+    assert ratio.endswith("x"), ratio_cell
     decimals = len(numerator_cell.partition(".")[2])
     slack = 0.005 + 0.5 * 10.0 ** -decimals / denominator + 1e-9
-    assert abs(float(ratio_cell[:-1]) - float(numerator_cell) / denominator) <= slack, (ratio_cell, numerator_cell)
+    assert abs(float(ratio[:-1]) - float(numerator_cell) / denominator) <= slack, (ratio_cell, numerator_cell)
+    if spread:
+        low, high = spread.rstrip(")").split("-")
+        assert float(low) <= float(ratio[:-1]) <= float(high), ratio_cell
 
 
 def test_compare_llamacpp_tables(tandem_bin, tmp_path):
@@ -48,11 +54,13 @@ def test_compare_llamacpp_tables(tandem_bin, tmp_path):
     out = tmp_path / "compare.md"
     cp = subprocess.run([sys.executable, str(REPO / "bench" / "compare_llamacpp.py"), "--llama-bench", str(fake),
                          "--tandem", str(tandem_bin), "--sizes", "draft", "--types", "q8_0", "--pp", "32", "--tg", "8",
-                         "-r", "1", "--threads", "1", "--depth", "48", "--models-dir", str(tmp_path), "--out", str(out)],
+                         "-r", "1", "--rounds", "2", "--threads", "1", "--depth", "48", "--models-dir", str(tmp_path),
+                         "--out", str(out)],
                         capture_output=True, text=True, timeout=600)
     assert cp.returncode == 0, cp.stderr
     text = out.read_text()
     assert text in cp.stdout and "tandem kernels: " in text and "tandem kernels: ?" not in text
+    assert "2 rounds of 1 repetitions" in text and cp.stderr.count("round ") == 2
 
     rows = table_rows(text, "Qwen3-draft Q8_0")
     (main,) = [r for r in rows if len(r) == 10]
