@@ -135,6 +135,11 @@ void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w,
 enum { MATMUL_MAX_PARTS = 4 };
 void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
                          int n_mats, int n_tokens, const matmul_scratch *scratch);
+/* The same product of a normalized input: xb (n_tokens, cols) = RMSNorm(x) with weight norm (rmsnorm_forward),
+ * each token normalized and quantized by one task while its vector is still in that core's L1, then y[i] =
+ * xb · w[i]ᵀ. Results equal rmsnorm_forward per token followed by matmul_shared_input, bit for bit. */
+void matmul_normed_input(thread_pool *pool, float *const *y, float *xb, const float *x, const float *norm, float eps,
+                         const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch);
 
 /* ---- element-wise and per-vector ops (ops.c) ---- */
 

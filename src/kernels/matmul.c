@@ -148,23 +148,35 @@ static void matmul_task(int task, int thread, void *arg) {
     }
 }
 
-/* Activations of many tokens are quantized in parallel, a token per task. */
-typedef struct quantize_job {
-    const float *x;
-    act_block *act;
+/* The RMSNorm that makes a product's input: out (tokens, cols) = RMSNorm(x) with weight. */
+typedef struct input_norm {
+    float *out;
+    const float *x, *weight;
+    float eps;
+} input_norm;
+
+/* A token per task: its input's RMSNorm (when the call has one), then its activations quantized (when a path
+ * wants them), both on one core while the vector is in its L1. */
+typedef struct input_job {
+    const float *in;          /* the product's input (norm->out when there is a norm) */
+    const input_norm *norm;   /* NULL: in is given */
+    act_block *act;           /* NULL: no path wants quantized activations */
     int64_t cols;
     int scale_blocks;
     const kernel_isa *isa;
-} quantize_job;
+} input_job;
 
-static void quantize_task(int task, int thread, void *arg) {
-    const quantize_job *job = arg;
-    job->isa->quantize_act(job->x + (size_t)task * job->cols, job->act + (size_t)task * (job->cols / 32), job->cols,
-                           job->scale_blocks);
+static void input_task(int task, int thread, void *arg) {
+    const input_job *job = arg;
+    const size_t at = (size_t)task * job->cols;
+    const input_norm *norm = job->norm;
+    if (norm) rmsnorm_forward(norm->out + at, norm->x + at, norm->weight, (int)job->cols, norm->eps);
+    if (job->act) job->isa->quantize_act(job->in + at, job->act + (size_t)task * (job->cols / 32), job->cols,
+                                         job->scale_blocks);
 }
 
-void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
-                         int n_mats, int n_tokens, const matmul_scratch *scratch) {
+static void matmul_input(thread_pool *pool, float *const *y, const float *in, const input_norm *norm,
+                         const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch) {
     TANDEM_ASSERT(n_mats >= 1 && n_mats <= MATMUL_MAX_PARTS);
     /* Matrices whose kernels want activations grouped differently (a K-quant beside a Q8_0, as no Qwen3
      * file mixes them) are multiplied in two calls, each quantizing its own way. */
@@ -178,12 +190,12 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
                 if (act_scale_blocks(w[j]->type) == scale_blocks) y_same[n_same] = y[j], w_same[n_same++] = w[j];
                 else y_other[n_other] = y[j], w_other[n_other++] = w[j];
             }
-            matmul_shared_input(pool, y_same, x, w_same, n_same, n_tokens, scratch);
-            matmul_shared_input(pool, y_other, x, w_other, n_other, n_tokens, scratch);
+            matmul_input(pool, y_same, in, norm, w_same, n_same, n_tokens, scratch);
+            matmul_input(pool, y_other, in, NULL, w_other, n_other, n_tokens, scratch);  /* in is normalized now */
             return;
         }
     const kernel_isa *isa = kernel_isa_current();
-    matmul_job job = {.x = x, .n_tokens = n_tokens, .scratch = scratch, .isa = isa, .n_parts = n_mats};
+    matmul_job job = {.x = in, .n_tokens = n_tokens, .scratch = scratch, .isa = isa, .n_parts = n_mats};
     bool need_act = false;
     int n_tasks = 0;
     for (int i = 0; i < n_mats; i++) {
@@ -210,14 +222,26 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
         job.parts[i] = (matmul_part){y[i], w[i], path, task_rows, n_tasks};
         n_tasks += (int)((w[i]->rows + task_rows - 1) / task_rows);
     }
-    if (need_act) {  /* once for all the matrices */
-        quantize_job qj = {x, scratch->act, w[0]->cols, scale_blocks, isa};
-        if (n_tokens <= 2)  /* a pool round trip costs more than quantizing a token or two */
-            for (int t = 0; t < n_tokens; t++) quantize_task(t, 0, &qj);
+    if (need_act || norm) {  /* once for all the matrices */
+        input_job ij = {in, norm, need_act ? scratch->act : NULL, w[0]->cols, scale_blocks, isa};
+        if (n_tokens <= 2)  /* a pool round trip costs more than a token or two */
+            for (int t = 0; t < n_tokens; t++) input_task(t, 0, &ij);
         else
-            thread_pool_run(pool, n_tokens, quantize_task, &qj);
+            thread_pool_run(pool, n_tokens, input_task, &ij);
     }
     thread_pool_run(pool, n_tasks, matmul_task, &job);
+}
+
+void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, const weight_matrix *const *w,
+                         int n_mats, int n_tokens, const matmul_scratch *scratch) {
+    matmul_input(pool, y, x, NULL, w, n_mats, n_tokens, scratch);
+}
+
+void matmul_normed_input(thread_pool *pool, float *const *y, float *xb, const float *x, const float *norm, float eps,
+                         const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch) {
+    TANDEM_ASSERT(norm && xb != x);
+    const input_norm in_norm = {xb, x, norm, eps};
+    matmul_input(pool, y, xb, &in_norm, w, n_mats, n_tokens, scratch);
 }
 
 void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,

@@ -200,12 +200,10 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         attention.layer = l;
         if (s->layer_states) memcpy(s->layer_states + (size_t)l * n * dim, s->x, (size_t)n * dim * sizeof(float));
 
-        /* ---- self-attention block ---- */
-        for (int t = 0; t < n; t++)
-            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->input_layernorm, dim, c->rms_eps);
+        /* ---- self-attention block: h = RMSNorm(x, input_layernorm) into xb, then q, k, v = h·Wᵀ ---- */
         float *const qkv_out[3] = {s->q, s->k, s->v};
         const weight_matrix *const qkv[3] = {&L->q_proj, &L->k_proj, &L->v_proj};
-        matmul_shared_input(pool, qkv_out, s->xb, qkv, 3, n, &s->mm);
+        matmul_normed_input(pool, qkv_out, s->xb, s->x, L->input_layernorm, c->rms_eps, qkv, 3, n, &s->mm);
 
         /* QK-norm, RoPE and the cache writes: inside the attention tasks when each KV head is one task (decoding,
          * verification), else a pass of their own before the tiles read earlier tiles' keys */
@@ -215,13 +213,11 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         matmul(pool, s->xb2, s->att, &L->o_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
 
-        /* ---- MLP block: down_proj(silu(gate_proj(h)) * up_proj(h)) ---- */
-        for (int t = 0; t < n; t++)
-            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->post_attention_layernorm, dim,
-                            c->rms_eps);
+        /* ---- MLP block: down_proj(silu(gate_proj(h)) * up_proj(h)), h = RMSNorm(x, post_attention_layernorm) ---- */
         float *const gate_up_out[2] = {s->hb, s->hb2};
         const weight_matrix *const gate_up[2] = {&L->gate_proj, &L->up_proj};
-        matmul_shared_input(pool, gate_up_out, s->xb, gate_up, 2, n, &s->mm);
+        matmul_normed_input(pool, gate_up_out, s->xb, s->x, L->post_attention_layernorm, c->rms_eps, gate_up, 2, n,
+                            &s->mm);
         swiglu_forward(s->hb, s->hb, s->hb2, n * ffn);
         matmul(pool, s->xb2, s->hb, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
@@ -231,13 +227,11 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         memcpy(s->layer_states + (size_t)c->n_layers * n * dim, s->x, (size_t)n * dim * sizeof(float));
 
     /* ---- final norm and output head: every position, or only the last ---- */
-    if (logits) {
-        for (int t = 0; t < n; t++)
-            rmsnorm_forward(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, m->norm, dim, c->rms_eps);
-        matmul(pool, logits, s->xb, &m->lm_head, n, &s->mm);
-    } else {
-        rmsnorm_forward(s->xb, s->x + (size_t)(n - 1) * dim, m->norm, dim, c->rms_eps);
-        matmul(pool, s->logits, s->xb, &m->lm_head, 1, &s->mm);
-    }
+    const weight_matrix *const head = &m->lm_head;
+    if (logits)
+        matmul_normed_input(pool, &logits, s->xb, s->x, m->norm, c->rms_eps, &head, 1, n, &s->mm);
+    else
+        matmul_normed_input(pool, &s->logits, s->xb, s->x + (size_t)(n - 1) * dim, m->norm, c->rms_eps, &head, 1, 1,
+                            &s->mm);
     thread_pool_end_burst(pool);
 }

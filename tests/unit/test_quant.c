@@ -472,7 +472,8 @@ static void check_pack_threads(void) {
 }
 
 /* matmul_shared_input over matrices of mixed types and paths (8-bit with a scale per block and per super-block,
- * packed, float, exact) equals one matmul per matrix, bit for bit, on 1 to 9 tokens. */
+ * packed, float, exact) equals one matmul per matrix, bit for bit, on 1 to 9 tokens; matmul_normed_input equals
+ * rmsnorm_forward per token, then matmul_shared_input (its normalized input and its products). */
 static void check_shared_input(void) {
     enum { COLS = 512, MAX_TOK = 9, N = 4 };
     /* Q6_K packed (super-block activations) beside Q8_0 (block activations): quantized apart; Q3_K: exact path */
@@ -508,8 +509,27 @@ static void check_shared_input(void) {
         }
     }
     CHECK_MSG(differ == 0, "matmul_shared_input differs from separate matmuls %d times", differ);
-    for (int k = 0; k < N; k++) free(data[k]), free(together[k]);
-    free(x); free(w); free(act); free(scratch.rows); free(alone); free(packed);
+
+    float *norm = malloc(sizeof(float) * COLS), *xb = malloc(sizeof(float) * MAX_TOK * COLS);
+    float *xb_ref = malloc(sizeof(float) * MAX_TOK * COLS), *normed[N];
+    for (int i = 0; i < COLS; i++) norm[i] = 1.0f + frand();
+    for (int k = 0; k < N; k++) normed[k] = malloc(sizeof(float) * MAX_TOK * rows[k]);
+    int differ_xb = 0;
+    differ = 0;
+    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+        for (int t = 0; t < n_tok; t++) rmsnorm_forward(xb_ref + t * COLS, x + t * COLS, norm, COLS, 1e-6f);
+        matmul_shared_input(pool, together, xb_ref, mp, N, n_tok, &scratch);
+        memset(xb, 0, sizeof(float) * MAX_TOK * COLS);
+        matmul_normed_input(pool, normed, xb, x, norm, 1e-6f, mp, N, n_tok, &scratch);
+        differ_xb += memcmp(xb, xb_ref, sizeof(float) * (size_t)(n_tok * COLS)) != 0;
+        for (int k = 0; k < N; k++)
+            differ += memcmp(normed[k], together[k], sizeof(float) * (size_t)(n_tok * rows[k])) != 0;
+    }
+    CHECK_MSG(differ_xb == 0, "matmul_normed_input's normalized input differs from rmsnorm_forward %d times",
+              differ_xb);
+    CHECK_MSG(differ == 0, "matmul_normed_input differs from rmsnorm_forward + matmul_shared_input %d times", differ);
+    for (int k = 0; k < N; k++) free(data[k]), free(together[k]), free(normed[k]);
+    free(x); free(w); free(act); free(scratch.rows); free(alone); free(packed); free(norm); free(xb); free(xb_ref);
     thread_pool_free(pool);
 }
 
