@@ -140,6 +140,10 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
  * xb · w[i]ᵀ. Results equal rmsnorm_forward per token followed by matmul_shared_input, bit for bit. */
 void matmul_normed_input(thread_pool *pool, float *const *y, float *xb, const float *x, const float *norm, float eps,
                          const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch);
+/* y = h · wᵀ with h (n_tokens, w->cols) = silu(gate) ⊙ up (swiglu_forward; h may be gate), made and quantized a
+ * token per task as above. Results equal swiglu_forward followed by matmul, bit for bit. */
+void matmul_swiglu_input(thread_pool *pool, float *y, float *h, const float *gate, const float *up,
+                         const weight_matrix *w, int n_tokens, const matmul_scratch *scratch);
 
 /* ---- element-wise and per-vector ops (ops.c) ---- */
 

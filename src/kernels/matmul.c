@@ -148,18 +148,20 @@ static void matmul_task(int task, int thread, void *arg) {
     }
 }
 
-/* The RMSNorm that makes a product's input: out (tokens, cols) = RMSNorm(x) with weight. */
-typedef struct input_norm {
+/* The element-wise step that makes a product's input, out (tokens, cols): RMSNorm(a) with weight b, or
+ * SwiGLU silu(a) ⊙ b. */
+typedef struct input_op {
+    enum { INPUT_RMSNORM, INPUT_SWIGLU } kind;
     float *out;
-    const float *x, *weight;
+    const float *a, *b;
     float eps;
-} input_norm;
+} input_op;
 
-/* A token per task: its input's RMSNorm (when the call has one), then its activations quantized (when a path
- * wants them), both on one core while the vector is in its L1. */
+/* A token per task: the step that makes its input (when the call has one), then its activations quantized (when
+ * a path wants them), both on one core while the vector is in its L1. */
 typedef struct input_job {
-    const float *in;          /* the product's input (norm->out when there is a norm) */
-    const input_norm *norm;   /* NULL: in is given */
+    const float *in;          /* the product's input (op->out when there is an op) */
+    const input_op *op;       /* NULL: in is given */
     act_block *act;           /* NULL: no path wants quantized activations */
     int64_t cols;
     int scale_blocks;
@@ -169,13 +171,14 @@ typedef struct input_job {
 static void input_task(int task, int thread, void *arg) {
     const input_job *job = arg;
     const size_t at = (size_t)task * job->cols;
-    const input_norm *norm = job->norm;
-    if (norm) rmsnorm_forward(norm->out + at, norm->x + at, norm->weight, (int)job->cols, norm->eps);
+    const input_op *op = job->op;
+    if (op && op->kind == INPUT_RMSNORM) rmsnorm_forward(op->out + at, op->a + at, op->b, (int)job->cols, op->eps);
+    if (op && op->kind == INPUT_SWIGLU) swiglu_forward(op->out + at, op->a + at, op->b + at, (int)job->cols);
     if (job->act) job->isa->quantize_act(job->in + at, job->act + (size_t)task * (job->cols / 32), job->cols,
                                          job->scale_blocks);
 }
 
-static void matmul_input(thread_pool *pool, float *const *y, const float *in, const input_norm *norm,
+static void matmul_input(thread_pool *pool, float *const *y, const float *in, const input_op *op,
                          const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch) {
     TANDEM_ASSERT(n_mats >= 1 && n_mats <= MATMUL_MAX_PARTS);
     /* Matrices whose kernels want activations grouped differently (a K-quant beside a Q8_0, as no Qwen3
@@ -190,8 +193,8 @@ static void matmul_input(thread_pool *pool, float *const *y, const float *in, co
                 if (act_scale_blocks(w[j]->type) == scale_blocks) y_same[n_same] = y[j], w_same[n_same++] = w[j];
                 else y_other[n_other] = y[j], w_other[n_other++] = w[j];
             }
-            matmul_input(pool, y_same, in, norm, w_same, n_same, n_tokens, scratch);
-            matmul_input(pool, y_other, in, NULL, w_other, n_other, n_tokens, scratch);  /* in is normalized now */
+            matmul_input(pool, y_same, in, op, w_same, n_same, n_tokens, scratch);
+            matmul_input(pool, y_other, in, NULL, w_other, n_other, n_tokens, scratch);  /* in is made now */
             return;
         }
     const kernel_isa *isa = kernel_isa_current();
@@ -222,8 +225,8 @@ static void matmul_input(thread_pool *pool, float *const *y, const float *in, co
         job.parts[i] = (matmul_part){y[i], w[i], path, task_rows, n_tasks};
         n_tasks += (int)((w[i]->rows + task_rows - 1) / task_rows);
     }
-    if (need_act || norm) {  /* once for all the matrices */
-        input_job ij = {in, norm, need_act ? scratch->act : NULL, w[0]->cols, scale_blocks, isa};
+    if (need_act || op) {  /* once for all the matrices */
+        input_job ij = {in, op, need_act ? scratch->act : NULL, w[0]->cols, scale_blocks, isa};
         if (n_tokens <= 2)  /* a pool round trip costs more than a token or two */
             for (int t = 0; t < n_tokens; t++) input_task(t, 0, &ij);
         else
@@ -240,8 +243,14 @@ void matmul_shared_input(thread_pool *pool, float *const *y, const float *x, con
 void matmul_normed_input(thread_pool *pool, float *const *y, float *xb, const float *x, const float *norm, float eps,
                          const weight_matrix *const *w, int n_mats, int n_tokens, const matmul_scratch *scratch) {
     TANDEM_ASSERT(norm && xb != x);
-    const input_norm in_norm = {xb, x, norm, eps};
-    matmul_input(pool, y, xb, &in_norm, w, n_mats, n_tokens, scratch);
+    const input_op rmsnorm = {INPUT_RMSNORM, xb, x, norm, eps};
+    matmul_input(pool, y, xb, &rmsnorm, w, n_mats, n_tokens, scratch);
+}
+
+void matmul_swiglu_input(thread_pool *pool, float *y, float *h, const float *gate, const float *up,
+                         const weight_matrix *w, int n_tokens, const matmul_scratch *scratch) {
+    const input_op swiglu = {INPUT_SWIGLU, h, gate, up, 0.0f};
+    matmul_input(pool, &y, h, &swiglu, &w, 1, n_tokens, scratch);
 }
 
 void matmul(thread_pool *pool, float *y, const float *x, const weight_matrix *w, int n_tokens,

@@ -177,7 +177,7 @@ static void attention_task(int task, int thread, void *arg) {
 void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, const int32_t *ids, int32_t n,
                    int32_t pos0, float *logits) {
     const qwen3_config *c = &m->cfg;
-    const int dim = c->dim, hd = c->head_dim, ffn = c->ffn_dim;
+    const int dim = c->dim, hd = c->head_dim;
     TANDEM_ASSERT(n >= 1 && n <= s->n_batch && pos0 >= 0 && pos0 + n <= s->n_ctx);
     thread_pool_begin_burst(pool);  /* ~4 parallel-fors per layer: the workers stay awake between them */
 
@@ -218,8 +218,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
         const weight_matrix *const gate_up[2] = {&L->gate_proj, &L->up_proj};
         matmul_normed_input(pool, gate_up_out, s->xb, s->x, L->post_attention_layernorm, c->rms_eps, gate_up, 2, n,
                             &s->mm);
-        swiglu_forward(s->hb, s->hb, s->hb2, n * ffn);
-        matmul(pool, s->xb2, s->hb, &L->down_proj, n, &s->mm);
+        matmul_swiglu_input(pool, s->xb2, s->hb, s->hb, s->hb2, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
     }
 

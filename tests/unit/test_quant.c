@@ -473,7 +473,8 @@ static void check_pack_threads(void) {
 
 /* matmul_shared_input over matrices of mixed types and paths (8-bit with a scale per block and per super-block,
  * packed, float, exact) equals one matmul per matrix, bit for bit, on 1 to 9 tokens; matmul_normed_input equals
- * rmsnorm_forward per token, then matmul_shared_input (its normalized input and its products). */
+ * rmsnorm_forward per token, then matmul_shared_input, and matmul_swiglu_input swiglu_forward, then matmul (their
+ * inputs and their products). */
 static void check_shared_input(void) {
     enum { COLS = 512, MAX_TOK = 9, N = 4 };
     /* Q6_K packed (super-block activations) beside Q8_0 (block activations): quantized apart; Q3_K: exact path */
@@ -528,6 +529,23 @@ static void check_shared_input(void) {
     CHECK_MSG(differ_xb == 0, "matmul_normed_input's normalized input differs from rmsnorm_forward %d times",
               differ_xb);
     CHECK_MSG(differ == 0, "matmul_normed_input differs from rmsnorm_forward + matmul_shared_input %d times", differ);
+
+    /* matmul_swiglu_input: h = silu(gate) ⊙ up made in place over gate, as the forward pass does */
+    float *gate = malloc(sizeof(float) * MAX_TOK * COLS), *up = malloc(sizeof(float) * MAX_TOK * COLS);
+    for (int i = 0; i < MAX_TOK * COLS; i++) up[i] = frand();
+    differ = differ_xb = 0;
+    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++)
+        for (int k = 0; k < N; k++) {
+            swiglu_forward(xb_ref, x, up, n_tok * COLS);
+            matmul(pool, alone, xb_ref, &m[k], n_tok, &scratch);
+            memcpy(gate, x, sizeof(float) * MAX_TOK * COLS);
+            matmul_swiglu_input(pool, normed[k], gate, gate, up, &m[k], n_tok, &scratch);
+            differ_xb += memcmp(gate, xb_ref, sizeof(float) * (size_t)(n_tok * COLS)) != 0;
+            differ += memcmp(normed[k], alone, sizeof(float) * (size_t)(n_tok * rows[k])) != 0;
+        }
+    CHECK_MSG(differ_xb == 0, "matmul_swiglu_input's input differs from swiglu_forward %d times", differ_xb);
+    CHECK_MSG(differ == 0, "matmul_swiglu_input differs from swiglu_forward + matmul %d times", differ);
+    free(gate); free(up);
     for (int k = 0; k < N; k++) free(data[k]), free(together[k]), free(normed[k]);
     free(x); free(w); free(act); free(scratch.rows); free(alone); free(packed); free(norm); free(xb); free(xb_ref);
     thread_pool_free(pool);
