@@ -75,6 +75,8 @@ def main():
     depths = [int(d) for d in a.depth.split(",") if d]
     if a.depth_only and not depths:
         sys.exit("compare_llamacpp: --depth-only needs --depth")
+    if a.rounds < 1 or a.repetitions < 1:
+        sys.exit("compare_llamacpp: --rounds and -r must be at least 1")
     rows, curves, deep = [], [], []
     isa = "?"
     for size in a.sizes.split(","):
@@ -117,11 +119,11 @@ def main():
             med = [statistics.median(v[i] for v in rounds) for i in range(4)]
             rows.append((size, qtype, med[0], med[1], [v[0] / v[1] for v in rounds], med[2], med[3],
                          [v[2] / v[3] for v in rounds], step_bytes, rss))
-            t_tg, isa = first_tg, first_tg["isa"]
+            isa = first_tg["isa"]
             if not a.no_curve:
                 l_curve = llama(a.llama_bench, f, ["-p", ",".join(map(str, KS)), "-n", "0"], a.threads, a.repetitions)
                 l_ms = {k: k / llama_ts(l_curve, k, 0) for k in KS}
-                t_rel = {c["k"]: c["relative"] for c in t_tg["verify_curve"]}
+                t_rel = {c["k"]: c["relative"] for c in first_tg["verify_curve"]}
                 curves.append((size, qtype, t_rel, {k: l_ms[k] / l_ms[1] for k in KS}))
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
              f"{a.threads} threads, {a.rounds} rounds of {a.repetitions} repetitions; tandem kernels: {isa}.", ""]
