@@ -1,5 +1,5 @@
-/* matmul.c — y = x·Wᵀ for every weight type, output rows split over the thread pool. Picks per type the
- * integer path (activations quantized to 8 bits), the float SIMD path, or the exact scalar reference. */
+/* matmul.c — y = x·Wᵀ for every weight type, output rows split over the thread pool, x made (RMSNorm, SwiGLU) and
+ * quantized a token per task. Picks per type the integer path, the float SIMD path, or the exact scalar reference. */
 #include "kernels_isa.h"
 
 /* Packed float passes of up to this many tokens go 4 tokens at a time through group products (the task's rows
