@@ -147,7 +147,6 @@ static void prepare_kv_head(const attention_job *job, const int kv_head) {
 }
 
 static void prepare_task(int task, int thread, void *arg) {
-    (void)thread;
     prepare_kv_head(arg, task);
 }
 
