@@ -777,9 +777,9 @@ INLINE __m256 exp8(__m256 x) {
 
 /* The cache holds keys and values as f32, f16 or Q8_0 blocks (KV, a compile-time constant). kv_bytes: the bytes
  * of n elements (for Q8_0 a multiple of 32), so kv_at is element i's address (the start of its block for Q8_0:
- * i a multiple of 32 there). load_kv8 reads 8 elements from i (i a multiple of 8), converted to float; for Q8_0
- * d·q, exact in float (an 11-bit by 8-bit product), so every later step is as for the other types. A Q8_0
- * row's 4 chunks of 8 share their block's scale: kv_scale8 makes it once, load_kv8_scaled uses it. */
+ * i a multiple of 32 there). load_kv8_scaled reads 8 elements from i (i a multiple of 8), converted to float;
+ * for Q8_0 d·q, exact in float (an 11-bit by 8-bit product), so every later step is as for the other types. The 4
+ * chunks of 8 of a Q8_0 block share its scale: kv_scale8 makes it once (a dummy for the other types). */
 INLINE size_t kv_bytes(size_t n, const tandem_type KV) {
     return KV == TANDEM_TYPE_Q8_0 ? n / 32 * KV_Q8_0_BLOCK_BYTES : n * (KV == TANDEM_TYPE_F16 ? 2 : 4);
 }
@@ -794,9 +794,6 @@ INLINE __m256 load_kv8_scaled(const void *base, size_t i, __m256 scale, const ta
     if (KV != TANDEM_TYPE_Q8_0) return load8_as(kv_at(base, i, KV), KV);
     const uint8_t *q = (const uint8_t *)kv_at(base, i & ~(size_t)31, KV) + 2 + (i & 31);
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))), scale);
-}
-INLINE __m256 load_kv8(const void *base, size_t i, const tandem_type KV) {
-    return load_kv8_scaled(base, i, kv_scale8(base, i, KV), KV);
 }
 INLINE float load_kv1(const void *base, size_t i, const tandem_type KV) {
     if (KV != TANDEM_TYPE_Q8_0) return load1_as(kv_at(base, i, KV), KV);
