@@ -159,9 +159,7 @@ typedef struct tandem_ctx_params {
                            path, slower. Default false: activations are quantized to 8 bits per 32 values for
                            integer dot products where the CPU has them (logits then differ by ~1e-3 relative) */
     tandem_type kv_type; /* how the KV cache keeps keys and values when not exact: TANDEM_TYPE_F16 (default: half
-                            the memory, and half the bytes attention reads per token), TANDEM_TYPE_Q8_0 (8-bit
-                            blocks of 32 with an f16 scale: 17/32 of F16, for long contexts; head_dim a multiple
-                            of 32, as in every Qwen3) or TANDEM_TYPE_F32 */
+                            the memory, and half the bytes attention reads per token) or TANDEM_TYPE_F32 */
 } tandem_ctx_params;
 tandem_ctx_params tandem_ctx_default_params(void);
 

@@ -775,30 +775,16 @@ INLINE __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
-/* The cache holds keys and values as f32, f16 or Q8_0 blocks (KV, a compile-time constant). kv_bytes: the bytes
- * of n elements (for Q8_0 a multiple of 32), so kv_at is element i's address (the start of its block for Q8_0:
- * i a multiple of 32 there). load_kv8_scaled reads 8 elements from i (i a multiple of 8), converted to float;
- * for Q8_0 d·q, exact in float (an 11-bit by 8-bit product), so every later step is as for the other types. The 4
- * chunks of 8 of a Q8_0 block share its scale: kv_scale8 makes it once (a dummy for the other types). */
-INLINE size_t kv_bytes(size_t n, const tandem_type KV) {
-    return KV == TANDEM_TYPE_Q8_0 ? n / 32 * KV_Q8_0_BLOCK_BYTES : n * (KV == TANDEM_TYPE_F16 ? 2 : 4);
+/* The cache holds keys and values as f32 or f16 (F16, a compile-time constant): the address of element i of
+ * base, and 8 or 1 of them from there, converted on load. */
+INLINE const void *kv_at(const void *base, size_t i, const bool F16) {
+    return (const uint8_t *)base + i * (F16 ? 2 : 4);
 }
-INLINE const void *kv_at(const void *base, size_t i, const tandem_type KV) {
-    return (const uint8_t *)base + kv_bytes(i, KV);
+INLINE __m256 load_kv8(const void *base, size_t i, const bool F16) {
+    return load8_as(kv_at(base, i, F16), F16 ? TANDEM_TYPE_F16 : TANDEM_TYPE_F32);
 }
-INLINE __m256 kv_scale8(const void *base, size_t i, const tandem_type KV) {
-    if (KV != TANDEM_TYPE_Q8_0) return _mm256_setzero_ps();  /* unused */
-    return _mm256_cvtph_ps(_mm_set1_epi16((short)load_u16(kv_at(base, i & ~(size_t)31, KV))));
-}
-INLINE __m256 load_kv8_scaled(const void *base, size_t i, __m256 scale, const tandem_type KV) {
-    if (KV != TANDEM_TYPE_Q8_0) return load8_as(kv_at(base, i, KV), KV);
-    const uint8_t *q = (const uint8_t *)kv_at(base, i & ~(size_t)31, KV) + 2 + (i & 31);
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))), scale);
-}
-INLINE float load_kv1(const void *base, size_t i, const tandem_type KV) {
-    if (KV != TANDEM_TYPE_Q8_0) return load1_as(kv_at(base, i, KV), KV);
-    const uint8_t *block = kv_at(base, i & ~(size_t)31, KV);
-    return f16_to_f32(load_u16(block)) * (float)(int8_t)block[2 + (i & 31)];
+INLINE float load_kv1(const void *base, size_t i, const bool F16) {
+    return load1_as(kv_at(base, i, F16), F16 ? TANDEM_TYPE_F16 : TANDEM_TYPE_F32);
 }
 
 /* a·b + c rounded once, whatever the compiler's contraction setting. */
@@ -840,21 +826,17 @@ INLINE __m128 lane_sums4(__m256 a, __m256 b, __m256 c, __m256 d) {
 
 /* S[r·KB + u + j] = the scores of rows r < R (queries qr[r]) against keys u … u + NK − 1 of the block. */
 INLINE void score_tile(float *S, const float *const *qr, const void *keys, int u, int hd, float scale, const int R,
-                       const int NK, const tandem_type KV) {
-    const int hd8 = hd & ~7, step = KV == TANDEM_TYPE_Q8_0 ? 32 : 8;  /* a Q8_0 block's chunks share its scale */
+                       const int NK, const bool F16) {
+    const int hd8 = hd & ~7;
     __m256 acc[3][4];
     _Pragma("GCC unroll 3") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) acc[r][j] = _mm256_setzero_ps();
-    for (int d0 = 0; d0 < hd8; d0 += step) {
-        __m256 ks[4];
-        _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) ks[j] = kv_scale8(keys, (size_t)(u + j) * hd + d0, KV);
-        _Pragma("GCC unroll 4") for (int d = d0; d < d0 + step; d += 8) {
-            __m256 qv[3];
-            _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(qr[r] + d);
-            _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) {
-                const __m256 kv = load_kv8_scaled(keys, (size_t)(u + j) * hd + d, ks[j], KV);
-                _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
-            }
+    for (int d = 0; d < hd8; d += 8) {
+        __m256 qv[3];
+        _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(qr[r] + d);
+        _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) {
+            const __m256 kv = load_kv8(keys, (size_t)(u + j) * hd + d, F16);
+            _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
         }
     }
     _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) {
@@ -863,7 +845,7 @@ INLINE void score_tile(float *S, const float *const *qr, const void *keys, int u
                                     : lane_sums4(acc[r][0], acc[r][0], acc[r][0], acc[r][0]));
         _Pragma("GCC unroll 4") for (int j = 0; j < NK; j++) {
             float s = sums[j];
-            for (int d = hd8; d < hd; d++) s = fma1(qr[r][d], load_kv1(keys, (size_t)(u + j) * hd + d, KV), s);
+            for (int d = hd8; d < hd; d++) s = fma1(qr[r][d], load_kv1(keys, (size_t)(u + j) * hd + d, F16), s);
             S[r * ATTENTION_KEY_BLOCK + u + j] = s * scale;
         }
     }
@@ -871,27 +853,21 @@ INLINE void score_tile(float *S, const float *const *qr, const void *keys, int u
 
 #define SCORE_TILE_BY_ROWS(NK)                                                                                  \
     switch (R) {                                                                                              \
-    case 1: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 1, NK, KV); break;                \
-    case 2: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 2, NK, KV); break;                \
-    default: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 3, NK, KV); break;               \
+    case 1: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 1, NK, F16); break;               \
+    case 2: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 2, NK, F16); break;               \
+    default: score_tile(S + m * ATTENTION_KEY_BLOCK, qr, bk, u, hd, scale, 3, NK, F16); break;              \
     }
 
-/* out rows or[r] (r < R), columns d0 … d0 + 8V − 1: ·α[r], then + p_r,u · v_u for the block's kb keys in order.
- * For Q8_0 chunks 4c … 4c + 3 are one block (d0 is a multiple of 8V, and of 32 when V > 2). */
+/* out rows or[r] (r < R), columns d0 … d0 + 8V − 1: ·α[r], then + p_r,u · v_u for the block's kb keys in order. */
 INLINE void value_tile(float *const *orow, const float *const *prow, const float *alpha, const void *values, int kb,
-                       int hd, int d0, const int R, const int V, const tandem_type KV) {
+                       int hd, int d0, const int R, const int V, const bool F16) {
     __m256 o[4][8];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 8") for (int i = 0; i < V; i++)
             o[r][i] = _mm256_mul_ps(_mm256_loadu_ps(orow[r] + d0 + 8 * i), _mm256_set1_ps(alpha[r]));
     for (int u = 0; u < kb; u++) {
         __m256 vv[8];
-        __m256 scale = _mm256_setzero_ps();
-        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) {
-            const size_t at = (size_t)u * hd + d0 + 8 * i;
-            if (i % 4 == 0) scale = kv_scale8(values, at, KV);
-            vv[i] = load_kv8_scaled(values, at, scale, KV);
-        }
+        _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) vv[i] = load_kv8(values, (size_t)u * hd + d0 + 8 * i, F16);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_set1_ps(prow[r][u]);
             _Pragma("GCC unroll 8") for (int i = 0; i < V; i++) o[r][i] = _mm256_fmadd_ps(p, vv[i], o[r][i]);
@@ -929,115 +905,69 @@ static void softmax_step(float *s, int lim, int kb, float *max, float *sum, floa
 /* Where row m (token m / G, query head m % G) starts in q or out, rows of a token head_dim apart, tokens stride. */
 INLINE size_t tile_row(int m, int G, int64_t stride, int hd) { return (size_t)(m / G) * stride + (size_t)(m % G) * hd; }
 
-/* A tile's call: its rows and their running state (S: each row's block scores, then weights). */
-typedef struct attention_rows {
-    float *out;
-    int64_t os, qs;
-    const float *q;
-    int G, M, hd, n_keys0, n_keys;
-    float scale, *S, *row_max, *row_sum, *row_alpha;
-} attention_rows;
-
-/* The tile's rows over keys b0 … b0 + kb − 1 (at bk, bv): scores, softmax step, weighted values. prefetch: ask
- * for the values and the next block's keys as above (bk, bv are the cache's own rows). */
-INLINE void attention_block(const attention_rows *a, int b0, const void *bk, const void *bv, int kb,
-                            const bool prefetch, const tandem_type KV) {
-    const int G = a->G, M = a->M, hd = a->hd, KB = ATTENTION_KEY_BLOCK;
-    float *S = a->S;
-    const float scale = a->scale;
-    const int t_first = b0 - a->n_keys0 + 1 > 0 ? b0 - a->n_keys0 + 1 : 0;  /* the first token that sees key b0 */
-    for (int m = t_first * G, R; m < M; m += R) {
-        R = M - m < 3 ? M - m : 3;
-        const float *qr[3];
-        for (int r = 0; r < R; r++) qr[r] = a->q + tile_row(m + r, G, a->qs, hd);
-        const bool first_rows = prefetch && m == t_first * G;
-        int u = 0;
-        for (; u + 4 <= kb; u += 4) {
-            if (first_rows) {  /* into L2: these keys' values, added after the block's scores, and the keys
-                                * a block ahead (see above) */
-                const char *values_now = kv_at(bv, (size_t)u * hd, KV);
-                const char *keys_next = kv_at(bk, (size_t)(u + KB) * hd, KV);
-                const bool keys_ahead = b0 + u + KB + 4 <= a->n_keys;
-                for (size_t o = 0; o < kv_bytes((size_t)4 * hd, KV); o += 64) {
-                    _mm_prefetch(values_now + o, _MM_HINT_T1);
-                    if (keys_ahead) _mm_prefetch(keys_next + o, _MM_HINT_T1);
-                }
-            }
-            SCORE_TILE_BY_ROWS(4)
-        }
-        for (; u < kb; u++) SCORE_TILE_BY_ROWS(1)
-    }
-    for (int m = t_first * G; m < M; m++) {
-        const int own = a->n_keys0 + m / G - b0;
-        softmax_step(S + (size_t)m * KB, own < kb ? own : kb, kb, a->row_max + m, a->row_sum + m, a->row_alpha + m);
-    }
-    for (int m = t_first * G, R; m < M; m += R) {
-        R = M - m >= 4 && hd % 16 == 0 ? 4 : M - m >= 2 && hd % 32 == 0 ? 2 : 1;
-        float *orow[4];
-        const float *prow[4];
-        for (int r = 0; r < R; r++) {
-            orow[r] = a->out + tile_row(m + r, G, a->os, hd);
-            prow[r] = S + (size_t)(m + r) * KB;
-        }
-        const float *alpha = a->row_alpha + m;
-        int d0 = 0;
-        if (R == 4)
-            for (; d0 < hd; d0 += 16) value_tile(orow, prow, alpha, bv, kb, hd, d0, 4, 2, KV);
-        else if (R == 2)
-            for (; d0 < hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 2, 4, KV);
-        else {
-            for (; d0 + 64 <= hd; d0 += 64) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 8, KV);
-            for (; d0 + 32 <= hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 4, KV);
-            for (; d0 + 8 <= hd; d0 += 8) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 1, KV);
-            for (; d0 < hd; d0++) {
-                float o = orow[0][d0] * alpha[0];
-                for (int u = 0; u < kb; u++) o = fma1(prow[0][u], load_kv1(bv, (size_t)u * hd + d0, KV), o);
-                orow[0][d0] = o;
-            }
-        }
-    }
-}
-
-/* n (a multiple of 32) Q8_0 elements at src into floats, d·q (exact): a block of keys or values converted once for
- * all the rows of a tile. */
-static void q8_0_to_f32(float *dst, const void *src, size_t n) {
-    for (size_t i = 0; i < n; i += 32) {
-        const __m256 d = kv_scale8(src, i, TANDEM_TYPE_Q8_0);
-        _Pragma("GCC unroll 4") for (size_t j = i; j < i + 32; j += 8)
-            _mm256_storeu_ps(dst + j, load_kv8_scaled(src, j, d, TANDEM_TYPE_Q8_0));
-    }
-}
-
 INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, int T, int G, const void *keys,
-                           const void *values, int n_keys0, int hd, float scale, float *scratch,
-                           const tandem_type KV) {
+                           const void *values, int n_keys0, int hd, float scale, float *scratch, const bool F16) {
     const int M = T * G, KB = ATTENTION_KEY_BLOCK;
     float *S = scratch, *row_max = S + (size_t)M * KB, *row_sum = row_max + M, *row_alpha = row_sum + M;
-    const attention_rows a = {.out = out, .os = os, .qs = qs, .q = q, .G = G, .M = M, .hd = hd, .n_keys0 = n_keys0,
-                              .n_keys = n_keys0 + T - 1 /* the last token's */, .scale = scale, .S = S,
-                              .row_max = row_max, .row_sum = row_sum, .row_alpha = row_alpha};
     for (int m = 0; m < M; m++) {
         row_max[m] = -INFINITY;
         row_sum[m] = 0.0f;
         memset(out + tile_row(m, G, os, hd), 0, sizeof(float) * (size_t)hd);
     }
-    /* 8 Q8_0 elements take three steps to convert (8 f16 ones one), and each group of 3 score rows converts every
-     * key again. A tile of more than 8 rows (a prompt's) converts a block's keys and values into floats once, into
-     * the scratch attention_scratch_floats adds for Q8_0, and its rows read those: a 16-token tile of 2 heads 4.64
-     * -> 4.36 ms per 4 heads of 4096 keys (f16: 3.48). Decoding's 1-8 rows convert in place (writing and reading
-     * the floats made 8B's 4 rows 54 -> 79 ms per 224 heads). The floats are the values the rows would convert
-     * themselves, so the results are the same bits either way. */
-    const bool convert_once = KV == TANDEM_TYPE_Q8_0 && M > 8;
-    float *key_floats = scratch + (size_t)M * ATTENTION_SCRATCH_PER_QUERY, *value_floats = key_floats + KB * hd;
-    for (int b0 = 0; b0 < a.n_keys; b0 += KB) {
-        const int kb = a.n_keys - b0 < KB ? a.n_keys - b0 : KB;
-        const void *bk = kv_at(keys, (size_t)b0 * hd, KV), *bv = kv_at(values, (size_t)b0 * hd, KV);
-        if (convert_once) {
-            q8_0_to_f32(key_floats, bk, (size_t)kb * hd);
-            q8_0_to_f32(value_floats, bv, (size_t)kb * hd);
-            attention_block(&a, b0, key_floats, value_floats, kb, false, TANDEM_TYPE_F32);
-        } else {
-            attention_block(&a, b0, bk, bv, kb, true, KV);
+    const int n_keys = n_keys0 + T - 1;  /* the last token's */
+    for (int b0 = 0; b0 < n_keys; b0 += KB) {
+        const int kb = n_keys - b0 < KB ? n_keys - b0 : KB;
+        const void *bk = kv_at(keys, (size_t)b0 * hd, F16), *bv = kv_at(values, (size_t)b0 * hd, F16);
+        const int t_first = b0 - n_keys0 + 1 > 0 ? b0 - n_keys0 + 1 : 0;  /* the first token that sees key b0 */
+        for (int m = t_first * G, R; m < M; m += R) {
+            R = M - m < 3 ? M - m : 3;
+            const float *qr[3];
+            for (int r = 0; r < R; r++) qr[r] = q + tile_row(m + r, G, qs, hd);
+            const bool first_rows = m == t_first * G;
+            int u = 0;
+            for (; u + 4 <= kb; u += 4) {
+                if (first_rows) {  /* into L2: these keys' values, added after the block's scores, and the keys
+                                    * a block ahead (see above) */
+                    const char *values_now = kv_at(bv, (size_t)u * hd, F16);
+                    const char *keys_next = kv_at(bk, (size_t)(u + KB) * hd, F16);
+                    const bool keys_ahead = b0 + u + KB + 4 <= n_keys;
+                    for (size_t o = 0; o < (size_t)4 * hd * (F16 ? 2 : 4); o += 64) {
+                        _mm_prefetch(values_now + o, _MM_HINT_T1);
+                        if (keys_ahead) _mm_prefetch(keys_next + o, _MM_HINT_T1);
+                    }
+                }
+                SCORE_TILE_BY_ROWS(4)
+            }
+            for (; u < kb; u++) SCORE_TILE_BY_ROWS(1)
+        }
+        for (int m = t_first * G; m < M; m++) {
+            const int own = n_keys0 + m / G - b0;
+            softmax_step(S + (size_t)m * KB, own < kb ? own : kb, kb, row_max + m, row_sum + m, row_alpha + m);
+        }
+        for (int m = t_first * G, R; m < M; m += R) {
+            R = M - m >= 4 && hd % 16 == 0 ? 4 : M - m >= 2 && hd % 32 == 0 ? 2 : 1;
+            float *orow[4];
+            const float *prow[4];
+            for (int r = 0; r < R; r++) {
+                orow[r] = out + tile_row(m + r, G, os, hd);
+                prow[r] = S + (size_t)(m + r) * KB;
+            }
+            const float *alpha = row_alpha + m;
+            int d0 = 0;
+            if (R == 4)
+                for (; d0 < hd; d0 += 16) value_tile(orow, prow, alpha, bv, kb, hd, d0, 4, 2, F16);
+            else if (R == 2)
+                for (; d0 < hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 2, 4, F16);
+            else {
+                for (; d0 + 64 <= hd; d0 += 64) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 8, F16);
+                for (; d0 + 32 <= hd; d0 += 32) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 4, F16);
+                for (; d0 + 8 <= hd; d0 += 8) value_tile(orow, prow, alpha, bv, kb, hd, d0, 1, 1, F16);
+                for (; d0 < hd; d0++) {
+                    float o = orow[0][d0] * alpha[0];
+                    for (int u = 0; u < kb; u++) o = fma1(prow[0][u], load_kv1(bv, (size_t)u * hd + d0, F16), o);
+                    orow[0][d0] = o;
+                }
+            }
         }
     }
     for (int m = 0; m < M; m++) {
@@ -1050,19 +980,12 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
 static void attention_avx2(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens,
                            int n_queries, const void *keys, const void *values, tandem_type kv_type, int n_keys0,
                            int head_dim, float scale, float *scratch) {
-    switch (kv_type) {
-    case TANDEM_TYPE_F16:
+    if (kv_type == TANDEM_TYPE_F16)
         attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
-                       scratch, TANDEM_TYPE_F16);
-        return;
-    case TANDEM_TYPE_Q8_0:
+                       scratch, true);
+    else
         attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
-                       scratch, TANDEM_TYPE_Q8_0);
-        return;
-    default:
-        attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
-                       scratch, TANDEM_TYPE_F32);
-    }
+                       scratch, false);
 }
 
 static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {

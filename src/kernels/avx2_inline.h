@@ -19,11 +19,6 @@ INLINE uint32_t load_u32(const uint8_t *p) {
     memcpy(&v, p, 4);
     return v;  /* x86 is little-endian, as the files are */
 }
-INLINE uint16_t load_u16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 
 /* The per-type kernels are written once for a compile-time token count NT (1…4) so that the
  * accumulators live in registers; ROW_DOT_ACT makes the entry point that switches on n_tok. */

@@ -168,29 +168,16 @@ int64_t argmax_f32(const float *x, int64_t n);
 /* Causal attention for n_tokens consecutive positions × n_queries query heads that share one KV head (a GQA
  * group): query g of token t, q + t·q_stride + g·head_dim, attends keys 0 … n_keys0 + t − 1 (n_keys0 ≥ 1):
  * out + t·out_stride + g·head_dim (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u. keys, values
- * (n_keys0 + n_tokens − 1, head_dim) contiguous rows of kv_type (kv_row_bytes each): F32, F16, or Q8_0 blocks
- * (head_dim a multiple of 32; an element is d·q, exact in float). scratch: attention_scratch_floats(n_tokens ·
- * n_queries, head_dim, kv_type) floats: the keys go in blocks of ATTENTION_KEY_BLOCK, so the memory a call needs
- * does not grow with the context. Together, the queries read each key and value once.
+ * (n_keys0 + n_tokens − 1, head_dim) contiguous, of kv_type F32 or F16. scratch: ATTENTION_SCRATCH_PER_QUERY
+ * floats per query (n_tokens · n_queries of them): the keys go in blocks of ATTENTION_KEY_BLOCK, so the
+ * memory a call needs does not grow with the context. Together, the queries read each key and value once.
  * A query's result does not depend on the other queries of the call: a verification pass over k tokens
  * gives the bits of k single-token calls. */
 enum { ATTENTION_KEY_BLOCK = 64, ATTENTION_SCRATCH_PER_QUERY = ATTENTION_KEY_BLOCK + 4 };
-/* ATTENTION_SCRATCH_PER_QUERY per query, and for a Q8_0 cache a block of keys and values as floats. */
-static inline size_t attention_scratch_floats(int n_queries_total, int head_dim, tandem_type kv_type) {
-    return (size_t)n_queries_total * ATTENTION_SCRATCH_PER_QUERY +
-           (kv_type == TANDEM_TYPE_Q8_0 ? 2 * (size_t)ATTENTION_KEY_BLOCK * (size_t)head_dim : 0);
-}
 void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
                        const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
                        float scale, float *scratch);
 /* out (n) = x (n) as f16, rounded to nearest even (f32_to_f16): keys and values entering an f16 cache. */
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
-/* A Q8_0 block: an f16 scale d, then 32 int8 q (ggml's block_q8_0). */
-enum { KV_Q8_0_BLOCK_BYTES = 34 };
-/* Bytes of one cache row of head_dim elements of kv_type (F32, F16, Q8_0), 0 if the type cannot hold such a row
- * (not one of those, or Q8_0 with head_dim not a multiple of 32). */
-uint64_t kv_row_bytes(tandem_type kv_type, int head_dim);
-/* A key or value row x (head_dim) into the cache as kv_type: f32 copied, f16 rounded, Q8_0 quantized. */
-void kv_store_row(void *dst, const float *x, int head_dim, tandem_type kv_type);
 
 #endif

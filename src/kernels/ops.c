@@ -1,5 +1,5 @@
 /* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU,
- * residual add, attention over an f32, f16 or Q8_0 cache, argmax. Written to match HF's float32 arithmetic closely. */
+ * residual add, attention over an f32 or f16 cache, argmax. Written to match HF's float32 arithmetic closely. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -88,14 +88,7 @@ KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
 }
 
-/* Element i of a cache's rows (rows of whole Q8_0 blocks: element i is in block i / 32). */
 static float kv_elem(const void *base, size_t i, tandem_type kv_type) {
-    if (kv_type == TANDEM_TYPE_Q8_0) {
-        const uint8_t *block = (const uint8_t *)base + i / 32 * KV_Q8_0_BLOCK_BYTES;
-        uint16_t d;
-        memcpy(&d, block, 2);
-        return f16_to_f32(d) * (float)(int8_t)block[2 + i % 32];
-    }
     return kv_type == TANDEM_TYPE_F16 ? f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
 }
 
@@ -146,7 +139,7 @@ KERNEL_CLONES void attention_forward_scalar(float *out, int64_t out_stride, cons
 void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
                        const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
                        float scale, float *scratch) {
-    TANDEM_ASSERT(kv_row_bytes(kv_type, head_dim) > 0);
+    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F32 || kv_type == TANDEM_TYPE_F16);
     TANDEM_ASSERT(n_tokens >= 1 && n_queries >= 1 && n_keys0 >= 1 && head_dim >= 1);
     kernel_isa_current()->attention(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, kv_type, n_keys0,
                                     head_dim, scale, scratch);
@@ -157,19 +150,3 @@ void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n) {
 }
 
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n) { kernel_isa_current()->to_f16(out, x, n); }
-
-uint64_t kv_row_bytes(tandem_type kv_type, int head_dim) {
-    uint64_t bytes = 0;
-    if (kv_type != TANDEM_TYPE_F32 && kv_type != TANDEM_TYPE_F16 && kv_type != TANDEM_TYPE_Q8_0) return 0;
-    return head_dim >= 1 && tandem_type_row_bytes(kv_type, head_dim, &bytes) ? bytes : 0;
-}
-
-void kv_store_row(void *dst, const float *x, int head_dim, tandem_type kv_type) {
-    switch (kv_type) {
-    case TANDEM_TYPE_F16: f32_to_f16_row(dst, x, head_dim); return;
-    case TANDEM_TYPE_Q8_0: quantize_row_q8_0(x, dst, head_dim); return;
-    default:
-        TANDEM_ASSERT(kv_type == TANDEM_TYPE_F32);
-        memcpy(dst, x, sizeof(float) * (size_t)head_dim);
-    }
-}

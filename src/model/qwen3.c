@@ -38,30 +38,27 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_state_init: n_ctx %d, n_batch %d, n_threads %d must be ≥ 1",
                            n_ctx, n_batch, n_threads);
-    const uint64_t kv_row = kv_row_bytes(kv_type, c->head_dim);
-    TANDEM_ASSERT(kv_row > 0);  /* tandem_ctx_init checks users' */
+    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F16 || kv_type == TANDEM_TYPE_F32);  /* tandem_ctx_init checks users' */
     qwen3_state *s = calloc(1, sizeof *s);
     if (!s) return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_state_init: out of memory");
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
     s->n_threads = n_threads;
     s->kv_type = kv_type;
-    s->kv_row_bytes = (size_t)kv_row;
     s->attention_tile = n_batch < ATTENTION_TILE_TOKENS ? n_batch : ATTENTION_TILE_TOKENS;
-    s->attention_scratch_per_thread =
-        attention_scratch_floats(s->attention_tile * (c->n_heads / c->n_kv_heads), c->head_dim, kv_type);
 
     const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim, kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
     uint64_t max_cols = (uint64_t)c->dim;
     if ((uint64_t)c->ffn_dim > max_cols) max_cols = (uint64_t)c->ffn_dim;
     if (q_dim > max_cols) max_cols = q_dim;
-    const uint64_t cache_rows = (uint64_t)c->n_layers * c->n_kv_heads * (uint64_t)n_ctx;
-    const uint64_t cache = (cache_rows * kv_row + sizeof(float) - 1) / sizeof(float);  /* in floats */
+    const uint64_t cache_values = (uint64_t)c->n_layers * kv_dim * (uint64_t)n_ctx;
+    const uint64_t cache = kv_type == TANDEM_TYPE_F16 ? (cache_values + 1) / 2 : cache_values;  /* in floats */
     const uint64_t B = (uint64_t)n_batch;
     /* One allocation carved into named buffers (sizes in floats, in the order of the struct). */
+    const uint64_t group = (uint64_t)(c->n_heads / c->n_kv_heads);  /* query heads per KV head */
     const uint64_t sizes[] = {cache, cache, B * c->dim, B * c->dim, B * c->dim, B * q_dim, B * kv_dim, B * kv_dim,
                               B * q_dim, B * c->ffn_dim, B * c->ffn_dim,
-                              (uint64_t)n_threads * s->attention_scratch_per_thread,
+                              (uint64_t)n_threads * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY,
                               (uint64_t)n_threads * max_cols, (uint64_t)c->head_dim / 2, B * c->head_dim,
                               (uint64_t)c->vocab_size};
     float *k_cache, *v_cache;
@@ -112,11 +109,11 @@ typedef struct attention_job {
     int32_t layer, n, pos0, tile, n_tiles;
 } attention_job;
 
-/* The cache byte where a KV head's position 0 sits in this layer. Cache layout (layer, kv_head, pos) of rows of
- * head_dim elements (kv_row_bytes each): a head's keys are contiguous for attention. */
+/* The cache element where a KV head's position 0 sits in this layer. Cache layout (layer, kv_head, pos, head_dim):
+ * a head's keys are contiguous for attention. */
 static size_t kv_head_start(const attention_job *job, const int kv_head) {
     const qwen3_config *c = &job->m->cfg;
-    return ((size_t)job->layer * c->n_kv_heads + kv_head) * (size_t)job->s->n_ctx * job->s->kv_row_bytes;
+    return ((size_t)job->layer * c->n_kv_heads + kv_head) * (size_t)job->s->n_ctx * c->head_dim;
 }
 
 /* One KV head's part of the pass's n tokens: Qwen3's QK-norm (RMSNorm over each head's vector, before the rotary
@@ -138,9 +135,14 @@ static void prepare_kv_head(const attention_job *job, const int kv_head) {
         rmsnorm_forward(k, k, L->k_norm, hd, c->rms_eps);
         rope_forward(q, group, hd, cos_sin);
         rope_forward(k, 1, hd, cos_sin);
-        const size_t off = head_start + (size_t)(job->pos0 + t) * s->kv_row_bytes;
-        kv_store_row((uint8_t *)s->k_cache + off, k, hd, s->kv_type);
-        kv_store_row((uint8_t *)s->v_cache + off, v, hd, s->kv_type);
+        const size_t off = head_start + (size_t)(job->pos0 + t) * hd;
+        if (s->kv_type == TANDEM_TYPE_F16) {
+            f32_to_f16_row((uint16_t *)s->k_cache + off, k, hd);
+            f32_to_f16_row((uint16_t *)s->v_cache + off, v, hd);
+        } else {
+            memcpy((float *)s->k_cache + off, k, (size_t)hd * sizeof(float));
+            memcpy((float *)s->v_cache + off, v, (size_t)hd * sizeof(float));
+        }
     }
 }
 
@@ -160,9 +162,9 @@ static void attention_task(int task, int thread, void *arg) {
     const int t0 = tile * job->tile, nt = job->n - t0 < job->tile ? job->n - t0 : job->tile;
     const int group = c->n_heads / c->n_kv_heads;  /* HF repeat_kv: consecutive query heads share a KV head */
     const int q_dim = c->n_heads * c->head_dim;
-    const size_t head_offset = kv_head_start(job, kv_head);
+    const size_t head_offset = kv_head_start(job, kv_head) * tandem_type_size(s->kv_type);
     const size_t q_off = (size_t)t0 * q_dim + (size_t)kv_head * group * c->head_dim;
-    float *scratch = s->attention_scratch + (size_t)thread * s->attention_scratch_per_thread;
+    float *scratch = s->attention_scratch + (size_t)thread * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY;
     attention_forward(s->att + q_off, q_dim, s->q + q_off, q_dim, nt, group, (const uint8_t *)s->k_cache + head_offset,
                       (const uint8_t *)s->v_cache + head_offset, s->kv_type,
                       job->pos0 + t0 + 1 /* causal: keys 0 … own position */, c->head_dim,

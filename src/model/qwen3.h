@@ -70,11 +70,9 @@ void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */
 typedef struct qwen3_state {
     int32_t n_ctx, n_batch, n_threads;
-    tandem_type kv_type;  /* of the cache: F16 (half the memory and attention reads of F32), Q8_0 (about half
-                           * of F16's; head_dim a multiple of 32) or F32 (the exact path) */
-    size_t kv_row_bytes;  /* one position's key (or value) of one KV head: kv_row_bytes(kv_type, head_dim) */
-    void *k_cache;    /* (n_layers, n_kv_heads, n_ctx) rows of kv_type: one head's keys are contiguous */
-    void *v_cache;    /* (n_layers, n_kv_heads, n_ctx) rows of kv_type */
+    tandem_type kv_type;  /* of the cache: F16 (half the memory and attention reads) or F32 (the exact path) */
+    void *k_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) of kv_type: one head's keys are contiguous */
+    void *v_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) */
     float *x;         /* (n_batch, dim) residual stream */
     float *xb;        /* (n_batch, dim) normed input of a sub-block */
     float *xb2;       /* (n_batch, dim) output of a sub-block before the residual add */
@@ -84,8 +82,7 @@ typedef struct qwen3_state {
     float *att;       /* (n_batch, n_heads*head_dim) attention output, concatenated heads */
     float *hb;        /* (n_batch, ffn_dim) gate, then silu(gate)·up */
     float *hb2;       /* (n_batch, ffn_dim) up */
-    float *attention_scratch;  /* (n_threads, attention_scratch_per_thread) */
-    size_t attention_scratch_per_thread;  /* attention_scratch_floats(attention_tile · n_heads / n_kv_heads, …) */
+    float *attention_scratch;  /* (n_threads, attention_tile, n_heads / n_kv_heads, ATTENTION_SCRATCH_PER_QUERY) */
     int32_t attention_tile;    /* most tokens an attention task takes: min(n_batch, ATTENTION_TILE_TOKENS) */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
     matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
@@ -100,8 +97,7 @@ typedef struct qwen3_state {
 } qwen3_state;
 
 /* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones.
- * kv_type: TANDEM_TYPE_F16, TANDEM_TYPE_Q8_0 or TANDEM_TYPE_F32, how the cache keeps keys and values (one
- * kv_row_bytes accepts for the model's head_dim). */
+ * kv_type: TANDEM_TYPE_F16 or TANDEM_TYPE_F32, how the cache keeps keys and values. */
 tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
                                tandem_type kv_type, qwen3_state **out);
 void qwen3_state_free(qwen3_state *s);

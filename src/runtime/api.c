@@ -193,13 +193,9 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_ctx %d out of range 1..%d", p.n_ctx, 1 << 24);
     if (p.n_batch < 1 || p.n_batch > 4096)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
-    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32 && p.kv_type != TANDEM_TYPE_Q8_0)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16, f32 or q8_0",
+    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16 or f32",
                            tandem_type_name(p.kv_type));
-    if (!p.exact && kv_row_bytes(p.kv_type, model->qwen.cfg.head_dim) == 0)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG,
-                           "tandem_ctx_init: kv_type q8_0 needs head_dim a multiple of 32 (blocks of 32); this "
-                           "model's head_dim is %d", model->qwen.cfg.head_dim);
     /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
     pthread_mutex_lock(&model->pack_lock);
     tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool);

@@ -252,67 +252,58 @@ static double attention_error(const float *q, int nq, const float *keys, const f
     return worst;
 }
 
-/* Attention on every instruction set and every cache type against a double-precision definition (for an f16 or
- * Q8_0 cache, over the keys and values as the cache holds them: rounded to f16, or quantized by quantize_row_q8_0
- * and dequantized by dequantize_row): head sizes with and without 64/16/8-wide chunks and scalar tails (Q8_0:
- * multiples of 32, with 64-wide chunks straddling two blocks and 16-wide ones in either half of a block), 1 to 300
- * keys (partial key blocks), 1 to 5 queries sharing the keys, tiles of 1 to 17 tokens (each seeing one key more
- * than the one before), strided rows. Every token of a tile gets the bits a call for that token alone gives
- * (verification passes must match single steps). */
+/* Attention on every instruction set and both cache types against a double-precision definition (for an f16
+ * cache, over the keys and values rounded to f16): head sizes with and without 64/16/8-wide chunks and scalar
+ * tails, 1 to 300 keys (partial key blocks), 1 to 5 queries sharing the keys, tiles of 1 to 17 tokens (each
+ * seeing one key more than the one before), strided rows. Every token of a tile gets the bits a call for that
+ * token alone gives (verification passes must match single steps). */
 static void check_attention_isas(void) {
-    const int head_dims[] = {4, 13, 16, 40, 72, 128}, q8_head_dims[] = {32, 64, 96, 128, 160, 256};
-    const int tiles[] = {1, 2, 5, 17};
+    const int head_dims[] = {4, 13, 16, 40, 72, 128}, tiles[] = {1, 2, 5, 17};
     const char *isas[] = {"scalar", "avx2"};
-    const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_Q8_0};
+    const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16};
     for (size_t k = 0; k < 2; k++) {
         if (!kernel_isa_select(isas[k])) continue;
-        for (size_t kt = 0; kt < 3; kt++) {
-            const tandem_type kv_type = kv_types[kt];
-            const bool f16 = kv_type == TANDEM_TYPE_F16, q8 = kv_type == TANDEM_TYPE_Q8_0;
+        for (size_t kt = 0; kt < 2; kt++) {
+            const bool f16 = kv_types[kt] == TANDEM_TYPE_F16;
             double worst = 0;
             int cases = 0, differ = 0;
             for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
-                const int hd = q8 ? q8_head_dims[hi] : head_dims[hi];
-                const size_t row_bytes = (size_t)kv_row_bytes(kv_type, hd);
+                const int hd = head_dims[hi];
                 for (int n_keys0 = 1; n_keys0 <= 300; n_keys0 += 37) {
                     const int nq = 1 + (n_keys0 + (int)hi) % 5, T = tiles[(n_keys0 / 37 + hi) % 4];
                     const int n_keys = n_keys0 + T - 1, stride = nq * hd + 3;  /* rows 3 floats apart */
                     float *q = malloc(sizeof(float) * stride * T), *keys = malloc(sizeof(float) * hd * n_keys);
                     float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * stride * T);
                     float *single = malloc(sizeof(float) * nq * hd);
-                    uint8_t *kc = malloc(row_bytes * n_keys), *vc = malloc(row_bytes * n_keys);
-                    float *sc = malloc(sizeof(float) * attention_scratch_floats(T * nq, hd, kv_type));
+                    uint16_t *keys16 = malloc(sizeof(uint16_t) * hd * n_keys), *vals16 = malloc(sizeof(uint16_t) * hd * n_keys);
+                    float *sc = malloc(sizeof(float) * ATTENTION_SCRATCH_PER_QUERY * T * nq);
                     /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
                     const float q_scale = n_keys0 % 3 == 2 ? 60.0f : 2.0f;
                     for (int i = 0; i < stride * T; i++) q[i] = frand() * q_scale;
-                    for (int i = 0; i < hd * n_keys; i++) keys[i] = frand(), vals[i] = frand();
-                    for (int u = 0; u < n_keys; u++) {  /* into the cache, then what the cache holds */
-                        kv_store_row(kc + u * row_bytes, keys + u * hd, hd, kv_type);
-                        kv_store_row(vc + u * row_bytes, vals + u * hd, hd, kv_type);
-                        if (f16 || q8) {
-                            dequantize_row(kv_type, kc + u * row_bytes, keys + u * hd, hd);
-                            dequantize_row(kv_type, vc + u * row_bytes, vals + u * hd, hd);
-                        }
+                    for (int i = 0; i < hd * n_keys; i++) {
+                        keys[i] = frand(), vals[i] = frand();
+                        keys16[i] = f32_to_f16(keys[i]), vals16[i] = f32_to_f16(vals[i]);
+                        if (f16) keys[i] = f16_to_f32(keys16[i]), vals[i] = f16_to_f32(vals16[i]);  /* what the cache holds */
                     }
-                    attention_forward(out, stride, q, stride, T, nq, kc, vc, kv_type, n_keys0, hd, 0.3f, sc);
+                    const void *kc = f16 ? (const void *)keys16 : keys, *vc = f16 ? (const void *)vals16 : vals;
+                    attention_forward(out, stride, q, stride, T, nq, kc, vc, kv_types[kt], n_keys0, hd, 0.3f, sc);
                     for (int t = 0; t < T; t++) {
                         worst = fmax(worst, attention_error(q + t * stride, nq, keys, vals, n_keys0 + t, hd, out + t * stride));
-                        attention_forward(single, nq * hd, q + t * stride, nq * hd, 1, nq, kc, vc, kv_type,
+                        attention_forward(single, nq * hd, q + t * stride, nq * hd, 1, nq, kc, vc, kv_types[kt],
                                           n_keys0 + t, hd, 0.3f, sc);
                         differ += memcmp(single, out + t * stride, sizeof(float) * nq * hd) != 0;
                         cases++;
                     }
-                    free(q); free(keys); free(vals); free(out); free(single); free(sc); free(kc); free(vc);
+                    free(q); free(keys); free(vals); free(out); free(single); free(sc); free(keys16); free(vals16);
                 }
             }
-            const char *type_name = tandem_type_name(kv_type);
             printf("attention on %s (%s cache): %.2g from the definition at worst; %d tokens of tiles\n", isas[k],
-                   type_name, worst, cases);
+                   f16 ? "f16" : "f32", worst, cases);
             /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */
             CHECK_MSG(worst < 2e-5, "attention on %s (%s cache) differs from the definition by %g", isas[k],
-                      type_name, worst);
+                      f16 ? "f16" : "f32", worst);
             CHECK_MSG(differ == 0, "attention on %s (%s cache): %d of %d tokens of tiles differ from single calls",
-                      isas[k], type_name, differ, cases);
+                      isas[k], f16 ? "f16" : "f32", differ, cases);
         }
     }
     kernel_isa_select(NULL);

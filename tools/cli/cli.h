@@ -40,8 +40,7 @@ tandem_type parse_weight_type(args *a, const char *flag);
 /* --kv-type T of run, bench, perplexity and kld: f16 or f32 (case-insensitive); usage error otherwise. */
 tandem_type parse_kv_type(args *a, const char *flag);
 #define KV_TYPE_HELP "      --kv-type T          KV cache keys and values: f16 (default; half the memory and attention\n" \
-                     "                           reads of f32), q8_0 (8-bit blocks of 32: 53% of f16's memory,\n" \
-                     "                           for long contexts) or f32 (--exact implies f32)\n"
+                     "                           reads) or f32 (--exact implies f32)\n"
 
 /* -md/--draft, --draft-max, --draft-min, --draft-p-min, --draft-fixed, --lookup: true if f was one. */
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path);

@@ -168,7 +168,7 @@ tandem_type parse_weight_type(args *a, const char *flag) {
 }
 
 tandem_type parse_kv_type(args *a, const char *flag) {
-    static const tandem_type TYPES[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32, TANDEM_TYPE_Q8_0};
+    static const tandem_type TYPES[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32};
     return parse_type_among(a, flag, TYPES, sizeof TYPES / sizeof TYPES[0]);
 }
 
