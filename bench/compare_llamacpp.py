@@ -102,14 +102,16 @@ def main():
             for r in range(a.rounds):
                 print(f"{size} {qtype}: round {r + 1} of {a.rounds} ...", file=sys.stderr)
                 with_curve = r == 0 and not a.no_curve
+                def llama_turn():
+                    return llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
                 tandem_first = r % 2 == 0
                 if not tandem_first:
-                    l_res = llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
+                    l_res = llama_turn()
                 t_pp = tandem(a.tandem, f, ["-p", str(a.pp), "-n", "1", "-b", str(a.pp)], a.threads, a.repetitions)
                 t_tg = tandem(a.tandem, f, ["-p", "0", "-n", str(a.tg)] + (["--curve"] if with_curve else []),
                               a.threads, a.repetitions)
                 if tandem_first:
-                    l_res = llama(a.llama_bench, f, ["-p", str(a.pp), "-n", str(a.tg)], a.threads, a.repetitions)
+                    l_res = llama_turn()
                 if r == 0:
                     first_tg = t_tg  # the curve, the step's bytes, the ISA
                 rss = max(rss, t_pp["peak_rss_mb"], t_tg["peak_rss_mb"])

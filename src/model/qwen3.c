@@ -226,10 +226,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, cons
 
     /* ---- final norm and output head: every position, or only the last ---- */
     const weight_matrix *const head = &m->lm_head;
-    if (logits)
-        matmul_normed_input(pool, &logits, s->xb, s->x, m->norm, c->rms_eps, &head, 1, n, &s->mm);
-    else
-        matmul_normed_input(pool, &s->logits, s->xb, s->x + (size_t)(n - 1) * dim, m->norm, c->rms_eps, &head, 1, 1,
-                            &s->mm);
+    const int n_out = logits ? n : 1;  /* the last n_out positions */
+    float *const out = logits ? logits : s->logits;
+    matmul_normed_input(pool, &out, s->xb, s->x + (size_t)(n - n_out) * dim, m->norm, c->rms_eps, &head, 1, n_out,
+                        &s->mm);
     thread_pool_end_burst(pool);
 }
