@@ -1,5 +1,5 @@
 /* cli.h — what the command files of the tandem CLI share: exit codes, argument parsing, error exits,
- * file reading and JSON output (defined in main.c), and each command's entry point. */
+ * file reading and JSON output (defined in cli.c), and each command's entry point. */
 #ifndef TANDEM_CLI_H
 #define TANDEM_CLI_H
 
