@@ -53,10 +53,10 @@ typedef enum tandem_type {
     TANDEM_TYPE_COUNT = 43,
 } tandem_type;
 
-const char *tandem_type_name(tandem_type t);
-/* The instruction set the kernels run on: "avx2" or "scalar" (the best this CPU has, or the one the
- * environment variable TANDEM_KERNELS names). */
-const char *tandem_kernel_isa(void);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
+const char *tandem_type_name(tandem_type t);  /* "Q4_0", "BF16", …; "?" for ids tandem does not know */
+/* The instruction set the kernels run on: "avx512vnni", "avxvnni", "avx2" or "scalar" (the best this CPU has,
+ * or the one the environment variable TANDEM_KERNELS names). */
+const char *tandem_kernel_isa(void);
 
 /* ---- tokenizer ---- */
 

@@ -1,5 +1,6 @@
-/* runtime.h — the structs behind the public handles tandem_model and tandem_ctx, shared by api.c,
- * generate.c and (later) speculative.c. A model owns its files, weights, tokenizer and thread pool. */
+/* runtime.h — the structs behind the public handles tandem_model and tandem_ctx, and what the runtime's files
+ * share among themselves (the sampler's draws, the generation emitter, the speculative rule and loop, quality's
+ * evaluation on ids); included by every .c file of src/runtime. A model owns its files, weights, tokenizer, pool. */
 #ifndef TANDEM_RUNTIME_H
 #define TANDEM_RUNTIME_H
 
