@@ -79,8 +79,8 @@ INLINE void dot_q8_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
 INLINE void dot_iq4_nl_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     dot_signed32_nt(w, x, xs, cols, out, NT, true);
 }
-ROW_DOT_ACT(dot_q8_0)
-ROW_DOT_ACT(dot_iq4_nl)
+ROW_DOT_ACT(dot_q8_0, dot_q8_0_nt)
+ROW_DOT_ACT(dot_iq4_nl, dot_iq4_nl_nt)
 
 /* Q4_0, Q4_1, Q5_0, Q5_1: unsigned quants q (4 bits, or 5 with a fifth bit from the 32-bit qh field) and
  * either y = d·(q − zero) (zero 8 or 16) or y = d·q + m. Σ_i y_i·x̂_i = d·dx·Σq·x̂ + (m or −zero·d)·(dx·Σx̂),
@@ -117,10 +117,10 @@ INLINE void dot_q5_0_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
 INLINE void dot_q5_1_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     dot_affine32_nt(w, x, xs, cols, out, NT, true, true);
 }
-ROW_DOT_ACT(dot_q4_0)
-ROW_DOT_ACT(dot_q4_1)
-ROW_DOT_ACT(dot_q5_0)
-ROW_DOT_ACT(dot_q5_1)
+ROW_DOT_ACT(dot_q4_0, dot_q4_0_nt)
+ROW_DOT_ACT(dot_q4_1, dot_q4_1_nt)
+ROW_DOT_ACT(dot_q5_0, dot_q5_0_nt)
+ROW_DOT_ACT(dot_q5_1, dot_q5_1_nt)
 
 /* ---- packed groups of 8 rows (pack.c's layout) ---- */
 
@@ -187,8 +187,8 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
-ROW_DOT_ACT(dot_q8_0_packed)
-ROW_DOT_ACT(dot_q4_0_packed)
+ROW_DOT_ACT(dot_q8_0_packed, dot_q8_0_packed_nt)
+ROW_DOT_ACT(dot_q4_0_packed, dot_q4_0_packed_nt)
 
 /* isum += sc_lo·sum_lo + sc_hi·sum_hi: two sub-blocks' int16 sums times their scales, widened to int32. */
 INLINE __m256i add_scaled_sums(__m256i isum, __m256i sum_lo, __m256i sc_lo, __m256i sum_hi, __m256i sc_hi) {
@@ -333,8 +333,8 @@ INLINE void dot_q4_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
 INLINE void dot_q5_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_t cols, float *out, const int NT) {
     dot_k4_nt(w, x, xs, cols, out, NT, true);
 }
-ROW_DOT_ACT(dot_q4_K)
-ROW_DOT_ACT(dot_q5_K)
+ROW_DOT_ACT(dot_q4_K, dot_q4_K_nt)
+ROW_DOT_ACT(dot_q5_K, dot_q5_K_nt)
 
 /* Q6_K: y = d·sc·(q − 32) with a signed 8-bit scale per 16 elements. Half h (128 elements) takes low
  * nibbles from ql[64h…] (activation blocks 0,1: low nibbles of the two 32-byte runs; 2,3: high) and two
@@ -372,7 +372,7 @@ INLINE void dot_q6_K_nt(const uint8_t *w, const act_block *x, int64_t xs, int64_
     }
     FOR_TOKENS (int t = 0; t < NT; t++) out[t] = hsum8(acc[t]) - 32.0f * off[t];
 }
-ROW_DOT_ACT(dot_q6_K)
+ROW_DOT_ACT(dot_q6_K, dot_q6_K_nt)
 
 /* ---- float rows against float activations ---- */
 
@@ -397,10 +397,14 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
  * by the FMA latency (4 cycles) at a quarter of the FMA units' rate; 4 rows × 1–2 tokens or 2 rows × 4 tokens
  * keep 4–8 chains in flight and each converted weight vector serves NT tokens, each loaded x vector R rows.
  * Prompts go 3 tokens at a time (FLOAT_PREFILL_TOKENS) through 4 rows: 12 chains, 3 x vectors and the weight
- * vector being used fill the 16 registers, and the FMA units, not the chains' latency, set the pace. */
-#define ROW_DOT_FLOAT(name, load8, elem_bytes, to_f32)                                                        \
-    INLINE void name##_tile(const uint8_t *w, size_t rb, const float *x, int64_t xs, int64_t cols, float *out, \
-                            const int R, const int NT) {                                                      \
+ * vector being used fill the 16 registers, and the FMA units, not the chains' latency, set the pace.
+ * ROW_DOT_FLOAT(name, name_tile, load8, elem_bytes, to_f32) defines that tile, name_tile, and the entry point
+ *     static int name(const uint8_t *w, size_t rb, int n_rows, const float *x, int64_t xs, int n_tok,
+ *                     int64_t cols, float *out)
+ * which runs the tile that fits n_rows and n_tok and returns how many rows it did. */
+#define ROW_DOT_FLOAT(name, name_tile, load8, elem_bytes, to_f32)                                             \
+    INLINE void name_tile(const uint8_t *w, size_t rb, const float *x, int64_t xs, int64_t cols, float *out,  \
+                          const int R, const int NT) {                                                        \
         __m256 acc[4][MATMUL_TOKENS];                                                                         \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                   \
             FOR_TOKENS (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();                              \
@@ -425,16 +429,16 @@ INLINE __m256 load8_bf16(const uint8_t *p) {
     static int name(const uint8_t *w, size_t rb, int n_rows, const float *x, int64_t xs, int n_tok, int64_t cols, \
                     float *out) {                                                                             \
         if (n_tok <= 3 && n_rows >= 4) {                                                                      \
-            if (n_tok == 1) name##_tile(w, rb, x, xs, cols, out, 4, 1);                                       \
-            else if (n_tok == 2) name##_tile(w, rb, x, xs, cols, out, 4, 2);                                  \
-            else name##_tile(w, rb, x, xs, cols, out, 4, 3);                                                  \
+            if (n_tok == 1) name_tile(w, rb, x, xs, cols, out, 4, 1);                                       \
+            else if (n_tok == 2) name_tile(w, rb, x, xs, cols, out, 4, 2);                                  \
+            else name_tile(w, rb, x, xs, cols, out, 4, 3);                                                  \
             return 4;                                                                                         \
         }                                                                                                     \
         const int R = n_rows >= 2 ? 2 : 1;                                                                    \
         if (R == 2) {                                                                                         \
-            FLOAT_TILE_BY_TOKENS(name##_tile, 2)                                                              \
+            FLOAT_TILE_BY_TOKENS(name_tile, 2)                                                              \
         } else {                                                                                              \
-            FLOAT_TILE_BY_TOKENS(name##_tile, 1)                                                              \
+            FLOAT_TILE_BY_TOKENS(name_tile, 1)                                                              \
         }                                                                                                     \
         return R;                                                                                             \
     }
@@ -450,9 +454,11 @@ INLINE float scalar_bf16(const uint8_t *p) {
     memcpy(&f, &u, 4);
     return f;
 }
-ROW_DOT_FLOAT(dot_f32_rows, load8_f32, 4, scalar_f32)
-ROW_DOT_FLOAT(dot_f16_rows, load8_f16, 2, load_f16)
-ROW_DOT_FLOAT(dot_bf16_rows, load8_bf16, 2, scalar_bf16)
+/* Each line defines the tile and the entry point it names: dot_f32_rows_tile and dot_f32_rows, dot_f16_rows_tile
+ * and dot_f16_rows, dot_bf16_rows_tile and dot_bf16_rows. */
+ROW_DOT_FLOAT(dot_f32_rows, dot_f32_rows_tile, load8_f32, 4, scalar_f32)
+ROW_DOT_FLOAT(dot_f16_rows, dot_f16_rows_tile, load8_f16, 2, load_f16)
+ROW_DOT_FLOAT(dot_bf16_rows, dot_bf16_rows_tile, load8_bf16, 2, scalar_bf16)
 
 /* ---- float rows against many tokens (prompts) ---- */
 
@@ -695,9 +701,10 @@ INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x,
         for (int t = 0; t < n_tok; t++) memset(y + t * ys, 0, sizeof(float) * (size_t)n_rows);
 }
 
-#define PACKED_FLOAT(name, type, eb)                                                                          \
-    static void dot_##name##_packed(const uint8_t *g, const float *x, int64_t xs, int n_tok, int64_t cols,    \
-                                    float *out) {                                                             \
+/* PACKED_FLOAT(dot_name, gemm_name, type, eb) defines the packed float entry points of one type: dot_name (up
+ * to MATMUL_TOKENS tokens, group_dot_float) and gemm_name (longer passes, gemm_packed_float). */
+#define PACKED_FLOAT(dot_name, gemm_name, type, eb)                                                           \
+    static void dot_name(const uint8_t *g, const float *x, int64_t xs, int n_tok, int64_t cols, float *out) { \
         switch (n_tok) {                                                                                      \
         case 1: group_dot_float(g, x, xs, cols, out, type, eb, 1); break;                                     \
         case 2: group_dot_float(g, x, xs, cols, out, type, eb, 2); break;                                     \
@@ -705,13 +712,13 @@ INLINE void gemm_packed_float(const uint8_t *groups, int n_rows, const float *x,
         default: group_dot_float(g, x, xs, cols, out, type, eb, 4); break;                                    \
         }                                                                                                     \
     }                                                                                                         \
-    static void gemm_##name##_packed(const uint8_t *groups, int n_rows, const float *x, int64_t xs, int n_tok, \
-                                     int64_t cols, float *y, int64_t ys) {                                    \
+    static void gemm_name(const uint8_t *groups, int n_rows, const float *x, int64_t xs, int n_tok,           \
+                          int64_t cols, float *y, int64_t ys) {                                               \
         gemm_packed_float(groups, n_rows, x, xs, n_tok, cols, y, ys, type, eb);                               \
     }
-PACKED_FLOAT(f32, TANDEM_TYPE_F32, 4)
-PACKED_FLOAT(f16, TANDEM_TYPE_F16, 2)
-PACKED_FLOAT(bf16, TANDEM_TYPE_BF16, 2)
+PACKED_FLOAT(dot_f32_packed, gemm_f32_packed, TANDEM_TYPE_F32, 4)
+PACKED_FLOAT(dot_f16_packed, gemm_f16_packed, TANDEM_TYPE_F16, 2)
+PACKED_FLOAT(dot_bf16_packed, gemm_bf16_packed, TANDEM_TYPE_BF16, 2)
 
 /* ---- activation quantization: the same bytes as quantize_act_scalar ---- */
 

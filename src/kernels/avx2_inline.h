@@ -21,14 +21,18 @@ INLINE uint32_t load_u32(const uint8_t *p) {
 }
 
 /* The per-type kernels are written once for a compile-time token count NT (1…4) so that the
- * accumulators live in registers; ROW_DOT_ACT makes the entry point that switches on n_tok. */
-#define ROW_DOT_ACT(name)                                                                                   \
+ * accumulators live in registers. ROW_DOT_ACT(name, kernel_nt) defines the entry point
+ *     static void name(const uint8_t *row, const act_block *x, int64_t xs, int n_tok, int64_t cols, float *out)
+ * which calls kernel_nt(row, x, xs, cols, out, NT) with NT = n_tok (1…4). Both names are written out in full at
+ * every use (e.g. ROW_DOT_ACT(dot_q8_0, dot_q8_0_nt)), so grep finds where each entry point is defined and who
+ * calls each kernel. */
+#define ROW_DOT_ACT(name, kernel_nt)                                                                        \
     static void name(const uint8_t *row, const act_block *x, int64_t xs, int n_tok, int64_t cols, float *out) { \
         switch (n_tok) {                                                                                    \
-        case 1: name##_nt(row, x, xs, cols, out, 1); break;                                                 \
-        case 2: name##_nt(row, x, xs, cols, out, 2); break;                                                 \
-        case 3: name##_nt(row, x, xs, cols, out, 3); break;                                                 \
-        default: name##_nt(row, x, xs, cols, out, 4); break;                                                \
+        case 1: kernel_nt(row, x, xs, cols, out, 1); break;                                                 \
+        case 2: kernel_nt(row, x, xs, cols, out, 2); break;                                                 \
+        case 3: kernel_nt(row, x, xs, cols, out, 3); break;                                                 \
+        default: kernel_nt(row, x, xs, cols, out, 4); break;                                                \
         }                                                                                                   \
     }
 

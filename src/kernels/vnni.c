@@ -135,8 +135,8 @@ INLINE void dot_q4_0_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
     }
     FOR_TOKENS (int t = 0; t < NT; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
-ROW_DOT_ACT(dot_q8_0_packed)
-ROW_DOT_ACT(dot_q4_0_packed)
+ROW_DOT_ACT(dot_q8_0_packed, dot_q8_0_packed_nt)
+ROW_DOT_ACT(dot_q4_0_packed, dot_q4_0_packed_nt)
 
 /* Q4_K's unit u of chunk c as k4_unit_quants gives it, except that the high nibbles stay in place (16·q): a
  * mask instead of a shift per unit, the chunk's sum divided by 16 once (exact). avx2.c cannot: vpmaddubsw's int16
