@@ -59,8 +59,9 @@ void mapped_range_release(const void *p, size_t n) {
 }
 
 void *streamed_alloc(size_t bytes) {
-    /* Streaming 4.6 GB of 8B weights from 4 KiB pages took a TLB miss every 64 cache lines: decode read
-     * 5-10% fewer bytes per second than from 2 MiB pages. Rounding up to a whole huge page wastes under 2 MiB,
+    /* Streaming 4.6 GB of 8B weights from 4 KiB pages took a TLB miss every 64 cache lines, and decode read
+     * fewer bytes per second than from 2 MiB pages (bench/README.md, "Huge pages for packed weights, Q6_K group
+     * prefetch, float panels for prompts"). Rounding up to a whole huge page wastes under 2 MiB,
      * so this is for one large block, not many small ones. */
     const size_t huge = (size_t)2 << 20;
     if (bytes > SIZE_MAX - huge) return NULL;

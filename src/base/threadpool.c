@@ -14,13 +14,14 @@
  * thread costs tens of microseconds (more in a virtual machine, where the wake-up goes through the
  * hypervisor), and each wake-up sits on the forward pass's critical path. A worker that runs out of tasks
  * waits for the others' last task and then for the caller's serial steps: with 20 µs budgets an 8B decode
- * slept in 62% of its parallel-fors (the caller in 24%) and ran at 4.4 tok/s; with 1 ms, 2% and 0.3%, and
- * 5.8 tok/s. But a pool spinning while another pool of the process works (the draft model's while the target
- * verifies) takes that pool's cores: 0.5 ms spins everywhere once made the speculative tests 80x slower. So
- * the long budget belongs to the pool that began the latest burst (thread_pool_begin_burst: a forward
- * pass), during its bursts and between them (a worker that slept between forward passes cost an 8B decode
- * ~7%), and only while the threads of the pools in bursts fit the cores; other pools spin 20 µs. The budgets
- * are times, not pause counts: a pause takes ~10 to ~140 cycles depending on the core.
+ * slept in most of its parallel-fors and ran much slower than with 1 ms. But a pool spinning while another pool
+ * of the process works (the draft model's while the target verifies) takes that pool's cores: long spins
+ * everywhere made the speculative tests many times slower. So the long budget belongs to the pool that began
+ * the latest burst (thread_pool_begin_burst: a forward pass), during its bursts and between them (a worker
+ * that slept between forward passes slowed an 8B decode too), and only while the threads of the pools in
+ * bursts fit the cores; other pools spin 20 µs (the figures: bench/README.md, "Workers that stay awake through
+ * a forward pass, finer decode tasks"). The budgets are times, not pause counts: a pause takes ~10 to ~140
+ * cycles depending on the core.
  * The job fields are published by the release store of generation and read after its acquire load; the
  * sleeper counts close the race between a spinner deciding to sleep and the other side deciding nobody
  * sleeps (both sides use seq_cst). */

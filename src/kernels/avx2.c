@@ -246,7 +246,8 @@ INLINE void k4_chunk_packed_nt(const uint8_t *w, const act_block *x, int64_t xs,
  * (scale as int16 in both halves of each row's lane); the −32 offset, −32·sc·Σq̂ per 16 columns, joins the
  * int32 sum through one more multiply-add of the scales·32 with the block's two int16 half sums.
  * h and k are compile-time constants (every shift immediate, no branch): with them as loop variables gcc
- * kept the 6-bit values in memory and shifted by registers, and the kernel ran at half the memory rate. */
+ * kept the 6-bit values in memory and shifted by registers, and the kernel ran far below the memory's rate
+ * (bench/README.md, "After prefetching, Q6_K/Q5_K/float tiles"). */
 INLINE void q6_K_block_nt(const uint8_t *w, const act_block *x, int64_t xs, __m256i *isum, const int NT, const int h,
                           const int k) {
     const __m256i scu = load256(w + 1536 + (2 * h + k / 2) * 32);
@@ -464,7 +465,8 @@ ROW_DOT_FLOAT(dot_bf16_rows, dot_bf16_rows_tile, load8_bf16, 2, scalar_bf16)
 
 /*
  * The tiles above convert each weight vector for 3 tokens at a time, so a prompt converts every weight n/3
- * times and the 4-row × 3-token tile runs at ~60% of the FMA units' rate in the model. Here a task's rows are
+ * times, and the 4-row × 3-token tile falls well short of the FMA units' rate in the model (bench/README.md,
+ * "Huge pages for packed weights, Q6_K group prefetch, float panels for prompts"). Here a task's rows are
  * first converted to f32 and transposed into panels of 16 rows (panel[k·16 + j] = row j's column k0 + k,
  * GEMM_KC columns at a time, 64 KB for 64 rows: L2), once per column block; then 6 tokens go through a panel at
  * a time: 12 accumulators (6 tokens × 2 vectors of rows), 2 weight vectors and 1 broadcast activation fill 15
@@ -593,7 +595,7 @@ static void gemm_bf16_rows(const uint8_t *w, size_t rb, int n_rows, const float 
 /*
  * A column of 8 rows is one load and one conversion, multiplied by the token's value broadcast: the lanes are
  * the rows, so there are no horizontal sums, and a group streams from one address rather than from 4 rows'.
- * The plain 4-row tiles read the 0.6B output head at ~24 GB/s on 2 threads, this at ~30 (kernel_bench).
+ * It streams the 0.6B output head faster than the plain 4-row tiles (bench/README.md, "Packed float weights").
  *
  * Every (row, token) sum is formed the same way whatever the token count, so that a pass over k tokens gives
  * the bits k single-token passes give (a verification pass must not flip a near-tie the target alone would
@@ -824,11 +826,9 @@ INLINE __m128 lane_sums4(__m256 a, __m256 b, __m256 c, __m256 d) {
  * p = 0, and adding 0·v leaves its sums unchanged (a −0 may become +0: the same value).
  *
  * Decoding reads the cache from memory (the weights streamed since evicted it), where the hardware
- * prefetcher alone left the kernel waiting (one thread: 25.8 GB/s from L2, 12-13 from memory). So the first
- * rows' pass asks for the keys of the next block and, into L2 rather than L1 (the block's keys stream through
- * L1 meanwhile), the values of the keys it scores. Two threads over the 300 heads of a 1024-key cache:
- * 14.5-23.4 -> 26.8-29.7 GB/s; 0.6B Q4_K_M decoding after a 4096-token prompt: 25.2, 23.7 -> 28.5, 32.0 tok/s,
- * after 2048: 31.3, 36.3 -> 41.1, 46.2 (alternating).
+ * prefetcher alone left the kernel waiting: it read the cache from memory far slower than from L2. So the
+ * first rows' pass asks for the keys of the next block and, into L2 rather than L1 (the block's keys stream
+ * through L1 meanwhile), the values of the keys it scores (bench/README.md, "Attention prefetches into L2").
  */
 
 /* S[r·KB + u + j] = the scores of rows r < R (queries qr[r]) against keys u … u + NK − 1 of the block. */
@@ -1004,8 +1004,9 @@ static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {
 
 /* ---- per-vector ops ---- */
 
-/* silu(g)·up with exp8: the scalar expf took its slow path (e^-g underflowing) on large gate values and was
- * 1-2% of a small model's decode step. */
+/* silu(g)·up with exp8: the scalar expf took its slow path (e^-g underflowing) on large gate values, a visible
+ * part of a small model's decode step (bench/README.md, "Contiguous task shares, SIMD SwiGLU and argmax, f16 KV
+ * cache"). */
 static void swiglu_avx2(float *out, const float *gate, const float *up, int n) {
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     int i = 0;

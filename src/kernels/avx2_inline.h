@@ -9,7 +9,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 /* Token loops run NT ≤ 4 times; unrolled, each token's accumulator stays in a register (at -O2 gcc
- * keeps the loop and spills the accumulators to the stack, 5x slower). */
+ * keeps the loop and spills the accumulators to the stack, several times slower: bench/README.md, "Before the
+ * side-by-side runs"). */
 #define FOR_TOKENS _Pragma("GCC unroll 4") for
 
 INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
@@ -37,13 +38,13 @@ INLINE uint32_t load_u32(const uint8_t *p) {
     }
 
 /* Asks for the cache lines PREFETCH_BYTES ahead of the n bytes at p, the part of the group this step
- * reads. The hardware prefetcher alone left the kernels waiting at the start of each group (Q6_K decoded at
- * 9 GB/s on one core, 12.5-14 with this). Prefetches past the matrix's end are dropped: they never fault.
- * One token asks for L1 (T0); more tokens, whose multiplies take 2-3x as long per byte, ask for L2 (T1). Into L1,
- * a pass over 2-8 tokens paid its multiplies and its memory waits one after the other (likely: each line holds
- * one of the core's few L1 miss slots for a whole memory round trip; no counters here to show it). Zen 4,
- * 2 threads, passes alternated one by one: 8B Q4_K_M over 4 tokens 220 -> 164 ms (1 token: 157), 8 tokens
- * 358 -> 281; 0.6B over 4 tokens 13.8 -> 12.6 ms. One token into L2 was within the noise or up to 6% slower. */
+ * reads. The hardware prefetcher alone left the kernels waiting at the start of each group (bench/README.md,
+ * "After prefetching, Q6_K/Q5_K/float tiles"). Prefetches past the matrix's end are dropped: they never fault.
+ * One token asks for L1 (T0); more tokens, whose multiplies take longer per byte, ask for L2 (T1). Into L1, a
+ * pass over 2-8 tokens paid its multiplies and its memory waits one after the other (likely: each line holds
+ * one of the core's few L1 miss slots for a whole memory round trip; no counters here to show it); into L2
+ * they overlap, while one token gained nothing from L2 (bench/README.md, "Multi-token passes prefetch into
+ * L2"). */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 8192
 #endif
@@ -56,8 +57,8 @@ INLINE void prefetch_ahead(const uint8_t *p, const int n, const int NT) {
 
 /* An empty asm that claims to change v, so that v's additions stay one running chain. Left alone, gcc
  * re-associates an unrolled chain of integer adds into a tree, which holds every product at once: at 3-4
- * tokens that is more than 16 registers, and the Q4_K kernel made 1200 stack accesses, a 4-token pass
- * costing 3.4x a 1-token pass in L2 (2.7x with the chains kept). */
+ * tokens that is more than 16 registers, and the Q4_K kernel spilled them to the stack (bench/README.md,
+ * "K-quant sums kept as chains"). */
 #define KEEP_CHAIN(v) __asm__("" : "+x"(v))
 
 /* Byte b of each 32-bit lane picked out by one byte shuffle (b a compile-time constant; the masks fold to

@@ -100,10 +100,11 @@ typedef struct weight_matrix {
 } weight_matrix;
 
 /* ---- packed weight layout (pack.c) ----
- * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices multiply about twice as fast with PACK_ROWS rows interleaved column
- * block by column block (one vector then holds the same columns of 8 rows: no horizontal sums, one scale
- * vector for 8 rows); F32, F16 and BF16 ones ~20% faster (one stream, no horizontal sums). Same size as the
- * plain layout; packing is a copy made once when a model is first run. */
+ * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices multiply faster with PACK_ROWS rows interleaved column block by
+ * column block (one vector then holds the same columns of 8 rows: no horizontal sums, one scale vector for 8
+ * rows), and so do F32, F16 and BF16 ones (one stream, no horizontal sums); bench/README.md, "Before the
+ * side-by-side runs" and "Packed float weights". Same size as the plain layout; packing is a copy made once
+ * when a model is first run. */
 enum { PACK_ROWS = 8 };
 /* Bytes of w's packed copy if the selected kernels have a packed product for it (Q8_0, Q4_0, Q4_K, Q5_K,
  * Q6_K, F32, F16 or BF16, rows a multiple of 8, not packed yet); 0 when w stays as it is. */

@@ -22,8 +22,8 @@ typedef int (*row_dot_float_fn)(const uint8_t *rows, size_t row_bytes, int n_row
 /* y[t·y_stride + r] = Σ_k W_r[k]·x[t·x_stride + k] for r < n_rows ≤ FLOAT_GEMM_ROWS and any n_tok: F32/F16/BF16
  * rows against a prompt's tokens, each weight converted once per call rather than once per 3-token tile. For
  * FLOAT_GEMM_MIN_TOKENS or more tokens: the conversion is a pass of its own, not overlapped with the
- * arithmetic, and at 16 tokens (a verification pass) it made the product 1.6x slower than the tiles; at 32
- * and 64 it is ~10% faster, at 512 10-25%. */
+ * arithmetic, which a 16-token pass (a verification pass) does not repay and 32 tokens or more do
+ * (bench/README.md, "Huge pages for packed weights, Q6_K group prefetch, float panels for prompts"). */
 enum { FLOAT_GEMM_ROWS = 64, FLOAT_GEMM_MIN_TOKENS = 32 };
 typedef void (*rows_gemm_float_fn)(const uint8_t *rows, size_t row_bytes, int n_rows, const float *x,
                                    int64_t x_stride, int n_tok, int64_t cols, float *y, int64_t y_stride);

@@ -3,8 +3,8 @@
 #include "kernels_isa.h"
 
 /* Packed float passes of up to this many tokens go 4 tokens at a time through group products (the task's rows
- * re-read from L2 per 4 tokens), longer ones through the GEMM; both give the same bits. On the 0.6B head
- * (kernel_bench) 8 tokens cost ~2.0x one token as groups and 2.0-2.3x through the GEMM; 16, 4.0-4.5x vs 3.6-4.2x. */
+ * re-read from L2 per 4 tokens), longer ones through the GEMM; both give the same bits. Where one overtakes
+ * the other was measured on the 0.6B output head (bench/README.md, "Packed float weights"). */
 enum { PACKED_FLOAT_GROUP_TOKENS = 8 };
 
 typedef enum matmul_path {
@@ -216,8 +216,8 @@ static void matmul_input(thread_pool *pool, float *const *y, const float *in, co
         /* Rows per task: enough tasks to balance the threads, each big enough to amortise claiming it and
          * reading the token group's activations. A prefill task's rows must stay in L2 (at most 64). In
          * decoding the matrix is streamed once and the threads finish a product together only to within a
-         * task: 32 tasks per thread of at most 64 rows (an 8B matrix's 256-row tasks left ~50 µs tails;
-         * decoding went 5.43 -> 5.77 tok/s, alternating). */
+         * task: 32 tasks per thread of at most 64 rows (an 8B matrix's 256-row tasks left long tails:
+         * bench/README.md, "Workers that stay awake through a forward pass, finer decode tasks"). */
         const bool prefill = n_tokens > MATMUL_TOKENS;
         const int64_t per_thread = w[i]->rows / ((prefill ? 8 : 32) * (int64_t)thread_pool_size(pool));
         int64_t task_rows = per_thread < 16 ? 16 : per_thread > 64 ? 64 : per_thread;

@@ -6,8 +6,8 @@
 
 KERNEL_CLONES void rmsnorm_forward(float *out, const float *x, const float *w, int n, float eps) {
     /* double: the mean of squares over thousands of values loses bits in float. Eight running sums (element i
-     * goes to sum i mod 8): one sum made each add wait on the one before, and the norms of a prompt took 3% of
-     * it. A float's square is exact in double, so only the adds round, the same way on every path. */
+     * goes to sum i mod 8): one sum made each add wait on the one before (bench/README.md, "Attention in tiles").
+     * A float's square is exact in double, so only the adds round, the same way on every path. */
     double ss[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -72,8 +72,8 @@ void swiglu_forward(float *out, const float *gate, const float *up, int n) {
 }
 
 /* Two passes, as the SIMD twin goes: the largest value (NaNs skipped), then its first index. Tracking the
- * index in one pass made each step wait on the load of x[best]: a third of a millisecond over Qwen3's
- * 151936 logits, 2-3% of a small model's token. */
+ * index in one pass made each step wait on the load of x[best], over Qwen3's 151936 logits a visible part of a
+ * small model's token (bench/README.md, "Contiguous task shares, SIMD SwiGLU and argmax, f16 KV cache"). */
 int64_t argmax_f32_scalar(const float *x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;

@@ -4,7 +4,8 @@
  * vpdpbusd multiplies unsigned by signed bytes and adds each lane's four products to an int32 accumulator in
  * one instruction, where AVX2 needs maddubs (into int16), madd (into int32) and an add: a third of the
  * multiply-port work. When k drafted tokens share each weight load that work bounds the pass (avx2.c's Q4_K at
- * k = 4 issues ~one maddubs a cycle), so this is where the verification of a draft gets cheaper. Sums stay in
+ * k = 4 is bound by the multiply port: bench/README.md, "Workers that stay awake through a forward pass, finer
+ * decode tasks"), so this is where the verification of a draft gets cheaper. Sums stay in
  * int32, so the int16 limits of avx2.c (how many units add before widening) do not apply here.
  *
  * The vectors are 256 bits on AVX-512 CPUs too: the packed layout holds 8 rows × 4 columns per 256 bits, each
@@ -57,9 +58,9 @@ INLINE __m256i add_quad_products(__m256i acc, __m256i q, const act_block *a, con
 /* vpdpbusd's result waits ~4 cycles for the previous one into the same accumulator, so a token's sum over a
  * block is a chain of 8 of them. Streaming from memory, the out-of-order window then fills with waiting
  * products instead of reaching the next loads: with few tokens the units go round-robin to CHAINS(NT)
- * accumulators, added at the end. The sums are exact integers, so the order changes no bit. 8B decoding
- * (2 threads, 3 alternations each, Zen 4): Q8_0 4.03 -> 4.42 tok/s, Q4_0 7.56 -> 8.00, Q4_K_M 4.75 -> 5.29.
- * Q6_K's two half sums already make two chains; splitting them further was slower from L2 (kernel_bench). */
+ * accumulators, added at the end. The sums are exact integers, so the order changes no bit. 8B decoding got
+ * faster for it; Q6_K's two half sums already make two chains, and splitting them further was slower from L2
+ * (bench/README.md, "A Zen 4 host with AVX-512 VNNI"). */
 #define CHAINS(NT) ((NT) == 1 ? 4 : (NT) == 2 ? 2 : 1)
 enum { MAX_CHAINS = 4 };
 

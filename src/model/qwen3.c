@@ -73,9 +73,9 @@ tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_ba
     uint64_t bytes;
     if (!size_mul_ok(total, sizeof(float), &bytes) || bytes > SIZE_MAX / 2) goto too_big;
     /* On huge pages (streamed_alloc) like the packed weights: a decoding step reads the whole cache once more per
-     * token, and from 4 KiB pages that read took a TLB miss every 64 lines (0.6B decode after a 4096-token prompt:
-     * 20.9 -> 23.2 tok/s). The cost: a head's first key makes its 2 MiB resident, so the cache of n_ctx
-     * positions is resident from the first tokens on, as a cache cleared at allocation would be. */
+     * token, and from 4 KiB pages that read took a TLB miss every 64 lines (bench/README.md, "Long prompts:
+     * decoding after 4-8K tokens of context"). The cost: a head's first key makes its 2 MiB resident, so the
+     * cache of n_ctx positions is resident from the first tokens on, as a cache cleared at allocation would be. */
     s->block = streamed_alloc((size_t)bytes);
     const size_t act_bytes = (size_t)n_batch * (size_t)(max_cols / 32 + 1) * sizeof(act_block);
     s->mm.act = aligned_alloc(64, (act_bytes + 63) & ~(size_t)63);
