@@ -31,6 +31,12 @@ const char *tandem_last_error(void);               /* borrowed; "" when nothing 
 const char *tandem_status_name(tandem_status st);  /* static string, e.g. "format error" */
 void tandem_free(void *p);                         /* frees arrays and strings the API returned */
 
+/* Every file tandem writes goes first to a temporary file next to it, renamed onto path at the end, so path only
+ * ever holds a complete file. This creates "<path>.tmp.XXXXXX" with mode 0666 less the umask (as any new file):
+ * *fd open for writing, *tmp_path its name (free with tandem_free). TANDEM_ERR_IO naming path and the reason (a
+ * missing folder, no permission) otherwise. */
+tandem_status tandem_temp_file_create(const char *path, int *fd, char **tmp_path);
+
 /* ---- tensor types (ids equal ggml's, so GGUF files map one to one) ---- */
 
 typedef enum tandem_type {
