@@ -137,6 +137,46 @@ def test_synth_bad_input(run_tandem, models_dir, tmp_path):
         expect_error(run_tandem, ["synth"] + args, needle, code=2)
 
 
+@pytest.mark.parametrize("case", ["notes", "notes without newline", "json config", "one-line json config",
+                                  "json lines of other objects", "answer lines of another shape"])
+def test_synth_refuses_an_output_it_did_not_write(run_tandem, models_dir, tmp_path, case):
+    """Only synth's own file is resumed (every complete line an answer {"index", "prompt", "prompt_ids", "ids", "text",
+    "finish"} for these prompts, a half-written last line the start of one); anything else is left byte for byte as
+    it was, unless --force."""
+    good = write_prompts(tmp_path / "good.jsonl", PROMPTS)
+    out = tmp_path / "out.jsonl"
+    content = {
+        "notes": "my notes\nsecond line\n",
+        "notes without newline": "my notes",
+        "json config": json.dumps({"index": 0, "lr": 0.1, "steps": [1, 2]}, indent=2) + "\n",
+        "one-line json config": json.dumps({"index": 0, "prompt": "hello world"}),  # json.dump writes no newline
+        "json lines of other objects": '{"index": 0, "prompt": "hello world", "score": 3}\n',
+        "answer lines of another shape": '{"index": 0, "prompt": "hello world", "prompt_ids": [1], "ids": "x", '
+                                         '"text": "", "finish": "eos"}\n',
+    }[case].encode()
+    out.write_bytes(content)
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", good, "-o", out, "-n", 4, check=False)
+    assert cp.returncode == 1 and str(out) in cp.stderr and "tandem synth" in cp.stderr, cp.stderr
+    assert out.read_bytes() == content
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", good, "-o", out, "-n", 4, "--force")
+    assert "0 already done, 4 answered" in cp.stdout and len(read_lines(out)) == 4
+
+
+def test_synth_uses_an_empty_output_and_resumes_its_own(synth_out, run_tandem, models_dir, tmp_path):
+    """An empty file holds nothing to lose: synth writes into it. A half-written last line that is the start of an
+    answer, however short, is dropped and answered again."""
+    d, prompts, full_out, _ = synth_out
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", out, "-n", 10, "--topk", 5)
+    assert "0 already done, 4 answered" in cp.stdout and out.read_bytes() == full_out.read_bytes()
+    first = full_out.read_bytes().split(b"\n")[0]
+    for partial in (b"{", b'{"ind', first[:40]):
+        out.write_bytes(first + b"\n" + partial)
+        cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", out, "-n", 10, "--topk", 5)
+        assert "1 already done, 3 answered" in cp.stdout and out.read_bytes() == full_out.read_bytes()
+
+
 # ---- distill ----
 
 def test_distill_loss_falls_and_output_runs(synth_out, run_tandem, models_dir, tmp_path):
