@@ -224,6 +224,92 @@ def test_distill_bad_input(synth_out, run_tandem, models_dir, tmp_path):
         expect_error(run_tandem, ["distill"] + args, needle, code=2)
 
 
+def test_distill_writes_the_students_type(synth_out, run_tandem, models_dir, tmp_path):
+    """Without --type the output keeps the student's weight type (Q8_0 student -> Q8_0 output); --type overrides."""
+    gguf = pytest.importorskip("gguf")
+    _, _, data, _ = synth_out
+    for student, kind, label in [("model-q8_0.gguf", [], gguf.LlamaFileType.MOSTLY_Q8_0),
+                                 ("model-q4_0.gguf", [], gguf.LlamaFileType.MOSTLY_Q4_0),
+                                 ("model-f16.gguf", [], gguf.LlamaFileType.MOSTLY_F16),
+                                 ("model-q8_0.gguf", ["--type", "f32"], gguf.LlamaFileType.ALL_F32)]:
+        out = tmp_path / f"{student}-{len(kind)}.gguf"
+        run_tandem("distill", "--student", models_dir / TINY / student, "--teacher", models_dir / TINY, "--data", data,
+                   "-o", out, "--steps", 2, "--batch", 2, "-t", 1, *kind)
+        r = gguf.GGUFReader(str(out))
+        assert int(r.fields["general.file_type"].parts[-1][0]) == label, (student, kind)
+        want = {gguf.LlamaFileType.MOSTLY_Q8_0: gguf.GGMLQuantizationType.Q8_0,
+                gguf.LlamaFileType.MOSTLY_Q4_0: gguf.GGMLQuantizationType.Q4_0,
+                gguf.LlamaFileType.MOSTLY_F16: gguf.GGMLQuantizationType.F16,
+                gguf.LlamaFileType.ALL_F32: gguf.GGMLQuantizationType.F32}[label]
+        assert r.get_tensor(0) is not None
+        assert {t.tensor_type for t in r.tensors if t.name == "blk.0.attn_q.weight"} == {want}
+
+
+def _distill_args(synth_out, models_dir, tmp_path, name, steps):
+    _, _, data, _ = synth_out
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return ["distill", "--student", models_dir / TINY / "model-f32.gguf", "--teacher", models_dir / TINY,
+            "--data", data, "-o", folder / "healed.gguf", "--steps", steps, "--batch", 3, "--lr", 3e-3, "--seed", 7,
+            "--warmup", 2, "-t", 1], folder
+
+
+def test_distill_resume_equals_uninterrupted(synth_out, run_tandem, models_dir, tmp_path):
+    """Stopped after 3 of 7 steps and resumed from its checkpoint (the answers dealt again in the same order, across
+    a reshuffle: 4 answers, 3 per step), distill writes the same file, byte for byte, as a run never stopped."""
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 7)
+    run_tandem(*args)
+    args, b = _distill_args(synth_out, models_dir, tmp_path, "b", 7)
+    ck = tmp_path / "distill.ckpt"
+    cp = run_tandem(*args, "--checkpoint", ck, "--stop-after", 3)
+    assert "stopped after 3 steps" in cp.stdout and ck.exists() and not (b / "healed.gguf").exists()
+    run_tandem(*args, "--checkpoint", ck, "--resume")
+    assert (a / "healed.gguf").read_bytes() == (b / "healed.gguf").read_bytes()
+    # a checkpoint made with another seed (another order of the answers) is refused
+    args, c = _distill_args(synth_out, models_dir, tmp_path, "c", 7)
+    args[args.index("--seed") + 1] = 8
+    cp = run_tandem(*args, "--checkpoint", ck, "--resume", check=False)
+    assert cp.returncode == 1 and "distill.ckpt" in cp.stderr and "seed" in cp.stderr, cp.stderr
+
+
+def test_distill_ctrl_c_saves_checkpoint_and_resumes(synth_out, run_tandem, tandem_bin, models_dir, tmp_path):
+    """Ctrl-C stops at the end of a step with the checkpoint saved; --resume continues exactly: 2 steps later its
+    checkpoint equals, byte for byte, that of a run never interrupted."""
+    import re
+    import signal
+    import time
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 100000)
+    args += ["--checkpoint-every", 1]
+    ck = tmp_path / "a.ckpt"
+    proc = subprocess.Popen([str(tandem_bin)] + [str(x) for x in args + ["--checkpoint", ck]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "resume from" in err, (out, err)
+    n = int(re.search(r"stopped at step (\d+)", err).group(1))
+    assert not (a / "healed.gguf").exists()
+    cp = run_tandem(*args, "--checkpoint", ck, "--resume", "--stop-after", 2)
+    assert "stopped after 2 steps" in cp.stdout
+    ref = tmp_path / "b.ckpt"
+    run_tandem(*args, "--checkpoint", ref, "--stop-after", n + 2)
+    assert ck.read_bytes() == ref.read_bytes()
+
+
+def test_distill_ctrl_c_without_checkpoint_says_nothing_was_saved(synth_out, tandem_bin, models_dir, tmp_path):
+    import signal
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 100000)
+    proc = subprocess.Popen([str(tandem_bin)] + [str(x) for x in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step 1:")  # printed once the first step is done
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "nothing saved" in err and "--checkpoint FILE" in err, (out, err)
+    assert not list(a.iterdir())
+
+
 # ---- the toy family's tokenizer recipe ----
 
 def test_toy_tokenizer_matches_hf(run_tandem, repo_root, qwen3_tokenizer_dir, tmp_path):
