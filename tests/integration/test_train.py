@@ -230,6 +230,24 @@ def test_train_ctrl_c_saves_checkpoint_and_resumes(tmp_path, tandem_bin, run_tan
     assert ck.read_bytes() == ref.read_bytes()
 
 
+def test_train_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path, tandem_bin):
+    """Without --checkpoint, Ctrl-C loses the steps done: the message says so, and how to keep them next time."""
+    import signal
+    import subprocess
+    (tmp_path / "data.txt").write_text(PATTERN * 50)
+    cfg = write_config(tmp_path, num_hidden_layers=1)
+    args = ["train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", TOKENIZER, "-o",
+            tmp_path / "a.gguf", "--steps", 100000, "--batch", 2, "--seq", 16, "--val-every", 1, "--threads", 1]
+    proc = subprocess.Popen([str(tandem_bin)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step 1:")  # the first step is done
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert re.search(r"interrupted at step \d+; nothing saved \(use --checkpoint FILE", err), err
+    assert not (tmp_path / "a.gguf").exists()
+
+
 def test_train_with_real_qwen3_tokenizer(tmp_path, run_tandem, qwen3_tokenizer_dir):
     """The real Qwen3 tokenizer (151,669 tokens, padded to the config's 151,936) goes into the GGUF intact: the trained
     file tokenizes like the tokenizer.json folder, and keeps the chat template."""

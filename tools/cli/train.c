@@ -133,6 +133,7 @@ int cmd_train(int argc, char **argv) {
                r.last_loss, p.checkpoint_path);
         return 0;
     }
+    if (st == TANDEM_ERR_ABORTED && cli_interrupted && !p.checkpoint_path) die_interrupted("train", r.steps_this_run);
     if (st) die_status("train", st);
     printf("trained: loss %.4f -> %.4f", r.first_loss, r.last_loss);
     if (!isnan(r.last_val)) printf(", val loss %.4f", r.last_val);
