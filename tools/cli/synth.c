@@ -73,6 +73,7 @@ int cmd_synth(int argc, char **argv) {
     if (!p.output_path) die_usage("synth", "missing -o DATA.jsonl");
     if (p.spec.draft_min > p.spec.draft_max)
         die_usage("synth", "--draft-min %d exceeds --draft-max %d", p.spec.draft_min, p.spec.draft_max);
+    check_output_path("synth", "-o", p.output_path, false);
     bool tty = isatty(fileno(stderr));
     p.on_progress = synth_progress;
     p.user = &tty;
