@@ -153,19 +153,21 @@ def test_prune_bad_input(run_tandem, models_dir, tmp_path, case, needle):
         assert out.read_bytes() == b"keep"
 
 
-def test_prune_png_mode_follows_the_umask(model4, tandem_bin, tmp_path):
-    """Under umask 022 the table's PNG and CSV are 0644 (mkstemp alone would give 0600), like the GGUF."""
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_prune_png_mode_follows_the_umask(model4, tandem_bin, tmp_path, umask):
+    """The table's PNG and CSV, and the GGUF, get 0666 less the umask: 0644 under 022 (mkstemp alone gives 0600),
+    0640 under 027 (a fixed 0644 would not)."""
     import subprocess
     d = model4
     cmd = [str(tandem_bin), "prune", "-m", str(d / "m4.gguf"), "-f", str(d / "calib.txt"), "--remove", "1",
            "-o", str(tmp_path / "p.gguf"), "--csv", str(tmp_path / "t.csv"), "--png", str(tmp_path / "t.png"),
            "--window", "64"]
-    subprocess.run(cmd, check=True, capture_output=True, preexec_fn=lambda: os.umask(0o022))
+    subprocess.run(cmd, check=True, capture_output=True, preexec_fn=lambda: os.umask(umask))
     for name in ("t.csv", "t.png", "p.gguf"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     csv = (tmp_path / "t.csv").read_text().splitlines()[1:]
     table = {(int(l), int(n)): float(v) for l, n, v in (x.split(",") for x in csv)}
-    check_png(tmp_path / "t.png", table, 4, umask=0o022)
+    check_png(tmp_path / "t.png", table, 4, umask=umask)
 
 
 def test_prune_usage_errors(run_tandem):
