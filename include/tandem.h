@@ -31,6 +31,12 @@ const char *tandem_last_error(void);               /* borrowed; "" when nothing 
 const char *tandem_status_name(tandem_status st);  /* static string, e.g. "format error" */
 void tandem_free(void *p);                         /* frees arrays and strings the API returned */
 
+/* Every file tandem writes goes first to a temporary file next to it, renamed onto path at the end, so path only
+ * ever holds a complete file. This creates "<path>.tmp.XXXXXX" with mode 0666 less the umask (as any new file):
+ * *fd open for writing, *tmp_path its name (free with tandem_free). TANDEM_ERR_IO naming path and the reason (a
+ * missing folder, no permission) otherwise. */
+tandem_status tandem_temp_file_create(const char *path, int *fd, char **tmp_path);
+
 /* ---- tensor types (ids equal ggml's, so GGUF files map one to one) ---- */
 
 typedef enum tandem_type {
@@ -521,7 +527,8 @@ typedef struct tandem_distill_params {
     const char *teacher_path;    /* the target it learns from: same vocabulary (checked) */
     const char *data_path;       /* tandem synth output (JSONL) */
     const char *output_path;     /* GGUF, temp file + rename */
-    tandem_type out_type;        /* F32 [default], F16, BF16, Q8_0, Q4_0 */
+    tandem_type out_type;        /* F32, F16, BF16, Q8_0, Q4_0, … [TANDEM_TYPE_COUNT: the type most of the student's
+                                  * layer matrices have, e.g. Q8_0 for a Q8_0 student] */
     int64_t steps;               /* optimiser steps [200] */
     int32_t batch;               /* answers per step [8] */
     int32_t seq;                 /* tokens per answer, prompt included; longer ones keep their end [256] */
@@ -536,7 +543,11 @@ typedef struct tandem_distill_params {
     int64_t seed;                /* order of the answers [1] */
     int32_t n_threads;           /* 0 = all cores */
     bool force;                  /* overwrite output_path */
-    tandem_train_callback on_progress;  /* may be NULL; val_loss is NaN */
+    const char *checkpoint_path; /* NULL: no checkpoints; else weights, Adam moments and step (tandem_train's format) */
+    bool resume;                 /* continue from checkpoint_path when that file exists (same data, batch, seq, seed:
+                                  * the result is then bit-identical to an uninterrupted run) */
+    int64_t checkpoint_every;    /* steps between checkpoints [100; and on stop and at the end] */
+    tandem_train_callback on_progress;  /* may be NULL; val_loss is NaN; return false to stop (checkpoint saved) */
     void *user;
 } tandem_distill_params;
 tandem_distill_params tandem_distill_default_params(void);

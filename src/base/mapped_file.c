@@ -1,4 +1,5 @@
-/* mapped_file.c — read-only memory maps of model files, memory for streamed data, path helpers and the clock.
+/* mapped_file.c — read-only memory maps of model files, memory for streamed data, path helpers, the temporary
+ * file every output is written to, and the clock.
  * Weights are used straight from the map: opening a model reads only headers. */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,6 +108,41 @@ char *path_stem(const char *path) {
     char *dot = name ? strrchr(name, '.') : NULL;
     if (dot && dot != name) *dot = '\0';
     return name;
+}
+
+tandem_status tandem_temp_file_create(const char *path, int *fd_out, char **tmp_out) {
+    *fd_out = -1, *tmp_out = NULL;
+    const size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *tmp = malloc(n);
+    if (!tmp) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+    /* mkstemp would make the file 0600 and the umask cannot be read without changing it (racy in a library):
+     * open(2) with 0666 applies the umask itself; the name is made unique as mkstemp does, retrying on EEXIST */
+    static const char CHARS[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    static _Atomic uint64_t counter;
+    uint64_t x = ((uint64_t)ts.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_sec ^ ++counter;
+    int fd = -1;
+    for (int attempt = 0; attempt < 1000 && fd < 0; attempt++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t r = x >> 16;
+        char suffix[7];
+        for (int i = 0; i < 6; i++, r /= 62) suffix[i] = CHARS[r % 62];
+        suffix[6] = '\0';
+        snprintf(tmp, n, "%s.tmp.%s", path, suffix);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        const int e = errno;  /* kept for callers that word their own message */
+        tandem_status st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create a temporary file next to it: %s", path,
+                                       strerror(e));
+        free(tmp);
+        errno = e;
+        return st;
+    }
+    *fd_out = fd, *tmp_out = tmp;
+    return TANDEM_OK;
 }
 
 double now_ms(void) {

@@ -894,20 +894,12 @@ tandem_status gguf_writer_write(gguf_writer *w, const char *path) {
     uint32_t alignment;
     out_file o = {0};
     int fd = -1;
-    size_t tmp_size = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tmp_size);
-    if (!tmp) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
-    snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
+    char *tmp = NULL;
 
     st = writer_alignment(w, &alignment);
     if (st != TANDEM_OK) goto done;
     /* A temp file in the same folder, renamed at the end, so readers never see a half-written model. */
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
-        goto done;
-    }
-    fchmod(fd, 0644);  /* mkstemp creates 0600; a model file should be readable like any other output */
+    if ((st = tandem_temp_file_create(path, &fd, &tmp))) goto done;
     o.fp = fdopen(fd, "wb");
     if (!o.fp) {
         st = tandem_fail(TANDEM_ERR_IO, "%s: cannot open %s for writing: %s", path, tmp, strerror(errno));

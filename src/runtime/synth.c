@@ -92,9 +92,41 @@ static tandem_status read_prompts(const char *path, synth_prompt **out, int32_t 
 
 /* ---- resume: which indices the output already holds ---- */
 
+/* Whether s (n bytes: a last line without its newline) can be the start of a line synth writes: compact JSON whose
+ * keys come in the order tandem_synth sets them, {"index":N,"prompt":… */
+static bool is_answer_start(const char *s, size_t n) {
+    static const char START[] = "{\"index\":", AFTER[] = ",\"prompt\":";
+    size_t i = 0;
+    for (; i < n && START[i]; i++)
+        if (s[i] != START[i]) return false;
+    const size_t digits = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == n) return true;
+    if (i == digits) return false;
+    for (size_t k = 0; i < n && AFTER[k]; i++, k++)
+        if (s[i] != AFTER[k]) return false;
+    return true;
+}
+
+/* A line of synth's own: a JSON object with an "index" below n_prompts, the prompt text of that index, "prompt_ids"
+ * and "ids" arrays, "text" and "finish" strings, and if any, "top_ids" and "top_logits" arrays. Anything else (a
+ * JSON config, JSON lines of other objects, notes) is someone else's file, and resuming would append to it. */
+static bool is_synth_line(const json_t *j) {
+    static const char *const ARRAYS[] = {"prompt_ids", "ids"}, *const STRINGS[] = {"text", "finish"},
+                             *const OPTIONAL_ARRAYS[] = {"top_ids", "top_logits"};
+    for (int i = 0; i < 2; i++) {
+        const json_t *o = json_object_get(j, OPTIONAL_ARRAYS[i]);
+        if (!json_is_array(json_object_get(j, ARRAYS[i])) || !json_is_string(json_object_get(j, STRINGS[i])) ||
+            (o && !json_is_array(o)))
+            return false;
+    }
+    return json_is_string(json_object_get(j, "prompt"));
+}
+
 /* Reads an existing output: marks done[index] for every complete line, truncates a half-written last line (no
- * newline: the run stopped mid-write). A complete line that is not valid JSON, lacks an index, names an index
- * beyond the prompts or holds another prompt text is an error: the file belongs to something else. */
+ * newline: the run stopped mid-write). The file must be synth's own: every complete line one of its answers
+ * (is_synth_line) for this prompts file, and a half-written last line the start of one. An empty file is used as
+ * it is. Anything else is an error and the file is left as it was: it belongs to something else. */
 static tandem_status scan_existing(const char *path, const synth_prompt *prompts, int32_t n_prompts, bool *done,
                                    int32_t *n_done) {
     *n_done = 0;
@@ -111,9 +143,16 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
     off_t good_end = 0;
     while ((len = getline(&line, &line_cap, f)) >= 0) {
         line_no++;
-        if (line[len - 1] != '\n') break;  /* half-written: dropped below */
+        const bool complete = line[len - 1] == '\n';
         json_error_t err;
         json_t *j = json_loadb(line, (size_t)len, 0, &err);
+        if (!complete && !j) {  /* half-written: dropped below, if it is the start of an answer */
+            if (!is_answer_start(line, (size_t)len))
+                st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: the last line (no newline) is not the start of an "
+                                 "answer of tandem synth; the file is left as it is (set force to overwrite it)", path,
+                                 (long long)line_no);
+            break;
+        }
         json_t *idx = j ? json_object_get(j, "index") : NULL;
         json_t *prompt = j ? json_object_get(j, "prompt") : NULL;
         if (!j) {
@@ -126,12 +165,16 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
             st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: prompt %lld differs from the prompts file's (another "
                              "prompts file? pass --force to start over)", path, (long long)line_no,
                              (long long)json_integer_value(idx));
-        } else if (!done[json_integer_value(idx)]) {
+        } else if (!is_synth_line(j)) {
+            st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: not an answer of tandem synth (expected \"index\", "
+                             "\"prompt\", \"prompt_ids\", \"ids\", \"text\", \"finish\"); the file is left as it is "
+                             "(set force to overwrite it)", path, (long long)line_no);
+        } else if (complete && !done[json_integer_value(idx)]) {
             done[json_integer_value(idx)] = true;
             (*n_done)++;
         }
         json_decref(j);
-        if (st) break;
+        if (st || !complete) break;  /* a whole answer without its newline: dropped below, and answered again */
         good_end += len;
     }
     const bool read_error = ferror(f);

@@ -43,18 +43,10 @@ tandem_status train_checkpoint_save(const train_model *m, const train_progress *
     h.data_pos = p->data_pos;
     h.run_hash = p->run_hash;
 
-    const size_t tmp_size = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tmp_size);
-    if (!tmp) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
-    snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        tandem_status st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create a temporary file next to it: %s", path,
-                                       strerror(errno));
-        free(tmp);
-        return st;
-    }
-    fchmod(fd, 0644);
+    int fd;
+    char *tmp;
+    tandem_status st = tandem_temp_file_create(path, &fd, &tmp);
+    if (st) return st;
     FILE *f = fdopen(fd, "wb");
     int err = 0;
     if (!f) {
@@ -70,7 +62,6 @@ tandem_status train_checkpoint_save(const train_model *m, const train_progress *
         if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
     }
     if (!err && rename(tmp, path) != 0) err = errno;
-    tandem_status st = TANDEM_OK;
     if (err) {
         unlink(tmp);
         st = tandem_fail(TANDEM_ERR_IO, "%s: cannot write checkpoint: %s", path, strerror(err));

@@ -13,8 +13,8 @@
 tandem_distill_params tandem_distill_default_params(void) {
     tandem_distill_params p;
     memset(&p, 0, sizeof p);
-    p.out_type = TANDEM_TYPE_F32;
-    p.steps = p.warmup = p.seed = -1;
+    p.out_type = TANDEM_TYPE_COUNT;  /* the student's */
+    p.steps = p.warmup = p.seed = p.checkpoint_every = -1;
     p.batch = p.seq = p.topk = -1;
     p.lr = p.lr_min = p.weight_decay = p.clip = p.kl_weight = p.kl_temp = NAN;
     return p;
@@ -203,6 +203,36 @@ static tandem_status read_data(distill_data *d, const char *path, int32_t vocab,
 
 /* ---- the run ---- */
 
+/* The type most of the student's layer matrices are stored in (by elements): what its output keeps by default. A
+ * type the trainer cannot write (none today; a future one) falls back to F32, which loses nothing. */
+static tandem_type student_type(const qwen3_model *m) {
+    int64_t count[TANDEM_TYPE_COUNT] = {0};
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const qwen3_layer *y = &m->layers[l];
+        const weight_matrix *w[7] = {&y->q_proj, &y->k_proj, &y->v_proj, &y->o_proj, &y->gate_proj, &y->up_proj,
+                                     &y->down_proj};
+        for (int i = 0; i < 7; i++)
+            if ((unsigned)w[i]->type < TANDEM_TYPE_COUNT) count[w[i]->type] += w[i]->rows * w[i]->cols;
+    }
+    tandem_type best = TANDEM_TYPE_F32;
+    for (int t = 0; t < TANDEM_TYPE_COUNT; t++)
+        if (count[t] > count[best]) best = (tandem_type)t;
+    return best == TANDEM_TYPE_F16 || best == TANDEM_TYPE_BF16 || kernel_can_quantize(best) ? best : TANDEM_TYPE_F32;
+}
+
+/* Deals the answers to the steps: a fresh Fisher–Yates shuffle of order[] each time every answer was used once.
+ * Returns the next answer; *cursor is the position in order[] (n_rec: shuffle first). */
+static int32_t next_answer(int32_t *order, int32_t n_rec, int32_t *cursor, train_rng *rng) {
+    if (*cursor == n_rec) {
+        for (int32_t i = n_rec - 1; i > 0; i--) {
+            const int32_t j = (int32_t)(train_rng_next(rng) % (uint64_t)(i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+        *cursor = 0;
+    }
+    return order[(*cursor)++];
+}
+
 static tandem_status check_int(int64_t v, int64_t lo, int64_t hi, const char *flag) {
     if (v < lo || v > hi)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s = %lld is outside %lld..%lld", flag, (long long)v,
@@ -237,10 +267,15 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     if (path_exists(p.output_path) && !p.force)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
                            p.output_path);
-    if (p.out_type != TANDEM_TYPE_F32 && p.out_type != TANDEM_TYPE_F16 && p.out_type != TANDEM_TYPE_BF16 &&
-        !kernel_can_quantize(p.out_type))
+    if (p.out_type != TANDEM_TYPE_COUNT && p.out_type != TANDEM_TYPE_F32 && p.out_type != TANDEM_TYPE_F16 &&
+        p.out_type != TANDEM_TYPE_BF16 && !kernel_can_quantize(p.out_type))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: cannot write weights as %s", p.output_path,
                            tandem_type_name(p.out_type));
+    if (p.checkpoint_every < 0) p.checkpoint_every = 100;
+    if ((st = check_int(p.checkpoint_every, 1, 1LL << 40, "checkpoint_every"))) return st;
+    if ((st = train_check_writable(p.output_path, "output")) ||
+        (p.checkpoint_path && (st = train_check_writable(p.checkpoint_path, "checkpoint"))))
+        return st;
 
     model_source student = {0};
     train_teacher_model teacher = {0};
@@ -255,6 +290,7 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
 
     if ((st = model_source_open(&student, p.student_path))) goto done;
     const qwen3_config cfg = student.model.cfg;
+    if (p.out_type == TANDEM_TYPE_COUNT) p.out_type = student_type(&student.model);
     /* the teacher: its vocabulary must be the student's (checked here, before reading the data) */
     if ((st = train_teacher_open(&teacher, p.teacher_path, &cfg, B, T, p.topk, n_threads))) goto done;
     if ((st = read_data(&d, p.data_path, cfg.vocab_size, T))) goto done;
@@ -278,21 +314,40 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     for (int32_t i = 0; i < d.n_rec; i++) order[i] = i;
     train_rng rng = {(uint64_t)p.seed};
     int32_t cursor = d.n_rec;  /* a fresh shuffle at the first step */
+    /* what a resumed run must share with the one that wrote the checkpoint: the answers, their windows, the batch
+     * and the seed (the order of the answers is dealt again from the seed below) */
+    train_progress prog = {0, rng.state, cursor, 0};
+    uint64_t h = train_fnv1a(0xCBF29CE484222325ull, &B, sizeof B);
+    h = train_fnv1a(h, &T, sizeof T);
+    h = train_fnv1a(h, &p.seed, sizeof p.seed);
+    h = train_fnv1a(h, d.tokens, d.n_tokens * sizeof *d.tokens);
+    h = train_fnv1a(h, d.rec, (size_t)d.n_rec * sizeof *d.rec);
+    if (d.K > 0) {
+        h = train_fnv1a(h, d.top_ids, d.n_rows * (size_t)d.K * sizeof *d.top_ids);
+        h = train_fnv1a(h, d.top_logits, d.n_rows * (size_t)d.K * sizeof *d.top_logits);
+    }
+    prog.run_hash = h;
+    if (p.resume && p.checkpoint_path && path_exists(p.checkpoint_path)) {
+        train_progress saved;
+        if ((st = train_checkpoint_load(&m, &saved, p.checkpoint_path))) goto done;
+        /* the answers the steps before used, dealt again: the same shuffles, so the same rng state and position */
+        for (int64_t k = 0; k < saved.step * B; k++) next_answer(order, d.n_rec, &cursor, &rng);
+        if (saved.run_hash != prog.run_hash || saved.rng_state != rng.state || saved.data_pos != cursor) {
+            st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the checkpoint was made with other data, batch, seq or seed",
+                             p.checkpoint_path);
+            goto done;
+        }
+        prog = saved;
+    }
     const train_teacher kl = {kl_ids, kl_logits, K, p.kl_temp, p.kl_weight};
     const train_adamw base_opt = {p.lr, 0.9f, 0.95f, 1e-8f, p.weight_decay};
     openblas_set_num_threads(n_threads);
     const double t0 = now_ms();
-    for (int64_t s = 0; s < p.steps; s++) {
+    const int64_t first_step = prog.step;
+    for (int64_t s = prog.step; s < p.steps; s++) {
         bool batch_online = false;
         for (int b = 0; b < B; b++) {
-            if (cursor == d.n_rec) {  /* Fisher–Yates over the answers, once per pass */
-                for (int32_t i = d.n_rec - 1; i > 0; i--) {
-                    const int32_t j = (int32_t)(train_rng_next(&rng) % (uint64_t)(i + 1)), t = order[i];
-                    order[i] = order[j], order[j] = t;
-                }
-                cursor = 0;
-            }
-            const distill_record *r = &d.rec[order[cursor++]];
+            const distill_record *r = &d.rec[next_answer(order, d.n_rec, &cursor, &rng)];
             const int32_t *w = d.tokens + r->off;
             for (int t = 0; t < T; t++) {
                 const bool in = t + 1 < r->n, learn = in && t >= r->first;
@@ -335,12 +390,21 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
                              p.data_path, (long long)s + 1, loss);
             goto done;
         }
+        prog.step = s + 1, prog.rng_state = rng.state, prog.data_pos = cursor;
         tandem_train_progress rep = {s + 1, p.steps, loss, NAN, opt.lr, norm, 0, 0, 0};
         rep.elapsed_s = (now_ms() - t0) / 1000.0;
-        rep.tokens_per_s = rep.elapsed_s > 0 ? (double)(s + 1) * B * T / rep.elapsed_s : 0;
-        rep.eta_s = rep.elapsed_s / (double)(s + 1) * (double)(p.steps - s - 1);
-        if (p.on_progress && !p.on_progress(&rep, p.user)) {
-            st = tandem_fail(TANDEM_ERR_ABORTED, "stopped at step %lld; nothing written", (long long)s + 1);
+        const double done_steps = (double)(s + 1 - first_step);
+        rep.tokens_per_s = rep.elapsed_s > 0 ? done_steps * B * T / rep.elapsed_s : 0;
+        rep.eta_s = rep.elapsed_s / done_steps * (double)(p.steps - s - 1);
+        const bool go_on = !p.on_progress || p.on_progress(&rep, p.user);
+        if (p.checkpoint_path && (!go_on || prog.step % p.checkpoint_every == 0 || prog.step == p.steps))
+            if ((st = train_checkpoint_save(&m, &prog, p.checkpoint_path))) goto done;
+        if (!go_on) {
+            if (p.checkpoint_path)
+                st = tandem_fail(TANDEM_ERR_ABORTED, "stopped at step %lld; resume from %s", (long long)s + 1,
+                                 p.checkpoint_path);
+            else
+                st = tandem_fail(TANDEM_ERR_ABORTED, "stopped at step %lld; nothing written", (long long)s + 1);
             goto done;
         }
     }

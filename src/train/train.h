@@ -166,6 +166,12 @@ typedef struct train_progress {
 tandem_status train_checkpoint_save(const train_model *m, const train_progress *p, const char *path);
 /* Reads a checkpoint into m (same config and sizes, else TANDEM_ERR_MISMATCH naming the field). */
 tandem_status train_checkpoint_load(train_model *m, train_progress *p, const char *path);
+/* Fails now, not after the training, if no file can be created next to path (missing folder, no permission);
+ * `what` names the file in the message ("output", "checkpoint"). */
+tandem_status train_check_writable(const char *path, const char *what);
+/* FNV-1a over n bytes, continuing from h (start: 0xCBF29CE484222325): what a resumed run must share with the one
+ * that wrote its checkpoint. */
+uint64_t train_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* ---- export ---- */
 

@@ -230,25 +230,18 @@ tandem_status model_source_open(model_source *s, const char *path) {
     return st;
 }
 
-/* Fails now, not after the training, if no file can be created next to path (missing folder, no permission). */
-static tandem_status check_writable(const char *path, const char *what) {
-    const size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(n);
-    if (!tmp) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    const int fd = mkstemp(tmp);
-    tandem_status st = TANDEM_OK;
-    if (fd < 0) {
-        st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create the %s there: %s", path, what, strerror(errno));
-    } else {
-        close(fd);
-        unlink(tmp);
-    }
+tandem_status train_check_writable(const char *path, const char *what) {
+    int fd;
+    char *tmp;
+    if (tandem_temp_file_create(path, &fd, &tmp))
+        return tandem_fail(TANDEM_ERR_IO, "%s: cannot create the %s there: %s", path, what, strerror(errno));
+    close(fd);
+    unlink(tmp);
     free(tmp);
-    return st;
+    return TANDEM_OK;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+uint64_t train_fnv1a(uint64_t h, const void *data, size_t n) {
     const uint8_t *p = data;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
     return h;
@@ -282,8 +275,8 @@ tandem_status tandem_train(const tandem_train_params *p) {
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: cannot write weights as %s", p->output_path,
                            tandem_type_name(p->out_type));
 
-    if ((st = check_writable(p->output_path, "output")) ||
-        (p->checkpoint_path && (st = check_writable(p->checkpoint_path, "checkpoint"))))
+    if ((st = train_check_writable(p->output_path, "output")) ||
+        (p->checkpoint_path && (st = train_check_writable(p->checkpoint_path, "checkpoint"))))
         return st;
 
     /* model dims and options */
@@ -354,10 +347,10 @@ tandem_status tandem_train(const tandem_train_params *p) {
     }
     train_progress prog = {0, rng.state, 0, 0};
     /* what a resumed run must share with the one that wrote the checkpoint */
-    uint64_t h = fnv1a(0xCBF29CE484222325ull, &o.batch, sizeof o.batch);
-    h = fnv1a(h, &o.seq, sizeof o.seq);
-    h = fnv1a(h, &n_train, sizeof n_train);
-    h = fnv1a(h, tokens, (size_t)n_train * sizeof *tokens);
+    uint64_t h = train_fnv1a(0xCBF29CE484222325ull, &o.batch, sizeof o.batch);
+    h = train_fnv1a(h, &o.seq, sizeof o.seq);
+    h = train_fnv1a(h, &n_train, sizeof n_train);
+    h = train_fnv1a(h, tokens, (size_t)n_train * sizeof *tokens);
     prog.run_hash = h;
     if (p->resume && p->checkpoint_path && path_exists(p->checkpoint_path)) {
         train_progress saved;

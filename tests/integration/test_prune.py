@@ -1,6 +1,7 @@
 """tandem prune as a user runs it: the distance table, the pruned GGUF (loads, runs, has renumbered layers, and its
 own calibration perplexity equals the one prune predicted for it), GGUF and HF-folder inputs, and bad input."""
 import json
+import os
 import re
 
 import pytest
@@ -9,19 +10,48 @@ TOKENIZER = "tests/golden/models/tied_gqa2"
 CALIB = "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n" * 30
 
 
-def check_png(path, table, L, cell=32):
+def heatmap_layout(L, cell=32):
+    """Where tools/cli/heatmap.c draws (heatmap.h's constants): the grid's corner, the legend's colour bar, the size."""
+    pad, th = 6, 14
+    width = lambda s: len(s) * 12 - 2  # the 5x7 font at scale 2, a character every 12 pixels
+    grid_x, grid_y = pad + th + pad + width(str(L - 1)) + pad, pad + th + pad + th + pad
+    legend_x, legend_h = grid_x + max(L * cell, width("BLOCK SIZE N")) + 3 * pad, max(L * cell, 100)
+    size = (legend_x + max(16 + pad + width("0.5"), width("DISTANCE")) + pad,
+            grid_y + max(legend_h, width("LAYER L")) + th // 2 + pad)
+    return grid_x, grid_y, legend_x, legend_h, size
+
+
+def check_png(path, table, L, cell=32, umask=None):
     """The heat map, read back with Pillow: L×L cells whose brightness grows with the distance; cells with
-    l+n > L white."""
+    l+n > L white; a colour bar from the colour of 1 (top) to that of 0 (bottom); black text (axes, legend) around;
+    mode 0666 less the umask, as any new file."""
     from PIL import Image
+    grid_x, grid_y, legend_x, legend_h, size = heatmap_layout(L, cell)
     with Image.open(path) as im:
         im.load()
-        assert im.format == "PNG" and im.mode == "RGB" and im.size == (L * cell, L * cell)
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == size
         def pixel(l, n):
-            return im.getpixel(((n - 1) * cell + cell // 2, l * cell + cell // 2))
+            return im.getpixel((grid_x + (n - 1) * cell + cell // 2, grid_y + l * cell + cell // 2))
         assert pixel(L - 1, L) == (255, 255, 255)
         cells = sorted(table.items(), key=lambda kv: kv[1])
         assert sum(pixel(*cells[0][0])) < sum(pixel(*cells[-1][0]))
+        # the legend: the ramp's ends (heatmap.c: 0 = (68, 1, 84), 1 = (253, 231, 37)), darker downwards
+        assert im.getpixel((legend_x + 8, grid_y)) == (253, 231, 37)
+        assert im.getpixel((legend_x + 8, grid_y + legend_h - 1)) == (68, 1, 84)
+        bar = [sum(im.getpixel((legend_x + 8, grid_y + y))) for y in range(0, legend_h, 10)]
+        assert bar == sorted(bar, reverse=True)
+        # text: black pixels above the grid (column title and numbers), left of it (row numbers and title) and
+        # beside the bar (1, 0.5, 0)
+        black = lambda x0, y0, x1, y1: sum(im.getpixel((x, y)) == (0, 0, 0) for x in range(x0, x1)
+                                          for y in range(y0, y1))
+        assert black(grid_x, 0, grid_x + 142, grid_y) > 50
+        assert black(0, grid_y, grid_x, grid_y + L * cell) > 50
+        assert black(legend_x + 16, grid_y - 7, size[0], grid_y + legend_h + 7) > 50
     assert not list(path.parent.glob(path.name + ".tmp.*"))  # written to a temporary file, then renamed
+    if umask is None:  # the one this process (and the tandem it started) runs with
+        umask = os.umask(0)
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def ppl(stdout):
@@ -121,6 +151,23 @@ def test_prune_bad_input(run_tandem, models_dir, tmp_path, case, needle):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     if case == "output exists":
         assert out.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_prune_png_mode_follows_the_umask(model4, tandem_bin, tmp_path, umask):
+    """The table's PNG and CSV, and the GGUF, get 0666 less the umask: 0644 under 022 (mkstemp alone gives 0600),
+    0640 under 027 (a fixed 0644 would not)."""
+    import subprocess
+    d = model4
+    cmd = [str(tandem_bin), "prune", "-m", str(d / "m4.gguf"), "-f", str(d / "calib.txt"), "--remove", "1",
+           "-o", str(tmp_path / "p.gguf"), "--csv", str(tmp_path / "t.csv"), "--png", str(tmp_path / "t.png"),
+           "--window", "64"]
+    subprocess.run(cmd, check=True, capture_output=True, preexec_fn=lambda: os.umask(umask))
+    for name in ("t.csv", "t.png", "p.gguf"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    csv = (tmp_path / "t.csv").read_text().splitlines()[1:]
+    table = {(int(l), int(n)): float(v) for l, n, v in (x.split(",") for x in csv)}
+    check_png(tmp_path / "t.png", table, 4, umask=umask)
 
 
 def test_prune_usage_errors(run_tandem):

@@ -137,6 +137,46 @@ def test_synth_bad_input(run_tandem, models_dir, tmp_path):
         expect_error(run_tandem, ["synth"] + args, needle, code=2)
 
 
+@pytest.mark.parametrize("case", ["notes", "notes without newline", "json config", "one-line json config",
+                                  "json lines of other objects", "answer lines of another shape"])
+def test_synth_refuses_an_output_it_did_not_write(run_tandem, models_dir, tmp_path, case):
+    """Only synth's own file is resumed (every complete line an answer {"index", "prompt", "prompt_ids", "ids", "text",
+    "finish"} for these prompts, a half-written last line the start of one); anything else is left byte for byte as
+    it was, unless --force."""
+    good = write_prompts(tmp_path / "good.jsonl", PROMPTS)
+    out = tmp_path / "out.jsonl"
+    content = {
+        "notes": "my notes\nsecond line\n",
+        "notes without newline": "my notes",
+        "json config": json.dumps({"index": 0, "lr": 0.1, "steps": [1, 2]}, indent=2) + "\n",
+        "one-line json config": json.dumps({"index": 0, "prompt": "hello world"}),  # json.dump writes no newline
+        "json lines of other objects": '{"index": 0, "prompt": "hello world", "score": 3}\n',
+        "answer lines of another shape": '{"index": 0, "prompt": "hello world", "prompt_ids": [1], "ids": "x", '
+                                         '"text": "", "finish": "eos"}\n',
+    }[case].encode()
+    out.write_bytes(content)
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", good, "-o", out, "-n", 4, check=False)
+    assert cp.returncode == 1 and str(out) in cp.stderr and "tandem synth" in cp.stderr, cp.stderr
+    assert out.read_bytes() == content
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", good, "-o", out, "-n", 4, "--force")
+    assert "0 already done, 4 answered" in cp.stdout and len(read_lines(out)) == 4
+
+
+def test_synth_uses_an_empty_output_and_resumes_its_own(synth_out, run_tandem, models_dir, tmp_path):
+    """An empty file holds nothing to lose: synth writes into it. A half-written last line that is the start of an
+    answer, however short, is dropped and answered again."""
+    d, prompts, full_out, _ = synth_out
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", out, "-n", 10, "--topk", 5)
+    assert "0 already done, 4 answered" in cp.stdout and out.read_bytes() == full_out.read_bytes()
+    first = full_out.read_bytes().split(b"\n")[0]
+    for partial in (b"{", b'{"ind', first[:40]):
+        out.write_bytes(first + b"\n" + partial)
+        cp = run_tandem("synth", "-m", models_dir / TINY, "-f", prompts, "-o", out, "-n", 10, "--topk", 5)
+        assert "1 already done, 3 answered" in cp.stdout and out.read_bytes() == full_out.read_bytes()
+
+
 # ---- distill ----
 
 def test_distill_loss_falls_and_output_runs(synth_out, run_tandem, models_dir, tmp_path):
@@ -182,6 +222,92 @@ def test_distill_bad_input(synth_out, run_tandem, models_dir, tmp_path):
                          (["--student", m, "--teacher", m], "missing --data"),
                          (["--student", m, "--teacher", m, "--data", data], "missing -o")]:
         expect_error(run_tandem, ["distill"] + args, needle, code=2)
+
+
+def test_distill_writes_the_students_type(synth_out, run_tandem, models_dir, tmp_path):
+    """Without --type the output keeps the student's weight type (Q8_0 student -> Q8_0 output); --type overrides."""
+    gguf = pytest.importorskip("gguf")
+    _, _, data, _ = synth_out
+    for student, kind, label in [("model-q8_0.gguf", [], gguf.LlamaFileType.MOSTLY_Q8_0),
+                                 ("model-q4_0.gguf", [], gguf.LlamaFileType.MOSTLY_Q4_0),
+                                 ("model-f16.gguf", [], gguf.LlamaFileType.MOSTLY_F16),
+                                 ("model-q8_0.gguf", ["--type", "f32"], gguf.LlamaFileType.ALL_F32)]:
+        out = tmp_path / f"{student}-{len(kind)}.gguf"
+        run_tandem("distill", "--student", models_dir / TINY / student, "--teacher", models_dir / TINY, "--data", data,
+                   "-o", out, "--steps", 2, "--batch", 2, "-t", 1, *kind)
+        r = gguf.GGUFReader(str(out))
+        assert int(r.fields["general.file_type"].parts[-1][0]) == label, (student, kind)
+        want = {gguf.LlamaFileType.MOSTLY_Q8_0: gguf.GGMLQuantizationType.Q8_0,
+                gguf.LlamaFileType.MOSTLY_Q4_0: gguf.GGMLQuantizationType.Q4_0,
+                gguf.LlamaFileType.MOSTLY_F16: gguf.GGMLQuantizationType.F16,
+                gguf.LlamaFileType.ALL_F32: gguf.GGMLQuantizationType.F32}[label]
+        assert r.get_tensor(0) is not None
+        assert {t.tensor_type for t in r.tensors if t.name == "blk.0.attn_q.weight"} == {want}
+
+
+def _distill_args(synth_out, models_dir, tmp_path, name, steps):
+    _, _, data, _ = synth_out
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    return ["distill", "--student", models_dir / TINY / "model-f32.gguf", "--teacher", models_dir / TINY,
+            "--data", data, "-o", folder / "healed.gguf", "--steps", steps, "--batch", 3, "--lr", 3e-3, "--seed", 7,
+            "--warmup", 2, "-t", 1], folder
+
+
+def test_distill_resume_equals_uninterrupted(synth_out, run_tandem, models_dir, tmp_path):
+    """Stopped after 3 of 7 steps and resumed from its checkpoint (the answers dealt again in the same order, across
+    a reshuffle: 4 answers, 3 per step), distill writes the same file, byte for byte, as a run never stopped."""
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 7)
+    run_tandem(*args)
+    args, b = _distill_args(synth_out, models_dir, tmp_path, "b", 7)
+    ck = tmp_path / "distill.ckpt"
+    cp = run_tandem(*args, "--checkpoint", ck, "--stop-after", 3)
+    assert "stopped after 3 steps" in cp.stdout and ck.exists() and not (b / "healed.gguf").exists()
+    run_tandem(*args, "--checkpoint", ck, "--resume")
+    assert (a / "healed.gguf").read_bytes() == (b / "healed.gguf").read_bytes()
+    # a checkpoint made with another seed (another order of the answers) is refused
+    args, c = _distill_args(synth_out, models_dir, tmp_path, "c", 7)
+    args[args.index("--seed") + 1] = 8
+    cp = run_tandem(*args, "--checkpoint", ck, "--resume", check=False)
+    assert cp.returncode == 1 and "distill.ckpt" in cp.stderr and "seed" in cp.stderr, cp.stderr
+
+
+def test_distill_ctrl_c_saves_checkpoint_and_resumes(synth_out, run_tandem, tandem_bin, models_dir, tmp_path):
+    """Ctrl-C stops at the end of a step with the checkpoint saved; --resume continues exactly: 2 steps later its
+    checkpoint equals, byte for byte, that of a run never interrupted."""
+    import re
+    import signal
+    import time
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 100000)
+    args += ["--checkpoint-every", 1]
+    ck = tmp_path / "a.ckpt"
+    proc = subprocess.Popen([str(tandem_bin)] + [str(x) for x in args + ["--checkpoint", ck]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "resume from" in err, (out, err)
+    n = int(re.search(r"stopped at step (\d+)", err).group(1))
+    assert not (a / "healed.gguf").exists()
+    cp = run_tandem(*args, "--checkpoint", ck, "--resume", "--stop-after", 2)
+    assert "stopped after 2 steps" in cp.stdout
+    ref = tmp_path / "b.ckpt"
+    run_tandem(*args, "--checkpoint", ref, "--stop-after", n + 2)
+    assert ck.read_bytes() == ref.read_bytes()
+
+
+def test_distill_ctrl_c_without_checkpoint_says_nothing_was_saved(synth_out, tandem_bin, models_dir, tmp_path):
+    import signal
+    args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 100000)
+    proc = subprocess.Popen([str(tandem_bin)] + [str(x) for x in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step 1:")  # printed once the first step is done
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "nothing saved" in err and "--checkpoint FILE" in err, (out, err)
+    assert not list(a.iterdir())
 
 
 # ---- the toy family's tokenizer recipe ----

@@ -230,6 +230,81 @@ def test_train_ctrl_c_saves_checkpoint_and_resumes(tmp_path, tandem_bin, run_tan
     assert ck.read_bytes() == ref.read_bytes()
 
 
+def test_train_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path, tandem_bin):
+    """Without --checkpoint, Ctrl-C loses the steps done: the message says so, and how to keep them next time."""
+    import signal
+    import subprocess
+    (tmp_path / "data.txt").write_text(PATTERN * 50)
+    cfg = write_config(tmp_path, num_hidden_layers=1)
+    args = ["train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", TOKENIZER, "-o",
+            tmp_path / "a.gguf", "--steps", 100000, "--batch", 2, "--seq", 16, "--val-every", 1, "--threads", 1]
+    proc = subprocess.Popen([str(tandem_bin)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step 1:")  # the first step is done
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert re.search(r"interrupted at step \d+; nothing saved \(use --checkpoint FILE", err), err
+    assert not (tmp_path / "a.gguf").exists()
+
+
+# Every output path is checked before the work (the folder exists and takes a new file): the message names the flag
+# and the path, and nothing runs. The inputs after the output are missing on purpose: had the work started, they
+# would fail first. The names match the sanitizer run's -k filter (scripts/test.sh), so these run under ASan too.
+MISSING_OUTPUT_CASES = {
+    "train -o": ["train", "--config", "{d}/c.json", "--data", "{d}/t.txt", "-o", "{out}"],
+    "train --checkpoint": ["train", "--config", "{d}/c.json", "--data", "{d}/t.txt", "-o", "{d}/m.gguf",
+                           "--checkpoint", "{out}"],
+    "distill -o": ["distill", "--student", "{d}/s.gguf", "--teacher", "{d}/t.gguf", "--data", "{d}/x.jsonl",
+                   "-o", "{out}"],
+    "distill --checkpoint": ["distill", "--student", "{d}/s.gguf", "--teacher", "{d}/t.gguf", "--data",
+                             "{d}/x.jsonl", "-o", "{d}/m.gguf", "--checkpoint", "{out}"],
+    "synth -o": ["synth", "-m", "{d}/m.gguf", "-f", "{d}/p.jsonl", "-o", "{out}"],
+    "prune -o": ["prune", "-m", "{d}/m.gguf", "-f", "{d}/c.txt", "--remove", "1", "-o", "{out}"],
+    "prune --csv": ["prune", "-m", "{d}/m.gguf", "-f", "{d}/c.txt", "--analyze", "--csv", "{out}"],
+    "prune --png": ["prune", "-m", "{d}/m.gguf", "-f", "{d}/c.txt", "--png", "{out}"],
+    "convert -o": ["convert", "{d}/hf", "-o", "{out}"],
+    "quantize OUT.gguf": ["quantize", "{d}/m.gguf", "{out}", "q8_0"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSING_OUTPUT_CASES))
+def test_output_in_missing_folder_fails_before_the_work(run_tandem, tmp_path, case):
+    out = tmp_path / "no-such-dir" / "out.file"
+    args = [a.format(d=tmp_path, out=out) for a in MISSING_OUTPUT_CASES[case]]
+    cp = run_tandem(*args, check=False)
+    flag = case.split()[1]
+    assert cp.returncode == 1 and cp.stdout == "", (cp.stdout, cp.stderr)
+    assert f"{flag} {out}: cannot create the output there: the folder {out.parent} does not exist" in cp.stderr, \
+        cp.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prune_output_errors_leave_nothing_and_free_everything(run_tandem, tandem_bin, models_dir, tmp_path):
+    """prune's CSV and PNG are all or nothing: when one cannot be written after the calibration (here: a file size
+    limit the PNG exceeds), neither is left, nor a temporary file; an existing one is refused before the work. Under
+    the sanitizer build (scripts/test.sh) LeakSanitizer checks both paths free what they hold (a leak changes the
+    exit code)."""
+    import resource
+    import signal
+    import subprocess
+    (tmp_path / "calib.txt").write_text(PATTERN * 20)
+    base = [str(tandem_bin), "prune", "-m", str(models_dir / "untied_gqa4"), "-f", str(tmp_path / "calib.txt"),
+            "--window", "64", "--csv", str(tmp_path / "t.csv"), "--png", str(tmp_path / "t.png")]
+
+    def small_files():  # writes beyond 512 bytes fail with EFBIG (SIGXFSZ ignored) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    cp = subprocess.run(base, capture_output=True, text=True, preexec_fn=small_files, timeout=120)
+    assert cp.returncode == 1, (cp.returncode, cp.stderr)
+    assert f"--png {tmp_path / 't.png'}: cannot write" in cp.stderr, cp.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.txt"]
+    (tmp_path / "t.csv").write_text("keep")
+    cp = run_tandem(*base[1:], check=False)
+    assert cp.returncode == 1 and f"--csv {tmp_path / 't.csv'}: already exists" in cp.stderr, cp.stderr
+    assert cp.stdout == "" and (tmp_path / "t.csv").read_text() == "keep"
+
+
 def test_train_with_real_qwen3_tokenizer(tmp_path, run_tandem, qwen3_tokenizer_dir):
     """The real Qwen3 tokenizer (151,669 tokens, padded to the config's 151,936) goes into the GGUF intact: the trained
     file tokenizes like the tokenizer.json folder, and keeps the chat template."""

@@ -1,6 +1,9 @@
 /* test_api.c — the public API's contracts: two models in one process, generation streaming equals the
- * result text, argument errors with messages, and that every _free accepts NULL. */
+ * result text, argument errors with messages, temporary output files, and that every _free accepts NULL. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "golden.h"
 
@@ -110,6 +113,34 @@ int main(int argc, char **argv) {
     CHECK(missing == NULL);
     CHECK(strcmp(tandem_status_name(TANDEM_ERR_FORMAT), "format error") == 0);
     CHECK(strcmp(tandem_type_name(TANDEM_TYPE_Q4_0), "Q4_0") == 0 && strcmp(tandem_type_name((tandem_type)99), "?") == 0);
+
+    /* an output's temporary file: next to it, unique, mode 0666 less the umask (not mkstemp's 0600) */
+    char dir[] = "/tmp/tandem_test_api.XXXXXX", path[64], missing_path[96];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/out.gguf", dir);
+    snprintf(missing_path, sizeof missing_path, "%s/no-such-dir/out.gguf", dir);
+    const mode_t old_umask = umask(027);
+    int fd1 = -1, fd2 = -1;
+    char *tmp1 = NULL, *tmp2 = NULL;
+    CHECK_OK(tandem_temp_file_create(path, &fd1, &tmp1));
+    CHECK_OK(tandem_temp_file_create(path, &fd2, &tmp2));
+    umask(old_umask);
+    struct stat sb;
+    CHECK(fd1 >= 0 && fd2 >= 0 && tmp1 && tmp2 && strcmp(tmp1, tmp2) != 0);
+    CHECK(tmp1 && strncmp(tmp1, path, strlen(path)) == 0 && strncmp(tmp1 + strlen(path), ".tmp.", 5) == 0);
+    CHECK(tmp1 && stat(tmp1, &sb) == 0 && (sb.st_mode & 0777) == 0640);
+    CHECK(access(path, F_OK) != 0);  /* the output itself is not created */
+    if (fd1 >= 0) close(fd1);
+    if (fd2 >= 0) close(fd2);
+    if (tmp1) unlink(tmp1);
+    if (tmp2) unlink(tmp2);
+    tandem_free(tmp1);
+    tandem_free(tmp2);
+    int fd3 = 7;
+    char *tmp3 = (char *)"unchanged";
+    CHECK_FAILS(tandem_temp_file_create(missing_path, &fd3, &tmp3), TANDEM_ERR_IO, "no-such-dir/out.gguf");
+    CHECK(fd3 == -1 && tmp3 == NULL);
+    rmdir(dir);
 
     /* every _free takes NULL */
     tandem_model_free(NULL);

@@ -1,5 +1,5 @@
 /* cli.c — what the command files of the tandem CLI share (declared in cli.h): error exits, argument parsing,
- * file reading, JSON output, interrupts, weight and KV types, the speculative decoding options. Sees only tandem.h. */
+ * file reading, output files, JSON output, interrupts, weight and KV types, the speculative decoding options. Sees only tandem.h. */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tandem.h"
@@ -96,6 +98,67 @@ void print_json_line(json_t *obj) {
     json_decref(obj);
 }
 
+/* ---- output files: checked before the work, written to a temporary file and renamed ---- */
+
+void check_output_path(const char *cmd, const char *flag, const char *path, bool refuse_existing) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "tandem %s: error: %s %s: is a folder (give a file name)\n", cmd, flag, path);
+        exit(EXIT_FAILED);
+    }
+    if (refuse_existing && access(path, F_OK) == 0) {
+        fprintf(stderr, "tandem %s: error: %s %s: already exists (use --force to overwrite)\n", cmd, flag, path);
+        exit(EXIT_FAILED);
+    }
+    int fd;
+    char *tmp;
+    if (tandem_temp_file_create(path, &fd, &tmp) != TANDEM_OK) {
+        const int e = errno;
+        char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+        const char *folder = slash ? dir : ".";
+        if (e == ENOENT)
+            fprintf(stderr, "tandem %s: error: %s %s: cannot create the output there: the folder %s does not exist\n",
+                    cmd, flag, path, folder);
+        else
+            fprintf(stderr, "tandem %s: error: %s %s: cannot create the output there (in the folder %s): %s\n", cmd,
+                    flag, path, folder, strerror(e));
+        free(dir);
+        exit(EXIT_FAILED);
+    }
+    close(fd);
+    unlink(tmp);
+    tandem_free(tmp);
+}
+
+output_file output_open(const char *cmd, const char *flag, const char *path) {
+    output_file o = {NULL, NULL, path};
+    int fd;
+    if (tandem_temp_file_create(path, &fd, &o.tmp) == TANDEM_OK && !(o.f = fdopen(fd, "wb"))) {
+        close(fd);
+        unlink(o.tmp);
+    }
+    if (!o.f) {
+        fprintf(stderr, "tandem %s: error: %s %s: cannot write: %s\n", cmd, flag, path, strerror(errno));
+        tandem_free(o.tmp);
+        exit(EXIT_FAILED);
+    }
+    return o;
+}
+
+bool output_commit(output_file *o, bool ok) {
+    int e = 0;
+    if (ok && (ferror(o->f) || fflush(o->f) != 0)) e = errno ? errno : EIO;
+    if (fclose(o->f) != 0 && ok && !e) e = errno ? errno : EIO;
+    if (ok && !e && rename(o->tmp, o->path) != 0) e = errno;
+    if (!ok || e) unlink(o->tmp);
+    tandem_free(o->tmp);
+    o->f = NULL, o->tmp = NULL;
+    errno = e;
+    return !ok || !e;
+}
+
 /* ---- interrupts, and the weight type of train and distill ---- */
 
 volatile sig_atomic_t cli_interrupted;
@@ -111,6 +174,12 @@ void cli_catch(int sig) {
     sa.sa_handler = on_interrupt;
     sa.sa_flags = SA_RESTART;  /* as signal() installs it: reads and writes in progress carry on */
     sigaction(sig, &sa, NULL);
+}
+
+_Noreturn void die_interrupted(const char *cmd, long long step) {
+    fprintf(stderr, "tandem %s: interrupted at step %lld; nothing saved (use --checkpoint FILE to be able to resume)\n",
+            cmd, step);
+    exit(EXIT_FAILED);
 }
 
 /* The flag's value as one of the n allowed types, matched case-insensitively against their names. */

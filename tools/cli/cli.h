@@ -1,11 +1,12 @@
 /* cli.h — what the command files of the tandem CLI share: exit codes, argument parsing, error exits,
- * file reading and JSON output (defined in cli.c), and each command's entry point. */
+ * file reading, output files and JSON output (defined in cli.c), and each command's entry point. */
 #ifndef TANDEM_CLI_H
 #define TANDEM_CLI_H
 
 #include <jansson.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "tandem.h"
 
@@ -30,10 +31,28 @@ char *read_file(const char *cmd, const char *path, size_t *len);
 /* Prints obj as one ASCII line and releases it. */
 void print_json_line(json_t *obj);
 
+/* Before the work, not after it: exits with a message naming the flag and path unless a file can be created at
+ * path (its folder exists and is writable, path is not a folder); with refuse_existing, also if path exists (the
+ * command's --force lifts that). Creates and removes a temporary file next to path; path itself is untouched. */
+void check_output_path(const char *cmd, const char *flag, const char *path, bool refuse_existing);
+/* Written to a temporary file next to path (mode 0666 less the umask), renamed onto path by output_commit, so path
+ * only ever holds a complete file. output_open exits with a message naming the flag on failure. */
+typedef struct output_file {
+    FILE *f;
+    char *tmp;
+    const char *path;
+} output_file;
+output_file output_open(const char *cmd, const char *flag, const char *path);
+/* Closes and renames (ok) or closes and removes the temporary file (!ok); false, with errno, if ok but it failed. */
+bool output_commit(output_file *o, bool ok);
+
 /* Set when a signal cli_catch installed arrives: long jobs then ask the library to stop (checkpoint saved,
  * no half-written output) instead of dying mid-write. */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch(int sig);
+/* The long job stopped on Ctrl-C after `step` steps without a checkpoint: says nothing was saved and how to keep
+ * the work next time, and exits 1. */
+_Noreturn void die_interrupted(const char *cmd, long long step);
 /* --type T of train and distill: f32, f16, bf16, q8_0 or q4_0 (case-insensitive); usage error otherwise. */
 tandem_type parse_weight_type(args *a, const char *flag);
 

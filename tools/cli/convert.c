@@ -128,6 +128,7 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
     }
     if (!(cp.ratio > 0.0f)) die_usage(cmd, "--ratio must be above 0");
     if (tandem_ftype_parse(format, !sym, &cp.ftype) != TANDEM_OK) die_usage(cmd, "%s", tandem_last_error());
+    check_output_path(cmd, quantize ? "OUT.gguf" : "-o", out, false);
     progress_bar bar;
     progress_init(&bar);
     cp.progress = progress_draw;

@@ -26,7 +26,9 @@ static const char SYNTH_HELP[] =
     "  -c, --ctx-size N     context (default: the model's, at most 4096)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "An existing DATA.jsonl is resumed: prompts whose index it holds are skipped, a half-written last line is\n"
-    "dropped. A progress bar is drawn when stderr is a terminal; a summary goes to stdout.\n";
+    "dropped. Only synth's own file is resumed (every line one of its answers for these prompts); any other file\n"
+    "is refused and left as it was, unless --force; an empty file is used. A progress bar is drawn when stderr\n"
+    "is a terminal; a summary goes to stdout.\n";
 
 static bool synth_progress(const tandem_synth_progress *p, void *user) {
     if (*(const bool *)user) {
@@ -73,6 +75,7 @@ int cmd_synth(int argc, char **argv) {
     if (!p.output_path) die_usage("synth", "missing -o DATA.jsonl");
     if (p.spec.draft_min > p.spec.draft_max)
         die_usage("synth", "--draft-min %d exceeds --draft-max %d", p.spec.draft_min, p.spec.draft_max);
+    check_output_path("synth", "-o", p.output_path, false);
     bool tty = isatty(fileno(stderr));
     p.on_progress = synth_progress;
     p.user = &tty;

@@ -122,6 +122,8 @@ int cmd_train(int argc, char **argv) {
     if (!p.output_path) die_usage("train", "missing -o MODEL.gguf");
     if (p.resume && !p.checkpoint_path) die_usage("train", "--resume needs --checkpoint PATH");
     if (stop_after && !p.checkpoint_path) die_usage("train", "--stop-after needs --checkpoint PATH");
+    check_output_path("train", "-o", p.output_path, false);
+    if (p.checkpoint_path) check_output_path("train", "--checkpoint", p.checkpoint_path, false);
 
     train_report r = {isatty(fileno(stderr)), stop_after, 0, NAN, NAN, NAN, 0};
     p.on_progress = train_progress;
@@ -133,6 +135,7 @@ int cmd_train(int argc, char **argv) {
                r.last_loss, p.checkpoint_path);
         return 0;
     }
+    if (st == TANDEM_ERR_ABORTED && cli_interrupted && !p.checkpoint_path) die_interrupted("train", r.steps_this_run);
     if (st) die_status("train", st);
     printf("trained: loss %.4f -> %.4f", r.first_loss, r.last_loss);
     if (!isnan(r.last_val)) printf(", val loss %.4f", r.last_val);
@@ -157,18 +160,44 @@ static const char PRUNE_HELP[] =
     "  -o, --output PATH     the pruned GGUF (refused if it exists, unless --force)\n"
     "  --analyze             print the whole distance table (rows l, columns N)\n"
     "  --csv PATH            write the table as CSV (l,n,distance)\n"
-    "  --png PATH            write the table as a heat map (rows l, columns N; dark = small distance)\n"
+    "  --png PATH            write the table as a heat map (rows: layer l, columns: block size N; dark = small\n"
+    "                        distance, legend 0..1); --csv and --png are refused if they exist, unless --force\n"
     "  --window N            tokens per forward pass (default 256)\n"
     "  --max-tokens N        calibration tokens used at most (default 8192)\n"
     "  -t, --threads N       threads (default: all cores)\n"
     "  --force               overwrite the output\n";
+
+/* --layers a,b,...: the indices into layers (room for n_max); usage error otherwise. */
+static int parse_layer_list(args *a, const char *flag, int32_t *layers, int n, int n_max) {
+    const char *list = take_value(a, flag);
+    for (const char *q = list; *q;) {
+        char *end;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (errno || end == q || v < 0 || v > (1 << 20) || (*end && *end != ','))
+            die_usage(a->cmd, "%s: '%s' is not a comma-separated list of layer indices", flag, list);
+        if (n >= n_max) die_usage(a->cmd, "%s: more than %d layers listed", flag, n_max);
+        layers[n++] = (int32_t)v;
+        q = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* The table as CSV (l,n,distance) into o's temporary file; false (errno set) if writing failed. */
+static bool write_csv(output_file *o, const tandem_prune_result *r) {
+    const int L = r->n_layers;
+    fprintf(o->f, "l,n,distance\n");
+    for (int l = 0; l < L; l++)
+        for (int n = 1; n <= L - l; n++) fprintf(o->f, "%d,%d,%.6f\n", l, n, r->distance[(size_t)l * L + n - 1]);
+    return fflush(o->f) == 0 && !ferror(o->f);
+}
 
 int cmd_prune(int argc, char **argv) {
     args a = {"prune", argc, argv, 0};
     tandem_prune_params p = tandem_prune_default_params();
     bool analyze = false;
     const char *csv = NULL, *png = NULL;
-    int32_t *layers = calloc((size_t)argc * 64 + 1, sizeof *layers);
+    int32_t layers[256];  /* --layers: a model has at most a few hundred */
     int n_layers = 0;
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
@@ -179,18 +208,8 @@ int cmd_prune(int argc, char **argv) {
         else if (!strcmp(f, "-f") || !strcmp(f, "--file")) p.calib_path = take_value(&a, f);
         else if (!strcmp(f, "-o") || !strcmp(f, "--output")) p.output_path = take_value(&a, f);
         else if (!strcmp(f, "--remove")) p.n_remove = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
-        else if (!strcmp(f, "--layers")) {
-            const char *list = take_value(&a, f);
-            for (const char *q = list; *q;) {
-                char *end;
-                errno = 0;
-                long v = strtol(q, &end, 10);
-                if (errno || end == q || v < 0 || v > (1 << 20) || (*end && *end != ',') || n_layers >= argc * 64)
-                    die_usage("prune", "--layers: '%s' is not a comma-separated list of layer indices", list);
-                layers[n_layers++] = (int32_t)v;
-                q = *end ? end + 1 : end;
-            }
-        } else if (!strcmp(f, "--analyze")) analyze = true;
+        else if (!strcmp(f, "--layers")) n_layers = parse_layer_list(&a, f, layers, n_layers, 256);
+        else if (!strcmp(f, "--analyze")) analyze = true;
         else if (!strcmp(f, "--csv")) csv = take_value(&a, f);
         else if (!strcmp(f, "--png")) png = take_value(&a, f);
         else if (!strcmp(f, "--window")) p.window = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 16);
@@ -204,16 +223,18 @@ int cmd_prune(int argc, char **argv) {
     if (n_layers && p.n_remove) die_usage("prune", "give --remove N or --layers, not both");
     if (p.output_path && !n_layers && !p.n_remove) die_usage("prune", "-o needs --remove N or --layers a,b,...");
     if (!p.output_path && !analyze && !csv && !png) die_usage("prune", "give -o OUT.gguf, --analyze, --csv or --png");
+    const char *outputs[3] = {p.output_path, csv, png}, *flags[3] = {"-o", "--csv", "--png"};
+    for (int i = 0; i < 3; i++)
+        for (int k = i + 1; k < 3; k++)
+            if (outputs[i] && outputs[k] && !strcmp(outputs[i], outputs[k]))
+                die_usage("prune", "%s and %s name the same file '%s'", flags[i], flags[k], outputs[i]);
     if (n_layers) {
         p.layers = layers;
         p.n_layers_listed = n_layers;
     }
-    const char *outputs[2] = {csv, png};
-    for (int i = 0; i < 2; i++)
-        if (outputs[i] && !access(outputs[i], F_OK) && !p.force) {
-            fprintf(stderr, "tandem prune: error: %s: already exists (use --force to overwrite)\n", outputs[i]);
-            return EXIT_FAILED;
-        }
+    /* every output checked before the calibration, not after it (the GGUF's existence is the library's to check) */
+    for (int i = 0; i < 3; i++)
+        if (outputs[i]) check_output_path("prune", flags[i], outputs[i], i > 0 && !p.force);
     tandem_prune_result r;
     tandem_status st = tandem_prune(&p, &r);
     if (st) die_status("prune", st);
@@ -229,22 +250,27 @@ int cmd_prune(int argc, char **argv) {
             printf("\n");
         }
     }
+    /* both files written to temporary names first and renamed only if both were: all or nothing */
+    output_file out[2];
+    int n_out = 0, failed = -1, err = 0;
     if (csv) {
-        FILE *fp = fopen(csv, "w");
-        if (!fp) {
-            fprintf(stderr, "tandem prune: error: %s: cannot write: %s\n", csv, strerror(errno));
-            return EXIT_FAILED;
-        }
-        fprintf(fp, "l,n,distance\n");
-        for (int l = 0; l < L; l++)
-            for (int n = 1; n <= L - l; n++) fprintf(fp, "%d,%d,%.6f\n", l, n, r.distance[(size_t)l * L + n - 1]);
-        if (fclose(fp) != 0) {
-            fprintf(stderr, "tandem prune: error: %s: cannot write\n", csv);
-            return EXIT_FAILED;
-        }
+        out[n_out] = output_open("prune", "--csv", csv);
+        if (!write_csv(&out[n_out], &r) && failed < 0) failed = n_out, err = errno;
+        n_out++;
     }
-    if (png && heatmap_write_png(png, r.distance, L, L, 32) != 0) {
-        fprintf(stderr, "tandem prune: error: %s: cannot write: %s\n", png, strerror(errno));
+    if (png) {
+        out[n_out] = output_open("prune", "--png", png);
+        if (heatmap_write_png(out[n_out].f, r.distance, L, L, 32) != 0 && failed < 0) failed = n_out, err = errno;
+        n_out++;
+    }
+    for (int i = 0; i < n_out && failed < 0; i++)  /* everything on disk before either is renamed */
+        if (fflush(out[i].f) != 0 || ferror(out[i].f)) failed = i, err = errno;
+    for (int i = 0; i < n_out; i++)
+        if (!output_commit(&out[i], failed < 0) && failed < 0) failed = i, err = errno;
+    if (failed >= 0) {
+        fprintf(stderr, "tandem prune: error: %s %s: cannot write: %s\n", out[failed].path == csv ? "--csv" : "--png",
+                out[failed].path, strerror(err ? err : EIO));
+        tandem_prune_result_free(&r);
         return EXIT_FAILED;
     }
     printf("calibration: %lld tokens, perplexity %.4f", (long long)r.n_tokens, r.ppl_before);
@@ -256,6 +282,5 @@ int cmd_prune(int argc, char **argv) {
     printf("\n");
     if (p.output_path) printf("wrote %s\n", p.output_path);
     tandem_prune_result_free(&r);
-    free(layers);
     return 0;
 }
