@@ -31,6 +31,12 @@ const char *tandem_last_error(void);               /* borrowed; "" when nothing 
 const char *tandem_status_name(tandem_status st);  /* static string, e.g. "format error" */
 void tandem_free(void *p);                         /* frees arrays and strings the API returned */
 
+/* ---- version ---- */
+
+/* The release, "MAJOR.MINOR.PATCH": TANDEM_VERSION is the header's, tandem_version() the linked library's. */
+#define TANDEM_VERSION "0.1.0"
+const char *tandem_version(void);
+
 /* ---- tensor types (ids equal ggml's, so GGUF files map one to one) ---- */
 
 typedef enum tandem_type {

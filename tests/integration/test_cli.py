@@ -290,6 +290,9 @@ def test_gguf_semantic_errors(run_tandem, tmp_path):
     t = tiny_tensors()
     t["blk.0.ffn_down.weight"] = t["blk.0.ffn_down.weight"].astype(np.float64)
     expect_error(run_tandem, ["info", write_gguf(tmp_path / "f64.gguf", t)], "blk.0.ffn_down.weight")
+    # a context length beyond int32 is too large, with the limit (it is a non-negative integer)
+    long_ctx = write_gguf(tmp_path / "ctx.gguf", tiny_tensors(), extra_kv={"context_length": 3_000_000_000})
+    expect_error(run_tandem, ["info", long_ctx], "'qwen3.context_length' = 3000000000 is too large", "2147483647")
 
 
 def copy_model(models_dir, tmp_path, name=TINY):
@@ -311,6 +314,8 @@ def test_bad_hf_folders(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", m], "model.embed_tokens.weight", "shape")
     (m / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
     expect_error(run_tandem, ["info", m], "model_type 'llama'")
+    (m / "config.json").write_text(json.dumps({**cfg, "max_position_embeddings": 10**12}))
+    expect_error(run_tandem, ["info", m], "'max_position_embeddings' = 1000000000000 is too large", "2147483647")
     (m / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "num_hidden_layers"}))
     expect_error(run_tandem, ["info", m], "num_hidden_layers")
     (m / "config.json").write_text(json.dumps(cfg))
