@@ -54,6 +54,10 @@ def test_top_level_help_and_unknown_command(run_tandem):
     (["bench", "-m", "x", "--draft-min", "5", "--draft-max", "2"], "--draft-min"),
     (["run", "-m", "x", "-p", "a", "--kv-type", "q8_0"], "--kv-type: 'q8_0' is not one of f16, f32"),
     (["perplexity", "-m", "x", "-f", "t", "--kv-type", "bf16"], "is not one of f16, f32"),
+    # a number too large for any integer type is out of range, with the range, not "not an integer"
+    (["run", "-m", "x", "-p", "a", "-n", "99999999999999999999"], "-n: 99999999999999999999 is outside -1..2147483647"),
+    (["run", "-m", "x", "-p", "a", "--temp", "1e999"], "--temp: 1e999 is outside 0..100"),
+    (["detokenize", "-m", "x"], "no token ids given"),
 ])
 def test_usage_errors(run_tandem, args, needle):
     cp = run_tandem(*args, check=False)
@@ -133,6 +137,26 @@ def test_context_full_is_reported(run_tandem, models_dir):
     assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 13  # the last sampled token needs no slot
     cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
     assert cp.returncode == 1 and "context full" in cp.stderr
+
+
+def test_errors_read_as_the_cli(run_tandem, models_dir, tmp_path):
+    """CLI errors name the command, not the API function that failed; a safetensors file given for its folder, a
+    tokenizer-only folder given as a model, and a directory given as a prompt file say what was wrong."""
+    missing = tmp_path / "missing"
+    cp = run_tandem("tokenize", "-m", missing, "--text", "hi", check=False)
+    assert cp.returncode == 1 and cp.stderr.startswith(f"tandem tokenize: error: {missing}: "), cp.stderr
+    assert "tandem_" not in cp.stderr
+    st = models_dir / TINY / "model.safetensors"
+    expect_error(run_tandem, ["run", "-m", st, "-p", "x"], f"{st} is a safetensors file", "folder", "config.json")
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    shutil.copy(models_dir / TINY / "tokenizer.json", tok)
+    expect_error(run_tandem, ["info", tok], f"{tok}: no config.json", "tokenizer-only")
+    assert run_tandem("tokenize", "-m", tok, "--text", "ab").stdout.strip()  # still a tokenizer
+    (tmp_path / "empty").mkdir()
+    expect_error(run_tandem, ["info", tmp_path / "empty"], "no config.json")
+    expect_error(run_tandem, ["run", "-m", models_dir / TINY, "-f", tmp_path],
+                 f"{tmp_path}: read failed: Is a directory")
 
 
 # ---- tokenizer commands ----

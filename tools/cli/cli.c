@@ -26,8 +26,17 @@ _Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
     exit(EXIT_USAGE);
 }
 
+/* Library messages open with the API function ("tandem_tokenizer_load: PATH: reason", tandem.h); a CLI user called
+ * no function, so the command's name stands in for it. */
+static const char *without_api_name(const char *msg) {
+    if (strncmp(msg, "tandem_", 7) != 0) return msg;
+    const char *p = msg + 7;
+    while (islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_') p++;
+    return p[0] == ':' && p[1] == ' ' ? p + 2 : msg;
+}
+
 _Noreturn void die_status(const char *cmd, tandem_status st) {
-    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, tandem_last_error(), tandem_status_name(st));
+    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, without_api_name(tandem_last_error()), tandem_status_name(st));
     exit(EXIT_FAILED);
 }
 
@@ -42,7 +51,8 @@ long long parse_int(args *a, const char *flag, const char *s, long long lo, long
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) die_usage(a->cmd, "option %s: '%s' is not an integer", flag, s);
+    if (end == s || *end) die_usage(a->cmd, "option %s: '%s' is not an integer", flag, s);
+    if (errno == ERANGE) die_usage(a->cmd, "option %s: %s is outside %lld..%lld", flag, s, lo, hi);
     if (v < lo || v > hi) die_usage(a->cmd, "option %s: %lld is outside %lld..%lld", flag, v, lo, hi);
     return v;
 }
@@ -51,7 +61,10 @@ double parse_float(args *a, const char *flag, const char *s, double lo, double h
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) die_usage(a->cmd, "option %s: '%s' is not a number", flag, s);
+    if (end == s || *end || isnan(v)) die_usage(a->cmd, "option %s: '%s' is not a number", flag, s);
+    /* ERANGE on underflow too (1e-400 becomes 0 or a denormal): only an overflow is out of range */
+    if (isinf(v) || (errno == ERANGE && fabs(v) > 1))
+        die_usage(a->cmd, "option %s: %s is outside %g..%g", flag, s, lo, hi);
     if (v < lo || v > hi) die_usage(a->cmd, "option %s: %g is outside %g..%g", flag, v, lo, hi);
     return v;
 }
@@ -74,8 +87,8 @@ char *read_file(const char *cmd, const char *path, size_t *len) {
         cap *= 2;
         buf = realloc(buf, cap);
     }
-    if (ferror(f)) {
-        fprintf(stderr, "tandem %s: error: %s: read failed\n", cmd, path);
+    if (ferror(f)) {  /* errno is fread's: e.g. "Is a directory" */
+        fprintf(stderr, "tandem %s: error: %s: read failed: %s\n", cmd, path, strerror(errno));
         exit(EXIT_FAILED);
     }
     if (f != stdin) fclose(f);

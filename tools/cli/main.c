@@ -289,7 +289,7 @@ static int cmd_tokenize(int argc, char **argv) {
 
 static const char DETOKENIZE_HELP[] =
     "usage: tandem detokenize -m MODEL ID...\n"
-    "Prints the text of the token ids (raw bytes, no newline added).\n";
+    "Prints the text of the token ids (raw bytes, no newline added); at least one ID.\n";
 
 static int cmd_detokenize(int argc, char **argv) {
     args a = {"detokenize", argc, argv, 0};
@@ -306,6 +306,7 @@ static int cmd_detokenize(int argc, char **argv) {
         else ids[n++] = (int32_t)parse_int(&a, "ID", f, 0, INT32_MAX);
     }
     if (!model_path) die_usage("detokenize", "missing -m MODEL");
+    if (n == 0) die_usage("detokenize", "no token ids given");
     tandem_tokenizer *tok;
     tandem_status st = tandem_tokenizer_load(model_path, &tok);
     if (st) die_status("detokenize", st);
