@@ -139,6 +139,21 @@ def test_context_full_is_reported(run_tandem, models_dir):
     assert cp.returncode == 1 and "context full" in cp.stderr
 
 
+def test_summary_starts_its_own_line_and_stdout_is_the_text(tandem_bin, models_dir):
+    """stdout is the generated text byte for byte when it is a pipe or file (no newline added); where stdout and stderr
+    meet (2>&1), the stderr summary still starts a line of its own."""
+    base = [str(tandem_bin), "run", "-m", str(models_dir / TINY), "-p", "def f", "-n", "12", "--temp", "0",
+            "--ignore-eos"]
+    text = json.loads(subprocess.run(base + ["--json"], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()[-1])["text"]
+    assert text and not text.endswith("\n")
+    alone = subprocess.run(base, capture_output=True, text=True, check=True)
+    assert alone.stdout == text
+    assert alone.stderr.startswith("tandem: ")
+    both = subprocess.run(base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True).stdout
+    assert both.startswith(text + "\ntandem: ") and both.endswith("finish: length\n"), both
+
+
 def test_errors_read_as_the_cli(run_tandem, models_dir, tmp_path):
     """CLI errors name the command, not the API function that failed; a safetensors file given for its folder, a
     tokenizer-only folder given as a model, and a directory given as a prompt file say what was wrong."""
@@ -157,6 +172,51 @@ def test_errors_read_as_the_cli(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", tmp_path / "empty"], "no config.json")
     expect_error(run_tandem, ["run", "-m", models_dir / TINY, "-f", tmp_path],
                  f"{tmp_path}: read failed: Is a directory")
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_ctrl_c_during_run_prints_the_summary(tandem_bin, models_dir, json_out):
+    """Ctrl-C stops generation at the next token: the text so far stays on stdout, the summary (the JSON line with
+    --json) follows with finish "interrupted", and the exit code is 130 (128 + SIGINT)."""
+    import signal
+    cmd = [str(tandem_bin), "run", "-m", str(models_dir / TINY), "-p", "def f", "-n", "1000000", "-c", "65536",
+           "--temp", "0", "--ignore-eos"] + (["--json"] if json_out else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.read(1)  # generation has begun (text is streamed token by token)
+    assert first and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    out, err = (first + out).decode("utf-8", "replace"), err.decode()
+    assert proc.returncode == 130, (proc.returncode, err)
+    if json_out:
+        last = json.loads(out.splitlines()[-1])
+        assert last["finish_reason"] == "interrupted"
+        assert 0 < last["timings"]["generated_tokens"] < 1000000
+        assert out.startswith(last["text"][:1])
+    else:
+        assert "finish: interrupted" in err, err
+
+
+def test_ctrl_c_during_bench_prints_what_was_measured(tandem_bin, models_dir):
+    """Ctrl-C during bench's runs prints the table of the runs done (and the JSON line, marked interrupted), exit 130;
+    before any measured run, it says there is nothing to report."""
+    import signal
+    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "50", "-r", "1000", "--json"]
+    for warmup, measured in (("0", True), ("1000", False)):
+        proc = subprocess.Popen(base + ["--warmup", warmup], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # 1000 runs of 50 tokens last far longer: Ctrl-C comes amid them
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (out, err)
+        if measured:
+            last = json.loads(out.splitlines()[-1])
+            assert last["interrupted"] is True and 0 < last["repetitions"] < 1000
+            assert last["decode_tokens_per_s"] > 0
+            assert f"{last['repetitions']} runs after 0 warm-up" in out and "time to first token" in out
+            assert f"interrupted: {last['repetitions']} of 1000 measured runs done" in err
+        else:
+            assert out == "" and "nothing to report" in err, (out, err)
 
 
 # ---- tokenizer commands ----

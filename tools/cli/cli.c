@@ -122,7 +122,9 @@ void cli_catch(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESTART;  /* as signal() installs it: reads and writes in progress carry on */
+    /* SA_RESTART, as signal() installs it: reads and writes in progress carry on. SA_RESETHAND: a second Ctrl-C
+     * ends the program at once, for when the next point to stop at is far away (a long prefill, a long step). */
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
     sigaction(sig, &sa, NULL);
 }
 

@@ -31,7 +31,7 @@ char *read_file(const char *cmd, const char *path, size_t *len);
 void print_json_line(json_t *obj);
 
 /* Set when a signal cli_catch installed arrives: long jobs then ask the library to stop (checkpoint saved,
- * no half-written output) instead of dying mid-write. */
+ * no half-written output, what was measured printed) instead of dying mid-write. Once: a second signal kills. */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch(int sig);
 /* --type T of train and distill: f32, f16, bf16, q8_0 or q4_0 (case-insensitive); usage error otherwise. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tandem.h"
@@ -73,6 +75,7 @@ static const char RUN_HELP[] =
     "                           activations and integer dot products where the CPU has them)\n"
     KV_TYPE_HELP
     "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
+    "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
     "      --draft-max N        most tokens proposed per target pass (default 8)\n"
@@ -81,11 +84,19 @@ static const char RUN_HELP[] =
     "      --draft-fixed        always propose --draft-max tokens (default: adapt to acceptance and cost)\n"
     "      --lookup N           propose the continuation of the last N-gram seen earlier (prompt lookup)\n";
 
+/* The streamed text's last byte, so that what follows it can start on a line of its own. */
 static bool stream_to_stdout(const char *text, size_t len, void *user) {
-    (void)user;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
-    return true;
+    if (len) *(char *)user = text[len - 1];
+    return !cli_interrupted;
+}
+
+/* Whether stdout and stderr reach the same file, pipe or terminal (as with 2>&1). */
+static bool same_output(void) {
+    struct stat out, err;
+    return fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 && out.st_dev == err.st_dev &&
+           out.st_ino == err.st_ino;
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -182,15 +193,21 @@ static int cmd_run(int argc, char **argv) {
     gp.stop = stops;
     gp.n_stop = n_stop;
     gp.ignore_eos = ignore_eos;
+    char last_streamed = '\0';  /* '\0': nothing streamed */
     gp.on_text = stream_to_stdout;
+    gp.user = &last_streamed;
 
+    cli_catch(SIGINT);
     tandem_gen_result r;
     if ((st = tandem_generate(ctx, ids, n_ids, &gp, &r))) die_status("run", st);
+    /* the library's "aborted" is the callback's doing, which only Ctrl-C asks for here */
+    const bool interrupted = r.finish == TANDEM_FINISH_ABORTED && cli_interrupted;
+    const char *finish = interrupted ? "interrupted" : tandem_finish_name(r.finish);
     const tandem_timings *t = &r.timings;
     const double prefill_tps = t->prompt_ms > 0 ? t->n_prompt / (t->prompt_ms / 1e3) : 0;
     const double decode_tps = t->n_generated > 1 && t->decode_ms > 0 ? (t->n_generated - 1) / (t->decode_ms / 1e3) : 0;
     if (json) {
-        if (r.text_len == 0 || r.text[r.text_len - 1] != '\n') putchar('\n');
+        if (last_streamed != '\n') putchar('\n');
         json_t *timings = json_pack("{s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "prompt_ms", t->prompt_ms, "ttft_ms",
                                     t->ttft_ms, "decode_ms", t->decode_ms, "prompt_tokens", t->n_prompt,
                                     "generated_tokens", t->n_generated, "prefill_tokens_per_s", prefill_tps,
@@ -199,7 +216,7 @@ static int cmd_run(int argc, char **argv) {
         json_object_set_new(out, "prompt_ids", ids_json(ids, n_ids));
         json_object_set_new(out, "generated_ids", ids_json(r.ids, r.n_ids));
         json_object_set_new(out, "text", text_json(r.text, r.text_len));
-        json_object_set_new(out, "finish_reason", json_string(tandem_finish_name(r.finish)));
+        json_object_set_new(out, "finish_reason", json_string(finish));
         json_object_set_new(out, "timings", timings);
         if (r.speculative) {
             const tandem_spec_stats *x = &r.spec_stats;
@@ -213,10 +230,15 @@ static int cmd_run(int argc, char **argv) {
         }
         print_json_line(out);
     } else {
-        putchar('\n');
+        /* stdout is the text, byte for byte, when it is a file or a pipe; the summary still starts a line of its own
+         * where it follows the text (2>&1, or both on a terminal), and a terminal's prompt after the text too */
+        if (last_streamed && last_streamed != '\n') {
+            if (same_output()) fputc('\n', stderr);
+            else if (isatty(STDOUT_FILENO)) putchar('\n');
+        }
         fprintf(stderr, "tandem: %d prompt tokens (%.1f tok/s), %d generated (%.2f tok/s), first token after %.0f ms, "
                 "finish: %s\n", t->n_prompt, prefill_tps, t->n_generated, decode_tps, t->ttft_ms,
-                tandem_finish_name(r.finish));
+                finish);
         if (r.speculative)
             fprintf(stderr, "tandem: speculative: %d of %d proposed tokens accepted (%.0f%%), %.2f tokens per target "
                     "pass, c = %.3f, predicted speedup %.2fx\n", r.spec_stats.n_accepted, r.spec_stats.n_drafted,
@@ -231,7 +253,7 @@ static int cmd_run(int argc, char **argv) {
     tandem_model_free(model);
     free(prompt_buf);
     free(stops);
-    return 0;
+    return interrupted ? 128 + SIGINT : 0;
 }
 
 /* ---- tandem tokenize / detokenize ---- */
