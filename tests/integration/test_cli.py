@@ -65,6 +65,19 @@ def test_usage_errors(run_tandem, args, needle):
     assert needle in cp.stderr
 
 
+def test_version(run_tandem, repo_root):
+    """tandem --version, tandem version and tandem COMMAND --version print the library's version, the one
+    include/tandem.h declares."""
+    import re
+    declared = re.search(r'#define TANDEM_VERSION "([^"]+)"', (repo_root / "include" / "tandem.h").read_text()).group(1)
+    for args in (["--version"], ["version"], ["run", "--version"], ["bench", "--version"], ["convert", "--version"]):
+        cp = run_tandem(*args)
+        assert cp.stdout == f"tandem {declared}\n", (args, cp.stdout)
+    assert "--version" in run_tandem("--help").stdout
+    cp = run_tandem("frobnicate", "--version", check=False)
+    assert cp.returncode == 2 and "unknown command" in cp.stderr
+
+
 # ---- generation ----
 
 @pytest.mark.parametrize("variant,path", [("hf", "."), ("gguf-q8_0", "model-q8_0.gguf")])

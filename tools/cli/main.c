@@ -441,7 +441,7 @@ static int cmd_info(int argc, char **argv) {
 /* ---- dispatch ---- */
 
 static const char MAIN_HELP[] =
-    "usage: tandem COMMAND [options]   (tandem COMMAND --help for details)\n"
+    "usage: tandem COMMAND [options]   (tandem COMMAND --help for details; tandem --version)\n"
     "tandem runs Qwen3 models on the CPU.\n"
     "commands:\n"
     "  run          generate text from a prompt\n"
@@ -458,6 +458,21 @@ static const char MAIN_HELP[] =
     "  kld          KL divergence and top-1 agreement of a model against a reference\n"
     "  bench        measure time to first token, prefill and decode speed, verification cost\n";
 
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} COMMANDS[] = {
+    {"run", cmd_run},           {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"info", cmd_info},
+    {"train", cmd_train},       {"prune", cmd_prune},       {"bench", cmd_bench},           {"convert", cmd_convert},
+    {"quantize", cmd_quantize}, {"perplexity", cmd_perplexity}, {"kld", cmd_kld},           {"synth", cmd_synth},
+    {"distill", cmd_distill},
+};
+
+static int print_version(void) {
+    printf("tandem %s\n", tandem_version());
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(MAIN_HELP, stderr);
@@ -468,19 +483,13 @@ int main(int argc, char **argv) {
         fputs(MAIN_HELP, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
-    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
-    if (!strcmp(cmd, "kld")) return cmd_kld(argc - 1, argv + 1);
-    if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
-    if (!strcmp(cmd, "distill")) return cmd_distill(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) return print_version();
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) {
+            /* only right after the command: later, "--version" may be a value (tandem tokenize --text --version) */
+            if (argc > 2 && !strcmp(argv[2], "--version")) return print_version();
+            return COMMANDS[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
