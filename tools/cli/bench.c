@@ -231,7 +231,7 @@ int cmd_bench(int argc, char **argv) {
 
     if (measured == 0) {
         fprintf(stderr, "tandem bench: interrupted before the first measured run: nothing to report\n");
-        return 128 + SIGINT;
+        goto done;
     }
     double curve_ms[CURVE_N_KS] = {0};  /* curve_ms[i]: a pass over curve_ks[i] tokens */
     const bool curve_asked = curve;
@@ -293,6 +293,7 @@ int cmd_bench(int argc, char **argv) {
         }
         print_json_line(out);
     }
+done:
     tandem_ctx_free(draft_ctx);
     tandem_model_free(draft_model);
     tandem_ctx_free(ctx);
