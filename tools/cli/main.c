@@ -115,6 +115,7 @@ static int cmd_run(int argc, char **argv) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(RUN_HELP, stdout);
+            free(stops);
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) prompt = take_value(&a, f);
@@ -322,6 +323,7 @@ static int cmd_detokenize(int argc, char **argv) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(DETOKENIZE_HELP, stdout);
+            free(ids);
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (f[0] == '-' && !(f[1] >= '0' && f[1] <= '9')) die_usage("detokenize", "unknown option '%s'", f);
