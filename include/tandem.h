@@ -37,6 +37,12 @@ void tandem_free(void *p);                         /* frees arrays and strings t
  * missing folder, no permission) otherwise. */
 tandem_status tandem_temp_file_create(const char *path, int *fd, char **tmp_path);
 
+/* ---- version ---- */
+
+/* The release, "MAJOR.MINOR.PATCH": TANDEM_VERSION is the header's, tandem_version() the linked library's. */
+#define TANDEM_VERSION "0.1.0"
+const char *tandem_version(void);
+
 /* ---- tensor types (ids equal ggml's, so GGUF files map one to one) ---- */
 
 typedef enum tandem_type {

@@ -47,7 +47,8 @@ static tandem_status json_int_field(const char *path, const json_t *root, const 
     if (!json_get_int(root, key, &x))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
     if (x < INT32_MIN || x > INT32_MAX)
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' = %lld is out of range", path, key, (long long)x);
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field '%s' = %lld is too %s (the limit is %d)", path, key,
+                           (long long)x, x > 0 ? "large" : "small", x > 0 ? INT32_MAX : INT32_MIN);
     *out = (int32_t)x;
     return TANDEM_OK;
 }
@@ -160,7 +161,16 @@ static tandem_status gguf_u32_field(const gguf_file *f, const char *key, int32_t
         return TANDEM_OK;
     }
     uint32_t v;
-    if (!gguf_get_u32(f, key, &v) || v > INT32_MAX)
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    const bool is_unsigned = kv->type == GGUF_TYPE_UINT8 || kv->type == GGUF_TYPE_UINT16 ||
+                             kv->type == GGUF_TYPE_UINT32 || kv->type == GGUF_TYPE_UINT64;
+    const bool is_signed = kv->type == GGUF_TYPE_INT8 || kv->type == GGUF_TYPE_INT16 ||
+                           kv->type == GGUF_TYPE_INT32 || kv->type == GGUF_TYPE_INT64;
+    if ((is_unsigned && kv->v.u64 > INT32_MAX) || (is_signed && kv->v.i64 > INT32_MAX))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' = %llu is too large (the limit is %d)",
+                           f->map.path, key,
+                           is_unsigned ? (unsigned long long)kv->v.u64 : (unsigned long long)kv->v.i64, INT32_MAX);
+    if (!gguf_get_u32(f, key, &v))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' must be a non-negative integer", f->map.path, key);
     *out = (int32_t)v;
     return TANDEM_OK;

@@ -13,6 +13,8 @@ int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_siz
 
 const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
 
+const char *tandem_version(void) { return TANDEM_VERSION; }
+
 tandem_ctx_params tandem_ctx_default_params(void) {
     return (tandem_ctx_params){.n_ctx = 0, .n_batch = 64, .exact = false, .kv_type = TANDEM_TYPE_F16};
 }
@@ -101,12 +103,22 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
     }
     if (path_is_dir(path)) {
         m->source = "safetensors";
-        char *config = path_join(path, "config.json");
-        if (!config) {
+        char *config = path_join(path, "config.json"), *tokenizer = path_join(path, "tokenizer.json");
+        if (!config || !tokenizer) {
+            free(config);
+            free(tokenizer);
             st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
             goto fail;
         }
-        st = qwen3_config_from_json(config, &m->qwen.cfg);
+        /* the folder tokenizing accepts (tokenizer.json alone) is not a model: say which file makes one */
+        if (!path_exists(config))
+            st = tandem_fail(TANDEM_ERR_IO, "%s: no config.json in this folder%s", path,
+                             path_exists(tokenizer) ? ": a tokenizer-only folder? a model needs config.json and its "
+                                                      "safetensors beside tokenizer.json"
+                                                    : " (a Hugging Face checkpoint folder holds config.json, "
+                                                      "*.safetensors and tokenizer.json)");
+        else st = qwen3_config_from_json(config, &m->qwen.cfg);
+        free(tokenizer);
         free(config);
         if (st) goto fail;
         if ((st = safetensors_open_dir(path, &m->st))) goto fail;
@@ -116,7 +128,14 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
         m->name = path_base_name(path);
     } else {
         m->source = "gguf";
-        if ((st = gguf_open(path, &m->gguf))) goto fail;
+        if ((st = gguf_open(path, &m->gguf))) {
+            size_t n = strlen(path), ext = strlen(".safetensors");
+            /* a checkpoint's weights alone are no model: its config and tokenizer are beside it */
+            if (st == TANDEM_ERR_FORMAT && n >= ext && !strcmp(path + n - ext, ".safetensors"))
+                st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s is a safetensors file: give the folder that holds it "
+                                 "with config.json and tokenizer.json", path);
+            goto fail;
+        }
         if ((st = qwen3_config_from_gguf(m->gguf, &m->qwen.cfg))) goto fail;
         if ((st = qwen3_bind_gguf(&m->qwen, m->gguf))) goto fail;
         if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail;

@@ -16,6 +16,7 @@
  *    digits assigned after Unicode 14 are "other" characters here. */
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
 #include <jansson.h>
 #include <pcre2.h>
 #include <stdio.h>
@@ -1158,7 +1159,7 @@ tandem_status tandem_tokenizer_load(const char *path, tandem_tokenizer **out) {
         char magic[4] = {0};
         FILE *fp = fopen(path, "rb");
         if (!fp) {
-            st = tandem_fail(TANDEM_ERR_IO, "%s: cannot open", path);
+            st = tandem_fail(TANDEM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         } else {
             size_t got = fread(magic, 1, 4, fp);
             fclose(fp);

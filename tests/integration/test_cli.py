@@ -54,11 +54,28 @@ def test_top_level_help_and_unknown_command(run_tandem):
     (["bench", "-m", "x", "--draft-min", "5", "--draft-max", "2"], "--draft-min"),
     (["run", "-m", "x", "-p", "a", "--kv-type", "q8_0"], "--kv-type: 'q8_0' is not one of f16, f32"),
     (["perplexity", "-m", "x", "-f", "t", "--kv-type", "bf16"], "is not one of f16, f32"),
+    # a number too large for any integer type is out of range, with the range, not "not an integer"
+    (["run", "-m", "x", "-p", "a", "-n", "99999999999999999999"], "-n: 99999999999999999999 is outside -1..2147483647"),
+    (["run", "-m", "x", "-p", "a", "--temp", "1e999"], "--temp: 1e999 is outside 0..100"),
+    (["detokenize", "-m", "x"], "no token ids given"),
 ])
 def test_usage_errors(run_tandem, args, needle):
     cp = run_tandem(*args, check=False)
     assert cp.returncode == 2, cp.stderr
     assert needle in cp.stderr
+
+
+def test_version(run_tandem, repo_root):
+    """tandem --version, tandem version and tandem COMMAND --version print the library's version, the one
+    include/tandem.h declares."""
+    import re
+    declared = re.search(r'#define TANDEM_VERSION "([^"]+)"', (repo_root / "include" / "tandem.h").read_text()).group(1)
+    for args in (["--version"], ["version"], ["run", "--version"], ["bench", "--version"], ["convert", "--version"]):
+        cp = run_tandem(*args)
+        assert cp.stdout == f"tandem {declared}\n", (args, cp.stdout)
+    assert "--version" in run_tandem("--help").stdout
+    cp = run_tandem("frobnicate", "--version", check=False)
+    assert cp.returncode == 2 and "unknown command" in cp.stderr
 
 
 # ---- generation ----
@@ -133,6 +150,87 @@ def test_context_full_is_reported(run_tandem, models_dir):
     assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 13  # the last sampled token needs no slot
     cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
     assert cp.returncode == 1 and "context full" in cp.stderr
+
+
+def test_summary_starts_its_own_line_and_stdout_is_the_text(tandem_bin, models_dir):
+    """stdout is the generated text byte for byte when it is a pipe or file (no newline added); where stdout and stderr
+    meet (2>&1), the stderr summary still starts a line of its own."""
+    base = [str(tandem_bin), "run", "-m", str(models_dir / TINY), "-p", "def f", "-n", "12", "--temp", "0",
+            "--ignore-eos"]
+    text = json.loads(subprocess.run(base + ["--json"], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()[-1])["text"]
+    assert text and not text.endswith("\n")
+    alone = subprocess.run(base, capture_output=True, text=True, check=True)
+    assert alone.stdout == text
+    assert alone.stderr.startswith("tandem: ")
+    both = subprocess.run(base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True).stdout
+    assert both.startswith(text + "\ntandem: ") and both.endswith("finish: length\n"), both
+
+
+def test_errors_read_as_the_cli(run_tandem, models_dir, tmp_path):
+    """CLI errors name the command, not the API function that failed; a safetensors file given for its folder, a
+    tokenizer-only folder given as a model, and a directory given as a prompt file say what was wrong."""
+    missing = tmp_path / "missing"
+    cp = run_tandem("tokenize", "-m", missing, "--text", "hi", check=False)
+    assert cp.returncode == 1, cp.stderr
+    assert cp.stderr.startswith(f"tandem tokenize: error: {missing}: cannot open: No such file or directory"), cp.stderr
+    assert "tandem_" not in cp.stderr
+    st = models_dir / TINY / "model.safetensors"
+    expect_error(run_tandem, ["run", "-m", st, "-p", "x"], f"{st} is a safetensors file", "folder", "config.json")
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    shutil.copy(models_dir / TINY / "tokenizer.json", tok)
+    expect_error(run_tandem, ["info", tok], f"{tok}: no config.json", "tokenizer-only")
+    assert run_tandem("tokenize", "-m", tok, "--text", "ab").stdout.strip()  # still a tokenizer
+    (tmp_path / "empty").mkdir()
+    expect_error(run_tandem, ["info", tmp_path / "empty"], "no config.json")
+    expect_error(run_tandem, ["run", "-m", models_dir / TINY, "-f", tmp_path],
+                 f"{tmp_path}: read failed: Is a directory")
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_ctrl_c_during_run_prints_the_summary(tandem_bin, models_dir, json_out):
+    """Ctrl-C stops generation at the next token: the text so far stays on stdout, the summary (the JSON line with
+    --json) follows with finish "interrupted", and the exit code is 130 (128 + SIGINT)."""
+    import signal
+    cmd = [str(tandem_bin), "run", "-m", str(models_dir / TINY), "-p", "def f", "-n", "1000000", "-c", "65536",
+           "--temp", "0", "--ignore-eos"] + (["--json"] if json_out else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.read(1)  # generation has begun (text is streamed token by token)
+    assert first and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    out, err = (first + out).decode("utf-8", "replace"), err.decode()
+    assert proc.returncode == 130, (proc.returncode, err)
+    if json_out:
+        last = json.loads(out.splitlines()[-1])
+        assert last["finish_reason"] == "interrupted"
+        assert 0 < last["timings"]["generated_tokens"] < 1000000
+        assert out.startswith(last["text"][:1])
+    else:
+        assert "finish: interrupted" in err, err
+
+
+def test_ctrl_c_during_bench_prints_what_was_measured(tandem_bin, models_dir):
+    """Ctrl-C during bench's runs prints the table of the runs done (and the JSON line, marked interrupted), exit 130;
+    before any measured run, it says there is nothing to report."""
+    import signal
+    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "50", "-r", "1000", "--json"]
+    for warmup, measured in (("0", True), ("1000", False)):
+        proc = subprocess.Popen(base + ["--warmup", warmup], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # 1000 runs of 50 tokens last far longer: Ctrl-C comes amid them
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (out, err)
+        if measured:
+            last = json.loads(out.splitlines()[-1])
+            assert last["interrupted"] is True and 0 < last["repetitions"] < 1000
+            assert last["decode_tokens_per_s"] > 0
+            assert f"{last['repetitions']} runs after 0 warm-up" in out and "time to first token" in out
+            assert f"interrupted: {last['repetitions']} of 1000 measured runs done" in err
+        else:
+            assert out == "" and "nothing to report" in err, (out, err)
 
 
 # ---- tokenizer commands ----
@@ -290,6 +388,9 @@ def test_gguf_semantic_errors(run_tandem, tmp_path):
     t = tiny_tensors()
     t["blk.0.ffn_down.weight"] = t["blk.0.ffn_down.weight"].astype(np.float64)
     expect_error(run_tandem, ["info", write_gguf(tmp_path / "f64.gguf", t)], "blk.0.ffn_down.weight")
+    # a context length beyond int32 is too large, with the limit (it is a non-negative integer)
+    long_ctx = write_gguf(tmp_path / "ctx.gguf", tiny_tensors(), extra_kv={"context_length": 3_000_000_000})
+    expect_error(run_tandem, ["info", long_ctx], "'qwen3.context_length' = 3000000000 is too large", "2147483647")
 
 
 def copy_model(models_dir, tmp_path, name=TINY):
@@ -311,6 +412,8 @@ def test_bad_hf_folders(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", m], "model.embed_tokens.weight", "shape")
     (m / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
     expect_error(run_tandem, ["info", m], "model_type 'llama'")
+    (m / "config.json").write_text(json.dumps({**cfg, "max_position_embeddings": 10**12}))
+    expect_error(run_tandem, ["info", m], "'max_position_embeddings' = 1000000000000 is too large", "2147483647")
     (m / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "num_hidden_layers"}))
     expect_error(run_tandem, ["info", m], "num_hidden_layers")
     (m / "config.json").write_text(json.dumps(cfg))

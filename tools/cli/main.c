@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tandem.h"
@@ -73,6 +75,7 @@ static const char RUN_HELP[] =
     "                           activations and integer dot products where the CPU has them)\n"
     KV_TYPE_HELP
     "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
+    "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
     "      --draft-max N        most tokens proposed per target pass (default 8)\n"
@@ -81,11 +84,19 @@ static const char RUN_HELP[] =
     "      --draft-fixed        always propose --draft-max tokens (default: adapt to acceptance and cost)\n"
     "      --lookup N           propose the continuation of the last N-gram seen earlier (prompt lookup)\n";
 
+/* The streamed text's last byte, so that what follows it can start on a line of its own. */
 static bool stream_to_stdout(const char *text, size_t len, void *user) {
-    (void)user;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
-    return true;
+    if (len) *(char *)user = text[len - 1];
+    return !cli_interrupted;
+}
+
+/* Whether stdout and stderr reach the same file, pipe or terminal (as with 2>&1). */
+static bool same_output(void) {
+    struct stat out, err;
+    return fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 && out.st_dev == err.st_dev &&
+           out.st_ino == err.st_ino;
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -104,6 +115,7 @@ static int cmd_run(int argc, char **argv) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(RUN_HELP, stdout);
+            free(stops);
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) prompt = take_value(&a, f);
@@ -182,15 +194,21 @@ static int cmd_run(int argc, char **argv) {
     gp.stop = stops;
     gp.n_stop = n_stop;
     gp.ignore_eos = ignore_eos;
+    char last_streamed = '\0';  /* '\0': nothing streamed */
     gp.on_text = stream_to_stdout;
+    gp.user = &last_streamed;
 
+    cli_catch(SIGINT);
     tandem_gen_result r;
     if ((st = tandem_generate(ctx, ids, n_ids, &gp, &r))) die_status("run", st);
+    /* the library's "aborted" is the callback's doing, which only Ctrl-C asks for here */
+    const bool interrupted = r.finish == TANDEM_FINISH_ABORTED && cli_interrupted;
+    const char *finish = interrupted ? "interrupted" : tandem_finish_name(r.finish);
     const tandem_timings *t = &r.timings;
     const double prefill_tps = t->prompt_ms > 0 ? t->n_prompt / (t->prompt_ms / 1e3) : 0;
     const double decode_tps = t->n_generated > 1 && t->decode_ms > 0 ? (t->n_generated - 1) / (t->decode_ms / 1e3) : 0;
     if (json) {
-        if (r.text_len == 0 || r.text[r.text_len - 1] != '\n') putchar('\n');
+        if (last_streamed != '\n') putchar('\n');
         json_t *timings = json_pack("{s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "prompt_ms", t->prompt_ms, "ttft_ms",
                                     t->ttft_ms, "decode_ms", t->decode_ms, "prompt_tokens", t->n_prompt,
                                     "generated_tokens", t->n_generated, "prefill_tokens_per_s", prefill_tps,
@@ -199,7 +217,7 @@ static int cmd_run(int argc, char **argv) {
         json_object_set_new(out, "prompt_ids", ids_json(ids, n_ids));
         json_object_set_new(out, "generated_ids", ids_json(r.ids, r.n_ids));
         json_object_set_new(out, "text", text_json(r.text, r.text_len));
-        json_object_set_new(out, "finish_reason", json_string(tandem_finish_name(r.finish)));
+        json_object_set_new(out, "finish_reason", json_string(finish));
         json_object_set_new(out, "timings", timings);
         if (r.speculative) {
             const tandem_spec_stats *x = &r.spec_stats;
@@ -213,10 +231,15 @@ static int cmd_run(int argc, char **argv) {
         }
         print_json_line(out);
     } else {
-        putchar('\n');
+        /* stdout is the text, byte for byte, when it is a file or a pipe; the summary still starts a line of its own
+         * where it follows the text (2>&1, or both on a terminal), and a terminal's prompt after the text too */
+        if (last_streamed && last_streamed != '\n') {
+            if (same_output()) fputc('\n', stderr);
+            else if (isatty(STDOUT_FILENO)) putchar('\n');
+        }
         fprintf(stderr, "tandem: %d prompt tokens (%.1f tok/s), %d generated (%.2f tok/s), first token after %.0f ms, "
                 "finish: %s\n", t->n_prompt, prefill_tps, t->n_generated, decode_tps, t->ttft_ms,
-                tandem_finish_name(r.finish));
+                finish);
         if (r.speculative)
             fprintf(stderr, "tandem: speculative: %d of %d proposed tokens accepted (%.0f%%), %.2f tokens per target "
                     "pass, c = %.3f, predicted speedup %.2fx\n", r.spec_stats.n_accepted, r.spec_stats.n_drafted,
@@ -231,7 +254,7 @@ static int cmd_run(int argc, char **argv) {
     tandem_model_free(model);
     free(prompt_buf);
     free(stops);
-    return 0;
+    return interrupted ? 128 + SIGINT : 0;
 }
 
 /* ---- tandem tokenize / detokenize ---- */
@@ -289,7 +312,7 @@ static int cmd_tokenize(int argc, char **argv) {
 
 static const char DETOKENIZE_HELP[] =
     "usage: tandem detokenize -m MODEL ID...\n"
-    "Prints the text of the token ids (raw bytes, no newline added).\n";
+    "Prints the text of the token ids (raw bytes, no newline added); at least one ID.\n";
 
 static int cmd_detokenize(int argc, char **argv) {
     args a = {"detokenize", argc, argv, 0};
@@ -300,12 +323,14 @@ static int cmd_detokenize(int argc, char **argv) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(DETOKENIZE_HELP, stdout);
+            free(ids);
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (f[0] == '-' && !(f[1] >= '0' && f[1] <= '9')) die_usage("detokenize", "unknown option '%s'", f);
         else ids[n++] = (int32_t)parse_int(&a, "ID", f, 0, INT32_MAX);
     }
     if (!model_path) die_usage("detokenize", "missing -m MODEL");
+    if (n == 0) die_usage("detokenize", "no token ids given");
     tandem_tokenizer *tok;
     tandem_status st = tandem_tokenizer_load(model_path, &tok);
     if (st) die_status("detokenize", st);
@@ -418,7 +443,7 @@ static int cmd_info(int argc, char **argv) {
 /* ---- dispatch ---- */
 
 static const char MAIN_HELP[] =
-    "usage: tandem COMMAND [options]   (tandem COMMAND --help for details)\n"
+    "usage: tandem COMMAND [options]   (tandem COMMAND --help for details; tandem --version)\n"
     "tandem runs Qwen3 models on the CPU.\n"
     "commands:\n"
     "  run          generate text from a prompt\n"
@@ -435,6 +460,21 @@ static const char MAIN_HELP[] =
     "  kld          KL divergence and top-1 agreement of a model against a reference\n"
     "  bench        measure time to first token, prefill and decode speed, verification cost\n";
 
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} COMMANDS[] = {
+    {"run", cmd_run},           {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"info", cmd_info},
+    {"train", cmd_train},       {"prune", cmd_prune},       {"bench", cmd_bench},           {"convert", cmd_convert},
+    {"quantize", cmd_quantize}, {"perplexity", cmd_perplexity}, {"kld", cmd_kld},           {"synth", cmd_synth},
+    {"distill", cmd_distill},
+};
+
+static int print_version(void) {
+    printf("tandem %s\n", tandem_version());
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(MAIN_HELP, stderr);
@@ -445,19 +485,13 @@ int main(int argc, char **argv) {
         fputs(MAIN_HELP, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
-    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
-    if (!strcmp(cmd, "kld")) return cmd_kld(argc - 1, argv + 1);
-    if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
-    if (!strcmp(cmd, "distill")) return cmd_distill(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) return print_version();
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) {
+            /* only right after the command: later, "--version" may be a value (tandem tokenize --text --version) */
+            if (argc > 2 && !strcmp(argv[2], "--version")) return print_version();
+            return COMMANDS[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "tandem: unknown command '%s'\n%s", cmd, MAIN_HELP);
     return EXIT_USAGE;
 }
