@@ -4,6 +4,4 @@
 
 tandem_status layer_probe_kernel_calls_runtime(tandem_ctx *ctx);
 
-tandem_status layer_probe_kernel_calls_runtime(tandem_ctx *ctx) {
-    return tandem_generate(ctx, NULL, 0, NULL, NULL);
-}
+tandem_status layer_probe_kernel_calls_runtime(tandem_ctx *ctx) { return tandem_generate(ctx, NULL, 0, NULL, NULL); }
