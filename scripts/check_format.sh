@@ -51,8 +51,8 @@ check() {  # check FILE --lines=A:B...: clang-format only those lines
   fi
 }
 
-# Tracked files that differ from the base: only the lines blame gives to the base or later (a file not yet in
-# HEAD, only staged, is new in every line).
+# Tracked files changed since the base's parent: only the lines blame gives to the base or later (a file not yet
+# in HEAD, only staged, is new in every line).
 while IFS= read -r f; do
   if ! git cat-file -e "HEAD:$f" 2>/dev/null; then
     check "$f"
@@ -70,7 +70,7 @@ while IFS= read -r f; do
   if [ ${#ranges[@]} -gt 0 ]; then
     check "$f" "${ranges[@]}"
   fi
-done < <(git diff --name-only --diff-filter=AMR "$base" -- "${C_FILES[@]}")
+done < <(git diff --name-only --diff-filter=AMR "$base^" -- "${C_FILES[@]}")
 
 # Untracked C files (not ignored) are new in every line.
 while IFS= read -r f; do
@@ -80,8 +80,8 @@ done < <(git ls-files --others --exclude-standard -- "${C_FILES[@]}")
 if $fix; then
   echo "check_format: reformatted the new lines of $checked file(s)"
 elif [ "$failed" -gt 0 ]; then
-  echo "check_format: $failed file(s) have new lines clang-format would change (diff above, - yours, + clang-format's);" \
-       "run bash scripts/check_format.sh --fix" >&2
+  echo "check_format: $failed file(s) have new lines clang-format would change (diff above: - yours," \
+       "+ clang-format's); bash scripts/check_format.sh --fix rewrites them" >&2
   exit 1
 else
   echo "check_format: the new lines of $checked file(s) since ${base:0:12} are formatted"
