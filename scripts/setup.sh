@@ -8,6 +8,7 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+              clang-format-14  # the same version as clang; scripts/check_format.sh calls it by that name
               libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev
               libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()

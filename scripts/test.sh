@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# test.sh — the one command that runs every test: installs what is missing, builds a release tree and an
-# AddressSanitizer+UndefinedBehaviorSanitizer tree (warnings are errors), and runs ctest in both; then the C
-# tests that use threads again under ThreadSanitizer.
+# test.sh — the one command that runs every test: installs what is missing, checks the formatting of the C lines
+# written since .clang-format, builds a release tree and an AddressSanitizer+UndefinedBehaviorSanitizer tree
+# (warnings are errors), and runs ctest in both (the release one includes layer_rule: the build rejects a call to
+# a higher layer); then the C tests that use threads again under ThreadSanitizer, and a clang build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 JOBS=$(nproc)
+
+echo "== formatting of the C lines written since .clang-format (clang-format-14)"
+bash scripts/check_format.sh
 
 echo "== release build (gcc, -Werror) + all tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR=ON >/dev/null
