@@ -1,5 +1,5 @@
-/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU,
- * residual add, attention over an f32 or f16 cache, argmax. Written to match HF's float32 arithmetic closely. */
+/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU, residual
+ * add, attention over an f32 or f16 cache, argmax, a finiteness test. Written to match HF's float32 arithmetic. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -74,6 +74,18 @@ void swiglu_forward(float *out, const float *gate, const float *up, int n) {
 /* Two passes, as the SIMD twin goes: the largest value (NaNs skipped), then its first index. Tracking the
  * index in one pass made each step wait on the load of x[best]: a third of a millisecond over Qwen3's
  * 151936 logits, 2-3% of a small model's token. */
+KERNEL_CLONES bool all_finite_f32(const float *x, int64_t n) {
+    /* an exponent of all ones is an infinity or a NaN; an OR of integer tests vectorises, a sum of floats would
+     * not (it must keep its order) */
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
+}
+
 int64_t argmax_f32_scalar(const float *x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;

@@ -235,8 +235,9 @@ def test_bad_gguf_files(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", huge], str(huge))
 
 
-def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
-    """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order)."""
+def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None, matrix_type=None):
+    """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order); matrix_type:
+    a GGML type name (e.g. "Q8_0") the 2-D tensors are quantized to."""
     gguf = pytest.importorskip("gguf")
     w = gguf.GGUFWriter(str(path), "qwen3")
     kv = {"block_count": 1, "context_length": 64, "embedding_length": 32, "feed_forward_length": 64,
@@ -255,7 +256,12 @@ def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
     w.add_array("tokenizer.ggml.merges", ["A B"])
     w.add_uint32("tokenizer.ggml.eos_token_id", 0)
     for name, arr in tensors.items():
-        w.add_tensor(name, arr)
+        if matrix_type and arr.ndim == 2:
+            from gguf.quants import quantize
+            qtype = gguf.GGMLQuantizationType[matrix_type]
+            w.add_tensor(name, quantize(arr, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -290,6 +296,41 @@ def test_gguf_semantic_errors(run_tandem, tmp_path):
     t = tiny_tensors()
     t["blk.0.ffn_down.weight"] = t["blk.0.ffn_down.weight"].astype(np.float64)
     expect_error(run_tandem, ["info", write_gguf(tmp_path / "f64.gguf", t)], "blk.0.ffn_down.weight")
+
+
+def test_nonfinite_weights_fail_naming_the_tensor(run_tandem, models_dir, tmp_path):
+    """A NaN or an infinity in the weights used to be sampled as an arbitrary token with exit code 0."""
+    t = tiny_tensors()
+    t["blk.0.ffn_up.weight"][3, 5] = np.nan
+    nan = write_gguf(tmp_path / "nan.gguf", t)
+    expect_error(run_tandem, ["run", "-m", nan, "-p", "AB", "-n", "3", "--temp", "0"], "not finite",
+                 "'blk.0.ffn_up.weight' (layer 0)", "NaN at [3, 5]")
+    expect_error(run_tandem, ["bench", "-m", nan, "-p", "4", "-n", "2", "-r", "1"], "'blk.0.ffn_up.weight'")
+    # quantized weights on the default path (8-bit activations, which used to turn a NaN into a finite value)
+    for name in ("blk.0.attn_v.weight", "blk.0.ffn_up.weight"):
+        t = tiny_tensors()
+        t[name][0, 0] = np.nan
+        path = write_gguf(tmp_path / "nan-q8_0.gguf", t, matrix_type="Q8_0")
+        for isa in ("scalar", "avx2"):
+            cp = run_tandem("run", "-m", path, "-p", "ABAB A", "-n", "3", "--temp", "0", check=False,
+                            env={"TANDEM_KERNELS": isa})
+            assert cp.returncode == 1 and f"'{name}' (layer 0) holds NaN" in cp.stderr, (isa, cp.stderr)
+    t = tiny_tensors()
+    t["output_norm.weight"][7] = np.inf
+    expect_error(run_tandem, ["run", "-m", write_gguf(tmp_path / "inf.gguf", t), "-p", "AB", "-n", "3"],
+                 "'output_norm.weight' holds an infinity at [0, 7]")
+    t = tiny_tensors()  # every weight finite, but the MLP's input scaled past float's range
+    t["blk.0.ffn_norm.weight"][:] = 3e38
+    expect_error(run_tandem, ["run", "-m", write_gguf(tmp_path / "big.gguf", t), "-p", "AB", "-n", "3"],
+                 "every weight is, but the output of layer 0 is not")
+    # an HF folder: the tensor under its Hugging Face name
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    m = copy_model(models_dir, tmp_path)
+    tensors = safetensors_numpy.load_file(str(m / "model.safetensors"))
+    tensors["model.layers.1.self_attn.k_proj.weight"][0, 0] = -np.inf
+    safetensors_numpy.save_file(tensors, str(m / "model.safetensors"))
+    expect_error(run_tandem, ["run", "-m", m, "-p", "hello", "-n", "3"],
+                 "'model.layers.1.self_attn.k_proj.weight' (layer 1) holds an infinity at [0, 0]")
 
 
 def copy_model(models_dir, tmp_path, name=TINY):
