@@ -192,6 +192,16 @@ static tandem_status bind_all(qwen3_model *m, const weight_source *src) {
             return st;
 #undef NAMES
     }
+    /* A tensor of a layer the config does not have would be ignored: a file cut or merged wrongly, or a
+     * block_count that lies, and the model would run with layers missing. */
+    tensor_view v;
+    for (int64_t i = 0; source_tensor(src, i, &v); i++) {
+        const int64_t l = layer_of(src, v.name);
+        if (l >= c->n_layers)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' belongs to layer %lld, but %s is %d (layers 0..%d)",
+                               src->path, v.name, (long long)l, src->gguf ? "qwen3.block_count" : "num_hidden_layers",
+                               c->n_layers, c->n_layers - 1);
+    }
     return TANDEM_OK;
 }
 

@@ -333,6 +333,36 @@ def test_nonfinite_weights_fail_naming_the_tensor(run_tandem, models_dir, tmp_pa
                  "'model.layers.1.self_attn.k_proj.weight' (layer 1) holds an infinity at [0, 0]")
 
 
+def test_tensors_of_missing_layers_and_eos_outside_the_vocabulary(run_tandem, models_dir, tmp_path):
+    """A file with more layers than its config says, and end ids that are no token, used to load silently."""
+    t = tiny_tensors()
+    t["blk.5.ffn_up.weight"] = t["blk.0.ffn_up.weight"]
+    expect_error(run_tandem, ["info", write_gguf(tmp_path / "extra.gguf", t)], "'blk.5.ffn_up.weight'",
+                 "layer 5", "qwen3.block_count is 1")
+    gguf = pytest.importorskip("gguf")
+    p = tmp_path / "eos.gguf"
+    write_gguf(p, tiny_tensors())
+    reader = gguf.GGUFReader(str(p), "r+")  # the eos id in place: 0 -> 300 (258 tokens)
+    reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0] = 300
+    del reader
+    expect_error(run_tandem, ["run", "-m", p, "-p", "AB"], "tokenizer.ggml.eos_token_id", "vocab size 258")
+    m = copy_model(models_dir, tmp_path)
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    tensors = safetensors_numpy.load_file(str(m / "model.safetensors"))
+    tensors["model.layers.2.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"]
+    safetensors_numpy.save_file(tensors, str(m / "model.safetensors"))
+    expect_error(run_tandem, ["info", m], "'model.layers.2.mlp.up_proj.weight'", "num_hidden_layers is 2")
+    m = copy_model(models_dir, tmp_path / "eos")
+    cfg = json.loads((m / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**cfg, "eos_token_id": 9999}))
+    expect_error(run_tandem, ["run", "-m", m, "-p", "hi"], "config.json: eos_token_id: 9999", "vocab size 426")
+    (m / "config.json").write_text(json.dumps({**cfg, "eos_token_id": [402, 440]}))
+    expect_error(run_tandem, ["info", m], "config.json: eos_token_id: 440", "vocab size 426")
+    (m / "config.json").write_text(json.dumps(cfg))
+    (m / "generation_config.json").write_text(json.dumps({"eos_token_id": [402, -1]}))
+    expect_error(run_tandem, ["info", m], "generation_config.json: eos_token_id: -1", "vocab size 426")
+
+
 def copy_model(models_dir, tmp_path, name=TINY):
     dst = tmp_path / name
     shutil.copytree(models_dir / name, dst)
