@@ -97,9 +97,11 @@ void tandem_detokenizer_free(tandem_detokenizer *d);
 typedef struct tandem_model tandem_model;
 
 typedef struct tandem_model_params {
-    int32_t n_threads;  /* threads for evaluation; 0 = all cores */
+    int32_t n_threads;  /* threads for evaluation, 1..1024, as many as asked (more than tandem_cpu_count() only
+                           take turns on the cores, and slow evaluation down); 0 = tandem_cpu_count() */
 } tandem_model_params;
 tandem_model_params tandem_model_default_params(void);
+int32_t tandem_cpu_count(void);  /* CPUs online: what n_threads = 0 means */
 
 /* path: a GGUF file, or a Hugging Face checkpoint folder (config.json + safetensors + tokenizer files).
  * Weights are memory-mapped, never copied at load. */

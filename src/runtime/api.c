@@ -13,6 +13,8 @@ tandem_model_params tandem_model_default_params(void) { return (tandem_model_par
 
 int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_size(model->pool); }
 
+int32_t tandem_cpu_count(void) { return cpu_count(); }
+
 const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
 
 tandem_ctx_params tandem_ctx_default_params(void) {

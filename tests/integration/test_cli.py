@@ -1,6 +1,7 @@
 """The tandem program as a user runs it: every command and its --help, usage errors, generation against
 the transformers goldens, stop strings, streaming, tokenizer-only folders, and clear errors on bad files."""
 import json
+import os
 import resource
 import shutil
 import struct
@@ -133,6 +134,19 @@ def test_context_full_is_reported(run_tandem, models_dir):
     assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 13  # the last sampled token needs no slot
     cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
     assert cp.returncode == 1 and "context full" in cp.stderr
+
+
+def test_context_past_training_and_too_many_threads_warn(run_tandem, models_dir):
+    model = models_dir / TINY  # max_position_embeddings 256
+    cp = run_tandem("run", "-m", model, "-p", "abc", "-c", "300", "-n", "2", "--temp", "0")
+    assert "warning: a context of 300 tokens goes past the 256 the model was trained on" in cp.stderr
+    assert "warning" not in run_tandem("run", "-m", model, "-p", "abc", "-c", "256", "-n", "2").stderr
+    cpus = os.cpu_count()
+    cp = run_tandem("bench", "-m", model, "-p", "4", "-n", "2", "-r", "1", "--warmup", "0", "-t", "1000", "--json")
+    assert f"warning: -t 1000: only {cpus} CPUs are online, using {cpus} threads" in cp.stderr
+    assert last_json(cp.stdout)["threads"] == cpus
+    cp = run_tandem("run", "-m", model, "-p", "abc", "-n", "2", "--threads", str(cpus + 1))
+    assert f"--threads {cpus + 1}: only {cpus} CPUs" in cp.stderr
 
 
 # ---- tokenizer commands ----
@@ -445,7 +459,8 @@ def test_bench_reports_what_users_compare(run_tandem, models_dir, variant):
                     "-t", "2", "--json")
     out = last_json(cp.stdout)
     assert BENCH_FIELDS <= set(out)
-    assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2 and out["threads"] == 2
+    assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2
+    assert out["threads"] == min(2, os.cpu_count())  # more threads than CPUs: the CPUs, with a warning
     assert out["ttft_ms"] > 0 and out["prefill_tokens_per_s"] > 0 and out["decode_tokens_per_s"] > 0
     # tokens/s from the second token on and the time per output token describe the same runs: a mean of rates is
     # at least the rate of the mean time (equal when the runs are; a hiccup in one run of the tiny model moves

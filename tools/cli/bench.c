@@ -143,7 +143,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "-f") || !strcmp(f, "--file")) text_file = take_value(&a, f);
         else if (!strcmp(f, "-r") || !strcmp(f, "--repetitions")) reps = (int)parse_int(&a, f, take_value(&a, f), 1, 1000);
         else if (!strcmp(f, "--warmup")) warmup = (int)parse_int(&a, f, take_value(&a, f), 0, 1000);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
@@ -175,6 +175,7 @@ int cmd_bench(int argc, char **argv) {
     cp.kv_type = kv_type;
     tandem_ctx *ctx = NULL, *draft_ctx = NULL;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("bench", st);
+    warn_beyond_trained_context("bench", model, (int64_t)prompt_len + n_gen);
     if (draft_path) {
         if ((st = tandem_model_load(draft_path, &mp, &draft_model))) die_status("bench", st);
         if ((st = tandem_model_check_draft(model, draft_model))) die_status("bench", st);

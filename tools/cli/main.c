@@ -122,7 +122,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) n_ctx = (int)parse_int(&a, f, take_value(&a, f), 1, 1 << 24);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
@@ -155,6 +155,7 @@ static int cmd_run(int argc, char **argv) {
     cp.kv_type = kv_type;
     tandem_ctx *ctx;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
+    warn_beyond_trained_context("run", model, tandem_ctx_n_ctx(ctx));
 
     tandem_model *draft_model = NULL;
     tandem_ctx *draft_ctx = NULL;
