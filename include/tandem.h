@@ -234,7 +234,10 @@ typedef struct tandem_spec_stats {
     double mean_per_pass;      /* E: tokens produced per target pass */
     double mean_draft_len;     /* γ: tokens proposed per pass */
     double draft_target_ratio; /* c: one draft-model step over one target pass */
-    double predicted_speedup;  /* E / (γ·c + 1), the standard model, assuming verification costs one pass */
+    double predicted_speedup;  /* E / (γ·c + 1), the standard model, assuming verification costs one pass: a
+                                * prediction (the target alone was not timed), not a measurement */
+    int32_t n_rounds_draft_off; /* target passes for which adaptive drafting asked the draft model for nothing: at
+                                 * its measured acceptance and cost it would not pay (0 without a draft model) */
 } tandem_spec_stats;
 
 /* TANDEM_OK if draft can serve target: same vocabulary size, same end ids, same token text on a sample of

@@ -439,6 +439,21 @@ def test_run_speculative_is_identical(run_tandem, models_dir, extra):
     s = out["speculative"]
     assert s["rounds"] >= 1 and 0 <= s["accepted"] <= s["drafted"]
     assert {"acceptance_rate", "mean_per_pass", "c", "predicted_speedup", "draft_ms", "target_ms"} <= set(s)
+    assert 0 <= s["draft_off_rounds"] <= s["rounds"]
+
+
+def test_run_speculative_reports_what_was_measured(run_tandem, models_dir):
+    """The summary used to print "predicted speedup 2.34x" as if measured, and "acceptance 0%" when adaptive
+    drafting had switched the draft off. A draft of another model (every proposal rejected) and costlier than the
+    target is switched off by the adaptive rule whatever the timings."""
+    args = ["run", "-m", models_dir / TINY, "-md", models_dir / "untied_gqa4", "-p", "hello there", "-n", "64",
+            "--temp", "0", "--ignore-eos"]
+    err = run_tandem(*args).stderr
+    assert "tok/s measured" in err
+    assert "predicted speedup" in err and "a prediction: the target alone was not timed" in err
+    assert "adaptive drafting switched the draft model off for" in err
+    s = last_json(run_tandem(*args, "--json").stdout)["speculative"]
+    assert 0 < s["draft_off_rounds"] < s["rounds"]
 
 
 def test_draft_with_another_vocabulary_is_refused(run_tandem, models_dir, tmp_path):
@@ -467,8 +482,12 @@ def test_bench_reports_what_users_compare(run_tandem, models_dir, variant):
     # the two means apart, so no closer bound holds)
     assert out["tpot_ms"] > 0 and 1000 / out["tpot_ms"] <= out["decode_tokens_per_s"] * (1 + 1e-9)
     assert out["peak_rss_mb"] > 1 and out["isa"] in ("avx512vnni", "avxvnni", "avx2", "scalar")
-    assert "acceptance_rate" not in out
+    assert "acceptance_rate" not in out and "measured_speedup" not in out
     assert "time to first token" in cp.stdout and "decode" in cp.stdout
+    # without speculation a pass per token after the first: the weight rate is the token rate times the bytes
+    assert out["decode_target_passes_per_s"] == pytest.approx(out["decode_tokens_per_s"], rel=1e-9)
+    assert out["decode_weight_gb_per_s"] == pytest.approx(out["decode_target_passes_per_s"] * out["step_bytes"] / 1e9,
+                                                          rel=1e-9)
 
 
 def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
@@ -484,9 +503,28 @@ def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
     out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf",
                                "-p", "8", "-n", "12", "-r", "1", "--warmup", "0", "--curve", "--json").stdout)
     assert 0 <= out["acceptance_rate"] <= 1 and out["mean_accepted"] >= 0 and out["mean_per_pass"] >= 1
+    # the target alone is timed too, and the weights are counted per target pass, not per produced token (one run:
+    # the means are the run's own figures)
+    assert out["target_alone_decode_tokens_per_s"] > 0 and out["predicted_speedup"] > 0
+    assert out["measured_speedup"] == pytest.approx(out["decode_tokens_per_s"] / out["target_alone_decode_tokens_per_s"],
+                                                    rel=1e-9)
+    assert out["decode_target_passes_per_s"] * out["mean_per_pass"] == pytest.approx(out["decode_tokens_per_s"],
+                                                                                     rel=1e-9)
+    assert out["decode_weight_gb_per_s"] == pytest.approx(out["decode_target_passes_per_s"] * out["step_bytes"] / 1e9,
+                                                          rel=1e-9)
+    assert out["rounds"] >= 1 and 0 <= out["draft_off_rounds"] <= out["rounds"]
     curve = out["verify_curve"]
     assert [c["k"] for c in curve] == [1, 2, 4, 8, 16] and curve[0]["relative"] == 1.0
     assert all(c["ms"] > 0 for c in curve)
+
+
+def test_bench_says_when_adaptive_drafting_switched_the_draft_off(run_tandem, models_dir):
+    cp = run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / "untied_gqa4", "-p", "8", "-n", "48",
+                    "-r", "1", "--warmup", "0", "--json")
+    out = last_json(cp.stdout)
+    assert 0 < out["draft_off_rounds"] < out["rounds"]
+    assert "adaptive drafting switched the draft model off for" in cp.stdout
+    assert "measured speedup" in cp.stdout and out["measured_speedup"] > 0
 
 
 def test_bench_bad_model_and_text(run_tandem, models_dir, tmp_path):
