@@ -175,7 +175,9 @@ int32_t tandem_ctx_n_past(const tandem_ctx *ctx);  /* tokens held in the KV cach
 /* Appends n tokens at positions n_past … n_past+n-1, all in one or more batched passes.
  * logits: NULL to keep only the last position's logits (read them with tandem_ctx_logits), or a caller
  * buffer of n × vocab_size floats that receives every position's logits (the verification path).
- * TANDEM_ERR_CONTEXT_FULL (and nothing changed) if n_past + n > n_ctx. */
+ * TANDEM_ERR_CONTEXT_FULL (and nothing changed) if n_past + n > n_ctx. TANDEM_ERR_FORMAT when a pass's logits are NaN
+ * or infinite (the message names the tensor holding a NaN or an infinity, or the layer whose output overflows); the
+ * context then holds the tokens before that pass, without logits. */
 tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits);
 /* Logits of the last evaluated position; borrowed, valid until the next eval. NULL before any eval. */
 const float *tandem_ctx_logits(const tandem_ctx *ctx);
