@@ -109,9 +109,11 @@ void tandem_detokenizer_free(tandem_detokenizer *d);
 typedef struct tandem_model tandem_model;
 
 typedef struct tandem_model_params {
-    int32_t n_threads;  /* threads for evaluation; 0 = all cores */
+    int32_t n_threads;  /* threads for evaluation, 1..1024, as many as asked (more than tandem_cpu_count() only
+                           take turns on the cores, and slow evaluation down); 0 = tandem_cpu_count() */
 } tandem_model_params;
 tandem_model_params tandem_model_default_params(void);
+int32_t tandem_cpu_count(void);  /* CPUs online: what n_threads = 0 means */
 
 /* path: a GGUF file, or a Hugging Face checkpoint folder (config.json + safetensors + tokenizer files).
  * Weights are memory-mapped, never copied at load. */
@@ -185,7 +187,9 @@ int32_t tandem_ctx_n_past(const tandem_ctx *ctx);  /* tokens held in the KV cach
 /* Appends n tokens at positions n_past … n_past+n-1, all in one or more batched passes.
  * logits: NULL to keep only the last position's logits (read them with tandem_ctx_logits), or a caller
  * buffer of n × vocab_size floats that receives every position's logits (the verification path).
- * TANDEM_ERR_CONTEXT_FULL (and nothing changed) if n_past + n > n_ctx. */
+ * TANDEM_ERR_CONTEXT_FULL (and nothing changed) if n_past + n > n_ctx. TANDEM_ERR_FORMAT when a pass's logits are NaN
+ * or infinite (the message names the tensor holding a NaN or an infinity, or the layer whose output overflows); the
+ * context then holds the tokens before that pass, without logits. */
 tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits);
 /* Logits of the last evaluated position; borrowed, valid until the next eval. NULL before any eval. */
 const float *tandem_ctx_logits(const tandem_ctx *ctx);
@@ -244,7 +248,10 @@ typedef struct tandem_spec_stats {
     double mean_per_pass;      /* E: tokens produced per target pass */
     double mean_draft_len;     /* γ: tokens proposed per pass */
     double draft_target_ratio; /* c: one draft-model step over one target pass */
-    double predicted_speedup;  /* E / (γ·c + 1), the standard model, assuming verification costs one pass */
+    double predicted_speedup;  /* E / (γ·c + 1), the standard model, assuming verification costs one pass: a
+                                * prediction (the target alone was not timed), not a measurement */
+    int32_t n_rounds_draft_off; /* target passes for which adaptive drafting asked the draft model for nothing: at
+                                 * its measured acceptance and cost it would not pay (0 without a draft model) */
 } tandem_spec_stats;
 
 /* TANDEM_OK if draft can serve target: same vocabulary size, same end ids, same token text on a sample of

@@ -13,11 +13,15 @@
 /* ---- quantization ----
  * d = max|x|/127 over a group of scale_blocks blocks and q = round-half-even(x · (1/d)): the SIMD twins
  * compute the same f32 products and round them with the same mode, so every instruction set writes the
- * same bytes for finite inputs. */
+ * same bytes for finite inputs. A NaN in a group makes d NaN (and every q 0), so the products it enters are NaN
+ * and the logits show it (tandem_ctx_eval checks them), instead of a finite value that no one could tell wrong. */
 void quantize_act_scalar(const float *x, act_block *out, int64_t n, int scale_blocks) {
     for (int64_t g = 0; g < n / 32; g += scale_blocks) {
         float amax = 0.0f;
-        for (int j = 0; j < 32 * scale_blocks; j++) amax = fmaxf(amax, fabsf(x[32 * g + j]));
+        for (int j = 0; j < 32 * scale_blocks; j++) {  /* a NaN makes amax NaN and stays: see below */
+            const float a = fabsf(x[32 * g + j]);
+            amax = amax != amax || a <= amax ? amax : a;
+        }
         const float d = amax / 127.0f, id = d >= FLT_MIN ? 1.0f / d : 0.0f;
         for (int64_t b = g; b < g + scale_blocks; b++) {
             act_block *a = &out[b];

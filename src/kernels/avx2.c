@@ -734,9 +734,13 @@ INLINE float hmax8(__m256 m) {
 static void quantize_act_avx2(const float *x, act_block *out, int64_t n, int scale_blocks) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t g = 0; g < n / 32; g += scale_blocks) {
-        __m256 m = _mm256_setzero_ps();
-        for (int i = 0; i < 4 * scale_blocks; i++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 32 * g + 8 * i)));
-        const float d = hmax8(m) / 127.0f, id = d >= 0x1p-126f ? 1.0f / d : 0.0f;
+        __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+        for (int i = 0; i < 4 * scale_blocks; i++) {
+            const __m256 v = _mm256_loadu_ps(x + 32 * g + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
+        const float d = _mm256_testz_ps(nan, nan) ? hmax8(m) / 127.0f : NAN, id = d >= 0x1p-126f ? 1.0f / d : 0.0f;
         const __m256 idv = _mm256_set1_ps(id);
         for (int64_t b = g; b < g + scale_blocks; b++) {
             act_block *a = &out[b];
@@ -766,9 +770,11 @@ static void quantize_act_avx2(const float *x, act_block *out, int64_t n, int sca
 
 /* e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two for an exact r), e^r by Cephes' degree-6
  * polynomial (relative error ~2e-7), times 2^n through the exponent bits. x is clamped to [-87, 88] so 2^n
- * stays a normal float: below e^-87 ≈ 2e-38 the result is that, not 0, which a softmax cannot tell apart. */
+ * stays a normal float: below e^-87 ≈ 2e-38 the result is that, not 0, which a softmax cannot tell apart.
+ * NaN stays NaN, as with expf (min/max return their second operand when one is NaN): a NaN attention score,
+ * from a NaN weight, then reaches the logits, where it is caught, instead of becoming a weight of e^-87. */
 INLINE __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);

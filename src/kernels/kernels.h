@@ -164,6 +164,8 @@ void softmax_forward(float *x, int n);
 void swiglu_forward(float *out, const float *gate, const float *up, int n);
 /* out (n) += x (n). */
 void add_forward(float *out, const float *x, int64_t n);
+/* True if no value of x (n) is NaN or infinite (cheap enough for one logits row per forward pass). */
+bool all_finite_f32(const float *x, int64_t n);
 /* The index of the largest of x[0..n) (n ≥ 1), the first on ties; NaNs never win (0 when all are NaN). */
 int64_t argmax_f32(const float *x, int64_t n);
 /* Causal attention for n_tokens consecutive positions × n_queries query heads that share one KV head (a GQA

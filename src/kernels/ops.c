@@ -1,5 +1,5 @@
-/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU,
- * residual add, attention over an f32 or f16 cache, argmax. Written to match HF's float32 arithmetic closely. */
+/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU, residual
+ * add, attention over an f32 or f16 cache, argmax, a finiteness test. Written to match HF's float32 arithmetic. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -69,6 +69,29 @@ void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n
 
 void swiglu_forward(float *out, const float *gate, const float *up, int n) {
     kernel_isa_current()->swiglu(out, gate, up, n);
+}
+
+KERNEL_CLONES bool all_finite_f32(const float *x, int64_t n) {
+    /* An exponent of all ones is an infinity or a NaN, and the largest exponent field there is: the running max of
+     * the fields, eight lanes wide (a loop of eight that -O2 vectorises; one flag per element it did not), in
+     * integers, so NaN compares like any other value. */
+    uint32_t lane[8] = {0}, top = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            uint32_t u;
+            memcpy(&u, x + i + j, sizeof u);
+            u &= 0x7f800000u;
+            lane[j] = u > lane[j] ? u : lane[j];
+        }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u &= 0x7f800000u;
+        top = u > top ? u : top;
+    }
+    for (int j = 0; j < 8; j++) top = lane[j] > top ? lane[j] : top;
+    return top != 0x7f800000u;
 }
 
 /* Two passes, as the SIMD twin goes: the largest value (NaNs skipped), then its first index. Tracking the

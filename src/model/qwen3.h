@@ -67,6 +67,17 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
 tandem_status qwen3_pack_weights(qwen3_model *m, thread_pool *pool);
 void qwen3_model_release(qwen3_model *m);  /* frees what bind allocated; not the mapped files */
 
+/* A weight that is NaN or infinite: the tensor (its name in the file), its layer (-1 outside the layers), where. */
+typedef struct qwen3_bad_weight {
+    const char *name;  /* NULL when every weight is finite; borrowed from the file */
+    int32_t layer;
+    int64_t row, col;  /* row: the outer dimensions flattened */
+    float value;
+} qwen3_bad_weight;
+/* Reads every weight of f (or, when f is NULL, s) and names the non-finite one that comes first in the forward
+ * pass. Slow (it dequantizes the whole model): the diagnosis when logits are not finite, never a load step. */
+tandem_status qwen3_find_nonfinite_weight(const gguf_file *f, const st_set *s, qwen3_bad_weight *bad);
+
 /* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */
 typedef struct qwen3_state {
     int32_t n_ctx, n_batch, n_threads;

@@ -1,5 +1,7 @@
 /* weights.c — binds Qwen3 weights by name from a GGUF (llama.cpp names) or safetensors (HF names):
  * presence, shape and type are checked here so the forward pass can trust every pointer. */
+#include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,29 +23,59 @@ typedef struct weight_source {
     const st_set *st;
 } weight_source;
 
-/* Looks a tensor up by its GGUF name or HF name (whichever the source uses); false if absent. */
-static bool find_tensor(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
+static void view_gguf(const gguf_tensor *t, tensor_view *v) {
     memset(v, 0, sizeof *v);
-    if (src->gguf) {
-        const gguf_tensor *t = gguf_find_tensor(src->gguf, gguf_name);
-        if (!t) return false;
-        v->name = t->name;
-        v->data = t->data;
-        v->type = (int32_t)t->type;
-        v->dtype = tandem_type_name(t->type);
-        v->n_dims = t->n_dims;
-        for (int i = 0; i < t->n_dims; i++) v->shape[i] = t->ne[t->n_dims - 1 - i];  /* GGUF ne is reversed */
-        return true;
-    }
-    const st_tensor *t = safetensors_find(src->st, hf_name);
-    if (!t) return false;
+    v->name = t->name;
+    v->data = t->data;
+    v->type = (int32_t)t->type;
+    v->dtype = tandem_type_name(t->type);
+    v->n_dims = t->n_dims;
+    for (int i = 0; i < t->n_dims; i++) v->shape[i] = t->ne[t->n_dims - 1 - i];  /* GGUF ne is reversed */
+}
+
+static void view_st(const st_tensor *t, tensor_view *v) {
+    memset(v, 0, sizeof *v);
     v->name = t->name;
     v->data = t->data;
     v->type = t->type;
     v->dtype = t->dtype;
     v->n_dims = t->n_dims;
     memcpy(v->shape, t->shape, sizeof v->shape);
+}
+
+/* Looks a tensor up by its GGUF name or HF name (whichever the source uses); false if absent. */
+static bool find_tensor(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
+    memset(v, 0, sizeof *v);
+    if (src->gguf) {
+        const gguf_tensor *t = gguf_find_tensor(src->gguf, gguf_name);
+        if (t) view_gguf(t, v);
+        return t != NULL;
+    }
+    const st_tensor *t = safetensors_find(src->st, hf_name);
+    if (t) view_st(t, v);
+    return t != NULL;
+}
+
+/* Every tensor of the source in turn, in file order: the i-th into *v; false past the last. */
+static bool source_tensor(const weight_source *src, int64_t i, tensor_view *v) {
+    if (src->gguf) {
+        if (i >= src->gguf->n_tensors) return false;
+        view_gguf(&src->gguf->tensors[i], v);
+    } else {
+        if (i >= src->st->n_tensors) return false;
+        view_st(&src->st->tensors[i], v);
+    }
     return true;
+}
+
+/* The layer a tensor name belongs to ("blk.N." in GGUF, "model.layers.N." in HF names), or -1. */
+static int64_t layer_of(const weight_source *src, const char *name) {
+    const char *prefix = src->gguf ? "blk." : "model.layers.";
+    const size_t len = strlen(prefix);
+    if (strncmp(name, prefix, len) != 0 || !isdigit((unsigned char)name[len])) return -1;
+    char *end;
+    const long long l = strtoll(name + len, &end, 10);
+    return *end == '.' && l >= 0 ? (int64_t)l : -1;
 }
 
 /* Makes room for one more owned pointer (m->owned[m->n_owned]); false when out of memory. */
@@ -160,6 +192,16 @@ static tandem_status bind_all(qwen3_model *m, const weight_source *src) {
             return st;
 #undef NAMES
     }
+    /* A tensor of a layer the config does not have would be ignored: a file cut or merged wrongly, or a
+     * block_count that lies, and the model would run with layers missing. */
+    tensor_view v;
+    for (int64_t i = 0; source_tensor(src, i, &v); i++) {
+        const int64_t l = layer_of(src, v.name);
+        if (l >= c->n_layers)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' belongs to layer %lld, but %s is %d (layers 0..%d)",
+                               src->path, v.name, (long long)l, src->gguf ? "qwen3.block_count" : "num_hidden_layers",
+                               c->n_layers, c->n_layers - 1);
+    }
     return TANDEM_OK;
 }
 
@@ -175,6 +217,62 @@ tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char
     tandem_status st = bind_all(m, &src);
     if (st) qwen3_model_release(m);
     return st;
+}
+
+/* Where a tensor comes in the forward pass, for naming the first bad one: the embeddings, the layers in order,
+ * then the final norm and the output head. */
+static int64_t forward_rank(const weight_source *src, const tensor_view *v) {
+    const int64_t l = layer_of(src, v->name);
+    if (l >= 0) return 1 + l;
+    return strstr(v->name, "embd") || strstr(v->name, "embed") ? 0 : INT64_MAX;
+}
+
+tandem_status qwen3_find_nonfinite_weight(const gguf_file *f, const st_set *s, qwen3_bad_weight *bad) {
+    const weight_source src = {NULL, f, f ? NULL : s};
+    memset(bad, 0, sizeof *bad);
+    int64_t best_rank = INT64_MAX;
+    float *row = NULL;
+    void *aligned = NULL;
+    size_t row_cap = 0, aligned_cap = 0;
+    tensor_view v;
+    for (int64_t i = 0; source_tensor(&src, i, &v); i++) {
+        if (v.type < 0 || !kernel_type_supported((tandem_type)v.type) || v.n_dims < 1) continue;
+        const int64_t rank = forward_rank(&src, &v);
+        if (bad->name && rank >= best_rank) continue;
+        const int64_t cols = v.shape[v.n_dims - 1];
+        int64_t rows = 1;
+        for (int d = 0; d < v.n_dims - 1; d++) rows *= v.shape[d];
+        uint64_t row_bytes;
+        if (cols < 1 || !tandem_type_row_bytes((tandem_type)v.type, cols, &row_bytes)) continue;
+        if ((size_t)cols > row_cap || (size_t)row_bytes > aligned_cap) {
+            row_cap = row_cap > (size_t)cols ? row_cap : (size_t)cols;
+            aligned_cap = aligned_cap > row_bytes ? aligned_cap : (size_t)row_bytes;
+            free(row);
+            free(aligned);
+            row = malloc(row_cap * sizeof(float));
+            aligned = malloc(aligned_cap);
+            if (!row || !aligned) {
+                free(row);
+                free(aligned);
+                return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory checking the weights");
+            }
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            /* safetensors only promises byte offsets; the row kernels read f32/f16 through typed pointers */
+            memcpy(aligned, (const uint8_t *)v.data + (size_t)r * row_bytes, (size_t)row_bytes);
+            dequantize_row((tandem_type)v.type, aligned, row, cols);
+            if (all_finite_f32(row, cols)) continue;
+            int64_t c = 0;
+            while (isfinite(row[c])) c++;
+            *bad = (qwen3_bad_weight){.name = v.name, .layer = rank >= 1 && rank < INT64_MAX ? (int32_t)(rank - 1) : -1,
+                                      .row = r, .col = c, .value = row[c]};
+            best_rank = rank;
+            break;
+        }
+    }
+    free(row);
+    free(aligned);
+    return TANDEM_OK;
 }
 
 enum { LAYER_MATRICES = 7 };  /* q, k, v, o, gate, up, down */

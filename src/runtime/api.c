@@ -1,6 +1,8 @@
 /* api.c — tandem_model and tandem_ctx: loading a model from a GGUF file or an HF folder (weights,
  * tokenizer, generation defaults), evaluating tokens in batches, KV rollback, info for `tandem info`. */
 #include <jansson.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "runtime.h"
@@ -10,6 +12,8 @@
 tandem_model_params tandem_model_default_params(void) { return (tandem_model_params){.n_threads = 0}; }
 
 int32_t tandem_model_threads(const tandem_model *model) { return thread_pool_size(model->pool); }
+
+int32_t tandem_cpu_count(void) { return cpu_count(); }
 
 const char *tandem_kernel_isa(void) { return kernel_isa_name(); }
 
@@ -247,6 +251,40 @@ int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx) { return ctx->state->n_ctx; }
 tandem_type tandem_ctx_kv_type(const tandem_ctx *ctx) { return ctx->state->kv_type; }
 int32_t tandem_ctx_n_past(const tandem_ctx *ctx) { return ctx->n_past; }
 
+/* The logits of a pass over ids (n of them, at position ctx->n_past) are not finite: names the cause, slowly (this
+ * runs once, on failure). A weight that is NaN or infinite, the first in the forward pass; else, every weight being
+ * finite, the first layer whose output is not (activations that overflow), found by running the pass again with
+ * the residual stream kept per layer. */
+static tandem_status nonfinite_logits_error(tandem_ctx *ctx, const int32_t *ids, int32_t n) {
+    const tandem_model *m = ctx->model;
+    const qwen3_config *c = &m->qwen.cfg;
+    qwen3_bad_weight bad;
+    tandem_status st = qwen3_find_nonfinite_weight(m->gguf, m->st, &bad);
+    if (st) return st;
+    if (bad.name) {
+        char layer[32] = "";
+        if (bad.layer >= 0) snprintf(layer, sizeof layer, " (layer %d)", bad.layer);
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: the logits are not finite: tensor '%s'%s holds %s at [%lld, %lld]",
+                           m->path, bad.name, layer, isnan(bad.value) ? "NaN" : "an infinity", (long long)bad.row,
+                           (long long)bad.col);
+    }
+    const size_t per_layer = (size_t)n * (size_t)c->dim;
+    float *states = malloc((size_t)(c->n_layers + 1) * per_layer * sizeof *states);
+    if (!states) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: the logits are not finite (out of memory finding why)",
+                                    m->path);
+    ctx->state->layer_states = states;
+    qwen3_forward(&m->qwen, ctx->state, m->pool, ids, n, ctx->n_past, NULL);
+    ctx->state->layer_states = NULL;
+    int32_t layer = 0;
+    while (layer < c->n_layers && all_finite_f32(states + (size_t)(layer + 1) * per_layer, (int64_t)per_layer)) layer++;
+    free(states);
+    if (layer < c->n_layers)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: the logits are not finite: every weight is, but the output of layer "
+                           "%d is not (activations overflow)", m->path, layer);
+    return tandem_fail(TANDEM_ERR_FORMAT, "%s: the logits are not finite: every weight and layer output is (the output "
+                       "head overflows)", m->path);
+}
+
 tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits) {
     const qwen3_model *qm = &ctx->model->qwen;
     if (n < 1 || !ids) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: need at least one token");
@@ -263,6 +301,13 @@ tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, fl
         bool last = done + chunk == n;
         float *out = logits ? logits + (size_t)done * qm->cfg.vocab_size : NULL;
         qwen3_forward(qm, ctx->state, ctx->model->pool, ids + done, chunk, ctx->n_past, out);
+        /* A NaN or an infinity would be sampled as an arbitrary token. The last position sees every earlier one
+         * through attention, so its row stands for the pass: one row per pass, cheap beside the pass itself. */
+        if (!all_finite_f32(out ? out + (size_t)(chunk - 1) * qm->cfg.vocab_size : ctx->state->logits,
+                            qm->cfg.vocab_size)) {
+            ctx->has_logits = false;
+            return nonfinite_logits_error(ctx, ids + done, chunk);
+        }
         if (logits && last)  /* keep tandem_ctx_logits() valid in the all-logits mode too */
             memcpy(ctx->state->logits, out + (size_t)(chunk - 1) * qm->cfg.vocab_size,
                    (size_t)qm->cfg.vocab_size * sizeof(float));

@@ -224,6 +224,7 @@ tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, t
         }
         if (k == 0 && draft && max_k > 0) {
             int32_t gamma = sp->adaptive ? choose_length(&lm, max_k) : max_k;
+            stats->n_rounds_draft_off += gamma == 0;
             if (gamma > 0) {
                 double t_sync = now_ms();
                 if ((st = draft_sync(draft, seq, len))) goto done;

@@ -811,26 +811,37 @@ static tandem_status json_merges(builder *b, tandem_tokenizer *tok, const json_t
     return st;
 }
 
-/* EOS ids: generation_config.json eos_token_id ∪ tokenizer_config.json eos_token; when neither file names one,
- * the ids of <|im_end|> and <|endoftext|> (the tokens that end a Qwen turn or document). */
-static tandem_status json_eos(builder *b, tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file,
-                              const json_t *gen, const char *gen_file) {
-    tandem_status st = TANDEM_OK;
-    const json_t *e = json_object_get(gen, "eos_token_id");
-    if (e && !json_is_null(e)) {
-        size_t n = json_is_array(e) ? json_array_size(e) : 1;
-        for (size_t i = 0; i < n; i++) {
-            const json_t *v = json_is_array(e) ? json_array_get(e, i) : e;
-            if (!json_is_integer(v))
-                return tandem_fail(TANDEM_ERR_FORMAT, "%s: eos_token_id: not an integer or a list of integers",
-                                   gen_file);
-            json_int_t id = json_integer_value(v);
-            if (id < 0 || id >= tok->n_ids || tok->tok_off[id] == SIZE_MAX)
-                return tandem_fail(TANDEM_ERR_FORMAT, "%s: eos_token_id: %lld is not a token id (vocab size %d)",
-                                   gen_file, (long long)id, tok->n_ids);
-            if ((st = eos_add(tok, (int32_t)id)) != TANDEM_OK) return st;
-        }
+/* The eos_token_id field of a generation_config.json or config.json (an id or a list of ids; absent or null: none):
+ * each must be a token of the vocabulary, and joins the EOS ids when add. */
+static tandem_status json_eos_ids(tandem_tokenizer *tok, const json_t *root, const char *file, bool add) {
+    const json_t *e = json_object_get(root, "eos_token_id");
+    if (!e || json_is_null(e)) return TANDEM_OK;
+    size_t n = json_is_array(e) ? json_array_size(e) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_is_array(e) ? json_array_get(e, i) : e;
+        if (!json_is_integer(v))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: eos_token_id: not an integer or a list of integers", file);
+        json_int_t id = json_integer_value(v);
+        if (id < 0 || id >= tok->n_ids || tok->tok_off[id] == SIZE_MAX)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: eos_token_id: %lld is not a token id (vocab size %d)", file,
+                               (long long)id, tok->n_ids);
+        tandem_status st = add ? eos_add(tok, (int32_t)id) : TANDEM_OK;
+        if (st != TANDEM_OK) return st;
     }
+    return TANDEM_OK;
+}
+
+/* EOS ids: generation_config.json eos_token_id ∪ tokenizer_config.json eos_token; when neither file names one,
+ * the ids of <|im_end|> and <|endoftext|> (the tokens that end a Qwen turn or document). config.json's
+ * eos_token_id (model_cfg) is checked, not used: converters take it for the GGUF's eos id when tokenizer_config.json
+ * names none, so an id outside the vocabulary is an error here too, not a surprise later. */
+static tandem_status json_eos(builder *b, tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file,
+                              const json_t *gen, const char *gen_file, const json_t *model_cfg,
+                              const char *model_cfg_file) {
+    tandem_status st;
+    if ((st = json_eos_ids(tok, gen, gen_file, true)) != TANDEM_OK ||
+        (st = json_eos_ids(tok, model_cfg, model_cfg_file, false)) != TANDEM_OK)
+        return st;
     const json_t *t = json_object_get(cfg, "eos_token");
     if (json_is_object(t)) t = json_object_get(t, "content");
     if (t && !json_is_null(t)) {
@@ -908,8 +919,8 @@ static tandem_status load_optional_json(const char *dir, const char *name, char 
 }
 
 tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **out) {
-    char *file = NULL, *dir = NULL, *cfg_file = NULL, *gen_file = NULL;
-    json_t *root = NULL, *cfg = NULL, *gen = NULL;
+    char *file = NULL, *dir = NULL, *cfg_file = NULL, *gen_file = NULL, *model_cfg_file = NULL;
+    json_t *root = NULL, *cfg = NULL, *gen = NULL, *model_cfg = NULL;
     tandem_tokenizer *tok = NULL;
     builder b = {0};
     tandem_status st = TANDEM_OK;
@@ -929,6 +940,7 @@ tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **ou
     if ((st = json_load_path(file, &root)) != TANDEM_OK) goto done;
     if ((st = load_optional_json(dir, "tokenizer_config.json", &cfg_file, &cfg)) != TANDEM_OK) goto done;
     if ((st = load_optional_json(dir, "generation_config.json", &gen_file, &gen)) != TANDEM_OK) goto done;
+    if ((st = load_optional_json(dir, "config.json", &model_cfg_file, &model_cfg)) != TANDEM_OK) goto done;
 
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
@@ -972,7 +984,7 @@ tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **ou
     if ((st = builder_finish_tokens(&b, tok, "model.vocab")) != TANDEM_OK) goto done;
     if ((st = json_merges(&b, tok, merges)) != TANDEM_OK) goto done;
     if ((st = compile_pattern(tok, file, "pre_tokenizer", pattern, pattern_len)) != TANDEM_OK) goto done;
-    if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file)) != TANDEM_OK) goto done;
+    if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file, model_cfg, model_cfg_file)) != TANDEM_OK) goto done;
     st = json_chat_template(tok, cfg, cfg_file, dir);
 
 done:
@@ -985,10 +997,12 @@ done:
     json_decref(root);
     json_decref(cfg);
     json_decref(gen);
+    json_decref(model_cfg);
     free(file);
     free(dir);
     free(cfg_file);
     free(gen_file);
+    free(model_cfg_file);
     return st;
 }
 

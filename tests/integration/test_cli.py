@@ -1,6 +1,7 @@
 """The tandem program as a user runs it: every command and its --help, usage errors, generation against
 the transformers goldens, stop strings, streaming, tokenizer-only folders, and clear errors on bad files."""
 import json
+import os
 import resource
 import shutil
 import struct
@@ -215,10 +216,10 @@ def test_ctrl_c_during_bench_prints_what_was_measured(tandem_bin, models_dir):
     """Ctrl-C during bench's runs prints the table of the runs done (and the JSON line, marked interrupted), exit 130;
     before any measured run, it says there is nothing to report."""
     import signal
-    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "50", "-r", "1000", "--json"]
+    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "5000", "-r", "1000", "--json"]
     for warmup, measured in (("0", True), ("1000", False)):
         proc = subprocess.Popen(base + ["--warmup", warmup], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)  # 1000 runs of 50 tokens last far longer: Ctrl-C comes amid them
+        time.sleep(3)  # 1000 runs of 5000 tokens last minutes: Ctrl-C comes amid them
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -231,6 +232,19 @@ def test_ctrl_c_during_bench_prints_what_was_measured(tandem_bin, models_dir):
             assert f"interrupted: {last['repetitions']} of 1000 measured runs done" in err
         else:
             assert out == "" and "nothing to report" in err, (out, err)
+
+
+def test_context_past_training_and_too_many_threads_warn(run_tandem, models_dir):
+    model = models_dir / TINY  # max_position_embeddings 256
+    cp = run_tandem("run", "-m", model, "-p", "abc", "-c", "300", "-n", "2", "--temp", "0")
+    assert "warning: a context of 300 tokens goes past the 256 the model was trained on" in cp.stderr
+    assert "warning" not in run_tandem("run", "-m", model, "-p", "abc", "-c", "256", "-n", "2").stderr
+    cpus = os.cpu_count()
+    cp = run_tandem("bench", "-m", model, "-p", "4", "-n", "2", "-r", "1", "--warmup", "0", "-t", "1000", "--json")
+    assert f"warning: -t 1000: only {cpus} CPUs are online, using {cpus} threads" in cp.stderr
+    assert last_json(cp.stdout)["threads"] == cpus
+    cp = run_tandem("run", "-m", model, "-p", "abc", "-n", "2", "--threads", str(cpus + 1))
+    assert f"--threads {cpus + 1}: only {cpus} CPUs" in cp.stderr
 
 
 # ---- tokenizer commands ----
@@ -333,8 +347,9 @@ def test_bad_gguf_files(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["info", huge], str(huge))
 
 
-def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
-    """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order)."""
+def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None, matrix_type=None):
+    """A small qwen3 GGUF built with the gguf package; tensors: name -> numpy array (PyTorch order); matrix_type:
+    a GGML type name (e.g. "Q8_0") the 2-D tensors are quantized to."""
     gguf = pytest.importorskip("gguf")
     w = gguf.GGUFWriter(str(path), "qwen3")
     kv = {"block_count": 1, "context_length": 64, "embedding_length": 32, "feed_forward_length": 64,
@@ -353,7 +368,12 @@ def write_gguf(path, tensors, vocab_tokens=258, extra_kv=None):
     w.add_array("tokenizer.ggml.merges", ["A B"])
     w.add_uint32("tokenizer.ggml.eos_token_id", 0)
     for name, arr in tensors.items():
-        w.add_tensor(name, arr)
+        if matrix_type and arr.ndim == 2:
+            from gguf.quants import quantize
+            qtype = gguf.GGMLQuantizationType[matrix_type]
+            w.add_tensor(name, quantize(arr, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -391,6 +411,71 @@ def test_gguf_semantic_errors(run_tandem, tmp_path):
     # a context length beyond int32 is too large, with the limit (it is a non-negative integer)
     long_ctx = write_gguf(tmp_path / "ctx.gguf", tiny_tensors(), extra_kv={"context_length": 3_000_000_000})
     expect_error(run_tandem, ["info", long_ctx], "'qwen3.context_length' = 3000000000 is too large", "2147483647")
+
+
+def test_nonfinite_weights_fail_naming_the_tensor(run_tandem, models_dir, tmp_path):
+    """A NaN or an infinity in the weights used to be sampled as an arbitrary token with exit code 0."""
+    t = tiny_tensors()
+    t["blk.0.ffn_up.weight"][3, 5] = np.nan
+    nan = write_gguf(tmp_path / "nan.gguf", t)
+    expect_error(run_tandem, ["run", "-m", nan, "-p", "AB", "-n", "3", "--temp", "0"], "not finite",
+                 "'blk.0.ffn_up.weight' (layer 0)", "NaN at [3, 5]")
+    expect_error(run_tandem, ["bench", "-m", nan, "-p", "4", "-n", "2", "-r", "1"], "'blk.0.ffn_up.weight'")
+    # quantized weights on the default path (8-bit activations, which used to turn a NaN into a finite value)
+    for name in ("blk.0.attn_v.weight", "blk.0.ffn_up.weight"):
+        t = tiny_tensors()
+        t[name][0, 0] = np.nan
+        path = write_gguf(tmp_path / "nan-q8_0.gguf", t, matrix_type="Q8_0")
+        for isa in ("scalar", "avx2", None):  # None: the best this CPU has
+            cp = run_tandem("run", "-m", path, "-p", "ABAB A", "-n", "3", "--temp", "0", check=False,
+                            env={"TANDEM_KERNELS": isa} if isa else None)
+            assert cp.returncode == 1 and f"'{name}' (layer 0) holds NaN" in cp.stderr, (isa, cp.stderr)
+    t = tiny_tensors()
+    t["output_norm.weight"][7] = np.inf
+    expect_error(run_tandem, ["run", "-m", write_gguf(tmp_path / "inf.gguf", t), "-p", "AB", "-n", "3"],
+                 "'output_norm.weight' holds an infinity at [0, 7]")
+    t = tiny_tensors()  # every weight finite, but the MLP's input scaled past float's range
+    t["blk.0.ffn_norm.weight"][:] = 3e38
+    expect_error(run_tandem, ["run", "-m", write_gguf(tmp_path / "big.gguf", t), "-p", "AB", "-n", "3"],
+                 "every weight is, but the output of layer 0 is not")
+    # an HF folder: the tensor under its Hugging Face name
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    m = copy_model(models_dir, tmp_path)
+    tensors = safetensors_numpy.load_file(str(m / "model.safetensors"))
+    tensors["model.layers.1.self_attn.k_proj.weight"][0, 0] = -np.inf
+    safetensors_numpy.save_file(tensors, str(m / "model.safetensors"))
+    expect_error(run_tandem, ["run", "-m", m, "-p", "hello", "-n", "3"],
+                 "'model.layers.1.self_attn.k_proj.weight' (layer 1) holds an infinity at [0, 0]")
+
+
+def test_tensors_of_missing_layers_and_eos_outside_the_vocabulary(run_tandem, models_dir, tmp_path):
+    """A file with more layers than its config says, and end ids that are no token, used to load silently."""
+    t = tiny_tensors()
+    t["blk.5.ffn_up.weight"] = t["blk.0.ffn_up.weight"]
+    expect_error(run_tandem, ["info", write_gguf(tmp_path / "extra.gguf", t)], "'blk.5.ffn_up.weight'",
+                 "layer 5", "qwen3.block_count is 1")
+    gguf = pytest.importorskip("gguf")
+    p = tmp_path / "eos.gguf"
+    write_gguf(p, tiny_tensors())
+    reader = gguf.GGUFReader(str(p), "r+")  # the eos id in place: 0 -> 300 (258 tokens)
+    reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0] = 300
+    del reader
+    expect_error(run_tandem, ["run", "-m", p, "-p", "AB"], "tokenizer.ggml.eos_token_id", "vocab size 258")
+    m = copy_model(models_dir, tmp_path)
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    tensors = safetensors_numpy.load_file(str(m / "model.safetensors"))
+    tensors["model.layers.2.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"]
+    safetensors_numpy.save_file(tensors, str(m / "model.safetensors"))
+    expect_error(run_tandem, ["info", m], "'model.layers.2.mlp.up_proj.weight'", "num_hidden_layers is 2")
+    m = copy_model(models_dir, tmp_path / "eos")
+    cfg = json.loads((m / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**cfg, "eos_token_id": 9999}))
+    expect_error(run_tandem, ["run", "-m", m, "-p", "hi"], "config.json: eos_token_id: 9999", "vocab size 426")
+    (m / "config.json").write_text(json.dumps({**cfg, "eos_token_id": [402, 440]}))
+    expect_error(run_tandem, ["info", m], "config.json: eos_token_id: 440", "vocab size 426")
+    (m / "config.json").write_text(json.dumps(cfg))
+    (m / "generation_config.json").write_text(json.dumps({"eos_token_id": [402, -1]}))
+    expect_error(run_tandem, ["info", m], "generation_config.json: eos_token_id: -1", "vocab size 426")
 
 
 def copy_model(models_dir, tmp_path, name=TINY):
@@ -457,6 +542,21 @@ def test_run_speculative_is_identical(run_tandem, models_dir, extra):
     s = out["speculative"]
     assert s["rounds"] >= 1 and 0 <= s["accepted"] <= s["drafted"]
     assert {"acceptance_rate", "mean_per_pass", "c", "predicted_speedup", "draft_ms", "target_ms"} <= set(s)
+    assert 0 <= s["draft_off_rounds"] <= s["rounds"]
+
+
+def test_run_speculative_reports_what_was_measured(run_tandem, models_dir):
+    """The summary used to print "predicted speedup 2.34x" as if measured, and "acceptance 0%" when adaptive
+    drafting had switched the draft off. A draft of another model (every proposal rejected) and costlier than the
+    target is switched off by the adaptive rule whatever the timings."""
+    args = ["run", "-m", models_dir / TINY, "-md", models_dir / "untied_gqa4", "-p", "hello there", "-n", "64",
+            "--temp", "0", "--ignore-eos"]
+    err = run_tandem(*args).stderr
+    assert "tok/s measured" in err
+    assert "predicted speedup" in err and "a prediction: the target alone was not timed" in err
+    assert "adaptive drafting switched the draft model off for" in err
+    s = last_json(run_tandem(*args, "--json").stdout)["speculative"]
+    assert 0 < s["draft_off_rounds"] < s["rounds"]
 
 
 def test_draft_with_another_vocabulary_is_refused(run_tandem, models_dir, tmp_path):
@@ -477,15 +577,20 @@ def test_bench_reports_what_users_compare(run_tandem, models_dir, variant):
                     "-t", "2", "--json")
     out = last_json(cp.stdout)
     assert BENCH_FIELDS <= set(out)
-    assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2 and out["threads"] == 2
+    assert out["n_prompt"] == 24 and out["n_gen"] == 9 and out["repetitions"] == 2
+    assert out["threads"] == min(2, os.cpu_count())  # more threads than CPUs: the CPUs, with a warning
     assert out["ttft_ms"] > 0 and out["prefill_tokens_per_s"] > 0 and out["decode_tokens_per_s"] > 0
     # tokens/s from the second token on and the time per output token describe the same runs: a mean of rates is
     # at least the rate of the mean time (equal when the runs are; a hiccup in one run of the tiny model moves
     # the two means apart, so no closer bound holds)
     assert out["tpot_ms"] > 0 and 1000 / out["tpot_ms"] <= out["decode_tokens_per_s"] * (1 + 1e-9)
     assert out["peak_rss_mb"] > 1 and out["isa"] in ("avx512vnni", "avxvnni", "avx2", "scalar")
-    assert "acceptance_rate" not in out
+    assert "acceptance_rate" not in out and "measured_speedup" not in out
     assert "time to first token" in cp.stdout and "decode" in cp.stdout
+    # without speculation a pass per token after the first: the weight rate is the token rate times the bytes
+    assert out["decode_target_passes_per_s"] == pytest.approx(out["decode_tokens_per_s"], rel=1e-9)
+    assert out["decode_weight_gb_per_s"] == pytest.approx(out["decode_target_passes_per_s"] * out["step_bytes"] / 1e9,
+                                                          rel=1e-9)
 
 
 def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
@@ -501,9 +606,28 @@ def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
     out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / TINY / "model-q4_0.gguf",
                                "-p", "8", "-n", "12", "-r", "1", "--warmup", "0", "--curve", "--json").stdout)
     assert 0 <= out["acceptance_rate"] <= 1 and out["mean_accepted"] >= 0 and out["mean_per_pass"] >= 1
+    # the target alone is timed too, and the weights are counted per target pass, not per produced token (one run:
+    # the means are the run's own figures)
+    assert out["target_alone_decode_tokens_per_s"] > 0 and out["predicted_speedup"] > 0
+    alone = out["target_alone_decode_tokens_per_s"]
+    assert out["measured_speedup"] == pytest.approx(out["decode_tokens_per_s"] / alone, rel=1e-9)
+    assert out["decode_target_passes_per_s"] * out["mean_per_pass"] == pytest.approx(out["decode_tokens_per_s"],
+                                                                                     rel=1e-9)
+    assert out["decode_weight_gb_per_s"] == pytest.approx(out["decode_target_passes_per_s"] * out["step_bytes"] / 1e9,
+                                                          rel=1e-9)
+    assert out["rounds"] >= 1 and 0 <= out["draft_off_rounds"] <= out["rounds"]
     curve = out["verify_curve"]
     assert [c["k"] for c in curve] == [1, 2, 4, 8, 16] and curve[0]["relative"] == 1.0
     assert all(c["ms"] > 0 for c in curve)
+
+
+def test_bench_says_when_adaptive_drafting_switched_the_draft_off(run_tandem, models_dir):
+    cp = run_tandem("bench", "-m", models_dir / TINY, "-md", models_dir / "untied_gqa4", "-p", "8", "-n", "48",
+                    "-r", "1", "--warmup", "0", "--json")
+    out = last_json(cp.stdout)
+    assert 0 < out["draft_off_rounds"] < out["rounds"]
+    assert "adaptive drafting switched the draft model off for" in cp.stdout
+    assert "measured speedup" in cp.stdout and out["measured_speedup"] > 0
 
 
 def test_bench_bad_model_and_text(run_tandem, models_dir, tmp_path):

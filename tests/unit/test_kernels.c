@@ -1,6 +1,7 @@
 /* test_kernels.c — kernels against plain definitions: f16/bf16 conversion, quantize→dequantize error,
- * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention, SwiGLU and
- * argmax on every instruction set. */
+ * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention, SwiGLU,
+ * argmax, and NaN kept as NaN, on every instruction set. */
+#include <float.h>
 #include <stdlib.h>
 
 #include "kernels.h"
@@ -384,6 +385,45 @@ static void check_argmax_isas(void) {
     kernel_isa_select(NULL);
 }
 
+/* A NaN must reach the logits, where tandem_ctx_eval looks for it: all_finite_f32 finds any NaN or infinity (and
+ * passes FLT_MAX), and neither the 8-bit activations nor attention turn a NaN into a finite value on any
+ * instruction set (they did: max|x| skipped NaN, and the AVX2 exp clamped it to e^-87). */
+static void check_nonfinite(void) {
+    enum { N = 77 };
+    float x[N];
+    for (int n = 0; n <= N; n++) {
+        for (int i = 0; i < n; i++) x[i] = i % 2 ? FLT_MAX : -FLT_MAX / 3;
+        CHECK_MSG(all_finite_f32(x, n), "all_finite_f32 (n=%d) refuses finite values", n);
+        for (int at = 0; at < n; at++) {
+            const float bad[3] = {NAN, INFINITY, -INFINITY};
+            for (int b = 0; b < 3; b++) {
+                x[at] = bad[b];
+                CHECK_MSG(!all_finite_f32(x, n), "all_finite_f32 (n=%d) misses %g at %d", n, bad[b], at);
+            }
+            x[at] = 1.0f;
+        }
+    }
+    const char *isas[] = {"scalar", "avx2", "avx512vnni"};
+    for (size_t k = 0; k < 3; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        float a[256];
+        act_block q[8];
+        for (int i = 0; i < 256; i++) a[i] = frand();
+        a[40] = NAN;  /* in the second block of 32 */
+        quantize_act(a, q, 256, 1);
+        CHECK_MSG(isnan(q[1].d) && !isnan(q[0].d) && !isnan(q[2].d), "%s quantize_act: NaN not kept in its block",
+                  isas[k]);
+        quantize_act(a, q, 256, 8);
+        CHECK_MSG(isnan(q[0].d) && isnan(q[7].d), "%s quantize_act (8 blocks per scale): NaN not kept", isas[k]);
+        float qv[4] = {1, 0.5f, 0, 0}, keys[12] = {0}, vals[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, att[4];
+        float sc[ATTENTION_SCRATCH_PER_QUERY];
+        keys[4] = NAN;  /* the second key */
+        attention_forward(att, 4, qv, 4, 1, 1, keys, vals, TANDEM_TYPE_F32, 3, 4, 0.5f, sc);
+        CHECK_MSG(!all_finite_f32(att, 4), "%s attention: a NaN key gives a finite output", isas[k]);
+    }
+    kernel_isa_select(NULL);
+}
+
 static void check_ops(void) {
     /* RMSNorm */
     float x[8] = {1, -2, 3, -4, 5, -6, 7, -8}, w[8], out[8];
@@ -448,5 +488,6 @@ int main(void) {
     check_swiglu_isas();
     check_argmax_isas();
     check_ops();
+    check_nonfinite();
     return test_summary();
 }

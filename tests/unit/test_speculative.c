@@ -115,7 +115,7 @@ static void check_greedy(tandem_model *target, tandem_model **drafts, int n_draf
     const tandem_sampler_params *modes[2] = {&sp, &penalised};
     tandem_model_info mi;
     tandem_model_get_info(target, &mi);
-    int n_runs = 0, n_accepted = 0, n_rejected = 0;
+    int n_runs = 0, n_accepted = 0, n_rejected = 0, n_draft_off = 0;
     for (int pi = 0; pi < 3; pi++) {
         for (int mode = 0; mode < 2; mode++) {
             run plain;
@@ -139,6 +139,10 @@ static void check_greedy(tandem_model *target, tandem_model **drafts, int n_draf
                         double dl = max_diff(sr.next_logits, plain.next_logits, mi.vocab_size);
                         CHECK_MSG(dl == 0, "cache after speculation differs: logits by %g", dl);
                         CHECK(sr.stats.n_accepted <= sr.stats.n_drafted);
+                        /* passes without the draft model by the adaptive rule's choice: only with both */
+                        CHECK(sr.stats.n_rounds_draft_off >= 0 && sr.stats.n_rounds_draft_off <= sr.stats.n_rounds);
+                        if (d < 0 || !spec.adaptive) CHECK(sr.stats.n_rounds_draft_off == 0);
+                        n_draft_off += sr.stats.n_rounds_draft_off;
                         n_accepted += sr.stats.n_accepted;
                         n_rejected += sr.stats.n_drafted - sr.stats.n_accepted;
                         n_runs++;
@@ -148,9 +152,10 @@ static void check_greedy(tandem_model *target, tandem_model **drafts, int n_draf
             }
         }
     }
-    printf("greedy: %d speculative runs identical to the target alone (%d proposals accepted, %d rejected)\n", n_runs,
-           n_accepted, n_rejected);
+    printf("greedy: %d speculative runs identical to the target alone (%d proposals accepted, %d rejected; %d passes "
+           "with the draft switched off)\n", n_runs, n_accepted, n_rejected, n_draft_off);
     CHECK(n_accepted > 100 && n_rejected > 100);  /* both paths were exercised */
+    CHECK(n_draft_off > 0);  /* the never-agreeing draft was switched off */
 }
 
 /* ---- sampling: the distribution is the target's ---- */

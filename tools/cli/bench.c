@@ -28,7 +28,7 @@ static const char BENCH_HELP[] =
     "                           as verification computes them; median of max(r, 7) rounds in which the k\n"
     "                           take turns) and print its cost relative to k = 1\n"
     "      --json               print one JSON object as the last line\n"
-    "speculative decoding (adds acceptance_rate and mean_accepted):\n"
+    "speculative decoding (each run is followed by one of the target alone: adds the measured speedup, acceptance):\n"
     "  -md, --draft MODEL       draft model; --draft-max N, --draft-min N, --draft-p-min P, --draft-fixed and\n"
     "                           --lookup N as for tandem run\n"
     "Ctrl-C stops at the next token and prints what the runs measured so far (exit code 130).\n";
@@ -153,7 +153,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "-f") || !strcmp(f, "--file")) text_file = take_value(&a, f);
         else if (!strcmp(f, "-r") || !strcmp(f, "--repetitions")) reps = (int)parse_int(&a, f, take_value(&a, f), 1, 1000);
         else if (!strcmp(f, "--warmup")) warmup = (int)parse_int(&a, f, take_value(&a, f), 0, 1000);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
@@ -185,6 +185,7 @@ int cmd_bench(int argc, char **argv) {
     cp.kv_type = kv_type;
     tandem_ctx *ctx = NULL, *draft_ctx = NULL;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("bench", st);
+    warn_beyond_trained_context("bench", model, (int64_t)prompt_len + n_gen);
     if (draft_path) {
         if ((st = tandem_model_load(draft_path, &mp, &draft_model))) die_status("bench", st);
         if ((st = tandem_model_check_draft(model, draft_model))) die_status("bench", st);
@@ -201,33 +202,56 @@ int cmd_bench(int argc, char **argv) {
     gp.on_text = continue_unless_interrupted;
     cli_catch(SIGINT);
     int measured = 0;  /* the runs done when Ctrl-C stops the rest (a run it cut short is not counted) */
+    /* With speculative decoding, each run also generates with the target alone, right after, so that the speedup
+     * is measured (the load of a shared machine drifts over seconds: taking turns reaches both alike). */
+    const bool speculative = draft_ctx || spec.lookup_ngram > 0;
+    tandem_gen_params alone = gp;
+    alone.draft = NULL;
+    alone.spec.lookup_ngram = 0;
     stat_acc ttft = {0}, prefill = {0}, decode = {0}, tpot = {0}, accept = {0}, per_pass = {0}, mean_acc = {0};
+    stat_acc passes = {0}, alone_decode = {0}, predicted = {0};
+    int64_t n_drafted = 0, n_rounds = 0, n_draft_off = 0;
     for (int run = 0; run < warmup + reps; run++) {
-        if ((st = tandem_ctx_truncate(ctx, 0))) die_status("bench", st);
-        if (draft_ctx && (st = tandem_ctx_truncate(draft_ctx, 0))) die_status("bench", st);
-        tandem_gen_result r;
-        if ((st = tandem_generate(ctx, ids, (size_t)prompt_len, &gp, &r))) die_status("bench", st);
-        if (cli_interrupted) {
-            tandem_gen_result_free(&r);
-            break;
+        /* res[0] with the draft (or the target alone when there is none), res[1] the target alone after it; a run
+         * counts only when all its generations finished */
+        tandem_gen_result res[2];
+        int n_done = 0;
+        for (; n_done <= (int)speculative && !cli_interrupted; n_done++) {
+            if ((st = tandem_ctx_truncate(ctx, 0))) die_status("bench", st);
+            if (draft_ctx && (st = tandem_ctx_truncate(draft_ctx, 0))) die_status("bench", st);
+            if ((st = tandem_generate(ctx, ids, (size_t)prompt_len, n_done ? &alone : &gp, &res[n_done])))
+                die_status("bench", st);
         }
-        const tandem_timings *t = &r.timings;
-        if (run >= warmup) {
+        if (!cli_interrupted && run >= warmup) {
             measured++;
+            const tandem_timings *t = &res[0].timings;
             stat_add(&ttft, t->ttft_ms);
             if (n_prompt > 0) stat_add(&prefill, t->n_prompt / (t->prompt_ms / 1e3));
             if (t->n_generated > 1) {
                 stat_add(&decode, (t->n_generated - 1) / (t->decode_ms / 1e3));
                 stat_add(&tpot, t->decode_ms / (t->n_generated - 1));
+                /* the target's weights are read once per pass: one per token after the first, or one per
+                 * speculative round (all of them fall after the first token) */
+                const int n_passes = res[0].speculative ? res[0].spec_stats.n_rounds : t->n_generated - 1;
+                stat_add(&passes, n_passes / (t->decode_ms / 1e3));
             }
-            if (r.speculative) {
-                stat_add(&accept, r.spec_stats.acceptance_rate);
-                stat_add(&per_pass, r.spec_stats.mean_per_pass);
-                stat_add(&mean_acc, r.spec_stats.n_rounds ? (double)r.spec_stats.n_accepted / r.spec_stats.n_rounds : 0);
+            if (res[0].speculative) {
+                const tandem_spec_stats *x = &res[0].spec_stats;
+                stat_add(&accept, x->acceptance_rate);
+                stat_add(&per_pass, x->mean_per_pass);
+                stat_add(&mean_acc, x->n_rounds ? (double)x->n_accepted / x->n_rounds : 0);
+                stat_add(&predicted, x->predicted_speedup);
+                n_drafted += x->n_drafted;
+                n_rounds += x->n_rounds;
+                n_draft_off += x->n_rounds_draft_off;
             }
+            if (speculative && res[1].timings.n_generated > 1)
+                stat_add(&alone_decode, (res[1].timings.n_generated - 1) / (res[1].timings.decode_ms / 1e3));
         }
-        tandem_gen_result_free(&r);
+        for (int k = 0; k < n_done; k++) tandem_gen_result_free(&res[k]);
+        if (cli_interrupted) break;
     }
+    const double speedup = stat_mean(&alone_decode) > 0 ? stat_mean(&decode) / stat_mean(&alone_decode) : 0;
 
     if (measured == 0) {
         fprintf(stderr, "tandem bench: interrupted before the first measured run: nothing to report\n");
@@ -248,8 +272,9 @@ int cmd_bench(int argc, char **argv) {
     }
 
     const double rss = peak_rss_mb();
-    /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure */
-    const double stream_gb_s = stat_mean(&decode) * (double)info.step_bytes / 1e9;
+    /* decode is bound by memory bandwidth: the weight bytes streamed per second is the comparable figure (the
+     * target's, per pass: a speculative round produces several tokens from one read of the weights) */
+    const double stream_gb_s = stat_mean(&passes) * (double)info.step_bytes / 1e9;
     printf("tandem bench: %s, %s kernels, %d threads, %s activations, %s KV cache\n", model_path, tandem_kernel_isa(),
            tandem_model_threads(model), exact ? "f32" : "8-bit", tandem_type_name(tandem_ctx_kv_type(ctx)));
     printf("  prompt %d tokens, generate %d, %d runs after %d warm-up\n", n_prompt, n_gen, reps, warmup);
@@ -257,11 +282,21 @@ int cmd_bench(int argc, char **argv) {
     if (n_prompt > 0) printf("  prefill               %9.2f tok/s (± %.2f)\n", stat_mean(&prefill), stat_sd(&prefill));
     printf("  decode                %9.2f tok/s (± %.2f)\n", stat_mean(&decode), stat_sd(&decode));
     printf("  time per output token %9.2f ms\n", stat_mean(&tpot));
-    printf("  weights streamed      %9.2f GB/s while decoding (%.0f MB per token)\n", stream_gb_s, info.step_bytes / 1e6);
+    printf("  weights streamed      %9.2f GB/s while decoding (%.0f MB per target pass, %.2f passes/s)\n", stream_gb_s,
+           info.step_bytes / 1e6, stat_mean(&passes));
     printf("  peak resident memory  %9.1f MB\n", rss);
-    if (draft_ctx || spec.lookup_ngram > 0)
-        printf("  speculative: acceptance %.3f, %.2f accepted and %.2f produced per target pass\n", stat_mean(&accept),
-               stat_mean(&mean_acc), stat_mean(&per_pass));
+    if (speculative) {
+        printf("  target alone          %9.2f tok/s (± %.2f) decode: measured speedup %.2fx (predicted %.2fx)\n",
+               stat_mean(&alone_decode), stat_sd(&alone_decode), speedup, stat_mean(&predicted));
+        if (n_drafted > 0)
+            printf("  speculative: acceptance %.3f, %.2f accepted and %.2f produced per target pass\n",
+                   stat_mean(&accept), stat_mean(&mean_acc), stat_mean(&per_pass));
+        else
+            printf("  speculative: no tokens proposed, %.2f produced per target pass\n", stat_mean(&per_pass));
+        if (n_draft_off > 0)
+            printf("  adaptive drafting switched the draft model off for %lld of %lld target passes (at its measured "
+                   "acceptance and cost it did not pay)\n", (long long)n_draft_off, (long long)n_rounds);
+    }
     if (curve) {
         printf("  one pass over k tokens (after %d), relative to k = 1:\n", CURVE_PREFIX);
         for (int i = 0; i < CURVE_N_KS; i++) {
@@ -277,12 +312,20 @@ int cmd_bench(int argc, char **argv) {
                                 "prefill_tokens_per_s", stat_mean(&prefill), "decode_tokens_per_s", stat_mean(&decode),
                                 "decode_tokens_per_s_sd", stat_sd(&decode), "tpot_ms", stat_mean(&tpot), "peak_rss_mb", rss);
         json_object_set_new(out, "decode_weight_gb_per_s", json_real(stream_gb_s));
+        json_object_set_new(out, "decode_target_passes_per_s", json_real(stat_mean(&passes)));
+        json_object_set_new(out, "step_bytes", json_integer(info.step_bytes));
         json_object_set_new(out, "kv_type", json_string(tandem_type_name(tandem_ctx_kv_type(ctx))));
         if (cli_interrupted) json_object_set_new(out, "interrupted", json_true());
-        if (draft_ctx || spec.lookup_ngram > 0) {
+        if (speculative) {
             json_object_set_new(out, "acceptance_rate", json_real(stat_mean(&accept)));
             json_object_set_new(out, "mean_accepted", json_real(stat_mean(&mean_acc)));
             json_object_set_new(out, "mean_per_pass", json_real(stat_mean(&per_pass)));
+            json_object_set_new(out, "target_alone_decode_tokens_per_s", json_real(stat_mean(&alone_decode)));
+            json_object_set_new(out, "measured_speedup", json_real(speedup));
+            json_object_set_new(out, "predicted_speedup", json_real(stat_mean(&predicted)));
+            json_object_set_new(out, "drafted", json_integer(n_drafted));
+            json_object_set_new(out, "draft_off_rounds", json_integer(n_draft_off));
+            json_object_set_new(out, "rounds", json_integer(n_rounds));
         }
         if (curve) {
             json_t *arr = json_array();

@@ -71,6 +71,22 @@ double parse_float(args *a, const char *flag, const char *s, double lo, double h
     return v;
 }
 
+int parse_threads(args *a, const char *flag) {
+    const int n = (int)parse_int(a, flag, take_value(a, flag), 1, 1024), cpus = tandem_cpu_count();
+    if (n <= cpus) return n;
+    fprintf(stderr, "tandem %s: warning: %s %d: only %d CPUs are online, using %d threads\n", a->cmd, flag, n, cpus,
+            cpus);
+    return cpus;
+}
+
+void warn_beyond_trained_context(const char *cmd, const tandem_model *model, int64_t n_ctx) {
+    tandem_model_info info;
+    tandem_model_get_info(model, &info);
+    if (n_ctx > info.context_length)
+        fprintf(stderr, "tandem %s: warning: a context of %lld tokens goes past the %d the model was trained on "
+                "(context_length): text beyond that is usually poor\n", cmd, (long long)n_ctx, info.context_length);
+}
+
 char *read_file(const char *cmd, const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {

@@ -26,6 +26,11 @@ _Noreturn void die_status(const char *cmd, tandem_status st);
 const char *take_value(args *a, const char *flag);
 long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi);
 double parse_float(args *a, const char *flag, const char *s, double lo, double hi);
+/* -t/--threads N: 1..1024; more than the CPUs online only slow evaluation down, so that many are used instead,
+ * with a warning. */
+int parse_threads(args *a, const char *flag);
+/* Warns when a context of n_ctx tokens goes past the model's trained context (its context_length). */
+void warn_beyond_trained_context(const char *cmd, const tandem_model *model, int64_t n_ctx);
 /* The whole file ('-' = stdin), NUL-terminated; exits with a message naming the file on failure. */
 char *read_file(const char *cmd, const char *path, size_t *len);
 /* Prints obj as one ASCII line and releases it. */

@@ -111,7 +111,7 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
         else if (!quantize && !strcmp(f, "--asym")) asym = true;
         else if (!strcmp(f, "--ratio")) cp.ratio = (float)parse_float(&a, f, take_value(&a, f), 0.0, 1.0);
         else if (!strcmp(f, "--force")) cp.overwrite = true;
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) cp.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) cp.n_threads = parse_threads(&a, f);
         else if (f[0] == '-' && f[1]) die_usage(cmd, "unknown option '%s'", f);
         else if (n_pos < (quantize ? 3 : 1)) positional[n_pos++] = f;
         else die_usage(cmd, "unexpected argument '%s'", f);
@@ -188,7 +188,7 @@ static int quality(int argc, char **argv, bool kld) {
         else if (!strcmp(f, "--ctx") || !strcmp(f, "-c")) ep.n_ctx = (int32_t)parse_int(&a, f, take_value(&a, f), 4, 1 << 20);
         else if (!strcmp(f, "--chunks")) ep.max_chunks = (int32_t)parse_int(&a, f, take_value(&a, f), 1, INT32_MAX);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) ep.n_batch = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 4096);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) ep.exact = true;
         else if (!strcmp(f, "--kv-type")) ep.kv_type = parse_kv_type(&a, f);

@@ -88,7 +88,7 @@ int cmd_distill(int argc, char **argv) {
         else if (!strcmp(f, "--topk")) p.topk = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 256);
         else if (!strcmp(f, "--seed")) p.seed = parse_int(&a, f, take_value(&a, f), 0, 1LL << 62);
         else if (!strcmp(f, "--force")) p.force = true;
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = parse_threads(&a, f);
         else if (!strcmp(f, "--type")) p.out_type = parse_weight_type(&a, f);
         else if (!strcmp(f, "--checkpoint")) p.checkpoint_path = take_value(&a, f);
         else if (!strcmp(f, "--checkpoint-every")) p.checkpoint_every = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);

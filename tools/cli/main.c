@@ -99,6 +99,23 @@ static bool same_output(void) {
            out.st_ino == err.st_ino;
 }
 
+/* What speculative decoding did, as measured; the speedup only as the prediction it is, since the target alone
+ * was not timed (tandem bench -md times both). */
+static void print_spec_summary(const tandem_spec_stats *x, double decode_tps) {
+    fprintf(stderr, "tandem: speculative: %.2f tok/s measured, %.2f tokens per target pass; ", decode_tps,
+            x->mean_per_pass);
+    if (x->n_drafted > 0)
+        fprintf(stderr, "%d of %d proposed tokens accepted (%.0f%%)", x->n_accepted, x->n_drafted,
+                100 * x->acceptance_rate);
+    else
+        fputs("no tokens proposed", stderr);
+    if (x->n_rounds_draft_off > 0)
+        fprintf(stderr, "; adaptive drafting switched the draft model off for %d of %d target passes (at its measured "
+                "acceptance and cost it did not pay)", x->n_rounds_draft_off, x->n_rounds);
+    fprintf(stderr, "\ntandem: speculative: predicted speedup %.2fx (E/(gamma*c+1), c = %.3f; a prediction: the target "
+            "alone was not timed, 'tandem bench -md' measures it)\n", x->predicted_speedup, x->draft_target_ratio);
+}
+
 static int cmd_run(int argc, char **argv) {
     args a = {"run", argc, argv, 0};
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
@@ -134,7 +151,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) n_ctx = (int)parse_int(&a, f, take_value(&a, f), 1, 1 << 24);
         else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) n_batch = (int)parse_int(&a, f, take_value(&a, f), 1, 4096);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
@@ -167,6 +184,7 @@ static int cmd_run(int argc, char **argv) {
     cp.kv_type = kv_type;
     tandem_ctx *ctx;
     if ((st = tandem_ctx_init(model, &cp, &ctx))) die_status("run", st);
+    warn_beyond_trained_context("run", model, tandem_ctx_n_ctx(ctx));
 
     tandem_model *draft_model = NULL;
     tandem_ctx *draft_ctx = NULL;
@@ -228,6 +246,8 @@ static int cmd_run(int argc, char **argv) {
                 x->mean_per_pass, "mean_draft_len", x->mean_draft_len, "draft_ms", x->draft_ms, "target_ms",
                 x->target_ms, "c", x->draft_target_ratio, "predicted_speedup", x->predicted_speedup, "draft_max",
                 spec.draft_max, "adaptive", spec.adaptive, "lookup", spec.lookup_ngram));
+            json_object_set_new(json_object_get(out, "speculative"), "draft_off_rounds",
+                                json_integer(x->n_rounds_draft_off));
         }
         print_json_line(out);
     } else {
@@ -240,11 +260,7 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "tandem: %d prompt tokens (%.1f tok/s), %d generated (%.2f tok/s), first token after %.0f ms, "
                 "finish: %s\n", t->n_prompt, prefill_tps, t->n_generated, decode_tps, t->ttft_ms,
                 finish);
-        if (r.speculative)
-            fprintf(stderr, "tandem: speculative: %d of %d proposed tokens accepted (%.0f%%), %.2f tokens per target "
-                    "pass, c = %.3f, predicted speedup %.2fx\n", r.spec_stats.n_accepted, r.spec_stats.n_drafted,
-                    100 * r.spec_stats.acceptance_rate, r.spec_stats.mean_per_pass, r.spec_stats.draft_target_ratio,
-                    r.spec_stats.predicted_speedup);
+        if (r.speculative) print_spec_summary(&r.spec_stats, decode_tps);
     }
     tandem_gen_result_free(&r);
     tandem_free(ids);

@@ -62,7 +62,7 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(f, "--raw")) p.raw = true;
         else if (!strcmp(f, "--force")) p.force = true;
         else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) p.n_ctx = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 24);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = parse_threads(&a, f);
         else if (!strcmp(f, "--draft-max")) p.spec.draft_max = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 64);
         else if (!strcmp(f, "--draft-min")) p.spec.draft_min = (int32_t)parse_int(&a, f, take_value(&a, f), 0, 64);
         else if (!strcmp(f, "--draft-p-min")) p.spec.draft_p_min = (float)parse_float(&a, f, take_value(&a, f), 0, 1);

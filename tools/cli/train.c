@@ -113,7 +113,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(f, "--resume")) p.resume = true;
         else if (!strcmp(f, "--stop-after")) stop_after = parse_int(&a, f, take_value(&a, f), 1, 1LL << 40);
         else if (!strcmp(f, "--force")) p.force = true;
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = parse_threads(&a, f);
         else if (!strcmp(f, "--type")) p.out_type = parse_weight_type(&a, f);
         else die_usage("train", "unknown option '%s'", f);
     }
@@ -214,7 +214,7 @@ int cmd_prune(int argc, char **argv) {
         else if (!strcmp(f, "--png")) png = take_value(&a, f);
         else if (!strcmp(f, "--window")) p.window = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 16);
         else if (!strcmp(f, "--max-tokens")) p.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 2, INT_MAX);
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1024);
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = parse_threads(&a, f);
         else if (!strcmp(f, "--force")) p.force = true;
         else die_usage("prune", "unknown option '%s'", f);
     }
