@@ -144,22 +144,6 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
     return TANDEM_OK;
 }
 
-/* ---- top-k ---- */
-
-/* The k largest of z (n), sorted descending, into ids / vals (insertion into a sorted list: k is small). */
-static void top_k_sorted(int32_t *ids, float *vals, const float *z, int32_t n, int32_t k) {
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (m == k && !(z[i] > vals[k - 1])) continue;
-        int32_t j = m < k ? m++ : k - 1;
-        while (j > 0 && vals[j - 1] < z[i]) {
-            vals[j] = vals[j - 1], ids[j] = ids[j - 1];
-            j--;
-        }
-        vals[j] = z[i], ids[j] = i;
-    }
-}
-
 enum { SYNTH_CHUNK = 64 };
 
 /* The target's top-k logits at the positions that predicted each generated token: a second, teacher-forced pass
@@ -177,9 +161,9 @@ static tandem_status answer_top_k(tandem_ctx *ctx, const int32_t *prompt, size_t
         for (size_t j = 0; j < m; j++) chunk[j] = j0 + j == 0 ? prompt[n_prompt - 1] : gen[j0 + j - 1];
         if ((st = tandem_ctx_eval(ctx, chunk, (int32_t)m, logits))) break;
         for (size_t j = 0; j < m; j++) {
-            top_k_sorted(ids, vals, logits + j * (size_t)vocab, vocab, k);
+            const int32_t kept = top_k_f32(logits + j * (size_t)vocab, vocab, k, ids, vals);
             json_t *ri = json_array(), *rv = json_array();
-            for (int32_t t = 0; t < k; t++) {
+            for (int32_t t = 0; t < kept; t++) {
                 json_array_append_new(ri, json_integer(ids[t]));
                 json_array_append_new(rv, json_real(vals[t]));
             }
