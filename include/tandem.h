@@ -372,6 +372,18 @@ tandem_status tandem_perplexity(tandem_model *model, const char *text, size_t le
 tandem_status tandem_kld(tandem_model *model, tandem_model *ref, const char *text, size_t len,
                          const tandem_eval_params *params, tandem_quality_result *result);
 
+/* Mean and sample standard deviation (n − 1 in the denominator) of a stream of values: tandem_perplexity's and
+ * tandem_kld's standard errors, tandem bench's spreads. Start from a zeroed struct. */
+typedef struct tandem_running_stats {
+    int64_t n;
+    double sum;          /* Σx: the mean is sum / n */
+    double mean, m2;     /* Welford's running mean and Σ(x − mean)²: the variance without the cancellation of
+                            Σx² − n·mean² when the spread is small beside the mean */
+} tandem_running_stats;
+void tandem_running_stats_add(tandem_running_stats *s, double x);
+double tandem_running_stats_mean(const tandem_running_stats *s);  /* 0 when empty */
+double tandem_running_stats_sd(const tandem_running_stats *s);    /* 0 for fewer than two values */
+
 /* ---- training (src/train) ---- */
 
 /* Reported after every optimiser step. */
