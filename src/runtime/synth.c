@@ -121,10 +121,10 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
                              (long long)line_no, err.text);
         } else if (!json_is_integer(idx) || json_integer_value(idx) < 0 || json_integer_value(idx) >= n_prompts) {
             st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: no index below the %d prompts (another prompts file? "
-                             "pass --force to start over)", path, (long long)line_no, n_prompts);
+                             "set tandem_synth_params.force to start over)", path, (long long)line_no, n_prompts);
         } else if (json_is_string(prompt) && strcmp(json_string_value(prompt), prompts[json_integer_value(idx)].text)) {
             st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: prompt %lld differs from the prompts file's (another "
-                             "prompts file? pass --force to start over)", path, (long long)line_no,
+                             "prompts file? set tandem_synth_params.force to start over)", path, (long long)line_no,
                              (long long)json_integer_value(idx));
         } else if (!done[json_integer_value(idx)]) {
             done[json_integer_value(idx)] = true;

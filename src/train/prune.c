@@ -174,7 +174,7 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_prune: a model and a calibration text are required");
     memset(r, 0, sizeof *r);
     if (p->output_path && path_exists(p->output_path) && !p->force)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (set tandem_prune_params.force to overwrite)",
                            p->output_path);
     if (p->window < 2 || p->max_tokens < 2)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_prune: window %d and max_tokens %d must be ≥ 2", p->window,
