@@ -378,9 +378,9 @@ tandem_status tandem_kld(tandem_model *model, tandem_model *ref, const char *tex
  * tandem_kld's standard errors, tandem bench's spreads. Start from a zeroed struct. */
 typedef struct tandem_running_stats {
     int64_t n;
-    double sum;          /* Σx: the mean is sum / n */
-    double mean, m2;     /* Welford's running mean and Σ(x − mean)²: the variance without the cancellation of
-                            Σx² − n·mean² when the spread is small beside the mean */
+    double sum;                /* Σx: the mean is sum / n */
+    double welford_mean, m2;   /* Welford's running mean and Σ(x − mean)²: the variance without the cancellation
+                                  of Σx² − n·mean² when the spread is small beside the mean */
 } tandem_running_stats;
 void tandem_running_stats_add(tandem_running_stats *s, double x);
 double tandem_running_stats_mean(const tandem_running_stats *s);  /* 0 when empty */

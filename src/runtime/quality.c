@@ -42,9 +42,9 @@ static double kl_row(const float *ref, row_stats rs, const float *model, row_sta
 void tandem_running_stats_add(tandem_running_stats *s, double x) {
     s->n++;
     s->sum += x;
-    const double d = x - s->mean;
-    s->mean += d / (double)s->n;
-    s->m2 += d * (x - s->mean);
+    const double d = x - s->welford_mean;
+    s->welford_mean += d / (double)s->n;
+    s->m2 += d * (x - s->welford_mean);
 }
 double tandem_running_stats_mean(const tandem_running_stats *s) { return s->n ? s->sum / (double)s->n : 0; }
 double tandem_running_stats_sd(const tandem_running_stats *s) {
