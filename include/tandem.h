@@ -359,7 +359,9 @@ tandem_status tandem_quantize_file(const char *in_path, const char *out_path, co
 /* The text is tokenized (added tokens not parsed) and cut into consecutive chunks of n_ctx tokens; a final
  * partial chunk is dropped. Each chunk is evaluated from an empty cache and only its second half is scored
  * (the logits at positions n_ctx/2 … n_ctx-2 predicting the next token), as llama.cpp's perplexity does, so
- * every scored token sees at least n_ctx/2 tokens of context. */
+ * every scored token sees at least n_ctx/2 tokens of context. tandem_prune's calibration perplexity is the same
+ * figure (n_ctx = its window, exact). */
+#define TANDEM_PPL_FIRST_SCORED(n_ctx) ((n_ctx) / 2) /* the first scored position of a chunk */
 typedef struct tandem_eval_params {
     int32_t n_ctx;       /* chunk length in tokens (default 512; at most the model's context) */
     int32_t n_batch;     /* tokens per forward pass (default 64) */
@@ -390,6 +392,18 @@ tandem_status tandem_perplexity(tandem_model *model, const char *text, size_t le
 /* Compares model against ref (same vocabulary, same tokenizer) on the same chunks. */
 tandem_status tandem_kld(tandem_model *model, tandem_model *ref, const char *text, size_t len,
                          const tandem_eval_params *params, tandem_quality_result *result);
+
+/* Mean and sample standard deviation (n − 1 in the denominator) of a stream of values: tandem_perplexity's and
+ * tandem_kld's standard errors, tandem bench's spreads. Start from a zeroed struct. */
+typedef struct tandem_running_stats {
+    int64_t n;
+    double sum;                /* Σx: the mean is sum / n */
+    double welford_mean, m2;   /* Welford's running mean and Σ(x − mean)²: the variance without the cancellation
+                                  of Σx² − n·mean² when the spread is small beside the mean */
+} tandem_running_stats;
+void tandem_running_stats_add(tandem_running_stats *s, double x);
+double tandem_running_stats_mean(const tandem_running_stats *s);  /* 0 when empty */
+double tandem_running_stats_sd(const tandem_running_stats *s);    /* 0 for fewer than two values */
 
 /* ---- training (src/train) ---- */
 
@@ -480,7 +494,9 @@ typedef struct tandem_prune_result {
     int32_t *removed;           /* the removed layer indices, ascending; owned */
     int32_t n_removed;
     int64_t n_tokens;           /* calibration tokens measured */
-    double ppl_before, ppl_after;  /* calibration perplexity of the input and of the pruned model */
+    double ppl_before, ppl_after;  /* calibration perplexity of the input and of the pruned model: tandem_perplexity's
+                                    * with n_ctx = window and exact (whole windows, second halves); NaN when the
+                                    * text is too short to score (window < 3) */
 } tandem_prune_result;
 tandem_status tandem_prune(const tandem_prune_params *params, tandem_prune_result *result);
 void tandem_prune_result_free(tandem_prune_result *result);

@@ -154,8 +154,8 @@ tandem_status convert_check_output(const char *out_path, bool overwrite) {
     if (!out_path || !out_path[0]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "no output file given");
     if (path_is_dir(out_path)) return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: is a folder, not a file", out_path);
     if (path_exists(out_path) && !overwrite)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (not overwritten unless asked to: tandem --force)",
-                           out_path);
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "%s: already exists (set tandem_convert_params.overwrite to replace it)", out_path);
     return TANDEM_OK;
 }
 

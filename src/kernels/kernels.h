@@ -168,6 +168,12 @@ void add_forward(float *out, const float *x, int64_t n);
 bool all_finite_f32(const float *x, int64_t n);
 /* The index of the largest of x[0..n) (n ≥ 1), the first on ties; NaNs never win (0 when all are NaN). */
 int64_t argmax_f32(const float *x, int64_t n);
+/* The k largest of z (n ≥ 1), best first, into ids and vals (min(k, n) entries each; that count is returned):
+ * ordered by value descending, equal values by index ascending, so the selection and its order never depend on
+ * how the search went (the sampler's, the teacher's and synth's top-k are this one). k ≥ 1; k ≥ n gives every
+ * index, sorted. O(n log k): a min-heap of the best k so far in ids/vals, then sorted in place. z must hold no NaN
+ * (its position in the order is unspecified; the result stays within bounds). */
+int32_t top_k_f32(const float *z, int32_t n, int32_t k, int32_t *ids, float *vals);
 /* Causal attention for n_tokens consecutive positions × n_queries query heads that share one KV head (a GQA
  * group): query g of token t, q + t·q_stride + g·head_dim, attends keys 0 … n_keys0 + t − 1 (n_keys0 ≥ 1):
  * out + t·out_stride + g·head_dim (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u. keys, values

@@ -1,5 +1,5 @@
 /* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU, residual
- * add, attention over an f32 or f16 cache, argmax, a finiteness test. Written to match HF's float32 arithmetic. */
+ * add, attention over an f32 or f16 cache, argmax, top-k, a finiteness test. Written to match HF's float32 arithmetic. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -106,6 +106,45 @@ int64_t argmax_f32_scalar(const float *x, int64_t n) {
 }
 
 int64_t argmax_f32(const float *x, int64_t n) { return kernel_isa_current()->argmax(x, n); }
+
+/* top_k_f32's order: "entry a ranks below entry b" (a smaller value, or an equal value at a larger index). */
+static bool ranks_below(float va, int32_t ia, float vb, int32_t ib) { return va < vb || (va == vb && ia > ib); }
+
+/* Restores the min-heap (lowest-ranked entry at the root) of ids/vals (n) below node i. */
+static void top_k_sift_down(int32_t *ids, float *vals, int32_t n, int32_t i) {
+    for (;;) {
+        int32_t low = i;
+        const int32_t l = 2 * i + 1, r = l + 1;
+        if (l < n && ranks_below(vals[l], ids[l], vals[low], ids[low])) low = l;
+        if (r < n && ranks_below(vals[r], ids[r], vals[low], ids[low])) low = r;
+        if (low == i) return;
+        const float tv = vals[i];
+        const int32_t ti = ids[i];
+        vals[i] = vals[low], ids[i] = ids[low], vals[low] = tv, ids[low] = ti;
+        i = low;
+    }
+}
+
+int32_t top_k_f32(const float *z, int32_t n, int32_t k, int32_t *ids, float *vals) {
+    TANDEM_ASSERT(n >= 1 && k >= 1);
+    const int32_t m = k < n ? k : n;
+    for (int32_t i = 0; i < m; i++) ids[i] = i, vals[i] = z[i];
+    for (int32_t i = m / 2 - 1; i >= 0; i--) top_k_sift_down(ids, vals, m, i);
+    /* a later index ranks above the root only with a strictly larger value */
+    for (int32_t i = m; i < n; i++)
+        if (z[i] > vals[0]) {
+            ids[0] = i, vals[0] = z[i];
+            top_k_sift_down(ids, vals, m, 0);
+        }
+    /* heap sort: the lowest-ranked entry goes last, so the best ends first */
+    for (int32_t end = m - 1; end > 0; end--) {
+        const float tv = vals[0];
+        const int32_t ti = ids[0];
+        vals[0] = vals[end], ids[0] = ids[end], vals[end] = tv, ids[end] = ti;
+        top_k_sift_down(ids, vals, end, 0);
+    }
+    return m;
+}
 
 KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];

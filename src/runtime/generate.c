@@ -177,7 +177,7 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: the prompt is empty and the context holds nothing");
     if (n_prompt > (size_t)(ctx->state->n_ctx - ctx->n_past))
         return tandem_fail(TANDEM_ERR_CONTEXT_FULL, "context full: the prompt has %zu tokens but only %d of the "
-                           "context's %d positions are free (raise --ctx-size)", n_prompt,
+                           "context's %d positions are free (raise tandem_ctx_params.n_ctx)", n_prompt,
                            ctx->state->n_ctx - ctx->n_past, ctx->state->n_ctx);
     const bool speculative = params->draft || params->spec.lookup_ngram > 0;
     if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;

@@ -1,5 +1,5 @@
 /* quality.c — tandem_perplexity and tandem_kld: how well a model predicts a text, and how far a compressed
- * model's next-token distributions are from its reference's, scored chunk by chunk as llama.cpp does. */
+ * model's next-token distributions are from its reference's, scored chunk by chunk as llama.cpp does; running stats. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -39,21 +39,21 @@ static double kl_row(const float *ref, row_stats rs, const float *model, row_sta
     return kl > 0 ? kl : 0;  /* rounding can give -1e-17 */
 }
 
-typedef struct running {
-    double sum, sum_sq;
-    int64_t n;
-} running;
-
-static void running_add(running *r, double x) {
-    r->sum += x;
-    r->sum_sq += x * x;
-    r->n++;
+void tandem_running_stats_add(tandem_running_stats *s, double x) {
+    s->n++;
+    s->sum += x;
+    const double d = x - s->welford_mean;
+    s->welford_mean += d / (double)s->n;
+    s->m2 += d * (x - s->welford_mean);
 }
-static double running_mean(const running *r) { return r->n ? r->sum / (double)r->n : 0; }
-static double running_stderr(const running *r) {
-    if (r->n < 2) return 0;
-    const double mean = running_mean(r), var = (r->sum_sq / (double)r->n - mean * mean) * (double)r->n / (double)(r->n - 1);
-    return var > 0 ? sqrt(var / (double)r->n) : 0;
+double tandem_running_stats_mean(const tandem_running_stats *s) { return s->n ? s->sum / (double)s->n : 0; }
+double tandem_running_stats_sd(const tandem_running_stats *s) {
+    return s->n < 2 ? 0 : sqrt(s->m2 / (double)(s->n - 1));
+}
+
+/* The standard error of the mean. */
+static double running_stderr(const tandem_running_stats *r) {
+    return r->n < 2 ? 0 : tandem_running_stats_sd(r) / sqrt((double)r->n);
 }
 
 /* Evaluates ids[0 .. n_ctx) in ctx from an empty cache; the first half without logits, then the scored half
@@ -115,7 +115,7 @@ tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "perplexity: out of memory");
         goto done;
     }
-    running nll = {0}, ref_nll = {0}, kld = {0};
+    tandem_running_stats nll = {0}, ref_nll = {0}, kld = {0};
     int64_t agree = 0;
     chunk_eval me = {mctx, mbuf, n_batch}, re = {rctx, rbuf, n_batch};
     /* scored: logits at positions first … n_ctx-2, each predicting the next token */
@@ -132,13 +132,13 @@ tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int
                 const float *ml = mbuf + (size_t)k * V;
                 const int32_t next = chunk[pos + k + 1];
                 row_stats ms = row_stats_of(ml, V);
-                running_add(&nll, ms.log_z - (double)ml[next]);
+                tandem_running_stats_add(&nll, ms.log_z - (double)ml[next]);
                 if (ref) {
                     const float *rl = rbuf + (size_t)k * V;
                     row_stats rs = row_stats_of(rl, V);
-                    running_add(&ref_nll, rs.log_z - (double)rl[next]);
+                    tandem_running_stats_add(&ref_nll, rs.log_z - (double)rl[next]);
                     const double d = kl_row(rl, rs, ml, ms, V);
-                    running_add(&kld, d);
+                    tandem_running_stats_add(&kld, d);
                     if (d > out->kld_max) out->kld_max = d;
                     agree += rs.argmax == ms.argmax;
                 }
@@ -151,11 +151,11 @@ tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int
     }
     out->n_chunks = (int32_t)n_chunks;
     out->n_scored = nll.n;
-    out->perplexity = exp(running_mean(&nll));
+    out->perplexity = exp(tandem_running_stats_mean(&nll));
     out->nll_stderr = running_stderr(&nll);
     if (ref) {
-        out->ref_perplexity = exp(running_mean(&ref_nll));
-        out->kld_mean = running_mean(&kld);
+        out->ref_perplexity = exp(tandem_running_stats_mean(&ref_nll));
+        out->kld_mean = tandem_running_stats_mean(&kld);
         out->kld_stderr = running_stderr(&kld);
         out->top1_agreement = kld.n ? (double)agree / (double)kld.n : 0;
     }

@@ -17,7 +17,9 @@ struct tandem_sampler {
     uint64_t rng;          /* splitmix64 state */
     candidate *cand;       /* (vocab_size) */
     int32_t *counts;       /* (vocab_size) occurrences in the penalty window; zero between calls */
-    float *work;           /* (vocab_size) penalised logits */
+    float *work;           /* (vocab_size) penalised logits, then scaled by 1 / temperature for top-k */
+    int32_t *top_ids;      /* (vocab_size) top_k_f32's output */
+    float *top_vals;       /* (vocab_size) */
 };
 
 tandem_sampler_params tandem_sampler_default_params(void) {
@@ -80,7 +82,9 @@ tandem_status tandem_sampler_init(const tandem_sampler_params *params, int32_t v
     s->cand = malloc((size_t)vocab_size * sizeof *s->cand);
     s->counts = calloc((size_t)vocab_size, sizeof *s->counts);
     s->work = malloc((size_t)vocab_size * sizeof *s->work);
-    if (!s->cand || !s->counts || !s->work) {
+    s->top_ids = malloc((size_t)vocab_size * sizeof *s->top_ids);
+    s->top_vals = malloc((size_t)vocab_size * sizeof *s->top_vals);
+    if (!s->cand || !s->counts || !s->work || !s->top_ids || !s->top_vals) {
         tandem_sampler_free(s);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "sampler: out of memory");
     }
@@ -93,6 +97,8 @@ void tandem_sampler_free(tandem_sampler *s) {
     free(s->cand);
     free(s->counts);
     free(s->work);
+    free(s->top_ids);
+    free(s->top_vals);
     free(s);
 }
 
@@ -128,48 +134,20 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id - y->id;  /* ties: lower id first, so results never depend on qsort's order */
 }
 
-/* "a ranks below b": a smaller logit, or an equal logit with a larger id. */
-static bool ranks_below(candidate a, candidate b) { return a.logit < b.logit || (a.logit == b.logit && a.id > b.id); }
-
-static void sift_down(candidate *heap, int32_t n, int32_t i) {
-    for (;;) {
-        int32_t low = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && ranks_below(heap[l], heap[low])) low = l;
-        if (r < n && ranks_below(heap[r], heap[low])) low = r;
-        if (low == i) return;
-        candidate t = heap[i];
-        heap[i] = heap[low];
-        heap[low] = t;
-        i = low;
-    }
-}
-
-/* The k best tokens of logits (scaled by temperature) into s->cand[0..k): a min-heap of the best so
- * far, O(V log k) instead of sorting the whole vocabulary. */
-static int32_t select_top_k(tandem_sampler *s, const float *logits, int32_t k) {
-    const float inv_t = 1.0f / s->p.temperature;
-    for (int32_t i = 0; i < k; i++) s->cand[i] = (candidate){i, logits[i] * inv_t};
-    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(s->cand, k, i);
-    for (int32_t i = k; i < s->vocab_size; i++) {
-        candidate c = {i, logits[i] * inv_t};
-        if (ranks_below(s->cand[0], c)) {
-            s->cand[0] = c;
-            sift_down(s->cand, k, 0);
-        }
-    }
-    return k;
-}
-
 /* Fills s->cand[0..*n) with the kept tokens of logits and their normalised probabilities, most likely first. */
 static void distribution(tandem_sampler *s, const float *logits, int32_t *n_kept) {
     const tandem_sampler_params *p = &s->p;
     int32_t n = s->vocab_size;
+    const float inv_t = 1.0f / p->temperature;
     if (p->top_k > 0 && p->top_k < n) {
-        n = select_top_k(s, logits, p->top_k);
+        /* scaled before selecting: the scaling can make two logits equal, and ties then go to the lower id */
+        for (int32_t i = 0; i < n; i++) s->work[i] = logits[i] * inv_t;
+        n = top_k_f32(s->work, n, p->top_k, s->top_ids, s->top_vals);
+        for (int32_t i = 0; i < n; i++) s->cand[i] = (candidate){s->top_ids[i], s->top_vals[i]};  /* by_logit_desc */
     } else {
-        for (int32_t i = 0; i < n; i++) s->cand[i] = (candidate){i, logits[i] * (1.0f / p->temperature)};
+        for (int32_t i = 0; i < n; i++) s->cand[i] = (candidate){i, logits[i] * inv_t};
+        qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
     }
-    qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
     /* softmax over the kept candidates */
     const float max = s->cand[0].logit;
     double sum = 0;

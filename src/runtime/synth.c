@@ -148,9 +148,11 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
         json_t *j = json_loadb(line, (size_t)len, 0, &err);
         if (!complete && !j) {  /* half-written: dropped below, if it is the start of an answer */
             if (!is_answer_start(line, (size_t)len))
-                st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: the last line (no newline) is not the start of an "
-                                 "answer of tandem synth; the file is left as it is (set force to overwrite it)", path,
-                                 (long long)line_no);
+                st = tandem_fail(TANDEM_ERR_MISMATCH,
+                                 "%s:%lld: the last line (no newline) is not the start of an "
+                                 "answer of tandem synth; the file is left as it is (set tandem_synth_params.force to "
+                                 "overwrite it)",
+                                 path, (long long)line_no);
             break;
         }
         json_t *idx = j ? json_object_get(j, "index") : NULL;
@@ -160,15 +162,17 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
                              (long long)line_no, err.text);
         } else if (!json_is_integer(idx) || json_integer_value(idx) < 0 || json_integer_value(idx) >= n_prompts) {
             st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: no index below the %d prompts (another prompts file? "
-                             "pass --force to start over)", path, (long long)line_no, n_prompts);
+                             "set tandem_synth_params.force to start over)", path, (long long)line_no, n_prompts);
         } else if (json_is_string(prompt) && strcmp(json_string_value(prompt), prompts[json_integer_value(idx)].text)) {
             st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: prompt %lld differs from the prompts file's (another "
-                             "prompts file? pass --force to start over)", path, (long long)line_no,
+                             "prompts file? set tandem_synth_params.force to start over)", path, (long long)line_no,
                              (long long)json_integer_value(idx));
         } else if (!is_synth_line(j)) {
-            st = tandem_fail(TANDEM_ERR_MISMATCH, "%s:%lld: not an answer of tandem synth (expected \"index\", "
+            st = tandem_fail(TANDEM_ERR_MISMATCH,
+                             "%s:%lld: not an answer of tandem synth (expected \"index\", "
                              "\"prompt\", \"prompt_ids\", \"ids\", \"text\", \"finish\"); the file is left as it is "
-                             "(set force to overwrite it)", path, (long long)line_no);
+                             "(set tandem_synth_params.force to overwrite it)",
+                             path, (long long)line_no);
         } else if (complete && !done[json_integer_value(idx)]) {
             done[json_integer_value(idx)] = true;
             (*n_done)++;
@@ -185,22 +189,6 @@ static tandem_status scan_existing(const char *path, const synth_prompt *prompts
     if (truncate(path, good_end))
         return tandem_fail(TANDEM_ERR_IO, "%s: cannot drop the half-written last line: %s", path, strerror(errno));
     return TANDEM_OK;
-}
-
-/* ---- top-k ---- */
-
-/* The k largest of z (n), sorted descending, into ids / vals (insertion into a sorted list: k is small). */
-static void top_k_sorted(int32_t *ids, float *vals, const float *z, int32_t n, int32_t k) {
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (m == k && !(z[i] > vals[k - 1])) continue;
-        int32_t j = m < k ? m++ : k - 1;
-        while (j > 0 && vals[j - 1] < z[i]) {
-            vals[j] = vals[j - 1], ids[j] = ids[j - 1];
-            j--;
-        }
-        vals[j] = z[i], ids[j] = i;
-    }
 }
 
 enum { SYNTH_CHUNK = 64 };
@@ -220,9 +208,9 @@ static tandem_status answer_top_k(tandem_ctx *ctx, const int32_t *prompt, size_t
         for (size_t j = 0; j < m; j++) chunk[j] = j0 + j == 0 ? prompt[n_prompt - 1] : gen[j0 + j - 1];
         if ((st = tandem_ctx_eval(ctx, chunk, (int32_t)m, logits))) break;
         for (size_t j = 0; j < m; j++) {
-            top_k_sorted(ids, vals, logits + j * (size_t)vocab, vocab, k);
+            const int32_t kept = top_k_f32(logits + j * (size_t)vocab, vocab, k, ids, vals);
             json_t *ri = json_array(), *rv = json_array();
-            for (int32_t t = 0; t < k; t++) {
+            for (int32_t t = 0; t < kept; t++) {
                 json_array_append_new(ri, json_integer(ids[t]));
                 json_array_append_new(rv, json_real(vals[t]));
             }

@@ -233,9 +233,9 @@ static int32_t next_answer(int32_t *order, int32_t n_rec, int32_t *cursor, train
     return order[(*cursor)++];
 }
 
-static tandem_status check_int(int64_t v, int64_t lo, int64_t hi, const char *flag) {
+static tandem_status check_int(int64_t v, int64_t lo, int64_t hi, const char *field) {
     if (v < lo || v > hi)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s = %lld is outside %lld..%lld", flag, (long long)v,
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s = %lld is outside %lld..%lld", field, (long long)v,
                            (long long)lo, (long long)hi);
     return TANDEM_OK;
 }
@@ -257,22 +257,24 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     if (isnan(p.kl_weight)) p.kl_weight = 0.5f;
     if (isnan(p.kl_temp)) p.kl_temp = 1;
     tandem_status st;
-    if ((st = check_int(p.steps, 1, 1LL << 40, "--steps")) || (st = check_int(p.batch, 1, 1 << 12, "--batch")) ||
-        (st = check_int(p.seq, 2, 1 << 16, "--seq")) || (st = check_int(p.topk, 1, TRAIN_MAX_TOPK, "--topk")))
+    if ((st = check_int(p.steps, 1, 1LL << 40, "tandem_distill_params.steps")) ||
+        (st = check_int(p.batch, 1, 1 << 12, "tandem_distill_params.batch")) ||
+        (st = check_int(p.seq, 2, 1 << 16, "tandem_distill_params.seq")) ||
+        (st = check_int(p.topk, 1, TRAIN_MAX_TOPK, "tandem_distill_params.topk")))
         return st;
     if (!(p.lr > 0) || !(p.lr_min >= 0) || !(p.kl_weight >= 0 && p.kl_weight <= 1) || !(p.kl_temp > 0) ||
         !(p.clip >= 0) || !(p.weight_decay >= 0))
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_distill: lr, lr_min, clip, weight decay must be "
                            "≥ 0 (lr > 0), kl_weight in 0..1, kl_temp > 0");
     if (path_exists(p.output_path) && !p.force)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (set tandem_distill_params.force to overwrite)",
                            p.output_path);
     if (p.out_type != TANDEM_TYPE_COUNT && p.out_type != TANDEM_TYPE_F32 && p.out_type != TANDEM_TYPE_F16 &&
         p.out_type != TANDEM_TYPE_BF16 && !kernel_can_quantize(p.out_type))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: cannot write weights as %s", p.output_path,
                            tandem_type_name(p.out_type));
     if (p.checkpoint_every < 0) p.checkpoint_every = 100;
-    if ((st = check_int(p.checkpoint_every, 1, 1LL << 40, "checkpoint_every"))) return st;
+    if ((st = check_int(p.checkpoint_every, 1, 1LL << 40, "tandem_distill_params.checkpoint_every"))) return st;
     if ((st = train_check_writable(p.output_path, "output")) ||
         (p.checkpoint_path && (st = train_check_writable(p.checkpoint_path, "checkpoint"))))
         return st;
@@ -386,7 +388,8 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
         opt.lr = train_lr_schedule(s, p.warmup, p.steps, p.lr, p.lr_min);
         train_adamw_update(&m, &opt, s + 1);
         if (!isfinite(loss) || !isfinite(norm)) {
-            st = tandem_fail(TANDEM_ERR_ABORTED, "%s: distillation diverged at step %lld (loss %g): lower --lr",
+            st = tandem_fail(TANDEM_ERR_ABORTED,
+                             "%s: distillation diverged at step %lld (loss %g): lower tandem_distill_params.lr",
                              p.data_path, (long long)s + 1, loss);
             goto done;
         }

@@ -57,14 +57,21 @@ void prune_block_distances(double *dist_sum, const float *states, int L, int n_t
             }
 }
 
-/* The calibration passes over ids (n_ids): NLL sum and, with dist_sum, the distance sums. */
+/* The calibration passes over ids (n_ids), each window from position 0: with dist_sum, the distance sums over every
+ * token; the NLL sum and count of the positions tandem_perplexity scores with n_ctx = window (tandem.h): whole
+ * windows only, positions TANDEM_PPL_FIRST_SCORED(window) … window−2 predicting the next token. */
 static void calibrate(const qwen3_model *m, qwen3_state *s, thread_pool *pool, const int32_t *ids, int64_t n_ids,
-                      int window, float *logits, double *nll, double *dist_sum, double *norms) {
+                      int window, float *logits, double *nll, int64_t *n_scored, double *dist_sum, double *norms) {
+    const int V = m->cfg.vocab_size, first = TANDEM_PPL_FIRST_SCORED(window);
     *nll = 0;
+    *n_scored = 0;
     for (int64_t off = 0; off < n_ids; off += window) {
         const int n = (int)(n_ids - off < window ? n_ids - off : window);
         qwen3_forward(m, s, pool, ids + off, n, 0, logits);
-        *nll += next_token_nll(logits, ids + off, n, m->cfg.vocab_size);
+        if (n == window && first < n - 1) {
+            *nll += next_token_nll(logits + (size_t)first * V, ids + off + first, n - first, V);
+            *n_scored += n - 1 - first;
+        }
         if (dist_sum) prune_block_distances(dist_sum, s->layer_states, m->cfg.n_layers, n, m->cfg.dim, norms);
     }
 }
@@ -167,7 +174,7 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_prune: a model and a calibration text are required");
     memset(r, 0, sizeof *r);
     if (p->output_path && path_exists(p->output_path) && !p->force)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (set tandem_prune_params.force to overwrite)",
                            p->output_path);
     if (p->window < 2 || p->max_tokens < 2)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_prune: window %d and max_tokens %d must be ≥ 2", p->window,
@@ -218,7 +225,8 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the calibration text is empty", p->calib_path);
         goto done;
     }
-    if ((st = tandem_tokenizer_encode(tok, text, text_len, true, &ids, &n_ids))) goto done;
+    /* added tokens not parsed, as tandem_perplexity reads a text */
+    if ((st = tandem_tokenizer_encode(tok, text, text_len, false, &ids, &n_ids))) goto done;
     if (n_ids < 2) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the calibration text has %zu token(s); at least 2 are needed",
                          p->calib_path, n_ids);
@@ -237,12 +245,12 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
     if (!logits || !states || !dist_sum || !norms || !r->distance) goto oom;
     s->layer_states = states;
     double nll;
-    calibrate(&src.model, s, pool, ids, (int64_t)n_ids, window, logits, &nll, dist_sum, norms);
+    int64_t n_scored;
+    calibrate(&src.model, s, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, dist_sum, norms);
     s->layer_states = NULL;
-    const int64_t n_windows = ((int64_t)n_ids + window - 1) / window, n_pred = (int64_t)n_ids - n_windows;
     r->n_layers = L;
     r->n_tokens = (int64_t)n_ids;
-    r->ppl_before = n_pred > 0 ? exp(nll / (double)n_pred) : NAN;
+    r->ppl_before = n_scored > 0 ? exp(nll / (double)n_scored) : NAN;
     for (int l = 0; l < L; l++)
         for (int n = 1; n <= L; n++)
             r->distance[(size_t)l * L + n - 1] = l + n <= L ? (float)(dist_sum[(size_t)l * L + n - 1] / (double)n_ids) : NAN;
@@ -266,8 +274,8 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
             else pruned.layers[k++] = src.model.layers[l];
         }
         /* the pruned model is the same forward pass over fewer layers (the cache is sized for more: harmless) */
-        calibrate(&pruned, s, pool, ids, (int64_t)n_ids, window, logits, &nll, NULL, NULL);
-        r->ppl_after = n_pred > 0 ? exp(nll / (double)n_pred) : NAN;
+        calibrate(&pruned, s, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, NULL, NULL);
+        r->ppl_after = n_scored > 0 ? exp(nll / (double)n_scored) : NAN;
         if (p->output_path && (st = write_pruned(&src, p->model_path, removed, L - r->n_removed, p->output_path)))
             goto done;
     }

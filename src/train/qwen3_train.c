@@ -143,7 +143,7 @@ tandem_status train_model_init(train_model *m, const qwen3_config *cfg, int32_t 
     if (!(m->acts_block = alloc_floats((size_t)total))) {
         train_model_free(m);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "train_model_init: cannot allocate %.1f MiB of activations for "
-                           "batch %d × seq %d (lower --batch or --seq)", (double)total * 4 / (1 << 20), max_B, max_T);
+                           "batch %d × seq %d (lower batch or seq)", (double)total * 4 / (1 << 20), max_B, max_T);
     }
     float *p = m->acts_block;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

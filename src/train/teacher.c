@@ -46,37 +46,6 @@ fail:
     return st;
 }
 
-void train_top_k(int32_t *ids, float *vals, const float *z, int n, int K) {
-    for (int i = 0; i < K; i++) {
-        /* the first K, heapified by sifting up */
-        int c = i;
-        ids[c] = i, vals[c] = z[i];
-        while (c > 0 && vals[(c - 1) / 2] > vals[c]) {
-            const int p = (c - 1) / 2;
-            const float tv = vals[p];
-            const int32_t ti = ids[p];
-            vals[p] = vals[c], ids[p] = ids[c], vals[c] = tv, ids[c] = ti;
-            c = p;
-        }
-    }
-    for (int i = K; i < n; i++) {
-        if (z[i] <= vals[0]) continue;
-        vals[0] = z[i], ids[0] = i;
-        int c = 0;  /* sift down */
-        for (;;) {
-            int m = c;
-            const int l = 2 * c + 1, r = l + 1;
-            if (l < K && vals[l] < vals[m]) m = l;
-            if (r < K && vals[r] < vals[m]) m = r;
-            if (m == c) break;
-            const float tv = vals[m];
-            const int32_t ti = ids[m];
-            vals[m] = vals[c], ids[m] = ids[c], vals[c] = tv, ids[c] = ti;
-            c = m;
-        }
-    }
-}
-
 void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int T) {
     const int V = t->src.model.cfg.vocab_size, K = t->K;
     for (int b = 0; b < B; b++) {
@@ -84,7 +53,7 @@ void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int
         qwen3_forward(&t->src.model, t->state, t->pool, inputs + (size_t)b * T, T, 0, t->logits);
         for (int i = 0; i < T; i++) {
             const size_t row = (size_t)b * T + i;
-            train_top_k(t->ids + row * K, t->top + row * K, t->logits + (size_t)i * V, V, K);
+            top_k_f32(t->logits + (size_t)i * V, V, K, t->ids + row * K, t->top + row * K);
         }
     }
 }

@@ -221,9 +221,7 @@ typedef struct train_teacher_model {
 tandem_status train_teacher_open(train_teacher_model *t, const char *path, const qwen3_config *student, int B, int T,
                                  int K, int n_threads);
 void train_teacher_close(train_teacher_model *t);  /* accepts a zeroed struct */
-/* The K ≤ n largest of z (n) into ids, vals (K), in no particular order (a min-heap of the best K so far). */
-void train_top_k(int32_t *ids, float *vals, const float *z, int n, int K);
-/* The teacher's top-K logits at every position of inputs (B, T) into t->ids / t->top. */
+/* The teacher's top-K logits at every position of inputs (B, T) into t->ids / t->top, best first (top_k_f32). */
 void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int T);
 
 #endif

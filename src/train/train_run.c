@@ -25,19 +25,19 @@ tandem_train_params tandem_train_default_params(void) {
 
 /* ---- options ---- */
 
-/* A "train" key of the config fills an unset field; where names the source for messages. */
+/* A "train" key of the config fills an unset field of tandem_train_params (of the same name); messages name the
+ * config key or the field, whichever gave the value. */
 static tandem_status opt_int(const json_t *train, const char *path, const char *key, int64_t *v, int64_t fallback,
-                             int64_t lo, int64_t hi, const char *flag) {
-    const char *where = flag;
-    char buf[160];
+                             int64_t lo, int64_t hi) {
+    char where[160];
+    snprintf(where, sizeof where, "tandem_train_params.%s", key);
     if (*v == -1) {
         json_t *j = train ? json_object_get(train, key) : NULL;
         if (j) {
             if (!json_is_integer(j))
                 return tandem_fail(TANDEM_ERR_FORMAT, "%s: train.%s must be an integer", path, key);
             *v = json_integer_value(j);
-            snprintf(buf, sizeof buf, "%s: train.%s", path, key);
-            where = buf;
+            snprintf(where, sizeof where, "%s: train.%s", path, key);
         } else {
             *v = fallback;
         }
@@ -49,16 +49,15 @@ static tandem_status opt_int(const json_t *train, const char *path, const char *
 }
 
 static tandem_status opt_float(const json_t *train, const char *path, const char *key, float *v, float fallback,
-                               double lo, double hi, bool lo_open, const char *flag) {
-    const char *where = flag;
-    char buf[160];
+                               double lo, double hi, bool lo_open) {
+    char where[160];
+    snprintf(where, sizeof where, "tandem_train_params.%s", key);
     if (isnan(*v)) {
         json_t *j = train ? json_object_get(train, key) : NULL;
         if (j) {
             if (!json_is_number(j)) return tandem_fail(TANDEM_ERR_FORMAT, "%s: train.%s must be a number", path, key);
             *v = (float)json_number_value(j);
-            snprintf(buf, sizeof buf, "%s: train.%s", path, key);
-            where = buf;
+            snprintf(where, sizeof where, "%s: train.%s", path, key);
         } else {
             *v = fallback;
         }
@@ -94,28 +93,25 @@ static tandem_status resolve_options(const tandem_train_params *p, const json_t 
     o->lr = p->lr, o->lr_min = p->lr_min, o->weight_decay = p->weight_decay, o->beta1 = p->beta1;
     o->beta2 = p->beta2, o->eps = p->eps, o->clip = p->clip, o->val_frac = p->val_frac;
     o->topk = p->topk, o->kl_weight = p->kl_weight, o->kl_temp = p->kl_temp;
-    if ((st = opt_int(train, path, "steps", &o->steps, 1000, 1, 1LL << 40, "--steps")) ||
-        (st = opt_int(train, path, "batch", &o->batch, 8, 1, 1 << 16, "--batch")) ||
-        (st = opt_int(train, path, "seq", &o->seq, 128, 1, 1 << 20, "--seq")) ||
-        (st = opt_int(train, path, "accum", &o->accum, 1, 1, 1 << 16, "--accum")) ||
-        (st = opt_int(train, path, "topk", &o->topk, 32, 1, TRAIN_MAX_TOPK, "--topk")) ||
-        (st = opt_float(train, path, "kl_weight", &o->kl_weight, 0.5f, 0, 1, false, "--kl-weight")) ||
-        (st = opt_float(train, path, "kl_temp", &o->kl_temp, 1.0f, 0, 100, true, "--kl-temp")) ||
-        (st = opt_int(train, path, "warmup", &o->warmup, o->steps / 10 < 100 ? o->steps / 10 : 100, 0, 1LL << 40,
-                      "--warmup")) ||
-        (st = opt_int(train, path, "seed", &o->seed, 1, 0, INT64_MAX, "--seed")) ||
-        (st = opt_int(train, path, "val_every", &o->val_every, 0, 0, 1LL << 40, "--val-every")) ||
-        (st = opt_int(train, path, "checkpoint_every", &o->checkpoint_every, 100, 1, 1LL << 40,
-                      "--checkpoint-every")) ||
-        (st = opt_float(train, path, "lr", &o->lr, 1e-3f, 0, 10, true, "--lr")) ||
-        (st = opt_float(train, path, "lr_min", &o->lr_min, o->lr / 10, 0, o->lr, false, "--lr-min")) ||
-        (st = opt_float(train, path, "weight_decay", &o->weight_decay, 0.1f, 0, 10, false, "--weight-decay")) ||
-        (st = opt_float(train, path, "beta1", &o->beta1, 0.9f, 0, 1, false, "--beta1")) ||
-        (st = opt_float(train, path, "beta2", &o->beta2, 0.95f, 0, 1, false, "--beta2")) ||
-        (st = opt_float(train, path, "eps", &o->eps, 1e-8f, 0, 1, true, "--eps")) ||
-        (st = opt_float(train, path, "clip", &o->clip, 1.0f, 0, 1e9, false, "--clip")) ||
-        (st = opt_float(train, path, "val_frac", &o->val_frac, o->val_every > 0 ? 0.1f : 0.0f, 0, 0.9, false,
-                        "--val-frac")))
+    if ((st = opt_int(train, path, "steps", &o->steps, 1000, 1, 1LL << 40)) ||
+        (st = opt_int(train, path, "batch", &o->batch, 8, 1, 1 << 16)) ||
+        (st = opt_int(train, path, "seq", &o->seq, 128, 1, 1 << 20)) ||
+        (st = opt_int(train, path, "accum", &o->accum, 1, 1, 1 << 16)) ||
+        (st = opt_int(train, path, "topk", &o->topk, 32, 1, TRAIN_MAX_TOPK)) ||
+        (st = opt_float(train, path, "kl_weight", &o->kl_weight, 0.5f, 0, 1, false)) ||
+        (st = opt_float(train, path, "kl_temp", &o->kl_temp, 1.0f, 0, 100, true)) ||
+        (st = opt_int(train, path, "warmup", &o->warmup, o->steps / 10 < 100 ? o->steps / 10 : 100, 0, 1LL << 40)) ||
+        (st = opt_int(train, path, "seed", &o->seed, 1, 0, INT64_MAX)) ||
+        (st = opt_int(train, path, "val_every", &o->val_every, 0, 0, 1LL << 40)) ||
+        (st = opt_int(train, path, "checkpoint_every", &o->checkpoint_every, 100, 1, 1LL << 40)) ||
+        (st = opt_float(train, path, "lr", &o->lr, 1e-3f, 0, 10, true)) ||
+        (st = opt_float(train, path, "lr_min", &o->lr_min, o->lr / 10, 0, o->lr, false)) ||
+        (st = opt_float(train, path, "weight_decay", &o->weight_decay, 0.1f, 0, 10, false)) ||
+        (st = opt_float(train, path, "beta1", &o->beta1, 0.9f, 0, 1, false)) ||
+        (st = opt_float(train, path, "beta2", &o->beta2, 0.95f, 0, 1, false)) ||
+        (st = opt_float(train, path, "eps", &o->eps, 1e-8f, 0, 1, true)) ||
+        (st = opt_float(train, path, "clip", &o->clip, 1.0f, 0, 1e9, false)) ||
+        (st = opt_float(train, path, "val_frac", &o->val_frac, o->val_every > 0 ? 0.1f : 0.0f, 0, 0.9, false)))
         return st;
     if (o->beta1 >= 1 || o->beta2 >= 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "AdamW betas %g, %g must be below 1", o->beta1, o->beta2);
@@ -266,10 +262,11 @@ tandem_status tandem_train(const tandem_train_params *p) {
     const char *tokenizer_path = p->tokenizer_path ? p->tokenizer_path : p->init_path;
 
     if (path_exists(p->output_path) && !p->force)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (pass force / --force to overwrite)",
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: already exists (set tandem_train_params.force to overwrite)",
                            p->output_path);
     if (!tokenizer_path)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_train: a tokenizer is required (tokenizer_path / --tokenizer)");
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_train: a tokenizer is required (set tandem_train_params.tokenizer_path)");
     if (p->out_type != TANDEM_TYPE_F32 && p->out_type != TANDEM_TYPE_F16 && p->out_type != TANDEM_TYPE_BF16 &&
         !kernel_can_quantize(p->out_type))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: cannot write weights as %s", p->output_path,
@@ -315,13 +312,14 @@ tandem_status tandem_train(const tandem_train_params *p) {
     const int B = (int)o.batch, T = (int)o.seq;
     if (n_train < T + 1) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: %lld training tokens are fewer than one sequence of seq + 1 = %d "
-                         "(use more text or a smaller --seq)", p->data_path, (long long)n_train, T + 1);
+                         "(use more text or a smaller tandem_train_params.seq)", p->data_path, (long long)n_train,
+                         T + 1);
         goto done;
     }
     if (o.val_every > 0 && n_val < T + 1) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the held-out %.0f%% has %lld tokens, fewer than one sequence of "
-                         "%d (raise --val-frac or lower --seq)", p->data_path, 100.0 * o.val_frac, (long long)n_val,
-                         T + 1);
+                         "%d (raise tandem_train_params.val_frac or lower tandem_train_params.seq)", p->data_path,
+                         100.0 * o.val_frac, (long long)n_val, T + 1);
         goto done;
     }
 
@@ -388,7 +386,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
         prog.rng_state = rng.state;
         if (!isfinite(loss) || !isfinite(norm)) {
             st = tandem_fail(TANDEM_ERR_ABORTED, "%s: training diverged at step %lld (loss %g, gradient norm %g): "
-                             "lower --lr", p->data_path, (long long)prog.step, loss, norm);
+                             "lower tandem_train_params.lr", p->data_path, (long long)prog.step, loss, norm);
             goto done;
         }
         tandem_train_progress rep = {prog.step, o.steps, loss, NAN, opt.lr, norm, 0, 0, 0};

@@ -247,6 +247,19 @@ def test_context_past_training_and_too_many_threads_warn(run_tandem, models_dir)
     assert f"--threads {cpus + 1}: only {cpus} CPUs" in cp.stderr
 
 
+def test_library_errors_name_the_flag_in_the_cli(run_tandem, models_dir, tmp_path):
+    """The library names the API field (tandem_ctx_params.n_ctx, tandem_prune_params.force); the CLI user reads the
+    flag that sets it."""
+    cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
+    assert cp.returncode == 1 and "(raise --ctx-size)" in cp.stderr and "tandem_ctx_params" not in cp.stderr
+    out, calib = tmp_path / "out.gguf", tmp_path / "calib.txt"
+    out.write_bytes(b"keep me")
+    calib.write_text("some calibration text")
+    cp = run_tandem("prune", "-m", models_dir / TINY, "-f", calib, "--remove", 1, "-o", out, check=False)
+    assert cp.returncode == 1 and "already exists (pass --force to overwrite)" in cp.stderr, cp.stderr
+    assert "params" not in cp.stderr and out.read_bytes() == b"keep me"
+
+
 # ---- tokenizer commands ----
 
 def test_tokenizer_only_folder_matches_hf(run_tandem, qwen3_tokenizer_dir, tmp_path):

@@ -108,6 +108,16 @@ int main(int argc, char **argv) {
     cp = tandem_ctx_default_params();
     cp.kv_type = TANDEM_TYPE_Q8_0;  /* the cache holds f16 or f32 only */
     CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "kv_type Q8_0");
+    cp = tandem_ctx_default_params();
+    cp.n_ctx = 3;  /* the 4-token prompt does not fit: the message names the API field, not a CLI flag */
+    tandem_ctx *small = NULL;
+    CHECK_OK(tandem_ctx_init(a, &cp, &small));
+    if (small) {
+        CHECK_FAILS(tandem_generate(small, prompt, 4, &gp, &r), TANDEM_ERR_CONTEXT_FULL,
+                    "(raise tandem_ctx_params.n_ctx)");
+        CHECK(!strstr(tandem_last_error(), "--"));
+    }
+    tandem_ctx_free(small);
     tandem_model *missing = NULL;
     CHECK_FAILS(tandem_model_load("/nonexistent/model.gguf", NULL, &missing), TANDEM_ERR_IO, "/nonexistent/model.gguf");
     CHECK(missing == NULL);

@@ -1,6 +1,6 @@
 /* test_kernels.c — kernels against plain definitions: f16/bf16 conversion, quantize→dequantize error,
  * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention, SwiGLU,
- * argmax, and NaN kept as NaN, on every instruction set. */
+ * argmax, and NaN kept as NaN, on every instruction set; top-k against a full sort. */
 #include <float.h>
 #include <stdlib.h>
 
@@ -475,6 +475,57 @@ static void check_ops(void) {
     for (int i = 0; i < 4; i++) CHECK_NEAR(att[i], (vals[i] + vals[4 + i]) / 2, 1e-6);
 }
 
+/* ---- top-k against a full sort (value descending, then index ascending) ---- */
+
+typedef struct ranked { float v; int32_t i; } ranked;
+static int by_rank(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* top_k_f32 equals the first min(k, n) entries of the sorted list: the same ids, values and order. */
+static void check_top_k_case(const float *z, int32_t n, int32_t k, const char *what) {
+    ranked *ref = malloc((size_t)n * sizeof *ref);
+    int32_t *ids = malloc((size_t)k * sizeof *ids);
+    float *vals = malloc((size_t)k * sizeof *vals);
+    for (int32_t i = 0; i < n; i++) ref[i] = (ranked){z[i], i};
+    qsort(ref, (size_t)n, sizeof *ref, by_rank);
+    const int32_t m = top_k_f32(z, n, k, ids, vals), want = k < n ? k : n;
+    CHECK_MSG(m == want, "%s: n %d k %d kept %d", what, n, k, m);
+    int bad = -1;
+    for (int32_t j = 0; j < want && bad < 0; j++)
+        if (ids[j] != ref[j].i || vals[j] != ref[j].v) bad = j;
+    CHECK_MSG(bad < 0, "%s: n %d k %d: entry %d is (%d, %g), the sort says (%d, %g)", what, n, k, bad,
+              bad < 0 ? 0 : ids[bad], bad < 0 ? 0.0 : vals[bad], bad < 0 ? 0 : ref[bad].i,
+              bad < 0 ? 0.0 : ref[bad].v);
+    free(ref), free(ids), free(vals);
+}
+
+static void check_top_k(void) {
+    enum { N = 1000 };
+    float *z = malloc(N * sizeof *z);
+    const int32_t ks[] = {1, 2, 3, 17, 40, 500, 999, 1000, 1001, 5000};
+    for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
+        const int32_t k = ks[c];
+        for (int i = 0; i < N; i++) z[i] = frand();
+        check_top_k_case(z, N, k, "distinct");
+        for (int i = 0; i < N; i++) z[i] = (float)(int)(4 * frand());  /* 7 values: ties everywhere */
+        check_top_k_case(z, N, k, "few values");
+        for (int i = 0; i < N; i++) z[i] = 1.5f;
+        check_top_k_case(z, N, k, "all equal");
+        for (int i = 0; i < N; i++) z[i] = (float)i;
+        check_top_k_case(z, N, k, "ascending");
+        for (int i = 0; i < N; i++) z[i] = (float)(N - i);
+        check_top_k_case(z, N, k, "descending");
+        for (int i = 0; i < N; i++) z[i] = i % 3 ? -INFINITY : (float)((i * 7919) % 997) / 10.0f;
+        check_top_k_case(z, N, k, "-inf and repeats");
+        check_top_k_case(z, 1, k, "one value");
+        check_top_k_case(z + 7, 5, k, "five values");
+    }
+    free(z);
+}
+
 int main(void) {
     check_half_precision();
     check_quant_roundtrip();
@@ -489,5 +540,6 @@ int main(void) {
     check_argmax_isas();
     check_ops();
     check_nonfinite();
+    check_top_k();
     return test_summary();
 }

@@ -1,7 +1,9 @@
 /* test_prune_golden.c — the layer-importance inputs of pruning against transformers: qwen3_forward's per-layer
  * residual states (layer_states hook) equal HF's decoder-layer outputs (tests/golden/models/<m>/reference-hf), and the
- * block distances computed from them equal arccos(cos)/π written out directly. */
+ * block distances computed from them equal arccos(cos)/π written out directly; its calibration perplexity equals
+ * tandem_perplexity's on the same text. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "safetensors.h"
 #include "test.h"
@@ -87,9 +89,49 @@ done:
     model_source_close(&src);
 }
 
+/* prune's calibration perplexity is tandem_perplexity's figure: the same text (special-token markup included, read
+ * as plain text by both), windows of W tokens = chunks of n_ctx = W, exact, a final partial window unscored. */
+static void perplexity_is_tandem_perplexity(const char *golden_dir, const char *name) {
+    char dir[4096], calib[] = "/tmp/tandem_prune_calib_XXXXXX";
+    snprintf(dir, sizeof dir, "%s/models/%s", golden_dir, name);
+    const char *line = "def add(a, b):\n    return a + b\n<|im_start|>user\nclass Point:\n    x: int = 0\n";
+    char text[4096] = "";
+    for (int i = 0; i < 9; i++) strcat(text, line);
+    strcat(text, "tail");
+    const int fd = mkstemp(calib);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    enum { W = 32 };
+    tandem_prune_params pp = tandem_prune_default_params();
+    pp.model_path = dir;
+    pp.calib_path = calib;
+    pp.window = W;
+    pp.n_threads = 2;
+    tandem_prune_result pr = {0};
+    tandem_model *model = NULL;
+    tandem_quality_result q = {0};
+    tandem_eval_params ep = tandem_eval_default_params();
+    ep.n_ctx = W;
+    ep.exact = true;
+    CHECK_OK(tandem_prune(&pp, &pr));
+    CHECK_OK(tandem_model_load(dir, NULL, &model));
+    if (model) CHECK_OK(tandem_perplexity(model, text, strlen(text), &ep, &q));
+    CHECK_MSG(q.n_chunks >= 2 && pr.n_tokens % W != 0, "%s: %lld tokens, %d chunks: want a partial last window", name,
+              (long long)pr.n_tokens, q.n_chunks);
+    CHECK_MSG(fabs(pr.ppl_before / q.perplexity - 1) < 1e-5, "%s: prune's perplexity %.9g, tandem_perplexity's %.9g",
+              name, pr.ppl_before, q.perplexity);
+    tandem_model_free(model);
+    tandem_prune_result_free(&pr);
+    unlink(calib);
+}
+
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
     run(golden, "untied_gqa4");
     run(golden, "tied_gqa2");
+    perplexity_is_tandem_perplexity(golden, "untied_gqa4");
+    perplexity_is_tandem_perplexity(golden, "tied_gqa2");
     return test_summary();
 }

@@ -1,5 +1,6 @@
 /* test_quality.c — perplexity and KL divergence (quality.c) against values computed here from transformers'
- * logits (tests/golden/models/<model>/reference-*.safetensors), plus chunking, argument errors and aborting. */
+ * logits (tests/golden/models/<model>/reference-*.safetensors), plus chunking, argument errors and aborting, and the
+ * running mean / sd. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -161,10 +162,37 @@ static void text_api_and_abort(const char *golden) {
     tandem_model_free(m);
 }
 
+/* The running mean and sample sd against two passes over the values (mean first, then Σ(x − mean)²), including
+ * a spread of 1 around 1e9, where Σx² − n·mean² loses every digit. */
+static void running_stats_match_two_passes(void) {
+    enum { N = 1000 };
+    static double x[N];
+    const double offsets[] = {0, -3.25, 1e9};
+    for (size_t c = 0; c < sizeof offsets / sizeof *offsets; c++) {
+        tandem_running_stats s = {0};
+        CHECK(tandem_running_stats_mean(&s) == 0 && tandem_running_stats_sd(&s) == 0);
+        double sum = 0;
+        for (int i = 0; i < N; i++) {
+            x[i] = offsets[c] + (double)((i * 7919) % 101) / 50.0;
+            tandem_running_stats_add(&s, x[i]);
+            sum += x[i];
+            if (i == 0) CHECK(tandem_running_stats_sd(&s) == 0);  /* one value: no spread */
+        }
+        const double mean = sum / N;
+        double ss = 0;
+        for (int i = 0; i < N; i++) ss += (x[i] - mean) * (x[i] - mean);
+        const double sd = sqrt(ss / (N - 1));
+        CHECK(s.n == N && tandem_running_stats_mean(&s) == mean);
+        CHECK_MSG(fabs(tandem_running_stats_sd(&s) - sd) <= 1e-8 * sd, "offset %g: sd %.12g, two passes %.12g",
+                  offsets[c], tandem_running_stats_sd(&s), sd);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
     perplexity_matches_transformers(golden);
     kld_matches_transformers(golden);
     text_api_and_abort(golden);
+    running_stats_match_two_passes();
     return test_summary();
 }

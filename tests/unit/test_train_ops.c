@@ -242,23 +242,6 @@ static void test_losses(void) {
     free(c.losses), free(c.logits), free(dl), free(z);
 }
 
-/* ---- top-k selection of the teacher's logits, against counting ---- */
-
-static void test_top_k(void) {
-    enum { NV = 1000, TK = 17 };
-    float z[NV], vals[TK];
-    int32_t ids[TK];
-    for (int i = 0; i < NV; i++) z[i] = (float)((i * 7919) % 997) / 10.0f;  /* distinct except a few repeats */
-    train_top_k(ids, vals, z, NV, TK);
-    for (int k = 0; k < TK; k++) {
-        CHECK(ids[k] >= 0 && ids[k] < NV && vals[k] == z[ids[k]]);
-        int larger = 0;  /* a kept value has fewer than K values above it */
-        for (int i = 0; i < NV; i++) larger += z[i] > vals[k];
-        CHECK(larger < TK);
-        for (int j = 0; j < k; j++) CHECK(ids[j] != ids[k]);
-    }
-}
-
 /* ---- the whole model against finite differences ---- */
 
 static qwen3_config tiny_config(bool tied) {
@@ -448,7 +431,6 @@ int main(void) {
     test_model(false, false);
     test_model(false, true);
     test_accumulation();
-    test_top_k();
     test_schedule_clip();
     test_checkpoint();
     test_export_tiny_weights();

@@ -33,22 +33,11 @@ static const char BENCH_HELP[] =
     "                           --lookup N as for tandem run\n"
     "Ctrl-C stops at the next token and prints what the runs measured so far (exit code 130).\n";
 
-typedef struct stat_acc {
-    double sum, sum2;
-    int n;
-} stat_acc;
-
-static void stat_add(stat_acc *s, double v) {
-    s->sum += v;
-    s->sum2 += v * v;
-    s->n++;
-}
-static double stat_mean(const stat_acc *s) { return s->n ? s->sum / s->n : 0; }
-static double stat_sd(const stat_acc *s) {
-    if (s->n < 2) return 0;
-    const double m = stat_mean(s), var = (s->sum2 - s->n * m * m) / (s->n - 1);
-    return var > 0 ? sqrt(var) : 0;
-}
+/* the spreads: the library's running mean and sample standard deviation */
+typedef tandem_running_stats stat_acc;
+static void stat_add(stat_acc *s, double v) { tandem_running_stats_add(s, v); }
+static double stat_mean(const stat_acc *s) { return tandem_running_stats_mean(s); }
+static double stat_sd(const stat_acc *s) { return tandem_running_stats_sd(s); }
 
 static double now_ms(void) {
     struct timespec ts;

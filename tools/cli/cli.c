@@ -1,5 +1,5 @@
-/* cli.c — what the command files of the tandem CLI share (declared in cli.h): error exits, argument parsing,
- * file reading, output files, JSON output, interrupts, weight and KV types, the speculative decoding options. Sees only tandem.h. */
+/* cli.c — what the command files of the tandem CLI share (declared in cli.h): error exits, argument parsing, file
+ * reading, output files, JSON output, interrupts, weight and KV types, the speculative options. Sees only tandem.h. */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -37,8 +37,72 @@ static const char *without_api_name(const char *msg) {
     return p[0] == ':' && p[1] == ' ' ? p + 2 : msg;
 }
 
+/* The library's errors name API fields ("raise tandem_ctx_params.n_ctx"): a server or Python user has no flags.
+ * The CLI user sets those fields with flags, so die_status shows each phrase below as the flag that sets it
+ * (whole identifiers only: ".lr" is not ".lr_min"). */
+static const struct {
+    const char *api, *cli;
+} FLAG_OF_FIELD[] = {
+    {"tandem_ctx_params.n_ctx", "--ctx-size"},
+    {"set tandem_convert_params.overwrite", "pass --force"},
+    {"set tandem_train_params.force", "pass --force"},
+    {"set tandem_prune_params.force", "pass --force"},
+    {"set tandem_distill_params.force", "pass --force"},
+    {"set tandem_synth_params.force", "pass --force"},
+    {"set tandem_train_params.tokenizer_path", "pass --tokenizer"},
+    {"lower batch or seq", "lower --batch or --seq"}, /* train_model_init: train's and distill's batch and seq */
+    {"tandem_train_params.steps", "--steps"},
+    {"tandem_train_params.batch", "--batch"},
+    {"tandem_train_params.seq", "--seq"},
+    {"tandem_train_params.accum", "--accum"},
+    {"tandem_train_params.topk", "--topk"},
+    {"tandem_train_params.kl_weight", "--kl-weight"},
+    {"tandem_train_params.kl_temp", "--kl-temp"},
+    {"tandem_train_params.warmup", "--warmup"},
+    {"tandem_train_params.seed", "--seed"},
+    {"tandem_train_params.val_every", "--val-every"},
+    {"tandem_train_params.checkpoint_every", "--checkpoint-every"},
+    {"tandem_train_params.lr", "--lr"},
+    {"tandem_train_params.lr_min", "--lr-min"},
+    {"tandem_train_params.weight_decay", "--weight-decay"},
+    {"tandem_train_params.clip", "--clip"},
+    {"tandem_train_params.val_frac", "--val-frac"},
+    {"tandem_distill_params.steps", "--steps"},
+    {"tandem_distill_params.batch", "--batch"},
+    {"tandem_distill_params.seq", "--seq"},
+    {"tandem_distill_params.topk", "--topk"},
+    {"tandem_distill_params.lr", "--lr"},
+    {"tandem_distill_params.checkpoint_every", "--checkpoint-every"},
+};
+
+static bool is_ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* msg with every FLAG_OF_FIELD phrase replaced, into out (cap ≥ 1; truncated if it must be). */
+static const char *with_flags(const char *msg, char *out, size_t cap) {
+    size_t n = 0;
+    while (*msg && n + 1 < cap) {
+        const char *cli = NULL;
+        size_t len = 0;
+        for (size_t i = 0; i < sizeof FLAG_OF_FIELD / sizeof *FLAG_OF_FIELD && !cli; i++) {
+            len = strlen(FLAG_OF_FIELD[i].api);
+            if (!strncmp(msg, FLAG_OF_FIELD[i].api, len) && !is_ident_char(msg[len])) cli = FLAG_OF_FIELD[i].cli;
+        }
+        if (cli) {
+            n += (size_t)snprintf(out + n, cap - n, "%s", cli);
+            if (n >= cap) n = cap - 1;
+            msg += len;
+        } else {
+            out[n++] = *msg++;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 _Noreturn void die_status(const char *cmd, tandem_status st) {
-    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd, without_api_name(tandem_last_error()), tandem_status_name(st));
+    char msg[4096];
+    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd,
+            with_flags(without_api_name(tandem_last_error()), msg, sizeof msg), tandem_status_name(st));
     exit(EXIT_FAILED);
 }
 

@@ -152,7 +152,7 @@ static const char PRUNE_HELP[] =
     "block of N consecutive layers from layer l the angular distance arccos(cos)/pi between the hidden state entering\n"
     "layer l and the one leaving layer l+N-1 (mean over tokens), removes the block with the smallest distance, and\n"
     "writes the shallower model (same weight types, tokenizer and template). Prints the calibration perplexity before\n"
-    "and after.\n"
+    "and after: what `tandem perplexity --exact --ctx WINDOW` gives for the same text and model.\n"
     "  -m, --model PATH      GGUF file or HF checkpoint folder\n"
     "  -f, --file PATH       calibration text (UTF-8)\n"
     "  --remove N            remove the best block of N consecutive layers\n"
