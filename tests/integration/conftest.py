@@ -79,6 +79,27 @@ def run_tandem(tandem_bin):
 
 
 @pytest.fixture(scope="session")
+def interrupt_at_checkpoint(tandem_bin):
+    """interrupt_at_checkpoint(args, checkpoint) -> (stdout, stderr, step): runs tandem with args, sends Ctrl-C once
+    the checkpoint file exists, and returns the step the run says it stopped at (asserting it saved where to resume)."""
+    import re
+    import signal
+    import time
+
+    def run(args, checkpoint):
+        proc = subprocess.Popen([str(tandem_bin)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not Path(checkpoint).exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1 and "resume from" in err, (out, err)
+        return out, err, int(re.search(r"stopped at step (\d+)", err).group(1))
+    return run
+
+
+@pytest.fixture(scope="session")
 def sparse_qwen3_8b_gguf(tmp_path_factory):
     """A sparse ~4.6 GB GGUF with Qwen3-8B's exact tensor shapes (Q4_0, all weights zero), written by
     tests/gen/make_sparse_gguf.py into a temporary folder (needs the gguf Python package)."""

@@ -272,24 +272,14 @@ def test_distill_resume_equals_uninterrupted(synth_out, run_tandem, models_dir, 
     assert cp.returncode == 1 and "distill.ckpt" in cp.stderr and "seed" in cp.stderr, cp.stderr
 
 
-def test_distill_ctrl_c_saves_checkpoint_and_resumes(synth_out, run_tandem, tandem_bin, models_dir, tmp_path):
+def test_distill_ctrl_c_saves_checkpoint_and_resumes(synth_out, run_tandem, interrupt_at_checkpoint, models_dir,
+                                                     tmp_path):
     """Ctrl-C stops at the end of a step with the checkpoint saved; --resume continues exactly: 2 steps later its
     checkpoint equals, byte for byte, that of a run never interrupted."""
-    import re
-    import signal
-    import time
     args, a = _distill_args(synth_out, models_dir, tmp_path, "a", 100000)
     args += ["--checkpoint-every", 1]
     ck = tmp_path / "a.ckpt"
-    proc = subprocess.Popen([str(tandem_bin)] + [str(x) for x in args + ["--checkpoint", ck]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "resume from" in err, (out, err)
-    n = int(re.search(r"stopped at step (\d+)", err).group(1))
+    out, err, n = interrupt_at_checkpoint(args + ["--checkpoint", ck], ck)
     assert not (a / "healed.gguf").exists()
     cp = run_tandem(*args, "--checkpoint", ck, "--resume", "--stop-after", 2)
     assert "stopped after 2 steps" in cp.stdout

@@ -202,26 +202,15 @@ def test_train_bad_input(run_tandem, tmp_path, case):
         assert out.read_bytes() == b"keep me"
 
 
-def test_train_ctrl_c_saves_checkpoint_and_resumes(tmp_path, tandem_bin, run_tandem):
+def test_train_ctrl_c_saves_checkpoint_and_resumes(tmp_path, interrupt_at_checkpoint, run_tandem):
     """Ctrl-C stops at the end of a step with the checkpoint saved (exit 1, 'resume from'); --resume then continues
     exactly: after 2 more steps its checkpoint equals that of a run that was never interrupted, byte for byte."""
-    import signal
-    import subprocess
-    import time
     (tmp_path / "data.txt").write_text(PATTERN * 50)
     cfg = write_config(tmp_path, num_hidden_layers=1)
     common = ["train", "--config", cfg, "--data", tmp_path / "data.txt", "--tokenizer", TOKENIZER,
               "--steps", 100000, "--batch", 2, "--seq", 16, "--checkpoint-every", 1, "--threads", 1]
     ck = tmp_path / "a.ckpt"
-    proc = subprocess.Popen([str(tandem_bin)] + [str(a) for a in common + ["-o", tmp_path / "a.gguf",
-                            "--checkpoint", ck]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "resume from" in err, (out, err)
-    n = int(re.search(r"stopped at step (\d+)", err).group(1))
+    out, err, n = interrupt_at_checkpoint(common + ["-o", tmp_path / "a.gguf", "--checkpoint", ck], ck)
     assert not (tmp_path / "a.gguf").exists()
     cp = run_tandem(*common, "-o", tmp_path / "a.gguf", "--checkpoint", ck, "--resume", "--stop-after", 2)
     assert "stopped after 2 steps" in cp.stdout
