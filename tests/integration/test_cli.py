@@ -216,14 +216,23 @@ def test_ctrl_c_during_bench_prints_what_was_measured(tandem_bin, models_dir):
     """Ctrl-C during bench's runs prints the table of the runs done (and the JSON line, marked interrupted), exit 130;
     before any measured run, it says there is nothing to report."""
     import signal
-    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "5000", "-r", "1000", "--json"]
+    base = [str(tandem_bin), "bench", "-m", str(models_dir / TINY), "-p", "4", "-n", "500", "--json"]
+    # Ctrl-C must come after the first measured run and long before the 1000th: wait a few times what one run
+    # takes now (the machine's load sets it), and wait longer if it still came too early.
+    start = time.monotonic()
+    subprocess.run(base + ["-r", "1", "--warmup", "0"], capture_output=True, check=True)
+    one_run = time.monotonic() - start
     for warmup, measured in (("0", True), ("1000", False)):
-        proc = subprocess.Popen(base + ["--warmup", warmup], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)  # 1000 runs of 5000 tokens last minutes: Ctrl-C comes amid them
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, (out, err)
+        for wait in (3 * one_run + 0.2, 10 * one_run + 1, 30 * one_run + 3):
+            proc = subprocess.Popen(base + ["-r", "1000", "--warmup", warmup], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(wait)
+            assert proc.poll() is None, proc.communicate()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 130, (out, err)
+            if not measured or "nothing to report" not in err:
+                break
         if measured:
             last = json.loads(out.splitlines()[-1])
             assert last["interrupted"] is True and 0 < last["repetitions"] < 1000
