@@ -48,8 +48,15 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
         return tandem_fail(TANDEM_ERR_CONTEXT_FULL, "context full: the prompt has %zu tokens but only %d of the "
                            "context's %d positions are free (raise tandem_ctx_params.n_ctx)", n_prompt,
                            ctx->state->n_ctx - ctx->n_past, ctx->state->n_ctx);
+    /* checked before the first chunk, as one tandem_ctx_eval of the whole prompt would: a bad id leaves ctx as it
+     * was, and the index is the prompt's */
+    const int32_t vocab = ctx->model->qwen.cfg.vocab_size;
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: token id %d at index %zu is outside 0..%d",
+                               prompt[i], i, vocab - 1);
     if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;
-    if ((st = tandem_sampler_init(&params->sampling, ctx->model->qwen.cfg.vocab_size, &s->sampler))) return st;
+    if ((st = tandem_sampler_init(&params->sampling, vocab, &s->sampler))) return st;
     if (params->draft || params->spec.lookup_ngram > 0) {
         r->speculative = true;
         if ((st = spec_decoder_init(ctx, params, s->sampler, &s->spec))) return st;
@@ -82,6 +89,7 @@ static tandem_status plain_step(gen_sequence *s) {
 tandem_status gen_sequence_step(gen_sequence *s, bool *done) {
     tandem_gen_result *r = s->r;
     tandem_status st = TANDEM_OK;
+    *done = false;
     if (s->phase == GEN_PROMPT) {
         /* the prompt is evaluated even when no token may follow (max_tokens 0): ctx then holds it */
         const size_t left = s->n_prompt - s->n_prompt_done;

@@ -89,7 +89,8 @@ typedef struct gen_sequence {
 tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
                                 const tandem_gen_params *params, tandem_gen_result *r);
 /* One unit of work: a chunk of the prompt (prompt_chunk tokens), or, once the prompt is in: sample, emit and
- * evaluate one token (plain), or one speculative round. *done: the sequence has finished (r->finish is set). */
+ * evaluate one token (plain), or one speculative round. *done: the sequence has finished (r->finish is set); call
+ * again only while not done. After a failure the sequence cannot go on (gen_sequence_free it). */
 tandem_status gen_sequence_step(gen_sequence *s, bool *done);
 /* After the last step: the speculative figures, the stream's end, the timings. r is then complete. */
 tandem_status gen_sequence_finish(gen_sequence *s);
