@@ -15,9 +15,10 @@
  *
  * Hook points for what comes later (not built yet):
  *  - Grammar mask (constrained decoding): the allowed ids are asked of the emitter's grammar state before each draw
- *    (gen_sequence_step before tandem_sampler_sample; speculative.c for every position of a verification pass,
- *    advancing tentatively through the drafted ids and rolling back on a rejection); emitter_push is where that
- *    state advances by the accepted id (and where an id the grammar refuses is an error).
+ *    (plain_step in generate.c and the first token of spec_decoder_step, before tandem_sampler_sample; in a
+ *    speculative round, for every position of the verification pass, advancing tentatively through the drafted
+ *    ids and rolling back on a rejection); emitter_push is where that state advances by the accepted id (and
+ *    where an id the grammar refuses is an error).
  *  - Streaming hook (a server's per-request stream): all text reaches the caller through stream_text() in emit.c,
  *    the one call site of on_text, so a hook attached there sees exactly the text the result holds; the id and the
  *    finish reason are known at the same point (emitter_push, emitter_end). */
