@@ -1,11 +1,13 @@
 /* runtime.h — the structs behind the public handles tandem_model and tandem_ctx, and what the runtime's files
- * share among themselves (the sampler's draws, the generation emitter, the speculative rule and loop, quality's
- * evaluation on ids); included by every .c file of src/runtime. A model owns its files, weights, tokenizer, pool. */
+ * share among themselves (the sampler's draws, the emitter (emit.h), the speculative rule and decoder, the
+ * per-sequence generation step, quality's evaluation on ids); included by every .c file of src/runtime. A model
+ * owns its files, weights, tokenizer, pool. */
 #ifndef TANDEM_RUNTIME_H
 #define TANDEM_RUNTIME_H
 
 #include <pthread.h>
 
+#include "emit.h"
 #include "gguf.h"
 #include "qwen3.h"
 #include "safetensors.h"
@@ -42,30 +44,57 @@ double sampler_uniform(tandem_sampler *s);  /* next uniform draw in [0, 1) from 
 int32_t sampler_draw(tandem_sampler *s, const float *probs, int32_t n);
 bool sampler_is_greedy(const tandem_sampler *s);
 
-/* ---- generation output, shared by the plain and the speculative loop ---- */
-
-/* Turns accepted ids into the result: ids, text (complete UTF-8), stop strings, streaming, EOS. */
-typedef struct gen_emitter {
-    const tandem_gen_params *params;
-    const tandem_tokenizer *tok;
-    tandem_gen_result *r;
-    tandem_detokenizer *detok;
-    size_t text_cap, ids_cap, emitted;
-    double t_start, t_first;
-} gen_emitter;
-
-/* Appends id; sets r->finish when generation must end (EOS, stop string, max tokens, callback). */
-tandem_status emitter_push(gen_emitter *e, int32_t id);
-
 /* The speculative sampling rule for one proposed token x drawn from q (NULL: a point mass at x): returns x
  * and sets *accepted with probability min(1, p(x)/q(x)); otherwise returns a token drawn from the normalised
  * residual max(0, p − q). scratch: V floats. With both p and q exact, the returned token is distributed as p. */
 int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q, int32_t x, int32_t V,
                                float *scratch, bool *accepted);
 
-/* The speculative loop (speculative.c): after the prompt is evaluated in target, generates into e. */
-tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
-                               gen_emitter *e);
+/* ---- speculative.c: one speculative decoder per sequence, fed to the emitter (emit.h) ---- */
+
+typedef struct spec_decoder spec_decoder;
+/* Checks p->spec and the draft context, and allocates one round's buffers. The decoder borrows target, p and
+ * sampler for its life. */
+tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
+                                spec_decoder **out);
+/* One unit of work: the first call samples the first token from target's logits (those of the prompt) and emits
+ * it; each later call is one round (propose, one target pass, accept or correct, roll back, emit). Sets
+ * e->r->finish to TANDEM_FINISH_CONTEXT_FULL when target is full; adds to e->r->spec_stats. */
+tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e);
+/* The derived figures of r->spec_stats (rates, means, c, predicted speedup) from the counts. */
+void spec_decoder_stats(const spec_decoder *d, tandem_gen_result *r);
+void spec_decoder_free(spec_decoder *d);
+
+/* ---- generate.c: one generation as a sequence of steps, so that an engine can interleave sequences ---- */
+
+typedef enum gen_phase { GEN_PROMPT, GEN_DECODE } gen_phase;
+
+/* tandem_generate is gen_sequence_init, gen_sequence_step until done, gen_sequence_finish, gen_sequence_free.
+ * ctx, prompt, params and r are borrowed until gen_sequence_finish. */
+typedef struct gen_sequence {
+    tandem_ctx *ctx;
+    const tandem_gen_params *params;
+    tandem_gen_result *r;
+    const int32_t *prompt;
+    size_t n_prompt, n_prompt_done; /* prompt tokens, and how many of them are in ctx already */
+    int32_t prompt_chunk;           /* prompt tokens per step (init: the context's n_batch, one forward pass) */
+    gen_phase phase;
+    tandem_sampler *sampler;
+    gen_emitter emit;
+    spec_decoder *spec; /* NULL: plain decoding */
+} gen_sequence;
+
+/* Checks the arguments (as tandem_generate documents them) and prepares; evaluates nothing. On failure *s may
+ * still be passed to gen_sequence_free. */
+tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
+                                const tandem_gen_params *params, tandem_gen_result *r);
+/* One unit of work: a chunk of the prompt (prompt_chunk tokens), or, once the prompt is in: sample, emit and
+ * evaluate one token (plain), or one speculative round. *done: the sequence has finished (r->finish is set); call
+ * again only while not done. After a failure the sequence cannot go on (gen_sequence_free it). */
+tandem_status gen_sequence_step(gen_sequence *s, bool *done);
+/* After the last step: the speculative figures, the stream's end, the timings. r is then complete. */
+tandem_status gen_sequence_finish(gen_sequence *s);
+void gen_sequence_free(gen_sequence *s); /* the sequence's own state (not r); safe after a failure */
 
 /* ---- quality.c: tandem_perplexity / tandem_kld on token ids (the public calls tokenize first) ---- */
 tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int32_t *ids, size_t n_ids,

@@ -153,14 +153,43 @@ int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q
     return sampler_draw(s, scratch, V);
 }
 
-/* ---- the loop ---- */
+/* ---- the decoder: one round per step ---- */
 
-tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
-                               gen_emitter *e) {
+struct spec_decoder {
+    tandem_ctx *target, *draft;
+    const tandem_gen_params *p;
+    tandem_sampler *sampler;       /* the sequence's (borrowed) */
+    tandem_sampler *draft_sampler; /* the draft's own draws (sampling only) */
+    int32_t V, K;                  /* vocabulary rows, draft_max */
+    bool greedy;
+    bool started;    /* the first token is out: pending holds the last emitted one */
+    int32_t pending; /* the last emitted token, not yet in target's cache */
+    length_model lm;
+    double draft_step_ms; /* draft time spent proposing (without catching up), for c */
+    float *logits;        /* (k+1, V) target logits of a pass */
+    float *p_probs;       /* (k+1, V) target distributions */
+    float *q_probs;       /* (k, V) proposal distributions */
+    int32_t *seq;         /* the sequence: cache + pending + drafts */
+    bool *one_hot;        /* q_i is a point mass (lookup / greedy) */
+    bool *from_lookup;
+};
+
+void spec_decoder_free(spec_decoder *d) {
+    if (!d) return;
+    tandem_sampler_free(d->draft_sampler);
+    free(d->logits);
+    free(d->p_probs);
+    free(d->q_probs);
+    free(d->seq);
+    free(d->one_hot);
+    free(d->from_lookup);
+    free(d);
+}
+
+tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
+                                spec_decoder **out) {
+    *out = NULL;
     const tandem_spec_params *sp = &p->spec;
-    tandem_ctx *draft = p->draft;
-    tandem_gen_result *r = e->r;
-    tandem_spec_stats *stats = &r->spec_stats;
     const int32_t V = target->model->qwen.cfg.vocab_size, n_ctx = target->state->n_ctx;
     if (sp->draft_max < 1 || sp->draft_max > MAX_DRAFT)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_max %d outside 1..%d", sp->draft_max, MAX_DRAFT);
@@ -171,151 +200,179 @@ tandem_status speculative_loop(tandem_ctx *target, const tandem_gen_params *p, t
     if (sp->lookup_ngram < 0 || sp->lookup_ngram > MAX_NGRAM)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: lookup n-gram %d outside 0..%d", sp->lookup_ngram,
                            MAX_NGRAM);
-    if (draft == target)
+    if (p->draft == target)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: the draft context must not be the target context");
 
     const int32_t K = sp->draft_max;
+    spec_decoder *d = calloc(1, sizeof *d);
+    if (!d) return tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
+    *d = (spec_decoder){.target = target,
+                        .draft = p->draft,
+                        .p = p,
+                        .sampler = sampler,
+                        .V = V,
+                        .K = K,
+                        .greedy = sampler_is_greedy(sampler),
+                        .lm = {.alpha = 0.5, .probe_interval = PROBE_INTERVAL}};
+    d->logits = malloc(sizeof(float) * (size_t)V * (K + 1));
+    d->p_probs = malloc(sizeof(float) * (size_t)V * (K + 1));
+    d->q_probs = malloc(sizeof(float) * (size_t)V * K);
+    d->seq = malloc(sizeof(int32_t) * ((size_t)n_ctx + K + 2));
+    d->one_hot = malloc(sizeof(bool) * (size_t)K);
+    d->from_lookup = malloc(sizeof(bool) * (size_t)K);
     tandem_status st = TANDEM_OK;
-    tandem_sampler *draft_sampler = NULL;
-    float *logits = malloc(sizeof(float) * (size_t)V * (K + 1));   /* (k+1, V) target logits of a pass */
-    float *p_probs = malloc(sizeof(float) * (size_t)V * (K + 1));  /* (k+1, V) target distributions */
-    float *q_probs = malloc(sizeof(float) * (size_t)V * K);        /* (k, V) proposal distributions */
-    int32_t *seq = malloc(sizeof(int32_t) * ((size_t)n_ctx + K + 2)); /* the sequence: cache + pending + drafts */
-    bool *one_hot = malloc(sizeof(bool) * (size_t)K);              /* q_i is a point mass (lookup / greedy) */
-    bool *from_lookup = malloc(sizeof(bool) * (size_t)K);
-    if (!logits || !p_probs || !q_probs || !seq || !one_hot || !from_lookup) {
+    if (!d->logits || !d->p_probs || !d->q_probs || !d->seq || !d->one_hot || !d->from_lookup) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
-        goto done;
-    }
-    if (draft) {
+    } else if (d->draft) {
         tandem_sampler_params dp = p->sampling;
         dp.seed ^= 0x9E3779B97F4A7C15ull;  /* an independent stream for the draft's own draws */
-        if ((st = tandem_sampler_init(&dp, V, &draft_sampler))) goto done;
+        st = tandem_sampler_init(&dp, V, &d->draft_sampler);
     }
-    const bool greedy = sampler_is_greedy(sampler);
-    length_model lm = {.alpha = 0.5, .probe_interval = PROBE_INTERVAL};
-    double draft_step_ms = 0;  /* draft time spent proposing (without catching up), for c */
+    if (st) {
+        spec_decoder_free(d);
+        return st;
+    }
+    *out = d;
+    return TANDEM_OK;
+}
 
-    /* the first token comes from the prompt's logits, as without speculation */
-    int32_t pending = tandem_sampler_sample(sampler, tandem_ctx_logits(target), target->tokens, (size_t)target->n_past);
-    if ((st = emitter_push(e, pending))) goto done;
+/* Proposals for one round after seq[0..len) (written to seq[len..]): lookup first (free), else the draft model.
+ * Returns how many. */
+static tandem_status propose(spec_decoder *d, int32_t len, int32_t max_k, tandem_spec_stats *stats, int32_t *n_out) {
+    const tandem_spec_params *sp = &d->p->spec;
+    int32_t *seq = d->seq;
+    const int32_t V = d->V;
+    int32_t k = lookup_propose(seq, len, sp->lookup_ngram, max_k, seq + len);
+    for (int32_t i = 0; i < k; i++) {
+        d->one_hot[i] = true;
+        d->from_lookup[i] = true;
+    }
+    if (k == 0 && d->draft && max_k > 0) {
+        int32_t gamma = sp->adaptive ? choose_length(&d->lm, max_k) : max_k;
+        stats->n_rounds_draft_off += gamma == 0;
+        if (gamma > 0) {
+            double t_sync = now_ms();
+            tandem_status st = draft_sync(d->draft, seq, len);
+            if (st) return st;
+            /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
+            double t0 = now_ms();
+            stats->draft_ms += t0 - t_sync;
+            for (int32_t i = 0; i < gamma; i++) {
+                const float *dl = tandem_ctx_logits(d->draft);
+                if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
+                int32_t x;
+                if (d->greedy) { /* q is the point mass at the draft's argmax */
+                    x = tandem_sampler_sample(d->draft_sampler, dl, seq, (size_t)(len + i));
+                } else {
+                    float *q = d->q_probs + (size_t)i * V;
+                    tandem_sampler_probs(d->draft_sampler, dl, seq, (size_t)(len + i), q);
+                    x = sampler_draw(d->draft_sampler, q, V);
+                }
+                seq[len + i] = x;
+                d->one_hot[i] = d->greedy;
+                d->from_lookup[i] = false;
+                k = i + 1;
+                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) return st;
+            }
+            const double dt = now_ms() - t0;
+            stats->draft_ms += dt;
+            d->draft_step_ms += dt;
+            if (k > 0) ema(&d->lm.t_draft, dt / k);
+            if (k < sp->draft_min) k = 0; /* too short to be worth a wider pass */
+        }
+    }
+    *n_out = k;
+    return TANDEM_OK;
+}
 
-    while (r->finish == TANDEM_FINISH_NONE) {
-        const int32_t base = target->n_past;  /* tokens in the cache before this round */
-        if (base >= n_ctx) {
-            r->finish = TANDEM_FINISH_CONTEXT_FULL;
+tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
+    tandem_ctx *target = d->target;
+    tandem_gen_result *r = e->r;
+    tandem_spec_stats *stats = &r->spec_stats;
+    const int32_t V = d->V, n_ctx = target->state->n_ctx;
+    int32_t *seq = d->seq;
+    tandem_status st;
+
+    if (!d->started) { /* the first token comes from the prompt's logits, as without speculation */
+        d->started = true;
+        d->pending = tandem_sampler_sample(d->sampler, tandem_ctx_logits(target), target->tokens,
+                                           (size_t)target->n_past);
+        return emitter_push(e, d->pending);
+    }
+
+    const int32_t base = target->n_past; /* tokens in the cache before this round */
+    if (base >= n_ctx) {
+        r->finish = TANDEM_FINISH_CONTEXT_FULL;
+        return TANDEM_OK;
+    }
+    memcpy(seq, target->tokens, sizeof *seq * (size_t)base);
+    seq[base] = d->pending;
+    const int32_t len = base + 1;
+    int32_t room = n_ctx - len, max_k = d->K < room ? d->K : room;
+    /* never propose past max_tokens: those tokens could not be emitted anyway */
+    if (d->p->max_tokens >= 0) {
+        int32_t left = d->p->max_tokens - (int32_t)r->n_ids - 1; /* a round also emits one target token */
+        if (left < max_k) max_k = left > 0 ? left : 0;
+    }
+
+    /* 1. proposals */
+    int32_t k;
+    if ((st = propose(d, len, max_k, stats, &k))) return st;
+
+    /* 2. one target pass over pending + proposals */
+    double t0 = now_ms();
+    if ((st = tandem_ctx_eval(target, seq + base, k + 1, d->logits))) return st;
+    const double dt = now_ms() - t0;
+    stats->target_ms += dt;
+    ema(&d->lm.t_pass[k + 1], dt);
+    stats->n_rounds++;
+    for (int32_t i = 0; i <= k; i++)
+        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), d->p_probs + (size_t)i * V);
+
+    /* 3. accept or correct */
+    int32_t accepted = 0, next = -1;
+    for (int32_t i = 0; i < k; i++) {
+        const int32_t x = seq[len + i];
+        bool accept;
+        const int32_t out = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)i * V,
+                                                   d->one_hot[i] ? NULL : d->q_probs + (size_t)i * V, x, V,
+                                                   d->logits /* no longer needed: scratch */, &accept);
+        stats->n_drafted++;
+        stats->n_drafted_lookup += d->from_lookup[i];
+        if (!accept) {
+            next = out;
             break;
         }
-        memcpy(seq, target->tokens, sizeof *seq * (size_t)base);
-        seq[base] = pending;
-        const int32_t len = base + 1;
-        int32_t room = n_ctx - len, max_k = K < room ? K : room;
-        /* never propose past max_tokens: those tokens could not be emitted anyway */
-        if (p->max_tokens >= 0) {
-            int32_t left = p->max_tokens - (int32_t)r->n_ids - 1;  /* a round also emits one target token */
-            if (left < max_k) max_k = left > 0 ? left : 0;
-        }
-
-        /* 1. proposals: lookup first (free), else the draft model */
-        int32_t k = lookup_propose(seq, len, sp->lookup_ngram, max_k, seq + len);
-        for (int32_t i = 0; i < k; i++) {
-            one_hot[i] = true;
-            from_lookup[i] = true;
-        }
-        if (k == 0 && draft && max_k > 0) {
-            int32_t gamma = sp->adaptive ? choose_length(&lm, max_k) : max_k;
-            stats->n_rounds_draft_off += gamma == 0;
-            if (gamma > 0) {
-                double t_sync = now_ms();
-                if ((st = draft_sync(draft, seq, len))) goto done;
-                /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
-                double t0 = now_ms();
-                stats->draft_ms += t0 - t_sync;
-                for (int32_t i = 0; i < gamma; i++) {
-                    const float *dl = tandem_ctx_logits(draft);
-                    if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
-                    int32_t x;
-                    if (greedy) {  /* q is the point mass at the draft's argmax */
-                        x = tandem_sampler_sample(draft_sampler, dl, seq, (size_t)(len + i));
-                    } else {
-                        float *q = q_probs + (size_t)i * V;
-                        tandem_sampler_probs(draft_sampler, dl, seq, (size_t)(len + i), q);
-                        x = sampler_draw(draft_sampler, q, V);
-                    }
-                    seq[len + i] = x;
-                    one_hot[i] = greedy;
-                    from_lookup[i] = false;
-                    k = i + 1;
-                    if (i + 1 < gamma && (st = tandem_ctx_eval(draft, &x, 1, NULL))) goto done;
-                }
-                const double dt = now_ms() - t0;
-                stats->draft_ms += dt;
-                draft_step_ms += dt;
-                if (k > 0) ema(&lm.t_draft, dt / k);
-                if (k < sp->draft_min) k = 0;  /* too short to be worth a wider pass */
-            }
-        }
-
-        /* 2. one target pass over pending + proposals */
-        double t0 = now_ms();
-        if ((st = tandem_ctx_eval(target, seq + base, k + 1, logits))) goto done;
-        const double dt = now_ms() - t0;
-        stats->target_ms += dt;
-        ema(&lm.t_pass[k + 1], dt);
-        stats->n_rounds++;
-        for (int32_t i = 0; i <= k; i++)
-            tandem_sampler_probs(sampler, logits + (size_t)i * V, seq, (size_t)(len + i), p_probs + (size_t)i * V);
-
-        /* 3. accept or correct */
-        int32_t accepted = 0, next = -1;
-        for (int32_t i = 0; i < k; i++) {
-            const int32_t x = seq[len + i];
-            bool accept;
-            const int32_t out = spec_accept_or_correct(sampler, p_probs + (size_t)i * V,
-                                                       one_hot[i] ? NULL : q_probs + (size_t)i * V, x, V,
-                                                       logits /* no longer needed: scratch */, &accept);
-            stats->n_drafted++;
-            stats->n_drafted_lookup += from_lookup[i];
-            if (!accept) {
-                next = out;
-                break;
-            }
-            accepted++;
-            stats->n_accepted++;
-            stats->n_accepted_lookup += from_lookup[i];
-        }
-        if (k > 0 && !from_lookup[0]) {
-            ema(&lm.alpha, (double)accepted / k);
-            /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
-            lm.probe_interval = accepted == 0 ? (lm.probe_interval < 1024 ? 2 * lm.probe_interval : 1024) : PROBE_INTERVAL;
-        }
-        if (next < 0) next = sampler_draw(sampler, p_probs + (size_t)k * V, V);  /* bonus ~ p_k (one-hot if greedy) */
-
-        /* 4. roll back what was rejected, emit what was kept */
-        if ((st = tandem_ctx_truncate(target, len + accepted))) goto done;
-        for (int32_t i = 0; i < accepted && r->finish == TANDEM_FINISH_NONE; i++)
-            if ((st = emitter_push(e, seq[len + i]))) goto done;
-        if (r->finish != TANDEM_FINISH_NONE) break;
-        if ((st = emitter_push(e, next))) goto done;
-        pending = next;
+        accepted++;
+        stats->n_accepted++;
+        stats->n_accepted_lookup += d->from_lookup[i];
     }
+    if (k > 0 && !d->from_lookup[0]) {
+        ema(&d->lm.alpha, (double)accepted / k);
+        /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
+        d->lm.probe_interval = accepted == 0 ? (d->lm.probe_interval < 1024 ? 2 * d->lm.probe_interval : 1024)
+                                             : PROBE_INTERVAL;
+    }
+    if (next < 0) next = sampler_draw(d->sampler, d->p_probs + (size_t)k * V, V); /* bonus ~ p_k (one-hot if greedy) */
 
+    /* 4. roll back what was rejected, emit what was kept */
+    if ((st = tandem_ctx_truncate(target, len + accepted))) return st;
+    for (int32_t i = 0; i < accepted && r->finish == TANDEM_FINISH_NONE; i++)
+        if ((st = emitter_push(e, seq[len + i]))) return st;
+    if (r->finish != TANDEM_FINISH_NONE) return TANDEM_OK;
+    d->pending = next;
+    return emitter_push(e, next);
+}
+
+void spec_decoder_stats(const spec_decoder *d, tandem_gen_result *r) {
+    tandem_spec_stats *stats = &r->spec_stats;
     stats->acceptance_rate = stats->n_drafted ? (double)stats->n_accepted / stats->n_drafted : 0;
     stats->mean_per_pass = stats->n_rounds ? (double)(r->n_ids - 1) / stats->n_rounds : 0;
     stats->mean_draft_len = stats->n_rounds ? (double)stats->n_drafted / stats->n_rounds : 0;
     const int32_t model_drafted = stats->n_drafted - stats->n_drafted_lookup;
     if (model_drafted > 0 && stats->n_rounds > 0) {
-        double t_step = draft_step_ms / model_drafted, t_pass = stats->target_ms / stats->n_rounds;
+        double t_step = d->draft_step_ms / model_drafted, t_pass = stats->target_ms / stats->n_rounds;
         stats->draft_target_ratio = t_step / t_pass;
     }
     stats->predicted_speedup = stats->mean_per_pass / (stats->mean_draft_len * stats->draft_target_ratio + 1.0);
-done:
-    tandem_sampler_free(draft_sampler);
-    free(logits);
-    free(p_probs);
-    free(q_probs);
-    free(seq);
-    free(one_hot);
-    free(from_lookup);
-    return st;
 }

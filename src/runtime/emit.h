@@ -1,0 +1,52 @@
+/* emit.h — the emitter: the one place a generated token is accepted into a result (ids, text, end ids, stop
+ * strings, max tokens, UTF-8-safe streaming to the caller). The plain and the speculative decoders both feed it.
+ *
+ * Semantics (tandem.h's tandem_gen_params / tandem_gen_result):
+ *  - every accepted id is appended to r->ids, including an end id or the token that completes a stop string;
+ *  - an end id (tandem_tokenizer_eos_ids, unless params->ignore_eos) ends with TANDEM_FINISH_EOS and adds no text;
+ *  - text is the detokenizer's complete UTF-8; an id without text (a padding row beyond the tokenizer) adds none;
+ *  - a stop string ends with TANDEM_FINISH_STOP_STRING as soon as the text holds it; the text is cut where the
+ *    earliest occurrence (over all stop strings) begins: the stop text itself is never part of the result;
+ *  - the stream (params->on_text) gets text once it is final: complete characters, and never a tail that could
+ *    still become the start of a stop string; its pieces concatenate to r->text. A false return ends with
+ *    TANDEM_FINISH_ABORTED and nothing more is streamed;
+ *  - max_tokens ends with TANDEM_FINISH_LENGTH (0: before any token);
+ *  - emitter_end makes the held-back rest final (an incomplete character becomes U+FFFD) and streams it.
+ *
+ * Hook points for what comes later (not built yet):
+ *  - Grammar mask (constrained decoding): the allowed ids are asked of the emitter's grammar state before each draw
+ *    (plain_step in generate.c and the first token of spec_decoder_step, before tandem_sampler_sample; in a
+ *    speculative round, for every position of the verification pass, advancing tentatively through the drafted
+ *    ids and rolling back on a rejection); emitter_push is where that state advances by the accepted id (and
+ *    where an id the grammar refuses is an error).
+ *  - Streaming hook (a server's per-request stream): all text reaches the caller through stream_text() in emit.c,
+ *    the one call site of on_text, so a hook attached there sees exactly the text the result holds; the id and the
+ *    finish reason are known at the same point (emitter_push, emitter_end). */
+#ifndef TANDEM_EMIT_H
+#define TANDEM_EMIT_H
+
+#include "tandem.h"
+
+typedef struct gen_emitter {
+    const tandem_gen_params *params; /* borrowed: stop strings, ignore_eos, max_tokens, on_text */
+    const tandem_tokenizer *tok;
+    tandem_gen_result *r; /* the result being filled (its ids and text are owned by it) */
+    tandem_detokenizer *detok;
+    size_t text_cap, ids_cap;
+    size_t streamed;         /* bytes of r->text given to on_text */
+    double t_start, t_first; /* the generation's start (now_ms), the first accepted token's time */
+} gen_emitter;
+
+/* Zeroes *r and starts it: an empty text, finish LENGTH if max_tokens is 0. Fails (naming the index) on a NULL
+ * stop string. t_start: when the generation began, for r->timings.ttft_ms. */
+tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, const tandem_tokenizer *tok,
+                           tandem_gen_result *r, double t_start);
+/* Accepts id; sets r->finish when generation must end (end id, stop string, max tokens, the callback).
+ * Call only while r->finish is TANDEM_FINISH_NONE. */
+tandem_status emitter_push(gen_emitter *e, int32_t id);
+/* Ends the stream (flushes what is held back unless a stop string or the callback ended it) and fills
+ * r->timings.n_generated and decode_ms. */
+tandem_status emitter_end(gen_emitter *e);
+void emitter_free(gen_emitter *e); /* the emitter's own state; the result stays with its owner */
+
+#endif
