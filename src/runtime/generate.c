@@ -175,10 +175,11 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: stop string %d is NULL", i);
     if (n_prompt == 0 && !ctx->has_logits)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: the prompt is empty and the context holds nothing");
-    if (n_prompt > (size_t)(ctx->state->n_ctx - ctx->n_past))
-        return tandem_fail(TANDEM_ERR_CONTEXT_FULL, "context full: the prompt has %zu tokens but only %d of the "
-                           "context's %d positions are free (raise tandem_ctx_params.n_ctx)", n_prompt,
-                           ctx->state->n_ctx - ctx->n_past, ctx->state->n_ctx);
+    if (n_prompt > (size_t)(ctx->cache->n_ctx - ctx->n_past))
+        return tandem_fail(TANDEM_ERR_CONTEXT_FULL,
+                           "context full: the prompt has %zu tokens but only %d of the "
+                           "context's %d positions are free (raise tandem_ctx_params.n_ctx)",
+                           n_prompt, ctx->cache->n_ctx - ctx->n_past, ctx->cache->n_ctx);
     const bool speculative = params->draft || params->spec.lookup_ngram > 0;
     if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;
     if ((st = tandem_sampler_init(&params->sampling, vocab, &sampler))) goto done;
@@ -200,7 +201,7 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
             const int32_t id = tandem_sampler_sample(sampler, tandem_ctx_logits(ctx), ctx->tokens, (size_t)ctx->n_past);
             if ((st = emitter_push(&e, id))) goto done;
             if (r->finish != TANDEM_FINISH_NONE) break;
-            if (ctx->n_past >= ctx->state->n_ctx) {
+            if (ctx->n_past >= ctx->cache->n_ctx) {
                 r->finish = TANDEM_FINISH_CONTEXT_FULL;
                 break;
             }
