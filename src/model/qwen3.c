@@ -12,6 +12,7 @@
  *                       │       h' = RMSNorm(x, post_attention_layernorm)                     │
  *                       └─ logits = lm_head(RMSNorm(x, norm)) ──────────────────────────────────┘
  *
+ * (x starts as embed_tokens rows of the ids, or as embedding rows the batch brings.)
  * n tokens go through each matrix together (prefill, verification of draft tokens, several sequences); each
  * token attends to its own sequence's cache up to its own row, so one pass over k tokens equals k single steps,
  * and one pass over several sequences equals a pass per sequence. */
