@@ -1,5 +1,5 @@
-/* qwen3.h — the Qwen3 dense model inside tandem: hyperparameters, weights bound to mapped files, the
- * per-sequence state (KV cache + activations) and the forward pass. Depends on kernels, io and base. */
+/* qwen3.h — the Qwen3 dense model inside tandem: hyperparameters, weights bound to mapped files, a sequence's KV
+ * cache, the activation scratch, and the forward pass over a batch of tokens. Depends on kernels, io and base. */
 #ifndef TANDEM_QWEN3_H
 #define TANDEM_QWEN3_H
 
@@ -78,12 +78,24 @@ typedef struct qwen3_bad_weight {
  * pass. Slow (it dequantizes the whole model): the diagnosis when logits are not finite, never a load step. */
 tandem_status qwen3_find_nonfinite_weight(const gguf_file *f, const st_set *s, qwen3_bad_weight *bad);
 
-/* One sequence: KV cache and activation buffers, sized once so that a forward pass never allocates. */
-typedef struct qwen3_state {
-    int32_t n_ctx, n_batch, n_threads;
-    tandem_type kv_type;  /* of the cache: F16 (half the memory and attention reads) or F32 (the exact path) */
-    void *k_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) of kv_type: one head's keys are contiguous */
-    void *v_cache;    /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+/* One sequence's KV cache: keys and values of rows 0 … n_ctx−1, one row per token the sequence has evaluated.
+ * Nothing else: the buffers a pass computes in are a qwen3_scratch, shared by every sequence of a model. */
+typedef struct qwen3_kv_cache {
+    int32_t n_ctx;       /* rows */
+    tandem_type kv_type; /* F16 (half the memory and attention reads) or F32 (the exact path) */
+    void *k;             /* (n_layers, n_kv_heads, n_ctx, head_dim) of kv_type: one head's keys are contiguous */
+    void *v;             /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+    void *block;         /* the single allocation k and v point into */
+} qwen3_kv_cache;
+
+/* kv_type: TANDEM_TYPE_F16 or TANDEM_TYPE_F32. */
+tandem_status qwen3_kv_cache_init(const qwen3_model *m, int32_t n_ctx, tandem_type kv_type, qwen3_kv_cache **out);
+void qwen3_kv_cache_free(qwen3_kv_cache *c);
+
+/* What a forward pass computes in, sized once for up to n_batch tokens so that a pass never allocates; it holds
+ * nothing between passes, so one scratch serves any sequence (any cache) of its model, one pass at a time. */
+typedef struct qwen3_scratch {
+    int32_t n_batch, n_threads;
     float *x;         /* (n_batch, dim) residual stream */
     float *xb;        /* (n_batch, dim) normed input of a sub-block */
     float *xb2;       /* (n_batch, dim) output of a sub-block before the residual add */
@@ -95,28 +107,54 @@ typedef struct qwen3_state {
     float *hb2;       /* (n_batch, ffn_dim) up */
     float *attention_scratch;  /* (n_threads, attention_tile, n_heads / n_kv_heads, ATTENTION_SCRATCH_PER_QUERY) */
     int32_t attention_tile;    /* most tokens an attention task takes: min(n_batch, ATTENTION_TILE_TOKENS) */
+    struct qwen3_attention_tile *tiles; /* (n_batch) the pass's attention tiles (qwen3.c) */
     float *scratch;   /* (n_threads, max(dim, ffn_dim, n_heads*head_dim)) dequantized weight rows */
     matmul_scratch mm;  /* scratch above as .rows, .act (n_batch, max cols / 32) activations quantized to 8 bits
                          * (its own allocation), and whether to use the exact path */
     float *inv_freq;  /* (head_dim/2) rotary frequencies */
-    float *rope;      /* (n_batch, head_dim) each position's rotation (rope_angles), made once per forward pass */
-    float *logits;    /* (vocab_size) last position's logits */
-    void *block;      /* the single allocation everything above points into */
+    float *rope;      /* (n_batch, head_dim) each token's rotation (rope_angles), made once per forward pass */
+    /* (n_batch) each: the per-token arrays of qwen3_sequence_batch's batches (its rows are its positions) */
+    qwen3_kv_cache **sequence_cache;
+    int32_t *sequence_row;
+    bool *sequence_logits;
+    void *block; /* the single allocation the buffers above point into */
     /* Optional, caller-owned, NULL by default: (n_layers+1, n, dim) receives the residual stream entering each layer
      * and, last, leaving the final layer, for the n tokens of each forward pass (layer-importance analysis). */
     float *layer_states;
-} qwen3_state;
+} qwen3_scratch;
 
-/* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones.
- * kv_type: TANDEM_TYPE_F16 or TANDEM_TYPE_F32, how the cache keeps keys and values. */
-tandem_status qwen3_state_init(const qwen3_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, bool exact,
-                               tandem_type kv_type, qwen3_state **out);
-void qwen3_state_free(qwen3_state *s);
+/* exact: multiply quantized weights by f32 activations (the reference path) rather than 8-bit ones. */
+tandem_status qwen3_scratch_init(const qwen3_model *m, int32_t n_batch, int32_t n_threads, bool exact,
+                                 qwen3_scratch **out);
+void qwen3_scratch_free(qwen3_scratch *s);
 
-/* Evaluates n ≤ n_batch tokens at positions pos0 … pos0+n-1 (pos0+n ≤ n_ctx), writing their keys and
- * values into the cache. logits: (n, vocab_size) receives every position's logits, or NULL to compute
- * only the last position's into s->logits. */
-void qwen3_forward(const qwen3_model *m, qwen3_state *s, thread_pool *pool, const int32_t *ids, int32_t n,
-                   int32_t pos0, float *logits);
+/* The tokens of one forward pass, of one sequence or several. Token t (0 ≤ t < n) is
+ *   - its input: ids[t], or row t of embd (an image's embedding, say) when ids is NULL or ids[t] is −1;
+ *   - its sequence: cache[t], which receives its key and value at row[t] (< cache[t]->n_ctx). It attends to rows
+ *     0 … row[t] of that cache and nothing else: causal within its sequence, blind to the others;
+ *   - its rotary position: pos[t·n_pos … t·n_pos+n_pos−1]. Text has n_pos = 1 (usually pos = row); 3 is the room
+ *     M-RoPE's (temporal, height, width) components will need.
+ * Tokens of one sequence at consecutive rows, consecutive in the batch, form a run: a run's tokens read the cache
+ * together. Two tokens must not write the same row of one cache; a row is read only by passes after the one that
+ * wrote it or by the later rows of its own pass. */
+typedef struct qwen3_batch {
+    int32_t n;
+    const int32_t *ids;           /* (n) or NULL */
+    const float *embd;            /* (n, dim) or NULL */
+    qwen3_kv_cache *const *cache; /* (n) */
+    const int32_t *row;           /* (n) */
+    int32_t n_pos;                /* components of a position: 1 (M-RoPE's 3 are not implemented yet) */
+    const int32_t *pos;           /* (n, n_pos) */
+    const bool *logits;           /* (n) whose logits the pass computes, or NULL: every token's */
+} qwen3_batch;
+
+/* The batch of n ≤ s->n_batch tokens of one sequence: ids at rows and positions pos0 … pos0+n−1 of cache, with
+ * every token's logits or (last_only) the last token's. Its arrays live in s, until the next such call. */
+qwen3_batch qwen3_sequence_batch(qwen3_scratch *s, qwen3_kv_cache *cache, const int32_t *ids, int32_t n, int32_t pos0,
+                                 bool last_only);
+
+/* Evaluates the n ≤ s->n_batch tokens of b, writing their keys and values into their caches. logits: (number of
+ * tokens b->logits selects, vocab_size) receives those tokens' logits, in batch order. */
+void qwen3_forward(const qwen3_model *m, qwen3_scratch *s, thread_pool *pool, const qwen3_batch *b, float *logits);
 
 #endif

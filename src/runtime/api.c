@@ -229,9 +229,12 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     if (!ctx) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
-    tandem_status st = ctx->tokens ? qwen3_state_init(&model->qwen, p.n_ctx, p.n_batch, thread_pool_size(model->pool),
-                                                      p.exact, p.exact ? TANDEM_TYPE_F32 : p.kv_type, &ctx->state)
-                                   : tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
+    ctx->logits = malloc((size_t)model->qwen.cfg.vocab_size * sizeof *ctx->logits);
+    tandem_status st = !ctx->tokens || !ctx->logits
+                           ? tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory")
+                           : qwen3_kv_cache_init(&model->qwen, p.n_ctx, p.exact ? TANDEM_TYPE_F32 : p.kv_type,
+                                                 &ctx->cache);
+    if (!st) st = qwen3_scratch_init(&model->qwen, p.n_batch, thread_pool_size(model->pool), p.exact, &ctx->scratch);
     if (st) {
         tandem_ctx_free(ctx);
         return st;
@@ -242,13 +245,15 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
 
 void tandem_ctx_free(tandem_ctx *ctx) {
     if (!ctx) return;
-    qwen3_state_free(ctx->state);
+    qwen3_scratch_free(ctx->scratch);
+    qwen3_kv_cache_free(ctx->cache);
     free(ctx->tokens);
+    free(ctx->logits);
     free(ctx);
 }
 
-int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx) { return ctx->state->n_ctx; }
-tandem_type tandem_ctx_kv_type(const tandem_ctx *ctx) { return ctx->state->kv_type; }
+int32_t tandem_ctx_n_ctx(const tandem_ctx *ctx) { return ctx->cache->n_ctx; }
+tandem_type tandem_ctx_kv_type(const tandem_ctx *ctx) { return ctx->cache->kv_type; }
 int32_t tandem_ctx_n_past(const tandem_ctx *ctx) { return ctx->n_past; }
 
 /* The logits of a pass over ids (n of them, at position ctx->n_past) are not finite: names the cause, slowly (this
@@ -272,9 +277,10 @@ static tandem_status nonfinite_logits_error(tandem_ctx *ctx, const int32_t *ids,
     float *states = malloc((size_t)(c->n_layers + 1) * per_layer * sizeof *states);
     if (!states) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: the logits are not finite (out of memory finding why)",
                                     m->path);
-    ctx->state->layer_states = states;
-    qwen3_forward(&m->qwen, ctx->state, m->pool, ids, n, ctx->n_past, NULL);
-    ctx->state->layer_states = NULL;
+    ctx->scratch->layer_states = states;
+    const qwen3_batch b = qwen3_sequence_batch(ctx->scratch, ctx->cache, ids, n, ctx->n_past, true);
+    qwen3_forward(&m->qwen, ctx->scratch, m->pool, &b, ctx->logits);
+    ctx->scratch->layer_states = NULL;
     int32_t layer = 0;
     while (layer < c->n_layers && all_finite_f32(states + (size_t)(layer + 1) * per_layer, (int64_t)per_layer)) layer++;
     free(states);
@@ -288,28 +294,28 @@ static tandem_status nonfinite_logits_error(tandem_ctx *ctx, const int32_t *ids,
 tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, float *logits) {
     const qwen3_model *qm = &ctx->model->qwen;
     if (n < 1 || !ids) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: need at least one token");
-    if (n > ctx->state->n_ctx - ctx->n_past)
+    if (n > ctx->cache->n_ctx - ctx->n_past)
         return tandem_fail(TANDEM_ERR_CONTEXT_FULL,
                            "context full: %d tokens held + %d new would exceed the context size of %d tokens",
-                           ctx->n_past, n, ctx->state->n_ctx);
+                           ctx->n_past, n, ctx->cache->n_ctx);
     for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= qm->cfg.vocab_size)
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: token id %d at index %d is outside 0..%d",
                                ids[i], i, qm->cfg.vocab_size - 1);
     for (int32_t done = 0; done < n;) {
-        int32_t chunk = n - done < ctx->state->n_batch ? n - done : ctx->state->n_batch;
+        int32_t chunk = n - done < ctx->scratch->n_batch ? n - done : ctx->scratch->n_batch;
         bool last = done + chunk == n;
         float *out = logits ? logits + (size_t)done * qm->cfg.vocab_size : NULL;
-        qwen3_forward(qm, ctx->state, ctx->model->pool, ids + done, chunk, ctx->n_past, out);
+        const qwen3_batch b = qwen3_sequence_batch(ctx->scratch, ctx->cache, ids + done, chunk, ctx->n_past, !out);
+        qwen3_forward(qm, ctx->scratch, ctx->model->pool, &b, out ? out : ctx->logits);
         /* A NaN or an infinity would be sampled as an arbitrary token. The last position sees every earlier one
          * through attention, so its row stands for the pass: one row per pass, cheap beside the pass itself. */
-        if (!all_finite_f32(out ? out + (size_t)(chunk - 1) * qm->cfg.vocab_size : ctx->state->logits,
-                            qm->cfg.vocab_size)) {
+        if (!all_finite_f32(out ? out + (size_t)(chunk - 1) * qm->cfg.vocab_size : ctx->logits, qm->cfg.vocab_size)) {
             ctx->has_logits = false;
             return nonfinite_logits_error(ctx, ids + done, chunk);
         }
         if (logits && last)  /* keep tandem_ctx_logits() valid in the all-logits mode too */
-            memcpy(ctx->state->logits, out + (size_t)(chunk - 1) * qm->cfg.vocab_size,
+            memcpy(ctx->logits, out + (size_t)(chunk - 1) * qm->cfg.vocab_size,
                    (size_t)qm->cfg.vocab_size * sizeof(float));
         memcpy(ctx->tokens + ctx->n_past, ids + done, (size_t)chunk * sizeof *ids);
         ctx->n_past += chunk;
@@ -319,7 +325,7 @@ tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, fl
     return TANDEM_OK;
 }
 
-const float *tandem_ctx_logits(const tandem_ctx *ctx) { return ctx->has_logits ? ctx->state->logits : NULL; }
+const float *tandem_ctx_logits(const tandem_ctx *ctx) { return ctx->has_logits ? ctx->logits : NULL; }
 
 tandem_status tandem_ctx_truncate(tandem_ctx *ctx, int32_t n_keep) {
     if (n_keep < 0 || n_keep > ctx->n_past)

@@ -38,16 +38,17 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
                         .r = r,
                         .prompt = prompt,
                         .n_prompt = n_prompt,
-                        .prompt_chunk = ctx->state->n_batch,
+                        .prompt_chunk = ctx->scratch->n_batch,
                         .phase = GEN_PROMPT};
     tandem_status st = emitter_init(&s->emit, params, ctx->model->tokenizer, r, t_start);
     if (st) return st;
     if (n_prompt == 0 && !ctx->has_logits)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: the prompt is empty and the context holds nothing");
-    if (n_prompt > (size_t)(ctx->state->n_ctx - ctx->n_past))
-        return tandem_fail(TANDEM_ERR_CONTEXT_FULL, "context full: the prompt has %zu tokens but only %d of the "
-                           "context's %d positions are free (raise tandem_ctx_params.n_ctx)", n_prompt,
-                           ctx->state->n_ctx - ctx->n_past, ctx->state->n_ctx);
+    if (n_prompt > (size_t)(ctx->cache->n_ctx - ctx->n_past))
+        return tandem_fail(TANDEM_ERR_CONTEXT_FULL,
+                           "context full: the prompt has %zu tokens but only %d of the "
+                           "context's %d positions are free (raise tandem_ctx_params.n_ctx)",
+                           n_prompt, ctx->cache->n_ctx - ctx->n_past, ctx->cache->n_ctx);
     /* checked before the first chunk, as one tandem_ctx_eval of the whole prompt would: a bad id leaves ctx as it
      * was, and the index is the prompt's */
     const int32_t vocab = ctx->model->qwen.cfg.vocab_size;
@@ -79,7 +80,7 @@ static tandem_status plain_step(gen_sequence *s) {
     const int32_t id = tandem_sampler_sample(s->sampler, tandem_ctx_logits(ctx), ctx->tokens, (size_t)ctx->n_past);
     tandem_status st = emitter_push(&s->emit, id);
     if (st || r->finish != TANDEM_FINISH_NONE) return st;
-    if (ctx->n_past >= ctx->state->n_ctx) {
+    if (ctx->n_past >= ctx->cache->n_ctx) {
         r->finish = TANDEM_FINISH_CONTEXT_FULL;
         return TANDEM_OK;
     }

@@ -29,12 +29,15 @@ struct tandem_model {
     bool packed;
 };
 
+/* One sequence: its KV cache, and (until an engine shares one among sequences) a scratch of its own. */
 struct tandem_ctx {
     tandem_model *model;
-    qwen3_state *state;
+    qwen3_kv_cache *cache;
+    qwen3_scratch *scratch;
     int32_t n_past;
     int32_t *tokens;               /* (n_ctx) the ids in the cache, in order */
-    bool has_logits;               /* state->logits holds the last position's logits */
+    float *logits;                 /* (vocab_size) the last position's logits */
+    bool has_logits;               /* logits holds them */
 };
 
 /* ---- sampler internals used by speculative decoding ---- */

@@ -190,7 +190,7 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
                                 spec_decoder **out) {
     *out = NULL;
     const tandem_spec_params *sp = &p->spec;
-    const int32_t V = target->model->qwen.cfg.vocab_size, n_ctx = target->state->n_ctx;
+    const int32_t V = target->model->qwen.cfg.vocab_size, n_ctx = target->cache->n_ctx;
     if (sp->draft_max < 1 || sp->draft_max > MAX_DRAFT)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_max %d outside 1..%d", sp->draft_max, MAX_DRAFT);
     if (sp->draft_min < 0 || sp->draft_min > sp->draft_max)
@@ -289,7 +289,7 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     tandem_ctx *target = d->target;
     tandem_gen_result *r = e->r;
     tandem_spec_stats *stats = &r->spec_stats;
-    const int32_t V = d->V, n_ctx = target->state->n_ctx;
+    const int32_t V = d->V, n_ctx = target->cache->n_ctx;
     int32_t *seq = d->seq;
     tandem_status st;
 

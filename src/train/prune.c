@@ -60,14 +60,16 @@ void prune_block_distances(double *dist_sum, const float *states, int L, int n_t
 /* The calibration passes over ids (n_ids), each window from position 0: with dist_sum, the distance sums over every
  * token; the NLL sum and count of the positions tandem_perplexity scores with n_ctx = window (tandem.h): whole
  * windows only, positions TANDEM_PPL_FIRST_SCORED(window) … window−2 predicting the next token. */
-static void calibrate(const qwen3_model *m, qwen3_state *s, thread_pool *pool, const int32_t *ids, int64_t n_ids,
-                      int window, float *logits, double *nll, int64_t *n_scored, double *dist_sum, double *norms) {
+static void calibrate(const qwen3_model *m, qwen3_scratch *s, qwen3_kv_cache *cache, thread_pool *pool,
+                      const int32_t *ids, int64_t n_ids, int window, float *logits, double *nll, int64_t *n_scored,
+                      double *dist_sum, double *norms) {
     const int V = m->cfg.vocab_size, first = TANDEM_PPL_FIRST_SCORED(window);
     *nll = 0;
     *n_scored = 0;
     for (int64_t off = 0; off < n_ids; off += window) {
         const int n = (int)(n_ids - off < window ? n_ids - off : window);
-        qwen3_forward(m, s, pool, ids + off, n, 0, logits);
+        const qwen3_batch b = qwen3_sequence_batch(s, cache, ids + off, n, 0, false);
+        qwen3_forward(m, s, pool, &b, logits);
         if (n == window && first < n - 1) {
             *nll += next_token_nll(logits + (size_t)first * V, ids + off + first, n - first, V);
             *n_scored += n - 1 - first;
@@ -185,7 +187,8 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
     char *text = NULL;
     int32_t *ids = NULL;
     thread_pool *pool = NULL;
-    qwen3_state *s = NULL;
+    qwen3_scratch *s = NULL;
+    qwen3_kv_cache *cache = NULL;
     float *logits = NULL, *states = NULL;
     double *dist_sum = NULL, *norms = NULL;
     bool *removed = NULL;
@@ -236,7 +239,9 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
     const int window = (int)(n_ids < (size_t)p->window ? n_ids : (size_t)p->window);
 
     if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
-    if ((st = qwen3_state_init(&src.model, window, window, thread_pool_size(pool), true, TANDEM_TYPE_F32, &s))) goto done;
+    if ((st = qwen3_kv_cache_init(&src.model, window, TANDEM_TYPE_F32, &cache)) ||
+        (st = qwen3_scratch_init(&src.model, window, thread_pool_size(pool), true, &s)))
+        goto done;
     logits = malloc((size_t)window * c->vocab_size * sizeof *logits);
     states = malloc((size_t)(L + 1) * window * c->dim * sizeof *states);
     dist_sum = calloc((size_t)L * L, sizeof *dist_sum);
@@ -246,7 +251,7 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
     s->layer_states = states;
     double nll;
     int64_t n_scored;
-    calibrate(&src.model, s, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, dist_sum, norms);
+    calibrate(&src.model, s, cache, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, dist_sum, norms);
     s->layer_states = NULL;
     r->n_layers = L;
     r->n_tokens = (int64_t)n_ids;
@@ -274,7 +279,7 @@ tandem_status tandem_prune(const tandem_prune_params *p, tandem_prune_result *r)
             else pruned.layers[k++] = src.model.layers[l];
         }
         /* the pruned model is the same forward pass over fewer layers (the cache is sized for more: harmless) */
-        calibrate(&pruned, s, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, NULL, NULL);
+        calibrate(&pruned, s, cache, pool, ids, (int64_t)n_ids, window, logits, &nll, &n_scored, NULL, NULL);
         r->ppl_after = n_scored > 0 ? exp(nll / (double)n_scored) : NAN;
         if (p->output_path && (st = write_pruned(&src, p->model_path, removed, L - r->n_removed, p->output_path)))
             goto done;
@@ -289,7 +294,8 @@ done:
     free(norms);
     free(states);
     free(logits);
-    qwen3_state_free(s);
+    qwen3_scratch_free(s);
+    qwen3_kv_cache_free(cache);
     thread_pool_free(pool);
     tandem_free(ids);
     free(text);

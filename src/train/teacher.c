@@ -6,7 +6,8 @@
 
 void train_teacher_close(train_teacher_model *t) {
     if (!t) return;
-    qwen3_state_free(t->state);
+    qwen3_scratch_free(t->scratch);
+    qwen3_kv_cache_free(t->cache);
     thread_pool_free(t->pool);
     free(t->logits);
     free(t->ids);
@@ -31,7 +32,8 @@ tandem_status train_teacher_open(train_teacher_model *t, const char *path, const
     if (K > V) K = V;
     t->K = K;
     if ((st = thread_pool_create(n_threads, &t->pool)) ||
-        (st = qwen3_state_init(&t->src.model, T, T, thread_pool_size(t->pool), false, TANDEM_TYPE_F16, &t->state)))
+        (st = qwen3_kv_cache_init(&t->src.model, T, TANDEM_TYPE_F16, &t->cache)) ||
+        (st = qwen3_scratch_init(&t->src.model, T, thread_pool_size(t->pool), false, &t->scratch)))
         goto fail;
     t->logits = malloc((size_t)T * V * sizeof *t->logits);
     t->ids = malloc((size_t)B * T * K * sizeof *t->ids);
@@ -50,7 +52,8 @@ void train_teacher_run(train_teacher_model *t, const int32_t *inputs, int B, int
     const int V = t->src.model.cfg.vocab_size, K = t->K;
     for (int b = 0; b < B; b++) {
         /* each sequence from position 0, like the student's */
-        qwen3_forward(&t->src.model, t->state, t->pool, inputs + (size_t)b * T, T, 0, t->logits);
+        const qwen3_batch batch = qwen3_sequence_batch(t->scratch, t->cache, inputs + (size_t)b * T, T, 0, false);
+        qwen3_forward(&t->src.model, t->scratch, t->pool, &batch, t->logits);
         for (int i = 0; i < T; i++) {
             const size_t row = (size_t)b * T + i;
             top_k_f32(t->logits + (size_t)i * V, V, K, t->ids + row * K, t->top + row * K);

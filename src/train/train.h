@@ -211,7 +211,8 @@ void model_source_close(model_source *s);  /* accepts a zeroed struct */
 typedef struct train_teacher_model {
     model_source src;
     thread_pool *pool;
-    qwen3_state *state;   /* n_ctx = n_batch = T */
+    qwen3_kv_cache *cache;  /* n_ctx = T: one sequence at a time */
+    qwen3_scratch *scratch; /* n_batch = T */
     float *logits;        /* (T, vocab_size) one sequence's logits */
     int32_t *ids;         /* (B, T, K) top-k ids of the last batch */
     float *top;           /* (B, T, K) their logits */

@@ -15,8 +15,9 @@ static void run(const char *golden_dir, const char *name) {
     model_source src;
     st_set *ref = NULL;
     thread_pool *pool = NULL;
-    qwen3_state *s = NULL;
-    float *states = NULL;
+    qwen3_scratch *s = NULL;
+    qwen3_kv_cache *cache = NULL;
+    float *states = NULL, *logits = NULL;
     double *dist = NULL, *norms = NULL;
     CHECK_OK(model_source_open(&src, dir));
     snprintf(path, sizeof path, "%s/reference-hf.safetensors", dir);
@@ -32,10 +33,13 @@ static void run(const char *golden_dir, const char *name) {
     memcpy(ids, prompt->data, (size_t)np * 4);
     memcpy(ids + np, greedy->data, (size_t)ng * 4);
     CHECK_OK(thread_pool_create(2, &pool));
-    CHECK_OK(qwen3_state_init(&src.model, n, n, 2, true, TANDEM_TYPE_F32, &s));
+    CHECK_OK(qwen3_kv_cache_init(&src.model, n, TANDEM_TYPE_F32, &cache));
+    CHECK_OK(qwen3_scratch_init(&src.model, n, 2, true, &s));
     states = malloc((size_t)(L + 1) * n * C * sizeof *states);
+    logits = malloc((size_t)c->vocab_size * sizeof *logits);
     s->layer_states = states;
-    qwen3_forward(&src.model, s, pool, ids, n, 0, NULL);
+    const qwen3_batch batch = qwen3_sequence_batch(s, cache, ids, n, 0, true);
+    qwen3_forward(&src.model, s, pool, &batch, logits);
     /* state l+1 = output of HF decoder layer l */
     for (int l = 0; l < L; l++) {
         char key[32];
@@ -81,9 +85,11 @@ static void run(const char *golden_dir, const char *name) {
     free(ids);
 done:
     free(states);
+    free(logits);
     free(dist);
     free(norms);
-    qwen3_state_free(s);
+    qwen3_scratch_free(s);
+    qwen3_kv_cache_free(cache);
     thread_pool_free(pool);
     safetensors_close(ref);
     model_source_close(&src);

@@ -105,7 +105,8 @@ static void same_as_inference(const char *golden_dir, const char *rel) {
     gguf_file *f = NULL;
     qwen3_model src = {0};
     train_model m = {0};
-    qwen3_state *s = NULL;
+    qwen3_scratch *s = NULL;
+    qwen3_kv_cache *cache = NULL;
     thread_pool *pool = NULL;
     enum { T = 24 };
     float *logits = NULL;
@@ -120,17 +121,20 @@ static void same_as_inference(const char *golden_dir, const char *rel) {
     CHECK_OK(train_model_init(&m, &src.cfg, 1, T));
     CHECK_OK(train_model_copy_from(&m, &src, path));
     CHECK_OK(thread_pool_create(2, &pool));
-    CHECK_OK(qwen3_state_init(&src, T, T, 2, true, TANDEM_TYPE_F32, &s));
+    CHECK_OK(qwen3_kv_cache_init(&src, T, TANDEM_TYPE_F32, &cache));
+    CHECK_OK(qwen3_scratch_init(&src, T, 2, true, &s));
     logits = malloc((size_t)T * V * sizeof(float));
-    if (!pool || !s || !logits) goto done;
-    qwen3_forward(&src, s, pool, ids, T, 0, logits);
+    if (!pool || !cache || !s || !logits) goto done;
+    const qwen3_batch b = qwen3_sequence_batch(s, cache, ids, T, 0, false);
+    qwen3_forward(&src, s, pool, &b, logits);
     train_forward(&m, ids, NULL, 1, T);
     double e = rel_error(m.a.logits, logits, (size_t)T * V);
     CHECK_MSG(e < 1e-5, "%s: training vs inference logits relative error %.3g", rel, e);
     printf("%s: training forward vs inference forward, logits rel. error %.2g\n", rel, e);
 done:
     free(logits);
-    qwen3_state_free(s);
+    qwen3_scratch_free(s);
+    qwen3_kv_cache_free(cache);
     thread_pool_free(pool);
     train_model_free(&m);
     qwen3_model_release(&src);
