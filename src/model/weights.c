@@ -1,6 +1,5 @@
 /* weights.c — binds Qwen3 weights by name from a GGUF (llama.cpp names) or safetensors (HF names):
  * presence, shape and type are checked here so the forward pass can trust every pointer. */
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
