@@ -872,11 +872,10 @@ static tandem_status read_text_file(const char *path, char **out) {
     return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
 }
 
-/* chat_template: a string, or HF's list of {name, template} (the one named "default" is taken); a separate
- * chat_template.jinja (jinja_path, NULL when the folder has none) is used when tokenizer_config.json has none. */
-static tandem_status json_chat_template(tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file,
-                                        const char *jinja_path) {
-    const json_t *t = json_object_get(cfg, "chat_template");
+/* obj's chat_template (a string, or HF's list of {name, template}: the one named "default") into *out, malloc'd;
+ * *out stays NULL when obj has none. file names obj in messages. */
+static tandem_status chat_template_field(const json_t *obj, const char *file, char **out) {
+    const json_t *t = json_object_get(obj, "chat_template");
     if (json_is_array(t)) {
         const json_t *pick = NULL;
         for (size_t i = 0; i < json_array_size(t); i++) {
@@ -885,14 +884,26 @@ static tandem_status json_chat_template(tandem_tokenizer *tok, const json_t *cfg
         }
         t = pick;
     }
-    if (t && !json_is_null(t)) {
-        if (!json_is_string(t))
-            return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}",
-                               cfg_file);
-        tok->chat_template = dup_mem(json_string_value(t), json_string_length(t));
-        return tok->chat_template ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", cfg_file);
-    }
-    return jinja_path ? read_text_file(jinja_path, &tok->chat_template) : TANDEM_OK;
+    if (!t || json_is_null(t)) return TANDEM_OK;
+    if (!json_is_string(t))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}", file);
+    *out = dup_mem(json_string_value(t), json_string_length(t));
+    return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+}
+
+tandem_status tokenizer_chat_template(const checkpoint_files *f, const json_t *cfg, char **out) {
+    *out = NULL;
+    tandem_status st = chat_template_field(cfg, f->tokenizer_config, out);
+    if (st || *out) return st;
+    if (f->chat_template_jinja) return read_text_file(f->chat_template_jinja, out);
+    if (!f->chat_template_json) return TANDEM_OK;
+    json_t *root = NULL;
+    if ((st = json_load_path(f->chat_template_json, &root))) return st;
+    if (!json_is_object(root))
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", f->chat_template_json);
+    else st = chat_template_field(root, f->chat_template_json, out);
+    json_decref(root);
+    return st;
 }
 
 static char *dir_of(const char *path) {
@@ -995,7 +1006,7 @@ tandem_status tokenizer_load_files(const checkpoint_files *f, tandem_tokenizer *
     if ((st = json_merges(&b, tok, merges)) != TANDEM_OK) goto done;
     if ((st = compile_pattern(tok, file, "pre_tokenizer", pattern, pattern_len)) != TANDEM_OK) goto done;
     if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file, model_cfg, model_cfg_file)) != TANDEM_OK) goto done;
-    st = json_chat_template(tok, cfg, cfg_file, f->chat_template_jinja);
+    st = tokenizer_chat_template(f, cfg, &tok->chat_template);
 
 done:
     if (st == TANDEM_OK) {

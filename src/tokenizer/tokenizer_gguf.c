@@ -62,11 +62,10 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     tandem_status st = tokenizer_files_of(source, &f);
     if (st) return st;
     const char *dir = f.path, *tok_path = f.tokenizer, *cfg_path = f.tokenizer_config;
-    const char *jinja_path = f.chat_template_jinja;
     json_t *root = NULL, *cfg = NULL;
     gguf_str *tokens = NULL, *merges = NULL;
     int32_t *types = NULL;
-    char *pads = NULL, *jinja = NULL;
+    char *pads = NULL, *tmpl = NULL;
     byte_buf mbuf = {0};
     size_t *merge_off = NULL;
     if (!tok_path) {
@@ -171,18 +170,7 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     if (bos < 0) bos = config_json_id(config, "bos_token_id");
     bool add_bos = false;
     if (cfg) json_get_bool(cfg, "add_bos_token", &add_bos);
-    const char *tmpl = cfg ? json_get_string(cfg, "chat_template") : NULL;
-    if (!tmpl && jinja_path) {
-        mapped_file mf = {0};
-        if ((st = mapped_file_open(jinja_path, &mf))) goto done;
-        jinja = strndup(mf.data ? (const char *)mf.data : "", mf.size);
-        mapped_file_close(&mf);
-        if (!jinja) {
-            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", jinja_path);
-            goto done;
-        }
-        tmpl = jinja;
-    }
+    if ((st = tokenizer_chat_template(&f, cfg, &tmpl))) goto done;
 
     if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
         (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2", 5)) ||
@@ -214,7 +202,7 @@ done:
     free(merges);
     free(merge_off);
     free(mbuf.data);
-    free(jinja);
+    free(tmpl);
     checkpoint_files_free(&f);
     return st;
 }

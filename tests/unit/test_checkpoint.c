@@ -1,6 +1,6 @@
-/* test_checkpoint.c — the checkpoint resolver (which file of an HF folder is found, config.json with text_config,
- * a safetensors file given for its folder, shards, GGUF) and the tensor-name table (every name of a layer and the
- * globals both ways, unknown names refused), against names and layouts written out here independently. */
+/* test_checkpoint.c — the checkpoint resolver (which file of an HF folder is found, the chat template's sources,
+ * config.json with text_config, a safetensors file given for its folder, shards, GGUF) and the tensor-name table
+ * (every name of a layer and the globals both ways, unknown names refused), against names written out here. */
 #include <jansson.h>
 #include <limits.h>
 #include <stddef.h>
@@ -103,6 +103,29 @@ static void test_each_file_found_or_absent(void) {
     CHECK(f.tokenizer_config && !strcmp(f.tokenizer_config, tmp_path("each/tokenizer_config.json")));
     CHECK(f.chat_template_jinja && !strcmp(f.chat_template_jinja, tmp_path("each/chat_template.jinja")));
     checkpoint_files_free(&f);
+}
+
+/* The tokenizer's chat template: tokenizer_config.json's, else chat_template.jinja, else chat_template.json's. */
+static void test_chat_template_sources(void) {
+    mkdir(tmp_path("tmpl"), 0700);
+    link_golden("tied_gqa2", "tokenizer.json", "tmpl/tokenizer.json");
+    tandem_tokenizer *tok = NULL;
+    const char *expect[] = {NULL, "from-json", "from-jinja", "from-config"};
+    for (int step = 0; step < 4; step++) {
+        if (step == 1) write_text("tmpl/chat_template.json", "{\"chat_template\": \"from-json\"}");
+        if (step == 2) write_text("tmpl/chat_template.jinja", "from-jinja");
+        if (step == 3) write_text("tmpl/tokenizer_config.json", "{\"chat_template\": \"from-config\"}");
+        CHECK_OK(tandem_tokenizer_load(tmp_path("tmpl"), &tok));
+        const char *t = tandem_tokenizer_chat_template(tok);
+        CHECK_MSG(expect[step] ? t && !strcmp(t, expect[step]) : t == NULL, "step %d: %s", step, t ? t : "(none)");
+        tandem_tokenizer_free(tok);
+        tok = NULL;
+    }
+    unlink(tmp_path("tmpl/tokenizer_config.json"));
+    unlink(tmp_path("tmpl/chat_template.jinja"));
+    write_text("tmpl/chat_template.json", "{\"chat_template\": 3}");
+    CHECK_FAILS(tandem_tokenizer_load(tmp_path("tmpl"), &tok), TANDEM_ERR_FORMAT, "chat_template.json: chat_template");
+    tandem_tokenizer_free(tok);
 }
 
 /* ---- config.json and text_config ---- */
@@ -349,6 +372,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     test_each_file_found_or_absent();
+    test_chat_template_sources();
     test_text_config();
     test_open();
     test_names();
