@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "checkpoint.h"
 #include "convert.h"
+#include "names.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -99,28 +101,17 @@ typedef struct hf_tensor {
     char hf_name[96];
 } hf_tensor;
 
-static const char *const BLOCK_NAMES[][2] = {
-    {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},     {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},         {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
-    {"attn_output", "self_attn.o_proj"},    {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"},
-};
-enum { N_BLOCK_NAMES = sizeof BLOCK_NAMES / sizeof BLOCK_NAMES[0] };
-
 /* Every tensor of cfg's model, in the order tests/gen/qwen3_gguf.py writes them (llama.cpp reads any order). */
 static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
     int32_t n = 0;
-#define ADD(g, h) (snprintf(out[n].gguf_name, 64, "%s", g), snprintf(out[n].hf_name, 96, "%s", h), n++)
-    ADD("token_embd.weight", "model.embed_tokens.weight");
-    for (int32_t l = 0; l < c->n_layers; l++) {
-        for (int i = 0; i < N_BLOCK_NAMES; i++) {
-            snprintf(out[n].gguf_name, 64, "blk.%d.%s.weight", l, BLOCK_NAMES[i][0]);
-            snprintf(out[n].hf_name, 96, "model.layers.%d.%s.weight", l, BLOCK_NAMES[i][1]);
-            n++;
-        }
-    }
-    ADD("output_norm.weight", "model.norm.weight");
-    if (!c->tied_embeddings) ADD("output.weight", "lm_head.weight");
+#define ADD(t, l)                                                                     \
+    (qwen3_tensor_name(t, l, NAMING_GGUF, out[n].gguf_name, sizeof out[n].gguf_name), \
+     qwen3_tensor_name(t, l, NAMING_HF, out[n].hf_name, sizeof out[n].hf_name), n++)
+    ADD(QWEN3_TOKEN_EMBD, -1);
+    for (int32_t l = 0; l < c->n_layers; l++)
+        for (int t = QWEN3_ATTN_NORM; t <= QWEN3_FFN_DOWN; t++) ADD((qwen3_tensor)t, l);
+    ADD(QWEN3_OUTPUT_NORM, -1);
+    if (!c->tied_embeddings) ADD(QWEN3_OUTPUT, -1);
 #undef ADD
     return n;
 }
@@ -137,7 +128,8 @@ static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config 
         size_t len = strlen(t->name);
         static const char INV_FREQ[] = ".rotary_emb.inv_freq";  /* a buffer older checkpoints saved; recomputed */
         if (!known && len >= sizeof INV_FREQ - 1 && !strcmp(t->name + len - (sizeof INV_FREQ - 1), INV_FREQ)) continue;
-        if (!known && c->tied_embeddings && !strcmp(t->name, "lm_head.weight")) continue;  /* equals the embeddings */
+        /* equals the embeddings */
+        if (!known && c->tied_embeddings && !strcmp(t->name, qwen3_global_name(QWEN3_OUTPUT, NAMING_HF))) continue;
         if (!known)
             return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': unknown tensor name for a Qwen3 checkpoint",
                                shard_path(s, t), t->name);
@@ -221,11 +213,9 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if (st) return st;
     if (!path_is_dir(hf_dir)) return tandem_fail(TANDEM_ERR_IO, "%s: not a folder (expected a Hugging Face checkpoint)", hf_dir);
 
-    qwen3_config cfg;
+    checkpoint ck;
     qwen3_model bound = {0};
-    st_set *set = NULL;
     tandem_tokenizer *tok = NULL;
-    json_t *config = NULL;
     gguf_writer *w = NULL;
     thread_pool *pool = NULL;
     hf_tensor *layout = NULL;
@@ -234,11 +224,10 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     tandem_type *types = NULL;
     char *name = NULL;
     int32_t n = 0;
-    char *config_path = path_join(hf_dir, "config.json");
-    if (!config_path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
-    if ((st = qwen3_config_from_json(config_path, &cfg)) || (st = json_load_path(config_path, &config))) goto done;
-    if ((st = safetensors_open_dir(hf_dir, &set))) goto done;
-    const size_t max_tensors = 3 + (size_t)cfg.n_layers * N_BLOCK_NAMES;
+    if ((st = checkpoint_open(hf_dir, &ck))) return st;
+    const qwen3_config cfg = ck.cfg;
+    const st_set *set = ck.st;
+    const size_t max_tensors = 3 + (size_t)cfg.n_layers * QWEN3_BLOCK_TENSORS;
     layout = calloc(max_tensors, sizeof *layout);
     src = calloc(max_tensors, sizeof *src);
     plan = calloc(max_tensors, sizeof *plan);
@@ -251,9 +240,8 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     n = hf_layout(&cfg, layout);
     /* names and dtypes first (the messages name the shard), then presence and shapes against config.json */
     if ((st = check_checkpoint_names(set, &cfg, layout, n))) goto done;
-    bound.cfg = cfg;
-    if ((st = qwen3_bind_safetensors(&bound, set, hf_dir))) goto done;
-    if ((st = tokenizer_load_json(hf_dir, &tok))) goto done;
+    if ((st = checkpoint_bind(&ck, &bound))) goto done;
+    if ((st = tokenizer_load_files(&ck.files, &tok))) goto done;
     if (tandem_tokenizer_vocab_size(tok) > cfg.vocab_size) {
         st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the tokenizer has %d tokens but config.json's vocab_size is %d", hf_dir,
                          tandem_tokenizer_vocab_size(tok), cfg.vocab_size);
@@ -283,7 +271,7 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
     if ((st = gguf_writer_init(&w))) goto done;
     if ((st = qwen3_config_write_gguf(w, &cfg, name, (uint32_t)p->ftype))) goto done;
-    if ((st = tokenizer_write_gguf_keys(w, hf_dir, config, cfg.vocab_size))) goto done;
+    if ((st = tokenizer_write_gguf_keys(w, hf_dir, ck.config_json, cfg.vocab_size))) goto done;
     st = convert_write_tensors(w, pool, src, n, types, out_path, p);
 done:
     free(types);
@@ -291,12 +279,10 @@ done:
     free(src);
     free(layout);
     free(name);
-    free(config_path);
     gguf_writer_free(w);
     thread_pool_free(pool);
     tandem_tokenizer_free(tok);
     qwen3_model_release(&bound);
-    safetensors_close(set);
-    json_decref(config);
+    checkpoint_close(&ck);
     return st;
 }

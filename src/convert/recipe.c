@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "convert.h"
+#include "names.h"
 
 /* ---- names ---- */
 
@@ -73,30 +74,19 @@ tandem_status tandem_ftype_parse(const char *name, bool asym, tandem_ftype *out)
 /* ---- tensor kinds ---- */
 
 bool tensor_kind_of(const char *name, tensor_kind *kind, int32_t *layer) {
+    static const tensor_kind KINDS[QWEN3_N_TENSORS] = {
+        [QWEN3_TOKEN_EMBD] = KIND_TOKEN_EMBD, [QWEN3_ATTN_Q] = KIND_ATTN_Q,           [QWEN3_ATTN_K] = KIND_ATTN_K,
+        [QWEN3_ATTN_V] = KIND_ATTN_V,         [QWEN3_ATTN_OUTPUT] = KIND_ATTN_OUTPUT, [QWEN3_FFN_GATE] = KIND_FFN_GATE,
+        [QWEN3_FFN_UP] = KIND_FFN_UP,         [QWEN3_FFN_DOWN] = KIND_FFN_DOWN,       [QWEN3_OUTPUT] = KIND_OUTPUT,
+    }; /* the rest (norms) are KIND_OTHER */
+    qwen3_tensor t;
+    int l;
     *layer = -1;
     *kind = KIND_OTHER;
-    if (!strcmp(name, "token_embd.weight")) *kind = KIND_TOKEN_EMBD;
-    else if (!strcmp(name, "output.weight")) *kind = KIND_OUTPUT;
-    if (*kind != KIND_OTHER || !strcmp(name, "output_norm.weight")) return true;
-    int l, used = 0;
-    if (sscanf(name, "blk.%d.%n", &l, &used) != 1 || used == 0 || l < 0) return false;
-    static const struct {
-        const char *suffix;
-        tensor_kind kind;
-    } BLOCK[] = {
-        {"attn_norm.weight", KIND_OTHER},    {"attn_q.weight", KIND_ATTN_Q},     {"attn_k.weight", KIND_ATTN_K},
-        {"attn_v.weight", KIND_ATTN_V},      {"attn_q_norm.weight", KIND_OTHER}, {"attn_k_norm.weight", KIND_OTHER},
-        {"attn_output.weight", KIND_ATTN_OUTPUT}, {"ffn_norm.weight", KIND_OTHER}, {"ffn_gate.weight", KIND_FFN_GATE},
-        {"ffn_up.weight", KIND_FFN_UP},      {"ffn_down.weight", KIND_FFN_DOWN},
-    };
-    for (size_t i = 0; i < sizeof BLOCK / sizeof BLOCK[0]; i++) {
-        if (!strcmp(name + used, BLOCK[i].suffix)) {
-            *kind = BLOCK[i].kind;
-            *layer = l;
-            return true;
-        }
-    }
-    return false;
+    if (!qwen3_tensor_parse(name, NAMING_GGUF, &t, &l)) return false;
+    *kind = KINDS[t];
+    *layer = l;
+    return true;
 }
 
 /* ---- the plan ---- */

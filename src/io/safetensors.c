@@ -8,8 +8,6 @@
 
 #define ST_MAX_HEADER_BYTES (100ull * 1000 * 1000)  /* the reference implementation's cap */
 #define ST_MAX_DIMS 8
-#define ST_INDEX_NAME "model.safetensors.index.json"
-#define ST_SINGLE_NAME "model.safetensors"
 
 typedef unsigned long long ull;
 typedef long long ll;
@@ -278,7 +276,7 @@ static tandem_status list_shards(const char *index_path, json_t *weight_map, con
     return TANDEM_OK;
 }
 
-static tandem_status open_sharded(const char *dir, const char *index_path, st_set **out) {
+tandem_status safetensors_open_index(const char *dir, const char *index_path, st_set **out) {
     json_t *index = NULL;
     const char **shard_names = NULL;
     int32_t n_shards = 0;
@@ -346,8 +344,7 @@ tandem_status safetensors_open_dir(const char *dir, st_set **out) {
     char *index_path = path_join(dir, ST_INDEX_NAME), *single_path = path_join(dir, ST_SINGLE_NAME);
     if (!index_path || !single_path)
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", dir);
-    else if (path_exists(index_path))
-        st = open_sharded(dir, index_path, out);
+    else if (path_exists(index_path)) st = safetensors_open_index(dir, index_path, out);
     else if (path_exists(single_path))
         st = safetensors_open_file(single_path, out);
     else

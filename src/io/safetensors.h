@@ -23,9 +23,15 @@ typedef struct st_set {
     st_tensor *tensors;
 } st_set;
 
+/* The two ways a Hugging Face folder holds its weights (src/model/checkpoint.c resolves the folder). */
+#define ST_SINGLE_NAME "model.safetensors"
+#define ST_INDEX_NAME "model.safetensors.index.json"
+
 /* A folder: model.safetensors, or model.safetensors.index.json and every shard its weight_map names
  * (each tensor must be in the shard the index says; a missing shard is an error naming it). */
 tandem_status safetensors_open_dir(const char *dir, st_set **out);
+/* The shards index_path (an index in dir) lists, as safetensors_open_dir does. */
+tandem_status safetensors_open_index(const char *dir, const char *index_path, st_set **out);
 /* One file. */
 tandem_status safetensors_open_file(const char *path, st_set **out);
 void safetensors_close(st_set *s);  /* accepts NULL */

@@ -3,7 +3,10 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "checkpoint.h"
+#include "names.h"
 #include "qwen3.h"
 
 /* Limits far beyond any Qwen3 release but small enough that sizes computed from them cannot overflow. */
@@ -89,66 +92,86 @@ static tandem_status read_rope(const char *path, const json_t *root, qwen3_confi
     return TANDEM_OK;
 }
 
+/* A Qwen3-VL config.json nests the text model's hyperparameters under text_config (model_type qwen3_vl_text: a
+ * Qwen3 whose M-RoPE equals plain RoPE for text, every token's three position components being equal). */
+tandem_status qwen3_config_from_json_value(const char *path, const json_t *root, qwen3_config *c) {
+    memset(c, 0, sizeof *c);
+    if (!json_is_object(root)) return tandem_fail(TANDEM_ERR_FORMAT, "%s: top level must be a JSON object", path);
+    const json_t *text = json_object_get(root, "text_config");
+    if (json_is_null(text)) text = NULL;
+    if (text && !json_is_object(text))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'text_config' must be an object", path);
+    const json_t *hp = text ? text : root;
+    char *nested = NULL;
+    if (text) {
+        const size_t n = strlen(path) + sizeof " (text_config)";
+        if (!(nested = malloc(n))) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+        snprintf(nested, n, "%s (text_config)", path);
+    }
+    const char *src = text ? nested : path; /* messages name where the field was looked for */
+    tandem_status st;
+    const char *model_type = json_get_string(hp, "model_type");
+    if (!model_type) model_type = json_get_string(root, "model_type");
+    if (!model_type) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: missing field 'model_type'", src);
+        goto done;
+    }
+    if (strcmp(model_type, "qwen3") != 0 && !(text && strcmp(model_type, "qwen3_vl_text") == 0)) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (expected 'qwen3'%s)", src,
+                         model_type, text ? " or 'qwen3_vl_text'" : "");
+        goto done;
+    }
+    if ((st = json_int_field(src, hp, "num_hidden_layers", &c->n_layers, true, 0)) ||
+        (st = json_int_field(src, hp, "hidden_size", &c->dim, true, 0)) ||
+        (st = json_int_field(src, hp, "intermediate_size", &c->ffn_dim, true, 0)) ||
+        (st = json_int_field(src, hp, "num_attention_heads", &c->n_heads, true, 0)) ||
+        (st = json_int_field(src, hp, "num_key_value_heads", &c->n_kv_heads, false, c->n_heads)) ||
+        (st = json_int_field(src, hp, "vocab_size", &c->vocab_size, true, 0)) ||
+        (st = json_int_field(src, hp, "max_position_embeddings", &c->context_length, false, 40960)))
+        goto done;
+    if (c->n_heads <= 0) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: num_attention_heads = %d must be positive", src, c->n_heads);
+        goto done;
+    }
+    if ((st = json_int_field(src, hp, "head_dim", &c->head_dim, false, c->dim / c->n_heads))) goto done;
+    c->rms_eps = 1e-6f;
+    if (json_object_get(hp, "rms_norm_eps") && (st = json_float_field(src, hp, "rms_norm_eps", &c->rms_eps))) goto done;
+    if ((st = read_rope(src, hp, c))) goto done;
+    c->tied_embeddings = false;  /* Qwen3Config's default */
+    json_t *tie = json_object_get(hp, "tie_word_embeddings");
+    if (!tie) tie = json_object_get(root, "tie_word_embeddings"); /* Qwen3-VL writes it at the top level too */
+    if (tie && !json_is_boolean(tie)) {
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'tie_word_embeddings' must be true or false", src);
+        goto done;
+    }
+    if (tie) c->tied_embeddings = json_is_true(tie);
+    bool bias = false;
+    if (json_get_bool(hp, "attention_bias", &bias) && bias) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", src);
+        goto done;
+    }
+    bool swa = false;
+    if (json_get_bool(hp, "use_sliding_window", &swa) && swa) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: use_sliding_window = true is not supported", src);
+        goto done;
+    }
+    const char *act = json_get_string(hp, "hidden_act");
+    if (act && strcmp(act, "silu") != 0) {
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (expected 'silu')", src, act);
+        goto done;
+    }
+    st = check_config(src, c);
+done:
+    free(nested);
+    return st;
+}
+
 tandem_status qwen3_config_from_json(const char *path, qwen3_config *c) {
     memset(c, 0, sizeof *c);
     json_t *root = NULL;
     tandem_status st = json_load_path(path, &root);
     if (st) return st;
-    if (!json_is_object(root)) {
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level must be a JSON object", path);
-        goto done;
-    }
-    const char *model_type = json_get_string(root, "model_type");
-    if (!model_type) {
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: missing field 'model_type'", path);
-        goto done;
-    }
-    if (strcmp(model_type, "qwen3") != 0) {
-        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (expected 'qwen3')", path,
-                         model_type);
-        goto done;
-    }
-    if ((st = json_int_field(path, root, "num_hidden_layers", &c->n_layers, true, 0)) ||
-        (st = json_int_field(path, root, "hidden_size", &c->dim, true, 0)) ||
-        (st = json_int_field(path, root, "intermediate_size", &c->ffn_dim, true, 0)) ||
-        (st = json_int_field(path, root, "num_attention_heads", &c->n_heads, true, 0)) ||
-        (st = json_int_field(path, root, "num_key_value_heads", &c->n_kv_heads, false, c->n_heads)) ||
-        (st = json_int_field(path, root, "vocab_size", &c->vocab_size, true, 0)) ||
-        (st = json_int_field(path, root, "max_position_embeddings", &c->context_length, false, 40960)))
-        goto done;
-    if (c->n_heads <= 0) {
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: num_attention_heads = %d must be positive", path, c->n_heads);
-        goto done;
-    }
-    if ((st = json_int_field(path, root, "head_dim", &c->head_dim, false, c->dim / c->n_heads))) goto done;
-    c->rms_eps = 1e-6f;
-    if (json_object_get(root, "rms_norm_eps") && (st = json_float_field(path, root, "rms_norm_eps", &c->rms_eps)))
-        goto done;
-    if ((st = read_rope(path, root, c))) goto done;
-    c->tied_embeddings = false;  /* Qwen3Config's default */
-    json_t *tie = json_object_get(root, "tie_word_embeddings");
-    if (tie && !json_is_boolean(tie)) {
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'tie_word_embeddings' must be true or false", path);
-        goto done;
-    }
-    if (tie) c->tied_embeddings = json_is_true(tie);
-    bool bias = false;
-    if (json_get_bool(root, "attention_bias", &bias) && bias) {
-        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", path);
-        goto done;
-    }
-    bool swa = false;
-    if (json_get_bool(root, "use_sliding_window", &swa) && swa) {
-        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: use_sliding_window = true is not supported", path);
-        goto done;
-    }
-    const char *act = json_get_string(root, "hidden_act");
-    if (act && strcmp(act, "silu") != 0) {
-        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (expected 'silu')", path, act);
-        goto done;
-    }
-    st = check_config(path, c);
-done:
+    st = qwen3_config_from_json_value(path, root, c);
     json_decref(root);
     return st;
 }
@@ -216,12 +239,13 @@ tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *c) {
     if (gguf_get_str(f, "qwen3.rope.scaling.type", &scaling) && !(scaling.len == 4 && !memcmp(scaling.ptr, "none", 4)))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: rope scaling '%.*s' is not supported", path,
                            (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
-    const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
-    if (!emb) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    const char *emb_name = qwen3_global_name(QWEN3_TOKEN_EMBD, NAMING_GGUF);
+    const gguf_tensor *emb = gguf_find_tensor(f, emb_name);
+    if (!emb) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", path, emb_name);
     if (emb->n_dims != 2 || emb->ne[1] > INT32_MAX)
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor 'token_embd.weight' must be 2-D", path);
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' must be 2-D", path, emb_name);
     c->vocab_size = (int32_t)emb->ne[1];
-    c->tied_embeddings = gguf_find_tensor(f, "output.weight") == NULL;
+    c->tied_embeddings = gguf_find_tensor(f, qwen3_global_name(QWEN3_OUTPUT, NAMING_GGUF)) == NULL;
     return check_config(path, c);
 }
 

@@ -1,10 +1,10 @@
 /* weights.c — binds Qwen3 weights by name from a GGUF (llama.cpp names) or safetensors (HF names):
  * presence, shape and type are checked here so the forward pass can trust every pointer. */
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "names.h"
 #include "qwen3.h"
 
 /* One tensor as found in either source: PyTorch shape order (outermost first). */
@@ -43,15 +43,15 @@ static void view_st(const st_tensor *t, tensor_view *v) {
     memcpy(v->shape, t->shape, sizeof v->shape);
 }
 
-/* Looks a tensor up by its GGUF name or HF name (whichever the source uses); false if absent. */
-static bool find_tensor(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
+/* Looks a tensor up by its name in the source (GGUF or HF naming, whichever the source uses); false if absent. */
+static bool find_tensor(const weight_source *src, const char *name, tensor_view *v) {
     memset(v, 0, sizeof *v);
     if (src->gguf) {
-        const gguf_tensor *t = gguf_find_tensor(src->gguf, gguf_name);
+        const gguf_tensor *t = gguf_find_tensor(src->gguf, name);
         if (t) view_gguf(t, v);
         return t != NULL;
     }
-    const st_tensor *t = safetensors_find(src->st, hf_name);
+    const st_tensor *t = safetensors_find(src->st, name);
     if (t) view_st(t, v);
     return t != NULL;
 }
@@ -70,12 +70,7 @@ static bool source_tensor(const weight_source *src, int64_t i, tensor_view *v) {
 
 /* The layer a tensor name belongs to ("blk.N." in GGUF, "model.layers.N." in HF names), or -1. */
 static int64_t layer_of(const weight_source *src, const char *name) {
-    const char *prefix = src->gguf ? "blk." : "model.layers.";
-    const size_t len = strlen(prefix);
-    if (strncmp(name, prefix, len) != 0 || !isdigit((unsigned char)name[len])) return -1;
-    char *end;
-    const long long l = strtoll(name + len, &end, 10);
-    return *end == '.' && l >= 0 ? (int64_t)l : -1;
+    return qwen3_layer_of_name(name, src->gguf ? NAMING_GGUF : NAMING_HF);
 }
 
 /* Makes room for one more owned pointer (m->owned[m->n_owned]); false when out of memory. */
@@ -91,9 +86,12 @@ static void *own(qwen3_model *m, size_t bytes) {
     return p;
 }
 
-static tandem_status require(const weight_source *src, const char *gguf_name, const char *hf_name, tensor_view *v) {
-    if (!find_tensor(src, gguf_name, hf_name, v))
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", src->path, src->gguf ? gguf_name : hf_name);
+/* Tensor t of layer `layer` (ignored for a global tensor), by the name the source uses. */
+static tandem_status require(const weight_source *src, qwen3_tensor t, int layer, tensor_view *v) {
+    char name[128];
+    if (!qwen3_tensor_name(t, layer, src->gguf ? NAMING_GGUF : NAMING_HF, name, sizeof name))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: layer %d: tensor name too long", src->path, layer);
+    if (!find_tensor(src, name, v)) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", src->path, name);
     if (v->type < 0 || !kernel_type_supported((tandem_type)v->type))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which tandem cannot run yet",
                            src->path, v->name, v->dtype);
@@ -112,10 +110,10 @@ static tandem_status shape_error(const weight_source *src, const tensor_view *v,
                        src->path, v->name, got, (long long)rows, (long long)cols);
 }
 
-static tandem_status bind_matrix(qwen3_model *m, const weight_source *src, const char *gguf_name,
-                                 const char *hf_name, int64_t rows, int64_t cols, weight_matrix *w) {
+static tandem_status bind_matrix(qwen3_model *m, const weight_source *src, qwen3_tensor t, int layer, int64_t rows,
+                                 int64_t cols, weight_matrix *w) {
     tensor_view v;
-    tandem_status st = require(src, gguf_name, hf_name, &v);
+    tandem_status st = require(src, t, layer, &v);
     if (st) return st;
     if (v.n_dims != 2 || v.shape[0] != rows || v.shape[1] != cols) return shape_error(src, &v, rows, cols);
     uint64_t row_bytes;
@@ -140,10 +138,10 @@ static tandem_status bind_matrix(qwen3_model *m, const weight_source *src, const
 }
 
 /* Norm weights become f32 copies: they are tiny, and bf16/f16 checkpoints store them in half precision. */
-static tandem_status bind_vector(qwen3_model *m, const weight_source *src, const char *gguf_name,
-                                 const char *hf_name, int64_t n, const float **out) {
+static tandem_status bind_vector(qwen3_model *m, const weight_source *src, qwen3_tensor t, int layer, int64_t n,
+                                 const float **out) {
     tensor_view v;
-    tandem_status st = require(src, gguf_name, hf_name, &v);
+    tandem_status st = require(src, t, layer, &v);
     if (st) return st;
     if (v.n_dims != 1 || v.shape[0] != n) return shape_error(src, &v, -1, n);
     if (tandem_type_block_size((tandem_type)v.type) != 1)
@@ -162,35 +160,28 @@ static tandem_status bind_all(qwen3_model *m, const weight_source *src) {
     tandem_status st;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", src->path);
-    if ((st = bind_matrix(m, src, "token_embd.weight", "model.embed_tokens.weight", c->vocab_size, c->dim,
-                          &m->embed_tokens)) ||
-        (st = bind_vector(m, src, "output_norm.weight", "model.norm.weight", c->dim, &m->norm)))
+    if ((st = bind_matrix(m, src, QWEN3_TOKEN_EMBD, -1, c->vocab_size, c->dim, &m->embed_tokens)) ||
+        (st = bind_vector(m, src, QWEN3_OUTPUT_NORM, -1, c->dim, &m->norm)))
         return st;
     if (c->tied_embeddings) {
         m->lm_head = m->embed_tokens;
-    } else if ((st = bind_matrix(m, src, "output.weight", "lm_head.weight", c->vocab_size, c->dim, &m->lm_head))) {
+    } else if ((st = bind_matrix(m, src, QWEN3_OUTPUT, -1, c->vocab_size, c->dim, &m->lm_head))) {
         return st;
     }
     for (int l = 0; l < c->n_layers; l++) {
         qwen3_layer *L = &m->layers[l];
-        char g[96], h[96];
-#define NAMES(gguf_suffix, hf_suffix)                                              \
-    (snprintf(g, sizeof g, "blk.%d.%s.weight", l, gguf_suffix),                   \
-     snprintf(h, sizeof h, "model.layers.%d.%s.weight", l, hf_suffix), g), h
-        if ((st = bind_vector(m, src, NAMES("attn_norm", "input_layernorm"), c->dim, &L->input_layernorm)) ||
-            (st = bind_matrix(m, src, NAMES("attn_q", "self_attn.q_proj"), q_dim, c->dim, &L->q_proj)) ||
-            (st = bind_matrix(m, src, NAMES("attn_k", "self_attn.k_proj"), kv_dim, c->dim, &L->k_proj)) ||
-            (st = bind_matrix(m, src, NAMES("attn_v", "self_attn.v_proj"), kv_dim, c->dim, &L->v_proj)) ||
-            (st = bind_vector(m, src, NAMES("attn_q_norm", "self_attn.q_norm"), c->head_dim, &L->q_norm)) ||
-            (st = bind_vector(m, src, NAMES("attn_k_norm", "self_attn.k_norm"), c->head_dim, &L->k_norm)) ||
-            (st = bind_matrix(m, src, NAMES("attn_output", "self_attn.o_proj"), c->dim, q_dim, &L->o_proj)) ||
-            (st = bind_vector(m, src, NAMES("ffn_norm", "post_attention_layernorm"), c->dim,
-                              &L->post_attention_layernorm)) ||
-            (st = bind_matrix(m, src, NAMES("ffn_gate", "mlp.gate_proj"), c->ffn_dim, c->dim, &L->gate_proj)) ||
-            (st = bind_matrix(m, src, NAMES("ffn_up", "mlp.up_proj"), c->ffn_dim, c->dim, &L->up_proj)) ||
-            (st = bind_matrix(m, src, NAMES("ffn_down", "mlp.down_proj"), c->dim, c->ffn_dim, &L->down_proj)))
+        if ((st = bind_vector(m, src, QWEN3_ATTN_NORM, l, c->dim, &L->input_layernorm)) ||
+            (st = bind_matrix(m, src, QWEN3_ATTN_Q, l, q_dim, c->dim, &L->q_proj)) ||
+            (st = bind_matrix(m, src, QWEN3_ATTN_K, l, kv_dim, c->dim, &L->k_proj)) ||
+            (st = bind_matrix(m, src, QWEN3_ATTN_V, l, kv_dim, c->dim, &L->v_proj)) ||
+            (st = bind_vector(m, src, QWEN3_ATTN_Q_NORM, l, c->head_dim, &L->q_norm)) ||
+            (st = bind_vector(m, src, QWEN3_ATTN_K_NORM, l, c->head_dim, &L->k_norm)) ||
+            (st = bind_matrix(m, src, QWEN3_ATTN_OUTPUT, l, c->dim, q_dim, &L->o_proj)) ||
+            (st = bind_vector(m, src, QWEN3_FFN_NORM, l, c->dim, &L->post_attention_layernorm)) ||
+            (st = bind_matrix(m, src, QWEN3_FFN_GATE, l, c->ffn_dim, c->dim, &L->gate_proj)) ||
+            (st = bind_matrix(m, src, QWEN3_FFN_UP, l, c->ffn_dim, c->dim, &L->up_proj)) ||
+            (st = bind_matrix(m, src, QWEN3_FFN_DOWN, l, c->dim, c->ffn_dim, &L->down_proj)))
             return st;
-#undef NAMES
     }
     /* A tensor of a layer the config does not have would be ignored: a file cut or merged wrongly, or a
      * block_count that lies, and the model would run with layers missing. */

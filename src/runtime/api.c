@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "checkpoint.h"
 #include "runtime.h"
 
 /* ---- defaults ---- */
@@ -25,14 +26,13 @@ tandem_ctx_params tandem_ctx_default_params(void) {
 
 tandem_sampler_params tandem_model_sampler_defaults(const tandem_model *model) { return model->sampler_defaults; }
 
-/* generation_config.json: do_sample, temperature, top_k, top_p, min_p, repetition_penalty. Absent file
- * or fields keep tandem's defaults; a malformed file is an error (the user would get surprising output). */
-static tandem_status read_generation_config(const char *dir, tandem_sampler_params *p) {
-    char *path = path_join(dir, "generation_config.json");
-    if (!path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+/* generation_config.json (path; NULL when the folder has none): do_sample, temperature, top_k, top_p, min_p,
+ * repetition_penalty. Absent file or fields keep tandem's defaults; a malformed file is an error (the user would
+ * get surprising output). */
+static tandem_status read_generation_config(const char *path, tandem_sampler_params *p) {
     tandem_status st = TANDEM_OK;
     json_t *root = NULL;
-    if (!path_exists(path)) goto done;
+    if (!path) goto done;
     if ((st = json_load_path(path, &root))) goto done;
     if (!json_is_object(root)) {
         st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level must be a JSON object", path);
@@ -53,7 +53,6 @@ static tandem_status read_generation_config(const char *dir, tandem_sampler_para
     if (!json_object_get(root, "top_p")) p->top_p = 1.0f;
 done:
     json_decref(root);
-    free(path);
     return st;
 }
 
@@ -105,47 +104,24 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
         goto fail;
     }
-    if (path_is_dir(path)) {
-        m->source = "safetensors";
-        char *config = path_join(path, "config.json"), *tokenizer = path_join(path, "tokenizer.json");
-        if (!config || !tokenizer) {
-            free(config);
-            free(tokenizer);
-            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
-            goto fail;
-        }
-        /* the folder tokenizing accepts (tokenizer.json alone) is not a model: say which file makes one */
-        if (!path_exists(config))
-            st = tandem_fail(TANDEM_ERR_IO, "%s: no config.json in this folder%s", path,
-                             path_exists(tokenizer) ? ": a tokenizer-only folder? a model needs config.json and its "
-                                                      "safetensors beside tokenizer.json"
-                                                    : " (a Hugging Face checkpoint folder holds config.json, "
-                                                      "*.safetensors and tokenizer.json)");
-        else st = qwen3_config_from_json(config, &m->qwen.cfg);
-        free(tokenizer);
-        free(config);
-        if (st) goto fail;
-        if ((st = safetensors_open_dir(path, &m->st))) goto fail;
-        if ((st = qwen3_bind_safetensors(&m->qwen, m->st, path))) goto fail;
-        if ((st = tokenizer_load_json(path, &m->tokenizer))) goto fail;
-        if ((st = read_generation_config(path, &m->sampler_defaults))) goto fail;
-        m->name = path_base_name(path);
-    } else {
-        m->source = "gguf";
-        if ((st = gguf_open(path, &m->gguf))) {
-            size_t n = strlen(path), ext = strlen(".safetensors");
-            /* a checkpoint's weights alone are no model: its config and tokenizer are beside it */
-            if (st == TANDEM_ERR_FORMAT && n >= ext && !strcmp(path + n - ext, ".safetensors"))
-                st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s is a safetensors file: give the folder that holds it "
-                                 "with config.json and tokenizer.json", path);
-            goto fail;
-        }
-        if ((st = qwen3_config_from_gguf(m->gguf, &m->qwen.cfg))) goto fail;
-        if ((st = qwen3_bind_gguf(&m->qwen, m->gguf))) goto fail;
-        if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail;
+    checkpoint ck;
+    if ((st = checkpoint_open(path, &ck))) goto fail;
+    if ((st = checkpoint_bind(&ck, &m->qwen))) goto fail_checkpoint;
+    m->gguf = ck.gguf; /* the model keeps the maps its weights point into */
+    m->st = ck.st;
+    ck.gguf = NULL;
+    ck.st = NULL;
+    m->source = m->gguf ? "gguf" : "safetensors";
+    if (m->gguf) {
+        if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail_checkpoint;
         gguf_str name;
         m->name = gguf_get_str(m->gguf, "general.name", &name) ? strndup(name.ptr, name.len) : path_base_name(path);
+    } else {
+        if ((st = tokenizer_load_files(&ck.files, &m->tokenizer))) goto fail_checkpoint;
+        if ((st = read_generation_config(ck.files.generation_config, &m->sampler_defaults))) goto fail_checkpoint;
+        m->name = path_base_name(path);
     }
+    checkpoint_close(&ck);
     if (!m->name) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_model_load: out of memory");
         goto fail;
@@ -160,6 +136,8 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
     count_weights(m);
     *out = m;
     return TANDEM_OK;
+fail_checkpoint:
+    checkpoint_close(&ck);
 fail:
     tandem_model_free(m);
     return st;

@@ -872,11 +872,10 @@ static tandem_status read_text_file(const char *path, char **out) {
     return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
 }
 
-/* chat_template: a string, or HF's list of {name, template} (the one named "default" is taken); a separate
- * chat_template.jinja is used when tokenizer_config.json has none. */
-static tandem_status json_chat_template(tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file,
-                                        const char *dir) {
-    const json_t *t = json_object_get(cfg, "chat_template");
+/* obj's chat_template (a string, or HF's list of {name, template}: the one named "default") into *out, malloc'd;
+ * *out stays NULL when obj has none. file names obj in messages. */
+static tandem_status chat_template_field(const json_t *obj, const char *file, char **out) {
+    const json_t *t = json_object_get(obj, "chat_template");
     if (json_is_array(t)) {
         const json_t *pick = NULL;
         for (size_t i = 0; i < json_array_size(t); i++) {
@@ -885,17 +884,25 @@ static tandem_status json_chat_template(tandem_tokenizer *tok, const json_t *cfg
         }
         t = pick;
     }
-    if (t && !json_is_null(t)) {
-        if (!json_is_string(t))
-            return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}",
-                               cfg_file);
-        tok->chat_template = dup_mem(json_string_value(t), json_string_length(t));
-        return tok->chat_template ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", cfg_file);
-    }
-    char *path = path_join(dir, "chat_template.jinja");
-    if (!path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
-    tandem_status st = path_exists(path) ? read_text_file(path, &tok->chat_template) : TANDEM_OK;
-    free(path);
+    if (!t || json_is_null(t)) return TANDEM_OK;
+    if (!json_is_string(t))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}", file);
+    *out = dup_mem(json_string_value(t), json_string_length(t));
+    return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+}
+
+tandem_status tokenizer_chat_template(const checkpoint_files *f, const json_t *cfg, char **out) {
+    *out = NULL;
+    tandem_status st = chat_template_field(cfg, f->tokenizer_config, out);
+    if (st || *out) return st;
+    if (f->chat_template_jinja) return read_text_file(f->chat_template_jinja, out);
+    if (!f->chat_template_json) return TANDEM_OK;
+    json_t *root = NULL;
+    if ((st = json_load_path(f->chat_template_json, &root))) return st;
+    if (!json_is_object(root))
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", f->chat_template_json);
+    else st = chat_template_field(root, f->chat_template_json, out);
+    json_decref(root);
     return st;
 }
 
@@ -906,42 +913,56 @@ static char *dir_of(const char *path) {
     return dup_mem(path, (size_t)(slash - path));
 }
 
-/* Loads an optional JSON file next to tokenizer.json: absent -> *out NULL; present -> must parse as an object. */
-static tandem_status load_optional_json(const char *dir, const char *name, char **path, json_t **out) {
+/* Loads an optional JSON file beside tokenizer.json: absent (path NULL) -> *out NULL; present -> must parse as
+ * an object. */
+static tandem_status load_optional_json(const char *path, json_t **out) {
     *out = NULL;
-    *path = path_join(dir, name);
-    if (!*path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
-    if (!path_exists(*path)) return TANDEM_OK;
-    tandem_status st = json_load_path(*path, out);
+    if (!path) return TANDEM_OK;
+    tandem_status st = json_load_path(path, out);
     if (st == TANDEM_OK && !json_is_object(*out))
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", *path);
+        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", path);
     return st;
 }
 
+tandem_status tokenizer_files_of(const char *dir_or_file, checkpoint_files *f) {
+    if (path_is_dir(dir_or_file)) return checkpoint_find(dir_or_file, f);
+    char *dir = dir_of(dir_or_file);
+    tandem_status st = dir ? checkpoint_find(dir, f) : tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    free(dir);
+    if (st) return st;
+    free(f->tokenizer); /* the file given, whatever its name */
+    f->tokenizer = dup_mem(dir_or_file, strlen(dir_or_file));
+    if (!f->tokenizer) {
+        checkpoint_files_free(f);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    }
+    return TANDEM_OK;
+}
+
 tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **out) {
-    char *file = NULL, *dir = NULL, *cfg_file = NULL, *gen_file = NULL, *model_cfg_file = NULL;
+    if (!out || !dir_or_file) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tokenizer_load_json: NULL argument");
+    *out = NULL;
+    checkpoint_files f;
+    tandem_status st = tokenizer_files_of(dir_or_file, &f);
+    if (st) return st;
+    st = tokenizer_load_files(&f, out);
+    checkpoint_files_free(&f);
+    return st;
+}
+
+tandem_status tokenizer_load_files(const checkpoint_files *f, tandem_tokenizer **out) {
+    const char *file = f->tokenizer, *cfg_file = f->tokenizer_config, *gen_file = f->generation_config;
+    const char *model_cfg_file = f->config;
     json_t *root = NULL, *cfg = NULL, *gen = NULL, *model_cfg = NULL;
     tandem_tokenizer *tok = NULL;
     builder b = {0};
     tandem_status st = TANDEM_OK;
-    if (!out || !dir_or_file) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tokenizer_load_json: NULL argument");
     *out = NULL;
-    if (path_is_dir(dir_or_file)) {
-        dir = dup_mem(dir_or_file, strlen(dir_or_file));
-        file = path_join(dir_or_file, "tokenizer.json");
-    } else {
-        dir = dir_of(dir_or_file);
-        file = dup_mem(dir_or_file, strlen(dir_or_file));
-    }
-    if (!dir || !file) {
-        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
-        goto done;
-    }
+    if (!file) return tandem_fail(TANDEM_ERR_IO, "%s: no tokenizer.json in this folder", f->path);
     if ((st = json_load_path(file, &root)) != TANDEM_OK) goto done;
-    if ((st = load_optional_json(dir, "tokenizer_config.json", &cfg_file, &cfg)) != TANDEM_OK) goto done;
-    if ((st = load_optional_json(dir, "generation_config.json", &gen_file, &gen)) != TANDEM_OK) goto done;
-    if ((st = load_optional_json(dir, "config.json", &model_cfg_file, &model_cfg)) != TANDEM_OK) goto done;
-
+    if ((st = load_optional_json(cfg_file, &cfg)) != TANDEM_OK) goto done;
+    if ((st = load_optional_json(gen_file, &gen)) != TANDEM_OK) goto done;
+    if ((st = load_optional_json(model_cfg_file, &model_cfg)) != TANDEM_OK) goto done;
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
         st = tandem_fail(TANDEM_ERR_FORMAT, "%s: model: missing or not an object", file);
@@ -985,7 +1006,7 @@ tandem_status tokenizer_load_json(const char *dir_or_file, tandem_tokenizer **ou
     if ((st = json_merges(&b, tok, merges)) != TANDEM_OK) goto done;
     if ((st = compile_pattern(tok, file, "pre_tokenizer", pattern, pattern_len)) != TANDEM_OK) goto done;
     if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file, model_cfg, model_cfg_file)) != TANDEM_OK) goto done;
-    st = json_chat_template(tok, cfg, cfg_file, dir);
+    st = tokenizer_chat_template(f, cfg, &tok->chat_template);
 
 done:
     if (st == TANDEM_OK) {
@@ -998,11 +1019,6 @@ done:
     json_decref(cfg);
     json_decref(gen);
     json_decref(model_cfg);
-    free(file);
-    free(dir);
-    free(cfg_file);
-    free(gen_file);
-    free(model_cfg_file);
     return st;
 }
 

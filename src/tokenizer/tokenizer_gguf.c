@@ -6,12 +6,6 @@
 
 #include "tokenizer.h"
 
-/* The folder of a file path ("." for a bare name). */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : strdup(".");
-}
-
 /* The id of a special token named in tokenizer_config.json (a string or {"content": …}); -1 if absent. */
 static int64_t config_token_id(const json_t *cfg, const char *key, const json_t *added, const json_t *vocab) {
     const json_t *v = json_object_get(cfg, key);
@@ -63,24 +57,23 @@ static tandem_status check_pre_tokenizer(const char *path, const json_t *root) {
 }
 
 tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, const json_t *config, int32_t vocab_size) {
-    tandem_status st = TANDEM_OK;
     /* source: the folder, or its tokenizer.json; tokenizer_config.json and chat_template.jinja sit beside it */
-    char *dir = path_is_dir(source) ? strdup(source) : dir_of(source);
-    char *tok_path = !dir ? NULL : path_is_dir(source) ? path_join(dir, "tokenizer.json") : strdup(source);
-    char *cfg_path = dir ? path_join(dir, "tokenizer_config.json") : NULL;
-    char *jinja_path = dir ? path_join(dir, "chat_template.jinja") : NULL;
+    checkpoint_files f;
+    tandem_status st = tokenizer_files_of(source, &f);
+    if (st) return st;
+    const char *dir = f.path, *tok_path = f.tokenizer, *cfg_path = f.tokenizer_config;
     json_t *root = NULL, *cfg = NULL;
     gguf_str *tokens = NULL, *merges = NULL;
     int32_t *types = NULL;
-    char *pads = NULL, *jinja = NULL;
+    char *pads = NULL, *tmpl = NULL;
     byte_buf mbuf = {0};
     size_t *merge_off = NULL;
-    if (!tok_path || !cfg_path || !jinja_path) {
-        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", source);
+    if (!tok_path) {
+        st = tandem_fail(TANDEM_ERR_IO, "%s: no tokenizer.json in this folder", dir);
         goto done;
     }
     if ((st = json_load_path(tok_path, &root))) goto done;
-    if (path_exists(cfg_path) && (st = json_load_path(cfg_path, &cfg))) goto done;
+    if (cfg_path && (st = json_load_path(cfg_path, &cfg))) goto done;
     const json_t *model = json_object_get(root, "model"), *vocab = json_object_get(model, "vocab");
     const json_t *added = json_object_get(root, "added_tokens"), *merge_list = json_object_get(model, "merges");
     const char *model_type = json_get_string(model, "type");
@@ -177,18 +170,7 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     if (bos < 0) bos = config_json_id(config, "bos_token_id");
     bool add_bos = false;
     if (cfg) json_get_bool(cfg, "add_bos_token", &add_bos);
-    const char *tmpl = cfg ? json_get_string(cfg, "chat_template") : NULL;
-    if (!tmpl && path_exists(jinja_path)) {
-        mapped_file mf = {0};
-        if ((st = mapped_file_open(jinja_path, &mf))) goto done;
-        jinja = strndup(mf.data ? (const char *)mf.data : "", mf.size);
-        mapped_file_close(&mf);
-        if (!jinja) {
-            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", jinja_path);
-            goto done;
-        }
-        tmpl = jinja;
-    }
+    if ((st = tokenizer_chat_template(&f, cfg, &tmpl))) goto done;
 
     if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
         (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2", 5)) ||
@@ -220,10 +202,7 @@ done:
     free(merges);
     free(merge_off);
     free(mbuf.data);
-    free(jinja);
-    free(dir);
-    free(tok_path);
-    free(cfg_path);
-    free(jinja_path);
+    free(tmpl);
+    checkpoint_files_free(&f);
     return st;
 }

@@ -1,5 +1,6 @@
 /* prune.c — depth pruning by angular distance (Gromov et al., "The Unreasonable Ineffectiveness of the Deeper
  * Layers", arXiv 2403.17887): layer-block distances on calibration text, perplexity before/after, the shallower GGUF. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,29 +81,10 @@ static void calibrate(const qwen3_model *m, qwen3_scratch *s, qwen3_kv_cache *ca
 
 /* "blk.<i>.<rest>" → i and the offset of <rest>; −1 for other names. */
 static int block_index(const char *name, int *rest) {
-    int i, len = 0;
-    if (sscanf(name, "blk.%d.%n", &i, &len) == 1 && len > 0) {
-        *rest = len;
-        return i;
-    }
-    return -1;
-}
-
-/* The GGUF name of an HF tensor name, or false for one tandem does not write. */
-static bool gguf_name_of(const char *hf, char *out, size_t cap) {
-    static const char *const TOP[3][2] = {{"model.embed_tokens.weight", "token_embd.weight"},
-                                          {"model.norm.weight", "output_norm.weight"},
-                                          {"lm_head.weight", "output.weight"}};
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(hf, TOP[i][0])) return snprintf(out, cap, "%s", TOP[i][1]) < (int)cap;
-    int layer, len = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &layer, &len) != 1 || len == 0) return false;
-    for (int j = 0; j < 11; j++) {
-        const size_t n = strlen(TRAIN_BLOCK_NAMES[j][1]);
-        if (!strncmp(hf + len, TRAIN_BLOCK_NAMES[j][1], n) && !strcmp(hf + len + n, ".weight"))
-            return snprintf(out, cap, "blk.%d.%s.weight", layer, TRAIN_BLOCK_NAMES[j][0]) < (int)cap;
-    }
-    return false;
+    const long long l = qwen3_layer_of_name(name, NAMING_GGUF);
+    if (l < 0) return -1;
+    *rest = (int)(strchr(name + strlen(qwen3_block_prefix(NAMING_GGUF)), '.') + 1 - name);
+    return l > INT_MAX ? INT_MAX : (int)l; /* beyond any block_count: an error, not a global tensor */
 }
 
 /* The pruned model as GGUF: every kept tensor's bytes unchanged, layers renumbered, metadata and tokenizer kept. */
@@ -148,8 +130,12 @@ static tandem_status write_pruned(const model_source *src, const char *model_pat
         for (int64_t i = 0; i < src->st->n_tensors && !st; i++) {
             const st_tensor *t = &src->st->tensors[i];
             char g[160];
-            if (!gguf_name_of(t->name, g, sizeof g)) continue;
-            if (!strcmp(g, "output.weight") && c->tied_embeddings) continue;
+            qwen3_tensor kind;
+            int layer;
+            /* tandem writes the tensors it knows (not, say, rotary_emb.inv_freq), in GGUF names */
+            if (!qwen3_tensor_parse(t->name, NAMING_HF, &kind, &layer)) continue;
+            if (kind == QWEN3_OUTPUT && c->tied_embeddings) continue;
+            qwen3_tensor_name(kind, layer, NAMING_GGUF, g, sizeof g);
             if (t->type < 0 || t->n_dims < 1 || t->n_dims > 2) {
                 st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which GGUF output cannot take",
                                  model_path, t->name, t->dtype);

@@ -15,18 +15,10 @@
 
 /* ---- parameter table ---- */
 
-/* (GGUF suffix, HF suffix) per block, in the order of qwen3_gguf.BLOCK_TENSORS and weights.c */
-const char *const TRAIN_BLOCK_NAMES[11][2] = {
-    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},      {"attn_q_norm", "self_attn.q_norm"},  {"attn_k_norm", "self_attn.k_norm"},
-    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"},
-    {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"},
-};
-
-static void add_tensor(train_model *m, const char *name, const char *hf_name, int64_t rows, int64_t cols) {
+static void add_tensor(train_model *m, qwen3_tensor kind, int layer, int64_t rows, int64_t cols) {
     train_tensor *t = &m->tensors[m->n_tensors++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    snprintf(t->hf_name, sizeof t->hf_name, "%s", hf_name);
+    qwen3_tensor_name(kind, layer, NAMING_GGUF, t->name, sizeof t->name);
+    qwen3_tensor_name(kind, layer, NAMING_HF, t->hf_name, sizeof t->hf_name);
     t->n_dims = rows > 0 ? 2 : 1;
     t->shape[0] = rows > 0 ? rows : cols;
     t->shape[1] = rows > 0 ? cols : 0;
@@ -39,19 +31,17 @@ static void add_tensor(train_model *m, const char *name, const char *hf_name, in
 static void build_table(train_model *m) {
     const qwen3_config *c = &m->cfg;
     const int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-    const int64_t shapes[11][2] = {{0, c->dim},        {q_dim, c->dim},      {kv_dim, c->dim}, {kv_dim, c->dim},
-                                   {0, c->head_dim},   {0, c->head_dim},     {c->dim, q_dim},  {0, c->dim},
-                                   {c->ffn_dim, c->dim}, {c->ffn_dim, c->dim}, {c->dim, c->ffn_dim}};
-    add_tensor(m, "token_embd.weight", "model.embed_tokens.weight", c->vocab_size, c->dim);
+    /* (rows, cols) of each block tensor, rows 0 for a vector; in the table's block order */
+    const int64_t shapes[QWEN3_BLOCK_TENSORS][2] = {{0, c->dim},          {q_dim, c->dim},     {kv_dim, c->dim},
+                                                    {kv_dim, c->dim},     {0, c->head_dim},    {0, c->head_dim},
+                                                    {c->dim, q_dim},      {0, c->dim},         {c->ffn_dim, c->dim},
+                                                    {c->ffn_dim, c->dim}, {c->dim, c->ffn_dim}};
+    add_tensor(m, QWEN3_TOKEN_EMBD, -1, c->vocab_size, c->dim);
     for (int l = 0; l < c->n_layers; l++)
-        for (int j = 0; j < 11; j++) {
-            char g[64], h[96];
-            snprintf(g, sizeof g, "blk.%d.%s.weight", l, TRAIN_BLOCK_NAMES[j][0]);
-            snprintf(h, sizeof h, "model.layers.%d.%s.weight", l, TRAIN_BLOCK_NAMES[j][1]);
-            add_tensor(m, g, h, shapes[j][0], shapes[j][1]);
-        }
-    add_tensor(m, "output_norm.weight", "model.norm.weight", 0, c->dim);
-    if (!c->tied_embeddings) add_tensor(m, "output.weight", "lm_head.weight", c->vocab_size, c->dim);
+        for (int j = 0; j < QWEN3_BLOCK_TENSORS; j++)
+            add_tensor(m, (qwen3_tensor)(QWEN3_ATTN_NORM + j), l, shapes[j][0], shapes[j][1]);
+    add_tensor(m, QWEN3_OUTPUT_NORM, -1, 0, c->dim);
+    if (!c->tied_embeddings) add_tensor(m, QWEN3_OUTPUT, -1, c->vocab_size, c->dim);
 }
 
 /* Named views of a block laid out by the table. */
@@ -61,11 +51,13 @@ static void point_weights(train_weights *w, train_layer_weights *layers, const t
     w->embed_tokens = base + t[i++].offset;
     w->layers = layers;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        float **slots[11] = {&layers[l].input_layernorm, &layers[l].q_proj, &layers[l].k_proj, &layers[l].v_proj,
-                             &layers[l].q_norm, &layers[l].k_norm, &layers[l].o_proj,
-                             &layers[l].post_attention_layernorm, &layers[l].gate_proj, &layers[l].up_proj,
-                             &layers[l].down_proj};
-        for (int j = 0; j < 11; j++) *slots[j] = base + t[i++].offset;
+        float **slots[QWEN3_BLOCK_TENSORS] = {&layers[l].input_layernorm, &layers[l].q_proj,
+                                              &layers[l].k_proj,          &layers[l].v_proj,
+                                              &layers[l].q_norm,          &layers[l].k_norm,
+                                              &layers[l].o_proj,          &layers[l].post_attention_layernorm,
+                                              &layers[l].gate_proj,       &layers[l].up_proj,
+                                              &layers[l].down_proj};
+        for (int j = 0; j < QWEN3_BLOCK_TENSORS; j++) *slots[j] = base + t[i++].offset;
     }
     w->norm = base + t[i++].offset;
     w->lm_head = m->cfg.tied_embeddings ? w->embed_tokens : base + t[i++].offset;
@@ -105,7 +97,7 @@ tandem_status train_model_init(train_model *m, const qwen3_config *cfg, int32_t 
     m->loss_scale = 1.0f;
     m->max_B = max_B;
     m->max_T = max_T;
-    m->tensors = calloc((size_t)c->n_layers * 11 + 3, sizeof *m->tensors);
+    m->tensors = calloc((size_t)c->n_layers * QWEN3_BLOCK_TENSORS + 3, sizeof *m->tensors);
     train_layer_weights *wl = calloc((size_t)c->n_layers, sizeof *wl), *gl = calloc((size_t)c->n_layers, sizeof *gl);
     m->w.layers = wl;
     m->g.layers = gl;

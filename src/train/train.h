@@ -4,6 +4,8 @@
 #ifndef TANDEM_TRAIN_H
 #define TANDEM_TRAIN_H
 
+#include "checkpoint.h"
+#include "names.h"
 #include "qwen3.h"
 #include "train_ops.h"
 
@@ -17,9 +19,6 @@ typedef struct train_tensor {
     size_t numel;
     bool decay;         /* AdamW weight decay applies (matrices; never norms) */
 } train_tensor;
-
-/* (GGUF suffix, HF suffix) of the 11 tensors of a block, in GGUF order: {"attn_norm", "input_layernorm"}, … */
-extern const char *const TRAIN_BLOCK_NAMES[11][2];
 
 /* Pointers into one block (parameters, gradients, or an Adam moment), per tensor. */
 typedef struct train_layer_weights {

@@ -209,19 +209,15 @@ void model_source_close(model_source *s) {
 
 tandem_status model_source_open(model_source *s, const char *path) {
     memset(s, 0, sizeof *s);
-    tandem_status st;
-    if (path_is_dir(path)) {
-        char *config = path_join(path, "config.json");
-        if (!config) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
-        st = qwen3_config_from_json(config, &s->model.cfg);
-        free(config);
-        if (!st) st = safetensors_open_dir(path, &s->st);
-        if (!st) st = qwen3_bind_safetensors(&s->model, s->st, path);
-    } else {
-        st = gguf_open(path, &s->gguf);
-        if (!st) st = qwen3_config_from_gguf(s->gguf, &s->model.cfg);
-        if (!st) st = qwen3_bind_gguf(&s->model, s->gguf);
-    }
+    checkpoint ck;
+    tandem_status st = checkpoint_open(path, &ck);
+    if (st) return st;
+    st = checkpoint_bind(&ck, &s->model);
+    s->gguf = ck.gguf; /* the bound weights point into these maps */
+    s->st = ck.st;
+    ck.gguf = NULL;
+    ck.st = NULL;
+    checkpoint_close(&ck);
     if (st) model_source_close(s);
     return st;
 }

@@ -1,8 +1,9 @@
 /* fuzz_hf_folder.c — a Hugging Face checkpoint folder through the public API: the input is config.json,
  * optionally followed by FUZZ_SEP and generation_config.json; the folder also holds links to the golden
- * tied_gqa2 weights and tokenizer (or those of $TANDEM_FUZZ_HF_MODEL). tandem_model_load binds the weights
- * against the fuzzed config, reads the sampling defaults and EOS ids from the fuzzed generation config; a model
- * that loads evaluates 2 tokens in an 8-token context. Seeds: the golden config + generation config. */
+ * tied_gqa2 weights and tokenizer (or those of $TANDEM_FUZZ_HF_MODEL). tandem_model_load resolves the folder
+ * (src/model/checkpoint.c), binds the weights against the fuzzed config (flat, or nested under text_config),
+ * reads the sampling defaults and EOS ids from the fuzzed generation config; a model that loads evaluates 2 tokens
+ * in an 8-token context. Seeds: the golden config + generation config, also nested as Qwen3-VL writes it. */
 #include "fuzz_common.h"
 
 #ifndef TANDEM_SOURCE_DIR

@@ -218,6 +218,20 @@ def v4_config():
     return v4
 
 
+def vl_config(flat, vision=False):
+    """A flat config nested as Qwen3-VL writes config.json: the text model under text_config (model_type
+    qwen3_vl_text, M-RoPE rope_scaling), tie_word_embeddings at the top level, optionally a vision_config."""
+    text = {k: v for k, v in flat.items() if k != "tie_word_embeddings"}
+    text["model_type"] = "qwen3_vl_text"
+    text["rope_scaling"] = {"mrope_interleaved": True, "mrope_section": [6, 5, 5], "rope_type": "default"}
+    root = {"architectures": ["Qwen3VLForConditionalGeneration"], "model_type": "qwen3_vl", "text_config": text,
+            "tie_word_embeddings": flat.get("tie_word_embeddings", False), "image_token_id": 151655}
+    if vision:
+        root["vision_config"] = {"model_type": "qwen3_vl", "depth": 2, "hidden_size": 32, "patch_size": 16,
+                                 "spatial_merge_size": 2, "out_hidden_size": flat["hidden_size"]}
+    return root
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -304,6 +318,10 @@ def main():
         out("hf_folder", "v4-sampling.json", json.dumps(v4_config(), indent=1).encode() + SEP + json.dumps(
             {"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0,
              "repetition_penalty": 1.1, "eos_token_id": 402}).encode())
+        tied_cfg = json.loads(read(os.path.join(TIED, "config.json")))
+        out("hf_folder", "text_config.json", json.dumps(vl_config(tied_cfg), indent=1).encode() + SEP +
+            read(os.path.join(TIED, "generation_config.json")))
+        out("hf_folder", "text_config-vision.json", json.dumps(vl_config(tied_cfg, vision=True), indent=1))
 
         # ---- quant_rows (max_len 2400): [type pick, blocks, activation pattern] + row bytes; the type pick is
         # taken modulo the number of runnable types, so 0..19 covers them all. Bytes: f16 scales kept moderate.
@@ -323,6 +341,8 @@ def main():
         out("config_json", "minimal.json", json.dumps(minimal))
         yarn = dict(base, rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6})
         out("config_json", "rope-yarn.json", json.dumps(yarn))
+        out("config_json", "text_config.json", json.dumps(vl_config(base), indent=1))
+        out("config_json", "text_config-vision.json", json.dumps(vl_config(base, vision=True), indent=1))
         out("config_json", "real-0.6B-like.json", json.dumps(dict(
             base, hidden_size=1024, intermediate_size=3072, num_attention_heads=16, num_key_value_heads=8,
             head_dim=128, num_hidden_layers=28, vocab_size=151936, max_position_embeddings=40960)))
