@@ -41,6 +41,9 @@ struct thread_pool {
     int n_threads;  /* including the caller */
     int n_cpus;
     int burst_depth;           /* the caller's nesting of bursts */
+    /* The caller's back-off from stalled workers (see thread_pool_run): jobs still to run alone, the length
+     * of the next such run, and the parallel jobs since the last stall. */
+    int solo_jobs_left, solo_run_length, jobs_since_stall;
     pthread_t *workers;
     struct worker_arg { struct thread_pool *pool; int index; } *worker_args;
     pthread_mutex_t mu;
@@ -137,13 +140,16 @@ static int claim_task(struct task_range *r, bool from_back) {
     }
 }
 
-static void run_tasks(thread_pool *p, int thread) {
-    for (int t; (t = claim_task(&p->ranges[thread], false)) >= 0;) p->fn(t, thread, p->arg);
+/* Runs tasks until none is left to claim; returns how many it ran. */
+static int run_tasks(thread_pool *p, int thread) {
+    int ran = 0;
+    for (int t; (t = claim_task(&p->ranges[thread], false)) >= 0; ran++) p->fn(t, thread, p->arg);
     /* then help the others, starting with the next thread, from the far end of their ranges */
     for (int i = 1; i < p->n_threads; i++) {
         struct task_range *victim = &p->ranges[(thread + i) % p->n_threads];
-        for (int t; (t = claim_task(victim, true)) >= 0;) p->fn(t, thread, p->arg);
+        for (int t; (t = claim_task(victim, true)) >= 0; ran++) p->fn(t, thread, p->arg);
     }
+    return ran;
 }
 
 static void *worker_main(void *arg) {
@@ -181,6 +187,27 @@ static void publish(thread_pool *p) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* A worker that joined and then lost its core in the middle of a task (another process took it) holds the
+ * caller until the scheduler gives it back, a time slice later, and on a busy machine that happens again and
+ * again: two threads then ran slower than one. So when the caller waited for the workers much longer than
+ * one of its own tasks took, it runs the next jobs alone (their order of claims unchanged), 16 after a first
+ * stall and twice as many after each stall that follows within 64 parallel jobs, up to 1024 (a few tokens),
+ * then tries the workers again. Counted in jobs, not time: which thread runs a task never changes its result,
+ * and a job count keeps the back-off the same on fast and slow machines. */
+enum { SOLO_RUN_MIN = 16, SOLO_RUN_MAX = 1024, STALL_MEMORY_JOBS = 64 };
+static const double STALL_MIN_MS = 0.2;
+
+static void note_stall(thread_pool *p, int caller_tasks, double caller_ms, double waited_ms) {
+    if (caller_tasks > 0 && waited_ms > STALL_MIN_MS + 4.0 * caller_ms / caller_tasks) {
+        p->solo_run_length = p->solo_run_length ? p->solo_run_length * 2 : SOLO_RUN_MIN;
+        if (p->solo_run_length > SOLO_RUN_MAX) p->solo_run_length = SOLO_RUN_MAX;
+        p->solo_jobs_left = p->solo_run_length;
+        p->jobs_since_stall = 0;
+    } else if (p->solo_run_length && ++p->jobs_since_stall >= STALL_MEMORY_JOBS) {
+        p->solo_run_length = 0;
     }
 }
 
@@ -258,8 +285,15 @@ void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
         const int64_t first = (int64_t)n_tasks * i / p->n_threads, end = (int64_t)n_tasks * (i + 1) / p->n_threads;
         atomic_store_explicit(&p->ranges[i].first_end, pack_range((uint32_t)first, (uint32_t)end), memory_order_relaxed);
     }
+    if (p->solo_jobs_left > 0) { /* backing off: the caller claims every task, in the order it would */
+        p->solo_jobs_left--;
+        run_tasks(p, 0);
+        return;
+    }
     publish(p);
-    run_tasks(p, 0);
+    const double start_ms = now_ms();
+    const int ran = run_tasks(p, 0);
+    const double claimed_ms = now_ms();
     /* Every task is claimed; those of the workers that joined run to the end, and the others never start. */
     atomic_fetch_or(&p->job, JOB_CLOSED);
     if (!spin_for_workers(p)) {
@@ -269,6 +303,7 @@ void thread_pool_run(thread_pool *p, int n_tasks, pool_task_fn fn, void *arg) {
         atomic_store(&p->caller_sleeping, false);
         pthread_mutex_unlock(&p->mu);
     }
+    note_stall(p, ran, claimed_ms - start_ms, now_ms() - claimed_ms);
 }
 
 void thread_pool_begin_burst(thread_pool *p) {

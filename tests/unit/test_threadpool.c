@@ -1,6 +1,7 @@
 /* test_threadpool.c — the persistent thread pool (src/base/threadpool.c): every task runs exactly once per
  * job, thread indices stay in range and are not shared by two tasks at the same time, back-to-back jobs do
- * not leak work into each other, a slow or absent worker neither loses tasks nor holds up the caller, idle
+ * not leak work into each other, a slow or absent worker neither loses tasks nor holds up the caller (and
+ * one that stalls in a task makes the caller run the next jobs alone), idle
  * pools stop spinning, the spin budget follows bursts, and pools are created and freed cleanly. Written to be
  * run under ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task
  * slots. */
@@ -119,10 +120,10 @@ static void test_claim_order(void) {
     static order_job j;
     const int threads[] = {2, 3};
     for (size_t a = 0; a < 2; a++) {
-        thread_pool *pool = NULL;
-        CHECK_OK(thread_pool_create(threads[a], &pool));
-        if (!pool) return;
         for (int slow = 0; slow <= 1; slow++) {
+            thread_pool *pool = NULL; /* a fresh pool: not backing off from a stall in the job before */
+            CHECK_OK(thread_pool_create(threads[a], &pool));
+            if (!pool) return;
             memset(&j, 0, sizeof j);
             j.n_tasks = 60, j.n_threads = threads[a];
             j.slow_below = slow ? 10 : 0;  /* thread 0's share, 20 or 30 tasks, starts with 10 slow ones */
@@ -154,8 +155,8 @@ static void test_claim_order(void) {
                 for (int t = 0; t < 10; t++) stolen += j.ran_on[t] != 0;
                 CHECK_MSG(stolen > 0, "no slow task of thread 0's share ran elsewhere (%d threads)", j.n_threads);
             }
+            thread_pool_free(pool);
         }
-        thread_pool_free(pool);
     }
 }
 
@@ -266,6 +267,53 @@ static void test_absent_worker(void) {
     sigaction(SIGUSR1, &old, NULL);
 }
 
+/* A worker that stalls in the middle of a task (its core taken by another process) makes the caller run the
+ * next jobs alone, claiming tasks in the same order, and the workers take part again afterwards. The worker
+ * sleeps 100 ms in its first task; the caller's tasks wait until it has started, so it surely joined. */
+static atomic_int stall_worker_started;
+
+static void stalling_task(int t, int thread, void *arg) {
+    if (thread != 0 && !atomic_exchange(&stall_worker_started, 1)) usleep(100 * 1000);
+    while (thread == 0 && !atomic_load(&stall_worker_started)) sched_yield();
+    counted_task(t, thread, arg);
+}
+
+/* The caller's first task gives a published job's worker up to 200 ms to join and run a task. */
+static void waiting_task(int t, int thread, void *arg) {
+    for (int i = 0; t == 0 && thread == 0 && i < 2000 && !atomic_load(&worker_ran); i++) usleep(100);
+    counted_task(t, thread, arg);
+}
+
+static void slow_counted_task(int t, int thread, void *arg) {
+    usleep(50);
+    counted_task(t, thread, arg);
+}
+
+static void test_stalled_worker(void) {
+    static job j;
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    if (!pool) return;
+    atomic_store(&worker_ran, 0);
+    reset(&j, 64, 2);
+    thread_pool_run(pool, 64, stalling_task, &j);
+    check_job(&j);
+    CHECK(atomic_load(&worker_ran) > 0);
+    atomic_store(&worker_ran, 0);
+    reset(&j, 64, 2);
+    thread_pool_run(pool, 64, waiting_task, &j);
+    check_job(&j);
+    CHECK_MSG(atomic_load(&worker_ran) == 0, "after a stall the worker still ran %d tasks", atomic_load(&worker_ran));
+    int jobs = 0;
+    for (; jobs < 3000 && atomic_load(&worker_ran) == 0; jobs++) {
+        reset(&j, 64, 2);
+        thread_pool_run(pool, 64, slow_counted_task, &j);
+        check_job(&j);
+    }
+    CHECK_MSG(atomic_load(&worker_ran) > 0, "the worker never took part again in %d jobs", jobs);
+    thread_pool_free(pool);
+}
+
 /* Workers spin for a while after a job (waking a sleeper costs more than a short gap between jobs) but an
  * idle pool must sleep: over 300 ms with nothing to do, the process may use a few milliseconds of CPU, not
  * 300 ms per worker. Jobs after the idle time still run (the wake-up path). */
@@ -366,6 +414,7 @@ int main(void) {
     test_claim_order();
     test_slow_worker();
     test_absent_worker();
+    test_stalled_worker();
     test_idle_pool_sleeps();
     test_burst_budget();
     test_null_pool();
