@@ -87,7 +87,10 @@ tandem_status thread_pool_create(int n_threads, thread_pool **out);  /* n_thread
 void thread_pool_free(thread_pool *pool);
 int thread_pool_size(const thread_pool *pool);
 /* Runs fn for tasks 0..n_tasks-1 spread over the pool's threads (the caller works too); returns when all
- * are done. pool may be NULL: everything then runs on the calling thread. */
+ * are done. A worker that has not started by the time the others have claimed every task does not take part
+ * (the caller does not wait for a worker that another process keeps off its core), and after a worker
+ * stalled in the middle of a task the caller runs the next jobs alone for a while. pool may be NULL:
+ * everything then runs on the calling thread. */
 void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg);
 /* Brackets a burst of parallel-fors from one caller (a forward pass). The pool that began the latest burst
  * keeps its threads spinning up to a millisecond (instead of ~20 µs) before they sleep, in its bursts and

@@ -1,8 +1,12 @@
 /* test_threadpool.c — the persistent thread pool (src/base/threadpool.c): every task runs exactly once per
  * job, thread indices stay in range and are not shared by two tasks at the same time, back-to-back jobs do
- * not leak work into each other, idle pools stop spinning, the spin budget follows bursts, and pools are
- * created and freed cleanly. Written to be run under ThreadSanitizer too (scripts/test.sh's build-tsan
- * stage), so the checks use atomics and per-task slots. */
+ * not leak work into each other, a slow or absent worker neither loses tasks nor holds up the caller (and
+ * one that stalls in a task makes the caller run the next jobs alone), idle
+ * pools stop spinning, the spin budget follows bursts, and pools are created and freed cleanly. Written to be
+ * run under ThreadSanitizer too (scripts/test.sh's build-tsan stage), so the checks use atomics and per-task
+ * slots. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,10 +120,10 @@ static void test_claim_order(void) {
     static order_job j;
     const int threads[] = {2, 3};
     for (size_t a = 0; a < 2; a++) {
-        thread_pool *pool = NULL;
-        CHECK_OK(thread_pool_create(threads[a], &pool));
-        if (!pool) return;
         for (int slow = 0; slow <= 1; slow++) {
+            thread_pool *pool = NULL; /* a fresh pool: not backing off from a stall in the job before */
+            CHECK_OK(thread_pool_create(threads[a], &pool));
+            if (!pool) return;
             memset(&j, 0, sizeof j);
             j.n_tasks = 60, j.n_threads = threads[a];
             j.slow_below = slow ? 10 : 0;  /* thread 0's share, 20 or 30 tasks, starts with 10 slow ones */
@@ -151,9 +155,163 @@ static void test_claim_order(void) {
                 for (int t = 0; t < 10; t++) stolen += j.ran_on[t] != 0;
                 CHECK_MSG(stolen > 0, "no slow task of thread 0's share ran elsewhere (%d threads)", j.n_threads);
             }
+            thread_pool_free(pool);
+        }
+    }
+}
+
+/* A worker slowed by other work on its core (here: a sleep in some of its tasks) keeps its tasks' results
+ * and loses none to the caller or the other workers: every task runs exactly once, each result equals the
+ * serial one, over jobs of every size around the pool's shares. */
+typedef struct slow_job {
+    job base;
+    int slow_every; /* a worker sleeps in every slow_every-th task it runs */
+    atomic_int worker_tasks;
+} slow_job;
+
+static void slow_task(int t, int thread, void *arg) {
+    slow_job *j = arg;
+    if (thread != 0 && atomic_fetch_add(&j->worker_tasks, 1) % j->slow_every == 0) usleep(200);
+    task(t, thread, &j->base);
+}
+
+static void test_slow_worker(void) {
+    static slow_job j;
+    const int threads[] = {2, 3};
+    for (size_t a = 0; a < sizeof threads / sizeof *threads; a++) {
+        thread_pool *pool = NULL;
+        CHECK_OK(thread_pool_create(threads[a], &pool));
+        if (!pool) return;
+        for (int rep = 0; rep < 300; rep++) {
+            const int n = 1 + rep % 97;
+            reset(&j.base, n, threads[a]);
+            j.slow_every = 1 + rep % 5;
+            atomic_store(&j.worker_tasks, 0);
+            thread_pool_run(pool, n, slow_task, &j);
+            check_job(&j.base);
         }
         thread_pool_free(pool);
     }
+}
+
+/* A worker that cannot run (its core taken by another process) must not hold up the caller: the caller does
+ * every task itself and returns, instead of waiting for the worker to come and find nothing left. The worker
+ * is held, outside any job, in a signal handler until released. A hang is the failure: a watchdog releases
+ * the worker after a minute and the test then fails (a deadlock detector, not a timing check: the jobs
+ * take milliseconds). */
+static atomic_int worker_held, worker_release;
+static pthread_t held_worker;
+static atomic_int worker_known;
+
+static void hold_worker(int sig) {
+    (void)sig;
+    atomic_store(&worker_held, 1);
+    const struct timespec ms = {0, 1000000};
+    while (!atomic_load(&worker_release)) nanosleep(&ms, NULL);
+}
+
+static void find_worker_task(int t, int thread, void *arg) {
+    (void)t, (void)arg;
+    if (thread == 1) {
+        held_worker = pthread_self();
+        atomic_store(&worker_known, 1);
+    }
+    while (!atomic_load(&worker_known)) sched_yield(); /* the caller's tasks wait until the worker ran one */
+}
+
+static atomic_int jobs_done, watchdog_fired, worker_ran;
+
+static void counted_task(int t, int thread, void *arg) {
+    if (thread != 0) atomic_fetch_add(&worker_ran, 1);
+    task(t, thread, arg);
+}
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 60000 && !atomic_load(&jobs_done); i++) usleep(1000);
+    if (!atomic_load(&jobs_done)) atomic_store(&watchdog_fired, 1);
+    atomic_store(&worker_release, 1);
+    return NULL;
+}
+
+static void test_absent_worker(void) {
+    static job j;
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    if (!pool) return;
+    thread_pool_run(pool, 2, find_worker_task, NULL); /* one task each: the worker's sets held_worker */
+    CHECK(atomic_load(&worker_known) == 1);
+    struct sigaction sa = {.sa_handler = hold_worker}, old;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
+    pthread_t dog;
+    CHECK(pthread_create(&dog, NULL, watchdog, NULL) == 0);
+    CHECK(pthread_kill(held_worker, SIGUSR1) == 0);
+    while (!atomic_load(&worker_held)) usleep(100);
+    for (int rep = 0; rep < 200; rep++) {
+        const int n = 1 + rep % 64;
+        reset(&j, n, 2);
+        thread_pool_run(pool, n, counted_task, &j);
+        check_job(&j);
+    }
+    atomic_store(&jobs_done, 1);
+    pthread_join(dog, NULL);
+    CHECK_MSG(!atomic_load(&watchdog_fired), "the caller waited for a worker that could not run");
+    CHECK_MSG(atomic_load(&worker_ran) == 0, "a held worker ran %d tasks", atomic_load(&worker_ran));
+    for (int rep = 0; rep < 200; rep++) { /* released, the worker takes part again */
+        reset(&j, 64, 2);
+        thread_pool_run(pool, 64, task, &j);
+        check_job(&j);
+    }
+    thread_pool_free(pool);
+    sigaction(SIGUSR1, &old, NULL);
+}
+
+/* A worker that stalls in the middle of a task (its core taken by another process) makes the caller run the
+ * next jobs alone, claiming tasks in the same order, and the workers take part again afterwards. The worker
+ * sleeps 100 ms in its first task; the caller's tasks wait until it has started, so it surely joined. */
+static atomic_int stall_worker_started;
+
+static void stalling_task(int t, int thread, void *arg) {
+    if (thread != 0 && !atomic_exchange(&stall_worker_started, 1)) usleep(100 * 1000);
+    while (thread == 0 && !atomic_load(&stall_worker_started)) sched_yield();
+    counted_task(t, thread, arg);
+}
+
+/* The caller's first task gives a published job's worker up to 200 ms to join and run a task. */
+static void waiting_task(int t, int thread, void *arg) {
+    for (int i = 0; t == 0 && thread == 0 && i < 2000 && !atomic_load(&worker_ran); i++) usleep(100);
+    counted_task(t, thread, arg);
+}
+
+static void slow_counted_task(int t, int thread, void *arg) {
+    usleep(50);
+    counted_task(t, thread, arg);
+}
+
+static void test_stalled_worker(void) {
+    static job j;
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    if (!pool) return;
+    atomic_store(&worker_ran, 0);
+    reset(&j, 64, 2);
+    thread_pool_run(pool, 64, stalling_task, &j);
+    check_job(&j);
+    CHECK(atomic_load(&worker_ran) > 0);
+    atomic_store(&worker_ran, 0);
+    reset(&j, 64, 2);
+    thread_pool_run(pool, 64, waiting_task, &j);
+    check_job(&j);
+    CHECK_MSG(atomic_load(&worker_ran) == 0, "after a stall the worker still ran %d tasks", atomic_load(&worker_ran));
+    int jobs = 0;
+    for (; jobs < 3000 && atomic_load(&worker_ran) == 0; jobs++) {
+        reset(&j, 64, 2);
+        thread_pool_run(pool, 64, slow_counted_task, &j);
+        check_job(&j);
+    }
+    CHECK_MSG(atomic_load(&worker_ran) > 0, "the worker never took part again in %d jobs", jobs);
+    thread_pool_free(pool);
 }
 
 /* Workers spin for a while after a job (waking a sleeper costs more than a short gap between jobs) but an
@@ -254,6 +412,9 @@ int main(void) {
     test_sizes();
     test_many_jobs();
     test_claim_order();
+    test_slow_worker();
+    test_absent_worker();
+    test_stalled_worker();
     test_idle_pool_sleeps();
     test_burst_budget();
     test_null_pool();
