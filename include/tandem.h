@@ -296,6 +296,63 @@ tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_p
                               const tandem_gen_params *params, tandem_gen_result *result);
 void tandem_gen_result_free(tandem_gen_result *result);
 
+/* ---- engine: many sequences decoded together ---- */
+
+/* An engine generates for several requests at once on one model: each step evaluates ONE batch holding every
+ * running sequence's next token and chunks of prompts still being read, so the weights are read once per step for
+ * all of them. Each request's ids, text and finish reason are those tandem_generate gives it alone. Use an engine
+ * (like a context) from one thread at a time; it shares the model's thread pool. */
+typedef struct tandem_engine tandem_engine;
+
+typedef struct tandem_engine_params {
+    int32_t n_slots;         /* most sequences evaluated together (default 4); more requests wait in a queue */
+    int32_t n_ctx;           /* rows of each sequence's KV cache: prompt + generated tokens; 0 = min(model context,
+                                4096) */
+    int32_t n_batch;         /* most tokens of one step (default 64, at least n_slots): running sequences' next
+                                tokens first, then prompt chunks cut to fit, so a long prompt is read over several
+                                steps while the others keep decoding */
+    tandem_type kv_type;     /* TANDEM_TYPE_F16 (default) or TANDEM_TYPE_F32, as tandem_ctx_params.kv_type */
+    int64_t kv_budget_bytes; /* most bytes the KV caches of running sequences may take together; fewer sequences
+                                run at once when n_slots caches do not fit. 0 = n_slots caches of n_ctx rows */
+    bool exact;              /* as tandem_ctx_params.exact */
+} tandem_engine_params;
+tandem_engine_params tandem_engine_default_params(void);
+
+tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_params *params, tandem_engine **out);
+/* Frees the engine with every request it still holds (their results are lost). */
+void tandem_engine_free(tandem_engine *engine);
+
+/* Queues a request: its prompt (copied; at least one token) and its generation parameters (copied, stop strings
+ * included; on_text and user are kept as given: on_text is called from tandem_engine_step). *id names the request
+ * (ids start at 1 and are never reused). Refused, with nothing queued: bad ids, a prompt longer than n_ctx
+ * (TANDEM_ERR_CONTEXT_FULL), a KV cache of n_ctx rows larger than kv_budget_bytes (TANDEM_ERR_NO_MEMORY), and
+ * speculative decoding (params->draft, params->spec.lookup_ngram: TANDEM_ERR_UNSUPPORTED in an engine for now). */
+tandem_status tandem_engine_add(tandem_engine *engine, const int32_t *prompt_ids, size_t n_prompt,
+                                const tandem_gen_params *params, int64_t *id);
+/* One step: queued requests take free slots, then one forward pass over the batch of every running sequence,
+ * then each sequence with logits samples its next token and emits it (on_text; a finished sequence frees its
+ * slot). *idle (may be NULL): nothing is queued or running any more. A request that fails (out of memory,
+ * logits that are not finite) ends alone, its status kept for tandem_engine_result; the step itself fails only
+ * on invalid arguments. */
+tandem_status tandem_engine_step(tandem_engine *engine, bool *idle);
+/* Ends a request, queued or running: it finishes with TANDEM_FINISH_ABORTED and what it generated so far (nothing
+ * more is streamed), and its slot goes to the next queued request. A finished request stays as it was.
+ * TANDEM_ERR_INVALID_ARG for an unknown id. */
+tandem_status tandem_engine_cancel(tandem_engine *engine, int64_t id);
+
+typedef enum tandem_request_state {
+    TANDEM_REQUEST_UNKNOWN = 0, /* no such id, or its result was taken */
+    TANDEM_REQUEST_QUEUED,      /* waiting for a slot */
+    TANDEM_REQUEST_RUNNING,     /* in a slot: reading its prompt or generating */
+    TANDEM_REQUEST_DONE,        /* finished (or cancelled, or failed): tandem_engine_result has it */
+} tandem_request_state;
+tandem_request_state tandem_engine_request_state(const tandem_engine *engine, int64_t id);
+/* Hands over a finished request's result (free with tandem_gen_result_free) and forgets the request. Its timings:
+ * ttft_ms from tandem_engine_add (queueing included), prompt_ms from taking a slot to the end of the prompt.
+ * TANDEM_ERR_INVALID_ARG when the request is unknown or not finished (tandem_engine_request_state); the request's
+ * own error (and no result) when it failed. */
+tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen_result *out);
+
 
 /* ---- converting and quantizing weights ---- */
 

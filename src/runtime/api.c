@@ -184,6 +184,15 @@ const tandem_tokenizer *tandem_model_tokenizer(const tandem_model *m) { return m
 
 /* ---- context ---- */
 
+/* Loading reads only headers; the first context (or engine) to compute packs the weights (pack.c), once. */
+tandem_status model_pack_once(tandem_model *model) {
+    pthread_mutex_lock(&model->pack_lock);
+    tandem_status st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool);
+    model->packed = st == TANDEM_OK;
+    pthread_mutex_unlock(&model->pack_lock);
+    return st;
+}
+
 tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *params, tandem_ctx **out) {
     *out = NULL;
     tandem_ctx_params p = params ? *params : tandem_ctx_default_params();
@@ -197,11 +206,7 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16 or f32",
                            tandem_type_name(p.kv_type));
-    /* Loading reads only headers; the first context to compute packs the weights (pack.c), once. */
-    pthread_mutex_lock(&model->pack_lock);
-    tandem_status pack_st = model->packed ? TANDEM_OK : qwen3_pack_weights(&model->qwen, model->pool);
-    model->packed = pack_st == TANDEM_OK;
-    pthread_mutex_unlock(&model->pack_lock);
+    tandem_status pack_st = model_pack_once(model);
     if (pack_st) return pack_st;
     tandem_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");

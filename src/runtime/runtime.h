@@ -29,7 +29,7 @@ struct tandem_model {
     bool packed;
 };
 
-/* One sequence: its KV cache, and (until an engine shares one among sequences) a scratch of its own. */
+/* One sequence: its KV cache, and a scratch of its own (an engine's slots share the engine's: engine.c). */
 struct tandem_ctx {
     tandem_model *model;
     qwen3_kv_cache *cache;
@@ -39,6 +39,10 @@ struct tandem_ctx {
     float *logits;                 /* (vocab_size) the last position's logits */
     bool has_logits;               /* logits holds them */
 };
+
+/* Packs the model's weights for the kernels (qwen3_pack_weights) unless done already; what every context and
+ * engine does before its first pass. */
+tandem_status model_pack_once(tandem_model *model);
 
 /* ---- sampler internals used by speculative decoding ---- */
 

@@ -1,0 +1,458 @@
+/* engine.c — tandem_engine: many requests generated together on one model, one forward pass per step over a batch
+ * of every running sequence's next token and prompt chunks; slots (a KV cache each), the queue, the KV budget. */
+#include <stdlib.h>
+
+#include "runtime.h"
+
+typedef struct engine_request {
+    int64_t id;
+    tandem_request_state state;
+    int32_t *prompt;
+    size_t n_prompt;
+    tandem_gen_params params; /* stop points into stops, the request's own copies */
+    char **stops;
+    tandem_gen_result r;
+    tandem_status status; /* TANDEM_OK, or why the request failed (error: the message) */
+    char *error;
+    double t_added, t_admitted;
+} engine_request;
+
+/* A slot: one sequence's KV cache (kept for the next request) and, while it runs one, that request. The slot's
+ * tandem_ctx holds the cache and the ids in it; its scratch is the engine's, and the engine drives the
+ * gen_sequence's phase itself (a step's batch mixes sequences, so gen_sequence_step, which evaluates, is not used). */
+typedef struct engine_slot {
+    struct tandem_ctx ctx;
+    engine_request *req; /* NULL: free */
+    gen_sequence seq;
+    int32_t pending;   /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
+    int32_t batch_n;   /* this step's tokens of the sequence in the batch (one run) */
+    int32_t logits_at; /* its row of the step's logits, or -1 */
+} engine_slot;
+
+struct tandem_engine {
+    tandem_model *model;
+    tandem_engine_params p;
+    int32_t n_usable;     /* slots whose caches fit kv_budget_bytes */
+    uint64_t cache_bytes; /* one sequence's KV cache */
+    qwen3_scratch *scratch;
+    engine_slot *slots;    /* (n_slots) */
+    engine_request **reqs; /* in the order they were added */
+    size_t n_reqs, cap_reqs;
+    int64_t next_id;
+    /* the step's batch: (n_batch) each */
+    int32_t *ids, *rows, *pos;
+    qwen3_kv_cache **caches;
+    bool *want_logits;
+    float *logits; /* (n_slots, vocab_size): a step wants at most one token's logits per sequence */
+};
+
+tandem_engine_params tandem_engine_default_params(void) {
+    return (tandem_engine_params){.n_slots = 4, .n_ctx = 0, .n_batch = 64, .kv_type = TANDEM_TYPE_F16};
+}
+
+static tandem_type engine_kv_type(const tandem_engine_params *p) { return p->exact ? TANDEM_TYPE_F32 : p->kv_type; }
+
+tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_params *params, tandem_engine **out) {
+    *out = NULL;
+    if (!model) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_create: model is NULL");
+    tandem_engine_params p = params ? *params : tandem_engine_default_params();
+    const qwen3_config *c = &model->qwen.cfg;
+    if (p.n_ctx == 0) p.n_ctx = c->context_length < 4096 ? c->context_length : 4096;
+    if (p.n_slots < 1 || p.n_slots > 1024)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.n_slots %d out of range "
+                           "1..1024",
+                           p.n_slots);
+    if (p.n_ctx < 1 || p.n_ctx > (1 << 24))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.n_ctx %d out of range "
+                           "1..%d",
+                           p.n_ctx, 1 << 24);
+    if (p.n_batch < p.n_slots || p.n_batch > 4096)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.n_batch %d out of range "
+                           "%d..4096 (at least n_slots: every running sequence decodes in each step)",
+                           p.n_batch, p.n_slots);
+    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.kv_type %s: the KV cache "
+                           "holds f16 or f32",
+                           tandem_type_name(p.kv_type));
+    if (p.kv_budget_bytes < 0)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.kv_budget_bytes %lld "
+                           "is negative",
+                           (long long)p.kv_budget_bytes);
+    tandem_status st = model_pack_once(model);
+    if (st) return st;
+    tandem_engine *e = calloc(1, sizeof *e);
+    if (!e) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_create: out of memory");
+    e->model = model;
+    e->p = p;
+    e->next_id = 1;
+    const uint64_t values = (uint64_t)c->n_layers * c->n_kv_heads * c->head_dim * (uint64_t)p.n_ctx;
+    e->cache_bytes = 2 * values * (engine_kv_type(&p) == TANDEM_TYPE_F16 ? 2 : 4); /* keys and values */
+    const uint64_t fit = p.kv_budget_bytes == 0 ? (uint64_t)p.n_slots : (uint64_t)p.kv_budget_bytes / e->cache_bytes;
+    e->n_usable = fit < (uint64_t)p.n_slots ? (int32_t)fit : p.n_slots;
+    const size_t nb = (size_t)p.n_batch;
+    e->slots = calloc((size_t)p.n_slots, sizeof *e->slots);
+    e->ids = malloc(nb * sizeof *e->ids);
+    e->rows = malloc(nb * sizeof *e->rows);
+    e->pos = malloc(nb * sizeof *e->pos);
+    e->caches = malloc(nb * sizeof *e->caches);
+    e->want_logits = malloc(nb * sizeof *e->want_logits);
+    e->logits = malloc((size_t)p.n_slots * (size_t)c->vocab_size * sizeof *e->logits);
+    if (!e->slots || !e->ids || !e->rows || !e->pos || !e->caches || !e->want_logits || !e->logits) {
+        tandem_engine_free(e);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_create: out of memory");
+    }
+    if ((st = qwen3_scratch_init(&model->qwen, p.n_batch, thread_pool_size(model->pool), p.exact, &e->scratch))) {
+        tandem_engine_free(e);
+        return st;
+    }
+    for (int32_t i = 0; i < p.n_slots; i++) {
+        engine_slot *s = &e->slots[i];
+        s->ctx.model = model;
+        s->ctx.scratch = e->scratch;
+        s->pending = -1;
+        s->logits_at = -1;
+    }
+    *out = e;
+    return TANDEM_OK;
+}
+
+static void request_free(engine_request *q) {
+    if (!q) return;
+    free(q->prompt);
+    for (int32_t i = 0; q->stops && i < q->params.n_stop; i++) free(q->stops[i]);
+    free(q->stops);
+    tandem_gen_result_free(&q->r);
+    free(q->error);
+    free(q);
+}
+
+void tandem_engine_free(tandem_engine *e) {
+    if (!e) return;
+    for (int32_t i = 0; e->slots && i < e->p.n_slots; i++) {
+        engine_slot *s = &e->slots[i];
+        if (s->req) gen_sequence_free(&s->seq);
+        qwen3_kv_cache_free(s->ctx.cache);
+        free(s->ctx.tokens);
+    }
+    for (size_t i = 0; i < e->n_reqs; i++) request_free(e->reqs[i]);
+    free(e->reqs);
+    free(e->slots);
+    qwen3_scratch_free(e->scratch);
+    free(e->ids);
+    free(e->rows);
+    free(e->pos);
+    free(e->caches);
+    free(e->want_logits);
+    free(e->logits);
+    free(e);
+}
+
+static engine_request *find_request(const tandem_engine *e, int64_t id, size_t *at) {
+    for (size_t i = 0; i < e->n_reqs; i++)
+        if (e->reqs[i]->id == id) {
+            if (at) *at = i;
+            return e->reqs[i];
+        }
+    return NULL;
+}
+
+/* Everything add refuses, checked before anything is queued. */
+static tandem_status check_request(const tandem_engine *e, const int32_t *prompt, size_t n_prompt,
+                                   const tandem_gen_params *gp) {
+    const qwen3_config *c = &e->model->qwen.cfg;
+    if (gp->draft)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_engine_add: tandem_gen_params.draft: speculative decoding "
+                           "does not run in an engine yet (use tandem_generate)");
+    if (gp->spec.lookup_ngram > 0)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_engine_add: tandem_gen_params.spec.lookup_ngram: "
+                           "speculative decoding does not run in an engine yet (use tandem_generate)");
+    if (n_prompt == 0 || !prompt)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_add: the prompt is empty (a request needs at least "
+                           "one token)");
+    if (n_prompt > (size_t)e->p.n_ctx)
+        return tandem_fail(TANDEM_ERR_CONTEXT_FULL,
+                           "tandem_engine_add: the prompt has %zu tokens, more than the %d "
+                           "rows of a sequence (raise tandem_engine_params.n_ctx)",
+                           n_prompt, e->p.n_ctx);
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: token id %d at index %zu is outside 0..%d",
+                               prompt[i], i, c->vocab_size - 1);
+    if (gp->n_stop < 0 || (gp->n_stop > 0 && !gp->stop))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_add: tandem_gen_params.stop: %d stop strings but "
+                           "no array",
+                           gp->n_stop);
+    for (int32_t i = 0; i < gp->n_stop; i++)
+        if (!gp->stop[i]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: stop string %d is NULL", i);
+    if (e->n_usable == 0)
+        return tandem_fail(TANDEM_ERR_NO_MEMORY,
+                           "tandem_engine_add: one sequence's KV cache (%d rows of %s) takes "
+                           "%.1f MiB, more than tandem_engine_params.kv_budget_bytes (%.1f MiB): raise "
+                           "kv_budget_bytes or lower tandem_engine_params.n_ctx",
+                           e->p.n_ctx, tandem_type_name(engine_kv_type(&e->p)), (double)e->cache_bytes / (1 << 20),
+                           (double)e->p.kv_budget_bytes / (1 << 20));
+    tandem_sampler *probe; /* the sampling parameters are checked here rather than when a slot is taken */
+    tandem_status st = tandem_sampler_init(&gp->sampling, c->vocab_size, &probe);
+    if (st) return st;
+    tandem_sampler_free(probe);
+    return TANDEM_OK;
+}
+
+tandem_status tandem_engine_add(tandem_engine *e, const int32_t *prompt, size_t n_prompt,
+                                const tandem_gen_params *params, int64_t *id) {
+    if (!e || !id) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: engine or id is NULL");
+    *id = 0;
+    const tandem_gen_params defaults = tandem_gen_default_params(e->model);
+    const tandem_gen_params *gp = params ? params : &defaults;
+    tandem_status st = check_request(e, prompt, n_prompt, gp);
+    if (st) return st;
+    if (e->n_reqs == e->cap_reqs) {
+        size_t cap = e->cap_reqs ? 2 * e->cap_reqs : 16;
+        engine_request **r = realloc(e->reqs, cap * sizeof *r);
+        if (!r) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_add: out of memory");
+        e->reqs = r;
+        e->cap_reqs = cap;
+    }
+    engine_request *q = calloc(1, sizeof *q);
+    if (!q) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_add: out of memory");
+    q->params = *gp;
+    q->prompt = malloc(n_prompt * sizeof *q->prompt);
+    q->stops = gp->n_stop > 0 ? calloc((size_t)gp->n_stop, sizeof *q->stops) : NULL;
+    bool ok = q->prompt && (gp->n_stop == 0 || q->stops);
+    for (int32_t i = 0; ok && i < gp->n_stop; i++) ok = (q->stops[i] = strdup(gp->stop[i])) != NULL;
+    if (!ok) {
+        request_free(q);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_add: out of memory");
+    }
+    memcpy(q->prompt, prompt, n_prompt * sizeof *prompt);
+    q->n_prompt = n_prompt;
+    q->params.stop = (const char *const *)q->stops;
+    q->id = e->next_id++;
+    q->state = TANDEM_REQUEST_QUEUED;
+    q->t_added = now_ms();
+    e->reqs[e->n_reqs++] = q;
+    *id = q->id;
+    return TANDEM_OK;
+}
+
+/* The request ends with status st (the thread's message kept for tandem_engine_result) and no result. */
+static void request_fail(engine_request *q, tandem_status st) {
+    q->status = st;
+    q->error = strdup(tandem_last_error());
+    tandem_gen_result_free(&q->r);
+    q->state = TANDEM_REQUEST_DONE;
+}
+
+/* The slot's request is over (r->finish set): its result completed, the slot free for the next one. */
+static void slot_finish(engine_slot *s) {
+    engine_request *q = s->req;
+    tandem_status st = gen_sequence_finish(&s->seq);
+    gen_sequence_free(&s->seq);
+    if (st) request_fail(q, st);
+    q->state = TANDEM_REQUEST_DONE;
+    s->req = NULL;
+    s->pending = -1;
+}
+
+/* Queued requests, oldest first, take the free slots the budget allows. */
+static void admit(tandem_engine *e) {
+    size_t next = 0;
+    for (int32_t i = 0; i < e->n_usable; i++) {
+        engine_slot *s = &e->slots[i];
+        if (s->req) continue;
+        while (next < e->n_reqs && e->reqs[next]->state != TANDEM_REQUEST_QUEUED) next++;
+        if (next == e->n_reqs) return;
+        engine_request *q = e->reqs[next];
+        tandem_status st = TANDEM_OK;
+        if (!s->ctx.cache) {
+            st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
+            if (!st && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
+                st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
+        }
+        s->ctx.n_past = 0;
+        s->ctx.has_logits = false;
+        if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt, q->n_prompt, &q->params, &q->r);
+        if (st) {
+            gen_sequence_free(&s->seq);
+            request_fail(q, st);
+            i--; /* the slot is still free */
+            continue;
+        }
+        s->seq.emit.t_start = q->t_added; /* time to first token counts the wait in the queue */
+        q->t_admitted = now_ms();
+        q->state = TANDEM_REQUEST_RUNNING;
+        s->req = q;
+        s->pending = -1;
+    }
+}
+
+/* The slot whose request is oldest among those still reading their prompt and not in this step's batch yet. */
+static engine_slot *next_prompt_slot(tandem_engine *e) {
+    engine_slot *best = NULL;
+    for (int32_t i = 0; i < e->n_usable; i++) {
+        engine_slot *s = &e->slots[i];
+        if (s->req && s->seq.phase == GEN_PROMPT && s->batch_n == 0 && (!best || s->req->id < best->req->id)) best = s;
+    }
+    return best;
+}
+
+/* Appends tokens ids[0..n) of slot s at rows (and positions) from its n_past; the last one's logits if want_last. */
+static void batch_add(tandem_engine *e, engine_slot *s, int32_t *n, int32_t *n_logits, const int32_t *ids,
+                      int32_t n_ids, bool want_last) {
+    for (int32_t i = 0; i < n_ids; i++) {
+        const int32_t t = *n + i;
+        e->ids[t] = ids[i];
+        e->caches[t] = s->ctx.cache;
+        e->rows[t] = e->pos[t] = s->ctx.n_past + i;
+        e->want_logits[t] = want_last && i == n_ids - 1;
+    }
+    *n += n_ids;
+    s->batch_n = n_ids;
+    s->logits_at = want_last ? (*n_logits)++ : -1;
+}
+
+/* After the pass: the sequence's tokens are in its cache; with logits, its next token is sampled and emitted. */
+static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids) {
+    tandem_ctx *ctx = &s->ctx;
+    engine_request *q = s->req;
+    tandem_gen_result *r = &q->r;
+    memcpy(ctx->tokens + ctx->n_past, ids, (size_t)s->batch_n * sizeof *ids);
+    ctx->n_past += s->batch_n;
+    if (s->seq.phase == GEN_PROMPT) {
+        s->seq.n_prompt_done += (size_t)s->batch_n;
+        if (s->seq.n_prompt_done < s->seq.n_prompt) return;
+        r->timings.n_prompt = (int32_t)s->seq.n_prompt;
+        r->timings.prompt_ms = now_ms() - q->t_admitted;
+        s->seq.phase = GEN_DECODE;
+    }
+    if (r->finish != TANDEM_FINISH_NONE) { /* max_tokens 0: the prompt read, nothing to generate */
+        slot_finish(s);
+        return;
+    }
+    const int32_t vocab = e->model->qwen.cfg.vocab_size;
+    const float *logits = e->logits + (size_t)s->logits_at * (size_t)vocab;
+    if (!all_finite_f32(logits, vocab)) {
+        tandem_fail(TANDEM_ERR_FORMAT,
+                    "%s: the logits of request %lld are not finite (tandem_generate on one context "
+                    "names the tensor or layer)",
+                    e->model->path, (long long)q->id);
+        gen_sequence_free(&s->seq);
+        request_fail(q, TANDEM_ERR_FORMAT);
+        s->req = NULL;
+        s->pending = -1;
+        return;
+    }
+    /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
+    const int32_t id = tandem_sampler_sample(s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past);
+    tandem_status st = emitter_push(&s->seq.emit, id);
+    if (st) {
+        gen_sequence_free(&s->seq);
+        request_fail(q, st);
+        s->req = NULL;
+        s->pending = -1;
+        return;
+    }
+    if (r->finish == TANDEM_FINISH_NONE && ctx->n_past >= ctx->cache->n_ctx) r->finish = TANDEM_FINISH_CONTEXT_FULL;
+    if (r->finish != TANDEM_FINISH_NONE) {
+        slot_finish(s);
+        return;
+    }
+    s->pending = id;
+}
+
+tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
+    if (!e) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_step: engine is NULL");
+    admit(e);
+    int32_t n = 0, n_logits = 0;
+    for (int32_t i = 0; i < e->n_usable; i++) { /* decodes first: n_batch ≥ n_slots holds them all */
+        engine_slot *s = &e->slots[i];
+        s->batch_n = 0;
+        s->logits_at = -1;
+        if (s->req && s->seq.phase == GEN_DECODE) batch_add(e, s, &n, &n_logits, &s->pending, 1, true);
+    }
+    for (engine_slot *s; n < e->p.n_batch && (s = next_prompt_slot(e));) {
+        const size_t left = s->seq.n_prompt - s->seq.n_prompt_done;
+        const int32_t room = e->p.n_batch - n;
+        const int32_t take = left < (size_t)room ? (int32_t)left : room;
+        batch_add(e, s, &n, &n_logits, s->seq.prompt + s->seq.n_prompt_done, take, (size_t)take == left);
+    }
+    if (n > 0) {
+        const qwen3_batch b = {.n = n,
+                               .ids = e->ids,
+                               .cache = e->caches,
+                               .row = e->rows,
+                               .n_pos = 1,
+                               .pos = e->pos,
+                               .logits = e->want_logits};
+        qwen3_forward(&e->model->qwen, e->scratch, e->model->pool, &b, e->logits);
+        for (int32_t i = 0, t = 0; i < e->n_usable; i++) {
+            engine_slot *s = &e->slots[i];
+            if (s->batch_n == 0) continue;
+            const int32_t at = t;
+            t += s->batch_n;
+            slot_after_pass(e, s, e->ids + at);
+        }
+        admit(e); /* slots freed by this step go to the queue now, so that *idle is true only when all is done */
+    }
+    if (idle) {
+        bool busy = false;
+        for (size_t i = 0; i < e->n_reqs && !busy; i++)
+            busy = e->reqs[i]->state == TANDEM_REQUEST_QUEUED || e->reqs[i]->state == TANDEM_REQUEST_RUNNING;
+        *idle = !busy;
+    }
+    return TANDEM_OK;
+}
+
+tandem_status tandem_engine_cancel(tandem_engine *e, int64_t id) {
+    engine_request *q = e ? find_request(e, id, NULL) : NULL;
+    if (!q) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_cancel: no request %lld", (long long)id);
+    if (q->state == TANDEM_REQUEST_QUEUED) {
+        memset(&q->r, 0, sizeof q->r);
+        q->r.text = calloc(1, 1);
+        if (!q->r.text) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_cancel: out of memory");
+        q->r.finish = TANDEM_FINISH_ABORTED;
+        q->state = TANDEM_REQUEST_DONE;
+    } else if (q->state == TANDEM_REQUEST_RUNNING) {
+        for (int32_t i = 0; i < e->n_usable; i++)
+            if (e->slots[i].req == q) {
+                q->r.finish = TANDEM_FINISH_ABORTED; /* nothing more is streamed */
+                slot_finish(&e->slots[i]);
+                break;
+            }
+    }
+    return TANDEM_OK;
+}
+
+tandem_request_state tandem_engine_request_state(const tandem_engine *e, int64_t id) {
+    const engine_request *q = e ? find_request(e, id, NULL) : NULL;
+    return q ? q->state : TANDEM_REQUEST_UNKNOWN;
+}
+
+tandem_status tandem_engine_result(tandem_engine *e, int64_t id, tandem_gen_result *out) {
+    memset(out, 0, sizeof *out);
+    size_t at;
+    engine_request *q = e ? find_request(e, id, &at) : NULL;
+    if (!q) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_result: no request %lld", (long long)id);
+    if (q->state != TANDEM_REQUEST_DONE)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_result: request %lld has not finished",
+                           (long long)id);
+    tandem_status st = q->status;
+    if (st) tandem_fail(st, "%s", q->error ? q->error : "tandem_engine_result: the request failed");
+    else {
+        *out = q->r;
+        memset(&q->r, 0, sizeof q->r);
+    }
+    request_free(q);
+    memmove(e->reqs + at, e->reqs + at + 1, (e->n_reqs - at - 1) * sizeof *e->reqs);
+    e->n_reqs--;
+    return st;
+}

@@ -1,0 +1,331 @@
+/* test_engine.c — tandem_engine against tandem_generate: every request's ids, text and finish reason through the
+ * engine equal tandem_generate's for that request alone (greedy and seeded sampling, stop strings, end ids, full
+ * contexts, max_tokens), with f16 and f32 caches, queueing, chunked prompts, adds and cancels mid-run, the KV budget. */
+#include <stdlib.h>
+
+#include "golden.h"
+
+enum { N_REQ = 10, N_CTX = 96, MAX_TEXT = 4096 };
+
+static tandem_model *model;
+
+typedef struct request {
+    const char *name;
+    int32_t prompt[N_CTX];
+    size_t n_prompt;
+    tandem_gen_params gp;
+    const char *stop[1];
+    char stop_text[8];
+} request;
+
+/* What a request's on_text received, concatenated. */
+typedef struct stream {
+    char text[MAX_TEXT];
+    size_t len;
+    int calls;
+} stream;
+
+static bool on_text(const char *text, size_t len, void *user) {
+    stream *s = user;
+    if (s->len + len < MAX_TEXT) memcpy(s->text + s->len, text, len);
+    s->len += len;
+    s->calls++;
+    return true;
+}
+
+static void reference(const request *q, tandem_type kv_type, tandem_gen_result *r) {
+    tandem_ctx_params cp = tandem_ctx_default_params();
+    cp.n_ctx = N_CTX;
+    cp.kv_type = kv_type;
+    tandem_ctx *ctx = NULL;
+    CHECK_OK(tandem_ctx_init(model, &cp, &ctx));
+    tandem_gen_params gp = q->gp;
+    gp.on_text = NULL;
+    CHECK_OK(tandem_generate(ctx, q->prompt, q->n_prompt, &gp, r));
+    tandem_ctx_free(ctx);
+}
+
+static void check_same(const char *scenario, const request *q, const tandem_gen_result *want,
+                       const tandem_gen_result *got, const stream *s) {
+    CHECK_MSG(want->n_ids == got->n_ids &&
+                  (want->n_ids == 0 || memcmp(want->ids, got->ids, want->n_ids * sizeof *want->ids) == 0),
+              "%s, %s: %zu ids through the engine, %zu alone, or different ones", scenario, q->name, got->n_ids,
+              want->n_ids);
+    CHECK_MSG(want->text_len == got->text_len && memcmp(want->text, got->text, want->text_len) == 0,
+              "%s, %s: the texts differ: '%s' vs '%s' alone", scenario, q->name, got->text, want->text);
+    CHECK_MSG(want->finish == got->finish, "%s, %s: finish %s, alone %s", scenario, q->name,
+              tandem_finish_name(got->finish), tandem_finish_name(want->finish));
+    CHECK_MSG(got->timings.n_prompt == (int32_t)q->n_prompt && got->timings.n_generated == (int32_t)got->n_ids,
+              "%s, %s: timings count %d prompt and %d generated tokens", scenario, q->name, got->timings.n_prompt,
+              got->timings.n_generated);
+    if (got->n_ids > 0) CHECK_MSG(got->timings.ttft_ms > 0, "%s, %s: no time to first token", scenario, q->name);
+    if (s)
+        CHECK_MSG(s->len == got->text_len && memcmp(s->text, got->text, got->text_len) == 0,
+                  "%s, %s: the stream is not the text", scenario, q->name);
+}
+
+static tandem_engine *open_engine(int32_t n_slots, int32_t n_batch, tandem_type kv_type, int64_t budget) {
+    tandem_engine_params ep = tandem_engine_default_params();
+    ep.n_slots = n_slots;
+    ep.n_ctx = N_CTX;
+    ep.n_batch = n_batch;
+    ep.kv_type = kv_type;
+    ep.kv_budget_bytes = budget;
+    tandem_engine *e = NULL;
+    CHECK_OK(tandem_engine_create(model, &ep, &e));
+    return e;
+}
+
+static int64_t add(tandem_engine *e, const request *q, stream *s) {
+    tandem_gen_params gp = q->gp;
+    gp.on_text = on_text;
+    gp.user = s;
+    int64_t id = 0;
+    CHECK_OK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id));
+    return id;
+}
+
+/* Steps until idle; no more than max_running requests run at any time. */
+static void run_to_idle(tandem_engine *e, int *steps, const int64_t *ids, int n, int max_running) {
+    for (bool idle = false; !idle && *steps < 10000; (*steps)++) {
+        CHECK_OK(tandem_engine_step(e, &idle));
+        int running = 0;
+        for (int i = 0; i < n; i++) running += tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_RUNNING;
+        CHECK_MSG(running <= max_running, "%d requests run at once, at most %d may", running, max_running);
+    }
+}
+
+/* All requests added at once (queueing when n_slots < N_REQ), run to the end, each compared with tandem_generate. */
+static void scenario_all(const char *name, const request *qs, int n, int32_t n_slots, int32_t n_batch,
+                         tandem_type kv_type, int64_t budget, int max_running) {
+    tandem_engine *e = open_engine(n_slots, n_batch, kv_type, budget);
+    if (!e) return;
+    static stream streams[N_REQ];
+    memset(streams, 0, sizeof streams);
+    int64_t ids[N_REQ];
+    for (int i = 0; i < n; i++) ids[i] = add(e, &qs[i], &streams[i]);
+    int steps = 0;
+    run_to_idle(e, &steps, ids, n, max_running);
+    for (int i = 0; i < n; i++) {
+        CHECK(tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_DONE);
+        tandem_gen_result want, got;
+        reference(&qs[i], kv_type, &want);
+        CHECK_OK(tandem_engine_result(e, ids[i], &got));
+        check_same(name, &qs[i], &want, &got, &streams[i]);
+        CHECK(tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_UNKNOWN);
+        tandem_gen_result_free(&want);
+        tandem_gen_result_free(&got);
+    }
+    tandem_engine_free(e);
+}
+
+/* Requests added while others run; one cancelled mid-generation and one while queued; the others unaffected. */
+static void scenario_mid_run(const request *qs, tandem_type kv_type) {
+    const char *name = "added and cancelled mid-run";
+    tandem_engine *e = open_engine(2, 8, kv_type, 0);
+    if (!e) return;
+    static stream streams[4];
+    memset(streams, 0, sizeof streams);
+    /* qs[0] generates long (it is cancelled), qs[1] runs beside it, qs[2] and qs[3] come later */
+    int64_t id0 = add(e, &qs[0], &streams[0]);
+    int64_t id1 = add(e, &qs[1], &streams[1]);
+    bool idle = false;
+    for (int i = 0; i < 20; i++) CHECK_OK(tandem_engine_step(e, &idle));
+    CHECK(!idle);
+    int64_t id2 = add(e, &qs[2], &streams[2]); /* both slots busy: it waits */
+    int64_t id3 = add(e, &qs[3], &streams[3]);
+    CHECK_OK(tandem_engine_step(e, &idle));
+    CHECK_MSG(tandem_engine_request_state(e, id2) == TANDEM_REQUEST_QUEUED, "%s: no slot, yet request 2 runs", name);
+    CHECK_OK(tandem_engine_cancel(e, id3)); /* queued: ends with nothing */
+    CHECK(tandem_engine_request_state(e, id0) == TANDEM_REQUEST_RUNNING);
+    CHECK_OK(tandem_engine_cancel(e, id0)); /* mid-generation: its slot goes to request 2 */
+    CHECK(tandem_engine_request_state(e, id0) == TANDEM_REQUEST_DONE);
+    CHECK_OK(tandem_engine_step(e, &idle));
+    CHECK_MSG(tandem_engine_request_state(e, id2) == TANDEM_REQUEST_RUNNING, "%s: the freed slot is not reused", name);
+    int steps = 0;
+    const int64_t all[] = {id0, id1, id2, id3};
+    run_to_idle(e, &steps, all, 4, 2);
+    CHECK(tandem_engine_cancel(e, 12345) == TANDEM_ERR_INVALID_ARG);
+
+    tandem_gen_result want, got;
+    reference(&qs[0], kv_type, &want);
+    CHECK_OK(tandem_engine_result(e, id0, &got));
+    CHECK_MSG(got.finish == TANDEM_FINISH_ABORTED && got.n_ids > 0 && got.n_ids < want.n_ids &&
+                  memcmp(got.ids, want.ids, got.n_ids * sizeof *got.ids) == 0,
+              "%s: the cancelled request: finish %s, %zu ids (alone %zu), not a prefix of its own output", name,
+              tandem_finish_name(got.finish), got.n_ids, want.n_ids);
+    CHECK(streams[0].len <= got.text_len && memcmp(streams[0].text, got.text, streams[0].len) == 0);
+    tandem_gen_result_free(&want);
+    tandem_gen_result_free(&got);
+    CHECK_OK(tandem_engine_result(e, id3, &got));
+    CHECK(got.finish == TANDEM_FINISH_ABORTED && got.n_ids == 0 && got.text && got.text_len == 0 &&
+          streams[3].calls == 0);
+    tandem_gen_result_free(&got);
+    const int64_t others[] = {id1, id2};
+    for (int i = 0; i < 2; i++) {
+        const request *q = &qs[1 + i];
+        reference(q, kv_type, &want);
+        CHECK_OK(tandem_engine_result(e, others[i], &got));
+        check_same(name, q, &want, &got, &streams[1 + i]);
+        tandem_gen_result_free(&want);
+        tandem_gen_result_free(&got);
+    }
+    tandem_engine_free(e);
+}
+
+/* A long prompt read in chunks while another sequence keeps decoding: request b's 60-token prompt, with a budget of
+ * 4 tokens per step, takes many steps, and a decodes in each of them; b's first text comes while a still runs. */
+static void scenario_chunked(void) {
+    request a = {.name = "a, decoding", .n_prompt = 3}, b = {.name = "b, a long prompt", .n_prompt = 60};
+    a.gp = b.gp = tandem_gen_default_params(model);
+    a.gp.sampling.temperature = b.gp.sampling.temperature = 0;
+    a.gp.ignore_eos = b.gp.ignore_eos = true;
+    a.gp.max_tokens = 60;
+    b.gp.max_tokens = 5;
+    for (size_t k = 0; k < 60; k++) a.prompt[k] = b.prompt[k] = (int32_t)((k * 31u + 7) % 400);
+    tandem_engine *e = open_engine(2, 4, TANDEM_TYPE_F16, 0);
+    if (!e) return;
+    static stream sa, sb;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    const int64_t ida = add(e, &a, &sa);
+    bool idle;
+    CHECK_OK(tandem_engine_step(e, &idle));
+    const int64_t idb = add(e, &b, &sb);
+    int a_steps_during_b_prompt = 0, steps = 0;
+    while (sb.calls == 0 && steps++ < 100) {
+        const int before = sa.calls;
+        CHECK_OK(tandem_engine_step(e, &idle));
+        a_steps_during_b_prompt += sb.calls == 0 && sa.calls > before;
+    }
+    CHECK_MSG(tandem_engine_request_state(e, ida) == TANDEM_REQUEST_RUNNING && a_steps_during_b_prompt >= 10,
+              "a streamed text in %d of the steps that read b's prompt (a %s)", a_steps_during_b_prompt,
+              tandem_engine_request_state(e, ida) == TANDEM_REQUEST_RUNNING ? "runs" : "has finished");
+    steps = 0;
+    const int64_t ids[] = {ida, idb};
+    run_to_idle(e, &steps, ids, 2, 2);
+    const request *qs[] = {&a, &b};
+    const stream *ss[] = {&sa, &sb};
+    for (int i = 0; i < 2; i++) {
+        tandem_gen_result want, got;
+        reference(qs[i], TANDEM_TYPE_F16, &want);
+        CHECK_OK(tandem_engine_result(e, ids[i], &got));
+        check_same("chunked prompt", qs[i], &want, &got, ss[i]);
+        tandem_gen_result_free(&want);
+        tandem_gen_result_free(&got);
+    }
+    tandem_engine_free(e);
+}
+
+/* What add refuses, with the field named, and nothing queued. */
+static void scenario_refusals(const request *q) {
+    tandem_model_info mi;
+    tandem_model_get_info(model, &mi);
+    /* one cache: layers × kv heads × head_dim × rows, keys and values, f16 */
+    const int64_t cache = 2LL * mi.n_layers * mi.n_kv_heads * mi.head_dim * N_CTX * 2;
+    tandem_engine *e = open_engine(4, 16, TANDEM_TYPE_F16, cache - 1);
+    if (!e) return;
+    int64_t id = -1;
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &q->gp, &id) == TANDEM_ERR_NO_MEMORY);
+    CHECK_MSG(strstr(tandem_last_error(), "kv_budget_bytes") != NULL, "the budget's refusal: '%s'",
+              tandem_last_error());
+    CHECK(id == 0);
+    bool idle = false;
+    CHECK_OK(tandem_engine_step(e, &idle));
+    CHECK(idle);
+    tandem_engine_free(e);
+
+    e = open_engine(4, 16, TANDEM_TYPE_F16, 0);
+    if (!e) return;
+    tandem_gen_params gp = q->gp;
+    gp.spec.lookup_ngram = 2;
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_gen_params.spec.lookup_ngram") != NULL, "'%s'", tandem_last_error());
+    tandem_ctx *draft = NULL;
+    CHECK_OK(tandem_ctx_init(model, NULL, &draft));
+    gp = q->gp;
+    gp.draft = draft;
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_gen_params.draft") != NULL, "'%s'", tandem_last_error());
+    tandem_ctx_free(draft);
+    static int32_t long_prompt[N_CTX + 1];
+    CHECK(tandem_engine_add(e, long_prompt, N_CTX + 1, &q->gp, &id) == TANDEM_ERR_CONTEXT_FULL);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_engine_params.n_ctx") != NULL, "'%s'", tandem_last_error());
+    CHECK(tandem_engine_add(e, q->prompt, 0, &q->gp, &id) == TANDEM_ERR_INVALID_ARG);
+    const int32_t bad = mi.vocab_size;
+    CHECK(tandem_engine_add(e, &bad, 1, &q->gp, &id) == TANDEM_ERR_INVALID_ARG);
+    CHECK_OK(tandem_engine_step(e, &idle));
+    CHECK(idle);
+    CHECK(tandem_engine_result(e, 1, &(tandem_gen_result){0}) == TANDEM_ERR_INVALID_ARG);
+    tandem_engine_free(e);
+
+    tandem_engine_params ep = tandem_engine_default_params();
+    ep.n_slots = 8;
+    ep.n_batch = 4;
+    CHECK(tandem_engine_create(model, &ep, &e) == TANDEM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_engine_params.n_batch") != NULL, "'%s'", tandem_last_error());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    model = load_golden_model(argv[1], "tied_gqa2/model-q8_0.gguf");
+    if (!model) return test_summary();
+
+    static request qs[N_REQ];
+    const tandem_gen_params base = tandem_gen_default_params(model);
+    static const size_t n_prompts[N_REQ] = {5, 40, 12, 70, 3, 25, 9, 60, 17, 33};
+    static const int32_t max_tokens[N_REQ] = {60, 20, -1, 30, 45, 8, 50, 25, 0, 40};
+    static char names[N_REQ][64];
+    for (int i = 0; i < N_REQ; i++) {
+        request *q = &qs[i];
+        q->gp = base;
+        q->gp.max_tokens = max_tokens[i];
+        q->gp.ignore_eos = i % 3 != 2; /* every third may end on an end id */
+        q->n_prompt = n_prompts[i];
+        for (size_t k = 0; k < q->n_prompt; k++) q->prompt[k] = (int32_t)((k * 7919u + 131u * (unsigned)i + 5) % 400);
+        const bool sampled = i % 2 == 1;
+        q->gp.sampling.temperature = sampled ? 0.9f : 0.0f;
+        q->gp.sampling.seed = 1000u + (uint64_t)i;
+        snprintf(names[i], sizeof names[i], "request %d (%s, %zu prompt tokens, max_tokens %d)", i,
+                 sampled ? "sampled" : "greedy", q->n_prompt, max_tokens[i]);
+        q->name = names[i];
+    }
+    /* stop strings taken from the middle of what two requests generate alone, so that they do stop them */
+    for (int i = 4; i < 8; i += 3) {
+        request *q = &qs[i];
+        tandem_gen_result r;
+        reference(q, TANDEM_TYPE_F16, &r);
+        if (r.text_len >= 8) {
+            memcpy(q->stop_text, r.text + r.text_len / 2, 2);
+            q->stop[0] = q->stop_text;
+            q->gp.stop = q->stop;
+            q->gp.n_stop = 1;
+        }
+        tandem_gen_result_free(&r);
+        tandem_gen_result want;
+        reference(q, TANDEM_TYPE_F16, &want);
+        CHECK_MSG(want.finish == TANDEM_FINISH_STOP_STRING, "%s: the stop string does not stop it", q->name);
+        tandem_gen_result_free(&want);
+    }
+    /* the request with max_tokens -1 fills its context */
+    tandem_gen_result r;
+    reference(&qs[2], TANDEM_TYPE_F16, &r);
+    CHECK_MSG(r.finish == TANDEM_FINISH_CONTEXT_FULL || r.finish == TANDEM_FINISH_EOS, "%s ends by %s", qs[2].name,
+              tandem_finish_name(r.finish));
+    tandem_gen_result_free(&r);
+
+    scenario_all("one slot each", qs, N_REQ, N_REQ, 64, TANDEM_TYPE_F16, 0, N_REQ);
+    scenario_all("3 slots, f16", qs, N_REQ, 3, 64, TANDEM_TYPE_F16, 0, 3);
+    scenario_all("3 slots, f32", qs, N_REQ, 3, 64, TANDEM_TYPE_F32, 0, 3);
+    scenario_all("4 slots, n_batch 5: prompts in chunks beside decodes", qs, N_REQ, 4, 5, TANDEM_TYPE_F16, 0, 4);
+    tandem_model_info mi;
+    tandem_model_get_info(model, &mi);
+    const int64_t cache_f32 = 2LL * mi.n_layers * mi.n_kv_heads * mi.head_dim * N_CTX * 4;
+    scenario_all("a budget of 2.5 caches for 6 slots", qs, N_REQ, 6, 16, TANDEM_TYPE_F32, cache_f32 * 5 / 2, 2);
+    scenario_chunked();
+    scenario_mid_run(qs, TANDEM_TYPE_F16);
+    scenario_refusals(&qs[0]);
+
+    tandem_model_free(model);
+    return test_summary();
+}
