@@ -22,11 +22,13 @@ static const char BENCH_HELP[] =
     "      --warmup N           unmeasured runs first (default 1)\n"
     "  -t, --threads N          threads (default: all cores)\n"
     "  -b, --batch N            prompt tokens per forward pass (default 512)\n"
-    "      --exact              f32 activations (the reference path) instead of 8-bit ones\n"
-    KV_TYPE_HELP
+    "      --exact              f32 activations (the reference path) instead of 8-bit ones\n" KV_TYPE_HELP
     "      --curve              also time one pass over k = 1, 2, 4, 8, 16 tokens (every position's logits,\n"
     "                           as verification computes them; median of max(r, 7) rounds in which the k\n"
     "                           take turns) and print its cost relative to k = 1\n"
+    "      --parallel N         decode N independent sequences together through one engine (one forward pass\n"
+    "                           per step for all), taking turns with one sequence through it: the aggregate\n"
+    "                           decode rate and its ratio to one sequence's (each sequence's prompt: -p tokens)\n"
     "      --json               print one JSON object as the last line\n"
     "speculative decoding (each run is followed by one of the target alone: adds the measured speedup, acceptance):\n"
     "  -md, --draft MODEL       draft model; --draft-max N, --draft-min N, --draft-p-min P, --draft-fixed and\n"
@@ -124,11 +126,100 @@ static int time_passes(tandem_ctx *ctx, const int32_t *ids, int reps, float *log
 
 static bool continue_unless_interrupted(const char *text, size_t len, void *user) { return !cli_interrupted; }
 
+/* One run of --parallel: n sequences of n_gen greedy tokens after prompts of prompt_len (sequence i's starts at
+ * ids + i), added together to one engine and stepped to the end. Returns the aggregate decode rate: the tokens after
+ * each sequence's first, over the time from the moment the last sequence had its first token to the end of the
+ * last (when the prompts fit one step, every first token comes from the same step); 0 when interrupted. *ttft: the
+ * sequences' mean time to first token. */
+static double parallel_run(tandem_model *model, const int32_t *ids, int prompt_len, int n_gen, int n, int n_batch,
+                           bool exact, tandem_type kv_type, double *ttft) {
+    tandem_engine_params ep = tandem_engine_default_params();
+    ep.n_slots = n;
+    ep.n_ctx = prompt_len + n_gen + 8;
+    ep.n_batch = n_batch > n ? n_batch : n;
+    ep.kv_type = kv_type;
+    ep.exact = exact;
+    tandem_engine *engine = NULL;
+    tandem_status st = tandem_engine_create(model, &ep, &engine);
+    if (st) die_status("bench", st);
+    tandem_gen_params gp = tandem_gen_default_params(model);
+    gp.sampling.temperature = 0;
+    gp.sampling.repeat_penalty = 1;
+    gp.max_tokens = n_gen;
+    gp.ignore_eos = true;
+    gp.on_text = continue_unless_interrupted;
+    int64_t *req = malloc((size_t)n * sizeof *req);
+    if (!req) die_usage("bench", "out of memory");
+    for (int i = 0; i < n; i++)
+        if ((st = tandem_engine_add(engine, ids + i, (size_t)prompt_len, &gp, &req[i]))) die_status("bench", st);
+    for (bool idle = false; !idle;)
+        if ((st = tandem_engine_step(engine, &idle))) die_status("bench", st);
+    double last_first = 0, last_end = 0, tokens = 0, ttft_sum = 0;
+    for (int i = 0; i < n; i++) {
+        tandem_gen_result r;
+        if ((st = tandem_engine_result(engine, req[i], &r))) die_status("bench", st);
+        const tandem_timings *t = &r.timings;
+        if (t->ttft_ms > last_first) last_first = t->ttft_ms;
+        if (t->ttft_ms + t->decode_ms > last_end) last_end = t->ttft_ms + t->decode_ms;
+        tokens += t->n_generated > 1 ? t->n_generated - 1 : 0;
+        ttft_sum += t->ttft_ms;
+        tandem_gen_result_free(&r);
+    }
+    free(req);
+    tandem_engine_free(engine);
+    *ttft = ttft_sum / n;
+    return cli_interrupted || last_end <= last_first ? 0 : tokens / ((last_end - last_first) / 1e3);
+}
+
+/* tandem bench --parallel N: per run, N sequences together, then one sequence, through the same engine code. */
+static int bench_parallel(tandem_model *model, const char *model_path, const int32_t *ids, int prompt_len, int n_gen,
+                          int reps, int warmup, int n, int n_batch, bool exact, tandem_type kv_type, bool json) {
+    stat_acc together = {0}, alone = {0}, ttft = {0};
+    int measured = 0;
+    cli_catch(SIGINT);
+    for (int run = 0; run < warmup + reps && !cli_interrupted; run++) {
+        double t_n, t_1;
+        const double rate_n = parallel_run(model, ids, prompt_len, n_gen, n, n_batch, exact, kv_type, &t_n);
+        const double rate_1 = parallel_run(model, ids, prompt_len, n_gen, 1, n_batch, exact, kv_type, &t_1);
+        if (cli_interrupted || run < warmup || rate_n <= 0 || rate_1 <= 0) continue;
+        measured++;
+        stat_add(&together, rate_n);
+        stat_add(&alone, rate_1);
+        stat_add(&ttft, t_n);
+    }
+    if (measured == 0) {
+        fprintf(stderr, "tandem bench: no measured run to report (interrupted, or -n too small)\n");
+        return cli_interrupted ? 128 + SIGINT : 1;
+    }
+    const double ratio = stat_mean(&together) / stat_mean(&alone);
+    printf("tandem bench --parallel %d: %s, %s kernels, %d threads, %s activations, %s KV cache\n", n, model_path,
+           tandem_kernel_isa(), tandem_model_threads(model), exact ? "f32" : "8-bit",
+           tandem_type_name(exact ? TANDEM_TYPE_F32 : kv_type));
+    printf("  %d sequences, prompt %d tokens each, generate %d each, %d runs after %d warm-up\n", n, prompt_len, n_gen,
+           measured, warmup);
+    printf("  aggregate decode      %9.2f tok/s (± %.2f) with %d sequences\n", stat_mean(&together), stat_sd(&together),
+           n);
+    printf("  one sequence          %9.2f tok/s (± %.2f)\n", stat_mean(&alone), stat_sd(&alone));
+    printf("  ratio                 %9.2fx\n", ratio);
+    printf("  time to first token   %9.1f ms (mean of the %d sequences)\n", stat_mean(&ttft), n);
+    if (json) {
+        json_t *out = json_pack("{s:s, s:s, s:i, s:b, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "model",
+                                model_path, "isa", tandem_kernel_isa(), "threads", tandem_model_threads(model), "exact",
+                                exact, "parallel", n, "n_prompt", prompt_len, "n_gen", n_gen, "repetitions", measured,
+                                "aggregate_decode_tokens_per_s", stat_mean(&together),
+                                "aggregate_decode_tokens_per_s_sd", stat_sd(&together), "single_decode_tokens_per_s",
+                                stat_mean(&alone), "ratio", ratio, "ttft_ms", stat_mean(&ttft));
+        print_json_line(out);
+    }
+    return cli_interrupted ? 128 + SIGINT : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     args a = {"bench", argc, argv, 0};
     const char *model_path = NULL, *draft_path = NULL, *text_file = NULL;
     int n_prompt = 512, n_gen = 128, reps = 3, warmup = 1, threads = 0, n_batch = 512;
     bool json = false, exact = false, curve = false;
+    int parallel = 0;
     tandem_type kv_type = TANDEM_TYPE_F16;
     tandem_spec_params spec = tandem_spec_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
@@ -148,6 +239,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
         else if (!strcmp(f, "--curve")) curve = true;
         else if (!strcmp(f, "--json")) json = true;
+        else if (!strcmp(f, "--parallel")) parallel = (int)parse_int(&a, f, take_value(&a, f), 1, 1024);
         else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("bench", "unknown option '%s'", f);
     }
@@ -164,8 +256,17 @@ int cmd_bench(int argc, char **argv) {
     tandem_model_get_info(model, &info);
     const int prompt_len = n_prompt > 0 ? n_prompt : 1;
     const int curve_len = CURVE_PREFIX + CURVE_MAX_K;
-    const int n_ids = prompt_len > curve_len ? prompt_len : curve_len;
+    const int n_ids = (prompt_len > curve_len ? prompt_len : curve_len) + parallel;
     int32_t *ids = make_prompt(model, text_file, n_ids);
+    if (parallel > 0) {
+        if (draft_path || spec.lookup_ngram > 0 || curve)
+            die_usage("bench", "--parallel measures plain decoding: without -md, --lookup and --curve");
+        const int rc = bench_parallel(model, model_path, ids, prompt_len, n_gen, reps, warmup, parallel, n_batch, exact,
+                                      kv_type, json);
+        tandem_model_free(model);
+        free(ids);
+        return rc;
+    }
 
     tandem_ctx_params cp = tandem_ctx_default_params();
     cp.n_ctx = prompt_len + n_gen + 64 > curve_len ? prompt_len + n_gen + 64 : curve_len;
