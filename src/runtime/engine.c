@@ -273,11 +273,9 @@ static void admit(tandem_engine *e) {
         if (next == e->n_reqs) return;
         engine_request *q = e->reqs[next];
         tandem_status st = TANDEM_OK;
-        if (!s->ctx.cache) {
-            st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
-            if (!st && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
-                st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
-        }
+        if (!s->ctx.cache) st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
+        if (!st && !s->ctx.tokens && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
         s->ctx.n_past = 0;
         s->ctx.has_logits = false;
         if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt, q->n_prompt, &q->params, &q->r);

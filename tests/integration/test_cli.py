@@ -652,6 +652,21 @@ def test_bench_says_when_adaptive_drafting_switched_the_draft_off(run_tandem, mo
     assert "measured speedup" in cp.stdout and out["measured_speedup"] > 0
 
 
+def test_bench_parallel_reports_the_aggregate_and_its_ratio(run_tandem, models_dir):
+    cp = run_tandem("bench", "-m", models_dir / TINY / "model-q8_0.gguf", "--parallel", "3", "-p", "4", "-n", "8",
+                    "-r", "2", "--warmup", "0", "--json")
+    out = last_json(cp.stdout)
+    assert out["parallel"] == 3 and out["n_prompt"] == 4 and out["n_gen"] == 8 and out["repetitions"] == 2
+    assert out["aggregate_decode_tokens_per_s"] > 0 and out["single_decode_tokens_per_s"] > 0 and out["ttft_ms"] > 0
+    # the ratio is of the two means the run printed
+    assert out["ratio"] == pytest.approx(out["aggregate_decode_tokens_per_s"] / out["single_decode_tokens_per_s"],
+                                         rel=1e-9)
+    assert "aggregate decode" in cp.stdout and "with 3 sequences" in cp.stdout
+    for flags in (["--parallel", "2", "--lookup", "2"], ["--parallel", "0"]):  # usage errors: exit code 2
+        cp = run_tandem("bench", "-m", models_dir / TINY, *flags, check=False)
+        assert cp.returncode == 2 and "--parallel" in cp.stderr, (flags, cp.returncode, cp.stderr)
+
+
 def test_bench_bad_model_and_text(run_tandem, models_dir, tmp_path):
     expect_error(run_tandem, ["bench", "-m", tmp_path / "missing.gguf"], "missing.gguf")
     empty = tmp_path / "empty.txt"
