@@ -278,6 +278,8 @@ typedef struct tandem_timings {
     double decode_ms;      /* first generated token to the last */
     int32_t n_prompt;
     int32_t n_generated;
+    int32_t n_prompt_reused; /* of n_prompt, the leading tokens found in an engine slot's KV cache (a previous
+                                request's prompt and generated tokens) and not evaluated again; 0 in tandem_generate */
 } tandem_timings;
 
 typedef struct tandem_gen_result {
@@ -300,8 +302,10 @@ void tandem_gen_result_free(tandem_gen_result *result);
 
 /* An engine generates for several requests at once on one model: each step evaluates ONE batch holding every
  * running sequence's next token and chunks of prompts still being read, so the weights are read once per step for
- * all of them. Each request's ids, text and finish reason are those tandem_generate gives it alone. Use an engine
- * (like a context) from one thread at a time; it shares the model's thread pool. */
+ * all of them. Each request's ids, text and finish reason are those tandem_generate gives it alone. A finished
+ * request's slot keeps its KV cache: a later prompt that starts with the same tokens (an agent resending its history)
+ * takes that slot and reads only the rest (timings.n_prompt_reused); free slots are overwritten least recently used
+ * first. Use an engine (like a context) from one thread at a time; it shares the model's thread pool. */
 typedef struct tandem_engine tandem_engine;
 
 typedef struct tandem_engine_params {

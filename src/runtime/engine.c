@@ -1,5 +1,6 @@
 /* engine.c — tandem_engine: many requests generated together on one model, one forward pass per step over a batch
- * of every running sequence's next token and prompt chunks; slots (a KV cache each), the queue, the KV budget. */
+ * of every running sequence's next token and prompt chunks; slots (a KV cache each, reused by a prompt that starts
+ * with what it holds), the queue, the KV budget. */
 #include <stdlib.h>
 
 #include "runtime.h"
@@ -24,9 +25,10 @@ typedef struct engine_slot {
     struct tandem_ctx ctx;
     engine_request *req; /* NULL: free */
     gen_sequence seq;
-    int32_t pending;   /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
-    int32_t batch_n;   /* this step's tokens of the sequence in the batch (one run) */
-    int32_t logits_at; /* its row of the step's logits, or -1 */
+    int32_t pending;    /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
+    int32_t batch_n;    /* this step's tokens of the sequence in the batch (one run) */
+    int32_t logits_at;  /* its row of the step's logits, or -1 */
+    uint64_t last_used; /* the engine's clock when the slot last took or ended a request; 0: never used */
 } engine_slot;
 
 struct tandem_engine {
@@ -39,6 +41,7 @@ struct tandem_engine {
     engine_request **reqs; /* in the order they were added */
     size_t n_reqs, cap_reqs;
     int64_t next_id;
+    uint64_t clock; /* counts slot uses, for the LRU order of free slots */
     /* the step's batch: (n_batch) each */
     int32_t *ids, *rows, *pos;
     qwen3_kv_cache **caches;
@@ -252,44 +255,83 @@ static void request_fail(engine_request *q, tandem_status st) {
     q->state = TANDEM_REQUEST_DONE;
 }
 
+/* The slot is free again; its cache (ctx.tokens[0..n_past), exactly the ids evaluated into it, the last emitted token
+ * not among them) is kept for a later prompt that starts with them, unless keep_cache is false (a failed request's
+ * rows are not trusted). */
+static void slot_release(tandem_engine *e, engine_slot *s, bool keep_cache) {
+    s->req = NULL;
+    s->pending = -1;
+    s->last_used = ++e->clock;
+    if (!keep_cache) s->ctx.n_past = 0;
+}
+
 /* The slot's request is over (r->finish set): its result completed, the slot free for the next one. */
-static void slot_finish(engine_slot *s) {
+static void slot_finish(tandem_engine *e, engine_slot *s) {
     engine_request *q = s->req;
     tandem_status st = gen_sequence_finish(&s->seq);
     gen_sequence_free(&s->seq);
     if (st) request_fail(q, st);
     q->state = TANDEM_REQUEST_DONE;
-    s->req = NULL;
-    s->pending = -1;
+    slot_release(e, s, true);
 }
 
-/* Queued requests, oldest first, take the free slots the budget allows. */
-static void admit(tandem_engine *e) {
-    size_t next = 0;
+/* Tokens of prompt[0..n) already in the slot's cache, at most n − 1: the prompt's last token is always evaluated,
+ * since its logits give the first token. */
+static size_t common_prefix(const engine_slot *s, const int32_t *prompt, size_t n) {
+    const size_t held = s->ctx.cache ? (size_t)s->ctx.n_past : 0;
+    const size_t most = held < n - 1 ? held : n - 1;
+    size_t k = 0;
+    while (k < most && s->ctx.tokens[k] == prompt[k]) k++;
+    return k;
+}
+
+/* The free slot for a prompt: the one whose cache shares the longest prefix with it, else (and among equals) the
+ * least recently used, so that caches kept for later turns are overwritten oldest first. NULL: none free. */
+static engine_slot *pick_slot(tandem_engine *e, const int32_t *prompt, size_t n, size_t *reused) {
+    engine_slot *best = NULL;
+    size_t best_k = 0;
     for (int32_t i = 0; i < e->n_usable; i++) {
         engine_slot *s = &e->slots[i];
         if (s->req) continue;
-        while (next < e->n_reqs && e->reqs[next]->state != TANDEM_REQUEST_QUEUED) next++;
-        if (next == e->n_reqs) return;
+        const size_t k = common_prefix(s, prompt, n);
+        if (!best || k > best_k || (k == best_k && s->last_used < best->last_used)) {
+            best = s;
+            best_k = k;
+        }
+    }
+    *reused = best_k;
+    return best;
+}
+
+/* Queued requests, oldest first, take the free slots the budget allows, each the slot that holds most of its prompt:
+ * those rows stay (n_past = the common prefix), the rest of the prompt is read over them (later rows are
+ * overwritten). A row's keys and values depend only on the tokens up to it, so the output is a cold run's. */
+static void admit(tandem_engine *e) {
+    for (size_t next = 0; next < e->n_reqs; next++) {
         engine_request *q = e->reqs[next];
+        if (q->state != TANDEM_REQUEST_QUEUED) continue;
+        size_t reused = 0;
+        engine_slot *s = pick_slot(e, q->prompt, q->n_prompt, &reused);
+        if (!s) return;
         tandem_status st = TANDEM_OK;
         if (!s->ctx.cache) st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
         if (!st && !s->ctx.tokens && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
             st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
-        s->ctx.n_past = 0;
+        s->ctx.n_past = st ? 0 : (int32_t)reused;
         s->ctx.has_logits = false;
-        if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt, q->n_prompt, &q->params, &q->r);
+        if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt + reused, q->n_prompt - reused, &q->params, &q->r);
         if (st) {
             gen_sequence_free(&s->seq);
-            request_fail(q, st);
-            i--; /* the slot is still free */
+            request_fail(q, st); /* the slot is still free */
             continue;
         }
         s->seq.emit.t_start = q->t_added; /* time to first token counts the wait in the queue */
+        q->r.timings.n_prompt_reused = (int32_t)reused;
         q->t_admitted = now_ms();
         q->state = TANDEM_REQUEST_RUNNING;
         s->req = q;
         s->pending = -1;
+        s->last_used = ++e->clock;
     }
 }
 
@@ -328,12 +370,12 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
     if (s->seq.phase == GEN_PROMPT) {
         s->seq.n_prompt_done += (size_t)s->batch_n;
         if (s->seq.n_prompt_done < s->seq.n_prompt) return;
-        r->timings.n_prompt = (int32_t)s->seq.n_prompt;
+        r->timings.n_prompt = (int32_t)q->n_prompt;
         r->timings.prompt_ms = now_ms() - q->t_admitted;
         s->seq.phase = GEN_DECODE;
     }
     if (r->finish != TANDEM_FINISH_NONE) { /* max_tokens 0: the prompt read, nothing to generate */
-        slot_finish(s);
+        slot_finish(e, s);
         return;
     }
     const int32_t vocab = e->model->qwen.cfg.vocab_size;
@@ -345,8 +387,7 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
                     e->model->path, (long long)q->id);
         gen_sequence_free(&s->seq);
         request_fail(q, TANDEM_ERR_FORMAT);
-        s->req = NULL;
-        s->pending = -1;
+        slot_release(e, s, false);
         return;
     }
     /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
@@ -355,13 +396,12 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
     if (st) {
         gen_sequence_free(&s->seq);
         request_fail(q, st);
-        s->req = NULL;
-        s->pending = -1;
+        slot_release(e, s, false);
         return;
     }
     if (r->finish == TANDEM_FINISH_NONE && ctx->n_past >= ctx->cache->n_ctx) r->finish = TANDEM_FINISH_CONTEXT_FULL;
     if (r->finish != TANDEM_FINISH_NONE) {
-        slot_finish(s);
+        slot_finish(e, s);
         return;
     }
     s->pending = id;
@@ -423,7 +463,7 @@ tandem_status tandem_engine_cancel(tandem_engine *e, int64_t id) {
         for (int32_t i = 0; i < e->n_usable; i++)
             if (e->slots[i].req == q) {
                 q->r.finish = TANDEM_FINISH_ABORTED; /* nothing more is streamed */
-                slot_finish(&e->slots[i]);
+                slot_finish(e, &e->slots[i]);
                 break;
             }
     }

@@ -1,6 +1,7 @@
 /* test_engine.c — tandem_engine against tandem_generate: every request's ids, text and finish reason through the
  * engine equal tandem_generate's for that request alone (greedy and seeded sampling, stop strings, end ids, full
- * contexts, max_tokens), with f16 and f32 caches, queueing, chunked prompts, adds and cancels mid-run, the KV budget. */
+ * contexts, max_tokens), with f16 and f32 caches, queueing, chunked prompts, adds and cancels mid-run, the KV budget,
+ * and prompts that start with what a slot's cache holds (reused: the count, the output still a cold run's). */
 #include <stdlib.h>
 
 #include "golden.h"
@@ -217,6 +218,93 @@ static void scenario_chunked(void) {
     tandem_engine_free(e);
 }
 
+/* Adds q alone, runs it to the end, checks it against a cold tandem_generate and that it reused `reused` prompt
+ * tokens; *got keeps the result (for the next turn's prompt). */
+static void run_turn(tandem_engine *e, const request *q, tandem_type kv_type, int32_t reused, tandem_gen_result *got) {
+    static stream s;
+    memset(&s, 0, sizeof s);
+    const int64_t id = add(e, q, &s);
+    int steps = 0;
+    run_to_idle(e, &steps, &id, 1, 1);
+    tandem_gen_result want;
+    reference(q, kv_type, &want);
+    CHECK_OK(tandem_engine_result(e, id, got));
+    check_same(kv_type == TANDEM_TYPE_F16 ? "prefix reuse, f16" : "prefix reuse, f32", q, &want, got, &s);
+    CHECK_MSG(got->timings.n_prompt_reused == reused, "%s: %d prompt tokens reused, %d expected", q->name,
+              got->timings.n_prompt_reused, reused);
+    tandem_gen_result_free(&want);
+}
+
+/* A request of n tokens: prefix (n_prefix tokens) then tokens drawn from seed. */
+static void make_turn(request *q, const char *name, const int32_t *prefix, size_t n_prefix, size_t n, unsigned seed,
+                      float temperature) {
+    memset(q, 0, sizeof *q);
+    q->name = name;
+    q->gp = tandem_gen_default_params(model);
+    q->gp.ignore_eos = true; /* every turn ends on max_tokens: its last token is emitted, never evaluated */
+    q->gp.max_tokens = 12;
+    q->gp.sampling.temperature = temperature;
+    q->gp.sampling.seed = seed;
+    memcpy(q->prompt, prefix, n_prefix * sizeof *prefix);
+    for (size_t k = n_prefix; k < n; k++) q->prompt[k] = (int32_t)(((k + 1) * 7919u + 977u * seed) % 400);
+    q->n_prompt = n;
+}
+
+/* An agent's turns on two slots. A finished sequence's cache holds its prompt and every generated token but the
+ * last (emitted, never evaluated), so a next turn resending prompt + generated text + new tokens reuses
+ * n_prompt + n_ids − 1 of them. Free slots are overwritten least recently used first, keeping the others. */
+static void scenario_prefix(tandem_type kv_type) {
+    tandem_engine *e = open_engine(2, 8, kv_type, 0); /* n_batch 8: the rest of a prompt is read in chunks */
+    if (!e) return;
+    static request a, b, c, d, f, g, h;
+    tandem_gen_result ra, rb, rc, rd, rf, rg, rh;
+    make_turn(&a, "turn 1 (greedy)", NULL, 0, 20, 1, 0.0f);
+    run_turn(e, &a, kv_type, 0, &ra); /* slot 0 */
+
+    /* turn 2: turn 1's prompt and output, then 10 new tokens; sampled with a seed */
+    int32_t hist[N_CTX];
+    memcpy(hist, a.prompt, a.n_prompt * sizeof *hist);
+    memcpy(hist + a.n_prompt, ra.ids, ra.n_ids * sizeof *hist);
+    const size_t n_hist = a.n_prompt + ra.n_ids;
+    make_turn(&b, "turn 2 (seeded, resends turn 1)", hist, n_hist, n_hist + 10, 2, 0.9f);
+    run_turn(e, &b, kv_type, (int32_t)(n_hist - 1), &rb); /* slot 0, its cache kept */
+
+    /* a request sharing turn 1's first 10 tokens only: the rest of slot 0's cache is overwritten */
+    make_turn(&c, "shares 10 tokens", a.prompt, 10, 30, 3, 0.0f);
+    if (c.prompt[10] == a.prompt[10]) c.prompt[10] = (c.prompt[10] + 1) % 400;
+    run_turn(e, &c, kv_type, 10, &rc); /* slot 0 (slot 1, never used, holds nothing) */
+
+    /* sharing nothing: the least recently used slot, never used slot 1, then slot 0 (used before slot 1) */
+    make_turn(&d, "shares nothing (d)", NULL, 0, 25, 4, 0.9f);
+    d.prompt[0] = (c.prompt[0] + 1) % 400;
+    run_turn(e, &d, kv_type, 0, &rd); /* slot 1 */
+    make_turn(&f, "shares nothing (f)", NULL, 0, 15, 5, 0.0f);
+    f.prompt[0] = (c.prompt[0] + 2) % 400;
+    run_turn(e, &f, kv_type, 0, &rf); /* slot 0: c's cache is overwritten, d's kept */
+
+    /* d's next turn finds its history in slot 1; c's next turn finds nothing any more */
+    memcpy(hist, d.prompt, d.n_prompt * sizeof *hist);
+    memcpy(hist + d.n_prompt, rd.ids, rd.n_ids * sizeof *hist);
+    make_turn(&g, "d's next turn", hist, d.n_prompt + rd.n_ids, d.n_prompt + rd.n_ids + 5, 6, 0.9f);
+    run_turn(e, &g, kv_type, (int32_t)(d.n_prompt + rd.n_ids - 1), &rg);
+    memcpy(hist, c.prompt, c.n_prompt * sizeof *hist);
+    memcpy(hist + c.n_prompt, rc.ids, rc.n_ids * sizeof *hist);
+    make_turn(&h, "c's next turn, after its slot was overwritten", hist, c.n_prompt + rc.n_ids,
+              c.n_prompt + rc.n_ids + 5, 7, 0.0f);
+    run_turn(e, &h, kv_type, 0, &rh);
+
+    /* a prompt that is all in a cache (g's, resent as is) still evaluates its last token */
+    request again = g;
+    again.name = "g's prompt resent";
+    tandem_gen_result ragain;
+    run_turn(e, &again, kv_type, (int32_t)g.n_prompt - 1, &ragain);
+    check_same("prefix reuse, the same prompt twice", &g, &rg, &ragain, NULL);
+
+    tandem_gen_result *all[] = {&ra, &rb, &rc, &rd, &rf, &rg, &rh, &ragain};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) tandem_gen_result_free(all[i]);
+    tandem_engine_free(e);
+}
+
 /* What add refuses, with the field named, and nothing queued. */
 static void scenario_refusals(const request *q) {
     tandem_model_info mi;
@@ -323,6 +411,8 @@ int main(int argc, char **argv) {
     const int64_t cache_f32 = 2LL * mi.n_layers * mi.n_kv_heads * mi.head_dim * N_CTX * 4;
     scenario_all("a budget of 2.5 caches for 6 slots", qs, N_REQ, 6, 16, TANDEM_TYPE_F32, cache_f32 * 5 / 2, 2);
     scenario_chunked();
+    scenario_prefix(TANDEM_TYPE_F16);
+    scenario_prefix(TANDEM_TYPE_F32);
     scenario_mid_run(qs, TANDEM_TYPE_F16);
     scenario_refusals(&qs[0]);
 
