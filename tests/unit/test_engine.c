@@ -245,7 +245,7 @@ static void make_turn(request *q, const char *name, const int32_t *prefix, size_
     q->gp.max_tokens = 12;
     q->gp.sampling.temperature = temperature;
     q->gp.sampling.seed = seed;
-    memcpy(q->prompt, prefix, n_prefix * sizeof *prefix);
+    if (n_prefix > 0) memcpy(q->prompt, prefix, n_prefix * sizeof *prefix);
     for (size_t k = n_prefix; k < n; k++) q->prompt[k] = (int32_t)(((k + 1) * 7919u + 977u * seed) % 400);
     q->n_prompt = n;
 }
