@@ -126,6 +126,17 @@ static int time_passes(tandem_ctx *ctx, const int32_t *ids, int reps, float *log
 
 static bool continue_unless_interrupted(const char *text, size_t len, void *user) { return !cli_interrupted; }
 
+/* What every timed generation runs: greedy, no penalty, exactly n_gen tokens (past end ids), Ctrl-C stopping it. */
+static tandem_gen_params timed_gen_params(const tandem_model *model, int n_gen) {
+    tandem_gen_params gp = tandem_gen_default_params(model);
+    gp.sampling.temperature = 0;
+    gp.sampling.repeat_penalty = 1;
+    gp.max_tokens = n_gen;
+    gp.ignore_eos = true;
+    gp.on_text = continue_unless_interrupted;
+    return gp;
+}
+
 /* One run of --parallel: n sequences of n_gen greedy tokens after prompts of prompt_len (sequence i's starts at
  * ids + i), added together to one engine and stepped to the end. Returns the aggregate decode rate: the tokens after
  * each sequence's first, over the time from the moment the last sequence had its first token to the end of the
@@ -142,12 +153,7 @@ static double parallel_run(tandem_model *model, const int32_t *ids, int prompt_l
     tandem_engine *engine = NULL;
     tandem_status st = tandem_engine_create(model, &ep, &engine);
     if (st) die_status("bench", st);
-    tandem_gen_params gp = tandem_gen_default_params(model);
-    gp.sampling.temperature = 0;
-    gp.sampling.repeat_penalty = 1;
-    gp.max_tokens = n_gen;
-    gp.ignore_eos = true;
-    gp.on_text = continue_unless_interrupted;
+    const tandem_gen_params gp = timed_gen_params(model, n_gen);
     int64_t *req = malloc((size_t)n * sizeof *req);
     if (!req) die_usage("bench", "out of memory");
     for (int i = 0; i < n; i++)
@@ -282,14 +288,9 @@ int cmd_bench(int argc, char **argv) {
         if ((st = tandem_ctx_init(draft_model, &cp, &draft_ctx))) die_status("bench", st);
     }
 
-    tandem_gen_params gp = tandem_gen_default_params(model);
-    gp.sampling.temperature = 0;
-    gp.sampling.repeat_penalty = 1;
-    gp.max_tokens = n_gen;
-    gp.ignore_eos = true;
+    tandem_gen_params gp = timed_gen_params(model, n_gen);
     gp.draft = draft_ctx;
     gp.spec = spec;
-    gp.on_text = continue_unless_interrupted;
     cli_catch(SIGINT);
     int measured = 0;  /* the runs done when Ctrl-C stops the rest (a run it cut short is not counted) */
     /* With speculative decoding, each run also generates with the target alone, right after, so that the speedup
