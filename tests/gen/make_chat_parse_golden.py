@@ -244,6 +244,17 @@ RAW = [
      msg(content=" then read.\n", reasoning="let me call A", calls=[("A", "{}"), ("A", "{}")]), {}),
     ("no_tool_parsing_raw", "<tool_call>\n" + W + "\n</tool_call>", msg(content="<tool_call>\n" + W + "\n</tool_call>"),
      {"parse_tool_calls": False, "clean": False}),
+    ("call_tag_at_very_end", "Hello\n<tool_call>", msg(content="Hello\n<tool_call>"), {"clean": False}),
+    ("empty_output", "", msg(content=""), {}),
+    ("only_think_open", "<think>", msg(content=""), {}),
+    ("newlines_only", "\n\n", msg(content="\n\n"), {}),
+    ("reasoning_open_empty", "", msg(content=""), {"reasoning_open": True}),
+    ("garbage_after_call_object", "<tool_call>{\"name\":\"f\",\"arguments\":{}} extra</tool_call>",
+     msg(content="extra</tool_call>", calls=[("f", "{}")]), {"clean": False}),
+    ("dropped_after_announce_then_good", "<tool_call>{\"name\": \"a\", \"arguments\": x}</tool_call>"
+                                         "<tool_call>{\"name\": \"b\", \"arguments\": {}}</tool_call>",
+     msg(content="<tool_call>{\"name\": \"a\", \"arguments\": x}</tool_call>", calls=[("b", "{}")]),
+     {"clean": False}),
     ("nul_and_controls", "a\u0000b\u0001<tool_call>{\"name\": \"f\", \"arguments\": {\"z\": \"\\u0000\"}}</tool_call>",
      msg(content="a\u0000b\u0001", calls=[("f", "{\"z\": \"\\u0000\"}")]), {}),
 ]
