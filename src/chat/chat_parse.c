@@ -10,7 +10,7 @@
 
 #include "tandem_base.h"
 
-#define JSON_MAX_DEPTH 512 /* nesting of a call's JSON; deeper is not a call (Python's json stops near 1000) */
+#define JSON_MAX_DEPTH 512 /* nesting of a call's JSON; deeper is not taken as a call */
 #define NAME_MAX_BYTES 1024
 #define KEY_MAX_BYTES 16 /* longer top-level keys are neither "name" nor "arguments" */
 
@@ -76,7 +76,7 @@ typedef struct chat_call {
 
 struct tandem_chat_parser {
     tandem_chat_parser_params params;
-    tandem_status failed; /* a sticky error (out of memory, stopped by the callback, finished) */
+    tandem_status failed; /* sticky: out of memory, or the callback said stop */
     bool finished;
 
     uint8_t carry[4]; /* an incomplete UTF-8 character at the end of the input so far */
@@ -95,7 +95,7 @@ struct tandem_chat_parser {
     byte_buf call_raw;       /* its text so far, from the newlines before "<tool_call>" */
     json_scan scan;
     bool call_announced; /* TOOL_CALL delivered */
-    size_t args_sent;    /* bytes of scan's args delivered */
+    size_t args_sent;    /* bytes of cur.args delivered */
     chat_call cur;       /* id, name and arguments */
     int32_t n_announced; /* calls given an index */
 
