@@ -118,6 +118,11 @@ tandem_status tandem_chat_parser_create(const tandem_chat_parser_params *params,
     if (!p) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_chat_parser_create: out of memory");
     p->params = params ? *params : tandem_chat_parser_default_params();
     p->state = ST_START;
+    p->in.data = malloc(p->in.cap = 256); /* never NULL: the steps do pointer arithmetic on it, even when empty */
+    if (!p->in.data) {
+        free(p);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_chat_parser_create: out of memory");
+    }
     *out = p;
     return TANDEM_OK;
 }
