@@ -371,7 +371,7 @@ tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen
  * - Tool calls (params.parse_tool_calls): "<tool_call>", then one JSON object with a string "name" (non-empty, no
  *   control characters) and any JSON value "arguments" (absent: "{}"); other keys are ignored. The object's end is
  *   found by a JSON scan (strict RFC 8259, strings and escapes followed: arguments may hold "</tool_call>"); then
- *   whitespace and "</tool_call>" (which may be missing). arguments is the raw JSON text as generated, byte for
+ *   whitespace and "</tool_call>" (if other text comes instead, the call stands and that text is content). arguments is the raw JSON text as generated, byte for
  *   byte (compact or not, never re-serialized). The "\n" runs before "<tool_call>" and after "</tool_call>" are
  *   separators and dropped. A call opened inside reasoning ends the reasoning (a later "</think>" is dropped).
  * - A call that does not parse stays text, verbatim (with the newlines before it), in the reasoning or content it

@@ -4,7 +4,8 @@
  *    byte, and each time the deltas applied as tandem.h says (text appended, dropped calls removed) add up to it;
  *  - deltas are whole UTF-8, never empty, and tool deltas follow the order TOOL_CALL, ARGUMENTS…, END or DROPPED;
  *  - the text with bad UTF-8 replaced as Python's errors="replace" does (fuzz_utf8_replace) parses the same;
- *  - the message is JSON (jansson), every call has a non-empty name and arguments that jansson reads as JSON.
+ *  - the message is JSON (jansson), every call has a non-empty name and arguments that jansson reads as JSON;
+ *  - when the callback says stop, nothing more is delivered and the message is what was delivered.
  * Seeds: the goldens of tests/golden/chat_parse (tests/fuzz/make_corpus.py). */
 #include <jansson.h>
 
@@ -20,6 +21,7 @@ typedef struct collect {
     byte_buf reasoning, content;
     seen_call *calls;
     int n_calls, open;
+    int n_deltas, stop_at; /* the callback says stop on delta number stop_at (-1: never) */
 } collect;
 
 static void collect_free(collect *c) {
@@ -59,7 +61,7 @@ static bool on_delta(const tandem_chat_delta *d, void *user) {
             c->open = -1;
         }
     }
-    return true;
+    return c->n_deltas++ != c->stop_at;
 }
 
 static json_t *jstr(const byte_buf *b) { return json_stringn(b->len ? (const char *)b->data : "", b->len); }
@@ -82,19 +84,26 @@ static json_t *collected_message(const collect *c) {
     return m;
 }
 
-/* Parses text fed in pieces ending at cuts[0..n_cuts) and the end; returns the message, checking the deltas. */
-static char *parse(const tandem_chat_parser_params *pp, const char *text, size_t len, const size_t *cuts,
-                   size_t n_cuts) {
+/* Parses text fed in pieces ending at cuts[0..n_cuts) and the end, the callback saying stop on delta stop_at (-1:
+ * never); returns the message, checking that the deltas add up to it. */
+static char *parse(const tandem_chat_parser_params *pp, const char *text, size_t len, const size_t *cuts, size_t n_cuts,
+                   int stop_at) {
     tandem_chat_parser *p = NULL;
     FUZZ_CHECK(tandem_chat_parser_create(pp, &p) == TANDEM_OK);
-    collect c = {.open = -1};
+    collect c = {.open = -1, .stop_at = stop_at};
     size_t at = 0;
-    for (size_t i = 0; i <= n_cuts; i++) {
+    bool stopped = false;
+    for (size_t i = 0; i <= n_cuts + 1; i++) {
         size_t to = i < n_cuts ? cuts[i] : len;
-        FUZZ_CHECK(tandem_chat_parser_feed(p, text + at, to - at, on_delta, &c) == TANDEM_OK);
+        tandem_status st = i <= n_cuts ? tandem_chat_parser_feed(p, text + at, to - at, on_delta, &c)
+                                       : tandem_chat_parser_finish(p, on_delta, &c);
         at = to;
+        if (st == TANDEM_ERR_ABORTED) stopped = true; /* and stays so */
+        else FUZZ_CHECK(st == TANDEM_OK && !stopped);
     }
-    FUZZ_CHECK(tandem_chat_parser_finish(p, on_delta, &c) == TANDEM_OK);
+    FUZZ_CHECK(stopped == (stop_at >= 0 && c.n_deltas > stop_at));
+    FUZZ_CHECK(c.n_deltas <= stop_at + 1 || stop_at < 0);
+    if (stopped) c.open = -1; /* a call cut off by the stop is not in the message */
     FUZZ_CHECK(c.open == -1);
     char *json = NULL;
     FUZZ_CHECK(tandem_chat_parser_message_json(p, &json) == TANDEM_OK);
@@ -144,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *text = (const char *)data + 3;
     size_t len = size - 3;
 
-    char *whole = parse(&pp, text, len, NULL, 0);
+    char *whole = parse(&pp, text, len, NULL, 0, -1);
 
     size_t *cuts = malloc((len + 1) * sizeof *cuts);
     FUZZ_CHECK(cuts != NULL);
@@ -154,12 +163,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         x = x * 1664525u + 1013904223u;
         if ((x >> 24) % (1 + (seed & 7)) == 0) cuts[n++] = k; /* density from 1 in 1 to 1 in 8 */
     }
-    char *cut = parse(&pp, text, len, cuts, n);
+    char *cut = parse(&pp, text, len, cuts, n, -1);
     check_same(whole, cut, "cutting the text");
     free(cut);
+    free(parse(&pp, text, len, cuts, n, data[1] % 16)); /* stopped early: the deltas so far add up to the message */
     if (len <= 4096 && len > 1) {
         for (size_t k = 0; k + 1 < len; k++) cuts[k] = k + 1;
-        char *bytes = parse(&pp, text, len, cuts, len - 1);
+        char *bytes = parse(&pp, text, len, cuts, len - 1, -1);
         check_same(whole, bytes, "feeding byte by byte");
         free(bytes);
     }
@@ -167,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     size_t clean_len;
     char *clean = fuzz_utf8_replace(data + 3, len, &clean_len);
-    char *replaced = parse(&pp, clean, clean_len, NULL, 0);
+    char *replaced = parse(&pp, clean, clean_len, NULL, 0, -1);
     check_same(whole, replaced, "replacing bad UTF-8 first");
     free(replaced);
     free(clean);
