@@ -155,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     char *whole = parse(&pp, text, len, NULL, 0, -1);
 
-    size_t *cuts = malloc((len + 1) * sizeof *cuts);
+    size_t *cuts = calloc(len + 1, sizeof *cuts);
     FUZZ_CHECK(cuts != NULL);
     size_t n = 0;
     uint32_t x = seed * 2654435761u + 1;

@@ -251,7 +251,7 @@ static void check_case(const json_t *kase) {
     CHECK_MSG(deltas_add_up(&whole), "%s: the deltas do not add up to %s", name, whole.json);
     CHECK_MSG(whole.c.bad == 0, "%s: %s", name, whole.c.why);
 
-    size_t *cuts = malloc((len + 1) * sizeof *cuts);
+    size_t *cuts = calloc(len + 1, sizeof *cuts);
     for (size_t k = 0; k <= len; k++) {
         cuts[0] = k;
         check_cut(kase, text, len, whole.json, cuts, 1, "two pieces");
