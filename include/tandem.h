@@ -358,6 +358,75 @@ tandem_request_state tandem_engine_request_state(const tandem_engine *engine, in
 tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen_result *out);
 
 
+/* ---- chat output parsing (src/chat) ---- */
+
+/* Splits what a Qwen3 model generates into reasoning (<think>…</think>), content (the answer) and tool calls
+ * (<tool_call>\n{"name": …, "arguments": …}\n</tool_call>, several per turn), from text that arrives in pieces cut
+ * anywhere (inside a tag, inside a UTF-8 character). Pieces come out as deltas as soon as they are decided; a
+ * suffix that could still start a tag ("<", "</thi", "<tool_c"), or a run of newlines that could still turn out to
+ * be a tag's separator, is held back until the next piece or tandem_chat_parser_finish decides it.
+ * - Reasoning: "<think>" at the very start of the output (or params.reasoning_open: the prompt already opened it)
+ *   up to "</think>". Newlines are trimmed as Qwen3's chat template writes them: the "\n" runs after "<think>",
+ *   before "</think>" and after "</think>" are dropped, so "<think>\n\n</think>\n\nHi" is no reasoning and "Hi".
+ * - Tool calls (params.parse_tool_calls): "<tool_call>", then one JSON object with a string "name" (non-empty, no
+ *   control characters) and any JSON value "arguments" (absent: "{}"); other keys are ignored. The object's end is
+ *   found by a JSON scan (strict RFC 8259, strings and escapes followed: arguments may hold "</tool_call>"); then
+ *   whitespace and "</tool_call>" (if other text comes instead, the call stands and that text is content). arguments is the raw JSON text as generated, byte for
+ *   byte (compact or not, never re-serialized). The "\n" runs before "<tool_call>" and after "</tool_call>" are
+ *   separators and dropped. A call opened inside reasoning ends the reasoning (a later "</think>" is dropped).
+ * - A call that does not parse stays text, verbatim (with the newlines before it), in the reasoning or content it
+ *   interrupted: the name is streamed (TOOL_CALL) only once the JSON up to it is valid, arguments only as valid JSON
+ *   prefixes; if the JSON then breaks, or the output ends inside the call, a TOOL_DROPPED delta says "forget call
+ *   tool_index" and the call's whole text follows as ordinary REASONING or CONTENT deltas. So the deltas, applied
+ *   in order (text appended, dropped calls removed), always give tandem_chat_parser_message_json's message.
+ * - "<think>" anywhere but the start, "</think>" outside reasoning and "</tool_call>" outside a call are text.
+ * Input that is not UTF-8 is read as Python's errors="replace" does (U+FFFD per maximal bad subpart), so every
+ * delta is whole UTF-8 characters. Ids: "call_" + 24 letters and digits, a function of id_seed and tool_index. */
+typedef struct tandem_chat_parser tandem_chat_parser;
+
+typedef enum tandem_chat_delta_kind {
+    TANDEM_CHAT_DELTA_REASONING, /* text: more reasoning */
+    TANDEM_CHAT_DELTA_CONTENT,   /* text: more of the answer */
+    TANDEM_CHAT_DELTA_TOOL_CALL, /* a new call: tool_index (0, 1, … in order; never reused), tool_id, tool_name */
+    TANDEM_CHAT_DELTA_TOOL_ARGUMENTS, /* text: more of call tool_index's arguments (raw JSON) */
+    TANDEM_CHAT_DELTA_TOOL_END,       /* call tool_index is complete: its arguments are one whole JSON value */
+    TANDEM_CHAT_DELTA_TOOL_DROPPED,   /* call tool_index did not parse: forget it; its text follows as text deltas */
+} tandem_chat_delta_kind;
+
+typedef struct tandem_chat_delta {
+    tandem_chat_delta_kind kind;
+    int32_t tool_index;    /* tool kinds; -1 otherwise */
+    const char *tool_id;   /* tool kinds ("call_…"); NULL otherwise. Borrowed for the callback's duration */
+    const char *tool_name; /* tool kinds; NULL otherwise. Borrowed likewise */
+    const char *text;      /* REASONING, CONTENT, TOOL_ARGUMENTS: len bytes (never empty); "" for the others */
+    size_t len;
+} tandem_chat_delta;
+
+/* Returns false to stop: the parser then delivers nothing more (feed and finish return TANDEM_ERR_ABORTED). */
+typedef bool (*tandem_chat_delta_callback)(const tandem_chat_delta *d, void *user);
+
+typedef struct tandem_chat_parser_params {
+    bool reasoning_open;   /* the prompt ends inside "<think>" (Qwen3 thinking-2507 templates): start in reasoning */
+    bool parse_tool_calls; /* false: "<tool_call>" is text (no tools were offered) */
+    uint64_t id_seed;      /* seeds the call ids (a server passes a random value, tests a fixed one) */
+} tandem_chat_parser_params;
+tandem_chat_parser_params tandem_chat_parser_default_params(void); /* not open, tool calls parsed, seed 0 */
+
+tandem_status tandem_chat_parser_create(const tandem_chat_parser_params *params, tandem_chat_parser **out);
+void tandem_chat_parser_free(tandem_chat_parser *p);
+/* Reads len more bytes of generated text; cb (may be NULL) receives the deltas this decides, in order. */
+tandem_status tandem_chat_parser_feed(tandem_chat_parser *p, const char *text, size_t len,
+                                      tandem_chat_delta_callback cb, void *user);
+/* The output has ended: what was held back is decided (a partial tag is text, an unfinished call is dropped and
+ * becomes text, trailing newlines of content are kept, of reasoning dropped). Later feeds are refused. */
+tandem_status tandem_chat_parser_finish(tandem_chat_parser *p, tandem_chat_delta_callback cb, void *user);
+/* The message the deltas so far add up to, as an OpenAI assistant message (malloc'd, free with tandem_free):
+ * {"role":"assistant","content":…,"reasoning_content":…,"tool_calls":[{"id":…,"type":"function","function":
+ * {"name":…,"arguments":…}}]}. content is null when empty and there are tool calls ("" otherwise when empty);
+ * reasoning_content and tool_calls are left out when empty; a call appears once it has ended (TOOL_END). */
+tandem_status tandem_chat_parser_message_json(const tandem_chat_parser *p, char **json);
+
+
 /* ---- converting and quantizing weights ---- */
 
 /* Reports the progress of a long job: done out of total units of the named stage ("convert": weights

@@ -234,6 +234,18 @@ def vl_config(flat, vision=False):
 
 # ---------------------------------------------------------------- main
 
+def chat_parse_seeds():
+    """chat_parse (max_len 4096): [flags, cut seed (2 bytes)] + a golden text of tests/golden/chat_parse."""
+    doc = json.loads(read(os.path.join(GOLDEN, "chat_parse", "cases.json")))
+    for i, c in enumerate(doc["cases"]):
+        flags = (1 if c["reasoning_open"] else 0) | (0 if c["parse_tool_calls"] else 2)
+        text = c["text"].encode("utf-8")
+        if len(text) <= 4096:
+            out("chat_parse", c["name"] + ".bin", bytes([flags, i % 256, (i * 37) % 256]) + text)
+    out("chat_parse", "bad-utf8.bin", b"\x00\x01\x07<think>\n\xe2\x82</think>\xff<tool_call>{\"name\": \"\xc3\", "
+                                      b"\"arguments\": {\"a\": \"\xed\xa0\x80\"}}</tool_call>\xf0\x9f")
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -384,6 +396,8 @@ def main():
         out("tokenize", "invalid-utf8.bin", b"ok \xff\xfe \xc3( \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf"
                                             b" \xe2\x82\xac \xf0\x9f\x99 end\xc3")
         out("tokenize", "nul-and-controls.bin", b"a\x00b\x01\x7f\x1b[0m\x00\x00 <|im_end|>\x00")
+
+        chat_parse_seeds()
     finally:
         shutil.rmtree(tmp)
 
