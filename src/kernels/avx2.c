@@ -941,9 +941,6 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
                            const bool Q8) {
     const int M = T * G, KB = ATTENTION_KEY_BLOCK;
     float *S = scratch, *row_max = S + (size_t)M * KB, *row_sum = row_max + M, *row_alpha = row_sum + M;
-    float *const key_floats = scratch + (size_t)M * ATTENTION_SCRATCH_PER_QUERY;
-    float *const value_floats = key_floats + (size_t)KB * hd;
-    const size_t q8_row = (size_t)(hd / 32) * 34;
     for (int m = 0; m < M; m++) {
         row_max[m] = -INFINITY;
         row_sum[m] = 0.0f;
@@ -954,7 +951,9 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
         const int kb = n_keys - b0 < KB ? n_keys - b0 : KB;
         const void *bk = kv_at(keys, (size_t)b0 * hd, F16), *bv = kv_at(values, (size_t)b0 * hd, F16);
         if (Q8) {
-            const size_t ahead = (size_t)(n_keys - b0 - kb) * q8_row; /* the rows past this block */
+            float *const key_floats = scratch + (size_t)M * ATTENTION_SCRATCH_PER_QUERY;
+            float *const value_floats = key_floats + (size_t)KB * hd;
+            const size_t q8_row = (size_t)(hd / 32) * 34, ahead = (size_t)(n_keys - b0 - kb) * q8_row;
             q8_0_rows_to_f32(key_floats, (const uint8_t *)keys + (size_t)b0 * q8_row, kb, hd, ahead);
             q8_0_rows_to_f32(value_floats, (const uint8_t *)values + (size_t)b0 * q8_row, kb, hd, ahead);
             bk = key_floats, bv = value_floats;
