@@ -6,9 +6,10 @@
  * so they are what the execution units retire, not what any real kernel reaches. Attention runs as qwen3.c cuts it:
  * tiles of up to 16 consecutive tokens × the G query heads of one KV head, one call per (tile, KV head), over that
  * head's H + A cached rows, on one thread (the pool's threads take whole calls, so N threads divide the time by N at
- * best). Every rate is per CPU-second of the threads that did the work (CLOCK_THREAD_CPUTIME_ID), not per second of
+ * best). With --layers L, L such caches are read in turn, as a forward pass reads its layers': a decoding step
+ * (--new 1) then finds its keys in memory rather than in the L3 cache. Every rate is per CPU-second of the threads that did the work (CLOCK_THREAD_CPUTIME_ID), not per second of
  * wall time: on a host shared with other jobs, wall time measures the others too. Usage: attention_bench
- * [--threads N] [--history H] [--new A] [--head-dim D] [--group G] [--kv-heads K] [--seconds S]. */
+ * [--threads N] [--history H] [--new A] [--head-dim D] [--group G] [--kv-heads K] [--layers L] [--seconds S]. */
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -126,9 +127,9 @@ static double peak_rate(double (*fn)(float *), int n_threads) {
 enum { TILE_TOKENS = 16 }; /* qwen3.c's ATTENTION_TILE_TOKENS */
 
 typedef struct attention_job {
-    int history, added, hd, group, kv_heads, n_tiles;
+    int history, added, hd, group, kv_heads, n_tiles, layer;
     tandem_type kv_type;
-    const uint8_t *keys, *values; /* (kv_heads, history + added) rows */
+    const uint8_t *keys, *values; /* (layers, kv_heads, history + added) rows */
     size_t row_bytes, scratch_floats;
     const float *q; /* (added, kv_heads · group · hd) */
     float *out, *scratch;
@@ -138,7 +139,7 @@ static void attention_task(int task, const attention_job *j) {
     const int tile = task / j->kv_heads, head = task % j->kv_heads, t0 = tile * TILE_TOKENS;
     const int nt = j->added - t0 < TILE_TOKENS ? j->added - t0 : TILE_TOKENS;
     const int64_t stride = (int64_t)j->kv_heads * j->group * j->hd;
-    const size_t head_rows = (size_t)(j->history + j->added) * j->row_bytes * head;
+    const size_t head_rows = (size_t)(j->history + j->added) * j->row_bytes * ((size_t)j->layer * j->kv_heads + head);
     const size_t q_off = (size_t)t0 * stride + (size_t)head * j->group * j->hd;
     attention_forward(j->out + q_off, stride, j->q + q_off, stride, nt, j->group, j->keys + head_rows,
                       j->values + head_rows, j->kv_type, j->history + t0 + 1, j->hd, 0.088f, j->scratch);
@@ -152,7 +153,7 @@ static double attention_flops(const attention_job *j) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, history = 4096, added = 50, hd = 128, group = 2, kv_heads = 8;
+    int threads = 2, history = 4096, added = 50, hd = 128, group = 2, kv_heads = 8, layers = 1;
     double seconds = 1;
     for (int i = 1; i < argc; i++) {
         int *v = !strcmp(argv[i], "--threads")    ? &threads
@@ -161,17 +162,19 @@ int main(int argc, char **argv) {
                  : !strcmp(argv[i], "--head-dim") ? &hd
                  : !strcmp(argv[i], "--group")    ? &group
                  : !strcmp(argv[i], "--kv-heads") ? &kv_heads
+                 : !strcmp(argv[i], "--layers")   ? &layers
                                                   : NULL;
         if (v && i + 1 < argc) *v = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else {
             fprintf(stderr,
                     "usage: attention_bench [--threads N] [--history H] [--new A] [--head-dim D] [--group G] "
-                    "[--kv-heads K] [--seconds S]\n");
+                    "[--kv-heads K] [--layers L] [--seconds S]\n");
             return 2;
         }
     }
-    if (threads < 1 || threads > 64 || history < 0 || added < 1 || hd < 32 || hd % 32 || group < 1 || kv_heads < 1) {
+    if (threads < 1 || threads > 64 || history < 0 || added < 1 || hd < 32 || hd % 32 || group < 1 || kv_heads < 1 ||
+        layers < 1) {
         fprintf(stderr, "attention_bench: threads 1..64, added ≥ 1, head_dim a multiple of 32\n");
         return 2;
     }
@@ -198,7 +201,7 @@ int main(int argc, char **argv) {
                            .kv_type = types[ti]};
         j.row_bytes = kv_row_bytes(j.kv_type, hd);
         j.scratch_floats = attention_scratch_floats(TILE_TOKENS * group, hd);
-        const size_t cache_bytes = (size_t)kv_heads * rows * j.row_bytes,
+        const size_t layer_bytes = (size_t)kv_heads * rows * j.row_bytes, cache_bytes = layer_bytes * layers,
                      q_floats = (size_t)added * kv_heads * group * hd;
         uint8_t *k = malloc(cache_bytes), *v = malloc(cache_bytes);
         float *q = malloc(sizeof(float) * q_floats), *out = malloc(sizeof(float) * q_floats);
@@ -210,16 +213,22 @@ int main(int argc, char **argv) {
             for (int d = 0; d < hd; d++) x[d] = random_uniform();
             kv_store_row(j.kv_type, v + r * j.row_bytes, x, hd);
         }
+        for (int l = 1; l < layers; l++) { /* the same values, elsewhere in memory */
+            memcpy(k + l * layer_bytes, k, layer_bytes);
+            memcpy(v + l * layer_bytes, v, layer_bytes);
+        }
         for (size_t i = 0; i < q_floats; i++) q[i] = random_uniform();
         j.keys = k, j.values = v, j.q = q, j.out = out;
         const int n_tasks = j.n_tiles * kv_heads;
-        for (int t = 0; t < n_tasks; t++) attention_task(t, &j); /* warm-up */
+        for (j.layer = 0; j.layer < layers; j.layer++) /* warm-up */
+            for (int t = 0; t < n_tasks; t++) attention_task(t, &j);
         double best = 1e30, total = 0;
         int passes = 0;
         for (const double start = thread_seconds(); passes < 3 || thread_seconds() - start < seconds; passes++) {
             const double t0 = thread_seconds();
-            for (int t = 0; t < n_tasks; t++) attention_task(t, &j);
-            const double t = thread_seconds() - t0;
+            for (j.layer = 0; j.layer < layers; j.layer++)
+                for (int t = 0; t < n_tasks; t++) attention_task(t, &j);
+            const double t = (thread_seconds() - t0) / layers;
             best = t < best ? t : best;
             total += t;
         }
