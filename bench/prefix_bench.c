@@ -3,7 +3,8 @@
  *
  * Each round takes turns among the three (new random tokens each round, so only the history is ever reused) and
  * prints their TTFT and the reused count; then the means and ratios. Usage: prefix_bench MODEL [--history H]
- * [--new A] [--rounds R] [--threads T] [--batch B]. */
+ * [--new A] [--rounds R] [--threads T] [--batch B] [--kv-type f16|f32|q8_0] [--skip-full] (the cold H + A prompt is
+ * a full prefill, minutes on a loaded host: --skip-full leaves it out). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,18 @@ static double ttft(tandem_engine *e, const int32_t *prompt, size_t n, int32_t *r
 int main(int argc, char **argv) {
     int history = 4096, added = 50, rounds = 3, threads = 0, batch = 512;
     const char *path = NULL;
+    tandem_type kv_type = TANDEM_TYPE_F16;
+    bool skip_full = false;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--skip-full")) {
+            skip_full = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--kv-type") && i + 1 < argc) {
+            const char *t = argv[++i];
+            kv_type = !strcmp(t, "q8_0") ? TANDEM_TYPE_Q8_0 : !strcmp(t, "f32") ? TANDEM_TYPE_F32 : TANDEM_TYPE_F16;
+            continue;
+        }
         int *v = !strcmp(argv[i], "--history")   ? &history
                  : !strcmp(argv[i], "--new")     ? &added
                  : !strcmp(argv[i], "--rounds")  ? &rounds
@@ -51,7 +63,8 @@ int main(int argc, char **argv) {
     }
     if (!path || history < 1 || added < 2 || rounds < 1) {
         fprintf(stderr,
-                "usage: prefix_bench MODEL [--history H] [--new A ≥ 2] [--rounds R] [--threads T] [--batch B]\n");
+                "usage: prefix_bench MODEL [--history H] [--new A ≥ 2] [--rounds R] [--threads T] [--batch B] "
+                "[--kv-type f16|f32|q8_0] [--skip-full]\n");
         return 2;
     }
     tandem_model_params mp = tandem_model_default_params();
@@ -61,6 +74,7 @@ int main(int argc, char **argv) {
     ep.n_slots = 1;
     ep.n_ctx = history + added + 1;
     ep.n_batch = batch;
+    ep.kv_type = kv_type;
     tandem_engine *warm = NULL, *cold = NULL; /* warm keeps the history; cold never holds a prefix of what it reads */
     if (tandem_engine_create(model, &ep, &warm) || tandem_engine_create(model, &ep, &cold)) fail();
     int32_t *ids = malloc((size_t)(history + added) * sizeof *ids);
@@ -70,8 +84,8 @@ int main(int argc, char **argv) {
     srand(7);
     for (int i = 0; i < history + added; i++) ids[i] = rand() % mi.vocab_size;
     int32_t reused, reused_cold;
-    printf("prefix_bench: %s, %d threads, history %d tokens, %d new, n_batch %d\n", path, tandem_model_threads(model),
-           history, added, batch);
+    printf("prefix_bench: %s, %d threads, history %d tokens, %d new, n_batch %d, %s cache\n", path,
+           tandem_model_threads(model), history, added, batch, tandem_type_name(kv_type));
     printf("first turn, the history cold: %.1f ms\n", ttft(warm, ids, (size_t)history, &reused));
     ttft(cold, ids + history, (size_t)added, &reused_cold); /* the cold engine's cache allocated (and touched) */
     double sum_warm = 0, sum_short = 0, sum_full = 0;
@@ -79,7 +93,7 @@ int main(int argc, char **argv) {
         for (int i = history; i < history + added; i++) ids[i] = rand() % mi.vocab_size;
         const double t_warm = ttft(warm, ids, (size_t)(history + added), &reused);
         const double t_short = ttft(cold, ids + history, (size_t)added, &reused_cold);
-        const double t_full = ttft(cold, ids, (size_t)(history + added), &reused_cold);
+        const double t_full = skip_full ? 0 : ttft(cold, ids, (size_t)(history + added), &reused_cold);
         double t_other = ttft(cold, ids + history + 1, (size_t)added - 1, &reused_cold); /* cold holds no history */
         (void)t_other;
         printf("round %d: second turn %.1f ms (%d reused) | cold %d tokens %.1f ms | cold %d tokens %.1f ms\n", r,

@@ -173,7 +173,9 @@ typedef struct tandem_ctx_params {
                            path, slower. Default false: activations are quantized to 8 bits per 32 values for
                            integer dot products where the CPU has them (logits then differ by ~1e-3 relative) */
     tandem_type kv_type; /* how the KV cache keeps keys and values when not exact: TANDEM_TYPE_F16 (default: half
-                            the memory, and half the bytes attention reads per token) or TANDEM_TYPE_F32 */
+                            the memory, and half the bytes attention reads per token), TANDEM_TYPE_Q8_0 (ggml's
+                            block per 32 values: 0.53 of f16's bytes; head_dim a multiple of 32) or
+                            TANDEM_TYPE_F32 */
 } tandem_ctx_params;
 tandem_ctx_params tandem_ctx_default_params(void);
 
@@ -315,7 +317,8 @@ typedef struct tandem_engine_params {
     int32_t n_batch;         /* most tokens of one step (default 64, at least n_slots): running sequences' next
                                 tokens first, then prompt chunks cut to fit, so a long prompt is read over several
                                 steps while the others keep decoding */
-    tandem_type kv_type;     /* TANDEM_TYPE_F16 (default) or TANDEM_TYPE_F32, as tandem_ctx_params.kv_type */
+    tandem_type kv_type;     /* TANDEM_TYPE_F16 (default), TANDEM_TYPE_Q8_0 or TANDEM_TYPE_F32, as
+                                tandem_ctx_params.kv_type (kv_budget_bytes counts its bytes: q8_0 fits ~1.9x) */
     int64_t kv_budget_bytes; /* most bytes the KV caches of running sequences may take together; fewer sequences
                                 run at once when n_slots caches do not fit. 0 = n_slots caches of n_ctx rows */
     bool exact;              /* as tandem_ctx_params.exact */

@@ -918,8 +918,27 @@ static void softmax_step(float *s, int lim, int kb, float *max, float *sum, floa
 /* Where row m (token m / G, query head m % G) starts in q or out, rows of a token head_dim apart, tokens stride. */
 INLINE size_t tile_row(int m, int G, int64_t stride, int hd) { return (size_t)(m / G) * stride + (size_t)(m % G) * hd; }
 
+/* A Q8_0 cache's n rows of hd values (hd a multiple of 32) at src into floats at dst, d·q (exact in float: an
+ * 11-bit by 8-bit product), asking for the rows that follow (up to ahead bytes) into L2 as it goes. */
+static void q8_0_rows_to_f32(float *dst, const uint8_t *src, int n, int hd, size_t ahead) {
+    const size_t bytes = (size_t)n * (size_t)(hd / 32) * 34;
+    for (size_t o = 0; o < bytes && o < ahead; o += 64) _mm_prefetch((const char *)src + bytes + o, _MM_HINT_T1);
+    for (size_t b = 0; b < bytes; b += 34, dst += 32) {
+        const __m256 d = _mm256_set1_ps(load_f16(src + b));
+        _Pragma("GCC unroll 4") for (int j = 0; j < 32; j += 8) {
+            const __m128i q8 = _mm_loadl_epi64((const __m128i *)(src + b + 2 + j));
+            _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d));
+        }
+    }
+}
+
+/* Q8 (a compile-time constant, then F16 false): keys and values are Q8_0 rows, and each block of them is converted
+ * to floats once (q8_0_rows_to_f32, into the scratch past the rows' part) for all the rows of the tile, which then
+ * read them as from an f32 cache: converting in the score and value tiles would redo it for every 3 or 4 rows, at
+ * three steps per 8 values where f16 takes one. */
 INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, int T, int G, const void *keys,
-                           const void *values, int n_keys0, int hd, float scale, float *scratch, const bool F16) {
+                           const void *values, int n_keys0, int hd, float scale, float *scratch, const bool F16,
+                           const bool Q8) {
     const int M = T * G, KB = ATTENTION_KEY_BLOCK;
     float *S = scratch, *row_max = S + (size_t)M * KB, *row_sum = row_max + M, *row_alpha = row_sum + M;
     for (int m = 0; m < M; m++) {
@@ -931,12 +950,20 @@ INLINE void attention_tile(float *out, int64_t os, const float *q, int64_t qs, i
     for (int b0 = 0; b0 < n_keys; b0 += KB) {
         const int kb = n_keys - b0 < KB ? n_keys - b0 : KB;
         const void *bk = kv_at(keys, (size_t)b0 * hd, F16), *bv = kv_at(values, (size_t)b0 * hd, F16);
+        if (Q8) {
+            float *const key_floats = scratch + (size_t)M * ATTENTION_SCRATCH_PER_QUERY;
+            float *const value_floats = key_floats + (size_t)KB * hd;
+            const size_t q8_row = (size_t)(hd / 32) * 34, ahead = (size_t)(n_keys - b0 - kb) * q8_row;
+            q8_0_rows_to_f32(key_floats, (const uint8_t *)keys + (size_t)b0 * q8_row, kb, hd, ahead);
+            q8_0_rows_to_f32(value_floats, (const uint8_t *)values + (size_t)b0 * q8_row, kb, hd, ahead);
+            bk = key_floats, bv = value_floats;
+        }
         const int t_first = b0 - n_keys0 + 1 > 0 ? b0 - n_keys0 + 1 : 0;  /* the first token that sees key b0 */
         for (int m = t_first * G, R; m < M; m += R) {
             R = M - m < 3 ? M - m : 3;
             const float *qr[3];
             for (int r = 0; r < R; r++) qr[r] = q + tile_row(m + r, G, qs, hd);
-            const bool first_rows = m == t_first * G;
+            const bool first_rows = !Q8 && m == t_first * G;
             int u = 0;
             for (; u + 4 <= kb; u += 4) {
                 if (first_rows) {  /* into L2: these keys' values, added after the block's scores, and the keys
@@ -995,10 +1022,13 @@ static void attention_avx2(float *out, int64_t out_stride, const float *q, int64
                            int head_dim, float scale, float *scratch) {
     if (kv_type == TANDEM_TYPE_F16)
         attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
-                       scratch, true);
+                       scratch, true, false);
+    else if (kv_type == TANDEM_TYPE_Q8_0)
+        attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
+                       scratch, false, true);
     else
         attention_tile(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, n_keys0, head_dim, scale,
-                       scratch, false);
+                       scratch, false, false);
 }
 
 static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {

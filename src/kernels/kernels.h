@@ -177,15 +177,31 @@ int32_t top_k_f32(const float *z, int32_t n, int32_t k, int32_t *ids, float *val
 /* Causal attention for n_tokens consecutive positions × n_queries query heads that share one KV head (a GQA
  * group): query g of token t, q + t·q_stride + g·head_dim, attends keys 0 … n_keys0 + t − 1 (n_keys0 ≥ 1):
  * out + t·out_stride + g·head_dim (head_dim) = Σ_u softmax_u(q·k_u · scale) v_u. keys, values
- * (n_keys0 + n_tokens − 1, head_dim) contiguous, of kv_type F32 or F16. scratch: ATTENTION_SCRATCH_PER_QUERY
- * floats per query (n_tokens · n_queries of them): the keys go in blocks of ATTENTION_KEY_BLOCK, so the
- * memory a call needs does not grow with the context. Together, the queries read each key and value once.
- * A query's result does not depend on the other queries of the call: a verification pass over k tokens
- * gives the bits of k single-token calls. */
+ * (n_keys0 + n_tokens − 1 rows of head_dim) contiguous rows of kv_type F32, F16 or Q8_0 (kv_row_bytes each).
+ * scratch: attention_scratch_floats(n_tokens · n_queries, head_dim) floats: the keys go in blocks of
+ * ATTENTION_KEY_BLOCK, so the memory a call needs does not grow with the context. Together, the queries read each
+ * key and value once. A query's result does not depend on the other queries of the call: a verification pass over
+ * k tokens gives the bits of k single-token calls. */
 enum { ATTENTION_KEY_BLOCK = 64, ATTENTION_SCRATCH_PER_QUERY = ATTENTION_KEY_BLOCK + 4 };
 void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
                        const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
                        float scale, float *scratch);
+/* The scratch floats attention_forward needs for n_queries query rows in all (tokens × query heads) of head_dim:
+ * ATTENTION_SCRATCH_PER_QUERY per row, and room for a block of keys and values converted to floats (a Q8_0 cache's
+ * block is converted once for all the rows of a call). */
+size_t attention_scratch_floats(int n_queries, int head_dim);
+
+/* ---- the KV cache's rows (ops.c) ----
+ * A row is one token's key or value vector of one KV head: head_dim values as F32, F16 (round to nearest even) or
+ * Q8_0 (ggml's block_q8_0: per 32 values an f16 scale d = max|x|/127 and 32 int8 q = round(x/d); keys and values
+ * are read back as d·q). */
+/* NULL if a cache of kv_type can hold rows of head_dim values, else why not (a phrase for an error message). */
+const char *kv_type_problem(tandem_type kv_type, int head_dim);
+/* Bytes of one row (kv_type_problem(kv_type, head_dim) == NULL). */
+size_t kv_row_bytes(tandem_type kv_type, int head_dim);
+/* dst (kv_row_bytes) = x (head_dim) stored as kv_type. A NaN in a Q8_0 block makes its scale NaN, so it reaches
+ * the logits as it would from an f16 or f32 cache, where it is caught. */
+void kv_store_row(tandem_type kv_type, void *dst, const float *x, int head_dim);
 /* out (n) = x (n) as f16, rounded to nearest even (f32_to_f16): keys and values entering an f16 cache. */
 void f32_to_f16_row(uint16_t *out, const float *x, int64_t n);
 

@@ -150,16 +150,69 @@ KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
 }
 
-static float kv_elem(const void *base, size_t i, tandem_type kv_type) {
+/* ---- KV cache rows ---- */
+
+enum { KV_Q8_0_BLOCK = 32, KV_Q8_0_BLOCK_BYTES = 34 }; /* quant.c's block_q8_0: an f16 scale, 32 int8 */
+
+const char *kv_type_problem(tandem_type kv_type, int head_dim) {
+    if (kv_type != TANDEM_TYPE_F16 && kv_type != TANDEM_TYPE_F32 && kv_type != TANDEM_TYPE_Q8_0)
+        return "the KV cache holds f16, f32 or q8_0";
+    if (kv_type == TANDEM_TYPE_Q8_0 && head_dim % KV_Q8_0_BLOCK != 0)
+        return "a q8_0 cache needs a head_dim that is a multiple of 32";
+    return NULL;
+}
+
+size_t kv_row_bytes(tandem_type kv_type, int head_dim) {
+    TANDEM_ASSERT(!kv_type_problem(kv_type, head_dim));
+    return kv_type == TANDEM_TYPE_Q8_0 ? (size_t)head_dim / KV_Q8_0_BLOCK * KV_Q8_0_BLOCK_BYTES
+                                       : (size_t)head_dim * (kv_type == TANDEM_TYPE_F16 ? 2 : 4);
+}
+
+/* quantize_row_q8_0's rule (ggml's), except that a NaN is kept: it makes amax, hence d, NaN. */
+static void kv_store_q8_0(uint8_t *dst, const float *x, int n) {
+    for (int b = 0; b < n / KV_Q8_0_BLOCK; b++, dst += KV_Q8_0_BLOCK_BYTES, x += KV_Q8_0_BLOCK) {
+        float amax = 0.0f;
+        for (int j = 0; j < KV_Q8_0_BLOCK; j++) {
+            const float a = fabsf(x[j]);
+            amax = amax != amax || a <= amax ? amax : a;
+        }
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t dh = f32_to_f16(d);
+        memcpy(dst, &dh, sizeof dh);
+        for (int j = 0; j < KV_Q8_0_BLOCK; j++) {
+            const float v = roundf(x[j] * id); /* |v| ≤ 127 unless NaN (then 0: d carries the NaN) */
+            dst[2 + j] = (uint8_t)(int8_t)(v == v ? (v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v) : 0.0f);
+        }
+    }
+}
+
+void kv_store_row(tandem_type kv_type, void *dst, const float *x, int head_dim) {
+    switch (kv_type) {
+    case TANDEM_TYPE_F16: f32_to_f16_row(dst, x, head_dim); return;
+    case TANDEM_TYPE_Q8_0: kv_store_q8_0(dst, x, head_dim); return;
+    default: memcpy(dst, x, (size_t)head_dim * sizeof(float)); return;
+    }
+}
+
+/* Element i of a cache's rows (rows of head_dim values, head_dim a multiple of 32 for Q8_0, so blocks never
+ * straddle rows and element i is in block i / 32). */
+static inline float kv_elem(const void *base, size_t i, const tandem_type kv_type) {
+    if (kv_type == TANDEM_TYPE_Q8_0) {
+        const uint8_t *block = (const uint8_t *)base + i / KV_Q8_0_BLOCK * KV_Q8_0_BLOCK_BYTES;
+        uint16_t d;
+        memcpy(&d, block, sizeof d);
+        return f16_to_f32(d) * (float)(int8_t)block[2 + i % KV_Q8_0_BLOCK];
+    }
     return kv_type == TANDEM_TYPE_F16 ? f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
 }
 
 /* The definition, one query at a time, with the SIMD twins' online softmax over blocks of keys (so it needs
  * only their scratch): when a block raises the running max, what was summed so far is scaled down to it. */
-KERNEL_CLONES void attention_forward_scalar(float *out, int64_t out_stride, const float *q, int64_t q_stride,
-                                            int n_tokens, int n_queries, const void *keys, const void *values,
-                                            tandem_type kv_type, int n_keys0, int head_dim, float scale,
-                                            float *scratch) {
+static inline __attribute__((always_inline)) void attention_scalar_of(float *out, int64_t out_stride, const float *q,
+                                                                      int64_t q_stride, int n_tokens, int n_queries,
+                                                                      const void *keys, const void *values,
+                                                                      const tandem_type kv_type, int n_keys0,
+                                                                      int head_dim, float scale, float *scratch) {
     float *p = scratch;  /* one block's weights */
     for (int t = 0; t < n_tokens; t++)
         for (int g = 0; g < n_queries; g++) {
@@ -198,13 +251,37 @@ KERNEL_CLONES void attention_forward_scalar(float *out, int64_t out_stride, cons
         }
 }
 
+/* One body per cache type (kv_type a constant inside), chosen once per call. */
+KERNEL_CLONES void attention_forward_scalar(float *out, int64_t out_stride, const float *q, int64_t q_stride,
+                                            int n_tokens, int n_queries, const void *keys, const void *values,
+                                            tandem_type kv_type, int n_keys0, int head_dim, float scale,
+                                            float *scratch) {
+    switch (kv_type) {
+    case TANDEM_TYPE_F16:
+        attention_scalar_of(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, TANDEM_TYPE_F16, n_keys0,
+                            head_dim, scale, scratch);
+        return;
+    case TANDEM_TYPE_Q8_0:
+        attention_scalar_of(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, TANDEM_TYPE_Q8_0, n_keys0,
+                            head_dim, scale, scratch);
+        return;
+    default:
+        attention_scalar_of(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, TANDEM_TYPE_F32, n_keys0,
+                            head_dim, scale, scratch);
+    }
+}
+
 void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q_stride, int n_tokens, int n_queries,
                        const void *keys, const void *values, tandem_type kv_type, int n_keys0, int head_dim,
                        float scale, float *scratch) {
-    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F32 || kv_type == TANDEM_TYPE_F16);
+    TANDEM_ASSERT(!kv_type_problem(kv_type, head_dim));
     TANDEM_ASSERT(n_tokens >= 1 && n_queries >= 1 && n_keys0 >= 1 && head_dim >= 1);
     kernel_isa_current()->attention(out, out_stride, q, q_stride, n_tokens, n_queries, keys, values, kv_type, n_keys0,
                                     head_dim, scale, scratch);
+}
+
+size_t attention_scratch_floats(int n_queries, int head_dim) {
+    return (size_t)n_queries * ATTENTION_SCRATCH_PER_QUERY + 2 * (size_t)ATTENTION_KEY_BLOCK * (size_t)head_dim;
 }
 
 void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n) {

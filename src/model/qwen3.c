@@ -68,17 +68,20 @@ void qwen3_kv_cache_free(qwen3_kv_cache *c) {
     free(c);
 }
 
+uint64_t qwen3_kv_cache_bytes(const qwen3_config *c, int32_t n_ctx, tandem_type kv_type) {
+    return 2 * (uint64_t)c->n_layers * c->n_kv_heads * (uint64_t)n_ctx * kv_row_bytes(kv_type, c->head_dim);
+}
+
 tandem_status qwen3_kv_cache_init(const qwen3_model *m, int32_t n_ctx, tandem_type kv_type, qwen3_kv_cache **out) {
     const qwen3_config *c = &m->cfg;
     *out = NULL;
     if (n_ctx < 1) return tandem_fail(TANDEM_ERR_INVALID_ARG, "qwen3_kv_cache_init: n_ctx %d must be ≥ 1", n_ctx);
-    TANDEM_ASSERT(kv_type == TANDEM_TYPE_F16 || kv_type == TANDEM_TYPE_F32);  /* tandem_ctx_init checks users' */
+    TANDEM_ASSERT(!kv_type_problem(kv_type, c->head_dim)); /* tandem_ctx_init checks users' */
     qwen3_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return tandem_fail(TANDEM_ERR_NO_MEMORY, "qwen3_kv_cache_init: out of memory");
     kv->n_ctx = n_ctx;
     kv->kv_type = kv_type;
-    const uint64_t values = (uint64_t)c->n_layers * c->n_kv_heads * c->head_dim * (uint64_t)n_ctx;
-    const uint64_t floats = kv_type == TANDEM_TYPE_F16 ? (values + 1) / 2 : values;
+    const uint64_t floats = (qwen3_kv_cache_bytes(c, n_ctx, kv_type) / 2 + sizeof(float) - 1) / sizeof(float);
     const block_part parts[] = {{floats, &kv->k}, {floats, &kv->v}};
     uint64_t bytes;
     kv->block = carve_block(parts, 2, &bytes);
@@ -132,7 +135,8 @@ tandem_status qwen3_scratch_init(const qwen3_model *m, int32_t n_batch, int32_t 
         {B * q_dim, &s->att},
         {B * c->ffn_dim, &s->hb},
         {B * c->ffn_dim, &s->hb2},
-        {(uint64_t)n_threads * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY, &s->attention_scratch},
+        {(uint64_t)n_threads * attention_scratch_floats(s->attention_tile * (int)group, c->head_dim),
+         &s->attention_scratch},
         {B * ((sizeof(qwen3_attention_tile) + float_bytes - 1) / float_bytes), &s->tiles},
         {(uint64_t)n_threads * max_cols, &s->scratch},
         {(uint64_t)c->head_dim / 2, &s->inv_freq},
@@ -188,8 +192,8 @@ typedef struct attention_job {
  * head_dim): a head's keys are contiguous for attention. */
 static size_t kv_head_start(const attention_job *job, const qwen3_kv_cache *cache, const int kv_head) {
     const qwen3_config *c = &job->m->cfg;
-    return ((size_t)job->layer * c->n_kv_heads + kv_head) * (size_t)cache->n_ctx * c->head_dim *
-           tandem_type_size(cache->kv_type);
+    return ((size_t)job->layer * c->n_kv_heads + kv_head) * (size_t)cache->n_ctx *
+           kv_row_bytes(cache->kv_type, c->head_dim);
 }
 
 /* One KV head's part of tokens t0 … t1−1: Qwen3's QK-norm (RMSNorm over each head's vector, before the rotary
@@ -211,15 +215,10 @@ static void prepare_kv_head(const attention_job *job, const int kv_head, const i
         rope_forward(q, group, hd, cos_sin);
         rope_forward(k, 1, hd, cos_sin);
         const qwen3_kv_cache *cache = job->b->cache[t];
-        const size_t row_size = (size_t)hd * tandem_type_size(cache->kv_type);
-        const size_t off = kv_head_start(job, cache, kv_head) + (size_t)job->b->row[t] * row_size;
-        if (cache->kv_type == TANDEM_TYPE_F16) {
-            f32_to_f16_row((uint16_t *)((uint8_t *)cache->k + off), k, hd);
-            f32_to_f16_row((uint16_t *)((uint8_t *)cache->v + off), v, hd);
-        } else {
-            memcpy((uint8_t *)cache->k + off, k, row_size);
-            memcpy((uint8_t *)cache->v + off, v, row_size);
-        }
+        const size_t off = kv_head_start(job, cache, kv_head) +
+                           (size_t)job->b->row[t] * kv_row_bytes(cache->kv_type, hd);
+        kv_store_row(cache->kv_type, (uint8_t *)cache->k + off, k, hd);
+        kv_store_row(cache->kv_type, (uint8_t *)cache->v + off, v, hd);
     }
 }
 
@@ -242,7 +241,8 @@ static void attention_task(int task, int thread, void *arg) {
     const int q_dim = c->n_heads * c->head_dim;
     const size_t head_offset = kv_head_start(job, cache, kv_head);
     const size_t q_off = (size_t)t0 * q_dim + (size_t)kv_head * group * c->head_dim;
-    float *scratch = s->attention_scratch + (size_t)thread * s->attention_tile * group * ATTENTION_SCRATCH_PER_QUERY;
+    float *scratch = s->attention_scratch +
+                     (size_t)thread * attention_scratch_floats(s->attention_tile * group, c->head_dim);
     attention_forward(s->att + q_off, q_dim, s->q + q_off, q_dim, nt, group, (const uint8_t *)cache->k + head_offset,
                       (const uint8_t *)cache->v + head_offset, cache->kv_type,
                       job->b->row[t0] + 1 /* causal: rows 0 … own row */, c->head_dim, 1.0f / sqrtf((float)c->head_dim),

@@ -82,15 +82,19 @@ tandem_status qwen3_find_nonfinite_weight(const gguf_file *f, const st_set *s, q
  * Nothing else: the buffers a pass computes in are a qwen3_scratch, shared by every sequence of a model. */
 typedef struct qwen3_kv_cache {
     int32_t n_ctx;       /* rows */
-    tandem_type kv_type; /* F16 (half the memory and attention reads) or F32 (the exact path) */
-    void *k;             /* (n_layers, n_kv_heads, n_ctx, head_dim) of kv_type: one head's keys are contiguous */
+    tandem_type kv_type; /* F16 (half the memory and attention reads), Q8_0 (~0.53 of F16) or F32 (the exact path) */
+    void *k;             /* (n_layers, n_kv_heads, n_ctx) rows of head_dim values as kv_type (kv_row_bytes each):
+                            one head's keys are contiguous */
     void *v;             /* (n_layers, n_kv_heads, n_ctx, head_dim) */
     void *block;         /* the single allocation k and v point into */
 } qwen3_kv_cache;
 
-/* kv_type: TANDEM_TYPE_F16 or TANDEM_TYPE_F32. */
+/* kv_type: one kv_type_problem accepts for the model's head_dim (F16, F32 or Q8_0). */
 tandem_status qwen3_kv_cache_init(const qwen3_model *m, int32_t n_ctx, tandem_type kv_type, qwen3_kv_cache **out);
 void qwen3_kv_cache_free(qwen3_kv_cache *c);
+/* Bytes of the keys and values of a cache of n_ctx rows (what qwen3_kv_cache_init allocates, before rounding up to
+ * whole pages): the unit of an engine's KV budget. */
+uint64_t qwen3_kv_cache_bytes(const qwen3_config *c, int32_t n_ctx, tandem_type kv_type);
 
 /* What a forward pass computes in, sized once for up to n_batch tokens so that a pass never allocates; it holds
  * nothing between passes, so one scratch serves any sequence (any cache) of its model, one pass at a time. */

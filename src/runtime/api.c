@@ -203,9 +203,10 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_ctx %d out of range 1..%d", p.n_ctx, 1 << 24);
     if (p.n_batch < 1 || p.n_batch > 4096)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: n_batch %d out of range 1..4096", p.n_batch);
-    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: kv_type %s: the KV cache holds f16 or f32",
-                           tandem_type_name(p.kv_type));
+    const char *kv_problem = kv_type_problem(p.kv_type, model->qwen.cfg.head_dim);
+    if (kv_problem)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_init: tandem_ctx_params.kv_type %s (type %d): %s",
+                           tandem_type_name(p.kv_type), (int)p.kv_type, kv_problem);
     tandem_status pack_st = model_pack_once(model);
     if (pack_st) return pack_st;
     tandem_ctx *ctx = calloc(1, sizeof *ctx);

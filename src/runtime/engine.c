@@ -76,11 +76,11 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
                            "tandem_engine_create: tandem_engine_params.n_batch %d out of range "
                            "%d..4096 (at least n_slots: every running sequence decodes in each step)",
                            p.n_batch, p.n_slots);
-    if (p.kv_type != TANDEM_TYPE_F16 && p.kv_type != TANDEM_TYPE_F32)
+    const char *kv_problem = kv_type_problem(p.kv_type, c->head_dim);
+    if (kv_problem)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
-                           "tandem_engine_create: tandem_engine_params.kv_type %s: the KV cache "
-                           "holds f16 or f32",
-                           tandem_type_name(p.kv_type));
+                           "tandem_engine_create: tandem_engine_params.kv_type %s (type %d): %s",
+                           tandem_type_name(p.kv_type), (int)p.kv_type, kv_problem);
     if (p.kv_budget_bytes < 0)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_engine_create: tandem_engine_params.kv_budget_bytes %lld "
@@ -93,8 +93,7 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
     e->model = model;
     e->p = p;
     e->next_id = 1;
-    const uint64_t values = (uint64_t)c->n_layers * c->n_kv_heads * c->head_dim * (uint64_t)p.n_ctx;
-    e->cache_bytes = 2 * values * (engine_kv_type(&p) == TANDEM_TYPE_F16 ? 2 : 4); /* keys and values */
+    e->cache_bytes = qwen3_kv_cache_bytes(c, p.n_ctx, engine_kv_type(&p));
     const uint64_t fit = p.kv_budget_bytes == 0 ? (uint64_t)p.n_slots : (uint64_t)p.kv_budget_bytes / e->cache_bytes;
     e->n_usable = fit < (uint64_t)p.n_slots ? (int32_t)fit : p.n_slots;
     const size_t nb = (size_t)p.n_batch;

@@ -53,8 +53,8 @@ def test_top_level_help_and_unknown_command(run_tandem):
     (["bench", "-p", "4"], "missing -m"),
     (["bench", "-m", "x", "-r", "0"], "outside"),
     (["bench", "-m", "x", "--draft-min", "5", "--draft-max", "2"], "--draft-min"),
-    (["run", "-m", "x", "-p", "a", "--kv-type", "q8_0"], "--kv-type: 'q8_0' is not one of f16, f32"),
-    (["perplexity", "-m", "x", "-f", "t", "--kv-type", "bf16"], "is not one of f16, f32"),
+    (["run", "-m", "x", "-p", "a", "--kv-type", "q4_0"], "--kv-type: 'q4_0' is not one of f16, f32, q8_0"),
+    (["perplexity", "-m", "x", "-f", "t", "--kv-type", "bf16"], "is not one of f16, f32, q8_0"),
     # a number too large for any integer type is out of range, with the range, not "not an integer"
     (["run", "-m", "x", "-p", "a", "-n", "99999999999999999999"], "-n: 99999999999999999999 is outside -1..2147483647"),
     (["run", "-m", "x", "-p", "a", "--temp", "1e999"], "--temp: 1e999 is outside 0..100"),
@@ -151,6 +151,10 @@ def test_context_full_is_reported(run_tandem, models_dir):
     assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 13  # the last sampled token needs no slot
     cp = run_tandem("run", "-m", models_dir / TINY, "-p", "a long prompt " * 10, "-c", "8", check=False)
     assert cp.returncode == 1 and "context full" in cp.stderr
+    # a q8_0 cache needs whole blocks of 32 per head: untied_gqa4's heads are 16 wide; the message names the flag
+    cp = run_tandem("run", "-m", models_dir / "untied_gqa4", "-p", "hi", "--kv-type", "q8_0", check=False)
+    assert cp.returncode == 1 and "--kv-type Q8_0 (type 8): a q8_0 cache needs a head_dim that is a multiple of 32" \
+        in cp.stderr, cp.stderr
 
 
 def test_summary_starts_its_own_line_and_stdout_is_the_text(tandem_bin, models_dir):
@@ -621,7 +625,8 @@ def test_bench_decode_alone_and_curve_and_draft(run_tandem, models_dir):
     assert out["n_prompt"] == 0 and out["prefill_tokens_per_s"] == 0 and out["decode_tokens_per_s"] > 0
     assert out["tpot_ms"] == pytest.approx(1000 / out["decode_tokens_per_s"], rel=1e-6)  # one run: the same time
     assert out["kv_type"] == "F16" and not out["exact"]  # the default cache
-    for flags, kv in ((["--kv-type", "f32"], "F32"), (["--exact"], "F32"), (["--kv-type", "F16"], "F16")):
+    for flags, kv in ((["--kv-type", "f32"], "F32"), (["--exact"], "F32"), (["--kv-type", "F16"], "F16"),
+                      (["--kv-type", "q8_0"], "Q8_0")):
         out = last_json(run_tandem("bench", "-m", models_dir / TINY, "-p", "4", "-n", "3", "-r", "1", "--warmup", "0",
                                    "--json", *flags).stdout)
         assert out["kv_type"] == kv and out["decode_tokens_per_s"] > 0, flags

@@ -106,8 +106,20 @@ int main(int argc, char **argv) {
     tandem_ctx *none = NULL;
     CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "n_ctx");
     cp = tandem_ctx_default_params();
-    cp.kv_type = TANDEM_TYPE_Q8_0;  /* the cache holds f16 or f32 only */
-    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "kv_type Q8_0");
+    cp.kv_type = TANDEM_TYPE_Q4_0; /* the cache holds f16, f32 or q8_0 */
+    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "tandem_ctx_params.kv_type Q4_0");
+    cp.kv_type = (tandem_type)999;
+    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "tandem_ctx_params.kv_type ? (type 999)");
+    cp.exact = true; /* exact keeps f32, but a bad kv_type is still an error */
+    CHECK_FAILS(tandem_ctx_init(a, &cp, &none), TANDEM_ERR_INVALID_ARG, "tandem_ctx_params.kv_type");
+    cp = tandem_ctx_default_params();
+    cp.kv_type = TANDEM_TYPE_Q8_0; /* untied_gqa4's heads are 16 wide: no whole Q8_0 block */
+    CHECK_FAILS(tandem_ctx_init(b, &cp, &none), TANDEM_ERR_INVALID_ARG,
+                "tandem_ctx_params.kv_type Q8_0 (type 8): a q8_0 cache needs a head_dim that is a multiple of 32");
+    tandem_ctx *q8 = NULL; /* tied_gqa2's are 32 wide */
+    CHECK_OK(tandem_ctx_init(a, &cp, &q8));
+    if (q8) CHECK(tandem_ctx_kv_type(q8) == TANDEM_TYPE_Q8_0);
+    tandem_ctx_free(q8);
     cp = tandem_ctx_default_params();
     cp.n_ctx = 3;  /* the 4-token prompt does not fit: the message names the API field, not a CLI flag */
     tandem_ctx *small = NULL;

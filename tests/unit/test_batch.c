@@ -1,6 +1,6 @@
 /* test_batch.c — one forward pass over tokens of several sequences equals each sequence evaluated alone, bit for bit:
  * the logits of every token and the caches, for mixes of prompt chunks, single decodes and verification passes at
- * different cache depths (f16 and f32 caches, 8-bit and exact activations, float and quantized weights); a token
+ * different cache depths (f16, f32 and q8_0 caches, 8-bit and exact activations, float and quantized weights); a token
  * given by its embedding row equals the token given by its id; the logits a batch selects are those rows. */
 #include <stdlib.h>
 
@@ -73,7 +73,7 @@ static void make_step(step_batch *sb, qwen3_kv_cache **caches, const int *depth,
 
 /* The rows 0 … len−1 of every layer and KV head of two caches are the same bits. */
 static bool same_cache_rows(const qwen3_config *c, const qwen3_kv_cache *a, const qwen3_kv_cache *b, int len) {
-    const size_t row_bytes = (size_t)c->head_dim * tandem_type_size(a->kv_type);
+    const size_t row_bytes = kv_row_bytes(a->kv_type, c->head_dim);
     for (int lh = 0; lh < c->n_layers * c->n_kv_heads; lh++) {
         const size_t off = (size_t)lh * a->n_ctx * row_bytes;
         if (memcmp((const uint8_t *)a->k + off, (const uint8_t *)b->k + off, (size_t)len * row_bytes) ||
@@ -198,9 +198,11 @@ int main(int argc, char **argv) {
             continue;
         }
         tandem_ctx_free(ctx);
-        const tandem_type kv_types[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32};
-        for (int kt = 0; kt < 2; kt++)
-            for (int exact = 0; exact < 2; exact++) check_batches(models[i], m, kv_types[kt], exact);
+        const tandem_type kv_types[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32, TANDEM_TYPE_Q8_0};
+        for (int kt = 0; kt < 3; kt++)
+            for (int exact = 0; exact < 2; exact++)
+                if (!kv_type_problem(kv_types[kt], m->qwen.cfg.head_dim)) /* Q8_0: head_dim 32, not 16 */
+                    check_batches(models[i], m, kv_types[kt], exact);
         check_embeddings(models[i], m);
         tandem_model_free(m);
     }

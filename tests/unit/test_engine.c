@@ -1,6 +1,6 @@
 /* test_engine.c — tandem_engine against tandem_generate: every request's ids, text and finish reason through the
  * engine equal tandem_generate's for that request alone (greedy and seeded sampling, stop strings, end ids, full
- * contexts, max_tokens), with f16 and f32 caches, queueing, chunked prompts, adds and cancels mid-run, the KV budget,
+ * contexts, max_tokens), with f16, f32 and q8_0 caches, queueing, chunked prompts, adds and cancels mid-run, the KV budget,
  * and prompts that start with what a slot's cache holds (reused: the count, the output still a cold run's). */
 #include <stdlib.h>
 
@@ -86,13 +86,18 @@ static int64_t add(tandem_engine *e, const request *q, stream *s) {
     return id;
 }
 
+/* The most requests seen running at once by the last run_to_idle. */
+static int peak_running;
+
 /* Steps until idle; no more than max_running requests run at any time. */
 static void run_to_idle(tandem_engine *e, int *steps, const int64_t *ids, int n, int max_running) {
+    peak_running = 0;
     for (bool idle = false; !idle && *steps < 10000; (*steps)++) {
         CHECK_OK(tandem_engine_step(e, &idle));
         int running = 0;
         for (int i = 0; i < n; i++) running += tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_RUNNING;
         CHECK_MSG(running <= max_running, "%d requests run at once, at most %d may", running, max_running);
+        peak_running = running > peak_running ? running : peak_running;
     }
 }
 
@@ -229,7 +234,9 @@ static void run_turn(tandem_engine *e, const request *q, tandem_type kv_type, in
     tandem_gen_result want;
     reference(q, kv_type, &want);
     CHECK_OK(tandem_engine_result(e, id, got));
-    check_same(kv_type == TANDEM_TYPE_F16 ? "prefix reuse, f16" : "prefix reuse, f32", q, &want, got, &s);
+    char name[64];
+    snprintf(name, sizeof name, "prefix reuse, %s", tandem_type_name(kv_type));
+    check_same(name, q, &want, got, &s);
     CHECK_MSG(got->timings.n_prompt_reused == reused, "%s: %d prompt tokens reused, %d expected", q->name,
               got->timings.n_prompt_reused, reused);
     tandem_gen_result_free(&want);
@@ -323,6 +330,23 @@ static void scenario_refusals(const request *q) {
     CHECK(idle);
     tandem_engine_free(e);
 
+    /* a q8_0 cache: per 32 values 34 bytes; one byte short of it refused, exactly it accepted */
+    const int64_t cache_q8 = 2LL * mi.n_layers * mi.n_kv_heads * (mi.head_dim / 32 * 34) * N_CTX;
+    for (int64_t budget = cache_q8 - 1; budget <= cache_q8; budget++) {
+        e = open_engine(4, 16, TANDEM_TYPE_Q8_0, budget);
+        if (!e) return;
+        const tandem_status st = tandem_engine_add(e, q->prompt, q->n_prompt, &q->gp, &id);
+        CHECK_MSG(budget < cache_q8 ? st == TANDEM_ERR_NO_MEMORY : st == TANDEM_OK,
+                  "a budget of %lld bytes for q8_0 caches of %lld: status %d", (long long)budget, (long long)cache_q8,
+                  (int)st);
+        tandem_engine_free(e);
+    }
+
+    tandem_engine_params bad_kv = tandem_engine_default_params();
+    bad_kv.kv_type = TANDEM_TYPE_BF16;
+    CHECK(tandem_engine_create(model, &bad_kv, &e) == TANDEM_ERR_INVALID_ARG && !e);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_engine_params.kv_type BF16") != NULL, "'%s'", tandem_last_error());
+
     e = open_engine(4, 16, TANDEM_TYPE_F16, 0);
     if (!e) return;
     tandem_gen_params gp = q->gp;
@@ -405,15 +429,25 @@ int main(int argc, char **argv) {
     scenario_all("one slot each", qs, N_REQ, N_REQ, 64, TANDEM_TYPE_F16, 0, N_REQ);
     scenario_all("3 slots, f16", qs, N_REQ, 3, 64, TANDEM_TYPE_F16, 0, 3);
     scenario_all("3 slots, f32", qs, N_REQ, 3, 64, TANDEM_TYPE_F32, 0, 3);
+    scenario_all("3 slots, q8_0", qs, N_REQ, 3, 64, TANDEM_TYPE_Q8_0, 0, 3);
     scenario_all("4 slots, n_batch 5: prompts in chunks beside decodes", qs, N_REQ, 4, 5, TANDEM_TYPE_F16, 0, 4);
     tandem_model_info mi;
     tandem_model_get_info(model, &mi);
     const int64_t cache_f32 = 2LL * mi.n_layers * mi.n_kv_heads * mi.head_dim * N_CTX * 4;
     scenario_all("a budget of 2.5 caches for 6 slots", qs, N_REQ, 6, 16, TANDEM_TYPE_F32, cache_f32 * 5 / 2, 2);
+    CHECK_MSG(peak_running == 2, "2.5 f32 caches: %d requests ran at once, not 2", peak_running);
+    /* the budget counts bytes: the 2.5 f16 caches' bytes hold 4 q8_0 caches (a row of 32 values: 34 bytes, not 64) */
+    const int64_t f16_budget = cache_f32 / 2 * 5 / 2;
+    scenario_all("2.5 f16 caches' bytes, f16", qs, N_REQ, 6, 16, TANDEM_TYPE_F16, f16_budget, 2);
+    CHECK_MSG(peak_running == 2, "2.5 f16 caches: %d requests ran at once, not 2", peak_running);
+    scenario_all("2.5 f16 caches' bytes, q8_0", qs, N_REQ, 6, 16, TANDEM_TYPE_Q8_0, f16_budget, 4);
+    CHECK_MSG(peak_running == 4, "2.5 f16 caches' bytes of q8_0 caches: %d requests ran at once, not 4", peak_running);
     scenario_chunked();
     scenario_prefix(TANDEM_TYPE_F16);
     scenario_prefix(TANDEM_TYPE_F32);
+    scenario_prefix(TANDEM_TYPE_Q8_0);
     scenario_mid_run(qs, TANDEM_TYPE_F16);
+    scenario_mid_run(qs, TANDEM_TYPE_Q8_0);
     scenario_refusals(&qs[0]);
 
     tandem_model_free(model);

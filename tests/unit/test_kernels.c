@@ -253,61 +253,99 @@ static double attention_error(const float *q, int nq, const float *keys, const f
     return worst;
 }
 
-/* Attention on every instruction set and both cache types against a double-precision definition (for an f16
- * cache, over the keys and values rounded to f16): head sizes with and without 64/16/8-wide chunks and scalar
- * tails, 1 to 300 keys (partial key blocks), 1 to 5 queries sharing the keys, tiles of 1 to 17 tokens (each
- * seeing one key more than the one before), strided rows. Every token of a tile gets the bits a call for that
- * token alone gives (verification passes must match single steps). */
+/* Attention on every instruction set and every cache type against a double-precision definition (over the keys and
+ * values the cache holds: rounded to f16, or Q8_0 blocks dequantized by quant.c's dequantize_row): head sizes with
+ * and without 64/16/8-wide chunks and scalar tails (multiples of 32 for Q8_0), 1 to 300 keys (partial key blocks),
+ * 1 to 5 queries sharing the keys, tiles of 1 to 17 tokens (each seeing one key more than the one before), strided
+ * rows. Every token of a tile gets the bits a call for that token alone gives (verification passes must match
+ * single steps). */
 static void check_attention_isas(void) {
-    const int head_dims[] = {4, 13, 16, 40, 72, 128}, tiles[] = {1, 2, 5, 17};
+    const int head_dims[] = {4, 13, 16, 32, 40, 64, 72, 128}, tiles[] = {1, 2, 5, 17};
     const char *isas[] = {"scalar", "avx2"};
-    const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16};
+    const tandem_type kv_types[] = {TANDEM_TYPE_F32, TANDEM_TYPE_F16, TANDEM_TYPE_Q8_0};
     for (size_t k = 0; k < 2; k++) {
         if (!kernel_isa_select(isas[k])) continue;
-        for (size_t kt = 0; kt < 2; kt++) {
-            const bool f16 = kv_types[kt] == TANDEM_TYPE_F16;
+        for (size_t kt = 0; kt < 3; kt++) {
+            const tandem_type kv = kv_types[kt];
+            const char *kv_name = tandem_type_name(kv);
             double worst = 0;
             int cases = 0, differ = 0;
             for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
                 const int hd = head_dims[hi];
+                if (kv_type_problem(kv, hd)) continue;
+                const size_t row_bytes = kv_row_bytes(kv, hd);
                 for (int n_keys0 = 1; n_keys0 <= 300; n_keys0 += 37) {
                     const int nq = 1 + (n_keys0 + (int)hi) % 5, T = tiles[(n_keys0 / 37 + hi) % 4];
                     const int n_keys = n_keys0 + T - 1, stride = nq * hd + 3;  /* rows 3 floats apart */
                     float *q = malloc(sizeof(float) * stride * T), *keys = malloc(sizeof(float) * hd * n_keys);
                     float *vals = malloc(sizeof(float) * hd * n_keys), *out = malloc(sizeof(float) * stride * T);
                     float *single = malloc(sizeof(float) * nq * hd);
-                    uint16_t *keys16 = malloc(sizeof(uint16_t) * hd * n_keys), *vals16 = malloc(sizeof(uint16_t) * hd * n_keys);
-                    float *sc = malloc(sizeof(float) * ATTENTION_SCRATCH_PER_QUERY * T * nq);
+                    uint8_t *kc = malloc(row_bytes * n_keys), *vc = malloc(row_bytes * n_keys);
+                    float *sc = malloc(sizeof(float) * attention_scratch_floats(T * nq, hd));
                     /* every third case with large scores: the softmax then spans e^0 … below e^-87 */
                     const float q_scale = n_keys0 % 3 == 2 ? 60.0f : 2.0f;
                     for (int i = 0; i < stride * T; i++) q[i] = frand() * q_scale;
-                    for (int i = 0; i < hd * n_keys; i++) {
-                        keys[i] = frand(), vals[i] = frand();
-                        keys16[i] = f32_to_f16(keys[i]), vals16[i] = f32_to_f16(vals[i]);
-                        if (f16) keys[i] = f16_to_f32(keys16[i]), vals[i] = f16_to_f32(vals16[i]);  /* what the cache holds */
+                    for (int i = 0; i < hd * n_keys; i++) keys[i] = frand(), vals[i] = frand();
+                    for (int u = 0; u < n_keys; u++) { /* the cache's rows, and what they hold as floats */
+                        kv_store_row(kv, kc + u * row_bytes, keys + u * hd, hd);
+                        kv_store_row(kv, vc + u * row_bytes, vals + u * hd, hd);
+                        if (kv == TANDEM_TYPE_F32) continue;
+                        dequantize_row(kv, kc + u * row_bytes, keys + u * hd, hd);
+                        dequantize_row(kv, vc + u * row_bytes, vals + u * hd, hd);
                     }
-                    const void *kc = f16 ? (const void *)keys16 : keys, *vc = f16 ? (const void *)vals16 : vals;
-                    attention_forward(out, stride, q, stride, T, nq, kc, vc, kv_types[kt], n_keys0, hd, 0.3f, sc);
+                    attention_forward(out, stride, q, stride, T, nq, kc, vc, kv, n_keys0, hd, 0.3f, sc);
                     for (int t = 0; t < T; t++) {
                         worst = fmax(worst, attention_error(q + t * stride, nq, keys, vals, n_keys0 + t, hd, out + t * stride));
-                        attention_forward(single, nq * hd, q + t * stride, nq * hd, 1, nq, kc, vc, kv_types[kt],
-                                          n_keys0 + t, hd, 0.3f, sc);
+                        attention_forward(single, nq * hd, q + t * stride, nq * hd, 1, nq, kc, vc, kv, n_keys0 + t, hd,
+                                          0.3f, sc);
                         differ += memcmp(single, out + t * stride, sizeof(float) * nq * hd) != 0;
                         cases++;
                     }
-                    free(q); free(keys); free(vals); free(out); free(single); free(sc); free(keys16); free(vals16);
+                    free(q);
+                    free(keys);
+                    free(vals);
+                    free(out);
+                    free(single);
+                    free(sc);
+                    free(kc);
+                    free(vc);
                 }
             }
             printf("attention on %s (%s cache): %.2g from the definition at worst; %d tokens of tiles\n", isas[k],
-                   f16 ? "f16" : "f32", worst, cases);
+                   kv_name, worst, cases);
             /* f32 sums over up to 300 weighted values of magnitude ≤ 1: a few 1e-6 of rounding */
-            CHECK_MSG(worst < 2e-5, "attention on %s (%s cache) differs from the definition by %g", isas[k],
-                      f16 ? "f16" : "f32", worst);
+            CHECK_MSG(cases > 0 && worst < 2e-5, "attention on %s (%s cache) differs from the definition by %g",
+                      isas[k], kv_name, worst);
             CHECK_MSG(differ == 0, "attention on %s (%s cache): %d of %d tokens of tiles differ from single calls",
-                      isas[k], f16 ? "f16" : "f32", differ, cases);
+                      isas[k], kv_name, differ, cases);
         }
     }
     kernel_isa_select(NULL);
+}
+
+/* kv_store_row's Q8_0 rows are quantize_row's (ggml's rule) for finite values; a NaN makes its block's scale NaN, so
+ * every value of that block reads back as NaN instead of a finite value; kv_type_problem names what a cache cannot
+ * hold. */
+static void check_kv_rows(void) {
+    enum { HD = 96 };
+    float x[HD], back[HD];
+    uint8_t got[HD / 32 * 34], want[HD / 32 * 34];
+    for (int i = 0; i < HD; i++) x[i] = frand() * ldexpf(1.0f, i % 9 - 4);
+    x[5] = 0.0f, x[40] = -3.5f;
+    CHECK(kv_row_bytes(TANDEM_TYPE_Q8_0, HD) == sizeof got);
+    kv_store_row(TANDEM_TYPE_Q8_0, got, x, HD);
+    quantize_row(TANDEM_TYPE_Q8_0, x, want, HD);
+    CHECK_MSG(memcmp(got, want, sizeof got) == 0, "kv_store_row's Q8_0 differs from quantize_row");
+    x[40] = NAN;
+    kv_store_row(TANDEM_TYPE_Q8_0, got, x, HD);
+    dequantize_row(TANDEM_TYPE_Q8_0, got, back, HD);
+    int nan_count = 0, finite_count = 0;
+    for (int i = 0; i < HD; i++)
+        nan_count += isnan(back[i]) && i / 32 == 1, finite_count += isfinite(back[i]) && i / 32 != 1;
+    CHECK_MSG(nan_count == 32 && finite_count == 64, "a NaN in a Q8_0 row: %d NaN in its block, %d finite elsewhere",
+              nan_count, finite_count);
+    CHECK(kv_type_problem(TANDEM_TYPE_Q8_0, 16) != NULL && kv_type_problem(TANDEM_TYPE_Q4_0, 128) != NULL);
+    CHECK(!kv_type_problem(TANDEM_TYPE_F16, 16) && !kv_type_problem(TANDEM_TYPE_F32, 13));
 }
 
 /* f32 → f16 rows on every instruction set give f32_to_f16's bits: random values over the f16 range, ties,
@@ -535,6 +573,7 @@ int main(void) {
     check_quantize_act(8);
     check_float_rows();
     check_attention_isas();
+    check_kv_rows();
     check_to_f16_isas();
     check_swiglu_isas();
     check_argmax_isas();

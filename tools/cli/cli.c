@@ -44,6 +44,8 @@ static const struct {
     const char *api, *cli;
 } FLAG_OF_FIELD[] = {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
+    {"tandem_ctx_params.kv_type", "--kv-type"},
+    {"tandem_engine_params.kv_type", "--kv-type"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
@@ -298,7 +300,7 @@ tandem_type parse_weight_type(args *a, const char *flag) {
 }
 
 tandem_type parse_kv_type(args *a, const char *flag) {
-    static const tandem_type TYPES[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32};
+    static const tandem_type TYPES[] = {TANDEM_TYPE_F16, TANDEM_TYPE_F32, TANDEM_TYPE_Q8_0};
     return parse_type_among(a, flag, TYPES, sizeof TYPES / sizeof TYPES[0]);
 }
 
