@@ -78,5 +78,6 @@ int cmd_train(int argc, char **argv);    /* train.c */
 int cmd_prune(int argc, char **argv);
 int cmd_synth(int argc, char **argv);    /* synth.c */
 int cmd_distill(int argc, char **argv);  /* distill.c */
+int cmd_template(int argc, char **argv); /* template.c */
 
 #endif

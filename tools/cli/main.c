@@ -466,6 +466,7 @@ static const char MAIN_HELP[] =
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
     "  info         describe a model file or folder\n"
+    "  template     print the prompt a model's chat template makes of a conversation\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
     "  synth        answer a file of prompts with the target (distillation data, speculative, resumable)\n"
@@ -480,10 +481,20 @@ static const struct command {
     const char *name;
     int (*run)(int argc, char **argv);
 } COMMANDS[] = {
-    {"run", cmd_run},           {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"info", cmd_info},
-    {"train", cmd_train},       {"prune", cmd_prune},       {"bench", cmd_bench},           {"convert", cmd_convert},
-    {"quantize", cmd_quantize}, {"perplexity", cmd_perplexity}, {"kld", cmd_kld},           {"synth", cmd_synth},
+    {"run", cmd_run},
+    {"tokenize", cmd_tokenize},
+    {"detokenize", cmd_detokenize},
+    {"info", cmd_info},
+    {"train", cmd_train},
+    {"prune", cmd_prune},
+    {"bench", cmd_bench},
+    {"convert", cmd_convert},
+    {"quantize", cmd_quantize},
+    {"perplexity", cmd_perplexity},
+    {"kld", cmd_kld},
+    {"synth", cmd_synth},
     {"distill", cmd_distill},
+    {"template", cmd_template},
 };
 
 static int print_version(void) {
