@@ -234,6 +234,34 @@ def vl_config(flat, vision=False):
 
 # ---------------------------------------------------------------- main
 
+def chat_template_seeds():
+    """chat_template (max_len 16384): template SEP messages [SEP tools], from the golden cases whose template is
+    in the repo (tests/golden/chat/templates; the Qwen3 one stays in its package)."""
+    d = os.path.join(CORPUS, "chat_template")
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    with open(os.path.join(GOLDEN, "chat", "cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    for case in cases:
+        if case["template"] == "qwen3":
+            continue
+        tmpl = read(os.path.join(GOLDEN, "chat", case["template"]))
+        data = tmpl + SEP + json.dumps(case["messages"], ensure_ascii=False).encode()
+        if case.get("tools"):
+            data += SEP + json.dumps(case["tools"], ensure_ascii=False).encode()
+        out("chat_template", case["name"].replace("/", "-") + ".bin", data)
+    msgs = b'[{"role": "user", "content": "hi"}]'
+    hostile = {
+        "recursion.bin": b"{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(0) }}",
+        "loops.bin": b"{% for i in range(99999) %}{% for j in range(99999) %}{{ i }}{% endfor %}{% endfor %}",
+        "growth.bin": b"{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                      b"{% endfor %}{{ ns.s|length }}",
+        "syntax.bin": b"{% if %}{{ ((( }}{% endfor %}{# x",
+    }
+    for name, tmpl in hostile.items():
+        out("chat_template", "hostile-" + name, tmpl + SEP + msgs)
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -384,6 +412,7 @@ def main():
         out("tokenize", "invalid-utf8.bin", b"ok \xff\xfe \xc3( \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf"
                                             b" \xe2\x82\xac \xf0\x9f\x99 end\xc3")
         out("tokenize", "nul-and-controls.bin", b"a\x00b\x01\x7f\x1b[0m\x00\x00 <|im_end|>\x00")
+        chat_template_seeds()
     finally:
         shutil.rmtree(tmp)
 
