@@ -581,7 +581,7 @@ static jv get_path(jctx *c, jv obj, jv path) {
         size_t n = (size_t)(dot - p);
         bool digits = n > 0;
         for (size_t i = 0; i < n; i++) digits &= isdigit((unsigned char)p[i]) != 0;
-        if (obj.t == JV_UNDEF) return obj;
+        if (obj.t == JV_UNDEF) jfail(c, JERR_RUNTIME, "%s", obj.s.p ? obj.s.p : "undefined value");
         if (digits) obj = jinja_getitem(c, obj, jv_int(strtoll(p, NULL, 10)));
         else obj = jinja_getitem(c, obj, jv_str(c, p, n));
         p = dot + 1;
@@ -825,14 +825,34 @@ bool jinja_test(jctx *c, const char *name, size_t n, jv v, const jargs *a, bool 
     else if (T("sequence")) *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF;
     else if (T("iterable")) *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF;
     else if (T("callable")) *out = jinja_is_callable(v);
-    else if (T("odd") || T("even")) {
+    else if (T("odd") || T("even") || T("divisibleby")) {
+        /* value % n == (odd: 1, else 0) with Python's modulo; a value that is no number never divides */
+        jv d = T("divisibleby") ? arg : jv_int(2);
+        if (T("divisibleby") && a->n_pos + a->n_kw == 0)
+            jfail(c, JERR_RUNTIME, "test_divisibleby() missing 1 required positional argument: 'num'");
         if (v.t == JV_UNDEF) jfail(c, JERR_RUNTIME, "%s", v.s.p ? v.s.p : "undefined value");
-        int64_t i = need_int(c, v, "odd/even");
-        *out = (i % 2 != 0) == T("odd");
-    } else if (T("divisibleby")) {
-        int64_t d = need_int(c, arg, "divisibleby"), i = need_int(c, v, "divisibleby");
-        if (d == 0) jfail(c, JERR_RUNTIME, "integer division or modulo by zero");
-        *out = d == -1 || i % d == 0;
+        bool nums = (v.t == JV_INT || v.t == JV_BOOL || v.t == JV_FLOAT) &&
+                    (d.t == JV_INT || d.t == JV_BOOL || d.t == JV_FLOAT);
+        if (!nums) { /* Python's value % n: string formatting for a str, else a type error */
+            if (v.t == JV_STR && ((d.t == JV_LIST && !d.l->tuple) || d.t == JV_DICT)) *out = false;
+            else if (v.t == JV_STR) jfail(c, JERR_RUNTIME, "not all arguments converted during string formatting");
+            else
+                jfail(c, JERR_RUNTIME, "unsupported operand type(s) for %%: '%s' and '%s'", jv_type_name(v),
+                      jv_type_name(d));
+        } else if (v.t != JV_FLOAT && d.t != JV_FLOAT) {
+            int64_t x = v.t == JV_INT ? v.i : v.b, y = d.t == JV_INT ? d.i : d.b;
+            if (y == 0) jfail(c, JERR_RUNTIME, "integer division or modulo by zero");
+            int64_t m = y == -1 ? 0 : x % y;
+            if (m != 0 && ((m < 0) != (y < 0))) m += y;
+            *out = T("odd") ? m == 1 : m == 0;
+        } else {
+            double x = v.t == JV_FLOAT ? v.f : (double)(v.t == JV_INT ? v.i : v.b);
+            double y = d.t == JV_FLOAT ? d.f : (double)(d.t == JV_INT ? d.i : d.b);
+            if (y == 0.0) jfail(c, JERR_RUNTIME, "float modulo");
+            double m = fmod(x, y);
+            if (m != 0.0 && ((m < 0) != (y < 0))) m += y;
+            *out = T("odd") ? m == 1.0 : m == 0.0;
+        }
     } else if (T("sameas")) {
         *out = v.t == arg.t && (v.t == JV_NONE || v.t == JV_BOOL ? jv_equal(c, v, arg) : false);
     } else if (T("escaped")) *out = false;
@@ -874,7 +894,7 @@ static const char *const FILTERS[] = {"abs",         "attr",       "batch",   "c
 static bool known_filter(const char *name, size_t n) { return name_in(FILTERS, name, n); }
 
 /* Stable sort of items by keys (merge sort: Python's sorted is stable). */
-static void sort_by(jctx *c, jv *items, jv *keys, size_t n, bool reverse) {
+static void sort_by(jctx *c, jv *items, jv *keys, size_t n, bool reverse, bool eq_first) {
     if (n < 2) return;
     jv *ti = ja_alloc(&c->arena, n * sizeof(jv)), *tk = ja_alloc(&c->arena, n * sizeof(jv));
     for (size_t width = 1; width < n; width *= 2) {
@@ -882,7 +902,9 @@ static void sort_by(jctx *c, jv *items, jv *keys, size_t n, bool reverse) {
             size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
-                int r = jv_compare(c, keys[j], keys[i]);
+                /* attribute keys are compared as one-item lists, as jinja2's multi-attrgetter makes them:
+                 * equal keys (undefined ones too) are never ordered */
+                int r = eq_first && jv_equal(c, keys[j], keys[i]) ? 0 : jv_compare(c, keys[j], keys[i]);
                 bool take_right = reverse ? r > 0 : r < 0;
                 if (take_right) {
                     ti[k] = items[j];
@@ -941,7 +963,8 @@ static jv do_indent(jctx *c, jv s, jv width, bool first, bool blank) {
         ind.s.p = sp;
         ind.s.n = (size_t)w;
     }
-    jv text = jv_stringify(c, s);
+    if (s.t != JV_STR) jfail(c, JERR_RUNTIME, "indent: expected a string, not %s", jv_type_name(s));
+    jv text = s;
     jbuf withnl = {0};
     jb_put(c, &withnl, text.s.p, text.s.n);
     jb_put(c, &withnl, "\n", 1);
@@ -1129,6 +1152,8 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
             jv_to_str(c, &b, it);
         }
         *out = jv_str(c, b.p ? b.p : "", b.n);
+    } else if ((F("int") || F("float")) && v.t == JV_UNDEF) {
+        jfail(c, JERR_RUNTIME, "%s", v.s.p ? v.s.p : "undefined value");
     } else if (F("int")) {
         jv dflt = jarg(a, 0, "default", jv_int(0));
         int64_t base = need_int(c, jarg(a, 1, "base", jv_int(10)), "int");
@@ -1160,7 +1185,7 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
         *out = do_round(c, v, need_int(c, jarg(a, 0, "precision", jv_int(0)), "round"),
                         jarg(a, 1, "method", jv_none()));
     } else if (F("map")) {
-        jv items = jinja_iterate(c, v);
+        jv items = jv_truthy(v) ? jinja_iterate(c, v) : jv_list(c, 0); /* jinja2: `if value:` first */
         jv attr = jarg(a, 99, "attribute", jv_undef(NULL));
         *out = jv_list(c, items.l->n);
         if (attr.t != JV_UNDEF) {
@@ -1184,7 +1209,7 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
         }
     } else if (F("select") || F("reject") || F("selectattr") || F("rejectattr")) {
         bool attr_mode = F("selectattr") || F("rejectattr"), want = F("select") || F("selectattr");
-        jv items = jinja_iterate(c, v);
+        jv items = jv_truthy(v) ? jinja_iterate(c, v) : jv_list(c, 0);
         jv res = jv_list(c, items.l->n);
         size_t k = 0;
         jv attr = attr_mode ? jarg(a, 0, NULL, jv_undef("selectattr: missing the attribute")) : jv_none();
@@ -1203,6 +1228,8 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
         size_t k = 0;
         for (size_t i = 0; i < items.l->n; i++) {
             jv key = sort_key(c, attr.t == JV_NONE ? items.l->items[i] : get_path(c, items.l->items[i], attr), cs);
+            if ((key.t == JV_LIST && !key.l->tuple) || key.t == JV_DICT || key.t == JV_NS)
+                jfail(c, JERR_RUNTIME, "unhashable type: '%s'", jv_type_name(key));
             bool dup = false;
             for (size_t j = 0; j < k && !dup; j++) dup = jv_equal(c, seen.l->items[j], key);
             if (!dup) {
@@ -1223,7 +1250,7 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
             keys.l->items[i] = sort_key(c, attr.t == JV_NONE ? items.l->items[i] : get_path(c, items.l->items[i], attr),
                                         cs);
         }
-        sort_by(c, res.l->items, keys.l->items, items.l->n, rev);
+        sort_by(c, res.l->items, keys.l->items, items.l->n, rev, attr.t != JV_NONE);
         *out = res;
     } else if (F("dictsort")) {
         if (v.t != JV_DICT) jfail(c, JERR_RUNTIME, "dictsort: expected a mapping, not %s", jv_type_name(v));
@@ -1235,7 +1262,7 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
             jfail(c, JERR_RUNTIME, "You can only sort by either \"key\" or \"value\"");
         jv res = dict_items(c, v), keys = jv_list(c, v.d->n);
         for (size_t i = 0; i < v.d->n; i++) keys.l->items[i] = sort_key(c, by_value ? v.d->vals[i] : v.d->keys[i], cs);
-        sort_by(c, res.l->items, keys.l->items, v.d->n, rev);
+        sort_by(c, res.l->items, keys.l->items, v.d->n, rev, false);
         *out = res;
     } else if (F("min") || F("max")) {
         bool cs = jv_truthy(jarg(a, 0, "case_sensitive", jv_bool(false)));

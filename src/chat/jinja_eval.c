@@ -214,6 +214,8 @@ static bool contains(jctx *c, jv item, jv seq) {
             if (jv_equal(c, item, seq.l->items[i])) return true;
         return false;
     case JV_DICT: {
+        if ((item.t == JV_LIST && !item.l->tuple) || item.t == JV_DICT || item.t == JV_NS)
+            jfail(c, JERR_RUNTIME, "unhashable type: '%s'", jv_type_name(item));
         jv v;
         return jdict_get(c, seq.d, item, &v);
     }
@@ -443,7 +445,11 @@ static jv apply_filters(jctx *c, jscope *s, const jnode *f, jv text) {
 
 static jv slice(jctx *c, jv v, jv start, jv stop, jv stepv) {
     if (v.t == JV_UNDEF) undefined_error(c, v);
-    if (v.t != JV_STR && v.t != JV_LIST) jfail(c, JERR_RUNTIME, "'%s' object is not subscriptable", jv_type_name(v));
+    if (v.t != JV_STR && v.t != JV_LIST) { /* jinja2's getitem turns the TypeError into undefined */
+        jbuf b = {0};
+        jb_printf(c, &b, "'%s' object is not subscriptable", jv_type_name(v));
+        return jv_undef(b.p);
+    }
     int64_t len = v.t == JV_STR ? (int64_t)utf8_len(v.s.p, v.s.n) : (int64_t)v.l->n;
     int64_t st = 1;
     if (stepv.t != JV_NONE && stepv.t != JV_UNDEF) {

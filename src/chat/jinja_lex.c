@@ -151,7 +151,7 @@ static size_t find_open(const lexer *L, size_t from) {
 }
 
 /* At "{%": is this "{%[-+]? raw [-+]?%}"? Sets *end past it and *minus for a "-%}" close. */
-static bool match_raw(const lexer *L, size_t i, const char *word, size_t *end, bool *open_minus, bool *close_minus) {
+static bool match_raw(const lexer *L, size_t i, const char *word, size_t *end, bool *open_minus, char *close_sign) {
     size_t j = i + 2;
     *open_minus = j < L->n && L->s[j] == '-';
     if (j < L->n && (L->s[j] == '-' || L->s[j] == '+')) j++;
@@ -159,9 +159,10 @@ static bool match_raw(const lexer *L, size_t i, const char *word, size_t *end, b
     size_t wl = strlen(word);
     if (j + wl > L->n || memcmp(L->s + j, word, wl)) return false;
     j = space_run(L->s, L->n, j + wl);
-    *close_minus = false;
-    if (j < L->n && (L->s[j] == '-' || L->s[j] == '+')) {
-        *close_minus = L->s[j] == '-';
+    *close_sign = 0;
+    /* jinja2 takes "+%}" after endraw but not after raw */
+    if (j < L->n && (L->s[j] == '-' || (L->s[j] == '+' && word[0] == 'e'))) {
+        *close_sign = L->s[j];
         j++;
     }
     if (j + 2 > L->n || L->s[j] != '%' || L->s[j + 1] != '}') return false;
@@ -337,8 +338,9 @@ void jinja_lex(jctx *c, const char *src, size_t n, jtok **toks, size_t *n_toks) 
         char kind = L.s[open + 1];
         char sign = open + 2 < L.n ? L.s[open + 2] : 0;
         size_t raw_end = 0;
-        bool raw_open_minus = false, raw_close_minus = false;
-        bool is_raw = kind == '%' && match_raw(&L, open, "raw", &raw_end, &raw_open_minus, &raw_close_minus);
+        bool raw_open_minus = false;
+        char raw_close = 0;
+        bool is_raw = kind == '%' && match_raw(&L, open, "raw", &raw_end, &raw_open_minus, &raw_close);
         size_t text_len = open - L.pos;
         if (sign == '-') {
             text_len = rstrip_len(L.s + L.pos, text_len);
@@ -363,9 +365,10 @@ void jinja_lex(jctx *c, const char *src, size_t n, jtok **toks, size_t *n_toks) 
             line_starting = L.s[end - 1] == '\n';
         } else if (is_raw) {
             size_t body = raw_end;
-            if (raw_close_minus) body = space_run(L.s, L.n, body);
+            if (raw_close == '-') body = space_run(L.s, L.n, body);
             size_t i = body, end = 0;
-            bool om = false, cm = false;
+            bool om = false;
+            char cm = 0;
             for (;; i++) {
                 i = find_open(&L, i);
                 if (i >= L.n) {
@@ -378,8 +381,8 @@ void jinja_lex(jctx *c, const char *src, size_t n, jtok **toks, size_t *n_toks) 
             if (om) len = rstrip_len(L.s + body, len);
             advance(&L, body);
             emit_text(&L, body, len);
-            if (cm) end = space_run(L.s, L.n, end);
-            else if (end < L.n && L.s[end] == '\n') end++;
+            if (cm == '-') end = space_run(L.s, L.n, end);
+            else if (cm != '+' && end < L.n && L.s[end] == '\n') end++;
             advance(&L, end);
             line_starting = L.s[end - 1] == '\n';
         } else {

@@ -374,7 +374,7 @@ int jv_compare(jctx *c, jv a, jv b) {
         if (r) return r;
         return a.s.n < b.s.n ? -1 : a.s.n > b.s.n ? 1 : 0;
     }
-    if (a.t == JV_LIST && b.t == JV_LIST) {
+    if (a.t == JV_LIST && b.t == JV_LIST && a.l->tuple == b.l->tuple) {
         for (size_t i = 0; i < a.l->n && i < b.l->n; i++) {
             if (jv_equal(c, a.l->items[i], b.l->items[i])) continue;
             return jv_compare(c, a.l->items[i], b.l->items[i]);
@@ -510,6 +510,7 @@ void jv_repr(jctx *c, jbuf *b, jv v) {
         }
         jb_puts(c, b, "}");
         break;
+    case JV_UNDEF: jb_puts(c, b, "Undefined"); break;
     default: jv_to_str(c, b, v); break;
     }
     c->depth--;
