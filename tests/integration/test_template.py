@@ -101,3 +101,25 @@ def test_usage(run_tandem, tmp_path):
     assert cp.returncode == 2 and "missing -m MODEL" in cp.stderr
     cp = run_tandem("template", "--help")
     assert cp.stdout.startswith("usage: tandem template")
+
+
+def test_run_chat_renders_the_template(run_tandem, models_dir, tmp_path):
+    """run --chat: the prompt ids are those of the rendered template (the generation prompt included)."""
+    model = models_dir / "tied_gqa2" / "model-q8_0.gguf"
+    source = json.loads((models_dir / "tied_gqa2" / "tokenizer_config.json").read_text())["chat_template"]
+    want = expected(source, [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "hi there"}],
+                    add_generation_prompt=True)
+    text = tmp_path / "prompt.txt"
+    text.write_text(want)
+    ids = json.loads(run_tandem("tokenize", "-m", model, "-f", text, "--json").stdout)["ids"]
+    cp = run_tandem("run", "-m", model, "-p", "hi there", "--chat", "--system", "Be nice.", "-n", "1", "--temp", "0",
+                    "--json")
+    assert json.loads(cp.stdout.strip().splitlines()[-1])["prompt_ids"] == ids
+    tmpl = tmp_path / "t.jinja"
+    tmpl.write_text("{{ messages[0].content|upper }}")
+    cp = run_tandem("run", "-m", model, "-p", "hi", "--chat", "--chat-template-file", tmpl, "-n", "1", "--json")
+    text.write_text("HI")
+    ids = json.loads(run_tandem("tokenize", "-m", model, "-f", text, "--json").stdout)["ids"]
+    assert json.loads(cp.stdout.strip().splitlines()[-1])["prompt_ids"] == ids
+    cp = run_tandem("run", "-m", model, "-p", "hi", "--no-think", check=False)
+    assert cp.returncode == 2 and "need --chat" in cp.stderr
