@@ -365,7 +365,8 @@ tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen
  * raise_exception, strftime_now). The interpreter is sandboxed: no I/O, and a template that loops or recurses
  * without end or writes too much stops with an error naming the template and the line. */
 typedef struct tandem_chat_template tandem_chat_template;
-/* source: the template text (UTF-8). origin names it in errors (a file path, "GGUF tokenizer.chat_template").
+/* A parsed template is read-only: several threads may render with it at once.
+ * source: the template text (UTF-8). origin names it in errors (a file path, "GGUF tokenizer.chat_template").
  * TANDEM_ERR_FORMAT on a syntax error, naming the line and column. */
 tandem_status tandem_chat_template_parse(const char *source, size_t len, const char *origin,
                                          tandem_chat_template **out);

@@ -103,7 +103,8 @@ struct jctx {
     int line;           /* the line being evaluated, for runtime errors */
     jlimits lim;
     int64_t steps, iterations, out_bytes;
-    int32_t depth;
+    int32_t depth; /* nested macro calls */
+    int32_t nest;  /* recursion of the evaluator and of value walks (equality, order, repr, JSON): C stack */
     int64_t now_unix;
 };
 
@@ -111,6 +112,16 @@ struct jctx {
 _Noreturn void jfail(jctx *c, jerr_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 _Noreturn void jfail_at(jctx *c, jerr_kind kind, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Every recursive function of the interpreter enters and leaves through these, so that no template or value
+ * (a list nested a million deep, built in a loop) can exhaust the C stack. */
+#define JINJA_MAX_NEST 2000
+static inline void nest_in(jctx *c) {
+    if (++c->nest > JINJA_MAX_NEST)
+        jfail(c, JERR_LIMIT, "the template or a value nests more than %d levels deep (the sandbox's limit)",
+              JINJA_MAX_NEST);
+}
+static inline void nest_out(jctx *c) { c->nest--; }
 
 /* ---- strings ---- */
 

@@ -497,7 +497,16 @@ static jv slice(jctx *c, jv v, jv start, jv stop, jv stepv) {
     return jv_str(c, b.p ? b.p : "", b.n);
 }
 
+static jv eval_node(jctx *c, jscope *s, const jnode *n);
+
 static jv eval(jctx *c, jscope *s, const jnode *n) {
+    nest_in(c);
+    jv v = eval_node(c, s, n);
+    nest_out(c);
+    return v;
+}
+
+static jv eval_node(jctx *c, jscope *s, const jnode *n) {
     step(c, n->line);
     switch ((jnode_kind)n->kind) {
     case E_CONST: return n->value;
@@ -672,11 +681,11 @@ static flow exec_node(jctx *c, jscope *s, const jnode *n, jbuf *out) {
 }
 
 static flow exec_body(jctx *c, jscope *s, const jnodes *body, jbuf *out) {
-    for (size_t i = 0; i < body->n; i++) {
-        flow f = exec_node(c, s, body->v[i], out);
-        if (f != FLOW_NEXT) return f;
-    }
-    return FLOW_NEXT;
+    nest_in(c);
+    flow f = FLOW_NEXT;
+    for (size_t i = 0; i < body->n && f == FLOW_NEXT; i++) f = exec_node(c, s, body->v[i], out);
+    nest_out(c);
+    return f;
 }
 
 void jinja_render(jctx *c, const jnode *root, jdict *vars, jbuf *out) {

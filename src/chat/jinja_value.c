@@ -327,7 +327,17 @@ static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_
 static double num_f(jv v) { return v.t == JV_FLOAT ? v.f : v.t == JV_INT ? (double)v.i : (double)v.b; }
 static int64_t num_i(jv v) { return v.t == JV_INT ? v.i : (int64_t)v.b; }
 
+static bool equal_values(jctx *c, jv a, jv b);
+
 bool jv_equal(jctx *c, jv a, jv b) {
+    if (a.t != JV_LIST && a.t != JV_DICT) return equal_values(c, a, b);
+    nest_in(c);
+    bool r = equal_values(c, a, b);
+    nest_out(c);
+    return r;
+}
+
+static bool equal_values(jctx *c, jv a, jv b) {
     if (is_num(a) && is_num(b)) {
         if (a.t == JV_FLOAT || b.t == JV_FLOAT) return num_f(a) == num_f(b);
         return num_i(a) == num_i(b);
@@ -375,11 +385,15 @@ int jv_compare(jctx *c, jv a, jv b) {
         return a.s.n < b.s.n ? -1 : a.s.n > b.s.n ? 1 : 0;
     }
     if (a.t == JV_LIST && b.t == JV_LIST && a.l->tuple == b.l->tuple) {
+        nest_in(c);
+        int r = a.l->n < b.l->n ? -1 : a.l->n > b.l->n ? 1 : 0;
         for (size_t i = 0; i < a.l->n && i < b.l->n; i++) {
             if (jv_equal(c, a.l->items[i], b.l->items[i])) continue;
-            return jv_compare(c, a.l->items[i], b.l->items[i]);
+            r = jv_compare(c, a.l->items[i], b.l->items[i]);
+            break;
         }
-        return a.l->n < b.l->n ? -1 : a.l->n > b.l->n ? 1 : 0;
+        nest_out(c);
+        return r;
     }
     jfail(c, JERR_RUNTIME, "'<' not supported between instances of '%s' and '%s'", jv_type_name(a), jv_type_name(b));
 }
@@ -496,7 +510,7 @@ static void seq_repr(jctx *c, jbuf *b, jv v) {
 }
 
 void jv_repr(jctx *c, jbuf *b, jv v) {
-    if (++c->depth > c->lim.max_depth + 64) jfail(c, JERR_LIMIT, "a value nests too deeply to print");
+    nest_in(c);
     switch ((jtype)v.t) {
     case JV_STR: str_repr(c, b, v.s.p, v.s.n); break;
     case JV_LIST: seq_repr(c, b, v); break;
@@ -513,7 +527,7 @@ void jv_repr(jctx *c, jbuf *b, jv v) {
     case JV_UNDEF: jb_puts(c, b, "Undefined"); break;
     default: jv_to_str(c, b, v); break;
     }
-    c->depth--;
+    nest_out(c);
 }
 
 void jv_to_str(jctx *c, jbuf *b, jv v) {
@@ -618,7 +632,6 @@ static void sort_by_key(jv *keys, jv *vals, size_t n) {
 
 void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level) {
     char tmp[40];
-    if (level > 200) jfail(c, JERR_RUNTIME, "tojson: the value nests too deeply");
     switch ((jtype)v.t) {
     case JV_NONE: jb_puts(c, b, "null"); return;
     case JV_BOOL: jb_puts(c, b, v.b ? "true" : "false"); return;
@@ -641,7 +654,9 @@ void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level) {
         for (size_t i = 0; i < v.l->n; i++) {
             if (i) jb_puts(c, b, o->item_sep);
             if (o->indent) json_newline(c, b, o, level + 1);
+            nest_in(c);
             jv_to_json(c, b, v.l->items[i], o, level + 1);
+            nest_out(c);
         }
         if (o->indent) json_newline(c, b, o, level);
         jb_puts(c, b, "]");
@@ -664,7 +679,9 @@ void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level) {
             if (o->indent) json_newline(c, b, o, level + 1);
             json_str(c, b, keys[i].s.p, keys[i].s.n);
             jb_puts(c, b, o->key_sep);
+            nest_in(c);
             jv_to_json(c, b, vals[i], o, level + 1);
+            nest_out(c);
         }
         if (o->indent) json_newline(c, b, o, level);
         jb_puts(c, b, "}");
