@@ -616,12 +616,11 @@ static jv call_range(jctx *c, const jargs *a) {
         if (a->n_pos == 3) st = need_int(c, a->pos[2], "range");
     }
     if (st == 0) jfail(c, JERR_RUNTIME, "range() arg 3 must not be zero");
-    double count_f = 0;
-    if (st > 0 && start < stop) count_f = ceil(((double)stop - (double)start) / (double)st);
-    if (st < 0 && start > stop) count_f = ceil(((double)start - (double)stop) / -(double)st);
-    if (count_f > 100000)
+    __int128 span = st > 0 ? (__int128)stop - start : (__int128)start - stop, step = st > 0 ? st : -(__int128)st;
+    __int128 count128 = span > 0 ? (span + step - 1) / step : 0;
+    if (count128 > 100000)
         jfail(c, JERR_LIMIT, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
-    size_t count = (size_t)count_f;
+    size_t count = (size_t)count128;
     jv l = jv_list(c, count);
     for (size_t i = 0; i < count; i++) l.l->items[i] = jv_int(start + (int64_t)i * st);
     return l;
@@ -1050,7 +1049,7 @@ static jv do_round(jctx *c, jv v, int64_t precision, jv method) {
             double p10 = pow(10.0, (double)-precision), q = v.f / p10, r = nearbyint(q);
             return jv_float(r * p10);
         }
-        char buf[512];
+        char buf[768];                                          /* 309 integer digits and 300 decimals at most */
         snprintf(buf, sizeof buf, "%.*f", (int)precision, v.f); /* correctly rounded, ties to even as Python */
         return jv_float(strtod(buf, NULL));
     }

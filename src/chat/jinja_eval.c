@@ -456,6 +456,7 @@ static jv slice(jctx *c, jv v, jv start, jv stop, jv stepv) {
         if (stepv.t != JV_INT && stepv.t != JV_BOOL) jfail(c, JERR_RUNTIME, "slice indices must be integers or None");
         st = num_i(stepv);
         if (st == 0) jfail(c, JERR_RUNTIME, "slice step cannot be zero");
+        if (st < -INT64_MAX) st = -INT64_MAX; /* any step longer than the sequence takes one item */
     }
     int64_t lo, hi;
     for (int k = 0; k < 2; k++) {
