@@ -66,8 +66,10 @@ _Noreturn static void undefined_error(jctx *c, jv u) {
 /* ---- operators ---- */
 
 static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
-static double num_f(jv v) { return v.t == JV_FLOAT ? v.f : v.t == JV_INT ? (double)v.i : (double)v.b; }
-static int64_t num_i(jv v) { return v.t == JV_INT ? v.i : (int64_t)v.b; }
+static double num_f(jv v) {
+    return v.t == JV_FLOAT ? v.f : v.t == JV_INT ? (double)v.i : v.t == JV_BOOL ? (double)v.b : 0.0;
+}
+static int64_t num_i(jv v) { return v.t == JV_INT ? v.i : v.t == JV_BOOL ? (int64_t)v.b : 0; }
 
 static const char *OP_NAMES[] = {"+", "-", "*", "/", "//", "%", "**", "~"};
 

@@ -324,8 +324,10 @@ bool jv_truthy(jv v) {
 }
 
 static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
-static double num_f(jv v) { return v.t == JV_FLOAT ? v.f : v.t == JV_INT ? (double)v.i : (double)v.b; }
-static int64_t num_i(jv v) { return v.t == JV_INT ? v.i : (int64_t)v.b; }
+static double num_f(jv v) {
+    return v.t == JV_FLOAT ? v.f : v.t == JV_INT ? (double)v.i : v.t == JV_BOOL ? (double)v.b : 0.0;
+}
+static int64_t num_i(jv v) { return v.t == JV_INT ? v.i : v.t == JV_BOOL ? (int64_t)v.b : 0; }
 
 static bool equal_values(jctx *c, jv a, jv b);
 
