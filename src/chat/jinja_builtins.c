@@ -45,6 +45,18 @@ enum builtin_id {
     S_ISUPPER,
     S_ISLOWER,
     S_INDEX,
+    S_RINDEX,
+    S_REMOVEPREFIX,
+    S_REMOVESUFFIX,
+    S_PARTITION,
+    S_RPARTITION,
+    S_LJUST,
+    S_RJUST,
+    S_CENTER,
+    S_ZFILL,
+    S_SWAPCASE,
+    S_CASEFOLD,
+    S_ISASCII,
     D_ITEMS,
     D_KEYS,
     D_VALUES,
@@ -107,14 +119,16 @@ static uint32_t cp_lower(uint32_t cp) {
     pthread_once(&utf8_once, utf8_locale_init);
     return utf8_locale ? (uint32_t)towlower_l((wint_t)cp, utf8_locale) : cp;
 }
-static bool cp_cased(uint32_t cp) { return cp_upper(cp) != cp || cp_lower(cp) != cp; }
+static bool cp_cased(uint32_t cp) {
+    return cp_upper(cp) != cp || cp_lower(cp) != cp || cp == 0xDF || (cp >= 0xFB00 && cp <= 0xFB06) || cp == 0x149;
+}
 static bool cp_alnum(uint32_t cp) {
     if (cp < 0x80) return isalnum((int)cp);
     pthread_once(&utf8_once, utf8_locale_init);
     return utf8_locale ? iswalnum_l((wint_t)cp, utf8_locale) : !py_isspace(cp);
 }
 
-typedef enum { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE, CASE_JINJA_TITLE } case_mode;
+typedef enum { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE, CASE_JINJA_TITLE, CASE_SWAP } case_mode;
 
 static jv str_case(jctx *c, jv s, case_mode mode) {
     jbuf b = {0};
@@ -128,13 +142,30 @@ static jv str_case(jctx *c, jv s, case_mode mode) {
         case CASE_LOWER: up = false; break;
         case CASE_TITLE: up = !prev_cased; break;
         case CASE_CAPITALIZE: up = first; break;
+        case CASE_SWAP: up = cp_lower(cp) == cp; break;
         default: /* jinja2's title: after '-', whitespace or an opening bracket */
             up = word_start;
             word_start = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || py_isspace(cp);
             break;
         }
-        if (up && cp == 0xDF && mode == CASE_UPPER) {
-            jb_put(c, &b, "SS", 2);
+        static const struct {
+            uint32_t cp;
+            const char *upper;
+        } FULL_UPPER[] = {{0xDF, "SS"},    {0xFB00, "FF"}, {0xFB01, "FI"}, {0xFB02, "FL"},      {0xFB03, "FFI"},
+                          {0xFB04, "FFL"}, {0xFB05, "ST"}, {0xFB06, "ST"}, {0x149, "\xCA\xBCN"}};
+        static const struct {
+            uint32_t cp;
+            const char *title;
+        } FULL_TITLE[] = {{0xDF, "Ss"},    {0xFB00, "Ff"}, {0xFB01, "Fi"}, {0xFB02, "Fl"},      {0xFB03, "Ffi"},
+                          {0xFB04, "Ffl"}, {0xFB05, "St"}, {0xFB06, "St"}, {0x149, "\xCA\xBCN"}};
+        const char *full = NULL;
+        bool whole = mode == CASE_UPPER || mode == CASE_SWAP; /* title case maps these letters otherwise */
+        for (size_t k = 0; up && k < sizeof FULL_UPPER / sizeof *FULL_UPPER; k++)
+            if (FULL_UPPER[k].cp == cp) full = whole ? FULL_UPPER[k].upper : FULL_TITLE[k].title;
+        if (full) {
+            jb_puts(c, &b, full);
+        } else if (!up && cp == 0x130) { /* İ lowers to i and a combining dot above */
+            jb_puts(c, &b, "i\xCC\x87");
         } else {
             out = up ? cp_upper(cp) : cp_lower(cp);
             char u[4];
@@ -476,16 +507,50 @@ typedef struct method_entry {
 } method_entry;
 
 static const method_entry METHODS[] = {
-    {JV_STR, "startswith", S_STARTSWITH}, {JV_STR, "endswith", S_ENDSWITH}, {JV_STR, "split", S_SPLIT},
-    {JV_STR, "rsplit", S_RSPLIT},         {JV_STR, "strip", S_STRIP},       {JV_STR, "lstrip", S_LSTRIP},
-    {JV_STR, "rstrip", S_RSTRIP},         {JV_STR, "upper", S_UPPER},       {JV_STR, "lower", S_LOWER},
-    {JV_STR, "replace", S_REPLACE},       {JV_STR, "find", S_FIND},         {JV_STR, "rfind", S_RFIND},
-    {JV_STR, "count", S_COUNT},           {JV_STR, "join", S_JOIN},         {JV_STR, "title", S_TITLE},
-    {JV_STR, "capitalize", S_CAPITALIZE}, {JV_STR, "format", S_FORMAT},     {JV_STR, "splitlines", S_SPLITLINES},
-    {JV_STR, "isdigit", S_ISDIGIT},       {JV_STR, "isalpha", S_ISALPHA},   {JV_STR, "isspace", S_ISSPACE},
-    {JV_STR, "isalnum", S_ISALNUM},       {JV_STR, "isupper", S_ISUPPER},   {JV_STR, "islower", S_ISLOWER},
-    {JV_STR, "index", S_INDEX},           {JV_DICT, "items", D_ITEMS},      {JV_DICT, "keys", D_KEYS},
-    {JV_DICT, "values", D_VALUES},        {JV_DICT, "get", D_GET},          {JV_LIST, "index", L_INDEX},
+    {JV_STR, "startswith", S_STARTSWITH},
+    {JV_STR, "endswith", S_ENDSWITH},
+    {JV_STR, "split", S_SPLIT},
+    {JV_STR, "rsplit", S_RSPLIT},
+    {JV_STR, "strip", S_STRIP},
+    {JV_STR, "lstrip", S_LSTRIP},
+    {JV_STR, "rstrip", S_RSTRIP},
+    {JV_STR, "upper", S_UPPER},
+    {JV_STR, "lower", S_LOWER},
+    {JV_STR, "replace", S_REPLACE},
+    {JV_STR, "find", S_FIND},
+    {JV_STR, "rfind", S_RFIND},
+    {JV_STR, "count", S_COUNT},
+    {JV_STR, "join", S_JOIN},
+    {JV_STR, "title", S_TITLE},
+    {JV_STR, "capitalize", S_CAPITALIZE},
+    {JV_STR, "format", S_FORMAT},
+    {JV_STR, "splitlines", S_SPLITLINES},
+    {JV_STR, "isdigit", S_ISDIGIT},
+    {JV_STR, "isalpha", S_ISALPHA},
+    {JV_STR, "isspace", S_ISSPACE},
+    {JV_STR, "isalnum", S_ISALNUM},
+    {JV_STR, "isupper", S_ISUPPER},
+    {JV_STR, "islower", S_ISLOWER},
+    {JV_STR, "index", S_INDEX},
+    {JV_STR, "rindex", S_RINDEX},
+    {JV_STR, "removeprefix", S_REMOVEPREFIX},
+    {JV_STR, "removesuffix", S_REMOVESUFFIX},
+    {JV_STR, "partition", S_PARTITION},
+    {JV_STR, "rpartition", S_RPARTITION},
+    {JV_STR, "ljust", S_LJUST},
+    {JV_STR, "rjust", S_RJUST},
+    {JV_STR, "center", S_CENTER},
+    {JV_STR, "zfill", S_ZFILL},
+    {JV_STR, "swapcase", S_SWAPCASE},
+    {JV_STR, "casefold", S_CASEFOLD},
+    {JV_STR, "isascii", S_ISASCII},
+    {JV_STR, "isnumeric", S_ISDIGIT},
+    {JV_STR, "isdecimal", S_ISDIGIT},
+    {JV_DICT, "items", D_ITEMS},
+    {JV_DICT, "keys", D_KEYS},
+    {JV_DICT, "values", D_VALUES},
+    {JV_DICT, "get", D_GET},
+    {JV_LIST, "index", L_INDEX},
     {JV_LIST, "count", L_COUNT},
 };
 
@@ -755,6 +820,71 @@ jv jinja_call_builtin(jctx *c, const jfunc *fn, const jargs *a) {
         case S_ISALNUM: return jv_bool(str_all(s, 3));
         case S_ISUPPER: return jv_bool(str_cased_all(s, true));
         case S_ISLOWER: return jv_bool(str_cased_all(s, false));
+        case S_ISASCII: {
+            for (size_t i = 0; i < s.s.n; i++)
+                if ((unsigned char)s.s.p[i] >= 0x80) return jv_bool(false);
+            return jv_bool(true);
+        }
+        case S_SWAPCASE: return str_case(c, s, CASE_SWAP);
+        case S_CASEFOLD: return str_case(c, s, CASE_LOWER);
+        case S_RINDEX: {
+            int64_t r = str_find(s, need_str(c, jarg(a, 0, NULL, jv_none()), "rindex"), true);
+            if (r < 0) jfail(c, JERR_RUNTIME, "substring not found");
+            return jv_int(r);
+        }
+        case S_REMOVEPREFIX:
+        case S_REMOVESUFFIX: {
+            jv x = need_str(c, jarg(a, 0, NULL, jv_none()), "removeprefix");
+            bool pre = fn->id == S_REMOVEPREFIX;
+            if (x.s.n > s.s.n || memcmp(s.s.p + (pre ? 0 : s.s.n - x.s.n), x.s.p, x.s.n)) return s;
+            return jv_str(c, s.s.p + (pre ? x.s.n : 0), s.s.n - x.s.n);
+        }
+        case S_PARTITION:
+        case S_RPARTITION: {
+            jv sep = need_str(c, jarg(a, 0, NULL, jv_none()), "partition");
+            if (sep.s.n == 0) jfail(c, JERR_RUNTIME, "empty separator");
+            int64_t at = str_find(s, sep, fn->id == S_RPARTITION);
+            jv r = jv_list(c, 3);
+            r.l->tuple = true;
+            if (at < 0) {
+                r.l->items[0] = fn->id == S_PARTITION ? s : jv_str_lit("");
+                r.l->items[1] = jv_str_lit("");
+                r.l->items[2] = fn->id == S_PARTITION ? jv_str_lit("") : s;
+                return r;
+            }
+            size_t b = utf8_offset(s.s.p, s.s.n, (size_t)at);
+            r.l->items[0] = jv_str(c, s.s.p, b);
+            r.l->items[1] = sep;
+            r.l->items[2] = jv_str(c, s.s.p + b + sep.s.n, s.s.n - b - sep.s.n);
+            return r;
+        }
+        case S_LJUST:
+        case S_RJUST:
+        case S_CENTER:
+        case S_ZFILL: {
+            int64_t width = need_int(c, jarg(a, 0, "width", jv_int(0)), "ljust");
+            jv fill = fn->id == S_ZFILL ? jv_str_lit("0")
+                                        : need_str(c, jarg(a, 1, "fillchar", jv_str_lit(" ")), "ljust");
+            if (utf8_len(fill.s.p, fill.s.n) != 1)
+                jfail(c, JERR_RUNTIME, "The fill character must be exactly one character long");
+            int64_t len = (int64_t)utf8_len(s.s.p, s.s.n), pad = width - len;
+            if (pad <= 0) return s;
+            if (pad > 1 << 20) jfail(c, JERR_LIMIT, "a padded string exceeds the sandbox's limit");
+            /* CPython's center puts the odd space on the left when the width is odd */
+            int64_t left = fn->id == S_RJUST || fn->id == S_ZFILL ? pad
+                           : fn->id == S_LJUST                    ? 0
+                                                                  : pad / 2 + (pad & width & 1);
+            jbuf b = {0};
+            size_t body = 0;
+            if (fn->id == S_ZFILL && s.s.n && (s.s.p[0] == '-' || s.s.p[0] == '+')) {
+                jb_put(c, &b, s.s.p, 1);
+                body = 1;
+            }
+            for (int64_t i = 0; i < left; i++) jb_put(c, &b, fill.s.p, fill.s.n);
+            jb_put(c, &b, s.s.p + body, s.s.n - body);
+            for (int64_t i = left; i < pad; i++) jb_put(c, &b, fill.s.p, fill.s.n);
+            return jv_str(c, b.p, b.n);
+        }
         default: break;
         }
     }
@@ -853,7 +983,12 @@ bool jinja_test(jctx *c, const char *name, size_t n, jv v, const jargs *a, bool 
             *out = T("odd") ? m == 1.0 : m == 0.0;
         }
     } else if (T("sameas")) {
-        *out = v.t == arg.t && (v.t == JV_NONE || v.t == JV_BOOL ? jv_equal(c, v, arg) : false);
+        /* Python's `is`: None, bools, small ints and strings of one Latin-1 character (CPython caches them) are
+         * the same object when equal */
+        bool small = (v.t == JV_INT && v.i >= -5 && v.i <= 256) ||
+                     (v.t == JV_STR &&
+                      (v.s.n == 0 || (v.s.n <= 2 && utf8_len(v.s.p, v.s.n) == 1 && (unsigned char)v.s.p[0] < 0xC4)));
+        *out = v.t == arg.t && (v.t == JV_NONE || v.t == JV_BOOL || small) && jv_equal(c, v, arg);
     } else if (T("escaped")) *out = false;
     else if (T("in")) {
         jv seq = arg;
@@ -882,13 +1017,14 @@ bool jinja_test(jctx *c, const char *name, size_t n, jv v, const jargs *a, bool 
 
 /* ---- filters ---- */
 
-static const char *const FILTERS[] = {"abs",         "attr",       "batch",   "capitalize", "count",     "d",
-                                      "default",     "dictsort",   "e",       "escape",     "first",     "float",
-                                      "forceescape", "indent",     "int",     "items",      "join",      "last",
-                                      "length",      "list",       "lower",   "map",        "max",       "min",
-                                      "reject",      "rejectattr", "replace", "reverse",    "round",     "safe",
-                                      "select",      "selectattr", "sort",    "string",     "sum",       "title",
-                                      "tojson",      "trim",       "unique",  "upper",      "wordcount", NULL};
+static const char *const FILTERS[] = {"center", "abs",         "attr",       "batch",   "capitalize", "count",
+                                      "d",      "default",     "dictsort",   "e",       "escape",     "first",
+                                      "float",  "forceescape", "indent",     "int",     "items",      "join",
+                                      "last",   "length",      "list",       "lower",   "map",        "max",
+                                      "min",    "reject",      "rejectattr", "replace", "reverse",    "round",
+                                      "safe",   "select",      "selectattr", "sort",    "string",     "sum",
+                                      "title",  "tojson",      "trim",       "unique",  "upper",      "wordcount",
+                                      NULL};
 
 static bool known_filter(const char *name, size_t n) { return name_in(FILTERS, name, n); }
 
@@ -1043,7 +1179,22 @@ static jv do_round(jctx *c, jv v, int64_t precision, jv method) {
     if (!NAME_IS(m, mn, "common") && !NAME_IS(m, mn, "ceil") && !NAME_IS(m, mn, "floor"))
         jfail(c, JERR_RUNTIME, "method must be common, ceil or floor");
     if (NAME_IS(m, mn, "common")) {
-        if (v.t != JV_FLOAT) return v.t == JV_BOOL ? jv_int(v.b) : v;
+        if (v.t != JV_FLOAT) {
+            int64_t x = v.t == JV_BOOL ? v.b : v.i;
+            if (precision >= 0) return jv_int(x);
+            if (precision < -18) return jv_int(0);
+            int64_t p10 = 1;
+            for (int64_t k = 0; k < -precision; k++) p10 *= 10;
+            int64_t q = x / p10, r = x % p10; /* half to even, as Python's round(int, -n) */
+            if (r < 0) {
+                r += p10;
+                q--;
+            }
+            if (r > p10 - r || (r == p10 - r && (q & 1))) q++;
+            int64_t res;
+            if (__builtin_mul_overflow(q, p10, &res)) jfail(c, JERR_RUNTIME, "integer overflow");
+            return jv_int(res);
+        }
         if (!isfinite(v.f) || precision > 300 || precision < -300) return v;
         if (precision < 0) {
             double p10 = pow(10.0, (double)-precision), q = v.f / p10, r = nearbyint(q);
@@ -1335,6 +1486,11 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
             res.l->items[bi] = row;
         }
         *out = res;
+    } else if (F("center")) {
+        jv width = jarg(a, 0, "width", jv_int(80));
+        jargs ca = {.pos = &width, .n_pos = 1};
+        jfunc f = {.id = S_CENTER, .self = jv_stringify(c, v)};
+        *out = jinja_call_builtin(c, &f, &ca);
     } else if (F("attr")) {
         jv nm = need_str(c, jarg(a, 0, "name", jv_none()), "attr");
         if (v.t == JV_UNDEF) jfail(c, JERR_RUNTIME, "%s", v.s.p ? v.s.p : "undefined value");
