@@ -82,8 +82,8 @@ def test_template_file_override_and_kwargs(run_tandem, tmp_path):
     ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "[]",
      "loops run more than"),
     ("{{ raise_exception('nope') }}", "[]", "line 1: raise_exception: nope"),
-    ("ok", "[{\"role\": ", "messages_json: invalid JSON"),
-    ("ok", "{\"role\": \"user\"}", "messages_json: not an array"),
+    ("ok", "[{\"role\": ", "--messages: invalid JSON"),
+    ("ok", "{\"role\": \"user\"}", "--messages: not an array"),
 ])
 def test_bad_inputs(run_tandem, tmp_path, template, messages, needle):
     tmpl = tmp_path / "t.jinja"

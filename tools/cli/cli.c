@@ -44,6 +44,9 @@ static const struct {
     const char *api, *cli;
 } FLAG_OF_FIELD[] = {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
+    {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
+    {"tools_json", "--tools"},
+    {"extra_context_json", "--kwargs"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
