@@ -313,6 +313,8 @@ jv jinja_global(jctx *c, const char *name, size_t n);          /* a builtin glob
 jv jinja_call_builtin(jctx *c, const jfunc *fn, const jargs *a);
 /* Calls a macro or builtin from inside a filter (map, select with a test name go through jinja_test). */
 jv jinja_call_value(jctx *c, jv callee, const jargs *a);
+/* Python's printf-style formatting, fmt % args (the % operator on a string and the format filter). */
+jv jinja_percent_format(jctx *c, jv fmt, jv args);
 bool jinja_is_callable(jv v);
 
 struct jfunc {

@@ -498,6 +498,186 @@ static bool str_cased_all(jv s, bool upper) { /* isupper / islower */
     return any;
 }
 
+/* ---- printf-style formatting ---- */
+
+/* Pads s (code points) to width: left-justified or right, with spaces. */
+static void put_padded(jctx *c, jbuf *b, const char *s, size_t n, int64_t width, bool left) {
+    int64_t len = (int64_t)utf8_len(s, n);
+    if (!left)
+        for (int64_t i = len; i < width; i++) jb_put(c, b, " ", 1);
+    jb_put(c, b, s, n);
+    if (left)
+        for (int64_t i = len; i < width; i++) jb_put(c, b, " ", 1);
+}
+
+jv jinja_percent_format(jctx *c, jv fmt, jv args) {
+    jbuf b = {0};
+    bool tuple = args.t == JV_LIST && args.l->tuple;
+    /* a mapping, or any object with items that is not a tuple or a string, may go unused (Python's rule) */
+    bool mapping_like = args.t == JV_DICT || (args.t == JV_LIST && !tuple);
+    size_t n_args = tuple ? args.l->n : 1, next = 0;
+    const char *p = fmt.s.p, *e = p + fmt.s.n;
+    while (p < e) {
+        const char *pct = memchr(p, '%', (size_t)(e - p));
+        if (!pct) {
+            jb_put(c, &b, p, (size_t)(e - p));
+            break;
+        }
+        jb_put(c, &b, p, (size_t)(pct - p));
+        p = pct + 1;
+        if (p >= e) jfail(c, JERR_RUNTIME, "incomplete format");
+        jv v = {0};
+        bool have = false;
+        if (*p == '(') {
+            const char *close = memchr(p, ')', (size_t)(e - p));
+            if (!close) jfail(c, JERR_RUNTIME, "incomplete format key");
+            if (args.t != JV_DICT) jfail(c, JERR_RUNTIME, "format requires a mapping");
+            if (!jdict_get(c, args.d, jv_str(c, p + 1, (size_t)(close - p - 1)), &v))
+                jfail(c, JERR_RUNTIME, "KeyError: '%.*s'", (int)(close - p - 1), p + 1);
+            have = true;
+            p = close + 1;
+        }
+        bool left = false, zero = false, space = false, plus = false, alt = false;
+        for (; p < e && strchr("-0 +#", *p); p++) {
+            if (*p == '-') left = true;
+            else if (*p == '0') zero = true;
+            else if (*p == ' ') space = true;
+            else if (*p == '+') plus = true;
+            else alt = true;
+        }
+        int64_t width = -1, prec = -1;
+        for (int k = 0; k < 2; k++) {
+            int64_t *dst = k == 0 ? &width : &prec;
+            if (k == 1) {
+                if (p < e && *p == '.') {
+                    p++;
+                    prec = 0;
+                } else break;
+            }
+            if (p < e && *p == '*') {
+                if (next >= n_args) jfail(c, JERR_RUNTIME, "not enough arguments for format string");
+                *dst = need_int(c, tuple ? args.l->items[next++] : args, "* width");
+                p++;
+            } else {
+                for (; p < e && *p >= '0' && *p <= '9'; p++) {
+                    *dst = (*dst < 0 ? 0 : *dst) * 10 + (*p - '0');
+                    if (*dst > 4096) jfail(c, JERR_RUNTIME, "a format width or precision above 4096");
+                }
+            }
+        }
+        while (p < e && (*p == 'h' || *p == 'l' || *p == 'L')) p++;
+        if (p >= e) jfail(c, JERR_RUNTIME, "incomplete format");
+        char conv = *p++;
+        if (conv == '%') {
+            jb_put(c, &b, "%", 1);
+            continue;
+        }
+        if (!have) {
+            if (tuple) {
+                if (next >= n_args) jfail(c, JERR_RUNTIME, "not enough arguments for format string");
+                v = args.l->items[next++];
+            } else {
+                if (next >= 1) jfail(c, JERR_RUNTIME, "not enough arguments for format string");
+                v = args;
+                next++;
+            }
+        }
+        char spec[32], tmp[4200];
+        size_t k = 0;
+        spec[k++] = '%';
+        if (left) spec[k++] = '-';
+        if (zero && !left) spec[k++] = '0';
+        if (plus) spec[k++] = '+';
+        else if (space) spec[k++] = ' ';
+        if (alt && conv != 'o') spec[k++] = '#';
+        spec[k] = '\0';
+        switch (conv) {
+        case 's':
+        case 'r':
+        case 'a': {
+            jbuf sb = {0};
+            if (conv == 's') jv_to_str(c, &sb, v);
+            else jv_repr(c, &sb, v);
+            size_t n = sb.n;
+            if (prec >= 0) n = utf8_offset(sb.p ? sb.p : "", sb.n, (size_t)prec);
+            put_padded(c, &b, sb.p ? sb.p : "", n, width, left);
+            break;
+        }
+        case 'c': {
+            char u[4];
+            size_t n;
+            if (v.t == JV_INT && v.i >= 0 && v.i <= 0x10FFFF && !(v.i >= 0xD800 && v.i <= 0xDFFF))
+                n = utf8_encode((uint32_t)v.i, u);
+            else if (v.t == JV_STR && utf8_len(v.s.p, v.s.n) == 1) {
+                n = v.s.n;
+                memcpy(u, v.s.p, n);
+            } else jfail(c, JERR_RUNTIME, "%%c requires an int or a unicode character");
+            put_padded(c, &b, u, n, width, left);
+            break;
+        }
+        case 'd':
+        case 'i':
+        case 'u':
+        case 'o':
+        case 'x':
+        case 'X': {
+            int64_t x;
+            if (v.t == JV_INT || v.t == JV_BOOL) x = v.t == JV_INT ? v.i : v.b;
+            else if (v.t == JV_FLOAT && (conv == 'd' || conv == 'i' || conv == 'u') && isfinite(v.f) &&
+                     fabs(v.f) < 9.2e18)
+                x = (int64_t)v.f;
+            else
+                jfail(c, JERR_RUNTIME, "%%%c format: %s is required, not %s", conv,
+                      conv == 'd' || conv == 'i' || conv == 'u' ? "a real number" : "an integer", jv_type_name(v));
+            char digits[80];
+            uint64_t mag = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+            if (conv == 'o') snprintf(digits, sizeof digits, "%s%llo", alt ? "0o" : "", (unsigned long long)mag);
+            else if (conv == 'x' || conv == 'X')
+                snprintf(digits, sizeof digits, conv == 'x' ? "%s%llx" : "%s%llX",
+                         alt ? (conv == 'x' ? "0x" : "0X") : "", (unsigned long long)mag);
+            else snprintf(digits, sizeof digits, "%llu", (unsigned long long)mag);
+            const char *sign = x < 0 ? "-" : plus ? "+" : space ? " " : "";
+            size_t body = strlen(sign) + strlen(digits);
+            int64_t prec_pad = prec > (int64_t)strlen(digits) ? prec - (int64_t)strlen(digits) : 0;
+            int64_t pad = width > (int64_t)body + prec_pad ? width - (int64_t)body - prec_pad : 0;
+            jbuf nb = {0};
+            if (!left && !zero)
+                for (int64_t i = 0; i < pad; i++) jb_put(c, &nb, " ", 1);
+            jb_puts(c, &nb, sign);
+            size_t pre = alt && conv != 'd' && conv != 'i' && conv != 'u' ? 2 : 0;
+            jb_put(c, &nb, digits, pre);
+            if (!left && zero)
+                for (int64_t i = 0; i < pad; i++) jb_put(c, &nb, "0", 1);
+            for (int64_t i = 0; i < prec_pad; i++) jb_put(c, &nb, "0", 1);
+            jb_puts(c, &nb, digits + pre);
+            if (left)
+                for (int64_t i = 0; i < pad; i++) jb_put(c, &nb, " ", 1);
+            jb_put(c, &b, nb.p, nb.n);
+            break;
+        }
+        case 'e':
+        case 'E':
+        case 'f':
+        case 'F':
+        case 'g':
+        case 'G': {
+            double f;
+            if (v.t == JV_FLOAT) f = v.f;
+            else if (v.t == JV_INT || v.t == JV_BOOL) f = (double)(v.t == JV_INT ? v.i : v.b);
+            else jfail(c, JERR_RUNTIME, "must be real number, not %s", jv_type_name(v));
+            snprintf(spec + k, sizeof spec - k, "%s*.*%c", "", conv);
+            int n = snprintf(tmp, sizeof tmp, spec, (int)(width < 0 ? 0 : width), (int)(prec < 0 ? 6 : prec), f);
+            if (n < 0 || (size_t)n >= sizeof tmp) jfail(c, JERR_RUNTIME, "a formatted number is too long");
+            jb_put(c, &b, tmp, (size_t)n);
+            break;
+        }
+        default: jfail(c, JERR_RUNTIME, "unsupported format character '%c'", conv);
+        }
+    }
+    if (!mapping_like && next < n_args) jfail(c, JERR_RUNTIME, "not all arguments converted during string formatting");
+    return jv_str(c, b.p ? b.p : "", b.n);
+}
+
 /* ---- attribute and item access ---- */
 
 typedef struct method_entry {
@@ -1017,14 +1197,14 @@ bool jinja_test(jctx *c, const char *name, size_t n, jv v, const jargs *a, bool 
 
 /* ---- filters ---- */
 
-static const char *const FILTERS[] = {"center", "abs",         "attr",       "batch",   "capitalize", "count",
-                                      "d",      "default",     "dictsort",   "e",       "escape",     "first",
-                                      "float",  "forceescape", "indent",     "int",     "items",      "join",
-                                      "last",   "length",      "list",       "lower",   "map",        "max",
-                                      "min",    "reject",      "rejectattr", "replace", "reverse",    "round",
-                                      "safe",   "select",      "selectattr", "sort",    "string",     "sum",
-                                      "title",  "tojson",      "trim",       "unique",  "upper",      "wordcount",
-                                      NULL};
+static const char *const FILTERS[] = {"center",    "format", "abs",         "attr",       "batch",   "capitalize",
+                                      "count",     "d",      "default",     "dictsort",   "e",       "escape",
+                                      "first",     "float",  "forceescape", "indent",     "int",     "items",
+                                      "join",      "last",   "length",      "list",       "lower",   "map",
+                                      "max",       "min",    "reject",      "rejectattr", "replace", "reverse",
+                                      "round",     "safe",   "select",      "selectattr", "sort",    "string",
+                                      "sum",       "title",  "tojson",      "trim",       "unique",  "upper",
+                                      "wordcount", NULL};
 
 static bool known_filter(const char *name, size_t n) { return name_in(FILTERS, name, n); }
 
@@ -1486,6 +1666,18 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
             res.l->items[bi] = row;
         }
         *out = res;
+    } else if (F("format")) {
+        /* jinja2: soft_str(value) % (kwargs or args) */
+        jv fargs;
+        if (a->n_kw) {
+            fargs = jv_dict(c);
+            for (size_t k = 0; k < a->n_kw; k++) jdict_set(c, fargs.d, jv_str(c, a->kw[k], a->kw_n[k]), a->kw_vals[k]);
+        } else {
+            fargs = jv_list(c, a->n_pos);
+            fargs.l->tuple = true;
+            if (a->n_pos) memcpy(fargs.l->items, a->pos, a->n_pos * sizeof(jv));
+        }
+        *out = jinja_percent_format(c, jv_stringify(c, v), fargs);
     } else if (F("center")) {
         jv width = jarg(a, 0, "width", jv_int(80));
         jargs ca = {.pos = &width, .n_pos = 1};

@@ -198,8 +198,7 @@ static jv binop(jctx *c, jop op, jv a, jv b) {
         return repeat(c, a, num_i(b));
     if (op == OP_MUL && (b.t == JV_STR || b.t == JV_LIST) && (a.t == JV_INT || a.t == JV_BOOL))
         return repeat(c, b, num_i(a));
-    if (op == OP_MOD && a.t == JV_STR)
-        jfail(c, JERR_RUNTIME, "printf-style string formatting ('%%' on a string) is not supported");
+    if (op == OP_MOD && a.t == JV_STR) return jinja_percent_format(c, a, b);
     type_error(c, op, a, b);
 }
 

@@ -221,7 +221,7 @@ def feature_cases():
             {"role": "tool", "content": "result"}]
     cases = []
     for t in ["whitespace", "loops", "conditions", "assignments", "macros", "expressions", "filters", "tests",
-              "strings", "tojson", "globals", "edge_cases", "scoping", "values", "raise", "content_parts", "simple"]:
+              "strings", "tojson", "globals", "edge_cases", "scoping", "values", "formatting", "raise", "content_parts", "simple"]:
         for i, msgs in enumerate([base] if t not in ("raise", "content_parts", "simple") else []):
             cases.append({"name": f"features/{t}", "template": f"templates/{t}.jinja", "messages": msgs,
                           "tools": TOOLS, "eos_token": "<|im_end|>", "extra": {"custom_var": "from kwargs"},
