@@ -115,7 +115,7 @@ _Noreturn void jfail_at(jctx *c, jerr_kind kind, int line, int col, const char *
 
 /* Every recursive function of the interpreter enters and leaves through these, so that no template or value
  * (a list nested a million deep, built in a loop) can exhaust the C stack. */
-#define JINJA_MAX_NEST 2000
+#define JINJA_MAX_NEST 500 /* a sanitizer build's evaluator frames take kilobytes each */
 static inline void nest_in(jctx *c) {
     if (++c->nest > JINJA_MAX_NEST)
         jfail(c, JERR_LIMIT, "the template or a value nests more than %d levels deep (the sandbox's limit)",

@@ -87,6 +87,12 @@ static jv repeat(jctx *c, jv seq, int64_t times) {
     if (!size_mul_ok(unit, (uint64_t)times, &total) || total > c->lim.max_memory / (seq.t == JV_STR ? 1 : sizeof(jv)))
         jfail(c, JERR_LIMIT, "a repeated sequence exceeds the sandbox's memory limit");
     c->steps += (int64_t)(total / 64);
+    if (total == 0) { /* no items: nothing to copy (and no NULL + 0) */
+        if (seq.t == JV_STR) return jv_str_lit("");
+        jv r = jv_list(c, 0);
+        r.l->tuple = seq.l->tuple;
+        return r;
+    }
     if (seq.t == JV_STR) {
         char *p = ja_alloc(&c->arena, total + 1);
         for (int64_t i = 0; i < times; i++) memcpy(p + (size_t)i * unit, seq.s.p, unit);

@@ -181,19 +181,19 @@ static void test_bad_templates(void) {
     expect_render_error(
         "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"
         "{{ ns.x == [ns.x] }}",
-        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     expect_render_error(
         "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"
         "{{ ns.x }}",
-        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     expect_render_error(
         "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"
         "{{ ns.x|tojson }}",
-        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     expect_render_error(
         "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"
         "{{ ns.x < [ns.x] }}",
-        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     /* a macro recursing through a deep expression: the evaluator's own recursion is bounded too */
     {
         char src[4096];
@@ -201,14 +201,14 @@ static void test_bad_templates(void) {
         n += (size_t)snprintf(src + n, sizeof src - n, "f(n + 1)"); /* at the bottom of a left-deep sum */
         for (int i = 0; i < 150; i++) n += (size_t)snprintf(src + n, sizeof src - n, " + 1");
         snprintf(src + n, sizeof src - n, " }}{%% endmacro %%}{{ f(0) }}");
-        expect_render_error(src, msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        expect_render_error(src, msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     }
     {
         static char flat[40000];
         size_t n = (size_t)snprintf(flat, sizeof flat, "{{ 0");
         for (int i = 0; i < 5000; i++) n += (size_t)snprintf(flat + n, sizeof flat - n, " + 1");
         snprintf(flat + n, sizeof flat - n, " }}");
-        expect_render_error(flat, msgs, TANDEM_ERR_INVALID_ARG, "nests more than 2000 levels deep");
+        expect_render_error(flat, msgs, TANDEM_ERR_INVALID_ARG, "nests more than 500 levels deep");
     }
     /* a limit of the caller's own */
     tandem_chat_template *t = NULL;
