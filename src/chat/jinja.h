@@ -170,6 +170,7 @@ typedef struct jjson_opts {
     size_t indent_n;
     const char *item_sep, *key_sep;
     bool sort_keys;
+    bool ensure_ascii; /* non-ASCII (and DEL) as \uXXXX escapes, as json.dumps(ensure_ascii=True) */
 } jjson_opts;
 void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level);
 /* A jansson value as a template value (objects keep their order). */

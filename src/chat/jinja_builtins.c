@@ -1422,8 +1422,10 @@ bool jinja_filter(jctx *c, const char *name, size_t n, jv v, const jargs *a, jv 
         /* HF's signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) */
         jv ensure = jarg(a, 0, "ensure_ascii", jv_bool(false)), indent = jarg(a, 1, "indent", jv_none()),
            seps = jarg(a, 2, "separators", jv_none()), sk = jarg(a, 3, "sort_keys", jv_bool(false));
-        if (jv_truthy(ensure)) jfail(c, JERR_RUNTIME, "tojson: ensure_ascii=True is not supported");
-        jjson_opts o = {.item_sep = ", ", .key_sep = ": ", .sort_keys = jv_truthy(sk)};
+        jjson_opts o = {.item_sep = ", ",
+                        .key_sep = ": ",
+                        .sort_keys = jv_truthy(sk),
+                        .ensure_ascii = jv_truthy(ensure)};
         if (indent.t == JV_INT || indent.t == JV_BOOL) {
             int64_t w = indent.t == JV_INT ? indent.i : indent.b;
             if (w < 0) w = 0;

@@ -572,11 +572,27 @@ jv jv_stringify(jctx *c, jv v) {
 
 /* ---- JSON ---- */
 
-static void json_str(jctx *c, jbuf *b, const char *s, size_t n) {
+static void json_str(jctx *c, jbuf *b, const char *s, size_t n, bool ascii) {
     jb_put(c, b, "\"", 1);
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
+        if (ascii && ch >= 0x7F) {
+            jb_put(c, b, s + run, i - run);
+            size_t used;
+            uint32_t cp = utf8_decode(s + i, n - i, &used);
+            char esc[16];
+            if (cp >= 0x10000) { /* a surrogate pair, as Python writes it */
+                uint32_t v = cp - 0x10000;
+                snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+            } else {
+                snprintf(esc, sizeof esc, "\\u%04x", cp);
+            }
+            jb_puts(c, b, esc);
+            i += used - 1;
+            run = i + 1;
+            continue;
+        }
         if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
         jb_put(c, b, s + run, i - run);
         run = i + 1;
@@ -646,7 +662,7 @@ void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level) {
             jb_puts(c, b, tmp);
         }
         return;
-    case JV_STR: json_str(c, b, v.s.p, v.s.n); return;
+    case JV_STR: json_str(c, b, v.s.p, v.s.n, o->ensure_ascii); return;
     case JV_LIST:
         if (v.l->n == 0) {
             jb_puts(c, b, "[]");
@@ -679,7 +695,7 @@ void jv_to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o, int level) {
         for (size_t i = 0; i < n; i++) {
             if (i) jb_puts(c, b, o->item_sep);
             if (o->indent) json_newline(c, b, o, level + 1);
-            json_str(c, b, keys[i].s.p, keys[i].s.n);
+            json_str(c, b, keys[i].s.p, keys[i].s.n, o->ensure_ascii);
             jb_puts(c, b, o->key_sep);
             nest_in(c);
             jv_to_json(c, b, vals[i], o, level + 1);
