@@ -272,6 +272,14 @@ def chat_template_seeds():
         out("chat_template", "hostile-" + name, tmpl + SEP + msgs)
 
 
+def image_seeds():
+    """image (max_len 4096): [flags] + the golden images under 2 KB (every format and PNG colour type)."""
+    d = os.path.join(GOLDEN, "images")
+    for i, name in enumerate(sorted(os.listdir(d))):
+        if name.endswith((".jpg", ".png", ".webp")) and os.path.getsize(os.path.join(d, name)) <= 2048:
+            out("image", name, bytes([i % 4]) + read(os.path.join(d, name)))
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -425,6 +433,7 @@ def main():
 
         chat_parse_seeds()
         chat_template_seeds()
+        image_seeds()
     finally:
         shutil.rmtree(tmp)
 
