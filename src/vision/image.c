@@ -15,7 +15,7 @@
 #include <webp/decode.h>
 
 vision_decode_limits vision_decode_limits_default(void) {
-    return (vision_decode_limits){.max_side = 16384, .max_pixels = (int64_t)1 << 27};
+    return (vision_decode_limits){.max_side = 32768, .max_pixels = (int64_t)1 << 27};
 }
 
 void vision_rgb_free(vision_rgb *img) {
@@ -142,14 +142,35 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
     }
 }
 
+/* A progressive JPEG of thousands of tiny scans costs minutes of CPU for a few kilobytes (libjpeg-turbo's advice:
+ * bound the scan count, as djpeg -maxscans does). */
+enum { JPEG_MAX_SCANS = 1000 };
+
+typedef struct {
+    struct jpeg_progress_mgr mgr;
+    jpeg_failure *fail;
+} jpeg_scan_guard;
+
+static void jpeg_on_progress(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    jpeg_scan_guard *g = (jpeg_scan_guard *)cinfo->progress;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        snprintf(g->fail->message, sizeof g->fail->message, "more than %d progressive scans", JPEG_MAX_SCANS);
+        longjmp(g->fail->jump, 1);
+    }
+}
+
 static tandem_status decode_jpeg(const char *name, const uint8_t *data, size_t size, const vision_decode_limits *lim,
                                  vision_rgb *out) {
+    if (size > 0xffffffffu) return tandem_fail(TANDEM_ERR_FORMAT, "%s: JPEG of %zu bytes is too large", name, size);
     struct jpeg_decompress_struct cinfo;
     jpeg_failure fail;
     memset(&fail, 0, sizeof fail);
     cinfo.err = jpeg_std_error(&fail.mgr);
     fail.mgr.error_exit = jpeg_on_error;
     fail.mgr.emit_message = jpeg_on_message;
+    jpeg_scan_guard progress = {.mgr.progress_monitor = jpeg_on_progress, .fail = &fail};
     uint8_t *volatile pixels = NULL;
     if (setjmp(fail.jump)) {
         jpeg_destroy_decompress(&cinfo);
@@ -157,7 +178,7 @@ static tandem_status decode_jpeg(const char *name, const uint8_t *data, size_t s
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: corrupt JPEG: %s", name, fail.message);
     }
     jpeg_create_decompress(&cinfo);
-    if (size > 0xffffffffu) longjmp(fail.jump, 1);
+    cinfo.progress = &progress.mgr;
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(&cinfo, TRUE);
@@ -269,7 +290,7 @@ static tandem_status decode_png(const char *name, const uint8_t *data, size_t si
     if (!pixels || !rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
     png_read_image(png, rows);
-    png_read_end(png, NULL);
+    /* no png_read_end: what follows the pixels is not needed, and Pillow too decodes a file cut before IEND */
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
     uint8_t *p = pixels;
@@ -431,71 +452,82 @@ static uint8_t clip8(int32_t v) {
     return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
+/* One horizontal pass: rows [row0, row0 + rows) of src (src_w wide) -> rows of dst (out_w wide). */
+static void resample_rows(const uint8_t *src, int32_t src_w, int32_t row0, int32_t rows, uint8_t *dst, int32_t out_w,
+                          const int32_t *kk, int32_t ksize, const int32_t *bounds) {
+    for (int32_t y = 0; y < rows; y++) {
+        const uint8_t *row = src + (size_t)(y + row0) * src_w * 3;
+        for (int32_t xx = 0; xx < out_w; xx++) {
+            int32_t xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1];
+            const int32_t *k = kk + (size_t)xx * ksize;
+            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int32_t x = 0; x < xmax; x++) {
+                const uint8_t *p = row + (size_t)(x + xmin) * 3;
+                s0 += p[0] * k[x], s1 += p[1] * k[x], s2 += p[2] * k[x];
+            }
+            uint8_t *o = dst + ((size_t)y * out_w + xx) * 3;
+            o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
+        }
+    }
+}
+
+/* One vertical pass: src (w wide) -> out_h rows of dst. */
+static void resample_columns(const uint8_t *src, int32_t w, uint8_t *dst, int32_t out_h, const int32_t *kk,
+                             int32_t ksize, const int32_t *bounds) {
+    for (int32_t yy = 0; yy < out_h; yy++) {
+        int32_t ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
+        const int32_t *k = kk + (size_t)yy * ksize;
+        for (int32_t xx = 0; xx < w; xx++) {
+            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int32_t y = 0; y < ymax; y++) {
+                const uint8_t *p = src + ((size_t)(y + ymin) * w + xx) * 3;
+                s0 += p[0] * k[y], s1 += p[1] * k[y], s2 += p[2] * k[y];
+            }
+            uint8_t *o = dst + ((size_t)yy * w + xx) * 3;
+            o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
+        }
+    }
+}
+
 tandem_status vision_resize_bicubic(const vision_rgb *in, int32_t out_w, int32_t out_h, vision_rgb *out) {
     memset(out, 0, sizeof *out);
     if (out_w <= 0 || out_h <= 0 || in->width <= 0 || in->height <= 0)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "vision_resize_bicubic: empty size");
     int32_t in_w = in->width, in_h = in->height;
-    int32_t kh, kv, *bh = NULL, *bv = NULL;
+    bool need_h = out_w != in_w, need_v = out_h != in_h;
+    /* Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many pixels as the
+     * width (the horizontal pass then has fewer rows); the order changes the rounding of the intermediate image. */
+    bool vertical_first = need_h && out_h < in_h && (int64_t)in_h - out_h > 2 * ((int64_t)in_w - out_w);
+    int32_t kh = 0, kv = 0, *bh = NULL, *bv = NULL;
     int32_t *kkh = resample_coeffs(in_w, out_w, &kh, &bh), *kkv = resample_coeffs(in_h, out_h, &kv, &bv);
     uint8_t *tmp = NULL, *dst = malloc((size_t)out_w * out_h * 3);
     tandem_status st = TANDEM_OK;
-    if (!kkh || !kkv || !dst) {
-        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "vision_resize_bicubic: out of memory");
-        goto done;
-    }
-    const uint8_t *src = in->rgb;
-    int32_t src_w = in_w;
-    if (out_w != in_w) {
-        /* horizontal pass over the rows the vertical pass reads */
-        int32_t y_first = bv[0], y_last = bv[out_h * 2 - 2] + bv[out_h * 2 - 1];
-        if (out_h != in_h)
-            for (int32_t i = 0; i < out_h; i++) bv[i * 2] -= y_first;
-        else y_first = 0, y_last = in_h;
-        int32_t rows = y_last - y_first;
-        tmp = malloc((size_t)out_w * rows * 3);
-        if (!tmp) {
-            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "vision_resize_bicubic: out of memory");
-            goto done;
-        }
-        for (int32_t y = 0; y < rows; y++) {
-            const uint8_t *row = in->rgb + (size_t)(y + y_first) * in_w * 3;
-            for (int32_t xx = 0; xx < out_w; xx++) {
-                int32_t xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
-                const int32_t *k = kkh + (size_t)xx * kh;
-                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int32_t x = 0; x < xmax; x++) {
-                    const uint8_t *p = row + (size_t)(x + xmin) * 3;
-                    s0 += p[0] * k[x], s1 += p[1] * k[x], s2 += p[2] * k[x];
-                }
-                uint8_t *o = tmp + ((size_t)y * out_w + xx) * 3;
-                o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
-            }
-        }
-        src = tmp;
-        src_w = out_w;
-    }
-    if (out_h != in_h) {
-        for (int32_t yy = 0; yy < out_h; yy++) {
-            int32_t ymin = bv[yy * 2], ymax = bv[yy * 2 + 1];
-            const int32_t *k = kkv + (size_t)yy * kv;
-            for (int32_t xx = 0; xx < src_w; xx++) {
-                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int32_t y = 0; y < ymax; y++) {
-                    const uint8_t *p = src + ((size_t)(y + ymin) * src_w + xx) * 3;
-                    s0 += p[0] * k[y], s1 += p[1] * k[y], s2 += p[2] * k[y];
-                }
-                uint8_t *o = dst + ((size_t)yy * out_w + xx) * 3;
-                o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
-            }
-        }
+    if (!kkh || !kkv || !dst) goto oom;
+    if (!need_h && !need_v) {
+        memcpy(dst, in->rgb, (size_t)out_w * out_h * 3);
+    } else if (!need_v) {
+        resample_rows(in->rgb, in_w, 0, in_h, dst, out_w, kkh, kh, bh);
+    } else if (!need_h) {
+        resample_columns(in->rgb, in_w, dst, out_h, kkv, kv, bv);
+    } else if (vertical_first) {
+        if (!(tmp = malloc((size_t)in_w * out_h * 3))) goto oom;
+        resample_columns(in->rgb, in_w, tmp, out_h, kkv, kv, bv);
+        resample_rows(tmp, in_w, 0, out_h, dst, out_w, kkh, kh, bh);
     } else {
-        memcpy(dst, src, (size_t)out_w * out_h * 3);
+        /* the horizontal pass covers only the rows the vertical pass reads */
+        int32_t y_first = bv[0], y_last = bv[out_h * 2 - 2] + bv[out_h * 2 - 1];
+        for (int32_t i = 0; i < out_h; i++) bv[i * 2] -= y_first;
+        if (!(tmp = malloc((size_t)out_w * (y_last - y_first) * 3))) goto oom;
+        resample_rows(in->rgb, in_w, y_first, y_last - y_first, tmp, out_w, kkh, kh, bh);
+        resample_columns(tmp, out_w, dst, out_h, kkv, kv, bv);
     }
     out->width = out_w;
     out->height = out_h;
     out->rgb = dst;
     dst = NULL;
+    goto done;
+oom:
+    st = tandem_fail(TANDEM_ERR_NO_MEMORY, "vision_resize_bicubic: out of memory");
 done:
     free(kkh), free(kkv), free(bh), free(bv), free(tmp), free(dst);
     return st;

@@ -19,7 +19,7 @@ typedef struct {
     int64_t max_pixels; /* width * height at most this */
 } vision_decode_limits;
 
-/* 16384 per side and 2^27 pixels (a 384 MB RGB buffer) unless the caller asks for others. */
+/* 32768 per side and 2^27 pixels (a 384 MB RGB buffer) unless the caller asks for others. */
 vision_decode_limits vision_decode_limits_default(void);
 
 /* Decodes a JPEG, PNG or WebP image (format from its magic bytes) into out, as Pillow's

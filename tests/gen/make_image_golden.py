@@ -8,6 +8,7 @@ and cases.json with what transformers computes for each:
 - resized: Pillow's Image.resize((w, h), BICUBIC) at smart_resize's size (transformers' own smart_resize),
 - pixel_values and image_grid_thw from transformers' Qwen2VLImageProcessorPil with Qwen3-VL's settings (patch 16,
   merge 2, temporal 2, mean/std 0.5) and a small pixel budget so that the goldens stay small,
+- Pillow's resize of large_150x100.png to a few more sizes (<file>.<w>x<h>.rgb),
 - smart_resize for a table of sizes and budgets (including Qwen3-VL's defaults and extreme aspect ratios).
 Raw arrays are written as <case>.decoded.rgb, <case>.resized.rgb (uint8, row-major RGB) and <case>.pixels.f32 (float32
 little-endian, only for a few cases). Run from the repo root: python3 tests/gen/make_image_golden.py (needs Pillow,
@@ -153,6 +154,14 @@ def main():
             (OUT / f"{name}.pixels.f32").write_bytes(pv.astype("<f4").tobytes())
             case.update(grid_thw=thw, n_patches=pv.shape[0], patch_dim=pv.shape[1])
         cases.append(case)
+    # Pillow's resize on its own, beyond smart_resize's sizes: strong and slight down- and upscaling per axis, and
+    # both pass orders (Pillow 13 goes vertical first when the height shrinks by over twice the width's pixels)
+    src = np.asarray(Image.open(OUT / "large_150x100.png").convert("RGB"))
+    resize_only = []
+    for rw, rh in [(17, 13), (32, 32), (151, 64), (120, 30), (64, 99), (7, 200), (150, 37), (45, 100)]:
+        res = np.asarray(Image.fromarray(src).resize((rw, rh), Image.Resampling.BICUBIC))
+        (OUT / f"large_150x100.png.{rw}x{rh}.rgb").write_bytes(res.tobytes())
+        resize_only.append([rw, rh])
     for name, data in bombs(imgs["jpeg_odd_37x91.jpg"]).items():
         (OUT / name).write_bytes(data)
     sizes = [(23, 37), (91, 37), (3, 5), (200, 300), (9, 400), (1080, 1920), (1920, 1080), (4000, 3000), (28, 5600),
@@ -170,6 +179,7 @@ def main():
                 "libwebp": features.version("webp"), "transformers": transformers.__version__,
                 "numpy": np.__version__}
     doc = {"versions": versions, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "cases": cases, "smart_resize": resize_table,
+           "resize_only": {"file": "large_150x100.png", "sizes": resize_only},
            "rejected": ["bomb_70000x70000.png", "bomb_60000x60000.jpg"]}
     (OUT / "cases.json").write_text(json.dumps(doc, indent=1) + "\n")
     total = sum(f.stat().st_size for f in OUT.iterdir())

@@ -170,6 +170,24 @@ int main(int argc, char **argv) {
                       rw == json_integer_value(json_array_get(v, 5)),
                   "smart_resize(%d, %d): %d x %d", h, w, rh, rw);
     }
+    json_t *ro = json_object_get(doc, "resize_only");
+    const char *ro_file = json_string_value(json_object_get(ro, "file"));
+    json_array_foreach(json_object_get(ro, "sizes"), i, v) {
+        int32_t w = (int32_t)json_integer_value(json_array_get(v, 0)),
+                h = (int32_t)json_integer_value(json_array_get(v, 1));
+        char suffix[64];
+        snprintf(suffix, sizeof suffix, ".%dx%d.rgb", w, h);
+        size_t n_img = 0, n_exp = 0;
+        uint8_t *img = read_all(dir, ro_file, "", &n_img), *exp = read_all(dir, ro_file, suffix, &n_exp);
+        vision_rgb src = {0}, out = {0};
+        CHECK(img && exp && vision_decode(ro_file, img, n_img, NULL, &src) == TANDEM_OK);
+        CHECK(src.rgb && vision_resize_bicubic(&src, w, h, &out) == TANDEM_OK && n_exp == (size_t)w * h * 3);
+        if (out.rgb && exp && n_exp == (size_t)w * h * 3) {
+            int d = max_diff(out.rgb, exp, n_exp);
+            CHECK_MSG(d == 0, "resize to %d x %d differs from Pillow by up to %d", w, h, d);
+        }
+        vision_rgb_free(&src), vision_rgb_free(&out), free(img), free(exp);
+    }
     json_array_foreach(json_object_get(doc, "rejected"), i, v) check_rejected(dir, json_string_value(v));
     int32_t rh, rw;
     CHECK(vision_smart_resize("thin.png", 1, 201, 32, 2048, 8192, &rh, &rw) == TANDEM_ERR_INVALID_ARG);
