@@ -4,6 +4,7 @@
 
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 
+#include <jansson.h>
 #include <jerror.h>
 #include <jpeglib.h>
 #include <math.h>
@@ -544,6 +545,91 @@ vision_preprocess_config vision_preprocess_config_qwen3vl(void) {
                                       .rescale_factor = 1.0 / 255,
                                       .image_mean = {0.5f, 0.5f, 0.5f},
                                       .image_std = {0.5f, 0.5f, 0.5f}};
+}
+
+/* A field that is present must be valid; an absent one keeps Qwen3-VL's value. */
+static tandem_status config_int(const char *path, const json_t *obj, const char *key, int64_t lo, int64_t hi,
+                                int64_t *out) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return TANDEM_OK;
+    int64_t x;
+    if (!json_get_int(obj, key, &x) || x < lo || x > hi)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "vision_preprocess_config_load: %s: %s: must be an integer in [%lld, %lld]", path, key,
+                           (long long)lo, (long long)hi);
+    *out = x;
+    return TANDEM_OK;
+}
+
+static tandem_status config_triple(const char *path, const json_t *obj, const char *key, bool nonzero, float out[3]) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return TANDEM_OK;
+    if (json_is_number(v)) {
+        double x = json_number_value(v);
+        v = NULL;
+        if (isfinite(x) && (!nonzero || x != 0)) {
+            out[0] = out[1] = out[2] = (float)x;
+            return TANDEM_OK;
+        }
+    }
+    if (json_is_array(v) && json_array_size(v) == 3) {
+        float t[3];
+        bool ok = true;
+        for (size_t i = 0; i < 3; i++) {
+            const json_t *e = json_array_get(v, i);
+            double x = json_is_number(e) ? json_number_value(e) : NAN;
+            ok = ok && isfinite(x) && (!nonzero || x != 0);
+            t[i] = (float)x;
+        }
+        if (ok) {
+            memcpy(out, t, sizeof t);
+            return TANDEM_OK;
+        }
+    }
+    return tandem_fail(TANDEM_ERR_FORMAT, "vision_preprocess_config_load: %s: %s: must be 3 finite numbers%s", path,
+                       key, nonzero ? ", none zero" : "");
+}
+
+tandem_status vision_preprocess_config_load(const char *path, vision_preprocess_config *cfg) {
+    *cfg = vision_preprocess_config_qwen3vl();
+    json_t *root;
+    tandem_status st = json_load_path(path, &root);
+    if (st != TANDEM_OK) return st;
+    int64_t patch = cfg->patch_size, merge = cfg->merge_size, temporal = cfg->temporal_patch_size;
+    int64_t lo = cfg->min_pixels, hi = cfg->max_pixels;
+    const json_t *size = json_object_get(root, "size");
+    if (!json_is_object(root))
+        st = tandem_fail(TANDEM_ERR_FORMAT, "vision_preprocess_config_load: %s: not a JSON object", path);
+    if (st == TANDEM_OK) st = config_int(path, root, "patch_size", 1, 1024, &patch);
+    if (st == TANDEM_OK) st = config_int(path, root, "merge_size", 1, 64, &merge);
+    if (st == TANDEM_OK) st = config_int(path, root, "temporal_patch_size", 1, 64, &temporal);
+    /* the processor's __init__: size {shortest_edge, longest_edge} (pixel counts), then min_pixels / max_pixels */
+    if (st == TANDEM_OK && json_is_object(size)) st = config_int(path, size, "shortest_edge", 1, (int64_t)1 << 40, &lo);
+    if (st == TANDEM_OK && json_is_object(size)) st = config_int(path, size, "longest_edge", 1, (int64_t)1 << 40, &hi);
+    if (st == TANDEM_OK) st = config_int(path, root, "min_pixels", 1, (int64_t)1 << 40, &lo);
+    if (st == TANDEM_OK) st = config_int(path, root, "max_pixels", 1, (int64_t)1 << 40, &hi);
+    if (st == TANDEM_OK) st = config_triple(path, root, "image_mean", false, cfg->image_mean);
+    if (st == TANDEM_OK) st = config_triple(path, root, "image_std", true, cfg->image_std);
+    double rescale;
+    if (st == TANDEM_OK && json_get_number(root, "rescale_factor", &rescale)) {
+        if (!(rescale > 0) || !isfinite(rescale))
+            st = tandem_fail(TANDEM_ERR_FORMAT, "vision_preprocess_config_load: %s: rescale_factor: must be positive",
+                             path);
+        else cfg->rescale_factor = rescale;
+    }
+    if (st == TANDEM_OK && lo > hi)
+        st = tandem_fail(TANDEM_ERR_FORMAT,
+                         "vision_preprocess_config_load: %s: size: shortest_edge %lld exceeds "
+                         "longest_edge %lld (both are pixel counts)",
+                         path, (long long)lo, (long long)hi);
+    json_decref(root);
+    if (st != TANDEM_OK) return st;
+    cfg->patch_size = (int32_t)patch;
+    cfg->merge_size = (int32_t)merge;
+    cfg->temporal_patch_size = (int32_t)temporal;
+    cfg->min_pixels = lo;
+    cfg->max_pixels = hi;
+    return TANDEM_OK;
 }
 
 void vision_pixels_free(vision_pixels *px) {

@@ -52,6 +52,11 @@ typedef struct {
 /* Qwen3-VL's: patch 16, merge 2, temporal 2, 65,536-16,777,216 pixels, mean and std 0.5. */
 vision_preprocess_config vision_preprocess_config_qwen3vl(void);
 
+/* Reads a model's preprocessor_config.json (patch_size, merge_size, temporal_patch_size, size.shortest_edge /
+ * longest_edge or min_pixels / max_pixels, image_mean, image_std, rescale_factor); absent fields keep Qwen3-VL's
+ * values, present ones must be valid (TANDEM_ERR_FORMAT naming the file and the field). */
+tandem_status vision_preprocess_config_load(const char *path, vision_preprocess_config *cfg);
+
 /* pixel_values of one image: n_patches rows of patch_dim floats (channel, temporal, patch row, patch column),
  * rows in the processor's order (merge_size x merge_size groups of patches, groups row-major). */
 typedef struct {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "test.h"
@@ -147,6 +148,46 @@ static void check_orientation_parser(void) {
     CHECK(vision_exif_orientation(bad, sizeof bad) == 1);
 }
 
+static tandem_status load_config_text(const char *text, vision_preprocess_config *cfg) {
+    char path[] = "/tmp/tandem-preprocessor-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return TANDEM_ERR_IO;
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    tandem_status st = vision_preprocess_config_load(path, cfg);
+    unlink(path);
+    return st;
+}
+
+static void check_config_load(void) {
+    vision_preprocess_config c;
+    /* Qwen3-VL-4B's preprocessor_config.json */
+    CHECK(load_config_text("{\"size\": {\"longest_edge\": 16777216, \"shortest_edge\": 65536}, \"patch_size\": 16, "
+                           "\"temporal_patch_size\": 2, \"merge_size\": 2, \"image_mean\": [0.5, 0.5, 0.5], "
+                           "\"image_std\": [0.5, 0.5, 0.5], \"processor_class\": \"Qwen3VLProcessor\", "
+                           "\"image_processor_type\": \"Qwen2VLImageProcessorFast\"}",
+                           &c) == TANDEM_OK);
+    CHECK(c.patch_size == 16 && c.merge_size == 2 && c.temporal_patch_size == 2);
+    CHECK(c.min_pixels == 65536 && c.max_pixels == 16777216 && c.image_std[2] == 0.5f);
+    /* Qwen2-VL's: min_pixels / max_pixels at the top level override size, CLIP's mean and std */
+    CHECK(load_config_text("{\"min_pixels\": 3136, \"max_pixels\": 12845056, \"patch_size\": 14, "
+                           "\"size\": {\"shortest_edge\": 1, \"longest_edge\": 2}, "
+                           "\"image_mean\": [0.48145466, 0.4578275, 0.40821073], "
+                           "\"image_std\": [0.26862954, 0.26130258, 0.27577711], \"rescale_factor\": "
+                           "0.00392156862745098}",
+                           &c) == TANDEM_OK);
+    CHECK(c.patch_size == 14 && c.min_pixels == 3136 && c.max_pixels == 12845056);
+    CHECK(c.image_mean[0] == 0.48145466f && c.image_std[1] == 0.26130258f);
+    CHECK(load_config_text("{\"image_std\": [0.5, 0, 0.5]}", &c) == TANDEM_ERR_FORMAT);
+    CHECK(strstr(tandem_last_error(), "image_std") != NULL);
+    CHECK(load_config_text("{\"size\": {\"shortest_edge\": 100, \"longest_edge\": 10}}", &c) == TANDEM_ERR_FORMAT);
+    CHECK(strstr(tandem_last_error(), "size") != NULL);
+    CHECK(load_config_text("{\"patch_size\": \"16\"}", &c) == TANDEM_ERR_FORMAT);
+    CHECK(strstr(tandem_last_error(), "patch_size") != NULL);
+    CHECK(load_config_text("[1, 2]", &c) == TANDEM_ERR_FORMAT);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/golden";
     char path[1024];
@@ -196,6 +237,7 @@ int main(int argc, char **argv) {
     vision_rgb rgb;
     CHECK(vision_decode("a.gif", junk, sizeof junk, NULL, &rgb) == TANDEM_ERR_UNSUPPORTED);
     check_orientation_parser();
+    check_config_load();
     json_decref(doc);
     return test_summary();
 }
