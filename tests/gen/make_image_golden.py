@@ -26,7 +26,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests/golden/images"
-MIN_PIXELS, MAX_PIXELS = 2048, 8192  # small budget: resized images of 2-8 K pixels
+MIN_PIXELS, MAX_PIXELS = 1024, 4096  # small budget: resized images of 1-4 K pixels
 rng = np.random.default_rng(31)
 
 
