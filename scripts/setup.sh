@@ -9,7 +9,7 @@ SUDO=""
 
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
               clang-format-14  # the same version as clang; scripts/check_format.sh calls it by that name
-              libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev
+              libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
               libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

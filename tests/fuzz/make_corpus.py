@@ -272,6 +272,28 @@ def chat_template_seeds():
         out("chat_template", "hostile-" + name, tmpl + SEP + msgs)
 
 
+def image_seeds():
+    """image (max_len 4096): [flags] + the golden images under 2 KB (every format and PNG colour type)."""
+    d = os.path.join(GOLDEN, "images")
+    for i, name in enumerate(sorted(os.listdir(d))):
+        if name.endswith((".jpg", ".png", ".webp")) and os.path.getsize(os.path.join(d, name)) <= 2048:
+            out("image", name, bytes([i % 4]) + read(os.path.join(d, name)))
+
+
+def preprocessor_config_seeds():
+    """preprocessor_config (max_len 4096): Qwen3-VL's preprocessor_config.json, Qwen2-VL's, and a small budget."""
+    out("preprocessor_config", "qwen3vl.json", json.dumps({
+        "size": {"longest_edge": 16777216, "shortest_edge": 65536}, "patch_size": 16, "temporal_patch_size": 2,
+        "merge_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "Qwen3VLProcessor", "image_processor_type": "Qwen2VLImageProcessorFast"}).encode())
+    out("preprocessor_config", "qwen2vl.json", json.dumps({
+        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "rescale_factor": 0.00392156862745098}).encode())
+    out("preprocessor_config", "small.json", json.dumps({
+        "size": {"shortest_edge": 1024, "longest_edge": 4096}, "image_mean": 0.5, "image_std": 0.25}).encode())
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -425,6 +447,8 @@ def main():
 
         chat_parse_seeds()
         chat_template_seeds()
+        image_seeds()
+        preprocessor_config_seeds()
     finally:
         shutil.rmtree(tmp)
 
