@@ -295,9 +295,9 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
 
     if (!d->started) { /* the first token comes from the prompt's logits, as without speculation */
         d->started = true;
-        d->pending = tandem_sampler_sample(d->sampler, tandem_ctx_logits(target), target->tokens,
-                                           (size_t)target->n_past);
-        return emitter_push(e, d->pending);
+        tandem_status st0 = constrained_sample(e, d->sampler, tandem_ctx_logits(target), target->tokens,
+                                               (size_t)target->n_past, V, &d->pending);
+        return st0 ? st0 : emitter_push(e, d->pending);
     }
 
     const int32_t base = target->n_past; /* tokens in the cache before this round */
@@ -319,6 +319,18 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     int32_t k;
     if ((st = propose(d, len, max_k, stats, &k))) return st;
 
+    /* Under a grammar, proposals are cut before the first one it refuses (the matcher has taken pending already):
+     * that one is not evaluated, but stays the proposal at its position, where the rule below rejects it (the
+     * grammar gives it probability 0) and draws from the residual, as it would had it been evaluated. */
+    int32_t refused = -1;
+    if (e->grammar && k > 0) {
+        const int32_t valid = grammar_matcher_valid_prefix(e->grammar, seq + len, k);
+        if (valid < k) {
+            refused = seq[len + valid];
+            k = valid;
+        }
+    }
+
     /* 2. one target pass over pending + proposals */
     double t0 = now_ms();
     if ((st = tandem_ctx_eval(target, seq + base, k + 1, d->logits))) return st;
@@ -326,8 +338,18 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     stats->target_ms += dt;
     ema(&d->lm.t_pass[k + 1], dt);
     stats->n_rounds++;
-    for (int32_t i = 0; i <= k; i++)
-        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), d->p_probs + (size_t)i * V);
+    /* each position's distribution, restricted by the grammar in the state after the proposals before it: the
+     * matcher steps through them tentatively and is rolled back to pending (the emitter advances it again by the
+     * tokens kept) */
+    for (int32_t i = 0; i <= k; i++) {
+        float *p_i = d->p_probs + (size_t)i * V;
+        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
+        if (!e->grammar) continue;
+        if ((st = constrained_probs(e, d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i)))
+            return st;
+        if (i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;
+    }
+    if (e->grammar && (st = grammar_matcher_rollback(e->grammar, k))) return st;
 
     /* 3. accept or correct */
     int32_t accepted = 0, next = -1;
@@ -352,6 +374,15 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
         /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
         d->lm.probe_interval = accepted == 0 ? (d->lm.probe_interval < 1024 ? 2 * d->lm.probe_interval : 1024)
                                              : PROBE_INTERVAL;
+    }
+    if (next < 0 && refused >= 0) { /* the refused proposal, at position k */
+        bool accept;
+        next = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)k * V,
+                                      d->one_hot[k] ? NULL : d->q_probs + (size_t)k * V, refused, V, d->logits,
+                                      &accept);
+        (void)accept; /* never: the grammar gives it probability 0 */
+        stats->n_drafted++;
+        stats->n_drafted_lookup += d->from_lookup[k];
     }
     if (next < 0) next = sampler_draw(d->sampler, d->p_probs + (size_t)k * V, V); /* bonus ~ p_k (one-hot if greedy) */
 
