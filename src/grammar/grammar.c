@@ -114,7 +114,22 @@ tandem_status grammar_compile(const tandem_tokenizer *tok, const char *kind, con
     LlgMatcher *m = llg_new_matcher(&init, kind, text);
     const char *err = m ? llg_matcher_get_error(m) : "out of memory";
     if (err) {
-        st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: %s: %.600s", fn, field, err);
+        /* llguidance's Lark errors start "at LINE(COLUMN): " and show the grammar below: the grammar is ours, the
+         * reason is the caller's (its schema), so the message keeps only the reason */
+        const char *reason = err;
+        if (!strncmp(reason, "at ", 3) && strstr(reason, "): ")) reason = strstr(reason, "): ") + 3;
+        char msg[600];
+        size_t o = 0;
+        for (const char *line = reason; *line && o + 2 < sizeof msg;) {
+            const size_t len = strcspn(line, "\n");
+            size_t lead = strspn(line, " "), digits = strspn(line + lead, "0123456789");
+            if (digits > 0 && !strncmp(line + lead + digits, " | ", 3)) break; /* the grammar's listing begins */
+            if (o > 0) msg[o++] = ' ';
+            for (size_t i = lead; i < len && o + 1 < sizeof msg; i++) msg[o++] = line[i];
+            line += len + (line[len] == '\n');
+        }
+        msg[o] = '\0';
+        st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: %s: %s", fn, field, msg);
         llg_free_matcher(m);
         return st;
     }

@@ -44,6 +44,10 @@ static const struct {
     const char *api, *cli;
 } FLAG_OF_FIELD[] = {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
+    {"schema_json", "--json-schema"},
+    {"tools_json", "--tools"},
+    {"function_name", "--tool-choice"},
+    {"ignore_eos", "--ignore-eos"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
