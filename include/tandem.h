@@ -381,13 +381,14 @@ tandem_status tandem_grammar_from_json_schema(const tandem_tokenizer *tok, const
 typedef enum tandem_tool_choice {
     TANDEM_TOOL_CHOICE_AUTO = 0, /* free text, or tool calls once the model opens one with <tool_call> */
     TANDEM_TOOL_CHOICE_NONE,     /* no tool call: <tool_call> is never drawn */
-    TANDEM_TOOL_CHOICE_REQUIRED, /* a tool call right after the reasoning (only whitespace between) */
+    TANDEM_TOOL_CHOICE_REQUIRED, /* a tool call right after the reasoning (only spaces and newlines between) */
     TANDEM_TOOL_CHOICE_NAMED,    /* as REQUIRED, calling function_name */
 } tandem_tool_choice;
 
 /* Tool calls in Qwen3's format: after free text (AUTO) or right away (REQUIRED, NAMED), each call is exactly
  * <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call> with NAME one of the tools' names and ARGS valid
- * under that tool's parameters schema; calls are separated by whitespace only, and the output ends after the last.
+ * under that tool's parameters schema; calls are separated by 1-16 spaces and newlines (REQUIRED and NAMED allow as
+ * many before the first), and the output ends after the last.
  * Reasoning (<think>…</think>) is never constrained: any token but an end id may appear inside it. */
 typedef struct tandem_tool_grammar_params {
     const char *tools_json; /* an OpenAI tools array: [{"type": "function", "function": {"name", "description",

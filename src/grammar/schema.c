@@ -183,8 +183,8 @@ static bool any_token_but(byte_buf *b, const int32_t *ids, size_t n) {
  *   start: reasoning free calls?     AUTO (text of any tokens but <tool_call>; a call begins at <tool_call>)
  *   start: reasoning free            NONE
  * reasoning is "<think> any* </think>" (optional when thinking, required-and-open when reasoning_open, absent
- * otherwise); calls are "<tool_call>\n" JSON "\n</tool_call>" separated by whitespace. The tags are tokens, named by
- * id: text spelling them byte by byte is text, as in the chat template's own rendering. */
+ * otherwise); calls are "<tool_call>\n" JSON "\n</tool_call>" separated by spaces and newlines (WS, 1-16). The tags
+ * are tokens, named by id: text spelling them byte by byte is text, as in the chat template's own rendering. */
 tandem_status tandem_grammar_from_tools(const tandem_tokenizer *tok, const tandem_tool_grammar_params *p,
                                         tandem_grammar **out) {
     static const char fn[] = "tandem_grammar_from_tools";
@@ -239,7 +239,7 @@ tandem_status tandem_grammar_from_tools(const tandem_tokenizer *tok, const tande
         ok = ok && (forced ? appendf(&b, "start: reasoning WS? call%s\n", more)
                            : appendf(&b, "start: reasoning free_token* (call%s)?\n", more));
         ok = ok && appendf(&b, "call: <[%d]> \"\\n\" arguments \"\\n\" <[%d]>\n", call_open, call_close);
-        ok = ok && appendf(&b, "WS: /[ \\t\\r\\n]{1,16}/\narguments: %%json %s\n", schema_text);
+        ok = ok && appendf(&b, "WS: /[ \\n]{1,16}/\narguments: %%json %s\n", schema_text);
     }
     free(schema_text);
     const char nul = 0;
