@@ -270,8 +270,9 @@ typedef struct tandem_gen_params {
     tandem_ctx *draft;              /* a context of a draft model (checked with tandem_model_check_draft) */
     tandem_spec_params spec;
     /* constrained decoding: NULL = free; else every token drawn must keep the output in the grammar's language
-     * (tandem_grammar_from_json_schema / _from_tools, below; made for the model's tokenizer, borrowed). An end id is
-     * allowed only where the grammar may end, and always ends generation (ignore_eos must be false) */
+     * (tandem_grammar_from_json_schema / _from_tools, below; made for the model's tokenizer: a vocabulary of
+     * another size is TANDEM_ERR_MISMATCH; borrowed until the generation ends). An end id is allowed only where the
+     * grammar may end, and always ends generation (ignore_eos must be false) */
     const struct tandem_grammar *grammar;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
@@ -331,7 +332,8 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
 void tandem_engine_free(tandem_engine *engine);
 
 /* Queues a request: its prompt (copied; at least one token) and its generation parameters (copied, stop strings
- * included; on_text and user are kept as given: on_text is called from tandem_engine_step). *id names the request
+ * included; on_text, user and grammar are kept as given: on_text is called from tandem_engine_step, the grammar
+ * must live until the request is done). *id names the request
  * (ids start at 1 and are never reused). Refused, with nothing queued: bad ids, a prompt longer than n_ctx
  * (TANDEM_ERR_CONTEXT_FULL), a KV cache of n_ctx rows larger than kv_budget_bytes (TANDEM_ERR_NO_MEMORY), and
  * speculative decoding (params->draft, params->spec.lookup_ngram: TANDEM_ERR_UNSUPPORTED in an engine for now). */

@@ -143,6 +143,8 @@ tandem_status grammar_compile(const tandem_tokenizer *tok, const char *kind, con
     return TANDEM_OK;
 }
 
+int32_t grammar_vocab_size(const tandem_grammar *g) { return g->vocab->n_vocab; }
+
 void tandem_grammar_free(tandem_grammar *g) {
     if (!g) return;
     llg_free_matcher(g->start);

@@ -7,6 +7,8 @@
 
 typedef struct grammar_matcher grammar_matcher;
 
+/* Tokens in the vocabulary g was compiled for (tandem_tokenizer_vocab_size of its tokenizer). */
+int32_t grammar_vocab_size(const tandem_grammar *g);
 /* A fresh parse state at the start of g's language. g must outlive the matcher. */
 tandem_status grammar_matcher_new(const tandem_grammar *g, grammar_matcher **out);
 void grammar_matcher_free(grammar_matcher *m);

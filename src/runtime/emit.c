@@ -92,6 +92,10 @@ tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, cons
                            "tandem_generate: ignore_eos: cannot be true with a grammar (its end is an end id)");
     tandem_status st = tandem_detokenizer_init(tok, &e->detok);
     if (st) return st;
+    if (params->grammar && grammar_vocab_size(params->grammar) != tandem_tokenizer_vocab_size(tok))
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "tandem_generate: grammar: made for a tokenizer of %d tokens, the model's has %d",
+                           grammar_vocab_size(params->grammar), tandem_tokenizer_vocab_size(tok));
     if (params->grammar && (st = grammar_matcher_new(params->grammar, &e->grammar))) return st;
     if (!text_append(r, &e->text_cap, "", 0))
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");

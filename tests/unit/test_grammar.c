@@ -298,6 +298,29 @@ static void check_engine(tandem_model *m) {
     tandem_grammar_free(g[1]);
 }
 
+/* A grammar of another vocabulary (the real Qwen3 tokenizer's, when the tests were given it) is refused. */
+static void check_mismatch(tandem_model *m, const char *qwen3_dir) {
+    tandem_tokenizer *big;
+    if (tandem_tokenizer_load(qwen3_dir, &big) != TANDEM_OK) {
+        printf("no Qwen3 tokenizer in %s: mismatch check skipped\n", qwen3_dir);
+        return;
+    }
+    tandem_grammar *g = NULL;
+    CHECK_OK(tandem_grammar_from_json_schema(big, schemas[0], &g));
+    tandem_ctx *ctx;
+    CHECK_OK(tandem_ctx_init(m, NULL, &ctx));
+    tandem_gen_params gp = tandem_gen_default_params(m);
+    gp.grammar = g;
+    gp.max_tokens = 4;
+    const int32_t prompt[] = {401, 72};
+    tandem_gen_result r;
+    CHECK(g && tandem_generate(ctx, prompt, 2, &gp, &r) == TANDEM_ERR_MISMATCH);
+    CHECK_MSG(strstr(tandem_last_error(), "grammar") != NULL, "%s", tandem_last_error());
+    tandem_ctx_free(ctx);
+    tandem_grammar_free(g);
+    tandem_tokenizer_free(big);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     golden = argv[1];
@@ -310,6 +333,7 @@ int main(int argc, char **argv) {
     check_sampling(target, drafts[1], 0);
     check_sampling(target, drafts[1], 5);
     check_engine(target);
+    if (argc > 2) check_mismatch(target, argv[2]);
     for (int i = 0; i < 3; i++) tandem_model_free(drafts[i]);
     tandem_model_free(target);
     return test_summary();
