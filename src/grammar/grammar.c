@@ -201,6 +201,8 @@ bool grammar_matcher_allows(grammar_matcher *gm, int32_t id) {
     return llg_matcher_validate_tokens(gm->m, &t, 1) == 1;
 }
 
+bool grammar_matcher_allows_more(const grammar_matcher *gm) { return !gm->ended; }
+
 int32_t grammar_matcher_valid_prefix(grammar_matcher *gm, const int32_t *ids, int32_t n) {
     if (gm->ended) return 0;
     uint32_t t[64];

@@ -15,6 +15,8 @@ void grammar_matcher_free(grammar_matcher *m);
 
 /* Whether id may come next (the cheap check: no mask is computed). Ids outside the tokenizer never may. */
 bool grammar_matcher_allows(grammar_matcher *m, int32_t id);
+/* False once an end id has been consumed (nothing may follow it). */
+bool grammar_matcher_allows_more(const grammar_matcher *m);
 /* How many of ids[0..n), in order, the grammar accepts from here (the state does not move). */
 int32_t grammar_matcher_valid_prefix(grammar_matcher *m, const int32_t *ids, int32_t n);
 /* Sets logits[id] = -INFINITY for every id of [0, n_logits) that may not come next (the full mask). Fails when no

@@ -238,7 +238,8 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
 
 /* Proposals for one round after seq[0..len) (written to seq[len..]): lookup first (free), else the draft model.
  * Returns how many. */
-static tandem_status propose(spec_decoder *d, int32_t len, int32_t max_k, tandem_spec_stats *stats, int32_t *n_out) {
+static tandem_status propose(spec_decoder *d, gen_emitter *e, int32_t len, int32_t max_k, tandem_spec_stats *stats,
+                             int32_t *n_out) {
     const tandem_spec_params *sp = &d->p->spec;
     int32_t *seq = d->seq;
     const int32_t V = d->V;
@@ -257,23 +258,39 @@ static tandem_status propose(spec_decoder *d, int32_t len, int32_t max_k, tandem
             /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
             double t0 = now_ms();
             stats->draft_ms += t0 - t_sync;
+            /* under a grammar the draft drafts under it too (its q restricted as the target's p will be), stepping
+             * the matcher through its own tokens and rolling it back after: fewer proposals the target must refuse */
+            int32_t n_consumed = 0;
             for (int32_t i = 0; i < gamma; i++) {
                 const float *dl = tandem_ctx_logits(d->draft);
                 if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
                 int32_t x;
-                if (d->greedy) { /* q is the point mass at the draft's argmax */
-                    x = tandem_sampler_sample(d->draft_sampler, dl, seq, (size_t)(len + i));
+                const size_t n_hist = (size_t)(len + i);
+                if (d->greedy) { /* q is the point mass at the draft's (allowed) argmax */
+                    st = constrained_sample(e, d->draft_sampler, dl, seq, n_hist, V, &x);
                 } else {
                     float *q = d->q_probs + (size_t)i * V;
-                    tandem_sampler_probs(d->draft_sampler, dl, seq, (size_t)(len + i), q);
+                    tandem_sampler_probs(d->draft_sampler, dl, seq, n_hist, q);
+                    st = constrained_probs(e, d->draft_sampler, dl, seq, n_hist, V, q);
                     x = sampler_draw(d->draft_sampler, q, V);
+                }
+                if (!st && e->grammar && !(st = grammar_matcher_consume(e->grammar, x))) n_consumed++;
+                if (st) {
+                    if (e->grammar) (void)grammar_matcher_rollback(e->grammar, n_consumed);
+                    return st;
                 }
                 seq[len + i] = x;
                 d->one_hot[i] = d->greedy;
                 d->from_lookup[i] = false;
                 k = i + 1;
-                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) return st;
+                if (e->grammar && !grammar_matcher_allows_more(e->grammar)) break; /* an end id: nothing follows */
+                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) break;
             }
+            if (e->grammar) {
+                tandem_status st2 = grammar_matcher_rollback(e->grammar, n_consumed);
+                if (!st) st = st2;
+            }
+            if (st) return st;
             const double dt = now_ms() - t0;
             stats->draft_ms += dt;
             d->draft_step_ms += dt;
@@ -317,7 +334,7 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
 
     /* 1. proposals */
     int32_t k;
-    if ((st = propose(d, len, max_k, stats, &k))) return st;
+    if ((st = propose(d, e, len, max_k, stats, &k))) return st;
 
     /* Under a grammar, proposals are cut before the first one it refuses (the matcher has taken pending already):
      * that one is not evaluated, but stays the proposal at its position, where the rule below rejects it (the
@@ -344,7 +361,8 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     for (int32_t i = 0; i <= k; i++) {
         float *p_i = d->p_probs + (size_t)i * V;
         tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
-        if (!e->grammar) continue;
+        /* after a proposed end id nothing is emitted: that position's distribution is never used */
+        if (!e->grammar || !grammar_matcher_allows_more(e->grammar)) continue;
         if ((st = constrained_probs(e, d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i)))
             return st;
         if (i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;

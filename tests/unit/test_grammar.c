@@ -53,11 +53,15 @@ typedef struct run {
     int n;
     char text[4096];
     tandem_finish finish;
+    tandem_spec_stats stats;
 } run;
 
-static void generate(tandem_model *m, tandem_ctx *draft, const tandem_grammar *g, const tandem_sampler_params *sp,
-                     const tandem_spec_params *spec, int max_tokens, run *out) {
-    static const int32_t prompt[] = {401, 72, 105, 33, 402, 198, 401, 65};
+static const int32_t base_prompt[] = {401, 72, 105, 33, 402, 198, 401, 65};
+enum { N_BASE = sizeof base_prompt / sizeof *base_prompt };
+
+static void generate_after(tandem_model *m, const int32_t *prompt, int n_prompt, tandem_ctx *draft,
+                           const tandem_grammar *g, const tandem_sampler_params *sp, const tandem_spec_params *spec,
+                           int max_tokens, run *out) {
     tandem_ctx *ctx;
     tandem_ctx_params cp = tandem_ctx_default_params();
     cp.n_ctx = 200;
@@ -71,13 +75,19 @@ static void generate(tandem_model *m, tandem_ctx *draft, const tandem_grammar *g
     if (draft) CHECK_OK(tandem_ctx_truncate(draft, 0));
     tandem_gen_result r;
     memset(out, 0, sizeof *out);
-    CHECK_OK(tandem_generate(ctx, prompt, sizeof prompt / sizeof *prompt, &gp, &r));
+    CHECK_OK(tandem_generate(ctx, prompt, (size_t)n_prompt, &gp, &r));
     out->n = (int)r.n_ids;
     memcpy(out->ids, r.ids, sizeof(int32_t) * r.n_ids);
     snprintf(out->text, sizeof out->text, "%s", r.text ? r.text : "");
     out->finish = r.finish;
+    out->stats = r.spec_stats;
     tandem_gen_result_free(&r);
     tandem_ctx_free(ctx);
+}
+
+static void generate(tandem_model *m, tandem_ctx *draft, const tandem_grammar *g, const tandem_sampler_params *sp,
+                     const tandem_spec_params *spec, int max_tokens, run *out) {
+    generate_after(m, base_prompt, N_BASE, draft, g, sp, spec, max_tokens, out);
 }
 
 static const char *const schemas[] = {
@@ -186,10 +196,11 @@ static void restricted(tandem_sampler *s, grammar_matcher *gm, const float *logi
     free(masked);
 }
 
-static void check_sampling(tandem_model *target, tandem_model *draft_model, int top_k) {
+/* The second token of an integer, over SEEDS seeds: plain (sample, then check), with a draft model (drafting under
+ * the grammar), and (with_lookup) with lookup after a prompt where each possible first token was followed by "A" (a
+ * proposal the grammar refuses: the rule's residual path). */
+static void check_sampling(tandem_model *target, tandem_model *draft_model, int top_k, bool with_lookup) {
     enum { SEEDS = 3000 };
-    static const int32_t prompt[] = {401, 72, 105, 33, 402, 198, 401, 65};
-    const int n_prompt = sizeof prompt / sizeof *prompt;
     const tandem_tokenizer *tok = tandem_model_tokenizer(target);
     tandem_model_info mi;
     tandem_model_get_info(target, &mi);
@@ -206,15 +217,27 @@ static void check_sampling(tandem_model *target, tandem_model *draft_model, int 
     CHECK_OK(tandem_sampler_init(&sp, V, &s));
     grammar_matcher *gm;
     CHECK_OK(grammar_matcher_new(g, &gm));
+    /* the prompt: the base one, then every possible first token followed by "A" */
+    int32_t prompt[N_BASE + 2 * 64];
+    int n_prompt = N_BASE;
+    memcpy(prompt, base_prompt, sizeof base_prompt);
+    float *p1 = malloc(sizeof(float) * V), *p2 = malloc(sizeof(float) * V);
+    for (int v = 0; v < V; v++) p1[v] = 0;
+    CHECK_OK(grammar_matcher_mask_logits(gm, p1, V));
+    for (int v = 0; with_lookup && v < V && n_prompt + 2 <= (int)(sizeof prompt / sizeof *prompt); v++)
+        if (p1[v] == 0) {
+            prompt[n_prompt++] = v;
+            prompt[n_prompt++] = 65; /* "A": no integer goes on with it */
+        }
+    CHECK(!grammar_matcher_allows(gm, 65));
     tandem_ctx *tc;
     CHECK_OK(tandem_ctx_init(target, NULL, &tc));
     CHECK_OK(tandem_ctx_eval(tc, prompt, n_prompt, NULL));
     /* the exact marginal of the second token: Σ_t1 D1(t1) D2(t2 | t1) */
-    float *p1 = malloc(sizeof(float) * V), *p2 = malloc(sizeof(float) * V);
     double *marginal = calloc((size_t)V, sizeof(double));
     restricted(s, gm, tandem_ctx_logits(tc), prompt, (size_t)n_prompt, V, p1);
-    int32_t hist[16];
-    memcpy(hist, prompt, sizeof prompt);
+    int32_t hist[N_BASE + 2 * 64 + 1];
+    memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
     int n_first = 0;
     for (int t1 = 0; t1 < V; t1++) {
         if (p1[t1] == 0) continue;
@@ -229,28 +252,33 @@ static void check_sampling(tandem_model *target, tandem_model *draft_model, int 
     }
     tandem_ctx *dc;
     CHECK_OK(tandem_ctx_init(draft_model, NULL, &dc));
-    for (int mode = 0; mode < 2; mode++) { /* plain (sample, then check), speculative */
+    static const char *const mode_name[] = {"plain", "draft model", "lookup"};
+    for (int mode = 0; mode < (with_lookup ? 3 : 2); mode++) {
         int *seen = calloc((size_t)V, sizeof(int));
         tandem_spec_params spec = tandem_spec_default_params();
         spec.adaptive = false;
         spec.draft_max = 3;
-        int n_bad = 0;
+        spec.lookup_ngram = mode == 2 ? 1 : 0;
+        int n_bad = 0, n_drafted = 0;
         for (int seed = 0; seed < SEEDS; seed++) {
             sp.seed = (uint64_t)seed * 7919 + 17;
             run r;
-            generate(target, mode ? dc : NULL, g, &sp, mode ? &spec : NULL, 2, &r);
-            if (r.n == 2) seen[r.ids[1]]++;
+            /* 4 tokens: the round after the first token proposes up to 2, so the second comes from the rule */
+            generate_after(target, prompt, n_prompt, mode == 1 ? dc : NULL, g, &sp, mode ? &spec : NULL, 4, &r);
+            n_drafted += r.stats.n_drafted;
+            if (r.n >= 2) seen[r.ids[1]]++;
             else n_bad++;
         }
         int dof;
         double chi = chi_square(seen, marginal, V, SEEDS - n_bad, &dof);
         printf(
-            "top_k %d, %s: 2nd token under the grammar over %d seeds (%d first tokens allowed): chi2 %.1f (dof %d, "
-            "critical %.1f)\n",
-            top_k, mode ? "speculative" : "plain", SEEDS, n_first, chi, dof, chi_critical(dof));
+            "top_k %d, %s: 2nd token under the grammar over %d seeds (%d first tokens allowed, %d tokens proposed): "
+            "chi2 %.1f (dof %d, critical %.1f)\n",
+            top_k, mode_name[mode], SEEDS, n_first, n_drafted, chi, dof, chi_critical(dof));
         CHECK_MSG(chi < chi_critical(dof), "top_k %d mode %d: chi2 %g over %d dof", top_k, mode, chi, dof);
         CHECK(dof >= 3);   /* the test has bins to tell distributions apart */
-        CHECK(n_bad == 0); /* an integer has no end after one token here: both tokens always come */
+        CHECK(n_bad == 0); /* an integer has no end after one token here: the second token always comes */
+        if (mode) CHECK(n_drafted >= SEEDS); /* every second token was proposed, and the rule decided it */
         free(seen);
     }
     tandem_ctx_free(dc);
@@ -330,8 +358,8 @@ int main(int argc, char **argv) {
     if (!target || !drafts[0] || !drafts[1] || !drafts[2]) return test_summary();
     check_errors(tandem_model_tokenizer(target));
     check_greedy(target, drafts, 3);
-    check_sampling(target, drafts[1], 0);
-    check_sampling(target, drafts[1], 5);
+    check_sampling(target, drafts[1], 0, true);
+    check_sampling(target, drafts[1], 5, false); /* top-5 often holds no allowed token: the masked fallback */
     check_engine(target);
     if (argc > 2) check_mismatch(target, argv[2]);
     for (int i = 0; i < 3; i++) tandem_model_free(drafts[i]);
