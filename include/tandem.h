@@ -376,7 +376,9 @@ typedef struct tandem_grammar tandem_grammar;
 
 /* The whole output is one JSON value valid under schema_json (a JSON Schema: OpenAI's response_format json_schema),
  * or, with schema_json NULL, any JSON object (json_object). Written as JSON with ", " and ": " separators and no
- * other whitespace (a schema's own "x-guidance" options, llguidance's, override that). */
+ * other whitespace (a schema's own "x-guidance" options, llguidance's, override that). The JSON starts at the first
+ * token: a Qwen3 prompt for it closes the reasoning itself (the template's enable_thinking=false renders
+ * "<think>\n\n</think>\n\n"). */
 tandem_status tandem_grammar_from_json_schema(const tandem_tokenizer *tok, const char *schema_json,
                                               tandem_grammar **out);
 
