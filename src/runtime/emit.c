@@ -87,8 +87,16 @@ tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, cons
     for (int32_t i = 0; i < params->n_stop; i++)
         if (!params->stop || !params->stop[i])
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: stop string %d is NULL", i);
+    if (params->grammar && params->ignore_eos)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_generate: ignore_eos: cannot be true with a grammar (its end is an end id)");
     tandem_status st = tandem_detokenizer_init(tok, &e->detok);
     if (st) return st;
+    if (params->grammar && grammar_vocab_size(params->grammar) != tandem_tokenizer_vocab_size(tok))
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "tandem_generate: grammar: made for a tokenizer of %d tokens, the model's has %d",
+                           grammar_vocab_size(params->grammar), tandem_tokenizer_vocab_size(tok));
+    if (params->grammar && (st = grammar_matcher_new(params->grammar, &e->grammar))) return st;
     if (!text_append(r, &e->text_cap, "", 0))
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
     if (params->max_tokens == 0) r->finish = TANDEM_FINISH_LENGTH;
@@ -98,6 +106,11 @@ tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, cons
 void emitter_free(gen_emitter *e) {
     tandem_detokenizer_free(e->detok);
     e->detok = NULL;
+    grammar_matcher_free(e->grammar);
+    e->grammar = NULL;
+    free(e->masked);
+    free(e->probs);
+    e->masked = e->probs = NULL;
 }
 
 tandem_status emitter_push(gen_emitter *e, int32_t id) {
@@ -106,6 +119,10 @@ tandem_status emitter_push(gen_emitter *e, int32_t id) {
     if (r->n_ids == 0) {
         e->t_first = now_ms();
         r->timings.ttft_ms = e->t_first - e->t_start;
+    }
+    if (e->grammar) {
+        tandem_status st = grammar_matcher_consume(e->grammar, id);
+        if (st) return st;
     }
     if (!id_append(r, &e->ids_cap, id)) goto oom;
     if (!params->ignore_eos && is_eos(e->tok, id)) {

@@ -13,18 +13,20 @@
  *  - max_tokens ends with TANDEM_FINISH_LENGTH (0: before any token);
  *  - emitter_end makes the held-back rest final (an incomplete character becomes U+FFFD) and streams it.
  *
+ * Constrained decoding (params->grammar): the emitter owns the generation's grammar_matcher (grammar.h);
+ * emitter_push advances it by every accepted id (an id the grammar refuses is an error: the decoders draw only allowed
+ * ids, constrain.c). The decoders ask it before each draw: plain_step and the engine through constrained_sample, the
+ * speculative decoder for every position of a verification pass (constrained_probs, advancing tentatively through
+ * the drafted ids and rolling back after).
+ *
  * Hook points for what comes later (not built yet):
- *  - Grammar mask (constrained decoding): the allowed ids are asked of the emitter's grammar state before each draw
- *    (plain_step in generate.c and the first token of spec_decoder_step, before tandem_sampler_sample; in a
- *    speculative round, for every position of the verification pass, advancing tentatively through the drafted
- *    ids and rolling back on a rejection); emitter_push is where that state advances by the accepted id (and
- *    where an id the grammar refuses is an error).
  *  - Streaming hook (a server's per-request stream): all text reaches the caller through stream_text() in emit.c,
  *    the one call site of on_text, so a hook attached there sees exactly the text the result holds; the id and the
  *    finish reason are known at the same point (emitter_push, emitter_end). */
 #ifndef TANDEM_EMIT_H
 #define TANDEM_EMIT_H
 
+#include "grammar.h"
 #include "tandem.h"
 
 typedef struct gen_emitter {
@@ -33,12 +35,14 @@ typedef struct gen_emitter {
     tandem_gen_result *r; /* the result being filled (its ids and text are owned by it) */
     tandem_detokenizer *detok;
     size_t text_cap, ids_cap;
-    size_t streamed;         /* bytes of r->text given to on_text */
-    double t_start, t_first; /* the generation's start (now_ms), the first accepted token's time */
+    size_t streamed;          /* bytes of r->text given to on_text */
+    double t_start, t_first;  /* the generation's start (now_ms), the first accepted token's time */
+    grammar_matcher *grammar; /* NULL: unconstrained */
+    float *masked, *probs;    /* (vocab rows) constrain.c's scratch, allocated on first use */
 } gen_emitter;
 
-/* Zeroes *r and starts it: an empty text, finish LENGTH if max_tokens is 0. Fails (naming the index) on a NULL
- * stop string. t_start: when the generation began, for r->timings.ttft_ms. */
+/* Zeroes *r and starts it: an empty text, finish LENGTH if max_tokens is 0, a matcher for params->grammar. Fails
+ * (naming the index) on a NULL stop string, and on a grammar with ignore_eos. t_start: when the generation began, for r->timings.ttft_ms. */
 tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, const tandem_tokenizer *tok,
                            tandem_gen_result *r, double t_start);
 /* Accepts id; sets r->finish when generation must end (end id, stop string, max tokens, the callback).

@@ -390,8 +390,10 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
         return;
     }
     /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
-    const int32_t id = tandem_sampler_sample(s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past);
-    tandem_status st = emitter_push(&s->seq.emit, id);
+    int32_t id;
+    tandem_status st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab,
+                                          &id);
+    if (!st) st = emitter_push(&s->seq.emit, id);
     if (st) {
         gen_sequence_free(&s->seq);
         request_fail(q, st);

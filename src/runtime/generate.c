@@ -77,8 +77,10 @@ void gen_sequence_free(gen_sequence *s) {
 static tandem_status plain_step(gen_sequence *s) {
     tandem_ctx *ctx = s->ctx;
     tandem_gen_result *r = s->r;
-    const int32_t id = tandem_sampler_sample(s->sampler, tandem_ctx_logits(ctx), ctx->tokens, (size_t)ctx->n_past);
-    tandem_status st = emitter_push(&s->emit, id);
+    int32_t id;
+    tandem_status st = constrained_sample(&s->emit, s->sampler, tandem_ctx_logits(ctx), ctx->tokens,
+                                          (size_t)ctx->n_past, ctx->model->qwen.cfg.vocab_size, &id);
+    if (!st) st = emitter_push(&s->emit, id);
     if (st || r->finish != TANDEM_FINISH_NONE) return st;
     if (ctx->n_past >= ctx->cache->n_ctx) {
         r->finish = TANDEM_FINISH_CONTEXT_FULL;

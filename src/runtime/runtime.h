@@ -57,6 +57,17 @@ bool sampler_is_greedy(const tandem_sampler *s);
 int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q, int32_t x, int32_t V,
                                float *scratch, bool *accepted);
 
+/* ---- constrain.c: drawing under the emitter's grammar (e->grammar; without one, the plain sampler) ---- */
+
+/* *out ~ the sampler's distribution restricted to the ids the grammar allows next (greedy: the best allowed id);
+ * the mask is computed only when the sampler's own draw is refused. V: logits' length. */
+tandem_status constrained_sample(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
+                                 size_t n_history, int32_t V, int32_t *out);
+/* probs: the sampler's distribution over logits (tandem_sampler_probs), restricted in place to what the grammar
+ * allows next: the distribution constrained_sample draws from. Nothing to do without a grammar. */
+tandem_status constrained_probs(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
+                                size_t n_history, int32_t V, float *probs);
+
 /* ---- speculative.c: one speculative decoder per sequence, fed to the emitter (emit.h) ---- */
 
 typedef struct spec_decoder spec_decoder;

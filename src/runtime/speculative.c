@@ -238,7 +238,8 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
 
 /* Proposals for one round after seq[0..len) (written to seq[len..]): lookup first (free), else the draft model.
  * Returns how many. */
-static tandem_status propose(spec_decoder *d, int32_t len, int32_t max_k, tandem_spec_stats *stats, int32_t *n_out) {
+static tandem_status propose(spec_decoder *d, gen_emitter *e, int32_t len, int32_t max_k, tandem_spec_stats *stats,
+                             int32_t *n_out) {
     const tandem_spec_params *sp = &d->p->spec;
     int32_t *seq = d->seq;
     const int32_t V = d->V;
@@ -257,23 +258,39 @@ static tandem_status propose(spec_decoder *d, int32_t len, int32_t max_k, tandem
             /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
             double t0 = now_ms();
             stats->draft_ms += t0 - t_sync;
+            /* under a grammar the draft drafts under it too (its q restricted as the target's p will be), stepping
+             * the matcher through its own tokens and rolling it back after: fewer proposals the target must refuse */
+            int32_t n_consumed = 0;
             for (int32_t i = 0; i < gamma; i++) {
                 const float *dl = tandem_ctx_logits(d->draft);
                 if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
                 int32_t x;
-                if (d->greedy) { /* q is the point mass at the draft's argmax */
-                    x = tandem_sampler_sample(d->draft_sampler, dl, seq, (size_t)(len + i));
+                const size_t n_hist = (size_t)(len + i);
+                if (d->greedy) { /* q is the point mass at the draft's (allowed) argmax */
+                    st = constrained_sample(e, d->draft_sampler, dl, seq, n_hist, V, &x);
                 } else {
                     float *q = d->q_probs + (size_t)i * V;
-                    tandem_sampler_probs(d->draft_sampler, dl, seq, (size_t)(len + i), q);
+                    tandem_sampler_probs(d->draft_sampler, dl, seq, n_hist, q);
+                    st = constrained_probs(e, d->draft_sampler, dl, seq, n_hist, V, q);
                     x = sampler_draw(d->draft_sampler, q, V);
+                }
+                if (!st && e->grammar && !(st = grammar_matcher_consume(e->grammar, x))) n_consumed++;
+                if (st) {
+                    if (e->grammar) (void)grammar_matcher_rollback(e->grammar, n_consumed);
+                    return st;
                 }
                 seq[len + i] = x;
                 d->one_hot[i] = d->greedy;
                 d->from_lookup[i] = false;
                 k = i + 1;
-                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) return st;
+                if (e->grammar && !grammar_matcher_allows_more(e->grammar)) break; /* an end id: nothing follows */
+                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) break;
             }
+            if (e->grammar) {
+                tandem_status st2 = grammar_matcher_rollback(e->grammar, n_consumed);
+                if (!st) st = st2;
+            }
+            if (st) return st;
             const double dt = now_ms() - t0;
             stats->draft_ms += dt;
             d->draft_step_ms += dt;
@@ -295,9 +312,9 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
 
     if (!d->started) { /* the first token comes from the prompt's logits, as without speculation */
         d->started = true;
-        d->pending = tandem_sampler_sample(d->sampler, tandem_ctx_logits(target), target->tokens,
-                                           (size_t)target->n_past);
-        return emitter_push(e, d->pending);
+        tandem_status st0 = constrained_sample(e, d->sampler, tandem_ctx_logits(target), target->tokens,
+                                               (size_t)target->n_past, V, &d->pending);
+        return st0 ? st0 : emitter_push(e, d->pending);
     }
 
     const int32_t base = target->n_past; /* tokens in the cache before this round */
@@ -317,7 +334,19 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
 
     /* 1. proposals */
     int32_t k;
-    if ((st = propose(d, len, max_k, stats, &k))) return st;
+    if ((st = propose(d, e, len, max_k, stats, &k))) return st;
+
+    /* Under a grammar, proposals are cut before the first one it refuses (the matcher has taken pending already):
+     * that one is not evaluated, but stays the proposal at its position, where the rule below rejects it (the
+     * grammar gives it probability 0) and draws from the residual, as it would had it been evaluated. */
+    int32_t refused = -1;
+    if (e->grammar && k > 0) {
+        const int32_t valid = grammar_matcher_valid_prefix(e->grammar, seq + len, k);
+        if (valid < k) {
+            refused = seq[len + valid];
+            k = valid;
+        }
+    }
 
     /* 2. one target pass over pending + proposals */
     double t0 = now_ms();
@@ -326,8 +355,19 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     stats->target_ms += dt;
     ema(&d->lm.t_pass[k + 1], dt);
     stats->n_rounds++;
-    for (int32_t i = 0; i <= k; i++)
-        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), d->p_probs + (size_t)i * V);
+    /* each position's distribution, restricted by the grammar in the state after the proposals before it: the
+     * matcher steps through them tentatively and is rolled back to pending (the emitter advances it again by the
+     * tokens kept) */
+    for (int32_t i = 0; i <= k; i++) {
+        float *p_i = d->p_probs + (size_t)i * V;
+        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
+        /* after a proposed end id nothing is emitted: that position's distribution is never used */
+        if (!e->grammar || !grammar_matcher_allows_more(e->grammar)) continue;
+        if ((st = constrained_probs(e, d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i)))
+            return st;
+        if (i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;
+    }
+    if (e->grammar && (st = grammar_matcher_rollback(e->grammar, k))) return st;
 
     /* 3. accept or correct */
     int32_t accepted = 0, next = -1;
@@ -352,6 +392,15 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
         /* a draft that keeps failing is asked less and less often; one that helps, at the usual rate */
         d->lm.probe_interval = accepted == 0 ? (d->lm.probe_interval < 1024 ? 2 * d->lm.probe_interval : 1024)
                                              : PROBE_INTERVAL;
+    }
+    if (next < 0 && refused >= 0) { /* the refused proposal, at position k */
+        bool accept;
+        next = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)k * V,
+                                      d->one_hot[k] ? NULL : d->q_probs + (size_t)k * V, refused, V, d->logits,
+                                      &accept);
+        (void)accept; /* never: the grammar gives it probability 0 */
+        stats->n_drafted++;
+        stats->n_drafted_lookup += d->from_lookup[k];
     }
     if (next < 0) next = sampler_draw(d->sampler, d->p_probs + (size_t)k * V, V); /* bonus ~ p_k (one-hot if greedy) */
 

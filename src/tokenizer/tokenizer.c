@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pcre2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <utf8proc.h>
@@ -71,6 +72,8 @@ struct tandem_tokenizer {
     int32_t *eos;
     size_t n_eos;
     char *chat_template;
+    _Atomic(void *) derived;             /* tokenizer_derived's object (a later layer's), built on first use */
+    void (*derived_free)(void *derived); /* set with it */
 };
 
 /* ---- small helpers ---- */
@@ -588,7 +591,31 @@ void tandem_tokenizer_free(tandem_tokenizer *tok) {
     pcre2_code_free(tok->re);
     free(tok->eos);
     free(tok->chat_template);
+    void *derived = atomic_load(&tok->derived);
+    if (derived) tok->derived_free(derived);
     free(tok);
+}
+
+void *tokenizer_derived(const tandem_tokenizer *ctok, void *(*build)(const tandem_tokenizer *tok, void *arg), void *arg,
+                        void (*destroy)(void *derived)) {
+    tandem_tokenizer *tok = (tandem_tokenizer *)ctok; /* the slot is a cache: the tokenizer itself stays as it is */
+    void *have = atomic_load(&tok->derived);
+    if (have) return have;
+    void *made = build(ctok, arg);
+    if (!made) return NULL;
+    /* two threads may both build: the first to store wins, the other's copy is dropped */
+    if (!atomic_compare_exchange_strong(&tok->derived, &have, made)) {
+        destroy(made);
+        return have;
+    }
+    tok->derived_free = destroy; /* only the winner writes it; read when the tokenizer is freed */
+    return made;
+}
+
+bool tokenizer_is_added(const tandem_tokenizer *tok, int32_t id) {
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (tok->added[i].id == id) return true;
+    return false;
 }
 
 /* ---- loading tokenizer.json (+ tokenizer_config.json, generation_config.json) ---- */

@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "gguf.h"
 #include "tandem_base.h"
+#include "tokenizer_derived.h"
 
 /* The qwen2 pre-tokenizer's split regex, as every Qwen2/Qwen3 tokenizer.json writes it. */
 extern const char TOKENIZER_QWEN2_PATTERN[];

@@ -294,6 +294,39 @@ def preprocessor_config_seeds():
         "size": {"shortest_edge": 1024, "longest_edge": 4096}, "image_mean": 0.5, "image_std": 0.25}).encode())
 
 
+def grammar_seeds():
+    """fuzz_grammar_schema: JSON schemas (valid, unsupported, malformed) and tool sets with a choice and flags."""
+    schemas = {
+        "object.json": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
+                                                         "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+                        "required": ["name", "age"], "additionalProperties": False},
+        "nested.json": {"type": "object", "properties": {"p": {"type": "object", "properties": {
+            "x": {"type": "number", "exclusiveMinimum": 0}}}, "t": {"type": "array", "items": {"enum": ["a", 1]}}}},
+        "anyof.json": {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[a-z]{2}-[0-9]+$"}]},
+        "refs.json": {"$defs": {"n": {"type": "integer", "multipleOf": 3}}, "type": "array",
+                      "items": {"$ref": "#/$defs/n"}, "minItems": 1, "maxItems": 4},
+        "const.json": {"const": {"a": [1, 2.5, None, True]}},
+        "format.json": {"type": "string", "format": "date-time"},
+        "bad-type.json": {"type": "strange"},
+        "bad-pattern.json": {"type": "string", "pattern": "(("},
+        "bad-ref.json": {"$ref": "#/nowhere"},
+        "oneof.json": {"oneOf": [{"type": "integer"}, {"type": "boolean"}]},
+    }
+    for name, schema in schemas.items():
+        out("grammar_schema", name, json.dumps(schema))
+    out("grammar_schema", "true.json", "true")
+    out("grammar_schema", "truncated.json", '{"type": "object", "properties": {"a": ')
+    out("grammar_schema", "any-object", "o")
+    weather = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 6}}, "required": ["city"]}}}
+    add = {"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}
+    for choice in "0123":
+        for flags in "0137":
+            out("grammar_schema", f"tools-{choice}{flags}", "\x01" + choice + flags + json.dumps([weather, add]))
+    out("grammar_schema", "tools-no-name", "\x0120" + json.dumps([{"function": {"parameters": {}}}]))
+    out("grammar_schema", "tools-not-array", "\x0100" + json.dumps(weather))
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -449,6 +482,7 @@ def main():
         chat_template_seeds()
         image_seeds()
         preprocessor_config_seeds()
+        grammar_seeds()
     finally:
         shutil.rmtree(tmp)
 

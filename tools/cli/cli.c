@@ -49,6 +49,9 @@ static const struct {
     {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
     {"tools_json", "--tools"},
     {"extra_context_json", "--kwargs"},
+    {"schema_json", "--json-schema"},
+    {"function_name", "--tool-choice"},
+    {"ignore_eos", "--ignore-eos"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},

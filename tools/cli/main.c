@@ -77,7 +77,7 @@ static const char RUN_HELP[] =
     "      --chat               -p/-f is one user message, rendered with the model's chat template (and the\n"
     "                           assistant's opening) instead of raw text\n"
     "      --system TEXT        with --chat: a system message before it\n"
-    "      --no-think           with --chat: enable_thinking=false (Qwen3: no reasoning)\n"
+    "      --no-think           no reasoning: with --chat, enable_thinking=false; with --tools, no <think> block\n"
     "      --chat-template-file FILE  with --chat: this Jinja template instead of the model's\n"
     "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
@@ -86,7 +86,15 @@ static const char RUN_HELP[] =
     "      --draft-min N        drop draft-model proposals shorter than N (default 1)\n"
     "      --draft-p-min P      stop a draft when the draft's top probability is below P (default 0: off)\n"
     "      --draft-fixed        always propose --draft-max tokens (default: adapt to acceptance and cost)\n"
-    "      --lookup N           propose the continuation of the last N-gram seen earlier (prompt lookup)\n";
+    "      --lookup N           propose the continuation of the last N-gram seen earlier (prompt lookup)\n"
+    "constrained decoding (every token keeps the output in the grammar):\n"
+    "      --json-schema FILE   the output is one JSON value valid under the JSON Schema in FILE\n"
+    "      --json-object        the output is one JSON object\n"
+    "      --tools FILE         tool calls in Qwen3's format for the OpenAI tools array in FILE: free text, then\n"
+    "                           <tool_call>{\"name\": …, \"arguments\": …}</tool_call> valid for one of the tools\n"
+    "      --tool-choice C      auto (default), none (no call), required (a call first), or a tool's name\n"
+    "      --no-parallel-tool-calls  at most one call, then the end\n"
+    "      --reasoning-open     the prompt ends inside <think>: the output starts as reasoning (with --tools)\n";
 
 /* The streamed text's last byte, so that what follows it can start on a line of its own. */
 static bool stream_to_stdout(const char *text, size_t len, void *user) {
@@ -123,6 +131,9 @@ static void print_spec_summary(const tandem_spec_stats *x, double decode_tps) {
 static int cmd_run(int argc, char **argv) {
     args a = {"run", argc, argv, 0};
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
+    const char *schema_file = NULL, *tools_file = NULL, *tool_choice = NULL;
+    bool any_object = false;
+    tandem_tool_grammar_params tp = tandem_tool_grammar_default_params();
     int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
     tandem_spec_params spec = tandem_spec_default_params();
     bool json = false, ignore_eos = false, exact = false, chat = false;
@@ -164,15 +175,24 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--chat")) chat = true;
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
         else if (!strcmp(f, "--system")) system = take_value(&a, f);
-        else if (!strcmp(f, "--no-think")) enable_thinking = 0;
+        else if (!strcmp(f, "--no-think")) enable_thinking = 0, tp.thinking = false;
+        else if (!strcmp(f, "--json-schema")) schema_file = take_value(&a, f);
+        else if (!strcmp(f, "--json-object")) any_object = true;
+        else if (!strcmp(f, "--tools")) tools_file = take_value(&a, f);
+        else if (!strcmp(f, "--tool-choice")) tool_choice = take_value(&a, f);
+        else if (!strcmp(f, "--no-parallel-tool-calls")) tp.parallel_tool_calls = false;
+        else if (!strcmp(f, "--reasoning-open")) tp.reasoning_open = true;
         else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("run", "unknown option '%s'", f);
     }
     if (!model_path) die_usage("run", "missing -m MODEL");
+    if ((schema_file != NULL) + any_object + (tools_file != NULL) > 1)
+        die_usage("run", "give at most one of --json-schema, --json-object and --tools");
+    if (tool_choice && !tools_file && strcmp(tool_choice, "none") != 0) die_usage("run", "--tool-choice needs --tools");
     if (!prompt == !prompt_file) die_usage("run", "give exactly one of -p TEXT or -f FILE");
     if (spec.draft_min > spec.draft_max) die_usage("run", "--draft-min %d exceeds --draft-max %d", spec.draft_min, spec.draft_max);
-    if (!chat && (template_path || system || enable_thinking >= 0))
-        die_usage("run", "--chat-template-file, --system and --no-think need --chat");
+    if (!chat && (template_path || system || (enable_thinking >= 0 && !tools_file)))
+        die_usage("run", "--chat-template-file, --system and --no-think need --chat (or --no-think --tools)");
     size_t prompt_len;
     char *prompt_buf = NULL;
     if (prompt_file) prompt = prompt_buf = read_file("run", prompt_file, &prompt_len);
@@ -213,7 +233,24 @@ static int cmd_run(int argc, char **argv) {
         if ((st = tandem_ctx_init(draft_model, &cp, &draft_ctx))) die_status("run", st);
     }
 
+    tandem_grammar *grammar = NULL;
+    char *schema_text = NULL, *tools_text = NULL;
+    if (schema_file || any_object) {
+        size_t len;
+        if (schema_file) schema_text = read_file("run", schema_file, &len);
+        if ((st = tandem_grammar_from_json_schema(tok, schema_text, &grammar))) die_status("run", st);
+    } else if (tools_file || tool_choice) {
+        size_t len;
+        if (tools_file) tp.tools_json = tools_text = read_file("run", tools_file, &len);
+        if (!tool_choice || !strcmp(tool_choice, "auto")) tp.choice = TANDEM_TOOL_CHOICE_AUTO;
+        else if (!strcmp(tool_choice, "none")) tp.choice = TANDEM_TOOL_CHOICE_NONE;
+        else if (!strcmp(tool_choice, "required")) tp.choice = TANDEM_TOOL_CHOICE_REQUIRED;
+        else tp.choice = TANDEM_TOOL_CHOICE_NAMED, tp.function_name = tool_choice;
+        if ((st = tandem_grammar_from_tools(tok, &tp, &grammar))) die_status("run", st);
+    }
+
     tandem_gen_params gp = tandem_gen_default_params(model);
+    gp.grammar = grammar;
     gp.draft = draft_ctx;
     gp.spec = spec;
     tandem_sampler_params *sp = &gp.sampling;
@@ -285,7 +322,10 @@ static int cmd_run(int argc, char **argv) {
     tandem_ctx_free(draft_ctx);
     tandem_model_free(draft_model);
     tandem_ctx_free(ctx);
+    tandem_grammar_free(grammar);
     tandem_model_free(model);
+    free(schema_text);
+    free(tools_text);
     free(prompt_buf);
     free(stops);
     return interrupted ? 128 + SIGINT : 0;
