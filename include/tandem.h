@@ -360,6 +360,47 @@ tandem_request_state tandem_engine_request_state(const tandem_engine *engine, in
  * own error (and no result) when it failed. */
 tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen_result *out);
 
+/* ---- chat templates (src/chat) ---- */
+
+/* A model's chat template (Jinja2, as in tokenizer_config.json, chat_template.jinja / .json or GGUF
+ * tokenizer.chat_template), run by tandem's own interpreter: the output equals Python jinja2's as
+ * transformers' apply_chat_template renders it (trim_blocks, lstrip_blocks, loopcontrols, HF's tojson,
+ * raise_exception, strftime_now). The interpreter is sandboxed: no I/O, and a template that loops or recurses
+ * without end or writes too much stops with an error naming the template and the line. */
+typedef struct tandem_chat_template tandem_chat_template;
+/* A parsed template is read-only: several threads may render with it at once.
+ * source: the template text (UTF-8). origin names it in errors (a file path, "GGUF tokenizer.chat_template").
+ * TANDEM_ERR_FORMAT on a syntax error, naming the line and column. */
+tandem_status tandem_chat_template_parse(const char *source, size_t len, const char *origin,
+                                         tandem_chat_template **out);
+void tandem_chat_template_free(tandem_chat_template *t);
+typedef struct tandem_chat_render_params {
+    bool add_generation_prompt;        /* end with the assistant's opening */
+    int32_t enable_thinking;           /* -1 = not passed (the template's default), 0 = false, 1 = true */
+    const char *tools_json;            /* an OpenAI tools array (the template's `tools`), or NULL */
+    const char *extra_context_json;    /* a JSON object of further variables (chat_template_kwargs), or NULL */
+    const char *bos_token, *eos_token; /* NULL = not defined */
+    int64_t now_unix;                  /* the clock of strftime_now (local time); 0 = now */
+    int64_t max_output_bytes;          /* 0 = the default limit (16 MiB) */
+} tandem_chat_render_params;
+tandem_chat_render_params tandem_chat_render_default_params(void);
+/* Renders messages_json (an OpenAI messages array) into *text (NUL-terminated; free with tandem_free).
+ * What clients send is normalised first, so that it reaches the template as transformers users pass it:
+ *  - role "developer" becomes "system";
+ *  - a tool call's function.arguments given as a string holding a JSON object becomes that object (templates
+ *    print it with tojson or iterate it);
+ *  - reasoning_content, thinking and reasoning are aliases (transformers' rule: the first one set fills
+ *    reasoning_content and thinking);
+ *  - other keys are passed through untouched.
+ * If the template then fails on the messages as sent (a type or undefined-value error, not raise_exception or a
+ * limit), it is rendered once more with content null or missing as "" and content-part arrays
+ * ([{"type": "text", "text": ...}, {"type": "image_url", ...}]) as their text parts joined with "\n" (other
+ * parts dropped): a template that handles null content or part arrays itself (a VL template) sees them as sent.
+ * Errors: TANDEM_ERR_INVALID_ARG for bad JSON or a failing template (the message names the template's origin
+ * and line: "chat template (ORIGIN): line N: ..."; raise_exception's text is included). */
+tandem_status tandem_chat_render(const tandem_chat_template *t, const char *messages_json, size_t len,
+                                 const tandem_chat_render_params *p, char **text, size_t *text_len);
+
 
 /* ---- chat output parsing (src/chat) ---- */
 

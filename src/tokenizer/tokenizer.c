@@ -893,9 +893,10 @@ static tandem_status chat_template_field(const json_t *obj, const char *file, ch
 
 tandem_status tokenizer_chat_template(const checkpoint_files *f, const json_t *cfg, char **out) {
     *out = NULL;
+    /* transformers' order: a separate chat_template.jinja takes priority over the config's entry */
+    if (f->chat_template_jinja) return read_text_file(f->chat_template_jinja, out);
     tandem_status st = chat_template_field(cfg, f->tokenizer_config, out);
     if (st || *out) return st;
-    if (f->chat_template_jinja) return read_text_file(f->chat_template_jinja, out);
     if (!f->chat_template_json) return TANDEM_OK;
     json_t *root = NULL;
     if ((st = json_load_path(f->chat_template_json, &root))) return st;

@@ -18,9 +18,9 @@ tandem_status tokenizer_files_of(const char *dir_or_file, checkpoint_files *f);
 /* f->tokenizer (tokenizer.json, required) with f->tokenizer_config, f->generation_config (chat template, eos
  * token, eos ids), f->config (its eos_token_id is checked) and f->chat_template_jinja when present. */
 tandem_status tokenizer_load_files(const checkpoint_files *f, tandem_tokenizer **out);
-/* The chat template of f's folder into *out (malloc'd; NULL when there is none): tokenizer_config.json's
- * chat_template (cfg, that file parsed, may be NULL; a string, or HF's list of {name, template}: the one named
- * "default"), else chat_template.jinja, else chat_template.json's chat_template. */
+/* The chat template of f's folder into *out (malloc'd; NULL when there is none), in transformers' order:
+ * chat_template.jinja, else tokenizer_config.json's chat_template (cfg, that file parsed, may be NULL; a string,
+ * or HF's list of {name, template}: the one named "default"), else chat_template.json's chat_template. */
 tandem_status tokenizer_chat_template(const checkpoint_files *f, const json_t *cfg, char **out);
 /* dir_or_file: a folder with tokenizer.json (tokenizer_config.json and generation_config.json are read
  * too when present: chat template, eos token, eos ids), or a path to a tokenizer.json file. */

@@ -244,6 +244,32 @@ def chat_parse_seeds():
             out("chat_parse", c["name"] + ".bin", bytes([flags, i % 256, (i * 37) % 256]) + text)
     out("chat_parse", "bad-utf8.bin", b"\x00\x01\x07<think>\n\xe2\x82</think>\xff<tool_call>{\"name\": \"\xc3\", "
                                       b"\"arguments\": {\"a\": \"\xed\xa0\x80\"}}</tool_call>\xf0\x9f")
+def chat_template_seeds():
+    """chat_template (max_len 16384): template SEP messages [SEP tools], from the golden cases whose template is
+    in the repo (tests/golden/chat/templates; the Qwen3 one stays in its package)."""
+    d = os.path.join(CORPUS, "chat_template")
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    with open(os.path.join(GOLDEN, "chat", "cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    for case in cases:
+        if case["template"] == "qwen3":
+            continue
+        tmpl = read(os.path.join(GOLDEN, "chat", case["template"]))
+        data = tmpl + SEP + json.dumps(case["messages"], ensure_ascii=False).encode()
+        if case.get("tools"):
+            data += SEP + json.dumps(case["tools"], ensure_ascii=False).encode()
+        out("chat_template", case["name"].replace("/", "-") + ".bin", data)
+    msgs = b'[{"role": "user", "content": "hi"}]'
+    hostile = {
+        "recursion.bin": b"{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(0) }}",
+        "loops.bin": b"{% for i in range(99999) %}{% for j in range(99999) %}{{ i }}{% endfor %}{% endfor %}",
+        "growth.bin": b"{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                      b"{% endfor %}{{ ns.s|length }}",
+        "syntax.bin": b"{% if %}{{ ((( }}{% endfor %}{# x",
+    }
+    for name, tmpl in hostile.items():
+        out("chat_template", "hostile-" + name, tmpl + SEP + msgs)
 
 
 def main():
@@ -398,6 +424,7 @@ def main():
         out("tokenize", "nul-and-controls.bin", b"a\x00b\x01\x7f\x1b[0m\x00\x00 <|im_end|>\x00")
 
         chat_parse_seeds()
+        chat_template_seeds()
     finally:
         shutil.rmtree(tmp)
 

@@ -105,16 +105,17 @@ static void test_each_file_found_or_absent(void) {
     checkpoint_files_free(&f);
 }
 
-/* The tokenizer's chat template: tokenizer_config.json's, else chat_template.jinja, else chat_template.json's. */
+/* The tokenizer's chat template, in transformers' order: chat_template.jinja, else tokenizer_config.json's, else
+ * chat_template.json's (a processor's file). */
 static void test_chat_template_sources(void) {
     mkdir(tmp_path("tmpl"), 0700);
     link_golden("tied_gqa2", "tokenizer.json", "tmpl/tokenizer.json");
     tandem_tokenizer *tok = NULL;
-    const char *expect[] = {NULL, "from-json", "from-jinja", "from-config"};
+    const char *expect[] = {NULL, "from-json", "from-config", "from-jinja"};
     for (int step = 0; step < 4; step++) {
         if (step == 1) write_text("tmpl/chat_template.json", "{\"chat_template\": \"from-json\"}");
-        if (step == 2) write_text("tmpl/chat_template.jinja", "from-jinja");
-        if (step == 3) write_text("tmpl/tokenizer_config.json", "{\"chat_template\": \"from-config\"}");
+        if (step == 2) write_text("tmpl/tokenizer_config.json", "{\"chat_template\": \"from-config\"}");
+        if (step == 3) write_text("tmpl/chat_template.jinja", "from-jinja");
         CHECK_OK(tandem_tokenizer_load(tmp_path("tmpl"), &tok));
         const char *t = tandem_tokenizer_chat_template(tok);
         CHECK_MSG(expect[step] ? t && !strcmp(t, expect[step]) : t == NULL, "step %d: %s", step, t ? t : "(none)");

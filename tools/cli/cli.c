@@ -46,6 +46,9 @@ static const struct {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
     {"tandem_ctx_params.kv_type", "--kv-type"},
     {"tandem_engine_params.kv_type", "--kv-type"},
+    {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
+    {"tools_json", "--tools"},
+    {"extra_context_json", "--kwargs"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
@@ -315,4 +318,43 @@ bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const c
     else if (!strcmp(f, "--lookup")) spec->lookup_ngram = (int)parse_int(a, f, take_value(a, f), 1, 16);
     else return false;
     return true;
+}
+
+char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
+                         const char *template_path, const char *system, const char *user, size_t user_len,
+                         int enable_thinking, size_t *len) {
+    size_t source_len = 0;
+    char *source = NULL;
+    const char *origin = template_path;
+    if (template_path) {
+        source = read_file(cmd, template_path, &source_len);
+    } else {
+        const char *t = tandem_tokenizer_chat_template(tok);
+        if (!t) {
+            fprintf(stderr, "tandem %s: error: %s has no chat template; pass --chat-template-file FILE\n", cmd,
+                    model_path);
+            exit(EXIT_FAILED);
+        }
+        source = strdup(t);
+        source_len = strlen(t);
+        origin = model_path;
+    }
+    json_t *msgs = json_array();
+    if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
+    json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", user, user_len));
+    char *msgs_json = json_dumps(msgs, JSON_COMPACT);
+    json_decref(msgs);
+    if (!msgs_json) die_usage(cmd, "the prompt is not valid UTF-8 (the chat template takes text)");
+    tandem_chat_template *t;
+    tandem_status st = tandem_chat_template_parse(source, source_len, origin, &t);
+    if (st) die_status(cmd, st);
+    tandem_chat_render_params p = tandem_chat_render_default_params();
+    p.add_generation_prompt = true;
+    p.enable_thinking = enable_thinking;
+    char *text;
+    if ((st = tandem_chat_render(t, msgs_json, strlen(msgs_json), &p, &text, len))) die_status(cmd, st);
+    tandem_chat_template_free(t);
+    free(msgs_json);
+    free(source);
+    return text;
 }

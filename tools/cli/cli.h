@@ -58,6 +58,12 @@ void cli_catch(int sig);
 /* The long job stopped on Ctrl-C after `step` steps without a checkpoint: says nothing was saved and how to keep
  * the work next time, and exits 1. */
 _Noreturn void die_interrupted(const char *cmd, long long step);
+/* The prompt a chat template makes of one user turn (and a system turn when system is not NULL), with the
+ * generation prompt: the model's template (tok's), or the Jinja file template_path when not NULL.
+ * enable_thinking: -1 = the template's default, 0/1. Malloc'd; exits with a message on failure. */
+char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
+                         const char *template_path, const char *system, const char *user, size_t user_len,
+                         int enable_thinking, size_t *len);
 /* --type T of train and distill: f32, f16, bf16, q8_0 or q4_0 (case-insensitive); usage error otherwise. */
 tandem_type parse_weight_type(args *a, const char *flag);
 
@@ -80,5 +86,6 @@ int cmd_train(int argc, char **argv);    /* train.c */
 int cmd_prune(int argc, char **argv);
 int cmd_synth(int argc, char **argv);    /* synth.c */
 int cmd_distill(int argc, char **argv);  /* distill.c */
+int cmd_template(int argc, char **argv); /* template.c */
 
 #endif

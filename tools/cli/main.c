@@ -72,9 +72,13 @@ static const char RUN_HELP[] =
     "  -b, --batch N            prompt tokens per forward pass (default 64)\n"
     "  -t, --threads N          threads (default: all cores)\n"
     "      --exact              f32 activations for quantized weights (the reference path; default: 8-bit\n"
-    "                           activations and integer dot products where the CPU has them)\n"
-    KV_TYPE_HELP
+    "                           activations and integer dot products where the CPU has them)\n" KV_TYPE_HELP
     "      --json               after the text, print one JSON line with ids, text, finish_reason, timings\n"
+    "      --chat               -p/-f is one user message, rendered with the model's chat template (and the\n"
+    "                           assistant's opening) instead of raw text\n"
+    "      --system TEXT        with --chat: a system message before it\n"
+    "      --no-think           with --chat: enable_thinking=false (Qwen3: no reasoning)\n"
+    "      --chat-template-file FILE  with --chat: this Jinja template instead of the model's\n"
     "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
@@ -121,7 +125,9 @@ static int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
     int max_tokens = -1, threads = 0, n_ctx = 0, n_batch = 64;
     tandem_spec_params spec = tandem_spec_default_params();
-    bool json = false, ignore_eos = false, exact = false;
+    bool json = false, ignore_eos = false, exact = false, chat = false;
+    const char *template_path = NULL, *system = NULL;
+    int enable_thinking = -1;
     tandem_type kv_type = TANDEM_TYPE_F16;
     const char **stops = calloc((size_t)argc, sizeof *stops);
     int n_stop = 0;
@@ -155,12 +161,18 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--json")) json = true;
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
+        else if (!strcmp(f, "--chat")) chat = true;
+        else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
+        else if (!strcmp(f, "--system")) system = take_value(&a, f);
+        else if (!strcmp(f, "--no-think")) enable_thinking = 0;
         else if (parse_spec_option(&a, f, &spec, &draft_path)) continue;
         else die_usage("run", "unknown option '%s'", f);
     }
     if (!model_path) die_usage("run", "missing -m MODEL");
     if (!prompt == !prompt_file) die_usage("run", "give exactly one of -p TEXT or -f FILE");
     if (spec.draft_min > spec.draft_max) die_usage("run", "--draft-min %d exceeds --draft-max %d", spec.draft_min, spec.draft_max);
+    if (!chat && (template_path || system || enable_thinking >= 0))
+        die_usage("run", "--chat-template-file, --system and --no-think need --chat");
     size_t prompt_len;
     char *prompt_buf = NULL;
     if (prompt_file) prompt = prompt_buf = read_file("run", prompt_file, &prompt_len);
@@ -172,6 +184,12 @@ static int cmd_run(int argc, char **argv) {
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("run", st);
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    if (chat) {
+        char *rendered = render_chat_prompt("run", tok, model_path, template_path, system, prompt, prompt_len,
+                                            enable_thinking, &prompt_len);
+        free(prompt_buf);
+        prompt = prompt_buf = rendered;
+    }
     int32_t *ids;
     size_t n_ids;
     if ((st = tandem_tokenizer_encode(tok, prompt, prompt_len, true, &ids, &n_ids))) die_status("run", st);
@@ -466,6 +484,7 @@ static const char MAIN_HELP[] =
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
     "  info         describe a model file or folder\n"
+    "  template     print the prompt a model's chat template makes of a conversation\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
     "  synth        answer a file of prompts with the target (distillation data, speculative, resumable)\n"
@@ -480,10 +499,20 @@ static const struct command {
     const char *name;
     int (*run)(int argc, char **argv);
 } COMMANDS[] = {
-    {"run", cmd_run},           {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"info", cmd_info},
-    {"train", cmd_train},       {"prune", cmd_prune},       {"bench", cmd_bench},           {"convert", cmd_convert},
-    {"quantize", cmd_quantize}, {"perplexity", cmd_perplexity}, {"kld", cmd_kld},           {"synth", cmd_synth},
+    {"run", cmd_run},
+    {"tokenize", cmd_tokenize},
+    {"detokenize", cmd_detokenize},
+    {"info", cmd_info},
+    {"train", cmd_train},
+    {"prune", cmd_prune},
+    {"bench", cmd_bench},
+    {"convert", cmd_convert},
+    {"quantize", cmd_quantize},
+    {"perplexity", cmd_perplexity},
+    {"kld", cmd_kld},
+    {"synth", cmd_synth},
     {"distill", cmd_distill},
+    {"template", cmd_template},
 };
 
 static int print_version(void) {
