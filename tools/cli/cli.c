@@ -104,10 +104,14 @@ static const char *with_flags(const char *msg, char *out, size_t cap) {
     return out;
 }
 
-_Noreturn void die_status(const char *cmd, tandem_status st) {
+void report_status(const char *cmd, const char *where, tandem_status st) {
     char msg[4096];
-    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd,
+    fprintf(stderr, "tandem %s: error: %s%s%s (%s)\n", cmd, where ? where : "", where ? ": " : "",
             with_flags(without_api_name(tandem_last_error()), msg, sizeof msg), tandem_status_name(st));
+}
+
+_Noreturn void die_status(const char *cmd, tandem_status st) {
+    report_status(cmd, NULL, st);
     exit(EXIT_FAILED);
 }
 
