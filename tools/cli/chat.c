@@ -178,7 +178,6 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     tandem_gen_params gp = c->gp;
     gp.on_text = on_text;
     gp.user = a;
-    cli_interrupted = 0;
     st = tandem_generate(c->ctx, ids + common, n_ids - common, &gp, &out->r);
     if (st) {
         c->n_held = 0;
@@ -192,9 +191,14 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     tandem_chat_parser_finish(a->parser, on_delta, a);
     char *mj = NULL;
     if ((st = tandem_chat_parser_message_json(a->parser, &mj))) goto done;
-    out->message = json_loads(mj, 0, NULL);
+    /* the answer may hold U+0000 (the parser writes it as \u0000) */
+    json_error_t err;
+    out->message = json_loads(mj, JSON_ALLOW_NUL, &err);
     tandem_free(mj);
-    if (!out->message) st = TANDEM_ERR_FORMAT;
+    if (!out->message) {
+        fprintf(stderr, "tandem chat: error: the parser's message is not JSON: %s\n", err.text);
+        st = TANDEM_ERR_FORMAT;
+    }
 done:
     if (st && out->r.ids) tandem_gen_result_free(&out->r);
     tandem_chat_parser_free(a->parser);
