@@ -81,11 +81,16 @@ def test_greedy_answer_equals_run_chat(run_tandem, models_dir):
 
 def test_bad_line_names_its_number_and_the_next_line_works(run_tandem, models_dir):
     good = json.dumps(CONVERSATIONS[0])
-    cp = chat_lines(run_tandem, models_dir, [good, "{not json", "", '{"messages": 3}', good], check=False)
+    cp = chat_lines(run_tandem, models_dir, [good, "{not json", "", '{"messages": 3}', good, "[1]", good],
+                    check=False)
     assert cp.returncode == 1
-    assert "stdin line 2:" in cp.stderr and "stdin line 4:" in cp.stderr and "stdin line 5" not in cp.stderr
+    errors = cp.stderr.splitlines()
+    assert [e.split(":")[1] for e in errors] == [" error"] * 3 and len(errors) == 3
+    assert "stdin line 2:" in errors[0] and "stdin line 4:" in errors[1]
+    # the template's complaint about a message, naming no flag (chat has no --messages)
+    assert "stdin line 6: the messages: message 0 is not an object" in errors[2]
     out = [json.loads(line) for line in cp.stdout.splitlines()]
-    assert len(out) == 2 and out[0] == out[1]
+    assert len(out) == 3 and out[0] == out[1] == out[2]
 
 
 class Terminal:

@@ -359,11 +359,12 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
             }
             continue;
         }
-        json_array_append_new(messages, json_pack("{s:s, s:s%}", "role", "user", "content", line, (size_t)n));
-        if (!json_is_object(json_array_get(messages, json_array_size(messages) - 1))) {
+        json_t *user = json_pack("{s:s, s:s%}", "role", "user", "content", line, (size_t)n);
+        if (!user) {
             fprintf(stderr, "tandem chat: error: the line is not valid UTF-8\n");
             continue;
         }
+        json_array_append_new(messages, user);
         answer a = {.print = true, .dim = tty_out, .hide_think = hide_think};
         turn t;
         tandem_status st = chat_turn(c, messages, tools, &a, &t);
