@@ -226,3 +226,25 @@ def test_interactive_ctrl_c_stops_the_answer_not_the_chat(tandem_bin, models_dir
     assert json.loads(saved.read_text())[1]["content"]
     term.send("/quit")
     assert term.wait() == 0
+
+
+def test_draft_model_gives_the_same_answers(run_tandem, models_dir):
+    """Speculative decoding over two conversations in a row (the second reuses the context and the draft's): greedy
+    answers identical to the target alone."""
+    lines = [json.dumps(CONVERSATIONS[1]), json.dumps(CONVERSATIONS[1][:2]), json.dumps(CONVERSATIONS[0])]
+    alone = chat_lines(run_tandem, models_dir, lines, "-n", "24").stdout
+    drafted = chat_lines(run_tandem, models_dir, lines, "-n", "24", "-md", models_dir / MODEL / "model-q4_0.gguf",
+                         "--draft-fixed").stdout
+    assert len(alone.splitlines()) == 3 and drafted == alone
+
+
+def test_interactive_stats_show_the_acceptance_with_a_draft(tandem_bin, models_dir):
+    term = Terminal([str(tandem_bin), "chat", "-m", str(models_dir / MODEL), "--temp", "0", "-n", "12", "-md",
+                     str(models_dir / MODEL / "model-q4_0.gguf"), "--draft-fixed"])
+    for text in ("hello", "and more"):
+        term.expect("> ")
+        term.send(text)
+        term.expect(" reused)")
+        assert "of drafted tokens accepted" in term.expect("]")
+    term.send("/quit")
+    assert term.wait() == 0

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,8 +284,9 @@ static void on_chat_interrupt(int sig) {
     cli_interrupted = 1;
 }
 
-/* Ctrl-C sets cli_interrupted: during an answer the text callback stops it; at the prompt the read fails with
- * EINTR (no SA_RESTART) and the chat ends. Not reset: each Ctrl-C is one. */
+/* Ctrl-C sets cli_interrupted: during an answer the text callback stops it; at the prompt the wait for a line sees
+ * it (a read in progress fails with EINTR: no SA_RESTART) and the chat ends. Not reset by the signal: each Ctrl-C
+ * is one. */
 static void catch_interrupts(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -329,13 +331,17 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
     char *line = NULL;
     size_t cap = 0;
     catch_interrupts();
+    setvbuf(stdin, NULL, _IONBF, 0);
     fprintf(stderr, "tandem chat: type a message; /quit or Ctrl-D ends, Ctrl-C stops an answer\n");
     for (;;) {
+        cli_interrupted = 0;
         fputs("> ", stdout);
         fflush(stdout);
-        cli_interrupted = 0;
-        errno = 0;
-        ssize_t n = getline(&line, &cap, stdin);
+        /* a Ctrl-C that comes just before the read would not interrupt it: wait for a line (or EOF) in short polls
+         * that look at the flag (stdin is unbuffered, so what poll sees is all there is) */
+        struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+        while (!cli_interrupted && poll(&in, 1, 100) == 0) continue;
+        ssize_t n = cli_interrupted ? -1 : getline(&line, &cap, stdin);
         if (n < 0 || cli_interrupted) {
             putchar('\n');
             break;
