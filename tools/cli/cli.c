@@ -83,14 +83,27 @@ static const struct {
     {"tandem_distill_params.checkpoint_every", "--checkpoint-every"},
 };
 
+/* Where one command takes a field otherwise than by the flag above: looked up first. */
+static const struct {
+    const char *cmd, *api, *cli;
+} FLAG_OF_FIELD_IN[] = {
+    {"chat", "messages_json", "the messages"}, /* tandem chat reads them from stdin lines or the terminal */
+};
+
 static bool is_ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 /* msg with every FLAG_OF_FIELD phrase replaced, into out (cap ≥ 1; truncated if it must be). */
-static const char *with_flags(const char *msg, char *out, size_t cap) {
+static const char *with_flags(const char *cmd, const char *msg, char *out, size_t cap) {
     size_t n = 0;
     while (*msg && n + 1 < cap) {
         const char *cli = NULL;
         size_t len = 0;
+        for (size_t i = 0; i < sizeof FLAG_OF_FIELD_IN / sizeof *FLAG_OF_FIELD_IN && !cli; i++) {
+            len = strlen(FLAG_OF_FIELD_IN[i].api);
+            if (!strcmp(cmd, FLAG_OF_FIELD_IN[i].cmd) && !strncmp(msg, FLAG_OF_FIELD_IN[i].api, len) &&
+                !is_ident_char(msg[len]))
+                cli = FLAG_OF_FIELD_IN[i].cli;
+        }
         for (size_t i = 0; i < sizeof FLAG_OF_FIELD / sizeof *FLAG_OF_FIELD && !cli; i++) {
             len = strlen(FLAG_OF_FIELD[i].api);
             if (!strncmp(msg, FLAG_OF_FIELD[i].api, len) && !is_ident_char(msg[len])) cli = FLAG_OF_FIELD[i].cli;
@@ -107,10 +120,14 @@ static const char *with_flags(const char *msg, char *out, size_t cap) {
     return out;
 }
 
-_Noreturn void die_status(const char *cmd, tandem_status st) {
+void report_status(const char *cmd, const char *where, tandem_status st) {
     char msg[4096];
-    fprintf(stderr, "tandem %s: error: %s (%s)\n", cmd,
-            with_flags(without_api_name(tandem_last_error()), msg, sizeof msg), tandem_status_name(st));
+    fprintf(stderr, "tandem %s: error: %s%s%s (%s)\n", cmd, where ? where : "", where ? ": " : "",
+            with_flags(cmd, without_api_name(tandem_last_error()), msg, sizeof msg), tandem_status_name(st));
+}
+
+_Noreturn void die_status(const char *cmd, tandem_status st) {
+    report_status(cmd, NULL, st);
     exit(EXIT_FAILED);
 }
 

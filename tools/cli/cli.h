@@ -22,6 +22,8 @@ typedef struct args {
 
 _Noreturn void die_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 _Noreturn void die_status(const char *cmd, tandem_status st);
+/* die_status's message without the exit; where (may be NULL) comes before it ("stdin line 3"). */
+void report_status(const char *cmd, const char *where, tandem_status st);
 /* Every flag takes its value from the next argument. */
 const char *take_value(args *a, const char *flag);
 long long parse_int(args *a, const char *flag, const char *s, long long lo, long long hi);
@@ -87,5 +89,6 @@ int cmd_prune(int argc, char **argv);
 int cmd_synth(int argc, char **argv);    /* synth.c */
 int cmd_distill(int argc, char **argv);  /* distill.c */
 int cmd_template(int argc, char **argv); /* template.c */
+int cmd_chat(int argc, char **argv);     /* chat.c */
 
 #endif
