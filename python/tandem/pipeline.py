@@ -154,7 +154,8 @@ class LLMPipeline:
         self._prompt_lookup = bool(props.get("prompt_lookup", False))
         self._load_ms = (time.perf_counter() - t0) * 1000.0
         self._tokenizer = Tokenizer(self, lib.tandem_model_tokenizer(self._model))
-        self._config = self._default_config()
+        has_gen_config = os.path.isfile(os.path.join(os.fspath(models_path), "generation_config.json"))
+        self._config = self._default_config(has_gen_config)
 
     def __del__(self):
         for free, name in ((lib.tandem_ctx_free, "_draft_ctx"), (lib.tandem_model_free, "_draft"),
@@ -164,18 +165,21 @@ class LLMPipeline:
                 free(h)
                 setattr(self, name, None)
 
-    def _default_config(self):
-        """The model's generation_config.json as tandem read it (sampling), and its end ids."""
+    def _default_config(self, has_gen_config):
+        """The model's generation_config.json as tandem read it (sampling), and its end ids. Without that file (a
+        GGUF) OpenVINO GenAI's defaults (greedy), not the sampling defaults of the tandem CLI."""
         s = lib.tandem_gen_default_params(self._model).sampling
         c = GenerationConfig()
+        eos = self._tokenizer.get_eos_token_ids()
+        c.eos_token_id = eos[0] if eos else -1
+        c.stop_token_ids = set(eos)
+        if not has_gen_config:
+            return c
         c.do_sample = s.temperature > 0
         if s.temperature > 0:
             c.temperature = s.temperature
         c.top_k, c.top_p, c.min_p = s.top_k, s.top_p, s.min_p
         c.repetition_penalty = s.repeat_penalty
-        eos = self._tokenizer.get_eos_token_ids()
-        c.eos_token_id = eos[0] if eos else -1
-        c.stop_token_ids = set(eos)
         return c
 
     def get_tokenizer(self):
