@@ -298,3 +298,20 @@ def test_wheel_installs_in_a_fresh_venv(tmp_path, model_path, run_tandem):
     assert out["file"].startswith(str(env_dir))
     ref = cli_run(run_tandem, model_path, "hello world", "--temp", "0", "-n", "8")
     assert out["ids"] == ref["generated_ids"]
+
+
+def test_the_article_snippet_runs_with_the_import_changed(model_path, models_dir, tandem):
+    # The Intel/Hugging Face article's code, with `import openvino_genai` replaced
+    import tandem as openvino_genai
+    target_path, draft_path, device = model_path, str(models_dir / "tied_gqa2" / "model-q8_0.gguf"), "CPU"
+    model = openvino_genai.LLMPipeline(target_path, device, draft_model=openvino_genai.draft_model(draft_path, device))
+    pieces = []
+
+    def streamer(subword):
+        pieces.append(subword)
+        return False
+
+    result = model.generate("Alan Turing was a", max_new_tokens=100, streamer=streamer)
+    assert "".join(pieces) == str(result)
+    plain = openvino_genai.LLMPipeline(target_path, device).generate("Alan Turing was a", max_new_tokens=100)
+    assert result.token_ids == plain.token_ids
