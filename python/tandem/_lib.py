@@ -79,6 +79,11 @@ class ChatRenderParams(ctypes.Structure):
                 ("now_unix", c_int64), ("max_output_bytes", c_int64)]
 
 
+class EngineParams(ctypes.Structure):
+    _fields_ = [("n_slots", c_int32), ("n_ctx", c_int32), ("n_batch", c_int32), ("kv_type", c_int),
+                ("kv_budget_bytes", c_int64), ("exact", c_bool)]
+
+
 FINISH_NAMES = {0: "none", 1: "eos", 2: "stop", 3: "length", 4: "context_full", 5: "aborted"}
 
 lib = ctypes.CDLL(_find_library())  # CDLL: every call releases the GIL; callbacks take it back
@@ -115,6 +120,12 @@ _sig("tandem_spec_default_params", SpecParams)
 _sig("tandem_gen_default_params", GenParams, c_void_p)
 _sig("tandem_generate", c_int, c_void_p, POINTER(c_int32), c_size_t, POINTER(GenParams), POINTER(GenResult))
 _sig("tandem_gen_result_free", None, POINTER(GenResult))
+_sig("tandem_engine_default_params", EngineParams)
+_sig("tandem_engine_create", c_int, c_void_p, POINTER(EngineParams), POINTER(c_void_p))
+_sig("tandem_engine_free", None, c_void_p)
+_sig("tandem_engine_add", c_int, c_void_p, POINTER(c_int32), c_size_t, POINTER(GenParams), POINTER(c_int64))
+_sig("tandem_engine_step", c_int, c_void_p, POINTER(c_bool))
+_sig("tandem_engine_result", c_int, c_void_p, c_int64, POINTER(GenResult))
 _sig("tandem_chat_template_parse", c_int, c_char_p, c_size_t, c_char_p, POINTER(c_void_p))
 _sig("tandem_chat_template_free", None, c_void_p)
 _sig("tandem_chat_render_default_params", ChatRenderParams)

@@ -158,7 +158,8 @@ class LLMPipeline:
         self._config = self._default_config(has_gen_config)
 
     def __del__(self):
-        for free, name in ((lib.tandem_ctx_free, "_draft_ctx"), (lib.tandem_model_free, "_draft"),
+        for free, name in ((lib.tandem_engine_free, "_engine"), (lib.tandem_ctx_free, "_draft_ctx"),
+                           (lib.tandem_model_free, "_draft"),
                            (lib.tandem_ctx_free, "_ctx"), (lib.tandem_model_free, "_model")):
             h = getattr(self, name, None)
             if h:
@@ -198,7 +199,8 @@ class LLMPipeline:
         return self.generate(inputs, generation_config, streamer, **kwargs)
 
     def generate(self, inputs, generation_config=None, streamer=None, **kwargs):
-        """inputs: a str, or a list of str (generated one after the other for now, not batched). A str is rendered
+        """inputs: a str, or a list of str (decoded together by a tandem engine; one after the other with a draft model
+        or prompt lookup, which the engine does not support yet). A str is rendered
         with the chat template as a user message when the model has one and apply_chat_template is True, as
         OpenVINO GenAI does by default. streamer: a callable (str) -> StreamingStatus | bool | None or a
         StreamerBase; True or STOP (or CANCEL) ends the generation."""
@@ -215,6 +217,8 @@ class LLMPipeline:
             raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
         result = None
         with self._lock:
+            if len(prompts) > 1 and not self._draft_ctx and not self._prompt_lookup:
+                return self._generate_batch(prompts, config)
             for p in prompts:
                 r = self._generate_one(p, config, streamer)
                 if result is None:
@@ -258,8 +262,8 @@ class LLMPipeline:
             gp.spec.lookup_ngram = config.max_ngram_size
         return gp
 
-    def _generate_one(self, prompt, config, streamer):
-        t0 = time.perf_counter()
+    def _prepare(self, prompt, config):
+        """(prompt ids, gen params, stop strings, the array the params point to: keep it alive while they are used)"""
         tok = self._tokenizer
         if config.apply_chat_template and tok.chat_template:
             prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
@@ -275,8 +279,82 @@ class LLMPipeline:
         stop_arr = (ctypes.c_char_p * max(len(stops), 1))(*[s.encode("utf-8") for s in stops])
         gp.stop = stop_arr
         gp.n_stop = len(stops)
+        return ids, gp, stops, stop_arr
+
+    def _finish(self, res, config, stops, n_prompt, t0, write=None):
+        """DecodedResults of one tandem_gen_result (freed here)."""
+        try:
+            out_ids = res.ids[:res.n_ids]
+            text = ctypes.string_at(res.text, res.text_len).decode("utf-8", "replace")
+            finish = _lib.FINISH_NAMES.get(res.finish, "none")
+            timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
+        finally:
+            lib.tandem_gen_result_free(ctypes.byref(res))
+        if finish == "stop" and config.include_stop_str_in_output:
+            full = self._tokenizer.decode(out_ids)
+            rest = full[len(text):] if full.startswith(text) else ""
+            hit = next((s for s in stops if rest.startswith(s)), None)
+            if hit is None:
+                raise NotImplementedError("include_stop_str_in_output: the stop string could not be located")
+            text += hit
+            if write:
+                write(hit)
+        generate_ms = (time.perf_counter() - t0) * 1000.0
+        pm = PerfMetrics(timings, self._load_ms, generate_ms, n_prompt, timings.n_generated)
+        return DecodedResults([text], [math.nan], pm, [finish], [out_ids])
+
+    def _generate_batch(self, prompts, config):
+        """Several prompts decoded together by a tandem engine (each gets what tandem_generate gives it alone)."""
+        t0 = time.perf_counter()
+        if getattr(self, "_engine", None) is None:
+            ep = lib.tandem_engine_default_params()
+            ep.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
+            engine = ctypes.c_void_p()
+            check(lib.tandem_engine_create(self._model, ctypes.byref(ep), ctypes.byref(engine)))
+            self._engine = engine
+        prepared = [self._prepare(p, config) for p in prompts]
+        req = []
+        try:
+            for ids, gp, _, _ in prepared:
+                if gp.max_tokens == 0:
+                    req.append(None)
+                    continue
+                arr = (ctypes.c_int32 * len(ids))(*ids)
+                rid = ctypes.c_int64()
+                check(lib.tandem_engine_add(self._engine, arr, len(ids), ctypes.byref(gp), ctypes.byref(rid)))
+                req.append(rid.value)
+            idle = ctypes.c_bool(False)
+            while not idle.value:
+                check(lib.tandem_engine_step(self._engine, ctypes.byref(idle)))
+            result = None
+            for rid, (ids, gp, stops, _) in zip(req, prepared):
+                if rid is None:
+                    r = DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
+                                       ["length"], [[]])
+                else:
+                    res = _lib.GenResult()
+                    check(lib.tandem_engine_result(self._engine, rid, ctypes.byref(res)))
+                    r = self._finish(res, config, stops, len(ids), t0)
+                if result is None:
+                    result = r
+                else:
+                    result.texts += r.texts
+                    result.scores += r.scores
+                    result.finish_reasons += r.finish_reasons
+                    result.token_ids += r.token_ids
+                    result.perf_metrics = result.perf_metrics + r.perf_metrics
+            return result
+        except BaseException:
+            lib.tandem_engine_free(self._engine)  # drops every request still held
+            self._engine = None
+            raise
+
+    def _generate_one(self, prompt, config, streamer):
+        t0 = time.perf_counter()
+        ids, gp, stops, stop_arr = self._prepare(prompt, config)
         if gp.max_tokens == 0:
-            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"])
+            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+                                  [[]])
 
         failure = []
         write = None
@@ -302,26 +380,10 @@ class LLMPipeline:
         arr = (ctypes.c_int32 * len(ids))(*ids)
         res = _lib.GenResult()
         check(lib.tandem_generate(self._ctx, arr, len(ids), ctypes.byref(gp), ctypes.byref(res)))
-        try:
-            out_ids = res.ids[:res.n_ids]
-            text = ctypes.string_at(res.text, res.text_len).decode("utf-8", "replace")
-            finish = _lib.FINISH_NAMES.get(res.finish, "none")
-            timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
-        finally:
-            lib.tandem_gen_result_free(ctypes.byref(res))
         if failure:
+            lib.tandem_gen_result_free(ctypes.byref(res))
             raise failure[0]
-        if finish == "stop" and config.include_stop_str_in_output:
-            full = tok.decode(out_ids)
-            rest = full[len(text):] if full.startswith(text) else ""
-            hit = next((s for s in stops if rest.startswith(s)), None)
-            if hit is None:
-                raise NotImplementedError("include_stop_str_in_output: the stop string could not be located")
-            text += hit
-            if write:
-                write(hit)
+        r = self._finish(res, config, stops, len(ids), t0, write)
         if isinstance(streamer, StreamerBase):
             streamer.end()
-        generate_ms = (time.perf_counter() - t0) * 1000.0
-        pm = PerfMetrics(timings, self._load_ms, generate_ms, len(ids), timings.n_generated)
-        return DecodedResults([text], [math.nan], pm, [finish], [out_ids])
+        return r

@@ -94,11 +94,17 @@ def test_generation_config_object_and_pipeline_default(tandem, model_path):
     assert len(r.token_ids[0]) == 4 and r.finish_reasons == ["length"]
 
 
-def test_list_input_gives_one_result_per_prompt(pipe):
-    r = pipe.generate(PROMPTS, max_new_tokens=6, apply_chat_template=False)
-    singles = [pipe.generate(p, max_new_tokens=6, apply_chat_template=False).texts[0] for p in PROMPTS]
-    assert r.texts == singles and len(r.scores) == 2 and len(r.finish_reasons) == 2
-    assert r.perf_metrics.get_num_generated_tokens() == 12
+@pytest.mark.parametrize("kw", [{}, {"do_sample": True, "temperature": 0.8, "rng_seed": 3, "top_k": 20},
+                                {"stop_strings": {"e"}, "include_stop_str_in_output": True}])
+def test_list_input_gives_what_each_prompt_gives_alone(pipe, kw):
+    prompts = PROMPTS + ["a third, longer prompt to read over more than one step of the engine " * 3] + PROMPTS[:1]
+    r = pipe.generate(prompts, max_new_tokens=12, apply_chat_template=False, **kw)
+    singles = [pipe.generate(p, max_new_tokens=12, apply_chat_template=False, **kw) for p in prompts]
+    assert r.token_ids == [s.token_ids[0] for s in singles]
+    assert r.texts == [s.texts[0] for s in singles] and len(r.scores) == len(prompts)
+    assert r.finish_reasons == [s.finish_reasons[0] for s in singles]
+    assert r.perf_metrics.get_num_generated_tokens() == sum(len(ids) for ids in r.token_ids)
+    assert pipe.generate(PROMPTS, max_new_tokens=0).texts == ["", ""]
 
 
 def test_streamer_pieces_concatenate_to_the_text(tandem, pipe):
@@ -164,6 +170,8 @@ def test_draft_model_and_prompt_lookup_give_the_greedy_text(tandem, pipe, model_
         for kw in ({}, {"num_assistant_tokens": 3}, {"assistant_confidence_threshold": 0.5}):
             r = p.generate(PROMPTS[1], max_new_tokens=24, apply_chat_template=False, **kw)
             assert r.token_ids == plain.token_ids and r.texts == plain.texts, (draft, kw)
+    r = p.generate(PROMPTS[::-1], max_new_tokens=24, apply_chat_template=False)  # one after the other
+    assert r.token_ids[0] == plain.token_ids[0] and len(r.texts) == 2
     pl = tandem.LLMPipeline(model_path, prompt_lookup=True)
     r = pl.generate(PROMPTS[1], max_new_tokens=24, max_ngram_size=2, num_assistant_tokens=4,
                     apply_chat_template=False)
