@@ -3,9 +3,9 @@
 from ._lib import TandemError, lib as _clib
 from .generation import (DecodedResults, GenerationConfig, MeanStdPair, PerfMetrics, StreamerBase,
                          StreamingStatus)
-from .pipeline import LLMPipeline, TokenizedInputs, Tokenizer, draft_model
+from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
 
 __version__ = _clib.tandem_version().decode()
 
-__all__ = ["DecodedResults", "GenerationConfig", "LLMPipeline", "MeanStdPair", "PerfMetrics", "StreamerBase",
+__all__ = ["ChatHistory", "DecodedResults", "GenerationConfig", "LLMPipeline", "MeanStdPair", "PerfMetrics", "StreamerBase",
            "StreamingStatus", "TandemError", "TokenizedInputs", "Tokenizer", "draft_model"]

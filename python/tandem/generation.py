@@ -207,6 +207,7 @@ class DecodedResults:
         self.perf_metrics = perf_metrics
         self.finish_reasons = finish_reasons
         self.token_ids = token_ids or []
+        self._cancelled = False  # the streamer returned CANCEL (chat mode drops the turn)
 
     def __str__(self):
         return self.texts[0] if self.texts else ""

@@ -115,6 +115,17 @@ class Tokenizer:
             lib.tandem_chat_template_free(t)
 
 
+class ChatHistory(list):
+    """Messages ({"role": ..., "content": ..., other keys the template reads}) as OpenVINO GenAI's ChatHistory; passed
+    to generate(), it is rendered with the chat template (add_generation_prompt=True)."""
+
+    def get_messages(self):
+        return list(self)
+
+    def set_messages(self, messages):
+        self[:] = list(messages)
+
+
 _PIPELINE_PROPERTIES = {"INFERENCE_NUM_THREADS", "n_ctx", "draft_model", "prompt_lookup"}
 
 
@@ -131,7 +142,8 @@ class LLMPipeline:
         if unknown:
             raise ValueError(f"LLMPipeline: unsupported properties {sorted(unknown)} "
                              f"(supported: {sorted(_PIPELINE_PROPERTIES)})")
-        self._model = self._ctx = self._draft = self._draft_ctx = None
+        self._model = self._ctx = self._draft = self._draft_ctx = self._engine = None
+        self._chat = None
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
@@ -210,9 +222,12 @@ class LLMPipeline:
             config.update_generation_config(**generation_config)
         config.update_generation_config(**kwargs)
         config.validate()
-        prompts = [inputs] if isinstance(inputs, str) else list(inputs)
-        if not all(isinstance(p, str) for p in prompts):
-            raise TypeError("LLMPipeline.generate: inputs must be a str or a list of str")
+        prompts = [inputs] if isinstance(inputs, (str, ChatHistory)) else list(inputs)
+        if not all(isinstance(p, str) for p in prompts) and not isinstance(inputs, ChatHistory):
+            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str or a ChatHistory")
+        chat = self._chat is not None and isinstance(inputs, str)
+        if chat:  # start_chat(): the conversation so far plus this user message
+            prompts = [ChatHistory(self._chat + [{"role": "user", "content": inputs}])]
         if len(prompts) > 1 and streamer is not None:
             raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
         result = None
@@ -229,7 +244,17 @@ class LLMPipeline:
                     result.finish_reasons += r.finish_reasons
                     result.token_ids += r.token_ids
                     result.perf_metrics = result.perf_metrics + r.perf_metrics
+            if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
+                self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
         return result
+
+    def start_chat(self, system_message=""):
+        """Chat mode: each generate(str) is a user turn rendered with the whole conversation (re-read from the start
+        each turn for now; the KV cache of the previous turn is not reused yet). finish_chat() ends it."""
+        self._chat = [{"role": "system", "content": system_message}] if system_message else []
+
+    def finish_chat(self):
+        self._chat = None
 
     def _gen_params(self, config):
         gp = lib.tandem_gen_default_params(self._model)
@@ -265,7 +290,9 @@ class LLMPipeline:
     def _prepare(self, prompt, config):
         """(prompt ids, gen params, stop strings, the array the params point to: keep it alive while they are used)"""
         tok = self._tokenizer
-        if config.apply_chat_template and tok.chat_template:
+        if isinstance(prompt, ChatHistory):
+            prompt = tok.apply_chat_template(prompt, add_generation_prompt=True)
+        elif config.apply_chat_template and tok.chat_template:
             prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
         ids = tok._encode_one(prompt)
         if not ids:
@@ -306,7 +333,7 @@ class LLMPipeline:
     def _generate_batch(self, prompts, config):
         """Several prompts decoded together by a tandem engine (each gets what tandem_generate gives it alone)."""
         t0 = time.perf_counter()
-        if getattr(self, "_engine", None) is None:
+        if self._engine is None:
             ep = lib.tandem_engine_default_params()
             ep.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
             engine = ctypes.c_void_p()
@@ -357,6 +384,7 @@ class LLMPipeline:
                                   [[]])
 
         failure = []
+        cancelled = []
         write = None
         if isinstance(streamer, StreamerBase):
             write = streamer.write
@@ -367,6 +395,8 @@ class LLMPipeline:
             # the one place Python's streamer convention meets tandem's: True/STOP/CANCEL -> return false (stop)
             try:
                 status = write(ctypes.string_at(ptr, n).decode("utf-8"))
+                if status is StreamingStatus.CANCEL:
+                    cancelled.append(True)
                 return not (status is True or status in (StreamingStatus.STOP, StreamingStatus.CANCEL))
             except BaseException as e:  # raised again after tandem_generate returns
                 failure.append(e)
@@ -384,6 +414,7 @@ class LLMPipeline:
             lib.tandem_gen_result_free(ctypes.byref(res))
             raise failure[0]
         r = self._finish(res, config, stops, len(ids), t0, write)
+        r._cancelled = bool(cancelled)
         if isinstance(streamer, StreamerBase):
             streamer.end()
         return r

@@ -323,3 +323,23 @@ def test_the_article_snippet_runs_with_the_import_changed(model_path, models_dir
     assert "".join(pieces) == str(result)
     plain = openvino_genai.LLMPipeline(target_path, device).generate("Alan Turing was a", max_new_tokens=100)
     assert result.token_ids == plain.token_ids
+
+
+def test_chat_mode_keeps_the_conversation(tandem, model_path):
+    p, ref = tandem.LLMPipeline(model_path), tandem.LLMPipeline(model_path)
+    tok = p.get_tokenizer()
+    p.start_chat("be brief")
+    first = p.generate("hello", max_new_tokens=6)
+    second = p.generate("and then", max_new_tokens=6)
+    history = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"},
+               {"role": "assistant", "content": first.texts[0]}, {"role": "user", "content": "and then"}]
+    want = ref.generate(tok.apply_chat_template(history, True), max_new_tokens=6, apply_chat_template=False)
+    assert second.token_ids == want.token_ids
+    assert ref.generate(tandem.ChatHistory(history), max_new_tokens=6).token_ids == want.token_ids
+    # CANCEL drops the turn: the next turn sees the history without it
+    p.generate("ignored turn", max_new_tokens=6, streamer=lambda t: tandem.StreamingStatus.CANCEL)
+    history += [{"role": "assistant", "content": second.texts[0]}, {"role": "user", "content": "last"}]
+    want = ref.generate(tok.apply_chat_template(history, True), max_new_tokens=6, apply_chat_template=False)
+    assert p.generate("last", max_new_tokens=6).token_ids == want.token_ids
+    p.finish_chat()
+    assert p.generate("hello", max_new_tokens=6).token_ids == ref.generate("hello", max_new_tokens=6).token_ids
