@@ -25,7 +25,18 @@ class StreamerBase:
         pass
 
 
-_UNSET = object()
+class TextStreamer(StreamerBase):
+    """OpenVINO GenAI's TextStreamer(tokenizer, callback): callback(text) -> StreamingStatus | bool | None receives
+    the text as it becomes final (tandem already streams whole UTF-8 text, so tokenizer is only kept)."""
+
+    def __init__(self, tokenizer, callback, detokenization_params=None):
+        self.tokenizer = tokenizer
+        self._callback = callback
+
+    def write(self, text):
+        return self._callback(text)
+
+
 # name: default (None = not set). Defaults are OpenVINO GenAI's, except where noted in __init__.
 _FIELDS = {
     "max_new_tokens": None, "max_length": None, "min_new_tokens": 0, "ignore_eos": False, "eos_token_id": -1,

@@ -343,3 +343,13 @@ def test_chat_mode_keeps_the_conversation(tandem, model_path):
     assert p.generate("last", max_new_tokens=6).token_ids == want.token_ids
     p.finish_chat()
     assert p.generate("hello", max_new_tokens=6).token_ids == ref.generate("hello", max_new_tokens=6).token_ids
+
+
+def test_text_streamer_and_ignore_eos(tandem, pipe):
+    ends = [p for p in ("hello", "hello world", "the cat", "a", "b c d")
+            if pipe.generate(p, max_new_tokens=48).finish_reasons == ["eos"]]
+    assert ends, "no prompt ends with an end token within 48 tokens on this model"
+    pieces = []
+    r = pipe.generate(ends[0], max_new_tokens=48, ignore_eos=True,
+                      streamer=tandem.TextStreamer(pipe.get_tokenizer(), pieces.append))
+    assert r.finish_reasons == ["length"] and len(r.token_ids[0]) == 48 and "".join(pieces) == r.texts[0]
