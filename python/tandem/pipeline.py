@@ -1,0 +1,420 @@
+# LLMPipeline, draft_model and Tokenizer: OpenVINO GenAI's text-generation classes over tandem_model/ctx/generate.
+# The streamer convention is inverted in one place, _on_text: Python's True/STOP means stop, C's false means stop.
+import ctypes
+import json
+import math
+import os
+import threading
+import time
+
+from . import _lib
+from ._lib import TandemError, check, lib
+from .generation import DecodedResults, GenerationConfig, PerfMetrics, StreamerBase, StreamingStatus
+
+
+def _check_device(device):
+    if device != "CPU":
+        raise ValueError(f"device {device!r} is not supported: tandem runs on the CPU only (device='CPU')")
+
+
+def _load_model(path, n_threads):
+    mp = lib.tandem_model_default_params()
+    mp.n_threads = n_threads
+    model = ctypes.c_void_p()
+    check(lib.tandem_model_load(os.fsencode(os.fspath(path)), ctypes.byref(mp), ctypes.byref(model)))
+    return model
+
+
+class draft_model:
+    """A draft model for speculative decoding, passed to LLMPipeline(..., draft_model=draft_model(path))."""
+
+    def __init__(self, models_path, device="CPU", **kwargs):
+        _check_device(device)
+        if kwargs:
+            raise ValueError(f"draft_model: unsupported properties {sorted(kwargs)}")
+        self.models_path = os.fspath(models_path)
+
+
+class TokenizedInputs:
+    def __init__(self, input_ids):
+        self.input_ids = input_ids  # list of lists of ints, one per prompt
+        self.attention_mask = [[1] * len(ids) for ids in input_ids]
+
+
+class Tokenizer:
+    """The model's tokenizer (borrowed from the pipeline's model, which it keeps alive)."""
+
+    def __init__(self, owner, tok):
+        self._owner = owner
+        self._tok = tok
+
+    def _encode_one(self, text):
+        data = text.encode("utf-8")
+        ids = ctypes.POINTER(ctypes.c_int32)()
+        n = ctypes.c_size_t()
+        check(lib.tandem_tokenizer_encode(self._tok, data, len(data), True, ctypes.byref(ids), ctypes.byref(n)))
+        try:
+            return ids[:n.value]
+        finally:
+            lib.tandem_free(ids)
+
+    def encode(self, prompts, add_special_tokens=True):
+        """TokenizedInputs for a str or a list of str; added tokens such as <|im_start|> are matched in the text."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        return TokenizedInputs([self._encode_one(p) for p in prompts])
+
+    def decode(self, tokens, skip_special_tokens=False):
+        """Text of a list of ids (or a list per sequence, giving a list of str). skip_special_tokens=True (OpenVINO's
+        default) is not supported yet: tandem.h does not say which ids are special."""
+        if skip_special_tokens:
+            raise NotImplementedError("Tokenizer.decode: skip_special_tokens=True is not supported yet")
+        if tokens and isinstance(tokens[0], (list, tuple)):
+            return [self.decode(t) for t in tokens]
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        text = ctypes.POINTER(ctypes.c_char)()
+        n = ctypes.c_size_t()
+        check(lib.tandem_tokenizer_decode(self._tok, arr, len(tokens), ctypes.byref(text), ctypes.byref(n)))
+        return _lib.take_bytes(text, n.value).decode("utf-8", "replace")
+
+    @property
+    def chat_template(self):
+        t = lib.tandem_tokenizer_chat_template(self._tok)
+        return t.decode("utf-8") if t else ""
+
+    def get_eos_token_ids(self):
+        n = ctypes.c_size_t()
+        p = lib.tandem_tokenizer_eos_ids(self._tok, ctypes.byref(n))
+        return [p[i] for i in range(n.value)]
+
+    def get_eos_token_id(self):
+        ids = self.get_eos_token_ids()
+        return ids[0] if ids else -1
+
+    def apply_chat_template(self, history, add_generation_prompt, chat_template="", tools=None, extra_context=None):
+        """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template, or chat_template
+        when given, through tandem's own Jinja interpreter (tandem_chat_render)."""
+        source = chat_template or self.chat_template
+        if not source:
+            raise TandemError("Tokenizer.apply_chat_template: the model has no chat template; pass chat_template")
+        src = source.encode("utf-8")
+        t = ctypes.c_void_p()
+        origin = b"chat_template argument" if chat_template else b"the model's chat template"
+        check(lib.tandem_chat_template_parse(src, len(src), origin, ctypes.byref(t)))
+        try:
+            p = lib.tandem_chat_render_default_params()
+            p.add_generation_prompt = bool(add_generation_prompt)
+            p.tools_json = json.dumps(list(tools)).encode() if tools is not None else None
+            p.extra_context_json = json.dumps(dict(extra_context)).encode() if extra_context is not None else None
+            msgs = json.dumps(list(history), ensure_ascii=False).encode("utf-8")
+            out = ctypes.POINTER(ctypes.c_char)()
+            n = ctypes.c_size_t()
+            check(lib.tandem_chat_render(t, msgs, len(msgs), ctypes.byref(p), ctypes.byref(out), ctypes.byref(n)))
+            return _lib.take_bytes(out, n.value).decode("utf-8")
+        finally:
+            lib.tandem_chat_template_free(t)
+
+
+class ChatHistory(list):
+    """Messages ({"role": ..., "content": ..., other keys the template reads}) as OpenVINO GenAI's ChatHistory; passed
+    to generate(), it is rendered with the chat template (add_generation_prompt=True)."""
+
+    def get_messages(self):
+        return list(self)
+
+    def set_messages(self, messages):
+        self[:] = list(messages)
+
+
+_PIPELINE_PROPERTIES = {"INFERENCE_NUM_THREADS", "n_ctx", "draft_model", "prompt_lookup"}
+
+
+class LLMPipeline:
+    """LLMPipeline(models_path, device="CPU", config=None, **kwargs): models_path is a Hugging Face checkpoint folder
+    or a GGUF file. kwargs/config: draft_model=draft_model(path), prompt_lookup=True, INFERENCE_NUM_THREADS (0 = all
+    CPUs), n_ctx (0 = min(model context, 4096)). One generate() at a time per pipeline (a lock serialises calls)."""
+
+    def __init__(self, models_path, device="CPU", config=None, **kwargs):
+        _check_device(device)
+        props = dict(config or {})
+        props.update(kwargs)
+        unknown = set(props) - _PIPELINE_PROPERTIES
+        if unknown:
+            raise ValueError(f"LLMPipeline: unsupported properties {sorted(unknown)} "
+                             f"(supported: {sorted(_PIPELINE_PROPERTIES)})")
+        self._model = self._ctx = self._draft = self._draft_ctx = self._engine = None
+        self._chat = None
+        self._lock = threading.Lock()
+        t0 = time.perf_counter()
+        n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
+        self._model = _load_model(models_path, n_threads)
+        cp = lib.tandem_ctx_default_params()
+        cp.n_ctx = int(props.get("n_ctx", 0))
+        ctx = ctypes.c_void_p()
+        check(lib.tandem_ctx_init(self._model, ctypes.byref(cp), ctypes.byref(ctx)))
+        self._ctx = ctx
+        dm = props.get("draft_model")
+        if dm is not None:
+            if not isinstance(dm, draft_model):
+                raise TypeError("LLMPipeline: draft_model= takes tandem.draft_model(path)")
+            self._draft = _load_model(dm.models_path, n_threads)
+            check(lib.tandem_model_check_draft(self._model, self._draft))
+            cp.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
+            dctx = ctypes.c_void_p()
+            check(lib.tandem_ctx_init(self._draft, ctypes.byref(cp), ctypes.byref(dctx)))
+            self._draft_ctx = dctx
+        self._prompt_lookup = bool(props.get("prompt_lookup", False))
+        self._load_ms = (time.perf_counter() - t0) * 1000.0
+        self._tokenizer = Tokenizer(self, lib.tandem_model_tokenizer(self._model))
+        has_gen_config = os.path.isfile(os.path.join(os.fspath(models_path), "generation_config.json"))
+        self._config = self._default_config(has_gen_config)
+
+    def __del__(self):
+        for free, name in ((lib.tandem_engine_free, "_engine"), (lib.tandem_ctx_free, "_draft_ctx"),
+                           (lib.tandem_model_free, "_draft"),
+                           (lib.tandem_ctx_free, "_ctx"), (lib.tandem_model_free, "_model")):
+            h = getattr(self, name, None)
+            if h:
+                free(h)
+                setattr(self, name, None)
+
+    def _default_config(self, has_gen_config):
+        """The model's generation_config.json as tandem read it (sampling), and its end ids. Without that file (a
+        GGUF) OpenVINO GenAI's defaults (greedy), not the sampling defaults of the tandem CLI."""
+        s = lib.tandem_gen_default_params(self._model).sampling
+        c = GenerationConfig()
+        eos = self._tokenizer.get_eos_token_ids()
+        c.eos_token_id = eos[0] if eos else -1
+        c.stop_token_ids = set(eos)
+        if not has_gen_config:
+            return c
+        c.do_sample = s.temperature > 0
+        if s.temperature > 0:
+            c.temperature = s.temperature
+        c.top_k, c.top_p, c.min_p = s.top_k, s.top_p, s.min_p
+        c.repetition_penalty = s.repeat_penalty
+        return c
+
+    def get_tokenizer(self):
+        return self._tokenizer
+
+    def get_generation_config(self):
+        return self._config.copy()
+
+    def set_generation_config(self, config):
+        if isinstance(config, dict):
+            config = GenerationConfig(**config)
+        config.validate()
+        self._config = config.copy()
+
+    def __call__(self, inputs, generation_config=None, streamer=None, **kwargs):
+        return self.generate(inputs, generation_config, streamer, **kwargs)
+
+    def generate(self, inputs, generation_config=None, streamer=None, **kwargs):
+        """inputs: a str, or a list of str (decoded together by a tandem engine; one after the other with a draft model
+        or prompt lookup, which the engine does not support yet). A str is rendered
+        with the chat template as a user message when the model has one and apply_chat_template is True, as
+        OpenVINO GenAI does by default. streamer: a callable (str) -> StreamingStatus | bool | None or a
+        StreamerBase; True or STOP (or CANCEL) ends the generation."""
+        config = (generation_config or self._config).copy()
+        if isinstance(generation_config, dict):
+            config = self._config.copy()
+            config.update_generation_config(**generation_config)
+        config.update_generation_config(**kwargs)
+        config.validate()
+        prompts = [inputs] if isinstance(inputs, (str, ChatHistory)) else list(inputs)
+        if not all(isinstance(p, str) for p in prompts) and not isinstance(inputs, ChatHistory):
+            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str or a ChatHistory")
+        chat = self._chat is not None and isinstance(inputs, str)
+        if chat:  # start_chat(): the conversation so far plus this user message
+            prompts = [ChatHistory(self._chat + [{"role": "user", "content": inputs}])]
+        if len(prompts) > 1 and streamer is not None:
+            raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
+        result = None
+        with self._lock:
+            if len(prompts) > 1 and not self._draft_ctx and not self._prompt_lookup:
+                return self._generate_batch(prompts, config)
+            for p in prompts:
+                r = self._generate_one(p, config, streamer)
+                if result is None:
+                    result = r
+                else:
+                    result.texts += r.texts
+                    result.scores += r.scores
+                    result.finish_reasons += r.finish_reasons
+                    result.token_ids += r.token_ids
+                    result.perf_metrics = result.perf_metrics + r.perf_metrics
+            if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
+                self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
+        return result
+
+    def start_chat(self, system_message=""):
+        """Chat mode: each generate(str) is a user turn rendered with the whole conversation (re-read from the start
+        each turn for now; the KV cache of the previous turn is not reused yet). finish_chat() ends it."""
+        self._chat = [{"role": "system", "content": system_message}] if system_message else []
+
+    def finish_chat(self):
+        self._chat = None
+
+    def _gen_params(self, config):
+        gp = lib.tandem_gen_default_params(self._model)
+        eos = set(self._tokenizer.get_eos_token_ids())
+        extra = set(config.stop_token_ids) - eos
+        if config.eos_token_id not in (-1, None) and config.eos_token_id not in eos:
+            extra.add(config.eos_token_id)
+        if extra:
+            raise NotImplementedError(f"GenerationConfig: stop_token_ids/eos_token_id {sorted(extra)} are not the "
+                                      f"model's end ids {sorted(eos)}; tandem stops only on those")
+        s = gp.sampling
+        s.temperature = config.temperature if config.do_sample else 0.0
+        s.top_k, s.top_p, s.min_p = config.top_k, config.top_p, config.min_p
+        s.repeat_penalty = config.repetition_penalty
+        s.repeat_last_n = -1  # OpenVINO GenAI (like transformers) penalises every token seen
+        s.presence_penalty, s.frequency_penalty = config.presence_penalty, config.frequency_penalty
+        s.seed = config.rng_seed
+        gp.ignore_eos = config.ignore_eos
+        gp.spec = lib.tandem_spec_default_params()
+        if self._draft_ctx:
+            gp.draft = self._draft_ctx
+        if config.num_assistant_tokens > 0:
+            gp.spec.draft_max = config.num_assistant_tokens
+            gp.spec.adaptive = False  # OpenVINO GenAI: a fixed number of assistant tokens per pass
+        if config.assistant_confidence_threshold > 0:
+            gp.spec.draft_p_min = config.assistant_confidence_threshold
+        if self._prompt_lookup:
+            if config.max_ngram_size <= 0:
+                raise ValueError("LLMPipeline(prompt_lookup=True) needs GenerationConfig.max_ngram_size > 0")
+            gp.spec.lookup_ngram = config.max_ngram_size
+        return gp
+
+    def _prepare(self, prompt, config):
+        """(prompt ids, gen params, stop strings, the array the params point to: keep it alive while they are used)"""
+        tok = self._tokenizer
+        if isinstance(prompt, ChatHistory):
+            prompt = tok.apply_chat_template(prompt, add_generation_prompt=True)
+        elif config.apply_chat_template and tok.chat_template:
+            prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        ids = tok._encode_one(prompt)
+        if not ids:
+            raise ValueError("LLMPipeline.generate: the prompt is empty")
+        gp = self._gen_params(config)
+        if config.max_new_tokens is not None:
+            gp.max_tokens = config.max_new_tokens
+        elif config.max_length is not None:
+            gp.max_tokens = max(config.max_length - len(ids), 0)
+        stops = sorted(config.stop_strings)
+        stop_arr = (ctypes.c_char_p * max(len(stops), 1))(*[s.encode("utf-8") for s in stops])
+        gp.stop = stop_arr
+        gp.n_stop = len(stops)
+        return ids, gp, stops, stop_arr
+
+    def _finish(self, res, config, stops, n_prompt, t0, write=None):
+        """DecodedResults of one tandem_gen_result (freed here)."""
+        try:
+            out_ids = res.ids[:res.n_ids]
+            text = ctypes.string_at(res.text, res.text_len).decode("utf-8", "replace")
+            finish = _lib.FINISH_NAMES.get(res.finish, "none")
+            timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
+        finally:
+            lib.tandem_gen_result_free(ctypes.byref(res))
+        if finish == "stop" and config.include_stop_str_in_output:
+            full = self._tokenizer.decode(out_ids)
+            rest = full[len(text):] if full.startswith(text) else ""
+            hit = next((s for s in stops if rest.startswith(s)), None)
+            if hit is None:
+                raise NotImplementedError("include_stop_str_in_output: the stop string could not be located")
+            text += hit
+            if write:
+                write(hit)
+        generate_ms = (time.perf_counter() - t0) * 1000.0
+        pm = PerfMetrics(timings, self._load_ms, generate_ms, n_prompt, timings.n_generated)
+        return DecodedResults([text], [math.nan], pm, [finish], [out_ids])
+
+    def _generate_batch(self, prompts, config):
+        """Several prompts decoded together by a tandem engine (each gets what tandem_generate gives it alone)."""
+        t0 = time.perf_counter()
+        if self._engine is None:
+            ep = lib.tandem_engine_default_params()
+            ep.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
+            engine = ctypes.c_void_p()
+            check(lib.tandem_engine_create(self._model, ctypes.byref(ep), ctypes.byref(engine)))
+            self._engine = engine
+        prepared = [self._prepare(p, config) for p in prompts]
+        req = []
+        try:
+            for ids, gp, _, _ in prepared:
+                if gp.max_tokens == 0:
+                    req.append(None)
+                    continue
+                arr = (ctypes.c_int32 * len(ids))(*ids)
+                rid = ctypes.c_int64()
+                check(lib.tandem_engine_add(self._engine, arr, len(ids), ctypes.byref(gp), ctypes.byref(rid)))
+                req.append(rid.value)
+            idle = ctypes.c_bool(False)
+            while not idle.value:
+                check(lib.tandem_engine_step(self._engine, ctypes.byref(idle)))
+            result = None
+            for rid, (ids, gp, stops, _) in zip(req, prepared):
+                if rid is None:
+                    r = DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
+                                       ["length"], [[]])
+                else:
+                    res = _lib.GenResult()
+                    check(lib.tandem_engine_result(self._engine, rid, ctypes.byref(res)))
+                    r = self._finish(res, config, stops, len(ids), t0)
+                if result is None:
+                    result = r
+                else:
+                    result.texts += r.texts
+                    result.scores += r.scores
+                    result.finish_reasons += r.finish_reasons
+                    result.token_ids += r.token_ids
+                    result.perf_metrics = result.perf_metrics + r.perf_metrics
+            return result
+        except BaseException:
+            lib.tandem_engine_free(self._engine)  # drops every request still held
+            self._engine = None
+            raise
+
+    def _generate_one(self, prompt, config, streamer):
+        t0 = time.perf_counter()
+        ids, gp, stops, stop_arr = self._prepare(prompt, config)
+        if gp.max_tokens == 0:
+            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+                                  [[]])
+
+        failure = []
+        cancelled = []
+        write = None
+        if isinstance(streamer, StreamerBase):
+            write = streamer.write
+        elif streamer is not None:
+            write = streamer
+
+        def _on_text(ptr, n, user):
+            # the one place Python's streamer convention meets tandem's: True/STOP/CANCEL -> return false (stop)
+            try:
+                status = write(ctypes.string_at(ptr, n).decode("utf-8"))
+                if status is StreamingStatus.CANCEL:
+                    cancelled.append(True)
+                return not (status is True or status in (StreamingStatus.STOP, StreamingStatus.CANCEL))
+            except BaseException as e:  # raised again after tandem_generate returns
+                failure.append(e)
+                return False
+
+        cb = _lib.TextCallback(_on_text) if write else _lib.TextCallback()
+        gp.on_text = cb
+        check(lib.tandem_ctx_truncate(self._ctx, 0))
+        if self._draft_ctx:
+            check(lib.tandem_ctx_truncate(self._draft_ctx, 0))
+        arr = (ctypes.c_int32 * len(ids))(*ids)
+        res = _lib.GenResult()
+        check(lib.tandem_generate(self._ctx, arr, len(ids), ctypes.byref(gp), ctypes.byref(res)))
+        if failure:
+            lib.tandem_gen_result_free(ctypes.byref(res))
+            raise failure[0]
+        r = self._finish(res, config, stops, len(ids), t0, write)
+        r._cancelled = bool(cancelled)
+        if isinstance(streamer, StreamerBase):
+            streamer.end()
+        return r
