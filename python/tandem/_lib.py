@@ -51,7 +51,7 @@ TextCallback = ctypes.CFUNCTYPE(c_bool, ctypes.POINTER(ctypes.c_char), c_size_t,
 class GenParams(ctypes.Structure):
     _fields_ = [("max_tokens", c_int32), ("sampling", SamplerParams), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
-                ("draft", c_void_p), ("spec", SpecParams)]
+                ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p)]
 
 
 class Timings(ctypes.Structure):
