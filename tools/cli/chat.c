@@ -432,8 +432,7 @@ int cmd_chat(int argc, char **argv) {
     int enable_thinking = -1;
     tandem_type kv_type = TANDEM_TYPE_F16;
     tandem_spec_params spec = tandem_spec_default_params();
-    double temp = NAN, top_p = NAN, min_p = NAN, rep = NAN, pres = NAN, freq = NAN;
-    long long top_k = -1, rep_n = LLONG_MIN, seed = -1;
+    sampling_flags sf = sampling_flags_unset();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
@@ -447,15 +446,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
         else if (!strcmp(f, "-n") || !strcmp(f, "--max-tokens"))
             max_tokens = (int)parse_int(&a, f, take_value(&a, f), -1, INT_MAX);
-        else if (!strcmp(f, "--temp")) temp = parse_float(&a, f, take_value(&a, f), 0, 100);
-        else if (!strcmp(f, "--top-k")) top_k = parse_int(&a, f, take_value(&a, f), 0, INT_MAX);
-        else if (!strcmp(f, "--top-p")) top_p = parse_float(&a, f, take_value(&a, f), 1e-9, 1);
-        else if (!strcmp(f, "--min-p")) min_p = parse_float(&a, f, take_value(&a, f), 0, 1);
-        else if (!strcmp(f, "--repeat-penalty")) rep = parse_float(&a, f, take_value(&a, f), 1e-6, 100);
-        else if (!strcmp(f, "--repeat-last-n")) rep_n = parse_int(&a, f, take_value(&a, f), -1, INT_MAX);
-        else if (!strcmp(f, "--presence-penalty")) pres = parse_float(&a, f, take_value(&a, f), -100, 100);
-        else if (!strcmp(f, "--frequency-penalty")) freq = parse_float(&a, f, take_value(&a, f), -100, 100);
-        else if (!strcmp(f, "--seed")) seed = parse_int(&a, f, take_value(&a, f), 0, LLONG_MAX);
+        else if (parse_sampling_option(&a, f, &sf)) continue;
         else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size"))
             n_ctx = (int)parse_int(&a, f, take_value(&a, f), 1, 1 << 24);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
@@ -498,15 +489,7 @@ int cmd_chat(int argc, char **argv) {
     c.gp.spec = spec;
     c.gp.max_tokens = max_tokens;
     tandem_sampler_params *sp = &c.gp.sampling;
-    if (!isnan(temp)) sp->temperature = (float)temp;
-    if (top_k >= 0) sp->top_k = (int32_t)top_k;
-    if (!isnan(top_p)) sp->top_p = (float)top_p;
-    if (!isnan(min_p)) sp->min_p = (float)min_p;
-    if (!isnan(rep)) sp->repeat_penalty = (float)rep;
-    if (rep_n != LLONG_MIN) sp->repeat_last_n = (int32_t)rep_n;
-    if (!isnan(pres)) sp->presence_penalty = (float)pres;
-    if (!isnan(freq)) sp->frequency_penalty = (float)freq;
-    if (seed >= 0) sp->seed = (uint64_t)seed;
+    apply_sampling_flags(&sf, sp);
     c.rp = tandem_chat_render_default_params();
     c.rp.add_generation_prompt = true;
     c.rp.enable_thinking = enable_thinking;

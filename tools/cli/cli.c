@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -377,4 +378,32 @@ char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const cha
     free(msgs_json);
     free(source);
     return text;
+}
+
+sampling_flags sampling_flags_unset(void) { return (sampling_flags){NAN, NAN, NAN, NAN, NAN, NAN, -1, LLONG_MIN, -1}; }
+
+bool parse_sampling_option(args *a, const char *f, sampling_flags *s) {
+    if (!strcmp(f, "--temp")) s->temp = parse_float(a, f, take_value(a, f), 0, 100);
+    else if (!strcmp(f, "--top-k")) s->top_k = parse_int(a, f, take_value(a, f), 0, INT_MAX);
+    else if (!strcmp(f, "--top-p")) s->top_p = parse_float(a, f, take_value(a, f), 1e-9, 1);
+    else if (!strcmp(f, "--min-p")) s->min_p = parse_float(a, f, take_value(a, f), 0, 1);
+    else if (!strcmp(f, "--repeat-penalty")) s->rep = parse_float(a, f, take_value(a, f), 1e-6, 100);
+    else if (!strcmp(f, "--repeat-last-n")) s->rep_n = parse_int(a, f, take_value(a, f), -1, INT_MAX);
+    else if (!strcmp(f, "--presence-penalty")) s->pres = parse_float(a, f, take_value(a, f), -100, 100);
+    else if (!strcmp(f, "--frequency-penalty")) s->freq = parse_float(a, f, take_value(a, f), -100, 100);
+    else if (!strcmp(f, "--seed")) s->seed = parse_int(a, f, take_value(a, f), 0, LLONG_MAX);
+    else return false;
+    return true;
+}
+
+void apply_sampling_flags(const sampling_flags *s, tandem_sampler_params *sp) {
+    if (!isnan(s->temp)) sp->temperature = (float)s->temp;
+    if (s->top_k >= 0) sp->top_k = (int32_t)s->top_k;
+    if (!isnan(s->top_p)) sp->top_p = (float)s->top_p;
+    if (!isnan(s->min_p)) sp->min_p = (float)s->min_p;
+    if (!isnan(s->rep)) sp->repeat_penalty = (float)s->rep;
+    if (s->rep_n != LLONG_MIN) sp->repeat_last_n = (int32_t)s->rep_n;
+    if (!isnan(s->pres)) sp->presence_penalty = (float)s->pres;
+    if (!isnan(s->freq)) sp->frequency_penalty = (float)s->freq;
+    if (s->seed >= 0) sp->seed = (uint64_t)s->seed;
 }

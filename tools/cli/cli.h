@@ -79,6 +79,18 @@ tandem_type parse_kv_type(args *a, const char *flag);
 /* -md/--draft, --draft-max, --draft-min, --draft-p-min, --draft-fixed, --lookup: true if f was one. */
 bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const char **draft_path);
 
+/* The sampling flags of run and chat as given (unset: NaN, or -1 / LLONG_MIN for the integers); the model's
+ * defaults (tandem_gen_default_params) keep whatever is unset. */
+typedef struct sampling_flags {
+    double temp, top_p, min_p, rep, pres, freq;
+    long long top_k, rep_n, seed;
+} sampling_flags;
+sampling_flags sampling_flags_unset(void);
+/* --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty,
+ * --seed: true if f was one. */
+bool parse_sampling_option(args *a, const char *f, sampling_flags *s);
+void apply_sampling_flags(const sampling_flags *s, tandem_sampler_params *sp);
+
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);     /* convert.c */
 int cmd_quantize(int argc, char **argv);
