@@ -248,3 +248,31 @@ def test_interactive_stats_show_the_acceptance_with_a_draft(tandem_bin, models_d
         assert "of drafted tokens accepted" in term.expect("]")
     term.send("/quit")
     assert term.wait() == 0
+
+
+def test_stdin_mode_tool_calls_follow_the_tools(run_tandem, models_dir, tmp_path):
+    """With --tools the calls are constrained (tandem_grammar_from_tools): sampled from the random model, every
+    answer under --tool-choice required holds exactly one call (--no-parallel-tool-calls) of a listed tool whose
+    arguments the jsonschema package finds valid, and ends with finish_reason tool_calls."""
+    jsonschema = pytest.importorskip("jsonschema")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                 "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                 "required": ["city"], "additionalProperties": False}}},
+             {"type": "function", "function": {"name": "add", "parameters": {
+                 "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                 "required": ["a", "b"], "additionalProperties": False}}}]
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(tools))
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    lines = [json.dumps([{"role": "user", "content": f"question {i}"}]) for i in range(12)]
+    cp = run_tandem("chat", "-m", models_dir / MODEL, "--tools", path, "--tool-choice", "required",
+                    "--no-parallel-tool-calls", "--no-think", "--temp", "1", "--seed", "7", "-n", "256",
+                    input="".join(line + "\n" for line in lines))
+    out = [json.loads(line) for line in cp.stdout.splitlines()]
+    assert len(out) == len(lines)
+    for msg in out:
+        assert msg["finish_reason"] == "tool_calls", msg
+        assert len(msg["tool_calls"]) == 1, msg
+        fn = msg["tool_calls"][0]["function"]
+        assert fn["name"] in schemas
+        jsonschema.validate(json.loads(fn["arguments"]), schemas[fn["name"]])

@@ -28,7 +28,11 @@ static const char CHAT_HELP[] =
     "      --system TEXT        a system message first (stdin mode: unless the conversation has one)\n"
     "      --no-think           enable_thinking=false (Qwen3: no reasoning)\n"
     "      --hide-think         do not print the reasoning\n"
-    "      --tools FILE         an OpenAI tools array (JSON) offered to the model\n"
+    "      --tools FILE         an OpenAI tools array (JSON) offered to the model; its calls are constrained to\n"
+    "                           the tools and their parameter schemas (as tandem run --tools)\n"
+    "      --tool-choice C      auto (default), none, required, or a tool's name (as tandem run)\n"
+    "      --no-parallel-tool-calls  at most one call per answer\n"
+    "      --no-tool-grammar    offer the tools without constraining the calls\n"
     "      --chat-template-file FILE  this Jinja template instead of the model's\n"
     "  -n, --max-tokens N       most tokens per answer (default -1: until EOS or full context)\n"
     "      --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty F, --repeat-last-n N,\n"
@@ -49,7 +53,9 @@ typedef struct chat {
     tandem_chat_template *tmpl;
     tandem_gen_params gp;
     tandem_chat_render_params rp;
-    int32_t *held; /* the tokens the context holds, in order (its first n_held) */
+    tandem_tool_grammar_params tool_grammar; /* with tools: the calls the answer may make (tools_json per turn) */
+    bool free_tools;                         /* --no-tool-grammar: tools offered, calls not constrained */
+    int32_t *held;                           /* the tokens the context holds, in order (its first n_held) */
     size_t n_held, cap_held;
 } chat;
 
@@ -141,6 +147,7 @@ typedef struct turn {
  * the library's error is left for report_status and the context holds nothing (the next turn starts afresh). */
 static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, answer *a, turn *out) {
     memset(out, 0, sizeof *out);
+    tandem_grammar *grammar = NULL;
     tandem_chat_render_params rp = c->rp;
     rp.tools_json = tools;
     char *msgs = json_dumps(messages, JSON_COMPACT);
@@ -179,6 +186,14 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     tandem_gen_params gp = c->gp;
     gp.on_text = on_text;
     gp.user = a;
+    if (tools && !c->free_tools) { /* every call the model opens names one of the tools, with valid arguments */
+        tandem_tool_grammar_params tp = c->tool_grammar;
+        tp.tools_json = tools;
+        tp.reasoning_open = pp.reasoning_open;
+        tp.thinking = rp.enable_thinking != 0;
+        if ((st = tandem_grammar_from_tools(c->tok, &tp, &grammar))) goto done;
+        gp.grammar = grammar;
+    }
     st = tandem_generate(c->ctx, ids + common, n_ids - common, &gp, &out->r);
     if (st) {
         c->n_held = 0;
@@ -207,6 +222,7 @@ done:
     free(a->tool_name);
     free(a->tool_args);
     a->tool_name = a->tool_args = NULL;
+    tandem_grammar_free(grammar);
     tandem_free(ids);
     return st;
 }
@@ -427,6 +443,8 @@ static tandem_chat_template *load_template(const char *model_path, const char *t
 int cmd_chat(int argc, char **argv) {
     args a = {"chat", argc, argv, 0};
     const char *model_path = NULL, *draft_path = NULL, *system = NULL, *tools_path = NULL, *template_path = NULL;
+    const char *tool_choice = NULL;
+    bool parallel_calls = true, free_tools = false;
     int max_tokens = -1, threads = 0, n_ctx = 0;
     bool hide_think = false;
     int enable_thinking = -1;
@@ -443,6 +461,9 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(f, "--no-think")) enable_thinking = 0;
         else if (!strcmp(f, "--hide-think")) hide_think = true;
         else if (!strcmp(f, "--tools")) tools_path = take_value(&a, f);
+        else if (!strcmp(f, "--tool-choice")) tool_choice = take_value(&a, f);
+        else if (!strcmp(f, "--no-parallel-tool-calls")) parallel_calls = false;
+        else if (!strcmp(f, "--no-tool-grammar")) free_tools = true;
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
         else if (!strcmp(f, "-n") || !strcmp(f, "--max-tokens"))
             max_tokens = (int)parse_int(&a, f, take_value(&a, f), -1, INT_MAX);
@@ -467,6 +488,13 @@ int cmd_chat(int argc, char **argv) {
     }
 
     chat c = {0};
+    c.free_tools = free_tools;
+    c.tool_grammar = tandem_tool_grammar_default_params();
+    c.tool_grammar.parallel_tool_calls = parallel_calls;
+    if (!tool_choice || !strcmp(tool_choice, "auto")) c.tool_grammar.choice = TANDEM_TOOL_CHOICE_AUTO;
+    else if (!strcmp(tool_choice, "none")) c.tool_grammar.choice = TANDEM_TOOL_CHOICE_NONE;
+    else if (!strcmp(tool_choice, "required")) c.tool_grammar.choice = TANDEM_TOOL_CHOICE_REQUIRED;
+    else c.tool_grammar.choice = TANDEM_TOOL_CHOICE_NAMED, c.tool_grammar.function_name = tool_choice;
     tandem_model_params mp = tandem_model_default_params();
     mp.n_threads = threads;
     tandem_status st = tandem_model_load(model_path, &mp, &c.model);
