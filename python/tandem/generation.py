@@ -223,5 +223,17 @@ class DecodedResults:
     def __str__(self):
         return self.texts[0] if self.texts else ""
 
+    @staticmethod
+    def join(result, r):
+        """result followed by r (result None: r alone): the results of a list of prompts, in order."""
+        if result is None:
+            return r
+        result.texts += r.texts
+        result.scores += r.scores
+        result.finish_reasons += r.finish_reasons
+        result.token_ids += r.token_ids
+        result.perf_metrics = result.perf_metrics + r.perf_metrics
+        return result
+
     def __repr__(self):
         return f"DecodedResults(texts={self.texts!r}, finish_reasons={self.finish_reasons!r})"

@@ -236,14 +236,7 @@ class LLMPipeline:
                 return self._generate_batch(prompts, config)
             for p in prompts:
                 r = self._generate_one(p, config, streamer)
-                if result is None:
-                    result = r
-                else:
-                    result.texts += r.texts
-                    result.scores += r.scores
-                    result.finish_reasons += r.finish_reasons
-                    result.token_ids += r.token_ids
-                    result.perf_metrics = result.perf_metrics + r.perf_metrics
+                result = DecodedResults.join(result, r)
             if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
                 self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
         return result
@@ -362,14 +355,7 @@ class LLMPipeline:
                     res = _lib.GenResult()
                     check(lib.tandem_engine_result(self._engine, rid, ctypes.byref(res)))
                     r = self._finish(res, config, stops, len(ids), t0)
-                if result is None:
-                    result = r
-                else:
-                    result.texts += r.texts
-                    result.scores += r.scores
-                    result.finish_reasons += r.finish_reasons
-                    result.token_ids += r.token_ids
-                    result.perf_metrics = result.perf_metrics + r.perf_metrics
+                result = DecodedResults.join(result, r)
             return result
         except BaseException:
             lib.tandem_engine_free(self._engine)  # drops every request still held
