@@ -48,11 +48,12 @@ static tandem_status read_rope(const char *path, const json_t *vc, vit_config *c
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: vision_config.rope_parameters must be an object", path);
     for (int i = 0; i < 2; i++) {
         if (!holders[i] || !json_object_get(holders[i], "rope_theta")) continue;
-        double theta;
-        if (!json_get_number(holders[i], "rope_theta", &theta) || !(theta > 0) || !isfinite((float)theta))
+        double theta = 0;
+        const float f = json_get_number(holders[i], "rope_theta", &theta) ? (float)theta : 0.0f;
+        if (!(f > 0) || !isfinite(f)) /* as a float: 1e-50 would become 0, 1e39 infinity */
             return tandem_fail(TANDEM_ERR_FORMAT, "%s: vision_config.%srope_theta must be a positive number", path,
                                i ? "rope_parameters." : "");
-        c->rope_theta = (float)theta;
+        c->rope_theta = f;
     }
     if (holders[1]) {
         const json_t *type = json_object_get(holders[1], "rope_type");
