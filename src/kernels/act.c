@@ -44,9 +44,13 @@ int act_scale_blocks(tandem_type t) { return tandem_type_block_size(t) == 256 ? 
 
 /* ---- instruction sets ---- */
 
-static kernel_isa isa_scalar = {.name = "scalar", .quantize_act = quantize_act_scalar,
-                                .attention = attention_forward_scalar, .swiglu = swiglu_forward_scalar,
-                                .argmax = argmax_f32_scalar, .to_f16 = f32_to_f16_row_scalar};
+static kernel_isa isa_scalar = {.name = "scalar",
+                                .quantize_act = quantize_act_scalar,
+                                .attention = attention_forward_scalar,
+                                .swiglu = swiglu_forward_scalar,
+                                .argmax = argmax_f32_scalar,
+                                .to_f16 = f32_to_f16_row_scalar,
+                                .gelu_tanh = gelu_tanh_forward_scalar};
 #if defined(__x86_64__)
 static kernel_isa isa_avx2, isa_avxvnni, isa_avx512vnni;
 #endif

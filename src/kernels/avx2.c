@@ -1054,6 +1054,21 @@ static void swiglu_avx2(float *out, const float *gate, const float *up, int n) {
     swiglu_forward_scalar(out + i, gate + i, up + i, n - i);
 }
 
+/* GELU's tanh form as x·σ(2u) = x / (1 + e^(−2u)), u = √(2/π)·(x + 0.044715·x³) (the same function: 0.5·(1 +
+ * tanh u) = σ(2u)), with exp8; its clamp keeps e^(−2u) finite, so a large negative x gives x / (1 + e^88) ≈ −0 and a
+ * large positive one x. */
+static void gelu_tanh_avx2(float *out, const float *x, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), c = _mm256_set1_ps(-2.0f * 0.7978845608028654f),
+                 a = _mm256_set1_ps(0.044715f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(a, v), _mm256_mul_ps(v, v), v);
+        _mm256_storeu_ps(out + i, _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_mul_ps(c, inner)))));
+    }
+    gelu_tanh_forward_scalar(out + i, x + i, n - i);
+}
+
 /* argmax_f32_scalar's two passes, 32 values a step (four independent max chains, then the first equal). */
 static int64_t argmax_avx2(const float *x, int64_t n) {
     __m256 m[4];
@@ -1074,8 +1089,13 @@ static int64_t argmax_avx2(const float *x, int64_t n) {
 }
 
 void kernel_isa_fill_avx2(kernel_isa *isa) {
-    *isa = (kernel_isa){.name = "avx2", .quantize_act = quantize_act_avx2, .attention = attention_avx2,
-                        .swiglu = swiglu_avx2, .argmax = argmax_avx2, .to_f16 = to_f16_avx2};
+    *isa = (kernel_isa){.name = "avx2",
+                        .quantize_act = quantize_act_avx2,
+                        .attention = attention_avx2,
+                        .swiglu = swiglu_avx2,
+                        .argmax = argmax_avx2,
+                        .to_f16 = to_f16_avx2,
+                        .gelu_tanh = gelu_tanh_avx2};
     isa->dot_act[TANDEM_TYPE_Q8_0] = dot_q8_0;
     isa->dot_packed[TANDEM_TYPE_Q8_0] = dot_q8_0_packed;
     isa->dot_packed[TANDEM_TYPE_Q4_0] = dot_q4_0_packed;

@@ -191,6 +191,29 @@ void attention_forward(float *out, int64_t out_stride, const float *q, int64_t q
  * block is converted once for all the rows of a call). */
 size_t attention_scratch_floats(int n_queries, int head_dim);
 
+/* ---- the vision encoder's per-vector ops (ops.c) ---- */
+
+/* out (n) = (x − mean) / sqrt(var + eps) ⊙ w + b, mean and biased variance over the n values (PyTorch's
+ * LayerNorm); out may alias x. */
+void layernorm_forward(float *out, const float *x, const float *w, const float *b, int n, float eps);
+/* y (rows, n) += b (n), on every row. */
+void bias_add_rows(float *y, const float *b, int64_t rows, int n);
+/* out (n) = GELU(x); out may alias x. The tanh form 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) is PyTorch's
+ * gelu(approximate="tanh") (HF's "gelu_pytorch_tanh"); the erf form 0.5·x·(1 + erf(x/√2)) is nn.GELU()'s. */
+void gelu_tanh_forward(float *out, const float *x, int64_t n);
+void gelu_erf_forward(float *out, const float *x, int64_t n);
+/* A 2-D position's cos_sin (head_dim, rope_forward's layout) for axial rotary embeddings (Qwen-VL vision
+ * towers): of the head_dim/2 angles the first head_dim/4 are row·inv_freq[k], the next head_dim/4
+ * col·inv_freq[k]; inv_freq (head_dim/4), e.g. rope_inv_freq(inv_freq, head_dim/2, theta). head_dim a multiple
+ * of 4. */
+void rope_angles_2d(float *cos_sin, int head_dim, int32_t row, int32_t col, const float *inv_freq);
+/* Bidirectional attention: each of n_queries query rows (q + i·head_dim) attends all n_keys keys:
+ * out + i·head_dim (head_dim) = Σ_u softmax_u(q_i·k_u · scale) v_u, keys and values contiguous f32 rows of
+ * head_dim. attention_forward's kernel with every query at the last position (the same arithmetic per query
+ * whatever n_queries is); scratch: attention_scratch_floats(n_queries, head_dim) floats. */
+void attention_full_forward(float *out, const float *q, int n_queries, const float *keys, const float *values,
+                            int n_keys, int head_dim, float scale, float *scratch);
+
 /* ---- the KV cache's rows (ops.c) ----
  * A row is one token's key or value vector of one KV head: head_dim values as F32, F16 (round to nearest even) or
  * Q8_0 (ggml's block_q8_0: per 32 values an f16 scale d = max|x|/127 and 32 int8 q = round(x/d); keys and values

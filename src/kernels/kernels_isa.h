@@ -60,6 +60,7 @@ typedef struct kernel_isa {
     void (*to_f16)(uint16_t *out, const float *x, int64_t n);                /* f32_to_f16_row's contract */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);  /* swiglu_forward's contract */
     int64_t (*argmax)(const float *x, int64_t n);                            /* argmax_f32's contract */
+    void (*gelu_tanh)(float *out, const float *x, int64_t n);                /* gelu_tanh_forward's contract */
 } kernel_isa;
 
 /* The scalar twins (ops.c), the references the SIMD ones are tested against. */
@@ -69,6 +70,7 @@ void attention_forward_scalar(float *out, int64_t out_stride, const float *q, in
 void f32_to_f16_row_scalar(uint16_t *out, const float *x, int64_t n);
 void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n);
 int64_t argmax_f32_scalar(const float *x, int64_t n);
+void gelu_tanh_forward_scalar(float *out, const float *x, int64_t n);
 
 const kernel_isa *kernel_isa_current(void);
 

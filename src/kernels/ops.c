@@ -1,5 +1,6 @@
-/* ops.c — the per-vector operations of a transformer block: RMSNorm, rotary embedding, softmax, SwiGLU, residual
- * add, attention over an f32 or f16 cache, argmax, top-k, a finiteness test. Written to match HF's float32 arithmetic. */
+/* ops.c — the per-vector operations of a transformer block: RMSNorm, LayerNorm, rotary embedding (1-D and 2-D),
+ * softmax, SwiGLU, GELU, bias and residual adds, causal and bidirectional attention, argmax, top-k, a finiteness
+ * test. Written to match HF's float32 arithmetic. */
 #include <math.h>
 
 #include "kernels_isa.h"
@@ -148,6 +149,64 @@ int32_t top_k_f32(const float *z, int32_t n, int32_t k, int32_t *ids, float *val
 
 KERNEL_CLONES void add_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] += x[i];
+}
+
+/* ---- the vision encoder's ops ---- */
+
+KERNEL_CLONES void layernorm_forward(float *out, const float *x, const float *w, const float *b, int n, float eps) {
+    /* two passes in double (rmsnorm_forward's eight running sums): the mean, then the squared deviations from it,
+     * so a large common offset does not cancel the variance away */
+    double s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += x[i + j];
+    double sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) sum += x[i];
+    const double mean = sum / n;
+    double v[8] = {0};
+    for (i = 0; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) v[j] += (x[i + j] - mean) * (x[i + j] - mean);
+    double var = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    for (; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    const float m = (float)mean, rstd = (float)(1.0 / sqrt(var / n + eps));
+    for (i = 0; i < n; i++) out[i] = (x[i] - m) * rstd * w[i] + b[i];
+}
+
+KERNEL_CLONES void bias_add_rows(float *y, const float *b, int64_t rows, int n) {
+    for (int64_t r = 0; r < rows; r++, y += n)
+        for (int i = 0; i < n; i++) y[i] += b[i];
+}
+
+void gelu_tanh_forward_scalar(float *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        out[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void gelu_tanh_forward(float *out, const float *x, int64_t n) { kernel_isa_current()->gelu_tanh(out, x, n); }
+
+void gelu_erf_forward(float *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
+}
+
+void rope_angles_2d(float *cos_sin, int head_dim, int32_t row, int32_t col, const float *inv_freq) {
+    TANDEM_ASSERT(head_dim % 4 == 0);
+    const int half = head_dim / 2, quarter = head_dim / 4;
+    for (int k = 0; k < half; k++) {
+        /* HF: position (float32) times inv_freq in float32, then cos/sin of that float32 angle */
+        const float angle = (float)(k < quarter ? row : col) * inv_freq[k < quarter ? k : k - quarter];
+        cos_sin[k] = (float)cos((double)angle);
+        cos_sin[half + k] = (float)sin((double)angle);
+    }
+}
+
+void attention_full_forward(float *out, const float *q, int n_queries, const float *keys, const float *values,
+                            int n_keys, int head_dim, float scale, float *scratch) {
+    TANDEM_ASSERT(n_queries >= 1 && n_keys >= 1 && head_dim >= 1);
+    /* one token whose n_queries "heads" share the keys: every query sees all n_keys */
+    kernel_isa_current()->attention(out, 0, q, 0, 1, n_queries, keys, values, TANDEM_TYPE_F32, n_keys, head_dim, scale,
+                                    scratch);
 }
 
 /* ---- KV cache rows ---- */

@@ -1,16 +1,32 @@
-/* fuzz_config_json.c — Hugging Face config.json: bytes -> scratch config.json -> qwen3_config_from_json; a
- * config it accepts must satisfy the ranges the model code relies on. Seeds: the golden models' configs. */
+/* fuzz_config_json.c — Hugging Face config.json: bytes -> scratch config.json -> qwen3_config_from_json and
+ * vit_config_from_json; a config they accept must satisfy the ranges the model code and the vision tower rely on.
+ * Seeds: the golden models' configs. */
 #include <math.h>
 
 #include "fuzz_common.h"
 #include "qwen3.h"
+#include "vit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512];
     fuzz_write_file(path, sizeof path, "config.json", data, size);
+    vit_config vc;
+    fuzz_clear_error();
+    tandem_status st = vit_config_from_json(path, &vc);
+    fuzz_check_failure(st);
+    if (st == TANDEM_OK) {
+        FUZZ_CHECK(vc.depth >= 1 && vc.hidden >= 1 && vc.ffn_dim >= 1 && vc.out_hidden >= 1);
+        FUZZ_CHECK(vc.n_heads >= 1 && vc.head_dim * vc.n_heads == vc.hidden && vc.head_dim % 4 == 0);
+        FUZZ_CHECK(vc.patch_size >= 1 && vc.temporal_patch_size >= 1 && vc.merge_size >= 1 && vc.in_channels >= 1);
+        FUZZ_CHECK(vc.position_side >= 1 && vc.position_side * vc.position_side == vc.n_positions);
+        FUZZ_CHECK(vc.n_deepstack >= 0 && vc.n_deepstack <= VIT_MAX_DEEPSTACK);
+        for (int j = 0; j < vc.n_deepstack; j++)
+            FUZZ_CHECK(vc.deepstack_layers[j] >= 0 && vc.deepstack_layers[j] < vc.depth);
+        FUZZ_CHECK(vc.rope_theta > 0 && isfinite(vc.rope_theta));
+    }
     qwen3_config cfg;
     fuzz_clear_error();
-    tandem_status st = qwen3_config_from_json(path, &cfg);
+    st = qwen3_config_from_json(path, &cfg);
     fuzz_check_failure(st);
     if (st != TANDEM_OK) return 0;
     FUZZ_CHECK(cfg.n_layers >= 1 && cfg.n_layers <= 1024);

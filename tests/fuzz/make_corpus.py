@@ -436,6 +436,8 @@ def main():
         out("config_json", "rope-yarn.json", json.dumps(yarn))
         out("config_json", "text_config.json", json.dumps(vl_config(base), indent=1))
         out("config_json", "text_config-vision.json", json.dumps(vl_config(base, vision=True), indent=1))
+        for m in ["vl_tied", "vl_untied"]:  # Qwen3-VL folders with a vision_config (vit_config_from_json)
+            out("config_json", f"{m}.json", read(os.path.join(GOLDEN, "vision", m, "config.json")))
         out("config_json", "real-0.6B-like.json", json.dumps(dict(
             base, hidden_size=1024, intermediate_size=3072, num_attention_heads=16, num_key_value_heads=8,
             head_dim=128, num_hidden_layers=28, vocab_size=151936, max_position_embeddings=40960)))

@@ -1,6 +1,7 @@
 /* test_kernels.c — kernels against plain definitions: f16/bf16 conversion, quantize→dequantize error,
- * dot products of stored rows, threaded matmul on odd shapes, RoPE, RMSNorm, softmax, attention, SwiGLU,
- * argmax, and NaN kept as NaN, on every instruction set; top-k against a full sort. */
+ * dot products of stored rows, threaded matmul on odd shapes, RoPE (1-D and 2-D), RMSNorm, LayerNorm, softmax,
+ * causal and bidirectional attention, SwiGLU, GELU, argmax, and NaN kept as NaN, on every instruction set; top-k
+ * against a full sort. */
 #include <float.h>
 #include <stdlib.h>
 
@@ -392,6 +393,91 @@ static void check_swiglu_isas(void) {
     kernel_isa_select(NULL);
 }
 
+/* The vision encoder's ops against double-precision definitions: LayerNorm (a long row with a large common offset,
+ * in place), bias rows, GELU in both forms (tails where e^(−2u) overflows and underflows, scalar tails of the SIMD
+ * loop) on every instruction set, the 2-D rotary angles, and bidirectional attention on every instruction set
+ * (every query sees every key; partial key blocks, head sizes with and without 8-wide chunks). */
+static void check_vision_ops(void) {
+    enum { N = 1029 };
+    float *x = malloc(sizeof(float) * N), *w = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N);
+    float *out = malloc(sizeof(float) * N);
+    double mean = 0, var = 0;
+    for (int i = 0; i < N; i++) x[i] = 100.0f + frand() * (i % 5 + 1), w[i] = frand(), b[i] = frand(), mean += x[i];
+    mean /= N;
+    for (int i = 0; i < N; i++) var += (x[i] - mean) * (x[i] - mean) / N;
+    memcpy(out, x, sizeof(float) * N);
+    layernorm_forward(out, out, w, b, N, 1e-6f);
+    double worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(out[i] - ((x[i] - mean) / sqrt(var + 1e-6) * w[i] + b[i])));
+    CHECK_MSG(worst < 2e-5, "LayerNorm over %d values differs from the definition by %g", N, worst);
+
+    float y[3 * 5], bias[5];
+    for (int i = 0; i < 15; i++) y[i] = (float)i;
+    for (int i = 0; i < 5; i++) bias[i] = 0.5f * i;
+    bias_add_rows(y, bias, 3, 5);
+    for (int i = 0; i < 15; i++) CHECK(y[i] == (float)i + 0.5f * (i % 5));
+
+    for (int i = 0; i < N; i++) x[i] = frand() * (i % 7 == 0 ? 40.0f : 4.0f);
+    const char *isas[] = {"scalar", "avx2"};
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (int n = 1; n <= N; n += 257) {
+            gelu_tanh_forward(out, x, n);
+            worst = 0;
+            for (int i = 0; i < n; i++) {
+                const double v = x[i], ref = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+                worst = fmax(worst, fabs(ref - out[i]) / (1.0 + fabs(v)));
+            }
+            CHECK_MSG(worst < 1e-6, "gelu_tanh on %s (n=%d) is off by %g", isas[k], n, worst);
+        }
+    }
+    kernel_isa_select(NULL);
+    gelu_erf_forward(out, x, N);
+    worst = 0;
+    for (int i = 0; i < N; i++)
+        worst = fmax(worst, fabs(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0))) - out[i]) / (1.0 + fabs(x[i])));
+    CHECK_MSG(worst < 1e-6, "gelu_erf is off by %g", worst);
+    /* the two forms differ (by ~4e-4 at x = 3): a test that mixed them up would see it */
+    float t3 = 3.0f, e3 = 3.0f;
+    gelu_tanh_forward(&t3, &t3, 1);
+    gelu_erf_forward(&e3, &e3, 1);
+    CHECK(fabsf(t3 - e3) > 2e-4f);
+
+    /* 2-D rotary: angles row·ω_k for the first quarter, col·ω_k for the second, ω_k = θ^(-4k/hd) */
+    enum { HD = 20 };
+    float inv[HD / 4], cs[HD];
+    rope_inv_freq(inv, HD / 2, 10000.0f);
+    rope_angles_2d(cs, HD, 3, 7, inv);
+    for (int k = 0; k < HD / 2; k++) {
+        const double a = (k < HD / 4 ? 3.0 : 7.0) * pow(10000.0, -4.0 * (k % (HD / 4)) / HD);
+        CHECK_NEAR(cs[k], cos(a), 1e-5);
+        CHECK_NEAR(cs[HD / 2 + k], sin(a), 1e-5);
+    }
+    free(x), free(w), free(b), free(out);
+
+    const int head_dims[] = {16, 20, 24, 64, 72};
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        worst = 0;
+        for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
+            const int hd = head_dims[hi];
+            for (int n_keys = 1; n_keys <= 200; n_keys += 33) {
+                const int nq = 1 + (n_keys * 7 + (int)hi) % 70;
+                float *q = malloc(sizeof(float) * nq * hd), *keys = malloc(sizeof(float) * n_keys * hd);
+                float *vals = malloc(sizeof(float) * n_keys * hd), *o = malloc(sizeof(float) * nq * hd);
+                float *sc = malloc(sizeof(float) * attention_scratch_floats(nq, hd));
+                for (int i = 0; i < nq * hd; i++) q[i] = frand() * 2.0f;
+                for (int i = 0; i < n_keys * hd; i++) keys[i] = frand(), vals[i] = frand();
+                attention_full_forward(o, q, nq, keys, vals, n_keys, hd, 0.3f, sc);
+                worst = fmax(worst, attention_error(q, nq, keys, vals, n_keys, hd, o));
+                free(q), free(keys), free(vals), free(o), free(sc);
+            }
+        }
+        CHECK_MSG(worst < 2e-5, "bidirectional attention on %s differs from the definition by %g", isas[k], worst);
+    }
+    kernel_isa_select(NULL);
+}
+
 /* argmax on every instruction set against a plain loop: the first of equal maxima, NaNs never chosen, a
  * maximum in the scalar tail, -inf everywhere, all NaN. */
 static void check_argmax_isas(void) {
@@ -576,6 +662,7 @@ int main(void) {
     check_kv_rows();
     check_to_f16_isas();
     check_swiglu_isas();
+    check_vision_ops();
     check_argmax_isas();
     check_ops();
     check_nonfinite();
