@@ -154,7 +154,9 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 /* The part of a GGUF name before a split suffix "-00001-of-00003.gguf" (or before ".gguf"), its length. */
 static size_t gguf_group_len(const char *path) {
-    size_t n = strlen(path) - 5; /* ".gguf" */
+    size_t n = strlen(path);
+    if (n < 5) return n;
+    n -= 5; /* ".gguf" */
     const char *p = path;
     /* "-DDDDD-of-DDDDD" right before ".gguf" */
     if (n >= 15 && p[n - 15] == '-' && !strncmp(p + n - 9, "-of-", 4)) {
@@ -266,6 +268,12 @@ done:
     return st;
 }
 
+static bool any_has_quant(const path_list *l, const char *quant) {
+    for (size_t i = 0; i < l->n; i++)
+        if (hub_name_has_quant(base_name(l->items[i]), quant)) return true;
+    return false;
+}
+
 /* The path ref names in its snapshot folder snap: the folder itself (an HF checkpoint), its one GGUF, the file
  * select names, or the GGUF file whose name has the quantization select. */
 static tandem_status pick_in_snapshot(const char *lead, const char *ref, const char *root, const char *snap,
@@ -310,10 +318,10 @@ static tandem_status pick_in_snapshot(const char *lead, const char *ref, const c
         st = *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
     } else if (select && l.n == 0) {
         st = not_cached(lead, ref, root, "no such file, and no .gguf file, in its snapshot");
+    } else if (select && !any_has_quant(&l, select)) {
+        st = not_cached(lead, ref, root, "its snapshot has no such file and no .gguf file named with it");
     } else if ((st = hub_pick_gguf(ref, l.items, l.n, select, &first, &count))) {
-        if (select && strchr(select, '.')) /* looked like a file name, not a quantization */
-            st = not_cached(lead, ref, root, "no such file in its snapshot");
-        else tandem_error_prefix("cached snapshot %s", snap);
+        tandem_error_prefix("cached snapshot %s", snap);
     } else {
         *out = str_printf("%s/%s", snap, l.items[first]);
         if (!*out) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
