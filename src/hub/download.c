@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -437,10 +438,29 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
     if (!part) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", what);
     int fd = -1;
     digest sha;
-    if (!make_parent_dirs(part) || (fd = open(part, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666)) < 0 ||
-        fstat(fd, &stt) != 0) {
-        st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create %s: %s", what, part, strerror(errno));
-        goto done;
+    for (;;) {
+        if (!make_parent_dirs(part) || (fd = open(part, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666)) < 0) {
+            st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create %s: %s", what, part, strerror(errno));
+            goto done;
+        }
+        /* one writer per part: another pull of the same file, or the same blob under a second name in this
+         * one, waits here and then finds the blob in place */
+        while (flock(fd, LOCK_EX) != 0)
+            if (errno != EINTR) {
+                st = tandem_fail(TANDEM_ERR_IO, "%s: cannot lock %s: %s", what, part, strerror(errno));
+                goto done;
+            }
+        if (stat(f->final_path, &stt) == 0 && S_ISREG(stt.st_mode)) {
+            atomic_store(&f->have, (int64_t)stt.st_size);
+            if (f->link_path) st = link_into_snapshot(job, f, id);
+            goto done;
+        }
+        struct stat named;
+        if (fstat(fd, &stt) == 0 && stat(part, &named) == 0 && stt.st_ino == named.st_ino &&
+            stt.st_dev == named.st_dev)
+            break;
+        close(fd); /* the part was moved into place or removed meanwhile: open the name again */
+        fd = -1;
     }
     int64_t have = stt.st_size;
     if (s->size >= 0 && have > s->size) { /* longer than the file: no prefix of it */
@@ -762,6 +782,9 @@ static tandem_status download(const tandem_download_params *p, char **local_path
     if (curl_init_code != CURLE_OK)
         return tandem_fail(TANDEM_ERR_IO, "libcurl: %s", curl_easy_strerror(curl_init_code));
     const char *revision = p->revision && p->revision[0] ? p->revision : "main";
+    if (!hub_path_ok(revision))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_download_params.revision \"%.200s\" is no branch, tag or "
+                           "commit name", revision);
     const char *env_endpoint = getenv("HF_ENDPOINT");
     char *endpoint = strdup(p->endpoint && p->endpoint[0]     ? p->endpoint
                             : env_endpoint && env_endpoint[0] ? env_endpoint

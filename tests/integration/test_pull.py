@@ -43,6 +43,9 @@ def hub():
         }, lfs={"Tiny-Q4_K_M.gguf", "Tiny-Q8_0.gguf", "mmproj-Tiny-Q4_K_M.gguf"}))
         h.add(Repo("acme/private", {"secret.txt": b"only with a token\n", "weights.bin": bytes(range(256)) * 40},
                    lfs={"weights.bin"}, token=TOKEN))
+        same = bytes(range(256)) * 64  # one blob under several names, fetched at once
+        h.add(Repo("acme/dups", {"a.bin": same, "b/a.bin": same, "c.bin": same, "x.txt": b"x", "y/x.txt": b"x"},
+                   lfs={"a.bin", "b/a.bin", "c.bin"}))
         yield h
 
 
@@ -201,6 +204,12 @@ def test_pull_into_a_plain_folder(tandem_bin, hub, home):
     assert not (home / "cache").exists()
     assert ok(tandem(tandem_bin, hub, home, "info", out)).splitlines()[1:] == \
         ok(tandem(tandem_bin, hub, home, "info", MODEL)).splitlines()[1:]
+
+
+def test_files_sharing_a_blob_in_parallel(tandem_bin, hub, home):
+    ok(tandem(tandem_bin, hub, home, "pull", "acme/dups", "--parallel", "5"))
+    check_cached_by_huggingface_hub(hub, home, "acme/dups", hub.repos["acme/dups"].files)
+    assert len(list((repo_dir(home, "acme/dups") / "blobs").iterdir())) == 2
 
 
 def test_progress_line_per_file_when_not_a_terminal(tandem_bin, hub, home):
