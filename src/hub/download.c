@@ -248,6 +248,13 @@ static void normalize_etag(const char *in, char *out, size_t cap) {
     out[n] = '\0';
 }
 
+static bool is_hex_n(const char *s, size_t len) {
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) return false;
+    return n == len;
+}
+
 static CURL *new_handle(const dl_job *job, const char *url, struct curl_slist **headers, const char *range) {
     CURL *c = curl_easy_init();
     if (!c) return NULL;
@@ -360,8 +367,9 @@ static tandem_status hash_existing(const char *path, int fd, int64_t n, digest *
 }
 
 /* One GET of f's resolve URL into the part (fd holding `offset` bytes): appended on 206, restarted on 200. */
+/* etag (cap ≥ 1): the hub's id of the file from the first answer's X-Linked-Etag or ETag, normalized, or "". */
 static tandem_status get_into_part(dl_job *job, dl_file *f, const char *part, int fd, int64_t offset, digest *hash,
-                                   bool *restart_whole) {
+                                   bool *restart_whole, char *etag, size_t cap) {
     char what[600];
     snprintf(what, sizeof what, "%s: %s", job->repo_id, f->s->path);
     *restart_whole = false;
@@ -394,11 +402,8 @@ static tandem_status get_into_part(dl_job *job, dl_file *f, const char *part, in
                          what, part, strerror(x.write_errno));
     } else if (atomic_load(&job->stop) && rc == CURLE_ABORTED_BY_CALLBACK) {
         st = tandem_fail(TANDEM_ERR_ABORTED, "%s: stopped (the part is kept in %s)", what, part);
-    } else if (x.range_refused) {
-        st = tandem_fail(TANDEM_ERR_IO, "%s: the server answered a request from byte %lld with other bytes", what,
-                         (long long)offset);
-    } else if (code == 416 && offset > 0) {
-        *restart_whole = true; /* the part is no prefix the server knows: start again */
+    } else if (x.range_refused || (code == 416 && offset > 0)) {
+        *restart_whole = true; /* other bytes than asked for, or a part the server does not know: start again */
     } else if (code >= 400) {
         st = http_status_error(job, what, code);
     } else if (rc != CURLE_OK) {
@@ -409,6 +414,7 @@ static tandem_status get_into_part(dl_job *job, dl_file *f, const char *part, in
     } else if (code != 200 && code != 206) {
         st = tandem_fail(TANDEM_ERR_IO, "%s: unexpected HTTP %ld from %s", what, code, job->endpoint);
     }
+    normalize_etag(x.linked_etag[0] ? x.linked_etag : x.etag, etag, cap);
     free(x.body.data);
     return st;
 }
@@ -438,6 +444,7 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
     if (!part) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", what);
     int fd = -1;
     digest sha;
+    char etag[160] = "";
     for (;;) {
         if (!make_parent_dirs(part) || (fd = open(part, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666)) < 0) {
             st = tandem_fail(TANDEM_ERR_IO, "%s: cannot create %s: %s", what, part, strerror(errno));
@@ -456,8 +463,7 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
             goto done;
         }
         struct stat named;
-        if (fstat(fd, &stt) == 0 && stat(part, &named) == 0 && stt.st_ino == named.st_ino &&
-            stt.st_dev == named.st_dev)
+        if (fstat(fd, &stt) == 0 && stat(part, &named) == 0 && stt.st_ino == named.st_ino && stt.st_dev == named.st_dev)
             break;
         close(fd); /* the part was moved into place or removed meanwhile: open the name again */
         fd = -1;
@@ -478,7 +484,8 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
         }
         if (s->size >= 0 && have == s->size && have > 0) break; /* complete from an earlier run: check it */
         bool restart = false;
-        if ((st = get_into_part(job, f, part, fd, have, s->sha256 ? &sha : NULL, &restart))) goto done;
+        st = get_into_part(job, f, part, fd, have, s->sha256 ? &sha : NULL, &restart, etag, sizeof etag);
+        if (st) goto done;
         if (!restart) break;
         if (ftruncate(fd, 0) != 0) {
             st = tandem_fail(TANDEM_ERR_IO, "%s: cannot truncate %s: %s", what, part, strerror(errno));
@@ -496,16 +503,26 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
                          what, (long long)stt.st_size, (long long)s->size);
         goto done;
     }
+    /* the listing's digests; without them, the ETag of the resolve URL names the content the same way (an LFS
+     * file's sha256, any other file's git blob id) */
     char got[DIGEST_HEX_MAX];
-    const char *want = s->sha256 ? s->sha256 : s->blob_id;
-    if (s->sha256) digest_hex(&sha, got);
-    else if (s->blob_id && (st = file_digest(part, fd, DIGEST_SHA1, true, got))) goto done;
+    const char *want = NULL, *kind = NULL;
+    if (s->sha256) {
+        digest_hex(&sha, got);
+        want = s->sha256, kind = "sha256";
+    } else if (s->blob_id || is_hex_n(etag, 40)) {
+        want = s->blob_id ? s->blob_id : etag, kind = "git blob id";
+        if ((st = file_digest(part, fd, DIGEST_SHA1, true, got))) goto done;
+    } else if (is_hex_n(etag, 64)) {
+        want = etag, kind = "sha256";
+        if ((st = file_digest(part, fd, DIGEST_SHA256, false, got))) goto done;
+    }
     if (want && strcmp(got, want)) {
         unlink(part);
         st = tandem_fail(TANDEM_ERR_MISMATCH,
                          "%s: checksum mismatch: the download's %s is %s, the hub's metadata says %s: the file was "
                          "removed (a corrupted transfer or a changed file: run again)",
-                         what, s->sha256 ? "sha256" : "git blob id", got, want);
+                         what, kind, got, want);
         goto done;
     }
     if (fdatasync(fd) != 0 || rename(part, f->final_path) != 0) {
@@ -783,8 +800,10 @@ static tandem_status download(const tandem_download_params *p, char **local_path
         return tandem_fail(TANDEM_ERR_IO, "libcurl: %s", curl_easy_strerror(curl_init_code));
     const char *revision = p->revision && p->revision[0] ? p->revision : "main";
     if (!hub_path_ok(revision))
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_download_params.revision \"%.200s\" is no branch, tag or "
-                           "commit name", revision);
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_download_params.revision \"%.200s\" is no branch, tag or "
+                           "commit name",
+                           revision);
     const char *env_endpoint = getenv("HF_ENDPOINT");
     char *endpoint = strdup(p->endpoint && p->endpoint[0]     ? p->endpoint
                             : env_endpoint && env_endpoint[0] ? env_endpoint

@@ -54,7 +54,8 @@ class FakeHub:
     """with FakeHub() as hub: hub.add(Repo(...)); hub.url is the endpoint. Faults (each reset by hub.reset()):
     drop_after[(repo_id, path)] = n: the next transfer of that file sends n bytes, then closes the connection;
     corrupt: {(repo_id, path)}: one byte of the served file flipped (metadata unchanged);
-    ignore_range: answer Range requests with the whole file (200).
+    ignore_range: answer Range requests with the whole file (200);
+    bare_info: the model info lists only file names (as without ?blobs=true): ids come from the resolve URLs' ETags.
     requests: (method, path, headers dict) of every request, in order."""
 
     def __init__(self):
@@ -87,6 +88,7 @@ class FakeHub:
             self.drop_after = {}
             self.corrupt = set()
             self.ignore_range = False
+            self.bare_info = False
             self.requests = []
 
     def add(self, repo):
@@ -164,7 +166,10 @@ class FakeHub:
     def _info(self, h, repo_id, revision, head):
         repo = self._repo_or_error(h, repo_id, revision, head)
         if repo is not None:
-            self._json(h, 200, repo.info(), head)
+            info = repo.info()
+            if self.bare_info:
+                info["siblings"] = [{"rfilename": s["rfilename"]} for s in info["siblings"]]
+            self._json(h, 200, info, head)
 
     def _resolve(self, h, repo_id, revision, file, head):
         repo = self._repo_or_error(h, repo_id, revision, head)

@@ -206,6 +206,23 @@ def test_pull_into_a_plain_folder(tandem_bin, hub, home):
         ok(tandem(tandem_bin, hub, home, "info", MODEL)).splitlines()[1:]
 
 
+def test_listing_without_digests_uses_the_etags(tandem_bin, hub, home):
+    # a model info without sizes, blob ids or LFS digests: each file's blob is named, and checked, by the ETag /
+    # X-Linked-Etag of its resolve URL (a HEAD before the download), as huggingface_hub names them
+    hub.bare_info = True
+    ok(tandem(tandem_bin, hub, home, "pull", "acme/Tiny-GGUF", "--include", "Tiny-Q8_0.gguf", "--include", "*.md"))
+    check_cached_by_huggingface_hub(hub, home, "acme/Tiny-GGUF", ["Tiny-Q8_0.gguf", "README.md"])
+    with hub.lock:
+        assert sorted(p for m, p, h in hub.requests if m == "HEAD") == \
+            ["/acme/Tiny-GGUF/resolve/" + hub.repos["acme/Tiny-GGUF"].commit + "/" + f
+             for f in ("README.md", "Tiny-Q8_0.gguf")]
+    hub.reset()
+    hub.bare_info = True
+    hub.corrupt.add(("acme/tiny-hf", "model.safetensors"))
+    err = failed(tandem(tandem_bin, hub, home, "pull", "acme/tiny-hf:model.safetensors"))
+    assert "checksum mismatch: the download's sha256 is" in err
+
+
 def test_files_sharing_a_blob_in_parallel(tandem_bin, hub, home):
     ok(tandem(tandem_bin, hub, home, "pull", "acme/dups", "--parallel", "5"))
     check_cached_by_huggingface_hub(hub, home, "acme/dups", hub.repos["acme/dups"].files)
