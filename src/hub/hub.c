@@ -358,9 +358,20 @@ tandem_status tandem_hub_resolve(const char *ref, char **local_path) {
     return st;
 }
 
+/* ORG/NAME ending like a model file ("models/x.gguf") is a missing local file, not a repository */
+static bool looks_like_file(const char *path) {
+    size_t n = strcspn(path, ":");
+    static const char *const EXT[] = {".gguf", ".safetensors", ".json", ".bin"};
+    for (size_t i = 0; i < sizeof EXT / sizeof *EXT; i++) {
+        size_t k = strlen(EXT[i]);
+        if (n > k && !strncasecmp(path + n - k, EXT[i], k)) return true;
+    }
+    return false;
+}
+
 tandem_status hub_resolve_model_path(const char *path, char **resolved) {
     *resolved = NULL;
     struct stat stt;
-    if (!path || lstat(path, &stt) == 0 || !hub_ref_split(path, NULL, NULL)) return TANDEM_OK;
+    if (!path || lstat(path, &stt) == 0 || looks_like_file(path) || !hub_ref_split(path, NULL, NULL)) return TANDEM_OK;
     return resolve_ref("no such file or folder, and ", path, resolved);
 }

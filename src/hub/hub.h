@@ -61,7 +61,8 @@ bool hub_name_has_quant(const char *name, const char *quant);
 tandem_status hub_pick_gguf(const char *what, char *const *paths, size_t n, const char *quant, size_t *first,
                             size_t *count);
 
-/* For the model loaders: a path that exists, or is not shaped like a hub reference, is theirs (*resolved NULL).
+/* For the model loaders: a path that exists, or is not shaped like a hub reference, or whose ORG/NAME part ends
+ * like a model file (.gguf, .safetensors, .json, .bin: a missing local file), is theirs (*resolved NULL).
  * A reference is looked up in the local cache without network: *resolved is the file or snapshot folder it names;
  * not cached: TANDEM_ERR_IO telling how to download it. */
 tandem_status hub_resolve_model_path(const char *path, char **resolved);
