@@ -87,6 +87,7 @@ static const struct {
     {"tandem_download_params.n_parallel", "--parallel"},
     {"tandem_download_params.file", "the :FILE or :QUANT"},
     {"tandem_download_params.repo_id", "REPO_ID"},
+    {" (or tandem_download)", ""}, /* a reference not cached: the message's `tandem pull` is the CLI's way */
 };
 
 /* Where one command takes a field otherwise than by the flag above: looked up first. */
