@@ -812,6 +812,63 @@ tandem_distill_params tandem_distill_default_params(void);
  * ids outside the vocabulary: clear errors, nothing written. */
 tandem_status tandem_distill(const tandem_distill_params *params);
 
+/* ---- Hugging Face hub: downloads and model references (src/hub) ---- */
+
+/* Every path argument that names a model (tandem_model_load, tandem_tokenizer_load, the converters, the CLI's -m)
+ * also accepts a hub reference when no file or folder of that name exists: "ORG/NAME" (the snapshot folder of an
+ * HF checkpoint, or the repository's one GGUF), "ORG/NAME:QUANT" (the .gguf file whose name has QUANT as a token,
+ * case-insensitively, e.g. "Qwen/Qwen3-8B-GGUF:Q4_K_M") or "ORG/NAME:FILE" (that file of the repository), looked
+ * up in the local cache without network (revision main). The cache is huggingface_hub's: HF_HUB_CACHE, else
+ * HF_HOME/hub, else ~/.cache/huggingface/hub; models--ORG--NAME/{blobs,snapshots/COMMIT,refs/main}, so files
+ * downloaded by huggingface_hub are found, and tandem's downloads are found by it. */
+
+/* Reported during tandem_download, from the calling thread: after each file and a few times per second. */
+typedef struct tandem_download_progress {
+    const char *file; /* the repository path of the file that just completed; NULL in periodic reports */
+    int32_t n_files_done, n_files;
+    int64_t bytes_done;  /* of the selected files, on disk now (parts kept from an earlier run included) */
+    int64_t bytes_total; /* their sizes as the hub lists them */
+    int64_t bytes_start; /* of bytes_done, what was already on disk at the start (not transferred by this call) */
+} tandem_download_progress;
+/* Return false to stop: the download then fails with TANDEM_ERR_ABORTED, parts kept for the next call to resume. */
+typedef bool (*tandem_download_callback)(const tandem_download_progress *p, void *user);
+
+typedef struct tandem_download_params {
+    const char *repo_id;        /* "ORG/NAME" (required) */
+    const char *revision;       /* branch, tag or commit; NULL = "main" */
+    const char *file;           /* NULL: the whole repository (or what include selects); else one file's path in
+                                    the repository or, when no file has that path, a quantization (e.g. "Q4_K_M"):
+                                    the .gguf file (or the parts of a split one) whose name has it */
+    const char *const *include; /* fnmatch patterns on repository paths ('*' crosses '/'); a file matching any is
+                                    downloaded; NULL or n_include 0 = every file; not together with file */
+    int32_t n_include;
+    const char *cache_dir; /* NULL = the hub cache above */
+    const char *local_dir; /* not NULL: the files go into this plain folder (created) instead of the cache */
+    const char *token;     /* NULL = HF_TOKEN, else the token file huggingface-cli login writes (HF_HOME/token) */
+    const char *endpoint;  /* NULL = HF_ENDPOINT, else https://huggingface.co */
+    int32_t n_parallel;    /* files fetched at once, 1..64; 0 = 4 */
+    tandem_download_callback progress; /* may be NULL */
+    void *user;
+} tandem_download_params;
+tandem_download_params tandem_download_default_params(void);
+
+/* Downloads a repository's files (all, those include selects, or one file / quantization) from the hub's resolve
+ * URLs into the cache (or local_dir), several at once, and sets *local_path (free with tandem_free) to the
+ * snapshot folder, or to the file when file was given (the first part of a split GGUF). Each file is written as
+ * blobs/<id>.incomplete (<path>.incomplete in local_dir), resumed from where an earlier run stopped, checked
+ * against the hub's metadata (an LFS file's sha256, any other file's git blob id) and only then renamed into place
+ * and linked into the snapshot, so no complete-looking file is ever half-written or wrong. A file already in the
+ * cache is not fetched again (in local_dir: a file of the listed size). Errors name the repository and file:
+ * TANDEM_ERR_IO for the network, HTTP 401/403 (asks for a token), 404 (repository or file not found) and the
+ * disk (a full disk keeps the part for resuming); TANDEM_ERR_MISMATCH when a checksum differs (the part is
+ * removed); TANDEM_ERR_INVALID_ARG when file matches nothing or several files. */
+tandem_status tandem_download(const tandem_download_params *params, char **local_path);
+
+/* ref (a hub reference as above) → *local_path in the local cache (free with tandem_free), without network.
+ * TANDEM_ERR_INVALID_ARG if ref is not shaped like one; TANDEM_ERR_IO, saying to run `tandem pull REF`, if it is
+ * not in the cache. */
+tandem_status tandem_hub_resolve(const char *ref, char **local_path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,8 @@ TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_
     -k "bad or usage or error or missing"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   python3 -m pytest -q tests/integration/test_convert.py -k "bad or force or progress or short"
+TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
+  python3 -m pytest -q tests/integration/test_pull.py  # tandem pull against the fake hub: every failure path
 
 echo "== ThreadSanitizer build + the C tests that use threads"
 TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden test_convert test_batch test_engine

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "checkpoint.h"
+#include "hub.h"
 
 /* The Hugging Face folder layout: each file a checkpoint may hold, and where its path goes. */
 typedef struct hf_file {
@@ -40,16 +41,22 @@ void checkpoint_files_free(checkpoint_files *f) {
 tandem_status checkpoint_find(const char *path, checkpoint_files *out) {
     memset(out, 0, sizeof *out);
     if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "checkpoint: path is NULL");
-    out->path = strdup(path);
+    /* a hub reference (ORG/NAME:Q4_K_M) that is no local path: its file or folder in the Hugging Face cache */
+    char *cached = NULL;
+    tandem_status st = hub_resolve_model_path(path, &cached);
+    if (st) return st;
+    out->path = cached ? cached : strdup(path);
     if (!out->path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+    path = out->path;
     /* anything but a folder is taken for a GGUF: opening it says what is wrong (missing, not a GGUF, …) */
     out->is_gguf = !path_is_dir(path);
     if (out->is_gguf) return TANDEM_OK;
     for (int i = 0; i < N_HF_FILES; i++) {
         char *file = path_join(path, HF_FILES[i].name);
         if (!file) {
-            checkpoint_files_free(out);
-            return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
+            checkpoint_files_free(out); /* frees path */
+            return st;
         }
         if (path_exists(file)) *file_slot(out, i) = file;
         else free(file);

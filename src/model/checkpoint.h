@@ -24,8 +24,10 @@ typedef struct checkpoint_files {
     bool vision_config;        /* config.json has a vision_config (a vision-language model: Qwen3-VL) */
 } checkpoint_files;
 
-/* path: a folder (an HF set: the files above that exist in it) or a file (a GGUF: only path is set). Fails only
- * when path does not exist or memory runs out; what a model needs is checked by checkpoint_open.
+/* path: a folder (an HF set: the files above that exist in it) or a file (a GGUF: only path is set), or a hub
+ * reference (ORG/NAME[:QUANT or FILE], src/hub) that no local path has: out->path is then where the Hugging Face
+ * cache holds it. Fails only when path does not exist (a reference: is not cached) or memory runs out; what a
+ * model needs is checked by checkpoint_open.
  * text_config / vision_config are left false (they come from reading config.json). */
 tandem_status checkpoint_find(const char *path, checkpoint_files *out);
 void checkpoint_files_free(checkpoint_files *f); /* accepts a zeroed struct */

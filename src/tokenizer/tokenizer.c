@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <utf8proc.h>
 
+#include "hub.h"
 #include "tokenizer.h"
 
 /* The qwen2 pre-tokenizer (tokenizer.json Split regex of every Qwen2/Qwen3 release); used for GGUF files whose
@@ -1211,6 +1212,17 @@ tandem_status tandem_tokenizer_load(const char *path, tandem_tokenizer **out) {
     if (!out) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_tokenizer_load: out is NULL");
     *out = NULL;
     if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_tokenizer_load: path is NULL");
+    /* a hub reference (ORG/NAME:Q4_K_M) that is no local path: the cached file or folder it names */
+    char *cached = NULL;
+    if ((st = hub_resolve_model_path(path, &cached))) {
+        tandem_error_prefix("tandem_tokenizer_load");
+        return st;
+    }
+    if (cached) {
+        st = tandem_tokenizer_load(cached, out);
+        free(cached);
+        return st;
+    }
     if (path_is_dir(path)) {
         st = tokenizer_load_json(path, out);
     } else {

@@ -6,6 +6,7 @@ byte-level tokenizer, the golden files that are already small, hand-made safeten
 texts for the tokenizer. Deterministic (fixed seeds); needs numpy, gguf and safetensors (scripts/setup.sh).
 Run from anywhere:  python3 tests/fuzz/make_corpus.py   (rewrites tests/fuzz/corpus/, keeps regression/)
 """
+import hashlib
 import json
 import os
 import shutil
@@ -327,6 +328,38 @@ def grammar_seeds():
     out("grammar_schema", "tools-not-array", "\x0100" + json.dumps(weather))
 
 
+def hub_info_seeds():
+    """hub_info (max_len 16384): the hub's model-info answers (GET /api/models/ORG/NAME/revision/REV?blobs=true) as
+    huggingface.co shapes them: a GGUF repository with LFS files and split parts, an HF checkpoint, edge cases.
+    Some end with SEP and a model reference for hub_ref_split."""
+    def sib(path, data, lfs=False):
+        s = {"rfilename": path, "size": len(data),
+             "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+        if lfs:
+            s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+        return s
+    commit = hashlib.sha1(b"seed").hexdigest()
+    gguf = {"_id": "6650", "id": "Qwen/Qwen3-8B-GGUF", "private": False, "sha": commit, "siblings": [
+        sib(".gitattributes", b"*.gguf filter=lfs\n"), sib("README.md", b"# Qwen3-8B-GGUF\n"),
+        sib("Qwen3-8B-Q4_K_M.gguf", b"GGUF" * 8, True), sib("Qwen3-8B-Q8_0.gguf", b"GGUF" * 9, True),
+        sib("Qwen3-8B-IQ4_K_M.gguf", b"GGUF" * 3, True), sib("mmproj-Qwen3-8B-Q4_K_M.gguf", b"mm", True),
+        sib("split/Qwen3-8B-Q4_K_M-00001-of-00002.gguf", b"a", True),
+        sib("split/Qwen3-8B-Q4_K_M-00002-of-00002.gguf", b"b", True)]}
+    out("hub_info", "gguf-repo.json", json.dumps(gguf, indent=1).encode() + SEP + b"Qwen/Qwen3-8B-GGUF:Q4_K_M")
+    hf = {"id": "Qwen/Qwen3-0.6B", "sha": commit, "siblings": [
+        sib("config.json", b"{}"), sib("model.safetensors", b"\0" * 64, True),
+        sib("tokenizer.json", b"{}", True), sib("nested/dir/notes.txt", b"x")]}
+    out("hub_info", "hf-repo.json", json.dumps(hf))
+    out("hub_info", "no-blobs.json", json.dumps({"sha": commit, "siblings": [{"rfilename": "a.gguf"},
+                                                                             {"rfilename": "b/c.txt"}]}))
+    out("hub_info", "split-only.json", json.dumps({"sha": commit, "siblings": [
+        sib("m-Q4_K_M-00001-of-00003.gguf", b"1", True), sib("m-Q4_K_M-00002-of-00003.gguf", b"2", True),
+        sib("m-Q4_K_M-00003-of-00003.gguf", b"3", True)]}).encode() + SEP + b"org/name:dir/file.gguf")
+    out("hub_info", "hostile-paths.json", json.dumps({"sha": commit, "siblings": [
+        {"rfilename": "../escape"}, {"rfilename": "/abs"}, {"rfilename": "a//b"}]}))
+    out("hub_info", "empty.json", json.dumps({"sha": commit, "siblings": []}))
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -485,6 +518,7 @@ def main():
         image_seeds()
         preprocessor_config_seeds()
         grammar_seeds()
+        hub_info_seeds()
     finally:
         shutil.rmtree(tmp)
 

@@ -82,6 +82,12 @@ static const struct {
     {"tandem_distill_params.topk", "--topk"},
     {"tandem_distill_params.lr", "--lr"},
     {"tandem_distill_params.checkpoint_every", "--checkpoint-every"},
+    {"tandem_download_params.token", "--token"},
+    {"tandem_download_params.include", "--include"},
+    {"tandem_download_params.n_parallel", "--parallel"},
+    {"tandem_download_params.file", "the :FILE or :QUANT"},
+    {"tandem_download_params.repo_id", "REPO_ID"},
+    {" (or tandem_download)", ""}, /* a reference not cached: the message's `tandem pull` is the CLI's way */
 };
 
 /* Where one command takes a field otherwise than by the flag above: looked up first. */

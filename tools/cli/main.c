@@ -53,7 +53,8 @@ static json_t *text_json(const char *s, size_t n) {
 static const char RUN_HELP[] =
     "usage: tandem run -m MODEL (-p TEXT | -f FILE) [options]\n"
     "Generates text after the prompt and streams it to stdout.\n"
-    "  -m, --model PATH         GGUF file or Hugging Face checkpoint folder\n"
+    "  -m, --model PATH         GGUF file or Hugging Face checkpoint folder, or a hub reference pulled with\n"
+    "                           tandem pull (ORG/NAME, ORG/NAME:QUANT, ORG/NAME:FILE)\n"
     "  -p, --prompt TEXT        prompt text (special tokens such as <|im_start|> are recognised)\n"
     "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
     "  -n, --max-tokens N       stop after N generated tokens (default -1: until EOS or full context)\n"
@@ -507,6 +508,7 @@ static const char MAIN_HELP[] =
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
     "  info         describe a model file or folder\n"
+    "  pull         download a model from the Hugging Face hub into the local cache (then -m ORG/NAME:QUANT)\n"
     "  chat         talk with a model through its chat template (terminal, or JSON lines on stdin)\n"
     "  template     print the prompt a model's chat template makes of a conversation\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
@@ -538,6 +540,7 @@ static const struct command {
     {"distill", cmd_distill},
     {"template", cmd_template},
     {"chat", cmd_chat},
+    {"pull", cmd_pull},
 };
 
 static int print_version(void) {
