@@ -579,7 +579,10 @@ tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
         engine_slot *s = &e->slots[i];
         if (!s->req || s->seq.phase != GEN_DECODE) continue;
         if (!s->seq.spec) batch_add(e, s, &n, &n_logits, &s->pending, 1, LOGITS_LAST);
-        else if (s->phase == SPEC_VERIFY) batch_add(e, s, &n, &n_logits, s->spec_ids, s->spec_n, LOGITS_ALL);
+        else if (s->phase == SPEC_VERIFY) {
+            batch_add(e, s, &n, &n_logits, s->spec_ids, s->spec_n, LOGITS_ALL);
+            spec_round_pass_starts(s->seq.spec);
+        }
     }
     for (engine_slot *s; n < e->p.n_batch && (s = next_prompt_slot(e));) {
         const size_t left = s->seq.n_prompt - s->seq.n_prompt_done;

@@ -95,6 +95,9 @@ tandem_status spec_round_draft(spec_decoder *d, gen_emitter *e, const float *dra
                                int32_t *n, spec_phase *next);
 tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logits);
 void spec_round_abort(spec_decoder *d, gen_emitter *e); /* undoes the round's grammar steps */
+/* The verification pass starts now (its time feeds the adaptive draft length): a caller that does other work between
+ * SPEC_VERIFY and the pass. */
+void spec_round_pass_starts(spec_decoder *d);
 /* tandem_generate's unit of work: the first call samples the first token from target's logits (those of the prompt)
  * and emits it (spec_decoder_first); each later call is one round (propose, one target pass, accept or correct, roll
  * back, emit). Sets e->r->finish to TANDEM_FINISH_CONTEXT_FULL when target is full; adds to e->r->spec_stats. */

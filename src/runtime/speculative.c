@@ -387,6 +387,8 @@ tandem_status spec_round_begin(spec_decoder *d, gen_emitter *e, int32_t max_k, c
     return TANDEM_OK;
 }
 
+void spec_round_pass_starts(spec_decoder *d) { d->t_phase = now_ms(); }
+
 void spec_round_abort(spec_decoder *d, gen_emitter *e) {
     if (e->grammar && d->n_consumed > 0) (void)grammar_matcher_rollback(e->grammar, d->n_consumed);
     d->n_consumed = 0;
