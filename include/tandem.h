@@ -365,9 +365,9 @@ void tandem_engine_free(tandem_engine *engine);
  * The prediction, if any, is copied. */
 tandem_status tandem_engine_add(tandem_engine *engine, const int32_t *prompt_ids, size_t n_prompt,
                                 const tandem_gen_params *params, int64_t *id);
-/* One step: queued requests take free slots, then one forward pass over the batch of every running sequence,
- * then each sequence with logits samples its next token and emits it (on_text; a finished sequence frees its
- * slot). *idle (may be NULL): nothing is queued or running any more. A request that fails (out of memory,
+/* One step: queued requests take free slots, then (speculating sequences) the draft-model passes that make their
+ * proposals, then one forward pass over the batch of every running sequence, then each sequence with logits samples
+ * its next token, or accepts or corrects its proposals, and emits (on_text; a finished sequence frees its slot). *idle (may be NULL): nothing is queued or running any more. A request that fails (out of memory,
  * logits that are not finite) ends alone, its status kept for tandem_engine_result; the step itself fails only
  * on invalid arguments. */
 tandem_status tandem_engine_step(tandem_engine *engine, bool *idle);
