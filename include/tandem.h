@@ -268,14 +268,23 @@ typedef struct tandem_gen_params {
     bool ignore_eos;
     tandem_text_callback on_text;   /* may be NULL */
     void *user;
-    /* speculative decoding: used when draft is non-NULL or spec.lookup_ngram > 0 */
-    tandem_ctx *draft;              /* a context of a draft model (checked with tandem_model_check_draft) */
+    /* speculative decoding: used when draft is non-NULL, spec.lookup_ngram > 0 or n_prediction > 0 (below) */
+    tandem_ctx *draft; /* a context of a draft model (checked with tandem_model_check_draft); NULL in an
+                                       engine, which drafts with tandem_engine_params.draft_model */
     tandem_spec_params spec;
     /* constrained decoding: NULL = free; else every token drawn must keep the output in the grammar's language
      * (tandem_grammar_from_json_schema / _from_tools, below; made for the model's tokenizer: a vocabulary of
      * another size is TANDEM_ERR_MISMATCH; borrowed until the generation ends). An end id is allowed only where the
      * grammar may end, and always ends generation (ignore_eos must be false) */
     const struct tandem_grammar *grammar;
+    /* predicted output (OpenAI's "prediction"): tokens the answer is expected to repeat (code being edited, a document
+     * being revised), proposed for verification like lookup: while the tokens generated so far are the prediction's
+     * start, its next tokens; once they part, the continuation of the last spec.lookup_ngram generated tokens (3 when
+     * lookup_ngram is 0) where they occur in it. Ids below the vocabulary size; borrowed (tandem_engine_add copies
+     * them). Tried before lookup and the draft model; counted with lookup in tandem_spec_stats. Lossless as every
+     * proposal: a wrong prediction costs verification rows, never a different output. NULL / 0 = none */
+    const int32_t *prediction;
+    int32_t n_prediction;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -327,6 +336,19 @@ typedef struct tandem_engine_params {
     int64_t kv_budget_bytes; /* most bytes the KV caches of running sequences may take together; fewer sequences
                                 run at once when n_slots caches do not fit. 0 = n_slots caches of n_ctx rows */
     bool exact;              /* as tandem_ctx_params.exact */
+    /* speculative decoding in an engine: a request speculates when spec.lookup_ngram > 0, when it has a prediction
+     * (tandem_gen_params), or when spec.draft_max > 0 and the engine has this draft model (a zeroed spec, as
+     * tandem_gen_default_params gives, decodes plainly); its spec is checked as tandem_generate does. Each step then drafts for every
+     * such sequence together (one draft-model pass per draft token, all sequences' tokens in it; a sequence's draft
+     * cache catches up with its accepted tokens, or with a reused prefix, in the same passes) and verifies all
+     * proposals in the step's one target pass, beside the other sequences' tokens; each sequence accepts or corrects
+     * as tandem_generate does, so its output is tandem_generate's with a context of this draft model. A step holds
+     * at most n_batch target tokens: each speculating sequence proposes at most (n_batch − running sequences) /
+     * speculating sequences tokens (fewer than draft_max only when n_batch is small; sampled output is then still
+     * the target's distribution, but other draws than tandem_generate's) */
+    tandem_model *draft_model; /* NULL = none; same vocabulary (tandem_model_check_draft), borrowed for the engine's
+                                  life. Each slot then also keeps a draft KV cache of n_ctx rows (kv_type), counted in
+                                  kv_budget_bytes with the target's */
 } tandem_engine_params;
 tandem_engine_params tandem_engine_default_params(void);
 
@@ -338,13 +360,14 @@ void tandem_engine_free(tandem_engine *engine);
  * included; on_text, user and grammar are kept as given: on_text is called from tandem_engine_step, the grammar
  * must live until the request is done). *id names the request
  * (ids start at 1 and are never reused). Refused, with nothing queued: bad ids, a prompt longer than n_ctx
- * (TANDEM_ERR_CONTEXT_FULL), a KV cache of n_ctx rows larger than kv_budget_bytes (TANDEM_ERR_NO_MEMORY), and
- * speculative decoding (params->draft, params->spec.lookup_ngram: TANDEM_ERR_UNSUPPORTED in an engine for now). */
+ * (TANDEM_ERR_CONTEXT_FULL), a slot's KV caches (target and draft) of n_ctx rows larger than kv_budget_bytes
+ * (TANDEM_ERR_NO_MEMORY), bad speculative parameters, params->draft set (an engine drafts with its draft_model).
+ * The prediction, if any, is copied. */
 tandem_status tandem_engine_add(tandem_engine *engine, const int32_t *prompt_ids, size_t n_prompt,
                                 const tandem_gen_params *params, int64_t *id);
-/* One step: queued requests take free slots, then one forward pass over the batch of every running sequence,
- * then each sequence with logits samples its next token and emits it (on_text; a finished sequence frees its
- * slot). *idle (may be NULL): nothing is queued or running any more. A request that fails (out of memory,
+/* One step: queued requests take free slots, then (speculating sequences) the draft-model passes that make their
+ * proposals, then one forward pass over the batch of every running sequence, then each sequence with logits samples
+ * its next token, or accepts or corrects its proposals, and emits (on_text; a finished sequence frees its slot). *idle (may be NULL): nothing is queued or running any more. A request that fails (out of memory,
  * logits that are not finite) ends alone, its status kept for tandem_engine_result; the step itself fails only
  * on invalid arguments. */
 tandem_status tandem_engine_step(tandem_engine *engine, bool *idle);

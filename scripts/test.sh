@@ -33,7 +33,7 @@ TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_
 
 echo "== ThreadSanitizer build + the C tests that use threads"
 TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden test_convert test_batch test_engine
-            test_vit_golden)
+            test_vit_golden test_engine_spec)
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE_THREAD=ON -DTANDEM_WERROR=ON >/dev/null
 ninja -C build-tsan "${TSAN_TESTS[@]}"
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \

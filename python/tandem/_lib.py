@@ -51,7 +51,8 @@ TextCallback = ctypes.CFUNCTYPE(c_bool, ctypes.POINTER(ctypes.c_char), c_size_t,
 class GenParams(ctypes.Structure):
     _fields_ = [("max_tokens", c_int32), ("sampling", SamplerParams), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
-                ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p)]
+                ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p), ("prediction", POINTER(c_int32)),
+                ("n_prediction", c_int32)]
 
 
 class Timings(ctypes.Structure):
@@ -81,7 +82,7 @@ class ChatRenderParams(ctypes.Structure):
 
 class EngineParams(ctypes.Structure):
     _fields_ = [("n_slots", c_int32), ("n_ctx", c_int32), ("n_batch", c_int32), ("kv_type", c_int),
-                ("kv_budget_bytes", c_int64), ("exact", c_bool)]
+                ("kv_budget_bytes", c_int64), ("exact", c_bool), ("draft_model", c_void_p)]
 
 
 FINISH_NAMES = {0: "none", 1: "eos", 2: "stop", 3: "length", 4: "context_full", 5: "aborted"}

@@ -211,8 +211,8 @@ class LLMPipeline:
         return self.generate(inputs, generation_config, streamer, **kwargs)
 
     def generate(self, inputs, generation_config=None, streamer=None, **kwargs):
-        """inputs: a str, or a list of str (decoded together by a tandem engine; one after the other with a draft model
-        or prompt lookup, which the engine does not support yet). A str is rendered
+        """inputs: a str, or a list of str (decoded together by a tandem engine, with the draft model or prompt lookup
+        as one prompt alone would be). A str is rendered
         with the chat template as a user message when the model has one and apply_chat_template is True, as
         OpenVINO GenAI does by default. streamer: a callable (str) -> StreamingStatus | bool | None or a
         StreamerBase; True or STOP (or CANCEL) ends the generation."""
@@ -232,7 +232,7 @@ class LLMPipeline:
             raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
         result = None
         with self._lock:
-            if len(prompts) > 1 and not self._draft_ctx and not self._prompt_lookup:
+            if len(prompts) > 1:
                 return self._generate_batch(prompts, config)
             for p in prompts:
                 r = self._generate_one(p, config, streamer)
@@ -329,6 +329,7 @@ class LLMPipeline:
         if self._engine is None:
             ep = lib.tandem_engine_default_params()
             ep.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
+            ep.draft_model = self._draft  # None without one; the engine keeps a draft cache per slot
             engine = ctypes.c_void_p()
             check(lib.tandem_engine_create(self._model, ctypes.byref(ep), ctypes.byref(engine)))
             self._engine = engine
@@ -339,6 +340,7 @@ class LLMPipeline:
                 if gp.max_tokens == 0:
                     req.append(None)
                     continue
+                gp.draft = None  # the engine drafts with its draft_model
                 arr = (ctypes.c_int32 * len(ids))(*ids)
                 rid = ctypes.c_int64()
                 check(lib.tandem_engine_add(self._engine, arr, len(ids), ctypes.byref(gp), ctypes.byref(rid)))

@@ -1,6 +1,12 @@
 /* engine.c — tandem_engine: many requests generated together on one model, one forward pass per step over a batch
- * of every running sequence's next token and prompt chunks; slots (a KV cache each, reused by a prompt that starts
- * with what it holds), the queue, the KV budget. */
+ * of every running sequence's next token, speculative proposals and prompt chunks; slots (a KV cache each, and one of
+ * the draft model, reused by a prompt that starts with what it holds), the queue, the KV budget.
+ *
+ * A step: queued requests take slots; each speculating sequence begins a round (speculative.c: proposals from its
+ * prediction or lookup, or it asks its draft cache to catch up and the draft model to propose); draft passes, each
+ * over every drafting sequence's next draft token (and catch-up tokens), until all proposals are made; then ONE target
+ * pass over every sequence's tokens (a plain sequence's pending token, a speculating one's pending token and
+ * proposals with every position's logits, prompt chunks); then each sequence samples, or accepts or corrects. */
 #include <stdlib.h>
 
 #include "runtime.h"
@@ -10,8 +16,9 @@ typedef struct engine_request {
     tandem_request_state state;
     int32_t *prompt;
     size_t n_prompt;
-    tandem_gen_params params; /* stop points into stops, the request's own copies */
+    tandem_gen_params params; /* stop and prediction point into stops and prediction, the request's own copies */
     char **stops;
+    int32_t *prediction;
     tandem_gen_result r;
     tandem_status status; /* TANDEM_OK, or why the request failed (error: the message) */
     char *error;
@@ -23,12 +30,18 @@ typedef struct engine_request {
  * gen_sequence's phase itself (a step's batch mixes sequences, so gen_sequence_step, which evaluates, is not used). */
 typedef struct engine_slot {
     struct tandem_ctx ctx;
-    engine_request *req; /* NULL: free */
+    struct tandem_ctx draft; /* the draft model's cache of this slot (an engine with a draft model), likewise */
+    engine_request *req;     /* NULL: free */
     gen_sequence seq;
-    int32_t pending;    /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
-    int32_t batch_n;    /* this step's tokens of the sequence in the batch (one run) */
-    int32_t logits_at;  /* its row of the step's logits, or -1 */
-    uint64_t last_used; /* the engine's clock when the slot last took or ended a request; 0: never used */
+    int32_t pending; /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
+    int32_t batch_at, batch_n; /* this step's tokens of the sequence in the batch (one run): where, how many */
+    int32_t logits_at;         /* its first row of the step's logits (all rows of a verification), or -1 */
+    uint64_t last_used;        /* the engine's clock when the slot last took or ended a request; 0: never used */
+    /* a speculative round within the step (seq.spec): its phase and the tokens it asks to evaluate */
+    spec_phase phase;
+    const int32_t *spec_ids;
+    int32_t spec_n, spec_done;                  /* of spec_ids: how many; how many the draft has evaluated already */
+    int32_t draft_at, draft_n, draft_logits_at; /* this draft pass's tokens of the sequence; its draft logits' row */
 } engine_slot;
 
 struct tandem_engine {
@@ -46,7 +59,14 @@ struct tandem_engine {
     int32_t *ids, *rows, *pos;
     qwen3_kv_cache **caches;
     bool *want_logits;
-    float *logits; /* (n_slots, vocab_size): a step wants at most one token's logits per sequence */
+    float *logits; /* (n_batch, vocab_size) */
+    /* the draft model (NULL: none), its scratch, and a draft pass's batch: (n_batch) each, logits (n_slots, vocab) */
+    tandem_model *draft;
+    qwen3_scratch *draft_scratch;
+    int32_t *d_ids, *d_rows;
+    qwen3_kv_cache **d_caches;
+    bool *d_want_logits;
+    float *d_logits;
 };
 
 tandem_engine_params tandem_engine_default_params(void) {
@@ -87,6 +107,8 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
                            "is negative",
                            (long long)p.kv_budget_bytes);
     tandem_status st = model_pack_once(model);
+    if (!st && p.draft_model && !(st = tandem_model_check_draft(model, p.draft_model)))
+        st = model_pack_once(p.draft_model);
     if (st) return st;
     tandem_engine *e = calloc(1, sizeof *e);
     if (!e) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_create: out of memory");
@@ -94,6 +116,7 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
     e->p = p;
     e->next_id = 1;
     e->cache_bytes = qwen3_kv_cache_bytes(c, p.n_ctx, engine_kv_type(&p));
+    if (p.draft_model) e->cache_bytes += qwen3_kv_cache_bytes(&p.draft_model->qwen.cfg, p.n_ctx, engine_kv_type(&p));
     const uint64_t fit = p.kv_budget_bytes == 0 ? (uint64_t)p.n_slots : (uint64_t)p.kv_budget_bytes / e->cache_bytes;
     e->n_usable = fit < (uint64_t)p.n_slots ? (int32_t)fit : p.n_slots;
     const size_t nb = (size_t)p.n_batch;
@@ -103,12 +126,24 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
     e->pos = malloc(nb * sizeof *e->pos);
     e->caches = malloc(nb * sizeof *e->caches);
     e->want_logits = malloc(nb * sizeof *e->want_logits);
-    e->logits = malloc((size_t)p.n_slots * (size_t)c->vocab_size * sizeof *e->logits);
-    if (!e->slots || !e->ids || !e->rows || !e->pos || !e->caches || !e->want_logits || !e->logits) {
+    e->logits = malloc(nb * (size_t)c->vocab_size * sizeof *e->logits);
+    bool ok = e->slots && e->ids && e->rows && e->pos && e->caches && e->want_logits && e->logits;
+    if (p.draft_model) {
+        e->draft = p.draft_model;
+        e->d_ids = malloc(nb * sizeof *e->d_ids);
+        e->d_rows = malloc(nb * sizeof *e->d_rows);
+        e->d_caches = malloc(nb * sizeof *e->d_caches);
+        e->d_want_logits = malloc(nb * sizeof *e->d_want_logits);
+        e->d_logits = malloc((size_t)p.n_slots * (size_t)c->vocab_size * sizeof *e->d_logits);
+        ok = ok && e->d_ids && e->d_rows && e->d_caches && e->d_want_logits && e->d_logits;
+    }
+    if (!ok) {
         tandem_engine_free(e);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_create: out of memory");
     }
-    if ((st = qwen3_scratch_init(&model->qwen, p.n_batch, thread_pool_size(model->pool), p.exact, &e->scratch))) {
+    if ((st = qwen3_scratch_init(&model->qwen, p.n_batch, thread_pool_size(model->pool), p.exact, &e->scratch)) ||
+        (e->draft && (st = qwen3_scratch_init(&e->draft->qwen, p.n_batch, thread_pool_size(e->draft->pool), p.exact,
+                                              &e->draft_scratch)))) {
         tandem_engine_free(e);
         return st;
     }
@@ -116,6 +151,8 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
         engine_slot *s = &e->slots[i];
         s->ctx.model = model;
         s->ctx.scratch = e->scratch;
+        s->draft.model = e->draft;
+        s->draft.scratch = e->draft_scratch;
         s->pending = -1;
         s->logits_at = -1;
     }
@@ -128,6 +165,7 @@ static void request_free(engine_request *q) {
     free(q->prompt);
     for (int32_t i = 0; q->stops && i < q->params.n_stop; i++) free(q->stops[i]);
     free(q->stops);
+    free(q->prediction);
     tandem_gen_result_free(&q->r);
     free(q->error);
     free(q);
@@ -140,6 +178,8 @@ void tandem_engine_free(tandem_engine *e) {
         if (s->req) gen_sequence_free(&s->seq);
         qwen3_kv_cache_free(s->ctx.cache);
         free(s->ctx.tokens);
+        qwen3_kv_cache_free(s->draft.cache);
+        free(s->draft.tokens);
     }
     for (size_t i = 0; i < e->n_reqs; i++) request_free(e->reqs[i]);
     free(e->reqs);
@@ -151,6 +191,12 @@ void tandem_engine_free(tandem_engine *e) {
     free(e->caches);
     free(e->want_logits);
     free(e->logits);
+    qwen3_scratch_free(e->draft_scratch);
+    free(e->d_ids);
+    free(e->d_rows);
+    free(e->d_caches);
+    free(e->d_want_logits);
+    free(e->d_logits);
     free(e);
 }
 
@@ -163,18 +209,23 @@ static engine_request *find_request(const tandem_engine *e, int64_t id, size_t *
     return NULL;
 }
 
+/* The request decodes speculatively (tandem.h: tandem_engine_params.draft_model). */
+static bool speculates(const tandem_engine *e, const tandem_gen_params *gp) {
+    return gp->spec.lookup_ngram > 0 || gp->n_prediction > 0 || (e->draft && gp->spec.draft_max > 0);
+}
+
 /* Everything add refuses, checked before anything is queued. */
 static tandem_status check_request(const tandem_engine *e, const int32_t *prompt, size_t n_prompt,
                                    const tandem_gen_params *gp) {
     const qwen3_config *c = &e->model->qwen.cfg;
     if (gp->draft)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_engine_add: tandem_gen_params.draft: speculative decoding "
-                           "does not run in an engine yet (use tandem_generate)");
-    if (gp->spec.lookup_ngram > 0)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_engine_add: tandem_gen_params.spec.lookup_ngram: "
-                           "speculative decoding does not run in an engine yet (use tandem_generate)");
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_add: tandem_gen_params.draft: must be NULL in an engine (it drafts with "
+                           "tandem_engine_params.draft_model)");
+    if (speculates(e, gp)) {
+        tandem_status st = spec_check_params(gp, c->vocab_size);
+        if (st) return st;
+    }
     if (n_prompt == 0 || !prompt)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_engine_add: the prompt is empty (a request needs at least "
@@ -197,11 +248,11 @@ static tandem_status check_request(const tandem_engine *e, const int32_t *prompt
         if (!gp->stop[i]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: stop string %d is NULL", i);
     if (e->n_usable == 0)
         return tandem_fail(TANDEM_ERR_NO_MEMORY,
-                           "tandem_engine_add: one sequence's KV cache (%d rows of %s) takes "
+                           "tandem_engine_add: one sequence's KV cache%s (%d rows of %s) takes "
                            "%.1f MiB, more than tandem_engine_params.kv_budget_bytes (%.1f MiB): raise "
                            "kv_budget_bytes or lower tandem_engine_params.n_ctx",
-                           e->p.n_ctx, tandem_type_name(engine_kv_type(&e->p)), (double)e->cache_bytes / (1 << 20),
-                           (double)e->p.kv_budget_bytes / (1 << 20));
+                           e->draft ? "s (target and draft)" : "", e->p.n_ctx, tandem_type_name(engine_kv_type(&e->p)),
+                           (double)e->cache_bytes / (1 << 20), (double)e->p.kv_budget_bytes / (1 << 20));
     tandem_sampler *probe; /* the sampling parameters are checked here rather than when a slot is taken */
     tandem_status st = tandem_sampler_init(&gp->sampling, c->vocab_size, &probe);
     if (st) return st;
@@ -229,7 +280,8 @@ tandem_status tandem_engine_add(tandem_engine *e, const int32_t *prompt, size_t 
     q->params = *gp;
     q->prompt = malloc(n_prompt * sizeof *q->prompt);
     q->stops = gp->n_stop > 0 ? calloc((size_t)gp->n_stop, sizeof *q->stops) : NULL;
-    bool ok = q->prompt && (gp->n_stop == 0 || q->stops);
+    q->prediction = gp->n_prediction > 0 ? malloc((size_t)gp->n_prediction * sizeof *q->prediction) : NULL;
+    bool ok = q->prompt && (gp->n_stop == 0 || q->stops) && (gp->n_prediction <= 0 || q->prediction);
     for (int32_t i = 0; ok && i < gp->n_stop; i++) ok = (q->stops[i] = strdup(gp->stop[i])) != NULL;
     if (!ok) {
         request_free(q);
@@ -238,6 +290,9 @@ tandem_status tandem_engine_add(tandem_engine *e, const int32_t *prompt, size_t 
     memcpy(q->prompt, prompt, n_prompt * sizeof *prompt);
     q->n_prompt = n_prompt;
     q->params.stop = (const char *const *)q->stops;
+    if (q->prediction) memcpy(q->prediction, gp->prediction, (size_t)gp->n_prediction * sizeof *q->prediction);
+    q->params.prediction = q->prediction;
+    q->params.n_prediction = q->prediction ? gp->n_prediction : 0;
     q->id = e->next_id++;
     q->state = TANDEM_REQUEST_QUEUED;
     q->t_added = now_ms();
@@ -261,7 +316,7 @@ static void slot_release(tandem_engine *e, engine_slot *s, bool keep_cache) {
     s->req = NULL;
     s->pending = -1;
     s->last_used = ++e->clock;
-    if (!keep_cache) s->ctx.n_past = 0;
+    if (!keep_cache) s->ctx.n_past = s->draft.n_past = 0;
 }
 
 /* The slot's request is over (r->finish set): its result completed, the slot free for the next one. */
@@ -316,6 +371,14 @@ static void admit(tandem_engine *e) {
         if (!s->ctx.cache) st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
         if (!st && !s->ctx.tokens && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
             st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
+        /* a drafting request's draft cache keeps what it holds: each round catches it up with the sequence */
+        const bool drafts = e->draft && q->params.spec.draft_max > 0;
+        if (!st && drafts && !s->draft.cache)
+            st = qwen3_kv_cache_init(&e->draft->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->draft.cache);
+        if (!st && drafts && !s->draft.tokens &&
+            !(s->draft.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->draft.tokens)))
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
+        q->params.draft = drafts && !st ? &s->draft : NULL;
         s->ctx.n_past = st ? 0 : (int32_t)reused;
         s->ctx.has_logits = false;
         if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt + reused, q->n_prompt - reused, &q->params, &q->r);
@@ -344,27 +407,48 @@ static engine_slot *next_prompt_slot(tandem_engine *e) {
     return best;
 }
 
-/* Appends tokens ids[0..n) of slot s at rows (and positions) from its n_past; the last one's logits if want_last. */
+typedef enum want_logits { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL } want_logits;
+
+/* Appends tokens ids[0..n_ids) of slot s at rows (and positions) from its n_past, with the last one's logits or
+ * every one's. */
 static void batch_add(tandem_engine *e, engine_slot *s, int32_t *n, int32_t *n_logits, const int32_t *ids,
-                      int32_t n_ids, bool want_last) {
+                      int32_t n_ids, want_logits want) {
     for (int32_t i = 0; i < n_ids; i++) {
         const int32_t t = *n + i;
         e->ids[t] = ids[i];
         e->caches[t] = s->ctx.cache;
         e->rows[t] = e->pos[t] = s->ctx.n_past + i;
-        e->want_logits[t] = want_last && i == n_ids - 1;
+        e->want_logits[t] = want == LOGITS_ALL || (want == LOGITS_LAST && i == n_ids - 1);
     }
-    *n += n_ids;
+    s->batch_at = *n;
     s->batch_n = n_ids;
-    s->logits_at = want_last ? (*n_logits)++ : -1;
+    s->logits_at = want == LOGITS_NONE ? -1 : *n_logits;
+    *n += n_ids;
+    *n_logits += want == LOGITS_ALL ? n_ids : want == LOGITS_LAST;
 }
 
-/* After the pass: the sequence's tokens are in its cache; with logits, its next token is sampled and emitted. */
-static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids) {
+/* The slot's request failed with st (the thread's message): it ends alone, and the slot's caches are not trusted. */
+static void slot_fail(tandem_engine *e, engine_slot *s, tandem_status st) {
+    gen_sequence_free(&s->seq);
+    request_fail(s->req, st);
+    slot_release(e, s, false);
+    s->phase = SPEC_DONE;
+}
+
+static tandem_status nonfinite_logits(const tandem_model *m, const engine_slot *s) {
+    return tandem_fail(TANDEM_ERR_FORMAT,
+                       "%s: the logits of request %lld are not finite (tandem_generate on one context "
+                       "names the tensor or layer)",
+                       m->path, (long long)s->req->id);
+}
+
+/* After the pass: the sequence's tokens are in its cache; with logits, its next token is sampled and emitted (plain),
+ * or its first token is, or its round accepts or corrects its proposals (speculative). */
+static void slot_after_pass(tandem_engine *e, engine_slot *s) {
     tandem_ctx *ctx = &s->ctx;
     engine_request *q = s->req;
     tandem_gen_result *r = &q->r;
-    memcpy(ctx->tokens + ctx->n_past, ids, (size_t)s->batch_n * sizeof *ids);
+    memcpy(ctx->tokens + ctx->n_past, e->ids + s->batch_at, (size_t)s->batch_n * sizeof *ctx->tokens);
     ctx->n_past += s->batch_n;
     if (s->seq.phase == GEN_PROMPT) {
         s->seq.n_prompt_done += (size_t)s->batch_n;
@@ -378,26 +462,27 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
         return;
     }
     const int32_t vocab = e->model->qwen.cfg.vocab_size;
+    const bool verify = s->phase == SPEC_VERIFY;
     const float *logits = e->logits + (size_t)s->logits_at * (size_t)vocab;
-    if (!all_finite_f32(logits, vocab)) {
-        tandem_fail(TANDEM_ERR_FORMAT,
-                    "%s: the logits of request %lld are not finite (tandem_generate on one context "
-                    "names the tensor or layer)",
-                    e->model->path, (long long)q->id);
-        gen_sequence_free(&s->seq);
-        request_fail(q, TANDEM_ERR_FORMAT);
-        slot_release(e, s, false);
+    if (!all_finite_f32(logits + (size_t)(verify ? s->batch_n - 1 : 0) * vocab, vocab)) {
+        slot_fail(e, s, nonfinite_logits(e->model, s));
         return;
+    }
+    tandem_status st;
+    if (s->seq.spec) { /* as tandem_generate's speculative rounds (speculative.c) */
+        st = verify ? spec_round_end(s->seq.spec, &s->seq.emit, logits)
+                    : spec_decoder_first(s->seq.spec, &s->seq.emit, logits);
+        s->phase = SPEC_DONE;
+        if (st) slot_fail(e, s, st);
+        else if (r->finish != TANDEM_FINISH_NONE) slot_finish(e, s);
+        return; /* the next round finds a full context itself */
     }
     /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
     int32_t id;
-    tandem_status st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab,
-                                          &id);
+    st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab, &id);
     if (!st) st = emitter_push(&s->seq.emit, id);
     if (st) {
-        gen_sequence_free(&s->seq);
-        request_fail(q, st);
-        slot_release(e, s, false);
+        slot_fail(e, s, st);
         return;
     }
     if (r->finish == TANDEM_FINISH_NONE && ctx->n_past >= ctx->cache->n_ctx) r->finish = TANDEM_FINISH_CONTEXT_FULL;
@@ -408,21 +493,103 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s, const int32_t *ids
     s->pending = id;
 }
 
+/* The draft passes of a step: each evaluates, for every sequence whose round waits on the draft model, what it asks
+ * for (its next draft token, or the tokens its draft cache lacks, cut so that every waiting sequence has a place in
+ * the pass), until every round has its proposals. */
+static void draft_passes(tandem_engine *e) {
+    if (!e->draft) return;
+    const int32_t vocab = e->draft->qwen.cfg.vocab_size;
+    for (;;) {
+        int32_t n_waiting = 0;
+        for (int32_t i = 0; i < e->n_usable; i++) {
+            engine_slot *s = &e->slots[i];
+            s->draft_n = 0;
+            n_waiting += s->req && s->phase == SPEC_DRAFT;
+        }
+        if (n_waiting == 0) return;
+        int32_t n = 0, n_logits = 0;
+        for (int32_t i = 0; i < e->n_usable; i++) {
+            engine_slot *s = &e->slots[i];
+            if (!s->req || s->phase != SPEC_DRAFT) continue;
+            n_waiting--;
+            const int32_t need = s->spec_n - s->spec_done, room = e->p.n_batch - n - n_waiting;
+            const int32_t take = need < room ? need : room;
+            for (int32_t j = 0; j < take; j++) {
+                e->d_ids[n + j] = s->spec_ids[s->spec_done + j];
+                e->d_caches[n + j] = s->draft.cache;
+                e->d_rows[n + j] = s->draft.n_past + j;
+                e->d_want_logits[n + j] = j == need - 1;
+            }
+            s->draft_at = n;
+            s->draft_n = take;
+            s->draft_logits_at = take == need ? n_logits++ : -1;
+            n += take;
+        }
+        const qwen3_batch b = {.n = n,
+                               .ids = e->d_ids,
+                               .cache = e->d_caches,
+                               .row = e->d_rows,
+                               .n_pos = 1,
+                               .pos = e->d_rows,
+                               .logits = e->d_want_logits};
+        qwen3_forward(&e->draft->qwen, e->draft_scratch, e->draft->pool, &b, e->d_logits);
+        for (int32_t i = 0; i < e->n_usable; i++) {
+            engine_slot *s = &e->slots[i];
+            if (s->draft_n == 0) continue;
+            memcpy(s->draft.tokens + s->draft.n_past, e->d_ids + s->draft_at, (size_t)s->draft_n * sizeof *e->d_ids);
+            s->draft.n_past += s->draft_n;
+            s->spec_done += s->draft_n;
+            if (s->draft_logits_at < 0) continue;
+            const float *logits = e->d_logits + (size_t)s->draft_logits_at * (size_t)vocab;
+            tandem_status st = all_finite_f32(logits, vocab) ? TANDEM_OK : nonfinite_logits(e->draft, s);
+            if (st) spec_round_abort(s->seq.spec, &s->seq.emit);
+            else st = spec_round_draft(s->seq.spec, &s->seq.emit, logits, &s->spec_ids, &s->spec_n, &s->phase);
+            s->spec_done = 0;
+            if (st) slot_fail(e, s, st);
+        }
+    }
+}
+
 tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
     if (!e) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_step: engine is NULL");
     admit(e);
-    int32_t n = 0, n_logits = 0;
-    for (int32_t i = 0; i < e->n_usable; i++) { /* decodes first: n_batch ≥ n_slots holds them all */
+    int32_t n_decoding = 0, n_spec = 0;
+    for (int32_t i = 0; i < e->n_usable; i++) {
         engine_slot *s = &e->slots[i];
         s->batch_n = 0;
         s->logits_at = -1;
-        if (s->req && s->seq.phase == GEN_DECODE) batch_add(e, s, &n, &n_logits, &s->pending, 1, true);
+        s->phase = SPEC_DONE;
+        if (!s->req || s->seq.phase != GEN_DECODE) continue;
+        n_decoding++;
+        n_spec += s->seq.spec != NULL;
+    }
+    /* speculative rounds begin: proposals that fit the target pass beside one token of every decoding sequence */
+    const int32_t spare = n_spec > 0 ? (e->p.n_batch - n_decoding) / n_spec : 0;
+    for (int32_t i = 0; i < e->n_usable; i++) {
+        engine_slot *s = &e->slots[i];
+        if (!s->req || s->seq.phase != GEN_DECODE || !s->seq.spec) continue;
+        s->spec_done = 0;
+        tandem_status st = spec_round_begin(s->seq.spec, &s->seq.emit, spare, &s->spec_ids, &s->spec_n, &s->phase);
+        if (st) slot_fail(e, s, st);
+        else if (s->phase == SPEC_DONE) slot_finish(e, s); /* a full context */
+    }
+    draft_passes(e);
+    int32_t n = 0, n_logits = 0;
+    for (int32_t i = 0; i < e->n_usable; i++) { /* decodes and verifications first: they fit n_batch (above) */
+        engine_slot *s = &e->slots[i];
+        if (!s->req || s->seq.phase != GEN_DECODE) continue;
+        if (!s->seq.spec) batch_add(e, s, &n, &n_logits, &s->pending, 1, LOGITS_LAST);
+        else if (s->phase == SPEC_VERIFY) {
+            batch_add(e, s, &n, &n_logits, s->spec_ids, s->spec_n, LOGITS_ALL);
+            spec_round_pass_starts(s->seq.spec);
+        }
     }
     for (engine_slot *s; n < e->p.n_batch && (s = next_prompt_slot(e));) {
         const size_t left = s->seq.n_prompt - s->seq.n_prompt_done;
         const int32_t room = e->p.n_batch - n;
         const int32_t take = left < (size_t)room ? (int32_t)left : room;
-        batch_add(e, s, &n, &n_logits, s->seq.prompt + s->seq.n_prompt_done, take, (size_t)take == left);
+        batch_add(e, s, &n, &n_logits, s->seq.prompt + s->seq.n_prompt_done, take,
+                  (size_t)take == left ? LOGITS_LAST : LOGITS_NONE);
     }
     if (n > 0) {
         const qwen3_batch b = {.n = n,
@@ -433,15 +600,12 @@ tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
                                .pos = e->pos,
                                .logits = e->want_logits};
         qwen3_forward(&e->model->qwen, e->scratch, e->model->pool, &b, e->logits);
-        for (int32_t i = 0, t = 0; i < e->n_usable; i++) {
+        for (int32_t i = 0; i < e->n_usable; i++) {
             engine_slot *s = &e->slots[i];
-            if (s->batch_n == 0) continue;
-            const int32_t at = t;
-            t += s->batch_n;
-            slot_after_pass(e, s, e->ids + at);
+            if (s->batch_n > 0) slot_after_pass(e, s);
         }
-        admit(e); /* slots freed by this step go to the queue now, so that *idle is true only when all is done */
     }
+    admit(e); /* slots freed by this step go to the queue now, so that *idle is true only when all is done */
     if (idle) {
         bool busy = false;
         for (size_t i = 0; i < e->n_reqs && !busy; i++)

@@ -58,7 +58,7 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
                                prompt[i], i, vocab - 1);
     if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;
     if ((st = tandem_sampler_init(&params->sampling, vocab, &s->sampler))) return st;
-    if (params->draft || params->spec.lookup_ngram > 0) {
+    if (params->draft || params->spec.lookup_ngram > 0 || params->n_prediction > 0) {
         r->speculative = true;
         if ((st = spec_decoder_init(ctx, params, s->sampler, &s->spec))) return st;
     }

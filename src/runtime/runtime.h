@@ -75,9 +75,32 @@ typedef struct spec_decoder spec_decoder;
  * sampler for its life. */
 tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
                                 spec_decoder **out);
-/* One unit of work: the first call samples the first token from target's logits (those of the prompt) and emits
- * it; each later call is one round (propose, one target pass, accept or correct, roll back, emit). Sets
- * e->r->finish to TANDEM_FINISH_CONTEXT_FULL when target is full; adds to e->r->spec_stats. */
+/* Checks p->spec and p->prediction (ids below vocab_size), as spec_decoder_init does. */
+tandem_status spec_check_params(const tandem_gen_params *p, int32_t vocab_size);
+/* Samples the first token from the prompt's logits (of target's last position) and emits it. */
+tandem_status spec_decoder_first(spec_decoder *d, gen_emitter *e, const float *logits);
+
+/* One round in phases, for a caller that evaluates the passes itself (an engine, batching many sequences):
+ *   spec_round_begin proposes at most max_k tokens (further bounded by draft_max, the context and max_tokens);
+ *   while *next is SPEC_DRAFT: evaluate ids[0..n) into the draft context after its n_past (its tokens and n_past
+ *     updated as tandem_ctx_eval does) and pass the last one's logits to spec_round_draft;
+ *   at SPEC_VERIFY: evaluate ids[0..n) (pending + proposals) into target after its n_past, with every position's
+ *     logits, and pass them (n × vocab) to spec_round_end, which accepts or corrects, truncates target, and emits;
+ *   SPEC_DONE: the round ended without a pass (target is full: e->r->finish is set).
+ * ids point into the decoder, valid until its next call. After a failing pass call spec_round_abort. */
+typedef enum spec_phase { SPEC_DRAFT, SPEC_VERIFY, SPEC_DONE } spec_phase;
+tandem_status spec_round_begin(spec_decoder *d, gen_emitter *e, int32_t max_k, const int32_t **ids, int32_t *n,
+                               spec_phase *next);
+tandem_status spec_round_draft(spec_decoder *d, gen_emitter *e, const float *draft_logits, const int32_t **ids,
+                               int32_t *n, spec_phase *next);
+tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logits);
+void spec_round_abort(spec_decoder *d, gen_emitter *e); /* undoes the round's grammar steps */
+/* The verification pass starts now (its time feeds the adaptive draft length): a caller that does other work between
+ * SPEC_VERIFY and the pass. */
+void spec_round_pass_starts(spec_decoder *d);
+/* tandem_generate's unit of work: the first call samples the first token from target's logits (those of the prompt)
+ * and emits it (spec_decoder_first); each later call is one round (propose, one target pass, accept or correct, roll
+ * back, emit). Sets e->r->finish to TANDEM_FINISH_CONTEXT_FULL when target is full; adds to e->r->spec_stats. */
 tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e);
 /* The derived figures of r->spec_stats (rates, means, c, predicted speedup) from the counts. */
 void spec_decoder_stats(const spec_decoder *d, tandem_gen_result *r);

@@ -7,13 +7,18 @@
  *   3. for i < k: accept x_i with probability min(1, p_i(x_i) / q_i(x_i)); on the first rejection emit a
  *      token drawn from normalise(max(0, p_i − q_i)) and stop; if all are accepted, emit a bonus token ~ p_k
  *   4. roll the target's cache back to pending + accepted tokens; the last emitted token is the new pending.
- * Greedy decoding is the special case of one-hot p and q: accept iff x_i is the target's argmax. */
+ * Greedy decoding is the special case of one-hot p and q: accept iff x_i is the target's argmax.
+ *
+ * Proposals come from the request's predicted output (tandem_gen_params.prediction), else n-gram lookup in the
+ * sequence, else the draft model. A round runs in phases (spec_round_begin, _draft, _end) around the passes it needs,
+ * so that tandem_generate (spec_decoder_step) evaluates them on its own contexts and an engine batches them with
+ * other sequences' (engine.c): one implementation of the rule and its bookkeeping for both. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "runtime.h"
 
-enum { MAX_DRAFT = 64, MAX_NGRAM = 16, PROBE_INTERVAL = 16 };
+enum { MAX_DRAFT = 64, MAX_NGRAM = 16, PROBE_INTERVAL = 16, PREDICTION_NGRAM = 3 };
 
 tandem_spec_params tandem_spec_default_params(void) {
     return (tandem_spec_params){.draft_max = 8, .draft_min = 1, .draft_p_min = 0.0f, .adaptive = true,
@@ -71,16 +76,6 @@ static int32_t lookup_propose(const int32_t *seq, int32_t len, int32_t n, int32_
         return k;
     }
     return 0;
-}
-
-/* Brings the draft context to hold exactly seq[0..len) with logits for its last position. */
-static tandem_status draft_sync(tandem_ctx *d, const int32_t *seq, int32_t len) {
-    int32_t common = 0;
-    while (common < d->n_past && common < len && d->tokens[common] == seq[common]) common++;
-    if (common == len) common = len - 1;  /* the last position's logits must be recomputed */
-    tandem_status st = tandem_ctx_truncate(d, common);
-    if (st) return st;
-    return tandem_ctx_eval(d, seq + common, len - common, NULL);
 }
 
 static float max_softmax_prob(const float *logits, int32_t n) {
@@ -153,7 +148,7 @@ int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q
     return sampler_draw(s, scratch, V);
 }
 
-/* ---- the decoder: one round per step ---- */
+/* ---- the decoder: one round in phases ---- */
 
 struct spec_decoder {
     tandem_ctx *target, *draft;
@@ -166,12 +161,20 @@ struct spec_decoder {
     int32_t pending; /* the last emitted token, not yet in target's cache */
     length_model lm;
     double draft_step_ms; /* draft time spent proposing (without catching up), for c */
-    float *logits;        /* (k+1, V) target logits of a pass */
+    float *logits;        /* (k+1, V) target logits of a pass (spec_decoder_step), else scratch */
     float *p_probs;       /* (k+1, V) target distributions */
     float *q_probs;       /* (k, V) proposal distributions */
     int32_t *seq;         /* the sequence: cache + pending + drafts */
     bool *one_hot;        /* q_i is a point mass (lookup / greedy) */
     bool *from_lookup;
+    int32_t pred_at; /* the prediction's index where the output last followed it */
+    /* the round in progress */
+    int32_t base, len, k; /* tokens in target's cache before it; + pending; proposals in seq[len..len+k) */
+    int32_t gamma;        /* draft-model tokens asked for (0: none) */
+    int32_t n_consumed;   /* grammar steps taken through draft tokens, rolled back when drafting ends */
+    int32_t refused;      /* a proposal the grammar refuses, cut from the pass (-1: none) */
+    int32_t pred_from;    /* the prediction's index of proposal 0 (-1: not from the prediction) */
+    double t_phase, t_draft0;
 };
 
 void spec_decoder_free(spec_decoder *d) {
@@ -186,24 +189,42 @@ void spec_decoder_free(spec_decoder *d) {
     free(d);
 }
 
+tandem_status spec_check_params(const tandem_gen_params *p, int32_t vocab_size) {
+    const tandem_spec_params *sp = &p->spec;
+    if (sp->draft_max < 1 || sp->draft_max > MAX_DRAFT)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: tandem_spec_params.draft_max %d outside 1..%d",
+                           sp->draft_max, MAX_DRAFT);
+    if (sp->draft_min < 0 || sp->draft_min > sp->draft_max)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: tandem_spec_params.draft_min %d outside 0..draft_max",
+                           sp->draft_min);
+    if (!(sp->draft_p_min >= 0 && sp->draft_p_min <= 1))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: tandem_spec_params.draft_p_min %g outside [0, 1]",
+                           sp->draft_p_min);
+    if (sp->lookup_ngram < 0 || sp->lookup_ngram > MAX_NGRAM)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: tandem_spec_params.lookup_ngram %d outside 0..%d",
+                           sp->lookup_ngram, MAX_NGRAM);
+    if (p->n_prediction < 0 || (p->n_prediction > 0 && !p->prediction))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "speculative: tandem_gen_params.prediction: n_prediction %d but %s array", p->n_prediction,
+                           p->prediction ? "an" : "no");
+    for (int32_t i = 0; i < p->n_prediction; i++)
+        if (p->prediction[i] < 0 || p->prediction[i] >= vocab_size)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                               "speculative: tandem_gen_params.prediction: token id %d at index %d is outside 0..%d",
+                               p->prediction[i], i, vocab_size - 1);
+    return TANDEM_OK;
+}
+
 tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, tandem_sampler *sampler,
                                 spec_decoder **out) {
     *out = NULL;
-    const tandem_spec_params *sp = &p->spec;
     const int32_t V = target->model->qwen.cfg.vocab_size, n_ctx = target->cache->n_ctx;
-    if (sp->draft_max < 1 || sp->draft_max > MAX_DRAFT)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_max %d outside 1..%d", sp->draft_max, MAX_DRAFT);
-    if (sp->draft_min < 0 || sp->draft_min > sp->draft_max)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_min %d outside 0..draft_max", sp->draft_min);
-    if (!(sp->draft_p_min >= 0 && sp->draft_p_min <= 1))
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: draft_p_min %g outside [0, 1]", sp->draft_p_min);
-    if (sp->lookup_ngram < 0 || sp->lookup_ngram > MAX_NGRAM)
-        return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: lookup n-gram %d outside 0..%d", sp->lookup_ngram,
-                           MAX_NGRAM);
+    tandem_status st = spec_check_params(p, V);
+    if (st) return st;
     if (p->draft == target)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "speculative: the draft context must not be the target context");
 
-    const int32_t K = sp->draft_max;
+    const int32_t K = p->spec.draft_max;
     spec_decoder *d = calloc(1, sizeof *d);
     if (!d) return tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
     *d = (spec_decoder){.target = target,
@@ -220,7 +241,6 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
     d->seq = malloc(sizeof(int32_t) * ((size_t)n_ctx + K + 2));
     d->one_hot = malloc(sizeof(bool) * (size_t)K);
     d->from_lookup = malloc(sizeof(bool) * (size_t)K);
-    tandem_status st = TANDEM_OK;
     if (!d->logits || !d->p_probs || !d->q_probs || !d->seq || !d->one_hot || !d->from_lookup) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
     } else if (d->draft) {
@@ -236,87 +256,87 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
     return TANDEM_OK;
 }
 
-/* Proposals for one round after seq[0..len) (written to seq[len..]): lookup first (free), else the draft model.
- * Returns how many. */
-static tandem_status propose(spec_decoder *d, gen_emitter *e, int32_t len, int32_t max_k, tandem_spec_stats *stats,
-                             int32_t *n_out) {
-    const tandem_spec_params *sp = &d->p->spec;
-    int32_t *seq = d->seq;
-    const int32_t V = d->V;
-    int32_t k = lookup_propose(seq, len, sp->lookup_ngram, max_k, seq + len);
-    for (int32_t i = 0; i < k; i++) {
-        d->one_hot[i] = true;
-        d->from_lookup[i] = true;
-    }
-    if (k == 0 && d->draft && max_k > 0) {
-        int32_t gamma = sp->adaptive ? choose_length(&d->lm, max_k) : max_k;
-        stats->n_rounds_draft_off += gamma == 0;
-        if (gamma > 0) {
-            double t_sync = now_ms();
-            tandem_status st = draft_sync(d->draft, seq, len);
-            if (st) return st;
-            /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
-            double t0 = now_ms();
-            stats->draft_ms += t0 - t_sync;
-            /* under a grammar the draft drafts under it too (its q restricted as the target's p will be), stepping
-             * the matcher through its own tokens and rolling it back after: fewer proposals the target must refuse */
-            int32_t n_consumed = 0;
-            for (int32_t i = 0; i < gamma; i++) {
-                const float *dl = tandem_ctx_logits(d->draft);
-                if (sp->draft_p_min > 0 && max_softmax_prob(dl, V) < sp->draft_p_min) break;
-                int32_t x;
-                const size_t n_hist = (size_t)(len + i);
-                if (d->greedy) { /* q is the point mass at the draft's (allowed) argmax */
-                    st = constrained_sample(e, d->draft_sampler, dl, seq, n_hist, V, &x);
-                } else {
-                    float *q = d->q_probs + (size_t)i * V;
-                    tandem_sampler_probs(d->draft_sampler, dl, seq, n_hist, q);
-                    st = constrained_probs(e, d->draft_sampler, dl, seq, n_hist, V, q);
-                    x = sampler_draw(d->draft_sampler, q, V);
-                }
-                if (!st && e->grammar && !(st = grammar_matcher_consume(e->grammar, x))) n_consumed++;
-                if (st) {
-                    if (e->grammar) (void)grammar_matcher_rollback(e->grammar, n_consumed);
-                    return st;
-                }
-                seq[len + i] = x;
-                d->one_hot[i] = d->greedy;
-                d->from_lookup[i] = false;
-                k = i + 1;
-                if (e->grammar && !grammar_matcher_allows_more(e->grammar)) break; /* an end id: nothing follows */
-                if (i + 1 < gamma && (st = tandem_ctx_eval(d->draft, &x, 1, NULL))) break;
+tandem_status spec_decoder_first(spec_decoder *d, gen_emitter *e, const float *logits) {
+    d->started = true;
+    tandem_status st = constrained_sample(e, d->sampler, logits, d->target->tokens, (size_t)d->target->n_past, d->V,
+                                          &d->pending);
+    return st ? st : emitter_push(e, d->pending);
+}
+
+/* Predicted output: while the tokens generated so far (n_gen, the last of seq[0..len)) are the prediction's start,
+ * the prediction's rest; once they part, the continuation after an occurrence in the prediction of seq's last n
+ * tokens, the first one at or after where the output last followed it (else the first one). */
+static int32_t prediction_propose(spec_decoder *d, const int32_t *seq, int32_t len, int32_t n_gen, int32_t max,
+                                  int32_t *out) {
+    const int32_t *pred = d->p->prediction, n_pred = d->p->n_prediction;
+    d->pred_from = -1;
+    if (n_pred <= 0 || max <= 0) return 0;
+    int32_t from = -1;
+    if (n_gen <= n_pred && memcmp(seq + len - n_gen, pred, (size_t)n_gen * sizeof *seq) == 0) {
+        from = n_gen;
+    } else {
+        const int32_t n = d->p->spec.lookup_ngram > 0 ? d->p->spec.lookup_ngram : PREDICTION_NGRAM;
+        if (len < n) return 0;
+        for (int32_t s = 0; s + n < n_pred; s++) {
+            if (memcmp(pred + s, seq + len - n, (size_t)n * sizeof *seq) != 0) continue;
+            if (from < 0) from = s + n;
+            if (s + n >= d->pred_at) {
+                from = s + n;
+                break;
             }
-            if (e->grammar) {
-                tandem_status st2 = grammar_matcher_rollback(e->grammar, n_consumed);
-                if (!st) st = st2;
-            }
-            if (st) return st;
-            const double dt = now_ms() - t0;
-            stats->draft_ms += dt;
-            d->draft_step_ms += dt;
-            if (k > 0) ema(&d->lm.t_draft, dt / k);
-            if (k < sp->draft_min) k = 0; /* too short to be worth a wider pass */
         }
     }
-    *n_out = k;
+    if (from < 0 || from >= n_pred) return 0;
+    int32_t k = n_pred - from < max ? n_pred - from : max;
+    memcpy(out, pred + from, (size_t)k * sizeof *out);
+    d->pred_from = from;
+    return k;
+}
+
+/* The proposals are complete (seq[len..len+k)): the draft's grammar steps undone, the draft's time counted, drafts
+ * shorter than draft_min dropped, and the proposals cut before the first one the grammar refuses. Under a grammar
+ * that one is not evaluated, but stays the proposal at its position, where the rule rejects it (the grammar gives it
+ * probability 0) and draws from the residual, as it would had it been evaluated. */
+static tandem_status proposals_done(spec_decoder *d, gen_emitter *e, bool drafted, const int32_t **ids, int32_t *n,
+                                    spec_phase *next) {
+    tandem_spec_stats *stats = &e->r->spec_stats;
+    if (drafted) {
+        if (e->grammar) {
+            tandem_status st = grammar_matcher_rollback(e->grammar, d->n_consumed);
+            d->n_consumed = 0;
+            if (st) return st;
+        }
+        const double dt = now_ms() - d->t_draft0;
+        stats->draft_ms += dt;
+        d->draft_step_ms += dt;
+        if (d->k > 0) ema(&d->lm.t_draft, dt / d->k);
+        if (d->k < d->p->spec.draft_min) d->k = 0; /* too short to be worth a wider pass */
+    }
+    d->refused = -1;
+    if (e->grammar && d->k > 0) { /* the matcher has taken pending already */
+        const int32_t valid = grammar_matcher_valid_prefix(e->grammar, d->seq + d->len, d->k);
+        if (valid < d->k) {
+            d->refused = d->seq[d->len + valid];
+            d->k = valid;
+        }
+    }
+    *ids = d->seq + d->base;
+    *n = d->k + 1;
+    *next = SPEC_VERIFY;
+    d->t_phase = now_ms();
     return TANDEM_OK;
 }
 
-tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
+tandem_status spec_round_begin(spec_decoder *d, gen_emitter *e, int32_t max_k, const int32_t **ids, int32_t *n,
+                               spec_phase *next) {
     tandem_ctx *target = d->target;
     tandem_gen_result *r = e->r;
-    tandem_spec_stats *stats = &r->spec_stats;
-    const int32_t V = d->V, n_ctx = target->cache->n_ctx;
+    const tandem_spec_params *sp = &d->p->spec;
+    const int32_t n_ctx = target->cache->n_ctx;
     int32_t *seq = d->seq;
-    tandem_status st;
-
-    if (!d->started) { /* the first token comes from the prompt's logits, as without speculation */
-        d->started = true;
-        tandem_status st0 = constrained_sample(e, d->sampler, tandem_ctx_logits(target), target->tokens,
-                                               (size_t)target->n_past, V, &d->pending);
-        return st0 ? st0 : emitter_push(e, d->pending);
-    }
-
+    *ids = NULL;
+    *n = 0;
+    *next = SPEC_DONE;
     const int32_t base = target->n_past; /* tokens in the cache before this round */
     if (base >= n_ctx) {
         r->finish = TANDEM_FINISH_CONTEXT_FULL;
@@ -325,33 +345,106 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     memcpy(seq, target->tokens, sizeof *seq * (size_t)base);
     seq[base] = d->pending;
     const int32_t len = base + 1;
-    int32_t room = n_ctx - len, max_k = d->K < room ? d->K : room;
+    const int32_t room = n_ctx - len;
+    if (max_k > d->K) max_k = d->K;
+    if (max_k > room) max_k = room;
     /* never propose past max_tokens: those tokens could not be emitted anyway */
     if (d->p->max_tokens >= 0) {
         int32_t left = d->p->max_tokens - (int32_t)r->n_ids - 1; /* a round also emits one target token */
         if (left < max_k) max_k = left > 0 ? left : 0;
     }
+    if (max_k < 0) max_k = 0;
+    d->base = base;
+    d->len = len;
+    d->gamma = 0;
+    d->n_consumed = 0;
 
-    /* 1. proposals */
-    int32_t k;
-    if ((st = propose(d, e, len, max_k, stats, &k))) return st;
-
-    /* Under a grammar, proposals are cut before the first one it refuses (the matcher has taken pending already):
-     * that one is not evaluated, but stays the proposal at its position, where the rule below rejects it (the
-     * grammar gives it probability 0) and draws from the residual, as it would had it been evaluated. */
-    int32_t refused = -1;
-    if (e->grammar && k > 0) {
-        const int32_t valid = grammar_matcher_valid_prefix(e->grammar, seq + len, k);
-        if (valid < k) {
-            refused = seq[len + valid];
-            k = valid;
-        }
+    /* proposals: the prediction, else lookup in the sequence (both free), else the draft model */
+    int32_t k = prediction_propose(d, seq, len, (int32_t)r->n_ids, max_k, seq + len);
+    if (k == 0) k = lookup_propose(seq, len, sp->lookup_ngram, max_k, seq + len);
+    for (int32_t i = 0; i < k; i++) {
+        d->one_hot[i] = true;
+        d->from_lookup[i] = true;
     }
+    d->k = k;
+    if (k == 0 && d->draft && max_k > 0) {
+        d->gamma = sp->adaptive ? choose_length(&d->lm, max_k) : max_k;
+        r->spec_stats.n_rounds_draft_off += d->gamma == 0;
+    }
+    if (d->gamma == 0) return proposals_done(d, e, false, ids, n, next);
+    /* the draft context catches up with seq[0..len): rows it holds of another sequence (a rejected draft, an older
+     * request in an engine slot) are dropped, and the last token is evaluated again for its logits */
+    tandem_ctx *dc = d->draft;
+    int32_t common = 0;
+    while (common < dc->n_past && common < len && dc->tokens[common] == seq[common]) common++;
+    if (common == len) common = len - 1;
+    tandem_status st = tandem_ctx_truncate(dc, common);
+    if (st) return st;
+    *ids = seq + common;
+    *n = len - common;
+    *next = SPEC_DRAFT;
+    d->t_phase = now_ms();
+    return TANDEM_OK;
+}
 
-    /* 2. one target pass over pending + proposals */
-    double t0 = now_ms();
-    if ((st = tandem_ctx_eval(target, seq + base, k + 1, d->logits))) return st;
-    const double dt = now_ms() - t0;
+void spec_round_pass_starts(spec_decoder *d) { d->t_phase = now_ms(); }
+
+void spec_round_abort(spec_decoder *d, gen_emitter *e) {
+    if (e->grammar && d->n_consumed > 0) (void)grammar_matcher_rollback(e->grammar, d->n_consumed);
+    d->n_consumed = 0;
+}
+
+tandem_status spec_round_draft(spec_decoder *d, gen_emitter *e, const float *draft_logits, const int32_t **ids,
+                               int32_t *n, spec_phase *next) {
+    const tandem_spec_params *sp = &d->p->spec;
+    const int32_t V = d->V, len = d->len, i = d->k;
+    int32_t *seq = d->seq;
+    if (i == 0) { /* catching up (the prompt, accepted tokens) is draft time, but not the per-step cost c */
+        d->t_draft0 = now_ms();
+        e->r->spec_stats.draft_ms += d->t_draft0 - d->t_phase;
+    }
+    if (sp->draft_p_min > 0 && max_softmax_prob(draft_logits, V) < sp->draft_p_min)
+        return proposals_done(d, e, true, ids, n, next);
+    /* under a grammar the draft drafts under it too (its q restricted as the target's p will be), stepping the
+     * matcher through its own tokens and rolling it back after: fewer proposals the target must refuse */
+    int32_t x;
+    const size_t n_hist = (size_t)(len + i);
+    tandem_status st;
+    if (d->greedy) { /* q is the point mass at the draft's (allowed) argmax */
+        st = constrained_sample(e, d->draft_sampler, draft_logits, seq, n_hist, V, &x);
+    } else {
+        float *q = d->q_probs + (size_t)i * V;
+        tandem_sampler_probs(d->draft_sampler, draft_logits, seq, n_hist, q);
+        st = constrained_probs(e, d->draft_sampler, draft_logits, seq, n_hist, V, q);
+        x = sampler_draw(d->draft_sampler, q, V);
+    }
+    if (!st && e->grammar && !(st = grammar_matcher_consume(e->grammar, x))) d->n_consumed++;
+    if (st) {
+        spec_round_abort(d, e);
+        return st;
+    }
+    seq[len + i] = x;
+    d->one_hot[i] = d->greedy;
+    d->from_lookup[i] = false;
+    d->k = i + 1;
+    if ((e->grammar && !grammar_matcher_allows_more(e->grammar)) /* an end id: nothing follows */
+        || d->k == d->gamma)
+        return proposals_done(d, e, true, ids, n, next);
+    *ids = seq + len + i;
+    *n = 1;
+    *next = SPEC_DRAFT;
+    return TANDEM_OK;
+}
+
+tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logits) {
+    tandem_ctx *target = d->target;
+    tandem_gen_result *r = e->r;
+    tandem_spec_stats *stats = &r->spec_stats;
+    const int32_t V = d->V, len = d->len, k = d->k, refused = d->refused;
+    int32_t *seq = d->seq;
+    tandem_status st;
+
+    const double dt = now_ms() - d->t_phase;
     stats->target_ms += dt;
     ema(&d->lm.t_pass[k + 1], dt);
     stats->n_rounds++;
@@ -360,23 +453,22 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
      * tokens kept) */
     for (int32_t i = 0; i <= k; i++) {
         float *p_i = d->p_probs + (size_t)i * V;
-        tandem_sampler_probs(d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
+        tandem_sampler_probs(d->sampler, logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
         /* after a proposed end id nothing is emitted: that position's distribution is never used */
         if (!e->grammar || !grammar_matcher_allows_more(e->grammar)) continue;
-        if ((st = constrained_probs(e, d->sampler, d->logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i)))
-            return st;
+        if ((st = constrained_probs(e, d->sampler, logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i))) return st;
         if (i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;
     }
     if (e->grammar && (st = grammar_matcher_rollback(e->grammar, k))) return st;
 
-    /* 3. accept or correct */
+    /* accept or correct (logits are read no more: d->logits, which may be them, is the rule's scratch) */
     int32_t accepted = 0, next = -1;
     for (int32_t i = 0; i < k; i++) {
         const int32_t x = seq[len + i];
         bool accept;
         const int32_t out = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)i * V,
-                                                   d->one_hot[i] ? NULL : d->q_probs + (size_t)i * V, x, V,
-                                                   d->logits /* no longer needed: scratch */, &accept);
+                                                   d->one_hot[i] ? NULL : d->q_probs + (size_t)i * V, x, V, d->logits,
+                                                   &accept);
         stats->n_drafted++;
         stats->n_drafted_lookup += d->from_lookup[i];
         if (!accept) {
@@ -393,6 +485,7 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
         d->lm.probe_interval = accepted == 0 ? (d->lm.probe_interval < 1024 ? 2 * d->lm.probe_interval : 1024)
                                              : PROBE_INTERVAL;
     }
+    if (d->pred_from >= 0) d->pred_at = d->pred_from + accepted;
     if (next < 0 && refused >= 0) { /* the refused proposal, at position k */
         bool accept;
         next = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)k * V,
@@ -404,13 +497,32 @@ tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
     }
     if (next < 0) next = sampler_draw(d->sampler, d->p_probs + (size_t)k * V, V); /* bonus ~ p_k (one-hot if greedy) */
 
-    /* 4. roll back what was rejected, emit what was kept */
+    /* roll back what was rejected, emit what was kept */
     if ((st = tandem_ctx_truncate(target, len + accepted))) return st;
     for (int32_t i = 0; i < accepted && r->finish == TANDEM_FINISH_NONE; i++)
         if ((st = emitter_push(e, seq[len + i]))) return st;
     if (r->finish != TANDEM_FINISH_NONE) return TANDEM_OK;
     d->pending = next;
     return emitter_push(e, next);
+}
+
+/* tandem_generate's round: the same phases, each pass on the sequence's own contexts. */
+tandem_status spec_decoder_step(spec_decoder *d, gen_emitter *e) {
+    if (!d->started) return spec_decoder_first(d, e, tandem_ctx_logits(d->target));
+    const int32_t *ids;
+    int32_t n;
+    spec_phase next;
+    tandem_status st = spec_round_begin(d, e, d->K, &ids, &n, &next);
+    while (!st && next == SPEC_DRAFT) {
+        if ((st = tandem_ctx_eval(d->draft, ids, n, NULL))) {
+            spec_round_abort(d, e);
+            return st;
+        }
+        st = spec_round_draft(d, e, tandem_ctx_logits(d->draft), &ids, &n, &next);
+    }
+    if (st || next == SPEC_DONE) return st;
+    if ((st = tandem_ctx_eval(d->target, ids, n, d->logits))) return st;
+    return spec_round_end(d, e, d->logits);
 }
 
 void spec_decoder_stats(const spec_decoder *d, tandem_gen_result *r) {

@@ -53,6 +53,8 @@ int main(void) {
     FIELD(tandem_gen_params, draft);
     FIELD(tandem_gen_params, spec);
     FIELD(tandem_gen_params, grammar);
+    FIELD(tandem_gen_params, prediction);
+    FIELD(tandem_gen_params, n_prediction);
     END();
     BEGIN(tandem_timings);
     FIELD(tandem_timings, prompt_ms);
@@ -93,6 +95,7 @@ int main(void) {
     FIELD(tandem_engine_params, kv_type);
     FIELD(tandem_engine_params, kv_budget_bytes);
     FIELD(tandem_engine_params, exact);
+    FIELD(tandem_engine_params, draft_model);
     END();
     printf("}\n");
     return 0;

@@ -170,12 +170,15 @@ def test_draft_model_and_prompt_lookup_give_the_greedy_text(tandem, pipe, model_
         for kw in ({}, {"num_assistant_tokens": 3}, {"assistant_confidence_threshold": 0.5}):
             r = p.generate(PROMPTS[1], max_new_tokens=24, apply_chat_template=False, **kw)
             assert r.token_ids == plain.token_ids and r.texts == plain.texts, (draft, kw)
-    r = p.generate(PROMPTS[::-1], max_new_tokens=24, apply_chat_template=False)  # one after the other
+    r = p.generate(PROMPTS[::-1], max_new_tokens=24, apply_chat_template=False)  # together, drafting in the engine
     assert r.token_ids[0] == plain.token_ids[0] and len(r.texts) == 2
     pl = tandem.LLMPipeline(model_path, prompt_lookup=True)
     r = pl.generate(PROMPTS[1], max_new_tokens=24, max_ngram_size=2, num_assistant_tokens=4,
                     apply_chat_template=False)
     assert r.token_ids == plain.token_ids
+    r = pl.generate(PROMPTS[::-1], max_new_tokens=24, max_ngram_size=2, num_assistant_tokens=4,
+                    apply_chat_template=False)  # lookup in the engine
+    assert r.token_ids[0] == plain.token_ids[0] and len(r.texts) == 2
     with pytest.raises(ValueError, match="max_ngram_size"):
         pl.generate(PROMPTS[1], max_new_tokens=4)
 

@@ -350,14 +350,21 @@ static void scenario_refusals(const request *q) {
     e = open_engine(4, 16, TANDEM_TYPE_F16, 0);
     if (!e) return;
     tandem_gen_params gp = q->gp;
-    gp.spec.lookup_ngram = 2;
-    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_UNSUPPORTED);
-    CHECK_MSG(strstr(tandem_last_error(), "tandem_gen_params.spec.lookup_ngram") != NULL, "'%s'", tandem_last_error());
+    gp.spec.lookup_ngram = 2; /* speculation with draft_max 0, as tandem_generate refuses it */
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_spec_params.draft_max") != NULL, "'%s'", tandem_last_error());
+    gp = q->gp;
+    const int32_t bad_prediction[2] = {1, mi.vocab_size};
+    gp.spec = tandem_spec_default_params();
+    gp.prediction = bad_prediction;
+    gp.n_prediction = 2;
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(tandem_last_error(), "tandem_gen_params.prediction") != NULL, "'%s'", tandem_last_error());
     tandem_ctx *draft = NULL;
     CHECK_OK(tandem_ctx_init(model, NULL, &draft));
     gp = q->gp;
-    gp.draft = draft;
-    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_UNSUPPORTED);
+    gp.draft = draft; /* an engine drafts with its own draft model */
+    CHECK(tandem_engine_add(e, q->prompt, q->n_prompt, &gp, &id) == TANDEM_ERR_INVALID_ARG);
     CHECK_MSG(strstr(tandem_last_error(), "tandem_gen_params.draft") != NULL, "'%s'", tandem_last_error());
     tandem_ctx_free(draft);
     static int32_t long_prompt[N_CTX + 1];

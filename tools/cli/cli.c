@@ -47,6 +47,10 @@ static const struct {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
     {"tandem_ctx_params.kv_type", "--kv-type"},
     {"tandem_engine_params.kv_type", "--kv-type"},
+    {"tandem_spec_params.draft_max", "--draft-max"},
+    {"tandem_spec_params.draft_min", "--draft-min"},
+    {"tandem_spec_params.draft_p_min", "--draft-p-min"},
+    {"tandem_spec_params.lookup_ngram", "--lookup"},
     {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
     {"tools_json", "--tools"},
     {"extra_context_json", "--kwargs"},
