@@ -92,9 +92,11 @@ class Tokenizer:
         return ids[0] if ids else -1
 
     def apply_chat_template(self, history, add_generation_prompt, chat_template="", tools=None, extra_context=None):
-        """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template, or chat_template
-        when given, through tandem's own Jinja interpreter (tandem_chat_render)."""
-        source = chat_template or self.chat_template
+        """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template (its "tool_use"
+        one when tools are given and it has one, as transformers picks), or chat_template when given, through
+        tandem's own Jinja interpreter (tandem_chat_render); bos_token / eos_token are the tokenizer's."""
+        model_source = lib.tandem_tokenizer_chat_template_for(self._tok, tools is not None)
+        source = chat_template or (model_source.decode("utf-8") if model_source else None)
         if not source:
             raise TandemError("Tokenizer.apply_chat_template: the model has no chat template; pass chat_template")
         src = source.encode("utf-8")
@@ -104,6 +106,8 @@ class Tokenizer:
         try:
             p = lib.tandem_chat_render_default_params()
             p.add_generation_prompt = bool(add_generation_prompt)
+            p.bos_token = lib.tandem_tokenizer_special_token(self._tok, b"bos_token")
+            p.eos_token = lib.tandem_tokenizer_special_token(self._tok, b"eos_token")
             p.tools_json = json.dumps(list(tools)).encode() if tools is not None else None
             p.extra_context_json = json.dumps(dict(extra_context)).encode() if extra_context is not None else None
             msgs = json.dumps(list(history), ensure_ascii=False).encode("utf-8")

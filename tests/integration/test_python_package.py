@@ -257,6 +257,28 @@ def test_apply_chat_template_matches_jinja2(pipe, qwen3_tokenizer_dir):
         assert got == ref.render(env, qwen3, case)
 
 
+def test_named_templates_and_special_tokens(tandem, models_dir, tmp_path):
+    """Tokenizer.apply_chat_template picks the "tool_use" template when tools are given and passes the tokenizer's
+    bos_token / eos_token, as transformers does (tests/golden/chat/named_cases.json; jinja2 here)."""
+    pytest.importorskip("jinja2")
+    import shutil
+    import make_chat_golden as ref
+    named = json.loads((REPO / "tests" / "golden" / "chat" / "named_cases.json").read_text(encoding="utf-8"))
+    src = models_dir / "tied_gqa2"
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]:
+        shutil.copy(src / f, tmp_path / f)
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(chat_template=named["chat_template"], bos_token="<|endoftext|>")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tok = tandem.LLMPipeline(str(tmp_path)).get_tokenizer()
+    history = [{"role": "user", "content": "hi"}]
+    for tools, k in [(None, 0), (ref.TOOLS, 1), ([], 1)]:
+        want = ref.render(ref.make_env(), named["chat_template"][k]["template"],
+                          {"messages": history, "add_generation_prompt": True, "tools": tools,
+                           "bos_token": "<|endoftext|>", "eos_token": config["eos_token"]})
+        assert tok.apply_chat_template(history, True, tools=tools) == want
+
+
 def test_bad_chat_template_raises(tandem, pipe):
     with pytest.raises(tandem.TandemError, match="chat template"):
         pipe.get_tokenizer().apply_chat_template([{"role": "user", "content": "x"}], True,
