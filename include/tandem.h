@@ -104,6 +104,9 @@ const char *tandem_tokenizer_chat_template_for(const tandem_tokenizer *tok, bool
  * {"content": …}; null = not set, e.g. Qwen3's bos_token), or a GGUF's tokenizer.ggml.*_id (llama.cpp's keys).
  * NULL when not set or name is unknown. Borrowed. */
 const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const char *name);
+/* Those special tokens that are set, as a JSON object {"eos_token": "<|im_end|>", "pad_token": …} (Qwen3: no
+ * bos_token): what tandem_chat_render_params.special_tokens_json takes. Borrowed; "{}" when none is set. */
+const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok);
 
 /* Streaming decoder: turns ids one at a time into text that never ends inside a UTF-8 character. */
 typedef struct tandem_detokenizer tandem_detokenizer;
@@ -399,6 +402,10 @@ typedef struct tandem_chat_render_params {
     const char *bos_token, *eos_token; /* NULL = not defined */
     int64_t now_unix;                  /* the clock of strftime_now (local time); 0 = now */
     int64_t max_output_bytes;          /* 0 = the default limit (16 MiB) */
+    /* A JSON object of further variables set first, so that bos_token/eos_token above and extra_context_json win
+     * over it: the tokenizer's special tokens (tandem_tokenizer_special_tokens_json), which transformers passes
+     * to every template and lets kwargs override. NULL = none. */
+    const char *special_tokens_json;
 } tandem_chat_render_params;
 tandem_chat_render_params tandem_chat_render_default_params(void);
 /* Renders messages_json (an OpenAI messages array) into *text (NUL-terminated; free with tandem_free).
@@ -781,7 +788,7 @@ typedef struct tandem_synth_result {
 
 /* The target answers every prompt greedily (temperature 0: reproducible, and exactly the target's choice), in the
  * chat format: each prompt as one user message rendered by the target's chat template (or chat_template_path) with
- * the generation prompt (tandem_chat_render, the tokenizer's bos_token/eos_token passed), for Qwen3
+ * the generation prompt (tandem_chat_render, the tokenizer's special tokens passed), for Qwen3
  * `<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n`, or, with raw, as a plain continuation, with
  * speculative decoding when a draft is given. Each answer becomes one line
  * {"index", "prompt", "prompt_ids", "ids", "text", "finish"[, "top_ids", "top_logits"]} — top_* hold, for each

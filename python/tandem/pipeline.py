@@ -94,7 +94,8 @@ class Tokenizer:
     def apply_chat_template(self, history, add_generation_prompt, chat_template="", tools=None, extra_context=None):
         """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template (its "tool_use"
         one when tools are given and it has one, as transformers picks), or chat_template when given, through
-        tandem's own Jinja interpreter (tandem_chat_render); bos_token / eos_token are the tokenizer's."""
+        tandem's own Jinja interpreter (tandem_chat_render); the tokenizer's special tokens (bos_token, eos_token,
+        pad_token, ...) are variables, extra_context over them."""
         model_source = lib.tandem_tokenizer_chat_template_for(self._tok, tools is not None)
         source = chat_template or (model_source.decode("utf-8") if model_source else None)
         if not source:
@@ -106,8 +107,7 @@ class Tokenizer:
         try:
             p = lib.tandem_chat_render_default_params()
             p.add_generation_prompt = bool(add_generation_prompt)
-            p.bos_token = lib.tandem_tokenizer_special_token(self._tok, b"bos_token")
-            p.eos_token = lib.tandem_tokenizer_special_token(self._tok, b"eos_token")
+            p.special_tokens_json = lib.tandem_tokenizer_special_tokens_json(self._tok)
             p.tools_json = json.dumps(list(tools)).encode() if tools is not None else None
             p.extra_context_json = json.dumps(dict(extra_context)).encode() if extra_context is not None else None
             msgs = json.dumps(list(history), ensure_ascii=False).encode("utf-8")

@@ -44,8 +44,7 @@ static tandem_status render_user_turn(const tandem_chat_template *tmpl, const ta
     tandem_chat_render_params rp = tandem_chat_render_default_params();
     rp.add_generation_prompt = true;
     rp.enable_thinking = p->enable_thinking;
-    rp.bos_token = tandem_tokenizer_special_token(tok, "bos_token");
-    rp.eos_token = tandem_tokenizer_special_token(tok, "eos_token");
+    rp.special_tokens_json = tandem_tokenizer_special_tokens_json(tok);
     tandem_status st = tandem_chat_render(tmpl, msgs_json, strlen(msgs_json), &rp, out, len);
     free(msgs_json);
     return st;

@@ -73,6 +73,7 @@ struct tandem_tokenizer {
     size_t n_eos;
     chat_templates templates;
     char *special[TOKENIZER_N_SPECIAL];  /* bos_token, eos_token, ... as TOKENIZER_SPECIAL_NAMES; NULL = not set */
+    char *special_json;                  /* those set, as a JSON object */
     _Atomic(void *) derived;             /* tokenizer_derived's object (a later layer's), built on first use */
     void (*derived_free)(void *derived); /* set with it */
 };
@@ -593,6 +594,7 @@ void tandem_tokenizer_free(tandem_tokenizer *tok) {
     free(tok->eos);
     chat_templates_free(&tok->templates);
     for (int i = 0; i < TOKENIZER_N_SPECIAL; i++) free(tok->special[i]);
+    free(tok->special_json);
     void *derived = atomic_load(&tok->derived);
     if (derived) tok->derived_free(derived);
     free(tok);
@@ -975,6 +977,22 @@ tandem_status tokenizer_chat_templates(const checkpoint_files *f, const json_t *
     return st;
 }
 
+/* tok->special as a JSON object of those set. */
+static tandem_status special_tokens_json(tandem_tokenizer *tok) {
+    json_t *o = json_object();
+    for (int i = 0; o && i < TOKENIZER_N_SPECIAL; i++) {
+        /* jansson refuses text that is not UTF-8 (a GGUF token may be): such a token is left out */
+        json_t *v = tok->special[i] ? json_string(tok->special[i]) : NULL;
+        if (v && json_object_set_new(o, TOKENIZER_SPECIAL_NAMES[i], v)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    tok->special_json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return tok->special_json ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+}
+
 /* tokenizer_config.json's special tokens (a string or {"content": string}; null or absent = not set). */
 static tandem_status json_special_tokens(tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file) {
     for (int i = 0; i < TOKENIZER_N_SPECIAL; i++) {
@@ -1091,6 +1109,7 @@ tandem_status tokenizer_load_files(const checkpoint_files *f, tandem_tokenizer *
     if ((st = compile_pattern(tok, file, "pre_tokenizer", pattern, pattern_len)) != TANDEM_OK) goto done;
     if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file, model_cfg, model_cfg_file)) != TANDEM_OK) goto done;
     if ((st = json_special_tokens(tok, cfg, cfg_file)) != TANDEM_OK) goto done;
+    if ((st = special_tokens_json(tok)) != TANDEM_OK) goto done;
     st = tokenizer_chat_templates(f, cfg, &tok->templates);
 
 done:
@@ -1290,6 +1309,7 @@ tandem_status tokenizer_load_gguf(const gguf_file *f, tandem_tokenizer **out) {
         if (id >= 0 && (st = eos_add(tok, id)) != TANDEM_OK) goto done;
     }
     if ((st = gguf_special_tokens(f, tok)) != TANDEM_OK) goto done;
+    if ((st = special_tokens_json(tok)) != TANDEM_OK) goto done;
     st = gguf_chat_templates(f, &tok->templates);
 
 done:
@@ -1368,6 +1388,8 @@ const char *tandem_tokenizer_chat_template_for(const tandem_tokenizer *tok, bool
     const char *t = with_tools ? tandem_tokenizer_chat_template_named(tok, "tool_use") : NULL;
     return t ? t : tandem_tokenizer_chat_template(tok);
 }
+
+const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok) { return tok ? tok->special_json : NULL; }
 
 const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const char *name) {
     if (!tok || !name) return NULL;

@@ -52,6 +52,8 @@ def make_env():
 # ---- tandem's normalisation (tandem.h, tandem_chat_render) ----
 
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+# transformers' SPECIAL_TOKENS_ATTRIBUTES: passed to every template when the tokenizer sets them
+SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 def normalise_always(messages):
@@ -102,11 +104,9 @@ def normalise_content(messages):
 def render(env, source, case):
     tmpl = env.from_string(source)
     messages = normalise_always(case["messages"])
-    variables = dict(case.get("extra") or {})
-    if case.get("bos_token") is not None:
-        variables["bos_token"] = case["bos_token"]
-    if case.get("eos_token") is not None:
-        variables["eos_token"] = case["eos_token"]
+    # transformers' order: the tokenizer's special tokens, then the caller's kwargs over them
+    variables = {k: case[k] for k in SPECIAL_NAMES if case.get(k) is not None}
+    variables.update(case.get("extra") or {})
     if case.get("enable_thinking", -1) >= 0:
         variables["enable_thinking"] = bool(case["enable_thinking"])
     variables.update(tools=case.get("tools"), documents=None,
@@ -283,17 +283,18 @@ def main():
 NAMED_CONFIGS = {
     # Qwen3's own special tokens (bos_token null, eos_token "<|im_end|>")
     "qwen3_tokens": {},
-    # a bos_token set as a string and an eos_token as an AddedToken object
-    "bos_set": {"bos_token": "<|endoftext|>",
+    # a bos_token set as a string, an eos_token as an AddedToken object, and the other special tokens
+    "bos_set": {"bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "sep_token": "<|im_start|>",
+                "cls_token": "<|im_start|>", "mask_token": "<|vision_pad|>",
                 "eos_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": False, "normalized": False,
                               "rstrip": False, "single_word": False, "special": True}},
 }
 
 
 def special_variables(config):
-    """The bos_token / eos_token transformers passes (tokenizer_config.json's; null = not passed)."""
+    """The special tokens transformers passes (tokenizer_config.json's; null = not passed)."""
     out = {}
-    for key in ("bos_token", "eos_token"):
+    for key in SPECIAL_NAMES:
         v = config.get(key)
         if isinstance(v, dict):
             v = v.get("content")
@@ -315,19 +316,22 @@ def write_named_cases(env, tok_dir):
         "tool_turns": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Checking."},
                        {"role": "tool", "content": "21C"}],
     }
-    variants = [("no_tools", None), ("tools", TOOLS), ("empty_tools", [])]
+    variants = [("no_tools", None, None), ("tools", TOOLS, None), ("empty_tools", [], None),
+                ("kwargs", None, {"eos_token": "[kwarg eos]", "bos_token": "[kwarg bos]"})]
     out = {"chat_template": named, "configs": {}, "cases": []}
     for cfg_name, overrides in NAMED_CONFIGS.items():
         config = dict(base_config, **overrides)
         out["configs"][cfg_name] = overrides
         for conv_name, msgs in convs.items():
-            for var_name, tools in variants:
+            for var_name, tools, extra in variants:
                 # transformers' get_chat_template: "tool_use" when tools is not None, else "default"
                 source = named[1]["template"] if tools is not None else named[0]["template"]
                 case = {"name": f"{cfg_name}/{conv_name}/{var_name}", "config": cfg_name, "messages": msgs,
                         "tools": tools, "add_generation_prompt": True, **special_variables(config)}
+                if extra:
+                    case["extra"] = extra
                 case["expected"] = render(env, source, case)
-                for key in ("bos_token", "eos_token"):  # what tandem must find in the tokenizer itself
+                for key in SPECIAL_NAMES:  # what tandem must find in the tokenizer itself
                     case.pop(key, None)
                 out["cases"].append(case)
     check_named_transformers(tok_dir, base_config, named, out)
@@ -359,7 +363,8 @@ def check_named_transformers(tok_dir, base_config, named, out):
                 if case["config"] != cfg_name:
                     continue
                 text = tok.apply_chat_template(case["messages"], tools=case["tools"], tokenize=False,
-                                               add_generation_prompt=case["add_generation_prompt"])
+                                               add_generation_prompt=case["add_generation_prompt"],
+                                               **(case.get("extra") or {}))
                 assert text == case["expected"], f"{case['name']}: transformers renders differently:\n{text!r}\n" \
                                                  f"{case['expected']!r}"
                 checked += 1

@@ -259,7 +259,7 @@ def test_apply_chat_template_matches_jinja2(pipe, qwen3_tokenizer_dir):
 
 def test_named_templates_and_special_tokens(tandem, models_dir, tmp_path):
     """Tokenizer.apply_chat_template picks the "tool_use" template when tools are given and passes the tokenizer's
-    bos_token / eos_token, as transformers does (tests/golden/chat/named_cases.json; jinja2 here)."""
+    special tokens, as transformers does (tests/golden/chat/named_cases.json; jinja2 here)."""
     pytest.importorskip("jinja2")
     import shutil
     import make_chat_golden as ref
@@ -274,8 +274,8 @@ def test_named_templates_and_special_tokens(tandem, models_dir, tmp_path):
     history = [{"role": "user", "content": "hi"}]
     for tools, k in [(None, 0), (ref.TOOLS, 1), ([], 1)]:
         want = ref.render(ref.make_env(), named["chat_template"][k]["template"],
-                          {"messages": history, "add_generation_prompt": True, "tools": tools,
-                           "bos_token": "<|endoftext|>", "eos_token": config["eos_token"]})
+                          dict(ref.special_variables(config), messages=history, add_generation_prompt=True,
+                               tools=tools))
         assert tok.apply_chat_template(history, True, tools=tools) == want
 
 

@@ -341,13 +341,13 @@ def test_synth_renders_the_chat_template(run_tandem, models_dir, tmp_path):
     config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     own = config["chat_template"]
     mine = tmp_path / "mine.jinja"
-    mine.write_text("{{ bos_token if bos_token is defined else '-' }}|{% for m in messages %}[{{ m.role }}] "
+    mine.write_text("{{ bos_token if bos_token is defined else '-' }}|{{ pad_token }}|{% for m in messages %}[{{ m.role }}] "
                     "{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}>{% endif %}",
                     encoding="utf-8")
     prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:2], blank_lines=False)
     for flags, source, kw in [(["--no-think"], own, {"enable_thinking": 0}),
                               (["--chat-template-file", mine], mine.read_text(encoding="utf-8"),
-                               {"eos_token": config["eos_token"]})]:
+                               ref.special_variables(config))]:
         out = tmp_path / "d.jsonl"
         run_tandem("synth", "-m", folder, "-f", prompts, "-o", out, "-n", 2, "--force", *flags)
         for item, line in zip(PROMPTS, read_lines(out)):

@@ -144,19 +144,20 @@ def named_folder(tmp_path, qwen3_tokenizer_dir, overrides):
 @pytest.mark.parametrize("case", NAMED["cases"], ids=[c["name"] for c in NAMED["cases"]])
 def test_named_templates_and_special_tokens_match_transformers(run_tandem, qwen3_tokenizer_dir, tmp_path, case):
     """tests/golden/chat/named_cases.json (transformers' apply_chat_template): the "tool_use" template when tools are
-    given (an empty list too), "default" otherwise; bos_token / eos_token from tokenizer_config.json (Qwen3's null
-    bos_token undefined)."""
+    given (an empty list too), "default" otherwise; the special tokens from tokenizer_config.json (Qwen3's null
+    bos_token undefined), kwargs over them."""
     d = named_folder(tmp_path, qwen3_tokenizer_dir, NAMED["configs"][case["config"]])
     m = write(tmp_path, "m.json", case["messages"])
     tools = ["--tools", write(tmp_path, "t.json", case["tools"])] if case["tools"] is not None else []
+    tools += ["--kwargs", json.dumps(case["extra"])] if "extra" in case else []
     cp = run_tandem("template", "-m", d, "--messages", m, "--generation-prompt", *tools)
     assert cp.stdout == case["expected"]
     # a template file replaces the model's (named ones too), and still gets the model's special tokens
     f = tmp_path / "f.jinja"
     f.write_text(NAMED["chat_template"][0]["template"], encoding="utf-8")
-    cp = run_tandem("template", "-m", d, "--chat-template-file", f, "--messages", m, "--generation-prompt", *tools)
+    cp = run_tandem("template", "-m", d, "--chat-template-file", f, "--messages", m, "--generation-prompt")
     default = next(c for c in NAMED["cases"] if c["config"] == case["config"] and c["messages"] == case["messages"]
-                   and c["tools"] is None)
+                   and c["tools"] is None and "extra" not in c)
     assert cp.stdout == default["expected"]
 
 
@@ -195,17 +196,22 @@ def test_named_templates_through_convert(run_tandem, models_dir, tmp_path):
     assert ours == want and "tokenizer.chat_template.tool_use" in ours
 
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
-    special = {k: tokens[reader.fields[f"tokenizer.ggml.{k}_token_id"].contents()] for k in ("bos", "eos")}
+    keys = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id",
+            "sep_token": "seperator_token_id", "pad_token": "padding_token_id", "cls_token": "cls_token_id",
+            "mask_token": "mask_token_id"}
+    special = {k: tokens[reader.fields["tokenizer.ggml." + v].contents()] for k, v in keys.items()
+               if "tokenizer.ggml." + v in reader.fields}
+    assert {"bos_token", "eos_token", "pad_token"} <= set(special)
     msgs = [{"role": "user", "content": "hi"}]
     m = write(tmp_path, "m.json", msgs)
     t = write(tmp_path, "t.json", TOOLS)
     for tools, source in [(None, NAMED["chat_template"][0]["template"]), (TOOLS, NAMED["chat_template"][1]["template"])]:
-        kw = dict(add_generation_prompt=True, tools=tools, bos_token=special["bos"], eos_token=special["eos"])
+        kw = dict(special, add_generation_prompt=True, tools=tools)
         cp = run_tandem("template", "-m", out, "--messages", m, "--generation-prompt", *(["--tools", t] if tools else []))
         assert cp.stdout == expected(source, msgs, **kw)
         # and the folder itself: tokenizer_config.json's tokens (tiny model: bos_token null)
         cp = run_tandem("template", "-m", hf, "--messages", m, "--generation-prompt", *(["--tools", t] if tools else []))
-        kw.update(bos_token=None, eos_token=config["eos_token"])
+        kw = dict(ref.special_variables(config), add_generation_prompt=True, tools=tools)
         assert cp.stdout == expected(source, msgs, **kw)
 
 

@@ -368,8 +368,7 @@ tandem_chat_template *load_chat_template(const char *cmd, const tandem_tokenizer
 }
 
 void set_template_special_tokens(tandem_chat_render_params *p, const tandem_tokenizer *tok) {
-    p->bos_token = tandem_tokenizer_special_token(tok, "bos_token");
-    p->eos_token = tandem_tokenizer_special_token(tok, "eos_token");
+    p->special_tokens_json = tandem_tokenizer_special_tokens_json(tok);
 }
 
 char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,

@@ -64,7 +64,8 @@ _Noreturn void die_interrupted(const char *cmd, long long step);
  * when with_tools and it has one: transformers' choice). Exits with a message when there is none. */
 tandem_chat_template *load_chat_template(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
                                          const char *template_path, bool with_tools);
-/* p's bos_token and eos_token: the tokenizer's, as transformers passes them to templates (tok NULL: unset). */
+/* p's special tokens (bos_token, eos_token, pad_token, ...): the tokenizer's, as transformers passes them to
+ * templates (tok NULL: none). */
 void set_template_special_tokens(tandem_chat_render_params *p, const tandem_tokenizer *tok);
 /* The prompt a chat template makes of one user turn (and a system turn when system is not NULL), with the
  * generation prompt: the model's template (tok's), or the Jinja file template_path when not NULL.
