@@ -244,3 +244,19 @@ def test_convert_chat_template_file(run_tandem, models_dir, tmp_path):
     assert not (tmp_path / "bad.gguf").exists()
     cp = run_tandem("convert", hf, "-o", tmp_path / "bad.gguf", "--chat-template-file", tmp_path / "none", check=False)
     assert cp.returncode == 1 and "none" in cp.stderr and not (tmp_path / "bad.gguf").exists()
+
+
+def test_run_chat_passes_the_special_tokens(run_tandem, models_dir, tmp_path):
+    """run --chat: a template file sees the model's special tokens (tokenizer_config.json's), as in transformers."""
+    folder = models_dir / "tied_gqa2"
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tmpl = tmp_path / "t.jinja"
+    tmpl.write_text("{{ bos_token is defined }}|{{ pad_token }}|{{ messages[0].content }}{{ eos_token }}")
+    want = expected(tmpl.read_text(), [{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                    **ref.special_variables(config))
+    assert "<|im_end|>" in want  # the tiny model's eos_token, as Qwen3's
+    text = tmp_path / "prompt.txt"
+    text.write_text(want)
+    ids = json.loads(run_tandem("tokenize", "-m", folder, "-f", text, "--json").stdout)["ids"]
+    cp = run_tandem("run", "-m", folder, "-p", "hi", "--chat", "--chat-template-file", tmpl, "-n", "1", "--json")
+    assert json.loads(cp.stdout.strip().splitlines()[-1])["prompt_ids"] == ids
