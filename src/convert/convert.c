@@ -214,11 +214,11 @@ static tandem_status read_template_override(const char *path, char **out) {
     tandem_status st = mapped_file_open(path, &mf);
     if (st) return st;
     tandem_chat_template *t = NULL;
-    if (memchr(mf.data, '\0', mf.size))
+    const char *text = mf.size ? (const char *)mf.data : ""; /* an empty file is an empty template */
+    if (memchr(text, '\0', mf.size))
         st = tandem_fail(TANDEM_ERR_FORMAT, "tandem_convert: chat_template_path: %s holds a NUL byte", path);
-    else if (!(st = tandem_chat_template_parse((const char *)mf.data, mf.size, path, &t)) &&
-             (*out = malloc(mf.size + 1))) {
-        memcpy(*out, mf.data, mf.size);
+    else if (!(st = tandem_chat_template_parse(text, mf.size, path, &t)) && (*out = malloc(mf.size + 1))) {
+        memcpy(*out, text, mf.size);
         (*out)[mf.size] = '\0';
     } else if (!st) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_convert: out of memory");

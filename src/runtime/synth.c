@@ -21,7 +21,8 @@ static tandem_status synth_template(const tandem_synth_params *p, const tandem_t
     if (p->chat_template_path) {
         mapped_file mf;
         tandem_status st = mapped_file_open(p->chat_template_path, &mf);
-        if (!st) st = tandem_chat_template_parse((const char *)mf.data, mf.size, p->chat_template_path, out);
+        const char *text = mf.size ? (const char *)mf.data : ""; /* an empty file is an empty template */
+        if (!st) st = tandem_chat_template_parse(text, mf.size, p->chat_template_path, out);
         mapped_file_close(&mf);
         return st;
     }
@@ -29,7 +30,8 @@ static tandem_status synth_template(const tandem_synth_params *p, const tandem_t
     if (!t)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_synth: model_path: %s has no chat template (set "
-                           "chat_template_path, or raw for a plain continuation)",
+                           "tandem_synth_params.chat_template_path, or tandem_synth_params.raw for a plain "
+                           "continuation)",
                            p->model_path);
     return tandem_chat_template_parse(t, strlen(t), p->model_path, out);
 }
@@ -297,8 +299,8 @@ tandem_status tandem_synth(const tandem_synth_params *p, tandem_synth_result *re
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_synth: max_tokens %d must be at least 1", p->max_tokens);
     if (p->raw && p->chat_template_path)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
-                           "tandem_synth: chat_template_path: not with raw (a plain "
-                           "continuation has no template)");
+                           "tandem_synth: chat_template_path: not with "
+                           "tandem_synth_params.raw (a plain continuation has no template)");
     if (p->enable_thinking < -1 || p->enable_thinking > 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_synth: enable_thinking: %d is not -1, 0 or 1",
                            p->enable_thinking);

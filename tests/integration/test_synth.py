@@ -358,4 +358,14 @@ def test_synth_renders_the_chat_template(run_tandem, models_dir, tmp_path):
             assert line["prompt_ids"] == want, (flags, full)
     cp = run_tandem("synth", "-m", folder, "-f", prompts, "-o", tmp_path / "x.jsonl", "--raw", "--chat-template-file",
                     mine, check=False)
-    assert cp.returncode != 0 and "--chat-template-file" in cp.stderr, cp.stderr
+    assert cp.returncode != 0 and "--chat-template-file: not with --raw" in cp.stderr, cp.stderr
+    # a model without a template: said so, with the ways out
+    import shutil
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]:
+        shutil.copy(folder / f, bare / f)
+    (bare / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
+    cp = run_tandem("synth", "-m", bare, "-f", prompts, "-o", tmp_path / "y.jsonl", check=False)
+    assert cp.returncode == 1 and "has no chat template (pass --chat-template-file, or --raw" in cp.stderr, cp.stderr
+    assert not (tmp_path / "y.jsonl").exists() or (tmp_path / "y.jsonl").read_text() == ""

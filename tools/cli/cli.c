@@ -53,6 +53,8 @@ static const struct {
     {"schema_json", "--json-schema"},
     {"function_name", "--tool-choice"},
     {"ignore_eos", "--ignore-eos"},
+    {"set tandem_synth_params.chat_template_path", "pass --chat-template-file"},
+    {"tandem_synth_params.raw", "--raw"},
     {"chat_template_path", "--chat-template-file"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
