@@ -242,6 +242,10 @@ def test_convert_chat_template_file(run_tandem, models_dir, tmp_path):
     cp = run_tandem("convert", hf, "-o", tmp_path / "bad.gguf", "--chat-template-file", bad, check=False)
     assert cp.returncode == 1 and "bad.jinja): line 2" in cp.stderr, cp.stderr
     assert not (tmp_path / "bad.gguf").exists()
+    empty = tmp_path / "empty.jinja"
+    empty.write_text("")
+    run_tandem("convert", hf, "-o", tmp_path / "empty.gguf", "--chat-template-file", empty)
+    assert gguf_fields(tmp_path / "empty.gguf")[0] == {"tokenizer.chat_template": ""}
     cp = run_tandem("convert", hf, "-o", tmp_path / "bad.gguf", "--chat-template-file", tmp_path / "none", check=False)
     assert cp.returncode == 1 and "none" in cp.stderr and not (tmp_path / "bad.gguf").exists()
 
