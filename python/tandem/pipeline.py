@@ -47,6 +47,7 @@ class Tokenizer:
     def __init__(self, owner, tok):
         self._owner = owner
         self._tok = tok
+        self._template_override = None  # set_chat_template's, used instead of the model's (all of them)
 
     def _encode_one(self, text):
         data = text.encode("utf-8")
@@ -79,8 +80,15 @@ class Tokenizer:
 
     @property
     def chat_template(self):
+        if self._template_override is not None:
+            return self._template_override
         t = lib.tandem_tokenizer_chat_template(self._tok)
         return t.decode("utf-8") if t else ""
+
+    def set_chat_template(self, chat_template):
+        """Uses chat_template (Jinja text) instead of the model's templates from now on, as OpenVINO GenAI's
+        Tokenizer.set_chat_template and tandem's --chat-template-file do."""
+        self._template_override = str(chat_template)
 
     def get_eos_token_ids(self):
         n = ctypes.c_size_t()
@@ -97,6 +105,8 @@ class Tokenizer:
         tandem's own Jinja interpreter (tandem_chat_render); the tokenizer's special tokens (bos_token, eos_token,
         pad_token, ...) are variables, extra_context over them."""
         model_source = lib.tandem_tokenizer_chat_template_for(self._tok, tools is not None)
+        if self._template_override is not None:
+            model_source = self._template_override.encode("utf-8")
         source = chat_template or (model_source.decode("utf-8") if model_source else None)
         if not source:
             raise TandemError("Tokenizer.apply_chat_template: the model has no chat template; pass chat_template")

@@ -375,3 +375,20 @@ def test_text_streamer_and_ignore_eos(tandem, pipe):
     r = pipe.generate(ends[0], max_new_tokens=48, ignore_eos=True,
                       streamer=tandem.TextStreamer(pipe.get_tokenizer(), pieces.append))
     assert r.finish_reasons == ["length"] and len(r.token_ids[0]) == 48 and "".join(pieces) == r.texts[0]
+
+
+def test_set_chat_template_is_used_by_generate(tandem, run_tandem, models_dir, tmp_path):
+    """Tokenizer.set_chat_template (OpenVINO GenAI's) replaces the model's template, as --chat-template-file does in
+    tandem run --chat: the same prompt ids."""
+    p = tandem.LLMPipeline(str(models_dir / "tied_gqa2"))
+    source = "{{ eos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    p.get_tokenizer().set_chat_template(source)
+    assert p.get_tokenizer().chat_template == source
+    tmpl = tmp_path / "t.jinja"
+    tmpl.write_text(source)
+    ran = json.loads(run_tandem("run", "-m", models_dir / "tied_gqa2", "-p", "hi", "--chat", "--chat-template-file",
+                                tmpl, "-n", "4", "--temp", "0", "--json").stdout.strip().splitlines()[-1])
+    r = p.generate("hi", max_new_tokens=4, do_sample=False)
+    assert r.texts[0] == ran["text"]
+    want = p.get_tokenizer().apply_chat_template([{"role": "user", "content": "hi"}], True, tools=[{"type": "x"}])
+    assert want.startswith("<|im_end|><user>hi")
