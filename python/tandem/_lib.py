@@ -106,6 +106,7 @@ _sig("tandem_tokenizer_decode", c_int, c_void_p, POINTER(c_int32), c_size_t, POI
 _sig("tandem_tokenizer_eos_ids", POINTER(c_int32), c_void_p, POINTER(c_size_t))
 _sig("tandem_tokenizer_chat_template", c_char_p, c_void_p)
 _sig("tandem_tokenizer_chat_template_for", c_char_p, c_void_p, c_bool)
+_sig("tandem_tokenizer_chat_template_named", c_char_p, c_void_p, c_char_p)
 _sig("tandem_tokenizer_special_token", c_char_p, c_void_p, c_char_p)
 _sig("tandem_tokenizer_special_tokens_json", c_char_p, c_void_p)
 _sig("tandem_tokenizer_vocab_size", c_int32, c_void_p)

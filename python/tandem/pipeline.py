@@ -101,10 +101,16 @@ class Tokenizer:
 
     def apply_chat_template(self, history, add_generation_prompt, chat_template="", tools=None, extra_context=None):
         """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template (its "tool_use"
-        one when tools are given and it has one, as transformers picks), or chat_template when given, through
+        one when tools are given and it has one, as transformers picks), or chat_template when given (the text of a
+        template, or the name of one of the model's, as in transformers), through
         tandem's own Jinja interpreter (tandem_chat_render); the tokenizer's special tokens (bos_token, eos_token,
         pad_token, ...) are variables, extra_context over them."""
         model_source = lib.tandem_tokenizer_chat_template_for(self._tok, tools is not None)
+        # as transformers: chat_template may name one of the model's templates ("tool_use", "default")
+        named = lib.tandem_tokenizer_chat_template_named(self._tok, chat_template.encode("utf-8")) \
+            if chat_template and self._template_override is None else None
+        if named is not None:
+            chat_template = named.decode("utf-8")
         if self._template_override is not None:
             model_source = self._template_override.encode("utf-8")
         source = chat_template or (model_source.decode("utf-8") if model_source else None)

@@ -316,20 +316,26 @@ def write_named_cases(env, tok_dir):
         "tool_turns": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Checking."},
                        {"role": "tool", "content": "21C"}],
     }
-    variants = [("no_tools", None, None), ("tools", TOOLS, None), ("empty_tools", [], None),
-                ("kwargs", None, {"eos_token": "[kwarg eos]", "bos_token": "[kwarg bos]"})]
+    variants = [("no_tools", None, None, None), ("tools", TOOLS, None, None), ("empty_tools", [], None, None),
+                ("kwargs", None, {"eos_token": "[kwarg eos]", "bos_token": "[kwarg bos]"}, None),
+                # apply_chat_template(chat_template=NAME): the named one, whatever the tools
+                ("by_name_default", TOOLS, None, "default"), ("by_name_tool_use", TOOLS, None, "tool_use")]
     out = {"chat_template": named, "configs": {}, "cases": []}
     for cfg_name, overrides in NAMED_CONFIGS.items():
         config = dict(base_config, **overrides)
         out["configs"][cfg_name] = overrides
         for conv_name, msgs in convs.items():
-            for var_name, tools, extra in variants:
-                # transformers' get_chat_template: "tool_use" when tools is not None, else "default"
-                source = named[1]["template"] if tools is not None else named[0]["template"]
+            for var_name, tools, extra, by_name in variants:
+                # transformers' get_chat_template: the one named, else "tool_use" when tools is not None, else
+                # "default"
+                pick = by_name or ("tool_use" if tools is not None else "default")
+                source = next(t["template"] for t in named if t["name"] == pick)
                 case = {"name": f"{cfg_name}/{conv_name}/{var_name}", "config": cfg_name, "messages": msgs,
                         "tools": tools, "add_generation_prompt": True, **special_variables(config)}
                 if extra:
                     case["extra"] = extra
+                if by_name:
+                    case["template_name"] = by_name
                 case["expected"] = render(env, source, case)
                 for key in SPECIAL_NAMES:  # what tandem must find in the tokenizer itself
                     case.pop(key, None)
@@ -364,6 +370,7 @@ def check_named_transformers(tok_dir, base_config, named, out):
                     continue
                 text = tok.apply_chat_template(case["messages"], tools=case["tools"], tokenize=False,
                                                add_generation_prompt=case["add_generation_prompt"],
+                                               chat_template=case.get("template_name"),
                                                **(case.get("extra") or {}))
                 assert text == case["expected"], f"{case['name']}: transformers renders differently:\n{text!r}\n" \
                                                  f"{case['expected']!r}"

@@ -257,7 +257,7 @@ def test_apply_chat_template_matches_jinja2(pipe, qwen3_tokenizer_dir):
         assert got == ref.render(env, qwen3, case)
 
 
-def test_named_templates_and_special_tokens(tandem, models_dir, tmp_path):
+def test_named_templates_and_special_tokens(tandem, models_dir, qwen3_tokenizer_dir, tmp_path):
     """Tokenizer.apply_chat_template picks the "tool_use" template when tools are given and passes the tokenizer's
     special tokens, as transformers does (tests/golden/chat/named_cases.json; jinja2 here)."""
     pytest.importorskip("jinja2")
@@ -277,6 +277,19 @@ def test_named_templates_and_special_tokens(tandem, models_dir, tmp_path):
                           dict(ref.special_variables(config), messages=history, add_generation_prompt=True,
                                tools=tools))
         assert tok.apply_chat_template(history, True, tools=tools) == want
+    # a template asked for by name (transformers' chat_template="default"): it wins over the tools' choice; the
+    # expected text is transformers' (named_cases.json), on a tokenizer with those special tokens
+    tiny = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    qwen3 = json.loads((qwen3_tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert ref.special_variables(tiny) == ref.special_variables(qwen3)  # so transformers' text holds for it
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(dict(tiny, chat_template=named["chat_template"])),
+                                                    encoding="utf-8")
+    tok = tandem.LLMPipeline(str(tmp_path)).get_tokenizer()
+    cases = [c for c in named["cases"] if "template_name" in c and c["config"] == "qwen3_tokens"]
+    assert len(cases) == 4
+    for c in cases:
+        got = tok.apply_chat_template(c["messages"], True, chat_template=c["template_name"], tools=c["tools"])
+        assert got == c["expected"], c["name"]
 
 
 def test_bad_chat_template_raises(tandem, pipe):
