@@ -93,6 +93,20 @@ const char *tandem_tokenizer_token_bytes(const tandem_tokenizer *tok, int32_t id
 const int32_t *tandem_tokenizer_eos_ids(const tandem_tokenizer *tok, size_t *n);
 /* The chat template text, or NULL when the source has none. Borrowed. */
 const char *tandem_tokenizer_chat_template(const tandem_tokenizer *tok);
+/* A named template of Hugging Face's list form (tokenizer_config.json "chat_template": [{"name", "template"}, …];
+ * GGUF tokenizer.chat_template.NAME, as gguf-py writes it), or NULL. NULL or "default" = the default one. */
+const char *tandem_tokenizer_chat_template_named(const tandem_tokenizer *tok, const char *name);
+/* The template transformers' apply_chat_template picks: "tool_use" when tools are given and the model names one,
+ * else the default (NULL when there is none). */
+const char *tandem_tokenizer_chat_template_for(const tandem_tokenizer *tok, bool with_tools);
+/* The text of a special token that transformers passes to chat templates: name is "bos_token", "eos_token",
+ * "unk_token", "sep_token", "pad_token", "cls_token" or "mask_token". From tokenizer_config.json (a string or
+ * {"content": …}; null = not set, e.g. Qwen3's bos_token), or a GGUF's tokenizer.ggml.*_id (llama.cpp's keys).
+ * NULL when not set or name is unknown. Borrowed. */
+const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const char *name);
+/* Those special tokens that are set, as a JSON object {"eos_token": "<|im_end|>", "pad_token": …} (Qwen3: no
+ * bos_token): what tandem_chat_render_params.special_tokens_json takes. Borrowed; "{}" when none is set. */
+const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok);
 
 /* Streaming decoder: turns ids one at a time into text that never ends inside a UTF-8 character. */
 typedef struct tandem_detokenizer tandem_detokenizer;
@@ -411,6 +425,10 @@ typedef struct tandem_chat_render_params {
     const char *bos_token, *eos_token; /* NULL = not defined */
     int64_t now_unix;                  /* the clock of strftime_now (local time); 0 = now */
     int64_t max_output_bytes;          /* 0 = the default limit (16 MiB) */
+    /* A JSON object of further variables set first, so that bos_token/eos_token above and extra_context_json win
+     * over it: the tokenizer's special tokens (tandem_tokenizer_special_tokens_json), which transformers passes
+     * to every template and lets kwargs override. NULL = none. */
+    const char *special_tokens_json;
 } tandem_chat_render_params;
 tandem_chat_render_params tandem_chat_render_default_params(void);
 /* Renders messages_json (an OpenAI messages array) into *text (NUL-terminated; free with tandem_free).
@@ -588,6 +606,8 @@ typedef struct tandem_convert_params {
     int32_t n_threads;                  /* 0 = all cores */
     tandem_progress_callback progress;  /* may be NULL */
     void *user;
+    const char *chat_template_path; /* NULL, or a Jinja file stored as tokenizer.chat_template instead of the
+                                         * folder's template(s) (tandem_convert only) */
 } tandem_convert_params;
 tandem_convert_params tandem_convert_default_params(void);  /* F16, ratio 1, no overwrite */
 
@@ -778,6 +798,8 @@ typedef struct tandem_synth_params {
     tandem_spec_params spec;   /* draft length, lookup, … (with a draft, or lookup_ngram > 0) */
     tandem_synth_callback on_progress;  /* may be NULL */
     void *user;
+    const char *chat_template_path; /* NULL = the target's own chat template; else this Jinja file (not with raw) */
+    int32_t enable_thinking;        /* the template's enable_thinking: -1 = not passed (default), 0, 1 */
 } tandem_synth_params;
 tandem_synth_params tandem_synth_default_params(void);
 
@@ -788,7 +810,9 @@ typedef struct tandem_synth_result {
 } tandem_synth_result;
 
 /* The target answers every prompt greedily (temperature 0: reproducible, and exactly the target's choice), in the
- * chat format `<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n` or, with raw, as a plain continuation, with
+ * chat format: each prompt as one user message rendered by the target's chat template (or chat_template_path) with
+ * the generation prompt (tandem_chat_render, the tokenizer's special tokens passed), for Qwen3
+ * `<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n`, or, with raw, as a plain continuation, with
  * speculative decoding when a draft is given. Each answer becomes one line
  * {"index", "prompt", "prompt_ids", "ids", "text", "finish"[, "top_ids", "top_logits"]} — top_* hold, for each
  * generated token, the target's k largest logits (descending) at the position that predicted it — written in one

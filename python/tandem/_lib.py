@@ -77,7 +77,7 @@ class CtxParams(ctypes.Structure):
 class ChatRenderParams(ctypes.Structure):
     _fields_ = [("add_generation_prompt", c_bool), ("enable_thinking", c_int32), ("tools_json", c_char_p),
                 ("extra_context_json", c_char_p), ("bos_token", c_char_p), ("eos_token", c_char_p),
-                ("now_unix", c_int64), ("max_output_bytes", c_int64)]
+                ("now_unix", c_int64), ("max_output_bytes", c_int64), ("special_tokens_json", c_char_p)]
 
 
 class EngineParams(ctypes.Structure):
@@ -106,6 +106,10 @@ _sig("tandem_tokenizer_decode", c_int, c_void_p, POINTER(c_int32), c_size_t, POI
      POINTER(c_size_t))
 _sig("tandem_tokenizer_eos_ids", POINTER(c_int32), c_void_p, POINTER(c_size_t))
 _sig("tandem_tokenizer_chat_template", c_char_p, c_void_p)
+_sig("tandem_tokenizer_chat_template_for", c_char_p, c_void_p, c_bool)
+_sig("tandem_tokenizer_chat_template_named", c_char_p, c_void_p, c_char_p)
+_sig("tandem_tokenizer_special_token", c_char_p, c_void_p, c_char_p)
+_sig("tandem_tokenizer_special_tokens_json", c_char_p, c_void_p)
 _sig("tandem_tokenizer_vocab_size", c_int32, c_void_p)
 _sig("tandem_model_default_params", ModelParams)
 _sig("tandem_model_load", c_int, c_char_p, POINTER(ModelParams), POINTER(c_void_p))

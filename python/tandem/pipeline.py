@@ -47,6 +47,7 @@ class Tokenizer:
     def __init__(self, owner, tok):
         self._owner = owner
         self._tok = tok
+        self._template_override = None  # set_chat_template's, used instead of the model's (all of them)
 
     def _encode_one(self, text):
         data = text.encode("utf-8")
@@ -79,8 +80,15 @@ class Tokenizer:
 
     @property
     def chat_template(self):
+        if self._template_override is not None:
+            return self._template_override
         t = lib.tandem_tokenizer_chat_template(self._tok)
         return t.decode("utf-8") if t else ""
+
+    def set_chat_template(self, chat_template):
+        """Uses chat_template (Jinja text) instead of the model's templates from now on, as OpenVINO GenAI's
+        Tokenizer.set_chat_template and tandem's --chat-template-file do."""
+        self._template_override = str(chat_template)
 
     def get_eos_token_ids(self):
         n = ctypes.c_size_t()
@@ -92,9 +100,20 @@ class Tokenizer:
         return ids[0] if ids else -1
 
     def apply_chat_template(self, history, add_generation_prompt, chat_template="", tools=None, extra_context=None):
-        """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template, or chat_template
-        when given, through tandem's own Jinja interpreter (tandem_chat_render)."""
-        source = chat_template or self.chat_template
+        """Renders history (a list of {"role", "content", ...} dicts) with the model's chat template (its "tool_use"
+        one when tools are given and it has one, as transformers picks), or chat_template when given (the text of a
+        template, or the name of one of the model's, as in transformers), through
+        tandem's own Jinja interpreter (tandem_chat_render); the tokenizer's special tokens (bos_token, eos_token,
+        pad_token, ...) are variables, extra_context over them."""
+        model_source = lib.tandem_tokenizer_chat_template_for(self._tok, tools is not None)
+        # as transformers: chat_template may name one of the model's templates ("tool_use", "default")
+        named = lib.tandem_tokenizer_chat_template_named(self._tok, chat_template.encode("utf-8")) \
+            if chat_template and self._template_override is None else None
+        if named is not None:
+            chat_template = named.decode("utf-8")
+        if self._template_override is not None:
+            model_source = self._template_override.encode("utf-8")
+        source = chat_template or (model_source.decode("utf-8") if model_source else None)
         if not source:
             raise TandemError("Tokenizer.apply_chat_template: the model has no chat template; pass chat_template")
         src = source.encode("utf-8")
@@ -104,6 +123,7 @@ class Tokenizer:
         try:
             p = lib.tandem_chat_render_default_params()
             p.add_generation_prompt = bool(add_generation_prompt)
+            p.special_tokens_json = lib.tandem_tokenizer_special_tokens_json(self._tok)
             p.tools_json = json.dumps(list(tools)).encode() if tools is not None else None
             p.extra_context_json = json.dumps(dict(extra_context)).encode() if extra_context is not None else None
             msgs = json.dumps(list(history), ensure_ascii=False).encode("utf-8")

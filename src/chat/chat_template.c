@@ -170,7 +170,7 @@ static bool normalise_content(json_t *messages) {
 
 typedef struct render_in {
     const tandem_chat_template *t;
-    const json_t *messages, *tools, *extra;
+    const json_t *messages, *tools, *extra, *special;
     const tandem_chat_render_params *p;
 } render_in;
 
@@ -190,12 +190,17 @@ static tandem_status render_once(const render_in *in, char **text, size_t *text_
         return st;
     }
     jv vars = jv_dict(&c);
+    /* transformers' order: the special tokens, then the caller's kwargs over them */
+    if (in->special) {
+        jv special = jv_from_json(&c, in->special);
+        for (size_t i = 0; i < special.d->n; i++) jdict_set(&c, vars.d, special.d->keys[i], special.d->vals[i]);
+    }
+    if (p->bos_token) jdict_set(&c, vars.d, jv_str_lit("bos_token"), jv_str(&c, p->bos_token, strlen(p->bos_token)));
+    if (p->eos_token) jdict_set(&c, vars.d, jv_str_lit("eos_token"), jv_str(&c, p->eos_token, strlen(p->eos_token)));
     if (in->extra) {
         jv extra = jv_from_json(&c, in->extra);
         for (size_t i = 0; i < extra.d->n; i++) jdict_set(&c, vars.d, extra.d->keys[i], extra.d->vals[i]);
     }
-    if (p->bos_token) jdict_set(&c, vars.d, jv_str_lit("bos_token"), jv_str(&c, p->bos_token, strlen(p->bos_token)));
-    if (p->eos_token) jdict_set(&c, vars.d, jv_str_lit("eos_token"), jv_str(&c, p->eos_token, strlen(p->eos_token)));
     if (p->enable_thinking >= 0) jdict_set(&c, vars.d, jv_str_lit("enable_thinking"), jv_bool(p->enable_thinking != 0));
     jdict_set(&c, vars.d, jv_str_lit("messages"), jv_from_json(&c, in->messages));
     jdict_set(&c, vars.d, jv_str_lit("tools"), in->tools ? jv_from_json(&c, in->tools) : jv_none());
@@ -232,7 +237,7 @@ tandem_status tandem_chat_render(const tandem_chat_template *t, const char *mess
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_chat_render: template, messages_json or text: NULL");
     tandem_chat_render_params dflt = tandem_chat_render_default_params();
     if (!p) p = &dflt;
-    json_t *messages = NULL, *tools = NULL, *extra = NULL;
+    json_t *messages = NULL, *tools = NULL, *extra = NULL, *special = NULL;
     tandem_status st = load_json(messages_json, len, "messages_json", &messages);
     if (!st && !json_is_array(messages))
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_chat_render: messages_json: not an array of messages");
@@ -250,9 +255,14 @@ tandem_status tandem_chat_render(const tandem_chat_template *t, const char *mess
         if (!st && !json_is_object(extra))
             st = tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_chat_render: extra_context_json: not a JSON object");
     }
+    if (!st && p->special_tokens_json) {
+        st = load_json(p->special_tokens_json, strlen(p->special_tokens_json), "special_tokens_json", &special);
+        if (!st && !json_is_object(special))
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_chat_render: special_tokens_json: not a JSON object");
+    }
     if (!st) st = normalise_always(messages);
     if (!st) {
-        render_in in = {t, messages, tools, extra, p};
+        render_in in = {t, messages, tools, extra, special, p};
         size_t n = 0;
         jerr_kind kind = JERR_NONE;
         st = render_once(&in, text, &n, &kind);
@@ -269,5 +279,6 @@ tandem_status tandem_chat_render(const tandem_chat_template *t, const char *mess
     json_decref(messages);
     json_decref(tools);
     json_decref(extra);
+    json_decref(special);
     return st;
 }

@@ -205,6 +205,29 @@ tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const con
     return st;
 }
 
+/* The template file given to replace the folder's, read and checked to parse (a broken template fails here, not
+ * later in every program that loads the GGUF). *out: NUL-terminated, malloc'd; NULL without a path. */
+static tandem_status read_template_override(const char *path, char **out) {
+    *out = NULL;
+    if (!path) return TANDEM_OK;
+    mapped_file mf;
+    tandem_status st = mapped_file_open(path, &mf);
+    if (st) return st;
+    tandem_chat_template *t = NULL;
+    const char *text = mf.size ? (const char *)mf.data : ""; /* an empty file is an empty template */
+    if (memchr(text, '\0', mf.size))
+        st = tandem_fail(TANDEM_ERR_FORMAT, "tandem_convert: chat_template_path: %s holds a NUL byte", path);
+    else if (!(st = tandem_chat_template_parse(text, mf.size, path, &t)) && (*out = malloc(mf.size + 1))) {
+        memcpy(*out, text, mf.size);
+        (*out)[mf.size] = '\0';
+    } else if (!st) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_convert: out of memory");
+    }
+    tandem_chat_template_free(t);
+    mapped_file_close(&mf);
+    return st;
+}
+
 tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tandem_convert_params *params) {
     tandem_convert_params defaults = tandem_convert_default_params();
     const tandem_convert_params *p = params ? params : &defaults;
@@ -222,9 +245,13 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     convert_source *src = NULL;
     planned_tensor *plan = NULL;
     tandem_type *types = NULL;
-    char *name = NULL;
+    char *name = NULL, *tmpl = NULL;
     int32_t n = 0;
-    if ((st = checkpoint_open(hf_dir, &ck))) return st;
+    if ((st = read_template_override(p->chat_template_path, &tmpl))) return st;
+    if ((st = checkpoint_open(hf_dir, &ck))) {
+        free(tmpl);
+        return st;
+    }
     const qwen3_config cfg = ck.cfg;
     const st_set *set = ck.st;
     const size_t max_tensors = 3 + (size_t)cfg.n_layers * QWEN3_BLOCK_TENSORS;
@@ -271,7 +298,7 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if ((st = thread_pool_create(p->n_threads > 0 ? p->n_threads : cpu_count(), &pool))) goto done;
     if ((st = gguf_writer_init(&w))) goto done;
     if ((st = qwen3_config_write_gguf(w, &cfg, name, (uint32_t)p->ftype))) goto done;
-    if ((st = tokenizer_write_gguf_keys(w, hf_dir, ck.config_json, cfg.vocab_size))) goto done;
+    if ((st = tokenizer_write_gguf_keys(w, hf_dir, ck.config_json, cfg.vocab_size, tmpl))) goto done;
     st = convert_write_tensors(w, pool, src, n, types, out_path, p);
 done:
     free(types);
@@ -279,6 +306,7 @@ done:
     free(src);
     free(layout);
     free(name);
+    free(tmpl);
     gguf_writer_free(w);
     thread_pool_free(pool);
     tandem_tokenizer_free(tok);

@@ -130,6 +130,55 @@ static json_t *call_schema(const json_t *tool, size_t i, const char *fn, const c
     return s;
 }
 
+/* Keywords whose value is a map of names to schemas, and those whose value is data (never rebased). */
+static bool is_schema_map(const char *k) {
+    return !strcmp(k, "properties") || !strcmp(k, "patternProperties") || !strcmp(k, "$defs") ||
+           !strcmp(k, "definitions") || !strcmp(k, "dependentSchemas");
+}
+static bool is_data(const char *k) {
+    return !strcmp(k, "const") || !strcmp(k, "enum") || !strcmp(k, "default") || !strcmp(k, "examples") ||
+           !strcmp(k, "required") || !strcmp(k, "dependentRequired");
+}
+
+/* A tool's parameters schema is nested in the calls schema at base ("/anyOf/2/properties/arguments"): its local
+ * references ("#" and "#/…", which name its own root) are prefixed with base so that they still point into it, not
+ * into the calls schema's root. Other references (anchors "#name", other documents) are left alone. depth bounds the
+ * walk (a schema from jansson has no cycles, but may be deep). */
+static bool rebase_refs(json_t *s, const char *base, int depth) {
+    if (depth > 400) return true; /* deeper than llguidance compiles: it will refuse the schema itself */
+    if (json_is_array(s)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(s, i, v) if (!rebase_refs(v, base, depth + 1)) return false;
+        return true;
+    }
+    if (!json_is_object(s)) return true;
+    const char *k;
+    json_t *v;
+    json_object_foreach(s, k, v) {
+        if (!strcmp(k, "$ref") && json_is_string(v)) {
+            const char *r = json_string_value(v);
+            if (r[0] != '#' || (r[1] && r[1] != '/')) continue;
+            const size_t nb = strlen(base), nr = strlen(r);
+            char *t = malloc(nb + nr + 1);
+            if (!t) return false;
+            t[0] = '#';
+            memcpy(t + 1, base, nb);
+            memcpy(t + 1 + nb, r + 1, nr); /* with the NUL */
+            const int err = json_string_set(v, t);
+            free(t);
+            if (err) return false;
+        } else if (is_schema_map(k) && json_is_object(v)) {
+            const char *name;
+            json_t *sub;
+            json_object_foreach(v, name, sub) if (!rebase_refs(sub, base, depth + 1)) return false;
+        } else if (!is_data(k) && !rebase_refs(v, base, depth + 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* One JSON schema for the calls allowed: the named tool's, or anyOf all the tools'. */
 static tandem_status calls_schema(const tandem_tool_grammar_params *p, const char *fn, json_t **out) {
     json_t *tools;
@@ -152,6 +201,14 @@ static tandem_status calls_schema(const tandem_tool_grammar_params *p, const cha
                  ? tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: function_name: no tool in tools_json is named '%.200s'", fn,
                                p->function_name)
                  : tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tools_json: no tools", fn);
+    /* each tool's parameters where they end up: the schema itself (one tool) or anyOf[k] */
+    for (size_t k = 0; !st && k < json_array_size(any); k++) {
+        char base[64];
+        if (json_array_size(any) == 1) snprintf(base, sizeof base, "/properties/arguments");
+        else snprintf(base, sizeof base, "/anyOf/%zu/properties/arguments", k);
+        json_t *args = json_object_get(json_object_get(json_array_get(any, k), "properties"), "arguments");
+        if (!rebase_refs(args, base, 0)) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", fn);
+    }
     json_decref(tools);
     if (st) {
         json_decref(any);

@@ -12,7 +12,44 @@
 #include "runtime.h"
 
 tandem_synth_params tandem_synth_default_params(void) {
-    return (tandem_synth_params){.max_tokens = 256, .spec = tandem_spec_default_params()};
+    return (tandem_synth_params){.max_tokens = 256, .spec = tandem_spec_default_params(), .enable_thinking = -1};
+}
+
+/* The template prompts are rendered with: chat_template_path's file, else the target's own. */
+static tandem_status synth_template(const tandem_synth_params *p, const tandem_tokenizer *tok,
+                                    tandem_chat_template **out) {
+    if (p->chat_template_path) {
+        mapped_file mf;
+        tandem_status st = mapped_file_open(p->chat_template_path, &mf);
+        const char *text = mf.size ? (const char *)mf.data : ""; /* an empty file is an empty template */
+        if (!st) st = tandem_chat_template_parse(text, mf.size, p->chat_template_path, out);
+        mapped_file_close(&mf);
+        return st;
+    }
+    const char *t = tandem_tokenizer_chat_template(tok);
+    if (!t)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_synth: model_path: %s has no chat template (set "
+                           "tandem_synth_params.chat_template_path, or tandem_synth_params.raw for a plain "
+                           "continuation)",
+                           p->model_path);
+    return tandem_chat_template_parse(t, strlen(t), p->model_path, out);
+}
+
+/* text as one user message rendered with the generation prompt, as tandem run --chat renders -p. */
+static tandem_status render_user_turn(const tandem_chat_template *tmpl, const tandem_tokenizer *tok,
+                                      const tandem_synth_params *p, const char *text, char **out, size_t *len) {
+    json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", text);
+    char *msgs_json = msgs ? json_dumps(msgs, JSON_COMPACT) : NULL;
+    json_decref(msgs);
+    if (!msgs_json) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_synth: out of memory");
+    tandem_chat_render_params rp = tandem_chat_render_default_params();
+    rp.add_generation_prompt = true;
+    rp.enable_thinking = p->enable_thinking;
+    rp.special_tokens_json = tandem_tokenizer_special_tokens_json(tok);
+    tandem_status st = tandem_chat_render(tmpl, msgs_json, strlen(msgs_json), &rp, out, len);
+    free(msgs_json);
+    return st;
 }
 
 /* ---- prompts ---- */
@@ -260,6 +297,13 @@ tandem_status tandem_synth(const tandem_synth_params *p, tandem_synth_result *re
                            TANDEM_SYNTH_MAX_TOPK);
     if (p->max_tokens < 1)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_synth: max_tokens %d must be at least 1", p->max_tokens);
+    if (p->raw && p->chat_template_path)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_synth: chat_template_path: not with "
+                           "tandem_synth_params.raw (a plain continuation has no template)");
+    if (p->enable_thinking < -1 || p->enable_thinking > 1)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_synth: enable_thinking: %d is not -1, 0 or 1",
+                           p->enable_thinking);
     tandem_status st;
     synth_prompt *prompts = NULL;
     int32_t n_prompts = 0, n_done = 0;
@@ -269,6 +313,7 @@ tandem_status tandem_synth(const tandem_synth_params *p, tandem_synth_result *re
     float *logits = NULL;
     int32_t *ids = NULL;
     char *chat = NULL;
+    tandem_chat_template *tmpl = NULL;
     int fd = -1;
     tandem_synth_progress prog = {0};
 
@@ -300,6 +345,7 @@ tandem_status tandem_synth(const tandem_synth_params *p, tandem_synth_result *re
         if ((st = tandem_ctx_init(draft_model, &cp, &draft_ctx))) goto done;
     }
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    if (!p->raw && (st = synth_template(p, tok, &tmpl))) goto done;
     tandem_model_info info;
     tandem_model_get_info(model, &info);
     const int32_t vocab = info.vocab_size;
@@ -325,13 +371,9 @@ tandem_status tandem_synth(const tandem_synth_params *p, tandem_synth_result *re
         const char *text = prompts[i].text;
         size_t len = strlen(text), n_ids = 0;
         if (!p->raw) {
-            static const char PRE[] = "<|im_start|>user\n", POST[] = "<|im_end|>\n<|im_start|>assistant\n";
-            free(chat);
-            if (!(chat = malloc(sizeof PRE + len + sizeof POST))) {
-                st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_synth: out of memory");
-                goto done;
-            }
-            len = (size_t)snprintf(chat, sizeof PRE + len + sizeof POST, "%s%s%s", PRE, text, POST);
+            tandem_free(chat);
+            chat = NULL;
+            if ((st = render_user_turn(tmpl, tok, p, text, &chat, &len))) goto done;
             text = chat;
         }
         tandem_free(ids);
@@ -396,7 +438,8 @@ done:
     if (fd >= 0 && close(fd) && !st)
         st = tandem_fail(TANDEM_ERR_IO, "%s: close failed: %s", p->output_path, strerror(errno));
     tandem_free(ids);
-    free(chat);
+    tandem_free(chat);
+    tandem_chat_template_free(tmpl);
     free(logits);
     tandem_ctx_free(draft_ctx);
     tandem_model_free(draft_model);

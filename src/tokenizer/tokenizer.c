@@ -72,7 +72,9 @@ struct tandem_tokenizer {
     pcre2_code *re;
     int32_t *eos;
     size_t n_eos;
-    char *chat_template;
+    chat_templates templates;
+    char *special[TOKENIZER_N_SPECIAL];  /* bos_token, eos_token, ... as TOKENIZER_SPECIAL_NAMES; NULL = not set */
+    char *special_json;                  /* those set, as a JSON object */
     _Atomic(void *) derived;             /* tokenizer_derived's object (a later layer's), built on first use */
     void (*derived_free)(void *derived); /* set with it */
 };
@@ -591,7 +593,9 @@ void tandem_tokenizer_free(tandem_tokenizer *tok) {
     free(tok->pattern);
     pcre2_code_free(tok->re);
     free(tok->eos);
-    free(tok->chat_template);
+    chat_templates_free(&tok->templates);
+    for (int i = 0; i < TOKENIZER_N_SPECIAL; i++) free(tok->special[i]);
+    free(tok->special_json);
     void *derived = atomic_load(&tok->derived);
     if (derived) tok->derived_free(derived);
     free(tok);
@@ -900,39 +904,109 @@ static tandem_status read_text_file(const char *path, char **out) {
     return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", path);
 }
 
-/* obj's chat_template (a string, or HF's list of {name, template}: the one named "default") into *out, malloc'd;
- * *out stays NULL when obj has none. file names obj in messages. */
-static tandem_status chat_template_field(const json_t *obj, const char *file, char **out) {
-    const json_t *t = json_object_get(obj, "chat_template");
-    if (json_is_array(t)) {
-        const json_t *pick = NULL;
-        for (size_t i = 0; i < json_array_size(t); i++) {
-            const char *name = json_get_string(json_array_get(t, i), "name");
-            if (name && strcmp(name, "default") == 0) pick = json_object_get(json_array_get(t, i), "template");
-        }
-        t = pick;
+const char *const TOKENIZER_SPECIAL_NAMES[TOKENIZER_N_SPECIAL] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                                                  "pad_token", "cls_token", "mask_token"};
+
+void chat_templates_free(chat_templates *t) {
+    free(t->text);
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->names[i]);
+        free(t->texts[i]);
     }
-    if (!t || json_is_null(t)) return TANDEM_OK;
-    if (!json_is_string(t))
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}", file);
-    *out = dup_mem(json_string_value(t), json_string_length(t));
-    return *out ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+    free(t->names);
+    free(t->texts);
+    memset(t, 0, sizeof *t);
 }
 
-tandem_status tokenizer_chat_template(const checkpoint_files *f, const json_t *cfg, char **out) {
-    *out = NULL;
+/* obj's chat_template into *out: a string (the default), or HF's list of {name, template} (the one named
+ * "default" and the others by name); *out stays empty when obj has none. file names obj in messages. */
+static tandem_status chat_template_field(const json_t *obj, const char *file, chat_templates *out) {
+    const json_t *t = json_object_get(obj, "chat_template");
+    if (!t || json_is_null(t)) return TANDEM_OK;
+    if (json_is_string(t)) {
+        out->text = dup_mem(json_string_value(t), json_string_length(t));
+        return out->text ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+    }
+    if (!json_is_array(t))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template: not a string or a list of {name, template}", file);
+    size_t n = json_array_size(t);
+    out->names = calloc(n ? n : 1, sizeof *out->names);
+    out->texts = calloc(n ? n : 1, sizeof *out->texts);
+    if (!out->names || !out->texts) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(t, i), *text = json_object_get(e, "template");
+        const char *name = json_get_string(e, "name");
+        if (!name || !json_is_string(text))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: chat_template[%zu]: not a {name, template} object", file, i);
+        char *copy = dup_mem(json_string_value(text), json_string_length(text));
+        if (!copy) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+        /* a later entry of the same name replaces an earlier one, as transformers' dict does */
+        char **slot = NULL;
+        if (!strcmp(name, "default")) slot = &out->text;
+        for (size_t k = 0; !slot && k < out->n; k++)
+            if (!strcmp(out->names[k], name)) slot = &out->texts[k];
+        if (!slot) {
+            if (!(out->names[out->n] = dup_mem(name, strlen(name)))) {
+                free(copy);
+                return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", file);
+            }
+            slot = &out->texts[out->n++];
+        }
+        free(*slot);
+        *slot = copy;
+    }
+    return TANDEM_OK;
+}
+
+tandem_status tokenizer_chat_templates(const checkpoint_files *f, const json_t *cfg, chat_templates *out) {
+    memset(out, 0, sizeof *out);
+    tandem_status st;
     /* transformers' order: a separate chat_template.jinja takes priority over the config's entry */
-    if (f->chat_template_jinja) return read_text_file(f->chat_template_jinja, out);
-    tandem_status st = chat_template_field(cfg, f->tokenizer_config, out);
-    if (st || *out) return st;
-    if (!f->chat_template_json) return TANDEM_OK;
-    json_t *root = NULL;
-    if ((st = json_load_path(f->chat_template_json, &root))) return st;
-    if (!json_is_object(root))
-        st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", f->chat_template_json);
-    else st = chat_template_field(root, f->chat_template_json, out);
-    json_decref(root);
+    if (f->chat_template_jinja) {
+        st = read_text_file(f->chat_template_jinja, &out->text);
+    } else if (!(st = chat_template_field(cfg, f->tokenizer_config, out)) && !out->text && !out->n &&
+               f->chat_template_json) {
+        json_t *root = NULL;
+        if (!(st = json_load_path(f->chat_template_json, &root))) {
+            if (!json_is_object(root))
+                st = tandem_fail(TANDEM_ERR_FORMAT, "%s: top level is not an object", f->chat_template_json);
+            else st = chat_template_field(root, f->chat_template_json, out);
+        }
+        json_decref(root);
+    }
+    if (st) chat_templates_free(out);
     return st;
+}
+
+/* tok->special as a JSON object of those set. */
+static tandem_status special_tokens_json(tandem_tokenizer *tok) {
+    json_t *o = json_object();
+    for (int i = 0; o && i < TOKENIZER_N_SPECIAL; i++) {
+        /* jansson refuses text that is not UTF-8 (a GGUF token may be): such a token is left out */
+        json_t *v = tok->special[i] ? json_string(tok->special[i]) : NULL;
+        if (v && json_object_set_new(o, TOKENIZER_SPECIAL_NAMES[i], v)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    tok->special_json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return tok->special_json ? TANDEM_OK : tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+}
+
+/* tokenizer_config.json's special tokens (a string or {"content": string}; null or absent = not set). */
+static tandem_status json_special_tokens(tandem_tokenizer *tok, const json_t *cfg, const char *cfg_file) {
+    for (int i = 0; i < TOKENIZER_N_SPECIAL; i++) {
+        const json_t *v = json_object_get(cfg, TOKENIZER_SPECIAL_NAMES[i]);
+        if (json_is_object(v)) v = json_object_get(v, "content");
+        if (!v || json_is_null(v)) continue;
+        if (!json_is_string(v))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: %s: not a string or {\"content\": string}", cfg_file,
+                               TOKENIZER_SPECIAL_NAMES[i]);
+        if (!(tok->special[i] = dup_mem(json_string_value(v), json_string_length(v))))
+            return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", cfg_file);
+    }
+    return TANDEM_OK;
 }
 
 static char *dir_of(const char *path) {
@@ -1035,7 +1109,9 @@ tandem_status tokenizer_load_files(const checkpoint_files *f, tandem_tokenizer *
     if ((st = json_merges(&b, tok, merges)) != TANDEM_OK) goto done;
     if ((st = compile_pattern(tok, file, "pre_tokenizer", pattern, pattern_len)) != TANDEM_OK) goto done;
     if ((st = json_eos(&b, tok, cfg, cfg_file, gen, gen_file, model_cfg, model_cfg_file)) != TANDEM_OK) goto done;
-    st = tokenizer_chat_template(f, cfg, &tok->chat_template);
+    if ((st = json_special_tokens(tok, cfg, cfg_file)) != TANDEM_OK) goto done;
+    if ((st = special_tokens_json(tok)) != TANDEM_OK) goto done;
+    st = tokenizer_chat_templates(f, cfg, &tok->templates);
 
 done:
     if (st == TANDEM_OK) {
@@ -1095,6 +1171,56 @@ static tandem_status gguf_check_model(const gguf_file *f) {
             return TANDEM_OK;
     return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre: %s is not supported (need 'qwen2')", path,
                        quote(pre.ptr, pre.len).s);
+}
+
+/* The special tokens' text from tokenizer.ggml.*_id (llama.cpp's keys), as llama.cpp passes them to templates. */
+static tandem_status gguf_special_tokens(const gguf_file *f, tandem_tokenizer *tok) {
+    static const char *const KEYS[TOKENIZER_N_SPECIAL] = {
+        "tokenizer.ggml.bos_token_id",       "tokenizer.ggml.eos_token_id",     "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.cls_token_id",
+        "tokenizer.ggml.mask_token_id"};
+    for (int i = 0; i < TOKENIZER_N_SPECIAL; i++) {
+        if (!gguf_find_kv(f, KEYS[i])) continue;
+        uint32_t id;
+        if (!gguf_get_u32(f, KEYS[i], &id) || id >= (uint32_t)tok->n_ids || tok->tok_off[id] == SIZE_MAX)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: %s: not a token id (vocab size %d)", f->map.path, KEYS[i],
+                               tok->n_ids);
+        if (!(tok->special[i] = dup_mem(tok->arena + tok->tok_off[id], tok->tok_len[id])))
+            return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    }
+    return TANDEM_OK;
+}
+
+/* tokenizer.chat_template, and the named ones gguf-py writes: tokenizer.chat_templates lists the names, each
+ * stored as tokenizer.chat_template.NAME. */
+static tandem_status gguf_chat_templates(const gguf_file *f, chat_templates *out) {
+    gguf_str tpl;
+    tandem_status st = gguf_opt_str(f, "tokenizer.chat_template", &tpl);
+    if (st) return st;
+    if (tpl.ptr && !(out->text = dup_mem(tpl.ptr, (size_t)tpl.len)))
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    if (!gguf_find_kv(f, "tokenizer.chat_templates")) return TANDEM_OK;
+    const gguf_kv *names = gguf_string_array(f, "tokenizer.chat_templates", &st);
+    if (!names) return st;
+    out->names = calloc(names->n ? names->n : 1, sizeof *out->names);
+    out->texts = calloc(names->n ? names->n : 1, sizeof *out->texts);
+    if (!out->names || !out->texts) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    for (uint64_t i = 0; i < names->n; i++) {
+        char key[160];
+        const gguf_str *name = &names->strings[i];
+        if (!name->len || name->len > 100 || memchr(name->ptr, '\0', name->len))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: tokenizer.chat_templates[%llu]: not a template name",
+                               f->map.path, (unsigned long long)i);
+        snprintf(key, sizeof key, "tokenizer.chat_template.%.*s", (int)name->len, name->ptr);
+        if ((st = gguf_opt_str(f, key, &tpl))) return st;
+        if (!tpl.ptr)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: %s: missing (named in tokenizer.chat_templates)", f->map.path,
+                               key);
+        out->names[out->n] = dup_mem(name->ptr, (size_t)name->len);
+        out->texts[out->n] = dup_mem(tpl.ptr, (size_t)tpl.len);
+        if (!out->names[out->n] || !out->texts[out->n++]) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    }
+    return TANDEM_OK;
 }
 
 tandem_status tokenizer_load_gguf(const gguf_file *f, tandem_tokenizer **out) {
@@ -1183,12 +1309,9 @@ tandem_status tokenizer_load_gguf(const gguf_file *f, tandem_tokenizer **out) {
         int32_t id = builder_find(&b, names[i], strlen(names[i]));
         if (id >= 0 && (st = eos_add(tok, id)) != TANDEM_OK) goto done;
     }
-    gguf_str tpl;
-    if ((st = gguf_opt_str(f, "tokenizer.chat_template", &tpl)) != TANDEM_OK) goto done;
-    if (tpl.ptr) {
-        tok->chat_template = dup_mem(tpl.ptr, (size_t)tpl.len);
-        if (!tok->chat_template) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
-    }
+    if ((st = gguf_special_tokens(f, tok)) != TANDEM_OK) goto done;
+    if ((st = special_tokens_json(tok)) != TANDEM_OK) goto done;
+    st = gguf_chat_templates(f, &tok->templates);
 
 done:
     if (st == TANDEM_OK) {
@@ -1263,7 +1386,29 @@ const int32_t *tandem_tokenizer_eos_ids(const tandem_tokenizer *tok, size_t *n) 
     return tok ? tok->eos : NULL;
 }
 
-const char *tandem_tokenizer_chat_template(const tandem_tokenizer *tok) { return tok ? tok->chat_template : NULL; }
+const char *tandem_tokenizer_chat_template(const tandem_tokenizer *tok) { return tok ? tok->templates.text : NULL; }
+
+const char *tandem_tokenizer_chat_template_named(const tandem_tokenizer *tok, const char *name) {
+    if (!tok) return NULL;
+    if (!name || !strcmp(name, "default")) return tok->templates.text;
+    for (size_t i = 0; i < tok->templates.n; i++)
+        if (!strcmp(tok->templates.names[i], name)) return tok->templates.texts[i];
+    return NULL;
+}
+
+const char *tandem_tokenizer_chat_template_for(const tandem_tokenizer *tok, bool with_tools) {
+    const char *t = with_tools ? tandem_tokenizer_chat_template_named(tok, "tool_use") : NULL;
+    return t ? t : tandem_tokenizer_chat_template(tok);
+}
+
+const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok) { return tok ? tok->special_json : NULL; }
+
+const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const char *name) {
+    if (!tok || !name) return NULL;
+    for (int i = 0; i < TOKENIZER_N_SPECIAL; i++)
+        if (!strcmp(TOKENIZER_SPECIAL_NAMES[i], name)) return tok->special[i];
+    return NULL;
+}
 
 /* ---- encoding ---- */
 

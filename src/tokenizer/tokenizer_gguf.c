@@ -56,7 +56,33 @@ static tandem_status check_pre_tokenizer(const char *path, const json_t *root) {
     return TANDEM_OK;
 }
 
-tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, const json_t *config, int32_t vocab_size) {
+/* tokenizer.chat_template (the default), and for HF's named templates tokenizer.chat_template.NAME with the names
+ * listed in tokenizer.chat_templates, as gguf-py's add_chat_template writes them (NAME: letters, digits, '_'). */
+static tandem_status write_chat_templates(gguf_writer *w, const chat_templates *t) {
+    tandem_status st = TANDEM_OK;
+    if (t->text && (st = gguf_writer_set_str(w, "tokenizer.chat_template", t->text, strlen(t->text)))) return st;
+    if (!t->n) return TANDEM_OK;
+    gguf_str *names = calloc(t->n, sizeof *names);
+    char *buf = malloc(t->n * 101);
+    if (!names || !buf) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; !st && i < t->n; i++) {
+        char *name = buf + i * 101, key[160];
+        size_t n = 0;
+        for (const char *c = t->names[i]; *c && n < 100; c++)
+            name[n++] = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ? *c : '_';
+        name[n] = '\0';
+        names[i] = (gguf_str){name, n};
+        snprintf(key, sizeof key, "tokenizer.chat_template.%s", name);
+        st = gguf_writer_set_str(w, key, t->texts[i], strlen(t->texts[i]));
+    }
+    if (!st) st = gguf_writer_set_arr_str(w, "tokenizer.chat_templates", names, t->n);
+    free(names);
+    free(buf);
+    return st;
+}
+
+tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, const json_t *config, int32_t vocab_size,
+                                        const char *template_override) {
     /* source: the folder, or its tokenizer.json; tokenizer_config.json and chat_template.jinja sit beside it */
     checkpoint_files f;
     tandem_status st = tokenizer_files_of(source, &f);
@@ -65,7 +91,8 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     json_t *root = NULL, *cfg = NULL;
     gguf_str *tokens = NULL, *merges = NULL;
     int32_t *types = NULL;
-    char *pads = NULL, *tmpl = NULL;
+    char *pads = NULL;
+    chat_templates tmpl = {0};
     byte_buf mbuf = {0};
     size_t *merge_off = NULL;
     if (!tok_path) {
@@ -170,7 +197,15 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
     if (bos < 0) bos = config_json_id(config, "bos_token_id");
     bool add_bos = false;
     if (cfg) json_get_bool(cfg, "add_bos_token", &add_bos);
-    if ((st = tokenizer_chat_template(&f, cfg, &tmpl))) goto done;
+    if (template_override) {
+        if (!(tmpl.text = malloc(strlen(template_override) + 1))) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
+            goto done;
+        }
+        memcpy(tmpl.text, template_override, strlen(template_override) + 1);
+    } else if ((st = tokenizer_chat_templates(&f, cfg, &tmpl))) {
+        goto done;
+    }
 
     if ((st = gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
         (st = gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2", 5)) ||
@@ -192,7 +227,7 @@ tandem_status tokenizer_write_gguf_keys(gguf_writer *w, const char *source, cons
         if ((st = gguf_writer_set_u32(w, ids[k].key, (uint32_t)ids[k].id))) goto done;
     }
     if ((st = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos))) goto done;
-    if (tmpl && (st = gguf_writer_set_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl)))) goto done;
+    st = write_chat_templates(w, &tmpl);
 done:
     json_decref(root);
     json_decref(cfg);
@@ -202,7 +237,7 @@ done:
     free(merges);
     free(merge_off);
     free(mbuf.data);
-    free(tmpl);
+    chat_templates_free(&tmpl);
     checkpoint_files_free(&f);
     return st;
 }

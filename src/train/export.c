@@ -60,7 +60,7 @@ static tandem_status copy_gguf_tokenizer(gguf_writer *w, const char *path, int32
 }
 
 tandem_status train_write_tokenizer(gguf_writer *w, const char *source, int32_t vocab_size) {
-    return path_is_dir(source) || strstr(source, ".json") ? tokenizer_write_gguf_keys(w, source, NULL, vocab_size)
+    return path_is_dir(source) || strstr(source, ".json") ? tokenizer_write_gguf_keys(w, source, NULL, vocab_size, NULL)
                                                           : copy_gguf_tokenizer(w, source, vocab_size);
 }
 

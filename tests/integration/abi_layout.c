@@ -87,6 +87,7 @@ int main(void) {
     FIELD(tandem_chat_render_params, eos_token);
     FIELD(tandem_chat_render_params, now_unix);
     FIELD(tandem_chat_render_params, max_output_bytes);
+    FIELD(tandem_chat_render_params, special_tokens_json);
     END();
     BEGIN(tandem_engine_params);
     FIELD(tandem_engine_params, n_slots);

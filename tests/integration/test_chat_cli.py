@@ -276,3 +276,33 @@ def test_stdin_mode_tool_calls_follow_the_tools(run_tandem, models_dir, tmp_path
         fn = msg["tool_calls"][0]["function"]
         assert fn["name"] in schemas
         jsonschema.validate(json.loads(fn["arguments"]), schemas[fn["name"]])
+
+
+def test_named_templates_tool_use_for_turns_with_tools(run_tandem, models_dir, tmp_path):
+    """A model with HF's named templates: turns with tools render with "tool_use", the others with "default", and
+    both see the tokenizer's special tokens, as transformers' apply_chat_template (jinja2 here, tokenized by the
+    tokenizers package)."""
+    import shutil
+    import sys
+    from pathlib import Path
+    pytest.importorskip("jinja2")
+    gen = Path(__file__).resolve().parents[1] / "gen"
+    sys.path.insert(0, str(gen))
+    import make_chat_golden as ref
+    named = json.loads((gen.parent / "golden" / "chat" / "named_cases.json").read_text(encoding="utf-8"))
+    src = models_dir / MODEL
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]:
+        shutil.copy(src / f, tmp_path / f)
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = named["chat_template"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    conv = CONVERSATIONS[1]
+    cp = run_tandem("chat", "-m", tmp_path, "--temp", "0", "-n", "2",
+                    input=json.dumps(conv) + "\n" + json.dumps({"messages": conv, "tools": TOOLS}) + "\n")
+    out = [json.loads(line) for line in cp.stdout.splitlines()]
+    tok = tokenizers.Tokenizer.from_file(str(src / "tokenizer.json"))
+    for msg, (k, tools) in zip(out, [(0, None), (1, TOOLS)]):
+        text = ref.render(ref.make_env(), named["chat_template"][k]["template"],
+                          dict(ref.special_variables(config), messages=conv, tools=tools, add_generation_prompt=True))
+        assert msg["usage"]["prompt_tokens"] == len(tok.encode(text, add_special_tokens=False).ids)
+    assert len(out) == 2

@@ -205,3 +205,39 @@ def test_tool_calls_after_open_reasoning(samples_bin, models_dir, tmp_path):
             assert text_after is not None and len(check_calls(text_after, TOOLS[:2])) == 1, s["text"]
         else:
             assert s["finish"] == "length"
+
+
+REF_TOOLS = [
+    # "#": the tool's own parameters (recursion), not the calls schema the grammar nests them in
+    {"type": "function", "function": {"name": "tree", "parameters": {
+        "type": "object", "properties": {"v": {"type": "integer", "minimum": 0, "maximum": 9},
+                                         "kids": {"type": "array", "maxItems": 2, "items": {"$ref": "#"}}},
+        "required": ["v"], "additionalProperties": False}}},
+    # "#/$defs/…", "#/definitions/…" and "#/properties/…": pointers into the tool's own schema
+    {"type": "function", "function": {"name": "copy", "parameters": {
+        "type": "object", "properties": {"src": {"$ref": "#/$defs/path"}, "dst": {"$ref": "#/properties/src"},
+                                         "mode": {"$ref": "#/definitions/mode"}},
+        "$defs": {"path": {"type": "string", "pattern": "^[a-z]{1,4}$"}},
+        "definitions": {"mode": {"enum": ["r", "w"]}},
+        "required": ["src", "dst", "mode"], "additionalProperties": False}}},
+]
+
+
+@pytest.mark.parametrize("tools", [REF_TOOLS[:1], REF_TOOLS[1:], REF_TOOLS + TOOLS[:2]],
+                         ids=["recursive_alone", "pointers_alone", "among_others"])
+def test_tool_parameters_with_local_refs(samples_bin, models_dir, tmp_path, tools):
+    """A tool's "$ref": "#…" resolves within its own parameters schema, wherever the grammar nests it (alone, or in
+    an anyOf of several tools): the sampled arguments validate under the tool's schema as written."""
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(tools))
+    names, whole = set(), 0
+    for s in run_samples(samples_bin, models_dir, ["tools", str(path), "required", "0", "0", "0"], n=100,
+                         max_tokens=160):
+        if s["finish"] == "length":  # a random model may nest "tree" deeper than the budget: no whole call
+            continue
+        assert s["finish"] == "eos", s
+        calls = check_calls(s["text"], tools)
+        assert len(calls) == 1, s["text"]
+        names.add(json.loads(calls[0])["name"])
+        whole += 1
+    assert whole >= 50 and names >= {t["function"]["name"] for t in tools if t in REF_TOOLS}

@@ -260,6 +260,41 @@ def test_apply_chat_template_matches_jinja2(pipe, qwen3_tokenizer_dir):
         assert got == ref.render(env, qwen3, case)
 
 
+def test_named_templates_and_special_tokens(tandem, models_dir, qwen3_tokenizer_dir, tmp_path):
+    """Tokenizer.apply_chat_template picks the "tool_use" template when tools are given and passes the tokenizer's
+    special tokens, as transformers does (tests/golden/chat/named_cases.json; jinja2 here)."""
+    pytest.importorskip("jinja2")
+    import shutil
+    import make_chat_golden as ref
+    named = json.loads((REPO / "tests" / "golden" / "chat" / "named_cases.json").read_text(encoding="utf-8"))
+    src = models_dir / "tied_gqa2"
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]:
+        shutil.copy(src / f, tmp_path / f)
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(chat_template=named["chat_template"], bos_token="<|endoftext|>")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tok = tandem.LLMPipeline(str(tmp_path)).get_tokenizer()
+    history = [{"role": "user", "content": "hi"}]
+    for tools, k in [(None, 0), (ref.TOOLS, 1), ([], 1)]:
+        want = ref.render(ref.make_env(), named["chat_template"][k]["template"],
+                          dict(ref.special_variables(config), messages=history, add_generation_prompt=True,
+                               tools=tools))
+        assert tok.apply_chat_template(history, True, tools=tools) == want
+    # a template asked for by name (transformers' chat_template="default"): it wins over the tools' choice; the
+    # expected text is transformers' (named_cases.json), on a tokenizer with those special tokens
+    tiny = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    qwen3 = json.loads((qwen3_tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert ref.special_variables(tiny) == ref.special_variables(qwen3)  # so transformers' text holds for it
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(dict(tiny, chat_template=named["chat_template"])),
+                                                    encoding="utf-8")
+    tok = tandem.LLMPipeline(str(tmp_path)).get_tokenizer()
+    cases = [c for c in named["cases"] if "template_name" in c and c["config"] == "qwen3_tokens"]
+    assert len(cases) == 4
+    for c in cases:
+        got = tok.apply_chat_template(c["messages"], True, chat_template=c["template_name"], tools=c["tools"])
+        assert got == c["expected"], c["name"]
+
+
 def test_bad_chat_template_raises(tandem, pipe):
     with pytest.raises(tandem.TandemError, match="chat template"):
         pipe.get_tokenizer().apply_chat_template([{"role": "user", "content": "x"}], True,
@@ -356,3 +391,20 @@ def test_text_streamer_and_ignore_eos(tandem, pipe):
     r = pipe.generate(ends[0], max_new_tokens=48, ignore_eos=True,
                       streamer=tandem.TextStreamer(pipe.get_tokenizer(), pieces.append))
     assert r.finish_reasons == ["length"] and len(r.token_ids[0]) == 48 and "".join(pieces) == r.texts[0]
+
+
+def test_set_chat_template_is_used_by_generate(tandem, run_tandem, models_dir, tmp_path):
+    """Tokenizer.set_chat_template (OpenVINO GenAI's) replaces the model's template, as --chat-template-file does in
+    tandem run --chat: the same prompt ids."""
+    p = tandem.LLMPipeline(str(models_dir / "tied_gqa2"))
+    source = "{{ eos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    p.get_tokenizer().set_chat_template(source)
+    assert p.get_tokenizer().chat_template == source
+    tmpl = tmp_path / "t.jinja"
+    tmpl.write_text(source)
+    ran = json.loads(run_tandem("run", "-m", models_dir / "tied_gqa2", "-p", "hi", "--chat", "--chat-template-file",
+                                tmpl, "-n", "4", "--temp", "0", "--json").stdout.strip().splitlines()[-1])
+    r = p.generate("hi", max_new_tokens=4, do_sample=False)
+    assert r.texts[0] == ran["text"]
+    want = p.get_tokenizer().apply_chat_template([{"role": "user", "content": "hi"}], True, tools=[{"type": "x"}])
+    assert want.startswith("<|im_end|><user>hi")

@@ -329,3 +329,43 @@ def test_toy_tokenizer_matches_hf(run_tandem, repo_root, qwen3_tokenizer_dir, tm
     assert len(ref) < len(sample.encode()) / 2  # the merges were learned: far fewer ids than bytes
     text = run_tandem("detokenize", "-m", tok_dir, *ref[:400]).stdout
     assert text.rstrip("\n") == hf.decode(ref[:400], skip_special_tokens=False).rstrip("\n")
+
+
+def test_synth_renders_the_chat_template(run_tandem, models_dir, tmp_path):
+    """Non-raw prompts are one user message rendered by the target's template (enable_thinking as given) or by
+    --chat-template-file, against Python jinja2 rendering it as transformers does (tests/gen/make_chat_golden.py)."""
+    pytest.importorskip("jinja2")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gen"))
+    import make_chat_golden as ref
+    folder = models_dir / TINY
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    own = config["chat_template"]
+    mine = tmp_path / "mine.jinja"
+    mine.write_text("{{ bos_token if bos_token is defined else '-' }}|{{ pad_token }}|{% for m in messages %}[{{ m.role }}] "
+                    "{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}>{% endif %}",
+                    encoding="utf-8")
+    prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS[:2], blank_lines=False)
+    for flags, source, kw in [(["--no-think"], own, {"enable_thinking": 0}),
+                              (["--chat-template-file", mine], mine.read_text(encoding="utf-8"),
+                               ref.special_variables(config))]:
+        out = tmp_path / "d.jsonl"
+        run_tandem("synth", "-m", folder, "-f", prompts, "-o", out, "-n", 2, "--force", *flags)
+        for item, line in zip(PROMPTS, read_lines(out)):
+            msgs = [{"role": "user", "content": prompt_text(item)}]
+            full = ref.render(ref.make_env(), source, dict(kw, messages=msgs, add_generation_prompt=True))
+            (tmp_path / "full.txt").write_text(full, encoding="utf-8")
+            want = json.loads(run_tandem("tokenize", "-m", folder, "-f", tmp_path / "full.txt", "--json").stdout)["ids"]
+            assert line["prompt_ids"] == want, (flags, full)
+    cp = run_tandem("synth", "-m", folder, "-f", prompts, "-o", tmp_path / "x.jsonl", "--raw", "--chat-template-file",
+                    mine, check=False)
+    assert cp.returncode != 0 and "--chat-template-file: not with --raw" in cp.stderr, cp.stderr
+    # a model without a template: said so, with the ways out
+    import shutil
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]:
+        shutil.copy(folder / f, bare / f)
+    (bare / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
+    cp = run_tandem("synth", "-m", bare, "-f", prompts, "-o", tmp_path / "y.jsonl", check=False)
+    assert cp.returncode == 1 and "has no chat template (pass --chat-template-file, or --raw" in cp.stderr, cp.stderr
+    assert not (tmp_path / "y.jsonl").exists() or (tmp_path / "y.jsonl").read_text() == ""

@@ -233,6 +233,38 @@ static void test_bad_templates(void) {
     p.tools_json = NULL;
     p.extra_context_json = "[1]";
     CHECK_FAILS(tandem_chat_render(t, msgs, strlen(msgs), &p, &text, &n), TANDEM_ERR_INVALID_ARG, "extra_context_json");
+    p.extra_context_json = NULL;
+    p.special_tokens_json = "\"eos\"";
+    CHECK_FAILS(tandem_chat_render(t, msgs, strlen(msgs), &p, &text, &n), TANDEM_ERR_INVALID_ARG,
+                "special_tokens_json: not a JSON object");
+    tandem_chat_template_free(t);
+}
+
+/* special_tokens_json, then bos_token/eos_token, then extra_context_json: transformers passes the tokenizer's
+ * special tokens first and lets the caller's kwargs override them. */
+static void test_variable_precedence(void) {
+    const char *src = "{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ unk_token is defined }}";
+    const char *msgs = "[]";
+    tandem_chat_template *t = NULL;
+    CHECK_OK(tandem_chat_template_parse(src, strlen(src), "vars.jinja", &t));
+    tandem_chat_render_params p = tandem_chat_render_default_params();
+    p.special_tokens_json = "{\"bos_token\": \"B\", \"eos_token\": \"E\", \"pad_token\": \"P\"}";
+    static const struct {
+        const char *eos, *extra, *want;
+    } cases[] = {{NULL, NULL, "B|E|P|False"},
+                 {"E2", NULL, "B|E2|P|False"},
+                 {"E2", "{\"eos_token\": \"E3\", \"unk_token\": \"U\"}", "B|E3|P|True"},
+                 {NULL, "{\"pad_token\": null}", "B|E|None|False"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        p.eos_token = cases[i].eos;
+        p.extra_context_json = cases[i].extra;
+        char *text = NULL;
+        size_t n = 0;
+        CHECK_OK(tandem_chat_render(t, msgs, strlen(msgs), &p, &text, &n));
+        CHECK_MSG(text && strcmp(text, cases[i].want) == 0, "case %zu: got '%s', want '%s'", i, text ? text : "",
+                  cases[i].want);
+        tandem_free(text);
+    }
     tandem_chat_template_free(t);
 }
 
@@ -249,5 +281,6 @@ int main(int argc, char **argv) {
     if (qwen3) run_golden(argv[1], qwen3);
     tandem_tokenizer_free(tok);
     test_bad_templates();
+    test_variable_precedence();
     return test_summary();
 }

@@ -50,7 +50,7 @@ typedef struct chat {
     tandem_model *model, *draft_model;
     tandem_ctx *ctx, *draft_ctx;
     const tandem_tokenizer *tok;
-    tandem_chat_template *tmpl;
+    tandem_chat_template *tmpl, *tmpl_tools; /* tmpl_tools: for turns with tools (the model's "tool_use" one) */
     tandem_gen_params gp;
     tandem_chat_render_params rp;
     tandem_tool_grammar_params tool_grammar; /* with tools: the calls the answer may make (tools_json per turn) */
@@ -157,7 +157,7 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     }
     char *text;
     size_t text_len;
-    tandem_status st = tandem_chat_render(c->tmpl, msgs, strlen(msgs), &rp, &text, &text_len);
+    tandem_status st = tandem_chat_render(tools ? c->tmpl_tools : c->tmpl, msgs, strlen(msgs), &rp, &text, &text_len);
     free(msgs);
     if (st) return st;
     /* the template may end the prompt inside "<think>" (thinking-only templates): the answer starts in reasoning */
@@ -415,31 +415,6 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
     return 0;
 }
 
-static tandem_chat_template *load_template(const char *model_path, const char *template_path,
-                                           const tandem_tokenizer *tok) {
-    size_t len = 0;
-    char *source = NULL;
-    const char *origin = template_path;
-    if (template_path) {
-        source = read_file("chat", template_path, &len);
-    } else {
-        const char *t = tandem_tokenizer_chat_template(tok);
-        if (!t) {
-            fprintf(stderr, "tandem chat: error: %s has no chat template; pass --chat-template-file FILE\n",
-                    model_path);
-            exit(EXIT_FAILED);
-        }
-        source = strdup(t);
-        len = strlen(t);
-        origin = model_path;
-    }
-    tandem_chat_template *tmpl;
-    tandem_status st = tandem_chat_template_parse(source, len, origin, &tmpl);
-    free(source);
-    if (st) die_status("chat", st);
-    return tmpl;
-}
-
 int cmd_chat(int argc, char **argv) {
     args a = {"chat", argc, argv, 0};
     const char *model_path = NULL, *draft_path = NULL, *system = NULL, *tools_path = NULL, *template_path = NULL;
@@ -500,7 +475,10 @@ int cmd_chat(int argc, char **argv) {
     tandem_status st = tandem_model_load(model_path, &mp, &c.model);
     if (st) die_status("chat", st);
     c.tok = tandem_model_tokenizer(c.model);
-    c.tmpl = load_template(model_path, template_path, c.tok);
+    c.tmpl = load_chat_template("chat", c.tok, model_path, template_path, false);
+    c.tmpl_tools = c.tmpl;
+    if (!template_path && tandem_tokenizer_chat_template_for(c.tok, true) != tandem_tokenizer_chat_template(c.tok))
+        c.tmpl_tools = load_chat_template("chat", c.tok, model_path, NULL, true);
     tandem_ctx_params cp = tandem_ctx_default_params();
     cp.n_ctx = n_ctx;
     cp.kv_type = kv_type;
@@ -521,9 +499,11 @@ int cmd_chat(int argc, char **argv) {
     c.rp = tandem_chat_render_default_params();
     c.rp.add_generation_prompt = true;
     c.rp.enable_thinking = enable_thinking;
+    set_template_special_tokens(&c.rp, c.tok);
 
     const int rc = isatty(STDIN_FILENO) ? chat_terminal(&c, system, tools, hide_think) : chat_lines(&c, system, tools);
     free(c.held);
+    if (c.tmpl_tools != c.tmpl) tandem_chat_template_free(c.tmpl_tools);
     tandem_chat_template_free(c.tmpl);
     tandem_ctx_free(c.draft_ctx);
     tandem_model_free(c.draft_model);

@@ -57,6 +57,9 @@ static const struct {
     {"schema_json", "--json-schema"},
     {"function_name", "--tool-choice"},
     {"ignore_eos", "--ignore-eos"},
+    {"set tandem_synth_params.chat_template_path", "pass --chat-template-file"},
+    {"tandem_synth_params.raw", "--raw"},
+    {"chat_template_path", "--chat-template-file"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
@@ -351,16 +354,15 @@ bool parse_spec_option(args *a, const char *f, tandem_spec_params *spec, const c
     return true;
 }
 
-char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
-                         const char *template_path, const char *system, const char *user, size_t user_len,
-                         int enable_thinking, size_t *len) {
+tandem_chat_template *load_chat_template(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
+                                         const char *template_path, bool with_tools) {
     size_t source_len = 0;
     char *source = NULL;
     const char *origin = template_path;
     if (template_path) {
         source = read_file(cmd, template_path, &source_len);
     } else {
-        const char *t = tandem_tokenizer_chat_template(tok);
+        const char *t = tandem_tokenizer_chat_template_for(tok, with_tools);
         if (!t) {
             fprintf(stderr, "tandem %s: error: %s has no chat template; pass --chat-template-file FILE\n", cmd,
                     model_path);
@@ -370,23 +372,36 @@ char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const cha
         source_len = strlen(t);
         origin = model_path;
     }
+    tandem_chat_template *t;
+    tandem_status st = tandem_chat_template_parse(source, source_len, origin, &t);
+    free(source);
+    if (st) die_status(cmd, st);
+    return t;
+}
+
+void set_template_special_tokens(tandem_chat_render_params *p, const tandem_tokenizer *tok) {
+    p->special_tokens_json = tandem_tokenizer_special_tokens_json(tok);
+}
+
+char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
+                         const char *template_path, const char *system, const char *user, size_t user_len,
+                         int enable_thinking, size_t *len) {
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
     json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", user, user_len));
     char *msgs_json = json_dumps(msgs, JSON_COMPACT);
     json_decref(msgs);
     if (!msgs_json) die_usage(cmd, "the prompt is not valid UTF-8 (the chat template takes text)");
-    tandem_chat_template *t;
-    tandem_status st = tandem_chat_template_parse(source, source_len, origin, &t);
-    if (st) die_status(cmd, st);
+    tandem_chat_template *t = load_chat_template(cmd, tok, model_path, template_path, false);
     tandem_chat_render_params p = tandem_chat_render_default_params();
     p.add_generation_prompt = true;
     p.enable_thinking = enable_thinking;
+    set_template_special_tokens(&p, tok);
     char *text;
-    if ((st = tandem_chat_render(t, msgs_json, strlen(msgs_json), &p, &text, len))) die_status(cmd, st);
+    tandem_status st = tandem_chat_render(t, msgs_json, strlen(msgs_json), &p, &text, len);
+    if (st) die_status(cmd, st);
     tandem_chat_template_free(t);
     free(msgs_json);
-    free(source);
     return text;
 }
 

@@ -60,6 +60,13 @@ void cli_catch(int sig);
 /* The long job stopped on Ctrl-C after `step` steps without a checkpoint: says nothing was saved and how to keep
  * the work next time, and exits 1. */
 _Noreturn void die_interrupted(const char *cmd, long long step);
+/* The chat template cmd renders with: template_path's file when given, else the model's (its "tool_use" template
+ * when with_tools and it has one: transformers' choice). Exits with a message when there is none. */
+tandem_chat_template *load_chat_template(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
+                                         const char *template_path, bool with_tools);
+/* p's special tokens (bos_token, eos_token, pad_token, ...): the tokenizer's, as transformers passes them to
+ * templates (tok NULL: none). */
+void set_template_special_tokens(tandem_chat_render_params *p, const tandem_tokenizer *tok);
 /* The prompt a chat template makes of one user turn (and a system turn when system is not NULL), with the
  * generation prompt: the model's template (tok's), or the Jinja file template_path when not NULL.
  * enable_thinking: -1 = the template's default, 0/1. Malloc'd; exits with a message on failure. */

@@ -73,6 +73,7 @@ static void progress_end(progress_bar *b) {
 
 static const char CONVERT_HELP[] =
     "usage: tandem convert HF_DIR -o OUT.gguf [--weight-format FORMAT] [--sym | --asym] [--ratio R] [--force]\n"
+    "                      [--chat-template-file FILE]\n"
     "Converts a Hugging Face Qwen3 checkpoint folder into one GGUF (tokenizer and chat template inside),\n"
     "with llama.cpp's tensor names, metadata and per-tensor types.\n"
     "  -o, --output FILE        the GGUF to write (written to a temporary file, renamed at the end)\n"
@@ -82,6 +83,7 @@ static const char CONVERT_HELP[] =
     "      --ratio R            keep only R of the layers' weights at the chosen 2-6 bit format, the most\n"
     "                           sensitive rest (1-R) in Q8_0 (default 1)\n"
     "      --force              overwrite OUT if it exists\n"
+    "      --chat-template-file F  store the Jinja template in F as the chat template, instead of the folder's\n"
     "  -t, --threads N          threads (default: all cores)\n";
 
 static const char QUANTIZE_HELP[] =
@@ -109,6 +111,7 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
         else if (!quantize && !strcmp(f, "--weight-format")) format = take_value(&a, f);
         else if (!quantize && !strcmp(f, "--sym")) sym = true;
         else if (!quantize && !strcmp(f, "--asym")) asym = true;
+        else if (!quantize && !strcmp(f, "--chat-template-file")) cp.chat_template_path = take_value(&a, f);
         else if (!strcmp(f, "--ratio")) cp.ratio = (float)parse_float(&a, f, take_value(&a, f), 0.0, 1.0);
         else if (!strcmp(f, "--force")) cp.overwrite = true;
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) cp.n_threads = parse_threads(&a, f);

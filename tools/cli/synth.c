@@ -10,7 +10,7 @@
 static const char SYNTH_HELP[] =
     "usage: tandem synth -m TARGET [-md DRAFT] -f PROMPTS.jsonl -o DATA.jsonl [-n N] [--topk K] [--raw] [--force]\n"
     "                    [-c CTX] [-t THREADS] [--draft-max N] [--draft-min N] [--draft-p-min P] [--draft-fixed]\n"
-    "                    [--lookup N]\n"
+    "                    [--lookup N] [--chat-template-file FILE] [--no-think | --think]\n"
     "The target answers every prompt greedily (distillation data for tandem distill), with speculative decoding\n"
     "when a draft (-md) or --lookup is given (the output is the target's either way).\n"
     "  -m, --model TARGET   GGUF file or HF folder\n"
@@ -20,8 +20,11 @@ static const char SYNTH_HELP[] =
     "                       [, top_ids, top_logits]; appended and fsync'd line by line\n"
     "  -n, --max-tokens N   most tokens per answer (default 256)\n"
     "  --topk K             also store the target's K largest logits per generated token (1..256)\n"
-    "  --raw                continue the prompt as plain text (base models); default: the chat format\n"
-    "                       <|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n\n"
+    "  --raw                continue the prompt as plain text (base models); default: the chat format, each\n"
+    "                       prompt one user message rendered by the model's chat template (for Qwen3:\n"
+    "                       <|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n)\n"
+    "  --chat-template-file F  render prompts with the Jinja template in F instead of the model's\n"
+    "  --no-think / --think enable_thinking=false / true for the template (default: not passed)\n"
     "  --force              start over instead of resuming an existing DATA.jsonl\n"
     "  -c, --ctx-size N     context (default: the model's, at most 4096)\n"
     "  -t, --threads N      threads (default: all cores)\n"
@@ -60,6 +63,9 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(f, "-n") || !strcmp(f, "--max-tokens")) p.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
         else if (!strcmp(f, "--topk")) p.topk = (int32_t)parse_int(&a, f, take_value(&a, f), 1, TANDEM_SYNTH_MAX_TOPK);
         else if (!strcmp(f, "--raw")) p.raw = true;
+        else if (!strcmp(f, "--chat-template-file")) p.chat_template_path = take_value(&a, f);
+        else if (!strcmp(f, "--no-think")) p.enable_thinking = 0;
+        else if (!strcmp(f, "--think")) p.enable_thinking = 1;
         else if (!strcmp(f, "--force")) p.force = true;
         else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) p.n_ctx = (int32_t)parse_int(&a, f, take_value(&a, f), 2, 1 << 24);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) p.n_threads = parse_threads(&a, f);

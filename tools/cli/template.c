@@ -16,7 +16,8 @@ static const char TEMPLATE_HELP[] =
     "      --no-think             enable_thinking=false (Qwen3: an empty <think></think> after the prompt)\n"
     "      --think                enable_thinking=true\n"
     "      --generation-prompt    end with the assistant's opening (add_generation_prompt)\n"
-    "      --chat-template-file F use the Jinja template in F instead of the model's (then -m is optional)\n"
+    "      --chat-template-file F use the Jinja template in F instead of the model's (then -m is optional; with -m\n"
+    "                             the model's bos_token and eos_token are still passed)\n"
     "      --kwargs JSON          further template variables, a JSON object (chat_template_kwargs)\n";
 
 int cmd_template(int argc, char **argv) {
@@ -40,30 +41,16 @@ int cmd_template(int argc, char **argv) {
     }
     if (!model_path && !template_path) die_usage("template", "missing -m MODEL (or --chat-template-file FILE)");
     if (!messages_path) die_usage("template", "missing --messages MSGS.json");
-    size_t messages_len, source_len = 0;
+    size_t messages_len;
     char *messages = read_file("template", messages_path, &messages_len);
     char *tools = tools_path ? read_file("template", tools_path, &(size_t){0}) : NULL;
     p.tools_json = tools;
-    char *source = NULL;
-    const char *origin = template_path;
     tandem_tokenizer *tok = NULL;
     tandem_status st;
-    if (template_path) {
-        source = read_file("template", template_path, &source_len);
-    } else {
-        if ((st = tandem_tokenizer_load(model_path, &tok))) die_status("template", st);
-        const char *t = tandem_tokenizer_chat_template(tok);
-        if (!t) {
-            fprintf(stderr, "tandem template: error: %s has no chat template; pass --chat-template-file FILE\n",
-                    model_path);
-            return EXIT_FAILED;
-        }
-        source = strdup(t);
-        source_len = strlen(t);
-        origin = model_path;
-    }
-    tandem_chat_template *tmpl;
-    if ((st = tandem_chat_template_parse(source, source_len, origin, &tmpl))) die_status("template", st);
+    /* the tokenizer also when a template file is given: its special tokens are the template's bos/eos_token */
+    if (model_path && (st = tandem_tokenizer_load(model_path, &tok))) die_status("template", st);
+    tandem_chat_template *tmpl = load_chat_template("template", tok, model_path, template_path, tools != NULL);
+    set_template_special_tokens(&p, tok);
     char *text;
     size_t text_len;
     if ((st = tandem_chat_render(tmpl, messages, messages_len, &p, &text, &text_len))) die_status("template", st);
@@ -72,7 +59,6 @@ int cmd_template(int argc, char **argv) {
     tandem_free(text);
     tandem_chat_template_free(tmpl);
     tandem_tokenizer_free(tok);
-    free(source);
     free(tools);
     free(messages);
     return rc;
