@@ -31,10 +31,12 @@ void serve_buf_free(serve_buf *b) {
 
 /* ---- UTF-8: completions pass the engine's text through without a parser, so pieces are checked here ---- */
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when s[0] does not start one; *partial: the bytes that are
- * there are a valid beginning of a sequence cut short by the end of the buffer. */
-static size_t utf8_seq(const unsigned char *s, size_t n, bool *partial) {
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when none starts there; then *bad: the bytes of the maximal
+ * subpart of a sequence there (at least 1: Python's errors="replace" gives one U+FFFD for them), and *partial: those
+ * bytes are a valid beginning cut short by the end of the buffer. */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad, bool *partial) {
     *partial = false;
+    *bad = 1;
     const unsigned char c = s[0];
     size_t need;
     unsigned char lo = 0x80, hi = 0xBF;
@@ -54,29 +56,35 @@ static size_t utf8_seq(const unsigned char *s, size_t n, bool *partial) {
     for (size_t i = 1; i < need; i++) {
         if (i >= n) {
             *partial = true;
+            *bad = i;
             return 0;
         }
         const unsigned char lo_i = i == 1 ? lo : 0x80, hi_i = i == 1 ? hi : 0xBF;
-        if (s[i] < lo_i || s[i] > hi_i) return 0;
+        if (s[i] < lo_i || s[i] > hi_i) {
+            *bad = i;
+            return 0;
+        }
     }
     return need;
 }
 
-/* Appends text to b with every byte that is not part of valid UTF-8 replaced by U+FFFD. Returns the bytes consumed:
- * all of them, except (when hold_partial) a valid beginning of a character at the end, kept for the next piece. */
+/* Appends text to b with what is not valid UTF-8 replaced by U+FFFD as Python's errors="replace" does. Returns the
+ * bytes consumed: all of them, except (when hold_partial) a valid beginning of a character at the end, kept for the
+ * next piece. */
 static size_t utf8_clean(serve_buf *b, const char *text, size_t len, bool hold_partial, bool *ok) {
     const unsigned char *s = (const unsigned char *)text;
     size_t i = 0, run = 0; /* run: start of the valid bytes not yet copied */
     while (i < len) {
         bool partial;
-        const size_t k = utf8_seq(s + i, len - i, &partial);
+        size_t bad;
+        const size_t k = utf8_seq(s + i, len - i, &bad, &partial);
         if (k) {
             i += k;
             continue;
         }
         if (partial && hold_partial) break;
         *ok = *ok && serve_buf_append(b, text + run, i - run) && serve_buf_append(b, "\xEF\xBF\xBD", 3);
-        run = ++i;
+        run = i += bad;
     }
     *ok = *ok && serve_buf_append(b, text + run, i - run);
     return i;
