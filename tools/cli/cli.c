@@ -47,6 +47,9 @@ static const struct {
     {"tandem_ctx_params.n_ctx", "--ctx-size"},
     {"tandem_ctx_params.kv_type", "--kv-type"},
     {"tandem_engine_params.kv_type", "--kv-type"},
+    {"tandem_engine_params.n_slots", "--parallel"}, /* the engine's fields: tandem serve's flags */
+    {"tandem_engine_params.n_ctx", "--ctx"},
+    {"tandem_engine_params.kv_budget_bytes", "--kv-budget"},
     {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
     {"tools_json", "--tools"},
     {"extra_context_json", "--kwargs"},

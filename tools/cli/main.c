@@ -508,6 +508,7 @@ static const char MAIN_HELP[] =
     "  detokenize   print the text of token ids\n"
     "  info         describe a model file or folder\n"
     "  chat         talk with a model through its chat template (terminal, or JSON lines on stdin)\n"
+    "  serve        an OpenAI-compatible HTTP server (chat completions, streaming, tools, metrics)\n"
     "  template     print the prompt a model's chat template makes of a conversation\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
@@ -538,6 +539,7 @@ static const struct command {
     {"distill", cmd_distill},
     {"template", cmd_template},
     {"chat", cmd_chat},
+    {"serve", cmd_serve},
 };
 
 static int print_version(void) {
