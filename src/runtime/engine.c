@@ -25,10 +25,10 @@ typedef struct engine_slot {
     struct tandem_ctx ctx;
     engine_request *req; /* NULL: free */
     gen_sequence seq;
-    int32_t pending;    /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
-    int32_t batch_n;    /* this step's tokens of the sequence in the batch (one run) */
-    int32_t logits_at;  /* its row of the step's logits, or -1 */
-    uint64_t last_used; /* the engine's clock when the slot last took or ended a request; 0: never used */
+    int32_t pending; /* the token emitted last, to be evaluated by the next step; -1 while reading the prompt */
+    int32_t batch_at, batch_n; /* this step's tokens of the sequence in the batch (one run): where, how many */
+    int32_t logits_at;         /* its row of the step's logits, or -1 */
+    uint64_t last_used;        /* the engine's clock when the slot last took or ended a request; 0: never used */
 } engine_slot;
 
 struct tandem_engine {
@@ -354,6 +354,7 @@ static void batch_add(tandem_engine *e, engine_slot *s, int32_t *n, int32_t *n_l
         e->rows[t] = e->pos[t] = s->ctx.n_past + i;
         e->want_logits[t] = want_last && i == n_ids - 1;
     }
+    s->batch_at = *n;
     *n += n_ids;
     s->batch_n = n_ids;
     s->logits_at = want_last ? (*n_logits)++ : -1;
@@ -433,12 +434,10 @@ tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
                                .pos = e->pos,
                                .logits = e->want_logits};
         qwen3_forward(&e->model->qwen, e->scratch, e->model->pool, &b, e->logits);
-        for (int32_t i = 0, t = 0; i < e->n_usable; i++) {
+        /* decodes come first in the batch, then prompt chunks oldest request first: not slot order */
+        for (int32_t i = 0; i < e->n_usable; i++) {
             engine_slot *s = &e->slots[i];
-            if (s->batch_n == 0) continue;
-            const int32_t at = t;
-            t += s->batch_n;
-            slot_after_pass(e, s, e->ids + at);
+            if (s->batch_n > 0) slot_after_pass(e, s, e->ids + s->batch_at);
         }
         admit(e); /* slots freed by this step go to the queue now, so that *idle is true only when all is done */
     }
