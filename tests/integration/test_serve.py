@@ -85,11 +85,25 @@ class Server:
     def stderr(self):
         return self.log_path.read_text()
 
-    def stop(self):
+    def stop(self, check=False):
+        """Ends the server. check: by SIGTERM, which must drain and exit 0 (under ASan, LeakSanitizer then checks
+        that everything was freed); either way the log must hold no sanitizer report."""
+        rc = None
+        check = check and self.proc.poll() is None  # a test that ended it checked its exit itself
+        if check:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait(timeout=30)
+            self.proc.wait(timeout=30)
         self.log.close()
+        log = self.stderr()
+        assert not re.search(r"Sanitizer|runtime error:", log), log
+        if check:
+            assert rc == 0, f"exit status {rc} after SIGTERM:\n{log}"
 
 
 def gauge(metrics, name):
@@ -101,7 +115,7 @@ def server(tandem_bin, models_dir, tmp_path_factory):
     s = Server(tandem_bin, models_dir / MODEL, tmp_path_factory.mktemp("serve"), "--parallel", "4", "--ctx", LONG_CTX,
                "--max-tokens", "30000", "--max-body", "1M")
     yield s
-    s.stop()
+    s.stop(check=True)
 
 
 @pytest.fixture
@@ -114,7 +128,7 @@ def fresh_server(tandem_bin, models_dir, tmp_path):
         return started[-1]
     yield start
     for s in started:
-        s.stop()
+        s.stop(check=True)
 
 
 def run_json(run_tandem, models_dir, *args):
@@ -342,20 +356,23 @@ def stream_text(client, **kw):
 
 
 def test_concurrent_streams(server):
-    """8 streaming clients at once on 4 slots (4 wait in the queue): each gets what it gets alone."""
+    """8 streaming clients at once on 4 slots (4 wait in the queue): each gets what it gets alone. Several rounds:
+    the slots' kept caches then share prefixes with the next prompts, whose reuse must be exact."""
     prompts = [f"{PROMPT} {i % 4}" for i in range(8)]
     alone = {p: stream_text(server.client(), messages=[{"role": "user", "content": p}], max_tokens=24)
              for p in set(prompts)}
-    results = [None] * len(prompts)
+    for _ in range(4):
+        results = [None] * len(prompts)
 
-    def worker(i):
-        results[i] = stream_text(server.client(), messages=[{"role": "user", "content": prompts[i]}], max_tokens=24)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert results == [alone[p] for p in prompts]
+        def worker(i):
+            results[i] = stream_text(server.client(), messages=[{"role": "user", "content": prompts[i]}],
+                                     max_tokens=24)
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert results == [alone[p] for p in prompts]
 
 
 def wait_for(predicate, what, timeout=60):
@@ -414,6 +431,25 @@ def test_slow_senders_do_not_block(server):
             t.join()
         for s in socks:
             s.close()
+
+
+def test_slow_reader(server):
+    """A stream nobody reads: the server keeps serving others, and once the reader goes its request is cancelled."""
+    cancelled = gauge(server.metrics(), "tandem_requests_cancelled_total")
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(chat_args(stream=True, **LONG)).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 1, "not running")
+        assert server.client().chat.completions.create(**chat_args()).choices[0].finish_reason == "length"
+    finally:
+        sock.close()
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_cancelled_total") == cancelled + 1, "not cancelled")
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 0, "slot not freed")
 
 
 def test_queue_full_is_503(fresh_server):
