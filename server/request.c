@@ -113,6 +113,9 @@ static bool read_int(serve_error *err, const json_t *v, const char *path, int64_
     } else {
         return bad_type(err, path, "an integer", v);
     }
+    if (x < lo && hi == INT64_MAX)
+        return serve_fail(err, 400, path, "%s: %lld is out of range: expected at least %lld", path, (long long)x,
+                          (long long)lo);
     if (x < lo || x > hi)
         return serve_fail(err, 400, path, "%s: %lld is out of range: expected %lld to %lld", path, (long long)x,
                           (long long)lo, (long long)hi);
@@ -799,7 +802,7 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
         return serve_fail(err, 413, "", "the request body is %zu bytes, more than this server's limit of %zu bytes",
                           len, lim->max_body_bytes);
     json_error_t je;
-    json_t *root = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &je);
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, &je);
     if (!root)
         return serve_fail(err, 400, "", "the request body is not valid JSON: line %d, column %d: %s", je.line,
                           je.column, je.text);
@@ -829,6 +832,8 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
                 ok = serve_fail(err, 400, "top_logprobs", "top_logprobs: not supported yet");
         }
         if (ok && (v = opt(root, "audio"))) ok = serve_fail(err, 400, "audio", "audio: audio output is not supported");
+        if (ok && (v = opt(root, "functions")))
+            ok = serve_fail(err, 400, "functions", "functions: the deprecated functions are not supported: send tools");
         if (ok) ok = build_chat(&c, root, &o);
         free(o.schema);
         free(o.kwargs);
