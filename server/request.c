@@ -40,20 +40,6 @@ bool serve_fail(serve_error *err, int status, const char *param, const char *fmt
     return false;
 }
 
-char *serve_error_json(const serve_error *err) {
-    json_t *e = json_object();
-    if (!e) return NULL;
-    json_object_set_new(e, "message", json_string(err->message));
-    json_object_set_new(e, "type", json_string(err->type ? err->type : "invalid_request_error"));
-    json_object_set_new(e, "param", err->param[0] ? json_string(err->param) : json_null());
-    json_object_set_new(e, "code", err->code ? json_string(err->code) : json_null());
-    json_t *root = json_pack("{so}", "error", e);
-    if (!root) return NULL;
-    char *s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return s;
-}
-
 /* ---- field readers: each takes the field's JSON path for its error ---- */
 
 typedef struct parse_ctx {
