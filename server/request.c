@@ -125,8 +125,9 @@ static uint64_t random_seed(void) {
     if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        static uint64_t counter;
-        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^ ++counter;
+        static uint64_t counter; /* requests are parsed on several threads at once */
+        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+            __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     }
     return s;
 }
