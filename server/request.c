@@ -40,20 +40,6 @@ bool serve_fail(serve_error *err, int status, const char *param, const char *fmt
     return false;
 }
 
-char *serve_error_json(const serve_error *err) {
-    json_t *e = json_object();
-    if (!e) return NULL;
-    json_object_set_new(e, "message", json_string(err->message));
-    json_object_set_new(e, "type", json_string(err->type ? err->type : "invalid_request_error"));
-    json_object_set_new(e, "param", err->param[0] ? json_string(err->param) : json_null());
-    json_object_set_new(e, "code", err->code ? json_string(err->code) : json_null());
-    json_t *root = json_pack("{so}", "error", e);
-    if (!root) return NULL;
-    char *s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return s;
-}
-
 /* ---- field readers: each takes the field's JSON path for its error ---- */
 
 typedef struct parse_ctx {
@@ -113,6 +99,9 @@ static bool read_int(serve_error *err, const json_t *v, const char *path, int64_
     } else {
         return bad_type(err, path, "an integer", v);
     }
+    if (x < lo && hi == INT64_MAX)
+        return serve_fail(err, 400, path, "%s: %lld is out of range: expected at least %lld", path, (long long)x,
+                          (long long)lo);
     if (x < lo || x > hi)
         return serve_fail(err, 400, path, "%s: %lld is out of range: expected %lld to %lld", path, (long long)x,
                           (long long)lo, (long long)hi);
@@ -136,8 +125,9 @@ static uint64_t random_seed(void) {
     if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        static uint64_t counter;
-        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^ ++counter;
+        static uint64_t counter; /* requests are parsed on several threads at once */
+        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+            __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     }
     return s;
 }
@@ -799,7 +789,7 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
         return serve_fail(err, 413, "", "the request body is %zu bytes, more than this server's limit of %zu bytes",
                           len, lim->max_body_bytes);
     json_error_t je;
-    json_t *root = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &je);
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, &je);
     if (!root)
         return serve_fail(err, 400, "", "the request body is not valid JSON: line %d, column %d: %s", je.line,
                           je.column, je.text);
@@ -829,6 +819,8 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
                 ok = serve_fail(err, 400, "top_logprobs", "top_logprobs: not supported yet");
         }
         if (ok && (v = opt(root, "audio"))) ok = serve_fail(err, 400, "audio", "audio: audio output is not supported");
+        if (ok && (v = opt(root, "functions")))
+            ok = serve_fail(err, 400, "functions", "functions: the deprecated functions are not supported: send tools");
         if (ok) ok = build_chat(&c, root, &o);
         free(o.schema);
         free(o.kwargs);

@@ -212,6 +212,21 @@ static json_t *string_n(const char *text, size_t len) {
     return s;
 }
 
+char *serve_error_json(const serve_error *err) {
+    json_t *e = json_object();
+    if (!e) return NULL;
+    /* the message may quote the request (a role, a template's error) and be cut inside a character */
+    json_object_set_new(e, "message", string_n(err->message, strlen(err->message)));
+    json_object_set_new(e, "type", json_string(err->type ? err->type : "invalid_request_error"));
+    json_object_set_new(e, "param", err->param[0] ? json_string(err->param) : json_null());
+    json_object_set_new(e, "code", err->code ? json_string(err->code) : json_null());
+    json_t *root = json_pack("{so}", "error", e);
+    if (!root) return NULL;
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
 /* The first chunk: the assistant's role (chat) or the echoed prompt (completions with echo). */
 static bool start_stream(serve_answer *a) {
     if (a->started) return true;

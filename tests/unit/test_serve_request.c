@@ -448,7 +448,7 @@ static void check_errors(void) {
     CHECK_REFUSED(C, "{" USER_HI ", \"stop\": [\"a\\u0000b\"]}", 400, "stop[0]", "U+0000");
     CHECK_REFUSED(C, "{" USER_HI ", \"stop\": [\"1\", \"2\", \"3\", \"4\", \"5\"]}", 400, "stop",
                   "5 stop strings, more than the limit of 4");
-    CHECK_REFUSED(C, "{" USER_HI ", \"max_tokens\": 0}", 400, "max_tokens", "0 is out of range");
+    CHECK_REFUSED(C, "{" USER_HI ", \"max_tokens\": 0}", 400, "max_tokens", "0 is out of range: expected at least 1");
     CHECK_REFUSED(C, "{" USER_HI ", \"max_completion_tokens\": \"5\"}", 400, "max_completion_tokens",
                   "expected an integer, got a string");
     CHECK_REFUSED(C, "{" USER_HI ", \"max_tokens\": 1.5}", 400, "max_tokens", "expected an integer, got a number");
@@ -476,6 +476,8 @@ static void check_errors(void) {
     CHECK_REFUSED(C, "{" USER_HI ", \"prediction\": {\"type\": \"other\", \"content\": \"x\"}}", 400, "prediction.type",
                   "expected \"content\"");
     CHECK_REFUSED(C, "{\"model\": 5, " USER_HI "}", 400, "model", "expected a string");
+    CHECK_REFUSED(C, "{" USER_HI ", \"functions\": [{\"name\": \"f\"}]}", 400, "functions", "send tools");
+    CHECK_REFUSED(C, "{" USER_HI ", \"audio\": {\"voice\": \"x\"}}", 400, "audio", "not supported");
     /* limits */
     {
         const size_t n = 6;
