@@ -27,8 +27,8 @@ static const char SERVE_HELP[] =
     "      --kv-budget SIZE     most bytes of KV cache for all slots (e.g. 2G; default: every slot's)\n" KV_TYPE_HELP
     "      --no-think           enable_thinking=false unless a request asks for thinking\n"
     "      --chat-template-file FILE  this Jinja template instead of the model's\n"
-    "      --max-body SIZE      largest request body (default 16M; larger: 413)\n"
-    "      --max-tokens N       most tokens one request may generate (and the default)\n"
+    "      --max-body SIZE      largest request body (default 32M; larger: 413)\n"
+    "      --max-tokens N       most tokens one request may generate (default 8192; also the default)\n"
     "  -t, --threads N          threads (default: all cores)\n"
     "      --http-threads N     threads answering HTTP (default 4)\n"
     "  -md, --draft MODEL       a draft model of the same vocabulary for speculative decoding\n";
