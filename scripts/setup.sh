@@ -28,9 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-# huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub" 2>/dev/null; then
+# huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills; prometheus_client: /metrics
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub prometheus_client)
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub, prometheus_client" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \

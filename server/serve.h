@@ -19,32 +19,33 @@ void serve_buf_free(serve_buf *b);
 
 /* What a request needs from the loaded model and the server's settings (read-only while serving). */
 typedef struct serve_model {
-    const char *name;                   /* the id /v1/models lists and responses carry (--alias, else the file name) */
+    const char *name; /* the id /v1/models lists and responses carry (--alias, else the file name) */
     const tandem_model *model;
     const tandem_tokenizer *tok;
     const tandem_chat_template *chat_template; /* NULL: chat completions are refused (400 naming the model) */
-    int32_t n_ctx;                      /* a slot's context: prompt + max tokens must fit */
-    bool no_think;                      /* --no-think: enable_thinking=false unless the request says otherwise */
-    bool has_draft;                     /* a draft model is loaded (-md) */
+    int32_t n_ctx;                             /* a slot's context: prompt + max tokens must fit */
+    bool no_think;                             /* --no-think: enable_thinking=false unless the request says otherwise */
+    bool has_draft;                            /* a draft model is loaded (-md) */
 } serve_model;
 
 /* The server's limits on what one request may ask for. */
 typedef struct serve_limits {
-    size_t max_body_bytes;   /* 413 above this */
-    int32_t max_messages;    /* 400 above this */
-    int32_t max_tokens;      /* most generated tokens per request (also the default when the request sets none) */
-    int32_t max_stop;        /* most stop strings (OpenAI: 4) */
+    size_t max_body_bytes; /* 413 above this */
+    int32_t max_messages;  /* 400 above this */
+    int32_t max_tokens;    /* most generated tokens per request (also the default when the request sets none) */
+    int32_t max_stop;      /* most stop strings (OpenAI: 4) */
 } serve_limits;
 serve_limits serve_default_limits(void);
 
 /* An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with its HTTP status. */
 typedef struct serve_error serve_error;
 struct serve_error {
-    int status;          /* 400, 401, 404, 413, 429, 500, 503 */
-    const char *type;    /* "invalid_request_error", "authentication_error", "not_found_error", "server_error", … */
-    char param[64];      /* the offending field as a JSON path ("messages[3].content", "tools[0].function.name"),
+    int status;       /* 400, 401, 404, 413, 429, 500, 503 */
+    const char *type; /* "invalid_request_error", "authentication_error", "not_found_error", "server_error", … */
+    char param[64];   /* the offending field as a JSON path ("messages[3].content", "tools[0].function.name"),
                             or "" */
     char message[512];
+    const char *code; /* OpenAI's error code ("context_length_exceeded"), a static string, or NULL (null) */
 };
 /* Fills err and returns false, so parsers can `return serve_fail(err, 400, "max_tokens", "must be ≥ 1")`. */
 bool serve_fail(serve_error *err, int status, const char *param, const char *fmt, ...)
@@ -59,27 +60,29 @@ typedef enum serve_route {
 /* One request, parsed and ready for tandem_engine_add. Everything is owned and freed by serve_request_free. */
 typedef struct serve_request {
     serve_route route;
-    char *model;                    /* as sent (any name is accepted: one model is served) */
-    int32_t *prompt_ids;            /* the rendered chat (or the completion prompt), tokenized */
+    char *model;         /* as sent (any name is accepted: one model is served) */
+    int32_t *prompt_ids; /* the rendered chat (or the completion prompt), tokenized */
     size_t n_prompt;
-    tandem_gen_params gen;          /* max_tokens, sampling (seed), stop strings, grammar: ready for the engine;
+    tandem_gen_params gen; /* max_tokens, sampling (seed), stop strings, grammar: ready for the engine;
                                        gen.stop points into stop[] below, gen.grammar is `grammar` */
     char **stop;
     int32_t n_stop;
-    tandem_grammar *grammar;        /* from response_format or tools + tool_choice; NULL = free */
+    tandem_grammar *grammar; /* from response_format or tools + tool_choice; NULL = free */
     bool stream;
-    bool include_usage;             /* stream_options.include_usage */
-    bool parse_output;              /* chat: run the output through tandem_chat_parser (reasoning, tool calls) */
+    bool include_usage;               /* stream_options.include_usage */
+    bool parse_output;                /* chat: run the output through tandem_chat_parser (reasoning, tool calls) */
     tandem_chat_parser_params parser; /* reasoning_open, parse_tool_calls (tools offered and tool_choice != none) */
-    int32_t *prediction_ids;        /* `prediction` (predicted output) tokenized, or NULL: draft proposals */
+    int32_t *prediction_ids;          /* `prediction` (predicted output) tokenized, or NULL: draft proposals */
     size_t n_prediction;
-    bool echo;                      /* completions: echo the prompt */
+    bool echo;       /* completions: echo the prompt */
+    char *echo_text; /* echo: the prompt as text (decoded from prompt_ids), echo_len bytes */
+    size_t echo_len;
 } serve_request;
 
 /* Parses a request body for route against the model and limits. On failure returns false with err filled (400 with
  * the field's path for a bad field, 413 for a body over the limit) and nothing to free. */
-bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_route route, const char *body,
-                         size_t len, serve_request *out, serve_error *err);
+bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_route route, const char *body, size_t len,
+                         serve_request *out, serve_error *err);
 void serve_request_free(serve_request *r);
 
 /* The answer to one request as it is generated: text from the engine's on_text goes in, OpenAI JSON comes out.

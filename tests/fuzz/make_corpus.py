@@ -366,6 +366,65 @@ def hub_info_seeds():
     out("hub_info", "empty.json", json.dumps({"sha": commit, "siblings": []}))
 
 
+def serve_request_seeds():
+    """serve_request (max_len 8192): [flags: 1 completions, 2 no-think, 4 a 48-token context] + a request body, as
+    the openai SDK, smolagents, Qwen-Agent and AutoGen send them, and malformed ones."""
+    user = [{"role": "user", "content": "What is the weather in Paris?"}]
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                                "parameters": {"type": "object", "properties": {
+                                                    "city": {"type": "string", "maxLength": 8}},
+                                                    "required": ["city"]}}}
+    final = {"type": "function", "function": {"name": "final_answer", "parameters": {
+        "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}}
+    history = user + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 C"}]
+    chat = {
+        "plain": {"model": "qwen3", "messages": user},
+        "sdk-stream": {"model": "qwen3", "messages": [{"role": "developer", "content": "Be brief."}] + user,
+                       "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.7, "top_p": 0.9,
+                       "seed": 3, "max_completion_tokens": 64, "stop": ["\n\n"], "user": "u", "store": False},
+        "parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                            {"type": "text", "text": "b"}]}]},
+        "image": {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        "smolagents-tools": {"model": "m", "messages": history, "tools": [weather, final], "tool_choice": "required",
+                             "stop": ["Observation:", "Calling tools:"], "max_tokens": 128},
+        "named": {"messages": user, "tools": [weather], "tool_choice": {"type": "function",
+                                                                       "function": {"name": "get_weather"}},
+                  "parallel_tool_calls": False},
+        "tool-none": {"messages": user, "tools": [weather], "tool_choice": "none"},
+        "autogen-null-content": {"messages": history + [{"role": "assistant", "content": "It is 21 C."},
+                                                        {"role": "user", "content": "thanks"}],
+                                 "tools": [weather], "tool_choice": "auto"},
+        "qwen-agent": {"model": "qwen", "messages": [{"role": "system", "content": "You are helpful."}] + user,
+                       "chat_template_kwargs": {"enable_thinking": False}, "top_k": 20, "min_p": 0,
+                       "repetition_penalty": 1.05, "presence_penalty": 0.5},
+        "json-schema": {"messages": user, "response_format": {"type": "json_schema", "json_schema": {
+            "name": "w", "strict": True, "schema": {"type": "object", "properties": {"t": {"type": "integer"}},
+                                                    "required": ["t"], "additionalProperties": False}}}},
+        "json-object": {"messages": user, "response_format": {"type": "json_object"}, "enable_thinking": False},
+        "prediction": {"messages": user, "prediction": {"type": "content", "content": "x = 1\ny = 2"}},
+        "bad-types": {"messages": user, "temperature": "hot", "max_tokens": 0, "n": 2, "logprobs": True},
+        "bad-role": {"messages": [{"role": "robot", "content": 5}]},
+    }
+    for name, body in chat.items():
+        out("serve_request", f"chat-{name}.json", b"\x00" + json.dumps(body).encode())
+    out("serve_request", "chat-no-think.json", b"\x02" + json.dumps(chat["plain"]).encode())
+    out("serve_request", "chat-small-context.json", b"\x04" + json.dumps(chat["smolagents-tools"]).encode())
+    out("serve_request", "chat-truncated.json", b"\x00" + json.dumps(chat["smolagents-tools"]).encode()[:150])
+    out("serve_request", "chat-nul.json", b'\x00{"messages": [{"role": "user", "content": "a\\u0000b"}], '
+                                          b'"stop": "\\u0000"}')
+    completions = {
+        "string": {"model": "m", "prompt": "Once upon a time", "max_tokens": 8, "echo": True},
+        "ids": {"prompt": [1, 2, 3], "stream": True, "stop": "\n"},
+        "list": {"prompt": ["<|im_start|>user\nhi<|im_end|>\n"], "temperature": 0},
+        "bad": {"prompt": [[1, -5]], "logprobs": 3},
+    }
+    for name, body in completions.items():
+        out("serve_request", f"completions-{name}.json", b"\x01" + json.dumps(body).encode())
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -531,6 +590,7 @@ def main():
         preprocessor_config_seeds()
         grammar_seeds()
         hub_info_seeds()
+        serve_request_seeds()
     finally:
         shutil.rmtree(tmp)
 

@@ -51,6 +51,9 @@ static const struct {
     {"tandem_spec_params.draft_min", "--draft-min"},
     {"tandem_spec_params.draft_p_min", "--draft-p-min"},
     {"tandem_spec_params.lookup_ngram", "--lookup"},
+    {"tandem_engine_params.n_slots", "--parallel"}, /* the engine's fields: tandem serve's flags */
+    {"tandem_engine_params.n_ctx", "--ctx"},
+    {"tandem_engine_params.kv_budget_bytes", "--kv-budget"},
     {"messages_json", "--messages"}, /* tandem_chat_render's inputs, as tandem template takes them */
     {"tools_json", "--tools"},
     {"extra_context_json", "--kwargs"},

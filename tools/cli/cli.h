@@ -110,5 +110,6 @@ int cmd_distill(int argc, char **argv);  /* distill.c */
 int cmd_template(int argc, char **argv); /* template.c */
 int cmd_chat(int argc, char **argv);     /* chat.c */
 int cmd_pull(int argc, char **argv);     /* pull.c */
+int cmd_serve(int argc, char **argv);    /* serve.c */
 
 #endif

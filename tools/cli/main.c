@@ -510,6 +510,7 @@ static const char MAIN_HELP[] =
     "  info         describe a model file or folder\n"
     "  pull         download a model from the Hugging Face hub into the local cache (then -m ORG/NAME:QUANT)\n"
     "  chat         talk with a model through its chat template (terminal, or JSON lines on stdin)\n"
+    "  serve        an OpenAI-compatible HTTP server (chat completions, streaming, tools, metrics)\n"
     "  template     print the prompt a model's chat template makes of a conversation\n"
     "  train        train a Qwen3 model on a text (full parameters, AdamW) and write a GGUF\n"
     "  prune        remove the least important block of layers (angular distance) and write a GGUF\n"
@@ -541,6 +542,7 @@ static const struct command {
     {"template", cmd_template},
     {"chat", cmd_chat},
     {"pull", cmd_pull},
+    {"serve", cmd_serve},
 };
 
 static int print_version(void) {
