@@ -246,6 +246,8 @@ static bool parse_common(parse_ctx *c, const json_t *root, int32_t default_max_t
     }
     if (max_tokens > c->lim->max_tokens) max_tokens = c->lim->max_tokens;
     r->gen.max_tokens = (int32_t)max_tokens;
+    /* ignore_eos: llama-server's and vLLM's extension (benchmarks ask for exactly max_tokens tokens) */
+    if ((v = opt(root, "ignore_eos")) && !read_bool(c->err, v, "ignore_eos", &r->gen.ignore_eos)) return false;
     if (!parse_sampling(c, root)) return false;
     return parse_stop(c, root);
 }
@@ -828,6 +830,16 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
         ok = parse_common(&c, root, 16) && build_completion(&c, root);
     }
     json_decref(root);
+    if (ok && out->gen.ignore_eos && out->grammar) {
+        serve_fail(err, 400, "ignore_eos", "ignore_eos: cannot be combined with tools or response_format (an end "
+                                           "token is where a grammar lets the answer end)");
+        ok = false;
+    }
+    if (ok && (m->has_draft || m->spec.lookup_ngram > 0 || out->n_prediction > 0)) {
+        out->gen.spec = m->spec;
+        out->gen.prediction = out->prediction_ids;
+        out->gen.n_prediction = (int32_t)out->n_prediction;
+    }
     if (!ok) serve_request_free(out);
     return ok;
 }

@@ -26,6 +26,8 @@ typedef struct serve_model {
     int32_t n_ctx;                             /* a slot's context: prompt + max tokens must fit */
     bool no_think;                             /* --no-think: enable_thinking=false unless the request says otherwise */
     bool has_draft;                            /* a draft model is loaded (-md) */
+    tandem_spec_params spec; /* speculative decoding for every request (draft length, lookup n-gram), used when
+                                has_draft, spec.lookup_ngram > 0 or the request has a `prediction` */
 } serve_model;
 
 /* The server's limits on what one request may ask for. */

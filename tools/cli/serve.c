@@ -31,7 +31,12 @@ static const char SERVE_HELP[] =
     "      --max-tokens N       most tokens one request may generate (default 8192; also the default)\n"
     "  -t, --threads N          threads (default: all cores)\n"
     "      --http-threads N     threads answering HTTP (default 4)\n"
-    "  -md, --draft MODEL       a draft model of the same vocabulary for speculative decoding\n";
+    "  -md, --draft MODEL       a draft model of the same vocabulary: speculative decoding in every request\n"
+    "      --draft-max N        most tokens proposed per verification pass (default 8; adapted to the measured\n"
+    "                           acceptance and cost)\n"
+    "      --lookup N           also propose the continuation of the last N-gram seen earlier in the prompt and\n"
+    "                           answer (prompt lookup; 0 = off, the default). A request's `prediction` (predicted\n"
+    "                           output) is always proposed too\n";
 
 /* SIZE: bytes, or a number with K, M, G or T (powers of 1024, an optional B or iB after it). */
 static long long parse_size(args *a, const char *flag, const char *s) {
@@ -76,6 +81,7 @@ int cmd_serve(int argc, char **argv) {
     long long kv_budget = 0;
     tandem_type kv_type = TANDEM_TYPE_F16;
     bool no_think = false;
+    tandem_spec_params spec = tandem_spec_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
@@ -83,6 +89,8 @@ int cmd_serve(int argc, char **argv) {
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (!strcmp(f, "-md") || !strcmp(f, "--draft")) draft_path = take_value(&a, f);
+        else if (!strcmp(f, "--draft-max")) spec.draft_max = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 64);
+        else if (!strcmp(f, "--lookup")) spec.lookup_ngram = (int32_t)parse_int(&a, f, take_value(&a, f), 0, 64);
         else if (!strcmp(f, "--host")) hp.host = take_value(&a, f);
         else if (!strcmp(f, "--port")) hp.port = (int)parse_int(&a, f, take_value(&a, f), 0, 65535);
         else if (!strcmp(f, "--api-key")) hp.api_key = take_value(&a, f);
@@ -120,15 +128,10 @@ int cmd_serve(int argc, char **argv) {
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("serve", st);
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    tandem_model *draft = NULL;
     if (draft_path) {
-        tandem_model *draft;
         if ((st = tandem_model_load(draft_path, &mp, &draft))) die_status("serve", st);
         if ((st = tandem_model_check_draft(model, draft))) die_status("serve", st);
-        tandem_model_free(draft);
-        fprintf(stderr,
-                "tandem serve: error: -md: the draft model fits, but the engine does not do speculative "
-                "decoding yet; serve without -md\n");
-        return EXIT_FAILED;
     }
 
     tandem_chat_template *tmpl = NULL;
@@ -156,6 +159,7 @@ int cmd_serve(int argc, char **argv) {
     ep.n_batch = parallel > 64 ? parallel : 64;
     ep.kv_type = kv_type;
     ep.kv_budget_bytes = kv_budget;
+    ep.draft_model = draft;
     tandem_engine *engine;
     if ((st = tandem_engine_create(model, &ep, &engine))) die_status("serve", st);
 
@@ -166,18 +170,21 @@ int cmd_serve(int argc, char **argv) {
                       .chat_template = tmpl,
                       .n_ctx = n_ctx,
                       .no_think = no_think,
-                      .has_draft = false};
+                      .has_draft = draft != NULL,
+                      .spec = spec};
     if (!serve_server_ready(srv, &sm, &limits, engine, parallel)) {
         fprintf(stderr, "tandem serve: error: cannot start the engine thread\n");
         return EXIT_FAILED;
     }
-    fprintf(stderr, "tandem serve: model %s (%s, %d layers), %d slots of %d tokens, KV %s, %d threads\n", name,
-            model_path, info.n_layers, parallel, n_ctx, tandem_type_name(kv_type), tandem_model_threads(model));
+    fprintf(stderr, "tandem serve: model %s (%s, %d layers), %d slots of %d tokens, KV %s, %d threads%s%s\n", name,
+            model_path, info.n_layers, parallel, n_ctx, tandem_type_name(kv_type), tandem_model_threads(model),
+            draft ? ", draft " : "", draft ? draft_path : "");
 
     const int rc = serve_server_run(srv);
     serve_server_free(srv);
     tandem_engine_free(engine);
     tandem_chat_template_free(tmpl);
+    tandem_model_free(draft);
     tandem_model_free(model);
     free(name);
     return rc;
