@@ -12,6 +12,7 @@ DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-
               libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
               libmicrohttpd-dev  # tandem serve's HTTP
               libcurl4-openssl-dev  # tandem pull's downloads
+              chromium chromium-driver  # the chat page's browser tests (selenium drives them)
               libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -28,8 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai" 2>/dev/null; then
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai selenium)
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
