@@ -13,6 +13,7 @@ DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-
               libmicrohttpd-dev  # tandem serve's HTTP
               libcurl4-openssl-dev  # tandem pull's downloads
               chromium chromium-driver  # the chat page's browser tests (selenium drives them)
+              nginx-light  # docs/deploy.md's replicas behind nginx, tested
               libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
