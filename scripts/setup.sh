@@ -30,8 +30,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai selenium)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium" 2>/dev/null; then
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai selenium
+             smolagents qwen-agent autogen-agentchat "autogen-ext[openai]")  # the agent frameworks tandem serve is tested with
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium, smolagents, qwen_agent, autogen_agentchat, autogen_ext.models.openai" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
