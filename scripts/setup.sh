@@ -31,7 +31,7 @@ fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
 PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai selenium
-             smolagents qwen-agent autogen-agentchat "autogen-ext[openai]")  # the agent frameworks tandem serve is tested with
+             smolagents qwen-agent soundfile autogen-agentchat "autogen-ext[openai]")  # agent frameworks (qwen-agent imports soundfile)
 if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium, smolagents, qwen_agent, autogen_agentchat, autogen_ext.models.openai" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.

@@ -1,12 +1,17 @@
 """The agent frameworks people point at `tandem serve`, used unchanged: smolagents (ToolCallingAgent, CodeAgent with
 structured outputs), Qwen-Agent (its own function-calling prompt, and use_raw_api) and AutoGen (AssistantAgent on
-autogen-ext's OpenAIChatCompletionClient). The model is a tiny random-weight Qwen3 served with the official Qwen3
-chat template; its answers are nonsense, but constrained decoding makes every tool call and JSON answer valid, so
-what is checked is the protocol: each framework parses every response without an error, the tool calls it gets
-name an offered tool with arguments valid under its schema (jsonschema), tools run, and tool results go back."""
+autogen-ext's OpenAIChatCompletionClient), served with the official Qwen3 chat template.
+
+The model is a tiny random-weight Qwen3 made terse: one hidden dimension of every input embedding is set large, and
+the output rows of `"`, `}` and <|im_end|> read it, so those tokens win wherever they are allowed. Constrained
+decoding supplies the structure (tool names, keys, brackets) and the model closes every string and object at once
+and ends after a call, so each answer finishes within a few dozen tokens instead of running into max_tokens inside
+a string. What is checked is the protocol: each framework parses every response without an error, the tool calls it
+gets name an offered tool with arguments valid under its schema (jsonschema), tools run, and tool results go back."""
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -15,15 +20,43 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
 
-MODEL = "tied_gqa2"
+MODEL = "untied_gqa1"  # untied: the input and output embeddings can be set apart
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def terse_model(models_dir, out):
+    """A copy of MODEL's f32 GGUF whose answers end quickly (see the module's docstring)."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+    src = models_dir / MODEL / "model-f32.gguf"
+    shutil.copyfile(src, out)
+    reader = gguf.GGUFReader(str(src))
+    tokens = json.loads((models_dir / MODEL / "tokenizer.json").read_text())
+    ids = dict(tokens["model"]["vocab"], **{a["content"]: a["id"] for a in tokens["added_tokens"]})
+    for t in reader.tensors:
+        if t.name not in ("token_embd.weight", "output.weight", "output_norm.weight"):
+            continue
+        assert t.tensor_type == gguf.GGMLQuantizationType.F32
+        shape = tuple(int(x) for x in reversed(t.shape))  # rows, columns
+        w = np.memmap(out, dtype=np.float32, mode="r+", offset=int(t.data_offset), shape=shape)
+        if t.name == "token_embd.weight":
+            w[:, 0] = 1000.0       # every token carries a dominant, positive dimension 0
+        elif t.name == "output_norm.weight":
+            w[0] = 1.0
+        else:
+            w[:, 0] = 0.0
+            w[ids['"'], 0], w[ids["}"], 0], w[ids["<|im_end|>"], 0] = 30.0, 20.0, 10.0
+        w.flush()
+        del w
+    return out
 
 
 @pytest.fixture(scope="module")
 def server(tandem_bin, models_dir, qwen3_tokenizer_dir, tmp_path_factory):
+    model = terse_model(models_dir, tmp_path_factory.mktemp("model") / "terse.gguf")
     template = tmp_path_factory.mktemp("template") / "qwen3.jinja"
     template.write_text(json.loads((qwen3_tokenizer_dir / "tokenizer_config.json").read_text())["chat_template"])
-    proc = subprocess.Popen([str(tandem_bin), "serve", "-m", str(models_dir / MODEL), "--port", "0",
+    proc = subprocess.Popen([str(tandem_bin), "serve", "-m", str(model), "--port", "0",
                              "--parallel", "2", "--ctx", "16384", "--chat-template-file", str(template),
                              "--alias", "tiny-qwen3"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -66,7 +99,7 @@ def running_requests(url):
 def smolagents_model(url, **kwargs):
     smolagents = pytest.importorskip("smolagents")
     return smolagents.OpenAIServerModel(model_id="tiny-qwen3", api_base=url + "/v1", api_key="unused",
-                                        temperature=0, max_tokens=48, **kwargs)
+                                        temperature=0, max_tokens=256, **kwargs)
 
 
 def test_smolagents_tool_calling_agent(server):
@@ -114,10 +147,11 @@ def test_smolagents_code_agent_structured_outputs(server):
     steps = [s for s in agent.memory.steps if isinstance(s, smolagents.memory.ActionStep)]
     assert steps
     for s in steps:
+        if isinstance(s.error, smolagents.utils.AgentMaxStepsError):
+            continue  # smolagents' own closing step: no model output
         # the JSON answer (thought + code) always parses: code that fails to run is the model's business
         assert s.error is None or not isinstance(s.error, smolagents.utils.AgentParsingError), s.error
-        assert s.model_output_message is not None
-        out = json.loads(s.model_output_message.content)
+        out = json.loads(s.model_output)
         assert set(out) >= {"thought", "code"}
 
 
@@ -130,10 +164,12 @@ FUNCTIONS = [{"name": "get_weather", "description": "Weather of a city", "parame
 def test_qwen_agent_function_calling(server, raw_api):
     qwen_agent_llm = pytest.importorskip("qwen_agent.llm")
     cfg = {"model": "tiny-qwen3", "model_server": server + "/v1", "api_key": "EMPTY",
-           "generate_cfg": {"temperature": 0, "max_tokens": 48, "use_raw_api": raw_api}}
+           "generate_cfg": {"temperature": 0, "max_tokens": 256, "use_raw_api": raw_api}}
     llm = qwen_agent_llm.get_chat_model(cfg)
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
-    responses = llm.chat(messages=messages, functions=FUNCTIONS, stream=False)
+    responses = None
+    for responses in llm.chat(messages=messages, functions=FUNCTIONS, stream=True):  # use_raw_api streams only
+        pass
     assert responses and all(r["role"] == "assistant" for r in responses)
     for r in responses:
         fc = r.get("function_call")
@@ -156,7 +192,7 @@ def test_qwen_agent_function_calling(server, raw_api):
 def autogen_client(url):
     openai_ext = pytest.importorskip("autogen_ext.models.openai")
     return openai_ext.OpenAIChatCompletionClient(
-        model="tiny-qwen3", base_url=url + "/v1", api_key="unused", temperature=0, max_tokens=48,
+        model="tiny-qwen3", base_url=url + "/v1", api_key="unused", temperature=0, max_tokens=256,
         model_info={"vision": False, "function_calling": True, "json_output": True, "family": "unknown",
                     "structured_output": True})
 
