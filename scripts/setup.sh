@@ -32,7 +32,7 @@ fi
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
 PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai selenium
              smolagents qwen-agent soundfile autogen-agentchat "autogen-ext[openai]")  # agent frameworks (qwen-agent imports soundfile)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium, smolagents, qwen_agent, autogen_agentchat, autogen_ext.models.openai" 2>/dev/null; then
+if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, selenium, smolagents, qwen_agent.llm, soundfile, autogen_agentchat, autogen_ext.models.openai" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
