@@ -12,6 +12,8 @@ DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-
               libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libpng-dev libjpeg62-turbo-dev libwebp-dev
               libmicrohttpd-dev  # tandem serve's HTTP
               libcurl4-openssl-dev  # tandem pull's downloads
+              chromium chromium-driver  # the chat page's browser tests (selenium drives them)
+              nginx-light  # docs/deploy.md's replicas behind nginx, tested
               libsimde-dev)  # SIMDe: the tests run the VNNI kernels on CPUs without VNNI
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -28,9 +30,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
-# huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills; prometheus_client: /metrics
-PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub prometheus_client)
-if ! python3 -c "import pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub, prometheus_client" 2>/dev/null; then
+# huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills; prometheus_client: /metrics;
+# selenium: the chat page in chromium; smolagents, qwen-agent (+ soundfile, which it imports), autogen: tandem serve's
+# clients
+PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub prometheus_client
+             selenium smolagents qwen-agent soundfile autogen-agentchat "autogen-ext[openai]")
+PY_IMPORTS="pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub"
+PY_IMPORTS+=", prometheus_client, selenium, smolagents, qwen_agent.llm, soundfile, autogen_agentchat"
+PY_IMPORTS+=", autogen_ext.models.openai"
+if ! python3 -c "import $PY_IMPORTS" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
   if python3 -c "import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" \
