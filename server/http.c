@@ -41,11 +41,16 @@ typedef enum route {
     ROUTE_MODEL, /* /v1/models/{id} */
     ROUTE_HEALTH,
     ROUTE_METRICS,
+    ROUTE_PAGE, /* GET /: the chat page */
     ROUTE_OTHER,
 } route;
 
+/* server/page/chat.html, embedded at build time (server/page/embed.cmake) */
+extern const unsigned char serve_chat_page[];
+extern const size_t serve_chat_page_len;
+
 static const char *const ROUTE_NAMES[] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics", "other"};
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics", "/", "other"};
 
 /* One HTTP request's state across the handler's calls (MHD's req_cls). */
 typedef struct http_request {
@@ -234,6 +239,9 @@ static enum MHD_Result answer_get(serve_server *s, struct MHD_Connection *conn, 
         free(text);
         return ret;
     }
+    if (r == ROUTE_PAGE)
+        return send_bytes(s, conn, r, 200, "text/html; charset=utf-8", (const char *)serve_chat_page,
+                          serve_chat_page_len);
     if (r == ROUTE_MODELS)
         return send_json(s, conn, r, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model_object(s)));
     /* ROUTE_MODEL */
@@ -253,6 +261,7 @@ static route route_of(const char *url) {
     if (!strncmp(url, "/v1/models/", 11) && url[11]) return ROUTE_MODEL;
     if (!strcmp(url, "/health")) return ROUTE_HEALTH;
     if (!strcmp(url, "/metrics")) return ROUTE_METRICS;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return ROUTE_PAGE;
     return ROUTE_OTHER;
 }
 
@@ -285,7 +294,7 @@ static enum MHD_Result on_headers(serve_server *s, struct MHD_Connection *conn, 
     if (generation ? !is_post : !is_get)
         return fail(s, conn, r, 405, "", "%.200s does not take %.20s (use %s)", url, method,
                     generation ? "POST" : "GET");
-    if (r == ROUTE_HEALTH || r == ROUTE_METRICS) {
+    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_PAGE) { /* open: the page's own calls carry the key */
         hr->responded = false; /* answered once the request is read: the connection can then stay open */
         return MHD_YES;
     }

@@ -677,9 +677,12 @@ static bool build_chat(parse_ctx *c, json_t *root, chat_options *o) {
     rp.enable_thinking = o->enable_thinking;
     rp.tools_json = tools;
     rp.extra_context_json = o->kwargs;
+    rp.special_tokens_json = tandem_tokenizer_special_tokens_json(m->tok); /* as transformers passes them */
     char *text = NULL;
     size_t text_len = 0;
-    tandem_status st = tandem_chat_render(m->chat_template, msgs, strlen(msgs), &rp, &text, &text_len);
+    /* a model with named templates renders tool requests with its "tool_use" one (transformers' choice) */
+    const tandem_chat_template *tmpl = o->tools && m->chat_template_tools ? m->chat_template_tools : m->chat_template;
+    tandem_status st = tandem_chat_render(tmpl, msgs, strlen(msgs), &rp, &text, &text_len);
     free(msgs);
     free(tools);
     if (st == TANDEM_ERR_NO_MEMORY) return serve_fail(c->err, 500, "", "%s", tandem_last_error());
@@ -831,8 +834,9 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
     }
     json_decref(root);
     if (ok && out->gen.ignore_eos && out->grammar) {
-        serve_fail(err, 400, "ignore_eos", "ignore_eos: cannot be combined with tools or response_format (an end "
-                                           "token is where a grammar lets the answer end)");
+        serve_fail(err, 400, "ignore_eos",
+                   "ignore_eos: cannot be combined with tools or response_format (an end "
+                   "token is where a grammar lets the answer end)");
         ok = false;
     }
     if (ok && (m->has_draft || m->spec.lookup_ngram > 0 || out->n_prediction > 0)) {

@@ -22,10 +22,12 @@ typedef struct serve_model {
     const char *name; /* the id /v1/models lists and responses carry (--alias, else the file name) */
     const tandem_model *model;
     const tandem_tokenizer *tok;
-    const tandem_chat_template *chat_template; /* NULL: chat completions are refused (400 naming the model) */
-    int32_t n_ctx;                             /* a slot's context: prompt + max tokens must fit */
-    bool no_think;                             /* --no-think: enable_thinking=false unless the request says otherwise */
-    bool has_draft;                            /* a draft model is loaded (-md) */
+    const tandem_chat_template *chat_template;       /* NULL: chat completions are refused (400 naming the model) */
+    const tandem_chat_template *chat_template_tools; /* the model's "tool_use" template (requests with tools), or
+                                                       NULL: chat_template serves them too */
+    int32_t n_ctx;                                   /* a slot's context: prompt + max tokens must fit */
+    bool no_think;           /* --no-think: enable_thinking=false unless the request says otherwise */
+    bool has_draft;          /* a draft model is loaded (-md) */
     tandem_spec_params spec; /* speculative decoding for every request (draft length, lookup n-gram), used when
                                 has_draft, spec.lookup_ngram > 0 or the request has a `prediction` */
 } serve_model;

@@ -148,6 +148,12 @@ int cmd_serve(int argc, char **argv) {
                 model_path);
     }
     free(source);
+    /* named templates (HF's list, GGUF's tokenizer.chat_template.NAME): requests with tools use "tool_use" */
+    tandem_chat_template *tmpl_tools = NULL;
+    const char *tools_text = template_path ? NULL : tandem_tokenizer_chat_template_for(tok, true);
+    if (tools_text && text && strcmp(tools_text, text) != 0 &&
+        (st = tandem_chat_template_parse(tools_text, strlen(tools_text), "tool_use template", &tmpl_tools)))
+        die_status("serve", st);
 
     tandem_model_info info;
     tandem_model_get_info(model, &info);
@@ -168,6 +174,7 @@ int cmd_serve(int argc, char **argv) {
                       .model = model,
                       .tok = tok,
                       .chat_template = tmpl,
+                      .chat_template_tools = tmpl_tools,
                       .n_ctx = n_ctx,
                       .no_think = no_think,
                       .has_draft = draft != NULL,
@@ -184,6 +191,7 @@ int cmd_serve(int argc, char **argv) {
     serve_server_free(srv);
     tandem_engine_free(engine);
     tandem_chat_template_free(tmpl);
+    tandem_chat_template_free(tmpl_tools);
     tandem_model_free(draft);
     tandem_model_free(model);
     free(name);
