@@ -98,7 +98,7 @@ def stream_completion(url, prompt, max_tokens):
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for c in chunk.get("choices", []):
-                if c.get("text"):
+                if "text" in c and c.get("finish_reason") is None:  # a token (its text may be empty: random vocab)
                     now = time.perf_counter() - t0
                     t_first = now if t_first is None else t_first
                     t_last = now
