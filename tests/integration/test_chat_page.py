@@ -4,10 +4,7 @@ must equal what the same request returns from the API without streaming, and the
 screenshot of each run is saved under build/test-artifacts/ (TANDEM_ARTIFACTS overrides)."""
 import json
 import os
-import re
 import shutil
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from serve_process import Server  # noqa: E402
 
 MODEL = "tied_gqa2"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
@@ -26,37 +24,10 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def server(tandem_bin, models_dir):
-    proc = subprocess.Popen([str(tandem_bin), "serve", "-m", str(models_dir / MODEL), "--port", "0", "--parallel", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = None
-    deadline = time.time() + 60
-    lines = []
-    while time.time() < deadline and url is None:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            url = m.group(1).rstrip("/")
-    if url is None:
-        proc.kill()
-        pytest.fail("tandem serve did not start:\n" + "".join(lines))
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    proc.stderr.close()
+def server(tandem_bin, models_dir, tmp_path_factory):
+    srv = Server(tandem_bin, models_dir / MODEL, tmp_path_factory.mktemp("serve"), "--parallel", "2")
+    yield srv.url.rstrip("/")
+    srv.stop(check=True)
 
 
 @pytest.fixture(scope="module")

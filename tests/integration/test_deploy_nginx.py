@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+from serve_process import Server
 
 MODEL = "tied_gqa2"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -22,28 +23,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_replica(tandem_bin, models_dir, alias):
-    proc = subprocess.Popen([str(tandem_bin), "serve", "-m", str(models_dir / MODEL), "--port", "0",
-                             "--alias", alias, "--parallel", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            for _ in range(100):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                        return proc, port
-                except OSError:
-                    time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"replica {alias} did not start")
 
 
 def get(port, path, session=None, body=None):
@@ -69,7 +48,10 @@ def served_by(port, session):
 def cluster(tandem_bin, models_dir, tmp_path):
     if not os.path.exists(NGINX):
         pytest.fail("nginx is needed (scripts/setup.sh installs Debian's nginx-light)")
-    replicas = {alias: start_replica(tandem_bin, models_dir, alias) for alias in ("replica-a", "replica-b")}
+    replicas = {}
+    for alias in ("replica-a", "replica-b"):
+        srv = Server(tandem_bin, models_dir / MODEL, tmp_path, "--alias", alias, "--parallel", "2")
+        replicas[alias] = (srv, int(srv.url.rstrip("/").rsplit(":", 1)[1]))
     port = free_port()
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"
@@ -111,14 +93,8 @@ http {{
     yield port, replicas
     nginx.terminate()
     nginx.wait(timeout=30)
-    for proc, _ in replicas.values():
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.stderr.close()
+    for srv, _ in replicas.values():
+        srv.stop(check=True)
 
 
 def test_sessions_stick_spread_and_fail_over(cluster):
@@ -153,9 +129,9 @@ def test_sessions_stick_spread_and_fail_over(cluster):
 
     # failover: stop the replica that owns session s; its sessions move to the other one
     stopped = owner[s]
-    proc, _ = replicas[stopped]
-    proc.terminate()
-    assert proc.wait(timeout=60) == 0
+    srv, _ = replicas[stopped]
+    srv.proc.terminate()
+    assert srv.proc.wait(timeout=60) == 0
     other = "replica-b" if stopped == "replica-a" else "replica-a"
     for t in sessions:
         assert served_by(port, t) == (other if owner[t] == stopped else owner[t])

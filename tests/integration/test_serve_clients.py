@@ -12,13 +12,12 @@ import asyncio
 import json
 import re
 import shutil
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
+from serve_process import Server  # noqa: E402
 
 MODEL = "untied_gqa1"  # untied: the input and output embeddings can be set apart
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -56,36 +55,10 @@ def server(tandem_bin, models_dir, qwen3_tokenizer_dir, tmp_path_factory):
     model = terse_model(models_dir, tmp_path_factory.mktemp("model") / "terse.gguf")
     template = tmp_path_factory.mktemp("template") / "qwen3.jinja"
     template.write_text(json.loads((qwen3_tokenizer_dir / "tokenizer_config.json").read_text())["chat_template"])
-    proc = subprocess.Popen([str(tandem_bin), "serve", "-m", str(model), "--port", "0",
-                             "--parallel", "2", "--ctx", "16384", "--chat-template-file", str(template),
-                             "--alias", "tiny-qwen3"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url, lines = None, []
-    deadline = time.time() + 60
-    while time.time() < deadline and url is None:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"listening on (http://\S+)", line)
-        url = m.group(1).rstrip("/") if m else None
-    if url is None:
-        proc.kill()
-        pytest.fail("tandem serve did not start:\n" + "".join(lines))
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    try:
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    srv = Server(tandem_bin, model, tmp_path_factory.mktemp("serve"), "--parallel", "2", "--ctx", "16384",
+                 "--chat-template-file", template, "--alias", "tiny-qwen3")
+    yield srv.url.rstrip("/")
+    srv.stop(check=True)
 
 
 def running_requests(url):
