@@ -305,6 +305,38 @@ def test_concurrent_streams(server):
         assert results == [alone[p] for p in prompts]
 
 
+def test_64_concurrent_streams(server):
+    """64 streaming clients at once on 4 slots (the rest queued): every one gets its answer alone, /health answers
+    within a second meanwhile, and no request is left running or waiting afterwards."""
+    prompts = [f"{PROMPT} {i % 8}" for i in range(64)]
+    alone = {p: stream_text(server.client(), messages=[{"role": "user", "content": p}], max_tokens=8)
+             for p in set(prompts)}
+    results = [None] * len(prompts)
+
+    def worker(i):
+        results[i] = stream_text(server.client(), messages=[{"role": "user", "content": prompts[i]}], max_tokens=8)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    assert httpx.get(server.url + "/health", timeout=1).status_code == 200
+    assert time.monotonic() - t0 < 1
+    for t in threads:
+        t.join(300)
+    assert results == [alone[p] for p in prompts]
+    m = server.metrics()
+    assert gauge(m, "vllm:num_requests_running") == 0 and gauge(m, "vllm:num_requests_waiting") == 0
+
+
+def test_ten_thousand_messages(server):
+    """A conversation of 10,000 messages is refused by name (400 on messages), and the server stays healthy."""
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(10000)]
+    with pytest.raises(openai.BadRequestError) as e:
+        server.client().chat.completions.create(**chat_args(messages=msgs))
+    assert e.value.body["param"] == "messages" and "10000" in e.value.body["message"]
+    assert httpx.get(server.url + "/health", timeout=1).status_code == 200
+
+
 def wait_for(predicate, what, timeout=60):
     deadline = time.monotonic() + timeout
     while not predicate():
