@@ -31,12 +31,13 @@ fi
 
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
 # huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills; prometheus_client: /metrics;
-# selenium: the chat page in chromium; smolagents, qwen-agent (+ soundfile, which it imports), autogen: tandem serve's
-# clients
+# selenium: the chat page in chromium; smolagents, qwen-agent (+ soundfile and python-dateutil, which it imports but
+# does not require), autogen: tandem serve's clients
 PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub prometheus_client
-             selenium smolagents qwen-agent soundfile autogen-agentchat "autogen-ext[openai]")
+             selenium smolagents qwen-agent soundfile python-dateutil autogen-agentchat "autogen-ext[openai]")
 PY_IMPORTS="pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub"
-PY_IMPORTS+=", prometheus_client, selenium, smolagents, qwen_agent.llm, soundfile, autogen_agentchat"
+PY_IMPORTS+=", prometheus_client, selenium, smolagents, qwen_agent.llm, qwen_agent.tools, soundfile, dateutil"
+PY_IMPORTS+=", autogen_agentchat"
 PY_IMPORTS+=", autogen_ext.models.openai"
 if ! python3 -c "import $PY_IMPORTS" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
