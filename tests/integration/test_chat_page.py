@@ -25,7 +25,9 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def server(tandem_bin, models_dir, tmp_path_factory):
-    srv = Server(tandem_bin, models_dir / MODEL, tmp_path_factory.mktemp("serve"), "--parallel", "2")
+    # a draft (the model's own Q4_0 copy), so that answers carry the acceptance figure the page shows
+    srv = Server(tandem_bin, models_dir / MODEL / "model-q8_0.gguf", tmp_path_factory.mktemp("serve"),
+                 "--parallel", "2", "-md", models_dir / MODEL / "model-q4_0.gguf")
     yield srv.url.rstrip("/")
     srv.stop(check=True)
 
@@ -113,6 +115,12 @@ def test_page_streams_the_api_answer(server, browser, repo_root):
     assert "TTFT" in stats and f"{ref['usage']['completion_tokens']} tokens" in stats
     if ref["usage"]["completion_tokens"] > 1:
         assert "tok/s" in stats
+    # the draft's figures come from this answer's own usage chunk (how many tokens a run drafts depends on measured
+    # timings, so another request's figures would differ)
+    drafted, accepted = int(answer.get_attribute("data-drafted") or 0), int(answer.get_attribute("data-accepted") or 0)
+    assert drafted > 0 and 0 <= accepted <= drafted
+    assert f"draft acceptance {int(100 * accepted / drafted + 0.5)}%" in stats  # as Math.round
+    assert "draft acceptance" in stats
     browser.save_screenshot(str(artifacts_dir(repo_root) / "chat_page.png"))
 
 
