@@ -18,15 +18,6 @@
 
 enum { INFO_MAX_BYTES = 64 << 20, ERROR_BODY_MAX = 2048, DEFAULT_PARALLEL = 4 };
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
 
 tandem_download_params tandem_download_default_params(void) {
     tandem_download_params p;
@@ -329,7 +320,7 @@ static tandem_status link_into_snapshot(const dl_job *job, const dl_file *f, con
     size_t depth = 2;
     for (const char *p = f->s->path; *p; p++) depth += *p == '/';
     char *target = malloc(3 * depth + strlen("blobs/") + strlen(id) + 1);
-    char *tmp = str_printf("%s.tmp-link.%ld", f->link_path, (long)getpid());
+    char *tmp = hub_printf("%s.tmp-link.%ld", f->link_path, (long)getpid());
     if (!target || !tmp) {
         free(target);
         free(tmp);
@@ -431,7 +422,7 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
         if (s->sha256) snprintf(id, sizeof id, "%s", s->sha256);
         else if (s->blob_id) snprintf(id, sizeof id, "%s", s->blob_id);
         else if ((st = head_etag(job, f, id, sizeof id))) return st;
-        f->final_path = str_printf("%s/%s", job->blobs_dir, id);
+        f->final_path = hub_printf("%s/%s", job->blobs_dir, id);
         if (!f->final_path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", what);
     }
     struct stat stt;
@@ -440,7 +431,7 @@ static tandem_status fetch_file(dl_job *job, dl_file *f) {
         atomic_store(&f->have, (int64_t)stt.st_size);
         return f->link_path ? link_into_snapshot(job, f, id) : TANDEM_OK;
     }
-    char *part = str_printf("%s.incomplete", f->final_path);
+    char *part = hub_printf("%s.incomplete", f->final_path);
     if (!part) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", what);
     int fd = -1;
     digest sha;
@@ -571,7 +562,7 @@ static size_t collect_body(char *b, size_t size, size_t nitems, void *user) {
 
 static tandem_status fetch_info(dl_job *job, const char *revision, hub_info *info) {
     char *rev = url_encode(revision, false);
-    char *url = rev ? str_printf("%s/api/models/%s/revision/%s?blobs=true", job->endpoint, job->repo_id, rev) : NULL;
+    char *url = rev ? hub_printf("%s/api/models/%s/revision/%s?blobs=true", job->endpoint, job->repo_id, rev) : NULL;
     free(rev);
     if (!url) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", job->repo_id);
     byte_buf body = {0};
@@ -618,8 +609,8 @@ static char *read_token(const tandem_download_params *p) {
     /* huggingface-cli login's file */
     const char *home = getenv("HF_HOME"), *user_home = getenv("HOME"), *tp = getenv("HF_TOKEN_PATH");
     char *path = tp && tp[0]       ? strdup(tp)
-                 : home && home[0] ? str_printf("%s/token", home)
-                                   : str_printf("%s/.cache/huggingface/token", user_home ? user_home : ".");
+                 : home && home[0] ? hub_printf("%s/token", home)
+                                   : hub_printf("%s/.cache/huggingface/token", user_home ? user_home : ".");
     if (!path) return NULL;
     FILE *f = fopen(path, "rb");
     free(path);
@@ -694,7 +685,7 @@ static tandem_status select_files(const tandem_download_params *p, const hub_inf
 /* refs/<revision> ← commit, atomically (a branch or tag name; a commit needs no ref). */
 static tandem_status write_ref(const char *repo_dir, const char *revision, const char *commit) {
     if (!strcmp(revision, commit)) return TANDEM_OK;
-    char *path = str_printf("%s/refs/%s", repo_dir, revision);
+    char *path = hub_printf("%s/refs/%s", repo_dir, revision);
     if (!path) return tandem_fail(TANDEM_ERR_NO_MEMORY, "out of memory");
     tandem_status st = TANDEM_OK;
     int fd = -1;
@@ -816,7 +807,7 @@ static tandem_status download(const tandem_download_params *p, char **local_path
     size_t *sel = NULL, n_sel = 0, named = SIZE_MAX;
     char *root = NULL, *repo_dir = NULL, *base = NULL;
     tandem_status st = TANDEM_OK;
-    if (!endpoint || (token && !(job.auth_header = str_printf("Authorization: Bearer %s", token)))) {
+    if (!endpoint || (token && !(job.auth_header = hub_printf("Authorization: Bearer %s", token)))) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", p->repo_id);
         goto done;
     }
@@ -833,10 +824,10 @@ static tandem_status download(const tandem_download_params *p, char **local_path
         base = strdup(p->local_dir);
     } else {
         root = p->cache_dir && p->cache_dir[0] ? strdup(p->cache_dir) : hub_cache_root();
-        repo_dir = root ? str_printf("%s/models--%.*s--%s", root, (int)(slash - p->repo_id), p->repo_id, slash + 1)
+        repo_dir = root ? hub_printf("%s/models--%.*s--%s", root, (int)(slash - p->repo_id), p->repo_id, slash + 1)
                         : NULL;
-        job.blobs_dir = repo_dir ? str_printf("%s/blobs", repo_dir) : NULL;
-        base = repo_dir ? str_printf("%s/snapshots/%s", repo_dir, info.commit) : NULL;
+        job.blobs_dir = repo_dir ? hub_printf("%s/blobs", repo_dir) : NULL;
+        base = repo_dir ? hub_printf("%s/snapshots/%s", repo_dir, info.commit) : NULL;
     }
     job.files = calloc(n_sel + 1, sizeof *job.files);
     job.finished = calloc(n_sel + 1, sizeof *job.finished);
@@ -849,9 +840,9 @@ static tandem_status download(const tandem_download_params *p, char **local_path
         dl_file *f = &job.files[k];
         f->s = &info.files[sel[k]];
         char *enc = url_encode(f->s->path, true);
-        f->url = enc ? str_printf("%s/%s/resolve/%s/%s", endpoint, p->repo_id, info.commit, enc) : NULL;
+        f->url = enc ? hub_printf("%s/%s/resolve/%s/%s", endpoint, p->repo_id, info.commit, enc) : NULL;
         free(enc);
-        char *in_base = str_printf("%s/%s", base, f->s->path);
+        char *in_base = hub_printf("%s/%s", base, f->s->path);
         if (p->local_dir) f->final_path = in_base;
         else f->link_path = in_base;
         if (!f->url || !in_base) {
@@ -861,10 +852,10 @@ static tandem_status download(const tandem_download_params *p, char **local_path
         /* progress starts from what is on disk: the file, or its part */
         struct stat stt;
         const char *id = f->s->sha256 ? f->s->sha256 : f->s->blob_id;
-        char *probe = p->local_dir ? strdup(f->final_path) : id ? str_printf("%s/%s", job.blobs_dir, id) : NULL;
+        char *probe = p->local_dir ? strdup(f->final_path) : id ? hub_printf("%s/%s", job.blobs_dir, id) : NULL;
         if (probe && stat(probe, &stt) == 0) atomic_store(&f->have, (int64_t)stt.st_size);
         else if (probe) {
-            char *part = str_printf("%s.incomplete", probe);
+            char *part = hub_printf("%s.incomplete", probe);
             if (part && stat(part, &stt) == 0) atomic_store(&f->have, (int64_t)stt.st_size);
             free(part);
         }
@@ -883,7 +874,7 @@ static tandem_status download(const tandem_download_params *p, char **local_path
         st = tandem_fail(TANDEM_ERR_IO, "%s: %s", base, strerror(errno));
         goto done;
     }
-    *local_path = named == SIZE_MAX ? strdup(base) : str_printf("%s/%s", base, info.files[named].path);
+    *local_path = named == SIZE_MAX ? strdup(base) : hub_printf("%s/%s", base, info.files[named].path);
     if (!*local_path) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", p->repo_id);
 done:
     for (size_t k = 0; job.files && k < job.n_files; k++) {

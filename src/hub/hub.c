@@ -41,8 +41,8 @@ bool hub_ref_split(const char *s, char **repo_id, char **select) {
     return true;
 }
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...) {
+
+char *hub_printf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;
@@ -59,10 +59,10 @@ static const char *env_nonempty(const char *name) {
 char *hub_cache_root(void) {
     const char *v;
     if ((v = env_nonempty("HF_HUB_CACHE")) || (v = env_nonempty("HUGGINGFACE_HUB_CACHE"))) return strdup(v);
-    if ((v = env_nonempty("HF_HOME"))) return str_printf("%s/hub", v);
-    if ((v = env_nonempty("XDG_CACHE_HOME"))) return str_printf("%s/huggingface/hub", v);
+    if ((v = env_nonempty("HF_HOME"))) return hub_printf("%s/hub", v);
+    if ((v = env_nonempty("XDG_CACHE_HOME"))) return hub_printf("%s/huggingface/hub", v);
     const char *home = env_nonempty("HOME");
-    return str_printf("%s/.cache/huggingface/hub", home ? home : ".");
+    return hub_printf("%s/.cache/huggingface/hub", home ? home : ".");
 }
 
 bool hub_name_has_quant(const char *name, const char *quant) {
@@ -119,7 +119,7 @@ static const char *base_name(const char *path) {
 /* The .gguf files under dir (relative paths, into l), multimodal projectors (mmproj*) left out: they are no
  * language model. Depth-limited: snapshots hold a repository's few folders. */
 static bool list_ggufs(const char *root, const char *rel, int depth, path_list *l) {
-    char *dir = rel[0] ? str_printf("%s/%s", root, rel) : strdup(root);
+    char *dir = rel[0] ? hub_printf("%s/%s", root, rel) : strdup(root);
     if (!dir) return false;
     DIR *d = opendir(dir);
     free(dir);
@@ -128,8 +128,8 @@ static bool list_ggufs(const char *root, const char *rel, int depth, path_list *
     struct dirent *e;
     while (ok && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        char *child = rel[0] ? str_printf("%s/%s", rel, e->d_name) : strdup(e->d_name);
-        char *full = child ? str_printf("%s/%s", root, child) : NULL;
+        char *child = rel[0] ? hub_printf("%s/%s", rel, e->d_name) : strdup(e->d_name);
+        char *full = child ? hub_printf("%s/%s", root, child) : NULL;
         if (!full) {
             free(child);
             ok = false;
@@ -240,14 +240,14 @@ static tandem_status cached_snapshot(const char *lead, const char *ref, const ch
                                      const char *revision, char **out) {
     *out = NULL;
     char *org_end = strchr(repo_id, '/');
-    char *repo_dir = str_printf("%s/models--%.*s--%s", root, (int)(org_end - repo_id), repo_id, org_end + 1);
+    char *repo_dir = hub_printf("%s/models--%.*s--%s", root, (int)(org_end - repo_id), repo_id, org_end + 1);
     if (!repo_dir) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
     tandem_status st = TANDEM_OK;
     char *commit = NULL;
     if (is_commit(revision)) {
         commit = strdup(revision);
     } else {
-        char *ref_file = str_printf("%s/refs/%s", repo_dir, revision);
+        char *ref_file = hub_printf("%s/refs/%s", repo_dir, revision);
         commit = ref_file ? read_small_file(ref_file) : NULL;
         free(ref_file);
         if (!commit || !is_commit(commit)) {
@@ -255,7 +255,7 @@ static tandem_status cached_snapshot(const char *lead, const char *ref, const ch
             goto done;
         }
     }
-    *out = commit ? str_printf("%s/snapshots/%s", repo_dir, commit) : NULL;
+    *out = commit ? hub_printf("%s/snapshots/%s", repo_dir, commit) : NULL;
     if (!*out) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
     else if (!path_is_dir(*out)) {
         free(*out);
@@ -280,7 +280,7 @@ static tandem_status pick_in_snapshot(const char *lead, const char *ref, const c
                                       const char *select, char **out) {
     *out = NULL;
     if (select) {
-        char *file = str_printf("%s/%s", snap, select);
+        char *file = hub_printf("%s/%s", snap, select);
         if (!file) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
         struct stat stt;
         if (lstat(file, &stt) == 0) {
@@ -297,7 +297,7 @@ static tandem_status pick_in_snapshot(const char *lead, const char *ref, const c
         }
         free(file);
     } else {
-        char *config = str_printf("%s/config.json", snap);
+        char *config = hub_printf("%s/config.json", snap);
         bool hf = config && path_exists(config);
         free(config);
         if (hf) {
@@ -323,7 +323,7 @@ static tandem_status pick_in_snapshot(const char *lead, const char *ref, const c
     } else if ((st = hub_pick_gguf(ref, l.items, l.n, select, &first, &count))) {
         tandem_error_prefix("cached snapshot %s", snap);
     } else {
-        *out = str_printf("%s/%s", snap, l.items[first]);
+        *out = hub_printf("%s/%s", snap, l.items[first]);
         if (!*out) st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", ref);
     }
     path_list_free(&l);

@@ -51,6 +51,9 @@ bool hub_ref_split(const char *s, char **repo_id, char **select);
 /* HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub or ~/.cache/huggingface/hub
  * (malloc'd; NULL on out of memory). */
 char *hub_cache_root(void);
+
+/* A malloc'd formatted string (paths and URLs), NULL when out of memory. */
+char *hub_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Whether name (a file's base name) contains quant case-insensitively as a whole token: not preceded or followed
  * by a letter, digit or '_' ("Q4_K" is not in "x-Q4_K_M.gguf", "Q4_K_M" is). */
 bool hub_name_has_quant(const char *name, const char *quant);
