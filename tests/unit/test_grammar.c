@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "chi_square.h"
 #include "golden.h"
 #include "grammar.h"
 #include "runtime.h"
@@ -149,33 +150,6 @@ static void check_greedy(tandem_model *target, tandem_model **drafts, int n_draf
 }
 
 /* ---- sampling: the distribution is the sampler's restricted to the grammar ---- */
-
-static double chi_square(const int *counts, const double *expected_p, int n_bins, int total, int *dof) {
-    double chi = 0, pool_obs = 0, pool_exp = 0;
-    int bins = 0;
-    for (int i = 0; i < n_bins; i++) {
-        double e = expected_p[i] * total;
-        if (e < 5) {
-            pool_obs += counts[i];
-            pool_exp += e;
-            continue;
-        }
-        chi += (counts[i] - e) * (counts[i] - e) / e;
-        bins++;
-    }
-    if (pool_exp > 0) {
-        chi += (pool_obs - pool_exp) * (pool_obs - pool_exp) / fmax(pool_exp, 1e-9);
-        bins++;
-    }
-    *dof = bins - 1;
-    return chi;
-}
-
-static double chi_critical(int dof) { /* upper 0.1% point of χ²(dof), Wilson–Hilferty */
-    const double z = 3.09, k = dof;
-    double t = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
-    return k * t * t * t;
-}
 
 /* The definition, computed with the whole mask: D = t restricted to the allowed ids and renormalised, or the
  * sampler's distribution over masked logits when t gives them nothing. */

@@ -5,6 +5,7 @@
  * gives, bit for bit, the logits of k single-token passes (every weight type, both cache types). */
 #include <stdlib.h>
 
+#include "chi_square.h"
 #include "golden.h"
 #include "runtime.h"
 
@@ -159,35 +160,6 @@ static void check_greedy(tandem_model *target, tandem_model **drafts, int n_draf
 }
 
 /* ---- sampling: the distribution is the target's ---- */
-
-/* χ² of observed counts against expected probabilities (bins with expectation < 5 are pooled). */
-static double chi_square(const int *counts, const double *expected_p, int n_bins, int total, int *dof) {
-    double chi = 0, pool_obs = 0, pool_exp = 0;
-    int bins = 0;
-    for (int i = 0; i < n_bins; i++) {
-        double e = expected_p[i] * total;
-        if (e < 5) {
-            pool_obs += counts[i];
-            pool_exp += e;
-            continue;
-        }
-        chi += (counts[i] - e) * (counts[i] - e) / e;
-        bins++;
-    }
-    if (pool_exp > 0) {
-        chi += (pool_obs - pool_exp) * (pool_obs - pool_exp) / fmax(pool_exp, 1e-9);
-        bins++;
-    }
-    *dof = bins - 1;
-    return chi;
-}
-
-/* upper 0.1% point of χ²(dof), Wilson–Hilferty approximation */
-static double chi_critical(int dof) {
-    const double z = 3.09, k = dof;
-    double t = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
-    return k * t * t * t;
-}
 
 /* A deliberately wrong rule (corrects from p itself instead of the residual): the test must reject it. */
 static int32_t wrong_accept_or_correct(tandem_sampler *s, const float *p, const float *q, int32_t x, int32_t V,
