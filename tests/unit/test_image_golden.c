@@ -6,25 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "golden.h"
 #include "image.h"
 #include "test.h"
 
 static uint8_t *read_all(const char *dir, const char *name, const char *suffix, size_t *size) {
     char path[1024];
     snprintf(path, sizeof path, "%s/images/%s%s", dir, name, suffix);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
+    return read_golden_file(path, size);
 }
 
 /* Largest per-byte difference, or -1 when the sizes differ. */

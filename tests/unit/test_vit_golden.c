@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "golden.h"
 #include "image.h"
 #include "kernels.h"
 #include "test.h"
@@ -18,22 +19,6 @@
  * ~2e-4, half-pixel instead of align-corners interpolation of the position table by ~0.7, the row index on both
  * rotary axes by ~0.2. */
 #define MAX_ABS_DIFF 2e-5
-
-static void *read_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    const long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
 
 /* Largest |a − b| over n values; +inf if any is NaN. */
 static double max_abs_diff(const float *a, const float *b, size_t n) {
@@ -61,12 +46,12 @@ static bool load_pixels(const char *golden, const char *model_dir, const json_t 
     char path[2200];
     snprintf(path, sizeof path, "%s/vision/%s.pixels.f32", golden, file);
     size_t size = 0;
-    px->pixel_values = read_file(path, &size);
+    px->pixel_values = read_golden_file(path, &size);
     CHECK_MSG(px->pixel_values && size == bytes_of(px), "%s: missing or of the wrong size", path);
     if (!px->pixel_values || size != bytes_of(px)) return false;
 
     snprintf(path, sizeof path, "%s/images/%s", golden, file);
-    uint8_t *bytes = read_file(path, &size);
+    uint8_t *bytes = read_golden_file(path, &size);
     vision_rgb rgb = {0};
     vision_pixels mine = {0};
     vision_preprocess_config cfg;
@@ -136,7 +121,7 @@ static void check_model(const char *golden, const json_t *doc, const json_t *mod
                 size_t size = 0;
                 if (j < 0) snprintf(path, sizeof path, "%s/%s.embeds.f32", dir, cname);
                 else snprintf(path, sizeof path, "%s/%s.deepstack%d.f32", dir, cname, j);
-                float *f = read_file(path, &size);
+                float *f = read_golden_file(path, &size);
                 CHECK_MSG(f && size == n * sizeof(float), "%s: missing or of the wrong size", path);
                 if (f && size == n * sizeof(float)) memcpy(ref + (size_t)(j + 1) * n, f, size);
                 free(f);
