@@ -20,6 +20,11 @@ typedef struct qwen3_config {
     float rope_theta;
     float rms_eps;
     bool tied_embeddings;    /* lm_head shares token embeddings */
+    /* Qwen3-VL's text model (zero for Qwen3): rotary frequencies per position axis (t, h, w), interleaved as in
+     * transformers' apply_interleaved_mrope, and the number of first layers after which a DeepStack feature set
+     * is added at the image rows. */
+    int32_t rope_sections[3];
+    int32_t n_deepstack;
 } qwen3_config;
 
 /* HF config.json → config (checks model_type, required fields, ranges, unsupported features). */
