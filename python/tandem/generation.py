@@ -170,10 +170,12 @@ class PerfMetrics:
         self._ttft = t.ttft_ms if t else 0.0
         decode_steps = (t.n_generated - 1) if t else 0
         self._tpot = t.decode_ms / decode_steps if t and decode_steps > 0 else 0.0
+        self._inference = (t.prompt_ms + t.decode_ms) if t else 0.0
         self._load = load_ms
         self._generate = generate_ms
         self._n_input = n_input
         self._n_generated = n_generated
+        self._n_reused = t.n_prompt_reused if t else 0
 
     def get_ttft(self):
         return MeanStdPair(self._ttft)
@@ -187,6 +189,10 @@ class PerfMetrics:
     def get_generate_duration(self):
         return MeanStdPair(self._generate)
 
+    def get_inference_duration(self):
+        """Time in the model: the prompt's evaluation plus decoding (tandem's timings.prompt_ms + decode_ms)."""
+        return MeanStdPair(self._inference)
+
     def get_load_time(self):
         return self._load  # OpenVINO GenAI returns a float here, not a MeanStdPair
 
@@ -196,26 +202,103 @@ class PerfMetrics:
     def get_num_input_tokens(self):
         return self._n_input
 
+    def get_num_reused_input_tokens(self):
+        """Of the input tokens, those found in the KV cache and not evaluated again (chat turns, the engine's prefix
+        reuse): tandem_timings.n_prompt_reused. A tandem extension."""
+        return self._n_reused
+
     def __add__(self, other):
         """Sums of two generations (list input): token counts add, durations add, ttft/tpot are averaged."""
-        r = PerfMetrics()
+        r = type(self).__new__(type(self))
+        r.__dict__.update(self.__dict__)
         r._ttft = (self._ttft + other._ttft) / 2
         r._tpot = (self._tpot + other._tpot) / 2
-        r._load = self._load
         r._generate = self._generate + other._generate
+        r._inference = self._inference + other._inference
         r._n_input = self._n_input + other._n_input
         r._n_generated = self._n_generated + other._n_generated
+        r._n_reused = self._n_reused + other._n_reused
         return r
 
 
-class DecodedResults:
-    """texts, scores and perf_metrics as in OpenVINO GenAI, plus finish_reasons (tandem's names: "eos", "stop",
-    "length", "context_full", "aborted"). scores are NaN: tandem does not compute sequence log probabilities yet."""
+class ExtendedPerfMetrics(PerfMetrics):
+    """OpenVINO GenAI's base of pipeline-specific metrics (DecodedResults.extended_perf_metrics)."""
 
-    def __init__(self, texts, scores, perf_metrics, finish_reasons, token_ids=None):
+
+class SDPerfMetrics(ExtendedPerfMetrics):
+    """One model's side of speculative decoding (OpenVINO GenAI's SDPerfMetrics), from tandem_spec_stats:
+    get_num_generated_tokens() the tokens this model produced (the target: the output; the draft: its proposals),
+    get_num_accepted_tokens() the proposals the target kept, get_inference_duration() this model's time,
+    num_iterations its passes (the target's verification passes; for the draft, its proposed tokens, one draft pass
+    each), get_latency() the time per pass. tandem does not time single tokens: get_ttst() is NaN."""
+
+    def __init__(self, n_generated=0, n_accepted=0, inference_ms=0.0, n_iterations=0):
+        super().__init__(n_generated=n_generated)
+        self._inference = inference_ms
+        self.num_accepted_tokens = n_accepted
+        self.num_iterations = n_iterations
+
+    def get_num_accepted_tokens(self):
+        return self.num_accepted_tokens
+
+    def get_latency(self):
+        return MeanStdPair(self._inference / self.num_iterations if self.num_iterations else 0.0)
+
+    def get_ttst(self):
+        return MeanStdPair(math.nan)
+
+    def __add__(self, other):
+        r = super().__add__(other)
+        r.num_accepted_tokens = self.num_accepted_tokens + other.num_accepted_tokens
+        r.num_iterations = self.num_iterations + other.num_iterations
+        return r
+
+
+class SDPerModelsPerfMetrics(SDPerfMetrics):
+    """extended_perf_metrics of a speculative generation (a draft model, prompt lookup, or both), as OpenVINO GenAI's:
+    main_model_metrics and draft_model_metrics (SDPerfMetrics), get_num_accepted_tokens() every proposal the target
+    kept (draft model and n-gram lookup together; draft_model_metrics counts the draft model's alone). Also
+    num_drafted_tokens, acceptance_rate and num_accepted_lookup_tokens (tandem's own figures)."""
+
+    def __init__(self, stats=None, n_generated=0):
+        s = stats
+        n_accepted = s.n_accepted if s else 0
+        super().__init__(n_generated, n_accepted, s.target_ms if s else 0.0, s.n_rounds if s else 0)
+        drafted_by_model = (s.n_drafted - s.n_drafted_lookup) if s else 0
+        self.main_model_metrics = SDPerfMetrics(n_generated, n_accepted, s.target_ms if s else 0.0,
+                                                s.n_rounds if s else 0)
+        self.draft_model_metrics = SDPerfMetrics(drafted_by_model, (s.n_accepted - s.n_accepted_lookup) if s else 0,
+                                                 s.draft_ms if s else 0.0, drafted_by_model)
+        self.num_drafted_tokens = s.n_drafted if s else 0
+        self.num_accepted_lookup_tokens = s.n_accepted_lookup if s else 0
+
+    @property
+    def acceptance_rate(self):
+        return self.num_accepted_tokens / self.num_drafted_tokens if self.num_drafted_tokens else 0.0
+
+    def __add__(self, other):
+        r = super().__add__(other)
+        r.main_model_metrics = self.main_model_metrics + other.main_model_metrics
+        r.draft_model_metrics = self.draft_model_metrics + other.draft_model_metrics
+        r.num_drafted_tokens = self.num_drafted_tokens + other.num_drafted_tokens
+        r.num_accepted_lookup_tokens = self.num_accepted_lookup_tokens + other.num_accepted_lookup_tokens
+        return r
+
+
+def _add_optional(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+class DecodedResults:
+    """texts, scores, perf_metrics and extended_perf_metrics (SDPerModelsPerfMetrics when the generation speculated,
+    else None) as in OpenVINO GenAI, plus finish_reasons (tandem's names: "eos", "stop", "length", "context_full",
+    "aborted") and token_ids. scores are NaN: tandem does not compute sequence log probabilities yet."""
+
+    def __init__(self, texts, scores, perf_metrics, finish_reasons, token_ids=None, extended_perf_metrics=None):
         self.texts = texts
         self.scores = scores
         self.perf_metrics = perf_metrics
+        self.extended_perf_metrics = extended_perf_metrics
         self.finish_reasons = finish_reasons
         self.token_ids = token_ids or []
         self._cancelled = False  # the streamer returned CANCEL (chat mode drops the turn)
@@ -233,7 +316,29 @@ class DecodedResults:
         result.finish_reasons += r.finish_reasons
         result.token_ids += r.token_ids
         result.perf_metrics = result.perf_metrics + r.perf_metrics
+        result.extended_perf_metrics = _add_optional(result.extended_perf_metrics, r.extended_perf_metrics)
         return result
 
     def __repr__(self):
         return f"DecodedResults(texts={self.texts!r}, finish_reasons={self.finish_reasons!r})"
+
+
+class EncodedResults:
+    """What generate() returns for token-id input (TokenizedInputs, or a tensor/array of ids), as OpenVINO GenAI's
+    EncodedResults: tokens (the generated ids, one list per input row), scores (NaN, as in DecodedResults),
+    perf_metrics and extended_perf_metrics; plus finish_reasons."""
+
+    def __init__(self, tokens, scores, perf_metrics, finish_reasons, extended_perf_metrics=None):
+        self.tokens = tokens
+        self.scores = scores
+        self.perf_metrics = perf_metrics
+        self.extended_perf_metrics = extended_perf_metrics
+        self.finish_reasons = finish_reasons
+
+    @classmethod
+    def of(cls, decoded):
+        return cls(decoded.token_ids, decoded.scores, decoded.perf_metrics, decoded.finish_reasons,
+                   decoded.extended_perf_metrics)
+
+    def __repr__(self):
+        return f"EncodedResults(tokens={self.tokens!r}, finish_reasons={self.finish_reasons!r})"

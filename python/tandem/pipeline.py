@@ -9,7 +9,8 @@ import time
 
 from . import _lib
 from ._lib import TandemError, check, lib
-from .generation import DecodedResults, GenerationConfig, PerfMetrics, StreamerBase, StreamingStatus
+from .generation import (DecodedResults, EncodedResults, GenerationConfig, PerfMetrics, SDPerModelsPerfMetrics,
+                         StreamerBase, StreamingStatus)
 
 
 def _check_device(device):
@@ -36,9 +37,48 @@ class draft_model:
 
 
 class TokenizedInputs:
-    def __init__(self, input_ids):
-        self.input_ids = input_ids  # list of lists of ints, one per prompt
-        self.attention_mask = [[1] * len(ids) for ids in input_ids]
+    """Token ids of one or more prompts, as OpenVINO GenAI's: input_ids and attention_mask, one row per prompt (lists
+    here; a numpy array or an ov.Tensor too when passed to generate). Positions whose mask is 0 (padding, on either
+    side) are dropped before generation."""
+
+    def __init__(self, input_ids, attention_mask=None):
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask if attention_mask is not None else [[1] * len(ids) for ids in input_ids]
+
+
+class _TokenIds(list):
+    """One prompt given as token ids (generate() then returns EncodedResults)."""
+
+
+def _rows(x, what):
+    """A list of lists of ints from a 1-D or 2-D array-like: an ov.Tensor (.data), numpy/torch (.tolist()), lists."""
+    if hasattr(x, "data") and not isinstance(x, (list, tuple, memoryview)) and not hasattr(x, "tolist"):
+        x = x.data  # ov.Tensor: a numpy view of its memory
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    if not isinstance(x, (list, tuple)):
+        raise TypeError(f"LLMPipeline.generate: {what} must be a 1-D or 2-D array of token ids")
+    if all(isinstance(v, int) for v in x):
+        x = [x]
+    if not all(isinstance(r, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+               for r in x):
+        raise TypeError(f"LLMPipeline.generate: {what} must be a 1-D or 2-D array of integer token ids")
+    return [list(r) for r in x]
+
+
+def _token_prompts(inputs):
+    """The prompts of token-id input as _TokenIds, or None when inputs is text."""
+    if isinstance(inputs, TokenizedInputs):
+        ids = _rows(inputs.input_ids, "TokenizedInputs.input_ids")
+        mask = _rows(inputs.attention_mask, "TokenizedInputs.attention_mask")
+        if [len(r) for r in mask] != [len(r) for r in ids]:
+            raise ValueError("LLMPipeline.generate: TokenizedInputs.attention_mask differs in shape from input_ids")
+        return [_TokenIds(t for t, m in zip(r, mr) if m) for r, mr in zip(ids, mask)]
+    if isinstance(inputs, (str, ChatHistory)) or (isinstance(inputs, list) and all(isinstance(p, str) for p in inputs)):
+        return None
+    if hasattr(inputs, "data") or hasattr(inputs, "tolist"):
+        return [_TokenIds(r) for r in _rows(inputs, "inputs")]
+    return None
 
 
 class Tokenizer:
@@ -242,24 +282,31 @@ class LLMPipeline:
             config.update_generation_config(**generation_config)
         config.update_generation_config(**kwargs)
         config.validate()
+        tokens = _token_prompts(inputs)
+        if tokens is not None:  # token ids in, token ids out (EncodedResults); no chat template, no chat history
+            r = self._generate_prompts(tokens, config, streamer)
+            return EncodedResults.of(r)
         prompts = [inputs] if isinstance(inputs, (str, ChatHistory)) else list(inputs)
         if not all(isinstance(p, str) for p in prompts) and not isinstance(inputs, ChatHistory):
-            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str or a ChatHistory")
+            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str, a ChatHistory, "
+                            "TokenizedInputs or a tensor of token ids")
         chat = self._chat is not None and isinstance(inputs, str)
         if chat:  # start_chat(): the conversation so far plus this user message
             prompts = [ChatHistory(self._chat + [{"role": "user", "content": inputs}])]
+        result = self._generate_prompts(prompts, config, streamer)
+        if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
+            self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
+        return result
+
+    def _generate_prompts(self, prompts, config, streamer):
         if len(prompts) > 1 and streamer is not None:
             raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
-        result = None
+        if not prompts:
+            raise ValueError("LLMPipeline.generate: no prompt given")
         with self._lock:
             if len(prompts) > 1:
                 return self._generate_batch(prompts, config)
-            for p in prompts:
-                r = self._generate_one(p, config, streamer)
-                result = DecodedResults.join(result, r)
-            if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
-                self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
-        return result
+            return self._generate_one(prompts[0], config, streamer)
 
     def start_chat(self, system_message=""):
         """Chat mode: each generate(str) is a user turn rendered with the whole conversation (re-read from the start
@@ -303,11 +350,18 @@ class LLMPipeline:
     def _prepare(self, prompt, config):
         """(prompt ids, gen params, stop strings, the array the params point to: keep it alive while they are used)"""
         tok = self._tokenizer
-        if isinstance(prompt, ChatHistory):
-            prompt = tok.apply_chat_template(prompt, add_generation_prompt=True)
-        elif config.apply_chat_template and tok.chat_template:
-            prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        ids = tok._encode_one(prompt)
+        if isinstance(prompt, _TokenIds):
+            ids = list(prompt)
+            n_vocab = lib.tandem_tokenizer_vocab_size(tok._tok)
+            bad = [t for t in ids if not 0 <= t < n_vocab]
+            if bad:
+                raise ValueError(f"LLMPipeline.generate: token id {bad[0]} is outside the vocabulary [0, {n_vocab})")
+        else:
+            if isinstance(prompt, ChatHistory):
+                prompt = tok.apply_chat_template(prompt, add_generation_prompt=True)
+            elif config.apply_chat_template and tok.chat_template:
+                prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+            ids = tok._encode_one(prompt)
         if not ids:
             raise ValueError("LLMPipeline.generate: the prompt is empty")
         gp = self._gen_params(config)
@@ -328,6 +382,7 @@ class LLMPipeline:
             text = ctypes.string_at(res.text, res.text_len).decode("utf-8", "replace")
             finish = _lib.FINISH_NAMES.get(res.finish, "none")
             timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
+            spec = _lib.SpecStats.from_buffer_copy(res.spec_stats) if res.speculative else None
         finally:
             lib.tandem_gen_result_free(ctypes.byref(res))
         if finish == "stop" and config.include_stop_str_in_output:
@@ -341,7 +396,8 @@ class LLMPipeline:
                 write(hit)
         generate_ms = (time.perf_counter() - t0) * 1000.0
         pm = PerfMetrics(timings, self._load_ms, generate_ms, n_prompt, timings.n_generated)
-        return DecodedResults([text], [math.nan], pm, [finish], [out_ids])
+        sd = SDPerModelsPerfMetrics(spec, timings.n_generated) if spec is not None else None
+        return DecodedResults([text], [math.nan], pm, [finish], [out_ids], sd)
 
     def _generate_batch(self, prompts, config):
         """Several prompts decoded together by a tandem engine (each gets what tandem_generate gives it alone)."""

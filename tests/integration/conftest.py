@@ -112,3 +112,26 @@ def sparse_qwen3_8b_gguf(tmp_path_factory):
     if cp.returncode != 0:
         pytest.fail(f"make_sparse_gguf.py failed:\n{cp.stdout}\n{cp.stderr}", pytrace=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tandem():
+    """The python/tandem package on the built libtandem.so (TANDEM_LIBRARY, default <repo>/build/libtandem.so)."""
+    lib = os.environ.get("TANDEM_LIBRARY") or str(REPO / "build" / "libtandem.so")
+    if not os.path.isfile(lib):
+        pytest.skip(f"libtandem.so not found at {lib} (build tandem_shared, or set TANDEM_LIBRARY)")
+    os.environ["TANDEM_LIBRARY"] = lib
+    sys.path.insert(0, str(REPO / "python"))
+    import tandem as module
+    return module
+
+
+@pytest.fixture(scope="session")
+def model_path(models_dir):
+    """The tiny random model the Python package's tests run on."""
+    return str(models_dir / "tied_gqa2")
+
+
+@pytest.fixture(scope="session")
+def pipe(tandem, model_path):
+    return tandem.LLMPipeline(model_path, "CPU")

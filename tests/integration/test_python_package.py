@@ -17,27 +17,6 @@ from conftest import REPO
 PROMPTS = ["hello world", "the cat sat on the mat and"]
 
 
-@pytest.fixture(scope="session")
-def tandem():
-    lib = os.environ.get("TANDEM_LIBRARY") or str(REPO / "build" / "libtandem.so")
-    if not os.path.isfile(lib):
-        pytest.skip(f"libtandem.so not found at {lib} (build tandem_shared, or set TANDEM_LIBRARY)")
-    os.environ["TANDEM_LIBRARY"] = lib
-    sys.path.insert(0, str(REPO / "python"))
-    import tandem as module
-    return module
-
-
-@pytest.fixture(scope="session")
-def model_path(models_dir):
-    return str(models_dir / "tied_gqa2")
-
-
-@pytest.fixture(scope="session")
-def pipe(tandem, model_path):
-    return tandem.LLMPipeline(model_path, "CPU")
-
-
 def cli_run(run_tandem, model, prompt, *flags):
     out = run_tandem("run", "-m", model, "-p", prompt, "--json", *flags).stdout
     return json.loads(out.strip().splitlines()[-1])
