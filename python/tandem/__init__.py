@@ -3,11 +3,12 @@
 from ._lib import TandemError, lib as _clib
 from .generation import (DecodedResults, EncodedResults, ExtendedPerfMetrics, GenerationConfig, MeanStdPair,
                          PerfMetrics, SDPerfMetrics, SDPerModelsPerfMetrics, StreamerBase, StreamingStatus,
-                         TextStreamer)
+                         StructuredOutputConfig, TextStreamer)
 from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
 
 __version__ = _clib.tandem_version().decode()
 
 __all__ = ["ChatHistory", "DecodedResults", "EncodedResults", "ExtendedPerfMetrics", "GenerationConfig",
            "LLMPipeline", "MeanStdPair", "PerfMetrics", "SDPerfMetrics", "SDPerModelsPerfMetrics", "StreamerBase",
-           "StreamingStatus", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "draft_model"]
+           "StreamingStatus", "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer",
+           "draft_model"]

@@ -37,6 +37,42 @@ class TextStreamer(StreamerBase):
         return self._callback(text)
 
 
+class StructuredOutputConfig:
+    """OpenVINO GenAI's StructuredOutputConfig: the output must follow json_schema (a JSON Schema as a str, or a dict),
+    through tandem's grammars (llguidance). tandem writes JSON with ", " and ": " separators and no other
+    whitespace. regex, grammar, structural_tags_config and compound_grammar are not supported by tandem's grammar API
+    and raise NotImplementedError."""
+
+    _UNSUPPORTED = ("regex", "grammar", "structural_tags_config", "compound_grammar")
+
+    def __init__(self, json_schema=None, regex=None, grammar=None, structural_tags_config=None,
+                 compound_grammar=None, backend=None):
+        self.json_schema = json_schema
+        self.regex = regex
+        self.grammar = grammar
+        self.structural_tags_config = structural_tags_config
+        self.compound_grammar = compound_grammar
+        self.backend = backend
+
+    def schema_text(self):
+        return self.json_schema if isinstance(self.json_schema, str) else json.dumps(self.json_schema)
+
+    def validate(self):
+        for name in self._UNSUPPORTED:
+            if getattr(self, name) is not None:
+                raise NotImplementedError(f"StructuredOutputConfig.{name}: tandem's grammars take a JSON schema only "
+                                          "(json_schema)")
+        if self.backend not in (None, "", "llguidance"):
+            raise NotImplementedError(f"StructuredOutputConfig.backend = {self.backend!r}: tandem uses llguidance")
+        if self.json_schema is None:
+            raise ValueError("StructuredOutputConfig: set json_schema")
+        if not isinstance(self.json_schema, (str, dict)):
+            raise TypeError("StructuredOutputConfig.json_schema must be a str or a dict")
+
+    def __repr__(self):
+        return f"StructuredOutputConfig(json_schema={self.json_schema!r})"
+
+
 # name: default (None = not set). Defaults are OpenVINO GenAI's, except where noted in __init__.
 _FIELDS = {
     "max_new_tokens": None, "max_length": None, "min_new_tokens": 0, "ignore_eos": False, "eos_token_id": -1,
@@ -60,7 +96,6 @@ _NOT_YET = {  # field: (neutral value, what is missing)
     "echo": (False, "tandem does not return the prompt in the output"),
     "logprobs": (0, "tandem does not return log probabilities yet"),
     "min_new_tokens": (0, "tandem_generate has no minimum length"),
-    "structured_output_config": (None, "structured output is not in tandem's Python package yet"),
     "adapters": (None, "tandem has no LoRA adapters"),
 }
 
@@ -147,6 +182,11 @@ class GenerationConfig:
         need(0 <= self.max_ngram_size <= 16, "max_ngram_size must be in [0, 16]")
         need(all(isinstance(s, str) and s for s in self.stop_strings), "stop_strings must be non-empty strings")
         need(all(isinstance(t, int) for t in self.stop_token_ids), "stop_token_ids must be integers")
+        if self.structured_output_config is not None:
+            if not isinstance(self.structured_output_config, StructuredOutputConfig):
+                raise TypeError("GenerationConfig.structured_output_config must be a StructuredOutputConfig")
+            self.structured_output_config.validate()
+            need(not self.ignore_eos, "structured_output_config needs ignore_eos False (the grammar's end is the end)")
 
 
 class MeanStdPair:

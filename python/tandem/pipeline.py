@@ -204,6 +204,7 @@ class LLMPipeline:
                              f"(supported: {sorted(_PIPELINE_PROPERTIES)})")
         self._model = self._ctx = self._draft = self._draft_ctx = self._engine = None
         self._chat = None
+        self._grammars = {}  # schema text -> compiled tandem_grammar, freed with the pipeline
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
@@ -230,6 +231,9 @@ class LLMPipeline:
         self._config = self._default_config(has_gen_config)
 
     def __del__(self):
+        for g in getattr(self, "_grammars", {}).values():
+            lib.tandem_grammar_free(g)
+        self._grammars = {}
         for free, name in ((lib.tandem_engine_free, "_engine"), (lib.tandem_ctx_free, "_draft_ctx"),
                            (lib.tandem_model_free, "_draft"),
                            (lib.tandem_ctx_free, "_ctx"), (lib.tandem_model_free, "_model")):
@@ -341,11 +345,22 @@ class LLMPipeline:
             gp.spec.adaptive = False  # OpenVINO GenAI: a fixed number of assistant tokens per pass
         if config.assistant_confidence_threshold > 0:
             gp.spec.draft_p_min = config.assistant_confidence_threshold
+        if config.structured_output_config is not None:
+            gp.grammar = self._grammar(config.structured_output_config.schema_text())
         if self._prompt_lookup:
             if config.max_ngram_size <= 0:
                 raise ValueError("LLMPipeline(prompt_lookup=True) needs GenerationConfig.max_ngram_size > 0")
             gp.spec.lookup_ngram = config.max_ngram_size
         return gp
+
+    def _grammar(self, schema):
+        """The compiled grammar of a JSON schema (kept: engine requests borrow it until they end)."""
+        g = self._grammars.get(schema)
+        if g is None:
+            g = ctypes.c_void_p()
+            check(lib.tandem_grammar_from_json_schema(self._tokenizer._tok, schema.encode("utf-8"), ctypes.byref(g)))
+            self._grammars[schema] = g
+        return g
 
     def _prepare(self, prompt, config):
         """(prompt ids, gen params, stop strings, the array the params point to: keep it alive while they are used)"""
