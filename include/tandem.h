@@ -402,6 +402,12 @@ tandem_request_state tandem_engine_request_state(const tandem_engine *engine, in
  * TANDEM_ERR_INVALID_ARG when the request is unknown or not finished (tandem_engine_request_state); the request's
  * own error (and no result) when it failed. */
 tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen_result *out);
+/* The ids a request has generated so far (queued: none; running: those emitted up to the last step; done: all), to
+ * follow a request token by token (OpenVINO GenAI's GenerationHandle.read) without a text callback. Ids once
+ * reported are never taken back (rejected draft tokens are never among them). *ids is borrowed: valid until the
+ * next tandem_engine_step, _cancel or _result on this engine; NULL when *n_ids is 0 (and for a failed request).
+ * TANDEM_ERR_INVALID_ARG for an unknown id (or one whose result was taken). */
+tandem_status tandem_engine_request_ids(const tandem_engine *engine, int64_t id, const int32_t **ids, size_t *n_ids);
 
 /* ---- chat templates (src/chat) ---- */
 

@@ -640,6 +640,16 @@ tandem_request_state tandem_engine_request_state(const tandem_engine *e, int64_t
     return q ? q->state : TANDEM_REQUEST_UNKNOWN;
 }
 
+tandem_status tandem_engine_request_ids(const tandem_engine *e, int64_t id, const int32_t **ids, size_t *n_ids) {
+    *ids = NULL;
+    *n_ids = 0;
+    const engine_request *q = e ? find_request(e, id, NULL) : NULL;
+    if (!q) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_request_ids: no request %lld", (long long)id);
+    *ids = q->r.ids; /* the emitter appends accepted ids only, so what is read here is never taken back */
+    *n_ids = q->r.n_ids;
+    return TANDEM_OK;
+}
+
 tandem_status tandem_engine_result(tandem_engine *e, int64_t id, tandem_gen_result *out) {
     memset(out, 0, sizeof *out);
     size_t at;

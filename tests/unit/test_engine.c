@@ -89,11 +89,33 @@ static int64_t add(tandem_engine *e, const request *q, stream *s) {
 /* The most requests seen running at once by the last run_to_idle. */
 static int peak_running;
 
+/* What tandem_engine_request_ids reported last for each request of run_to_idle (copies). */
+static int32_t *seen_ids[N_REQ];
+static size_t n_seen_ids[N_REQ];
+
+/* tandem_engine_request_ids of request i after a step: it only grows, and what it reported stays as it was. */
+static void check_request_ids(tandem_engine *e, int64_t id, int i) {
+    const int32_t *now;
+    size_t n;
+    CHECK_OK(tandem_engine_request_ids(e, id, &now, &n));
+    CHECK_MSG(n >= n_seen_ids[i], "request %lld: %zu ids after %zu", (long long)id, n, n_seen_ids[i]);
+    if (n < n_seen_ids[i]) return;
+    CHECK_MSG(n_seen_ids[i] == 0 || !memcmp(now, seen_ids[i], n_seen_ids[i] * sizeof *now),
+              "request %lld: ids reported earlier changed", (long long)id);
+    int32_t *copy = realloc(seen_ids[i], (n ? n : 1) * sizeof *copy);
+    if (!copy) return;
+    if (n) memcpy(copy, now, n * sizeof *now);
+    seen_ids[i] = copy;
+    n_seen_ids[i] = n;
+}
+
 /* Steps until idle; no more than max_running requests run at any time. */
 static void run_to_idle(tandem_engine *e, int *steps, const int64_t *ids, int n, int max_running) {
     peak_running = 0;
+    for (int i = 0; i < n; i++) n_seen_ids[i] = 0;
     for (bool idle = false; !idle && *steps < 10000; (*steps)++) {
         CHECK_OK(tandem_engine_step(e, &idle));
+        for (int i = 0; i < n; i++) check_request_ids(e, ids[i], i);
         int running = 0;
         for (int i = 0; i < n; i++) running += tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_RUNNING;
         CHECK_MSG(running <= max_running, "%d requests run at once, at most %d may", running, max_running);
@@ -118,7 +140,13 @@ static void scenario_all(const char *name, const request *qs, int n, int32_t n_s
         reference(&qs[i], kv_type, &want);
         CHECK_OK(tandem_engine_result(e, ids[i], &got));
         check_same(name, &qs[i], &want, &got, &streams[i]);
+        CHECK_MSG(n_seen_ids[i] == got.n_ids &&
+                      (!got.n_ids || !memcmp(seen_ids[i], got.ids, got.n_ids * sizeof *got.ids)),
+                  "%s: request %d: tandem_engine_request_ids at the end differs from the result", name, i);
         CHECK(tandem_engine_request_state(e, ids[i]) == TANDEM_REQUEST_UNKNOWN);
+        const int32_t *gone;
+        size_t n_gone;
+        CHECK(tandem_engine_request_ids(e, ids[i], &gone, &n_gone) == TANDEM_ERR_INVALID_ARG && !gone && !n_gone);
         tandem_gen_result_free(&want);
         tandem_gen_result_free(&got);
     }
@@ -457,6 +485,7 @@ int main(int argc, char **argv) {
     scenario_mid_run(qs, TANDEM_TYPE_Q8_0);
     scenario_refusals(&qs[0]);
 
+    for (int i = 0; i < N_REQ; i++) free(seen_ids[i]);
     tandem_model_free(model);
     return test_summary();
 }
