@@ -189,57 +189,52 @@ class ChatHistory(list):
 _PIPELINE_PROPERTIES = {"INFERENCE_NUM_THREADS", "n_ctx", "draft_model", "prompt_lookup"}
 
 
-class LLMPipeline:
-    """LLMPipeline(models_path, device="CPU", config=None, **kwargs): models_path is a Hugging Face checkpoint folder
-    or a GGUF file. kwargs/config: draft_model=draft_model(path), prompt_lookup=True, INFERENCE_NUM_THREADS (0 = all
-    CPUs), n_ctx (0 = min(model context, 4096)). One generate() at a time per pipeline (a lock serialises calls)."""
+class _ModelPipeline:
+    """What LLMPipeline and ContinuousBatchingPipeline share: the model (and draft model), its tokenizer, the default
+    GenerationConfig, and the mapping of a prompt and a GenerationConfig onto tandem_gen_params and back."""
 
-    def __init__(self, models_path, device="CPU", config=None, **kwargs):
+    def _open(self, who, models_path, device, props):
         _check_device(device)
-        props = dict(config or {})
-        props.update(kwargs)
         unknown = set(props) - _PIPELINE_PROPERTIES
         if unknown:
-            raise ValueError(f"LLMPipeline: unsupported properties {sorted(unknown)} "
+            raise ValueError(f"{who}: unsupported properties {sorted(unknown)} "
                              f"(supported: {sorted(_PIPELINE_PROPERTIES)})")
         self._model = self._ctx = self._draft = self._draft_ctx = self._engine = None
         self._chat = None
         self._grammars = {}  # schema text -> compiled tandem_grammar, freed with the pipeline
         self._lock = threading.Lock()
-        t0 = time.perf_counter()
-        n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
-        self._model = _load_model(models_path, n_threads)
-        cp = lib.tandem_ctx_default_params()
-        cp.n_ctx = int(props.get("n_ctx", 0))
-        ctx = ctypes.c_void_p()
-        check(lib.tandem_ctx_init(self._model, ctypes.byref(cp), ctypes.byref(ctx)))
-        self._ctx = ctx
+        self._t0 = time.perf_counter()
+        self._n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
+        self._n_ctx = int(props.get("n_ctx", 0))
+        self._model = _load_model(models_path, self._n_threads)
         dm = props.get("draft_model")
         if dm is not None:
             if not isinstance(dm, draft_model):
-                raise TypeError("LLMPipeline: draft_model= takes tandem.draft_model(path)")
-            self._draft = _load_model(dm.models_path, n_threads)
+                raise TypeError(f"{who}: draft_model= takes tandem.draft_model(path)")
+            self._draft = _load_model(dm.models_path, self._n_threads)
             check(lib.tandem_model_check_draft(self._model, self._draft))
-            cp.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
-            dctx = ctypes.c_void_p()
-            check(lib.tandem_ctx_init(self._draft, ctypes.byref(cp), ctypes.byref(dctx)))
-            self._draft_ctx = dctx
         self._prompt_lookup = bool(props.get("prompt_lookup", False))
-        self._load_ms = (time.perf_counter() - t0) * 1000.0
         self._tokenizer = Tokenizer(self, lib.tandem_model_tokenizer(self._model))
         has_gen_config = os.path.isfile(os.path.join(os.fspath(models_path), "generation_config.json"))
         self._config = self._default_config(has_gen_config)
 
+    def _loaded(self):
+        self._load_ms = (time.perf_counter() - self._t0) * 1000.0
+
     def __del__(self):
-        for g in getattr(self, "_grammars", {}).values():
-            lib.tandem_grammar_free(g)
-        self._grammars = {}
         for free, name in ((lib.tandem_engine_free, "_engine"), (lib.tandem_ctx_free, "_draft_ctx"),
-                           (lib.tandem_model_free, "_draft"),
-                           (lib.tandem_ctx_free, "_ctx"), (lib.tandem_model_free, "_model")):
+                           (lib.tandem_ctx_free, "_ctx")):
             h = getattr(self, name, None)
             if h:
                 free(h)
+                setattr(self, name, None)
+        for g in getattr(self, "_grammars", {}).values():  # after the engine: its requests borrow them
+            lib.tandem_grammar_free(g)
+        self._grammars = {}
+        for name in ("_draft", "_model"):
+            h = getattr(self, name, None)
+            if h:
+                lib.tandem_model_free(h)
                 setattr(self, name, None)
 
     def _default_config(self, has_gen_config):
@@ -271,54 +266,17 @@ class LLMPipeline:
         config.validate()
         self._config = config.copy()
 
-    def __call__(self, inputs, generation_config=None, streamer=None, **kwargs):
-        return self.generate(inputs, generation_config, streamer, **kwargs)
-
-    def generate(self, inputs, generation_config=None, streamer=None, **kwargs):
-        """inputs: a str, or a list of str (decoded together by a tandem engine, with the draft model or prompt lookup
-        as one prompt alone would be). A str is rendered
-        with the chat template as a user message when the model has one and apply_chat_template is True, as
-        OpenVINO GenAI does by default. streamer: a callable (str) -> StreamingStatus | bool | None or a
-        StreamerBase; True or STOP (or CANCEL) ends the generation."""
-        config = (generation_config or self._config).copy()
+    def _config_of(self, generation_config, kwargs):
+        """The GenerationConfig of one call: generation_config (a GenerationConfig, or a dict over the pipeline's),
+        else the pipeline's, then kwargs over it; validated."""
         if isinstance(generation_config, dict):
             config = self._config.copy()
             config.update_generation_config(**generation_config)
+        else:
+            config = (generation_config or self._config).copy()
         config.update_generation_config(**kwargs)
         config.validate()
-        tokens = _token_prompts(inputs)
-        if tokens is not None:  # token ids in, token ids out (EncodedResults); no chat template, no chat history
-            r = self._generate_prompts(tokens, config, streamer)
-            return EncodedResults.of(r)
-        prompts = [inputs] if isinstance(inputs, (str, ChatHistory)) else list(inputs)
-        if not all(isinstance(p, str) for p in prompts) and not isinstance(inputs, ChatHistory):
-            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str, a ChatHistory, "
-                            "TokenizedInputs or a tensor of token ids")
-        chat = self._chat is not None and isinstance(inputs, str)
-        if chat:  # start_chat(): the conversation so far plus this user message
-            prompts = [ChatHistory(self._chat + [{"role": "user", "content": inputs}])]
-        result = self._generate_prompts(prompts, config, streamer)
-        if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
-            self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
-        return result
-
-    def _generate_prompts(self, prompts, config, streamer):
-        if len(prompts) > 1 and streamer is not None:
-            raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
-        if not prompts:
-            raise ValueError("LLMPipeline.generate: no prompt given")
-        with self._lock:
-            if len(prompts) > 1:
-                return self._generate_batch(prompts, config)
-            return self._generate_one(prompts[0], config, streamer)
-
-    def start_chat(self, system_message=""):
-        """Chat mode: each generate(str) is a user turn rendered with the whole conversation (re-read from the start
-        each turn for now; the KV cache of the previous turn is not reused yet). finish_chat() ends it."""
-        self._chat = [{"role": "system", "content": system_message}] if system_message else []
-
-    def finish_chat(self):
-        self._chat = None
+        return config
 
     def _gen_params(self, config):
         gp = lib.tandem_gen_default_params(self._model)
@@ -390,7 +348,7 @@ class LLMPipeline:
         gp.n_stop = len(stops)
         return ids, gp, stops, stop_arr
 
-    def _finish(self, res, config, stops, n_prompt, t0, write=None):
+    def _finish(self, res, config, stops, n_prompt, t0, write=None, n_reused=None):
         """DecodedResults of one tandem_gen_result (freed here)."""
         try:
             out_ids = res.ids[:res.n_ids]
@@ -411,8 +369,79 @@ class LLMPipeline:
                 write(hit)
         generate_ms = (time.perf_counter() - t0) * 1000.0
         pm = PerfMetrics(timings, self._load_ms, generate_ms, n_prompt, timings.n_generated)
+        if n_reused is not None:  # tandem_generate read only the part after what the context held
+            pm._n_reused = n_reused
         sd = SDPerModelsPerfMetrics(spec, timings.n_generated) if spec is not None else None
         return DecodedResults([text], [math.nan], pm, [finish], [out_ids], sd)
+
+
+class LLMPipeline(_ModelPipeline):
+    """LLMPipeline(models_path, device="CPU", config=None, **kwargs): models_path is a Hugging Face checkpoint folder
+    or a GGUF file. kwargs/config: draft_model=draft_model(path), prompt_lookup=True, INFERENCE_NUM_THREADS (0 = all
+    CPUs), n_ctx (0 = min(model context, 4096)). One generate() at a time per pipeline (a lock serialises calls)."""
+
+    def __init__(self, models_path, device="CPU", config=None, **kwargs):
+        props = dict(config or {})
+        props.update(kwargs)
+        self._open("LLMPipeline", models_path, device, props)
+        cp = lib.tandem_ctx_default_params()
+        cp.n_ctx = self._n_ctx
+        ctx = ctypes.c_void_p()
+        check(lib.tandem_ctx_init(self._model, ctypes.byref(cp), ctypes.byref(ctx)))
+        self._ctx = ctx
+        if self._draft:
+            cp.n_ctx = lib.tandem_ctx_n_ctx(self._ctx)
+            dctx = ctypes.c_void_p()
+            check(lib.tandem_ctx_init(self._draft, ctypes.byref(cp), ctypes.byref(dctx)))
+            self._draft_ctx = dctx
+        self._loaded()
+
+    def __call__(self, inputs, generation_config=None, streamer=None, **kwargs):
+        return self.generate(inputs, generation_config, streamer, **kwargs)
+
+    def generate(self, inputs, generation_config=None, streamer=None, **kwargs):
+        """inputs: a str, or a list of str (decoded together by a tandem engine, with the draft model or prompt lookup
+        as one prompt alone would be). A str is rendered
+        with the chat template as a user message when the model has one and apply_chat_template is True, as
+        OpenVINO GenAI does by default. streamer: a callable (str) -> StreamingStatus | bool | None or a
+        StreamerBase; True or STOP (or CANCEL) ends the generation."""
+        config = self._config_of(generation_config, kwargs)
+        tokens = _token_prompts(inputs)
+        if tokens is not None:  # token ids in, token ids out (EncodedResults); no chat template, no chat history
+            r = self._generate_prompts(tokens, config, streamer)
+            return EncodedResults.of(r)
+        prompts = [inputs] if isinstance(inputs, (str, ChatHistory)) else list(inputs)
+        if not all(isinstance(p, str) for p in prompts) and not isinstance(inputs, ChatHistory):
+            raise TypeError("LLMPipeline.generate: inputs must be a str, a list of str, a ChatHistory, "
+                            "TokenizedInputs or a tensor of token ids")
+        chat = self._chat is not None and isinstance(inputs, str)
+        if chat:  # start_chat(): the conversation so far plus this user message
+            prompts = [ChatHistory(self._chat + [{"role": "user", "content": inputs}])]
+        result = self._generate_prompts(prompts, config, streamer)
+        if chat and not result._cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
+            self._chat = list(prompts[0]) + [{"role": "assistant", "content": result.texts[0]}]
+        return result
+
+    def _generate_prompts(self, prompts, config, streamer):
+        if len(prompts) > 1 and streamer is not None:
+            raise ValueError("LLMPipeline.generate: a streamer needs a single prompt (as in OpenVINO GenAI)")
+        if not prompts:
+            raise ValueError("LLMPipeline.generate: no prompt given")
+        with self._lock:
+            if len(prompts) > 1:
+                return self._generate_batch(prompts, config)
+            return self._generate_one(prompts[0], config, streamer)
+
+    def start_chat(self, system_message=""):
+        """Chat mode: each generate(str) is a user turn rendered with the whole conversation, and the KV cache is
+        kept between turns: only the tokens after the longest common prefix with what the context holds (the last
+        turn's prompt and answer) are evaluated (perf_metrics.get_num_reused_input_tokens()). finish_chat() ends it."""
+        self._chat = [{"role": "system", "content": system_message}] if system_message else []
+        self._held = []
+
+    def finish_chat(self):
+        self._chat = None
+        self._held = []
 
     def _generate_batch(self, prompts, config):
         """Several prompts decoded together by a tandem engine (each gets what tandem_generate gives it alone)."""
@@ -461,39 +490,58 @@ class LLMPipeline:
         if gp.max_tokens == 0:
             return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
                                   [[]])
-
-        failure = []
-        cancelled = []
-        write = None
-        if isinstance(streamer, StreamerBase):
-            write = streamer.write
-        elif streamer is not None:
-            write = streamer
-
-        def _on_text(ptr, n, user):
-            # the one place Python's streamer convention meets tandem's: True/STOP/CANCEL -> return false (stop)
-            try:
-                status = write(ctypes.string_at(ptr, n).decode("utf-8"))
-                if status is StreamingStatus.CANCEL:
-                    cancelled.append(True)
-                return not (status is True or status in (StreamingStatus.STOP, StreamingStatus.CANCEL))
-            except BaseException as e:  # raised again after tandem_generate returns
-                failure.append(e)
-                return False
-
-        cb = _lib.TextCallback(_on_text) if write else _lib.TextCallback()
-        gp.on_text = cb
-        check(lib.tandem_ctx_truncate(self._ctx, 0))
-        if self._draft_ctx:
+        sink = _TextSink(streamer)
+        gp.on_text = sink.callback
+        # chat mode keeps the KV cache between turns: the longest common prefix of what the context holds and this
+        # prompt stays, and at least the last prompt token is evaluated again for its logits. The draft context
+        # catches up by itself (tandem_generate compares what it holds with the sequence).
+        common = 0
+        if self._chat is not None:
+            held = self._held[:lib.tandem_ctx_n_past(self._ctx)]
+            while common < len(held) and common < len(ids) and held[common] == ids[common]:
+                common += 1
+            common = min(common, len(ids) - 1)
+        elif self._draft_ctx:
             check(lib.tandem_ctx_truncate(self._draft_ctx, 0))
-        arr = (ctypes.c_int32 * len(ids))(*ids)
+        check(lib.tandem_ctx_truncate(self._ctx, common))
+        self._held = []
+        rest = ids[common:]
+        arr = (ctypes.c_int32 * len(rest))(*rest)
         res = _lib.GenResult()
-        check(lib.tandem_generate(self._ctx, arr, len(ids), ctypes.byref(gp), ctypes.byref(res)))
-        if failure:
+        check(lib.tandem_generate(self._ctx, arr, len(rest), ctypes.byref(gp), ctypes.byref(res)))
+        if sink.failure:
             lib.tandem_gen_result_free(ctypes.byref(res))
-            raise failure[0]
-        r = self._finish(res, config, stops, len(ids), t0, write)
-        r._cancelled = bool(cancelled)
-        if isinstance(streamer, StreamerBase):
-            streamer.end()
+            raise sink.failure
+        r = self._finish(res, config, stops, len(ids), t0, sink.write, n_reused=common)
+        if self._chat is not None:
+            self._held = ids + r.token_ids[0]
+        r._cancelled = sink.cancelled
+        sink.end()
         return r
+
+
+class _TextSink:
+    """A streamer (a callable or a StreamerBase) as tandem's text callback: the one place Python's streamer
+    convention meets tandem's. True/STOP/CANCEL -> the callback returns false (stop); an exception in the streamer
+    stops the generation and is kept (.failure) to be raised once the C call has returned."""
+
+    def __init__(self, streamer):
+        self.streamer = streamer
+        self.write = streamer.write if isinstance(streamer, StreamerBase) else streamer
+        self.failure = None
+        self.cancelled = False
+        self.callback = _lib.TextCallback(self._on_text) if self.write else _lib.TextCallback()
+
+    def _on_text(self, ptr, n, user):
+        try:
+            status = self.write(ctypes.string_at(ptr, n).decode("utf-8"))
+            if status is StreamingStatus.CANCEL:
+                self.cancelled = True
+            return not (status is True or status in (StreamingStatus.STOP, StreamingStatus.CANCEL))
+        except BaseException as e:
+            self.failure = self.failure or e
+            return False
+
+    def end(self):
+        if isinstance(self.streamer, StreamerBase):
+            self.streamer.end()

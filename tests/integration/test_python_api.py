@@ -171,3 +171,39 @@ def test_structured_output_bad_schema_raises_the_c_message(tandem, pipe):
     with pytest.raises(ValueError, match="ignore_eos"):
         pipe.generate(JSON_PROMPT, max_new_tokens=4, ignore_eos=True,
                       structured_output_config=tandem.StructuredOutputConfig(json_schema=SCHEMA))
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("draft", [None, "tied_gqa2/model-q8_0.gguf"])
+def test_chat_turns_reuse_the_kv_cache(tandem, models_dir, model_path, draft):
+    """In chat mode each turn evaluates only what follows the tokens the context already holds (the last turn's
+    prompt and answer, but its last token, which was never evaluated), and answers as a fresh pipeline given the
+    whole conversation as ids does."""
+    kw = {"draft_model": tandem.draft_model(models_dir / draft)} if draft else {}
+    p, ref = tandem.LLMPipeline(model_path, **kw), tandem.LLMPipeline(model_path)
+    tok = p.get_tokenizer()
+    p.start_chat("be brief")
+    history = [{"role": "system", "content": "be brief"}]
+    held = []
+    for turn in ["hello", "and then", "one more thing", "bye"]:
+        r = p.generate(turn, max_new_tokens=8)
+        history.append({"role": "user", "content": turn})
+        ids = tok.encode(tok.apply_chat_template(history, True)).input_ids[0]
+        assert r.token_ids == ref.generate(tandem.TokenizedInputs([ids]), max_new_tokens=8).tokens
+        pm = r.perf_metrics
+        assert pm.get_num_input_tokens() == len(ids)
+        assert pm.get_num_reused_input_tokens() == common_prefix(held, ids)
+        if held:  # everything the template renders again as it was is reused, the previous prompt at least
+            assert pm.get_num_reused_input_tokens() >= len(prev_prompt)
+        history.append({"role": "assistant", "content": r.texts[0]})
+        prev_prompt, held = ids, ids + r.token_ids[0][:-1]
+    p.finish_chat()
+    r = p.generate("hello", max_new_tokens=8)
+    assert r.perf_metrics.get_num_reused_input_tokens() == 0
+    assert r.token_ids == ref.generate("hello", max_new_tokens=8).token_ids
