@@ -4,11 +4,15 @@ from ._lib import TandemError, lib as _clib
 from .generation import (DecodedResults, EncodedResults, ExtendedPerfMetrics, GenerationConfig, MeanStdPair,
                          PerfMetrics, SDPerfMetrics, SDPerModelsPerfMetrics, StreamerBase, StreamingStatus,
                          StructuredOutputConfig, TextStreamer)
+from .continuous_batching import (ContinuousBatchingPipeline, EncodedGenerationResult, GenerationFinishReason,
+                                  GenerationHandle, GenerationOutput, GenerationResult, GenerationStatus,
+                                  SchedulerConfig)
 from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
 
 __version__ = _clib.tandem_version().decode()
 
-__all__ = ["ChatHistory", "DecodedResults", "EncodedResults", "ExtendedPerfMetrics", "GenerationConfig",
-           "LLMPipeline", "MeanStdPair", "PerfMetrics", "SDPerfMetrics", "SDPerModelsPerfMetrics", "StreamerBase",
-           "StreamingStatus", "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer",
-           "draft_model"]
+__all__ = ["ChatHistory", "ContinuousBatchingPipeline", "DecodedResults", "EncodedGenerationResult",
+           "EncodedResults", "ExtendedPerfMetrics", "GenerationConfig", "GenerationFinishReason", "GenerationHandle",
+           "GenerationOutput", "GenerationResult", "GenerationStatus", "LLMPipeline", "MeanStdPair", "PerfMetrics",
+           "SDPerModelsPerfMetrics", "SDPerfMetrics", "SchedulerConfig", "StreamerBase", "StreamingStatus",
+           "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "draft_model"]

@@ -70,6 +70,14 @@ class ModelParams(ctypes.Structure):
     _fields_ = [("n_threads", c_int32)]
 
 
+class ModelInfo(ctypes.Structure):
+    _fields_ = [("architecture", c_char_p), ("name", c_char_p), ("source", c_char_p), ("n_layers", c_int32),
+                ("dim", c_int32), ("n_heads", c_int32), ("n_kv_heads", c_int32), ("head_dim", c_int32),
+                ("ffn_dim", c_int32), ("vocab_size", c_int32), ("context_length", c_int32), ("rope_theta", c_float),
+                ("rms_eps", c_float), ("tied_embeddings", c_bool), ("n_params", c_int64), ("weight_bytes", c_int64),
+                ("step_bytes", c_int64), ("n_tensors", c_int32)]
+
+
 class CtxParams(ctypes.Structure):
     _fields_ = [("n_ctx", c_int32), ("n_batch", c_int32), ("exact", c_bool), ("kv_type", c_int)]
 
@@ -85,6 +93,7 @@ class EngineParams(ctypes.Structure):
                 ("kv_budget_bytes", c_int64), ("exact", c_bool), ("draft_model", c_void_p)]
 
 
+REQUEST_UNKNOWN, REQUEST_QUEUED, REQUEST_RUNNING, REQUEST_DONE = 0, 1, 2, 3  # tandem_request_state
 FINISH_NAMES = {0: "none", 1: "eos", 2: "stop", 3: "length", 4: "context_full", 5: "aborted"}
 
 lib = ctypes.CDLL(_find_library())  # CDLL: every call releases the GIL; callbacks take it back
@@ -116,6 +125,7 @@ _sig("tandem_model_load", c_int, c_char_p, POINTER(ModelParams), POINTER(c_void_
 _sig("tandem_model_free", None, c_void_p)
 _sig("tandem_model_tokenizer", c_void_p, c_void_p)
 _sig("tandem_model_check_draft", c_int, c_void_p, c_void_p)
+_sig("tandem_model_get_info", None, c_void_p, POINTER(ModelInfo))
 _sig("tandem_ctx_default_params", CtxParams)
 _sig("tandem_ctx_init", c_int, c_void_p, POINTER(CtxParams), POINTER(c_void_p))
 _sig("tandem_ctx_free", None, c_void_p)
@@ -131,6 +141,9 @@ _sig("tandem_engine_free", None, c_void_p)
 _sig("tandem_engine_add", c_int, c_void_p, POINTER(c_int32), c_size_t, POINTER(GenParams), POINTER(c_int64))
 _sig("tandem_engine_step", c_int, c_void_p, POINTER(c_bool))
 _sig("tandem_engine_result", c_int, c_void_p, c_int64, POINTER(GenResult))
+_sig("tandem_engine_cancel", c_int, c_void_p, c_int64)
+_sig("tandem_engine_request_state", c_int, c_void_p, c_int64)
+_sig("tandem_engine_request_ids", c_int, c_void_p, c_int64, POINTER(POINTER(c_int32)), POINTER(c_size_t))
 _sig("tandem_grammar_from_json_schema", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _sig("tandem_grammar_free", None, c_void_p)
 _sig("tandem_chat_template_parse", c_int, c_char_p, c_size_t, c_char_p, POINTER(c_void_p))

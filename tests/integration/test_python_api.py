@@ -207,3 +207,135 @@ def test_chat_turns_reuse_the_kv_cache(tandem, models_dir, model_path, draft):
     r = p.generate("hello", max_new_tokens=8)
     assert r.perf_metrics.get_num_reused_input_tokens() == 0
     assert r.token_ids == ref.generate("hello", max_new_tokens=8).token_ids
+
+
+CB_PROMPTS = PROMPTS + ["a third, longer prompt to read over more than one step of the engine " * 2, "zebra"]
+
+
+def cb_pipe(tandem, model_path, **scheduler):
+    sc = tandem.SchedulerConfig(**{"max_num_seqs": 2, "max_num_batched_tokens": 16, **scheduler})
+    return tandem.ContinuousBatchingPipeline(model_path, sc, "CPU")
+
+
+def test_continuous_batching_generate_equals_llm_pipeline_alone(tandem, pipe, model_path):
+    """Four prompts on two slots (two wait in the queue), prompts read 16 tokens a step beside the decoding ones:
+    each answer equals LLMPipeline's alone with the same config, greedy, sampled, stop strings, structured."""
+    cb = cb_pipe(tandem, model_path)
+    G = tandem.GenerationConfig
+    configs = [G(max_new_tokens=12), G(max_new_tokens=12, do_sample=True, temperature=0.8, rng_seed=5, top_k=20),
+               G(max_new_tokens=20, stop_strings={"e"}, include_stop_str_in_output=True),
+               G(max_new_tokens=200, structured_output_config=tandem.StructuredOutputConfig(json_schema=SCHEMA))]
+    results = cb.generate(CB_PROMPTS, configs)
+    assert [r.m_request_id for r in results] == [0, 1, 2, 3]
+    for prompt, config, r in zip(CB_PROMPTS, configs, results):
+        alone = pipe.generate(prompt, config)
+        assert r.m_generation_ids == alone.texts and r.token_ids == alone.token_ids, prompt
+        assert r.m_status == tandem.GenerationStatus.FINISHED and r.finish_reasons == alone.finish_reasons
+        assert r.perf_metrics.get_num_input_tokens() == alone.perf_metrics.get_num_input_tokens()
+    json.loads(results[3].m_generation_ids[0])
+    # one config for all; the pipeline's own when none is given
+    greedy = cb.generate(CB_PROMPTS, tandem.GenerationConfig(max_new_tokens=12))
+    assert [r.token_ids[0] for r in greedy] == [pipe.generate(p, max_new_tokens=12).token_ids[0] for p in CB_PROMPTS]
+
+
+def test_continuous_batching_token_ids_equal_tandem_run(tandem, run_tandem, model_path):
+    cb = cb_pipe(tandem, model_path)
+    refs = [cli_run(run_tandem, model_path, p, "--temp", "0", "-n", "10") for p in PROMPTS]
+    results = cb.generate([np.array(r["prompt_ids"]) for r in refs], tandem.GenerationConfig(max_new_tokens=10))
+    assert isinstance(results[0], tandem.EncodedGenerationResult)
+    assert [r.m_generation_ids for r in results] == [[r["generated_ids"]] for r in refs]
+
+
+def test_continuous_batching_handles_read_as_they_go(tandem, pipe, model_path):
+    cb = cb_pipe(tandem, model_path)
+    config = tandem.GenerationConfig(max_new_tokens=16, apply_chat_template=False)
+    handles = [cb.add_request(i, p, config) for i, p in enumerate(CB_PROMPTS)]
+    assert cb.has_non_finished_requests()
+    pieces = [[] for _ in handles]
+    steps = 0
+    while cb.has_non_finished_requests():
+        cb.step()
+        steps += 1
+        for h, got in zip(handles, pieces):
+            if h.can_read():
+                new = h.read()[0].generated_ids
+                assert new
+                got.append(new)
+    assert all(h.get_status() == tandem.GenerationStatus.FINISHED for h in handles)
+    for p, h, got in zip(CB_PROMPTS, handles, pieces):
+        want = pipe.generate(p, config).token_ids[0]
+        assert sum(got, []) == want and len(got) > 1  # token by token, not all at the end
+        assert h.read_all()[0].generated_ids == want and not h.can_read()
+        assert h.read_all()[0].finish_reason == tandem.GenerationFinishReason.LENGTH
+    assert steps >= 16
+
+
+def test_continuous_batching_stop_and_cancel(tandem, pipe, model_path):
+    cb = cb_pipe(tandem, model_path)
+    config = tandem.GenerationConfig(max_new_tokens=24, apply_chat_template=False)
+    a, b, c = (cb.add_request(i, p, config) for i, p in enumerate(CB_PROMPTS[:3]))
+    first = []
+    while len(first) < 4:
+        cb.step()
+        first += a.read()[0].generated_ids
+    a.stop()
+    b.cancel()
+    c.drop()
+    assert a.get_status() == tandem.GenerationStatus.STOP and b.get_status() == tandem.GenerationStatus.CANCEL
+    full = pipe.generate(CB_PROMPTS[0], config).token_ids[0]
+    got = a.read_all()[0].generated_ids
+    assert 4 <= len(got) < len(full) and full[:len(got)] == got and got[:len(first)] == first
+    assert not cb.has_non_finished_requests()
+    d = cb.add_request(9, CB_PROMPTS[1], config)  # the pipeline goes on
+    assert d.read_all()[0].generated_ids == pipe.generate(CB_PROMPTS[1], config).token_ids[0]
+    # a streamer on one prompt; STOP from it ends that request
+    pieces = []
+    r = cb.generate([CB_PROMPTS[0]], config, streamer=lambda t: pieces.append(t) or len(pieces) == 3)
+    assert len(pieces) == 3 and r[0].m_status == tandem.GenerationStatus.STOP
+    with pytest.raises(ValueError, match="streamer"):
+        cb.generate(CB_PROMPTS, config, streamer=print)
+
+
+@pytest.mark.parametrize("scheduler, running", [({"max_num_seqs": 1}, 1), ({"max_num_seqs": 3}, 3),
+                                                ({"num_kv_blocks": 8}, 1), ({"num_kv_blocks": 16}, 2),
+                                                ({"cache_size": 1.5 * 131072 / (1 << 30)}, 1)])
+def test_scheduler_config_limits_running_sequences(tandem, pipe, model_path, scheduler, running):
+    """max_num_seqs, num_kv_blocks (32 rows each: tied_gqa2's context of 256 rows is 8 blocks) and cache_size
+    (GiB; one context is 128 KiB) bound how many requests run at once: after one step, only that many have ids.
+    The answers stay each prompt's own."""
+    cb = cb_pipe(tandem, model_path, **{"max_num_seqs": 3, "max_num_batched_tokens": 64, **scheduler})
+    config = tandem.GenerationConfig(max_new_tokens=6, apply_chat_template=False)
+    handles = [cb.add_request(i, p, config) for i, p in enumerate(PROMPTS + ["zebra"])]
+    cb.step()
+    assert sum(h.can_read() for h in handles) == running
+    for h, p in zip(handles, PROMPTS + ["zebra"]):
+        assert h.read_all()[0].generated_ids == pipe.generate(p, config).token_ids[0]
+
+
+def test_continuous_batching_with_a_draft_model(tandem, pipe, models_dir, model_path):
+    cb = tandem.ContinuousBatchingPipeline(model_path, tandem.SchedulerConfig(max_num_seqs=2), "CPU",
+                                           draft_model=tandem.draft_model(models_dir / "tied_gqa2/model-q8_0.gguf"))
+    config = tandem.GenerationConfig(max_new_tokens=16, num_assistant_tokens=3, apply_chat_template=False)
+    results = cb.generate(CB_PROMPTS, config)
+    assert [r.token_ids[0] for r in results] == [pipe.generate(p, config).token_ids[0] for p in CB_PROMPTS]
+    assert sum(r.extended_perf_metrics.get_num_accepted_tokens() for r in results) > 0
+
+
+@pytest.mark.parametrize("scheduler, exc, needle", [
+    ({"max_num_seqs": 8, "max_num_batched_tokens": 4}, ValueError, "max_num_batched_tokens"),
+    ({"max_num_seqs": 0}, ValueError, "max_num_seqs"),
+    ({"dynamic_split_fuse": False}, NotImplementedError, "dynamic_split_fuse"),
+    ({"use_cache_eviction": True}, NotImplementedError, "use_cache_eviction"),
+    ({"cache_size": 1, "num_kv_blocks": 4}, ValueError, "not both"),
+])
+def test_scheduler_config_errors(tandem, model_path, scheduler, exc, needle):
+    with pytest.raises(exc, match=needle):
+        tandem.ContinuousBatchingPipeline(model_path, tandem.SchedulerConfig(**scheduler))
+    with pytest.raises(AttributeError, match="block_count"):
+        tandem.SchedulerConfig(block_count=3)
+
+
+def test_scheduler_budget_too_small_for_one_context_raises(tandem, model_path):
+    cb = cb_pipe(tandem, model_path, num_kv_blocks=4)
+    with pytest.raises(tandem.TandemError, match="kv_budget_bytes"):
+        cb.add_request(0, PROMPTS[0], tandem.GenerationConfig(max_new_tokens=2))
