@@ -7,6 +7,7 @@ from .generation import (DecodedResults, EncodedResults, ExtendedPerfMetrics, Ge
 from .continuous_batching import (ContinuousBatchingPipeline, EncodedGenerationResult, GenerationFinishReason,
                                   GenerationHandle, GenerationOutput, GenerationResult, GenerationStatus,
                                   SchedulerConfig)
+from .hub import hub_resolve, pull
 from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
 
 __version__ = _clib.tandem_version().decode()
@@ -15,4 +16,5 @@ __all__ = ["ChatHistory", "ContinuousBatchingPipeline", "DecodedResults", "Encod
            "EncodedResults", "ExtendedPerfMetrics", "GenerationConfig", "GenerationFinishReason", "GenerationHandle",
            "GenerationOutput", "GenerationResult", "GenerationStatus", "LLMPipeline", "MeanStdPair", "PerfMetrics",
            "SDPerModelsPerfMetrics", "SDPerfMetrics", "SchedulerConfig", "StreamerBase", "StreamingStatus",
-           "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "draft_model"]
+           "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "draft_model",
+           "hub_resolve", "pull"]

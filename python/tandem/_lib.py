@@ -94,6 +94,20 @@ class EngineParams(ctypes.Structure):
 
 
 REQUEST_UNKNOWN, REQUEST_QUEUED, REQUEST_RUNNING, REQUEST_DONE = 0, 1, 2, 3  # tandem_request_state
+class DownloadProgress(ctypes.Structure):
+    _fields_ = [("file", c_char_p), ("n_files_done", c_int32), ("n_files", c_int32), ("bytes_done", c_int64),
+                ("bytes_total", c_int64), ("bytes_start", c_int64)]
+
+
+DownloadCallback = ctypes.CFUNCTYPE(c_bool, POINTER(DownloadProgress), c_void_p)
+
+
+class DownloadParams(ctypes.Structure):
+    _fields_ = [("repo_id", c_char_p), ("revision", c_char_p), ("file", c_char_p), ("include", POINTER(c_char_p)),
+                ("n_include", c_int32), ("cache_dir", c_char_p), ("local_dir", c_char_p), ("token", c_char_p),
+                ("endpoint", c_char_p), ("n_parallel", c_int32), ("progress", DownloadCallback), ("user", c_void_p)]
+
+
 FINISH_NAMES = {0: "none", 1: "eos", 2: "stop", 3: "length", 4: "context_full", 5: "aborted"}
 
 lib = ctypes.CDLL(_find_library())  # CDLL: every call releases the GIL; callbacks take it back
@@ -146,6 +160,9 @@ _sig("tandem_engine_request_state", c_int, c_void_p, c_int64)
 _sig("tandem_engine_request_ids", c_int, c_void_p, c_int64, POINTER(POINTER(c_int32)), POINTER(c_size_t))
 _sig("tandem_grammar_from_json_schema", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _sig("tandem_grammar_free", None, c_void_p)
+_sig("tandem_download_default_params", DownloadParams)
+_sig("tandem_download", c_int, POINTER(DownloadParams), POINTER(POINTER(ctypes.c_char)))
+_sig("tandem_hub_resolve", c_int, c_char_p, POINTER(POINTER(ctypes.c_char)))
 _sig("tandem_chat_template_parse", c_int, c_char_p, c_size_t, c_char_p, POINTER(c_void_p))
 _sig("tandem_chat_template_free", None, c_void_p)
 _sig("tandem_chat_render_default_params", ChatRenderParams)

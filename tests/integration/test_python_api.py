@@ -121,8 +121,9 @@ def test_structured_output_samples_validate(tandem, pipe):
     valid under the schema as the jsonschema package judges it; without the config the same draws are not JSON."""
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(SCHEMA)
+    soc = tandem.StructuredOutputConfig(json_schema=json.dumps(SCHEMA))
     cfg = tandem.GenerationConfig(do_sample=True, temperature=1.0, max_new_tokens=200, apply_chat_template=False,
-                                  structured_output_config=tandem.StructuredOutputConfig(json_schema=json.dumps(SCHEMA)))
+                                  structured_output_config=soc)
     texts = set()
     for seed in range(50):
         cfg.rng_seed = seed
