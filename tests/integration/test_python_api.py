@@ -340,3 +340,109 @@ def test_scheduler_budget_too_small_for_one_context_raises(tandem, model_path):
     cb = cb_pipe(tandem, model_path, num_kv_blocks=4)
     with pytest.raises(tandem.TandemError, match="kv_budget_bytes"):
         cb.add_request(0, PROMPTS[0], tandem.GenerationConfig(max_new_tokens=2))
+
+
+SAMPLED = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "rng_seed": 1,
+           "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+FLAG = {"temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p", "min_p": "--min-p", "rng_seed": "--seed",
+        "repetition_penalty": "--repeat-penalty", "presence_penalty": "--presence-penalty",
+        "frequency_penalty": "--frequency-penalty"}
+
+
+@pytest.mark.parametrize("field, value", [("temperature", 0.5), ("top_k", 5), ("top_p", 0.5), ("min_p", 0.2),
+                                          ("rng_seed", 2), ("repetition_penalty", 1.5), ("presence_penalty", 1.5),
+                                          ("frequency_penalty", 1.5)])
+def test_each_sampling_field_alone_changes_the_answer_as_tandem_run(pipe, run_tandem, model_path, field, value):
+    """Each sampling field, changed alone from a neutral sampled config, changes the answer, and the answer is
+    `tandem run`'s with that flag: so no field is dropped or crossed with another on the way to C."""
+    def flags(cfg):
+        out = ["-n", "24", "--repeat-last-n", "-1"]
+        for k, f in FLAG.items():
+            out += [f, str(cfg[k])]
+        return out
+    prompt = PROMPTS[1] + " the cat sat on the mat"  # repeated tokens: the penalties have something to act on
+    base = pipe.generate(prompt, max_new_tokens=24, apply_chat_template=False, **SAMPLED).token_ids[0]
+    changed = dict(SAMPLED, **{field: value})
+    got = pipe.generate(prompt, max_new_tokens=24, apply_chat_template=False, **changed).token_ids[0]
+    assert got != base
+    assert got == cli_run(run_tandem, model_path, prompt, *flags(changed))["generated_ids"]
+    assert base == cli_run(run_tandem, model_path, prompt, *flags(SAMPLED))["generated_ids"]
+
+
+@pytest.mark.parametrize("kw, flags", [({"num_assistant_tokens": 2}, ["--draft-max", "2", "--draft-fixed"]),
+                                       ({"num_assistant_tokens": 5}, ["--draft-max", "5", "--draft-fixed"]),
+                                       ({"assistant_confidence_threshold": 0.9}, ["--draft-p-min", "0.9"])])
+def test_assistant_fields_shape_the_drafts_as_tandem_run(tandem, run_tandem, models_dir, model_path, kw, flags):
+    """num_assistant_tokens and assistant_confidence_threshold do not change a greedy answer, but they change what
+    the draft proposes: its counts equal `tandem run -md` with the matching flags (and differ from the defaults')."""
+    draft = models_dir / "tied_gqa2/model-q4_0.gguf"
+    p = tandem.LLMPipeline(model_path, draft_model=tandem.draft_model(draft))
+    r = p.generate(PROMPTS[1], max_new_tokens=32, apply_chat_template=False, **kw)
+    ref = cli_run(run_tandem, model_path, PROMPTS[1], "--temp", "0", "-n", "32", "-md", draft, *flags)
+    assert r.token_ids == [ref["generated_ids"]]
+    sd = r.extended_perf_metrics
+    if "num_assistant_tokens" in kw:  # a fixed length: the counts are exact
+        assert (sd.main_model_metrics.num_iterations, sd.num_drafted_tokens) == \
+            (ref["speculative"]["rounds"], ref["speculative"]["drafted"])
+        assert sd.num_drafted_tokens <= kw["num_assistant_tokens"] * sd.main_model_metrics.num_iterations
+        other = p.generate(PROMPTS[1], max_new_tokens=32, apply_chat_template=False,
+                           num_assistant_tokens=7 - kw["num_assistant_tokens"]).extended_perf_metrics
+        assert (other.main_model_metrics.num_iterations, other.num_drafted_tokens) != \
+            (sd.main_model_metrics.num_iterations, sd.num_drafted_tokens)
+    else:  # the draft stops at its first token below 0.9 confidence: fewer tokens per pass than without it
+        free = p.generate(PROMPTS[1], max_new_tokens=32, apply_chat_template=False, num_assistant_tokens=5)
+        assert sd.num_drafted_tokens / sd.main_model_metrics.num_iterations < \
+            free.extended_perf_metrics.num_drafted_tokens / free.extended_perf_metrics.main_model_metrics.num_iterations
+
+
+def test_end_ids_equal_to_the_models_are_accepted(pipe):
+    eos = pipe.get_tokenizer().get_eos_token_ids()
+    plain = pipe.generate(PROMPTS[0], max_new_tokens=48)
+    for kw in ({"eos_token_id": eos[-1]}, {"stop_token_ids": set(eos)}, {"stop_token_ids": set()}):
+        assert pipe.generate(PROMPTS[0], max_new_tokens=48, **kw).token_ids == plain.token_ids
+
+
+# Each GenerationConfig field and the tests that observe its effect (or, for what tandem lacks, its clear error).
+FIELD_TESTS = {
+    "max_new_tokens": ["test_python_package.py::test_greedy_raw_prompt_equals_tandem_run"],
+    "max_length": ["test_python_package.py::test_generation_config_object_and_pipeline_default"],
+    "ignore_eos": ["test_python_package.py::test_text_streamer_and_ignore_eos"],
+    "eos_token_id": ["test_python_package.py::test_generation_config_errors",
+                     "test_end_ids_equal_to_the_models_are_accepted"],
+    "stop_token_ids": ["test_python_package.py::test_generation_config_errors",
+                       "test_end_ids_equal_to_the_models_are_accepted"],
+    "stop_strings": ["test_python_package.py::test_stop_strings"],
+    "include_stop_str_in_output": ["test_python_package.py::test_stop_strings"],
+    "do_sample": ["test_python_package.py::test_sampling_fields_map_onto_tandem_run"],
+    "temperature": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "top_k": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "top_p": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "min_p": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "rng_seed": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "repetition_penalty": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "presence_penalty": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "frequency_penalty": ["test_each_sampling_field_alone_changes_the_answer_as_tandem_run"],
+    "num_assistant_tokens": ["test_assistant_fields_shape_the_drafts_as_tandem_run"],
+    "assistant_confidence_threshold": ["test_assistant_fields_shape_the_drafts_as_tandem_run"],
+    "max_ngram_size": ["test_prompt_lookup_metrics_count_lookup_proposals"],
+    "apply_chat_template": ["test_python_package.py::test_str_input_uses_the_chat_template_like_run_chat"],
+    "structured_output_config": ["test_structured_output_samples_validate"],
+    # not supported by tandem: a NotImplementedError naming the field
+    **{f: ["test_python_package.py::test_generation_config_errors"]
+       for f in ("min_new_tokens", "num_beams", "num_beam_groups", "num_return_sequences", "diversity_penalty",
+                 "length_penalty", "no_repeat_ngram_size", "echo", "logprobs", "adapters")},
+}
+
+
+def test_every_generation_config_field_has_a_test(tandem):
+    import test_python_package
+    assert set(vars(tandem.GenerationConfig())) == set(FIELD_TESTS)
+    for field, tests in FIELD_TESTS.items():
+        for t in tests:
+            module, name = t.split("::") if "::" in t else ("", t)
+            where = test_python_package if module else globals()
+            assert callable(getattr(where, name, None) if module else where.get(name)), (field, t)
+    source = open(test_python_package.__file__).read()
+    for f in FIELD_TESTS:  # the unsupported ones are really in the error test's table
+        if FIELD_TESTS[f] == ["test_python_package.py::test_generation_config_errors"]:
+            assert f'{{"{f}":' in source, f
