@@ -297,7 +297,14 @@ class ContinuousBatchingPipeline(_ModelPipeline):
                 return h
             arr = (ctypes.c_int32 * len(ids))(*ids)
             rid = ctypes.c_int64()
-            check(lib.tandem_engine_add(self._engine, arr, len(ids), ctypes.byref(gp), ctypes.byref(rid)))
+            try:
+                check(lib.tandem_engine_add(self._engine, arr, len(ids), ctypes.byref(gp), ctypes.byref(rid)))
+            except TandemError as e:
+                sc = self._scheduler_config
+                if e.status == -5 and (sc.cache_size or sc.num_kv_blocks):  # TANDEM_ERR_NO_MEMORY: the budget
+                    raise TandemError(f"SchedulerConfig.cache_size / num_kv_blocks hold less than one sequence's KV "
+                                      f"cache (lower the pipeline's n_ctx, or raise them): {e}", e.status) from None
+                raise
             h._rid = rid.value
             self._handles.append(h)
         return h

@@ -338,7 +338,7 @@ def test_scheduler_config_errors(tandem, model_path, scheduler, exc, needle):
 
 def test_scheduler_budget_too_small_for_one_context_raises(tandem, model_path):
     cb = cb_pipe(tandem, model_path, num_kv_blocks=4)
-    with pytest.raises(tandem.TandemError, match="kv_budget_bytes"):
+    with pytest.raises(tandem.TandemError, match="SchedulerConfig.cache_size / num_kv_blocks hold less"):
         cb.add_request(0, PROMPTS[0], tandem.GenerationConfig(max_new_tokens=2))
 
 
