@@ -270,10 +270,13 @@ class SDPerfMetrics(ExtendedPerfMetrics):
     get_num_generated_tokens() the tokens this model produced (the target: the output; the draft: its proposals),
     get_num_accepted_tokens() the proposals the target kept, get_inference_duration() this model's time,
     num_iterations its passes (the target's verification passes; for the draft, its proposed tokens, one draft pass
-    each), get_latency() the time per pass. tandem does not time single tokens: get_ttst() is NaN."""
+    each), get_latency() the time per pass. get_ttft() / get_tpot(): the generation's (the target emits every token;
+    the draft model's are NaN). tandem does not time single tokens: get_ttst() is NaN."""
 
-    def __init__(self, n_generated=0, n_accepted=0, inference_ms=0.0, n_iterations=0):
-        super().__init__(n_generated=n_generated)
+    def __init__(self, n_generated=0, n_accepted=0, inference_ms=0.0, n_iterations=0, timings=None):
+        super().__init__(timings, n_generated=n_generated)
+        if timings is None:
+            self._ttft = self._tpot = math.nan
         self._inference = inference_ms
         self.num_accepted_tokens = n_accepted
         self.num_iterations = n_iterations
@@ -300,13 +303,13 @@ class SDPerModelsPerfMetrics(SDPerfMetrics):
     kept (draft model and n-gram lookup together; draft_model_metrics counts the draft model's alone). Also
     num_drafted_tokens, acceptance_rate and num_accepted_lookup_tokens (tandem's own figures)."""
 
-    def __init__(self, stats=None, n_generated=0):
+    def __init__(self, stats=None, n_generated=0, timings=None):
         s = stats
         n_accepted = s.n_accepted if s else 0
-        super().__init__(n_generated, n_accepted, s.target_ms if s else 0.0, s.n_rounds if s else 0)
+        super().__init__(n_generated, n_accepted, s.target_ms if s else 0.0, s.n_rounds if s else 0, timings)
         drafted_by_model = (s.n_drafted - s.n_drafted_lookup) if s else 0
         self.main_model_metrics = SDPerfMetrics(n_generated, n_accepted, s.target_ms if s else 0.0,
-                                                s.n_rounds if s else 0)
+                                                s.n_rounds if s else 0, timings)
         self.draft_model_metrics = SDPerfMetrics(drafted_by_model, (s.n_accepted - s.n_accepted_lookup) if s else 0,
                                                  s.draft_ms if s else 0.0, drafted_by_model)
         self.num_drafted_tokens = s.n_drafted if s else 0

@@ -371,7 +371,7 @@ class _ModelPipeline:
         pm = PerfMetrics(timings, self._load_ms, generate_ms, n_prompt, timings.n_generated)
         if n_reused is not None:  # tandem_generate read only the part after what the context held
             pm._n_reused = n_reused
-        sd = SDPerModelsPerfMetrics(spec, timings.n_generated) if spec is not None else None
+        sd = SDPerModelsPerfMetrics(spec, timings.n_generated, timings) if spec is not None else None
         return DecodedResults([text], [math.nan], pm, [finish], [out_ids], sd)
 
 

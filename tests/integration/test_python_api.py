@@ -2,6 +2,7 @@
 token-id input, speculative-decoding metrics, structured output, ContinuousBatchingPipeline, chat KV reuse and
 tandem.pull. References: `tandem run --json` (ids, speculative counts), jsonschema, the pipeline alone."""
 import json
+import math
 
 import pytest
 
@@ -79,6 +80,9 @@ def test_speculative_metrics_equal_tandem_run(tandem, run_tandem, models_dir, mo
     assert sd.draft_model_metrics.get_num_accepted_tokens() == spec["accepted"] - spec["accepted_lookup"]
     assert sd.num_drafted_tokens == spec["drafted"] and sd.acceptance_rate == pytest.approx(spec["acceptance_rate"])
     assert sd.main_model_metrics.get_inference_duration().mean > 0
+    assert sd.main_model_metrics.get_ttft().mean == r.perf_metrics.get_ttft().mean > 0
+    assert sd.main_model_metrics.get_tpot().mean == r.perf_metrics.get_tpot().mean > 0
+    assert math.isnan(sd.draft_model_metrics.get_ttft().mean) and math.isnan(sd.get_ttst().mean)
     assert sd.draft_model_metrics.get_inference_duration().mean > 0
     assert sd.main_model_metrics.get_latency().mean == pytest.approx(
         sd.main_model_metrics.get_inference_duration().mean / spec["rounds"])
