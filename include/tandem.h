@@ -608,10 +608,17 @@ typedef struct tandem_convert_params {
     void *user;
     const char *chat_template_path; /* NULL, or a Jinja file stored as tokenizer.chat_template instead of the
                                          * folder's template(s) (tandem_convert only) */
+    /* Qwen3-VL folders (config.json model_type qwen3_vl) only: tandem_convert writes the text model to out_path
+     * (architecture qwen3vl) and the vision tower to a second GGUF in llama.cpp's mmproj layout (clip.*
+     * metadata, projector qwen3vl_merger), at mmproj_path (NULL: "mmproj-<out_path's file name>" beside it),
+     * its matrices as mmproj_ftype: F16 (default), BF16, Q8_0 (matrices whose rows are not whole 32-blocks stay
+     * F16) or F32; norms, biases and the position table are F32, the patch kernel F16 (F32 with F32). */
+    const char *mmproj_path;
+    tandem_ftype mmproj_ftype;
 } tandem_convert_params;
-tandem_convert_params tandem_convert_default_params(void);  /* F16, ratio 1, no overwrite */
+tandem_convert_params tandem_convert_default_params(void); /* F16, ratio 1, no overwrite, mmproj F16 */
 
-/* Hugging Face Qwen3 checkpoint folder (config.json, model.safetensors or shards with
+/* Hugging Face Qwen3 (or Qwen3-VL: see mmproj_path) checkpoint folder (config.json, model.safetensors or shards with
  * model.safetensors.index.json, tokenizer.json, tokenizer_config.json, optional generation_config.json and
  * chat_template.jinja) → one GGUF at out_path with llama.cpp's tensor names, metadata and tokenizer keys.
  * The file is written to a temporary name and renamed at the end: on any failure nothing is left behind.
