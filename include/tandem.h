@@ -629,6 +629,27 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
  * general.quantization_version are updated. */
 tandem_status tandem_quantize_file(const char *in_path, const char *out_path, const tandem_convert_params *params);
 
+/* ---- GGUF files described without loading a model: vision projectors (mmproj), any file's metadata ---- */
+
+/* An mmproj GGUF's vision tower (llama.cpp's layout; Qwen3-VL's qwen3vl_merger projector), read and checked as
+ * the encoder would load it. */
+typedef struct tandem_mmproj_info {
+    char projector[32];                      /* clip.projector_type */
+    int32_t depth, hidden, n_heads, ffn_dim; /* blocks, width, heads, MLP width */
+    int32_t patch_size, temporal_patch_size, merge_size;
+    int32_t image_size, n_positions;           /* the learned position grid: (image_size / patch_size)² entries */
+    int32_t out_hidden;                        /* projection_dim: the text model's width */
+    int32_t n_deepstack, deepstack_layers[16]; /* blocks whose output feeds a DeepStack merger, ascending */
+    int32_t n_tensors;
+    int32_t tensors_per_type[TANDEM_TYPE_COUNT];
+    int64_t n_params, weight_bytes;
+} tandem_mmproj_info;
+tandem_status tandem_mmproj_info_read(const char *path, tandem_mmproj_info *info);
+
+/* The metadata of any GGUF as one JSON object {"architecture", "n_tensors", "metadata": {key: value}}: scalars as
+ * they are, arrays of up to 16 elements in full, longer ones as "[N elements of TYPE]". *json: tandem_free. */
+tandem_status tandem_gguf_metadata_json(const char *path, char **json);
+
 /* ---- quality of a (compressed) model on a text ---- */
 
 /* The text is tokenized (added tokens not parsed) and cut into consecutive chunks of n_ctx tokens; a final
