@@ -10,6 +10,7 @@
 #include "names.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+#include "vit.h"
 
 tandem_convert_params tandem_convert_default_params(void) {
     return (tandem_convert_params){
@@ -259,9 +260,11 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     const st_set *set = ck.st;
     const bool vl = ck.files.vision_config; /* Qwen3-VL: the text model here, the vision tower in an mmproj file */
     char *mmproj = NULL;
+    vit_model *tower = NULL; /* the vision tower checked (config, names, dtypes, shapes) before anything is written */
     if (vl && ((st = convert_vl_mmproj_path(out_path, p, &mmproj)) ||
-               (st = convert_vl_text_config(ck.files.config, ck.config_json, &cfg))))
+               (st = convert_vl_text_config(ck.files.config, ck.config_json, &cfg)) || (st = vit_load(hf_dir, &tower))))
         goto done;
+    vit_free(tower);
     const size_t max_tensors = 3 + (size_t)cfg.n_layers * QWEN3_BLOCK_TENSORS;
     layout = calloc(max_tensors, sizeof *layout);
     src = calloc(max_tensors, sizeof *src);
