@@ -260,6 +260,13 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     const st_set *set = ck.st;
     const bool vl = ck.files.vision_config; /* Qwen3-VL: the text model here, the vision tower in an mmproj file */
     char *mmproj = NULL;
+    if (!vl && p->mmproj_path) {
+        st = tandem_fail(TANDEM_ERR_INVALID_ARG,
+                         "tandem_convert: mmproj_path is set but %s has no vision tower (config.json has no "
+                         "vision_config)",
+                         hf_dir);
+        goto done;
+    }
     vit_model *tower = NULL; /* the vision tower checked (config, names, dtypes, shapes) before anything is written */
     if (vl && ((st = convert_vl_mmproj_path(out_path, p, &mmproj)) ||
                (st = convert_vl_text_config(ck.files.config, ck.config_json, &cfg)) || (st = vit_load(hf_dir, &tower))))

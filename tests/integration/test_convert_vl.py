@@ -335,7 +335,21 @@ def test_bad_uses(run_tandem, folders, tmp_path):
     assert not (tmp_path / "b.gguf").exists() and not (tmp_path / "mmproj-b.gguf").exists()
 
 
+def test_bad_mrope_sections(run_tandem, folders, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(folders["vl_tied"], bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["text_config"]["rope_parameters"]["mrope_section"] = [4, 2, 1]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    cp = run_tandem("convert", bad, "-o", tmp_path / "b.gguf", check=False)
+    assert cp.returncode != 0 and "mrope_section sums to 7, not head_dim / 2 = 8" in cp.stderr
+    assert not (tmp_path / "b.gguf").exists()
+
+
 def test_text_only_folder_writes_one_file(run_tandem, models_dir, tmp_path):
+    cp = run_tandem("convert", models_dir / "tied_gqa2", "-o", tmp_path / "q.gguf", "--mmproj-out", tmp_path / "m",
+                    check=False)
+    assert cp.returncode != 0 and "--mmproj-out" in cp.stderr and "no vision tower" in cp.stderr
     run_tandem("convert", models_dir / "tied_gqa2", "-o", tmp_path / "q.gguf")
     assert [p.name for p in tmp_path.iterdir()] == ["q.gguf"]
     r = gguf.GGUFReader(tmp_path / "q.gguf")
