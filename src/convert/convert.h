@@ -8,6 +8,7 @@
 #include "gguf.h"
 #include "kernels.h"
 #include "qwen3.h"
+#include "vit.h"
 
 /* What kind of weight a GGUF tensor name is (llama-quantize's categories, for Qwen3). */
 typedef enum tensor_kind {
@@ -92,6 +93,9 @@ tandem_status convert_vl_check_text(const st_set *s, const qwen3_config *c, cons
 /* The mmproj output (p->mmproj_path, or mmproj-<file name> beside out_path), checked as an output; *mmproj
  * malloc'd (also on failure: the caller frees it). */
 tandem_status convert_vl_mmproj_path(const char *out_path, const tandem_convert_params *p, char **mmproj);
+/* A tower llama.cpp's mmproj layout can describe: 3 channels, 2 frames, tanh GELU, rotary θ 10000 (the layout has
+ * no keys for them); else TANDEM_ERR_UNSUPPORTED naming the vision_config field. */
+tandem_status convert_vl_check_tower(const char *dir, const vit_config *c);
 /* The vision tower of the folder's weights (set) as an mmproj GGUF at out_path, matrices as p->mmproj_ftype. */
 tandem_status convert_vl_write_mmproj(const char *hf_dir, const st_set *set, thread_pool *pool, const char *out_path,
                                       const tandem_convert_params *p);

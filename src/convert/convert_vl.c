@@ -113,6 +113,22 @@ tandem_status convert_vl_mmproj_path(const char *out_path, const tandem_convert_
 
 /* ---- the mmproj file ---- */
 
+tandem_status convert_vl_check_tower(const char *dir, const vit_config *c) {
+    const struct {
+        bool ok;
+        const char *field, *only;
+    } fixed[] = {{c->in_channels == 3, "in_channels", "3"},
+                 {c->temporal_patch_size == 2, "temporal_patch_size", "2"},
+                 {c->activation == VIT_GELU_TANH, "hidden_act", "gelu_pytorch_tanh"},
+                 {c->rope_theta == 10000.0f, "rope_theta", "10000"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (!fixed[i].ok)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                               "%s: vision_config.%s: llama.cpp's mmproj layout has no key for it and holds only %s",
+                               dir, fixed[i].field, fixed[i].only);
+    return TANDEM_OK;
+}
+
 static tandem_status vision_type(tandem_ftype f, tandem_type *t) {
     switch (f) {
     case TANDEM_FTYPE_F32: *t = TANDEM_TYPE_F32; return TANDEM_OK;
@@ -210,6 +226,7 @@ tandem_status convert_vl_write_mmproj(const char *hf_dir, const st_set *set, thr
     if ((st = vit_load(hf_dir, &vm))) return st; /* vision_config, names, dtypes and shapes checked there */
     const vit_config c = *vit_model_config(vm);
     vit_free(vm);
+    if ((st = convert_vl_check_tower(hf_dir, &c))) return st;
     const int max = 6 + 12 * c.depth + 6 * (1 + c.n_deepstack);
     char(*names)[80] = calloc((size_t)max, sizeof *names);
     char(*gguf_names)[80] = calloc((size_t)max, sizeof *gguf_names);

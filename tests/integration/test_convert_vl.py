@@ -346,6 +346,17 @@ def test_bad_mrope_sections(run_tandem, folders, tmp_path):
     assert not (tmp_path / "b.gguf").exists()
 
 
+def test_tower_llamacpp_cannot_describe(run_tandem, folders, tmp_path):
+    bad = tmp_path / "erf"
+    shutil.copytree(folders["vl_tied"], bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["vision_config"]["hidden_act"] = "gelu"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    cp = run_tandem("convert", bad, "-o", tmp_path / "b.gguf", check=False)
+    assert cp.returncode != 0 and "vision_config.hidden_act: llama.cpp's mmproj layout" in cp.stderr
+    assert not (tmp_path / "b.gguf").exists()
+
+
 def test_text_only_folder_writes_one_file(run_tandem, models_dir, tmp_path):
     cp = run_tandem("convert", models_dir / "tied_gqa2", "-o", tmp_path / "q.gguf", "--mmproj-out", tmp_path / "m",
                     check=False)
