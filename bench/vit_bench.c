@@ -2,7 +2,10 @@
  * shape (4B's by default), written as an HF folder in a temporary directory and loaded as a checkpoint would be.
  *
  *   vit_bench [--tokens N] [--depth D] [--hidden E] [--heads H] [--ffn F] [--out O] [--type bf16|f16|f32]
- *             [--threads T] [--runs R]
+ *             [--mmproj f32|f16|bf16|q8_0] [--threads T] [--runs R]
+ *
+ * --mmproj TYPE converts the folder to an mmproj GGUF of that type (tandem convert's writer) and encodes with the
+ * tower vit_load_gguf reads from it.
  *
  * N image tokens (merged 2 x 2 patches) in one square-ish image; prints per run the wall time, image tokens/s, the
  * arithmetic rate of the products and attention, and the same per second of CPU time (the figure that still means
@@ -14,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "kernels.h"
 #include "tandem_base.h"
 #include "vit.h"
@@ -28,6 +32,7 @@ static double cpu_ms(void) {
 typedef struct bench_shape {
     int tokens, depth, hidden, heads, ffn, out, threads, runs;
     tandem_type type;
+    const char *mmproj; /* NULL: the HF folder; else an mmproj GGUF of this type */
 } bench_shape;
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -165,6 +170,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--out")) s.out = atoi(v);
         else if (!strcmp(k, "--threads")) s.threads = atoi(v);
         else if (!strcmp(k, "--runs")) s.runs = atoi(v);
+        else if (!strcmp(k, "--mmproj")) s.mmproj = v;
         else if (!strcmp(k, "--type"))
             s.type = !strcmp(v, "f32") ? TANDEM_TYPE_F32 : !strcmp(v, "f16") ? TANDEM_TYPE_F16 : TANDEM_TYPE_BF16;
         else {
@@ -195,8 +201,21 @@ int main(int argc, char **argv) {
     free(t);
     vit_model *m = NULL;
     thread_pool *pool = NULL;
-    tandem_status st = written ? vit_load(dir, &m) : TANDEM_ERR_IO;
+    tandem_status st = written ? TANDEM_OK : TANDEM_ERR_IO;
     if (!st) st = thread_pool_create(s.threads, &pool);
+    char mmproj[300] = "";
+    if (!st && s.mmproj) {
+        tandem_convert_params cp = tandem_convert_default_params();
+        st_set *set = NULL;
+        snprintf(mmproj, sizeof mmproj, "%s/mmproj.gguf", dir);
+        st = tandem_ftype_parse(s.mmproj, false, &cp.mmproj_ftype);
+        if (!st) st = safetensors_open_dir(dir, &set);
+        if (!st) st = convert_vl_write_mmproj(dir, set, pool, mmproj, &cp);
+        safetensors_close(set);
+        if (!st) st = vit_load_gguf(mmproj, &m);
+    } else if (!st) {
+        st = vit_load(dir, &m);
+    }
     if (st) {
         fprintf(stderr, "vit_bench: %s\n", written ? tandem_last_error() : "cannot write the weights");
         return 1;
@@ -215,10 +234,10 @@ int main(int argc, char **argv) {
     const double macs = s.depth * (N * (4 * E * E + 2 * E * s.ffn) + 2.0 * N * N * E) + 1536.0 * E * N +
                         (1 + n_ds) * tokens * (W * W + W * s.out);
     printf(
-        "vit_bench: %d blocks, hidden %d, %d heads, ffn %d, out %d, %s weights; %lld patches (%d x %d), %lld "
+        "vit_bench: %d blocks, hidden %d, %d heads, ffn %d, out %d, %s weights%s%s; %lld patches (%d x %d), %lld "
         "tokens; %d threads (kernels %s)\n",
-        s.depth, s.hidden, s.heads, s.ffn, s.out, tandem_type_name(s.type), (long long)N, px.grid_h, px.grid_w,
-        (long long)tokens, s.threads, kernel_isa_name());
+        s.depth, s.hidden, s.heads, s.ffn, s.out, tandem_type_name(s.type), s.mmproj ? " as an mmproj GGUF of " : "",
+        s.mmproj ? s.mmproj : "", (long long)N, px.grid_h, px.grid_w, (long long)tokens, s.threads, kernel_isa_name());
     for (int r = 0; r < s.runs; r++) {
         const double t0 = now_ms(), c0 = cpu_ms();
         st = vit_encode(m, pool, &px, 1, embeds, n_ds ? ds : NULL);
@@ -235,6 +254,7 @@ int main(int argc, char **argv) {
     free(ds);
     vit_free(m);
     thread_pool_free(pool);
+    if (mmproj[0]) unlink(mmproj);
     unlink(path);
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);

@@ -614,10 +614,17 @@ typedef struct tandem_convert_params {
     void *user;
     const char *chat_template_path; /* NULL, or a Jinja file stored as tokenizer.chat_template instead of the
                                          * folder's template(s) (tandem_convert only) */
+    /* Qwen3-VL folders (config.json model_type qwen3_vl) only: tandem_convert writes the text model to out_path
+     * (architecture qwen3vl) and the vision tower to a second GGUF in llama.cpp's mmproj layout (clip.*
+     * metadata, projector qwen3vl_merger), at mmproj_path (NULL: "mmproj-<out_path's file name>" beside it),
+     * its matrices as mmproj_ftype: F16 (default), BF16, Q8_0 (matrices whose rows are not whole 32-blocks stay
+     * F16) or F32; norms, biases and the position table are F32, the patch kernel F16 (F32 with F32). */
+    const char *mmproj_path;
+    tandem_ftype mmproj_ftype;
 } tandem_convert_params;
-tandem_convert_params tandem_convert_default_params(void);  /* F16, ratio 1, no overwrite */
+tandem_convert_params tandem_convert_default_params(void); /* F16, ratio 1, no overwrite, mmproj F16 */
 
-/* Hugging Face Qwen3 checkpoint folder (config.json, model.safetensors or shards with
+/* Hugging Face Qwen3 (or Qwen3-VL: see mmproj_path) checkpoint folder (config.json, model.safetensors or shards with
  * model.safetensors.index.json, tokenizer.json, tokenizer_config.json, optional generation_config.json and
  * chat_template.jinja) → one GGUF at out_path with llama.cpp's tensor names, metadata and tokenizer keys.
  * The file is written to a temporary name and renamed at the end: on any failure nothing is left behind.
@@ -627,6 +634,27 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
  * others are dequantized to f32 and quantized again). Metadata is copied; general.file_type and
  * general.quantization_version are updated. */
 tandem_status tandem_quantize_file(const char *in_path, const char *out_path, const tandem_convert_params *params);
+
+/* ---- GGUF files described without loading a model: vision projectors (mmproj), any file's metadata ---- */
+
+/* An mmproj GGUF's vision tower (llama.cpp's layout; Qwen3-VL's qwen3vl_merger projector), read and checked as
+ * the encoder would load it. */
+typedef struct tandem_mmproj_info {
+    char projector[32];                      /* clip.projector_type */
+    int32_t depth, hidden, n_heads, ffn_dim; /* blocks, width, heads, MLP width */
+    int32_t patch_size, temporal_patch_size, merge_size;
+    int32_t image_size, n_positions;           /* the learned position grid: (image_size / patch_size)² entries */
+    int32_t out_hidden;                        /* projection_dim: the text model's width */
+    int32_t n_deepstack, deepstack_layers[16]; /* blocks whose output feeds a DeepStack merger, ascending */
+    int32_t n_tensors;
+    int32_t tensors_per_type[TANDEM_TYPE_COUNT];
+    int64_t n_params, weight_bytes;
+} tandem_mmproj_info;
+tandem_status tandem_mmproj_info_read(const char *path, tandem_mmproj_info *info);
+
+/* The metadata of any GGUF as one JSON object {"architecture", "n_tensors", "metadata": {key: value}}: scalars as
+ * they are, arrays of up to 16 elements in full, longer ones as "[N elements of TYPE]". *json: tandem_free. */
+tandem_status tandem_gguf_metadata_json(const char *path, char **json);
 
 /* ---- quality of a (compressed) model on a text ---- */
 

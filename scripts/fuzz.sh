@@ -4,7 +4,7 @@
 # fuzz.sh --report [TARGET...] prints the summary of the last runs again without fuzzing.
 # Targets: gguf safetensors safetensors_index config_json tokenizer_json tokenize model_load hf_folder
 # quant_rows convert chat_parse chat_template image preprocessor_config grammar_schema hub_info
-# serve_request (default: all).
+# serve_request mmproj (default: all).
 #
 # Each target starts from a working copy of tests/fuzz/corpus/<t>/ + tests/fuzz/regression/<t>/ in
 # build-fuzz/fuzz-work/<t>/corpus (the committed corpus is never grown; FUZZ_KEEP=1 continues from the previous
@@ -15,12 +15,13 @@
 set -euo pipefail
 
 ALL_TARGETS=(gguf safetensors safetensors_index config_json tokenizer_json tokenize model_load hf_folder
-             quant_rows convert chat_parse chat_template image preprocessor_config grammar_schema hub_info serve_request)
+             quant_rows convert chat_parse chat_template image preprocessor_config grammar_schema hub_info serve_request
+             mmproj)
 declare -A MAX_LEN=([gguf]=16384 [safetensors]=16384 [safetensors_index]=16384 [config_json]=4096
                     [tokenizer_json]=32768 [tokenize]=4096 [model_load]=100000 [hf_folder]=8192
                     [quant_rows]=2400 [convert]=32768 [chat_parse]=4096 [chat_template]=16384 [image]=4096
                     [preprocessor_config]=4096 [grammar_schema]=4096 [hub_info]=16384
-                    [serve_request]=8192)
+                    [serve_request]=8192 [mmproj]=65536)
 BUILD=build-fuzz
 WORK=$BUILD/fuzz-work
 

@@ -10,9 +10,11 @@
 #include "names.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+#include "vit.h"
 
 tandem_convert_params tandem_convert_default_params(void) {
-    return (tandem_convert_params){.ftype = TANDEM_FTYPE_F16, .ratio = 1.0f, .overwrite = false, .n_threads = 0};
+    return (tandem_convert_params){
+        .ftype = TANDEM_FTYPE_F16, .ratio = 1.0f, .overwrite = false, .n_threads = 0, .mmproj_ftype = TANDEM_FTYPE_F16};
 }
 
 /* ---- re-encoding rows through f32 ---- */
@@ -118,11 +120,13 @@ static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
 
 static const char *shard_path(const st_set *s, const st_tensor *t) { return s->shards[t->shard].path; }
 
-/* Every checkpoint tensor must be one tandem knows, in a dtype it can read. */
-static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config *c, const hf_tensor *layout,
-                                            int32_t n) {
+/* Every checkpoint tensor must be one tandem knows, in a dtype it can read (a Qwen3-VL folder's vision tensors are
+ * vit_load's to check). */
+static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config *c, const hf_tensor *layout, int32_t n,
+                                            bool vl) {
     for (int64_t i = 0; i < s->n_tensors; i++) {
         const st_tensor *t = &s->tensors[i];
+        if (vl && convert_vl_is_vision_name(t->name)) continue;
         bool known = false;
         for (int32_t k = 0; k < n && !known; k++) known = !strcmp(layout[k].hf_name, t->name);
         size_t len = strlen(t->name);
@@ -131,8 +135,8 @@ static tandem_status check_checkpoint_names(const st_set *s, const qwen3_config 
         /* equals the embeddings */
         if (!known && c->tied_embeddings && !strcmp(t->name, qwen3_global_name(QWEN3_OUTPUT, NAMING_HF))) continue;
         if (!known)
-            return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': unknown tensor name for a Qwen3 checkpoint",
-                               shard_path(s, t), t->name);
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': unknown tensor name for a Qwen3%s checkpoint",
+                               shard_path(s, t), t->name, vl ? "-VL" : "");
         if (t->type < 0)
             return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16 or BF16)",
                                shard_path(s, t), t->name, t->dtype);
@@ -252,8 +256,25 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
         free(tmpl);
         return st;
     }
-    const qwen3_config cfg = ck.cfg;
+    qwen3_config cfg = ck.cfg;
     const st_set *set = ck.st;
+    const bool vl = ck.files.vision_config; /* Qwen3-VL: the text model here, the vision tower in an mmproj file */
+    char *mmproj = NULL;
+    if (!vl && p->mmproj_path) {
+        st = tandem_fail(TANDEM_ERR_INVALID_ARG,
+                         "tandem_convert: mmproj_path is set but %s has no vision tower (config.json has no "
+                         "vision_config)",
+                         hf_dir);
+        goto done;
+    }
+    vit_model *tower = NULL; /* the vision tower checked (config, names, dtypes, shapes) before anything is written */
+    if (vl && ((st = convert_vl_mmproj_path(out_path, p, &mmproj)) ||
+               (st = convert_vl_text_config(ck.files.config, ck.config_json, &cfg)) ||
+               (st = vit_load(hf_dir, &tower)) || (st = convert_vl_check_tower(hf_dir, vit_model_config(tower))))) {
+        vit_free(tower);
+        goto done;
+    }
+    vit_free(tower);
     const size_t max_tensors = 3 + (size_t)cfg.n_layers * QWEN3_BLOCK_TENSORS;
     layout = calloc(max_tensors, sizeof *layout);
     src = calloc(max_tensors, sizeof *src);
@@ -265,9 +286,17 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
         goto done;
     }
     n = hf_layout(&cfg, layout);
+    for (int32_t i = 0; vl && i < n; i++) {
+        char nested[sizeof layout[i].hf_name];
+        if (!convert_vl_text_name(layout[i].hf_name, nested, sizeof nested)) {
+            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor name '%s' is too long", hf_dir, layout[i].hf_name);
+            goto done;
+        }
+        memcpy(layout[i].hf_name, nested, sizeof nested);
+    }
     /* names and dtypes first (the messages name the shard), then presence and shapes against config.json */
-    if ((st = check_checkpoint_names(set, &cfg, layout, n))) goto done;
-    if ((st = checkpoint_bind(&ck, &bound))) goto done;
+    if ((st = check_checkpoint_names(set, &cfg, layout, n, vl))) goto done;
+    if ((st = vl ? convert_vl_check_text(set, &cfg, hf_dir) : checkpoint_bind(&ck, &bound))) goto done;
     if ((st = tokenizer_load_files(&ck.files, &tok))) goto done;
     if (tandem_tokenizer_vocab_size(tok) > cfg.vocab_size) {
         st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the tokenizer has %d tokens but config.json's vocab_size is %d", hf_dir,
@@ -299,8 +328,10 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
     if ((st = gguf_writer_init(&w))) goto done;
     if ((st = qwen3_config_write_gguf(w, &cfg, name, (uint32_t)p->ftype))) goto done;
     if ((st = tokenizer_write_gguf_keys(w, hf_dir, ck.config_json, cfg.vocab_size, tmpl))) goto done;
-    st = convert_write_tensors(w, pool, src, n, types, out_path, p);
+    if ((st = convert_write_tensors(w, pool, src, n, types, out_path, p))) goto done;
+    if (vl && (st = convert_vl_write_mmproj(hf_dir, set, pool, mmproj, p))) remove(out_path); /* the pair or nothing */
 done:
+    free(mmproj);
     free(types);
     free(plan);
     free(src);

@@ -3,9 +3,12 @@
 #ifndef TANDEM_CONVERT_H
 #define TANDEM_CONVERT_H
 
+#include <jansson.h>
+
 #include "gguf.h"
 #include "kernels.h"
 #include "qwen3.h"
+#include "vit.h"
 
 /* What kind of weight a GGUF tensor name is (llama-quantize's categories, for Qwen3). */
 typedef enum tensor_kind {
@@ -75,5 +78,26 @@ tandem_status convert_check_output(const char *out_path, bool overwrite);
  * writes out_path. Progress: stage "convert", counted in elements. A refused tensor or a stop leaves no file. */
 tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const convert_source *src, int32_t n,
                                     const tandem_type *types, const char *out_path, const tandem_convert_params *p);
+
+/* ---- Qwen3-VL folders (convert_vl.c) ---- */
+
+/* A text tensor's checkpoint name: transformers' Qwen3 name with model. → model.language_model. (lm_head as is). */
+bool convert_vl_text_name(const char *hf, char *out, size_t cap);
+/* model.visual.* or visual.*: the vision tower's, written to the mmproj file. */
+bool convert_vl_is_vision_name(const char *hf);
+/* c->rope_sections from text_config's mrope_section (default [24, 20, 20]; must sum to head_dim / 2) and
+ * c->n_deepstack from vision_config (root: config.json, path names it). */
+tandem_status convert_vl_text_config(const char *path, const json_t *root, qwen3_config *c);
+/* Every text tensor present with the shape c implies (the checks checkpoint_bind makes for a Qwen3 folder). */
+tandem_status convert_vl_check_text(const st_set *s, const qwen3_config *c, const char *dir);
+/* The mmproj output (p->mmproj_path, or mmproj-<file name> beside out_path), checked as an output; *mmproj
+ * malloc'd (also on failure: the caller frees it). */
+tandem_status convert_vl_mmproj_path(const char *out_path, const tandem_convert_params *p, char **mmproj);
+/* A tower llama.cpp's mmproj layout can describe: 3 channels, 2 frames, tanh GELU, rotary θ 10000 (the layout has
+ * no keys for them); else TANDEM_ERR_UNSUPPORTED naming the vision_config field. */
+tandem_status convert_vl_check_tower(const char *dir, const vit_config *c);
+/* The vision tower of the folder's weights (set) as an mmproj GGUF at out_path, matrices as p->mmproj_ftype. */
+tandem_status convert_vl_write_mmproj(const char *hf_dir, const st_set *set, thread_pool *pool, const char *out_path,
+                                      const tandem_convert_params *p);
 
 #endif

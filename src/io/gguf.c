@@ -680,6 +680,14 @@ tandem_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int
 tandem_status gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, size_t n) {
     return put_fixed_array(w, key, GGUF_TYPE_FLOAT32, v, n);
 }
+tandem_status gguf_writer_set_arr_bool(gguf_writer *w, const char *key, const bool *v, size_t n) {
+    uint8_t *bytes = malloc(n ? n : 1); /* GGUF bools are one byte, 0 or 1, whatever sizeof(bool) is */
+    if (!bytes) return tandem_fail(TANDEM_ERR_NO_MEMORY, "gguf writer: out of memory");
+    for (size_t i = 0; i < n; i++) bytes[i] = v[i] ? 1 : 0;
+    tandem_status st = put_fixed_array(w, key, GGUF_TYPE_BOOL, bytes, n);
+    free(bytes);
+    return st;
+}
 
 tandem_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const gguf_str *v, size_t n) {
     byte_buf b = {0};

@@ -87,6 +87,7 @@ tandem_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 tandem_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v, size_t len);
 tandem_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, size_t n);
 tandem_status gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, size_t n);
+tandem_status gguf_writer_set_arr_bool(gguf_writer *w, const char *key, const bool *v, size_t n);
 tandem_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const gguf_str *v, size_t n);
 /* Copies an existing kv (any type, arrays included) from a file being rewritten. */
 tandem_status gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);

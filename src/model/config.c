@@ -250,22 +250,35 @@ tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *c) {
 }
 
 tandem_status qwen3_config_write_gguf(gguf_writer *w, const qwen3_config *c, const char *name, uint32_t file_type) {
+    /* Qwen3-VL's text model (rope sections set) is llama.cpp's qwen3vl: the same keys under its own prefix, plus
+     * the M-RoPE sections (a 4th, always 0, that llama.cpp requires) and the DeepStack layer count */
+    const bool vl = c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2];
+    const char *arch = vl ? "qwen3vl" : "qwen3";
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     tandem_status st;
-    if ((st = gguf_writer_set_str(w, "general.architecture", "qwen3", 5)) ||
+    if ((st = gguf_writer_set_str(w, "general.architecture", arch, strlen(arch))) ||
         (st = gguf_writer_set_str(w, "general.type", "model", 5)) ||
         (st = gguf_writer_set_str(w, "general.name", name, strlen(name))) ||
         (st = gguf_writer_set_u32(w, "general.file_type", file_type)) ||
         (st = gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.context_length", (uint32_t)c->context_length)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.embedding_length", (uint32_t)c->dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.block_count", (uint32_t)c->n_layers)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.feed_forward_length", (uint32_t)c->ffn_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count", (uint32_t)c->n_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", (uint32_t)c->n_kv_heads)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.key_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_u32(w, "qwen3.attention.value_length", (uint32_t)c->head_dim)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.rope.freq_base", c->rope_theta)) ||
-        (st = gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", c->rms_eps)))
+        (st = gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)c->context_length)) ||
+        (st = gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)c->dim)) ||
+        (st = gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)c->n_layers)) ||
+        (st = gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->ffn_dim)) ||
+        (st = gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads)) ||
+        (st = gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_heads)) ||
+        (st = gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim)) ||
+        (st = gguf_writer_set_f32(w, KEY("rope.freq_base"), c->rope_theta)) ||
+        (st = gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps)))
         return st;
+    if (vl) {
+        const int32_t sections[4] = {c->rope_sections[0], c->rope_sections[1], c->rope_sections[2], 0};
+        if ((st = gguf_writer_set_arr_i32(w, KEY("rope.dimension_sections"), sections, 4)) ||
+            (st = gguf_writer_set_u32(w, KEY("n_deepstack_layers"), (uint32_t)c->n_deepstack)))
+            return st;
+    }
+#undef KEY
     return TANDEM_OK;
 }

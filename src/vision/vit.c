@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "gguf.h"
 #include "kernels.h"
 #include "safetensors.h"
 #include "vit.h"
@@ -184,7 +185,10 @@ typedef struct vit_merger {
 
 struct vit_model {
     vit_config cfg;
-    st_set *st;
+    st_set *st;          /* an HF folder's weights, or */
+    gguf_file *gguf;     /* an mmproj GGUF's */
+    char *label;         /* "vit_load" or "vit_load_gguf: <path>": what messages start with */
+    bool quantized;      /* some matrix has a block type (Q8_0): products need the activations quantized */
     const char *prefix;  /* "model.visual." or "visual." */
     weight_matrix patch; /* (hidden, in_channels·temporal·patch²): the Conv3d as a product */
     const float *patch_b, *pos_embed, *inv_freq;
@@ -206,16 +210,52 @@ static void *own(vit_model *m, size_t bytes) {
     return p;
 }
 
-/* The tensor <prefix><name> with the shape the config implies (outermost first). */
+/* A tensor as the binders see it, from either source: shape outermost first (GGUF's ne reversed). */
+typedef struct raw_tensor {
+    char name[96]; /* as stored in the file, for messages */
+    tandem_type type;
+    int n_dims;
+    int64_t shape[5];
+    const void *data;
+    size_t nbytes;
+} raw_tensor;
+
+/* The tensor named name (transformers' name after the prefix) in m's file, or NULL in *found when absent. */
+static bool lookup_tensor(const vit_model *m, const char *name, raw_tensor *r, bool *supported, const char **dtype) {
+    memset(r, 0, sizeof *r);
+    *supported = true, *dtype = "";
+    if (m->gguf) {
+        if (!vit_gguf_tensor_name(&m->cfg, name, r->name, sizeof r->name))
+            snprintf(r->name, sizeof r->name, "%s", name);
+        const gguf_tensor *t = gguf_find_tensor(m->gguf, r->name);
+        if (!t) return false;
+        r->type = t->type, r->n_dims = t->n_dims, r->data = t->data, r->nbytes = (size_t)t->nbytes;
+        for (int i = 0; i < t->n_dims; i++) r->shape[i] = t->ne[t->n_dims - 1 - i];
+        *supported = t->type == TANDEM_TYPE_F32 || t->type == TANDEM_TYPE_F16 || t->type == TANDEM_TYPE_BF16 ||
+                     t->type == TANDEM_TYPE_Q8_0;
+        *dtype = tandem_type_name(t->type);
+        return true;
+    }
+    snprintf(r->name, sizeof r->name, "%s%s", m->prefix, name);
+    const st_tensor *t = safetensors_find(m->st, r->name);
+    if (!t) return false;
+    *supported = t->type >= 0, *dtype = t->dtype;
+    r->type = (tandem_type)(t->type >= 0 ? t->type : 0), r->n_dims = t->n_dims, r->data = t->data,
+    r->nbytes = (size_t)t->nbytes;
+    for (int i = 0; i < t->n_dims && i < 5; i++) r->shape[i] = t->shape[i];
+    return true;
+}
+
+/* The tensor <prefix><name> (a GGUF: its llama.cpp name) with the shape the config implies (outermost first). */
 static tandem_status find_tensor(const vit_model *m, const char *name, int n_dims, const int64_t *shape,
-                                 const st_tensor **out) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", m->prefix, name);
-    const st_tensor *t = safetensors_find(m->st, full);
-    if (!t) return tandem_fail(TANDEM_ERR_FORMAT, "vit_load: tensor '%s' is missing", full);
-    if (t->type < 0)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "vit_load: tensor '%s': dtype %s is not supported (F32, F16, BF16)",
-                           full, t->dtype);
+                                 raw_tensor *t) {
+    bool supported;
+    const char *dtype;
+    if (!lookup_tensor(m, name, t, &supported, &dtype))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' is missing", m->label, t->name);
+    if (!supported)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: tensor '%s': type %s is not supported (F32, F16, BF16%s)",
+                           m->label, t->name, dtype, m->gguf ? ", Q8_0" : "");
     bool same = t->n_dims == n_dims;
     for (int i = 0; same && i < n_dims; i++) same = t->shape[i] == shape[i];
     if (!same) {
@@ -224,30 +264,36 @@ static tandem_status find_tensor(const vit_model *m, const char *name, int n_dim
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         for (int i = 0; i < n_dims; i++)
             snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "", (long long)shape[i]);
-        return tandem_fail(TANDEM_ERR_FORMAT, "vit_load: tensor '%s' has shape [%s], vision_config implies [%s]", full,
-                           got, want);
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' has shape [%s], %s implies [%s]", m->label, t->name, got,
+                           m->gguf ? "the clip.vision metadata" : "vision_config", want);
     }
-    *out = t;
     return TANDEM_OK;
+}
+
+static void bind_raw_matrix(vit_model *m, const raw_tensor *t, int64_t rows, int64_t cols, weight_matrix *w) {
+    uint64_t row_bytes = 0;
+    tandem_type_row_bytes(t->type, cols, &row_bytes);
+    *w = (weight_matrix){.data = t->data, .type = t->type, .rows = rows, .cols = cols, .row_bytes = (size_t)row_bytes};
+    if (tandem_type_block_size(t->type) > 1) m->quantized = true;
 }
 
 /* A matrix (rows, cols): the first dimension is rows, the others (a Conv3d kernel's) make the columns. */
 static tandem_status bind_matrix(vit_model *m, const char *name, int n_dims, const int64_t *shape, weight_matrix *w) {
-    const st_tensor *t;
+    raw_tensor t;
     tandem_status st = find_tensor(m, name, n_dims, shape, &t);
     if (st) return st;
     int64_t cols = 1;
     for (int i = 1; i < n_dims; i++) cols *= shape[i];
-    const size_t elem = (size_t)tandem_type_size((tandem_type)t->type);
-    *w = (weight_matrix){.data = t->data,
-                         .type = (tandem_type)t->type,
-                         .rows = shape[0],
-                         .cols = cols,
-                         .row_bytes = (size_t)cols * elem};
-    if ((uintptr_t)t->data % elem != 0) { /* safetensors guarantees byte offsets only; kernels read typed elements */
-        void *copy = own(m, t->nbytes);
-        if (!copy) return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load: out of memory copying '%s'", name);
-        memcpy(copy, t->data, t->nbytes);
+    if (tandem_type_block_size(t.type) > 1 && cols % tandem_type_block_size(t.type) != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s': rows of %lld values are not whole %s blocks", m->label,
+                           t.name, (long long)cols, tandem_type_name(t.type));
+    bind_raw_matrix(m, &t, shape[0], cols, w);
+    const size_t elem = (size_t)tandem_type_size(t.type);
+    if (tandem_type_block_size(t.type) == 1 && (uintptr_t)t.data % elem != 0) {
+        /* safetensors guarantees byte offsets only; kernels read typed elements */
+        void *copy = own(m, t.nbytes);
+        if (!copy) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory copying '%s'", m->label, t.name);
+        memcpy(copy, t.data, t.nbytes);
         w->data = copy;
     }
     return TANDEM_OK;
@@ -255,21 +301,31 @@ static tandem_status bind_matrix(vit_model *m, const char *name, int n_dims, con
 
 /* A vector or table as an f32 copy (small; half-precision checkpoints store norms and biases as halves). */
 static tandem_status bind_floats(vit_model *m, const char *name, int n_dims, const int64_t *shape, const float **out) {
-    const st_tensor *t;
+    raw_tensor t;
     tandem_status st = find_tensor(m, name, n_dims, shape, &t);
     if (st) return st;
     int64_t n = 1;
     for (int i = 0; i < n_dims; i++) n *= shape[i];
+    const int64_t cols = shape[n_dims - 1];
+    if (tandem_type_block_size(t.type) > 1 && cols % tandem_type_block_size(t.type) != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s': rows of %lld values are not whole %s blocks", m->label,
+                           t.name, (long long)cols, tandem_type_name(t.type));
     float *f = own(m, sizeof(float) * (size_t)n);
-    if (!f) return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load: out of memory for '%s'", name);
-    const uint8_t *src = t->data;
-    for (int64_t i = 0; i < n; i++) {
-        if (t->type == TANDEM_TYPE_F32) {
-            memcpy(f + i, src + 4 * i, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            f[i] = t->type == TANDEM_TYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    if (!f) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory for '%s'", m->label, t.name);
+    const uint8_t *src = t.data;
+    if (tandem_type_block_size(t.type) > 1) { /* GGUF: aligned, whole blocks per row */
+        uint64_t row_bytes = 0;
+        tandem_type_row_bytes(t.type, cols, &row_bytes);
+        for (int64_t r = 0; r < n / cols; r++) dequantize_row(t.type, src + (size_t)r * row_bytes, f + r * cols, cols);
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            if (t.type == TANDEM_TYPE_F32) {
+                memcpy(f + i, src + 4 * i, 4);
+            } else {
+                uint16_t h;
+                memcpy(&h, src + 2 * i, 2);
+                f[i] = t.type == TANDEM_TYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+            }
         }
     }
     *out = f;
@@ -296,22 +352,57 @@ static tandem_status bind_merger(vit_model *m, const char *prefix, bool postshuf
     return TANDEM_OK;
 }
 
+/* llama.cpp splits the Conv3d kernel by frame (v.patch_embd.weight, .weight.1, each (hidden, channels, patch,
+ * patch)); the product wants transformers' (hidden, channels, frames, patch, patch): the frames interleaved per
+ * channel, a copy in the stored type. */
+static tandem_status bind_gguf_patch(vit_model *m) {
+    const vit_config *c = &m->cfg;
+    const int64_t shape[4] = {c->hidden, c->in_channels, c->patch_size, c->patch_size};
+    raw_tensor frame[2];
+    tandem_status st;
+    if ((st = find_tensor(m, "patch_embed.proj.weight", 4, shape, &frame[0])) ||
+        (st = find_tensor(m, "patch_embed.proj.weight.1", 4, shape, &frame[1])))
+        return st;
+    if (frame[1].type != frame[0].type)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' is %s but '%s' is %s (both frames must have one type)",
+                           m->label, frame[1].name, tandem_type_name(frame[1].type), frame[0].name,
+                           tandem_type_name(frame[0].type));
+    const int64_t square = (int64_t)c->patch_size * c->patch_size;
+    uint64_t chunk;
+    if (square % tandem_type_block_size(frame[0].type) != 0 || !tandem_type_row_bytes(frame[0].type, square, &chunk))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s': patches of %lld values are not whole %s blocks",
+                           m->label, frame[0].name, (long long)square, tandem_type_name(frame[0].type));
+    uint8_t *both = own(m, 2 * frame[0].nbytes);
+    if (!both) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", m->label);
+    const int64_t chunks = (int64_t)c->hidden * c->in_channels; /* (hidden, channel) pairs */
+    for (int64_t i = 0; i < chunks; i++)
+        for (int t = 0; t < 2; t++)
+            memcpy(both + ((size_t)i * 2 + (size_t)t) * chunk, (const uint8_t *)frame[t].data + (size_t)i * chunk,
+                   (size_t)chunk);
+    raw_tensor t = frame[0];
+    t.data = both;
+    bind_raw_matrix(m, &t, c->hidden, 2 * c->in_channels * square, &m->patch);
+    return TANDEM_OK;
+}
+
 static tandem_status bind_weights(vit_model *m) {
     const vit_config *c = &m->cfg;
     m->prefix = "model.visual.";
-    char probe[64];
-    snprintf(probe, sizeof probe, "%spatch_embed.proj.weight", m->prefix);
-    if (!safetensors_find(m->st, probe)) m->prefix = "visual."; /* some re-exports drop "model." */
+    if (m->st) {
+        char probe[64];
+        snprintf(probe, sizeof probe, "%spatch_embed.proj.weight", m->prefix);
+        if (!safetensors_find(m->st, probe)) m->prefix = "visual."; /* some re-exports drop "model." */
+    }
     const int64_t E = c->hidden, F = c->ffn_dim;
     const int64_t s_patch[5] = {E, c->in_channels, c->temporal_patch_size, c->patch_size, c->patch_size};
     const int64_t s_e[1] = {E}, s_pos[2] = {c->n_positions, E};
     tandem_status st;
-    if ((st = bind_matrix(m, "patch_embed.proj.weight", 5, s_patch, &m->patch)) ||
+    if ((st = m->gguf ? bind_gguf_patch(m) : bind_matrix(m, "patch_embed.proj.weight", 5, s_patch, &m->patch)) ||
         (st = bind_floats(m, "patch_embed.proj.bias", 1, s_e, &m->patch_b)) ||
         (st = bind_floats(m, "pos_embed.weight", 2, s_pos, &m->pos_embed)))
         return st;
     if (!(m->blocks = calloc((size_t)c->depth, sizeof *m->blocks)))
-        return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load: out of memory");
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", m->label);
     const int64_t s_qkv[2] = {3 * E, E}, s_qkvb[1] = {3 * E}, s_proj[2] = {E, E}, s_fc1[2] = {F, E}, s_f[1] = {F},
                   s_fc2[2] = {E, F};
     for (int l = 0; l < c->depth; l++) {
@@ -340,7 +431,7 @@ static tandem_status bind_weights(vit_model *m) {
         if ((st = bind_merger(m, prefix, true, &m->deepstack[j]))) return st;
     }
     float *inv = own(m, sizeof(float) * (size_t)(c->head_dim / 4));
-    if (!inv) return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load: out of memory");
+    if (!inv) return tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", m->label);
     rope_inv_freq(inv, c->head_dim / 2, c->rope_theta); /* head_dim/4 frequencies, shared by rows and columns */
     m->inv_freq = inv;
     return TANDEM_OK;
@@ -349,6 +440,7 @@ static tandem_status bind_weights(vit_model *m) {
 tandem_status vit_load(const char *dir, vit_model **out) {
     *out = NULL;
     vit_model *m = calloc(1, sizeof *m);
+    if (m && !(m->label = strdup("vit_load"))) free(m), m = NULL;
     if (!m) return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load: out of memory");
     char *config = path_join(dir, "config.json");
     tandem_status st = config ? vit_config_from_json(config, &m->cfg)
@@ -370,10 +462,209 @@ void vit_free(vit_model *m) {
     free(m->owned);
     free(m->blocks);
     safetensors_close(m->st);
+    gguf_close(m->gguf);
+    free(m->label);
     free(m);
 }
 
 const vit_config *vit_model_config(const vit_model *m) { return &m->cfg; }
+
+/* ---- an mmproj GGUF (llama.cpp's layout, clip.* metadata, v.* tensors) ---- */
+
+/* transformers' name (after model.visual.) → llama.cpp's: the table of reference §6.11, in prefix pairs. */
+static const struct {
+    const char *hf, *gguf;
+} BLOCK_NAMES[] =
+    {
+        {"norm1.", "ln1."},
+        {"norm2.", "ln2."},
+        {"attn.qkv.", "attn_qkv."},
+        {"attn.proj.", "attn_out."},
+        {"mlp.linear_fc1.", "ffn_up."},
+        {"mlp.linear_fc2.", "ffn_down."},
+},
+  MERGER_NAMES[] = {{"norm.", "v.post_ln."}, {"linear_fc1.", "mm.0."}, {"linear_fc2.", "mm.2."}},
+  DEEPSTACK_NAMES[] = {{"norm.", "norm."}, {"linear_fc1.", "fc1."}, {"linear_fc2.", "fc2."}};
+
+static bool rename_part(const char *rest, const void *table, size_t n, const char *lead, char *out, size_t cap) {
+    const struct { const char *hf, *gguf; } *t = table;
+    for (size_t i = 0; i < n; i++) {
+        const size_t k = strlen(t[i].hf);
+        if (!strncmp(rest, t[i].hf, k)) {
+            const int w = snprintf(out, cap, "%s%s%s", lead, t[i].gguf, rest + k);
+            return w > 0 && (size_t)w < cap;
+        }
+    }
+    return false;
+}
+
+bool vit_gguf_tensor_name(const vit_config *c, const char *hf, char *out, size_t cap) {
+    static const char *const WHOLE[][2] = {{"patch_embed.proj.weight", "v.patch_embd.weight"},
+                                           {"patch_embed.proj.weight.1", "v.patch_embd.weight.1"},
+                                           {"patch_embed.proj.bias", "v.patch_embd.bias"},
+                                           {"pos_embed.weight", "v.position_embd.weight"}};
+    for (size_t i = 0; i < sizeof WHOLE / sizeof WHOLE[0]; i++)
+        if (!strcmp(hf, WHOLE[i][0])) {
+            const int w = snprintf(out, cap, "%s", WHOLE[i][1]);
+            return w > 0 && (size_t)w < cap;
+        }
+    int index = -1, used = 0;
+    char lead[48];
+    if (sscanf(hf, "blocks.%d.%n", &index, &used) == 1 && used > 0 && index >= 0) {
+        snprintf(lead, sizeof lead, "v.blk.%d.", index);
+        return rename_part(hf + used, BLOCK_NAMES, sizeof BLOCK_NAMES / sizeof BLOCK_NAMES[0], lead, out, cap);
+    }
+    if (!strncmp(hf, "merger.", 7))
+        return rename_part(hf + 7, MERGER_NAMES, sizeof MERGER_NAMES / sizeof MERGER_NAMES[0], "", out, cap);
+    used = 0;
+    if (sscanf(hf, "deepstack_merger_list.%d.%n", &index, &used) == 1 && used > 0 && index >= 0 &&
+        index < c->n_deepstack) { /* llama.cpp numbers them by the block they tap */
+        snprintf(lead, sizeof lead, "v.deepstack.%d.", c->deepstack_layers[index]);
+        return rename_part(hf + used, DEEPSTACK_NAMES, sizeof DEEPSTACK_NAMES / sizeof DEEPSTACK_NAMES[0], lead, out,
+                           cap);
+    }
+    return false;
+}
+
+/* clip.* integer key in lo..hi; absent: fallback, or an error when fallback < 0 (required). */
+static tandem_status clip_int(const vit_model *m, const char *key, int32_t fallback, int32_t lo, int32_t hi,
+                              int32_t *out) {
+    const gguf_kv *kv = gguf_find_kv(m->gguf, key);
+    if (!kv) {
+        if (fallback < 0) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key '%s'", m->label, key);
+        *out = fallback;
+        return TANDEM_OK;
+    }
+    const bool is_int = kv->type <= GGUF_TYPE_INT32 && kv->type != GGUF_TYPE_FLOAT32 && kv->type != GGUF_TYPE_BOOL;
+    const bool is_wide = kv->type == GGUF_TYPE_UINT64 || kv->type == GGUF_TYPE_INT64;
+    if (!is_int && !is_wide)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' must be an integer", m->label, key);
+    const bool is_signed = kv->type == GGUF_TYPE_INT8 || kv->type == GGUF_TYPE_INT16 || kv->type == GGUF_TYPE_INT32 ||
+                           kv->type == GGUF_TYPE_INT64;
+    const long long x = is_signed ? (long long)kv->v.i64
+                                  : (kv->v.u64 > (uint64_t)INT32_MAX ? (long long)INT32_MAX + 1 : (long long)kv->v.u64);
+    if (x < lo || x > hi)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' = %lld is out of range %d..%d", m->label, key, x,
+                           (int)lo, (int)hi);
+    *out = (int32_t)x;
+    return TANDEM_OK;
+}
+
+static bool has_tensor(const vit_model *m, const char *name) { return gguf_find_tensor(m->gguf, name) != NULL; }
+
+/* Which blocks feed a DeepStack merger: clip.vision.is_deepstack_layers (one bool per block), which must agree with
+ * the v.deepstack.L.* tensors present; without the key (llama.cpp itself goes by the tensors), the tensors. */
+static tandem_status clip_deepstack(vit_model *m) {
+    vit_config *c = &m->cfg;
+    static const char KEY[] = "clip.vision.is_deepstack_layers";
+    const gguf_kv *kv = gguf_find_kv(m->gguf, KEY);
+    if (kv && (kv->type != GGUF_TYPE_ARRAY || kv->array_type != GGUF_TYPE_BOOL || kv->n != (uint64_t)c->depth))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' must be an array of %d bools (one per block)",
+                           m->label, KEY, c->depth);
+    c->n_deepstack = 0;
+    for (int32_t l = 0; l < c->depth; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "v.deepstack.%d.norm.weight", l);
+        const bool present = has_tensor(m, name), flagged = kv ? gguf_array_int(kv, (uint64_t)l) != 0 : present;
+        if (flagged != present)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' %s block %d but tensor '%s' is %s", m->label,
+                               KEY, flagged ? "flags" : "does not flag", l, name, present ? "present" : "missing");
+        if (!flagged) continue;
+        if (c->n_deepstack == VIT_MAX_DEEPSTACK)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: more than %d DeepStack layers", m->label, VIT_MAX_DEEPSTACK);
+        c->deepstack_layers[c->n_deepstack++] = l;
+    }
+    return TANDEM_OK;
+}
+
+static tandem_status clip_config(vit_model *m) {
+    vit_config *c = &m->cfg;
+    const gguf_file *f = m->gguf;
+    memset(c, 0, sizeof *c);
+    gguf_str s;
+    if (!gguf_get_str(f, "general.architecture", &s))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key 'general.architecture' (string)", m->label);
+    if (s.len != 4 || memcmp(s.ptr, "clip", 4) != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: general.architecture is '%.*s', not 'clip' (not a vision projector file: an mmproj "
+                           "GGUF)",
+                           m->label, (int)(s.len > 64 ? 64 : s.len), s.ptr);
+    const char *pkey = gguf_find_kv(f, "clip.projector_type") ? "clip.projector_type" : "clip.vision.projector_type";
+    if (!gguf_get_str(f, pkey, &s))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key 'clip.projector_type' (string)", m->label);
+    if (s.len != 14 || memcmp(s.ptr, "qwen3vl_merger", 14) != 0)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: %s '%.*s' is not supported (only 'qwen3vl_merger': Qwen3-VL)",
+                           m->label, pkey, (int)(s.len > 64 ? 64 : s.len), s.ptr);
+    bool flag = true;
+    if (gguf_find_kv(f, "clip.has_vision_encoder") && (!gguf_get_bool(f, "clip.has_vision_encoder", &flag) || !flag))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key 'clip.has_vision_encoder' must be true", m->label);
+    if (gguf_find_kv(f, "clip.use_silu") && (!gguf_get_bool(f, "clip.use_silu", &flag) || flag))
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "%s: metadata key 'clip.use_silu': only GELU vision towers are supported", m->label);
+    if (gguf_find_kv(f, "clip.use_gelu") && (!gguf_get_bool(f, "clip.use_gelu", &flag) || !flag))
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: metadata key 'clip.use_gelu' must be true (Qwen3-VL's GELU)",
+                           m->label);
+    int32_t image_size;
+    tandem_status st;
+    if ((st = clip_int(m, "clip.vision.block_count", -1, 1, MAX_DEPTH, &c->depth)) ||
+        (st = clip_int(m, "clip.vision.embedding_length", -1, 1, MAX_DIM, &c->hidden)) ||
+        (st = clip_int(m, "clip.vision.attention.head_count", -1, 1, MAX_HEADS, &c->n_heads)) ||
+        (st = clip_int(m, "clip.vision.feed_forward_length", -1, 1, 4 * MAX_DIM, &c->ffn_dim)) ||
+        (st = clip_int(m, "clip.vision.patch_size", -1, 1, MAX_PATCH, &c->patch_size)) ||
+        (st = clip_int(m, "clip.vision.spatial_merge_size", -1, 1, MAX_MERGE, &c->merge_size)) ||
+        (st = clip_int(m, "clip.vision.projection_dim", -1, 1, MAX_DIM, &c->out_hidden)) ||
+        (st = clip_int(m, "clip.vision.image_size", -1, 1, MAX_PATCH * 4096, &image_size)))
+        return st;
+    if (c->hidden % c->n_heads != 0 || (c->hidden / c->n_heads) % 4 != 0)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: clip.vision.embedding_length %d over clip.vision.attention.head_count %d must give "
+                           "heads whose size is a multiple of 4",
+                           m->label, c->hidden, c->n_heads);
+    c->head_dim = c->hidden / c->n_heads;
+    if ((int64_t)c->merge_size * c->merge_size * c->hidden > 16 * (int64_t)MAX_DIM)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: clip.vision.spatial_merge_size %d is too large", m->label,
+                           c->merge_size);
+    if (image_size % c->patch_size != 0 ||
+        (int64_t)(image_size / c->patch_size) * (image_size / c->patch_size) > MAX_POSITIONS)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: clip.vision.image_size %d is not a multiple of clip.vision.patch_size %d or too large",
+                           m->label, image_size, c->patch_size);
+    c->position_side = image_size / c->patch_size;
+    c->n_positions = c->position_side * c->position_side;
+    c->norm_eps = 1e-6f;
+    if (gguf_find_kv(f, "clip.vision.attention.layer_norm_epsilon") &&
+        (!gguf_get_f32(f, "clip.vision.attention.layer_norm_epsilon", &c->norm_eps) || !(c->norm_eps > 0) ||
+         !(c->norm_eps < 1)))
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: metadata key 'clip.vision.attention.layer_norm_epsilon' must be a number in (0, 1)",
+                           m->label);
+    /* what llama.cpp's layout fixes: RGB, two frames per patch (the .weight.1 kernel), tanh GELU, θ 10000 */
+    c->in_channels = 3;
+    c->temporal_patch_size = 2;
+    c->activation = VIT_GELU_TANH;
+    c->rope_theta = 10000.0f;
+    return clip_deepstack(m);
+}
+
+tandem_status vit_load_gguf(const char *path, vit_model **out) {
+    *out = NULL;
+    if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "vit_load_gguf: path is NULL");
+    vit_model *m = calloc(1, sizeof *m);
+    const size_t n = strlen(path) + sizeof "vit_load_gguf: ";
+    if (m && !(m->label = malloc(n))) free(m), m = NULL;
+    if (!m) return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_load_gguf: out of memory");
+    snprintf(m->label, n, "vit_load_gguf: %s", path);
+    tandem_status st = gguf_open(path, &m->gguf);
+    if (!st) st = clip_config(m);
+    if (!st) st = bind_weights(m);
+    if (st) {
+        vit_free(m);
+        return st;
+    }
+    *out = m;
+    return TANDEM_OK;
+}
+
 
 int64_t vit_image_tokens(const vit_config *c, const vision_pixels *img) {
     return (int64_t)img->grid_t * img->grid_h * img->grid_w / ((int64_t)c->merge_size * c->merge_size);
@@ -583,7 +874,7 @@ static tandem_status check_images(const vit_config *c, const vision_pixels *imag
 tandem_status vit_encode(const vit_model *m, thread_pool *pool, const vision_pixels *images, int n_images,
                          float *embeds, float *deepstack) {
     const vit_config *c = &m->cfg;
-    int64_t N, n_segments;
+    int64_t N = 0, n_segments = 0;
     tandem_status st = check_images(c, images, n_images, &N, &n_segments);
     if (st) return st;
     const int E = c->hidden, hd = c->head_dim, threads = thread_pool_size(pool);
@@ -618,15 +909,19 @@ tandem_status vit_encode(const vit_model *m, thread_pool *pool, const vision_pix
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) & ~(size_t)15;
     float *block = aligned_alloc(64, total * sizeof(float));
-    if (!block || !at) {
+    /* Q8_0 matrices multiply 8-bit activations: every product's input rows, quantized once per product */
+    const size_t act_blocks = m->quantized ? (size_t)N * (size_t)(max_cols / 32 + 1) : 0;
+    act_block *act_buf = act_blocks ? aligned_alloc(64, (act_blocks * sizeof(act_block) + 63) & ~(size_t)63) : NULL;
+    if (!block || !at || (act_blocks && !act_buf)) {
         free(block);
         free(at);
+        free(act_buf);
         return tandem_fail(TANDEM_ERR_NO_MEMORY, "vit_encode: out of memory for %lld patches (%.1f MiB)", (long long)N,
                            (double)total * sizeof(float) / (1 << 20));
     }
     float *p = block;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) *parts[i] = p, p += (sizes[i] + 15) & ~(size_t)15;
-    const matmul_scratch mm = {.rows = w.rows, .act = NULL, .exact = false};
+    const matmul_scratch mm = {.rows = w.rows, .act = act_buf, .exact = false};
     n_tasks = 0;
     int64_t start = 0;
     for (int i = 0; i < n_images; i++) {
@@ -715,5 +1010,6 @@ tandem_status vit_encode(const vit_model *m, thread_pool *pool, const vision_pix
     thread_pool_end_burst(pool);
     free(block);
     free(at);
+    free(act_buf);
     return TANDEM_OK;
 }

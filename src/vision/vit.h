@@ -34,7 +34,15 @@ typedef struct vit_model vit_model;
 /* The vision tower of a Hugging Face Qwen3-VL folder (config.json, model.safetensors or an index and shards):
  * tensors model.visual.* (or visual.*) of type F32, F16 or BF16, their shapes checked against the config. */
 tandem_status vit_load(const char *dir, vit_model **out);
+/* The vision tower of an mmproj GGUF in llama.cpp's layout (general.architecture "clip", clip.projector_type
+ * "qwen3vl_merger", clip.vision.* hyperparameters, v.* / mm.* tensors incl. v.deepstack.L.* and the patch kernel
+ * split by frame), matrices F32, F16, BF16 or Q8_0: the same model as vit_load's. Errors name the file and the key
+ * or tensor at fault. */
+tandem_status vit_load_gguf(const char *path, vit_model **out);
 void vit_free(vit_model *m); /* accepts NULL */
+/* llama.cpp's name of the tensor transformers calls model.visual.<hf> (c: the DeepStack block numbers; the second
+ * frame of the patch kernel is "patch_embed.proj.weight.1"); false for a name the layout does not have. */
+bool vit_gguf_tensor_name(const vit_config *c, const char *hf, char *out, size_t cap);
 const vit_config *vit_model_config(const vit_model *m);
 
 /* Rows the encoder returns for an image: grid_t·grid_h·grid_w / merge_size². */

@@ -187,6 +187,67 @@ def tokenizer_only_gguf(path):
     w.close()
 
 
+def mmproj_gguf(path, *, hidden=8, heads=2, ffn=16, depth=2, patch=4, merge=2, side=4, out_dim=8, deepstack=(0,),
+                qtype="f16", flags=True, seed=0):
+    """A tiny vision projector in llama.cpp's mmproj layout (clip.*, v.*, mm.*; reference §6.11)."""
+    import gguf
+    from gguf.quants import quantize
+    T = gguf.GGMLQuantizationType
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(path, "clip")
+    w.add_type("mmproj")
+    w.add_string("clip.projector_type", "qwen3vl_merger")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.use_gelu", True)
+    for key, v in [("projection_dim", out_dim), ("image_size", side * patch), ("patch_size", patch),
+                   ("embedding_length", hidden), ("feed_forward_length", ffn), ("block_count", depth),
+                   ("attention.head_count", heads), ("spatial_merge_size", merge)]:
+        w.add_uint32(f"clip.vision.{key}", v)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    if flags:
+        w.add_array("clip.vision.is_deepstack_layers", [i in deepstack for i in range(depth)])
+
+    def mat(name, rows, cols, kind=None):
+        a = (rng.standard_normal((rows, cols)) * 0.2).astype(np.float32)
+        kind = kind or qtype
+        if kind == "q8_0" and cols % 32 == 0:
+            w.add_tensor(name, quantize(a, T.Q8_0), raw_dtype=T.Q8_0)
+        else:
+            w.add_tensor(name, a.astype(np.float32 if kind == "f32" else np.float16))
+
+    def vec(name, n, one=False):
+        w.add_tensor(name, (np.ones(n) if one else rng.standard_normal(n) * 0.1).astype(np.float32))
+
+    for frame in ["", ".1"]:
+        w.add_tensor("v.patch_embd.weight" + frame,
+                     (rng.standard_normal((hidden, 3, patch, patch)) * 0.1).astype(np.float16))
+    vec("v.patch_embd.bias", hidden)
+    w.add_tensor("v.position_embd.weight", (rng.standard_normal((side * side, hidden)) * 0.1).astype(np.float32))
+    for b in range(depth):
+        p = f"v.blk.{b}."
+        vec(p + "ln1.weight", hidden, True), vec(p + "ln1.bias", hidden)
+        mat(p + "attn_qkv.weight", 3 * hidden, hidden), vec(p + "attn_qkv.bias", 3 * hidden)
+        mat(p + "attn_out.weight", hidden, hidden), vec(p + "attn_out.bias", hidden)
+        vec(p + "ln2.weight", hidden, True), vec(p + "ln2.bias", hidden)
+        mat(p + "ffn_up.weight", ffn, hidden), vec(p + "ffn_up.bias", ffn)
+        mat(p + "ffn_down.weight", hidden, ffn), vec(p + "ffn_down.bias", hidden)
+    wide = merge * merge * hidden
+    vec("v.post_ln.weight", hidden, True), vec("v.post_ln.bias", hidden)
+    mat("mm.0.weight", wide, wide), vec("mm.0.bias", wide)
+    mat("mm.2.weight", out_dim, wide), vec("mm.2.bias", out_dim)
+    for b in deepstack:
+        p = f"v.deepstack.{b}."
+        vec(p + "norm.weight", wide, True), vec(p + "norm.bias", wide)
+        mat(p + "fc1.weight", wide, wide), vec(p + "fc1.bias", wide)
+        mat(p + "fc2.weight", out_dim, wide), vec(p + "fc2.bias", out_dim)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def hand_gguf(version=3, kvs=(), tensors=(), alignment=32):
     """A GGUF built byte by byte: kvs [(key, type_id, payload_bytes)], tensors [(name, ne, type, data)]."""
     def s(x):
@@ -460,6 +521,14 @@ def main():
         out("model_load", "golden-tied_gqa2-q4_0.gguf", read(os.path.join(TIED, "model-q4_0.gguf")))
         kquant_gguf(os.path.join(tmp, "kq.gguf"))
         out("model_load", "tiny-kquants-dim256.gguf", read(os.path.join(tmp, "kq.gguf")))
+
+        # ---- mmproj (max_len 65536): tiny vision projectors, F16 / F32 without the deepstack flags / Q8_0
+        mmproj_gguf(os.path.join(tmp, "mm-f16.gguf"))
+        mmproj_gguf(os.path.join(tmp, "mm-f32.gguf"), qtype="f32", depth=1, deepstack=(), flags=False, seed=1)
+        mmproj_gguf(os.path.join(tmp, "mm-q8_0.gguf"), qtype="q8_0", hidden=32, heads=4, ffn=32, depth=1, side=2,
+                    out_dim=32, seed=2)
+        for name in ["mm-f16.gguf", "mm-f32.gguf", "mm-q8_0.gguf"]:
+            out("mmproj", name, read(os.path.join(tmp, name)))
 
         # ---- safetensors (max_len 16384)
         rng = np.random.default_rng(7)

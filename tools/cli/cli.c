@@ -63,6 +63,8 @@ static const struct {
     {"set tandem_synth_params.chat_template_path", "pass --chat-template-file"},
     {"tandem_synth_params.raw", "--raw"},
     {"chat_template_path", "--chat-template-file"},
+    {"mmproj_ftype", "--mmproj-type"},
+    {"mmproj_path", "--mmproj-out"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},

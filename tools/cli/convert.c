@@ -73,9 +73,10 @@ static void progress_end(progress_bar *b) {
 
 static const char CONVERT_HELP[] =
     "usage: tandem convert HF_DIR -o OUT.gguf [--weight-format FORMAT] [--sym | --asym] [--ratio R] [--force]\n"
-    "                      [--chat-template-file FILE]\n"
+    "                      [--chat-template-file FILE] [--mmproj-out FILE] [--mmproj-type TYPE]\n"
     "Converts a Hugging Face Qwen3 checkpoint folder into one GGUF (tokenizer and chat template inside),\n"
-    "with llama.cpp's tensor names, metadata and per-tensor types.\n"
+    "with llama.cpp's tensor names, metadata and per-tensor types. A Qwen3-VL folder gives two files, as\n"
+    "llama.cpp uses them: the text model (OUT.gguf, architecture qwen3vl) and the vision tower (an mmproj GGUF).\n"
     "  -o, --output FILE        the GGUF to write (written to a temporary file, renamed at the end)\n"
     "      --weight-format F    f32, f16 (default), bf16, int8 (Q8_0), int4 (Q4_1 or with --sym Q4_0), nf4 (IQ4_NL),\n"
     "                           q4_k_m, q5_k_m, q6_k; also any GGUF type name tandem quantize takes\n"
@@ -84,6 +85,8 @@ static const char CONVERT_HELP[] =
     "                           sensitive rest (1-R) in Q8_0 (default 1)\n"
     "      --force              overwrite OUT if it exists\n"
     "      --chat-template-file F  store the Jinja template in F as the chat template, instead of the folder's\n"
+    "      --mmproj-out FILE    Qwen3-VL: where the vision tower goes (default: mmproj-OUT.gguf beside OUT.gguf)\n"
+    "      --mmproj-type T      Qwen3-VL: the vision tower's matrices f16 (default), bf16, q8_0 or f32\n"
     "  -t, --threads N          threads (default: all cores)\n";
 
 static const char QUANTIZE_HELP[] =
@@ -98,7 +101,8 @@ static const char QUANTIZE_HELP[] =
 static int convert_or_quantize(int argc, char **argv, bool quantize) {
     const char *cmd = quantize ? "quantize" : "convert";
     args a = {cmd, argc, argv, 0};
-    const char *positional[3] = {NULL, NULL, NULL}, *out = NULL, *format = quantize ? NULL : "f16";
+    const char *positional[3] = {NULL, NULL, NULL}, *out = NULL, *format = quantize ? NULL : "f16",
+               *mmproj_format = NULL;
     int n_pos = 0;
     bool sym = false, asym = false;
     tandem_convert_params cp = tandem_convert_default_params();
@@ -112,6 +116,8 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
         else if (!quantize && !strcmp(f, "--sym")) sym = true;
         else if (!quantize && !strcmp(f, "--asym")) asym = true;
         else if (!quantize && !strcmp(f, "--chat-template-file")) cp.chat_template_path = take_value(&a, f);
+        else if (!quantize && !strcmp(f, "--mmproj-out")) cp.mmproj_path = take_value(&a, f);
+        else if (!quantize && !strcmp(f, "--mmproj-type")) mmproj_format = take_value(&a, f);
         else if (!strcmp(f, "--ratio")) cp.ratio = (float)parse_float(&a, f, take_value(&a, f), 0.0, 1.0);
         else if (!strcmp(f, "--force")) cp.overwrite = true;
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) cp.n_threads = parse_threads(&a, f);
@@ -131,6 +137,8 @@ static int convert_or_quantize(int argc, char **argv, bool quantize) {
     }
     if (!(cp.ratio > 0.0f)) die_usage(cmd, "--ratio must be above 0");
     if (tandem_ftype_parse(format, !sym, &cp.ftype) != TANDEM_OK) die_usage(cmd, "%s", tandem_last_error());
+    if (mmproj_format && tandem_ftype_parse(mmproj_format, false, &cp.mmproj_ftype) != TANDEM_OK)
+        die_usage(cmd, "--mmproj-type: %s", tandem_last_error());
     check_output_path(cmd, quantize ? "OUT.gguf" : "-o", out, false);
     progress_bar bar;
     progress_init(&bar);

@@ -406,10 +406,81 @@ static int cmd_detokenize(int argc, char **argv) {
 
 static const char INFO_HELP[] =
     "usage: tandem info MODEL [--json] [--tensors]\n"
-    "Prints the architecture, hyperparameters, tensor count and types, and a tokenizer summary.\n"
+    "Prints the architecture, hyperparameters, tensor count and types, and a tokenizer summary; for a vision\n"
+    "projector (mmproj GGUF) its tower: projector, blocks, widths, patch and merge sizes, DeepStack taps.\n"
     "Reads only headers: the weights are mapped, not read.\n"
     "      --tensors   list every tensor with its type and shape\n"
     "      --json      print one JSON object\n";
+
+/* An mmproj GGUF: the vision tower it holds. */
+static int info_mmproj(const char *path, bool json) {
+    tandem_mmproj_info mi;
+    tandem_status st = tandem_mmproj_info_read(path, &mi);
+    if (st) die_status("info", st);
+    json_t *types = json_object();
+    for (int t = 0; t < TANDEM_TYPE_COUNT; t++)
+        if (mi.tensors_per_type[t])
+            json_object_set_new(types, tandem_type_name((tandem_type)t), json_integer(mi.tensors_per_type[t]));
+    if (json) {
+        json_t *ds = ids_json(mi.deepstack_layers, (size_t)mi.n_deepstack);
+        print_json_line(
+            json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:i, s:o}",
+                      "architecture", "clip", "projector", mi.projector, "depth", mi.depth, "hidden", mi.hidden,
+                      "n_heads", mi.n_heads, "ffn_dim", mi.ffn_dim, "patch_size", mi.patch_size, "temporal_patch_size",
+                      mi.temporal_patch_size, "merge_size", mi.merge_size, "image_size", mi.image_size, "n_positions",
+                      mi.n_positions, "out_hidden", mi.out_hidden, "deepstack_layers", ds, "n_params",
+                      (json_int_t)mi.n_params, "weight_bytes", (json_int_t)mi.weight_bytes, "n_tensors", mi.n_tensors,
+                      "tensor_types", types));
+        return 0;
+    }
+    printf("vision projector: %s (mmproj, clip)\n", mi.projector);
+    printf("blocks:         %d, width %d, %d heads, MLP width %d\n", mi.depth, mi.hidden, mi.n_heads, mi.ffn_dim);
+    printf("patches:        %d x %d pixels, %d frames each; %d x %d patches merged into one token\n", mi.patch_size,
+           mi.patch_size, mi.temporal_patch_size, mi.merge_size, mi.merge_size);
+    printf("positions:      %d learned (%d x %d pixel grid, interpolated to each image)\n", mi.n_positions,
+           mi.image_size, mi.image_size);
+    printf("output width:   %d (the text model's hidden size)\n", mi.out_hidden);
+    printf("deepstack:      %d taps", mi.n_deepstack);
+    for (int j = 0; j < mi.n_deepstack; j++) printf("%s%d", j ? ", " : " after blocks ", mi.deepstack_layers[j]);
+    printf("\nparameters:     %lld (%.1f MiB as stored)\n", (long long)mi.n_params,
+           (double)mi.weight_bytes / (1 << 20));
+    printf("tensors:        %d (", mi.n_tensors);
+    const char *key, *sep = "";
+    json_t *v;
+    json_object_foreach(types, key, v) {
+        printf("%s%lld %s", sep, (long long)json_integer_value(v), key);
+        sep = ", ";
+    }
+    printf(")\n");
+    json_decref(types);
+    return 0;
+}
+
+/* A GGUF tandem cannot load as a model (why: reason) but whose metadata describes one. */
+static int info_metadata(json_t *meta, bool json, const char *reason) {
+    json_object_set_new(meta, "loadable", json_false());
+    json_object_set_new(meta, "reason", json_string(reason));
+    if (json) {
+        print_json_line(json_incref(meta));
+        return 0;
+    }
+    printf("model:          %s (GGUF metadata only: %s)\n", json_string_value(json_object_get(meta, "architecture")),
+           reason);
+    printf("tensors:        %lld\n", (long long)json_integer_value(json_object_get(meta, "n_tensors")));
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(meta, "metadata"), key, v) {
+        if (!strncmp(key, "tokenizer.", 10) && !json_is_string(v)) continue;
+        if (!strcmp(key, "tokenizer.chat_template")) {
+            printf("  %-44s (%zu characters)\n", key, strlen(json_string_value(v)));
+            continue;
+        }
+        char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("  %-44s %s\n", key, text ? text : "?");
+        free(text);
+    }
+    return 0;
+}
 
 static int cmd_info(int argc, char **argv) {
     args a = {"info", argc, argv, 0};
@@ -428,10 +499,27 @@ static int cmd_info(int argc, char **argv) {
         else model_path = f;
     }
     if (!model_path) die_usage("info", "missing MODEL");
+    /* a GGUF that is no model tandem loads: a vision projector (mmproj), or a text model of an architecture this
+     * build reads only the metadata of */
+    char *meta_text = NULL;
+    json_t *meta = tandem_gguf_metadata_json(model_path, &meta_text) == TANDEM_OK ? json_loads(meta_text, 0, NULL)
+                                                                                  : NULL;
+    tandem_free(meta_text);
+    const char *arch = json_string_value(json_object_get(meta, "architecture"));
+    if (arch && !strcmp(arch, "clip")) {
+        json_decref(meta);
+        return info_mmproj(model_path, json);
+    }
     tandem_model_params mp = tandem_model_default_params();
     mp.n_threads = 1;
     tandem_model *model;
     tandem_status st = tandem_model_load(model_path, &mp, &model);
+    if (st && arch && !strcmp(arch, "qwen3vl")) {
+        const int code = info_metadata(meta, json, tandem_last_error());
+        json_decref(meta);
+        return code;
+    }
+    json_decref(meta);
     if (st) die_status("info", st);
     tandem_model_info mi;
     tandem_model_get_info(model, &mi);
