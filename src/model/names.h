@@ -28,8 +28,10 @@ typedef enum qwen3_tensor {
 
 enum { QWEN3_BLOCK_TENSORS = QWEN3_FFN_DOWN - QWEN3_ATTN_NORM + 1 };
 
-/* Which naming: llama.cpp's ("blk.0.attn_q.weight") or Hugging Face's ("model.layers.0.self_attn.q_proj.weight"). */
-typedef enum tensor_naming { NAMING_GGUF, NAMING_HF } tensor_naming;
+/* Which naming: llama.cpp's ("blk.0.attn_q.weight"), Hugging Face's ("model.layers.0.self_attn.q_proj.weight"), or
+ * Hugging Face's for the text model of a Qwen3-VL checkpoint ("model.language_model.layers.0.self_attn.q_proj.weight",
+ * "model.language_model.embed_tokens.weight", "lm_head.weight"). */
+typedef enum tensor_naming { NAMING_GGUF, NAMING_HF, NAMING_HF_VL } tensor_naming;
 
 /* What precedes a block tensor's layer number: "blk." or "model.layers.". */
 const char *qwen3_block_prefix(tensor_naming naming);
