@@ -34,6 +34,15 @@ static tandem_status check_config(const char *src, qwen3_config *c) {
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: rope_theta %g must be a positive number", src, c->rope_theta);
     if (!(c->rms_eps > 0) || !(c->rms_eps < 1))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", src, c->rms_eps);
+    const int32_t *sec = c->rope_sections;
+    if ((sec[0] || sec[1] || sec[2]) && (int64_t)sec[0] + sec[1] + sec[2] != c->head_dim / 2)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: M-RoPE sections [%d, %d, %d] (mrope_section, rope.dimension_sections) must sum to "
+                           "head_dim / 2 = %d",
+                           src, sec[0], sec[1], sec[2], c->head_dim / 2);
+    if (c->n_deepstack < 0 || c->n_deepstack > MAX_LAYERS)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: %d DeepStack layers is out of range 0..%d", src, c->n_deepstack,
+                           MAX_LAYERS);
     if (c->context_length <= 0) c->context_length = 40960;
     return TANDEM_OK;
 }
@@ -120,9 +129,6 @@ static tandem_status read_vl_fields(const char *src, const json_t *root, qwen3_c
         c->rope_sections[0] = 24;
         c->rope_sections[1] = 20;
         c->rope_sections[2] = 20;
-    } else if ((sec[0] || sec[1] || sec[2]) && sec[0] + sec[1] + sec[2] != c->head_dim / 2) {
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: mrope_section [%d, %d, %d] must sum to head_dim / 2 = %d", src,
-                           sec[0], sec[1], sec[2], c->head_dim / 2);
     }
     const json_t *vision = json_object_get(root, "vision_config");
     if (!json_is_object(vision)) return TANDEM_OK;
@@ -264,18 +270,13 @@ static tandem_status read_gguf_vl_fields(const gguf_file *f, qwen3_config *c) {
                            "%s: metadata key 'qwen3vl.rope.dimension_sections' must be an array of "
                            "4 integers",
                            path);
-    int64_t sum = 0;
     for (uint64_t i = 0; i < kv->n; i++) {
         const int64_t v = gguf_array_int(kv, i);
         if (v < 0 || v > c->head_dim || (i == 3 && v != 0))
             return tandem_fail(TANDEM_ERR_FORMAT, "%s: qwen3vl.rope.dimension_sections[%d] = %lld is out of range",
                                path, (int)i, (long long)v);
         if (i < 3) c->rope_sections[i] = (int32_t)v;
-        sum += v;
     }
-    if (sum != c->head_dim / 2)
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: qwen3vl.rope.dimension_sections must sum to head_dim / 2 = %d", path,
-                           c->head_dim / 2);
     return gguf_u32_field(f, "qwen3vl.n_deepstack_layers", &c->n_deepstack, false, 0);
 }
 

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "gguf.h"
 #include "golden.h"
 #include "runtime.h"
 #include "test.h"
@@ -213,6 +215,73 @@ static void check_errors(const char *golden, tandem_model *m, tandem_model *text
     tandem_image_free(img);
 }
 
+/* A qwen3vl GGUF (llama.cpp's text-model file of Qwen3-VL): the golden Qwen3 GGUF with its qwen3.* keys renamed
+ * and the two VL keys added. It loads as a text model whose M-RoPE sections and DeepStack count are read; text
+ * gives the same logits as the qwen3 file (equal position components); images are refused. */
+static void check_qwen3vl_gguf(const char *golden) {
+    char src_path[2200], path[2200];
+    snprintf(src_path, sizeof src_path, "%s/models/tied_gqa2/model-f32.gguf", golden);
+    snprintf(path, sizeof path, "/tmp/test_vl_golden-%d.gguf", (int)getpid());
+    gguf_file *f = NULL;
+    gguf_writer *w = NULL;
+    CHECK_OK(gguf_open(src_path, &f));
+    CHECK_OK(gguf_writer_init(&w));
+    if (!f || !w) return;
+    for (int64_t i = 0; i < f->n_kv; i++) {
+        gguf_kv kv = f->kv[i];
+        char key[256];
+        if (!strcmp(kv.key, "general.architecture")) {
+            CHECK_OK(gguf_writer_set_str(w, kv.key, "qwen3vl", 7));
+            continue;
+        }
+        if (!strncmp(kv.key, "qwen3.", 6)) {
+            snprintf(key, sizeof key, "qwen3vl.%s", kv.key + 6);
+            kv.key = key;
+        }
+        CHECK_OK(gguf_writer_copy_kv(w, &kv));
+    }
+    const int32_t sections[4] = {8, 4, 4, 0};
+    CHECK_OK(gguf_writer_set_arr_i32(w, "qwen3vl.rope.dimension_sections", sections, 4));
+    CHECK_OK(gguf_writer_set_u32(w, "qwen3vl.n_deepstack_layers", 2));
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        CHECK_OK(gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data));
+    }
+    CHECK_OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+    gguf_close(f);
+
+    tandem_model_params mp = tandem_model_default_params();
+    mp.n_threads = 2;
+    tandem_model *vl = NULL, *text = NULL;
+    CHECK_OK(tandem_model_load(path, &mp, &vl));
+    CHECK_OK(tandem_model_load(src_path, &mp, &text));
+    if (vl && text) {
+        const qwen3_config *c = &vl->qwen.cfg;
+        CHECK(c->rope_sections[0] == 8 && c->rope_sections[1] == 4 && c->rope_sections[2] == 4 && c->n_deepstack == 2);
+        CHECK(!tandem_model_has_vision(vl));
+        const int32_t ids[5] = {1, 20, 300, 7, 42};
+        tandem_ctx *a = NULL, *b = NULL;
+        tandem_ctx_params cp = tandem_ctx_default_params();
+        cp.exact = true;
+        CHECK_OK(tandem_ctx_init(vl, &cp, &a));
+        CHECK_OK(tandem_ctx_init(text, &cp, &b));
+        if (a && b) {
+            CHECK_OK(tandem_ctx_eval(a, ids, 5, NULL));
+            CHECK_OK(tandem_ctx_eval(b, ids, 5, NULL));
+            CHECK(memcmp(tandem_ctx_logits(a), tandem_ctx_logits(b), (size_t)c->vocab_size * sizeof(float)) == 0);
+            tandem_image *img = NULL;
+            snprintf(src_path, sizeof src_path, "%s/vision_chat/checker_64x96.png", golden);
+            CHECK_FAILS(tandem_image_load(vl, src_path, NULL, &img), TANDEM_ERR_UNSUPPORTED, "mmproj");
+        }
+        tandem_ctx_free(a);
+        tandem_ctx_free(b);
+    }
+    tandem_model_free(vl);
+    tandem_model_free(text);
+    unlink(path);
+}
+
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
     char path[1024];
@@ -232,6 +301,7 @@ int main(int argc, char **argv) {
     const json_t *cases = json_object_get(doc, "cases");
     CHECK(json_array_size(cases) == 3);
     for (size_t i = 0; i < json_array_size(cases); i++) check_case(golden, m, json_array_get(cases, i));
+    check_qwen3vl_gguf(golden);
     tandem_model *text_model = load_golden_model(golden, "tied_gqa2");
     if (text_model) check_errors(golden, m, text_model);
     tandem_model_free(text_model);
