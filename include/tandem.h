@@ -354,6 +354,8 @@ typedef struct tandem_image_params {
 tandem_image_params tandem_image_default_params(void);
 
 bool tandem_model_has_vision(const tandem_model *model);
+/* The image placeholder's id (<|image_pad|>, config.json image_token_id); -1 without a vision tower. */
+int32_t tandem_model_image_token(const tandem_model *model);
 /* Decodes a JPEG, PNG or WebP file (EXIF orientation applied, transparency on white; dimensions checked from the
  * header before any pixel buffer: a decompression bomb is refused) and preprocesses it for model's vision tower
  * (resize with Pillow's bicubic, normalise, patches). Errors name the file: TANDEM_ERR_IO (unreadable),

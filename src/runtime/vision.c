@@ -15,6 +15,8 @@ tandem_image_params tandem_image_default_params(void) { return (tandem_image_par
 
 bool tandem_model_has_vision(const tandem_model *model) { return model->vit != NULL; }
 
+int32_t tandem_model_image_token(const tandem_model *model) { return model->vit ? model->image_token_id : -1; }
+
 void tandem_image_free(tandem_image *img) {
     if (!img) return;
     vision_pixels_free(&img->px);

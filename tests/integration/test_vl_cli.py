@@ -1,6 +1,8 @@
 """tandem run --image on the tiny Qwen3-VL folder of tests/golden/vision_chat (tests/gen/make_vl_text_golden.py):
 prompt ids and greedy tokens as transformers' processor and model.generate make them; bad images are clear errors."""
 import json
+import os
+import signal
 
 import pytest
 
@@ -64,3 +66,39 @@ def test_image_token_budget(run_tandem, golden_dir):
     pad = cases(golden_dir)["one_image"]["input_ids"][6]
     assert base["prompt_ids"].count(pad) == 6
     assert 12 <= big["prompt_ids"].count(pad) <= 24
+
+
+def test_chat_image_goes_with_the_next_message(tandem_bin, golden_dir):
+    """tandem chat's /image: the next message's prompt is the processor's (image then text), and the next turn
+    reuses the cached image instead of evaluating it again."""
+    from test_chat_cli import Terminal
+    c = cases(golden_dir)["one_image"]
+    term = Terminal([str(tandem_bin), "chat", "-m", str(golden_dir / "vision_chat" / "model"), "--temp", "0",
+                     "-n", "4"])
+    try:
+        chat_session(term, c, golden_dir)
+    finally:  # a failed check leaves no chat running
+        if term in Terminal.running:
+            Terminal.running.remove(term)
+            os.kill(term.pid, signal.SIGKILL)
+            os.waitpid(term.pid, 0)
+            os.close(term.fd)
+
+
+def chat_session(term, c, golden_dir):
+    from test_chat_cli import stats
+    term.expect("> ")
+    term.send("/image " + str(golden_dir / "vision_chat" / "no_such.png"))
+    term.expect("no_such.png")
+    term.send("/image " + str(golden_dir / "vision_chat" / "checker_64x96.png"))
+    term.expect("6 tokens, goes with the next message")
+    term.send(c["text"])
+    n1, reused1 = stats(term.expect(" reused)"))
+    assert (n1, reused1) == (len(c["input_ids"]), 0)
+    term.expect("> ")
+    term.send("And now?")
+    n2, reused2 = stats(term.expect(" reused)"))
+    assert n2 > n1 and reused2 >= len(c["input_ids"])
+    term.expect("> ")
+    term.send("/quit")
+    assert term.wait() == 0
