@@ -136,7 +136,7 @@ void tandem_model_free(tandem_model *model);
 int32_t tandem_model_threads(const tandem_model *model);  /* threads its evaluations use */
 
 typedef struct tandem_model_info {
-    const char *architecture;  /* "qwen3" */
+    const char *architecture;  /* "qwen3", or "qwen3vl": Qwen3-VL's text model (M-RoPE sections set) */
     const char *name;          /* general.name or the folder name; may be "" */
     const char *source;        /* "gguf" or "safetensors" */
     int32_t n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, context_length;

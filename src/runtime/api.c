@@ -182,14 +182,26 @@ fail:
 void tandem_model_get_info(const tandem_model *m, tandem_model_info *info) {
     const qwen3_config *c = &m->qwen.cfg;
     *info = (tandem_model_info){
-        .architecture = "qwen3", .name = m->name, .source = m->source,
-        .n_layers = c->n_layers, .dim = c->dim, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
-        .head_dim = c->head_dim, .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size,
-        .context_length = c->context_length, .rope_theta = c->rope_theta, .rms_eps = c->rms_eps,
-        .tied_embeddings = c->tied_embeddings, .n_params = m->n_params, .weight_bytes = m->weight_bytes,
+        .architecture = c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2] ? "qwen3vl" : "qwen3",
+        .name = m->name,
+        .source = m->source,
+        .n_layers = c->n_layers,
+        .dim = c->dim,
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .ffn_dim = c->ffn_dim,
+        .vocab_size = c->vocab_size,
+        .context_length = c->context_length,
+        .rope_theta = c->rope_theta,
+        .rms_eps = c->rms_eps,
+        .tied_embeddings = c->tied_embeddings,
+        .n_params = m->n_params,
+        .weight_bytes = m->weight_bytes,
         /* untied: the embedding table is read one row per token, not streamed */
-        .step_bytes = m->weight_bytes - (c->tied_embeddings ? 0
-                                         : (int64_t)(m->qwen.embed_tokens.row_bytes * (size_t)(c->vocab_size - 1))),
+        .step_bytes = m->weight_bytes - (c->tied_embeddings
+                                             ? 0
+                                             : (int64_t)(m->qwen.embed_tokens.row_bytes * (size_t)(c->vocab_size - 1))),
         .n_tensors = (int32_t)(m->gguf ? m->gguf->n_tensors : m->st->n_tensors),
     };
 }

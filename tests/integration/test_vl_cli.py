@@ -102,3 +102,10 @@ def chat_session(term, c, golden_dir):
     term.expect("> ")
     term.send("/quit")
     assert term.wait() == 0
+
+
+def test_info_says_vision(run_tandem, golden_dir, models_dir):
+    vl = last_json(run_tandem("info", "-m", golden_dir / "vision_chat" / "model", "--json").stdout)
+    text = last_json(run_tandem("info", "-m", models_dir / "tied_gqa2", "--json").stdout)
+    assert (vl["architecture"], vl["vision"]) == ("qwen3vl", True)
+    assert (text["architecture"], text["vision"]) == ("qwen3", False)

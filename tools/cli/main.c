@@ -484,6 +484,7 @@ static int cmd_info(int argc, char **argv) {
             (json_int_t)mi.n_params, "weight_bytes", (json_int_t)mi.weight_bytes, "n_tensors", mi.n_tensors,
             "tensor_types", types, "tokenizer", "vocab_size", tandem_tokenizer_vocab_size(tok), "eos_ids",
             ids_json(eos, n_eos), "chat_template", tmpl != NULL);
+        json_object_set_new(out, "vision", json_boolean(tandem_model_has_vision(model)));
         print_json_line(out);
     } else {
         printf("model:          %s (%s, %s)\n", mi.name, mi.architecture, mi.source);
@@ -496,6 +497,7 @@ static int cmd_info(int argc, char **argv) {
         printf("rope theta:     %g\n", (double)mi.rope_theta);
         printf("rms eps:        %g\n", (double)mi.rms_eps);
         printf("embeddings:     %s\n", mi.tied_embeddings ? "tied (output head = token embeddings)" : "separate output head");
+        if (tandem_model_has_vision(model)) printf("vision:         a vision tower: images with --image\n");
         printf("parameters:     %lld (%.2f GiB as stored)\n", (long long)mi.n_params, (double)mi.weight_bytes / (1 << 30));
         printf("tensors:        %d (", mi.n_tensors);
         const char *sep = "";
