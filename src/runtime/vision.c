@@ -95,6 +95,8 @@ tandem_status tandem_vl_prompt(const tandem_model *model, const char *text, size
     *n_ids = 0;
     if (n_images < 0 || (n_images > 0 && !images))
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_vl_prompt: n_images %d without images", n_images);
+    for (int32_t i = 0; i < n_images; i++)
+        if (!images[i]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_vl_prompt: images[%d] is NULL", i);
     int32_t *tok;
     size_t n_tok;
     tandem_status st = tandem_tokenizer_encode(model->tokenizer, text, len, true, &tok, &n_tok);
