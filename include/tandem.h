@@ -136,7 +136,7 @@ void tandem_model_free(tandem_model *model);
 int32_t tandem_model_threads(const tandem_model *model);  /* threads its evaluations use */
 
 typedef struct tandem_model_info {
-    const char *architecture;  /* "qwen3" */
+    const char *architecture;  /* "qwen3", or "qwen3vl": Qwen3-VL's text model (M-RoPE sections set) */
     const char *name;          /* general.name or the folder name; may be "" */
     const char *source;        /* "gguf" or "safetensors" */
     int32_t n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, context_length;
@@ -299,6 +299,10 @@ typedef struct tandem_gen_params {
      * proposal: a wrong prediction costs verification rows, never a different output. NULL / 0 = none */
     const int32_t *prediction;
     int32_t n_prediction;
+    /* images (Qwen3-VL, below): the prompt's <|image_pad|> runs, in order, are these images (each run exactly
+     * tandem_image_tokens long, as tandem_vl_prompt builds it); borrowed. NULL / 0 = a text prompt */
+    const struct tandem_image *const *images;
+    int32_t n_images;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -327,6 +331,52 @@ typedef struct tandem_gen_result {
 tandem_status tandem_generate(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
                               const tandem_gen_params *params, tandem_gen_result *result);
 void tandem_gen_result_free(tandem_gen_result *result);
+
+/* ---- images in, text out: Qwen3-VL (src/vision, src/runtime/vision.c) ----
+ * A model loaded from a Qwen3-VL Hugging Face folder (config.json with a vision_config) holds its vision tower. A
+ * prompt with images is built as transformers' Qwen3VLProcessor builds it: the chat template renders each image part
+ * of a message ({"type": "image"}) as <|vision_start|><|image_pad|><|vision_end|>; tandem_vl_prompt tokenizes that
+ * text and repeats each <|image_pad|> as many times as its image has tokens. tandem_generate with
+ * tandem_gen_params.images then encodes the images with the vision tower (on the model's threads), feeds its rows at
+ * those ids, adds its DeepStack features after the first layers, and gives every token its 3-axis position as
+ * transformers' get_rope_index does: an image of gh x gw tokens starting at position s puts its token (r, c) at
+ * (s, s + r, s + c) and the next token at s + max(gh, gw); later tokens, generated ones included, continue from
+ * there. A model without a vision tower (a text model, a qwen3vl GGUF without its projector) refuses images
+ * (TANDEM_ERR_UNSUPPORTED); an engine does not take them yet. */
+typedef struct tandem_image tandem_image;
+
+typedef struct tandem_image_params {
+    /* the image's token budget: its size is rounded to multiples of 32 pixels (patch 16 x merge 2) with between
+     * min_tokens and max_tokens 32 x 32 cells (transformers' smart_resize); 0 = the model's preprocessor_config.json
+     * (Qwen3-VL: 64 .. 16384) */
+    int32_t min_tokens, max_tokens;
+} tandem_image_params;
+tandem_image_params tandem_image_default_params(void);
+
+bool tandem_model_has_vision(const tandem_model *model);
+/* The image placeholder's id (<|image_pad|>, config.json image_token_id); -1 without a vision tower. */
+int32_t tandem_model_image_token(const tandem_model *model);
+/* Decodes a JPEG, PNG or WebP file (EXIF orientation applied, transparency on white; dimensions checked from the
+ * header before any pixel buffer: a decompression bomb is refused) and preprocesses it for model's vision tower
+ * (resize with Pillow's bicubic, normalise, patches). Errors name the file: TANDEM_ERR_IO (unreadable),
+ * TANDEM_ERR_FORMAT (not an image, truncated, corrupt, too large), TANDEM_ERR_UNSUPPORTED (a format tandem does not
+ * decode, a model without a vision tower), TANDEM_ERR_INVALID_ARG (an aspect ratio above 200). */
+tandem_status tandem_image_load(const tandem_model *model, const char *path, const tandem_image_params *params,
+                                tandem_image **out);
+/* The same from bytes in memory; name labels messages. */
+tandem_status tandem_image_from_bytes(const tandem_model *model, const char *name, const void *data, size_t size,
+                                      const tandem_image_params *params, tandem_image **out);
+void tandem_image_free(tandem_image *img);            /* accepts NULL */
+int32_t tandem_image_tokens(const tandem_image *img); /* the tokens it takes in a prompt */
+/* Size as decoded, and as preprocessed (multiples of 32). */
+void tandem_image_size(const tandem_image *img, int32_t *width, int32_t *height, int32_t *resized_width,
+                       int32_t *resized_height);
+
+/* The processor's step: text (a rendered chat prompt holding one <|image_pad|> per image, in order) tokenized with
+ * its special tokens, each <|image_pad|> repeated tandem_image_tokens(images[i]) times. TANDEM_ERR_INVALID_ARG when
+ * the text's image placeholders do not match n_images. *ids: free with tandem_free. */
+tandem_status tandem_vl_prompt(const tandem_model *model, const char *text, size_t len,
+                               const tandem_image *const *images, int32_t n_images, int32_t **ids, size_t *n_ids);
 
 /* ---- engine: many sequences decoded together ---- */
 

@@ -155,6 +155,11 @@ void rmsnorm_forward(float *out, const float *x, const float *w, int n, float ep
  * position's cos_sin (head_dim): the cosines of the head_dim/2 angles, then their sines (once per position
  * and forward pass: every layer and head shares them); rope_forward rotates x (n_heads, head_dim) in place. */
 void rope_angles(float *cos_sin, int head_dim, int32_t pos, const float *inv_freq);
+/* Qwen3-VL's interleaved M-RoPE (transformers' apply_interleaved_mrope): rope_angles' layout, frequency k taking
+ * its position from axis H (pos[1]) when k % 3 == 1 and k < 3·sections[1], from W (pos[2]) when k % 3 == 2 and
+ * k < 3·sections[2], else from T (pos[0]). Equal components give rope_angles(pos[0]). */
+void rope_angles_mrope(float *cos_sin, int head_dim, const int32_t pos[3], const int32_t sections[3],
+                       const float *inv_freq);
 void rope_forward(float *x, int n_heads, int head_dim, const float *cos_sin);
 /* inv_freq (head_dim/2) = 1 / theta^(2k/head_dim), computed in float32 as HF does. */
 void rope_inv_freq(float *inv_freq, int head_dim, float theta);

@@ -37,6 +37,17 @@ void rope_angles(float *cos_sin, int head_dim, int32_t pos, const float *inv_fre
     }
 }
 
+void rope_angles_mrope(float *cos_sin, int head_dim, const int32_t pos[3], const int32_t sections[3],
+                       const float *inv_freq) {
+    const int half = head_dim / 2;
+    for (int k = 0; k < half; k++) {
+        const int axis = k % 3 == 1 && k < 3 * sections[1] ? 1 : k % 3 == 2 && k < 3 * sections[2] ? 2 : 0;
+        const float angle = (float)pos[axis] * inv_freq[k]; /* float32 product, as HF */
+        cos_sin[k] = (float)cos((double)angle);
+        cos_sin[half + k] = (float)sin((double)angle);
+    }
+}
+
 void rope_forward(float *x, int n_heads, int head_dim, const float *cos_sin) {
     const int half = head_dim / 2;
     for (int h = 0; h < n_heads; h++) {

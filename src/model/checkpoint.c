@@ -120,12 +120,6 @@ tandem_status checkpoint_open(const char *path, checkpoint *out) {
 }
 
 tandem_status checkpoint_bind(const checkpoint *c, qwen3_model *m) {
-    if (c->files.vision_config)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "%s: config.json has a vision_config: vision-language checkpoints "
-                           "(Qwen3-VL) are not supported yet, only their text model's config "
-                           "is read",
-                           c->files.config);
     m->cfg = c->cfg;
     return c->gguf ? qwen3_bind_gguf(m, c->gguf) : qwen3_bind_safetensors(m, c->st, c->files.path);
 }

@@ -47,7 +47,8 @@ typedef struct checkpoint {
 tandem_status checkpoint_open(const char *path, checkpoint *out);
 void checkpoint_close(checkpoint *c); /* accepts a zeroed struct */
 
-/* Binds m's weights (m->cfg = c->cfg first) from the opened checkpoint; refuses a vision-language checkpoint. */
+/* Binds m's weights (m->cfg = c->cfg first) from the opened checkpoint: of a vision-language checkpoint (Qwen3-VL),
+ * its text model (the vision tower is vit_load's). */
 tandem_status checkpoint_bind(const checkpoint *c, qwen3_model *m);
 
 /* config.json's JSON (root) → config, as qwen3_config_from_json; path names the file in messages. */

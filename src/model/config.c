@@ -34,6 +34,15 @@ static tandem_status check_config(const char *src, qwen3_config *c) {
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: rope_theta %g must be a positive number", src, c->rope_theta);
     if (!(c->rms_eps > 0) || !(c->rms_eps < 1))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", src, c->rms_eps);
+    const int32_t *sec = c->rope_sections;
+    if ((sec[0] || sec[1] || sec[2]) && (int64_t)sec[0] + sec[1] + sec[2] != c->head_dim / 2)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: M-RoPE sections [%d, %d, %d] (mrope_section, rope.dimension_sections) must sum to "
+                           "head_dim / 2 = %d",
+                           src, sec[0], sec[1], sec[2], c->head_dim / 2);
+    if (c->n_deepstack < 0 || c->n_deepstack > MAX_LAYERS)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: %d DeepStack layers is out of range 0..%d", src, c->n_deepstack,
+                           MAX_LAYERS);
     if (c->context_length <= 0) c->context_length = 40960;
     return TANDEM_OK;
 }
@@ -64,6 +73,23 @@ static tandem_status json_float_field(const char *path, const json_t *obj, const
     return TANDEM_OK;
 }
 
+/* Qwen3-VL's mrope_section [t, h, w] (rope_parameters or rope_scaling): three non-negative counts of rotary
+ * frequencies. transformers always interleaves them (apply_interleaved_mrope), whatever mrope_interleaved says. */
+static tandem_status read_mrope_section(const char *path, const json_t *obj, qwen3_config *c) {
+    const json_t *sec = json_object_get(obj, "mrope_section");
+    if (!sec || json_is_null(sec)) return TANDEM_OK;
+    if (!json_is_array(sec) || json_array_size(sec) != 3)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'mrope_section' must be an array of 3 integers", path);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_array_get(sec, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_HEAD_DIM)
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: field 'mrope_section' must be an array of 3 integers in 0..%d",
+                               path, MAX_HEAD_DIM);
+        c->rope_sections[i] = (int32_t)json_integer_value(v);
+    }
+    return TANDEM_OK;
+}
+
 /* rope settings: v4 configs write rope_theta + rope_scaling, v5 configs write rope_parameters. */
 static tandem_status read_rope(const char *path, const json_t *root, qwen3_config *c) {
     c->rope_theta = 10000.0f;  /* Qwen3Config's default */
@@ -88,6 +114,31 @@ static tandem_status read_rope(const char *path, const json_t *root, qwen3_confi
         if (type && strcmp(type, "default") != 0)
             return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: rope type '%s' is not supported (only default RoPE)",
                                path, type);
+        tandem_status st = read_mrope_section(path, kinds[i], c);
+        if (st) return st;
+    }
+    return TANDEM_OK;
+}
+
+/* What Qwen3-VL adds to its text model: M-RoPE sections (transformers' default [24, 20, 20] when absent, which
+ * only fits head_dim 128; other sizes without them get plain RoPE, as equal position components would) and one
+ * DeepStack feature set per vision_config.deepstack_visual_indexes entry (transformers' default has 3). */
+static tandem_status read_vl_fields(const char *src, const json_t *root, qwen3_config *c) {
+    const int32_t *sec = c->rope_sections;
+    if (sec[0] == 0 && sec[1] == 0 && sec[2] == 0 && c->head_dim == 128) {
+        c->rope_sections[0] = 24;
+        c->rope_sections[1] = 20;
+        c->rope_sections[2] = 20;
+    }
+    const json_t *vision = json_object_get(root, "vision_config");
+    if (!json_is_object(vision)) return TANDEM_OK;
+    const json_t *taps = json_object_get(vision, "deepstack_visual_indexes");
+    if (!taps || json_is_null(taps)) {
+        c->n_deepstack = 3;
+    } else if (!json_is_array(taps) || json_array_size(taps) > MAX_LAYERS) {
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: vision_config.deepstack_visual_indexes must be an array", src);
+    } else {
+        c->n_deepstack = (int32_t)json_array_size(taps);
     }
     return TANDEM_OK;
 }
@@ -160,6 +211,7 @@ tandem_status qwen3_config_from_json_value(const char *path, const json_t *root,
         st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (expected 'silu')", src, act);
         goto done;
     }
+    if (text && (st = read_vl_fields(src, root, c))) goto done;
     st = check_config(src, c);
 done:
     free(nested);
@@ -199,46 +251,86 @@ static tandem_status gguf_u32_field(const gguf_file *f, const char *key, int32_t
     return TANDEM_OK;
 }
 
+/* The metadata keys of an architecture: "<arch>.<name>" (qwen3.block_count, qwen3vl.block_count). */
+static const char *arch_key(char *buf, size_t cap, const char *arch, const char *name) {
+    snprintf(buf, cap, "%s.%s", arch, name);
+    return buf;
+}
+
+/* qwen3vl's rope.dimension_sections [t, h, w, 0] (llama.cpp's 4th section is always 0; tandem follows
+ * transformers, which has 3) and n_deepstack_layers. */
+static tandem_status read_gguf_vl_fields(const gguf_file *f, qwen3_config *c) {
+    const char *path = f->map.path;
+    const gguf_kv *kv = gguf_find_kv(f, "qwen3vl.rope.dimension_sections");
+    if (!kv) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key 'qwen3vl.rope.dimension_sections'", path);
+    const bool ints = kv->array_type != GGUF_TYPE_STRING && kv->array_type != GGUF_TYPE_ARRAY &&
+                      kv->array_type != GGUF_TYPE_FLOAT32 && kv->array_type != GGUF_TYPE_FLOAT64;
+    if (kv->type != GGUF_TYPE_ARRAY || !ints || kv->n < 3 || kv->n > 4)
+        return tandem_fail(TANDEM_ERR_FORMAT,
+                           "%s: metadata key 'qwen3vl.rope.dimension_sections' must be an array of "
+                           "4 integers",
+                           path);
+    for (uint64_t i = 0; i < kv->n; i++) {
+        const int64_t v = gguf_array_int(kv, i);
+        if (v < 0 || v > c->head_dim || (i == 3 && v != 0))
+            return tandem_fail(TANDEM_ERR_FORMAT, "%s: qwen3vl.rope.dimension_sections[%d] = %lld is out of range",
+                               path, (int)i, (long long)v);
+        if (i < 3) c->rope_sections[i] = (int32_t)v;
+    }
+    return gguf_u32_field(f, "qwen3vl.n_deepstack_layers", &c->n_deepstack, false, 0);
+}
+
 tandem_status qwen3_config_from_gguf(const gguf_file *f, qwen3_config *c) {
     memset(c, 0, sizeof *c);
     const char *path = f->map.path;
-    gguf_str arch;
-    if (!gguf_get_str(f, "general.architecture", &arch))
+    gguf_str arch_str;
+    if (!gguf_get_str(f, "general.architecture", &arch_str))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing metadata key 'general.architecture'", path);
-    if (arch.len != 5 || memcmp(arch.ptr, "qwen3", 5) != 0)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (expected 'qwen3')",
-                           path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    const bool vl = arch_str.len == 7 && memcmp(arch_str.ptr, "qwen3vl", 7) == 0;
+    if (!vl && (arch_str.len != 5 || memcmp(arch_str.ptr, "qwen3", 5) != 0))
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "%s: architecture '%.*s' is not supported (expected 'qwen3' or 'qwen3vl')", path,
+                           (int)(arch_str.len > 64 ? 64 : arch_str.len), arch_str.ptr);
+    const char *arch = vl ? "qwen3vl" : "qwen3";
+    char k[96];
     tandem_status st;
-    if ((st = gguf_u32_field(f, "qwen3.block_count", &c->n_layers, true, 0)) ||
-        (st = gguf_u32_field(f, "qwen3.embedding_length", &c->dim, true, 0)) ||
-        (st = gguf_u32_field(f, "qwen3.feed_forward_length", &c->ffn_dim, true, 0)) ||
-        (st = gguf_u32_field(f, "qwen3.attention.head_count", &c->n_heads, true, 0)) ||
-        (st = gguf_u32_field(f, "qwen3.attention.head_count_kv", &c->n_kv_heads, false, c->n_heads)) ||
-        (st = gguf_u32_field(f, "qwen3.context_length", &c->context_length, false, 40960)))
+    if ((st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "block_count"), &c->n_layers, true, 0)) ||
+        (st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "embedding_length"), &c->dim, true, 0)) ||
+        (st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "feed_forward_length"), &c->ffn_dim, true, 0)) ||
+        (st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "attention.head_count"), &c->n_heads, true, 0)) ||
+        (st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "attention.head_count_kv"), &c->n_kv_heads, false,
+                             c->n_heads)) ||
+        (st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "context_length"), &c->context_length, false, 40960)))
         return st;
     if (c->n_heads <= 0)
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: qwen3.attention.head_count must be positive", path);
-    if ((st = gguf_u32_field(f, "qwen3.attention.key_length", &c->head_dim, false, c->dim / c->n_heads))) return st;
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: %s.attention.head_count must be positive", path, arch);
+    if ((st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "attention.key_length"), &c->head_dim, false,
+                             c->dim / c->n_heads)))
+        return st;
     int32_t value_length;
-    if ((st = gguf_u32_field(f, "qwen3.attention.value_length", &value_length, false, c->head_dim))) return st;
+    if ((st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "attention.value_length"), &value_length, false,
+                             c->head_dim)))
+        return st;
     if (value_length != c->head_dim)
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from key_length %d", path,
                            value_length, c->head_dim);
     int32_t rot;
-    if ((st = gguf_u32_field(f, "qwen3.rope.dimension_count", &rot, false, c->head_dim))) return st;
+    if ((st = gguf_u32_field(f, arch_key(k, sizeof k, arch, "rope.dimension_count"), &rot, false, c->head_dim)))
+        return st;
     if (rot != c->head_dim)
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: partial rotary (rope.dimension_count %d of %d) is not supported",
                            path, rot, c->head_dim);
     c->rope_theta = 10000.0f;
-    if (gguf_find_kv(f, "qwen3.rope.freq_base") && !gguf_get_f32(f, "qwen3.rope.freq_base", &c->rope_theta))
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key 'qwen3.rope.freq_base' must be a number", path);
-    if (!gguf_get_f32(f, "qwen3.attention.layer_norm_rms_epsilon", &c->rms_eps))
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing or non-numeric key 'qwen3.attention.layer_norm_rms_epsilon'",
-                           path);
+    if (gguf_find_kv(f, arch_key(k, sizeof k, arch, "rope.freq_base")) && !gguf_get_f32(f, k, &c->rope_theta))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: metadata key '%s' must be a number", path, k);
+    if (!gguf_get_f32(f, arch_key(k, sizeof k, arch, "attention.layer_norm_rms_epsilon"), &c->rms_eps))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing or non-numeric key '%s'", path, k);
     gguf_str scaling;
-    if (gguf_get_str(f, "qwen3.rope.scaling.type", &scaling) && !(scaling.len == 4 && !memcmp(scaling.ptr, "none", 4)))
+    if (gguf_get_str(f, arch_key(k, sizeof k, arch, "rope.scaling.type"), &scaling) &&
+        !(scaling.len == 4 && !memcmp(scaling.ptr, "none", 4)))
         return tandem_fail(TANDEM_ERR_UNSUPPORTED, "%s: rope scaling '%.*s' is not supported", path,
                            (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
+    if (vl && (st = read_gguf_vl_fields(f, c))) return st;
     const char *emb_name = qwen3_global_name(QWEN3_TOKEN_EMBD, NAMING_GGUF);
     const gguf_tensor *emb = gguf_find_tensor(f, emb_name);
     if (!emb) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", path, emb_name);

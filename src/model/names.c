@@ -7,25 +7,26 @@
 
 #include "names.h"
 
-/* Globals: the whole name; block tensors: what follows "blk.N." / "model.layers.N.". */
-static const char *const NAMES[QWEN3_N_TENSORS][2] = {
-    [QWEN3_TOKEN_EMBD] = {"token_embd.weight", "model.embed_tokens.weight"},
-    [QWEN3_ATTN_NORM] = {"attn_norm.weight", "input_layernorm.weight"},
-    [QWEN3_ATTN_Q] = {"attn_q.weight", "self_attn.q_proj.weight"},
-    [QWEN3_ATTN_K] = {"attn_k.weight", "self_attn.k_proj.weight"},
-    [QWEN3_ATTN_V] = {"attn_v.weight", "self_attn.v_proj.weight"},
-    [QWEN3_ATTN_Q_NORM] = {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-    [QWEN3_ATTN_K_NORM] = {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-    [QWEN3_ATTN_OUTPUT] = {"attn_output.weight", "self_attn.o_proj.weight"},
-    [QWEN3_FFN_NORM] = {"ffn_norm.weight", "post_attention_layernorm.weight"},
-    [QWEN3_FFN_GATE] = {"ffn_gate.weight", "mlp.gate_proj.weight"},
-    [QWEN3_FFN_UP] = {"ffn_up.weight", "mlp.up_proj.weight"},
-    [QWEN3_FFN_DOWN] = {"ffn_down.weight", "mlp.down_proj.weight"},
-    [QWEN3_OUTPUT_NORM] = {"output_norm.weight", "model.norm.weight"},
-    [QWEN3_OUTPUT] = {"output.weight", "lm_head.weight"},
+/* Globals: the whole name; block tensors: what follows "blk.N." / "model.layers.N." /
+ * "model.language_model.layers.N.". */
+static const char *const NAMES[QWEN3_N_TENSORS][3] = {
+    [QWEN3_TOKEN_EMBD] = {"token_embd.weight", "model.embed_tokens.weight", "model.language_model.embed_tokens.weight"},
+    [QWEN3_ATTN_NORM] = {"attn_norm.weight", "input_layernorm.weight", "input_layernorm.weight"},
+    [QWEN3_ATTN_Q] = {"attn_q.weight", "self_attn.q_proj.weight", "self_attn.q_proj.weight"},
+    [QWEN3_ATTN_K] = {"attn_k.weight", "self_attn.k_proj.weight", "self_attn.k_proj.weight"},
+    [QWEN3_ATTN_V] = {"attn_v.weight", "self_attn.v_proj.weight", "self_attn.v_proj.weight"},
+    [QWEN3_ATTN_Q_NORM] = {"attn_q_norm.weight", "self_attn.q_norm.weight", "self_attn.q_norm.weight"},
+    [QWEN3_ATTN_K_NORM] = {"attn_k_norm.weight", "self_attn.k_norm.weight", "self_attn.k_norm.weight"},
+    [QWEN3_ATTN_OUTPUT] = {"attn_output.weight", "self_attn.o_proj.weight", "self_attn.o_proj.weight"},
+    [QWEN3_FFN_NORM] = {"ffn_norm.weight", "post_attention_layernorm.weight", "post_attention_layernorm.weight"},
+    [QWEN3_FFN_GATE] = {"ffn_gate.weight", "mlp.gate_proj.weight", "mlp.gate_proj.weight"},
+    [QWEN3_FFN_UP] = {"ffn_up.weight", "mlp.up_proj.weight", "mlp.up_proj.weight"},
+    [QWEN3_FFN_DOWN] = {"ffn_down.weight", "mlp.down_proj.weight", "mlp.down_proj.weight"},
+    [QWEN3_OUTPUT_NORM] = {"output_norm.weight", "model.norm.weight", "model.language_model.norm.weight"},
+    [QWEN3_OUTPUT] = {"output.weight", "lm_head.weight", "lm_head.weight"},
 };
 
-static const char *const BLOCK_PREFIX[2] = {"blk.", "model.layers."};
+static const char *const BLOCK_PREFIX[3] = {"blk.", "model.layers.", "model.language_model.layers."};
 
 const char *qwen3_block_prefix(tensor_naming naming) { return BLOCK_PREFIX[naming]; }
 

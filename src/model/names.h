@@ -28,10 +28,12 @@ typedef enum qwen3_tensor {
 
 enum { QWEN3_BLOCK_TENSORS = QWEN3_FFN_DOWN - QWEN3_ATTN_NORM + 1 };
 
-/* Which naming: llama.cpp's ("blk.0.attn_q.weight") or Hugging Face's ("model.layers.0.self_attn.q_proj.weight"). */
-typedef enum tensor_naming { NAMING_GGUF, NAMING_HF } tensor_naming;
+/* Which naming: llama.cpp's ("blk.0.attn_q.weight"), Hugging Face's ("model.layers.0.self_attn.q_proj.weight"), or
+ * Hugging Face's for the text model of a Qwen3-VL checkpoint ("model.language_model.layers.0.self_attn.q_proj.weight",
+ * "model.language_model.embed_tokens.weight", "lm_head.weight"). */
+typedef enum tensor_naming { NAMING_GGUF, NAMING_HF, NAMING_HF_VL } tensor_naming;
 
-/* What precedes a block tensor's layer number: "blk." or "model.layers.". */
+/* What precedes a block tensor's layer number: "blk.", "model.layers." or "model.language_model.layers.". */
 const char *qwen3_block_prefix(tensor_naming naming);
 static inline bool qwen3_tensor_in_block(qwen3_tensor t) { return t >= QWEN3_ATTN_NORM && t <= QWEN3_FFN_DOWN; }
 /* The name of tensor t (of layer `layer` for a block tensor; layer is ignored otherwise) into out; false when

@@ -5,11 +5,12 @@
  *   ids ─ embed_tokens ─┬─ for each layer ──────────────────────────────────────────────────┐
  *                       │  h = RMSNorm(x, input_layernorm)                                    │
  *                       │  q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ                                         │
- *                       │  q,k = per-head RMSNorm(q_norm / k_norm), then RoPE (rotate-half)   │
+ *                       │  q,k = per-head RMSNorm(q_norm / k_norm), then RoPE (or M-RoPE)     │
  *                       │  k,v → each token's KV cache, at its row                            │
  *                       │  x += o_proj(causal GQA attention(q, K, V))                         │
  *                       │  x += down_proj(silu(gate_proj(h')) ⊙ up_proj(h')),                 │
  *                       │       h' = RMSNorm(x, post_attention_layernorm)                     │
+ *                       │  Qwen3-VL, l < n_deepstack: x += DeepStack set l at image rows      │
  *                       └─ logits = lm_head(RMSNorm(x, norm)) ──────────────────────────────────┘
  *
  * (x starts as embed_tokens rows of the ids, or as embedding rows the batch brings.)
@@ -286,7 +287,7 @@ void qwen3_forward(const qwen3_model *m, qwen3_scratch *s, thread_pool *pool, co
     const qwen3_config *c = &m->cfg;
     const int dim = c->dim, hd = c->head_dim, n = b->n;
     TANDEM_ASSERT(n >= 1 && n <= s->n_batch && (b->ids || b->embd));
-    TANDEM_ASSERT(b->n_pos == 1);   /* M-RoPE (n_pos = 3) arrives with Qwen3-VL: then rope_angles per component */
+    TANDEM_ASSERT(b->n_pos == 1 || b->n_pos == 3);
     thread_pool_begin_burst(pool);  /* ~4 parallel-fors per layer: the workers stay awake between them */
 
     /* x = each token's embedding row; its rotary cos/sin, for all layers */
@@ -300,7 +301,9 @@ void qwen3_forward(const qwen3_model *m, qwen3_scratch *s, thread_pool *pool, co
             TANDEM_ASSERT(b->embd);
             memcpy(x, b->embd + (size_t)t * dim, (size_t)dim * sizeof(float));
         }
-        rope_angles(s->rope + (size_t)t * hd, hd, b->pos[t], s->inv_freq);
+        if (b->n_pos == 3) /* Qwen3-VL: each frequency takes the t, h or w component (interleaved M-RoPE) */
+            rope_angles_mrope(s->rope + (size_t)t * hd, hd, b->pos + (size_t)t * 3, c->rope_sections, s->inv_freq);
+        else rope_angles(s->rope + (size_t)t * hd, hd, b->pos[t], s->inv_freq);
     }
     attention_job attention = {m, s, b, 0, 0, false};
     attention.n_tiles = plan_attention(c, s, b, &attention.prepare_in_task);
@@ -330,6 +333,12 @@ void qwen3_forward(const qwen3_model *m, qwen3_scratch *s, thread_pool *pool, co
                             &s->mm);
         matmul_swiglu_input(pool, s->xb2, s->hb, s->hb, s->hb2, &L->down_proj, n, &s->mm);
         add_forward(s->x, s->xb2, (int64_t)n * dim);
+
+        /* ---- DeepStack (Qwen3-VL): the vision tower's feature set l joins the image tokens' residual stream ---- */
+        if (b->deepstack && l < c->n_deepstack)
+            for (int t = 0; t < n; t++)
+                if (!b->ids || b->ids[t] == -1)
+                    add_forward(s->x + (size_t)t * dim, b->deepstack + ((size_t)l * n + t) * dim, dim);
     }
 
     if (s->layer_states)

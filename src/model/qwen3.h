@@ -141,8 +141,11 @@ void qwen3_scratch_free(qwen3_scratch *s);
  *   - its input: ids[t], or row t of embd (an image's embedding, say) when ids is NULL or ids[t] is −1;
  *   - its sequence: cache[t], which receives its key and value at row[t] (< cache[t]->n_ctx). It attends to rows
  *     0 … row[t] of that cache and nothing else: causal within its sequence, blind to the others;
- *   - its rotary position: pos[t·n_pos … t·n_pos+n_pos−1]. Text has n_pos = 1 (usually pos = row); 3 is the room
- *     M-RoPE's (temporal, height, width) components will need.
+ *   - its rotary position: pos[t·n_pos … t·n_pos+n_pos−1]. Text has n_pos = 1 (usually pos = row); n_pos = 3 gives
+ *     Qwen3-VL's (temporal, height, width) components, rotated by interleaved M-RoPE over cfg.rope_sections (three
+ *     equal components rotate as the one position would);
+ *   - with deepstack (Qwen3-VL): after layer j < cfg.n_deepstack, row t of feature set j is added to its residual
+ *     stream when its input is an embedding row (an image token), as transformers' DeepStack does.
  * Tokens of one sequence at consecutive rows, consecutive in the batch, form a run: a run's tokens read the cache
  * together. Two tokens must not write the same row of one cache; a row is read only by passes after the one that
  * wrote it or by the later rows of its own pass. */
@@ -152,8 +155,9 @@ typedef struct qwen3_batch {
     const float *embd;            /* (n, dim) or NULL */
     qwen3_kv_cache *const *cache; /* (n) */
     const int32_t *row;           /* (n) */
-    int32_t n_pos;                /* components of a position: 1 (M-RoPE's 3 are not implemented yet) */
+    int32_t n_pos;                /* components of a position: 1, or 3 (M-RoPE) */
     const int32_t *pos;           /* (n, n_pos) */
+    const float *deepstack;       /* (cfg.n_deepstack, n, dim) or NULL: no DeepStack features */
     const bool *logits;           /* (n) whose logits the pass computes, or NULL: every token's */
 } qwen3_batch;
 

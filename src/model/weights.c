@@ -21,6 +21,7 @@ typedef struct weight_source {
     const char *path;  /* file or folder, for messages */
     const gguf_file *gguf;
     const st_set *st;
+    tensor_naming naming; /* GGUF for a GGUF; HF, or HF_VL for a Qwen3-VL checkpoint's text model */
 } weight_source;
 
 static void view_gguf(const gguf_tensor *t, tensor_view *v) {
@@ -68,10 +69,9 @@ static bool source_tensor(const weight_source *src, int64_t i, tensor_view *v) {
     return true;
 }
 
-/* The layer a tensor name belongs to ("blk.N." in GGUF, "model.layers.N." in HF names), or -1. */
-static int64_t layer_of(const weight_source *src, const char *name) {
-    return qwen3_layer_of_name(name, src->gguf ? NAMING_GGUF : NAMING_HF);
-}
+/* The layer a tensor name belongs to ("blk.N." in GGUF, "model.layers.N." or "model.language_model.layers.N." in
+ * HF names), or -1. */
+static int64_t layer_of(const weight_source *src, const char *name) { return qwen3_layer_of_name(name, src->naming); }
 
 /* Makes room for one more owned pointer (m->owned[m->n_owned]); false when out of memory. */
 static bool own_slot(qwen3_model *m) {
@@ -89,7 +89,7 @@ static void *own(qwen3_model *m, size_t bytes) {
 /* Tensor t of layer `layer` (ignored for a global tensor), by the name the source uses. */
 static tandem_status require(const weight_source *src, qwen3_tensor t, int layer, tensor_view *v) {
     char name[128];
-    if (!qwen3_tensor_name(t, layer, src->gguf ? NAMING_GGUF : NAMING_HF, name, sizeof name))
+    if (!qwen3_tensor_name(t, layer, src->naming, name, sizeof name))
         return tandem_fail(TANDEM_ERR_FORMAT, "%s: layer %d: tensor name too long", src->path, layer);
     if (!find_tensor(src, name, v)) return tandem_fail(TANDEM_ERR_FORMAT, "%s: missing tensor '%s'", src->path, name);
     if (v->type < 0 || !kernel_type_supported((tandem_type)v->type))
@@ -197,14 +197,16 @@ static tandem_status bind_all(qwen3_model *m, const weight_source *src) {
 }
 
 tandem_status qwen3_bind_gguf(qwen3_model *m, const gguf_file *f) {
-    weight_source src = {f->map.path, f, NULL};
+    weight_source src = {f->map.path, f, NULL, NAMING_GGUF};
     tandem_status st = bind_all(m, &src);
     if (st) qwen3_model_release(m);
     return st;
 }
 
 tandem_status qwen3_bind_safetensors(qwen3_model *m, const st_set *s, const char *dir) {
-    weight_source src = {dir, NULL, s};
+    /* a Qwen3-VL checkpoint keeps its text model under model.language_model (and its vision tower beside it) */
+    const bool vl = safetensors_find(s, qwen3_global_name(QWEN3_TOKEN_EMBD, NAMING_HF_VL)) != NULL;
+    weight_source src = {dir, NULL, s, vl ? NAMING_HF_VL : NAMING_HF};
     tandem_status st = bind_all(m, &src);
     if (st) qwen3_model_release(m);
     return st;
@@ -219,7 +221,8 @@ static int64_t forward_rank(const weight_source *src, const tensor_view *v) {
 }
 
 tandem_status qwen3_find_nonfinite_weight(const gguf_file *f, const st_set *s, qwen3_bad_weight *bad) {
-    const weight_source src = {NULL, f, f ? NULL : s};
+    const bool vl = !f && safetensors_find(s, qwen3_global_name(QWEN3_TOKEN_EMBD, NAMING_HF_VL)) != NULL;
+    const weight_source src = {NULL, f, f ? NULL : s, f ? NAMING_GGUF : vl ? NAMING_HF_VL : NAMING_HF};
     memset(bad, 0, sizeof *bad);
     int64_t best_rank = INT64_MAX;
     float *row = NULL;

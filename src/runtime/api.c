@@ -64,6 +64,7 @@ void tandem_model_free(tandem_model *m) {
     gguf_close(m->gguf);
     safetensors_close(m->st);
     tandem_tokenizer_free(m->tokenizer);
+    vit_free(m->vit);
     thread_pool_free(m->pool);
     free(m->path);
     free(m->name);
@@ -87,6 +88,40 @@ static void count_weights(tandem_model *m) {
             m->weight_bytes += (int64_t)t->nbytes;
         }
     }
+}
+
+/* A Qwen3-VL folder's vision tower (vit_load), its preprocessing (preprocessor_config.json, else Qwen3-VL's) and
+ * the image placeholder's id (config.json image_token_id), checked against the text model. */
+static tandem_status load_vision(tandem_model *m, const checkpoint *ck) {
+    const qwen3_config *c = &m->qwen.cfg;
+    tandem_status st = vit_load(ck->files.path, &m->vit);
+    if (st) return st;
+    const vit_config *v = vit_model_config(m->vit);
+    if (v->out_hidden != c->dim || v->n_deepstack != c->n_deepstack)
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "%s: vision_config: out_hidden_size %d and %d DeepStack taps do not match the text model's "
+                           "hidden_size %d and %d DeepStack layers",
+                           ck->files.config, v->out_hidden, v->n_deepstack, c->dim, c->n_deepstack);
+    m->preprocess = vision_preprocess_config_qwen3vl();
+    if (ck->files.preprocessor_config &&
+        (st = vision_preprocess_config_load(ck->files.preprocessor_config, &m->preprocess)))
+        return st;
+    if (m->preprocess.patch_size != v->patch_size || m->preprocess.merge_size != v->merge_size ||
+        m->preprocess.temporal_patch_size != v->temporal_patch_size)
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "%s: patch_size %d, merge_size %d, temporal_patch_size %d differ from config.json's "
+                           "vision_config (%d, %d, %d)",
+                           ck->files.preprocessor_config, m->preprocess.patch_size, m->preprocess.merge_size,
+                           m->preprocess.temporal_patch_size, v->patch_size, v->merge_size, v->temporal_patch_size);
+    int64_t id = 151655; /* Qwen3VLConfig's default */
+    const json_t *field = json_object_get(ck->config_json, "image_token_id");
+    if (field && !json_get_int(ck->config_json, "image_token_id", &id))
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: image_token_id must be an integer", ck->files.config);
+    if (id < 0 || id >= c->vocab_size)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: image_token_id %lld is outside the vocabulary (0..%d)",
+                           ck->files.config, (long long)id, c->vocab_size - 1);
+    m->image_token_id = (int32_t)id;
+    return TANDEM_OK;
 }
 
 tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out) {
@@ -119,6 +154,7 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
     } else {
         if ((st = tokenizer_load_files(&ck.files, &m->tokenizer))) goto fail_checkpoint;
         if ((st = read_generation_config(ck.files.generation_config, &m->sampler_defaults))) goto fail_checkpoint;
+        if (ck.files.vision_config && (st = load_vision(m, &ck))) goto fail_checkpoint;
         m->name = path_base_name(path);
     }
     checkpoint_close(&ck);
@@ -146,14 +182,26 @@ fail:
 void tandem_model_get_info(const tandem_model *m, tandem_model_info *info) {
     const qwen3_config *c = &m->qwen.cfg;
     *info = (tandem_model_info){
-        .architecture = "qwen3", .name = m->name, .source = m->source,
-        .n_layers = c->n_layers, .dim = c->dim, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
-        .head_dim = c->head_dim, .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size,
-        .context_length = c->context_length, .rope_theta = c->rope_theta, .rms_eps = c->rms_eps,
-        .tied_embeddings = c->tied_embeddings, .n_params = m->n_params, .weight_bytes = m->weight_bytes,
+        .architecture = c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2] ? "qwen3vl" : "qwen3",
+        .name = m->name,
+        .source = m->source,
+        .n_layers = c->n_layers,
+        .dim = c->dim,
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .ffn_dim = c->ffn_dim,
+        .vocab_size = c->vocab_size,
+        .context_length = c->context_length,
+        .rope_theta = c->rope_theta,
+        .rms_eps = c->rms_eps,
+        .tied_embeddings = c->tied_embeddings,
+        .n_params = m->n_params,
+        .weight_bytes = m->weight_bytes,
         /* untied: the embedding table is read one row per token, not streamed */
-        .step_bytes = m->weight_bytes - (c->tied_embeddings ? 0
-                                         : (int64_t)(m->qwen.embed_tokens.row_bytes * (size_t)(c->vocab_size - 1))),
+        .step_bytes = m->weight_bytes - (c->tied_embeddings
+                                             ? 0
+                                             : (int64_t)(m->qwen.embed_tokens.row_bytes * (size_t)(c->vocab_size - 1))),
         .n_tensors = (int32_t)(m->gguf ? m->gguf->n_tensors : m->st->n_tensors),
     };
 }
@@ -213,8 +261,9 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     if (!ctx) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory");
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
+    ctx->pos = malloc((size_t)p.n_batch * sizeof *ctx->pos);
     ctx->logits = malloc((size_t)model->qwen.cfg.vocab_size * sizeof *ctx->logits);
-    tandem_status st = !ctx->tokens || !ctx->logits
+    tandem_status st = !ctx->tokens || !ctx->logits || !ctx->pos
                            ? tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory")
                            : qwen3_kv_cache_init(&model->qwen, p.n_ctx, p.exact ? TANDEM_TYPE_F32 : p.kv_type,
                                                  &ctx->cache);
@@ -233,6 +282,7 @@ void tandem_ctx_free(tandem_ctx *ctx) {
     qwen3_kv_cache_free(ctx->cache);
     free(ctx->tokens);
     free(ctx->logits);
+    free(ctx->pos);
     free(ctx);
 }
 
@@ -290,7 +340,11 @@ tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, fl
         int32_t chunk = n - done < ctx->scratch->n_batch ? n - done : ctx->scratch->n_batch;
         bool last = done + chunk == n;
         float *out = logits ? logits + (size_t)done * qm->cfg.vocab_size : NULL;
-        const qwen3_batch b = qwen3_sequence_batch(ctx->scratch, ctx->cache, ids + done, chunk, ctx->n_past, !out);
+        qwen3_batch b = qwen3_sequence_batch(ctx->scratch, ctx->cache, ids + done, chunk, ctx->n_past, !out);
+        if (ctx->pos_delta) { /* after an image (Qwen3-VL): positions continue from the image's, three equal axes */
+            for (int32_t t = 0; t < chunk; t++) ctx->pos[t] = ctx->n_past + t + ctx->pos_delta;
+            b.pos = ctx->pos;
+        }
         qwen3_forward(qm, ctx->scratch, ctx->model->pool, &b, out ? out : ctx->logits);
         /* A NaN or an infinity would be sampled as an arbitrary token. The last position sees every earlier one
          * through attention, so its row stands for the pass: one row per pass, cheap beside the pass itself. */
@@ -317,6 +371,8 @@ tandem_status tandem_ctx_truncate(tandem_ctx *ctx, int32_t n_keep) {
     /* Cache rows past n_keep are simply overwritten later: attention never reads beyond a query's
      * own position. The last logits no longer describe the sequence unless nothing was dropped. */
     if (n_keep < ctx->n_past) ctx->has_logits = false;
+    /* an image cut off: positions start again from the rows (earlier images' offsets are not kept) */
+    if (n_keep < ctx->pos_delta_row) ctx->pos_delta = ctx->pos_delta_row = 0;
     ctx->n_past = n_keep;
     return TANDEM_OK;
 }

@@ -218,6 +218,10 @@ static bool speculates(const tandem_engine *e, const tandem_gen_params *gp) {
 static tandem_status check_request(const tandem_engine *e, const int32_t *prompt, size_t n_prompt,
                                    const tandem_gen_params *gp) {
     const qwen3_config *c = &e->model->qwen.cfg;
+    if (gp->images || gp->n_images)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_engine_add: tandem_gen_params.images: an engine does not take images yet (use "
+                           "tandem_generate)");
     if (gp->draft)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_engine_add: tandem_gen_params.draft: must be NULL in an engine (it drafts with "

@@ -57,6 +57,12 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
             return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_ctx_eval: token id %d at index %zu is outside 0..%d",
                                prompt[i], i, vocab - 1);
     if (params->draft && (st = tandem_model_check_draft(ctx->model, params->draft->model))) return st;
+    if (params->n_images > 0 || params->images) {
+        if (params->draft)
+            return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                               "tandem_generate: tandem_gen_params.draft: a draft model does not see the images");
+        if ((st = vl_prompt_init(ctx, prompt, n_prompt, params->images, params->n_images, &s->vl))) return st;
+    }
     if ((st = tandem_sampler_init(&params->sampling, vocab, &s->sampler))) return st;
     if (params->draft || params->spec.lookup_ngram > 0 || params->n_prediction > 0) {
         r->speculative = true;
@@ -66,6 +72,8 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
 }
 
 void gen_sequence_free(gen_sequence *s) {
+    vl_prompt_free(s->vl);
+    s->vl = NULL;
     spec_decoder_free(s->spec);
     s->spec = NULL;
     tandem_sampler_free(s->sampler);
@@ -98,7 +106,9 @@ tandem_status gen_sequence_step(gen_sequence *s, bool *done) {
         const size_t left = s->n_prompt - s->n_prompt_done;
         if (left > 0) {
             const int32_t n = left < (size_t)s->prompt_chunk ? (int32_t)left : s->prompt_chunk;
-            if ((st = tandem_ctx_eval(s->ctx, s->prompt + s->n_prompt_done, n, NULL))) return st;
+            st = s->vl ? vl_prompt_eval(s->ctx, s->vl, s->n_prompt_done, n, NULL)
+                       : tandem_ctx_eval(s->ctx, s->prompt + s->n_prompt_done, n, NULL);
+            if (st) return st;
             s->n_prompt_done += (size_t)n;
         }
         if (s->n_prompt_done == s->n_prompt) {

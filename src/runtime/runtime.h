@@ -13,6 +13,7 @@
 #include "safetensors.h"
 #include "tandem_base.h"
 #include "tokenizer.h"
+#include "vit.h"
 
 struct tandem_model {
     qwen3_model qwen;
@@ -27,6 +28,10 @@ struct tandem_model {
     int64_t n_params, weight_bytes;
     pthread_mutex_t pack_lock;     /* the first context packs the weights (qwen3_pack_weights), once */
     bool packed;
+    /* Qwen3-VL (vision.c): the vision tower (NULL for a text model), its preprocessing, the placeholder id */
+    vit_model *vit;
+    vision_preprocess_config preprocess;
+    int32_t image_token_id;
 };
 
 /* One sequence: its KV cache, and a scratch of its own (an engine's slots share the engine's: engine.c). */
@@ -38,6 +43,10 @@ struct tandem_ctx {
     int32_t *tokens;               /* (n_ctx) the ids in the cache, in order */
     float *logits;                 /* (vocab_size) the last position's logits */
     bool has_logits;               /* logits holds them */
+    /* Qwen3-VL: after an image, row r has rotary position r + pos_delta (all three axes), from row
+     * pos_delta_row on (the first row after the image's prompt); pos (n_batch) holds a pass's positions */
+    int32_t pos_delta, pos_delta_row;
+    int32_t *pos;
 };
 
 /* Packs the model's weights for the kernels (qwen3_pack_weights) unless done already; what every context and
@@ -109,6 +118,7 @@ void spec_decoder_free(spec_decoder *d);
 /* ---- generate.c: one generation as a sequence of steps, so that an engine can interleave sequences ---- */
 
 typedef enum gen_phase { GEN_PROMPT, GEN_DECODE } gen_phase;
+typedef struct vl_prompt vl_prompt; /* vision.c: a prompt's images, encoded, and its positions */
 
 /* tandem_generate is gen_sequence_init, gen_sequence_step until done, gen_sequence_finish, gen_sequence_free.
  * ctx, prompt, params and r are borrowed until gen_sequence_finish. */
@@ -123,6 +133,7 @@ typedef struct gen_sequence {
     tandem_sampler *sampler;
     gen_emitter emit;
     spec_decoder *spec; /* NULL: plain decoding */
+    vl_prompt *vl;      /* NULL: a text prompt */
 } gen_sequence;
 
 /* Checks the arguments (as tandem_generate documents them) and prepares; evaluates nothing. On failure *s may
@@ -136,6 +147,20 @@ tandem_status gen_sequence_step(gen_sequence *s, bool *done);
 /* After the last step: the speculative figures, the stream's end, the timings. r is then complete. */
 tandem_status gen_sequence_finish(gen_sequence *s);
 void gen_sequence_free(gen_sequence *s); /* the sequence's own state (not r); safe after a failure */
+
+/* ---- vision.c: a prompt with images (Qwen3-VL) ---- */
+
+/* Checks that prompt's <|image_pad|> runs are the images, in order (each run as long as its image's tokens), encodes
+ * them with the vision tower and places every prompt token at its M-RoPE position after what ctx holds. */
+tandem_status vl_prompt_init(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
+                             const struct tandem_image *const *images, int32_t n_images, vl_prompt **out);
+/* Evaluates prompt tokens from … from+n−1 (n ≤ the context's n_batch; the next ones after ctx's n_past) as
+ * tandem_ctx_eval would (logits: NULL, or n × vocab_size floats for every position's), image tokens as their rows
+ * with DeepStack; after the last one, ctx continues positions after the images. */
+tandem_status vl_prompt_eval(tandem_ctx *ctx, vl_prompt *p, size_t from, int32_t n, float *logits);
+/* (n_prompt, 3) each prompt token's (t, h, w) position. */
+const int32_t *vl_prompt_positions(const vl_prompt *p);
+void vl_prompt_free(vl_prompt *p); /* accepts NULL */
 
 /* ---- quality.c: tandem_perplexity / tandem_kld on token ids (the public calls tokenize first) ---- */
 tandem_status quality_eval_ids(tandem_model *model, tandem_model *ref, const int32_t *ids, size_t n_ids,

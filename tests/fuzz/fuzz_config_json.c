@@ -37,5 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(cfg.rope_theta > 0 && isfinite(cfg.rope_theta));
     FUZZ_CHECK(cfg.rms_eps > 0 && cfg.rms_eps < 1);
     FUZZ_CHECK(cfg.context_length > 0);
+    /* M-RoPE sections (Qwen3-VL): none, or non-negative and summing to the rotary half */
+    FUZZ_CHECK(cfg.rope_sections[0] >= 0 && cfg.rope_sections[1] >= 0 && cfg.rope_sections[2] >= 0);
+    FUZZ_CHECK(!(cfg.rope_sections[0] || cfg.rope_sections[1] || cfg.rope_sections[2]) ||
+               cfg.rope_sections[0] + cfg.rope_sections[1] + cfg.rope_sections[2] == cfg.head_dim / 2);
+    FUZZ_CHECK(cfg.n_deepstack >= 0 && cfg.n_deepstack <= 1024);
     return 0;
 }

@@ -271,6 +271,21 @@ def hand_gguf(version=3, kvs=(), tensors=(), alignment=32):
     return b
 
 
+def qwen3vl_gguf():
+    """The metadata of a qwen3vl text model (Qwen3-VL in llama.cpp's layout: qwen3vl.* keys, M-RoPE sections
+    [t, h, w, 0], DeepStack layers) and a token embedding table, by hand."""
+    u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+    string = lambda x: struct.pack("<Q", len(x)) + x.encode()  # noqa: E731
+    kvs = [("general.architecture", 8, string("qwen3vl"))]
+    for key, v in [("block_count", 1), ("embedding_length", 16), ("feed_forward_length", 32),
+                   ("attention.head_count", 2), ("attention.head_count_kv", 1), ("attention.key_length", 16),
+                   ("n_deepstack_layers", 1)]:
+        kvs.append((f"qwen3vl.{key}", 4, u32(v)))
+    kvs.append(("qwen3vl.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-6)))
+    kvs.append(("qwen3vl.rope.dimension_sections", 9, u32(5) + struct.pack("<Q", 4) + struct.pack("<4i", 4, 2, 2, 0)))
+    return hand_gguf(kvs=kvs, tensors=[("token_embd.weight", [16, 4], 0, bytes(16 * 4 * 4))])
+
+
 def v4_config():
     """The golden config as transformers 4.x writes it (rope_theta + rope_scaling instead of rope_parameters)."""
     base = json.loads(read(os.path.join(TIED, "config.json")))
@@ -514,6 +529,7 @@ def main():
               ("q8_0.2d", [32, 2], 8, bytes(68)),
               ("i64", [1, 1, 1, 2], 27, bytes(16))]
         out("gguf", "types-aligned64.gguf", hand_gguf(kvs=kq, tensors=ts, alignment=64))
+        out("gguf", "qwen3vl-metadata.gguf", qwen3vl_gguf())
 
         # ---- model_load (max_len 100000): tiny models and the golden Q4_0
         for name, p in models.items():

@@ -55,6 +55,8 @@ int main(void) {
     FIELD(tandem_gen_params, grammar);
     FIELD(tandem_gen_params, prediction);
     FIELD(tandem_gen_params, n_prediction);
+    FIELD(tandem_gen_params, images);
+    FIELD(tandem_gen_params, n_images);
     END();
     BEGIN(tandem_model_info);
     FIELD(tandem_model_info, architecture);

@@ -171,7 +171,7 @@ static void test_text_config(void) {
     CHECK(same_config(&flat, &nested));
     CHECK(nested.n_layers == 2 && nested.dim == 64 && nested.tied_embeddings);
 
-    /* a folder with it opens and binds like the flat one; with a vision_config it is refused at binding */
+    /* a folder with it opens and binds like the flat one, with a vision_config too (its text model) */
     mkdir(tmp_path("vl"), 0700);
     link_golden("tied_gqa2", "model.safetensors", "vl/model.safetensors");
     for (int vision = 0; vision < 2; vision++) {
@@ -182,9 +182,10 @@ static void test_text_config(void) {
         CHECK_OK(checkpoint_open(tmp_path("vl"), &ck));
         CHECK(same_config(&ck.cfg, &flat) && ck.files.text_config && ck.files.vision_config == (vision == 1));
         qwen3_model m = {0};
-        if (vision) CHECK_FAILS(checkpoint_bind(&ck, &m), TANDEM_ERR_UNSUPPORTED, "vision_config");
-        else CHECK_OK(checkpoint_bind(&ck, &m));
-        CHECK(vision || (m.layers && m.cfg.n_layers == 2));
+        CHECK_OK(checkpoint_bind(&ck, &m));
+        CHECK(m.layers && m.cfg.n_layers == 2);
+        /* a vision_config without deepstack_visual_indexes: transformers' default taps, 3 of them */
+        CHECK(m.cfg.n_deepstack == (vision ? 3 : 0));
         qwen3_model_release(&m);
         checkpoint_close(&ck);
     }

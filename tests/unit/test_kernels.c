@@ -650,8 +650,32 @@ static void check_top_k(void) {
     free(z);
 }
 
+/* Qwen3-VL's interleaved M-RoPE: with sections [24, 20, 20] (head_dim 128) frequency k takes h when k % 3 == 1 and
+ * k < 60, w when k % 3 == 2 and k < 60, else t (so 60-63 are t), as transformers' apply_interleaved_mrope; equal
+ * components are plain RoPE, to the bit. */
+static void check_mrope(void) {
+    enum { HD = 128 };
+    float inv[HD / 2], cs[HD], plain[HD];
+    rope_inv_freq(inv, HD, 5e6f);
+    const int32_t sections[3] = {24, 20, 20}, pos[3] = {5, 11, 17};
+    rope_angles_mrope(cs, HD, pos, sections, inv);
+    int from[3] = {0, 0, 0};
+    for (int k = 0; k < HD / 2; k++) {
+        const int axis = k < 60 && k % 3 ? k % 3 : 0;
+        from[axis]++;
+        const float angle = (float)pos[axis] * inv[k];
+        CHECK(cs[k] == (float)cos((double)angle) && cs[HD / 2 + k] == (float)sin((double)angle));
+    }
+    CHECK(from[0] == 24 && from[1] == 20 && from[2] == 20);
+    const int32_t same[3] = {9, 9, 9};
+    rope_angles_mrope(cs, HD, same, sections, inv);
+    rope_angles(plain, HD, 9, inv);
+    CHECK(memcmp(cs, plain, sizeof cs) == 0);
+}
+
 int main(void) {
     check_half_precision();
+    check_mrope();
     check_quant_roundtrip();
     check_dot_rows();
     check_matmul();

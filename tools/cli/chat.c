@@ -20,7 +20,8 @@ static const char CHAT_HELP[] =
     "A conversation with the model, rendered with its chat template. Each turn evaluates only the tokens after what\n"
     "the KV cache already holds from the previous turns.\n"
     "On a terminal: each line is a user turn; the answer streams, reasoning dimmed, tool calls as\n"
-    "[tool call NAME(ARGS)]. Commands: /clear, /think on|off, /save FILE, /quit. Ctrl-C stops the answer;\n"
+    "[tool call NAME(ARGS)]. Commands: /clear, /think on|off, /save FILE, /image PATH (a vision-language\n"
+    "model: the image goes before the next message's text), /quit. Ctrl-C stops the answer;\n"
     "Ctrl-C or Ctrl-D at the prompt ends the chat.\n"
     "Otherwise: each stdin line is one conversation as JSON (a messages array, or {\"messages\": [...],\n"
     "\"tools\": [...]}); each gets one JSON line on stdout: the assistant message with finish_reason and usage.\n"
@@ -57,6 +58,9 @@ typedef struct chat {
     bool free_tools;                         /* --no-tool-grammar: tools offered, calls not constrained */
     int32_t *held;                           /* the tokens the context holds, in order (its first n_held) */
     size_t n_held, cap_held;
+    /* the conversation's images (/image), in order; the last n_pending wait for the next user message */
+    tandem_image **images;
+    int n_images, n_pending;
 } chat;
 
 /* One answer being generated: the parser, and how its deltas are shown. */
@@ -166,7 +170,10 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     for (const char *p = text; (p = strstr(p, "</think>")); p++) close = p;
     int32_t *ids;
     size_t n_ids;
-    st = tandem_tokenizer_encode(c->tok, text, text_len, true, &ids, &n_ids);
+    const int n_images = c->n_images - c->n_pending; /* those the messages hold */
+    st = n_images ? tandem_vl_prompt(c->model, text, text_len, (const tandem_image *const *)c->images, n_images, &ids,
+                                     &n_ids)
+                  : tandem_tokenizer_encode(c->tok, text, text_len, true, &ids, &n_ids);
     tandem_free(text);
     if (st) return st;
     /* the longest common prefix with what the context holds stays; at least the last prompt token is evaluated
@@ -176,6 +183,20 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     const size_t held = c->n_held < n_past ? c->n_held : n_past;
     while (common < held && common < n_ids && c->held[common] == ids[common]) common++;
     if (common == n_ids && common > 0) common--;
+    /* an image is kept whole or evaluated again whole; the images after what is kept go with the prompt */
+    int first_image = 0;
+    const int32_t pad = tandem_model_image_token(c->model);
+    for (size_t i = 0; n_images && i < n_ids;) {
+        if (ids[i] != pad) {
+            i++;
+            continue;
+        }
+        size_t end = i;
+        while (end < n_ids && ids[end] == pad) end++;
+        if (end <= common) first_image++;
+        else if (i < common) common = i;
+        i = end;
+    }
     if ((st = tandem_ctx_truncate(c->ctx, (int32_t)common))) goto done;
     c->n_held = common;
 
@@ -186,6 +207,8 @@ static tandem_status chat_turn(chat *c, json_t *messages, const char *tools, ans
     tandem_gen_params gp = c->gp;
     gp.on_text = on_text;
     gp.user = a;
+    gp.images = (const tandem_image *const *)c->images + first_image;
+    gp.n_images = n_images - first_image;
     if (tools && !c->free_tools) { /* every call the model opens names one of the tools, with valid arguments */
         tandem_tool_grammar_params tp = c->tool_grammar;
         tp.tools_json = tools;
@@ -333,7 +356,31 @@ static void save_messages(const json_t *messages, const char *path) {
 }
 
 static const char COMMANDS_HELP[] =
-    "commands: /clear (forget the conversation), /think on|off, /save FILE (the messages as JSON), /quit\n";
+    "commands: /clear (forget the conversation), /think on|off, /save FILE (the messages as JSON), /image PATH\n"
+    "(an image before the next message's text), /quit\n";
+
+/* Forgets the images from the n_keep-th on. */
+static void drop_images(chat *c, int n_keep) {
+    while (c->n_images > n_keep) tandem_image_free(c->images[--c->n_images]);
+    if (c->n_pending > c->n_images) c->n_pending = c->n_images;
+}
+
+/* /image PATH: loaded now (errors name the file), placed before the next message's text. */
+static void attach_image(chat *c, const char *path) {
+    tandem_image *img = NULL;
+    tandem_status st = tandem_image_load(c->model, path, NULL, &img);
+    tandem_image **grown = st ? NULL : realloc(c->images, (size_t)(c->n_images + 1) * sizeof *grown);
+    if (st || !grown) {
+        if (st) report_status("chat", NULL, st);
+        else fputs("tandem chat: error: out of memory\n", stderr);
+        tandem_image_free(img);
+        return;
+    }
+    c->images = grown;
+    c->images[c->n_images++] = img;
+    c->n_pending++;
+    fprintf(stderr, "image %s: %d tokens, goes with the next message\n", path, tandem_image_tokens(img));
+}
 
 static json_t *new_conversation(const char *system) {
     json_t *m = json_array();
@@ -370,12 +417,15 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
             if (!strcmp(line, "/clear")) {
                 json_decref(messages);
                 messages = new_conversation(system);
+                drop_images(c, 0);
                 fprintf(stderr, "conversation cleared\n");
             } else if (!strcmp(line, "/think on") || !strcmp(line, "/think off")) {
                 c->rp.enable_thinking = line[8] == 'n';
                 fprintf(stderr, "thinking %s\n", c->rp.enable_thinking ? "on" : "off");
             } else if (sscanf(line, "/save %4095s", arg) == 1) {
                 save_messages(messages, arg);
+            } else if (!strncmp(line, "/image ", 7) && line[7]) {
+                attach_image(c, line + 7);
             } else {
                 fputs(COMMANDS_HELP, stderr);
             }
@@ -385,6 +435,15 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
         if (!user) {
             fprintf(stderr, "tandem chat: error: the line is not valid UTF-8\n");
             continue;
+        }
+        const int images_before = c->n_images - c->n_pending;
+        if (c->n_pending) { /* as transformers' processors take them: image parts, then the text */
+            json_t *parts = json_array();
+            for (int i = 0; i < c->n_pending; i++) json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
+            json_array_append_new(parts,
+                                  json_pack("{s:s, s:O}", "type", "text", "text", json_object_get(user, "content")));
+            json_object_set_new(user, "content", parts);
+            c->n_pending = 0;
         }
         json_array_append_new(messages, user);
         answer a = {.print = true, .dim = tty_out, .hide_think = hide_think};
@@ -396,6 +455,7 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
         if (st) {
             report_status("chat", NULL, st);
             json_array_remove(messages, json_array_size(messages) - 1);
+            drop_images(c, images_before); /* they went with the message */
             continue;
         }
         json_array_append_new(messages, t.message);
@@ -503,6 +563,8 @@ int cmd_chat(int argc, char **argv) {
 
     const int rc = isatty(STDIN_FILENO) ? chat_terminal(&c, system, tools, hide_think) : chat_lines(&c, system, tools);
     free(c.held);
+    drop_images(&c, 0);
+    free(c.images);
     if (c.tmpl_tools != c.tmpl) tandem_chat_template_free(c.tmpl_tools);
     tandem_chat_template_free(c.tmpl);
     tandem_ctx_free(c.draft_ctx);

@@ -65,6 +65,8 @@ static const struct {
     {"chat_template_path", "--chat-template-file"},
     {"mmproj_ftype", "--mmproj-type"},
     {"mmproj_path", "--mmproj-out"},
+    {"tandem_image_params.min_tokens", "--image-min-tokens"},
+    {"tandem_image_params.max_tokens", "--image-max-tokens"},
     {"set tandem_convert_params.overwrite", "pass --force"},
     {"set tandem_train_params.force", "pass --force"},
     {"set tandem_prune_params.force", "pass --force"},
@@ -390,10 +392,17 @@ void set_template_special_tokens(tandem_chat_render_params *p, const tandem_toke
 
 char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
                          const char *template_path, const char *system, const char *user, size_t user_len,
-                         int enable_thinking, size_t *len) {
+                         int enable_thinking, int n_images, size_t *len) {
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
-    json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", user, user_len));
+    if (n_images > 0) {
+        json_t *parts = json_array();
+        for (int i = 0; i < n_images; i++) json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
+        json_array_append_new(parts, json_pack("{s:s, s:s%}", "type", "text", "text", user, user_len));
+        json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", "user", "content", parts));
+    } else {
+        json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", user, user_len));
+    }
     char *msgs_json = json_dumps(msgs, JSON_COMPACT);
     json_decref(msgs);
     if (!msgs_json) die_usage(cmd, "the prompt is not valid UTF-8 (the chat template takes text)");

@@ -69,10 +69,12 @@ tandem_chat_template *load_chat_template(const char *cmd, const tandem_tokenizer
 void set_template_special_tokens(tandem_chat_render_params *p, const tandem_tokenizer *tok);
 /* The prompt a chat template makes of one user turn (and a system turn when system is not NULL), with the
  * generation prompt: the model's template (tok's), or the Jinja file template_path when not NULL.
- * enable_thinking: -1 = the template's default, 0/1. Malloc'd; exits with a message on failure. */
+ * enable_thinking: -1 = the template's default, 0/1. n_images > 0: the user turn is content parts, that many
+ * {"type": "image"} then the text (as transformers' processors are given images). Malloc'd; exits with a message on
+ * failure. */
 char *render_chat_prompt(const char *cmd, const tandem_tokenizer *tok, const char *model_path,
                          const char *template_path, const char *system, const char *user, size_t user_len,
-                         int enable_thinking, size_t *len);
+                         int enable_thinking, int n_images, size_t *len);
 /* --type T of train and distill: f32, f16, bf16, q8_0 or q4_0 (case-insensitive); usage error otherwise. */
 tandem_type parse_weight_type(args *a, const char *flag);
 

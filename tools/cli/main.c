@@ -80,6 +80,10 @@ static const char RUN_HELP[] =
     "      --system TEXT        with --chat: a system message before it\n"
     "      --no-think           no reasoning: with --chat, enable_thinking=false; with --tools, no <think> block\n"
     "      --chat-template-file FILE  with --chat: this Jinja template instead of the model's\n"
+    "      --image PATH         an image (JPEG, PNG, WebP) for a vision-language model (Qwen3-VL; repeatable):\n"
+    "                           implies --chat, the user message being the images, then -p/-f's text\n"
+    "      --image-min-tokens N, --image-max-tokens N  each image's token budget (32x32-pixel cells; default:\n"
+    "                           the model's preprocessor_config.json, Qwen3-VL: 64 and 16384)\n"
     "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
@@ -143,6 +147,9 @@ static int cmd_run(int argc, char **argv) {
     tandem_type kv_type = TANDEM_TYPE_F16;
     const char **stops = calloc((size_t)argc, sizeof *stops);
     int n_stop = 0;
+    const char **image_paths = calloc((size_t)argc, sizeof *image_paths);
+    int n_images = 0;
+    tandem_image_params ip = tandem_image_default_params();
     /* sampling overrides, applied over the model's defaults once it is loaded */
     sampling_flags sf = sampling_flags_unset();
     for (a.i = 1; a.i < argc; a.i++) {
@@ -150,6 +157,7 @@ static int cmd_run(int argc, char **argv) {
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(RUN_HELP, stdout);
             free(stops);
+            free(image_paths);
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) prompt = take_value(&a, f);
@@ -168,6 +176,11 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
         else if (!strcmp(f, "--system")) system = take_value(&a, f);
         else if (!strcmp(f, "--no-think")) enable_thinking = 0, tp.thinking = false;
+        else if (!strcmp(f, "--image")) image_paths[n_images++] = take_value(&a, f), chat = true;
+        else if (!strcmp(f, "--image-min-tokens"))
+            ip.min_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
+        else if (!strcmp(f, "--image-max-tokens"))
+            ip.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
         else if (!strcmp(f, "--json-schema")) schema_file = take_value(&a, f);
         else if (!strcmp(f, "--json-object")) any_object = true;
         else if (!strcmp(f, "--tools")) tools_file = take_value(&a, f);
@@ -196,15 +209,21 @@ static int cmd_run(int argc, char **argv) {
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("run", st);
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
+    tandem_image **images = n_images ? calloc((size_t)n_images, sizeof *images) : NULL;
+    for (int i = 0; i < n_images; i++)
+        if ((st = tandem_image_load(model, image_paths[i], &ip, &images[i]))) die_status("run", st);
     if (chat) {
         char *rendered = render_chat_prompt("run", tok, model_path, template_path, system, prompt, prompt_len,
-                                            enable_thinking, &prompt_len);
+                                            enable_thinking, n_images, &prompt_len);
         free(prompt_buf);
         prompt = prompt_buf = rendered;
     }
     int32_t *ids;
     size_t n_ids;
-    if ((st = tandem_tokenizer_encode(tok, prompt, prompt_len, true, &ids, &n_ids))) die_status("run", st);
+    if ((st = n_images ? tandem_vl_prompt(model, prompt, prompt_len, (const tandem_image *const *)images, n_images,
+                                          &ids, &n_ids)
+                       : tandem_tokenizer_encode(tok, prompt, prompt_len, true, &ids, &n_ids)))
+        die_status("run", st);
     if (n_ids == 0) die_usage("run", "the prompt is empty");
 
     tandem_ctx_params cp = tandem_ctx_default_params();
@@ -251,6 +270,8 @@ static int cmd_run(int argc, char **argv) {
     gp.stop = stops;
     gp.n_stop = n_stop;
     gp.ignore_eos = ignore_eos;
+    gp.images = (const tandem_image *const *)images;
+    gp.n_images = n_images;
     char last_streamed = '\0';  /* '\0': nothing streamed */
     gp.on_text = stream_to_stdout;
     gp.user = &last_streamed;
@@ -307,6 +328,9 @@ static int cmd_run(int argc, char **argv) {
     tandem_model_free(draft_model);
     tandem_ctx_free(ctx);
     tandem_grammar_free(grammar);
+    for (int i = 0; i < n_images; i++) tandem_image_free(images[i]);
+    free(images);
+    free(image_paths);
     tandem_model_free(model);
     free(schema_text);
     free(tools_text);
@@ -548,6 +572,7 @@ static int cmd_info(int argc, char **argv) {
             (json_int_t)mi.n_params, "weight_bytes", (json_int_t)mi.weight_bytes, "n_tensors", mi.n_tensors,
             "tensor_types", types, "tokenizer", "vocab_size", tandem_tokenizer_vocab_size(tok), "eos_ids",
             ids_json(eos, n_eos), "chat_template", tmpl != NULL);
+        json_object_set_new(out, "vision", json_boolean(tandem_model_has_vision(model)));
         print_json_line(out);
     } else {
         printf("model:          %s (%s, %s)\n", mi.name, mi.architecture, mi.source);
@@ -560,6 +585,7 @@ static int cmd_info(int argc, char **argv) {
         printf("rope theta:     %g\n", (double)mi.rope_theta);
         printf("rms eps:        %g\n", (double)mi.rms_eps);
         printf("embeddings:     %s\n", mi.tied_embeddings ? "tied (output head = token embeddings)" : "separate output head");
+        if (tandem_model_has_vision(model)) printf("vision:         a vision tower: images with --image\n");
         printf("parameters:     %lld (%.2f GiB as stored)\n", (long long)mi.n_params, (double)mi.weight_bytes / (1 << 30));
         printf("tensors:        %d (", mi.n_tensors);
         const char *sep = "";

@@ -1,0 +1,318 @@
+/* vision.c — images in a prompt (Qwen3-VL): tandem_image (decoded and preprocessed), the processor's placeholder
+ * expansion, and a prompt's evaluation with the vision tower's rows, DeepStack features and M-RoPE positions. */
+#include <stdlib.h>
+
+#include "runtime.h"
+
+struct tandem_image {
+    vision_pixels px;
+    int32_t width, height;  /* as decoded */
+    int32_t tokens;         /* merged tokens: its rows in the prompt */
+    int32_t grid_h, grid_w; /* of merged tokens: its rows and columns */
+};
+
+tandem_image_params tandem_image_default_params(void) { return (tandem_image_params){0, 0}; }
+
+bool tandem_model_has_vision(const tandem_model *model) { return model->vit != NULL; }
+
+int32_t tandem_model_image_token(const tandem_model *model) { return model->vit ? model->image_token_id : -1; }
+
+void tandem_image_free(tandem_image *img) {
+    if (!img) return;
+    vision_pixels_free(&img->px);
+    free(img);
+}
+
+int32_t tandem_image_tokens(const tandem_image *img) { return img->tokens; }
+
+void tandem_image_size(const tandem_image *img, int32_t *width, int32_t *height, int32_t *resized_width,
+                       int32_t *resized_height) {
+    if (width) *width = img->width;
+    if (height) *height = img->height;
+    if (resized_width) *resized_width = img->px.resized_width;
+    if (resized_height) *resized_height = img->px.resized_height;
+}
+
+tandem_status tandem_image_from_bytes(const tandem_model *model, const char *name, const void *data, size_t size,
+                                      const tandem_image_params *params, tandem_image **out) {
+    *out = NULL;
+    if (!name) name = "image";
+    if (!model->vit)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_image_load: %s: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl "
+                           "GGUF needs its mmproj file, which tandem does not read yet)",
+                           name, model->path);
+    if (!data && size) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_load: %s: data is NULL", name);
+    const tandem_image_params defaults = tandem_image_default_params();
+    if (!params) params = &defaults;
+    vision_preprocess_config cfg = model->preprocess;
+    const int64_t cell = (int64_t)cfg.patch_size * cfg.merge_size * cfg.patch_size * cfg.merge_size;
+    if (params->min_tokens < 0 || params->max_tokens < 0 ||
+        (params->min_tokens && params->max_tokens && params->min_tokens > params->max_tokens))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_image_load: tandem_image_params.min_tokens %d, max_tokens %d: must be ≥ 0, min ≤ "
+                           "max",
+                           params->min_tokens, params->max_tokens);
+    if (params->min_tokens) cfg.min_pixels = params->min_tokens * cell;
+    if (params->max_tokens) cfg.max_pixels = params->max_tokens * cell;
+    if (cfg.min_pixels > cfg.max_pixels) cfg.min_pixels = cfg.max_pixels;
+    tandem_image *img = calloc(1, sizeof *img);
+    if (!img) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_image_load: out of memory");
+    vision_rgb rgb = {0};
+    tandem_status st = vision_decode(name, data, size, NULL, &rgb);
+    if (!st) st = vision_preprocess(name, &rgb, &cfg, &img->px);
+    img->width = rgb.width;
+    img->height = rgb.height;
+    vision_rgb_free(&rgb);
+    if (!st && img->px.grid_t != 1)
+        st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "tandem_image_load: %s: grid_t %d (a video?)", name, img->px.grid_t);
+    if (st) {
+        tandem_image_free(img);
+        return st;
+    }
+    img->grid_h = img->px.grid_h / cfg.merge_size;
+    img->grid_w = img->px.grid_w / cfg.merge_size;
+    img->tokens = (int32_t)vit_image_tokens(vit_model_config(model->vit), &img->px);
+    *out = img;
+    return TANDEM_OK;
+}
+
+tandem_status tandem_image_load(const tandem_model *model, const char *path, const tandem_image_params *params,
+                                tandem_image **out) {
+    *out = NULL;
+    if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_load: path is NULL");
+    mapped_file mf;
+    tandem_status st = mapped_file_open(path, &mf);
+    if (st) return st;
+    st = tandem_image_from_bytes(model, path, mf.data, mf.size, params, out);
+    mapped_file_close(&mf);
+    return st;
+}
+
+tandem_status tandem_vl_prompt(const tandem_model *model, const char *text, size_t len,
+                               const tandem_image *const *images, int32_t n_images, int32_t **ids, size_t *n_ids) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (n_images < 0 || (n_images > 0 && !images))
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_vl_prompt: n_images %d without images", n_images);
+    for (int32_t i = 0; i < n_images; i++)
+        if (!images[i]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_vl_prompt: images[%d] is NULL", i);
+    int32_t *tok;
+    size_t n_tok;
+    tandem_status st = tandem_tokenizer_encode(model->tokenizer, text, len, true, &tok, &n_tok);
+    if (st) return st;
+    const int32_t pad = model->image_token_id;
+    size_t n_out = n_tok;
+    int32_t found = 0;
+    for (size_t i = 0; i < n_tok; i++) {
+        if (tok[i] != pad) continue;
+        if (found < n_images) n_out += (size_t)images[found]->tokens - 1;
+        found++;
+    }
+    if (found != n_images) {
+        free(tok);
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_vl_prompt: the text holds %d image placeholder%s (<|image_pad|>, id %d) for %d "
+                           "image%s",
+                           found, found == 1 ? "" : "s", pad, n_images, n_images == 1 ? "" : "s");
+    }
+    int32_t *out = malloc((n_out ? n_out : 1) * sizeof *out);
+    if (!out) {
+        free(tok);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_vl_prompt: out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0, image = 0; i < n_tok; i++) {
+        const int32_t repeat = tok[i] == pad ? images[image++]->tokens : 1;
+        for (int32_t r = 0; r < repeat; r++) out[k++] = tok[i];
+    }
+    free(tok);
+    *ids = out;
+    *n_ids = n_out;
+    return TANDEM_OK;
+}
+
+/* ---- a prompt with images ---- */
+
+struct vl_prompt {
+    int32_t n_deepstack, dim;
+    size_t n_prompt;
+    int32_t row0;           /* the context's row of the prompt's first token */
+    size_t after_images;    /* the prompt index after its last image token (0: none) */
+    int32_t *ids;           /* (n_prompt) the prompt with −1 at image tokens: qwen3_batch's "an embedding row" */
+    int32_t *feature_row;   /* (n_prompt) an image token's row of embeds / deepstack, −1 for text */
+    int32_t *pos;           /* (n_prompt, 3) M-RoPE positions (t, h, w) */
+    int32_t next_pos;       /* the position of the token after the prompt */
+    float *embeds;          /* (image tokens, dim) the vision tower's rows */
+    float *deepstack;       /* (n_deepstack, image tokens, dim) */
+    int64_t n_features;     /* image tokens */
+    float *batch_embd;      /* (n_batch, dim) one pass's rows */
+    float *batch_deepstack; /* (n_deepstack, n_batch, dim) */
+};
+
+void vl_prompt_free(vl_prompt *p) {
+    if (!p) return;
+    free(p->ids);
+    free(p->feature_row);
+    free(p->pos);
+    free(p->embeds);
+    free(p->deepstack);
+    free(p->batch_embd);
+    free(p->batch_deepstack);
+    free(p);
+}
+
+/* transformers' get_rope_index for one prompt starting at position start: text tokens (s, s, s) and s + 1 next; an
+ * image's run of gh x gw tokens at s: (s, s + r, s + c) in raster order, then s + max(gh, gw) next. Checks that the
+ * runs of image_token_id are the images (count and lengths). */
+static tandem_status plan_positions(vl_prompt *p, const int32_t *prompt, size_t n, int32_t image_token_id,
+                                    const tandem_image *const *images, int32_t n_images, int32_t start) {
+    int32_t next = start, image = 0;
+    int64_t feature = 0;
+    for (size_t i = 0; i < n;) {
+        if (prompt[i] != image_token_id) {
+            p->ids[i] = prompt[i];
+            p->feature_row[i] = -1;
+            for (int a = 0; a < 3; a++) p->pos[i * 3 + a] = next;
+            next++;
+            i++;
+            continue;
+        }
+        size_t run = 0;
+        while (i + run < n && prompt[i + run] == image_token_id) run++;
+        if (image >= n_images)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                               "tandem_generate: the prompt has more <|image_pad|> runs than the %d image%s of "
+                               "tandem_gen_params.images",
+                               n_images, n_images == 1 ? "" : "s");
+        const tandem_image *img = images[image];
+        if (run != (size_t)img->tokens)
+            return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                               "tandem_generate: image %d takes %d tokens but its <|image_pad|> run in the prompt has "
+                               "%zu (build the prompt with tandem_vl_prompt)",
+                               image, img->tokens, run);
+        for (int32_t r = 0, t = 0; r < img->grid_h; r++)
+            for (int32_t c = 0; c < img->grid_w; c++, t++) {
+                const size_t k = i + (size_t)t;
+                p->ids[k] = -1;
+                p->feature_row[k] = (int32_t)(feature + t);
+                p->pos[k * 3 + 0] = next;
+                p->pos[k * 3 + 1] = next + r;
+                p->pos[k * 3 + 2] = next + c;
+            }
+        next += img->grid_h > img->grid_w ? img->grid_h : img->grid_w;
+        feature += img->tokens;
+        i += run;
+        image++;
+        p->after_images = i;
+    }
+    if (image != n_images)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_generate: tandem_gen_params.images has %d image%s but the prompt places %d (build "
+                           "the prompt with tandem_vl_prompt)",
+                           n_images, n_images == 1 ? "" : "s", image);
+    p->next_pos = next;
+    p->n_features = feature;
+    return TANDEM_OK;
+}
+
+tandem_status vl_prompt_init(tandem_ctx *ctx, const int32_t *prompt, size_t n_prompt,
+                             const struct tandem_image *const *images, int32_t n_images, vl_prompt **out) {
+    *out = NULL;
+    tandem_model *m = ctx->model;
+    if (!m->vit)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_generate: tandem_gen_params.images: %s has no vision tower (images need a Qwen3-VL "
+                           "model; a qwen3vl GGUF needs its mmproj file, which tandem does not read yet)",
+                           m->path);
+    if (n_images < 0 || !images)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: tandem_gen_params.n_images %d without images",
+                           n_images);
+    for (int32_t i = 0; i < n_images; i++)
+        if (!images[i])
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: tandem_gen_params.images[%d] is NULL", i);
+    const qwen3_config *c = &m->qwen.cfg;
+    const size_t n = n_prompt ? n_prompt : 1, n_batch = (size_t)ctx->scratch->n_batch;
+    vl_prompt *p = calloc(1, sizeof *p);
+    if (!p) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+    p->n_deepstack = c->n_deepstack;
+    p->dim = c->dim;
+    p->n_prompt = n_prompt;
+    p->row0 = ctx->n_past;
+    p->ids = malloc(n * sizeof *p->ids);
+    p->feature_row = malloc(n * sizeof *p->feature_row);
+    p->pos = malloc(n * 3 * sizeof *p->pos);
+    tandem_status st = !p->ids || !p->feature_row || !p->pos
+                           ? tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory")
+                           : plan_positions(p, prompt, n_prompt, m->image_token_id, images, n_images,
+                                            ctx->n_past + ctx->pos_delta);
+    if (st) goto fail;
+    const size_t features = (size_t)(p->n_features ? p->n_features : 1), dim = (size_t)c->dim;
+    const size_t sets = (size_t)(c->n_deepstack ? c->n_deepstack : 1);
+    p->embeds = malloc(features * dim * sizeof(float));
+    p->deepstack = malloc(sets * features * dim * sizeof(float));
+    p->batch_embd = malloc(n_batch * dim * sizeof(float));
+    p->batch_deepstack = malloc(sets * n_batch * dim * sizeof(float));
+    if (!p->embeds || !p->deepstack || !p->batch_embd || !p->batch_deepstack) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory for %lld image tokens",
+                         (long long)p->n_features);
+        goto fail;
+    }
+    if (n_images > 0) {
+        vision_pixels *px = malloc((size_t)n_images * sizeof *px);
+        if (!px) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+            goto fail;
+        }
+        for (int32_t i = 0; i < n_images; i++) px[i] = images[i]->px;
+        st = vit_encode(m->vit, m->pool, px, n_images, p->embeds, c->n_deepstack ? p->deepstack : NULL);
+        free(px);
+        if (st) goto fail;
+    }
+    *out = p;
+    return TANDEM_OK;
+fail:
+    vl_prompt_free(p);
+    return st;
+}
+
+const int32_t *vl_prompt_positions(const vl_prompt *p) { return p->pos; }
+
+tandem_status vl_prompt_eval(tandem_ctx *ctx, vl_prompt *p, size_t from, int32_t n, float *logits) {
+    const qwen3_model *qm = &ctx->model->qwen;
+    const size_t dim = (size_t)p->dim;
+    TANDEM_ASSERT(n >= 1 && n <= ctx->scratch->n_batch && n <= ctx->cache->n_ctx - ctx->n_past);
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t row = p->feature_row[from + (size_t)t];
+        if (row < 0) continue;
+        memcpy(p->batch_embd + (size_t)t * dim, p->embeds + (size_t)row * dim, dim * sizeof(float));
+        for (int32_t j = 0; j < p->n_deepstack; j++)
+            memcpy(p->batch_deepstack + ((size_t)j * (size_t)n + (size_t)t) * dim,
+                   p->deepstack + ((size_t)j * (size_t)p->n_features + (size_t)row) * dim, dim * sizeof(float));
+    }
+    qwen3_batch b = qwen3_sequence_batch(ctx->scratch, ctx->cache, p->ids + from, n, ctx->n_past, !logits);
+    b.embd = p->batch_embd;
+    b.n_pos = 3;
+    b.pos = p->pos + from * 3;
+    b.deepstack = p->n_deepstack ? p->batch_deepstack : NULL;
+    const size_t V = (size_t)qm->cfg.vocab_size;
+    qwen3_forward(qm, ctx->scratch, ctx->model->pool, &b, logits ? logits : ctx->logits);
+    if (logits) memcpy(ctx->logits, logits + (size_t)(n - 1) * V, V * sizeof(float));
+    if (!all_finite_f32(ctx->logits, qm->cfg.vocab_size)) {
+        ctx->has_logits = false;
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: the logits of a prompt with images are not finite",
+                           ctx->model->path);
+    }
+    /* the cache keeps the ids as the prompt has them: <|image_pad|> at image rows */
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t id = p->ids[from + (size_t)t];
+        ctx->tokens[ctx->n_past + t] = id >= 0 ? id : ctx->model->image_token_id;
+    }
+    ctx->n_past += n;
+    ctx->has_logits = true;
+    /* later rows continue after the images: position = row + delta (the plan's for the prompt's own rows) */
+    const size_t next = from + (size_t)n;
+    ctx->pos_delta = (next < p->n_prompt ? p->pos[next * 3] : p->next_pos) - ctx->n_past;
+    ctx->pos_delta_row = p->row0 + (int32_t)p->after_images;
+    return TANDEM_OK;
+}
