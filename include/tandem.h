@@ -125,6 +125,8 @@ typedef struct tandem_model tandem_model;
 typedef struct tandem_model_params {
     int32_t n_threads;  /* threads for evaluation, 1..1024, as many as asked (more than tandem_cpu_count() only
                            take turns on the cores, and slow evaluation down); 0 = tandem_cpu_count() */
+    const char *mmproj_path; /* a qwen3vl GGUF's vision tower: the mmproj GGUF beside it (llama.cpp's layout), or
+                                NULL; a Qwen3-VL folder carries its own and must not be given one */
 } tandem_model_params;
 tandem_model_params tandem_model_default_params(void);
 int32_t tandem_cpu_count(void);  /* CPUs online: what n_threads = 0 means */

@@ -67,7 +67,7 @@ class GenResult(ctypes.Structure):
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("n_threads", c_int32)]
+    _fields_ = [("n_threads", c_int32), ("mmproj_path", c_char_p)]
 
 
 class ModelInfo(ctypes.Structure):

@@ -183,6 +183,9 @@ static float *kernel_frame(const st_tensor *k, int t) {
     return out;
 }
 
+/* llama.cpp stores the pixel budget as u32; larger budgets are capped (no image needs more). */
+static uint32_t pixels_u32(int64_t n) { return n > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
+
 static tandem_status write_mmproj_keys(gguf_writer *w, const vit_config *c, const char *name, tandem_ftype ftype,
                                        const char *dir) {
     vision_preprocess_config pre = vision_preprocess_config_qwen3vl();
@@ -212,6 +215,8 @@ static tandem_status write_mmproj_keys(gguf_writer *w, const vit_config *c, cons
         (st = gguf_writer_set_arr_f32(w, "clip.vision.image_mean", pre.image_mean, 3)) ||
         (st = gguf_writer_set_arr_f32(w, "clip.vision.image_std", pre.image_std, 3)) ||
         (st = gguf_writer_set_u32(w, "clip.vision.spatial_merge_size", (uint32_t)c->merge_size)) ||
+        (st = gguf_writer_set_u32(w, "clip.vision.image_min_pixels", pixels_u32(pre.min_pixels))) ||
+        (st = gguf_writer_set_u32(w, "clip.vision.image_max_pixels", pixels_u32(pre.max_pixels))) ||
         (st = gguf_writer_set_arr_bool(w, "clip.vision.is_deepstack_layers", deepstack, (size_t)c->depth)))
         return st;
     return TANDEM_OK;

@@ -124,6 +124,44 @@ static tandem_status load_vision(tandem_model *m, const checkpoint *ck) {
     return TANDEM_OK;
 }
 
+/* A qwen3vl GGUF's vision tower from its mmproj GGUF (vit_load_gguf): Qwen3-VL's preprocessing with the tower's
+ * patch and merge sizes, and the placeholder id the GGUF's tokenizer gives "<|image_pad|>". */
+static tandem_status load_mmproj(tandem_model *m, const char *mmproj_path) {
+    const qwen3_config *c = &m->qwen.cfg;
+    if (!c->rope_sections[0] && !c->rope_sections[1] && !c->rope_sections[2])
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "tandem_model_load: mmproj_path: %s is a text model (architecture qwen3); a vision tower "
+                           "needs a qwen3vl GGUF",
+                           m->path);
+    tandem_status st = vit_load_gguf(mmproj_path, &m->vit);
+    if (st) return st;
+    const vit_config *v = vit_model_config(m->vit);
+    if (v->out_hidden != c->dim || v->n_deepstack != c->n_deepstack)
+        return tandem_fail(TANDEM_ERR_MISMATCH,
+                           "%s: the projector's width %d and %d DeepStack taps do not match %s's embedding length %d "
+                           "and %d DeepStack layers",
+                           mmproj_path, v->out_hidden, v->n_deepstack, m->path, c->dim, c->n_deepstack);
+    gguf_file *f = NULL;
+    if ((st = gguf_open(mmproj_path, &f))) return st;
+    st = vision_preprocess_config_from_gguf(mmproj_path, f, &m->preprocess);
+    gguf_close(f);
+    if (st) return st;
+    m->preprocess.temporal_patch_size = v->temporal_patch_size;
+    if (m->preprocess.patch_size != v->patch_size || m->preprocess.merge_size != v->merge_size)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: clip.vision.patch_size / spatial_merge_size disagree with the tower",
+                           mmproj_path);
+    static const char pad[] = "<|image_pad|>";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if ((st = tandem_tokenizer_encode(m->tokenizer, pad, sizeof pad - 1, true, &ids, &n))) return st;
+    int32_t id = n == 1 ? ids[0] : -1;
+    tandem_free(ids);
+    if (id < 0 || id >= c->vocab_size)
+        return tandem_fail(TANDEM_ERR_FORMAT, "%s: the tokenizer has no %s token for images", m->path, pad);
+    m->image_token_id = id;
+    return TANDEM_OK;
+}
+
 tandem_status tandem_model_load(const char *path, const tandem_model_params *params, tandem_model **out) {
     *out = NULL;
     if (!path) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_model_load: path is NULL");
@@ -149,10 +187,18 @@ tandem_status tandem_model_load(const char *path, const tandem_model_params *par
     m->source = m->gguf ? "gguf" : "safetensors";
     if (m->gguf) {
         if ((st = tokenizer_load_gguf(m->gguf, &m->tokenizer))) goto fail_checkpoint;
+        if (params->mmproj_path && (st = load_mmproj(m, params->mmproj_path))) goto fail_checkpoint;
         gguf_str name;
         m->name = gguf_get_str(m->gguf, "general.name", &name) ? strndup(name.ptr, name.len) : path_base_name(path);
     } else {
         if ((st = tokenizer_load_files(&ck.files, &m->tokenizer))) goto fail_checkpoint;
+        if (params->mmproj_path) {
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG,
+                             "tandem_model_load: mmproj_path: %s is a Hugging Face folder, which carries its own "
+                             "vision tower",
+                             path);
+            goto fail_checkpoint;
+        }
         if ((st = read_generation_config(ck.files.generation_config, &m->sampler_defaults))) goto fail_checkpoint;
         if (ck.files.vision_config && (st = load_vision(m, &ck))) goto fail_checkpoint;
         m->name = path_base_name(path);

@@ -40,7 +40,7 @@ tandem_status tandem_image_from_bytes(const tandem_model *model, const char *nam
     if (!model->vit)
         return tandem_fail(TANDEM_ERR_UNSUPPORTED,
                            "tandem_image_load: %s: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl "
-                           "GGUF needs its mmproj file, which tandem does not read yet)",
+                           "GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
                            name, model->path);
     if (!data && size) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_load: %s: data is NULL", name);
     const tandem_image_params defaults = tandem_image_default_params();
@@ -223,7 +223,7 @@ tandem_status vl_prompt_init(tandem_ctx *ctx, const int32_t *prompt, size_t n_pr
     if (!m->vit)
         return tandem_fail(TANDEM_ERR_UNSUPPORTED,
                            "tandem_generate: tandem_gen_params.images: %s has no vision tower (images need a Qwen3-VL "
-                           "model; a qwen3vl GGUF needs its mmproj file, which tandem does not read yet)",
+                           "model; a qwen3vl GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
                            m->path);
     if (n_images < 0 || !images)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: tandem_gen_params.n_images %d without images",

@@ -632,6 +632,32 @@ tandem_status vision_preprocess_config_load(const char *path, vision_preprocess_
     return TANDEM_OK;
 }
 
+static tandem_status check_config(const vision_preprocess_config *c);
+
+tandem_status vision_preprocess_config_from_gguf(const char *path, const gguf_file *f, vision_preprocess_config *cfg) {
+    *cfg = vision_preprocess_config_qwen3vl();
+    uint32_t v;
+    if (gguf_get_u32(f, "clip.vision.patch_size", &v)) cfg->patch_size = (int32_t)(v < 1024 ? v : 1024);
+    if (gguf_get_u32(f, "clip.vision.spatial_merge_size", &v)) cfg->merge_size = (int32_t)(v < 64 ? v : 64);
+    if (gguf_get_u32(f, "clip.vision.image_min_pixels", &v)) cfg->min_pixels = v;
+    if (gguf_get_u32(f, "clip.vision.image_max_pixels", &v)) cfg->max_pixels = v;
+    static const char *const keys[2] = {"clip.vision.image_mean", "clip.vision.image_std"};
+    for (int k = 0; k < 2; k++) {
+        const gguf_kv *kv = gguf_find_kv(f, keys[k]);
+        if (!kv) continue;
+        if (kv->type != GGUF_TYPE_ARRAY || kv->n != 3 ||
+            (kv->array_type != GGUF_TYPE_FLOAT32 && kv->array_type != GGUF_TYPE_FLOAT64))
+            return tandem_fail(TANDEM_ERR_FORMAT, "vision_preprocess_config_from_gguf: %s: %s: not 3 floats", path,
+                               keys[k]);
+        for (int i = 0; i < 3; i++)
+            (k ? cfg->image_std : cfg->image_mean)[i] = (float)gguf_array_float(kv, (uint64_t)i);
+    }
+    tandem_status st = check_config(cfg);
+    if (st != TANDEM_OK)
+        return tandem_fail(st, "vision_preprocess_config_from_gguf: %s: %s", path, tandem_last_error());
+    return TANDEM_OK;
+}
+
 void vision_pixels_free(vision_pixels *px) {
     if (!px) return;
     free(px->pixel_values);

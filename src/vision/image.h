@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "gguf.h"
 #include "tandem_base.h"
 
 /* An 8-bit RGB image, rows top to bottom, pixels interleaved R, G, B. */
@@ -56,6 +57,9 @@ vision_preprocess_config vision_preprocess_config_qwen3vl(void);
  * longest_edge or min_pixels / max_pixels, image_mean, image_std, rescale_factor); absent fields keep Qwen3-VL's
  * values, present ones must be valid (TANDEM_ERR_FORMAT naming the file and the field). */
 tandem_status vision_preprocess_config_load(const char *path, vision_preprocess_config *cfg);
+/* The same from an mmproj GGUF's clip.vision.* keys (patch_size, spatial_merge_size, image_min_pixels,
+ * image_max_pixels, image_mean, image_std, as llama.cpp's converter writes them); absent keys keep Qwen3-VL's. */
+tandem_status vision_preprocess_config_from_gguf(const char *path, const gguf_file *f, vision_preprocess_config *cfg);
 
 /* pixel_values of one image: n_patches rows of patch_dim floats (channel, temporal, patch row, patch column),
  * rows in the processor's order (merge_size x merge_size groups of patches, groups row-major). */

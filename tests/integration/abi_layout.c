@@ -115,6 +115,7 @@ int main(void) {
     END();
     BEGIN(tandem_model_params);
     FIELD(tandem_model_params, n_threads);
+    FIELD(tandem_model_params, mmproj_path);
     END();
     BEGIN(tandem_ctx_params);
     FIELD(tandem_ctx_params, n_ctx);

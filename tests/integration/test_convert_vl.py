@@ -342,7 +342,8 @@ def test_bad_mrope_sections(run_tandem, folders, tmp_path):
     cfg["text_config"]["rope_parameters"]["mrope_section"] = [4, 2, 1]
     (bad / "config.json").write_text(json.dumps(cfg))
     cp = run_tandem("convert", bad, "-o", tmp_path / "b.gguf", check=False)
-    assert cp.returncode != 0 and "mrope_section sums to 7, not head_dim / 2 = 8" in cp.stderr
+    assert cp.returncode != 0 and "config.json" in cp.stderr and "mrope_section" in cp.stderr, cp.stderr
+    assert "[4, 2, 1]" in cp.stderr and "head_dim / 2 = 8" in cp.stderr, cp.stderr
     assert not (tmp_path / "b.gguf").exists()
 
 

@@ -109,3 +109,24 @@ def test_info_says_vision(run_tandem, golden_dir, models_dir):
     text = last_json(run_tandem("info", "-m", models_dir / "tied_gqa2", "--json").stdout)
     assert (vl["architecture"], vl["vision"]) == ("qwen3vl", True)
     assert (text["architecture"], text["vision"]) == ("qwen3", False)
+
+
+@pytest.mark.parametrize("case", ["one_image", "two_images"])
+def test_gguf_with_mmproj_matches_transformers(run_tandem, golden_dir, tmp_path, case):
+    """The folder converted to a qwen3vl GGUF + mmproj GGUF (both f32) and loaded with --mmproj answers as
+    transformers does; without --mmproj it refuses images, and a text-model mmproj is refused."""
+    c = cases(golden_dir)[case]
+    text, mmproj = tmp_path / "vl.gguf", tmp_path / "mmproj-vl.gguf"
+    run_tandem("convert", golden_dir / "vision_chat" / "model", "-o", text, "--weight-format", "f32",
+               "--mmproj-type", "f32")
+    assert text.exists() and mmproj.exists()
+    images = [a for f in c["images"] for a in ("--image", image_path(golden_dir, f))]
+    out = last_json(run_tandem("run", "-m", text, "--mmproj", mmproj, *images, "-p", c["text"],
+                               "-n", len(c["greedy"]), "--temp", "0", "--exact", "--json", "-b", "8").stdout)
+    assert out["prompt_ids"] == c["input_ids"]
+    assert out["generated_ids"] == c["greedy"]
+    cp = run_tandem("run", "-m", text, *images, "-p", "x", check=False)
+    assert cp.returncode != 0 and "--mmproj" in cp.stderr, cp.stderr
+    cp = run_tandem("run", "-m", golden_dir / "vision_chat" / "model", "--mmproj", mmproj, *images, "-p", "x",
+                    check=False)
+    assert cp.returncode != 0 and "carries its own" in cp.stderr, cp.stderr

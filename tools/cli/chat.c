@@ -15,7 +15,8 @@
 #include "tandem.h"
 
 static const char CHAT_HELP[] =
-    "usage: tandem chat -m MODEL [-md DRAFT] [--system TEXT] [--no-think] [--hide-think] [--tools TOOLS.json]\n"
+    "usage: tandem chat -m MODEL [--mmproj FILE] [-md DRAFT] [--system TEXT] [--no-think] [--hide-think] [--tools "
+    "TOOLS.json]\n"
     "                   [--chat-template-file FILE] [-n MAX_TOKENS] [sampling options] [-c CTX] [-t THREADS]\n"
     "A conversation with the model, rendered with its chat template. Each turn evaluates only the tokens after what\n"
     "the KV cache already holds from the previous turns.\n"
@@ -26,6 +27,7 @@ static const char CHAT_HELP[] =
     "Otherwise: each stdin line is one conversation as JSON (a messages array, or {\"messages\": [...],\n"
     "\"tools\": [...]}); each gets one JSON line on stdout: the assistant message with finish_reason and usage.\n"
     "  -m, --model PATH         GGUF file or Hugging Face checkpoint folder\n"
+    "      --mmproj FILE        a qwen3vl GGUF's vision tower (its mmproj GGUF), for /image\n"
     "      --system TEXT        a system message first (stdin mode: unless the conversation has one)\n"
     "      --no-think           enable_thinking=false (Qwen3: no reasoning)\n"
     "      --hide-think         do not print the reasoning\n"
@@ -477,7 +479,8 @@ static int chat_terminal(chat *c, const char *system, const char *tools, bool hi
 
 int cmd_chat(int argc, char **argv) {
     args a = {"chat", argc, argv, 0};
-    const char *model_path = NULL, *draft_path = NULL, *system = NULL, *tools_path = NULL, *template_path = NULL;
+    const char *model_path = NULL, *draft_path = NULL, *mmproj_path = NULL, *system = NULL, *tools_path = NULL,
+               *template_path = NULL;
     const char *tool_choice = NULL;
     bool parallel_calls = true, free_tools = false;
     int max_tokens = -1, threads = 0, n_ctx = 0;
@@ -493,6 +496,7 @@ int cmd_chat(int argc, char **argv) {
             return 0;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) model_path = take_value(&a, f);
         else if (!strcmp(f, "--system")) system = take_value(&a, f);
+        else if (!strcmp(f, "--mmproj")) mmproj_path = take_value(&a, f);
         else if (!strcmp(f, "--no-think")) enable_thinking = 0;
         else if (!strcmp(f, "--hide-think")) hide_think = true;
         else if (!strcmp(f, "--tools")) tools_path = take_value(&a, f);
@@ -532,8 +536,10 @@ int cmd_chat(int argc, char **argv) {
     else c.tool_grammar.choice = TANDEM_TOOL_CHOICE_NAMED, c.tool_grammar.function_name = tool_choice;
     tandem_model_params mp = tandem_model_default_params();
     mp.n_threads = threads;
+    mp.mmproj_path = mmproj_path;
     tandem_status st = tandem_model_load(model_path, &mp, &c.model);
     if (st) die_status("chat", st);
+    mp.mmproj_path = NULL; /* the draft is a text model */
     c.tok = tandem_model_tokenizer(c.model);
     c.tmpl = load_chat_template("chat", c.tok, model_path, template_path, false);
     c.tmpl_tools = c.tmpl;

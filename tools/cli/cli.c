@@ -64,7 +64,7 @@ static const struct {
     {"tandem_synth_params.raw", "--raw"},
     {"chat_template_path", "--chat-template-file"},
     {"mmproj_ftype", "--mmproj-type"},
-    {"mmproj_path", "--mmproj-out"},
+    {"mmproj_path", "--mmproj"},
     {"tandem_image_params.min_tokens", "--image-min-tokens"},
     {"tandem_image_params.max_tokens", "--image-max-tokens"},
     {"set tandem_convert_params.overwrite", "pass --force"},
@@ -109,6 +109,7 @@ static const struct {
     const char *cmd, *api, *cli;
 } FLAG_OF_FIELD_IN[] = {
     {"chat", "messages_json", "the messages"}, /* tandem chat reads them from stdin lines or the terminal */
+    {"convert", "mmproj_path", "--mmproj-out"},
 };
 
 static bool is_ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }

@@ -84,6 +84,7 @@ static const char RUN_HELP[] =
     "                           implies --chat, the user message being the images, then -p/-f's text\n"
     "      --image-min-tokens N, --image-max-tokens N  each image's token budget (32x32-pixel cells; default:\n"
     "                           the model's preprocessor_config.json, Qwen3-VL: 64 and 16384)\n"
+    "      --mmproj FILE        a qwen3vl GGUF's vision tower (the mmproj GGUF tandem convert writes beside it)\n"
     "Ctrl-C stops at the next token and still prints the summary (finish: interrupted; exit code 130).\n"
     "speculative decoding (output identical to the target alone):\n"
     "  -md, --draft MODEL       a small model of the same vocabulary that proposes tokens\n"
@@ -135,7 +136,7 @@ static void print_spec_summary(const tandem_spec_stats *x, double decode_tps) {
 
 static int cmd_run(int argc, char **argv) {
     args a = {"run", argc, argv, 0};
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft_path = NULL, *mmproj_path = NULL;
     const char *schema_file = NULL, *tools_file = NULL, *tool_choice = NULL;
     bool any_object = false;
     tandem_tool_grammar_params tp = tandem_tool_grammar_default_params();
@@ -177,6 +178,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(f, "--system")) system = take_value(&a, f);
         else if (!strcmp(f, "--no-think")) enable_thinking = 0, tp.thinking = false;
         else if (!strcmp(f, "--image")) image_paths[n_images++] = take_value(&a, f), chat = true;
+        else if (!strcmp(f, "--mmproj")) mmproj_path = take_value(&a, f);
         else if (!strcmp(f, "--image-min-tokens"))
             ip.min_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
         else if (!strcmp(f, "--image-max-tokens"))
@@ -205,9 +207,11 @@ static int cmd_run(int argc, char **argv) {
 
     tandem_model_params mp = tandem_model_default_params();
     mp.n_threads = threads;
+    mp.mmproj_path = mmproj_path;
     tandem_model *model;
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("run", st);
+    mp.mmproj_path = NULL; /* the draft is a text model */
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
     tandem_image **images = n_images ? calloc((size_t)n_images, sizeof *images) : NULL;
     for (int i = 0; i < n_images; i++)
