@@ -274,6 +274,24 @@ typedef struct tandem_spec_stats {
  * ids; otherwise TANDEM_ERR_MISMATCH saying what differs. */
 tandem_status tandem_model_check_draft(const tandem_model *target, const tandem_model *draft);
 
+/* ---- token log-probabilities (OpenAI's logprobs / top_logprobs) ---- */
+
+/* What tandem_gen_params.logprobs reports for each generated id: log-probabilities under the model's RAW distribution
+ * at that position, log_softmax of the logits as the forward pass gives them, before penalties, temperature,
+ * top-k/top-p/min-p and any grammar (as vLLM reports by default, "raw_logprobs"). So they do not depend on the
+ * sampling settings, and with speculative decoding an accepted proposal's record is the target's distribution at its
+ * position (from the verification pass), equal to what plain decoding reports. */
+#define TANDEM_MAX_TOP_LOGPROBS 20
+typedef struct tandem_token_logprob {
+    int32_t id;    /* the generated id */
+    float logprob; /* its log-probability */
+    int32_t n_top; /* tandem_gen_params.top_logprobs: the most likely ids at that position, most likely first */
+    int32_t top_ids[TANDEM_MAX_TOP_LOGPROBS]; /* (ties: lower id first) */
+    float top_logprobs[TANDEM_MAX_TOP_LOGPROBS];
+} tandem_token_logprob;
+/* Called (with tandem_gen_params.user) for each generated id as it is accepted, before its text reaches on_text. */
+typedef void (*tandem_logprob_callback)(const tandem_token_logprob *lp, void *user);
+
 typedef struct tandem_gen_params {
     int32_t max_tokens;             /* -1 = until EOS or context full */
     tandem_sampler_params sampling;
@@ -299,6 +317,12 @@ typedef struct tandem_gen_params {
      * proposal: a wrong prediction costs verification rows, never a different output. NULL / 0 = none */
     const int32_t *prediction;
     int32_t n_prediction;
+    /* log-probabilities (tandem_token_logprob above): with logprobs, tandem_gen_result.logprobs holds one record per
+     * generated id and on_logprob (may be NULL) gets each; top_logprobs: 0..TANDEM_MAX_TOP_LOGPROBS alternatives per
+     * id (TANDEM_ERR_INVALID_ARG outside that range). Costs a pass over the vocabulary per generated token */
+    bool logprobs;
+    int32_t top_logprobs;
+    tandem_logprob_callback on_logprob;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -321,6 +345,7 @@ typedef struct tandem_gen_result {
     tandem_timings timings;
     bool speculative;        /* spec_stats is filled */
     tandem_spec_stats spec_stats;
+    tandem_token_logprob *logprobs; /* (n_ids) with tandem_gen_params.logprobs, else NULL; owned like ids */
 } tandem_gen_result;
 
 /* Evaluates the prompt after whatever ctx already holds, then samples until a stop condition. */

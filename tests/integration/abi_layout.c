@@ -55,6 +55,9 @@ int main(void) {
     FIELD(tandem_gen_params, grammar);
     FIELD(tandem_gen_params, prediction);
     FIELD(tandem_gen_params, n_prediction);
+    FIELD(tandem_gen_params, logprobs);
+    FIELD(tandem_gen_params, top_logprobs);
+    FIELD(tandem_gen_params, on_logprob);
     END();
     BEGIN(tandem_timings);
     FIELD(tandem_timings, prompt_ms);
@@ -68,6 +71,7 @@ int main(void) {
     FIELD(tandem_gen_result, timings);
     FIELD(tandem_gen_result, speculative);
     FIELD(tandem_gen_result, spec_stats);
+    FIELD(tandem_gen_result, logprobs);
     END();
     BEGIN(tandem_model_params);
     FIELD(tandem_model_params, n_threads);
