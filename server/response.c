@@ -110,6 +110,12 @@ struct serve_answer {
     serve_buf tail; /* no parser: the beginning of a character cut by the end of a piece */
     char *echo;
     size_t echo_len;
+    /* logprobs: the records of the tokens so far (end ids left out); a stream has sent the first n_lps_sent */
+    const tandem_tokenizer *tok;
+    bool logprobs, ignore_eos;
+    tandem_token_logprob *lps;
+    size_t n_lps, cap_lps, n_lps_sent;
+    size_t text_offset; /* completions: bytes of the answer's text before the next record's token (echo included) */
 };
 
 serve_answer *serve_answer_create(const serve_request *r, const char *model_name, const char *id, int64_t created,
@@ -123,6 +129,10 @@ serve_answer *serve_answer_create(const serve_request *r, const char *model_name
     a->created = created;
     a->ok = true;
     a->call_index = -1;
+    a->tok = r->tok;
+    a->logprobs = r->gen.logprobs && r->tok;
+    a->ignore_eos = r->gen.ignore_eos;
+    a->text_offset = r->echo_len;
     a->model = strdup(model_name ? model_name : "");
     a->id = strdup(id ? id : "");
     if (!a->model || !a->id) goto fail;
@@ -153,7 +163,27 @@ void serve_answer_free(serve_answer *a) {
     serve_buf_free(&a->text);
     serve_buf_free(&a->tail);
     free(a->echo);
+    free(a->lps);
     free(a);
+}
+
+bool serve_answer_logprob(serve_answer *a, const tandem_token_logprob *lp) {
+    if (!a->logprobs || !a->ok) return a->ok;
+    if (!a->ignore_eos) {
+        size_t n_eos;
+        const int32_t *eos = tandem_tokenizer_eos_ids(a->tok, &n_eos);
+        for (size_t i = 0; i < n_eos; i++)
+            if (eos[i] == lp->id) return true;
+    }
+    if (a->n_lps == a->cap_lps) {
+        const size_t cap = a->cap_lps ? 2 * a->cap_lps : 64;
+        tandem_token_logprob *p = realloc(a->lps, cap * sizeof *p);
+        if (!p) return a->ok = false;
+        a->lps = p;
+        a->cap_lps = cap;
+    }
+    a->lps[a->n_lps++] = *lp;
+    return true;
 }
 
 /* A chunk's frame: id, object, created, model, and "usage": null when the client asked for a usage chunk. */
@@ -181,9 +211,85 @@ static bool write_event(serve_answer *a, json_t *j) {
     return ok;
 }
 
+static json_t *string_n(const char *text, size_t len);
+
+/* A token's text (invalid UTF-8 replaced) and, for chat, its raw bytes; padding ids beyond the tokenizer are "". */
+static json_t *token_json(const serve_answer *a, int32_t id, double logprob, bool chat) {
+    size_t len = 0;
+    const char *bytes = tandem_tokenizer_token_bytes(a->tok, id, &len);
+    if (!bytes) len = 0;
+    json_t *t = json_object(), *b = chat ? json_array() : NULL;
+    if (!t || (chat && !b)) {
+        json_decref(t), json_decref(b);
+        return NULL;
+    }
+    json_object_set_new(t, "token", string_n(bytes ? bytes : "", len));
+    json_object_set_new(t, "logprob", json_real(logprob));
+    for (size_t i = 0; b && i < len; i++) json_array_append_new(b, json_integer((unsigned char)bytes[i]));
+    if (b) json_object_set_new(t, "bytes", b);
+    return t;
+}
+
+/* The records [from, to) in OpenAI's shape: chat {"content": [{token, logprob, bytes, top_logprobs}], "refusal"},
+ * completions {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}], "text_offset"}. */
+static json_t *logprobs_json(serve_answer *a, size_t from, size_t to) {
+    const bool chat = a->route == SERVE_CHAT_COMPLETIONS;
+    json_t *content = json_array(), *tokens = json_array(), *values = json_array(), *tops = json_array(),
+           *offsets = json_array();
+    bool ok = content && tokens && values && tops && offsets;
+    for (size_t i = from; ok && i < to; i++) {
+        const tandem_token_logprob *lp = &a->lps[i];
+        json_t *tok = token_json(a, lp->id, lp->logprob, chat);
+        json_t *top = chat ? json_array() : json_object();
+        ok = tok && top;
+        for (int32_t j = 0; ok && j < lp->n_top; j++) {
+            json_t *alt = token_json(a, lp->top_ids[j], lp->top_logprobs[j], chat);
+            if (!alt) ok = false;
+            else if (chat) json_array_append_new(top, alt);
+            else
+                json_object_set(top, json_string_value(json_object_get(alt, "token")), json_object_get(alt, "logprob"));
+            if (!chat) json_decref(alt);
+        }
+        if (!ok) {
+            json_decref(tok), json_decref(top);
+            break;
+        }
+        if (chat) {
+            json_object_set_new(tok, "top_logprobs", top);
+            json_array_append_new(content, tok);
+        } else {
+            size_t len = 0;
+            if (!tandem_tokenizer_token_bytes(a->tok, lp->id, &len)) len = 0;
+            json_array_append(tokens, json_object_get(tok, "token"));
+            json_array_append(values, json_object_get(tok, "logprob"));
+            json_array_append_new(tops, top);
+            json_array_append_new(offsets, json_integer((json_int_t)a->text_offset));
+            a->text_offset += len;
+            json_decref(tok);
+        }
+    }
+    json_t *out = NULL;
+    if (ok && chat) out = json_pack("{s:O, s:n}", "content", content, "refusal");
+    else if (ok)
+        out = json_pack("{s:O, s:O, s:O, s:O}", "tokens", tokens, "token_logprobs", values, "top_logprobs", tops,
+                        "text_offset", offsets);
+    json_decref(content), json_decref(tokens), json_decref(values), json_decref(tops), json_decref(offsets);
+    if (!out) a->ok = false;
+    return out;
+}
+
+/* The records not yet sent (a stream's chunk that carries text), or null. */
+static json_t *pending_logprobs(serve_answer *a) {
+    if (!a->logprobs || a->n_lps_sent == a->n_lps) return json_null();
+    json_t *j = logprobs_json(a, a->n_lps_sent, a->n_lps);
+    a->n_lps_sent = a->n_lps;
+    return j ? j : json_null();
+}
+
 /* One choice: a chat chunk's {"index", "delta", "logprobs", "finish_reason"} or a completion's {"index", "text", …}.
  * Takes the reference to payload (the delta object, or the text string). */
-static bool write_choice(serve_answer *a, json_t *payload, const char *finish_reason, json_t *extra_key_value) {
+static bool write_choice(serve_answer *a, json_t *payload, const char *finish_reason, json_t *extra_key_value,
+                         bool with_logprobs) {
     json_t *c = chunk_new(a);
     json_t *choice = json_object();
     json_t *choices = json_array();
@@ -193,7 +299,7 @@ static bool write_choice(serve_answer *a, json_t *payload, const char *finish_re
     }
     json_object_set_new(choice, "index", json_integer(0));
     json_object_set_new(choice, a->route == SERVE_CHAT_COMPLETIONS ? "delta" : "text", payload);
-    json_object_set_new(choice, "logprobs", json_null());
+    json_object_set_new(choice, "logprobs", with_logprobs ? pending_logprobs(a) : json_null());
     json_object_set_new(choice, "finish_reason", finish_reason ? json_string(finish_reason) : json_null());
     json_array_append_new(choices, choice);
     json_object_set_new(c, "choices", choices);
@@ -232,15 +338,15 @@ static bool start_stream(serve_answer *a) {
     if (a->started) return true;
     a->started = true;
     if (a->route == SERVE_CHAT_COMPLETIONS)
-        return write_choice(a, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL);
-    if (a->echo_len) return write_choice(a, string_n(a->echo, a->echo_len), NULL, NULL);
+        return write_choice(a, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL, false);
+    if (a->echo_len) return write_choice(a, string_n(a->echo, a->echo_len), NULL, NULL, false);
     return true;
 }
 
 static bool write_delta(serve_answer *a, const char *key, const char *text, size_t len) {
     json_t *s = string_n(text, len);
     if (!s) return a->ok = false;
-    return write_choice(a, a->route == SERVE_CHAT_COMPLETIONS ? json_pack("{s:o}", key, s) : s, NULL, NULL);
+    return write_choice(a, a->route == SERVE_CHAT_COMPLETIONS ? json_pack("{s:o}", key, s) : s, NULL, NULL, true);
 }
 
 /* The parser's deltas. A tool call is held back until it is complete (TOOL_END) and then sent in one chunk, so a
@@ -272,7 +378,7 @@ static bool on_delta(const tandem_chat_delta *d, void *user) {
             json_t *call = json_pack("{s:i, s:s, s:s, s:{s:s, s:s%}}", "index", (int)a->n_calls, "id", a->call_id,
                                      "type", "function", "function", "name", a->call_name, "arguments",
                                      a->call_args.data ? a->call_args.data : "", a->call_args.len);
-            write_choice(a, call ? json_pack("{s:[o]}", "tool_calls", call) : NULL, NULL, NULL);
+            write_choice(a, call ? json_pack("{s:[o]}", "tool_calls", call) : NULL, NULL, NULL, true);
         }
         a->n_calls++;
         a->call_index = -1;
@@ -345,7 +451,7 @@ static json_t *timings_json(const tandem_gen_result *res) {
 
 static bool finish_stream(serve_answer *a, const tandem_gen_result *res) {
     json_t *empty = a->route == SERVE_CHAT_COMPLETIONS ? json_object() : json_string("");
-    if (!write_choice(a, empty, finish_reason(a, res), a->include_usage ? NULL : timings_json(res))) return false;
+    if (!write_choice(a, empty, finish_reason(a, res), a->include_usage ? NULL : timings_json(res), true)) return false;
     if (a->include_usage) {
         json_t *c = chunk_new(a);
         if (!c) return a->ok = false;
@@ -393,7 +499,7 @@ static bool finish_whole(serve_answer *a, const tandem_gen_result *res) {
         serve_buf_free(&t);
         if (!ok) a->ok = false;
     }
-    json_object_set_new(choice, "logprobs", json_null());
+    json_object_set_new(choice, "logprobs", a->logprobs ? logprobs_json(a, 0, a->n_lps) : json_null());
     json_object_set_new(choice, "finish_reason", json_string(finish_reason(a, res)));
     json_object_set_new(body, "choices", json_pack("[o]", choice));
     json_object_set_new(body, "usage", usage_json(res));

@@ -124,6 +124,11 @@ static bool on_text(const char *text, size_t len, void *user) {
     return true;
 }
 
+static void on_logprob(const tandem_token_logprob *lp, void *user) {
+    serve_job *j = user;
+    if (!serve_answer_logprob(j->answer, lp)) atomic_store(&j->gone, true); /* out of memory: give up */
+}
+
 /* The engine refused the request at add: the error a client should see. */
 static int add_error_status(tandem_status st) { return st == TANDEM_ERR_NO_MEMORY || st == TANDEM_ERR_IO ? 500 : 400; }
 
@@ -141,6 +146,7 @@ static bool start_job(serve_scheduler *s, serve_job *j) {
     }
     tandem_gen_params gp = j->req.gen;
     gp.on_text = on_text;
+    gp.on_logprob = gp.logprobs ? on_logprob : NULL;
     gp.user = j;
     tandem_status st = tandem_engine_add(s->engine, j->req.prompt_ids, j->req.n_prompt, &gp, &j->engine_id);
     if (st) {

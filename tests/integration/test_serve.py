@@ -17,6 +17,8 @@ openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
 httpx = pytest.importorskip("httpx")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
+np = pytest.importorskip("numpy")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
 from serve_process import Server  # noqa: E402
 
 MODEL = "tied_gqa2"
@@ -106,6 +108,99 @@ def test_completions_equal_run(server, run_tandem, models_dir):
     assert r.choices[0].text == ran["text"]
     assert r.usage.completion_tokens == len(ran["generated_ids"])
     assert r.choices[0].finish_reason == {"eos": "stop", "length": "length"}[ran["finish_reason"]]
+
+
+# ---- logprobs: the model's raw distribution (log_softmax of the logits) at each generated token ----
+
+def log_softmax(row):
+    row = row.astype(np.float64)
+    m = row.max()
+    return row - m - np.log(np.exp(row - m).sum())
+
+
+def test_logprobs_equal_transformers(fresh_server, models_dir):
+    """/v1/completions on the reference prompt's ids, greedy, through the exact path: every token's logprob and its
+    5 alternatives equal log_softmax of transformers' logits (tests/gen/make_golden.py) at that position."""
+    ref = safetensors_numpy.load_file(str(models_dir / MODEL / "reference-hf.safetensors"))
+    s = fresh_server("--exact")
+    n = len(ref["greedy"])
+    r = s.client().completions.create(model=MODEL, prompt=ref["prompt"].tolist(), max_tokens=n, temperature=0,
+                                      logprobs=5, extra_body={"ignore_eos": True})
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == n
+    assert lp.text_offset[0] == 0  # (tokens cut characters here: each token's text has its own U+FFFD)
+    for i, tok in enumerate(ref["greedy"].tolist()):
+        want = log_softmax(ref["logits"][len(ref["prompt"]) - 1 + i])
+        assert lp.token_logprobs[i] == pytest.approx(want[tok], abs=1e-4)
+        top = sorted(want, reverse=True)[:5]
+        # the legacy form is a {token: logprob} dict: alternatives spelt alike (U+FFFD) keep one entry
+        assert lp.top_logprobs[i] and all(min(abs(v - t) for t in top) < 1e-4 for v in lp.top_logprobs[i].values())
+        assert lp.token_logprobs[i] == pytest.approx(top[0], abs=1e-4)  # greedy: the most likely token
+        assert i == 0 or lp.text_offset[i] > lp.text_offset[i - 1]
+
+
+def chat_logprobs(client, stream, **kw):
+    """The answer's content and its logprobs.content as the SDK parsed them (a stream's chunks joined)."""
+    args = chat_args(logprobs=True, top_logprobs=3, max_tokens=24, **NO_THINK, **kw)
+    if not stream:
+        r = client.chat.completions.create(**args)
+        return r.choices[0].message.content, r.choices[0].logprobs.content
+    text, content = "", []
+    for c in client.chat.completions.create(**args, stream=True):
+        if c.choices:
+            text += c.choices[0].delta.content or ""
+            if c.choices[0].logprobs:
+                content += c.choices[0].logprobs.content
+    return text, content
+
+
+def test_chat_logprobs_shape_and_stream(server):
+    """OpenAI's shape through the SDK's types: one entry per token whose bytes make up the content, the greedy token
+    the first of its alternatives; a stream's chunks carry the same entries as the whole answer."""
+    text, content = chat_logprobs(server.client(), False)
+    assert text and content
+    assert b"".join(bytes(e.bytes) for e in content).decode(errors="replace") == text
+    for e in content:
+        assert len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token
+        assert e.top_logprobs[0].logprob == e.logprob and e.logprob <= 0
+        assert [t.logprob for t in e.top_logprobs] == sorted((t.logprob for t in e.top_logprobs), reverse=True)
+    s_text, s_content = chat_logprobs(server.client(), True)
+    assert s_text == text
+    assert [e.model_dump() for e in s_content] == [e.model_dump() for e in content]
+    # sampled: still the raw distribution (temperature and penalties do not change it), and the drawn token need not
+    # be the first alternative
+    _, hot = chat_logprobs(server.client(), False, temperature=1.5, seed=3, frequency_penalty=1.0)
+    assert all(e.logprob <= e.top_logprobs[0].logprob for e in hot)
+
+
+def test_logprobs_with_a_draft_equal_without(server, fresh_server, models_dir):
+    """Speculative decoding (the model as its own draft, and lookup, whose proposals are often rejected): the same
+    tokens with the same logprobs as plain decoding, stream and not."""
+    plain = chat_logprobs(server.client(), False)
+    for flags, verified in ((["-md", models_dir / MODEL], "accepted_prediction_tokens"),
+                            (["--lookup", "2"], "rejected_prediction_tokens")):
+        s = fresh_server(*flags)
+        for stream in (False, True):
+            text, content = chat_logprobs(s.client(), stream)
+            assert text == plain[0]
+            assert [e.token for e in content] == [e.token for e in plain[1]]
+            for got, want in zip(content, plain[1]):
+                assert got.logprob == pytest.approx(want.logprob, abs=2e-3)
+                assert [t.logprob for t in got.top_logprobs] == pytest.approx([t.logprob for t in want.top_logprobs],
+                                                                              abs=2e-3)
+        usage = s.client().chat.completions.create(**chat_args(**NO_THINK, max_tokens=24)).usage
+        assert getattr(usage.completion_tokens_details, verified) > 0  # accepted ones, and corrected ones
+
+
+def test_logprobs_bad_values(server):
+    for kw, param in (({"top_logprobs": 21, "logprobs": True}, "top_logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
+                      ({"logprobs": 3}, "logprobs")):
+        with pytest.raises(openai.BadRequestError) as e:
+            server.client().chat.completions.create(**chat_args(**kw))
+        assert e.value.body["param"] == param
+    with pytest.raises(openai.BadRequestError) as e:
+        server.client().completions.create(model=MODEL, prompt="x", logprobs=21)
+    assert e.value.body["param"] == "logprobs"
 
 
 # ---- tools and structured outputs: the grammar makes them valid even from random weights ----
