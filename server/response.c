@@ -116,7 +116,20 @@ struct serve_answer {
     tandem_token_logprob *lps;
     size_t n_lps, cap_lps, n_lps_sent;
     size_t text_offset; /* completions: bytes of the answer's text before the next record's token (echo included) */
+    /* usage.completion_tokens_details.reasoning_tokens (chat): the ids of "<think>", "</think>" and "<tool_call>" when
+     * each is one token (else -1), and whether the prompt opened the reasoning */
+    int32_t think_id, think_end_id, tool_call_id;
+    bool reasoning_open;
 };
+
+/* The id of a tag that the tokenizer has as one token, or -1. */
+static int32_t special_id(const tandem_tokenizer *tok, const char *tag) {
+    int32_t *ids = NULL, id = -1;
+    size_t n = 0;
+    if (tok && tandem_tokenizer_encode(tok, tag, strlen(tag), true, &ids, &n) == TANDEM_OK && n == 1) id = ids[0];
+    tandem_free(ids);
+    return id;
+}
 
 serve_answer *serve_answer_create(const serve_request *r, const char *model_name, const char *id, int64_t created,
                                   uint64_t id_seed) {
@@ -133,6 +146,10 @@ serve_answer *serve_answer_create(const serve_request *r, const char *model_name
     a->logprobs = r->gen.logprobs && r->tok;
     a->ignore_eos = r->gen.ignore_eos;
     a->text_offset = r->echo_len;
+    a->reasoning_open = r->parser.reasoning_open;
+    a->think_id = special_id(r->tok, "<think>");
+    a->think_end_id = special_id(r->tok, "</think>");
+    a->tool_call_id = r->parser.parse_tool_calls ? special_id(r->tok, "<tool_call>") : -1;
     a->model = strdup(model_name ? model_name : "");
     a->id = strdup(id ? id : "");
     if (!a->model || !a->id) goto fail;
@@ -421,19 +438,39 @@ static const char *finish_reason(const serve_answer *a, const tandem_gen_result 
     return a->n_calls > 0 ? "tool_calls" : "stop";
 }
 
-/* usage: OpenAI's, with cached prompt tokens and, when speculative decoding ran, the drafted tokens the target
- * accepted and rejected (OpenAI's predicted-output fields). */
-static json_t *usage_json(const tandem_gen_result *res) {
+/* Generated tokens of the reasoning: from the start of the output (which "<think>" opens, or the prompt opened)
+ * through "</think>", or up to a "<tool_call>" that ends it; all of them (but an end id) when it never closed. */
+static int reasoning_tokens(const serve_answer *a, const tandem_gen_result *res) {
+    if (!a->parser || !res->ids || res->n_ids == 0) return 0;
+    if (!a->reasoning_open && (a->think_id < 0 || res->ids[0] != a->think_id)) return 0;
+    for (size_t i = a->reasoning_open ? 0 : 1; i < res->n_ids; i++) {
+        if (res->ids[i] == a->think_end_id) return (int)i + 1;
+        if (res->ids[i] == a->tool_call_id && a->tool_call_id >= 0) return (int)i;
+    }
+    return (int)res->n_ids - (res->finish == TANDEM_FINISH_EOS);
+}
+
+/* usage: OpenAI's, with cached prompt tokens, the reasoning tokens (chat) and, when speculative decoding ran, the
+ * drafted tokens the target accepted and rejected (OpenAI's predicted-output fields). */
+static json_t *usage_json(const serve_answer *a, const tandem_gen_result *res) {
     const tandem_timings *t = &res->timings;
     json_t *u = json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", (int)t->n_prompt, "completion_tokens",
                           (int)t->n_generated, "total_tokens", (int)(t->n_prompt + t->n_generated),
                           "prompt_tokens_details", "cached_tokens", (int)t->n_prompt_reused);
-    if (u && res->speculative) {
-        const tandem_spec_stats *s = &res->spec_stats;
-        json_object_set_new(u, "completion_tokens_details",
-                            json_pack("{s:i, s:i}", "accepted_prediction_tokens", (int)s->n_accepted,
-                                      "rejected_prediction_tokens", (int)(s->n_drafted - s->n_accepted)));
+    json_t *details = json_object();
+    if (!u || !details) {
+        json_decref(u), json_decref(details);
+        return NULL;
     }
+    if (a->route == SERVE_CHAT_COMPLETIONS)
+        json_object_set_new(details, "reasoning_tokens", json_integer(reasoning_tokens(a, res)));
+    if (res->speculative) {
+        const tandem_spec_stats *s = &res->spec_stats;
+        json_object_set_new(details, "accepted_prediction_tokens", json_integer(s->n_accepted));
+        json_object_set_new(details, "rejected_prediction_tokens", json_integer(s->n_drafted - s->n_accepted));
+    }
+    if (json_object_size(details)) json_object_set_new(u, "completion_tokens_details", details);
+    else json_decref(details);
     return u;
 }
 
@@ -456,7 +493,7 @@ static bool finish_stream(serve_answer *a, const tandem_gen_result *res) {
         json_t *c = chunk_new(a);
         if (!c) return a->ok = false;
         json_object_set_new(c, "choices", json_array());
-        json_object_set_new(c, "usage", usage_json(res));
+        json_object_set_new(c, "usage", usage_json(a, res));
         json_object_set_new(c, "timings", timings_json(res));
         if (!write_event(a, c)) return false;
     }
@@ -502,7 +539,7 @@ static bool finish_whole(serve_answer *a, const tandem_gen_result *res) {
     json_object_set_new(choice, "logprobs", a->logprobs ? logprobs_json(a, 0, a->n_lps) : json_null());
     json_object_set_new(choice, "finish_reason", json_string(finish_reason(a, res)));
     json_object_set_new(body, "choices", json_pack("[o]", choice));
-    json_object_set_new(body, "usage", usage_json(res));
+    json_object_set_new(body, "usage", usage_json(a, res));
     json_object_set_new(body, "timings", timings_json(res));
     char *s = a->ok ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);

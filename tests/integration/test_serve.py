@@ -203,6 +203,45 @@ def test_logprobs_bad_values(server):
     assert e.value.body["param"] == "logprobs"
 
 
+# ---- usage.completion_tokens_details.reasoning_tokens ----
+
+# the tiny model's template, with a generation prompt that opens the reasoning (as Qwen3's thinking-2507 templates do)
+THINK_TEMPLATE = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                  "'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}"
+                  "{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}")
+HOT = {"temperature": 1.5, "max_tokens": 60, "extra_body": {"top_k": 0, "min_p": 0, "top_p": 1}}
+
+
+def test_reasoning_tokens(server, fresh_server, tmp_path):
+    """Sampled answers to a prompt that opens <think>: reasoning_tokens counts the tokens through the generated
+    </think> (found in the answer's logprobs entries, one per token), or all of them when it never closes; the same in
+    a stream's usage chunk; 0 without reasoning."""
+    (tmp_path / "think.jinja").write_text(THINK_TEMPLATE)
+    s = fresh_server("--chat-template-file", tmp_path / "think.jinja")
+    closed = open_ = 0
+    for seed in range(40):
+        args = {**chat_args(seed=seed, logprobs=True, **HOT)}
+        r = s.client().chat.completions.create(**args)
+        tokens = [e.token for e in r.choices[0].logprobs.content]
+        want = tokens.index("</think>") + 1 if "</think>" in tokens else len(tokens)  # (an end id has no entry)
+        if "<tool_call>" in tokens[:want]:
+            continue  # no tools offered: text, but keep the test simple
+        assert r.usage.completion_tokens_details.reasoning_tokens == want, (seed, tokens)
+        if "</think>" in tokens:
+            closed += 1
+            assert r.choices[0].message.model_extra.get("reasoning_content")
+            chunks = list(s.client().chat.completions.create(**args, stream=True,
+                                                              stream_options={"include_usage": True}))
+            assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == want
+        else:
+            open_ += 1
+        if closed >= 2 and open_ >= 1:
+            break
+    assert closed >= 2 and open_ >= 1
+    r = server.client().chat.completions.create(**chat_args(**NO_THINK))
+    assert r.usage.completion_tokens_details.reasoning_tokens == 0
+
+
 # ---- tools and structured outputs: the grammar makes them valid even from random weights ----
 
 def calls_of(r, finish="tool_calls"):
