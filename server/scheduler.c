@@ -2,10 +2,12 @@
  * turns each request's text into its answer's bytes and resumes the connection waiting for them. */
 #include "scheduler.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 struct serve_scheduler {
@@ -192,6 +194,22 @@ static void end_job(serve_scheduler *s, serve_job *j) {
     tandem_gen_result_free(&res);
 }
 
+/* libmicrohttpd does not poll a suspended connection, so a client that leaves while it waits (for a non-streamed
+ * answer, or for a stream's next event) would be noticed only when there is something to write: its socket is peeked
+ * here, between engine steps, while the job's lock keeps the connection suspended (and its socket open). The end of
+ * the client's input or an error means it went away. */
+static void check_client(serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    if (j->suspended && j->conn && !atomic_load(&j->gone)) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char c;
+        const ssize_t n = ci ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            atomic_store(&j->gone, true);
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void *engine_main(void *arg) {
     serve_scheduler *s = arg;
     serve_job *active = NULL; /* the engine's requests, linked by next */
@@ -217,11 +235,13 @@ static void *engine_main(void *arg) {
                 serve_job_release(j);
             }
         }
-        for (serve_job *j = active; j; j = j->next)
+        for (serve_job *j = active; j; j = j->next) {
+            check_client(j);
             if (atomic_load(&j->gone) && !j->cancel_sent) {
                 tandem_engine_cancel(s->engine, j->engine_id);
                 j->cancel_sent = true;
             }
+        }
         if (active) {
             tandem_status st = tandem_engine_step(s->engine, &idle);
             if (st) fprintf(stderr, "tandem serve: engine step failed: %s\n", tandem_last_error());

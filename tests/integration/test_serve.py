@@ -497,6 +497,28 @@ def test_disconnect_frees_the_slot(server):
     assert server.client().chat.completions.create(**chat_args()).choices[0].finish_reason == "length"
 
 
+def test_disconnect_while_waiting_frees_the_slot(server):
+    """A client that closes its connection while it waits for a NON-streamed answer (its connection suspended, so
+    libmicrohttpd does not watch it) cancels the request at once: cancelled, its slot free, long before the answer's
+    24000 tokens; the finished counters do not move."""
+    before = server.metrics()
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(chat_args(**LONG)).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 1, "never ran")
+    sock.close()
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_cancelled_total") ==
+             gauge(before, "tandem_requests_cancelled_total") + 1, "not cancelled")
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 0, "slot not freed")
+    after = server.metrics()
+    finished = [k for k in after if k[0] == "tandem_requests_finished_total"]
+    assert all(after[k] == before.get(k, 0) for k in finished)
+    assert after[("tandem_generation_tokens_total", ())] == before[("tandem_generation_tokens_total", ())]
+    assert server.client().chat.completions.create(**chat_args()).choices[0].finish_reason == "length"
+
+
 def test_slow_senders_do_not_block(server):
     """Clients sending a byte a second (more of them than HTTP threads) while /health answers at once."""
     stop = threading.Event()
