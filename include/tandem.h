@@ -428,6 +428,18 @@ tandem_request_state tandem_engine_request_state(const tandem_engine *engine, in
  * own error (and no result) when it failed. */
 tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen_result *out);
 
+/* What the engine holds now, for gauges (a server's KV-cache usage, as vLLM's kv_cache_usage_perc): KV-cache rows
+ * (token positions) of the target model's caches; each slot's draft cache, if any, mirrors its slot's. */
+typedef struct tandem_engine_usage {
+    int32_t n_slots;      /* slots that may run at once (n_slots, fewer when kv_budget_bytes holds fewer caches) */
+    int32_t n_running;    /* requests in a slot */
+    int32_t n_queued;     /* requests waiting for one */
+    int64_t rows_total;   /* n_slots × n_ctx */
+    int64_t rows_running; /* rows the running requests hold: their prompts read so far and tokens generated */
+    int64_t rows_cached;  /* rows free slots keep for prefix reuse (overwritten whenever a slot is needed) */
+} tandem_engine_usage;
+void tandem_engine_get_usage(const tandem_engine *engine, tandem_engine_usage *out);
+
 /* ---- chat templates (src/chat) ---- */
 
 /* A model's chat template (Jinja2, as in tokenizer_config.json, chat_template.jinja / .json or GGUF

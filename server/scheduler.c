@@ -263,8 +263,9 @@ static void *engine_main(void *arg) {
             p = &j->next;
         }
         if (!active) idle = true;
-        /* a running request holds its slot's whole cache (n_ctx rows, allocated per slot) */
-        serve_metrics_gauges(s->metrics, waiting, running, s->n_slots > 0 ? (double)running / s->n_slots : 0);
+        tandem_engine_usage kv;
+        tandem_engine_get_usage(s->engine, &kv);
+        serve_metrics_gauges(s->metrics, waiting, running, &kv);
         while (done) {
             serve_job *j = done;
             done = done->next;
@@ -287,6 +288,9 @@ serve_scheduler *serve_scheduler_start(tandem_engine *engine, int32_t n_slots, i
     s->n_slots = n_slots;
     s->capacity = n_slots + queue_max;
     s->metrics = metrics;
+    tandem_engine_usage kv; /* the gauges before the first request (the engine thread keeps them after each step) */
+    tandem_engine_get_usage(engine, &kv);
+    serve_metrics_gauges(metrics, 0, 0, &kv);
     if (pthread_create(&s->thread, NULL, engine_main, s)) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);

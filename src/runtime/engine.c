@@ -637,6 +637,19 @@ tandem_status tandem_engine_cancel(tandem_engine *e, int64_t id) {
     return TANDEM_OK;
 }
 
+void tandem_engine_get_usage(const tandem_engine *e, tandem_engine_usage *out) {
+    memset(out, 0, sizeof *out);
+    if (!e) return;
+    out->n_slots = e->n_usable;
+    out->rows_total = (int64_t)e->n_usable * e->p.n_ctx;
+    for (int32_t i = 0; i < e->n_usable; i++) {
+        const engine_slot *s = &e->slots[i];
+        if (s->req) out->n_running++, out->rows_running += s->ctx.n_past;
+        else out->rows_cached += s->ctx.n_past;
+    }
+    for (size_t i = 0; i < e->n_reqs; i++) out->n_queued += e->reqs[i]->state == TANDEM_REQUEST_QUEUED;
+}
+
 tandem_request_state tandem_engine_request_state(const tandem_engine *e, int64_t id) {
     const engine_request *q = e ? find_request(e, id, NULL) : NULL;
     return q ? q->state : TANDEM_REQUEST_UNKNOWN;

@@ -409,6 +409,32 @@ def test_metrics(server):
     assert "vllm:prefix_cache_hits_total" in {n for n, _ in after}
 
 
+def test_kv_gauge_counts_rows(fresh_server):
+    """The KV gauges count rows (token positions), not slots: a finished answer leaves its slot holding prompt +
+    answer - 1 rows (the last token is never evaluated), free for reuse and so not "in use" (as vLLM counts evictable
+    cached blocks); while one long answer runs on one of two slots, the rows in use are its prompt and more, and the
+    usage share is rows / (2 x ctx), well below the 0.5 that counting slots would give."""
+    s = fresh_server("--parallel", "2", "--ctx", LONG_CTX, "--max-tokens", "30000")
+    rows = lambda m, state: m[("tandem_kv_cache_rows", (("state", state),))]  # noqa: E731
+    m = s.metrics()
+    total = 2 * int(LONG_CTX)
+    assert (rows(m, "total"), rows(m, "running"), rows(m, "cached")) == (total, 0, 0)
+    r = s.client().chat.completions.create(**chat_args())
+    m = s.metrics()
+    assert rows(m, "running") == 0 and rows(m, "cached") == r.usage.prompt_tokens + r.usage.completion_tokens - 1
+    with httpx.stream("POST", s.url + "/v1/chat/completions", timeout=60,
+                      json=chat_args(stream=True, **LONG)) as resp:
+        lines = resp.iter_lines()
+        for _ in range(20):
+            next(lines)
+        m = s.metrics()
+    used = rows(m, "running")
+    assert gauge(m, "tandem_requests_running") == 1 and used > 0
+    for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"):
+        assert m[(name, (("model_name", MODEL),))] == pytest.approx(used / total, abs=1e-6) and used / total < 0.5
+    assert gauge(m, "tandem_kv_cache_usage_ratio") == pytest.approx(used / total, abs=1e-6)
+
+
 # ---- concurrency, disconnects, slow senders ----
 
 def stream_text(client, **kw):
