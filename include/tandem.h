@@ -289,8 +289,9 @@ typedef struct tandem_token_logprob {
     int32_t top_ids[TANDEM_MAX_TOP_LOGPROBS]; /* (ties: lower id first) */
     float top_logprobs[TANDEM_MAX_TOP_LOGPROBS];
 } tandem_token_logprob;
-/* Called (with tandem_gen_params.user) for each generated id as it is accepted, before its text reaches on_text. */
-typedef void (*tandem_logprob_callback)(const tandem_token_logprob *lp, void *user);
+/* Called (with tandem_gen_params.user) for each generated id as it is accepted, before its text reaches on_text: its
+ * record (with tandem_gen_params.logprobs; else only id is set, logprob 0 and n_top 0, and nothing is computed). */
+typedef void (*tandem_token_callback)(const tandem_token_logprob *lp, void *user);
 
 typedef struct tandem_gen_params {
     int32_t max_tokens;             /* -1 = until EOS or context full */
@@ -318,11 +319,11 @@ typedef struct tandem_gen_params {
     const int32_t *prediction;
     int32_t n_prediction;
     /* log-probabilities (tandem_token_logprob above): with logprobs, tandem_gen_result.logprobs holds one record per
-     * generated id and on_logprob (may be NULL) gets each; top_logprobs: 0..TANDEM_MAX_TOP_LOGPROBS alternatives per
-     * id (TANDEM_ERR_INVALID_ARG outside that range). Costs a pass over the vocabulary per generated token */
+     * generated id; top_logprobs: 0..TANDEM_MAX_TOP_LOGPROBS alternatives per id (TANDEM_ERR_INVALID_ARG outside that
+     * range). Costs a pass over the vocabulary per generated token */
     bool logprobs;
     int32_t top_logprobs;
-    tandem_logprob_callback on_logprob;
+    tandem_token_callback on_token; /* may be NULL: each generated id (and its record, with logprobs) */
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 

@@ -234,6 +234,9 @@ static bool parse_common(parse_ctx *c, const json_t *root, int32_t default_max_t
         if (!json_is_object(v)) return bad_type(c->err, "stream_options", "an object", v);
         json_t *u = opt(v, "include_usage");
         if (u && !read_bool(c->err, u, "stream_options.include_usage", &r->include_usage)) return false;
+        /* vLLM's extension: usage so far on every chunk (with include_usage) */
+        u = opt(v, "continuous_usage_stats");
+        if (u && !read_bool(c->err, u, "stream_options.continuous_usage_stats", &r->continuous_usage)) return false;
     }
     int64_t max_tokens = default_max_tokens;
     bool set = false;

@@ -120,6 +120,8 @@ struct serve_answer {
      * each is one token (else -1), and whether the prompt opened the reasoning */
     int32_t think_id, think_end_id, tool_call_id;
     bool reasoning_open;
+    bool continuous_usage;     /* stream_options.continuous_usage_stats with include_usage */
+    size_t n_prompt, n_tokens; /* the prompt's tokens; tokens generated so far (serve_answer_token) */
 };
 
 /* The id of a tag that the tokenizer has as one token, or -1. */
@@ -147,6 +149,8 @@ serve_answer *serve_answer_create(const serve_request *r, const char *model_name
     a->ignore_eos = r->gen.ignore_eos;
     a->text_offset = r->echo_len;
     a->reasoning_open = r->parser.reasoning_open;
+    a->continuous_usage = a->include_usage && r->continuous_usage;
+    a->n_prompt = r->n_prompt;
     a->think_id = special_id(r->tok, "<think>");
     a->think_end_id = special_id(r->tok, "</think>");
     a->tool_call_id = r->parser.parse_tool_calls ? special_id(r->tok, "<tool_call>") : -1;
@@ -184,7 +188,8 @@ void serve_answer_free(serve_answer *a) {
     free(a);
 }
 
-bool serve_answer_logprob(serve_answer *a, const tandem_token_logprob *lp) {
+bool serve_answer_token(serve_answer *a, const tandem_token_logprob *lp) {
+    a->n_tokens++;
     if (!a->logprobs || !a->ok) return a->ok;
     if (!a->ignore_eos) {
         size_t n_eos;
@@ -218,7 +223,12 @@ static json_t *chunk_new(const serve_answer *a) {
 /* "data: {json}\n\n"; takes the reference to j. */
 static bool write_event(serve_answer *a, json_t *j) {
     if (!j) return a->ok = false;
-    if (a->include_usage && !json_object_get(j, "usage")) json_object_set_new(j, "usage", json_null());
+    if (a->include_usage && !json_object_get(j, "usage"))
+        json_object_set_new(j, "usage",
+                            a->continuous_usage
+                                ? json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)a->n_prompt, "completion_tokens",
+                                            (int)a->n_tokens, "total_tokens", (int)(a->n_prompt + a->n_tokens))
+                                : json_null());
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     bool ok = s && serve_buf_append(a->out, "data: ", 6) && serve_buf_append(a->out, s, strlen(s)) &&

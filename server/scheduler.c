@@ -126,9 +126,9 @@ static bool on_text(const char *text, size_t len, void *user) {
     return true;
 }
 
-static void on_logprob(const tandem_token_logprob *lp, void *user) {
+static void on_token(const tandem_token_logprob *lp, void *user) {
     serve_job *j = user;
-    if (!serve_answer_logprob(j->answer, lp)) atomic_store(&j->gone, true); /* out of memory: give up */
+    if (!serve_answer_token(j->answer, lp)) atomic_store(&j->gone, true); /* out of memory: give up */
 }
 
 /* The engine refused the request at add: the error a client should see. */
@@ -148,7 +148,7 @@ static bool start_job(serve_scheduler *s, serve_job *j) {
     }
     tandem_gen_params gp = j->req.gen;
     gp.on_text = on_text;
-    gp.on_logprob = gp.logprobs ? on_logprob : NULL;
+    gp.on_token = on_token;
     gp.user = j;
     tandem_status st = tandem_engine_add(s->engine, j->req.prompt_ids, j->req.n_prompt, &gp, &j->engine_id);
     if (st) {

@@ -52,7 +52,7 @@ class GenParams(ctypes.Structure):
     _fields_ = [("max_tokens", c_int32), ("sampling", SamplerParams), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
                 ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p), ("prediction", POINTER(c_int32)),
-                ("n_prediction", c_int32), ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_logprob", c_void_p)]
+                ("n_prediction", c_int32), ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", c_void_p)]
 
 
 class Timings(ctypes.Structure):

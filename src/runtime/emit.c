@@ -148,7 +148,7 @@ void emitter_free(gen_emitter *e) {
     e->masked = e->probs = NULL;
 }
 
-/* Appends id's record to r->logprobs and hands it to on_logprob. */
+/* Appends id's record to r->logprobs and hands it to on_token. */
 static bool push_logprob(gen_emitter *e, int32_t id, const float *logits) {
     tandem_gen_result *r = e->r;
     if (r->n_ids == e->logprobs_cap) {
@@ -160,7 +160,7 @@ static bool push_logprob(gen_emitter *e, int32_t id, const float *logits) {
     }
     tandem_token_logprob *lp = &r->logprobs[r->n_ids];
     token_logprob(logits, e->n_vocab, id, e->params->top_logprobs, lp);
-    if (e->params->on_logprob) e->params->on_logprob(lp, e->params->user);
+    if (e->params->on_token) e->params->on_token(lp, e->params->user);
     return true;
 }
 
@@ -176,6 +176,10 @@ tandem_status emitter_push(gen_emitter *e, int32_t id, const float *logits) {
         if (st) return st;
     }
     if (params->logprobs && !push_logprob(e, id, logits)) goto oom;
+    if (!params->logprobs && params->on_token) {
+        const tandem_token_logprob bare = {.id = id};
+        params->on_token(&bare, params->user);
+    }
     if (!id_append(r, &e->ids_cap, id)) goto oom;
     if (!params->ignore_eos && is_eos(e->tok, id)) {
         r->finish = TANDEM_FINISH_EOS;

@@ -57,7 +57,7 @@ int main(void) {
     FIELD(tandem_gen_params, n_prediction);
     FIELD(tandem_gen_params, logprobs);
     FIELD(tandem_gen_params, top_logprobs);
-    FIELD(tandem_gen_params, on_logprob);
+    FIELD(tandem_gen_params, on_token);
     END();
     BEGIN(tandem_timings);
     FIELD(tandem_timings, prompt_ms);

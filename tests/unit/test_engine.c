@@ -392,7 +392,7 @@ static void count_token(const tandem_token_logprob *lp, void *user) {
 
 /* tandem_engine_get_usage after every step of three requests on two slots: the running requests' rows are their
  * prompts plus the tokens generated so far but the last (emitted, evaluated by the next step), counted by each
- * request's on_logprob; the queued one waits; at the end nothing runs and the slots keep what they read. */
+ * request's on_token; the queued one waits; at the end nothing runs and the slots keep what they read. */
 static void scenario_usage(const request *qs) {
     const int idx[3] = {0, 6, 5}; /* prompts of 5, 9 and 25 tokens: each read in one step */
     tandem_engine *e = open_engine(2, 64, TANDEM_TYPE_F16, 0);
@@ -402,7 +402,7 @@ static void scenario_usage(const request *qs) {
     for (int i = 0; i < 3; i++) {
         tandem_gen_params gp = qs[idx[i]].gp;
         gp.logprobs = true;
-        gp.on_logprob = count_token;
+        gp.on_token = count_token;
         gp.user = &generated[i];
         CHECK_OK(tandem_engine_add(e, qs[idx[i]].prompt, qs[idx[i]].n_prompt, &gp, &ids[i]));
     }

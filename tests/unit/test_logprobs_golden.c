@@ -17,7 +17,7 @@ typedef struct records {
     int n;
 } records;
 
-static void on_logprob(const tandem_token_logprob *lp, void *user) {
+static void on_token(const tandem_token_logprob *lp, void *user) {
     records *r = user;
     if (r->n < N_CTX) r->lp[r->n] = *lp;
     r->n++;
@@ -109,7 +109,7 @@ static tandem_gen_params base_params(records *seen, bool sampled) {
     gp.ignore_eos = true;
     gp.logprobs = true;
     gp.top_logprobs = TOP;
-    gp.on_logprob = on_logprob;
+    gp.on_token = on_token;
     gp.user = seen;
     memset(seen, 0, sizeof *seen);
     return gp;
@@ -232,14 +232,19 @@ int main(int argc, char **argv) {
     check_transformers(argv[1]);
     check_speculative();
     check_engine();
-    /* without logprobs: no records */
+    /* without logprobs: no records, and on_token gets the bare ids */
     tandem_ctx *ctx = exact_ctx();
     tandem_gen_params gp = tandem_gen_default_params(model);
     gp.max_tokens = 3;
+    records seen = {0};
+    gp.on_token = on_token;
+    gp.user = &seen;
     tandem_gen_result r;
     const int32_t prompt[] = {1, 2, 3};
     CHECK_OK(tandem_generate(ctx, prompt, 3, &gp, &r));
-    CHECK(r.logprobs == NULL && r.n_ids == 3);
+    CHECK(r.logprobs == NULL && r.n_ids == 3 && seen.n == 3);
+    for (int i = 0; i < seen.n && i < 3; i++)
+        CHECK(seen.lp[i].id == r.ids[i] && seen.lp[i].logprob == 0 && seen.lp[i].n_top == 0);
     tandem_gen_result_free(&r);
     gp.logprobs = true;
     gp.top_logprobs = -1;
