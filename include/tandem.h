@@ -276,6 +276,25 @@ typedef struct tandem_spec_stats {
  * ids; otherwise TANDEM_ERR_MISMATCH saying what differs. */
 tandem_status tandem_model_check_draft(const tandem_model *target, const tandem_model *draft);
 
+/* ---- token log-probabilities (OpenAI's logprobs / top_logprobs) ---- */
+
+/* What tandem_gen_params.logprobs reports for each generated id: log-probabilities under the model's RAW distribution
+ * at that position, log_softmax of the logits as the forward pass gives them, before penalties, temperature,
+ * top-k/top-p/min-p and any grammar (as vLLM reports by default, "raw_logprobs"). So they do not depend on the
+ * sampling settings, and with speculative decoding an accepted proposal's record is the target's distribution at its
+ * position (from the verification pass), equal to what plain decoding reports. */
+#define TANDEM_MAX_TOP_LOGPROBS 20
+typedef struct tandem_token_logprob {
+    int32_t id;    /* the generated id */
+    float logprob; /* its log-probability */
+    int32_t n_top; /* tandem_gen_params.top_logprobs: the most likely ids at that position, most likely first */
+    int32_t top_ids[TANDEM_MAX_TOP_LOGPROBS]; /* (ties: lower id first) */
+    float top_logprobs[TANDEM_MAX_TOP_LOGPROBS];
+} tandem_token_logprob;
+/* Called (with tandem_gen_params.user) for each generated id as it is accepted, before its text reaches on_text: its
+ * record (with tandem_gen_params.logprobs; else only id is set, logprob 0 and n_top 0, and nothing is computed). */
+typedef void (*tandem_token_callback)(const tandem_token_logprob *lp, void *user);
+
 typedef struct tandem_gen_params {
     int32_t max_tokens;             /* -1 = until EOS or context full */
     tandem_sampler_params sampling;
@@ -305,6 +324,12 @@ typedef struct tandem_gen_params {
      * tandem_image_tokens long, as tandem_vl_prompt builds it); borrowed. NULL / 0 = a text prompt */
     const struct tandem_image *const *images;
     int32_t n_images;
+    /* log-probabilities (tandem_token_logprob above): with logprobs, tandem_gen_result.logprobs holds one record per
+     * generated id; top_logprobs: 0..TANDEM_MAX_TOP_LOGPROBS alternatives per id (TANDEM_ERR_INVALID_ARG outside that
+     * range). Costs a pass over the vocabulary per generated token */
+    bool logprobs;
+    int32_t top_logprobs;
+    tandem_token_callback on_token; /* may be NULL: each generated id (and its record, with logprobs) */
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -327,6 +352,7 @@ typedef struct tandem_gen_result {
     tandem_timings timings;
     bool speculative;        /* spec_stats is filled */
     tandem_spec_stats spec_stats;
+    tandem_token_logprob *logprobs; /* (n_ids) with tandem_gen_params.logprobs, else NULL; owned like ids */
 } tandem_gen_result;
 
 /* Evaluates the prompt after whatever ctx already holds, then samples until a stop condition. */
@@ -460,6 +486,18 @@ tandem_status tandem_engine_result(tandem_engine *engine, int64_t id, tandem_gen
  * next tandem_engine_step, _cancel or _result on this engine; NULL when *n_ids is 0 (and for a failed request).
  * TANDEM_ERR_INVALID_ARG for an unknown id (or one whose result was taken). */
 tandem_status tandem_engine_request_ids(const tandem_engine *engine, int64_t id, const int32_t **ids, size_t *n_ids);
+
+/* What the engine holds now, for gauges (a server's KV-cache usage, as vLLM's kv_cache_usage_perc): KV-cache rows
+ * (token positions) of the target model's caches; each slot's draft cache, if any, mirrors its slot's. */
+typedef struct tandem_engine_usage {
+    int32_t n_slots;      /* slots that may run at once (n_slots, fewer when kv_budget_bytes holds fewer caches) */
+    int32_t n_running;    /* requests in a slot */
+    int32_t n_queued;     /* requests waiting for one */
+    int64_t rows_total;   /* n_slots × n_ctx */
+    int64_t rows_running; /* rows the running requests hold: their prompts read so far and tokens generated */
+    int64_t rows_cached;  /* rows free slots keep for prefix reuse (overwritten whenever a slot is needed) */
+} tandem_engine_usage;
+void tandem_engine_get_usage(const tandem_engine *engine, tandem_engine_usage *out);
 
 /* ---- chat templates (src/chat) ---- */
 

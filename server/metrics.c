@@ -54,7 +54,7 @@ struct serve_metrics {
     uint64_t prompt_tokens, reused_tokens, generated_tokens, drafted, accepted;
     histogram ttft, tpot, e2e;
     int waiting, running;
-    double kv_usage;
+    int64_t kv_rows_running, kv_rows_cached, kv_rows_total;
 };
 
 serve_metrics *serve_metrics_create(void) {
@@ -110,11 +110,13 @@ void serve_metrics_cancelled(serve_metrics *m) {
     pthread_mutex_unlock(&m->mu);
 }
 
-void serve_metrics_gauges(serve_metrics *m, int waiting, int running, double kv_usage) {
+void serve_metrics_gauges(serve_metrics *m, int waiting, int running, const tandem_engine_usage *kv) {
     pthread_mutex_lock(&m->mu);
     m->waiting = waiting;
     m->running = running;
-    m->kv_usage = kv_usage;
+    m->kv_rows_running = kv->rows_running;
+    m->kv_rows_cached = kv->rows_cached;
+    m->kv_rows_total = kv->rows_total;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -188,8 +190,15 @@ char *serve_metrics_render(serve_metrics *m, const char *model_name, size_t *len
     put(&b, &ok, "tandem_requests_waiting %d\n", m->waiting);
     put(&b, &ok, "# HELP tandem_requests_running Requests in a slot\n# TYPE tandem_requests_running gauge\n");
     put(&b, &ok, "tandem_requests_running %d\n", m->running);
-    put(&b, &ok, "# HELP tandem_kv_cache_usage_ratio Share of the slots' KV caches held by running requests\n");
-    put(&b, &ok, "# TYPE tandem_kv_cache_usage_ratio gauge\ntandem_kv_cache_usage_ratio %.6f\n", m->kv_usage);
+    /* vLLM counts cached prefix blocks that no request holds as free (evictable): so do these */
+    const double kv_usage = m->kv_rows_total > 0 ? (double)m->kv_rows_running / (double)m->kv_rows_total : 0;
+    put(&b, &ok, "# HELP tandem_kv_cache_rows KV-cache rows (token positions) of the slots\n");
+    put(&b, &ok, "# TYPE tandem_kv_cache_rows gauge\n");
+    put(&b, &ok, "tandem_kv_cache_rows{state=\"running\"} %lld\n", (long long)m->kv_rows_running);
+    put(&b, &ok, "tandem_kv_cache_rows{state=\"cached\"} %lld\n", (long long)m->kv_rows_cached);
+    put(&b, &ok, "tandem_kv_cache_rows{state=\"total\"} %lld\n", (long long)m->kv_rows_total);
+    put(&b, &ok, "# HELP tandem_kv_cache_usage_ratio Share of the KV-cache rows held by running requests\n");
+    put(&b, &ok, "# TYPE tandem_kv_cache_usage_ratio gauge\ntandem_kv_cache_usage_ratio %.6f\n", kv_usage);
     /* vLLM's names, as llm-d / KServe scorers and KEDA recipes query them */
     put(&b, &ok, "# HELP vllm:num_requests_waiting Requests queued for a slot\n");
     put(&b, &ok, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %d\n", model,
@@ -199,7 +208,11 @@ char *serve_metrics_render(serve_metrics *m, const char *model_name, size_t *len
         m->running);
     put(&b, &ok, "# HELP vllm:kv_cache_usage_perc KV-cache usage (1 = full)\n");
     put(&b, &ok, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"%s\"} %.6f\n", model,
-        m->kv_usage);
+        kv_usage);
+    /* its name before vLLM 0.10, which older gateway releases read */
+    put(&b, &ok, "# HELP vllm:gpu_cache_usage_perc KV-cache usage (1 = full)\n");
+    put(&b, &ok, "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name=\"%s\"} %.6f\n", model,
+        kv_usage);
     put(&b, &ok, "# HELP vllm:prefix_cache_queries Prompt tokens looked up in the prefix cache\n");
     put(&b, &ok, "# TYPE vllm:prefix_cache_queries counter\nvllm:prefix_cache_queries_total{model_name=\"%s\"} %llu\n",
         model, (unsigned long long)m->prompt_tokens);

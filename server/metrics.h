@@ -16,9 +16,9 @@ void serve_metrics_response(serve_metrics *m, const char *route, int status);
 /* One generation the engine finished; e2e_s from the request's arrival to its end. */
 void serve_metrics_generation(serve_metrics *m, const tandem_gen_result *res, double e2e_s);
 void serve_metrics_cancelled(serve_metrics *m); /* a client went away before its answer ended */
-/* The engine's state after a step: requests queued for a slot, running in one, and the share of the slots' KV caches
- * the running ones hold (0..1). */
-void serve_metrics_gauges(serve_metrics *m, int waiting, int running, double kv_usage);
+/* The engine's state after a step: requests queued for a slot, running in one, and its KV-cache rows (token
+ * positions): those the running requests hold, those free slots keep for prefix reuse, and all the slots have. */
+void serve_metrics_gauges(serve_metrics *m, int waiting, int running, const tandem_engine_usage *kv);
 /* Prometheus text exposition format 0.0.4; malloc'd, NULL when out of memory. */
 char *serve_metrics_render(serve_metrics *m, const char *model_name, size_t *len);
 

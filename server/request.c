@@ -234,6 +234,9 @@ static bool parse_common(parse_ctx *c, const json_t *root, int32_t default_max_t
         if (!json_is_object(v)) return bad_type(c->err, "stream_options", "an object", v);
         json_t *u = opt(v, "include_usage");
         if (u && !read_bool(c->err, u, "stream_options.include_usage", &r->include_usage)) return false;
+        /* vLLM's extension: usage so far on every chunk (with include_usage) */
+        u = opt(v, "continuous_usage_stats");
+        if (u && !read_bool(c->err, u, "stream_options.continuous_usage_stats", &r->continuous_usage)) return false;
     }
     int64_t max_tokens = default_max_tokens;
     bool set = false;
@@ -775,10 +778,13 @@ static bool build_completion(parse_ctx *c, json_t *root) {
         if (!read_int(c->err, v, "best_of", INT32_MIN, INT32_MAX, &i)) return false;
         if (i != 1) return serve_fail(c->err, 400, "best_of", "best_of: only 1 is supported");
     }
-    if ((v = opt(root, "logprobs"))) {
-        if (!read_int(c->err, v, "logprobs", 0, 5, &i)) return false;
-        if (i > 0) return serve_fail(c->err, 400, "logprobs", "logprobs: not supported yet");
+    if ((v = opt(root, "logprobs"))) { /* the legacy form: how many alternatives per token (OpenAI: at most 5) */
+        if (!read_int(c->err, v, "logprobs", 0, TANDEM_MAX_TOP_LOGPROBS, &i)) return false;
+        r->gen.logprobs = true;
+        r->gen.top_logprobs = (int32_t)i;
     }
+    if (r->echo && r->gen.logprobs)
+        return serve_fail(c->err, 400, "logprobs", "logprobs: not supported with echo (no prompt log-probabilities)");
     if (r->echo) { /* the prompt as text, for the answer's first piece */
         if (tandem_tokenizer_decode(c->m->tok, r->prompt_ids, r->n_prompt, &r->echo_text, &r->echo_len) != TANDEM_OK)
             return serve_fail(c->err, 500, "", "decoding the prompt failed: %s", tandem_last_error());
@@ -807,6 +813,7 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
     }
     parse_ctx c = {m, lim, err, out};
     out->route = route;
+    out->tok = m->tok;
     out->gen = tandem_gen_default_params(m->model);
     bool ok;
     json_t *v;
@@ -815,14 +822,13 @@ bool serve_request_parse(const serve_model *m, const serve_limits *lim, serve_ro
         int64_t top = 0;
         bool lp = false;
         ok = parse_common(&c, root, lim->max_tokens);
-        if (ok && (v = opt(root, "logprobs"))) {
-            if ((ok = read_bool(err, v, "logprobs", &lp)) && lp)
-                ok = serve_fail(err, 400, "logprobs", "logprobs: not supported yet");
-        }
+        if (ok && (v = opt(root, "logprobs"))) ok = read_bool(err, v, "logprobs", &lp);
         if (ok && (v = opt(root, "top_logprobs"))) {
-            if ((ok = read_int(err, v, "top_logprobs", 0, 20, &top)) && top > 0)
-                ok = serve_fail(err, 400, "top_logprobs", "top_logprobs: not supported yet");
+            if ((ok = read_int(err, v, "top_logprobs", 0, TANDEM_MAX_TOP_LOGPROBS, &top)) && top > 0 && !lp)
+                ok = serve_fail(err, 400, "top_logprobs", "top_logprobs: needs logprobs set to true");
         }
+        out->gen.logprobs = lp;
+        out->gen.top_logprobs = (int32_t)top;
         if (ok && (v = opt(root, "audio"))) ok = serve_fail(err, 400, "audio", "audio: audio output is not supported");
         if (ok && (v = opt(root, "functions")))
             ok = serve_fail(err, 400, "functions", "functions: the deprecated functions are not supported: send tools");

@@ -110,7 +110,28 @@ struct serve_answer {
     serve_buf tail; /* no parser: the beginning of a character cut by the end of a piece */
     char *echo;
     size_t echo_len;
+    /* logprobs: the records of the tokens so far (end ids left out); a stream has sent the first n_lps_sent */
+    const tandem_tokenizer *tok;
+    bool logprobs, ignore_eos;
+    tandem_token_logprob *lps;
+    size_t n_lps, cap_lps, n_lps_sent;
+    size_t text_offset; /* completions: bytes of the answer's text before the next record's token (echo included) */
+    /* usage.completion_tokens_details.reasoning_tokens (chat): the ids of "<think>", "</think>" and "<tool_call>" when
+     * each is one token (else -1), and whether the prompt opened the reasoning */
+    int32_t think_id, think_end_id, tool_call_id;
+    bool reasoning_open;
+    bool continuous_usage;     /* stream_options.continuous_usage_stats with include_usage */
+    size_t n_prompt, n_tokens; /* the prompt's tokens; tokens generated so far (serve_answer_token) */
 };
+
+/* The id of a tag that the tokenizer has as one token, or -1. */
+static int32_t special_id(const tandem_tokenizer *tok, const char *tag) {
+    int32_t *ids = NULL, id = -1;
+    size_t n = 0;
+    if (tok && tandem_tokenizer_encode(tok, tag, strlen(tag), true, &ids, &n) == TANDEM_OK && n == 1) id = ids[0];
+    tandem_free(ids);
+    return id;
+}
 
 serve_answer *serve_answer_create(const serve_request *r, const char *model_name, const char *id, int64_t created,
                                   uint64_t id_seed) {
@@ -123,6 +144,16 @@ serve_answer *serve_answer_create(const serve_request *r, const char *model_name
     a->created = created;
     a->ok = true;
     a->call_index = -1;
+    a->tok = r->tok;
+    a->logprobs = r->gen.logprobs && r->tok;
+    a->ignore_eos = r->gen.ignore_eos;
+    a->text_offset = r->echo_len;
+    a->reasoning_open = r->parser.reasoning_open;
+    a->continuous_usage = a->include_usage && r->continuous_usage;
+    a->n_prompt = r->n_prompt;
+    a->think_id = special_id(r->tok, "<think>");
+    a->think_end_id = special_id(r->tok, "</think>");
+    a->tool_call_id = r->parser.parse_tool_calls ? special_id(r->tok, "<tool_call>") : -1;
     a->model = strdup(model_name ? model_name : "");
     a->id = strdup(id ? id : "");
     if (!a->model || !a->id) goto fail;
@@ -153,7 +184,28 @@ void serve_answer_free(serve_answer *a) {
     serve_buf_free(&a->text);
     serve_buf_free(&a->tail);
     free(a->echo);
+    free(a->lps);
     free(a);
+}
+
+bool serve_answer_token(serve_answer *a, const tandem_token_logprob *lp) {
+    a->n_tokens++;
+    if (!a->logprobs || !a->ok) return a->ok;
+    if (!a->ignore_eos) {
+        size_t n_eos;
+        const int32_t *eos = tandem_tokenizer_eos_ids(a->tok, &n_eos);
+        for (size_t i = 0; i < n_eos; i++)
+            if (eos[i] == lp->id) return true;
+    }
+    if (a->n_lps == a->cap_lps) {
+        const size_t cap = a->cap_lps ? 2 * a->cap_lps : 64;
+        tandem_token_logprob *p = realloc(a->lps, cap * sizeof *p);
+        if (!p) return a->ok = false;
+        a->lps = p;
+        a->cap_lps = cap;
+    }
+    a->lps[a->n_lps++] = *lp;
+    return true;
 }
 
 /* A chunk's frame: id, object, created, model, and "usage": null when the client asked for a usage chunk. */
@@ -171,7 +223,12 @@ static json_t *chunk_new(const serve_answer *a) {
 /* "data: {json}\n\n"; takes the reference to j. */
 static bool write_event(serve_answer *a, json_t *j) {
     if (!j) return a->ok = false;
-    if (a->include_usage && !json_object_get(j, "usage")) json_object_set_new(j, "usage", json_null());
+    if (a->include_usage && !json_object_get(j, "usage"))
+        json_object_set_new(j, "usage",
+                            a->continuous_usage
+                                ? json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)a->n_prompt, "completion_tokens",
+                                            (int)a->n_tokens, "total_tokens", (int)(a->n_prompt + a->n_tokens))
+                                : json_null());
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     bool ok = s && serve_buf_append(a->out, "data: ", 6) && serve_buf_append(a->out, s, strlen(s)) &&
@@ -181,9 +238,85 @@ static bool write_event(serve_answer *a, json_t *j) {
     return ok;
 }
 
+static json_t *string_n(const char *text, size_t len);
+
+/* A token's text (invalid UTF-8 replaced) and, for chat, its raw bytes; padding ids beyond the tokenizer are "". */
+static json_t *token_json(const serve_answer *a, int32_t id, double logprob, bool chat) {
+    size_t len = 0;
+    const char *bytes = tandem_tokenizer_token_bytes(a->tok, id, &len);
+    if (!bytes) len = 0;
+    json_t *t = json_object(), *b = chat ? json_array() : NULL;
+    if (!t || (chat && !b)) {
+        json_decref(t), json_decref(b);
+        return NULL;
+    }
+    json_object_set_new(t, "token", string_n(bytes ? bytes : "", len));
+    json_object_set_new(t, "logprob", json_real(logprob));
+    for (size_t i = 0; b && i < len; i++) json_array_append_new(b, json_integer((unsigned char)bytes[i]));
+    if (b) json_object_set_new(t, "bytes", b);
+    return t;
+}
+
+/* The records [from, to) in OpenAI's shape: chat {"content": [{token, logprob, bytes, top_logprobs}], "refusal"},
+ * completions {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}], "text_offset"}. */
+static json_t *logprobs_json(serve_answer *a, size_t from, size_t to) {
+    const bool chat = a->route == SERVE_CHAT_COMPLETIONS;
+    json_t *content = json_array(), *tokens = json_array(), *values = json_array(), *tops = json_array(),
+           *offsets = json_array();
+    bool ok = content && tokens && values && tops && offsets;
+    for (size_t i = from; ok && i < to; i++) {
+        const tandem_token_logprob *lp = &a->lps[i];
+        json_t *tok = token_json(a, lp->id, lp->logprob, chat);
+        json_t *top = chat ? json_array() : json_object();
+        ok = tok && top;
+        for (int32_t j = 0; ok && j < lp->n_top; j++) {
+            json_t *alt = token_json(a, lp->top_ids[j], lp->top_logprobs[j], chat);
+            if (!alt) ok = false;
+            else if (chat) json_array_append_new(top, alt);
+            else
+                json_object_set(top, json_string_value(json_object_get(alt, "token")), json_object_get(alt, "logprob"));
+            if (!chat) json_decref(alt);
+        }
+        if (!ok) {
+            json_decref(tok), json_decref(top);
+            break;
+        }
+        if (chat) {
+            json_object_set_new(tok, "top_logprobs", top);
+            json_array_append_new(content, tok);
+        } else {
+            size_t len = 0;
+            if (!tandem_tokenizer_token_bytes(a->tok, lp->id, &len)) len = 0;
+            json_array_append(tokens, json_object_get(tok, "token"));
+            json_array_append(values, json_object_get(tok, "logprob"));
+            json_array_append_new(tops, top);
+            json_array_append_new(offsets, json_integer((json_int_t)a->text_offset));
+            a->text_offset += len;
+            json_decref(tok);
+        }
+    }
+    json_t *out = NULL;
+    if (ok && chat) out = json_pack("{s:O, s:n}", "content", content, "refusal");
+    else if (ok)
+        out = json_pack("{s:O, s:O, s:O, s:O}", "tokens", tokens, "token_logprobs", values, "top_logprobs", tops,
+                        "text_offset", offsets);
+    json_decref(content), json_decref(tokens), json_decref(values), json_decref(tops), json_decref(offsets);
+    if (!out) a->ok = false;
+    return out;
+}
+
+/* The records not yet sent (a stream's chunk that carries text), or null. */
+static json_t *pending_logprobs(serve_answer *a) {
+    if (!a->logprobs || a->n_lps_sent == a->n_lps) return json_null();
+    json_t *j = logprobs_json(a, a->n_lps_sent, a->n_lps);
+    a->n_lps_sent = a->n_lps;
+    return j ? j : json_null();
+}
+
 /* One choice: a chat chunk's {"index", "delta", "logprobs", "finish_reason"} or a completion's {"index", "text", …}.
  * Takes the reference to payload (the delta object, or the text string). */
-static bool write_choice(serve_answer *a, json_t *payload, const char *finish_reason, json_t *extra_key_value) {
+static bool write_choice(serve_answer *a, json_t *payload, const char *finish_reason, json_t *extra_key_value,
+                         bool with_logprobs) {
     json_t *c = chunk_new(a);
     json_t *choice = json_object();
     json_t *choices = json_array();
@@ -193,7 +326,7 @@ static bool write_choice(serve_answer *a, json_t *payload, const char *finish_re
     }
     json_object_set_new(choice, "index", json_integer(0));
     json_object_set_new(choice, a->route == SERVE_CHAT_COMPLETIONS ? "delta" : "text", payload);
-    json_object_set_new(choice, "logprobs", json_null());
+    json_object_set_new(choice, "logprobs", with_logprobs ? pending_logprobs(a) : json_null());
     json_object_set_new(choice, "finish_reason", finish_reason ? json_string(finish_reason) : json_null());
     json_array_append_new(choices, choice);
     json_object_set_new(c, "choices", choices);
@@ -232,15 +365,15 @@ static bool start_stream(serve_answer *a) {
     if (a->started) return true;
     a->started = true;
     if (a->route == SERVE_CHAT_COMPLETIONS)
-        return write_choice(a, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL);
-    if (a->echo_len) return write_choice(a, string_n(a->echo, a->echo_len), NULL, NULL);
+        return write_choice(a, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL, false);
+    if (a->echo_len) return write_choice(a, string_n(a->echo, a->echo_len), NULL, NULL, false);
     return true;
 }
 
 static bool write_delta(serve_answer *a, const char *key, const char *text, size_t len) {
     json_t *s = string_n(text, len);
     if (!s) return a->ok = false;
-    return write_choice(a, a->route == SERVE_CHAT_COMPLETIONS ? json_pack("{s:o}", key, s) : s, NULL, NULL);
+    return write_choice(a, a->route == SERVE_CHAT_COMPLETIONS ? json_pack("{s:o}", key, s) : s, NULL, NULL, true);
 }
 
 /* The parser's deltas. A tool call is held back until it is complete (TOOL_END) and then sent in one chunk, so a
@@ -272,7 +405,7 @@ static bool on_delta(const tandem_chat_delta *d, void *user) {
             json_t *call = json_pack("{s:i, s:s, s:s, s:{s:s, s:s%}}", "index", (int)a->n_calls, "id", a->call_id,
                                      "type", "function", "function", "name", a->call_name, "arguments",
                                      a->call_args.data ? a->call_args.data : "", a->call_args.len);
-            write_choice(a, call ? json_pack("{s:[o]}", "tool_calls", call) : NULL, NULL, NULL);
+            write_choice(a, call ? json_pack("{s:[o]}", "tool_calls", call) : NULL, NULL, NULL, true);
         }
         a->n_calls++;
         a->call_index = -1;
@@ -315,19 +448,39 @@ static const char *finish_reason(const serve_answer *a, const tandem_gen_result 
     return a->n_calls > 0 ? "tool_calls" : "stop";
 }
 
-/* usage: OpenAI's, with cached prompt tokens and, when speculative decoding ran, the drafted tokens the target
- * accepted and rejected (OpenAI's predicted-output fields). */
-static json_t *usage_json(const tandem_gen_result *res) {
+/* Generated tokens of the reasoning: from the start of the output (which "<think>" opens, or the prompt opened)
+ * through "</think>", or up to a "<tool_call>" that ends it; all of them (but an end id) when it never closed. */
+static int reasoning_tokens(const serve_answer *a, const tandem_gen_result *res) {
+    if (!a->parser || !res->ids || res->n_ids == 0) return 0;
+    if (!a->reasoning_open && (a->think_id < 0 || res->ids[0] != a->think_id)) return 0;
+    for (size_t i = a->reasoning_open ? 0 : 1; i < res->n_ids; i++) {
+        if (res->ids[i] == a->think_end_id) return (int)i + 1;
+        if (res->ids[i] == a->tool_call_id && a->tool_call_id >= 0) return (int)i;
+    }
+    return (int)res->n_ids - (res->finish == TANDEM_FINISH_EOS);
+}
+
+/* usage: OpenAI's, with cached prompt tokens, the reasoning tokens (chat) and, when speculative decoding ran, the
+ * drafted tokens the target accepted and rejected (OpenAI's predicted-output fields). */
+static json_t *usage_json(const serve_answer *a, const tandem_gen_result *res) {
     const tandem_timings *t = &res->timings;
     json_t *u = json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", (int)t->n_prompt, "completion_tokens",
                           (int)t->n_generated, "total_tokens", (int)(t->n_prompt + t->n_generated),
                           "prompt_tokens_details", "cached_tokens", (int)t->n_prompt_reused);
-    if (u && res->speculative) {
-        const tandem_spec_stats *s = &res->spec_stats;
-        json_object_set_new(u, "completion_tokens_details",
-                            json_pack("{s:i, s:i}", "accepted_prediction_tokens", (int)s->n_accepted,
-                                      "rejected_prediction_tokens", (int)(s->n_drafted - s->n_accepted)));
+    json_t *details = json_object();
+    if (!u || !details) {
+        json_decref(u), json_decref(details);
+        return NULL;
     }
+    if (a->route == SERVE_CHAT_COMPLETIONS)
+        json_object_set_new(details, "reasoning_tokens", json_integer(reasoning_tokens(a, res)));
+    if (res->speculative) {
+        const tandem_spec_stats *s = &res->spec_stats;
+        json_object_set_new(details, "accepted_prediction_tokens", json_integer(s->n_accepted));
+        json_object_set_new(details, "rejected_prediction_tokens", json_integer(s->n_drafted - s->n_accepted));
+    }
+    if (json_object_size(details)) json_object_set_new(u, "completion_tokens_details", details);
+    else json_decref(details);
     return u;
 }
 
@@ -345,12 +498,12 @@ static json_t *timings_json(const tandem_gen_result *res) {
 
 static bool finish_stream(serve_answer *a, const tandem_gen_result *res) {
     json_t *empty = a->route == SERVE_CHAT_COMPLETIONS ? json_object() : json_string("");
-    if (!write_choice(a, empty, finish_reason(a, res), a->include_usage ? NULL : timings_json(res))) return false;
+    if (!write_choice(a, empty, finish_reason(a, res), a->include_usage ? NULL : timings_json(res), true)) return false;
     if (a->include_usage) {
         json_t *c = chunk_new(a);
         if (!c) return a->ok = false;
         json_object_set_new(c, "choices", json_array());
-        json_object_set_new(c, "usage", usage_json(res));
+        json_object_set_new(c, "usage", usage_json(a, res));
         json_object_set_new(c, "timings", timings_json(res));
         if (!write_event(a, c)) return false;
     }
@@ -393,10 +546,10 @@ static bool finish_whole(serve_answer *a, const tandem_gen_result *res) {
         serve_buf_free(&t);
         if (!ok) a->ok = false;
     }
-    json_object_set_new(choice, "logprobs", json_null());
+    json_object_set_new(choice, "logprobs", a->logprobs ? logprobs_json(a, 0, a->n_lps) : json_null());
     json_object_set_new(choice, "finish_reason", json_string(finish_reason(a, res)));
     json_object_set_new(body, "choices", json_pack("[o]", choice));
-    json_object_set_new(body, "usage", usage_json(res));
+    json_object_set_new(body, "usage", usage_json(a, res));
     json_object_set_new(body, "timings", timings_json(res));
     char *s = a->ok ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);

@@ -2,10 +2,12 @@
  * turns each request's text into its answer's bytes and resumes the connection waiting for them. */
 #include "scheduler.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 struct serve_scheduler {
@@ -124,6 +126,11 @@ static bool on_text(const char *text, size_t len, void *user) {
     return true;
 }
 
+static void on_token(const tandem_token_logprob *lp, void *user) {
+    serve_job *j = user;
+    if (!serve_answer_token(j->answer, lp)) atomic_store(&j->gone, true); /* out of memory: give up */
+}
+
 /* The engine refused the request at add: the error a client should see. */
 static int add_error_status(tandem_status st) { return st == TANDEM_ERR_NO_MEMORY || st == TANDEM_ERR_IO ? 500 : 400; }
 
@@ -141,6 +148,7 @@ static bool start_job(serve_scheduler *s, serve_job *j) {
     }
     tandem_gen_params gp = j->req.gen;
     gp.on_text = on_text;
+    gp.on_token = on_token;
     gp.user = j;
     tandem_status st = tandem_engine_add(s->engine, j->req.prompt_ids, j->req.n_prompt, &gp, &j->engine_id);
     if (st) {
@@ -186,6 +194,22 @@ static void end_job(serve_scheduler *s, serve_job *j) {
     tandem_gen_result_free(&res);
 }
 
+/* libmicrohttpd does not poll a suspended connection, so a client that leaves while it waits (for a non-streamed
+ * answer, or for a stream's next event) would be noticed only when there is something to write: its socket is peeked
+ * here, between engine steps, while the job's lock keeps the connection suspended (and its socket open). The end of
+ * the client's input or an error means it went away. */
+static void check_client(serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    if (j->suspended && j->conn && !atomic_load(&j->gone)) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char c;
+        const ssize_t n = ci ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            atomic_store(&j->gone, true);
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void *engine_main(void *arg) {
     serve_scheduler *s = arg;
     serve_job *active = NULL; /* the engine's requests, linked by next */
@@ -211,11 +235,13 @@ static void *engine_main(void *arg) {
                 serve_job_release(j);
             }
         }
-        for (serve_job *j = active; j; j = j->next)
+        for (serve_job *j = active; j; j = j->next) {
+            check_client(j);
             if (atomic_load(&j->gone) && !j->cancel_sent) {
                 tandem_engine_cancel(s->engine, j->engine_id);
                 j->cancel_sent = true;
             }
+        }
         if (active) {
             tandem_status st = tandem_engine_step(s->engine, &idle);
             if (st) fprintf(stderr, "tandem serve: engine step failed: %s\n", tandem_last_error());
@@ -237,8 +263,9 @@ static void *engine_main(void *arg) {
             p = &j->next;
         }
         if (!active) idle = true;
-        /* a running request holds its slot's whole cache (n_ctx rows, allocated per slot) */
-        serve_metrics_gauges(s->metrics, waiting, running, s->n_slots > 0 ? (double)running / s->n_slots : 0);
+        tandem_engine_usage kv;
+        tandem_engine_get_usage(s->engine, &kv);
+        serve_metrics_gauges(s->metrics, waiting, running, &kv);
         while (done) {
             serve_job *j = done;
             done = done->next;
@@ -261,6 +288,9 @@ serve_scheduler *serve_scheduler_start(tandem_engine *engine, int32_t n_slots, i
     s->n_slots = n_slots;
     s->capacity = n_slots + queue_max;
     s->metrics = metrics;
+    tandem_engine_usage kv; /* the gauges before the first request (the engine thread keeps them after each step) */
+    tandem_engine_get_usage(engine, &kv);
+    serve_metrics_gauges(metrics, 0, 0, &kv);
     if (pthread_create(&s->thread, NULL, engine_main, s)) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);

@@ -64,8 +64,9 @@ typedef enum serve_route {
 /* One request, parsed and ready for tandem_engine_add. Everything is owned and freed by serve_request_free. */
 typedef struct serve_request {
     serve_route route;
-    char *model;         /* as sent (any name is accepted: one model is served) */
-    int32_t *prompt_ids; /* the rendered chat (or the completion prompt), tokenized */
+    const tandem_tokenizer *tok; /* the model's (borrowed): the answer spells tokens with it (logprobs) */
+    char *model;                 /* as sent (any name is accepted: one model is served) */
+    int32_t *prompt_ids;         /* the rendered chat (or the completion prompt), tokenized */
     size_t n_prompt;
     tandem_gen_params gen; /* max_tokens, sampling (seed), stop strings, grammar: ready for the engine;
                                        gen.stop points into stop[] below, gen.grammar is `grammar` */
@@ -74,6 +75,7 @@ typedef struct serve_request {
     tandem_grammar *grammar; /* from response_format or tools + tool_choice; NULL = free */
     bool stream;
     bool include_usage;               /* stream_options.include_usage */
+    bool continuous_usage;            /* stream_options.continuous_usage_stats (vLLM's): usage on every chunk */
     bool parse_output;                /* chat: run the output through tandem_chat_parser (reasoning, tool calls) */
     tandem_chat_parser_params parser; /* reasoning_open, parse_tool_calls (tools offered and tool_choice != none) */
     int32_t *prediction_ids;          /* `prediction` (predicted output) tokenized, or NULL: draft proposals */
@@ -99,6 +101,10 @@ serve_answer *serve_answer_create(const serve_request *r, const char *model_name
                                   uint64_t id_seed);
 void serve_answer_free(serve_answer *a);
 bool serve_answer_feed(serve_answer *a, const char *text, size_t len, serve_buf *out);
+/* A generated token (the engine's on_token, called before the token's text is fed): counted (continuous usage), and
+ * when the request asked for logprobs its record goes out with the next chunk that carries text (streaming) or in
+ * the answer. An end id that ends the answer is left out of logprobs, as it has no text. false when out of memory. */
+bool serve_answer_token(serve_answer *a, const tandem_token_logprob *lp);
 /* res: the engine's result (finish reason, timings, speculative figures) for finish_reason and usage. */
 bool serve_answer_finish(serve_answer *a, const tandem_gen_result *res, serve_buf *out);
 

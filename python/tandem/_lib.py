@@ -52,7 +52,8 @@ class GenParams(ctypes.Structure):
     _fields_ = [("max_tokens", c_int32), ("sampling", SamplerParams), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
                 ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p), ("prediction", POINTER(c_int32)),
-                ("n_prediction", c_int32), ("images", c_void_p), ("n_images", c_int32)]
+                ("n_prediction", c_int32), ("images", c_void_p), ("n_images", c_int32),
+                ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", c_void_p)]
 
 
 class Timings(ctypes.Structure):
@@ -63,7 +64,7 @@ class Timings(ctypes.Structure):
 class GenResult(ctypes.Structure):
     _fields_ = [("ids", POINTER(c_int32)), ("n_ids", c_size_t), ("text", ctypes.POINTER(ctypes.c_char)),
                 ("text_len", c_size_t), ("finish", c_int), ("timings", Timings), ("speculative", c_bool),
-                ("spec_stats", SpecStats)]
+                ("spec_stats", SpecStats), ("logprobs", c_void_p)]
 
 
 class ModelParams(ctypes.Structure):

@@ -1,5 +1,6 @@
 /* emit.c — the emitter: accepts generated ids into a tandem_gen_result (end ids, stop strings, max tokens) and
  * streams text once it is final (complete UTF-8, never part of a stop string). Semantics and hooks: emit.h. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "runtime.h"
@@ -63,6 +64,32 @@ static size_t stop_prefix_hold(const tandem_gen_params *p, const char *text, siz
     return hold;
 }
 
+/* The record of id drawn from logits (n of them): log_softmax, and the n_top largest, ties to the lower id. */
+static void token_logprob(const float *logits, int32_t n, int32_t id, int32_t n_top, tandem_token_logprob *out) {
+    float max = logits[0];
+    for (int32_t i = 1; i < n; i++) max = logits[i] > max ? logits[i] : max;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += expf(logits[i] - max);
+    const double lse = (double)max + log(sum);
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->logprob = (float)((double)logits[id] - lse);
+    int32_t kept = 0; /* top_logprobs holds raw logits until the end, descending */
+    for (int32_t i = 0; i < n && n_top > 0; i++) {
+        const float v = logits[i];
+        if (kept == n_top && !(v > out->top_logprobs[kept - 1])) continue;
+        int32_t at = kept < n_top ? kept++ : kept - 1;
+        for (; at > 0 && v > out->top_logprobs[at - 1]; at--) {
+            out->top_logprobs[at] = out->top_logprobs[at - 1];
+            out->top_ids[at] = out->top_ids[at - 1];
+        }
+        out->top_logprobs[at] = v;
+        out->top_ids[at] = i;
+    }
+    out->n_top = kept;
+    for (int32_t j = 0; j < kept; j++) out->top_logprobs[j] = (float)((double)out->top_logprobs[j] - lse);
+}
+
 static bool is_eos(const tandem_tokenizer *tok, int32_t id) {
     size_t n;
     const int32_t *eos = tandem_tokenizer_eos_ids(tok, &n);
@@ -80,18 +107,26 @@ static bool stream_text(gen_emitter *e, size_t upto) {
     return !p->on_text || p->on_text(e->r->text + from, upto - from, p->user);
 }
 
-tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, const tandem_tokenizer *tok,
-                           tandem_gen_result *r, double t_start) {
-    memset(r, 0, sizeof *r);
-    *e = (gen_emitter){.params = params, .tok = tok, .r = r, .t_start = t_start};
+tandem_status emitter_check_params(const tandem_gen_params *params, const char *fn) {
     for (int32_t i = 0; i < params->n_stop; i++)
         if (!params->stop || !params->stop[i])
-            return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: stop string %d is NULL", i);
+            return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: stop string %d is NULL", fn, i);
     if (params->grammar && params->ignore_eos)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
-                           "tandem_generate: ignore_eos: cannot be true with a grammar (its end is an end id)");
-    tandem_status st = tandem_detokenizer_init(tok, &e->detok);
+                           "%s: ignore_eos: cannot be true with a grammar (its end is an end id)", fn);
+    if (params->top_logprobs < 0 || params->top_logprobs > TANDEM_MAX_TOP_LOGPROBS)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tandem_gen_params.top_logprobs: %d is outside 0..%d", fn,
+                           params->top_logprobs, TANDEM_MAX_TOP_LOGPROBS);
+    return TANDEM_OK;
+}
+
+tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, const tandem_tokenizer *tok,
+                           int32_t n_vocab, tandem_gen_result *r, double t_start) {
+    memset(r, 0, sizeof *r);
+    *e = (gen_emitter){.params = params, .tok = tok, .r = r, .t_start = t_start, .n_vocab = n_vocab};
+    tandem_status st = emitter_check_params(params, "tandem_generate");
     if (st) return st;
+    if ((st = tandem_detokenizer_init(tok, &e->detok))) return st;
     if (params->grammar && grammar_vocab_size(params->grammar) != tandem_tokenizer_vocab_size(tok))
         return tandem_fail(TANDEM_ERR_MISMATCH,
                            "tandem_generate: grammar: made for a tokenizer of %d tokens, the model's has %d",
@@ -113,7 +148,23 @@ void emitter_free(gen_emitter *e) {
     e->masked = e->probs = NULL;
 }
 
-tandem_status emitter_push(gen_emitter *e, int32_t id) {
+/* Appends id's record to r->logprobs and hands it to on_token. */
+static bool push_logprob(gen_emitter *e, int32_t id, const float *logits) {
+    tandem_gen_result *r = e->r;
+    if (r->n_ids == e->logprobs_cap) {
+        size_t c = e->logprobs_cap ? e->logprobs_cap * 2 : 64;
+        tandem_token_logprob *p = realloc(r->logprobs, c * sizeof *p);
+        if (!p) return false;
+        r->logprobs = p;
+        e->logprobs_cap = c;
+    }
+    tandem_token_logprob *lp = &r->logprobs[r->n_ids];
+    token_logprob(logits, e->n_vocab, id, e->params->top_logprobs, lp);
+    if (e->params->on_token) e->params->on_token(lp, e->params->user);
+    return true;
+}
+
+tandem_status emitter_push(gen_emitter *e, int32_t id, const float *logits) {
     const tandem_gen_params *params = e->params;
     tandem_gen_result *r = e->r;
     if (r->n_ids == 0) {
@@ -123,6 +174,11 @@ tandem_status emitter_push(gen_emitter *e, int32_t id) {
     if (e->grammar) {
         tandem_status st = grammar_matcher_consume(e->grammar, id);
         if (st) return st;
+    }
+    if (params->logprobs && !push_logprob(e, id, logits)) goto oom;
+    if (!params->logprobs && params->on_token) {
+        const tandem_token_logprob bare = {.id = id};
+        params->on_token(&bare, params->user);
     }
     if (!id_append(r, &e->ids_cap, id)) goto oom;
     if (!params->ignore_eos && is_eos(e->tok, id)) {

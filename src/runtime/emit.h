@@ -38,16 +38,23 @@ typedef struct gen_emitter {
     size_t streamed;          /* bytes of r->text given to on_text */
     double t_start, t_first;  /* the generation's start (now_ms), the first accepted token's time */
     grammar_matcher *grammar; /* NULL: unconstrained */
+    int32_t n_vocab;          /* the length of a logits row (the model's vocabulary) */
+    size_t logprobs_cap;      /* r->logprobs' room (params->logprobs) */
     float *masked, *probs;    /* (vocab rows) constrain.c's scratch, allocated on first use */
 } gen_emitter;
 
+/* What emitter_init refuses in params, checked also by tandem_engine_add before it queues a request: a NULL stop
+ * string (naming its index), a grammar with ignore_eos, top_logprobs out of range. fn names the caller. */
+tandem_status emitter_check_params(const tandem_gen_params *params, const char *fn);
 /* Zeroes *r and starts it: an empty text, finish LENGTH if max_tokens is 0, a matcher for params->grammar. Fails
- * (naming the index) on a NULL stop string, and on a grammar with ignore_eos. t_start: when the generation began, for r->timings.ttft_ms. */
+ * as emitter_check_params. t_start: when the generation began, for r->timings.ttft_ms. n_vocab: a logits row's
+ * length. */
 tandem_status emitter_init(gen_emitter *e, const tandem_gen_params *params, const tandem_tokenizer *tok,
-                           tandem_gen_result *r, double t_start);
+                           int32_t n_vocab, tandem_gen_result *r, double t_start);
 /* Accepts id; sets r->finish when generation must end (end id, stop string, max tokens, the callback).
- * Call only while r->finish is TANDEM_FINISH_NONE. */
-tandem_status emitter_push(gen_emitter *e, int32_t id);
+ * Call only while r->finish is TANDEM_FINISH_NONE. logits: the raw logits row of the position id was drawn for
+ * (params->logprobs: its tandem_token_logprob comes from them; may be NULL without logprobs). */
+tandem_status emitter_push(gen_emitter *e, int32_t id, const float *logits);
 /* Ends the stream (flushes what is held back unless a stop string or the callback ended it) and fills
  * r->timings.n_generated and decode_ms. */
 tandem_status emitter_end(gen_emitter *e);

@@ -250,6 +250,8 @@ static tandem_status check_request(const tandem_engine *e, const int32_t *prompt
                            gp->n_stop);
     for (int32_t i = 0; i < gp->n_stop; i++)
         if (!gp->stop[i]) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: stop string %d is NULL", i);
+    tandem_status st = emitter_check_params(gp, "tandem_engine_add");
+    if (st) return st;
     if (e->n_usable == 0)
         return tandem_fail(TANDEM_ERR_NO_MEMORY,
                            "tandem_engine_add: one sequence's KV cache%s (%d rows of %s) takes "
@@ -258,7 +260,7 @@ static tandem_status check_request(const tandem_engine *e, const int32_t *prompt
                            e->draft ? "s (target and draft)" : "", e->p.n_ctx, tandem_type_name(engine_kv_type(&e->p)),
                            (double)e->cache_bytes / (1 << 20), (double)e->p.kv_budget_bytes / (1 << 20));
     tandem_sampler *probe; /* the sampling parameters are checked here rather than when a slot is taken */
-    tandem_status st = tandem_sampler_init(&gp->sampling, c->vocab_size, &probe);
+    st = tandem_sampler_init(&gp->sampling, c->vocab_size, &probe);
     if (st) return st;
     tandem_sampler_free(probe);
     return TANDEM_OK;
@@ -484,7 +486,7 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s) {
     /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
     int32_t id;
     st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab, &id);
-    if (!st) st = emitter_push(&s->seq.emit, id);
+    if (!st) st = emitter_push(&s->seq.emit, id, logits);
     if (st) {
         slot_fail(e, s, st);
         return;
@@ -637,6 +639,19 @@ tandem_status tandem_engine_cancel(tandem_engine *e, int64_t id) {
             }
     }
     return TANDEM_OK;
+}
+
+void tandem_engine_get_usage(const tandem_engine *e, tandem_engine_usage *out) {
+    memset(out, 0, sizeof *out);
+    if (!e) return;
+    out->n_slots = e->n_usable;
+    out->rows_total = (int64_t)e->n_usable * e->p.n_ctx;
+    for (int32_t i = 0; i < e->n_usable; i++) {
+        const engine_slot *s = &e->slots[i];
+        if (s->req) out->n_running++, out->rows_running += s->ctx.n_past;
+        else out->rows_cached += s->ctx.n_past;
+    }
+    for (size_t i = 0; i < e->n_reqs; i++) out->n_queued += e->reqs[i]->state == TANDEM_REQUEST_QUEUED;
 }
 
 tandem_request_state tandem_engine_request_state(const tandem_engine *e, int64_t id) {

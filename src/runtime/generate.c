@@ -27,6 +27,7 @@ void tandem_gen_result_free(tandem_gen_result *r) {
     if (!r) return;
     free(r->ids);
     free(r->text);
+    free(r->logprobs);
     memset(r, 0, sizeof *r);
 }
 
@@ -40,7 +41,8 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
                         .n_prompt = n_prompt,
                         .prompt_chunk = ctx->scratch->n_batch,
                         .phase = GEN_PROMPT};
-    tandem_status st = emitter_init(&s->emit, params, ctx->model->tokenizer, r, t_start);
+    tandem_status st = emitter_init(&s->emit, params, ctx->model->tokenizer, ctx->model->qwen.cfg.vocab_size, r,
+                                    t_start);
     if (st) return st;
     if (n_prompt == 0 && !ctx->has_logits)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: the prompt is empty and the context holds nothing");
@@ -86,9 +88,10 @@ static tandem_status plain_step(gen_sequence *s) {
     tandem_ctx *ctx = s->ctx;
     tandem_gen_result *r = s->r;
     int32_t id;
-    tandem_status st = constrained_sample(&s->emit, s->sampler, tandem_ctx_logits(ctx), ctx->tokens,
-                                          (size_t)ctx->n_past, ctx->model->qwen.cfg.vocab_size, &id);
-    if (!st) st = emitter_push(&s->emit, id);
+    const float *logits = tandem_ctx_logits(ctx);
+    tandem_status st = constrained_sample(&s->emit, s->sampler, logits, ctx->tokens, (size_t)ctx->n_past,
+                                          ctx->model->qwen.cfg.vocab_size, &id);
+    if (!st) st = emitter_push(&s->emit, id, logits);
     if (st || r->finish != TANDEM_FINISH_NONE) return st;
     if (ctx->n_past >= ctx->cache->n_ctx) {
         r->finish = TANDEM_FINISH_CONTEXT_FULL;

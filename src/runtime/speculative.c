@@ -161,7 +161,8 @@ struct spec_decoder {
     int32_t pending; /* the last emitted token, not yet in target's cache */
     length_model lm;
     double draft_step_ms; /* draft time spent proposing (without catching up), for c */
-    float *logits;        /* (k+1, V) target logits of a pass (spec_decoder_step), else scratch */
+    float *logits;        /* (k+1, V) target logits of a pass (spec_decoder_step) */
+    float *residual;      /* (V) the acceptance rule's scratch (the logits stay readable: logprobs) */
     float *p_probs;       /* (k+1, V) target distributions */
     float *q_probs;       /* (k, V) proposal distributions */
     int32_t *seq;         /* the sequence: cache + pending + drafts */
@@ -181,6 +182,7 @@ void spec_decoder_free(spec_decoder *d) {
     if (!d) return;
     tandem_sampler_free(d->draft_sampler);
     free(d->logits);
+    free(d->residual);
     free(d->p_probs);
     free(d->q_probs);
     free(d->seq);
@@ -236,12 +238,13 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
                         .greedy = sampler_is_greedy(sampler),
                         .lm = {.alpha = 0.5, .probe_interval = PROBE_INTERVAL}};
     d->logits = malloc(sizeof(float) * (size_t)V * (K + 1));
+    d->residual = malloc(sizeof(float) * (size_t)V);
     d->p_probs = malloc(sizeof(float) * (size_t)V * (K + 1));
     d->q_probs = malloc(sizeof(float) * (size_t)V * K);
     d->seq = malloc(sizeof(int32_t) * ((size_t)n_ctx + K + 2));
     d->one_hot = malloc(sizeof(bool) * (size_t)K);
     d->from_lookup = malloc(sizeof(bool) * (size_t)K);
-    if (!d->logits || !d->p_probs || !d->q_probs || !d->seq || !d->one_hot || !d->from_lookup) {
+    if (!d->logits || !d->residual || !d->p_probs || !d->q_probs || !d->seq || !d->one_hot || !d->from_lookup) {
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "speculative: out of memory");
     } else if (d->draft) {
         tandem_sampler_params dp = p->sampling;
@@ -260,7 +263,7 @@ tandem_status spec_decoder_first(spec_decoder *d, gen_emitter *e, const float *l
     d->started = true;
     tandem_status st = constrained_sample(e, d->sampler, logits, d->target->tokens, (size_t)d->target->n_past, d->V,
                                           &d->pending);
-    return st ? st : emitter_push(e, d->pending);
+    return st ? st : emitter_push(e, d->pending, logits);
 }
 
 /* Predicted output: while the tokens generated so far (n_gen, the last of seq[0..len)) are the prediction's start,
@@ -461,13 +464,13 @@ tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logit
     }
     if (e->grammar && (st = grammar_matcher_rollback(e->grammar, k))) return st;
 
-    /* accept or correct (logits are read no more: d->logits, which may be them, is the rule's scratch) */
+    /* accept or correct (a token's logits row, for its logprobs, is that of its position: the target's there) */
     int32_t accepted = 0, next = -1;
     for (int32_t i = 0; i < k; i++) {
         const int32_t x = seq[len + i];
         bool accept;
         const int32_t out = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)i * V,
-                                                   d->one_hot[i] ? NULL : d->q_probs + (size_t)i * V, x, V, d->logits,
+                                                   d->one_hot[i] ? NULL : d->q_probs + (size_t)i * V, x, V, d->residual,
                                                    &accept);
         stats->n_drafted++;
         stats->n_drafted_lookup += d->from_lookup[i];
@@ -489,7 +492,7 @@ tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logit
     if (next < 0 && refused >= 0) { /* the refused proposal, at position k */
         bool accept;
         next = spec_accept_or_correct(d->sampler, d->p_probs + (size_t)k * V,
-                                      d->one_hot[k] ? NULL : d->q_probs + (size_t)k * V, refused, V, d->logits,
+                                      d->one_hot[k] ? NULL : d->q_probs + (size_t)k * V, refused, V, d->residual,
                                       &accept);
         (void)accept; /* never: the grammar gives it probability 0 */
         stats->n_drafted++;
@@ -500,10 +503,10 @@ tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logit
     /* roll back what was rejected, emit what was kept */
     if ((st = tandem_ctx_truncate(target, len + accepted))) return st;
     for (int32_t i = 0; i < accepted && r->finish == TANDEM_FINISH_NONE; i++)
-        if ((st = emitter_push(e, seq[len + i]))) return st;
+        if ((st = emitter_push(e, seq[len + i], logits + (size_t)i * V))) return st;
     if (r->finish != TANDEM_FINISH_NONE) return TANDEM_OK;
     d->pending = next;
-    return emitter_push(e, next);
+    return emitter_push(e, next, logits + (size_t)accepted * V);
 }
 
 /* tandem_generate's round: the same phases, each pass on the sequence's own contexts. */

@@ -6,8 +6,8 @@
  *  - an accepted request is ready for the engine: prompt ids in the vocabulary, 1 ≤ max_tokens ≤ the room the
  *    context leaves and the server's limit, stop strings non-empty and within the limit, gen pointing at the
  *    request's own stop strings and grammar; parsing it again gives the same prompt;
- *  - the body itself, fed as generated text through serve_answer (streamed and not, cut at a seeded place), gives
- *    server-sent events and a body that are all JSON.
+ *  - the body itself, fed as generated text through serve_answer (streamed and not, cut at a seeded place) with
+ *    the prompt's ids as its tokens (logprobs, usage), gives server-sent events and a body that are all JSON.
  * Seeds: requests as the openai SDK, smolagents, Qwen-Agent and AutoGen send them, and malformed ones
  * (tests/fuzz/make_corpus.py). */
 #include <jansson.h>
@@ -76,6 +76,18 @@ static void check_events(const serve_buf *b, bool stream) {
     FUZZ_CHECK(done);
 }
 
+/* Tokens for the answer (its logprobs, its continuous usage): the prompt's ids [from, to), with made-up values. */
+static void tokens(serve_answer *a, const serve_request *r, size_t from, size_t to) {
+    for (size_t i = from; i < to && i < r->n_prompt; i++) {
+        tandem_token_logprob lp = {.id = r->prompt_ids[i], .logprob = -(float)i, .n_top = (int32_t)(i % 4)};
+        for (int32_t j = 0; j < lp.n_top; j++) {
+            lp.top_ids[j] = r->prompt_ids[(i + (size_t)j) % r->n_prompt];
+            lp.top_logprobs[j] = -(float)j;
+        }
+        FUZZ_CHECK(serve_answer_token(a, &lp));
+    }
+}
+
 static void answer(serve_request *r, const uint8_t *text, size_t len) {
     for (int stream = 0; stream < 2; stream++) {
         r->stream = stream;
@@ -83,7 +95,9 @@ static void answer(serve_request *r, const uint8_t *text, size_t len) {
         FUZZ_CHECK(a != NULL);
         serve_buf out = {0};
         const size_t cut = len ? text[len - 1] % (len + 1) : 0;
+        tokens(a, r, 0, 4);
         FUZZ_CHECK(serve_answer_feed(a, (const char *)text, cut, &out));
+        tokens(a, r, 4, 12);
         FUZZ_CHECK(serve_answer_feed(a, (const char *)text + cut, len - cut, &out));
         tandem_gen_result res = {.finish = (tandem_finish)(len % 6)};
         FUZZ_CHECK(serve_answer_finish(a, &res, &out));

@@ -483,6 +483,8 @@ def serve_request_seeds():
         "prediction": {"messages": user, "prediction": {"type": "content", "content": "x = 1\ny = 2"}},
         "bad-types": {"messages": user, "temperature": "hot", "max_tokens": 0, "n": 2, "logprobs": True},
         "bad-role": {"messages": [{"role": "robot", "content": 5}]},
+        "logprobs": {"messages": user, "logprobs": True, "top_logprobs": 3, "stream": True,
+                     "stream_options": {"include_usage": True, "continuous_usage_stats": True}},
     }
     for name, body in chat.items():
         out("serve_request", f"chat-{name}.json", b"\x00" + json.dumps(body).encode())
@@ -496,6 +498,7 @@ def serve_request_seeds():
         "ids": {"prompt": [1, 2, 3], "stream": True, "stop": "\n"},
         "list": {"prompt": ["<|im_start|>user\nhi<|im_end|>\n"], "temperature": 0},
         "bad": {"prompt": [[1, -5]], "logprobs": 3},
+        "logprobs": {"prompt": [1, 300, 12, 99], "logprobs": 2, "max_tokens": 4},
     }
     for name, body in completions.items():
         out("serve_request", f"completions-{name}.json", b"\x01" + json.dumps(body).encode())

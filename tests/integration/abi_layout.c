@@ -57,6 +57,9 @@ int main(void) {
     FIELD(tandem_gen_params, n_prediction);
     FIELD(tandem_gen_params, images);
     FIELD(tandem_gen_params, n_images);
+    FIELD(tandem_gen_params, logprobs);
+    FIELD(tandem_gen_params, top_logprobs);
+    FIELD(tandem_gen_params, on_token);
     END();
     BEGIN(tandem_model_info);
     FIELD(tandem_model_info, architecture);
@@ -112,6 +115,7 @@ int main(void) {
     FIELD(tandem_gen_result, timings);
     FIELD(tandem_gen_result, speculative);
     FIELD(tandem_gen_result, spec_stats);
+    FIELD(tandem_gen_result, logprobs);
     END();
     BEGIN(tandem_model_params);
     FIELD(tandem_model_params, n_threads);

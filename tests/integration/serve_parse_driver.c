@@ -3,7 +3,8 @@
  * Usage: serve_parse_driver QWEN3_TOKENIZER_DIR [MODEL_DIR]. Input: JSON lines {"route": "chat"|"completions",
  * "body": the body as a string, "n_ctx", "no_think", "max_tokens" (the server's limit)}. Output: one JSON line each,
  * {"ok": false, "status", "param", "message", "code"} or {"ok": true, "prompt_ids", "max_tokens", "stop", "grammar",
- * "parse_tool_calls", "reasoning_open", "stream", "include_usage", "sampling": {…}, "prediction_ids", "echo"}. */
+ * "parse_tool_calls", "reasoning_open", "stream", "include_usage", "sampling": {…}, "prediction_ids", "echo",
+ * "logprobs", "top_logprobs"}. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,10 @@ int main(int argc, char **argv) {
                 s->top_p, "top_k", s->top_k, "min_p", s->min_p, "presence_penalty", s->presence_penalty,
                 "frequency_penalty", s->frequency_penalty, "repetition_penalty", s->repeat_penalty, "seed",
                 (json_int_t)s->seed);
+            if (o) {
+                json_object_set_new(o, "logprobs", json_boolean(r.gen.logprobs));
+                json_object_set_new(o, "top_logprobs", json_integer(r.gen.top_logprobs));
+            }
             serve_request_free(&r);
         }
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -17,6 +17,8 @@ openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
 httpx = pytest.importorskip("httpx")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
+np = pytest.importorskip("numpy")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
 from serve_process import Server  # noqa: E402
 
 MODEL = "tied_gqa2"
@@ -106,6 +108,160 @@ def test_completions_equal_run(server, run_tandem, models_dir):
     assert r.choices[0].text == ran["text"]
     assert r.usage.completion_tokens == len(ran["generated_ids"])
     assert r.choices[0].finish_reason == {"eos": "stop", "length": "length"}[ran["finish_reason"]]
+
+
+# ---- logprobs: the model's raw distribution (log_softmax of the logits) at each generated token ----
+
+def log_softmax(row):
+    row = row.astype(np.float64)
+    m = row.max()
+    return row - m - np.log(np.exp(row - m).sum())
+
+
+def test_logprobs_equal_transformers(fresh_server, models_dir):
+    """/v1/completions on the reference prompt's ids, greedy, through the exact path: every token's logprob and its
+    5 alternatives equal log_softmax of transformers' logits (tests/gen/make_golden.py) at that position."""
+    ref = safetensors_numpy.load_file(str(models_dir / MODEL / "reference-hf.safetensors"))
+    s = fresh_server("--exact")
+    n = len(ref["greedy"])
+    r = s.client().completions.create(model=MODEL, prompt=ref["prompt"].tolist(), max_tokens=n, temperature=0,
+                                      logprobs=5, extra_body={"ignore_eos": True})
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == n
+    assert lp.text_offset[0] == 0  # (tokens cut characters here: each token's text has its own U+FFFD)
+    for i, tok in enumerate(ref["greedy"].tolist()):
+        want = log_softmax(ref["logits"][len(ref["prompt"]) - 1 + i])
+        assert lp.token_logprobs[i] == pytest.approx(want[tok], abs=1e-4)
+        top = sorted(want, reverse=True)[:5]
+        # the legacy form is a {token: logprob} dict: alternatives spelt alike (U+FFFD) keep one entry
+        assert lp.top_logprobs[i] and all(min(abs(v - t) for t in top) < 1e-4 for v in lp.top_logprobs[i].values())
+        assert lp.token_logprobs[i] == pytest.approx(top[0], abs=1e-4)  # greedy: the most likely token
+        assert i == 0 or lp.text_offset[i] > lp.text_offset[i - 1]
+
+
+def chat_logprobs(client, stream, **kw):
+    """The answer's content and its logprobs.content as the SDK parsed them (a stream's chunks joined)."""
+    args = chat_args(logprobs=True, top_logprobs=3, max_tokens=24, **NO_THINK, **kw)
+    if not stream:
+        r = client.chat.completions.create(**args)
+        return r.choices[0].message.content, r.choices[0].logprobs.content
+    text, content = "", []
+    for c in client.chat.completions.create(**args, stream=True):
+        if c.choices:
+            text += c.choices[0].delta.content or ""
+            if c.choices[0].logprobs:
+                content += c.choices[0].logprobs.content
+    return text, content
+
+
+def test_chat_logprobs_shape_and_stream(server):
+    """OpenAI's shape through the SDK's types: one entry per token whose bytes make up the content, the greedy token
+    the first of its alternatives; a stream's chunks carry the same entries as the whole answer."""
+    text, content = chat_logprobs(server.client(), False)
+    assert text and content
+    assert b"".join(bytes(e.bytes) for e in content).decode(errors="replace") == text
+    for e in content:
+        assert len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token
+        assert e.top_logprobs[0].logprob == e.logprob and e.logprob <= 0
+        assert [t.logprob for t in e.top_logprobs] == sorted((t.logprob for t in e.top_logprobs), reverse=True)
+    s_text, s_content = chat_logprobs(server.client(), True)
+    assert s_text == text
+    assert [e.model_dump() for e in s_content] == [e.model_dump() for e in content]
+    # sampled: still the raw distribution (temperature and penalties do not change it), and the drawn token need not
+    # be the first alternative
+    _, hot = chat_logprobs(server.client(), False, temperature=1.5, seed=3, frequency_penalty=1.0)
+    assert all(e.logprob <= e.top_logprobs[0].logprob for e in hot)
+
+
+def test_logprobs_with_a_draft_equal_without(server, fresh_server, models_dir):
+    """Speculative decoding (the model as its own draft, and lookup, whose proposals are often rejected): the same
+    tokens with the same logprobs as plain decoding, stream and not."""
+    plain = chat_logprobs(server.client(), False)
+    for flags, verified in ((["-md", models_dir / MODEL], "accepted_prediction_tokens"),
+                            (["--lookup", "2"], "rejected_prediction_tokens")):
+        s = fresh_server(*flags)
+        for stream in (False, True):
+            text, content = chat_logprobs(s.client(), stream)
+            assert text == plain[0]
+            assert [e.token for e in content] == [e.token for e in plain[1]]
+            for got, want in zip(content, plain[1]):
+                assert got.logprob == pytest.approx(want.logprob, abs=2e-3)
+                assert [t.logprob for t in got.top_logprobs] == pytest.approx([t.logprob for t in want.top_logprobs],
+                                                                              abs=2e-3)
+        usage = s.client().chat.completions.create(**chat_args(**NO_THINK, max_tokens=24)).usage
+        assert getattr(usage.completion_tokens_details, verified) > 0  # accepted ones, and corrected ones
+
+
+def test_logprobs_bad_values(server):
+    for kw, param in (({"top_logprobs": 21, "logprobs": True}, "top_logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
+                      ({"logprobs": 3}, "logprobs")):
+        with pytest.raises(openai.BadRequestError) as e:
+            server.client().chat.completions.create(**chat_args(**kw))
+        assert e.value.body["param"] == param
+    with pytest.raises(openai.BadRequestError) as e:
+        server.client().completions.create(model=MODEL, prompt="x", logprobs=21)
+    assert e.value.body["param"] == "logprobs"
+
+
+def test_continuous_usage_stats(server):
+    """stream_options.continuous_usage_stats (vLLM's): every chunk carries the usage so far; its completion_tokens are
+    the tokens generated by then: as many as the logprobs entries sent so far, and at the end the final usage's."""
+    chunks = list(server.client().chat.completions.create(
+        **chat_args(stream=True, logprobs=True, max_tokens=24, **NO_THINK,
+                    stream_options={"include_usage": True, "continuous_usage_stats": True})))
+    final = chunks[-1].usage
+    assert not chunks[-1].choices and final.completion_tokens == 24
+    entries = 0
+    for c in chunks[:-1]:
+        assert c.usage.prompt_tokens == final.prompt_tokens
+        assert c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+        if c.choices[0].logprobs:
+            entries += len(c.choices[0].logprobs.content)
+            assert c.usage.completion_tokens >= entries
+    assert chunks[-2].choices[0].finish_reason == "length" and chunks[-2].usage.completion_tokens == 24 == entries
+    # without include_usage it changes nothing
+    plain = list(server.client().chat.completions.create(
+        **chat_args(stream=True, max_tokens=4, stream_options={"continuous_usage_stats": True})))
+    assert all(c.usage is None for c in plain)
+
+
+# ---- usage.completion_tokens_details.reasoning_tokens ----
+
+# the tiny model's template, with a generation prompt that opens the reasoning (as Qwen3's thinking-2507 templates do)
+THINK_TEMPLATE = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                  "'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}"
+                  "{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}")
+HOT = {"temperature": 1.5, "max_tokens": 60, "extra_body": {"top_k": 0, "min_p": 0, "top_p": 1}}
+
+
+def test_reasoning_tokens(server, fresh_server, tmp_path):
+    """Sampled answers to a prompt that opens <think>: reasoning_tokens counts the tokens through the generated
+    </think> (found in the answer's logprobs entries, one per token), or all of them when it never closes; the same in
+    a stream's usage chunk; 0 without reasoning."""
+    (tmp_path / "think.jinja").write_text(THINK_TEMPLATE)
+    s = fresh_server("--chat-template-file", tmp_path / "think.jinja")
+    closed = open_ = 0
+    for seed in range(40):
+        args = {**chat_args(seed=seed, logprobs=True, **HOT)}
+        r = s.client().chat.completions.create(**args)
+        tokens = [e.token for e in r.choices[0].logprobs.content]
+        want = tokens.index("</think>") + 1 if "</think>" in tokens else len(tokens)  # (an end id has no entry)
+        if "<tool_call>" in tokens[:want]:
+            continue  # no tools offered: text, but keep the test simple
+        assert r.usage.completion_tokens_details.reasoning_tokens == want, (seed, tokens)
+        if "</think>" in tokens:
+            closed += 1
+            assert r.choices[0].message.model_extra.get("reasoning_content")
+            chunks = list(s.client().chat.completions.create(**args, stream=True,
+                                                              stream_options={"include_usage": True}))
+            assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == want
+        else:
+            open_ += 1
+        if closed >= 2 and open_ >= 1:
+            break
+    assert closed >= 2 and open_ >= 1
+    r = server.client().chat.completions.create(**chat_args(**NO_THINK))
+    assert r.usage.completion_tokens_details.reasoning_tokens == 0
 
 
 # ---- tools and structured outputs: the grammar makes them valid even from random weights ----
@@ -275,6 +431,32 @@ def test_metrics(server):
     assert "vllm:prefix_cache_hits_total" in {n for n, _ in after}
 
 
+def test_kv_gauge_counts_rows(fresh_server):
+    """The KV gauges count rows (token positions), not slots: a finished answer leaves its slot holding prompt +
+    answer - 1 rows (the last token is never evaluated), free for reuse and so not "in use" (as vLLM counts evictable
+    cached blocks); while one long answer runs on one of two slots, the rows in use are its prompt and more, and the
+    usage share is rows / (2 x ctx), well below the 0.5 that counting slots would give."""
+    s = fresh_server("--parallel", "2", "--ctx", LONG_CTX, "--max-tokens", "30000")
+    rows = lambda m, state: m[("tandem_kv_cache_rows", (("state", state),))]  # noqa: E731
+    m = s.metrics()
+    total = 2 * int(LONG_CTX)
+    assert (rows(m, "total"), rows(m, "running"), rows(m, "cached")) == (total, 0, 0)
+    r = s.client().chat.completions.create(**chat_args())
+    m = s.metrics()
+    assert rows(m, "running") == 0 and rows(m, "cached") == r.usage.prompt_tokens + r.usage.completion_tokens - 1
+    with httpx.stream("POST", s.url + "/v1/chat/completions", timeout=60,
+                      json=chat_args(stream=True, **LONG)) as resp:
+        lines = resp.iter_lines()
+        for _ in range(20):
+            next(lines)
+        m = s.metrics()
+    used = rows(m, "running")
+    assert gauge(m, "tandem_requests_running") == 1 and used > 0
+    for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"):
+        assert m[(name, (("model_name", MODEL),))] == pytest.approx(used / total, abs=1e-6) and used / total < 0.5
+    assert gauge(m, "tandem_kv_cache_usage_ratio") == pytest.approx(used / total, abs=1e-6)
+
+
 # ---- concurrency, disconnects, slow senders ----
 
 def stream_text(client, **kw):
@@ -347,7 +529,7 @@ def wait_for(predicate, what, timeout=60):
 # Greedy, this prompt loops without an end id on this model: 24000 tokens take seconds, so the stream is cut mid-way
 # (or the server drained with it running); DRAIN runs to its end.
 LONG = {"max_tokens": 24000}
-DRAIN = {"max_tokens": 6000}
+DRAIN = {"max_tokens": 16000}  # long enough to outlast the drain test's checks on a loaded machine (6000 did not)
 
 
 def test_disconnect_frees_the_slot(server):
@@ -360,6 +542,28 @@ def test_disconnect_frees_the_slot(server):
     # the connection is closed: the server notices on its next write and cancels the request
     wait_for(lambda: gauge(server.metrics(), "tandem_requests_cancelled_total") == cancelled + 1, "not cancelled")
     wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 0, "slot not freed")
+    assert server.client().chat.completions.create(**chat_args()).choices[0].finish_reason == "length"
+
+
+def test_disconnect_while_waiting_frees_the_slot(server):
+    """A client that closes its connection while it waits for a NON-streamed answer (its connection suspended, so
+    libmicrohttpd does not watch it) cancels the request at once: cancelled, its slot free, long before the answer's
+    24000 tokens; the finished counters do not move."""
+    before = server.metrics()
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(chat_args(**LONG)).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 1, "never ran")
+    sock.close()
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_cancelled_total") ==
+             gauge(before, "tandem_requests_cancelled_total") + 1, "not cancelled")
+    wait_for(lambda: gauge(server.metrics(), "tandem_requests_running") == 0, "slot not freed")
+    after = server.metrics()
+    finished = [k for k in after if k[0] == "tandem_requests_finished_total"]
+    assert all(after[k] == before.get(k, 0) for k in finished)
+    assert after[("tandem_generation_tokens_total", ())] == before[("tandem_generation_tokens_total", ())]
     assert server.client().chat.completions.create(**chat_args()).choices[0].finish_reason == "length"
 
 

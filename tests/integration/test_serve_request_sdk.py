@@ -211,8 +211,10 @@ def test_sdk_bodies_refused_with_the_field(parse):
     r = parse(sdk_body(messages=image))
     assert (r["status"], r["param"]) == (400, "messages[0].content[1]")
     assert r["message"] == "messages[0].content[1]: images need a Qwen3-VL model"
+    r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], top_logprobs=3))
+    assert (r["status"], r["param"]) == (400, "top_logprobs") and "needs logprobs" in r["message"]
     r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=3))
-    assert (r["status"], r["param"]) == (400, "logprobs") and "not supported yet" in r["message"]
+    assert r["ok"] and r["logprobs"] and r["top_logprobs"] == 3
     r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], n=3))
     assert (r["status"], r["param"]) == (400, "n")
     r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], tools=TOOLS,

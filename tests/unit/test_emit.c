@@ -121,10 +121,10 @@ static void run_emitter(const int32_t *ids, int n, tandem_gen_params *gp, stream
     gen_emitter e;
     tandem_gen_result r;
     memset(o, 0, sizeof *o);
-    CHECK_OK(emitter_init(&e, gp, tok, &r, now_ms()));
+    CHECK_OK(emitter_init(&e, gp, tok, tandem_tokenizer_vocab_size(tok), &r, now_ms()));
     for (int i = 0; i < n && r.finish == TANDEM_FINISH_NONE; i++) {
         s->last_token = i;
-        CHECK_OK(emitter_push(&e, ids[i]));
+        CHECK_OK(emitter_push(&e, ids[i], NULL));
         streamed_after[i] = s->len;
     }
     s->last_token = -1;
@@ -328,7 +328,8 @@ int main(int argc, char **argv) {
     gp.n_stop = 2;
     gen_emitter e;
     tandem_gen_result r;
-    CHECK_FAILS(emitter_init(&e, &gp, tok, &r, 0), TANDEM_ERR_INVALID_ARG, "stop string 1 is NULL");
+    CHECK_FAILS(emitter_init(&e, &gp, tok, tandem_tokenizer_vocab_size(tok), &r, 0), TANDEM_ERR_INVALID_ARG,
+                "stop string 1 is NULL");
     emitter_free(&e);
     tandem_gen_result_free(&r);
     tandem_tokenizer_free(tok);

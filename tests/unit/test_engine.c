@@ -413,6 +413,55 @@ static void scenario_refusals(const request *q) {
     CHECK_MSG(strstr(tandem_last_error(), "tandem_engine_params.n_batch") != NULL, "'%s'", tandem_last_error());
 }
 
+static void count_token(const tandem_token_logprob *lp, void *user) {
+    (void)lp;
+    ++*(int *)user;
+}
+
+/* tandem_engine_get_usage after every step of three requests on two slots: the running requests' rows are their
+ * prompts plus the tokens generated so far but the last (emitted, evaluated by the next step), counted by each
+ * request's on_token; the queued one waits; at the end nothing runs and the slots keep what they read. */
+static void scenario_usage(const request *qs) {
+    const int idx[3] = {0, 6, 5}; /* prompts of 5, 9 and 25 tokens: each read in one step */
+    tandem_engine *e = open_engine(2, 64, TANDEM_TYPE_F16, 0);
+    if (!e) return;
+    int64_t ids[3];
+    int generated[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        tandem_gen_params gp = qs[idx[i]].gp;
+        gp.logprobs = true;
+        gp.on_token = count_token;
+        gp.user = &generated[i];
+        CHECK_OK(tandem_engine_add(e, qs[idx[i]].prompt, qs[idx[i]].n_prompt, &gp, &ids[i]));
+    }
+    tandem_engine_usage u;
+    tandem_engine_get_usage(e, &u);
+    CHECK(u.n_slots == 2 && u.rows_total == 2 * N_CTX && u.n_running == 0 && u.n_queued == 3 && u.rows_running == 0);
+    int steps = 0;
+    for (bool idle = false; !idle && steps < 1000; steps++) {
+        CHECK_OK(tandem_engine_step(e, &idle));
+        tandem_engine_get_usage(e, &u);
+        int running = 0, queued = 0;
+        int64_t rows = 0, unread = 0; /* unread: prompts of requests that took a slot this step, not read yet */
+        for (int i = 0; i < 3; i++) {
+            const tandem_request_state st = tandem_engine_request_state(e, ids[i]);
+            queued += st == TANDEM_REQUEST_QUEUED;
+            if (st != TANDEM_REQUEST_RUNNING) continue;
+            running++;
+            if (generated[i] > 0) rows += (int64_t)qs[idx[i]].n_prompt + generated[i] - 1;
+            else unread += (int64_t)qs[idx[i]].n_prompt;
+        }
+        CHECK_MSG(u.n_running == running && u.n_queued == queued && u.rows_running >= rows &&
+                      u.rows_running <= rows + unread,
+                  "step %d: usage says %d running, %d queued, %lld rows; the requests %d, %d, %lld (+%lld)", steps,
+                  u.n_running, u.n_queued, (long long)u.rows_running, running, queued, (long long)rows,
+                  (long long)unread);
+    }
+    CHECK(u.n_running == 0 && u.n_queued == 0 && u.rows_running == 0 && u.rows_cached > 0 &&
+          u.rows_cached <= u.rows_total);
+    tandem_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     model = load_golden_model(argv[1], "tied_gqa2/model-q8_0.gguf");
@@ -484,6 +533,7 @@ int main(int argc, char **argv) {
     scenario_mid_run(qs, TANDEM_TYPE_F16);
     scenario_mid_run(qs, TANDEM_TYPE_Q8_0);
     scenario_refusals(&qs[0]);
+    scenario_usage(qs);
 
     for (int i = 0; i < N_REQ; i++) free(seen_ids[i]);
     tandem_model_free(model);

@@ -109,6 +109,10 @@ static void check_plain_chat(void) {
          "\"top_logprobs\": 0, \"n\": 1, \"logit_bias\": {}}",
          &r);
     CHECK(ids_equal_text(&r, QWEN_HI, true) && r.n_stop == 0 && r.grammar == NULL);
+    CHECK(!r.gen.logprobs && r.gen.top_logprobs == 0);
+    serve_request_free(&r);
+    CHAT("{" USER_HI ", \"logprobs\": true, \"top_logprobs\": 20}", &r);
+    CHECK(r.gen.logprobs && r.gen.top_logprobs == 20);
     serve_request_free(&r);
 
     /* system, developer (= system), a multi-turn history, content parts joined with "\n" */
@@ -355,6 +359,13 @@ static void check_completions(void) {
     serve_request_free(&r);
     COMPLETION("{\"prompt\": [[9707, 11, 1879]], \"logprobs\": 0, \"best_of\": 1}", &r);
     CHECK(r.n_prompt == 3 && r.prompt_ids[0] == 9707 && r.prompt_ids[2] == 1879);
+    CHECK(r.gen.logprobs && r.gen.top_logprobs == 0); /* the legacy form: 0 = the chosen token's only */
+    serve_request_free(&r);
+    COMPLETION("{\"prompt\": \"a\", \"logprobs\": 5}", &r);
+    CHECK(r.gen.logprobs && r.gen.top_logprobs == 5);
+    serve_request_free(&r);
+    COMPLETION("{\"prompt\": \"a\"}", &r);
+    CHECK(!r.gen.logprobs && r.gen.top_logprobs == 0);
     serve_request_free(&r);
     COMPLETION("{\"prompt\": [9707, 11], \"stream\": true, \"stop\": [\"\\n\"], \"temperature\": 1.5}", &r);
     CHECK(r.n_prompt == 2 && r.stream && r.n_stop == 1 && r.gen.sampling.temperature == 1.5f);
@@ -462,8 +473,9 @@ static void check_errors(void) {
     CHECK_REFUSED(C, "{" USER_HI ", \"frequency_penalty\": -2.5}", 400, "frequency_penalty", "expected -2 to 2");
     CHECK_REFUSED(C, "{" USER_HI ", \"repetition_penalty\": 0}", 400, "repetition_penalty", "must be > 0");
     CHECK_REFUSED(C, "{" USER_HI ", \"seed\": \"x\"}", 400, "seed", "expected an integer");
-    CHECK_REFUSED(C, "{" USER_HI ", \"logprobs\": true}", 400, "logprobs", "not supported yet");
-    CHECK_REFUSED(C, "{" USER_HI ", \"top_logprobs\": 2}", 400, "top_logprobs", "not supported yet");
+    CHECK_REFUSED(C, "{" USER_HI ", \"logprobs\": 1}", 400, "logprobs", "expected a boolean");
+    CHECK_REFUSED(C, "{" USER_HI ", \"top_logprobs\": 2}", 400, "top_logprobs", "needs logprobs");
+    CHECK_REFUSED(C, "{" USER_HI ", \"logprobs\": true, \"top_logprobs\": 21}", 400, "top_logprobs", "out of range");
     CHECK_REFUSED(C, "{" USER_HI ", \"n\": 2}", 400, "n", "only n = 1");
     CHECK_REFUSED(C, "{" USER_HI ", \"logit_bias\": {\"9707\": 5}}", 400, "logit_bias", "not supported");
     CHECK_REFUSED(C, "{" USER_HI ", \"chat_template_kwargs\": \"x\"}", 400, "chat_template_kwargs",
@@ -509,7 +521,8 @@ static void check_errors(void) {
     CHECK_REFUSED(P, "{\"prompt\": [1, -1]}", 400, "prompt[1]", "-1 is out of range");
     CHECK_REFUSED(P, "{\"prompt\": [[1, 999999999]]}", 400, "prompt[0][1]", "out of range");
     CHECK_REFUSED(P, "{\"prompt\": \"a\", \"echo\": 1}", 400, "echo", "expected a boolean");
-    CHECK_REFUSED(P, "{\"prompt\": \"a\", \"logprobs\": 2}", 400, "logprobs", "not supported yet");
+    CHECK_REFUSED(P, "{\"prompt\": \"a\", \"logprobs\": 21}", 400, "logprobs", "out of range");
+    CHECK_REFUSED(P, "{\"prompt\": \"a\", \"logprobs\": 2, \"echo\": true}", 400, "logprobs", "echo");
     CHECK_REFUSED(P, "{\"prompt\": \"a\", \"suffix\": \"b\"}", 400, "suffix", "not supported");
     CHECK_REFUSED(P, "{\"prompt\": \"a\", \"max_tokens\": -3}", 400, "max_tokens", "out of range");
 }

@@ -25,6 +25,7 @@ static const char SERVE_HELP[] =
     "      --queue N            requests that may wait for a slot (default 64)\n"
     "  -c, --ctx N              context of each slot in tokens: prompt + answer (default min(model, 4096))\n"
     "      --kv-budget SIZE     most bytes of KV cache for all slots (e.g. 2G; default: every slot's)\n" KV_TYPE_HELP
+    "      --exact              f32 activations and KV cache: the reference path, slower (as run --exact)\n"
     "      --no-think           enable_thinking=false unless a request asks for thinking\n"
     "      --chat-template-file FILE  this Jinja template instead of the model's\n"
     "      --max-body SIZE      largest request body (default 32M; larger: 413)\n"
@@ -80,7 +81,7 @@ int cmd_serve(int argc, char **argv) {
     int parallel = 4, n_ctx = 0, threads = 0;
     long long kv_budget = 0;
     tandem_type kv_type = TANDEM_TYPE_F16;
-    bool no_think = false;
+    bool no_think = false, exact = false;
     tandem_spec_params spec = tandem_spec_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
@@ -102,6 +103,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(f, "--kv-budget")) kv_budget = parse_size(&a, f, take_value(&a, f));
         else if (!strcmp(f, "--kv-type")) kv_type = parse_kv_type(&a, f);
         else if (!strcmp(f, "--no-think")) no_think = true;
+        else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
         else if (!strcmp(f, "--max-body")) limits.max_body_bytes = (size_t)parse_size(&a, f, take_value(&a, f));
         else if (!strcmp(f, "--max-tokens"))
@@ -166,6 +168,7 @@ int cmd_serve(int argc, char **argv) {
     ep.kv_type = kv_type;
     ep.kv_budget_bytes = kv_budget;
     ep.draft_model = draft;
+    ep.exact = exact;
     tandem_engine *engine;
     if ((st = tandem_engine_create(model, &ep, &engine))) die_status("serve", st);
 
