@@ -325,6 +325,7 @@ def main():
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tokenizer", default=None, help="use this tokenizer folder instead of training one")
     ap.add_argument("--examples", type=int, default=12, help="samples written with their messages to examples.jsonl")
     ap.add_argument("--qwen3-tokenizer", default=os.environ.get("TANDEM_QWEN3_TOKENIZER_DIR", str(QWEN3_DIR)))
     a = ap.parse_args()
@@ -386,14 +387,20 @@ def main():
     train_tokenizer = toy.train_tokenizer
     raw = out / "raw.txt"
     raw.write_text("".join(texts), encoding="utf-8")
-    tok, added = train_tokenizer(raw, qwen3_dir, a.vocab)
     tok_dir = out / "tokenizer"
-    tok_dir.mkdir(exist_ok=True)
-    tok.save(str(tok_dir / "tokenizer.json"))
-    first = a.vocab - len(added)
-    by_content = {t["content"]: t for t in config["added_tokens_decoder"].values()}
-    config["added_tokens_decoder"] = {str(first + i): by_content[t["content"]] for i, t in enumerate(added)}
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    if a.tokenizer:  # more text for a model already trained: its tokenizer, not a new one
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(Path(a.tokenizer) / "tokenizer.json"))
+        tok_dir = Path(a.tokenizer)
+    else:
+        tok, added = train_tokenizer(raw, qwen3_dir, a.vocab)
+        tok_dir.mkdir(exist_ok=True)
+        tok.save(str(tok_dir / "tokenizer.json"))
+        first = a.vocab - len(added)
+        by_content = {t["content"]: t for t in config["added_tokens_decoder"].values()}
+        config["added_tokens_decoder"] = {str(first + i): by_content[t["content"]] for i, t in enumerate(added)}
+        (tok_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2),
+                                                       encoding="utf-8")
 
     # windows of exactly SEQ tokens: samples packed in order while they fit, the rest padded with <|endoftext|>,
     # so that every sample starts at a window's start or after whole samples (a sample longer than SEQ is dropped)
