@@ -32,13 +32,15 @@ fi
 # Python packages for the integration tests and golden checks (no PyTorch: goldens are committed).
 # huggingface_hub: the reference reader (and writer) of the hub cache tandem pull fills; prometheus_client: /metrics;
 # selenium: the chat page in chromium; smolagents, qwen-agent (+ soundfile and python-dateutil, which it imports but
-# does not require), autogen: tandem serve's clients
+# does not require), autogen: tandem serve's clients; python-pptx: the toy agent's slides (bench/agent)
 PY_PACKAGES=(pytest numpy gguf tokenizers safetensors jinja2 pillow jsonschema openai huggingface_hub prometheus_client
-             selenium smolagents qwen-agent soundfile python-dateutil autogen-agentchat "autogen-ext[openai]")
+             selenium smolagents qwen-agent soundfile python-dateutil autogen-agentchat "autogen-ext[openai]"
+             python-pptx)
 PY_IMPORTS="pytest, numpy, gguf, tokenizers, safetensors, jinja2, PIL, jsonschema, openai, huggingface_hub"
 PY_IMPORTS+=", prometheus_client, selenium, smolagents, qwen_agent.llm, qwen_agent.tools, soundfile, dateutil"
 PY_IMPORTS+=", autogen_agentchat"
 PY_IMPORTS+=", autogen_ext.models.openai"
+PY_IMPORTS+=", pptx"
 if ! python3 -c "import $PY_IMPORTS" 2>/dev/null; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
   # Debian's own python3 refuses pip installs (PEP 668, "externally managed"); a venv or pyenv python does not.
