@@ -527,8 +527,8 @@ static int cmd_info(int argc, char **argv) {
         else model_path = f;
     }
     if (!model_path) die_usage("info", "missing MODEL");
-    /* a GGUF that is no model tandem loads: a vision projector (mmproj), or a text model of an architecture this
-     * build reads only the metadata of */
+    /* a GGUF that is no model tandem loads: a vision projector (mmproj), or a qwen3vl file that fails to load (its
+     * metadata shown with the reason) */
     char *meta_text = NULL;
     json_t *meta = tandem_gguf_metadata_json(model_path, &meta_text) == TANDEM_OK ? json_loads(meta_text, 0, NULL)
                                                                                   : NULL;
