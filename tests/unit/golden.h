@@ -1,8 +1,9 @@
-/* golden.h — reading golden files in C tests: whole files, and the tiny golden models of tests/golden/models (two
- * threads, like CI; a failed load is a failed CHECK with tandem_last_error(): the caller gets NULL and stops). */
+/* golden.h — golden files in C tests: whole files, the largest difference from a golden array, and the tiny golden
+ * models of tests/golden/models (two threads, like CI; a failed load is a failed CHECK: the caller gets NULL). */
 #ifndef TANDEM_TEST_GOLDEN_H
 #define TANDEM_TEST_GOLDEN_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,6 +25,16 @@ static inline void *read_golden_file(const char *path, size_t *size) {
     fclose(f);
     *size = (size_t)n;
     return buf;
+}
+
+/* Largest |a − b| over n values; +inf if any is NaN (a NaN fails every bound). */
+static inline double max_abs_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)a[i] - (double)b[i]);
+        worst = d == d ? (d > worst ? d : worst) : INFINITY;
+    }
+    return worst;
 }
 
 /* rel: a path under GOLDEN_DIR/models, e.g. "tied_gqa2" or "tied_gqa2/model-q4_0.gguf". */

@@ -8,6 +8,7 @@
 
 #include "safetensors.h"
 #include "tandem.h"
+#include "golden.h"
 #include "test.h"
 
 /* f32 arithmetic in a different order than PyTorch: differences are ~1e-6 relative; the issue's bar is
@@ -50,15 +51,6 @@ static bool load_reference(const char *path, reference *r) {
     r->n_prompt2 = (int)p2->shape[0];
     r->vocab = (int)l->shape[1];
     return l->shape[0] == r->n_prompt + r->n_greedy && l2->shape[0] == r->n_prompt2 && l2->shape[1] == r->vocab;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d;  /* NaN propagates as a failure */
-    }
-    return m;
 }
 
 /* The checks against transformers use the exact path (f32 activations); check_fast_path below measures

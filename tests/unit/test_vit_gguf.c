@@ -9,6 +9,7 @@
 #include "gguf.h"
 #include "kernels.h"
 #include "safetensors.h"
+#include "golden.h"
 #include "test.h"
 #include "vit.h"
 
@@ -61,15 +62,6 @@ static float *encode(const vit_model *m, thread_pool *pool, const images *im, si
     CHECK_OK(st);
     if (st) free(out), out = NULL;
     return out;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)a[i] - (double)b[i]);
-        worst = d == d ? (d > worst ? d : worst) : INFINITY;
-    }
-    return worst;
 }
 
 static tandem_status write_mmproj(const char *dir, thread_pool *pool, tandem_ftype type, const char *out) {

@@ -20,16 +20,6 @@
  * rotary axes by ~0.2. */
 #define MAX_ABS_DIFF 2e-5
 
-/* Largest |a − b| over n values; +inf if any is NaN. */
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)a[i] - (double)b[i]);
-        worst = d == d ? (d > worst ? d : worst) : INFINITY;
-    }
-    return worst;
-}
-
 static size_t bytes_of(const vision_pixels *px) { return (size_t)(px->n_patches * px->patch_dim) * sizeof(float); }
 
 /* The golden pixel_values of an image, and the same computed by src/vision/image.c from the image file with the

@@ -17,15 +17,6 @@
  * instead of max(gh, gw): each moves the logits by more than 0.05. */
 #define MAX_ABS_DIFF 2e-4
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)a[i] - (double)b[i]);
-        worst = d == d ? (d > worst ? d : worst) : INFINITY;
-    }
-    return worst;
-}
-
 /* The golden case's user message ({"type": "image"} parts, then the text) rendered with the model's template. */
 static char *render(const tandem_model *m, const json_t *c, size_t *len) {
     json_t *parts = json_array();
