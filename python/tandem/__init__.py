@@ -9,6 +9,7 @@ from .continuous_batching import (ContinuousBatchingPipeline, EncodedGenerationR
                                   SchedulerConfig)
 from .hub import hub_resolve, pull
 from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
+from .vlm import VLMPipeline
 
 __version__ = _clib.tandem_version().decode()
 
@@ -16,5 +17,5 @@ __all__ = ["ChatHistory", "ContinuousBatchingPipeline", "DecodedResults", "Encod
            "EncodedResults", "ExtendedPerfMetrics", "GenerationConfig", "GenerationFinishReason", "GenerationHandle",
            "GenerationOutput", "GenerationResult", "GenerationStatus", "LLMPipeline", "MeanStdPair", "PerfMetrics",
            "SDPerModelsPerfMetrics", "SDPerfMetrics", "SchedulerConfig", "StreamerBase", "StreamingStatus",
-           "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "draft_model",
-           "hub_resolve", "pull"]
+           "StructuredOutputConfig", "TandemError", "TextStreamer", "TokenizedInputs", "Tokenizer", "VLMPipeline",
+           "draft_model", "hub_resolve", "pull"]

@@ -83,6 +83,10 @@ class CtxParams(ctypes.Structure):
     _fields_ = [("n_ctx", c_int32), ("n_batch", c_int32), ("exact", c_bool), ("kv_type", c_int)]
 
 
+class ImageParams(ctypes.Structure):
+    _fields_ = [("min_tokens", c_int32), ("max_tokens", c_int32)]
+
+
 class ChatRenderParams(ctypes.Structure):
     _fields_ = [("add_generation_prompt", c_bool), ("enable_thinking", c_int32), ("tools_json", c_char_p),
                 ("extra_context_json", c_char_p), ("bos_token", c_char_p), ("eos_token", c_char_p),
@@ -150,6 +154,17 @@ _sig("tandem_spec_default_params", SpecParams)
 _sig("tandem_gen_default_params", GenParams, c_void_p)
 _sig("tandem_generate", c_int, c_void_p, POINTER(c_int32), c_size_t, POINTER(GenParams), POINTER(GenResult))
 _sig("tandem_gen_result_free", None, POINTER(GenResult))
+_sig("tandem_model_has_vision", c_bool, c_void_p)
+_sig("tandem_model_image_token", c_int32, c_void_p)
+_sig("tandem_image_default_params", ImageParams)
+_sig("tandem_image_load", c_int, c_void_p, c_char_p, POINTER(ImageParams), POINTER(c_void_p))
+_sig("tandem_image_from_bytes", c_int, c_void_p, c_char_p, c_char_p, c_size_t, POINTER(ImageParams),
+     POINTER(c_void_p))
+_sig("tandem_image_free", None, c_void_p)
+_sig("tandem_image_tokens", c_int32, c_void_p)
+_sig("tandem_vl_prompt", c_int, c_void_p, c_char_p, c_size_t, c_void_p, c_int32, POINTER(POINTER(c_int32)),
+     POINTER(c_size_t))
+_sig("tandem_ctx_n_past", c_int32, c_void_p)
 _sig("tandem_engine_default_params", EngineParams)
 _sig("tandem_engine_create", c_int, c_void_p, POINTER(EngineParams), POINTER(c_void_p))
 _sig("tandem_engine_free", None, c_void_p)

@@ -18,9 +18,10 @@ def _check_device(device):
         raise ValueError(f"device {device!r} is not supported: tandem runs on the CPU only (device='CPU')")
 
 
-def _load_model(path, n_threads):
+def _load_model(path, n_threads, mmproj_path=None):
     mp = lib.tandem_model_default_params()
     mp.n_threads = n_threads
+    mp.mmproj_path = os.fsencode(os.fspath(mmproj_path)) if mmproj_path is not None else None
     model = ctypes.c_void_p()
     check(lib.tandem_model_load(os.fsencode(os.fspath(path)), ctypes.byref(mp), ctypes.byref(model)))
     return model
@@ -193,12 +194,11 @@ class _ModelPipeline:
     """What LLMPipeline and ContinuousBatchingPipeline share: the model (and draft model), its tokenizer, the default
     GenerationConfig, and the mapping of a prompt and a GenerationConfig onto tandem_gen_params and back."""
 
-    def _open(self, who, models_path, device, props):
+    def _open(self, who, models_path, device, props, supported=_PIPELINE_PROPERTIES):
         _check_device(device)
-        unknown = set(props) - _PIPELINE_PROPERTIES
+        unknown = set(props) - supported
         if unknown:
-            raise ValueError(f"{who}: unsupported properties {sorted(unknown)} "
-                             f"(supported: {sorted(_PIPELINE_PROPERTIES)})")
+            raise ValueError(f"{who}: unsupported properties {sorted(unknown)} (supported: {sorted(supported)})")
         self._model = self._ctx = self._draft = self._draft_ctx = self._engine = None
         self._chat = None
         self._grammars = {}  # schema text -> compiled tandem_grammar, freed with the pipeline
@@ -206,7 +206,7 @@ class _ModelPipeline:
         self._t0 = time.perf_counter()
         self._n_threads = int(props.get("INFERENCE_NUM_THREADS", 0))
         self._n_ctx = int(props.get("n_ctx", 0))
-        self._model = _load_model(models_path, self._n_threads)
+        self._model = _load_model(models_path, self._n_threads, props.get("mmproj_path"))
         dm = props.get("draft_model")
         if dm is not None:
             if not isinstance(dm, draft_model):
@@ -337,6 +337,10 @@ class _ModelPipeline:
             ids = tok._encode_one(prompt)
         if not ids:
             raise ValueError("LLMPipeline.generate: the prompt is empty")
+        return (ids, *self._params_for(ids, config))
+
+    def _params_for(self, ids, config):
+        """(gen params, stop strings, the array the params point to) of a prompt of ids under config."""
         gp = self._gen_params(config)
         if config.max_new_tokens is not None:
             gp.max_tokens = config.max_new_tokens
@@ -346,7 +350,7 @@ class _ModelPipeline:
         stop_arr = (ctypes.c_char_p * max(len(stops), 1))(*[s.encode("utf-8") for s in stops])
         gp.stop = stop_arr
         gp.n_stop = len(stops)
-        return ids, gp, stops, stop_arr
+        return gp, stops, stop_arr
 
     def _finish(self, res, config, stops, n_prompt, t0, write=None, n_reused=None):
         """DecodedResults of one tandem_gen_result (freed here)."""

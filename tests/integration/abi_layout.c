@@ -121,6 +121,10 @@ int main(void) {
     FIELD(tandem_model_params, n_threads);
     FIELD(tandem_model_params, mmproj_path);
     END();
+    BEGIN(tandem_image_params);
+    FIELD(tandem_image_params, min_tokens);
+    FIELD(tandem_image_params, max_tokens);
+    END();
     BEGIN(tandem_ctx_params);
     FIELD(tandem_ctx_params, n_ctx);
     FIELD(tandem_ctx_params, n_batch);

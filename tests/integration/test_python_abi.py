@@ -13,7 +13,7 @@ from conftest import REPO
 MIRRORS = {"tandem_sampler_params": "SamplerParams", "tandem_spec_params": "SpecParams",
            "tandem_spec_stats": "SpecStats", "tandem_gen_params": "GenParams", "tandem_timings": "Timings",
            "tandem_gen_result": "GenResult", "tandem_model_params": "ModelParams", "tandem_model_info": "ModelInfo",
-           "tandem_ctx_params": "CtxParams",
+           "tandem_ctx_params": "CtxParams", "tandem_image_params": "ImageParams",
            "tandem_chat_render_params": "ChatRenderParams", "tandem_engine_params": "EngineParams",
            "tandem_download_progress": "DownloadProgress", "tandem_download_params": "DownloadParams"}
 

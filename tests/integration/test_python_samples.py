@@ -78,3 +78,18 @@ def test_continuous_batching_sample(run_sample, pipe, model_path):
     out = run_sample("continuous_batching_sample.py", model_path, *prompts)
     want = "".join(f"{i}: FINISHED: {pipe.generate(p, max_new_tokens=10).texts[0]!r}\n" for i, p in enumerate(prompts))
     assert out == want
+
+
+def test_visual_language_chat(tandem, run_sample, golden_dir, tmp_path):
+    """Two images from a folder, then two questions: the answers of the pipeline used directly, images as files."""
+    import shutil
+    images = [golden_dir / "vision_chat" / "checker_64x96.png", golden_dir / "images" / "large_150x100.png"]
+    for i, p in enumerate(images):
+        shutil.copy(p, tmp_path / f"{i}.png")
+    model = golden_dir / "vision_chat" / "model"
+    out = run_sample("visual_language_chat.py", model, tmp_path, input="What is here?\nAnd now?\n")
+    ref = tandem.VLMPipeline(model)
+    ref.start_chat()
+    first = ref.generate("What is here?", images=images, max_new_tokens=30, do_sample=False).texts[0]
+    second = ref.generate("And now?", max_new_tokens=30, do_sample=False).texts[0]
+    assert out == f"question:\n{first}\n----------\nquestion:\n{second}\n----------\nquestion:\n"
