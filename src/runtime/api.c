@@ -308,8 +308,10 @@ tandem_status tandem_ctx_init(tandem_model *model, const tandem_ctx_params *para
     ctx->model = model;
     ctx->tokens = malloc((size_t)p.n_ctx * sizeof *ctx->tokens);
     ctx->pos = malloc((size_t)p.n_batch * sizeof *ctx->pos);
+    ctx->next_pos = malloc((size_t)p.n_ctx * sizeof *ctx->next_pos);
+    ctx->first_image_row = -1;
     ctx->logits = malloc((size_t)model->qwen.cfg.vocab_size * sizeof *ctx->logits);
-    tandem_status st = !ctx->tokens || !ctx->logits || !ctx->pos
+    tandem_status st = !ctx->tokens || !ctx->logits || !ctx->pos || !ctx->next_pos
                            ? tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_ctx_init: out of memory")
                            : qwen3_kv_cache_init(&model->qwen, p.n_ctx, p.exact ? TANDEM_TYPE_F32 : p.kv_type,
                                                  &ctx->cache);
@@ -329,6 +331,7 @@ void tandem_ctx_free(tandem_ctx *ctx) {
     free(ctx->tokens);
     free(ctx->logits);
     free(ctx->pos);
+    free(ctx->next_pos);
     free(ctx);
 }
 
@@ -402,6 +405,8 @@ tandem_status tandem_ctx_eval(tandem_ctx *ctx, const int32_t *ids, int32_t n, fl
             memcpy(ctx->logits, out + (size_t)(chunk - 1) * qm->cfg.vocab_size,
                    (size_t)qm->cfg.vocab_size * sizeof(float));
         memcpy(ctx->tokens + ctx->n_past, ids + done, (size_t)chunk * sizeof *ids);
+        if (ctx->first_image_row >= 0)
+            for (int32_t t = 0; t < chunk; t++) ctx->next_pos[ctx->n_past + t] = ctx->n_past + t + ctx->pos_delta + 1;
         ctx->n_past += chunk;
         done += chunk;
     }
@@ -417,8 +422,11 @@ tandem_status tandem_ctx_truncate(tandem_ctx *ctx, int32_t n_keep) {
     /* Cache rows past n_keep are simply overwritten later: attention never reads beyond a query's
      * own position. The last logits no longer describe the sequence unless nothing was dropped. */
     if (n_keep < ctx->n_past) ctx->has_logits = false;
-    /* an image cut off: positions start again from the rows (earlier images' offsets are not kept) */
-    if (n_keep < ctx->pos_delta_row) ctx->pos_delta = ctx->pos_delta_row = 0;
+    /* text after the cut continues from the kept rows' positions: the rows' own before any image */
+    if (n_keep < ctx->n_past && ctx->first_image_row >= 0) {
+        if (n_keep <= ctx->first_image_row) ctx->pos_delta = 0, ctx->first_image_row = -1;
+        else ctx->pos_delta = ctx->next_pos[n_keep - 1] - n_keep;
+    }
     ctx->n_past = n_keep;
     return TANDEM_OK;
 }

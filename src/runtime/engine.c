@@ -153,6 +153,7 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
         s->ctx.scratch = e->scratch;
         s->draft.model = e->draft;
         s->draft.scratch = e->draft_scratch;
+        s->ctx.first_image_row = s->draft.first_image_row = -1; /* engines take no images */
         s->pending = -1;
         s->logits_at = -1;
     }

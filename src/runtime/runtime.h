@@ -43,10 +43,12 @@ struct tandem_ctx {
     int32_t *tokens;               /* (n_ctx) the ids in the cache, in order */
     float *logits;                 /* (vocab_size) the last position's logits */
     bool has_logits;               /* logits holds them */
-    /* Qwen3-VL: after an image, row r has rotary position r + pos_delta (all three axes), from row
-     * pos_delta_row on (the first row after the image's prompt); pos (n_batch) holds a pass's positions */
-    int32_t pos_delta, pos_delta_row;
-    int32_t *pos;
+    /* Qwen3-VL: after an image, row r has rotary position r + pos_delta (all three axes); pos (n_batch) holds a
+     * pass's positions. From first_image_row on (-1: no image in the cache), next_pos (n_ctx) records per row
+     * 1 + the largest position component of the rows up to it: where text continues if the cache is cut after
+     * that row, whichever of several images it follows. */
+    int32_t pos_delta, first_image_row;
+    int32_t *pos, *next_pos;
 };
 
 /* Packs the model's weights for the kernels (qwen3_pack_weights) unless done already; what every context and

@@ -137,8 +137,6 @@ tandem_status tandem_vl_prompt(const tandem_model *model, const char *text, size
 struct vl_prompt {
     int32_t n_deepstack, dim;
     size_t n_prompt;
-    int32_t row0;           /* the context's row of the prompt's first token */
-    size_t after_images;    /* the prompt index after its last image token (0: none) */
     int32_t *ids;           /* (n_prompt) the prompt with −1 at image tokens: qwen3_batch's "an embedding row" */
     int32_t *feature_row;   /* (n_prompt) an image token's row of embeds / deepstack, −1 for text */
     int32_t *pos;           /* (n_prompt, 3) M-RoPE positions (t, h, w) */
@@ -204,7 +202,6 @@ static tandem_status plan_positions(vl_prompt *p, const int32_t *prompt, size_t 
         feature += img->tokens;
         i += run;
         image++;
-        p->after_images = i;
     }
     if (image != n_images)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
@@ -238,7 +235,6 @@ tandem_status vl_prompt_init(tandem_ctx *ctx, const int32_t *prompt, size_t n_pr
     p->n_deepstack = c->n_deepstack;
     p->dim = c->dim;
     p->n_prompt = n_prompt;
-    p->row0 = ctx->n_past;
     p->ids = malloc(n * sizeof *p->ids);
     p->feature_row = malloc(n * sizeof *p->feature_row);
     p->pos = malloc(n * 3 * sizeof *p->pos);
@@ -308,11 +304,19 @@ tandem_status vl_prompt_eval(tandem_ctx *ctx, vl_prompt *p, size_t from, int32_t
         const int32_t id = p->ids[from + (size_t)t];
         ctx->tokens[ctx->n_past + t] = id >= 0 ? id : ctx->model->image_token_id;
     }
+    /* each row's continuation position, for a later cut (tandem_ctx_truncate) */
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t row = ctx->n_past + t, *q = p->pos + (from + (size_t)t) * 3;
+        if (ctx->first_image_row < 0 && p->feature_row[from + (size_t)t] >= 0) ctx->first_image_row = row;
+        int32_t next = (q[0] > q[1] ? (q[0] > q[2] ? q[0] : q[2]) : (q[1] > q[2] ? q[1] : q[2])) + 1;
+        if (row > 0 && ctx->first_image_row >= 0 && row > ctx->first_image_row && ctx->next_pos[row - 1] > next)
+            next = ctx->next_pos[row - 1];
+        ctx->next_pos[row] = next;
+    }
     ctx->n_past += n;
     ctx->has_logits = true;
     /* later rows continue after the images: position = row + delta (the plan's for the prompt's own rows) */
     const size_t next = from + (size_t)n;
     ctx->pos_delta = (next < p->n_prompt ? p->pos[next * 3] : p->next_pos) - ctx->n_past;
-    ctx->pos_delta_row = p->row0 + (int32_t)p->after_images;
     return TANDEM_OK;
 }
