@@ -352,6 +352,17 @@ class _ModelPipeline:
         gp.n_stop = len(stops)
         return gp, stops, stop_arr
 
+    def _generate_after(self, ids, common, gp, sink, config, stops, t0):
+        """tandem_generate on ids[common:] (the context holds ids[:common]) into a DecodedResults."""
+        rest = ids[common:]
+        arr = (ctypes.c_int32 * len(rest))(*rest)
+        res = _lib.GenResult()
+        check(lib.tandem_generate(self._ctx, arr, len(rest), ctypes.byref(gp), ctypes.byref(res)))
+        if sink.failure:
+            lib.tandem_gen_result_free(ctypes.byref(res))
+            raise sink.failure
+        return self._finish(res, config, stops, len(ids), t0, sink.write, n_reused=common)
+
     def _finish(self, res, config, stops, n_prompt, t0, write=None, n_reused=None):
         """DecodedResults of one tandem_gen_result (freed here)."""
         try:
@@ -509,14 +520,7 @@ class LLMPipeline(_ModelPipeline):
             check(lib.tandem_ctx_truncate(self._draft_ctx, 0))
         check(lib.tandem_ctx_truncate(self._ctx, common))
         self._held = []
-        rest = ids[common:]
-        arr = (ctypes.c_int32 * len(rest))(*rest)
-        res = _lib.GenResult()
-        check(lib.tandem_generate(self._ctx, arr, len(rest), ctypes.byref(gp), ctypes.byref(res)))
-        if sink.failure:
-            lib.tandem_gen_result_free(ctypes.byref(res))
-            raise sink.failure
-        r = self._finish(res, config, stops, len(ids), t0, sink.write, n_reused=common)
+        r = self._generate_after(ids, common, gp, sink, config, stops, t0)
         if self._chat is not None:
             self._held = ids + r.token_ids[0]
         r._cancelled = sink.cancelled

@@ -249,12 +249,6 @@ class VLMPipeline(_ModelPipeline):
             elif i < common:
                 common = i
             i = end
-        # tandem_ctx_truncate keeps the position offset of the context's last image only: cutting that image off
-        # while an earlier one stays would give the rows after the earlier one wrong positions, so then no image stays
-        held_images = [j for j, key in enumerate(held) if isinstance(key, tuple)]
-        if held_images and common <= held_images[-1] and held_images[0] < common:
-            common = held_images[0]
-            first_image = 0
         check(lib.tandem_ctx_truncate(self._ctx, common))
         self._held = []
         passed = images[first_image:]
@@ -264,14 +258,7 @@ class VLMPipeline(_ModelPipeline):
             gp.n_images = len(passed)
         sink = _TextSink(streamer)
         gp.on_text = sink.callback
-        rest = ids[common:]
-        arr = (ctypes.c_int32 * len(rest))(*rest)
-        res = _lib.GenResult()
-        check(lib.tandem_generate(self._ctx, arr, len(rest), ctypes.byref(gp), ctypes.byref(res)))
-        if sink.failure:
-            lib.tandem_gen_result_free(ctypes.byref(res))
-            raise sink.failure
-        r = self._finish(res, config, stops, len(ids), t0, sink.write, n_reused=common)
+        r = self._generate_after(ids, common, gp, sink, config, stops, t0)
         if chat:
             self._held = keys + r.token_ids[0]
             if not sink.cancelled:  # CANCEL drops this turn from the history, as in OpenVINO GenAI
