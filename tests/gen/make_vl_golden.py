@@ -76,7 +76,9 @@ def make_config(spec):
     return cfg
 
 
-def randomize(model, seed):
+def randomize(model, seed, embed_fan_in=1):
+    """Weights from seed: norms near 1, biases and the position table small, matrices scaled by 1/sqrt(fan-in)
+    (the token embedding by 1/sqrt(embed_fan_in))."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
@@ -89,7 +91,7 @@ def randomize(model, seed):
             else:
                 fan_in = p[0].numel() if p.dim() > 1 else p.numel()
                 if "embed_tokens" in name:
-                    fan_in = 1
+                    fan_in = embed_fan_in
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
 
 

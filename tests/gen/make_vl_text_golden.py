@@ -28,6 +28,8 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin, PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from make_vl_golden import randomize  # the same weight recipe as the vision tower's goldens
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -90,21 +92,6 @@ def make_config(tok):
     return cfg
 
 
-def randomize(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if "norm" in name:
-                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn(p.shape, generator=g))
-            elif name.endswith("pos_embed.weight"):
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            else:
-                fan_in = 4 if "embed_tokens" in name else (p[0].numel() if p.dim() > 1 else p.numel())
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-
-
 def main():
     torch.manual_seed(0)
     if OUT.exists():
@@ -123,7 +110,7 @@ def main():
                             chat_template=TEMPLATE)
     cfg = make_config(tok)
     model = Qwen3VLForConditionalGeneration(cfg).to(torch.float32)
-    randomize(model, SEED)
+    randomize(model, SEED, embed_fan_in=4)
     model.save_pretrained(folder)
     proc.save_pretrained(folder)
     improc.save_pretrained(folder)  # preprocessor_config.json, as Qwen3-VL's hub folders have it
