@@ -268,9 +268,8 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
         goto done;
     }
     vit_model *tower = NULL; /* the vision tower checked (config, names, dtypes, shapes) before anything is written */
-    if (vl && ((st = convert_vl_mmproj_path(out_path, p, &mmproj)) ||
-               (st = convert_vl_text_config(ck.files.config, ck.config_json, &cfg)) ||
-               (st = vit_load(hf_dir, &tower)) || (st = convert_vl_check_tower(hf_dir, vit_model_config(tower))))) {
+    if (vl && ((st = convert_vl_mmproj_path(out_path, p, &mmproj)) || (st = vit_load(hf_dir, &tower)) ||
+               (st = convert_vl_check_tower(hf_dir, vit_model_config(tower))))) {
         vit_free(tower);
         goto done;
     }

@@ -85,9 +85,6 @@ tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const con
 bool convert_vl_text_name(const char *hf, char *out, size_t cap);
 /* model.visual.* or visual.*: the vision tower's, written to the mmproj file. */
 bool convert_vl_is_vision_name(const char *hf);
-/* c->rope_sections from text_config's mrope_section (default [24, 20, 20]; must sum to head_dim / 2) and
- * c->n_deepstack from vision_config (root: config.json, path names it). */
-tandem_status convert_vl_text_config(const char *path, const json_t *root, qwen3_config *c);
 /* Every text tensor present with the shape c implies (the checks checkpoint_bind makes for a Qwen3 folder). */
 tandem_status convert_vl_check_text(const st_set *s, const qwen3_config *c, const char *dir);
 /* The mmproj output (p->mmproj_path, or mmproj-<file name> beside out_path), checked as an output; *mmproj

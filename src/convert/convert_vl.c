@@ -22,36 +22,6 @@ bool convert_vl_is_vision_name(const char *hf) {
     return strncmp(hf, "model.visual.", 13) == 0 || strncmp(hf, "visual.", 7) == 0;
 }
 
-tandem_status convert_vl_text_config(const char *path, const json_t *root, qwen3_config *c) {
-    const json_t *text = json_object_get(root, "text_config");
-    const json_t *holders[2] = {json_object_get(text, "rope_parameters"), json_object_get(text, "rope_scaling")};
-    const json_t *sec = NULL;
-    for (int i = 0; i < 2 && !sec; i++)
-        if (json_is_object(holders[i])) sec = json_object_get(holders[i], "mrope_section");
-    const int32_t def[3] = {24, 20, 20}; /* Qwen3VLTextConfig's */
-    int32_t sum = 0;
-    if (sec && (!json_is_array(sec) || json_array_size(sec) != 3))
-        return tandem_fail(TANDEM_ERR_FORMAT, "%s: text_config rope mrope_section must be a list of 3 integers", path);
-    for (int i = 0; i < 3; i++) {
-        const json_t *v = sec ? json_array_get(sec, (size_t)i) : NULL;
-        if (sec && (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > c->head_dim))
-            return tandem_fail(TANDEM_ERR_FORMAT, "%s: text_config rope mrope_section[%d] must be an integer in 0..%d",
-                               path, i, c->head_dim);
-        c->rope_sections[i] = sec ? (int32_t)json_integer_value(v) : def[i];
-        sum += c->rope_sections[i];
-    }
-    if (sum != c->head_dim / 2)
-        return tandem_fail(TANDEM_ERR_FORMAT,
-                           "%s: text_config rope mrope_section sums to %d, not head_dim / 2 = %d (one section per "
-                           "rotary frequency)",
-                           path, sum, c->head_dim / 2);
-    vit_config vc;
-    tandem_status st = vit_config_from_json_value(path, root, &vc);
-    if (st) return st;
-    c->n_deepstack = vc.n_deepstack;
-    return TANDEM_OK;
-}
-
 /* The PyTorch shape (outermost first) of text tensor t under c. */
 static int text_shape(const qwen3_config *c, qwen3_tensor t, int64_t *shape) {
     const int64_t E = c->dim, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
