@@ -104,11 +104,11 @@ typedef struct hf_tensor {
 } hf_tensor;
 
 /* Every tensor of cfg's model, in the order tests/gen/qwen3_gguf.py writes them (llama.cpp reads any order). */
-static int32_t hf_layout(const qwen3_config *c, hf_tensor *out) {
+static int32_t hf_layout(const qwen3_config *c, tensor_naming hf_naming, hf_tensor *out) {
     int32_t n = 0;
 #define ADD(t, l)                                                                     \
     (qwen3_tensor_name(t, l, NAMING_GGUF, out[n].gguf_name, sizeof out[n].gguf_name), \
-     qwen3_tensor_name(t, l, NAMING_HF, out[n].hf_name, sizeof out[n].hf_name), n++)
+     qwen3_tensor_name(t, l, hf_naming, out[n].hf_name, sizeof out[n].hf_name), n++)
     ADD(QWEN3_TOKEN_EMBD, -1);
     for (int32_t l = 0; l < c->n_layers; l++)
         for (int t = QWEN3_ATTN_NORM; t <= QWEN3_FFN_DOWN; t++) ADD((qwen3_tensor)t, l);
@@ -284,18 +284,10 @@ tandem_status tandem_convert(const char *hf_dir, const char *out_path, const tan
         st = tandem_fail(TANDEM_ERR_NO_MEMORY, "%s: out of memory", hf_dir);
         goto done;
     }
-    n = hf_layout(&cfg, layout);
-    for (int32_t i = 0; vl && i < n; i++) {
-        char nested[sizeof layout[i].hf_name];
-        if (!convert_vl_text_name(layout[i].hf_name, nested, sizeof nested)) {
-            st = tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor name '%s' is too long", hf_dir, layout[i].hf_name);
-            goto done;
-        }
-        memcpy(layout[i].hf_name, nested, sizeof nested);
-    }
+    n = hf_layout(&cfg, vl ? NAMING_HF_VL : NAMING_HF, layout); /* Qwen3-VL nests the text model */
     /* names and dtypes first (the messages name the shard), then presence and shapes against config.json */
     if ((st = check_checkpoint_names(set, &cfg, layout, n, vl))) goto done;
-    if ((st = vl ? convert_vl_check_text(set, &cfg, hf_dir) : checkpoint_bind(&ck, &bound))) goto done;
+    if ((st = checkpoint_bind(&ck, &bound))) goto done;
     if ((st = tokenizer_load_files(&ck.files, &tok))) goto done;
     if (tandem_tokenizer_vocab_size(tok) > cfg.vocab_size) {
         st = tandem_fail(TANDEM_ERR_MISMATCH, "%s: the tokenizer has %d tokens but config.json's vocab_size is %d", hf_dir,

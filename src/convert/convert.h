@@ -81,12 +81,8 @@ tandem_status convert_write_tensors(gguf_writer *w, thread_pool *pool, const con
 
 /* ---- Qwen3-VL folders (convert_vl.c) ---- */
 
-/* A text tensor's checkpoint name: transformers' Qwen3 name with model. → model.language_model. (lm_head as is). */
-bool convert_vl_text_name(const char *hf, char *out, size_t cap);
 /* model.visual.* or visual.*: the vision tower's, written to the mmproj file. */
 bool convert_vl_is_vision_name(const char *hf);
-/* Every text tensor present with the shape c implies (the checks checkpoint_bind makes for a Qwen3 folder). */
-tandem_status convert_vl_check_text(const st_set *s, const qwen3_config *c, const char *dir);
 /* The mmproj output (p->mmproj_path, or mmproj-<file name> beside out_path), checked as an output; *mmproj
  * malloc'd (also on failure: the caller frees it). */
 tandem_status convert_vl_mmproj_path(const char *out_path, const tandem_convert_params *p, char **mmproj);

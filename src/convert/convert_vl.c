@@ -1,5 +1,5 @@
-/* convert_vl.c — what tandem_convert adds for a Qwen3-VL folder: the text model's names, shapes and M-RoPE /
- * DeepStack config, and the vision tower as a second GGUF in llama.cpp's mmproj layout (clip.*, v.*, mm.*). */
+/* convert_vl.c — what tandem_convert adds for a Qwen3-VL folder: which tensors are the vision tower's, and the
+ * vision tower as a second GGUF in llama.cpp's mmproj layout (clip.*, v.*, mm.*). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,60 +9,8 @@
 #include "names.h"
 #include "vit.h"
 
-static const char TEXT_PREFIX[] = "model.language_model.";
-
-bool convert_vl_text_name(const char *hf, char *out, size_t cap) {
-    /* transformers nests the decoder under model.language_model.; lm_head stays where it was */
-    const int w = strncmp(hf, "model.", 6) == 0 ? snprintf(out, cap, "%s%s", TEXT_PREFIX, hf + 6)
-                                                : snprintf(out, cap, "%s", hf);
-    return w > 0 && (size_t)w < cap;
-}
-
 bool convert_vl_is_vision_name(const char *hf) {
     return strncmp(hf, "model.visual.", 13) == 0 || strncmp(hf, "visual.", 7) == 0;
-}
-
-/* The PyTorch shape (outermost first) of text tensor t under c. */
-static int text_shape(const qwen3_config *c, qwen3_tensor t, int64_t *shape) {
-    const int64_t E = c->dim, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    switch (t) {
-    case QWEN3_TOKEN_EMBD:
-    case QWEN3_OUTPUT: shape[0] = c->vocab_size, shape[1] = E; return 2;
-    case QWEN3_ATTN_Q: shape[0] = q, shape[1] = E; return 2;
-    case QWEN3_ATTN_K:
-    case QWEN3_ATTN_V: shape[0] = kv, shape[1] = E; return 2;
-    case QWEN3_ATTN_Q_NORM:
-    case QWEN3_ATTN_K_NORM: shape[0] = c->head_dim; return 1;
-    case QWEN3_ATTN_OUTPUT: shape[0] = E, shape[1] = q; return 2;
-    case QWEN3_FFN_GATE:
-    case QWEN3_FFN_UP: shape[0] = c->ffn_dim, shape[1] = E; return 2;
-    case QWEN3_FFN_DOWN: shape[0] = E, shape[1] = c->ffn_dim; return 2;
-    default: shape[0] = E; return 1;
-    }
-}
-
-tandem_status convert_vl_check_text(const st_set *s, const qwen3_config *c, const char *dir) {
-    for (int t = 0; t < QWEN3_N_TENSORS; t++) {
-        if (t == QWEN3_OUTPUT && c->tied_embeddings) continue;
-        const int layers = qwen3_tensor_in_block((qwen3_tensor)t) ? c->n_layers : 1;
-        for (int l = 0; l < layers; l++) {
-            char hf[160], name[200];
-            qwen3_tensor_name((qwen3_tensor)t, l, NAMING_HF, hf, sizeof hf);
-            convert_vl_text_name(hf, name, sizeof name);
-            const st_tensor *x = safetensors_find(s, name);
-            if (!x) return tandem_fail(TANDEM_ERR_FORMAT, "%s: tensor '%s' is missing", dir, name);
-            int64_t shape[2];
-            const int n = text_shape(c, (qwen3_tensor)t, shape);
-            bool same = x->n_dims == n;
-            for (int d = 0; same && d < n; d++) same = x->shape[d] == shape[d];
-            if (!same)
-                return tandem_fail(TANDEM_ERR_FORMAT,
-                                   "%s: tensor '%s' has not the shape config.json implies [%lld%s%lld]",
-                                   s->shards[x->shard].path, name, (long long)shape[0], n > 1 ? ", " : "",
-                                   n > 1 ? (long long)shape[1] : 0LL);
-        }
-    }
-    return TANDEM_OK;
 }
 
 tandem_status convert_vl_mmproj_path(const char *out_path, const tandem_convert_params *p, char **mmproj) {
