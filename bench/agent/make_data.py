@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 # make_data.py — the toy agent's training text and tokenizer: synthetic smolagents ToolCallingAgent episodes
-# (web_search, then python-pptx code, then final_answer) rendered with Qwen3's chat template, one model call a window.
+# (web_search, then python-pptx code, then final_answer) rendered with Qwen3's chat template, one model call a sample.
 """Builds, in OUT (default bench/agent/build):
 
   requests.json       the request smolagents' ToolCallingAgent sends (system prompt, tools, history messages),
                       captured from the installed smolagents through a scripted local OpenAI server: the generator
                       copies its system prompt and tools array and checks its own history messages against it.
-  train.txt           episodes on the training topics (corpus.TRAIN) and on made-up topics, each model call of an
-                      episode one sample: the request rendered by Qwen3's chat template (jinja2, as transformers
-                      renders it) and the assistant's answer in Qwen3's format (<think>, <tool_call>), padded with
-                      <|endoftext|> to exactly SEQ tokens, so that `tandem train --seq SEQ` reads one sample a
-                      window (in its first pass over the text).
+  train.jsonl         episodes on the training topics (corpus.TRAIN) and on made-up topics, each model call of an
+                      episode one {"prompt", "completion"} sample: the request rendered by Qwen3's chat template
+                      (jinja2, as transformers renders it) and the assistant's answer in Qwen3's format (<think>,
+                      <tool_call>); `tandem train` packs whole samples into windows and counts the answer only.
   prompts.jsonl       the prompts (up to the generation prompt) of other episodes, for `tandem synth --raw`.
+  probe.jsonl         those episodes' search and code calls on made-up topics, with the topic and notes their answers
+                      must copy (for probe_copy.py).
   calib.txt           those episodes' samples in full: calibration and validation text for `tandem prune`.
   examples.jsonl      the first samples with their messages, tools and rendered texts (for the tests).
   heldout.jsonl       the held-out topics (corpus.HELDOUT) with their tasks, for the evaluation.
@@ -362,7 +363,8 @@ def main():
                 topic = rng.choice(TRAIN)
                 facts, notes = NOTES[topic], {t: NOTES[t] for t in TRAIN}
             task, calls = episode(rng, topic, facts, notes)
-            out += samples(rng, task, calls, system, tools, tmpl)
+            out += [dict(g, topic=topic, facts=facts, made_up=topic not in NOTES)
+                    for g in samples(rng, task, calls, system, tools, tmpl)]
         return out
 
     rng = random.Random(a.seed)
@@ -370,8 +372,9 @@ def main():
     with open(out / "examples.jsonl", "w", encoding="utf-8") as f:  # for the tests: requests as tandem serve gets them
         for g in generated[:a.examples]:
             f.write(json.dumps(dict(g, tools=tools), ensure_ascii=False) + "\n")
-    texts = [g["full"] for g in generated]
-    rng.shuffle(texts)
+    pairs = [(g["prompt"], g["full"][len(g["prompt"]):]) for g in generated]
+    rng.shuffle(pairs)
+    texts = [p + c for p, c in pairs]
     # synth's prompts: other episodes (another seed) cut at the generation prompt, for `tandem synth --raw`
     other = generate(random.Random(a.seed + 1), a.prompt_episodes)
     prompts = [g["prompt"] for g in other]
@@ -379,6 +382,15 @@ def main():
     with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
         for p in prompts:
             f.write(json.dumps({"prompt": p}, ensure_ascii=False) + "\n")
+    # probe_copy.py's prompts: calls on made-up topics whose answer must copy the topic (a search) or the notes found
+    # (python code), with what they must hold
+    probe = [g for g in other if g["made_up"] and g["answer"]["tool_calls"][0]["function"]["name"] in
+             ("web_search", "python") and g["topic"] in json.dumps(g["answer"]["tool_calls"], ensure_ascii=False)]
+    with open(out / "probe.jsonl", "w", encoding="utf-8") as f:
+        for g in probe:
+            fn = g["answer"]["tool_calls"][0]["function"]
+            f.write(json.dumps({"prompt": g["prompt"], "tool": fn["name"], "topic": g["topic"], "facts": g["facts"]},
+                               ensure_ascii=False) + "\n")
 
     # bench/toy's recipe: Qwen2's pre-tokenizer and NFC, Qwen3's added tokens at the end in Qwen3's order
     spec = importlib.util.spec_from_file_location("toy_make_data", REPO / "bench" / "toy" / "make_data.py")
@@ -402,32 +414,27 @@ def main():
         (tok_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2),
                                                        encoding="utf-8")
 
-    # windows of exactly SEQ tokens: samples packed in order while they fit, the rest padded with <|endoftext|>,
-    # so that every sample starts at a window's start or after whole samples (a sample longer than SEQ is dropped)
-    pad = "<|endoftext|>"
-    lengths, kept, windows, used = [], 0, 0, a.seq
-    with open(out / "train.txt", "w", encoding="utf-8", newline="") as f:
-        for t in texts:
-            n = len(tok.encode(t, add_special_tokens=False).ids)
+    # samples as prompt/completion pairs: `tandem train` counts the loss on the completion (the answer) only, so the
+    # history's assistant turns ("Calling tools: ...", as smolagents resends them) are context, never a target;
+    # samples longer than SEQ + 1 tokens are left out (a window would cut their system prompt)
+    lengths, kept, tokens = [], 0, 0
+    with open(out / "train.jsonl", "w", encoding="utf-8", newline="") as f:
+        for p, c in pairs:
+            n = len(tok.encode(p + c, add_special_tokens=False).ids)
             lengths.append(n)
-            if n > a.seq:
+            if n > a.seq + 1:
                 continue
-            if used + n > a.seq:
-                if windows:
-                    f.write(pad * (a.seq - used))
-                windows, used = windows + 1, 0
-            f.write(t)
-            used += n
+            f.write(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False) + "\n")
             kept += 1
-        f.write(pad * (a.seq - used))
+            tokens += n
     with open(out / "heldout.jsonl", "w", encoding="utf-8") as f:
         for t in HELDOUT:
             f.write(json.dumps({"topic": t, "task": TASKS_SLIDES[0].format(topic=t, file=slug(t) + ".pptx"),
                                 "file": slug(t) + ".pptx", "facts": NOTES[t]}, ensure_ascii=False) + "\n")
     lengths.sort()
     print(f"make_data.py: {a.episodes} episodes, {len(texts)} samples, {kept} kept (tokens: min {lengths[0]}, median "
-          f"{lengths[len(lengths) // 2]}, max {lengths[-1]}, seq {a.seq}) -> {out / 'train.txt'}, "
-          f"{windows} windows of {a.seq} tokens; BPE of {a.vocab} ids -> {tok_dir}")
+          f"{lengths[len(lengths) // 2]}, max {lengths[-1]}, seq {a.seq}; {tokens} tokens) -> {out / 'train.jsonl'}; "
+          f"BPE of {a.vocab} ids -> {tok_dir}")
 
 
 if __name__ == "__main__":

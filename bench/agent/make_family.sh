@@ -3,7 +3,7 @@
 # tokenizer (make_data.py), a target and a draft trained by `tandem train`, the draft pruned, synth data, healing.
 # Usage: bash bench/agent/make_family.sh [STAGE...]
 #   stages: data target draft prune synth heal eval publish (default: all but eval)
-#   data     make_data.py: train.txt (one model call a window), prompts.jsonl, calib.txt, the tokenizer
+#   data     make_data.py: train.jsonl (one model call a prompt/completion sample), prompts.jsonl, calib.txt, probe.jsonl, the tokenizer
 #   target   4 x 1024 (52 M parameters, ~56 MB Q8_0: beyond the L3 cache, so its decoding is memory-bound)
 #   draft    4 x 256 (~4.4 M parameters, over 10x cheaper per token)
 #   prune    the draft's layer closest to the identity (angular distance on calib.txt) removed
@@ -24,7 +24,7 @@ stages=("$@")
 mkdir -p $B
 
 train() {  # name config steps
-  nice -n 19 stdbuf -oL $TANDEM train --config $A/$2.json --data $B/train.txt --tokenizer $B/tokenizer -o $B/$1.gguf \
+  nice -n 19 stdbuf -oL $TANDEM train --config $A/$2.json --data $B/train.jsonl --tokenizer $B/tokenizer -o $B/$1.gguf \
     --type q8_0 --steps "$3" --threads "$THREADS" --checkpoint $B/$1.ckpt --checkpoint-every 50 --resume --force \
     2>&1 | tr '\r' '\n' | tee $B/$1.log
 }

@@ -188,6 +188,24 @@ uint32_t train_gguf_file_type(tandem_type t);
 /* The whole file into a malloc'd buffer (*out, *len; may be empty). */
 tandem_status train_read_text(const char *path, char **out, size_t *len);
 
+/* ---- samples (train_data.c) ---- */
+
+/* Whole samples packed into windows: window w's inputs (T) and targets (T; −1 = not counted). */
+typedef struct train_windows {
+    int32_t *inputs, *targets; /* (n, T) */
+    int64_t n;
+    int T;
+} train_windows;
+/* JSONL data (path names it in messages): each line {"prompt": s, "completion": s} (only the completion's tokens
+ * are targets) or {"text": s} (every token but the first); both parts tokenized with special tokens. Samples are
+ * packed in file order into windows of T+1 tokens, never across two (a longer one keeps its last T+1 tokens); the
+ * rest of a window is pad_id with no targets. */
+tandem_status train_windows_from_jsonl(const char *path, const char *data, size_t len, const tandem_tokenizer *tok,
+                                       int T, int32_t pad_id, train_windows *out);
+void train_windows_free(train_windows *w);
+/* order: a permutation of 0..n−1 for pass `pass` over the windows, from seed. */
+void train_windows_order(int64_t *order, int64_t n, uint64_t seed, int64_t pass);
+
 /* ---- depth pruning (prune.c) ---- */
 
 /* dist_sum[l·L + n−1] += Σ_t arccos(cos(h_l[t], h_{l+n}[t])) / π for every block (l, n), l+n ≤ L.

@@ -174,6 +174,39 @@ static void next_batch(int32_t *inputs, int32_t *targets, const int32_t *tokens,
     }
 }
 
+/* B windows of samples, the next ones in this pass's order (a new order each pass). */
+static void next_windows(int32_t *inputs, int32_t *targets, const train_windows *w, int64_t n_train, int64_t *pos,
+                         int64_t *order, int64_t *order_pass, uint64_t seed, int B) {
+    const size_t T = (size_t)w->T;
+    for (int b = 0; b < B; b++) {
+        const int64_t pass = *pos / n_train;
+        if (pass != *order_pass) train_windows_order(order, n_train, seed, pass), *order_pass = pass;
+        const int64_t k = order[*pos % n_train];
+        memcpy(inputs + (size_t)b * T, w->inputs + (size_t)k * T, T * sizeof *inputs);
+        memcpy(targets + (size_t)b * T, w->targets + (size_t)k * T, T * sizeof *targets);
+        (*pos)++;
+    }
+}
+
+/* Mean loss over the held-out windows of samples [first, w->n), at most 16 batches. */
+static float validation_loss_windows(train_model *m, int32_t *inputs, int32_t *targets, const train_windows *w,
+                                     int64_t first, int B) {
+    const size_t T = (size_t)w->T;
+    double sum = 0;
+    int64_t counted = 0;
+    for (int64_t k = first, batches = 0; k < w->n && batches < 16; batches++) {
+        int b = 0;
+        for (; b < B && k < w->n; b++, k++) {
+            memcpy(inputs + (size_t)b * T, w->inputs + (size_t)k * T, T * sizeof *inputs);
+            memcpy(targets + (size_t)b * T, w->targets + (size_t)k * T, T * sizeof *targets);
+        }
+        const float loss = train_forward(m, inputs, targets, b, (int)T);
+        if (m->n_counted) sum += (double)loss * m->n_counted;
+        counted += m->n_counted;
+    }
+    return counted ? (float)(sum / counted) : NAN;
+}
+
 /* Mean loss over the held-out tokens: consecutive windows, at most 16 batches. */
 static float validation_loss(train_model *m, int32_t *inputs, int32_t *targets, const int32_t *tokens,
                              int64_t n_tokens, int B, int T) {
@@ -248,6 +281,8 @@ tandem_status tandem_train(const tandem_train_params *p) {
     json_t *root = NULL;
     char *text = NULL, *name = NULL;
     int32_t *tokens = NULL, *inputs = NULL, *targets = NULL;
+    int64_t *order = NULL;
+    train_windows win = {0};
     tandem_tokenizer *tok = NULL;
     model_source init = {0};
     bool init_open = false;
@@ -302,17 +337,42 @@ tandem_status tandem_train(const tandem_train_params *p) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the training text is empty", p->data_path);
         goto done;
     }
-    if ((st = tandem_tokenizer_encode(tok, text, text_len, true, &tokens, &n_tokens))) goto done;
-    const int64_t n_val = o.val_every > 0 ? (int64_t)floor((double)n_tokens * o.val_frac) : 0;
-    const int64_t n_train = (int64_t)n_tokens - n_val;
     const int B = (int)o.batch, T = (int)o.seq;
-    if (n_train < T + 1) {
+    /* samples (.jsonl): windows of whole samples, the held-out ones at the end */
+    const size_t path_len = strlen(p->data_path);
+    const bool samples = path_len > 6 && !strcmp(p->data_path + path_len - 6, ".jsonl");
+    int64_t n_win_train = 0, order_pass = -1;
+    if (samples) {
+        if ((st = train_windows_from_jsonl(p->data_path, text, text_len, tok, T, 0, &win))) goto done;
+        const int64_t n_win_val = o.val_every > 0 ? (int64_t)floor((double)win.n * o.val_frac) : 0;
+        n_win_train = win.n - n_win_val;
+        if (o.val_every > 0 && n_win_val < 1) {
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG,
+                             "%s: the held-out %.0f%% of %lld windows of samples is empty "
+                             "(raise tandem_train_params.val_frac or give more samples)",
+                             p->data_path, 100.0 * o.val_frac, (long long)win.n);
+            goto done;
+        }
+        if (n_win_train < 1) {
+            st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: no window of samples is left for training", p->data_path);
+            goto done;
+        }
+        if (!(order = malloc((size_t)n_win_train * sizeof *order))) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_train: out of memory");
+            goto done;
+        }
+    } else if ((st = tandem_tokenizer_encode(tok, text, text_len, true, &tokens, &n_tokens))) {
+        goto done;
+    }
+    const int64_t n_val = samples ? 0 : o.val_every > 0 ? (int64_t)floor((double)n_tokens * o.val_frac) : 0;
+    const int64_t n_train = samples ? n_win_train : (int64_t)n_tokens - n_val;
+    if (!samples && n_train < T + 1) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: %lld training tokens are fewer than one sequence of seq + 1 = %d "
                          "(use more text or a smaller tandem_train_params.seq)", p->data_path, (long long)n_train,
                          T + 1);
         goto done;
     }
-    if (o.val_every > 0 && n_val < T + 1) {
+    if (!samples && o.val_every > 0 && n_val < T + 1) {
         st = tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: the held-out %.0f%% has %lld tokens, fewer than one sequence of "
                          "%d (raise tandem_train_params.val_frac or lower tandem_train_params.seq)", p->data_path,
                          100.0 * o.val_frac, (long long)n_val, T + 1);
@@ -344,7 +404,12 @@ tandem_status tandem_train(const tandem_train_params *p) {
     uint64_t h = train_fnv1a(0xCBF29CE484222325ull, &o.batch, sizeof o.batch);
     h = train_fnv1a(h, &o.seq, sizeof o.seq);
     h = train_fnv1a(h, &n_train, sizeof n_train);
-    h = train_fnv1a(h, tokens, (size_t)n_train * sizeof *tokens);
+    if (samples) {
+        h = train_fnv1a(h, win.inputs, (size_t)n_train * T * sizeof *win.inputs);
+        h = train_fnv1a(h, win.targets, (size_t)n_train * T * sizeof *win.targets);
+    } else {
+        h = train_fnv1a(h, tokens, (size_t)n_train * sizeof *tokens);
+    }
     prog.run_hash = h;
     if (p->resume && p->checkpoint_path && path_exists(p->checkpoint_path)) {
         train_progress saved;
@@ -369,7 +434,9 @@ tandem_status tandem_train(const tandem_train_params *p) {
         m.loss_scale = 1.0f / (float)o.accum;
         float loss = 0;
         for (int64_t micro = 0; micro < o.accum; micro++) {
-            next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
+            if (samples)
+                next_windows(inputs, targets, &win, n_train, &prog.data_pos, order, &order_pass, (uint64_t)o.seed, B);
+            else next_batch(inputs, targets, tokens, n_train, &prog.data_pos, &rng, B, T);
             if (p->teacher_path) train_teacher_run(&teacher, inputs, B, T);
             loss += train_forward_distill(&m, inputs, targets, p->teacher_path ? &kl : NULL, B, T) / (float)o.accum;
             train_backward(&m);
@@ -387,7 +454,8 @@ tandem_status tandem_train(const tandem_train_params *p) {
         }
         tandem_train_progress rep = {prog.step, o.steps, loss, NAN, opt.lr, norm, 0, 0, 0};
         if (o.val_every > 0 && (prog.step % o.val_every == 0 || prog.step == o.steps))
-            rep.val_loss = validation_loss(&m, inputs, targets, tokens + n_train, n_val, B, T);
+            rep.val_loss = samples ? validation_loss_windows(&m, inputs, targets, &win, n_train, B)
+                                   : validation_loss(&m, inputs, targets, tokens + n_train, n_val, B, T);
         rep.elapsed_s = (now_ms() - t0) / 1000.0;
         const double done_steps = (double)(prog.step - first_step);
         rep.tokens_per_s = rep.elapsed_s > 0 ? done_steps * (double)o.accum * B * T / rep.elapsed_s : 0;
@@ -415,6 +483,8 @@ done:
     train_model_free(&m);
     tandem_tokenizer_free(tok);
     tandem_free(tokens);
+    train_windows_free(&win);
+    free(order);
     free(text);
     free(inputs);
     free(targets);

@@ -504,6 +504,22 @@ def serve_request_seeds():
         out("serve_request", f"completions-{name}.json", b"\x01" + json.dumps(body).encode())
 
 
+def train_jsonl_seeds():
+    """tandem train's samples (.jsonl): the first byte picks the window length, the rest is the file."""
+    chat = "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
+    files = {
+        "prompt-completion.jsonl": "".join(json.dumps({"prompt": chat, "completion": c}) + "\n"
+                                           for c in ("Hello!<|im_end|>", "<think>\nok\n</think>\n\nYes<|im_end|>")),
+        "text-and-blank.jsonl": "\n" + json.dumps({"text": "one two three four"}) + "\r\n  \n" +
+                                json.dumps({"text": "x"}) + "\n",
+        "long-sample.jsonl": json.dumps({"prompt": "word " * 80, "completion": " end"}) + "\n",
+        "bad-line.jsonl": json.dumps({"prompt": "a", "completion": "b"}) + "\n{\"prompt\": 3}\n[1]\n",
+        "unicode.jsonl": json.dumps({"prompt": "Grüße 世界 🙂", "completion": "\u0000 é"}, ensure_ascii=False) + "\n",
+    }
+    for i, (name, text) in enumerate(sorted(files.items())):
+        out("train_jsonl", name, bytes([5 + 9 * i]) + text.encode("utf-8"))
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -679,6 +695,7 @@ def main():
         grammar_seeds()
         hub_info_seeds()
         serve_request_seeds()
+        train_jsonl_seeds()
     finally:
         shutil.rmtree(tmp)
 

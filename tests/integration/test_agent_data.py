@@ -1,7 +1,7 @@
 """bench/agent/make_data.py, the toy agent's training data, checked against independent references: tandem's own
 chat-template renderer (`tandem template`) gives the same text as the generator's jinja2 rendering, every tool call is
-valid under the tool's JSON schema (jsonschema), the windows are whole samples under the trained tokenizer
-(tokenizers), the held-out topics never occur, and the python-pptx code in the transcripts writes the deck that
+valid under the tool's JSON schema (jsonschema), the samples are whole requests and answers that fit a window under the trained
+tokenizer (tokenizers), the held-out topics never occur, and the python-pptx code in the transcripts writes the deck that
 eval_agent.py's checker accepts (python-pptx)."""
 import hashlib
 import json
@@ -63,18 +63,25 @@ def test_tool_calls_are_valid_under_their_schemas(data):
     assert names == {"web_search", "python", "final_answer"}
 
 
-def test_windows_are_whole_samples(data):
+def test_samples_are_requests_and_answers(data):
     tok = Tokenizer.from_file(str(data / "tokenizer" / "tokenizer.json"))
-    ids = tok.encode((data / "train.txt").read_text(encoding="utf-8"), add_special_tokens=False).ids
-    start = tok.token_to_id("<|im_start|>")
-    assert len(ids) % SEQ == 0 and len(ids) >= SEQ
-    assert all(ids[w] == start for w in range(0, len(ids), SEQ))
-    assert tok.decode(ids[:2], skip_special_tokens=False) == "<|im_start|>system"
+    lines = [json.loads(line) for line in (data / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) >= 60
+    for s in lines:
+        # the loss counts the answer only: the prompt is the whole request up to the generation prompt
+        assert s["prompt"].startswith("<|im_start|>system\n") and s["prompt"].endswith("<|im_start|>assistant\n")
+        assert s["completion"].startswith("<think>\n") and s["completion"].endswith("</tool_call><|im_end|>\n")
+        assert s["completion"].count("<|im_start|>") == 0
+        assert len(tok.encode(s["prompt"] + s["completion"], add_special_tokens=False).ids) <= SEQ + 1
+    pairs = {(s["prompt"], s["completion"]) for s in lines}
+    for ex in examples(data):  # each generated call is a sample (if it fits a window)
+        if len(tok.encode(ex["full"], add_special_tokens=False).ids) <= SEQ + 1:
+            assert (ex["prompt"], ex["full"][len(ex["prompt"]):]) in pairs
 
 
 def test_heldout_topics_never_occur(data):
     from corpus import HELDOUT, NOTES
-    texts = [(data / n).read_text(encoding="utf-8") for n in ("train.txt", "prompts.jsonl", "calib.txt")]
+    texts = [(data / n).read_text(encoding="utf-8") for n in ("train.jsonl", "prompts.jsonl", "calib.txt", "probe.jsonl")]
     for topic in HELDOUT:
         for t in texts:
             assert topic not in t
@@ -105,5 +112,6 @@ def test_transcript_code_writes_a_deck_the_checker_accepts(data, tmp_path):
 
 def test_deterministic(data, tmp_path, qwen3_tokenizer_dir):
     again = make_data(tmp_path, qwen3_tokenizer_dir)
-    for name in ("train.txt", "prompts.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"):
+    for name in ("train.jsonl", "prompts.jsonl", "probe.jsonl", "tokenizer/tokenizer.json",
+                 "tokenizer/tokenizer_config.json"):
         assert hashlib.sha256((again / name).read_bytes()).digest() == hashlib.sha256((data / name).read_bytes()).digest()

@@ -370,3 +370,45 @@ def test_train_teacher_with_other_vocabulary_is_refused(trained, run_tandem, tmp
                     "--teacher", teacher, "--steps", 1, "--batch", 1, "--seq", 16, check=False)
     assert cp.returncode == 1 and str(teacher) in cp.stderr and "vocab_size 448 differs" in cp.stderr, cp.stderr
     assert not out.exists()
+
+
+def test_train_jsonl_counts_the_completion_only(tmp_path, run_tandem):
+    """Samples whose prompts are random words and whose completion is fixed: counting only the completion, the loss
+    falls to near zero (the model learns the answer); the same samples as plain text cannot get there (random words
+    are unpredictable). The chat prompt then answers with the completion."""
+    import random
+    rng = random.Random(3)
+    words = PATTERN.split()
+    samples = []
+    for _ in range(160):
+        q = " ".join(rng.choice(words) for _ in range(8))
+        samples.append({"prompt": f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n",
+                        "completion": "seven eight.<|im_end|>"})
+    (tmp_path / "sft.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": s["prompt"] + s["completion"]}) + "\n"
+                                                 for s in samples))
+    cfg = write_config(tmp_path)
+    common = ["--config", cfg, "--tokenizer", TOKENIZER, "--steps", 80, "--batch", 4, "--seq", 64, "--lr", 5e-3,
+              "--warmup", 8, "--val-every", 80, "--val-frac", 0.1]
+    sft = run_tandem("train", *common, "--data", tmp_path / "sft.jsonl", "-o", tmp_path / "sft.gguf")
+    text = run_tandem("train", *common, "--data", tmp_path / "text.jsonl", "-o", tmp_path / "text.gguf")
+    val = lambda out: float(re.findall(r"val loss ([0-9.]+)", out)[-1])  # noqa: E731
+    assert val(sft.stdout) < 0.05, sft.stdout
+    # as text, the 8 random words of ten carry 8·ln(10) ≈ 18 nats a sample of under 60 tokens: over 0.3 a token
+    assert val(text.stdout) > 0.3, text.stdout
+    cp = run_tandem("run", "-m", tmp_path / "sft.gguf", "-p",
+                    "<|im_start|>user\nnine two five one ten ten three six<|im_end|>\n<|im_start|>assistant\n",
+                    "-n", 8, "--temp", 0)
+    assert cp.stdout.strip() == "seven eight.", cp.stdout
+
+
+@pytest.mark.parametrize("line,needle", [
+    ('{"prompt": "a", "completion": "b"}\n{"prompt": 1}', "data.jsonl:2: expected \"prompt\" and \"completion\""),
+    ('{"prompt": "a", "completion": "b"}\n{oops', "data.jsonl:2: not valid JSON"),
+])
+def test_train_jsonl_bad_line_is_named(tmp_path, run_tandem, line, needle):
+    (tmp_path / "data.jsonl").write_text(line)
+    cp = run_tandem("train", "--config", write_config(tmp_path), "--data", tmp_path / "data.jsonl", "--tokenizer",
+                    TOKENIZER, "-o", tmp_path / "x.gguf", "--steps", 2, "--seq", 16, check=False)
+    assert cp.returncode == 1 and needle in cp.stderr, cp.stderr
+    assert not (tmp_path / "x.gguf").exists()
