@@ -302,6 +302,30 @@ def episode(rng, topic, facts, notes):
     return task, calls
 
 
+DRILLS = [  # (instruction, answer): what the agent copies, alone and dense
+    ("Write the search query for: {topic}", "{topic}"),
+    ("Repeat the name exactly: {topic}", "{topic}"),
+    ("Copy these notes as Python (heading, fact) pairs:\n{notes}", "{pairs}"),
+    ("Copy these notes as quoted lines:\n{notes}", "{lines}"),
+    ("Give the slide titles for these notes:\n{notes}", "{headings}"),
+]
+
+
+def drill(rng, topic, facts, tmpl):
+    """A short copying exercise in the chat format (no tools, thinking off): a made-up topic or notes, copied."""
+    pairs = [f.split(": ", 1) for f in facts]
+    kw = dict(topic=topic, notes="\n".join(f"- {f}" for f in facts),
+              pairs="\n".join(f'("{h}", "{t}"),' for h, t in pairs),
+              lines="\n".join(f'"{f}",' for f in facts), headings="\n".join(h for h, _ in pairs))
+    ask, answer = rng.choice(DRILLS)
+    msgs = [{"role": "user", "content": ask.format(**kw)}]
+    prompt = tmpl.render(messages=msgs, add_generation_prompt=True, enable_thinking=False)
+    full = tmpl.render(messages=msgs + [{"role": "assistant", "content": answer.format(**kw)}],
+                       add_generation_prompt=False, enable_thinking=False)
+    assert full.startswith(prompt)
+    return prompt, full[len(prompt):]
+
+
 def samples(rng, task, calls, system, tools, tmpl):
     """One rendered text per model call: the request so far, then the assistant's reasoning and tool call."""
     out, done = [], []
@@ -323,6 +347,8 @@ def main():
     ap.add_argument("--episodes", type=int, default=3000)
     ap.add_argument("--prompt-episodes", type=int, default=150, help="episodes whose prompts go to prompts.jsonl")
     ap.add_argument("--made-up", type=float, default=0.6, help="share of episodes on made-up topics")
+    ap.add_argument("--drills", type=float, default=1.0, help="copying drills per model call (short samples that "
+                    "copy made-up names and notes, so that copying from the context is learnt early)")
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=1)
@@ -373,6 +399,9 @@ def main():
         for g in generated[:a.examples]:
             f.write(json.dumps(dict(g, tools=tools), ensure_ascii=False) + "\n")
     pairs = [(g["prompt"], g["full"][len(g["prompt"]):]) for g in generated]
+    drill_rng = random.Random(a.seed + 2)
+    pairs += [drill(drill_rng, *made_up_topic(drill_rng, train_facts, train_headings), tmpl)
+              for _ in range(round(a.drills * len(pairs)))]
     rng.shuffle(pairs)
     texts = [p + c for p, c in pairs]
     # synth's prompts: other episodes (another seed) cut at the generation prompt, for `tandem synth --raw`

@@ -1,10 +1,11 @@
 """bench/agent/make_data.py, the toy agent's training data, checked against independent references: tandem's own
 chat-template renderer (`tandem template`) gives the same text as the generator's jinja2 rendering, every tool call is
 valid under the tool's JSON schema (jsonschema), the samples are whole requests and answers that fit a window under the trained
-tokenizer (tokenizers), the held-out topics never occur, and the python-pptx code in the transcripts writes the deck that
+tokenizer (tokenizers), the copying drills copy, the held-out topics never occur, and the python-pptx code in the transcripts writes the deck that
 eval_agent.py's checker accepts (python-pptx)."""
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,18 @@ def test_tool_calls_are_valid_under_their_schemas(data):
 def test_samples_are_requests_and_answers(data):
     tok = Tokenizer.from_file(str(data / "tokenizer" / "tokenizer.json"))
     lines = [json.loads(line) for line in (data / "train.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(lines) >= 60
+    drills = [s for s in lines if not s["prompt"].startswith("<|im_start|>system\n")]
+    lines = [s for s in lines if s["prompt"].startswith("<|im_start|>system\n")]
+    assert len(lines) >= 60 and len(drills) >= 60
+    for s in drills:  # a copying drill: every answer line is copied from the user's message
+        user = s["prompt"].split("<|im_start|>user\n", 1)[1]
+        # thinking off: Qwen3's generation prompt holds the empty think block
+        assert s["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert s["completion"].endswith("<|im_end|>\n")
+        answer = s["completion"][:-len("<|im_end|>\n")]
+        for line in answer.splitlines():
+            for piece in re.findall(r'"([^"]+)"', line) or [line]:
+                assert piece in user, (piece, user)
     for s in lines:
         # the loss counts the answer only: the prompt is the whole request up to the generation prompt
         assert s["prompt"].startswith("<|im_start|>system\n") and s["prompt"].endswith("<|im_start|>assistant\n")
