@@ -33,7 +33,7 @@ TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_
 
 echo "== tandem serve against the sanitizer build (each server drains on SIGTERM: LeakSanitizer checks its exit)"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
-  python3 -m pytest -q tests/integration/test_serve.py
+  python3 -m pytest -q tests/integration/test_serve.py tests/integration/test_serve_images.py
 
 echo "== ThreadSanitizer build + the C tests that use threads, and tandem serve's threads"
 TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden test_convert test_batch test_engine

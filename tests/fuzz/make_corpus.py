@@ -504,6 +504,30 @@ def serve_request_seeds():
         out("serve_request", f"completions-{name}.json", b"\x01" + json.dumps(body).encode())
 
 
+def data_uri_seeds():
+    """serve's image_url data: URIs: valid ones (a PNG's start, padding of 0-2, parameters), and the refusals."""
+    import base64
+    png = read(os.path.join(GOLDEN, "vision_chat", "checker_64x96.png"))
+    seeds = {
+        "png_small": b"data:image/png;base64," + base64.b64encode(png[:300]),
+        "jpeg": b"data:image/jpeg;base64,/9j/4AAQSkZJRg==",
+        "no_type": b"data:;base64,AAEC",
+        "params": b"data:image/webp;name=x.webp;base64,UklGRg==",
+        "pad1": b"data:image/png;base64,QUI=",
+        "noncanon": b"data:image/png;base64,QR==",
+        "not_b64": b"data:image/png,abcd",
+        "text_type": b"data:text/plain;base64,aGVsbG8=",
+        "empty": b"data:image/png;base64,",
+        "inner_pad": b"data:image/png;base64,QQ==QUJD",
+        "bad_digit": b"data:image/png;base64,QU-D",
+        "https": b"https://example.com/a.png",
+        "bare_b64": b"aGVsbG8gd29ybGQ=",
+        "big": b"data:image/png;base64," + base64.b64encode(b"x" * 2000),
+    }
+    for name, data in seeds.items():
+        out("data_uri", name, data)
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -679,6 +703,7 @@ def main():
         grammar_seeds()
         hub_info_seeds()
         serve_request_seeds()
+        data_uri_seeds()
     finally:
         shutil.rmtree(tmp)
 
