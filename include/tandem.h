@@ -376,7 +376,7 @@ void tandem_gen_result_free(tandem_gen_result *result);
  * transformers' get_rope_index does: an image of gh x gw tokens starting at position s puts its token (r, c) at
  * (s, s + r, s + c) and the next token at s + max(gh, gw); later tokens, generated ones included, continue from
  * there. A model without a vision tower (a text model, a qwen3vl GGUF without its projector) refuses images
- * (TANDEM_ERR_UNSUPPORTED); an engine does not take them yet. */
+ * (TANDEM_ERR_UNSUPPORTED). An engine takes them too (tandem_engine_add), a draft model does not see them. */
 typedef struct tandem_image tandem_image;
 
 typedef struct tandem_image_params {

@@ -291,15 +291,16 @@ static bool parse_image_part(parse_ctx *c, json_t *part, const char *type, const
         return serve_fail(c->err, 400, ppath, "%s: images need a Qwen3-VL model; model \"%s\" has no vision tower",
                           ppath, c->m->name ? c->m->name : "");
     char upath[128];
-    json_t *v = json_object_get(part, !strcmp(type, "image") ? "image" : type);
-    if (!strcmp(type, "image") && !v) v = json_object_get(part, "image_url");
-    snprintf(upath, sizeof upath, "%s.%s", ppath, !strcmp(type, "input_image") ? "image_url" : type);
+    /* image_url and the Responses API's input_image carry "image_url"; a bare {"type": "image"} "image" or that */
+    const char *key = !strcmp(type, "image") && json_object_get(part, "image") ? "image" : "image_url";
+    json_t *v = json_object_get(part, key);
+    snprintf(upath, sizeof upath, "%s.%s", ppath, key);
     if (json_is_object(v)) {
         strncat(upath, ".url", sizeof upath - strlen(upath) - 1);
         json_t *d = opt(v, "detail");
         if (d && !json_is_string(d)) {
             char dpath[128];
-            snprintf(dpath, sizeof dpath, "%s.%s.detail", ppath, type);
+            snprintf(dpath, sizeof dpath, "%s.%s.detail", ppath, key);
             return bad_type(c->err, dpath, "a string", d);
         }
         v = json_object_get(v, "url");
@@ -347,6 +348,14 @@ static bool parse_image_part(parse_ctx *c, json_t *part, const char *type, const
     }
     if (st == TANDEM_ERR_NO_MEMORY) return serve_fail(c->err, 500, "", "%s", tandem_last_error());
     if (st) return serve_fail(c->err, 400, upath, "%s", tandem_last_error());
+    if (tandem_image_tokens(img) >= c->m->n_ctx) {
+        const int32_t tokens = tandem_image_tokens(img);
+        tandem_image_free(img);
+        return serve_fail(c->err, 400, upath,
+                          "%s: the image takes %d tokens, more than a slot's context of %d (send it smaller, or start "
+                          "the server with a lower --image-max-tokens)",
+                          upath, tokens, c->m->n_ctx);
+    }
     r->images[r->n_images++] = img;
     r->gen.images = (const tandem_image *const *)r->images;
     r->gen.n_images = r->n_images;

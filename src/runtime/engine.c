@@ -580,6 +580,10 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s) {
     tandem_gen_result *r = &q->r;
     if (q->vl && s->seq.phase == GEN_PROMPT) {
         vl_prompt_advance(ctx, q->vl, (size_t)ctx->n_past, s->batch_n); /* the plan's rows are the cache's */
+        if ((size_t)ctx->n_past == q->n_prompt) { /* the prompt is in: its image rows are no longer needed */
+            vl_prompt_free(q->vl);
+            q->vl = NULL;
+        }
     } else {
         memcpy(ctx->tokens + ctx->n_past, e->ids + s->batch_at, (size_t)s->batch_n * sizeof *ctx->tokens);
         if (ctx->first_image_row >= 0) /* after images: each row's continuation, for a cut (tandem_ctx_truncate) */
@@ -744,7 +748,8 @@ static tandem_status encode_images(tandem_engine *e, engine_request *q, size_t f
                                          ? icache_find(e, sp->digest, vl_prompt_image_floats(q->vl, i))
                                          : NULL;
         if (c) {
-            vl_prompt_image_load(q->vl, i, c->block);
+            tandem_status st = vl_prompt_image_load(q->vl, i, c->block);
+            if (st) return st;
             q->r.timings.n_image_tokens_cached += sp->tokens;
             e->icache_hits++;
         } else {

@@ -177,7 +177,7 @@ void vl_prompt_image_span(const vl_prompt *p, int32_t i, size_t *at, int32_t *to
 bool vl_prompt_image_encoded(const vl_prompt *p, int32_t i);
 size_t vl_prompt_image_floats(const vl_prompt *p, int32_t i); /* its rows and DeepStack rows: the cache's block */
 void vl_prompt_image_store(const vl_prompt *p, int32_t i, float *block);          /* an encoded image's block out */
-void vl_prompt_image_load(vl_prompt *p, int32_t i, const float *block);           /* a cached block in: encoded */
+tandem_status vl_prompt_image_load(vl_prompt *p, int32_t i, const float *block);  /* a cached block in: encoded */
 tandem_status vl_prompt_encode_image(vl_prompt *p, thread_pool *pool, int32_t i); /* the tower on image i alone */
 /* prompt tokens from … from+n−1 at rows batch_at… of a batch of batch_n tokens: image tokens' rows into embd
  * (batch_n, dim) and deepstack (n_deepstack, batch_n, dim); text tokens' rows are left alone */

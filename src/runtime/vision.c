@@ -232,6 +232,21 @@ static tandem_status plan_positions(vl_prompt *p, const int32_t *prompt, size_t 
     return TANDEM_OK;
 }
 
+/* embeds and deepstack for the prompt's image tokens */
+static tandem_status features_alloc(vl_prompt *p) {
+    if (p->embeds) return TANDEM_OK;
+    const size_t features = (size_t)(p->n_features ? p->n_features : 1), dim = (size_t)p->dim;
+    const size_t sets = (size_t)(p->n_deepstack ? p->n_deepstack : 1);
+    p->embeds = malloc(features * dim * sizeof(float));
+    p->deepstack = malloc(sets * features * dim * sizeof(float));
+    if (p->embeds && p->deepstack) return TANDEM_OK;
+    free(p->embeds);
+    free(p->deepstack);
+    p->embeds = p->deepstack = NULL;
+    return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory for %lld image tokens",
+                       (long long)p->n_features);
+}
+
 tandem_status vl_prompt_plan(tandem_model *m, const int32_t *prompt, size_t n_prompt,
                              const struct tandem_image *const *images, int32_t n_images, int32_t start, int32_t n_batch,
                              vl_prompt **out) {
@@ -267,18 +282,15 @@ tandem_status vl_prompt_plan(tandem_model *m, const int32_t *prompt, size_t n_pr
                            ? tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory")
                            : plan_positions(p, prompt, n_prompt, m->image_token_id, images, n_images, start);
     if (st) goto fail;
-    const size_t features = (size_t)(p->n_features ? p->n_features : 1), dim = (size_t)c->dim;
-    const size_t sets = (size_t)(c->n_deepstack ? c->n_deepstack : 1);
-    p->embeds = malloc(features * dim * sizeof(float));
-    p->deepstack = malloc(sets * features * dim * sizeof(float));
-    if (n_batch > 0) {
+    const size_t dim = (size_t)c->dim, sets = (size_t)(c->n_deepstack ? c->n_deepstack : 1);
+    if (n_batch > 0) { /* tandem_generate's: the features now; an engine's wait for the first image it encodes */
+        if ((st = features_alloc(p))) goto fail;
         p->batch_embd = malloc((size_t)n_batch * dim * sizeof(float));
         p->batch_deepstack = malloc(sets * (size_t)n_batch * dim * sizeof(float));
-    }
-    if (!p->embeds || !p->deepstack || (n_batch > 0 && (!p->batch_embd || !p->batch_deepstack))) {
-        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory for %lld image tokens",
-                         (long long)p->n_features);
-        goto fail;
+        if (!p->batch_embd || !p->batch_deepstack) {
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+            goto fail;
+        }
     }
     *out = p;
     return TANDEM_OK;
@@ -345,19 +357,23 @@ void vl_prompt_image_store(const vl_prompt *p, int32_t i, float *block) {
     image_rows_copy((vl_prompt *)p, i, block, true);
 }
 
-void vl_prompt_image_load(vl_prompt *p, int32_t i, const float *block) {
+tandem_status vl_prompt_image_load(vl_prompt *p, int32_t i, const float *block) {
+    tandem_status st = features_alloc(p);
+    if (st) return st;
     image_rows_copy(p, i, (float *)block, false);
     p->encoded[i] = true;
+    return TANDEM_OK;
 }
 
 tandem_status vl_prompt_encode_image(vl_prompt *p, thread_pool *pool, int32_t i) {
     tandem_model *m = p->model;
     const int32_t tokens = p->images[i]->tokens;
     const size_t rows = (size_t)tokens * (size_t)p->dim;
+    tandem_status st = features_alloc(p);
+    if (st) return st;
     float *deep = p->n_deepstack ? malloc((size_t)p->n_deepstack * rows * sizeof(float)) : NULL;
     if (p->n_deepstack && !deep) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
-    tandem_status st = vit_encode(m->vit, pool, &p->images[i]->px, 1, p->embeds + (size_t)p->image_first[i] * p->dim,
-                                  deep);
+    st = vit_encode(m->vit, pool, &p->images[i]->px, 1, p->embeds + (size_t)p->image_first[i] * p->dim, deep);
     for (int32_t j = 0; !st && j < p->n_deepstack; j++) /* the sets are (n_deepstack, image tokens) in the prompt */
         memcpy(p->deepstack + ((size_t)j * (size_t)p->n_features + (size_t)p->image_first[i]) * p->dim,
                deep + (size_t)j * rows, rows * sizeof(float));

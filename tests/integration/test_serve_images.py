@@ -206,3 +206,36 @@ def test_local_files_need_the_flag_and_text_models_refuse(tandem_bin, golden_dir
     finally:
         t.stop(check=True)
 
+
+
+def test_concurrent_image_requests_match_their_sequential_answers(vl_server, golden_dir):
+    """More requests than slots, with different images and text: each answer is the one it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+    cs = cases(golden_dir)
+    msgs = [[user_message(golden_dir, cs["one_image"])], [user_message(golden_dir, cs["two_images"])],
+            [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": data_uri(image_path(golden_dir, "large_150x100.png"))}},
+                {"type": "text", "text": "Count the shapes."}]}],
+            [{"role": "user", "content": "No image here."}]]
+    alone = [ask(vl_server, m, 7)[0] for m in msgs]
+    with ThreadPoolExecutor(len(msgs)) as pool:
+        together = list(pool.map(lambda m: ask(vl_server, m, 7, stream=True)[0], msgs * 2))
+    assert together == alone * 2
+
+
+def test_input_image_form_and_oversized_image(tandem_bin, vl_server, golden_dir, tmp_path):
+    c = cases(golden_dir)["one_image"]
+    url = data_uri(image_path(golden_dir, c["images"][0]))
+    want, _ = ask(vl_server, [user_message(golden_dir, c)], 6)
+    responses_form = {"role": "user", "content": [{"type": "input_image", "image_url": url},
+                                                  {"type": "text", "text": c["text"]}]}
+    assert ask(vl_server, [responses_form], 6)[0] == want
+    s = Server(tandem_bin, golden_dir / VL / "model", tmp_path, "-c", "48", "--image-min-tokens", "64",
+               "--image-max-tokens", "64")
+    try:
+        with pytest.raises(openai.BadRequestError) as e:
+            s.client().chat.completions.create(model="m", messages=[user_message(golden_dir, c)], max_tokens=2)
+        assert e.value.body["param"] == "messages[0].content[0].image_url.url"
+        assert "more than a slot's context of 48" in e.value.body["message"]
+    finally:
+        s.stop(check=True)
