@@ -100,6 +100,7 @@ struct tandem_engine {
     image_cache_entry *icache;
     int32_t n_icache, cap_icache;
     int64_t icache_bytes, icache_hits, icache_misses;
+    uint64_t icache_clock; /* counts uses of cached images, for their LRU order */
 };
 
 tandem_engine_params tandem_engine_default_params(void) {
@@ -696,7 +697,7 @@ static const image_cache_entry *icache_find(tandem_engine *e, const char *hex, s
     for (int32_t i = 0; i < e->n_icache; i++) {
         image_cache_entry *c = &e->icache[i];
         if (c->floats == floats && !strcmp(c->digest, hex)) {
-            c->last_used = ++e->clock;
+            c->last_used = ++e->icache_clock;
             return c;
         }
     }
@@ -730,7 +731,7 @@ static void icache_put(tandem_engine *e, const vl_prompt *vl, int32_t i) {
     vl_prompt_image_span(vl, i, NULL, NULL, &hex);
     snprintf(c->digest, sizeof c->digest, "%s", hex);
     c->floats = floats;
-    c->last_used = ++e->clock;
+    c->last_used = ++e->icache_clock;
     vl_prompt_image_store(vl, i, c->block);
     e->icache_bytes += bytes;
     e->n_icache++;

@@ -171,6 +171,44 @@ int main(int argc, char **argv) {
         tandem_engine_free(e);
     }
 
+    /* the cache's bound: a block larger than the budget is not kept; a new one drops the least recently used */
+    {
+        int64_t bytes[2]; /* of checker's block, of large's */
+        request *alone[] = {&one, &other};
+        for (int i = 0; i < 2; i++) {
+            tandem_engine *e = open_engine(1, 64, 64 << 20, NULL);
+            run(e, &alone[i], 1, NULL, &got[0]);
+            tandem_gen_result_free(&got[0]);
+            tandem_engine_usage u;
+            tandem_engine_get_usage(e, &u);
+            bytes[i] = u.image_cache_bytes;
+            tandem_engine_free(e);
+        }
+        CHECK(bytes[0] > 0 && bytes[1] > 0);
+        tandem_engine *e = open_engine(1, 64, bytes[0] - 1, NULL); /* too small for any */
+        run(e, alone, 1, NULL, &got[0]);
+        tandem_gen_result_free(&got[0]);
+        tandem_engine_usage u;
+        tandem_engine_get_usage(e, &u);
+        CHECK(u.image_cache_entries == 0 && u.image_cache_bytes == 0 && u.image_cache_misses == 1);
+        tandem_engine_free(e);
+        /* two: both encoded, large's block drops checker's; other (another prefix): large from the cache; one (no
+         * prefix shared with other): checker encoded again, dropping large's */
+        request *qs[] = {&two, &other, &one};
+        e = open_engine(1, 64, bytes[0] + bytes[1] - 1, NULL);
+        for (int i = 0; i < 3; i++) run(e, &qs[i], 1, NULL, &got[i]);
+        for (int i = 0; i < 3; i++) check_same("bounded cache", qs[i], &got[i]);
+        CHECK(got[1].timings.n_image_tokens_cached == tandem_image_tokens(large));
+        CHECK(got[2].timings.n_image_tokens_cached == 0);
+        tandem_engine_get_usage(e, &u);
+        CHECK_MSG(u.image_cache_entries == 1 && u.image_cache_bytes == bytes[0] && u.image_cache_hits == 1 &&
+                      u.image_cache_misses == 3,
+                  "bounded cache: %d entries, %lld bytes, %lld hits, %lld misses", u.image_cache_entries,
+                  (long long)u.image_cache_bytes, (long long)u.image_cache_hits, (long long)u.image_cache_misses);
+        for (int i = 0; i < 3; i++) tandem_gen_result_free(&got[i]);
+        tandem_engine_free(e);
+    }
+
     /* prefix reuse: the same prompt again reuses all but its last token; the same ids with another image (same
      * size) only up to the image */
     {
