@@ -60,26 +60,36 @@ tandem_status tandem_image_from_bytes(const tandem_model *model, const char *nam
     if (cfg.min_pixels > cfg.max_pixels) cfg.min_pixels = cfg.max_pixels;
     tandem_image *img = calloc(1, sizeof *img);
     if (!img) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_image_load: out of memory");
-    vision_rgb rgb = {0};
+    vision_rgb rgb = {0}, resized = {0};
     tandem_status st = vision_decode(name, data, size, NULL, &rgb);
-    if (!st) st = vision_preprocess(name, &rgb, &cfg, &img->px);
+    if (!st) st = vision_preprocess_keep(name, &rgb, &cfg, &img->px, &resized);
     img->width = rgb.width;
     img->height = rgb.height;
     vision_rgb_free(&rgb);
     if (!st && img->px.grid_t != 1)
         st = tandem_fail(TANDEM_ERR_UNSUPPORTED, "tandem_image_load: %s: grid_t %d (a video?)", name, img->px.grid_t);
     if (st) {
+        vision_rgb_free(&resized);
         tandem_image_free(img);
         return st;
     }
     img->grid_h = img->px.grid_h / cfg.merge_size;
     img->grid_w = img->px.grid_w / cfg.merge_size;
     img->tokens = (int32_t)vit_image_tokens(vit_model_config(model->vit), &img->px);
+    /* pixel_values are a function of the resized pixels and the preprocessing config: those are hashed (a byte per
+     * value instead of a float per value and temporal frame) */
     digest d;
     digest_init(&d, DIGEST_SHA256);
-    const int64_t shape[5] = {img->px.grid_t, img->px.grid_h, img->px.grid_w, img->px.n_patches, img->px.patch_dim};
+    const int64_t shape[8] = {img->px.grid_t,    img->px.grid_h, img->px.grid_w, img->px.n_patches,
+                              img->px.patch_dim, cfg.patch_size, cfg.merge_size, cfg.temporal_patch_size};
+    const double scale[7] = {cfg.image_mean[0], cfg.image_mean[1], cfg.image_mean[2], cfg.image_std[0],
+                             cfg.image_std[1],  cfg.image_std[2],  cfg.rescale_factor};
     digest_update(&d, shape, sizeof shape);
-    digest_update(&d, img->px.pixel_values, (size_t)(img->px.n_patches * img->px.patch_dim) * sizeof(float));
+    digest_update(&d, scale, sizeof scale);
+    digest_update(&d, &resized.width, sizeof resized.width);
+    digest_update(&d, &resized.height, sizeof resized.height);
+    digest_update(&d, resized.rgb, (size_t)resized.width * (size_t)resized.height * 3);
+    vision_rgb_free(&resized);
     digest_hex(&d, img->digest);
     *out = img;
     return TANDEM_OK;
