@@ -239,3 +239,17 @@ def test_input_image_form_and_oversized_image(tandem_bin, vl_server, golden_dir,
         assert "more than a slot's context of 48" in e.value.body["message"]
     finally:
         s.stop(check=True)
+
+
+def test_images_in_system_and_assistant_messages_follow_the_template(vl_server, golden_dir):
+    """The template renders image parts in any role (Qwen3-VL's does): each is placed and counted."""
+    url = data_uri(image_path(golden_dir, "checker_64x96.png"))
+    msgs = [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                           {"type": "text", "text": "Use this logo."}]},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Here:"},
+                                              {"type": "image_url", "image_url": {"url": url}}]},
+            {"role": "user", "content": "Again?"}]
+    _, usage = ask(vl_server, msgs, 2)
+    d = usage.prompt_tokens_details.model_dump()
+    assert d["image_tokens"] == 2 * 6
