@@ -7,7 +7,7 @@
 
 struct tandem_image {
     vision_pixels px;
-    char digest[DIGEST_HEX_MAX]; /* SHA-256 of the grid and pixel_values: the encoded-image cache's key */
+    char digest[DIGEST_HEX_MAX]; /* SHA-256 of what makes pixel_values: the encoded-image cache's key */
     int32_t width, height;       /* as decoded */
     int32_t tokens;              /* merged tokens: its rows in the prompt */
     int32_t grid_h, grid_w;      /* of merged tokens: its rows and columns */
