@@ -450,8 +450,9 @@ typedef struct tandem_engine_params {
     /* images (Qwen3-VL): a request's images are encoded when its prompt chunk reaches them, and their rows (with the
      * DeepStack rows) kept in a cache keyed by the SHA-256 of the resized pixels (grid and config too), so that a
      * client resending the same image (an agent's screenshot every step) has it encoded once. The cache's most
-     * bytes, least recently used images dropped first (default 256 MiB; 0 = no cache). The draft model sees no images: a request with images
-     * decodes without it (lookup and predictions still propose), so its output is the same */
+     * bytes, least recently used images dropped first (default 256 MiB; 0 = no cache). The draft model sees no
+     * images: a request with images decodes without it (lookup and predictions still propose), so its output is the
+     * same */
     int64_t image_cache_bytes;
 } tandem_engine_params;
 tandem_engine_params tandem_engine_default_params(void);
