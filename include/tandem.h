@@ -341,6 +341,12 @@ typedef struct tandem_timings {
     int32_t n_generated;
     int32_t n_prompt_reused; /* of n_prompt, the leading tokens found in an engine slot's KV cache (a previous
                                 request's prompt and generated tokens) and not evaluated again; 0 in tandem_generate */
+    /* images (Qwen3-VL): of n_prompt, the image tokens; of those, the ones whose rows an engine took from its cache of
+     * encoded images (tandem_engine_params.image_cache_bytes) instead of running the vision tower; the time spent
+     * encoding (or copying cached rows). Images inside a reused prefix are neither encoded nor counted as cached */
+    int32_t n_image_tokens;
+    int32_t n_image_tokens_cached;
+    double image_ms;
 } tandem_timings;
 
 typedef struct tandem_gen_result {
@@ -370,7 +376,7 @@ void tandem_gen_result_free(tandem_gen_result *result);
  * transformers' get_rope_index does: an image of gh x gw tokens starting at position s puts its token (r, c) at
  * (s, s + r, s + c) and the next token at s + max(gh, gw); later tokens, generated ones included, continue from
  * there. A model without a vision tower (a text model, a qwen3vl GGUF without its projector) refuses images
- * (TANDEM_ERR_UNSUPPORTED); an engine does not take them yet. */
+ * (TANDEM_ERR_UNSUPPORTED). An engine takes them too (tandem_engine_add), a draft model does not see them. */
 typedef struct tandem_image tandem_image;
 
 typedef struct tandem_image_params {
@@ -441,6 +447,13 @@ typedef struct tandem_engine_params {
     tandem_model *draft_model; /* NULL = none; same vocabulary (tandem_model_check_draft), borrowed for the engine's
                                   life. Each slot then also keeps a draft KV cache of n_ctx rows (kv_type), counted in
                                   kv_budget_bytes with the target's */
+    /* images (Qwen3-VL): a request's images are encoded when its prompt chunk reaches them, and their rows (with the
+     * DeepStack rows) kept in a cache keyed by the SHA-256 of the resized pixels (grid and config too), so that a
+     * client resending the same image (an agent's screenshot every step) has it encoded once. The cache's most
+     * bytes, least recently used images dropped first (default 256 MiB; 0 = no cache). The draft model sees no
+     * images: a request with images decodes without it (lookup and predictions still propose), so its output is the
+     * same */
+    int64_t image_cache_bytes;
 } tandem_engine_params;
 tandem_engine_params tandem_engine_default_params(void);
 
@@ -450,7 +463,10 @@ void tandem_engine_free(tandem_engine *engine);
 
 /* Queues a request: its prompt (copied; at least one token) and its generation parameters (copied, stop strings
  * included; on_text, user and grammar are kept as given: on_text is called from tandem_engine_step, the grammar
- * must live until the request is done). *id names the request
+ * and the images must live until the request is done). With images (a Qwen3-VL model) the prompt is
+ * tandem_vl_prompt's, checked against them here (TANDEM_ERR_INVALID_ARG); a model without a vision tower refuses
+ * them (TANDEM_ERR_UNSUPPORTED). A reused prefix keeps an image's rows only when the prompt holds the same image
+ * (its pixels' digest) at the same place. *id names the request
  * (ids start at 1 and are never reused). Refused, with nothing queued: bad ids, a prompt longer than n_ctx
  * (TANDEM_ERR_CONTEXT_FULL), a slot's KV caches (target and draft) of n_ctx rows larger than kv_budget_bytes
  * (TANDEM_ERR_NO_MEMORY), bad speculative parameters, params->draft set (an engine drafts with its draft_model).
@@ -496,6 +512,11 @@ typedef struct tandem_engine_usage {
     int64_t rows_total;   /* n_slots × n_ctx */
     int64_t rows_running; /* rows the running requests hold: their prompts read so far and tokens generated */
     int64_t rows_cached;  /* rows free slots keep for prefix reuse (overwritten whenever a slot is needed) */
+    /* the encoded-image cache: bytes and images it holds; since the engine's start, images found in it (hits) and
+     * images the vision tower encoded (misses) */
+    int64_t image_cache_bytes;
+    int32_t image_cache_entries;
+    int64_t image_cache_hits, image_cache_misses;
 } tandem_engine_usage;
 void tandem_engine_get_usage(const tandem_engine *engine, tandem_engine_usage *out);
 

@@ -33,17 +33,18 @@ TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_
 
 echo "== tandem serve against the sanitizer build (each server drains on SIGTERM: LeakSanitizer checks its exit)"
 TANDEM_BIN=build-asan/tandem ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
-  python3 -m pytest -q tests/integration/test_serve.py
+  python3 -m pytest -q tests/integration/test_serve.py tests/integration/test_serve_images.py
 
 echo "== ThreadSanitizer build + the C tests that use threads, and tandem serve's threads"
 TSAN_TESTS=(test_kernels test_golden_models test_api test_threadpool test_prune_golden test_convert test_batch test_engine
-            test_vit_golden test_engine_spec)
+            test_vit_golden test_engine_spec test_engine_images)
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE_THREAD=ON -DTANDEM_WERROR=ON >/dev/null
 ninja -C build-tsan "${TSAN_TESTS[@]}" tandem_cli
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
    ctest --output-on-failure -j "$JOBS" -R "^($(IFS='|'; echo "${TSAN_TESTS[*]}"))\$")
 TANDEM_BIN=build-tsan/tandem TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  python3 -m pytest -q tests/integration/test_serve.py -k "concurrent or disconnect or drain or queue"
+  python3 -m pytest -q tests/integration/test_serve.py tests/integration/test_serve_images.py \
+    -k "concurrent or disconnect or drain or queue"
 
 echo "== clang build (warnings are errors)"
 CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR=ON >/dev/null

@@ -55,6 +55,9 @@ struct serve_metrics {
     histogram ttft, tpot, e2e;
     int waiting, running;
     int64_t kv_rows_running, kv_rows_cached, kv_rows_total;
+    uint64_t image_tokens, image_tokens_cached;
+    int64_t image_cache_bytes, image_cache_hits, image_cache_misses;
+    int32_t image_cache_entries;
 };
 
 serve_metrics *serve_metrics_create(void) {
@@ -94,6 +97,8 @@ void serve_metrics_generation(serve_metrics *m, const tandem_gen_result *res, do
     m->prompt_tokens += (uint64_t)t->n_prompt;
     m->reused_tokens += (uint64_t)t->n_prompt_reused;
     m->generated_tokens += (uint64_t)t->n_generated;
+    m->image_tokens += (uint64_t)t->n_image_tokens;
+    m->image_tokens_cached += (uint64_t)t->n_image_tokens_cached;
     if (res->speculative) {
         m->drafted += (uint64_t)res->spec_stats.n_drafted;
         m->accepted += (uint64_t)res->spec_stats.n_accepted;
@@ -117,6 +122,10 @@ void serve_metrics_gauges(serve_metrics *m, int waiting, int running, const tand
     m->kv_rows_running = kv->rows_running;
     m->kv_rows_cached = kv->rows_cached;
     m->kv_rows_total = kv->rows_total;
+    m->image_cache_bytes = kv->image_cache_bytes;
+    m->image_cache_entries = kv->image_cache_entries;
+    m->image_cache_hits = kv->image_cache_hits;
+    m->image_cache_misses = kv->image_cache_misses;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -180,6 +189,20 @@ char *serve_metrics_render(serve_metrics *m, const char *model_name, size_t *len
                 "Prompt tokens found in a slot's KV cache (prefix-cache hits) and not evaluated again",
                 m->reused_tokens);
     put_counter(&b, &ok, "tandem_generation_tokens", "Generated tokens", m->generated_tokens);
+    put_counter(&b, &ok, "tandem_prompt_image_tokens", "Image tokens of finished generations' prompts",
+                m->image_tokens);
+    put_counter(&b, &ok, "tandem_prompt_image_tokens_cached",
+                "Image tokens whose rows came from the encoded-image cache instead of the vision tower",
+                m->image_tokens_cached);
+    put_counter(&b, &ok, "tandem_image_cache_hits", "Images found in the encoded-image cache",
+                (uint64_t)m->image_cache_hits);
+    put_counter(&b, &ok, "tandem_image_cache_misses", "Images the vision tower encoded",
+                (uint64_t)m->image_cache_misses);
+    put(&b, &ok,
+        "# HELP tandem_image_cache_bytes Bytes of encoded images kept\n# TYPE tandem_image_cache_bytes gauge\n");
+    put(&b, &ok, "tandem_image_cache_bytes %lld\n", (long long)m->image_cache_bytes);
+    put(&b, &ok, "# HELP tandem_image_cache_images Encoded images kept\n# TYPE tandem_image_cache_images gauge\n");
+    put(&b, &ok, "tandem_image_cache_images %d\n", m->image_cache_entries);
     put_counter(&b, &ok, "tandem_spec_draft_tokens", "Tokens proposed by speculative decoding", m->drafted);
     put_counter(&b, &ok, "tandem_spec_accepted_tokens", "Proposed tokens the target kept", m->accepted);
     put_histogram(&b, &ok, "tandem_time_to_first_token_seconds",

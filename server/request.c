@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -18,6 +19,8 @@ serve_limits serve_default_limits(void) {
         .max_messages = 4096,
         .max_tokens = 8192,
         .max_stop = 16,
+        .max_images = 16,
+        .max_image_bytes = 20u << 20,
     };
 }
 
@@ -280,8 +283,89 @@ static bool tokenize(parse_ctx *c, const char *text, size_t len, bool parse_spec
 
 /* ---- chat messages ---- */
 
+/* An image_url part's image (the object form {"url": …, "detail": …} or the bare string), decoded and preprocessed
+ * for the model, appended to the request's images. path: the part's. */
+static bool parse_image_part(parse_ctx *c, json_t *part, const char *type, const char *ppath) {
+    serve_request *r = c->out;
+    if (!c->m->has_vision)
+        return serve_fail(c->err, 400, ppath, "%s: images need a Qwen3-VL model; model \"%s\" has no vision tower",
+                          ppath, c->m->name ? c->m->name : "");
+    char upath[128];
+    /* image_url and the Responses API's input_image carry "image_url"; a bare {"type": "image"} "image" or that */
+    const char *key = !strcmp(type, "image") && json_object_get(part, "image") ? "image" : "image_url";
+    json_t *v = json_object_get(part, key);
+    snprintf(upath, sizeof upath, "%s.%s", ppath, key);
+    if (json_is_object(v)) {
+        strncat(upath, ".url", sizeof upath - strlen(upath) - 1);
+        json_t *d = opt(v, "detail");
+        if (d && !json_is_string(d)) {
+            char dpath[128];
+            snprintf(dpath, sizeof dpath, "%s.%s.detail", ppath, key);
+            return bad_type(c->err, dpath, "a string", d);
+        }
+        v = json_object_get(v, "url");
+    }
+    if (!json_is_string(v))
+        return v ? bad_type(c->err, upath, "a string (a data: URI)", v)
+                 : serve_fail(c->err, 400, upath, "%s: missing (a data: URI)", upath);
+    if (r->n_images >= c->lim->max_images)
+        return serve_fail(c->err, 400, upath, "%s: more than %d images in one request", upath, c->lim->max_images);
+    const char *url = json_string_value(v);
+    const size_t len = json_string_length(v);
+    tandem_image **grown = realloc(r->images, (size_t)(r->n_images + 1) * sizeof *grown);
+    if (!grown) return serve_fail(c->err, 500, "", "out of memory");
+    r->images = grown;
+    tandem_image *img = NULL;
+    tandem_status st;
+    if (len >= 5 && !strncasecmp(url, "data:", 5)) {
+        unsigned char *data;
+        size_t size;
+        char why[200];
+        const int status = serve_data_uri_decode(url, len, c->lim->max_image_bytes, &data, &size, why, sizeof why);
+        if (status) return serve_fail(c->err, status, upath, "%s: %s", upath, why);
+        st = tandem_image_from_bytes(c->m->model, upath, data, size, &c->m->image, &img);
+        free(data);
+    } else if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        return serve_fail(c->err, 400, upath, "%s: fetching remote images is not supported; send a data: URI", upath);
+    } else if (!strncasecmp(url, "file://", 7) || url[0] == '/') {
+        if (!c->m->allow_local_files)
+            return serve_fail(c->err, 400, upath,
+                              "%s: local files are refused by this server (start it with --allow-local-files); send a "
+                              "data: URI",
+                              upath);
+        const char *path = url;
+        if (!strncasecmp(url, "file://", 7)) {
+            path = url + 7;
+            if (!strncasecmp(path, "localhost/", 10)) path += 9;
+            if (path[0] != '/')
+                return serve_fail(c->err, 400, upath, "%s: a file:// URL needs an absolute path", upath);
+        }
+        if (strlen(path) != len - (size_t)(path - url))
+            return serve_fail(c->err, 400, upath, "%s: must not contain U+0000", upath);
+        st = tandem_image_load(c->m->model, path, &c->m->image, &img);
+    } else {
+        return serve_fail(c->err, 400, upath, "%s: expected a data: URI (data:image/png;base64,...)", upath);
+    }
+    if (st == TANDEM_ERR_NO_MEMORY) return serve_fail(c->err, 500, "", "%s", tandem_last_error());
+    if (st) return serve_fail(c->err, 400, upath, "%s", tandem_last_error());
+    if (tandem_image_tokens(img) >= c->m->n_ctx) {
+        const int32_t tokens = tandem_image_tokens(img);
+        tandem_image_free(img);
+        return serve_fail(c->err, 400, upath,
+                          "%s: the image takes %d tokens, more than a slot's context of %d (send it smaller, or start "
+                          "the server with a lower --image-max-tokens)",
+                          upath, tokens, c->m->n_ctx);
+    }
+    r->images[r->n_images++] = img;
+    r->gen.images = (const tandem_image *const *)r->images;
+    r->gen.n_images = r->n_images;
+    return true;
+}
+
 /* A content part array becomes its text parts joined with "\n" (vLLM's rule): Qwen3's templates print only string
- * contents, and would drop an array silently. Parts other than text are refused, naming the part. */
+ * contents, and would drop an array silently. With images (a Qwen3-VL model) it stays an array of {"type": "image"}
+ * and {"type": "text", "text": …} parts in the order sent, as the processor renders them. Other parts are refused,
+ * naming the part. */
 static bool parse_content(parse_ctx *c, json_t *msg, size_t mi, bool null_ok) {
     char path[96];
     snprintf(path, sizeof path, "messages[%zu].content", mi);
@@ -294,6 +378,7 @@ static bool parse_content(parse_ctx *c, json_t *msg, size_t mi, bool null_ok) {
     if (json_is_string(content)) return true;
     if (!json_is_array(content)) return bad_type(c->err, path, "a string or an array of content parts", content);
     size_t total = 0;
+    bool images = false;
     for (size_t pi = 0; pi < json_array_size(content); pi++) {
         json_t *part = json_array_get(content, pi);
         char ppath[96];
@@ -305,8 +390,11 @@ static bool parse_content(parse_ctx *c, json_t *msg, size_t mi, bool null_ok) {
             return serve_fail(c->err, 400, ppath, "%s.type: expected a string, got %s", ppath,
                               t ? type_name(t) : "nothing");
         }
-        if (!strcmp(type, "image_url") || !strcmp(type, "image") || !strcmp(type, "input_image"))
-            return serve_fail(c->err, 400, ppath, "%s: images need a Qwen3-VL model", ppath);
+        if (!strcmp(type, "image_url") || !strcmp(type, "image") || !strcmp(type, "input_image")) {
+            if (!parse_image_part(c, part, type, ppath)) return false;
+            images = true;
+            continue;
+        }
         if (!strcmp(type, "input_audio") || !strcmp(type, "audio"))
             return serve_fail(c->err, 400, ppath, "%s: audio input is not supported", ppath);
         if (!strcmp(type, "file")) return serve_fail(c->err, 400, ppath, "%s: file inputs are not supported", ppath);
@@ -322,6 +410,20 @@ static bool parse_content(parse_ctx *c, json_t *msg, size_t mi, bool null_ok) {
                         : serve_fail(c->err, 400, tpath, "%s: expected a string, got nothing", tpath);
         }
         total += json_string_length(text) + 1;
+    }
+    if (images) { /* the parts as the template expects them */
+        json_t *parts = json_array();
+        for (size_t pi = 0; parts && pi < json_array_size(content); pi++) {
+            json_t *part = json_array_get(content, pi);
+            const char *type = json_string_value(json_object_get(part, "type"));
+            json_t *p;
+            if (!strcmp(type, "text") || !strcmp(type, "refusal"))
+                p = json_pack("{s:s, s:O}", "type", "text", "text", json_object_get(part, type));
+            else p = json_pack("{s:s}", "type", "image");
+            if (!p || json_array_append_new(parts, p)) json_decref(parts), parts = NULL;
+        }
+        if (!parts || json_object_set_new(msg, "content", parts)) return serve_fail(c->err, 500, "", "out of memory");
+        return true;
     }
     char *joined = malloc(total + 1);
     if (!joined) return serve_fail(c->err, 500, "", "out of memory");
@@ -703,7 +805,16 @@ static bool build_chat(parse_ctx *c, json_t *root, chat_options *o) {
         text_len += sizeof close - 1;
         open = false;
     }
-    const bool ok = tokenize(c, text, text_len, true, &r->prompt_ids, &r->n_prompt);
+    bool ok;
+    if (r->n_images) { /* the processor's step: each image's placeholder repeated to its token count */
+        st = tandem_vl_prompt(m->model, text, text_len, (const tandem_image *const *)r->images, r->n_images,
+                              &r->prompt_ids, &r->n_prompt);
+        ok = st == TANDEM_OK ||
+             serve_fail(c->err, st == TANDEM_ERR_NO_MEMORY ? 500 : 400, "messages",
+                        "messages: the chat template placed the images wrongly: %s", tandem_last_error());
+    } else {
+        ok = tokenize(c, text, text_len, true, &r->prompt_ids, &r->n_prompt);
+    }
     tandem_free(text);
     if (!ok || !fit_context(c, "messages")) return false;
 
@@ -863,5 +974,7 @@ void serve_request_free(serve_request *r) {
     tandem_grammar_free(r->grammar);
     tandem_free(r->prediction_ids);
     tandem_free(r->echo_text);
+    for (int32_t i = 0; i < r->n_images; i++) tandem_image_free(r->images[i]);
+    free(r->images);
     memset(r, 0, sizeof *r);
 }

@@ -472,6 +472,11 @@ static json_t *usage_json(const serve_answer *a, const tandem_gen_result *res) {
         json_decref(u), json_decref(details);
         return NULL;
     }
+    if (t->n_image_tokens) { /* tandem's: the prompt's image tokens, and those from the encoded-image cache */
+        json_t *pd = json_object_get(u, "prompt_tokens_details");
+        json_object_set_new(pd, "image_tokens", json_integer(t->n_image_tokens));
+        json_object_set_new(pd, "cached_image_tokens", json_integer(t->n_image_tokens_cached));
+    }
     if (a->route == SERVE_CHAT_COMPLETIONS)
         json_object_set_new(details, "reasoning_tokens", json_integer(reasoning_tokens(a, res)));
     if (res->speculative) {
@@ -489,11 +494,17 @@ static json_t *timings_json(const tandem_gen_result *res) {
     const tandem_timings *t = &res->timings;
     const double tps = t->n_generated > 1 && t->decode_ms > 0 ? (t->n_generated - 1) / (t->decode_ms / 1e3) : 0;
     const tandem_spec_stats *s = &res->spec_stats;
-    return json_pack("{s:f, s:f, s:f, s:f, s:i, s:i, s:i, s:i}", "ttft_ms", t->ttft_ms, "prompt_ms", t->prompt_ms,
-                     "decode_ms", t->decode_ms, "decode_tokens_per_s", tps, "cached_tokens", (int)t->n_prompt_reused,
-                     "drafted", res->speculative ? (int)s->n_drafted : 0, "accepted",
-                     res->speculative ? (int)s->n_accepted : 0, "draft_rounds",
-                     res->speculative ? (int)s->n_rounds : 0);
+    json_t *j = json_pack("{s:f, s:f, s:f, s:f, s:i, s:i, s:i, s:i}", "ttft_ms", t->ttft_ms, "prompt_ms", t->prompt_ms,
+                          "decode_ms", t->decode_ms, "decode_tokens_per_s", tps, "cached_tokens",
+                          (int)t->n_prompt_reused, "drafted", res->speculative ? (int)s->n_drafted : 0, "accepted",
+                          res->speculative ? (int)s->n_accepted : 0, "draft_rounds",
+                          res->speculative ? (int)s->n_rounds : 0);
+    if (j && t->n_image_tokens) {
+        json_object_set_new(j, "image_tokens", json_integer(t->n_image_tokens));
+        json_object_set_new(j, "cached_image_tokens", json_integer(t->n_image_tokens_cached));
+        json_object_set_new(j, "image_ms", json_real(t->image_ms));
+    }
+    return j;
 }
 
 static bool finish_stream(serve_answer *a, const tandem_gen_result *res) {

@@ -26,18 +26,32 @@ typedef struct serve_model {
     const tandem_chat_template *chat_template_tools; /* the model's "tool_use" template (requests with tools), or
                                                        NULL: chat_template serves them too */
     int32_t n_ctx;                                   /* a slot's context: prompt + max tokens must fit */
-    bool no_think;           /* --no-think: enable_thinking=false unless the request says otherwise */
-    bool has_draft;          /* a draft model is loaded (-md) */
-    tandem_spec_params spec; /* speculative decoding for every request (draft length, lookup n-gram), used when
+    bool no_think;             /* --no-think: enable_thinking=false unless the request says otherwise */
+    bool has_draft;            /* a draft model is loaded (-md) */
+    tandem_spec_params spec;   /* speculative decoding for every request (draft length, lookup n-gram), used when
                                 has_draft, spec.lookup_ngram > 0 or the request has a `prediction` */
+    bool has_vision;           /* the model takes images (Qwen3-VL): image_url parts are decoded, else refused */
+    bool allow_local_files;    /* --allow-local-files: image_url may be a file:// URL or an absolute path */
+    tandem_image_params image; /* the image token budget (--image-min-tokens / --image-max-tokens) */
 } serve_model;
+
+/* data_uri.c. Strict base64 (RFC 4648: padded, canonical, no whitespace) of len characters into out (len / 4 * 3
+ * bytes at least); false with why filled when in is not. */
+bool serve_base64_decode(const char *in, size_t len, unsigned char *out, size_t *out_len, char *why, size_t why_len);
+/* A data: URI ("data:[image/TYPE][;params];base64,DATA") decoded into *data (malloc'd, *size > 0 bytes, at most
+ * max_bytes). 0, or an HTTP status with why filled: 400 (not a data: URI, not base64, not an image type, bad
+ * base64, empty, too large), 500 (out of memory). */
+int serve_data_uri_decode(const char *uri, size_t len, size_t max_bytes, unsigned char **data, size_t *size, char *why,
+                          size_t why_len);
 
 /* The server's limits on what one request may ask for. */
 typedef struct serve_limits {
-    size_t max_body_bytes; /* 413 above this */
-    int32_t max_messages;  /* 400 above this */
-    int32_t max_tokens;    /* most generated tokens per request (also the default when the request sets none) */
-    int32_t max_stop;      /* most stop strings (OpenAI: 4) */
+    size_t max_body_bytes;  /* 413 above this */
+    int32_t max_messages;   /* 400 above this */
+    int32_t max_tokens;     /* most generated tokens per request (also the default when the request sets none) */
+    int32_t max_stop;       /* most stop strings (OpenAI: 4) */
+    int32_t max_images;     /* most images per request */
+    size_t max_image_bytes; /* most bytes of one encoded image (PNG, JPEG, WebP file) */
 } serve_limits;
 serve_limits serve_default_limits(void);
 
@@ -83,6 +97,8 @@ typedef struct serve_request {
     bool echo;       /* completions: echo the prompt */
     char *echo_text; /* echo: the prompt as text (decoded from prompt_ids), echo_len bytes */
     size_t echo_len;
+    tandem_image **images; /* the messages' image_url parts in order (gen.images points here); n_images of them */
+    int32_t n_images;
 } serve_request;
 
 /* Parses a request body for route against the model and limits. On failure returns false with err filled (400 with

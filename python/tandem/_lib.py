@@ -58,7 +58,8 @@ class GenParams(ctypes.Structure):
 
 class Timings(ctypes.Structure):
     _fields_ = [("prompt_ms", c_double), ("ttft_ms", c_double), ("decode_ms", c_double), ("n_prompt", c_int32),
-                ("n_generated", c_int32), ("n_prompt_reused", c_int32)]
+                ("n_generated", c_int32), ("n_prompt_reused", c_int32), ("n_image_tokens", c_int32),
+                ("n_image_tokens_cached", c_int32), ("image_ms", c_double)]
 
 
 class GenResult(ctypes.Structure):
@@ -95,7 +96,8 @@ class ChatRenderParams(ctypes.Structure):
 
 class EngineParams(ctypes.Structure):
     _fields_ = [("n_slots", c_int32), ("n_ctx", c_int32), ("n_batch", c_int32), ("kv_type", c_int),
-                ("kv_budget_bytes", c_int64), ("exact", c_bool), ("draft_model", c_void_p)]
+                ("kv_budget_bytes", c_int64), ("exact", c_bool), ("draft_model", c_void_p),
+                ("image_cache_bytes", c_int64)]
 
 
 REQUEST_UNKNOWN, REQUEST_QUEUED, REQUEST_RUNNING, REQUEST_DONE = 0, 1, 2, 3  # tandem_request_state

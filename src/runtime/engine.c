@@ -9,7 +9,25 @@
  * proposals with every position's logits, prompt chunks); then each sequence samples, or accepts or corrects. */
 #include <stdlib.h>
 
+#include "hub.h"
 #include "runtime.h"
+
+/* An image in a slot's cache or a request's prompt: where its rows start, how many, what it was (its digest). A
+ * reused prefix keeps an image's rows only when the new prompt has the same image at the same rows. */
+typedef struct slot_image {
+    size_t at;
+    int32_t tokens;
+    char digest[DIGEST_HEX_MAX];
+} slot_image;
+
+/* The encoded-image cache: an image's rows and DeepStack rows (vl_prompt_image_store's block) by digest; least
+ * recently used blocks leave first when a new one would pass tandem_engine_params.image_cache_bytes. */
+typedef struct image_cache_entry {
+    char digest[DIGEST_HEX_MAX];
+    float *block;
+    size_t floats;
+    uint64_t last_used;
+} image_cache_entry;
 
 typedef struct engine_request {
     int64_t id;
@@ -19,6 +37,12 @@ typedef struct engine_request {
     tandem_gen_params params; /* stop and prediction point into stops and prediction, the request's own copies */
     char **stops;
     int32_t *prediction;
+    /* images (tandem_gen_params.images, borrowed until the request is done): the whole prompt's plan (positions from
+     * 0, whatever prefix a slot holds), each image's place; params.images is NULL (the engine feeds them itself) */
+    const tandem_image **images;
+    int32_t n_images;
+    vl_prompt *vl;
+    slot_image *spans;
     tandem_gen_result r;
     tandem_status status; /* TANDEM_OK, or why the request failed (error: the message) */
     char *error;
@@ -42,6 +66,8 @@ typedef struct engine_slot {
     const int32_t *spec_ids;
     int32_t spec_n, spec_done;                  /* of spec_ids: how many; how many the draft has evaluated already */
     int32_t draft_at, draft_n, draft_logits_at; /* this draft pass's tokens of the sequence; its draft logits' row */
+    slot_image *images; /* (n_images) the images whose rows the cache holds (its last request's), cap_images */
+    int32_t n_images, cap_images;
 } engine_slot;
 
 struct tandem_engine {
@@ -56,7 +82,10 @@ struct tandem_engine {
     int64_t next_id;
     uint64_t clock; /* counts slot uses, for the LRU order of free slots */
     /* the step's batch: (n_batch) each */
-    int32_t *ids, *rows, *pos;
+    int32_t *ids, *rows, *pos; /* pos: (n_batch, n_pos) */
+    int32_t n_pos;             /* 3 for a model with a vision tower (M-RoPE; text rows take three equal ones), else 1 */
+    float *embd, *deepstack;   /* (n_batch, dim), (n_deepstack, n_batch, dim): image rows of the step's batch */
+    bool has_embd;             /* the step's batch holds image rows */
     qwen3_kv_cache **caches;
     bool *want_logits;
     float *logits; /* (n_batch, vocab_size) */
@@ -67,10 +96,16 @@ struct tandem_engine {
     qwen3_kv_cache **d_caches;
     bool *d_want_logits;
     float *d_logits;
+    /* the encoded-image cache (image_cache_entry) and its figures */
+    image_cache_entry *icache;
+    int32_t n_icache, cap_icache;
+    int64_t icache_bytes, icache_hits, icache_misses;
+    uint64_t icache_clock; /* counts uses of cached images, for their LRU order */
 };
 
 tandem_engine_params tandem_engine_default_params(void) {
-    return (tandem_engine_params){.n_slots = 4, .n_ctx = 0, .n_batch = 64, .kv_type = TANDEM_TYPE_F16};
+    return (tandem_engine_params){
+        .n_slots = 4, .n_ctx = 0, .n_batch = 64, .kv_type = TANDEM_TYPE_F16, .image_cache_bytes = 256 << 20};
 }
 
 static tandem_type engine_kv_type(const tandem_engine_params *p) { return p->exact ? TANDEM_TYPE_F32 : p->kv_type; }
@@ -106,6 +141,11 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
                            "tandem_engine_create: tandem_engine_params.kv_budget_bytes %lld "
                            "is negative",
                            (long long)p.kv_budget_bytes);
+    if (p.image_cache_bytes < 0)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_engine_create: tandem_engine_params.image_cache_bytes %lld "
+                           "is negative",
+                           (long long)p.image_cache_bytes);
     tandem_status st = model_pack_once(model);
     if (!st && p.draft_model && !(st = tandem_model_check_draft(model, p.draft_model)))
         st = model_pack_once(p.draft_model);
@@ -123,11 +163,18 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
     e->slots = calloc((size_t)p.n_slots, sizeof *e->slots);
     e->ids = malloc(nb * sizeof *e->ids);
     e->rows = malloc(nb * sizeof *e->rows);
-    e->pos = malloc(nb * sizeof *e->pos);
+    e->n_pos = model->vit ? 3 : 1;
+    e->pos = malloc(nb * (size_t)e->n_pos * sizeof *e->pos);
     e->caches = malloc(nb * sizeof *e->caches);
     e->want_logits = malloc(nb * sizeof *e->want_logits);
     e->logits = malloc(nb * (size_t)c->vocab_size * sizeof *e->logits);
     bool ok = e->slots && e->ids && e->rows && e->pos && e->caches && e->want_logits && e->logits;
+    if (model->vit) {
+        const size_t sets = (size_t)(c->n_deepstack ? c->n_deepstack : 1);
+        e->embd = malloc(nb * (size_t)c->dim * sizeof *e->embd);
+        e->deepstack = malloc(sets * nb * (size_t)c->dim * sizeof *e->deepstack);
+        ok = ok && e->embd && e->deepstack;
+    }
     if (p.draft_model) {
         e->draft = p.draft_model;
         e->d_ids = malloc(nb * sizeof *e->d_ids);
@@ -153,7 +200,7 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
         s->ctx.scratch = e->scratch;
         s->draft.model = e->draft;
         s->draft.scratch = e->draft_scratch;
-        s->ctx.first_image_row = s->draft.first_image_row = -1; /* engines take no images */
+        s->ctx.first_image_row = s->draft.first_image_row = -1;
         s->pending = -1;
         s->logits_at = -1;
     }
@@ -163,6 +210,9 @@ tandem_status tandem_engine_create(tandem_model *model, const tandem_engine_para
 
 static void request_free(engine_request *q) {
     if (!q) return;
+    vl_prompt_free(q->vl);
+    free(q->images);
+    free(q->spans);
     free(q->prompt);
     for (int32_t i = 0; q->stops && i < q->params.n_stop; i++) free(q->stops[i]);
     free(q->stops);
@@ -179,6 +229,8 @@ void tandem_engine_free(tandem_engine *e) {
         if (s->req) gen_sequence_free(&s->seq);
         qwen3_kv_cache_free(s->ctx.cache);
         free(s->ctx.tokens);
+        free(s->ctx.next_pos);
+        free(s->images);
         qwen3_kv_cache_free(s->draft.cache);
         free(s->draft.tokens);
     }
@@ -198,6 +250,10 @@ void tandem_engine_free(tandem_engine *e) {
     free(e->d_caches);
     free(e->d_want_logits);
     free(e->d_logits);
+    free(e->embd);
+    free(e->deepstack);
+    for (int32_t i = 0; i < e->n_icache; i++) free(e->icache[i].block);
+    free(e->icache);
     free(e);
 }
 
@@ -219,10 +275,11 @@ static bool speculates(const tandem_engine *e, const tandem_gen_params *gp) {
 static tandem_status check_request(const tandem_engine *e, const int32_t *prompt, size_t n_prompt,
                                    const tandem_gen_params *gp) {
     const qwen3_config *c = &e->model->qwen.cfg;
-    if (gp->images || gp->n_images)
+    if ((gp->images || gp->n_images) && !e->model->vit)
         return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_engine_add: tandem_gen_params.images: an engine does not take images yet (use "
-                           "tandem_generate)");
+                           "tandem_engine_add: tandem_gen_params.images: %s has no vision tower (images need a "
+                           "Qwen3-VL model; a qwen3vl GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
+                           e->model->path);
     if (gp->draft)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_engine_add: tandem_gen_params.draft: must be NULL in an engine (it drafts with "
@@ -267,6 +324,33 @@ static tandem_status check_request(const tandem_engine *e, const int32_t *prompt
     return TANDEM_OK;
 }
 
+/* The request's images: its prompt planned (the <|image_pad|> runs checked against the images, every token's M-RoPE
+ * position), each image's span; nothing encoded yet. q->prompt is set. */
+static tandem_status request_plan_images(tandem_engine *e, engine_request *q, const tandem_gen_params *gp) {
+    tandem_status st = vl_prompt_plan(e->model, q->prompt, q->n_prompt, gp->images, gp->n_images, 0, 0, &q->vl);
+    if (st) {
+        char msg[1024]; /* the plan speaks for tandem_generate */
+        const char *m = tandem_last_error();
+        snprintf(msg, sizeof msg, "%s", !strncmp(m, "tandem_generate: ", 17) ? m + 17 : m);
+        return tandem_fail(st, "tandem_engine_add: %s", msg);
+    }
+    const size_t n = (size_t)(gp->n_images ? gp->n_images : 1);
+    q->images = malloc(n * sizeof *q->images);
+    q->spans = malloc(n * sizeof *q->spans);
+    if (!q->images || !q->spans) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_add: out of memory");
+    memcpy(q->images, gp->images, (size_t)gp->n_images * sizeof *q->images);
+    q->n_images = gp->n_images;
+    for (int32_t i = 0; i < q->n_images; i++) {
+        const char *hex;
+        vl_prompt_image_span(q->vl, i, &q->spans[i].at, &q->spans[i].tokens, &hex);
+        snprintf(q->spans[i].digest, sizeof q->spans[i].digest, "%s", hex);
+    }
+    /* the images reach the sequence through the plan; the emitter and the speculative decoder see a text prompt */
+    q->params.images = NULL;
+    q->params.n_images = 0;
+    return TANDEM_OK;
+}
+
 tandem_status tandem_engine_add(tandem_engine *e, const int32_t *prompt, size_t n_prompt,
                                 const tandem_gen_params *params, int64_t *id) {
     if (!e || !id) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_add: engine or id is NULL");
@@ -296,6 +380,14 @@ tandem_status tandem_engine_add(tandem_engine *e, const int32_t *prompt, size_t 
     }
     memcpy(q->prompt, prompt, n_prompt * sizeof *prompt);
     q->n_prompt = n_prompt;
+    if (gp->n_images > 0 || gp->images) {
+        st = request_plan_images(e, q, gp);
+        if (st) {
+            request_free(q);
+            return st;
+        }
+    }
+    q->n_prompt = n_prompt;
     q->params.stop = (const char *const *)q->stops;
     if (q->prediction) memcpy(q->prediction, gp->prediction, (size_t)gp->n_prediction * sizeof *q->prediction);
     q->params.prediction = q->prediction;
@@ -323,7 +415,10 @@ static void slot_release(tandem_engine *e, engine_slot *s, bool keep_cache) {
     s->req = NULL;
     s->pending = -1;
     s->last_used = ++e->clock;
-    if (!keep_cache) s->ctx.n_past = s->draft.n_past = 0;
+    if (!keep_cache) {
+        s->ctx.n_past = s->draft.n_past = 0;
+        s->ctx.first_image_row = -1, s->ctx.pos_delta = 0, s->n_images = 0;
+    }
 }
 
 /* The slot's request is over (r->finish set): its result completed, the slot free for the next one. */
@@ -338,23 +433,33 @@ static void slot_finish(tandem_engine *e, engine_slot *s) {
 
 /* Tokens of prompt[0..n) already in the slot's cache, at most n − 1: the prompt's last token is always evaluated,
  * since its logits give the first token. */
-static size_t common_prefix(const engine_slot *s, const int32_t *prompt, size_t n) {
-    const size_t held = s->ctx.cache ? (size_t)s->ctx.n_past : 0;
+static size_t common_prefix(const engine_slot *s, const engine_request *q) {
+    const size_t held = s->ctx.cache ? (size_t)s->ctx.n_past : 0, n = q->n_prompt;
     const size_t most = held < n - 1 ? held : n - 1;
     size_t k = 0;
-    while (k < most && s->ctx.tokens[k] == prompt[k]) k++;
+    while (k < most && s->ctx.tokens[k] == q->prompt[k]) k++;
+    /* equal ids are not equal rows at an image: the rows stay only up to the first image the prompt does not have
+     * at the same place (same digest, same length) */
+    for (int32_t i = 0; i < s->n_images; i++) {
+        const slot_image *h = &s->images[i];
+        if (h->at >= k) continue;
+        bool same = false;
+        for (int32_t j = 0; j < q->n_images && !same; j++)
+            same = q->spans[j].at == h->at && q->spans[j].tokens == h->tokens && !strcmp(q->spans[j].digest, h->digest);
+        if (!same) k = h->at;
+    }
     return k;
 }
 
 /* The free slot for a prompt: the one whose cache shares the longest prefix with it, else (and among equals) the
  * least recently used, so that caches kept for later turns are overwritten oldest first. NULL: none free. */
-static engine_slot *pick_slot(tandem_engine *e, const int32_t *prompt, size_t n, size_t *reused) {
+static engine_slot *pick_slot(tandem_engine *e, const engine_request *q, size_t *reused) {
     engine_slot *best = NULL;
     size_t best_k = 0;
     for (int32_t i = 0; i < e->n_usable; i++) {
         engine_slot *s = &e->slots[i];
         if (s->req) continue;
-        const size_t k = common_prefix(s, prompt, n);
+        const size_t k = common_prefix(s, q);
         if (!best || k > best_k || (k == best_k && s->last_used < best->last_used)) {
             best = s;
             best_k = k;
@@ -372,22 +477,37 @@ static void admit(tandem_engine *e) {
         engine_request *q = e->reqs[next];
         if (q->state != TANDEM_REQUEST_QUEUED) continue;
         size_t reused = 0;
-        engine_slot *s = pick_slot(e, q->prompt, q->n_prompt, &reused);
+        engine_slot *s = pick_slot(e, q, &reused);
         if (!s) return;
         tandem_status st = TANDEM_OK;
         if (!s->ctx.cache) st = qwen3_kv_cache_init(&e->model->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->ctx.cache);
         if (!st && !s->ctx.tokens && !(s->ctx.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.tokens)))
             st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
-        /* a drafting request's draft cache keeps what it holds: each round catches it up with the sequence */
-        const bool drafts = e->draft && q->params.spec.draft_max > 0;
+        if (!st && e->model->vit && !s->ctx.next_pos &&
+            !(s->ctx.next_pos = malloc((size_t)e->p.n_ctx * sizeof *s->ctx.next_pos)))
+            st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
+        if (!st && q->n_images > s->cap_images) {
+            slot_image *im = realloc(s->images, (size_t)q->n_images * sizeof *im);
+            if (im) s->images = im, s->cap_images = q->n_images;
+            else st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
+        }
+        /* a drafting request's draft cache keeps what it holds: each round catches it up with the sequence. The draft
+         * model sees no images: a request with images decodes without it (lookup and predictions still propose) */
+        const bool drafts = e->draft && q->params.spec.draft_max > 0 && q->n_images == 0;
         if (!st && drafts && !s->draft.cache)
             st = qwen3_kv_cache_init(&e->draft->qwen, e->p.n_ctx, engine_kv_type(&e->p), &s->draft.cache);
         if (!st && drafts && !s->draft.tokens &&
             !(s->draft.tokens = malloc((size_t)e->p.n_ctx * sizeof *s->draft.tokens)))
             st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_engine_step: out of memory");
         q->params.draft = drafts && !st ? &s->draft : NULL;
-        s->ctx.n_past = st ? 0 : (int32_t)reused;
+        if (st) s->ctx.n_past = 0, s->ctx.first_image_row = -1, s->ctx.pos_delta = 0;
+        else tandem_ctx_truncate(&s->ctx, (int32_t)reused); /* positions go on after the kept rows' images */
         s->ctx.has_logits = false;
+        s->n_images = 0;
+        if (!st) { /* the cache will hold the request's images (rows past n_past are not compared: common_prefix) */
+            if (q->n_images) memcpy(s->images, q->spans, (size_t)q->n_images * sizeof *s->images);
+            s->n_images = q->n_images;
+        }
         if (!st) st = gen_sequence_init(&s->seq, &s->ctx, q->prompt + reused, q->n_prompt - reused, &q->params, &q->r);
         if (st) {
             gen_sequence_free(&s->seq);
@@ -396,6 +516,7 @@ static void admit(tandem_engine *e) {
         }
         s->seq.emit.t_start = q->t_added; /* time to first token counts the wait in the queue */
         q->r.timings.n_prompt_reused = (int32_t)reused;
+        for (int32_t i = 0; i < q->n_images; i++) q->r.timings.n_image_tokens += q->spans[i].tokens;
         q->t_admitted = now_ms();
         q->state = TANDEM_REQUEST_RUNNING;
         s->req = q;
@@ -416,16 +537,19 @@ static engine_slot *next_prompt_slot(tandem_engine *e) {
 
 typedef enum want_logits { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL } want_logits;
 
-/* Appends tokens ids[0..n_ids) of slot s at rows (and positions) from its n_past, with the last one's logits or
- * every one's. */
+/* Appends tokens ids[0..n_ids) of slot s at rows from its n_past, with the last one's logits or every one's; at
+ * positions pos3 ((n_ids, 3): a prompt with images) or, for text, row + pos_delta (after an image). */
 static void batch_add(tandem_engine *e, engine_slot *s, int32_t *n, int32_t *n_logits, const int32_t *ids,
-                      int32_t n_ids, want_logits want) {
+                      int32_t n_ids, want_logits want, const int32_t *pos3) {
     for (int32_t i = 0; i < n_ids; i++) {
         const int32_t t = *n + i;
         e->ids[t] = ids[i];
         e->caches[t] = s->ctx.cache;
-        e->rows[t] = e->pos[t] = s->ctx.n_past + i;
+        e->rows[t] = s->ctx.n_past + i;
+        for (int32_t a = 0; a < e->n_pos; a++)
+            e->pos[t * e->n_pos + a] = pos3 ? pos3[i * 3 + a] : s->ctx.n_past + i + s->ctx.pos_delta;
         e->want_logits[t] = want == LOGITS_ALL || (want == LOGITS_LAST && i == n_ids - 1);
+        e->has_embd = e->has_embd || ids[i] < 0;
     }
     s->batch_at = *n;
     s->batch_n = n_ids;
@@ -455,8 +579,19 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s) {
     tandem_ctx *ctx = &s->ctx;
     engine_request *q = s->req;
     tandem_gen_result *r = &q->r;
-    memcpy(ctx->tokens + ctx->n_past, e->ids + s->batch_at, (size_t)s->batch_n * sizeof *ctx->tokens);
-    ctx->n_past += s->batch_n;
+    if (q->vl && s->seq.phase == GEN_PROMPT) {
+        vl_prompt_advance(ctx, q->vl, (size_t)ctx->n_past, s->batch_n); /* the plan's rows are the cache's */
+        if ((size_t)ctx->n_past == q->n_prompt) { /* the prompt is in: its image rows are no longer needed */
+            vl_prompt_free(q->vl);
+            q->vl = NULL;
+        }
+    } else {
+        memcpy(ctx->tokens + ctx->n_past, e->ids + s->batch_at, (size_t)s->batch_n * sizeof *ctx->tokens);
+        if (ctx->first_image_row >= 0) /* after images: each row's continuation, for a cut (tandem_ctx_truncate) */
+            for (int32_t t = 0; t < s->batch_n; t++)
+                ctx->next_pos[ctx->n_past + t] = ctx->n_past + t + ctx->pos_delta + 1;
+        ctx->n_past += s->batch_n;
+    }
     if (s->seq.phase == GEN_PROMPT) {
         s->seq.n_prompt_done += (size_t)s->batch_n;
         if (s->seq.n_prompt_done < s->seq.n_prompt) return;
@@ -557,6 +692,78 @@ static void draft_passes(tandem_engine *e) {
     }
 }
 
+/* The cached block of an image (its digest and size), NULL when none; a hit counts as a use. */
+static const image_cache_entry *icache_find(tandem_engine *e, const char *hex, size_t floats) {
+    for (int32_t i = 0; i < e->n_icache; i++) {
+        image_cache_entry *c = &e->icache[i];
+        if (c->floats == floats && !strcmp(c->digest, hex)) {
+            c->last_used = ++e->icache_clock;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps image i's encoded block, dropping the least recently used ones to stay within image_cache_bytes; a block
+ * larger than the whole budget is not kept. Out of memory: not kept either (the cache is an optimisation). */
+static void icache_put(tandem_engine *e, const vl_prompt *vl, int32_t i) {
+    const size_t floats = vl_prompt_image_floats(vl, i);
+    const int64_t bytes = (int64_t)(floats * sizeof(float));
+    if (bytes > e->p.image_cache_bytes) return;
+    while (e->n_icache > 0 && e->icache_bytes + bytes > e->p.image_cache_bytes) {
+        int32_t lru = 0;
+        for (int32_t j = 1; j < e->n_icache; j++)
+            if (e->icache[j].last_used < e->icache[lru].last_used) lru = j;
+        e->icache_bytes -= (int64_t)(e->icache[lru].floats * sizeof(float));
+        free(e->icache[lru].block);
+        e->icache[lru] = e->icache[--e->n_icache];
+    }
+    if (e->n_icache == e->cap_icache) {
+        const int32_t cap = e->cap_icache ? 2 * e->cap_icache : 8;
+        image_cache_entry *c = realloc(e->icache, (size_t)cap * sizeof *c);
+        if (!c) return;
+        e->icache = c;
+        e->cap_icache = cap;
+    }
+    image_cache_entry *c = &e->icache[e->n_icache];
+    if (!(c->block = malloc(floats * sizeof(float)))) return;
+    const char *hex;
+    vl_prompt_image_span(vl, i, NULL, NULL, &hex);
+    snprintf(c->digest, sizeof c->digest, "%s", hex);
+    c->floats = floats;
+    c->last_used = ++e->icache_clock;
+    vl_prompt_image_store(vl, i, c->block);
+    e->icache_bytes += bytes;
+    e->n_icache++;
+}
+
+/* The images whose rows lie in prompt tokens from … from+n−1 and are not encoded yet: from the cache, else through
+ * the vision tower (on the model's pool, in this step: only when a prompt chunk reaches an image). */
+static tandem_status encode_images(tandem_engine *e, engine_request *q, size_t from, int32_t n) {
+    for (int32_t i = 0; i < q->n_images; i++) {
+        const slot_image *sp = &q->spans[i];
+        if (sp->at >= from + (size_t)n || sp->at + (size_t)sp->tokens <= from || vl_prompt_image_encoded(q->vl, i))
+            continue;
+        const double t0 = now_ms();
+        const image_cache_entry *c = e->p.image_cache_bytes > 0
+                                         ? icache_find(e, sp->digest, vl_prompt_image_floats(q->vl, i))
+                                         : NULL;
+        if (c) {
+            tandem_status st = vl_prompt_image_load(q->vl, i, c->block);
+            if (st) return st;
+            q->r.timings.n_image_tokens_cached += sp->tokens;
+            e->icache_hits++;
+        } else {
+            tandem_status st = vl_prompt_encode_image(q->vl, e->model->pool, i);
+            if (st) return st;
+            e->icache_misses++;
+            if (e->p.image_cache_bytes > 0) icache_put(e, q->vl, i);
+        }
+        q->r.timings.image_ms += now_ms() - t0;
+    }
+    return TANDEM_OK;
+}
+
 tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
     if (!e) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_engine_step: engine is NULL");
     admit(e);
@@ -585,26 +792,48 @@ tandem_status tandem_engine_step(tandem_engine *e, bool *idle) {
     for (int32_t i = 0; i < e->n_usable; i++) { /* decodes and verifications first: they fit n_batch (above) */
         engine_slot *s = &e->slots[i];
         if (!s->req || s->seq.phase != GEN_DECODE) continue;
-        if (!s->seq.spec) batch_add(e, s, &n, &n_logits, &s->pending, 1, LOGITS_LAST);
+        if (!s->seq.spec) batch_add(e, s, &n, &n_logits, &s->pending, 1, LOGITS_LAST, NULL);
         else if (s->phase == SPEC_VERIFY) {
-            batch_add(e, s, &n, &n_logits, s->spec_ids, s->spec_n, LOGITS_ALL);
+            batch_add(e, s, &n, &n_logits, s->spec_ids, s->spec_n, LOGITS_ALL, NULL);
             spec_round_pass_starts(s->seq.spec);
         }
     }
+    e->has_embd = false;
     for (engine_slot *s; n < e->p.n_batch && (s = next_prompt_slot(e));) {
         const size_t left = s->seq.n_prompt - s->seq.n_prompt_done;
         const int32_t room = e->p.n_batch - n;
         const int32_t take = left < (size_t)room ? (int32_t)left : room;
-        batch_add(e, s, &n, &n_logits, s->seq.prompt + s->seq.n_prompt_done, take,
-                  (size_t)take == left ? LOGITS_LAST : LOGITS_NONE);
+        const want_logits want = (size_t)take == left ? LOGITS_LAST : LOGITS_NONE;
+        engine_request *q = s->req;
+        if (!q->vl) {
+            batch_add(e, s, &n, &n_logits, s->seq.prompt + s->seq.n_prompt_done, take, want, NULL);
+            continue;
+        }
+        /* a prompt with images: the plan's ids (−1 at image rows) and positions, from the cache's row on */
+        const size_t from = (size_t)s->ctx.n_past;
+        tandem_status st = encode_images(e, q, from, take);
+        if (st) {
+            s->batch_n = 0;
+            slot_fail(e, s, st);
+            continue;
+        }
+        batch_add(e, s, &n, &n_logits, vl_prompt_ids(q->vl) + from, take, want, vl_prompt_positions(q->vl) + from * 3);
     }
     if (n > 0) {
+        for (int32_t i = 0; e->has_embd && i < e->n_usable; i++) { /* image rows go in once n is known */
+            engine_slot *s = &e->slots[i];
+            if (s->batch_n > 0 && s->req->vl && s->seq.phase == GEN_PROMPT)
+                vl_prompt_fill_rows(s->req->vl, (size_t)s->ctx.n_past, s->batch_n, s->batch_at, n, e->embd,
+                                    e->deepstack);
+        }
         const qwen3_batch b = {.n = n,
                                .ids = e->ids,
+                               .embd = e->has_embd ? e->embd : NULL,
                                .cache = e->caches,
                                .row = e->rows,
-                               .n_pos = 1,
+                               .n_pos = e->n_pos,
                                .pos = e->pos,
+                               .deepstack = e->has_embd && e->model->qwen.cfg.n_deepstack ? e->deepstack : NULL,
                                .logits = e->want_logits};
         qwen3_forward(&e->model->qwen, e->scratch, e->model->pool, &b, e->logits);
         for (int32_t i = 0; i < e->n_usable; i++) {
@@ -653,6 +882,10 @@ void tandem_engine_get_usage(const tandem_engine *e, tandem_engine_usage *out) {
         else out->rows_cached += s->ctx.n_past;
     }
     for (size_t i = 0; i < e->n_reqs; i++) out->n_queued += e->reqs[i]->state == TANDEM_REQUEST_QUEUED;
+    out->image_cache_bytes = e->icache_bytes;
+    out->image_cache_entries = e->n_icache;
+    out->image_cache_hits = e->icache_hits;
+    out->image_cache_misses = e->icache_misses;
 }
 
 tandem_request_state tandem_engine_request_state(const tandem_engine *e, int64_t id) {

@@ -63,7 +63,11 @@ tandem_status gen_sequence_init(gen_sequence *s, tandem_ctx *ctx, const int32_t 
         if (params->draft)
             return tandem_fail(TANDEM_ERR_UNSUPPORTED,
                                "tandem_generate: tandem_gen_params.draft: a draft model does not see the images");
+        const double t_images = now_ms();
         if ((st = vl_prompt_init(ctx, prompt, n_prompt, params->images, params->n_images, &s->vl))) return st;
+        r->timings.image_ms = now_ms() - t_images;
+        for (int32_t i = 0; i < params->n_images; i++)
+            r->timings.n_image_tokens += tandem_image_tokens(params->images[i]);
     }
     if ((st = tandem_sampler_init(&params->sampling, vocab, &s->sampler))) return st;
     if (params->draft || params->spec.lookup_ngram > 0 || params->n_prediction > 0) {

@@ -162,6 +162,30 @@ tandem_status vl_prompt_init(tandem_ctx *ctx, const int32_t *prompt, size_t n_pr
 tandem_status vl_prompt_eval(tandem_ctx *ctx, vl_prompt *p, size_t from, int32_t n, float *logits);
 /* (n_prompt, 3) each prompt token's (t, h, w) position. */
 const int32_t *vl_prompt_positions(const vl_prompt *p);
+
+/* An engine's use (engine.c): the plan of a whole prompt from position start, its images encoded one by one when
+ * a prompt chunk reaches them (or loaded from the engine's cache of encoded images), its rows put into the engine's
+ * batch, and ctx advanced past each chunk. n_batch 0: no buffers of its own for vl_prompt_eval. images borrowed. */
+tandem_status vl_prompt_plan(tandem_model *m, const int32_t *prompt, size_t n_prompt,
+                             const struct tandem_image *const *images, int32_t n_images, int32_t start, int32_t n_batch,
+                             vl_prompt **out);
+const int32_t *vl_prompt_ids(const vl_prompt *p); /* (n_prompt) the prompt, −1 at image tokens */
+int32_t vl_prompt_next_pos(const vl_prompt *p);   /* the position after the prompt */
+int32_t vl_prompt_n_images(const vl_prompt *p);
+/* image i: its first token in the prompt, its tokens, its digest (SHA-256 of its pixels, hex): any may be NULL */
+void vl_prompt_image_span(const vl_prompt *p, int32_t i, size_t *at, int32_t *tokens, const char **hex);
+bool vl_prompt_image_encoded(const vl_prompt *p, int32_t i);
+size_t vl_prompt_image_floats(const vl_prompt *p, int32_t i); /* its rows and DeepStack rows: the cache's block */
+void vl_prompt_image_store(const vl_prompt *p, int32_t i, float *block);          /* an encoded image's block out */
+tandem_status vl_prompt_image_load(vl_prompt *p, int32_t i, const float *block);  /* a cached block in: encoded */
+tandem_status vl_prompt_encode_image(vl_prompt *p, thread_pool *pool, int32_t i); /* the tower on image i alone */
+/* prompt tokens from … from+n−1 at rows batch_at… of a batch of batch_n tokens: image tokens' rows into embd
+ * (batch_n, dim) and deepstack (n_deepstack, batch_n, dim); text tokens' rows are left alone */
+void vl_prompt_fill_rows(const vl_prompt *p, size_t from, int32_t n, int32_t batch_at, int32_t batch_n, float *embd,
+                         float *deepstack);
+/* after prompt tokens from … from+n−1 went into ctx's cache at its n_past: ctx's ids (<|image_pad|> at image rows),
+ * n_past, the rows' continuation positions and pos_delta, as vl_prompt_eval leaves them */
+void vl_prompt_advance(tandem_ctx *ctx, const vl_prompt *p, size_t from, int32_t n);
 void vl_prompt_free(vl_prompt *p); /* accepts NULL */
 
 /* ---- quality.c: tandem_perplexity / tandem_kld on token ids (the public calls tokenize first) ---- */

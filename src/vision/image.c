@@ -723,7 +723,13 @@ tandem_status vision_patchify(const vision_rgb *img, const vision_preprocess_con
 
 tandem_status vision_preprocess(const char *name, const vision_rgb *img, const vision_preprocess_config *c,
                                 vision_pixels *out) {
+    return vision_preprocess_keep(name, img, c, out, NULL);
+}
+
+tandem_status vision_preprocess_keep(const char *name, const vision_rgb *img, const vision_preprocess_config *c,
+                                     vision_pixels *out, vision_rgb *resized_out) {
     memset(out, 0, sizeof *out);
+    if (resized_out) memset(resized_out, 0, sizeof *resized_out);
     tandem_status st = check_config(c);
     if (st != TANDEM_OK) return st;
     int32_t rh, rw;
@@ -737,6 +743,7 @@ tandem_status vision_preprocess(const char *name, const vision_rgb *img, const v
     st = vision_resize_bicubic(img, rw, rh, &resized);
     if (st != TANDEM_OK) return st;
     st = vision_patchify(&resized, c, out);
-    vision_rgb_free(&resized);
+    if (st == TANDEM_OK && resized_out) *resized_out = resized;
+    else vision_rgb_free(&resized);
     return st;
 }

@@ -73,6 +73,10 @@ typedef struct {
 /* smart_resize, bicubic resize, rescale, normalise and patchify, as Qwen2VLImageProcessor does. */
 tandem_status vision_preprocess(const char *name, const vision_rgb *img, const vision_preprocess_config *cfg,
                                 vision_pixels *out);
+/* vision_preprocess that also hands over the resized image (resized_out: free with vision_rgb_free; zeroed on
+ * failure): pixel_values are a function of it and the config, and it is 8x smaller (a digest's input). */
+tandem_status vision_preprocess_keep(const char *name, const vision_rgb *img, const vision_preprocess_config *cfg,
+                                     vision_pixels *out, vision_rgb *resized_out);
 /* The same from an already resized image (its sides multiples of patch_size * merge_size). */
 tandem_status vision_patchify(const vision_rgb *resized, const vision_preprocess_config *cfg, vision_pixels *out);
 void vision_pixels_free(vision_pixels *px);

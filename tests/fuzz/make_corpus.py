@@ -520,6 +520,30 @@ def train_jsonl_seeds():
         out("train_jsonl", name, bytes([5 + 9 * i]) + text.encode("utf-8"))
 
 
+def data_uri_seeds():
+    """serve's image_url data: URIs: valid ones (a PNG's start, padding of 0-2, parameters), and the refusals."""
+    import base64
+    png = read(os.path.join(GOLDEN, "vision_chat", "checker_64x96.png"))
+    seeds = {
+        "png_small": b"data:image/png;base64," + base64.b64encode(png[:300]),
+        "jpeg": b"data:image/jpeg;base64,/9j/4AAQSkZJRg==",
+        "no_type": b"data:;base64,AAEC",
+        "params": b"data:image/webp;name=x.webp;base64,UklGRg==",
+        "pad1": b"data:image/png;base64,QUI=",
+        "noncanon": b"data:image/png;base64,QR==",
+        "not_b64": b"data:image/png,abcd",
+        "text_type": b"data:text/plain;base64,aGVsbG8=",
+        "empty": b"data:image/png;base64,",
+        "inner_pad": b"data:image/png;base64,QQ==QUJD",
+        "bad_digit": b"data:image/png;base64,QU-D",
+        "https": b"https://example.com/a.png",
+        "bare_b64": b"aGVsbG8gd29ybGQ=",
+        "big": b"data:image/png;base64," + base64.b64encode(b"x" * 2000),
+    }
+    for name, data in seeds.items():
+        out("data_uri", name, data)
+
+
 def main():
     import tempfile
     from safetensors.numpy import save as st_save
@@ -696,6 +720,7 @@ def main():
         hub_info_seeds()
         serve_request_seeds()
         train_jsonl_seeds()
+        data_uri_seeds()
     finally:
         shutil.rmtree(tmp)
 

@@ -107,6 +107,9 @@ int main(void) {
     FIELD(tandem_timings, prompt_ms);
     FIELD(tandem_timings, n_prompt);
     FIELD(tandem_timings, n_prompt_reused);
+    FIELD(tandem_timings, n_image_tokens);
+    FIELD(tandem_timings, n_image_tokens_cached);
+    FIELD(tandem_timings, image_ms);
     END();
     BEGIN(tandem_gen_result);
     FIELD(tandem_gen_result, ids);
@@ -150,6 +153,7 @@ int main(void) {
     FIELD(tandem_engine_params, kv_budget_bytes);
     FIELD(tandem_engine_params, exact);
     FIELD(tandem_engine_params, draft_model);
+    FIELD(tandem_engine_params, image_cache_bytes);
     END();
     printf("}\n");
     return 0;

@@ -210,7 +210,7 @@ def test_sdk_bodies_refused_with_the_field(parse):
                                           {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
     r = parse(sdk_body(messages=image))
     assert (r["status"], r["param"]) == (400, "messages[0].content[1]")
-    assert r["message"] == "messages[0].content[1]: images need a Qwen3-VL model"
+    assert r["message"].startswith("messages[0].content[1]: images need a Qwen3-VL model; model ")
     r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], top_logprobs=3))
     assert (r["status"], r["param"]) == (400, "top_logprobs") and "needs logprobs" in r["message"]
     r = parse(sdk_body(messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=3))

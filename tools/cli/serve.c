@@ -28,6 +28,12 @@ static const char SERVE_HELP[] =
     "      --exact              f32 activations and KV cache: the reference path, slower (as run --exact)\n"
     "      --no-think           enable_thinking=false unless a request asks for thinking\n"
     "      --chat-template-file FILE  this Jinja template instead of the model's\n"
+    "      --mmproj FILE        a qwen3vl GGUF's vision tower (images in chat messages: image_url data: URIs)\n"
+    "      --allow-local-files  image_url may also be a file:// URL or an absolute path on this machine\n"
+    "      --image-min-tokens N, --image-max-tokens N  each image's token budget (as tandem run)\n"
+    "      --max-images N       most images per request (default 16)\n"
+    "      --image-cache SIZE   most bytes of encoded images kept for requests that resend them (default 256M;\n"
+    "                           0 = none)\n"
     "      --max-body SIZE      largest request body (default 32M; larger: 413)\n"
     "      --max-tokens N       most tokens one request may generate (default 8192; also the default)\n"
     "  -t, --threads N          threads (default: all cores)\n"
@@ -81,7 +87,10 @@ int cmd_serve(int argc, char **argv) {
     int parallel = 4, n_ctx = 0, threads = 0;
     long long kv_budget = 0;
     tandem_type kv_type = TANDEM_TYPE_F16;
-    bool no_think = false, exact = false;
+    bool no_think = false, exact = false, allow_local_files = false;
+    const char *mmproj_path = NULL;
+    tandem_image_params image = tandem_image_default_params();
+    long long image_cache = -1;
     tandem_spec_params spec = tandem_spec_default_params();
     for (a.i = 1; a.i < argc; a.i++) {
         const char *f = argv[a.i];
@@ -105,7 +114,17 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(f, "--no-think")) no_think = true;
         else if (!strcmp(f, "--exact")) exact = true;
         else if (!strcmp(f, "--chat-template-file")) template_path = take_value(&a, f);
-        else if (!strcmp(f, "--max-body")) limits.max_body_bytes = (size_t)parse_size(&a, f, take_value(&a, f));
+        else if (!strcmp(f, "--mmproj")) mmproj_path = take_value(&a, f);
+        else if (!strcmp(f, "--allow-local-files")) allow_local_files = true;
+        else if (!strcmp(f, "--image-min-tokens"))
+            image.min_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
+        else if (!strcmp(f, "--image-max-tokens"))
+            image.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, 1 << 20);
+        else if (!strcmp(f, "--max-images")) limits.max_images = (int32_t)parse_int(&a, f, take_value(&a, f), 0, 4096);
+        else if (!strcmp(f, "--image-cache")) {
+            const char *v = take_value(&a, f);
+            image_cache = strcmp(v, "0") ? parse_size(&a, f, v) : 0;
+        } else if (!strcmp(f, "--max-body")) limits.max_body_bytes = (size_t)parse_size(&a, f, take_value(&a, f));
         else if (!strcmp(f, "--max-tokens"))
             limits.max_tokens = (int32_t)parse_int(&a, f, take_value(&a, f), 1, INT_MAX);
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) threads = parse_threads(&a, f);
@@ -126,9 +145,11 @@ int cmd_serve(int argc, char **argv) {
 
     tandem_model_params mp = tandem_model_default_params();
     mp.n_threads = threads;
+    mp.mmproj_path = mmproj_path;
     tandem_model *model;
     tandem_status st = tandem_model_load(model_path, &mp, &model);
     if (st) die_status("serve", st);
+    mp.mmproj_path = NULL; /* the draft is a text model */
     const tandem_tokenizer *tok = tandem_model_tokenizer(model);
     tandem_model *draft = NULL;
     if (draft_path) {
@@ -169,6 +190,7 @@ int cmd_serve(int argc, char **argv) {
     ep.kv_budget_bytes = kv_budget;
     ep.draft_model = draft;
     ep.exact = exact;
+    if (image_cache >= 0) ep.image_cache_bytes = image_cache;
     tandem_engine *engine;
     if ((st = tandem_engine_create(model, &ep, &engine))) die_status("serve", st);
 
@@ -181,7 +203,10 @@ int cmd_serve(int argc, char **argv) {
                       .n_ctx = n_ctx,
                       .no_think = no_think,
                       .has_draft = draft != NULL,
-                      .spec = spec};
+                      .spec = spec,
+                      .has_vision = tandem_model_has_vision(model),
+                      .allow_local_files = allow_local_files,
+                      .image = image};
     if (!serve_server_ready(srv, &sm, &limits, engine, parallel)) {
         fprintf(stderr, "tandem serve: error: cannot start the engine thread\n");
         return EXIT_FAILED;
