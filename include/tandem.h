@@ -330,6 +330,12 @@ typedef struct tandem_gen_params {
     bool logprobs;
     int32_t top_logprobs;
     tandem_token_callback on_token; /* may be NULL: each generated id (and its record, with logprobs) */
+    /* a minimum length (transformers' and OpenVINO GenAI's min_new_tokens): for the first min_new_tokens generated
+     * ids the end ids are banned (their logits set to -inf before the sampler, as transformers'
+     * MinNewTokensLengthLogitsProcessor does), and a stop string completed by one of those ids does not end
+     * generation (it stays text; one completed by a later id does). max_tokens still ends it. 0 = none; negative,
+     * or above 0 with a grammar (whose end is an end id), is TANDEM_ERR_INVALID_ARG */
+    int32_t min_new_tokens;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 

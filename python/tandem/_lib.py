@@ -53,7 +53,16 @@ class GenParams(ctypes.Structure):
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
                 ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p), ("prediction", POINTER(c_int32)),
                 ("n_prediction", c_int32), ("images", c_void_p), ("n_images", c_int32),
-                ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", c_void_p)]
+                ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", c_void_p),
+                ("min_new_tokens", c_int32)]
+
+
+MAX_TOP_LOGPROBS = 20  # TANDEM_MAX_TOP_LOGPROBS
+
+
+class TokenLogprob(ctypes.Structure):
+    _fields_ = [("id", c_int32), ("logprob", c_float), ("n_top", c_int32),
+                ("top_ids", c_int32 * MAX_TOP_LOGPROBS), ("top_logprobs", c_float * MAX_TOP_LOGPROBS)]
 
 
 class Timings(ctypes.Structure):
@@ -64,7 +73,7 @@ class Timings(ctypes.Structure):
 class GenResult(ctypes.Structure):
     _fields_ = [("ids", POINTER(c_int32)), ("n_ids", c_size_t), ("text", ctypes.POINTER(ctypes.c_char)),
                 ("text_len", c_size_t), ("finish", c_int), ("timings", Timings), ("speculative", c_bool),
-                ("spec_stats", SpecStats), ("logprobs", c_void_p)]
+                ("spec_stats", SpecStats), ("logprobs", POINTER(TokenLogprob))]
 
 
 class ModelParams(ctypes.Structure):

@@ -295,6 +295,9 @@ class _ModelPipeline:
         s.presence_penalty, s.frequency_penalty = config.presence_penalty, config.frequency_penalty
         s.seed = config.rng_seed
         gp.ignore_eos = config.ignore_eos
+        gp.min_new_tokens = config.min_new_tokens
+        gp.logprobs = True  # scores: a pass over the vocabulary per token, small beside the model's
+        gp.top_logprobs = config.logprobs
         gp.spec = lib.tandem_spec_default_params()
         if self._draft_ctx:
             gp.draft = self._draft_ctx
@@ -371,6 +374,10 @@ class _ModelPipeline:
             finish = _lib.FINISH_NAMES.get(res.finish, "none")
             timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
             spec = _lib.SpecStats.from_buffer_copy(res.spec_stats) if res.speculative else None
+            records = res.logprobs[:res.n_ids] if res.logprobs else []
+            token_logprobs = [float(lp.logprob) for lp in records]
+            top = [[(lp.top_ids[j], float(lp.top_logprobs[j])) for j in range(lp.n_top)] for lp in records] \
+                if config.logprobs > 0 else []
         finally:
             lib.tandem_gen_result_free(ctypes.byref(res))
         if finish == "stop" and config.include_stop_str_in_output:
@@ -387,7 +394,8 @@ class _ModelPipeline:
         if n_reused is not None:  # tandem_generate read only the part after what the context held
             pm._n_reused = n_reused
         sd = SDPerModelsPerfMetrics(spec, timings.n_generated, timings) if spec is not None else None
-        return DecodedResults([text], [math.nan], pm, [finish], [out_ids], sd)
+        return DecodedResults([text], [math.fsum(token_logprobs)], pm, [finish], [out_ids], sd, [token_logprobs],
+                              [top])
 
 
 class LLMPipeline(_ModelPipeline):
@@ -486,7 +494,7 @@ class LLMPipeline(_ModelPipeline):
             result = None
             for rid, (ids, gp, stops, _) in zip(req, prepared):
                 if rid is None:
-                    r = DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
+                    r = DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
                                        ["length"], [[]])
                 else:
                     res = _lib.GenResult()
@@ -503,7 +511,7 @@ class LLMPipeline(_ModelPipeline):
         t0 = time.perf_counter()
         ids, gp, stops, stop_arr = self._prepare(prompt, config)
         if gp.max_tokens == 0:
-            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+            return DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
                                   [[]])
         sink = _TextSink(streamer)
         gp.on_text = sink.callback

@@ -1,7 +1,6 @@
 # VLMPipeline: OpenVINO GenAI's image-and-text pipeline over tandem_image_* and tandem_vl_prompt (Qwen3-VL), and
 # the images it takes (paths, bytes, numpy arrays / ov.Tensors, PIL images) turned into tandem_image handles.
 import ctypes
-import math
 import os
 import struct
 import time
@@ -224,7 +223,7 @@ class VLMPipeline(_ModelPipeline):
             raise ValueError("VLMPipeline.generate: the prompt is empty")
         gp, stops, _stop_arr = self._params_for(ids, config)  # gp points into _stop_arr: keep it
         if gp.max_tokens == 0:
-            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+            return DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
                                   [[]])
         # the longest common prefix with what the context holds stays (at least the last prompt token is evaluated
         # again, for its logits); an image is kept whole or evaluated again whole, and the images after the kept

@@ -172,8 +172,8 @@ def test_missing_draft_model_raises(tandem, model_path, tmp_path):
 @pytest.mark.parametrize("kwargs, exc, needle", [
     ({"num_beams": 2}, NotImplementedError, "beam search"),
     ({"num_return_sequences": 2}, NotImplementedError, "num_return_sequences"),
-    ({"min_new_tokens": 3}, NotImplementedError, "min_new_tokens"),
-    ({"logprobs": 2}, NotImplementedError, "logprobs"),
+    ({"min_new_tokens": -1}, ValueError, "min_new_tokens"),
+    ({"logprobs": 21}, ValueError, "logprobs"),
     ({"num_beam_groups": 2}, NotImplementedError, "beam search"),
     ({"diversity_penalty": 0.5}, NotImplementedError, "beam search"),
     ({"length_penalty": 0.5}, NotImplementedError, "beam search"),
