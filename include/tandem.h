@@ -107,6 +107,10 @@ const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const ch
 /* Those special tokens that are set, as a JSON object {"eos_token": "<|im_end|>", "pad_token": …} (Qwen3: no
  * bos_token): what tandem_chat_render_params.special_tokens_json takes. Borrowed; "{}" when none is set. */
 const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok);
+/* Whether id is a special token: an added token marked "special": true in tokenizer.json (Qwen3: <|im_start|>,
+ * <|endoftext|>, ...; not <think>), or of type CONTROL in a GGUF. What Hugging Face's decode(skip_special_tokens=True)
+ * leaves out. False for any other id, and for an id out of range. */
+bool tandem_tokenizer_is_special(const tandem_tokenizer *tok, int32_t id);
 
 /* Streaming decoder: turns ids one at a time into text that never ends inside a UTF-8 character. */
 typedef struct tandem_detokenizer tandem_detokenizer;
