@@ -404,6 +404,16 @@ tandem_status tandem_image_load(const tandem_model *model, const char *path, con
 /* The same from bytes in memory; name labels messages. */
 tandem_status tandem_image_from_bytes(const tandem_model *model, const char *name, const void *data, size_t size,
                                       const tandem_image_params *params, tandem_image **out);
+/* An image already preprocessed as transformers' Qwen2VLImageProcessor / Qwen3VLProcessor gives it (an
+ * AutoProcessor's pixel_values rows of this image and its image_grid_thw row): n_patches rows of patch_dim floats
+ * (channel, temporal, patch row, patch column), in the processor's order, with n_patches = grid_t x grid_h x
+ * grid_w; copied. patch_dim must be the vision tower's in_channels x temporal_patch_size x patch_size²; grid_t
+ * must be 1 (an image, not a video), grid_h and grid_w multiples of the merge size; values must be finite.
+ * Otherwise TANDEM_ERR_INVALID_ARG saying which; TANDEM_ERR_UNSUPPORTED for a model without a vision tower.
+ * tandem_image_size reports grid x patch size for both sizes. */
+tandem_status tandem_image_from_patches(const tandem_model *model, const float *pixel_values, int64_t n_patches,
+                                        int64_t patch_dim, int32_t grid_t, int32_t grid_h, int32_t grid_w,
+                                        tandem_image **out);
 void tandem_image_free(tandem_image *img);            /* accepts NULL */
 int32_t tandem_image_tokens(const tandem_image *img); /* the tokens it takes in a prompt */
 /* Size as decoded, and as preprocessed (multiples of 32). */
