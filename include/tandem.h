@@ -107,6 +107,10 @@ const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const ch
 /* Those special tokens that are set, as a JSON object {"eos_token": "<|im_end|>", "pad_token": …} (Qwen3: no
  * bos_token): what tandem_chat_render_params.special_tokens_json takes. Borrowed; "{}" when none is set. */
 const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok);
+/* Whether id is a special token: an added token marked "special": true in tokenizer.json (Qwen3: <|im_start|>,
+ * <|endoftext|>, ...; not <think>), or of type CONTROL in a GGUF. What Hugging Face's decode(skip_special_tokens=True)
+ * leaves out. False for any other id, and for an id out of range. */
+bool tandem_tokenizer_is_special(const tandem_tokenizer *tok, int32_t id);
 
 /* Streaming decoder: turns ids one at a time into text that never ends inside a UTF-8 character. */
 typedef struct tandem_detokenizer tandem_detokenizer;
@@ -330,6 +334,12 @@ typedef struct tandem_gen_params {
     bool logprobs;
     int32_t top_logprobs;
     tandem_token_callback on_token; /* may be NULL: each generated id (and its record, with logprobs) */
+    /* a minimum length (transformers' and OpenVINO GenAI's min_new_tokens): for the first min_new_tokens generated
+     * ids the end ids are banned (their logits set to -inf before the sampler, as transformers'
+     * MinNewTokensLengthLogitsProcessor does), and a stop string completed by one of those ids does not end
+     * generation (it stays text; one completed by a later id does). max_tokens still ends it. 0 = none; negative,
+     * or above 0 with a grammar (whose end is an end id), is TANDEM_ERR_INVALID_ARG */
+    int32_t min_new_tokens;
 } tandem_gen_params;
 tandem_gen_params tandem_gen_default_params(const tandem_model *model);
 
@@ -400,6 +410,16 @@ tandem_status tandem_image_load(const tandem_model *model, const char *path, con
 /* The same from bytes in memory; name labels messages. */
 tandem_status tandem_image_from_bytes(const tandem_model *model, const char *name, const void *data, size_t size,
                                       const tandem_image_params *params, tandem_image **out);
+/* An image already preprocessed as transformers' Qwen2VLImageProcessor / Qwen3VLProcessor gives it (an
+ * AutoProcessor's pixel_values rows of this image and its image_grid_thw row): n_patches rows of patch_dim floats
+ * (channel, temporal, patch row, patch column), in the processor's order, with n_patches = grid_t x grid_h x
+ * grid_w; copied. patch_dim must be the vision tower's in_channels x temporal_patch_size x patch_size²; grid_t
+ * must be 1 (an image, not a video), grid_h and grid_w multiples of the merge size; values must be finite.
+ * Otherwise TANDEM_ERR_INVALID_ARG saying which; TANDEM_ERR_UNSUPPORTED for a model without a vision tower.
+ * tandem_image_size reports grid x patch size for both sizes. */
+tandem_status tandem_image_from_patches(const tandem_model *model, const float *pixel_values, int64_t n_patches,
+                                        int64_t patch_dim, int32_t grid_t, int32_t grid_h, int32_t grid_w,
+                                        tandem_image **out);
 void tandem_image_free(tandem_image *img);            /* accepts NULL */
 int32_t tandem_image_tokens(const tandem_image *img); /* the tokens it takes in a prompt */
 /* Size as decoded, and as preprocessed (multiples of 32). */

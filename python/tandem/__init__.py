@@ -10,6 +10,7 @@ from .continuous_batching import (ContinuousBatchingPipeline, EncodedGenerationR
 from .hub import hub_resolve, pull
 from .pipeline import ChatHistory, LLMPipeline, TokenizedInputs, Tokenizer, draft_model
 from .vlm import VLMPipeline
+from . import hf  # tandem.hf.ModelForCausalLM / ModelForVisualCausalLM (optimum-intel's shape)
 
 __version__ = _clib.tandem_version().decode()
 

@@ -48,12 +48,24 @@ class SpecStats(ctypes.Structure):
 TextCallback = ctypes.CFUNCTYPE(c_bool, ctypes.POINTER(ctypes.c_char), c_size_t, c_void_p)
 
 
+MAX_TOP_LOGPROBS = 20  # TANDEM_MAX_TOP_LOGPROBS
+
+
+class TokenLogprob(ctypes.Structure):
+    _fields_ = [("id", c_int32), ("logprob", c_float), ("n_top", c_int32),
+                ("top_ids", c_int32 * MAX_TOP_LOGPROBS), ("top_logprobs", c_float * MAX_TOP_LOGPROBS)]
+
+
+TokenCallback = ctypes.CFUNCTYPE(None, POINTER(TokenLogprob), c_void_p)
+
+
 class GenParams(ctypes.Structure):
     _fields_ = [("max_tokens", c_int32), ("sampling", SamplerParams), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_int32), ("ignore_eos", c_bool), ("on_text", TextCallback), ("user", c_void_p),
                 ("draft", c_void_p), ("spec", SpecParams), ("grammar", c_void_p), ("prediction", POINTER(c_int32)),
                 ("n_prediction", c_int32), ("images", c_void_p), ("n_images", c_int32),
-                ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", c_void_p)]
+                ("logprobs", c_bool), ("top_logprobs", c_int32), ("on_token", TokenCallback),
+                ("min_new_tokens", c_int32)]
 
 
 class Timings(ctypes.Structure):
@@ -65,7 +77,7 @@ class Timings(ctypes.Structure):
 class GenResult(ctypes.Structure):
     _fields_ = [("ids", POINTER(c_int32)), ("n_ids", c_size_t), ("text", ctypes.POINTER(ctypes.c_char)),
                 ("text_len", c_size_t), ("finish", c_int), ("timings", Timings), ("speculative", c_bool),
-                ("spec_stats", SpecStats), ("logprobs", c_void_p)]
+                ("spec_stats", SpecStats), ("logprobs", POINTER(TokenLogprob))]
 
 
 class ModelParams(ctypes.Structure):
@@ -141,6 +153,9 @@ _sig("tandem_tokenizer_chat_template_named", c_char_p, c_void_p, c_char_p)
 _sig("tandem_tokenizer_special_token", c_char_p, c_void_p, c_char_p)
 _sig("tandem_tokenizer_special_tokens_json", c_char_p, c_void_p)
 _sig("tandem_tokenizer_vocab_size", c_int32, c_void_p)
+_sig("tandem_tokenizer_is_special", c_bool, c_void_p, c_int32)
+_sig("tandem_tokenizer_load", c_int, c_char_p, POINTER(c_void_p))
+_sig("tandem_tokenizer_free", None, c_void_p)
 _sig("tandem_model_default_params", ModelParams)
 _sig("tandem_model_load", c_int, c_char_p, POINTER(ModelParams), POINTER(c_void_p))
 _sig("tandem_model_free", None, c_void_p)
@@ -161,6 +176,8 @@ _sig("tandem_model_image_token", c_int32, c_void_p)
 _sig("tandem_image_default_params", ImageParams)
 _sig("tandem_image_load", c_int, c_void_p, c_char_p, POINTER(ImageParams), POINTER(c_void_p))
 _sig("tandem_image_from_bytes", c_int, c_void_p, c_char_p, c_char_p, c_size_t, POINTER(ImageParams),
+     POINTER(c_void_p))
+_sig("tandem_image_from_patches", c_int, c_void_p, POINTER(c_float), c_int64, c_int64, c_int32, c_int32, c_int32,
      POINTER(c_void_p))
 _sig("tandem_image_free", None, c_void_p)
 _sig("tandem_image_tokens", c_int32, c_void_p)

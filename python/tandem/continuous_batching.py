@@ -100,8 +100,9 @@ _FINISH_REASON = {"eos": GenerationFinishReason.STOP, "stop": GenerationFinishRe
 
 
 class GenerationOutput:
-    """New (read) or all (read_all) generated ids of one sequence; tandem computes no log probabilities (score NaN,
-    generated_log_probs empty). finish_reason is NONE until the request has ended."""
+    """New (read) or all (read_all) generated ids of one sequence; these carry no log-probabilities (score NaN,
+    generated_log_probs empty: the finished GenerationResult's m_scores has them). finish_reason is NONE until the
+    request has ended."""
 
     def __init__(self, generated_ids, finish_reason=GenerationFinishReason.NONE):
         self.generated_ids = generated_ids
@@ -292,7 +293,7 @@ class ContinuousBatchingPipeline(_ModelPipeline):
         with self._lock:
             h = GenerationHandle(self, request_id, None, prepared, sink, config, tokens is not None, t0)
             if gp.max_tokens == 0:
-                h._result = DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
+                h._result = DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
                                            ["length"], [[]])
                 return h
             arr = (ctypes.c_int32 * len(ids))(*ids)

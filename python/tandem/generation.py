@@ -94,8 +94,6 @@ _NOT_YET = {  # field: (neutral value, what is missing)
     "num_return_sequences": (1, "tandem returns one sequence per prompt"),
     "no_repeat_ngram_size": (0, "tandem's sampler has no n-gram ban"),
     "echo": (False, "tandem does not return the prompt in the output"),
-    "logprobs": (0, "tandem does not return log probabilities yet"),
-    "min_new_tokens": (0, "tandem_generate has no minimum length"),
     "adapters": (None, "tandem has no LoRA adapters"),
 }
 
@@ -176,6 +174,10 @@ class GenerationConfig:
         for name in ("presence_penalty", "frequency_penalty"):
             v = getattr(self, name)
             need(math.isfinite(v) and -100 <= v <= 100, f"{name} must be in [-100, 100], got {v!r}")
+        need(isinstance(self.min_new_tokens, int) and self.min_new_tokens >= 0,
+             f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens!r}")
+        need(isinstance(self.logprobs, int) and 0 <= self.logprobs <= 20,
+             f"logprobs (the number of top log-probabilities per token) must be in [0, 20], got {self.logprobs!r}")
         need(isinstance(self.rng_seed, int) and self.rng_seed >= 0, f"rng_seed must be an integer >= 0")
         need(0 <= self.num_assistant_tokens <= 64, "num_assistant_tokens must be in [0, 64]")
         need(0 <= self.assistant_confidence_threshold <= 1, "assistant_confidence_threshold must be in [0, 1]")
@@ -187,6 +189,8 @@ class GenerationConfig:
                 raise TypeError("GenerationConfig.structured_output_config must be a StructuredOutputConfig")
             self.structured_output_config.validate()
             need(not self.ignore_eos, "structured_output_config needs ignore_eos False (the grammar's end is the end)")
+            need(self.min_new_tokens == 0, "structured_output_config needs min_new_tokens 0 (the grammar's end is the "
+                 "end)")
 
 
 class MeanStdPair:
@@ -335,15 +339,22 @@ def _add_optional(a, b):
 class DecodedResults:
     """texts, scores, perf_metrics and extended_perf_metrics (SDPerModelsPerfMetrics when the generation speculated,
     else None) as in OpenVINO GenAI, plus finish_reasons (tandem's names: "eos", "stop", "length", "context_full",
-    "aborted") and token_ids. scores are NaN: tandem does not compute sequence log probabilities yet."""
+    "aborted") and token_ids. scores: per sequence the sum of its generated ids' log-probabilities (an end id that
+    ended it included) under the model's raw distribution (log_softmax of the logits, before penalties, temperature
+    and top-k/p: tandem_token_logprob), for greedy decoding too (OpenVINO GenAI gives 0 there). Also tandem's
+    token_logprobs (per sequence, each generated id's log-probability) and, with GenerationConfig.logprobs = N > 0,
+    top_logprobs (per sequence, per generated id, the N most likely [(id, log-probability)], most likely first)."""
 
-    def __init__(self, texts, scores, perf_metrics, finish_reasons, token_ids=None, extended_perf_metrics=None):
+    def __init__(self, texts, scores, perf_metrics, finish_reasons, token_ids=None, extended_perf_metrics=None,
+                 token_logprobs=None, top_logprobs=None):
         self.texts = texts
         self.scores = scores
         self.perf_metrics = perf_metrics
         self.extended_perf_metrics = extended_perf_metrics
         self.finish_reasons = finish_reasons
         self.token_ids = token_ids or []
+        self.token_logprobs = token_logprobs if token_logprobs is not None else [[] for _ in texts]
+        self.top_logprobs = top_logprobs if top_logprobs is not None else [[] for _ in texts]
         self._cancelled = False  # the streamer returned CANCEL (chat mode drops the turn)
 
     def __str__(self):
@@ -358,6 +369,8 @@ class DecodedResults:
         result.scores += r.scores
         result.finish_reasons += r.finish_reasons
         result.token_ids += r.token_ids
+        result.token_logprobs += r.token_logprobs
+        result.top_logprobs += r.top_logprobs
         result.perf_metrics = result.perf_metrics + r.perf_metrics
         result.extended_perf_metrics = _add_optional(result.extended_perf_metrics, r.extended_perf_metrics)
         return result
@@ -368,20 +381,23 @@ class DecodedResults:
 
 class EncodedResults:
     """What generate() returns for token-id input (TokenizedInputs, or a tensor/array of ids), as OpenVINO GenAI's
-    EncodedResults: tokens (the generated ids, one list per input row), scores (NaN, as in DecodedResults),
-    perf_metrics and extended_perf_metrics; plus finish_reasons."""
+    EncodedResults: tokens (the generated ids, one list per input row), scores (as in DecodedResults),
+    perf_metrics and extended_perf_metrics; plus finish_reasons, token_logprobs and top_logprobs (DecodedResults')."""
 
-    def __init__(self, tokens, scores, perf_metrics, finish_reasons, extended_perf_metrics=None):
+    def __init__(self, tokens, scores, perf_metrics, finish_reasons, extended_perf_metrics=None, token_logprobs=None,
+                 top_logprobs=None):
         self.tokens = tokens
         self.scores = scores
         self.perf_metrics = perf_metrics
         self.extended_perf_metrics = extended_perf_metrics
         self.finish_reasons = finish_reasons
+        self.token_logprobs = token_logprobs if token_logprobs is not None else [[] for _ in tokens]
+        self.top_logprobs = top_logprobs if top_logprobs is not None else [[] for _ in tokens]
 
     @classmethod
     def of(cls, decoded):
         return cls(decoded.token_ids, decoded.scores, decoded.perf_metrics, decoded.finish_reasons,
-                   decoded.extended_perf_metrics)
+                   decoded.extended_perf_metrics, decoded.token_logprobs, decoded.top_logprobs)
 
     def __repr__(self):
         return f"EncodedResults(tokens={self.tokens!r}, finish_reasons={self.finish_reasons!r})"

@@ -83,12 +83,31 @@ def _token_prompts(inputs):
 
 
 class Tokenizer:
-    """The model's tokenizer (borrowed from the pipeline's model, which it keeps alive)."""
+    """A tokenizer: Tokenizer(tokenizer_path) loads one as OpenVINO GenAI's does (a folder holding tokenizer.json,
+    the tokenizer.json file, or a GGUF); a pipeline's get_tokenizer() gives its model's (borrowed from the model,
+    which it keeps alive)."""
 
-    def __init__(self, owner, tok):
-        self._owner = owner
-        self._tok = tok
+    def __init__(self, tokenizer_path, properties=None, **kwargs):
+        self._owned = self._owner = None
+        props = dict(properties or {}, **kwargs)
+        if props:
+            raise ValueError(f"Tokenizer: unsupported properties {sorted(props)}")
+        handle = ctypes.c_void_p()
+        check(lib.tandem_tokenizer_load(os.fsencode(os.fspath(tokenizer_path)), ctypes.byref(handle)))
+        self._owned = self._tok = handle
         self._template_override = None  # set_chat_template's, used instead of the model's (all of them)
+
+    @classmethod
+    def _borrowed(cls, owner, tok):
+        """The tokenizer of owner's model (owner is kept alive with it)."""
+        self = cls.__new__(cls)
+        self._owned, self._owner, self._tok, self._template_override = None, owner, tok, None
+        return self
+
+    def __del__(self):
+        if getattr(self, "_owned", None):
+            lib.tandem_tokenizer_free(self._owned)
+            self._owned = None
 
     def _encode_one(self, text):
         data = text.encode("utf-8")
@@ -100,19 +119,40 @@ class Tokenizer:
         finally:
             lib.tandem_free(ids)
 
-    def encode(self, prompts, add_special_tokens=True):
-        """TokenizedInputs for a str or a list of str; added tokens such as <|im_start|> are matched in the text."""
+    def encode(self, prompts, add_special_tokens=True, pad_to_max_length=False, max_length=None,
+               padding_side=None):
+        """TokenizedInputs for a str or a list of str; added tokens such as <|im_start|> are matched in the text (as
+        Hugging Face's tokenizers do whatever add_special_tokens says). add_special_tokens: whether the tokenizer's
+        post-processor adds its tokens (a BOS); Qwen's add none, so both values give the same ids, as with
+        transformers. Padding (pad_to_max_length, max_length, padding_side) is not supported: each row keeps its
+        length."""
+        if not isinstance(add_special_tokens, bool):
+            raise TypeError("Tokenizer.encode: add_special_tokens must be a bool")
+        if pad_to_max_length or max_length is not None or padding_side not in (None, "right", "left"):
+            raise NotImplementedError("Tokenizer.encode: padding and truncation are not supported (rows keep their "
+                                      "lengths)")
         if isinstance(prompts, str):
             prompts = [prompts]
         return TokenizedInputs([self._encode_one(p) for p in prompts])
 
-    def decode(self, tokens, skip_special_tokens=False):
-        """Text of a list of ids (or a list per sequence, giving a list of str). skip_special_tokens=True (OpenVINO's
-        default) is not supported yet: tandem.h does not say which ids are special."""
-        if skip_special_tokens:
-            raise NotImplementedError("Tokenizer.decode: skip_special_tokens=True is not supported yet")
+    def is_special(self, token_id):
+        """Whether token_id is a special token (tokenizer.json "special": true, a GGUF CONTROL token): what
+        decode(skip_special_tokens=True) leaves out. A tandem extension."""
+        return bool(lib.tandem_tokenizer_is_special(self._tok, int(token_id)))
+
+    def decode(self, tokens, skip_special_tokens=True):
+        """Text of a list of ids (a 1-D array too), or of a list per sequence (a 2-D array), giving a list of str.
+        skip_special_tokens (OpenVINO GenAI's default True) leaves out the special tokens (<|im_end|>,
+        <|endoftext|>, ...; not <think>), as Hugging Face's decode does."""
+        if hasattr(tokens, "data") and not hasattr(tokens, "tolist") and not isinstance(tokens, (list, tuple)):
+            tokens = tokens.data  # ov.Tensor
+        if hasattr(tokens, "tolist"):
+            tokens = tokens.tolist()
         if tokens and isinstance(tokens[0], (list, tuple)):
-            return [self.decode(t) for t in tokens]
+            return [self.decode(t, skip_special_tokens) for t in tokens]
+        tokens = [int(t) for t in tokens]
+        if skip_special_tokens:
+            tokens = [t for t in tokens if not lib.tandem_tokenizer_is_special(self._tok, t)]
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
         text = ctypes.POINTER(ctypes.c_char)()
         n = ctypes.c_size_t()
@@ -214,7 +254,7 @@ class _ModelPipeline:
             self._draft = _load_model(dm.models_path, self._n_threads)
             check(lib.tandem_model_check_draft(self._model, self._draft))
         self._prompt_lookup = bool(props.get("prompt_lookup", False))
-        self._tokenizer = Tokenizer(self, lib.tandem_model_tokenizer(self._model))
+        self._tokenizer = Tokenizer._borrowed(self, lib.tandem_model_tokenizer(self._model))
         has_gen_config = os.path.isfile(os.path.join(os.fspath(models_path), "generation_config.json"))
         self._config = self._default_config(has_gen_config)
 
@@ -295,6 +335,9 @@ class _ModelPipeline:
         s.presence_penalty, s.frequency_penalty = config.presence_penalty, config.frequency_penalty
         s.seed = config.rng_seed
         gp.ignore_eos = config.ignore_eos
+        gp.min_new_tokens = config.min_new_tokens
+        gp.logprobs = True  # scores: a pass over the vocabulary per token, small beside the model's
+        gp.top_logprobs = config.logprobs
         gp.spec = lib.tandem_spec_default_params()
         if self._draft_ctx:
             gp.draft = self._draft_ctx
@@ -371,10 +414,14 @@ class _ModelPipeline:
             finish = _lib.FINISH_NAMES.get(res.finish, "none")
             timings = _lib.Timings.from_buffer_copy(res.timings)  # the result's memory is freed below
             spec = _lib.SpecStats.from_buffer_copy(res.spec_stats) if res.speculative else None
+            records = res.logprobs[:res.n_ids] if res.logprobs else []
+            token_logprobs = [float(lp.logprob) for lp in records]
+            top = [[(lp.top_ids[j], float(lp.top_logprobs[j])) for j in range(lp.n_top)] for lp in records] \
+                if config.logprobs > 0 else []
         finally:
             lib.tandem_gen_result_free(ctypes.byref(res))
         if finish == "stop" and config.include_stop_str_in_output:
-            full = self._tokenizer.decode(out_ids)
+            full = self._tokenizer.decode(out_ids, skip_special_tokens=False)
             rest = full[len(text):] if full.startswith(text) else ""
             hit = next((s for s in stops if rest.startswith(s)), None)
             if hit is None:
@@ -387,7 +434,8 @@ class _ModelPipeline:
         if n_reused is not None:  # tandem_generate read only the part after what the context held
             pm._n_reused = n_reused
         sd = SDPerModelsPerfMetrics(spec, timings.n_generated, timings) if spec is not None else None
-        return DecodedResults([text], [math.nan], pm, [finish], [out_ids], sd)
+        return DecodedResults([text], [math.fsum(token_logprobs)], pm, [finish], [out_ids], sd, [token_logprobs],
+                              [top])
 
 
 class LLMPipeline(_ModelPipeline):
@@ -486,7 +534,7 @@ class LLMPipeline(_ModelPipeline):
             result = None
             for rid, (ids, gp, stops, _) in zip(req, prepared):
                 if rid is None:
-                    r = DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
+                    r = DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0),
                                        ["length"], [[]])
                 else:
                     res = _lib.GenResult()
@@ -503,7 +551,7 @@ class LLMPipeline(_ModelPipeline):
         t0 = time.perf_counter()
         ids, gp, stops, stop_arr = self._prepare(prompt, config)
         if gp.max_tokens == 0:
-            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+            return DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
                                   [[]])
         sink = _TextSink(streamer)
         gp.on_text = sink.callback

@@ -1,8 +1,8 @@
 # VLMPipeline: OpenVINO GenAI's image-and-text pipeline over tandem_image_* and tandem_vl_prompt (Qwen3-VL), and
 # the images it takes (paths, bytes, numpy arrays / ov.Tensors, PIL images) turned into tandem_image handles.
 import ctypes
-import math
 import os
+import re
 import struct
 import time
 import zlib
@@ -15,6 +15,27 @@ from .pipeline import _ModelPipeline, _TextSink
 _VLM_PROPERTIES = {"INFERENCE_NUM_THREADS", "n_ctx", "n_batch", "exact", "mmproj_path", "image_min_tokens",
                    "image_max_tokens"}
 _PNG_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
+_IMAGE_TAG = re.compile(r"<ov_genai_image_(\d+)>")  # OpenVINO GenAI's universal tag: images[N] here
+_NATIVE_TAG = "<|vision_start|><|image_pad|><|vision_end|>"  # Qwen3-VL's: the next image
+
+
+def _tagged(prompt, sources):
+    """OpenVINO GenAI's image tags: (prompt with each <ov_genai_image_N> replaced by Qwen3-VL's own tag, the sources
+    in the order the tags name them: an image may be named twice or not at all), or None when the prompt holds no
+    tag. A prompt with Qwen3-VL's own tags takes the images in order (one tag per image)."""
+    refs = [int(m.group(1)) for m in _IMAGE_TAG.finditer(prompt)]
+    if refs:
+        bad = [r for r in refs if r >= len(sources)]
+        if bad:
+            raise ValueError(f"VLMPipeline.generate: the prompt names <ov_genai_image_{bad[0]}> but {len(sources)} "
+                             f"image(s) were given")
+        if _NATIVE_TAG in prompt:
+            raise ValueError("VLMPipeline.generate: the prompt mixes <ov_genai_image_N> tags and "
+                             f"{_NATIVE_TAG}; use one kind")
+        return _IMAGE_TAG.sub(_NATIVE_TAG, prompt), [sources[r] for r in refs]
+    if _NATIVE_TAG in prompt:
+        return prompt, sources
+    return None
 
 
 def _png(pixels, width, height, channels):
@@ -156,7 +177,9 @@ class VLMPipeline(_ModelPipeline):
         """prompt: the user's text; images: a list of images (file paths, encoded bytes, uint8 HxWx3 numpy arrays or
         ov.Tensors, PIL images), or image= one. The message is the images, then the text, rendered with the model's
         chat template (as transformers' processors and `tandem run --image` build it); with apply_chat_template=False
-        the prompt is used as it is and must hold one <|vision_start|><|image_pad|><|vision_end|> per image.
+        the prompt is used as it is and must hold one <|vision_start|><|image_pad|><|vision_end|> per image. As in
+        OpenVINO GenAI, <ov_genai_image_N> in the prompt puts images[N] there instead (images no tag names are left
+        out; one may be named twice), and a prompt holding Qwen3-VL's own tag gets no images prepended.
         streamer: as LLMPipeline's. Returns DecodedResults."""
         if "image" in kwargs:
             one = kwargs.pop("image")
@@ -169,10 +192,13 @@ class VLMPipeline(_ModelPipeline):
             raise TypeError("VLMPipeline.generate: prompt must be a str")
         config = self._config_of(generation_config, kwargs)
         sources = _image_sources(images)
+        tagged = _tagged(prompt, sources)
+        if tagged is not None:
+            prompt, sources = tagged
         with self._lock:
             new = [_Image(self._model, n, p, d, self._image_params) for n, p, d in sources]
             try:
-                return self._generate(prompt, new, config, streamer)
+                return self._generate(prompt, new, config, streamer, tagged is not None)
             finally:
                 for img in new:
                     if img not in self._chat_images:
@@ -208,10 +234,12 @@ class VLMPipeline(_ModelPipeline):
                 i += 1
         return keys
 
-    def _generate(self, prompt, new, config, streamer):
+    def _generate(self, prompt, new, config, streamer, tagged=False):
         t0 = time.perf_counter()
         chat = self._chat is not None
-        content = [{"type": "image"} for _ in new] + [{"type": "text", "text": prompt}] if new else prompt
+        # untagged: the images first, then the text (as OpenVINO GenAI prepends them); tagged: where the tags are
+        content = [{"type": "image"} for _ in new] + [{"type": "text", "text": prompt}] if new and not tagged \
+            else prompt
         messages = (self._chat if chat else []) + [{"role": "user", "content": content}]
         images = (self._chat_images if chat else []) + new
         tok = self._tokenizer
@@ -224,7 +252,7 @@ class VLMPipeline(_ModelPipeline):
             raise ValueError("VLMPipeline.generate: the prompt is empty")
         gp, stops, _stop_arr = self._params_for(ids, config)  # gp points into _stop_arr: keep it
         if gp.max_tokens == 0:
-            return DecodedResults([""], [math.nan], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
+            return DecodedResults([""], [0.0], PerfMetrics(None, self._load_ms, 0.0, len(ids), 0), ["length"],
                                   [[]])
         # the longest common prefix with what the context holds stays (at least the last prompt token is evaluated
         # again, for its logits); an image is kept whole or evaluated again whole, and the images after the kept

@@ -7,7 +7,11 @@
  *
  * Sample-then-check draws from D without a mask in the common case: draw x ~ t; if x ∈ A keep it, else compute the
  * mask and draw from t restricted to A (or from t' when t(A) = 0). For y ∈ A, P(y) = t(y) + (1 − t(A))·t(y)/t(A)
- * = t(y)/t(A) = D(y); when t(A) = 0 the first draw is always refused and the second is from t' = D. */
+ * = t(y)/t(A) = D(y); when t(A) = 0 the first draw is always refused and the second is from t' = D.
+ *
+ * min_new_tokens (never with a grammar) bans the end ids for the first draws differently: their logits are set to
+ * -inf BEFORE the sampler (transformers' MinNewTokensLengthLogitsProcessor runs before its warpers), so top-k and
+ * top-p pick among the other ids; the draw is then from the sampler's distribution over those logits. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -17,6 +21,23 @@ static tandem_status scratch(gen_emitter *e, int32_t V) {
     if (!e->masked) e->masked = malloc(sizeof(float) * (size_t)V);
     if (!e->probs) e->probs = malloc(sizeof(float) * (size_t)V);
     if (!e->masked || !e->probs) return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_generate: out of memory");
+    return TANDEM_OK;
+}
+
+/* Whether the end ids are banned at the draw of generated id number r->n_ids + ahead (min_new_tokens). */
+static bool ends_banned(const gen_emitter *e, int32_t ahead) {
+    return e->r->n_ids + (size_t)ahead < (size_t)e->params->min_new_tokens;
+}
+
+/* e->masked = logits with the end ids at -inf. */
+static tandem_status ban_ends(gen_emitter *e, const float *logits, int32_t V) {
+    tandem_status st = scratch(e, V);
+    if (st) return st;
+    memcpy(e->masked, logits, sizeof(float) * (size_t)V);
+    size_t n;
+    const int32_t *eos = tandem_tokenizer_eos_ids(e->tok, &n);
+    for (size_t i = 0; i < n; i++)
+        if (eos[i] >= 0 && eos[i] < V) e->masked[eos[i]] = -INFINITY;
     return TANDEM_OK;
 }
 
@@ -45,7 +66,12 @@ static void restrict_probs(gen_emitter *e, tandem_sampler *s, float *probs, cons
 }
 
 tandem_status constrained_sample(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
-                                 size_t n_history, int32_t V, int32_t *out) {
+                                 size_t n_history, int32_t V, int32_t ahead, int32_t *out) {
+    if (ends_banned(e, ahead)) {
+        tandem_status st = ban_ends(e, logits, V);
+        if (!st) *out = tandem_sampler_sample(s, e->masked, history, n_history);
+        return st;
+    }
     const int32_t x = tandem_sampler_sample(s, logits, history, n_history);
     if (!e->grammar || grammar_matcher_allows(e->grammar, x)) {
         *out = x;
@@ -64,7 +90,12 @@ tandem_status constrained_sample(gen_emitter *e, tandem_sampler *s, const float 
 }
 
 tandem_status constrained_probs(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
-                                size_t n_history, int32_t V, float *probs) {
+                                size_t n_history, int32_t V, int32_t ahead, float *probs) {
+    if (ends_banned(e, ahead)) {
+        tandem_status st = ban_ends(e, logits, V);
+        if (!st) tandem_sampler_probs(s, e->masked, history, n_history, probs);
+        return st;
+    }
     if (!e->grammar) return TANDEM_OK;
     if (sampler_is_greedy(s)) { /* the point mass stays where it is when allowed (no mask needed) */
         int32_t at = 0;

@@ -114,6 +114,12 @@ tandem_status emitter_check_params(const tandem_gen_params *params, const char *
     if (params->grammar && params->ignore_eos)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "%s: ignore_eos: cannot be true with a grammar (its end is an end id)", fn);
+    if (params->min_new_tokens < 0)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tandem_gen_params.min_new_tokens: %d is negative", fn,
+                           params->min_new_tokens);
+    if (params->min_new_tokens > 0 && params->grammar)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "%s: min_new_tokens: cannot be above 0 with a grammar (its end is an end id)", fn);
     if (params->top_logprobs < 0 || params->top_logprobs > TANDEM_MAX_TOP_LOGPROBS)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "%s: tandem_gen_params.top_logprobs: %d is outside 0..%d", fn,
                            params->top_logprobs, TANDEM_MAX_TOP_LOGPROBS);
@@ -197,7 +203,9 @@ tandem_status emitter_push(gen_emitter *e, int32_t id, const float *logits) {
     }
     const size_t before = r->text_len;
     if (!text_append(r, &e->text_cap, piece, piece_len)) goto oom;
-    ptrdiff_t stop_at = find_stop(params, r->text, r->text_len, before);
+    /* min_new_tokens: a stop string completed by one of the first min_new_tokens ids stays text */
+    ptrdiff_t stop_at = r->n_ids > (size_t)params->min_new_tokens ? find_stop(params, r->text, r->text_len, before)
+                                                                  : -1;
     if (stop_at >= 0) {
         r->text_len = (size_t)stop_at;
         r->text[r->text_len] = '\0';

@@ -10,6 +10,8 @@
  *  - the stream (params->on_text) gets text once it is final: complete characters, and never a tail that could
  *    still become the start of a stop string; its pieces concatenate to r->text. A false return ends with
  *    TANDEM_FINISH_ABORTED and nothing more is streamed;
+ *  - min_new_tokens: a stop string completed by one of the first min_new_tokens ids does not end generation (the
+ *    end ids cannot be drawn there: constrain.c bans them);
  *  - max_tokens ends with TANDEM_FINISH_LENGTH (0: before any token);
  *  - emitter_end makes the held-back rest final (an incomplete character becomes U+FFFD) and streams it.
  *
@@ -44,7 +46,8 @@ typedef struct gen_emitter {
 } gen_emitter;
 
 /* What emitter_init refuses in params, checked also by tandem_engine_add before it queues a request: a NULL stop
- * string (naming its index), a grammar with ignore_eos, top_logprobs out of range. fn names the caller. */
+ * string (naming its index), a grammar with ignore_eos or min_new_tokens, top_logprobs out of range, a negative
+ * min_new_tokens. fn names the caller. */
 tandem_status emitter_check_params(const tandem_gen_params *params, const char *fn);
 /* Zeroes *r and starts it: an empty text, finish LENGTH if max_tokens is 0, a matcher for params->grammar. Fails
  * as emitter_check_params. t_start: when the generation began, for r->timings.ttft_ms. n_vocab: a logits row's

@@ -621,7 +621,7 @@ static void slot_after_pass(tandem_engine *e, engine_slot *s) {
     }
     /* as plain decoding (generate.c, plain_step): sample, emit, then stop at a full context */
     int32_t id;
-    st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab, &id);
+    st = constrained_sample(&s->seq.emit, s->seq.sampler, logits, ctx->tokens, (size_t)ctx->n_past, vocab, 0, &id);
     if (!st) st = emitter_push(&s->seq.emit, id, logits);
     if (st) {
         slot_fail(e, s, st);

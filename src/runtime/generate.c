@@ -94,7 +94,7 @@ static tandem_status plain_step(gen_sequence *s) {
     int32_t id;
     const float *logits = tandem_ctx_logits(ctx);
     tandem_status st = constrained_sample(&s->emit, s->sampler, logits, ctx->tokens, (size_t)ctx->n_past,
-                                          ctx->model->qwen.cfg.vocab_size, &id);
+                                          ctx->model->qwen.cfg.vocab_size, 0, &id);
     if (!st) st = emitter_push(&s->emit, id, logits);
     if (st || r->finish != TANDEM_FINISH_NONE) return st;
     if (ctx->n_past >= ctx->cache->n_ctx) {

@@ -71,13 +71,16 @@ int32_t spec_accept_or_correct(tandem_sampler *s, const float *p, const float *q
 /* ---- constrain.c: drawing under the emitter's grammar (e->grammar; without one, the plain sampler) ---- */
 
 /* *out ~ the sampler's distribution restricted to the ids the grammar allows next (greedy: the best allowed id);
- * the mask is computed only when the sampler's own draw is refused. V: logits' length. */
+ * the mask is computed only when the sampler's own draw is refused. V: logits' length. ahead: the id drawn is
+ * generated id number e->r->n_ids + ahead (a speculative round's later positions), for min_new_tokens, which bans
+ * the end ids in the sampler's input (constrain.c). */
 tandem_status constrained_sample(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
-                                 size_t n_history, int32_t V, int32_t *out);
+                                 size_t n_history, int32_t V, int32_t ahead, int32_t *out);
 /* probs: the sampler's distribution over logits (tandem_sampler_probs), restricted in place to what the grammar
- * allows next: the distribution constrained_sample draws from. Nothing to do without a grammar. */
+ * allows next (or, min_new_tokens, recomputed without the end ids): the distribution constrained_sample draws from.
+ * Nothing to do without either. */
 tandem_status constrained_probs(gen_emitter *e, tandem_sampler *s, const float *logits, const int32_t *history,
-                                size_t n_history, int32_t V, float *probs);
+                                size_t n_history, int32_t V, int32_t ahead, float *probs);
 
 /* ---- speculative.c: one speculative decoder per sequence, fed to the emitter (emit.h) ---- */
 

@@ -261,7 +261,7 @@ tandem_status spec_decoder_init(tandem_ctx *target, const tandem_gen_params *p, 
 
 tandem_status spec_decoder_first(spec_decoder *d, gen_emitter *e, const float *logits) {
     d->started = true;
-    tandem_status st = constrained_sample(e, d->sampler, logits, d->target->tokens, (size_t)d->target->n_past, d->V,
+    tandem_status st = constrained_sample(e, d->sampler, logits, d->target->tokens, (size_t)d->target->n_past, d->V, 0,
                                           &d->pending);
     return st ? st : emitter_push(e, d->pending, logits);
 }
@@ -414,11 +414,11 @@ tandem_status spec_round_draft(spec_decoder *d, gen_emitter *e, const float *dra
     const size_t n_hist = (size_t)(len + i);
     tandem_status st;
     if (d->greedy) { /* q is the point mass at the draft's (allowed) argmax */
-        st = constrained_sample(e, d->draft_sampler, draft_logits, seq, n_hist, V, &x);
+        st = constrained_sample(e, d->draft_sampler, draft_logits, seq, n_hist, V, i, &x);
     } else {
         float *q = d->q_probs + (size_t)i * V;
         tandem_sampler_probs(d->draft_sampler, draft_logits, seq, n_hist, q);
-        st = constrained_probs(e, d->draft_sampler, draft_logits, seq, n_hist, V, q);
+        st = constrained_probs(e, d->draft_sampler, draft_logits, seq, n_hist, V, i, q);
         x = sampler_draw(d->draft_sampler, q, V);
     }
     if (!st && e->grammar && !(st = grammar_matcher_consume(e->grammar, x))) d->n_consumed++;
@@ -451,16 +451,17 @@ tandem_status spec_round_end(spec_decoder *d, gen_emitter *e, const float *logit
     stats->target_ms += dt;
     ema(&d->lm.t_pass[k + 1], dt);
     stats->n_rounds++;
-    /* each position's distribution, restricted by the grammar in the state after the proposals before it: the
-     * matcher steps through them tentatively and is rolled back to pending (the emitter advances it again by the
-     * tokens kept) */
+    /* each position's distribution, restricted by the grammar in the state after the proposals before it (or by
+     * min_new_tokens): the matcher steps through them tentatively and is rolled back to pending (the emitter
+     * advances it again by the tokens kept) */
     for (int32_t i = 0; i <= k; i++) {
         float *p_i = d->p_probs + (size_t)i * V;
         tandem_sampler_probs(d->sampler, logits + (size_t)i * V, seq, (size_t)(len + i), p_i);
         /* after a proposed end id nothing is emitted: that position's distribution is never used */
-        if (!e->grammar || !grammar_matcher_allows_more(e->grammar)) continue;
-        if ((st = constrained_probs(e, d->sampler, logits + (size_t)i * V, seq, (size_t)(len + i), V, p_i))) return st;
-        if (i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;
+        if (e->grammar && !grammar_matcher_allows_more(e->grammar)) continue;
+        if ((st = constrained_probs(e, d->sampler, logits + (size_t)i * V, seq, (size_t)(len + i), V, i, p_i)))
+            return st;
+        if (e->grammar && i < k && (st = grammar_matcher_consume(e->grammar, seq[len + i]))) return st;
     }
     if (e->grammar && (st = grammar_matcher_rollback(e->grammar, k))) return st;
 

@@ -1,5 +1,6 @@
 /* vision.c — images in a prompt (Qwen3-VL): tandem_image (decoded and preprocessed), the processor's placeholder
  * expansion, and a prompt's evaluation with the vision tower's rows, DeepStack features and M-RoPE positions. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "hub.h"
@@ -91,6 +92,71 @@ tandem_status tandem_image_from_bytes(const tandem_model *model, const char *nam
     digest_update(&d, resized.rgb, (size_t)resized.width * (size_t)resized.height * 3);
     vision_rgb_free(&resized);
     digest_hex(&d, img->digest);
+    *out = img;
+    return TANDEM_OK;
+}
+
+tandem_status tandem_image_from_patches(const tandem_model *model, const float *pixel_values, int64_t n_patches,
+                                        int64_t patch_dim, int32_t grid_t, int32_t grid_h, int32_t grid_w,
+                                        tandem_image **out) {
+    *out = NULL;
+    if (!model->vit)
+        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                           "tandem_image_from_patches: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl "
+                           "GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
+                           model->path);
+    const vit_config *c = vit_model_config(model->vit);
+    const int64_t want_dim = (int64_t)c->in_channels * c->temporal_patch_size * c->patch_size * c->patch_size;
+    if (!pixel_values) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_from_patches: pixel_values is NULL");
+    if (patch_dim != want_dim)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_image_from_patches: patch_dim: %lld, the vision tower takes %lld (%d channels x "
+                           "temporal patch %d x patch %d²)",
+                           (long long)patch_dim, (long long)want_dim, c->in_channels, c->temporal_patch_size,
+                           c->patch_size);
+    if (grid_t != 1)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_image_from_patches: grid_t: %d, an image has 1 (videos are "
+                           "not supported)",
+                           grid_t);
+    /* the side limit keeps every product below in range and is far beyond any pixel budget */
+    if (grid_h <= 0 || grid_w <= 0 || grid_h % c->merge_size || grid_w % c->merge_size || grid_h > 4096 ||
+        grid_w > 4096)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_image_from_patches: grid_h %d, grid_w %d: must be positive multiples of the merge "
+                           "size %d, at most 4096",
+                           grid_h, grid_w, c->merge_size);
+    if (n_patches != (int64_t)grid_t * grid_h * grid_w)
+        return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                           "tandem_image_from_patches: n_patches: %lld, the grid %d x %d x %d has %lld",
+                           (long long)n_patches, grid_t, grid_h, grid_w, (long long)grid_t * grid_h * grid_w);
+    const size_t n = (size_t)n_patches * (size_t)patch_dim;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(pixel_values[i]))
+            return tandem_fail(TANDEM_ERR_INVALID_ARG,
+                               "tandem_image_from_patches: pixel_values[%zu][%zu] is not finite", i / (size_t)patch_dim,
+                               i % (size_t)patch_dim);
+    tandem_image *img = calloc(1, sizeof *img);
+    float *copy = malloc(n * sizeof *copy);
+    if (!img || !copy) {
+        free(img);
+        free(copy);
+        return tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_image_from_patches: out of memory");
+    }
+    memcpy(copy, pixel_values, n * sizeof *copy);
+    img->px = (vision_pixels){.pixel_values = copy,
+                              .n_patches = n_patches,
+                              .patch_dim = patch_dim,
+                              .grid_t = grid_t,
+                              .grid_h = grid_h,
+                              .grid_w = grid_w,
+                              .resized_height = grid_h * c->patch_size,
+                              .resized_width = grid_w * c->patch_size};
+    img->width = img->px.resized_width;
+    img->height = img->px.resized_height;
+    img->grid_h = grid_h / c->merge_size;
+    img->grid_w = grid_w / c->merge_size;
+    img->tokens = (int32_t)vit_image_tokens(c, &img->px);
     *out = img;
     return TANDEM_OK;
 }

@@ -1403,6 +1403,13 @@ const char *tandem_tokenizer_chat_template_for(const tandem_tokenizer *tok, bool
 
 const char *tandem_tokenizer_special_tokens_json(const tandem_tokenizer *tok) { return tok ? tok->special_json : NULL; }
 
+bool tandem_tokenizer_is_special(const tandem_tokenizer *tok, int32_t id) {
+    if (!tok) return false;
+    for (size_t i = 0; i < tok->n_added; i++) /* few added tokens (Qwen3: 26) */
+        if (tok->added[i].id == id) return tok->added[i].special;
+    return false;
+}
+
 const char *tandem_tokenizer_special_token(const tandem_tokenizer *tok, const char *name) {
     if (!tok || !name) return NULL;
     for (int i = 0; i < TOKENIZER_N_SPECIAL; i++)

@@ -60,6 +60,14 @@ int main(void) {
     FIELD(tandem_gen_params, logprobs);
     FIELD(tandem_gen_params, top_logprobs);
     FIELD(tandem_gen_params, on_token);
+    FIELD(tandem_gen_params, min_new_tokens);
+    END();
+    BEGIN(tandem_token_logprob);
+    FIELD(tandem_token_logprob, id);
+    FIELD(tandem_token_logprob, logprob);
+    FIELD(tandem_token_logprob, n_top);
+    FIELD(tandem_token_logprob, top_ids);
+    FIELD(tandem_token_logprob, top_logprobs);
     END();
     BEGIN(tandem_model_info);
     FIELD(tandem_model_info, architecture);

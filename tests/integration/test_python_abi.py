@@ -11,7 +11,8 @@ import pytest
 from conftest import REPO
 
 MIRRORS = {"tandem_sampler_params": "SamplerParams", "tandem_spec_params": "SpecParams",
-           "tandem_spec_stats": "SpecStats", "tandem_gen_params": "GenParams", "tandem_timings": "Timings",
+           "tandem_spec_stats": "SpecStats", "tandem_gen_params": "GenParams", "tandem_token_logprob": "TokenLogprob",
+           "tandem_timings": "Timings",
            "tandem_gen_result": "GenResult", "tandem_model_params": "ModelParams", "tandem_model_info": "ModelInfo",
            "tandem_ctx_params": "CtxParams", "tandem_image_params": "ImageParams",
            "tandem_chat_render_params": "ChatRenderParams", "tandem_engine_params": "EngineParams",

@@ -172,8 +172,8 @@ def test_missing_draft_model_raises(tandem, model_path, tmp_path):
 @pytest.mark.parametrize("kwargs, exc, needle", [
     ({"num_beams": 2}, NotImplementedError, "beam search"),
     ({"num_return_sequences": 2}, NotImplementedError, "num_return_sequences"),
-    ({"min_new_tokens": 3}, NotImplementedError, "min_new_tokens"),
-    ({"logprobs": 2}, NotImplementedError, "logprobs"),
+    ({"min_new_tokens": -1}, ValueError, "min_new_tokens"),
+    ({"logprobs": 21}, ValueError, "logprobs"),
     ({"num_beam_groups": 2}, NotImplementedError, "beam search"),
     ({"diversity_penalty": 0.5}, NotImplementedError, "beam search"),
     ({"length_penalty": 0.5}, NotImplementedError, "beam search"),
@@ -228,10 +228,37 @@ def test_tokenizer_matches_the_tokenizers_package(pipe, model_path):
     enc = tok.encode(texts).input_ids
     for text, ids in zip(texts, enc):
         assert ids == ref.encode(text).ids
-        assert tok.decode(ids) == ref.decode(ids, skip_special_tokens=False)
+        assert tok.decode(ids, skip_special_tokens=False) == ref.decode(ids, skip_special_tokens=False)
+        assert tok.decode(ids) == ref.decode(ids, skip_special_tokens=True)  # OpenVINO GenAI's default
     assert tok.encode(texts[0]).attention_mask == [[1] * len(enc[0])]
-    with pytest.raises(NotImplementedError):
-        tok.decode(enc[0], skip_special_tokens=True)
+    assert tok.decode(enc) == [ref.decode(ids) for ids in enc]
+
+
+def test_standalone_tokenizer_matches_the_tokenizers_package(tandem, qwen3_tokenizer_dir):
+    """Tokenizer(path) on the real Qwen3 tokenizer: encode with and without add_special_tokens, and decode with and
+    without skip_special_tokens (special tokens left out; <think>, <tool_call>, not special, kept), as tokenizers."""
+    tokenizers = pytest.importorskip("tokenizers")
+    np = pytest.importorskip("numpy")
+    ref = tokenizers.Tokenizer.from_file(str(qwen3_tokenizer_dir / "tokenizer.json"))
+    tok = tandem.Tokenizer(qwen3_tokenizer_dir)
+    texts = ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\nhm\n</think>\n\nok<|im_end|>",
+             "<tool_call>{}</tool_call><|endoftext|>", "plain text, ünïcode 😀 123"]
+    for text in texts:
+        for add in (True, False):
+            ids = tok.encode(text, add_special_tokens=add).input_ids[0]
+            assert ids == ref.encode(text, add_special_tokens=add).ids
+        for skip in (True, False):
+            assert tok.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
+        assert tok.decode(np.array(ids)) == ref.decode(ids)
+    think = ref.token_to_id("<think>")
+    assert tok.is_special(ref.token_to_id("<|im_end|>")) and not tok.is_special(think)
+    assert not tok.is_special(-1) and not tok.is_special(10 ** 7)
+    with pytest.raises(tandem.TandemError, match="tokenizer"):
+        tandem.Tokenizer(qwen3_tokenizer_dir / "missing")
+    with pytest.raises(ValueError, match="properties"):
+        tandem.Tokenizer(qwen3_tokenizer_dir, {"add_special_tokens": False})
+    with pytest.raises(NotImplementedError, match="padding"):
+        tok.encode(texts, pad_to_max_length=True)
 
 
 def test_apply_chat_template_matches_jinja2(pipe, qwen3_tokenizer_dir):
@@ -399,3 +426,20 @@ def test_set_chat_template_is_used_by_generate(tandem, run_tandem, models_dir, t
     assert r.texts[0] == ran["text"]
     want = p.get_tokenizer().apply_chat_template([{"role": "user", "content": "hi"}], True, tools=[{"type": "x"}])
     assert want.startswith("<|im_end|><user>hi")
+
+
+def test_gguf_tokenizer_skips_its_control_tokens(tandem, model_path):
+    """In a GGUF the special tokens are those of type CONTROL (llama.cpp's converter marks <|fim_prefix|> and the
+    like so too, unlike tokenizer.json): read with the gguf package, the text decoded by tokenizers."""
+    tokenizers = pytest.importorskip("tokenizers")
+    gguf = pytest.importorskip("gguf")
+    path = os.path.join(model_path, "model-f32.gguf")
+    field = gguf.GGUFReader(path).fields["tokenizer.ggml.token_type"]
+    types = [int(field.parts[i][0]) for i in field.data]
+    ref = tokenizers.Tokenizer.from_file(os.path.join(model_path, "tokenizer.json"))
+    tok = tandem.LLMPipeline(path).get_tokenizer()
+    ids = list(range(395, 426)) + [5, 6]
+    control = [i for i in ids if types[i] == gguf.TokenType.CONTROL]
+    assert 400 in control and 402 in control
+    assert tok.decode(ids) == ref.decode([i for i in ids if i not in control], skip_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=False) == ref.decode(ids, skip_special_tokens=False)

@@ -171,3 +171,25 @@ def test_generation_config_round_trip(tandem, vlm, cases, image_path):
     config.max_new_tokens = len(c["greedy"])
     assert vlm.generate(c["text"], [image_path(c["images"][0])], config).token_ids[0] == c["greedy"]
     assert vlm.get_tokenizer().decode(vlm.get_tokenizer().encode("Hi").input_ids[0]) == "Hi"
+
+
+def test_ov_genai_image_tags_place_the_images(vlm, cases, image_path):
+    """OpenVINO GenAI's <ov_genai_image_N> tags: the tagged prompt renders as transformers' processor rendered the
+    messages of cases.json (images where the tags are), images no tag names are left out, the order is the tags'."""
+    one, two = cases["one_image"], cases["two_images"]
+    checker, large = (str(image_path(f)) for f in two["images"])
+    n1, n2 = len(one["greedy"]), len(two["greedy"])
+
+    def ids(prompt, images):
+        return vlm.generate(prompt, images=images, max_new_tokens=n2, do_sample=False).token_ids[0]
+
+    assert ids("<ov_genai_image_0>" + one["text"], [checker])[:n1] == one["greedy"]
+    assert ids("<ov_genai_image_1>" + one["text"], [large, checker])[:n1] == one["greedy"]  # large left out
+    assert ids("<ov_genai_image_0><ov_genai_image_1>" + two["text"], [checker, large]) == two["greedy"]
+    assert ids("<ov_genai_image_1><ov_genai_image_0>" + two["text"], [large, checker]) == two["greedy"]
+    # Qwen3-VL's own tag in the prompt: no image is prepended
+    assert ids("<|vision_start|><|image_pad|><|vision_end|>" + one["text"], [checker])[:n1] == one["greedy"]
+    with pytest.raises(ValueError, match="ov_genai_image_2"):
+        ids("<ov_genai_image_2>" + one["text"], [checker, large])
+    with pytest.raises(ValueError, match="one kind"):
+        ids("<ov_genai_image_0><|vision_start|><|image_pad|><|vision_end|>x", [checker, large])
