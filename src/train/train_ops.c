@@ -39,19 +39,24 @@ static void range_task(int task, int thread, void *arg) {
     j->fn(begin, end, j->arg);
 }
 
-void train_parallel_for(thread_pool *pool, int64_t n, int64_t grain, train_range_fn fn, void *arg) {
+/* [0, n) in blocks of at least `grain`, at most per_thread blocks a thread. */
+static void parallel_blocks(thread_pool *pool, int64_t n, int64_t grain, int per_thread, train_range_fn fn, void *arg) {
     const int threads = pool ? thread_pool_size(pool) : 1;
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    /* four blocks a thread, so a thread that another process holds back leaves little for the others to wait on */
     int64_t tasks = threads > 1 ? (n + grain - 1) / grain : 1;
-    if (tasks > 4 * threads) tasks = 4 * threads;
+    if (tasks > (int64_t)per_thread * threads) tasks = (int64_t)per_thread * threads;
     if (tasks <= 1) {
         fn(0, n, arg);
         return;
     }
     range_job j = {fn, arg, n, (n + tasks - 1) / tasks};
     thread_pool_run(pool, (int)((n + j.block - 1) / j.block), range_task, &j);
+}
+
+void train_parallel_for(thread_pool *pool, int64_t n, int64_t grain, train_range_fn fn, void *arg) {
+    /* four blocks a thread, so a thread that another process holds back leaves little for the others to wait on */
+    parallel_blocks(pool, n, grain, 4, fn, arg);
 }
 
 /* ---- RMSNorm ---- */
@@ -146,8 +151,9 @@ static void gemm_rows(int64_t begin, int64_t end, void *arg) {
 static void gemm(thread_pool *pool, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     gemm_job g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
-    /* blocks of at least 256 rows keep each call's packing of B small next to its multiply-adds */
-    train_parallel_for(pool, M, 256, gemm_rows, &g);
+    /* every call packs all of op(B) again: blocks of at least 256 rows and two a thread keep that small next to
+     * the multiply-adds */
+    parallel_blocks(pool, M, 256, 2, gemm_rows, &g);
 }
 
 void train_linear_forward(thread_pool *pool, float *out, const float *inp, const float *weight, int N, int C, int OC) {
@@ -328,7 +334,7 @@ static void att_forward_task(int task, int thread, void *arg) {
                         kh, kv_dim, 0.0f, p + (size_t)r0 * T, T);
             for (int t = r0; t < r1; t++) {
                 float *row = p + (size_t)t * T;
-                softmax_forward(row, t + 1);
+                softmax_forward_simd(row, t + 1);
                 memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float)); /* the causal mask */
             }
             /* out_h (rows r0…r1) = att (rows r0…r1, keys 0…r1) · v_h (0…r1) */
