@@ -64,7 +64,7 @@ void train_parallel_for(thread_pool *pool, int64_t n, int64_t grain, train_range
 typedef struct rms_job {
     float *out, *rstd, *dinp, *dweight;
     const float *inp, *weight, *dout, *rstd_in;
-    int64_t N;
+    int64_t N, dweight_stride;
     int C;
     float eps;
 } rms_job;
@@ -86,12 +86,13 @@ static void rms_forward_rows(int64_t begin, int64_t end, void *arg) {
 
 void train_rmsnorm_forward(thread_pool *pool, float *out, float *rstd, const float *inp, const float *weight, int N,
                            int C, float eps) {
-    rms_job j = {out, rstd, NULL, NULL, inp, weight, NULL, NULL, N, C, eps};
+    rms_job j = {out, rstd, NULL, NULL, inp, weight, NULL, NULL, N, 0, C, eps};
     train_parallel_for(pool, N, 16384 / C + 1, rms_forward_rows, &j);
 }
 
-/* The weight gradient is a sum over rows: block b of RMS_BLOCKS row blocks adds into its own row of j->dweight,
- * and the blocks are summed in order afterwards. */
+/* The weight gradient is a sum over rows: block b of RMS_BLOCKS row blocks adds into its own row of j->dweight
+ * (dweight_stride C), and the blocks are summed in order afterwards; without the memory for that, all blocks add
+ * into dweight itself (stride 0) on the calling thread. */
 enum { RMS_BLOCKS = 16 };
 
 static void rms_backward_blocks(int64_t begin, int64_t end, void *arg) {
@@ -99,7 +100,7 @@ static void rms_backward_blocks(int64_t begin, int64_t end, void *arg) {
     const int C = j->C;
     const int64_t N = j->N;
     for (int64_t b = begin; b < end; b++) {
-        float *dw = j->dweight + (size_t)b * C;
+        float *dw = j->dweight + (size_t)b * (size_t)j->dweight_stride;
         for (int64_t n = N * b / RMS_BLOCKS; n < N * (b + 1) / RMS_BLOCKS; n++) {
             const float *x = j->inp + (size_t)n * C, *dy = j->dout + (size_t)n * C;
             float *dx = j->dinp + (size_t)n * C;
@@ -120,8 +121,12 @@ static void rms_backward_blocks(int64_t begin, int64_t end, void *arg) {
 void train_rmsnorm_backward(thread_pool *pool, float *dinp, float *dweight, const float *dout, const float *inp,
                             const float *weight, const float *rstd, int N, int C) {
     float *partial = calloc((size_t)RMS_BLOCKS * C, sizeof(float));
-    TANDEM_ASSERT(partial != NULL);
-    rms_job j = {NULL, NULL, dinp, partial, inp, weight, dout, rstd, N, C, 0.0f};
+    if (!partial) {
+        rms_job serial = {NULL, NULL, dinp, dweight, inp, weight, dout, rstd, N, 0, C, 0.0f};
+        rms_backward_blocks(0, RMS_BLOCKS, &serial);
+        return;
+    }
+    rms_job j = {NULL, NULL, dinp, partial, inp, weight, dout, rstd, N, C, C, 0.0f};
     train_parallel_for(pool, RMS_BLOCKS, 1, rms_backward_blocks, &j);
     for (int b = 0; b < RMS_BLOCKS; b++)
         for (int i = 0; i < C; i++) dweight[i] += partial[(size_t)b * C + i];
