@@ -48,6 +48,7 @@ static kernel_isa isa_scalar = {.name = "scalar",
                                 .quantize_act = quantize_act_scalar,
                                 .attention = attention_forward_scalar,
                                 .swiglu = swiglu_forward_scalar,
+                                .softmax = softmax_forward,
                                 .argmax = argmax_f32_scalar,
                                 .to_f16 = f32_to_f16_row_scalar,
                                 .gelu_tanh = gelu_tanh_forward_scalar};

@@ -1040,6 +1040,34 @@ static void to_f16_avx2(uint16_t *out, const float *x, int64_t n) {
 
 /* ---- per-vector ops ---- */
 
+/* softmax_forward with exp8: the maximum and the sum over 8 lanes, the scalar loop for the last n % 8. */
+static void softmax_avx2(float *x, int n) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int k = 0; k < 8; k++) max = lanes[k] > max ? lanes[k] : max;
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    const __m256 mv = _mm256_set1_ps(max);
+    __m256 vsum = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    _mm256_storeu_ps(lanes, vsum);
+    double sum = 0;
+    for (int k = 0; k < 8; k++) sum += lanes[k];
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
+
 /* silu(g)·up with exp8: the scalar expf took its slow path (e^-g underflowing) on large gate values, a visible
  * part of a small model's decode step (bench/README.md, "Contiguous task shares, SIMD SwiGLU and argmax, f16 KV
  * cache"). */
@@ -1093,6 +1121,7 @@ void kernel_isa_fill_avx2(kernel_isa *isa) {
                         .quantize_act = quantize_act_avx2,
                         .attention = attention_avx2,
                         .swiglu = swiglu_avx2,
+                        .softmax = softmax_avx2,
                         .argmax = argmax_avx2,
                         .to_f16 = to_f16_avx2,
                         .gelu_tanh = gelu_tanh_avx2};

@@ -59,6 +59,7 @@ typedef struct kernel_isa {
                       float scale, float *scratch);
     void (*to_f16)(uint16_t *out, const float *x, int64_t n);                /* f32_to_f16_row's contract */
     void (*swiglu)(float *out, const float *gate, const float *up, int n);  /* swiglu_forward's contract */
+    void (*softmax)(float *x, int n);                                       /* softmax_forward_simd's */
     int64_t (*argmax)(const float *x, int64_t n);                            /* argmax_f32's contract */
     void (*gelu_tanh)(float *out, const float *x, int64_t n);                /* gelu_tanh_forward's contract */
 } kernel_isa;

@@ -79,6 +79,8 @@ void swiglu_forward_scalar(float *out, const float *gate, const float *up, int n
     }
 }
 
+void softmax_forward_simd(float *x, int n) { kernel_isa_current()->softmax(x, n); }
+
 void swiglu_forward(float *out, const float *gate, const float *up, int n) {
     kernel_isa_current()->swiglu(out, gate, up, n);
 }

@@ -343,7 +343,9 @@ tandem_status tandem_distill(const tandem_distill_params *params) {
     }
     const train_teacher kl = {kl_ids, kl_logits, K, p.kl_temp, p.kl_weight};
     const train_adamw base_opt = {p.lr, 0.9f, 0.95f, 1e-8f, p.weight_decay};
-    openblas_set_num_threads(n_threads);
+    /* the student's pass runs on the teacher's pool, each GEMM cut into single-threaded OpenBLAS calls */
+    m.pool = teacher.pool;
+    openblas_set_num_threads(1);
     const double t0 = now_ms();
     const int64_t first_step = prog.step;
     for (int64_t s = prog.step; s < p.steps; s++) {

@@ -243,33 +243,33 @@ float train_forward_distill(train_model *m, const int32_t *inputs, const int32_t
         float *gate = a->gate + (size_t)l * N * F, *up = a->up + (size_t)l * N * F, *h = a->hmlp + (size_t)l * N * F;
 
         /* ---- self-attention block ---- */
-        train_rmsnorm_forward(ln1, ln1_rstd, res, w->input_layernorm, N, C, c->rms_eps);
-        train_linear_forward(q_raw, ln1, w->q_proj, N, C, QD);
-        train_linear_forward(k_raw, ln1, w->k_proj, N, C, KD);
-        train_linear_forward(v, ln1, w->v_proj, N, C, KD);
+        train_rmsnorm_forward(m->pool, ln1, ln1_rstd, res, w->input_layernorm, N, C, c->rms_eps);
+        train_linear_forward(m->pool, q_raw, ln1, w->q_proj, N, C, QD);
+        train_linear_forward(m->pool, k_raw, ln1, w->k_proj, N, C, KD);
+        train_linear_forward(m->pool, v, ln1, w->v_proj, N, C, KD);
         /* Qwen3 QK-norm over each head's vector, then RoPE (in place on the normed copy) */
-        train_rmsnorm_forward(q_rot, q_rstd, q_raw, w->q_norm, N * Hq, hd, c->rms_eps);
-        train_rmsnorm_forward(k_rot, k_rstd, k_raw, w->k_norm, N * Hkv, hd, c->rms_eps);
-        train_rope_forward(q_rot, q_rot, m->inv_freq, B, T, Hq, hd);
-        train_rope_forward(k_rot, k_rot, m->inv_freq, B, T, Hkv, hd);
-        train_attention_forward(atty, att, q_rot, k_rot, v, B, T, Hq, Hkv, hd);
-        train_linear_forward(a->branch, atty, w->o_proj, N, QD, C);
-        train_residual_forward(res_mid, res, a->branch, (int64_t)NC);
+        train_rmsnorm_forward(m->pool, q_rot, q_rstd, q_raw, w->q_norm, N * Hq, hd, c->rms_eps);
+        train_rmsnorm_forward(m->pool, k_rot, k_rstd, k_raw, w->k_norm, N * Hkv, hd, c->rms_eps);
+        train_rope_forward(m->pool, q_rot, q_rot, m->inv_freq, B, T, Hq, hd);
+        train_rope_forward(m->pool, k_rot, k_rot, m->inv_freq, B, T, Hkv, hd);
+        train_attention_forward(m->pool, atty, att, q_rot, k_rot, v, B, T, Hq, Hkv, hd);
+        train_linear_forward(m->pool, a->branch, atty, w->o_proj, N, QD, C);
+        train_residual_forward(m->pool, res_mid, res, a->branch, (int64_t)NC);
 
         /* ---- MLP block: down_proj(silu(gate_proj(x)) * up_proj(x)) ---- */
-        train_rmsnorm_forward(ln2, ln2_rstd, res_mid, w->post_attention_layernorm, N, C, c->rms_eps);
-        train_linear_forward(gate, ln2, w->gate_proj, N, C, F);
-        train_linear_forward(up, ln2, w->up_proj, N, C, F);
-        train_swiglu_forward(h, gate, up, (int64_t)N * F);
-        train_linear_forward(a->branch, h, w->down_proj, N, F, C);
-        train_residual_forward(res_out, res_mid, a->branch, (int64_t)NC);
+        train_rmsnorm_forward(m->pool, ln2, ln2_rstd, res_mid, w->post_attention_layernorm, N, C, c->rms_eps);
+        train_linear_forward(m->pool, gate, ln2, w->gate_proj, N, C, F);
+        train_linear_forward(m->pool, up, ln2, w->up_proj, N, C, F);
+        train_swiglu_forward(m->pool, h, gate, up, (int64_t)N * F);
+        train_linear_forward(m->pool, a->branch, h, w->down_proj, N, F, C);
+        train_residual_forward(m->pool, res_out, res_mid, a->branch, (int64_t)NC);
     }
-    train_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res + (size_t)c->n_layers * NC, m->w.norm, N, C, c->rms_eps);
-    train_linear_forward(a->logits, a->lnf, m->w.lm_head, N, C, V);
+    train_rmsnorm_forward(m->pool, a->lnf, a->lnf_rstd, a->res + (size_t)c->n_layers * NC, m->w.norm, N, C, c->rms_eps);
+    train_linear_forward(m->pool, a->logits, a->lnf, m->w.lm_head, N, C, V);
     double ce = 0, kl = 0;
     if (targets) {
         for (int n = 0; n < N; n++) TANDEM_ASSERT(targets[n] < V);
-        m->n_counted = train_crossentropy_forward(a->losses, a->logits, targets, N, V);
+        m->n_counted = train_crossentropy_forward(m->pool, a->losses, a->logits, targets, N, V);
         for (int n = 0; n < N; n++) ce += a->losses[n];
         ce = m->n_counted ? ce / m->n_counted : 0;
     }
@@ -287,7 +287,13 @@ float train_forward_distill(train_model *m, const int32_t *inputs, const int32_t
     return (float)((1.0 - teacher->kl_weight) * ce + teacher->kl_weight * kl);
 }
 
-void train_zero_grad(train_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+static void zero_range(int64_t begin, int64_t end, void *arg) {
+    memset((float *)arg + begin, 0, (size_t)(end - begin) * sizeof(float));
+}
+
+void train_zero_grad(train_model *m) {
+    train_parallel_for(m->pool, (int64_t)m->n_params, 1 << 16, zero_range, m->grads);
+}
 
 /* ---- backward: the forward in reverse ---- */
 
@@ -303,7 +309,8 @@ void train_backward(train_model *m) {
 
     if (!teacher) {
         /* loss = mean(losses): dloss_n = 1 / counted; logits become dlogits in place */
-        train_crossentropy_backward(a->logits, a->logits, m->targets, m->loss_scale / (float)m->n_counted, N, V);
+        train_crossentropy_backward(m->pool, a->logits, a->logits, m->targets, m->loss_scale / (float)m->n_counted, N,
+                                    V);
     } else {
         /* loss = (1 − w)·mean(CE) + w·mean(KL): each row's logits are set aside in zrow, then both gradients are
          * accumulated into the zeroed row (a row without a target or a teacher gets none from that term) */
@@ -316,7 +323,7 @@ void train_backward(train_model *m) {
             memcpy(a->zrow, row, (size_t)V * sizeof(float));
             memset(row, 0, (size_t)V * sizeof(float));
             if (m->targets && ce_scale > 0)
-                train_crossentropy_backward(row, a->zrow, m->targets + n, ce_scale, 1, V);
+                train_crossentropy_backward(m->pool, row, a->zrow, m->targets + n, ce_scale, 1, V);
             if (teacher->ids[(size_t)n * K] >= 0 && kl_scale > 0)
                 train_kl_topk_backward(row, a->zrow, teacher->ids + (size_t)n * K, teacher->logits + (size_t)n * K,
                                        teacher->temp, kl_scale, 1, V, K);
@@ -324,11 +331,11 @@ void train_backward(train_model *m) {
     }
     /* forward: logits = lnf · lm_headᵀ */
     memset(a->dln, 0, NC * sizeof(float));
-    train_linear_backward(a->dln, m->g.lm_head, a->logits, a->lnf, m->w.lm_head, N, C, V);
+    train_linear_backward(m->pool, a->dln, m->g.lm_head, a->logits, a->lnf, m->w.lm_head, N, C, V);
     /* forward: lnf = RMSNorm(res[L], norm) */
     memset(a->dres, 0, NC * sizeof(float));
-    train_rmsnorm_backward(a->dres, m->g.norm, a->dln, a->res + (size_t)c->n_layers * NC, m->w.norm, a->lnf_rstd, N,
-                           C);
+    train_rmsnorm_backward(m->pool, a->dres, m->g.norm, a->dln, a->res + (size_t)c->n_layers * NC, m->w.norm,
+                           a->lnf_rstd, N, C);
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const train_layer_weights *w = &m->w.layers[l];
@@ -348,45 +355,46 @@ void train_backward(train_model *m) {
         /* forward: res[l+1] = res_mid + down(h): the residual passes dres on to d res_mid unchanged */
         /* forward: branch = h · down_projᵀ */
         memset(a->dh, 0, (size_t)N * F * sizeof(float));
-        train_linear_backward(a->dh, g->down_proj, a->dres, h, w->down_proj, N, F, C);
+        train_linear_backward(m->pool, a->dh, g->down_proj, a->dres, h, w->down_proj, N, F, C);
         /* forward: h = silu(gate) · up */
         memset(a->dgate, 0, (size_t)N * F * sizeof(float));
         memset(a->dup, 0, (size_t)N * F * sizeof(float));
-        train_swiglu_backward(a->dgate, a->dup, a->dh, gate, up, (int64_t)N * F);
+        train_swiglu_backward(m->pool, a->dgate, a->dup, a->dh, gate, up, (int64_t)N * F);
         /* forward: gate = ln2 · gate_projᵀ, up = ln2 · up_projᵀ */
         memset(a->dln, 0, NC * sizeof(float));
-        train_linear_backward(a->dln, g->gate_proj, a->dgate, ln2, w->gate_proj, N, C, F);
-        train_linear_backward(a->dln, g->up_proj, a->dup, ln2, w->up_proj, N, C, F);
+        train_linear_backward(m->pool, a->dln, g->gate_proj, a->dgate, ln2, w->gate_proj, N, C, F);
+        train_linear_backward(m->pool, a->dln, g->up_proj, a->dup, ln2, w->up_proj, N, C, F);
         /* forward: ln2 = RMSNorm(res_mid, post_attention_layernorm) */
-        train_rmsnorm_backward(a->dres, g->post_attention_layernorm, a->dln, res_mid, w->post_attention_layernorm,
-                               ln2_rstd, N, C);
+        train_rmsnorm_backward(m->pool, a->dres, g->post_attention_layernorm, a->dln, res_mid,
+                               w->post_attention_layernorm, ln2_rstd, N, C);
 
         /* ---- attention block; dres now holds d res_mid ---- */
         /* forward: res_mid = res[l] + atty · o_projᵀ */
         memset(a->datty, 0, (size_t)N * QD * sizeof(float));
-        train_linear_backward(a->datty, g->o_proj, a->dres, atty, w->o_proj, N, QD, C);
+        train_linear_backward(m->pool, a->datty, g->o_proj, a->dres, atty, w->o_proj, N, QD, C);
         /* forward: atty = attention(q_rot, k_rot, v) */
         memset(a->dq, 0, (size_t)N * QD * sizeof(float));
         memset(a->dk, 0, (size_t)N * KD * sizeof(float));
         memset(a->dv, 0, (size_t)N * KD * sizeof(float));
-        train_attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, q_rot, k_rot, v, att, B, T, Hq, Hkv, hd);
+        train_attention_backward(m->pool, a->dq, a->dk, a->dv, a->datt, a->datty, q_rot, k_rot, v, att, B, T, Hq, Hkv,
+                                 hd);
         /* forward: q_rot = rope(qn), k_rot = rope(kn) */
         memset(a->dq2, 0, (size_t)N * QD * sizeof(float));
         memset(a->dk2, 0, (size_t)N * KD * sizeof(float));
-        train_rope_backward(a->dq2, a->dq, m->inv_freq, B, T, Hq, hd);
-        train_rope_backward(a->dk2, a->dk, m->inv_freq, B, T, Hkv, hd);
+        train_rope_backward(m->pool, a->dq2, a->dq, m->inv_freq, B, T, Hq, hd);
+        train_rope_backward(m->pool, a->dk2, a->dk, m->inv_freq, B, T, Hkv, hd);
         /* forward: qn = RMSNorm_head(q_raw, q_norm), kn = RMSNorm_head(k_raw, k_norm) */
         memset(a->dq, 0, (size_t)N * QD * sizeof(float));
         memset(a->dk, 0, (size_t)N * KD * sizeof(float));
-        train_rmsnorm_backward(a->dq, g->q_norm, a->dq2, q_raw, w->q_norm, q_rstd, N * Hq, hd);
-        train_rmsnorm_backward(a->dk, g->k_norm, a->dk2, k_raw, w->k_norm, k_rstd, N * Hkv, hd);
+        train_rmsnorm_backward(m->pool, a->dq, g->q_norm, a->dq2, q_raw, w->q_norm, q_rstd, N * Hq, hd);
+        train_rmsnorm_backward(m->pool, a->dk, g->k_norm, a->dk2, k_raw, w->k_norm, k_rstd, N * Hkv, hd);
         /* forward: q_raw, k_raw, v = ln1 · Wqᵀ, ln1 · Wkᵀ, ln1 · Wvᵀ */
         memset(a->dln, 0, NC * sizeof(float));
-        train_linear_backward(a->dln, g->q_proj, a->dq, ln1, w->q_proj, N, C, QD);
-        train_linear_backward(a->dln, g->k_proj, a->dk, ln1, w->k_proj, N, C, KD);
-        train_linear_backward(a->dln, g->v_proj, a->dv, ln1, w->v_proj, N, C, KD);
+        train_linear_backward(m->pool, a->dln, g->q_proj, a->dq, ln1, w->q_proj, N, C, QD);
+        train_linear_backward(m->pool, a->dln, g->k_proj, a->dk, ln1, w->k_proj, N, C, KD);
+        train_linear_backward(m->pool, a->dln, g->v_proj, a->dv, ln1, w->v_proj, N, C, KD);
         /* forward: ln1 = RMSNorm(res[l], input_layernorm); the residual carries dres on to d res[l] */
-        train_rmsnorm_backward(a->dres, g->input_layernorm, a->dln, res, w->input_layernorm, ln1_rstd, N, C);
+        train_rmsnorm_backward(m->pool, a->dres, g->input_layernorm, a->dln, res, w->input_layernorm, ln1_rstd, N, C);
     }
     /* forward: res[0] = embed_tokens[inputs] */
     train_embedding_backward(m->g.embed_tokens, a->dres, m->inputs, N, C);
@@ -394,36 +402,79 @@ void train_backward(train_model *m) {
 
 /* ---- optimisation ---- */
 
+/* The parameter block in NORM_BLOCKS fixed blocks, whose partial sums of squares add up in order: the norm does
+ * not depend on the number of threads. */
+enum { NORM_BLOCKS = 64 };
+
+typedef struct grad_job {
+    float *grads;
+    size_t n;
+    float coef;
+    double partial[NORM_BLOCKS];
+} grad_job;
+
+static void sum_squares_blocks(int64_t begin, int64_t end, void *arg) {
+    grad_job *j = arg;
+    for (int64_t b = begin; b < end; b++) {
+        double ss = 0;
+        for (size_t i = j->n * (size_t)b / NORM_BLOCKS; i < j->n * (size_t)(b + 1) / NORM_BLOCKS; i++)
+            ss += (double)j->grads[i] * j->grads[i];
+        j->partial[b] = ss;
+    }
+}
+
+static void scale_range(int64_t begin, int64_t end, void *arg) {
+    const grad_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->grads[i] *= j->coef;
+}
+
 float train_clip_grad_norm(train_model *m, float max_norm) {
+    grad_job j = {m->grads, m->n_params, 1.0f, {0}};
+    train_parallel_for(m->pool, NORM_BLOCKS, 1, sum_squares_blocks, &j);
     double ss = 0;
-    for (size_t i = 0; i < m->n_params; i++) ss += (double)m->grads[i] * m->grads[i];
+    for (int b = 0; b < NORM_BLOCKS; b++) ss += j.partial[b];
     const float norm = (float)sqrt(ss);
     if (max_norm > 0) {
         /* torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1 */
-        const float coef = max_norm / (norm + 1e-6f);
-        if (coef < 1.0f)
-            for (size_t i = 0; i < m->n_params; i++) m->grads[i] *= coef;
+        j.coef = max_norm / (norm + 1e-6f);
+        if (j.coef < 1.0f) train_parallel_for(m->pool, (int64_t)m->n_params, 1 << 16, scale_range, &j);
     }
     return norm;
 }
 
-void train_adamw_update(train_model *m, const train_adamw *o, int64_t step) {
-    const double bc1 = 1.0 - pow(o->beta1, (double)step), bc2 = 1.0 - pow(o->beta2, (double)step);
-    const float step_size = (float)(o->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+typedef struct adamw_job {
+    const train_model *m;
+    const train_adamw *o;
+    float step_size, bc2_sqrt;
+} adamw_job;
+
+/* AdamW over parameters [begin, end) of the block, tensor by tensor (the decay differs). */
+static void adamw_range(int64_t begin, int64_t end, void *arg) {
+    const adamw_job *j = arg;
+    const train_model *m = j->m;
+    const train_adamw *o = j->o;
     for (int i = 0; i < m->n_tensors; i++) {
         const train_tensor *t = &m->tensors[i];
-        float *p = m->params + t->offset, *g = m->grads + t->offset;
-        float *mm = m->adam_m + t->offset, *vv = m->adam_v + t->offset;
+        const int64_t lo = (int64_t)t->offset > begin ? (int64_t)t->offset : begin;
+        const int64_t hi = (int64_t)(t->offset + t->numel) < end ? (int64_t)(t->offset + t->numel) : end;
+        if (lo >= hi) continue;
+        float *p = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
         const float decay = t->decay ? 1.0f - o->lr * o->weight_decay : 1.0f;
-        for (size_t j = 0; j < t->numel; j++) {
+        for (int64_t k = lo; k < hi; k++) {
             /* torch.optim.AdamW (single tensor): p *= 1 − lr·wd; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
              * p −= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
-            p[j] *= decay;
-            mm[j] = o->beta1 * mm[j] + (1.0f - o->beta1) * g[j];
-            vv[j] = o->beta2 * vv[j] + (1.0f - o->beta2) * g[j] * g[j];
-            p[j] -= step_size * mm[j] / (sqrtf(vv[j]) / bc2_sqrt + o->eps);
+            p[k] *= decay;
+            mm[k] = o->beta1 * mm[k] + (1.0f - o->beta1) * g[k];
+            vv[k] = o->beta2 * vv[k] + (1.0f - o->beta2) * g[k] * g[k];
+            p[k] -= j->step_size * mm[k] / (sqrtf(vv[k]) / j->bc2_sqrt + o->eps);
         }
     }
+}
+
+void train_adamw_update(train_model *m, const train_adamw *o, int64_t step) {
+    const double bc1 = 1.0 - pow(o->beta1, (double)step), bc2 = 1.0 - pow(o->beta2, (double)step);
+    adamw_job j = {m, o, (float)(o->lr / bc1), (float)sqrt(bc2)};
+    train_parallel_for(m->pool, (int64_t)m->n_params, 1 << 16, adamw_range, &j);
 }
 
 float train_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr_max, float lr_min) {

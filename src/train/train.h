@@ -102,6 +102,7 @@ typedef struct train_model {
     const struct train_teacher *teacher;  /* borrowed until backward, or NULL */
     int32_t n_kl;                     /* positions with a teacher distribution */
     float loss_scale;                 /* backward differentiates loss_scale · loss (1; 1/A when accumulating A batches) */
+    thread_pool *pool;                /* borrowed: the threads of the pass and the optimiser; NULL = the caller's */
 } train_model;
 
 /* A teacher's top-k next-token logits per position, for distillation: loss = (1 − kl_weight)·CE + kl_weight·KL,

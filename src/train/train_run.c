@@ -288,6 +288,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
     bool init_open = false;
     train_teacher_model teacher = {0};
     train_model m = {0};
+    thread_pool *pool = NULL;
     qwen3_config cfg;
     train_options o;
     const char *tokenizer_path = p->tokenizer_path ? p->tokenizer_path : p->init_path;
@@ -423,7 +424,10 @@ tandem_status tandem_train(const tandem_train_params *p) {
         rng.state = saved.rng_state;
     }
 
-    openblas_set_num_threads(n_threads);
+    /* the pool runs every op and cuts each GEMM into single-threaded OpenBLAS calls (train_ops.h) */
+    if ((st = thread_pool_create(n_threads, &pool))) goto done;
+    m.pool = pool;
+    openblas_set_num_threads(1);
     const train_adamw base_opt = {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
     const double t0 = now_ms();
     const int64_t first_step = prog.step;
@@ -481,6 +485,7 @@ done:
     if (init_open) model_source_close(&init);
     train_teacher_close(&teacher);
     train_model_free(&m);
+    thread_pool_free(pool);
     tandem_tokenizer_free(tok);
     tandem_free(tokens);
     train_windows_free(&win);

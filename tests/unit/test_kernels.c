@@ -371,6 +371,38 @@ static void check_to_f16_isas(void) {
     kernel_isa_select(NULL);
 }
 
+/* The SIMD softmax on every instruction set against softmax in double (float's rounding of a score minus the
+ * maximum, up to 2^-17 of 120, shows as 1e-6 of a probability) and against softmax_forward (expf), with rows far
+ * apart in scale (scores of ±60) and lengths that leave scalar tails; the probabilities sum to one. */
+static void check_softmax_isas(void) {
+    const char *isas[] = {"scalar", "avx2"};
+    enum { N = 203 };
+    float x[N], y[N], z[N];
+    for (int i = 0; i < N; i++) x[i] = frand() * (i % 7 == 0 ? 60.0f : 4.0f);
+    for (size_t k = 0; k < 2; k++) {
+        if (!kernel_isa_select(isas[k])) continue;
+        for (int n = 1; n <= N; n += 17) {
+            memcpy(y, x, sizeof x);
+            memcpy(z, x, sizeof x);
+            softmax_forward_simd(y, n);
+            softmax_forward(z, n);
+            double max = x[0], sum = 0, total = 0, worst = 0, worst_expf = 0;
+            for (int i = 1; i < n; i++) max = fmax(max, x[i]);
+            for (int i = 0; i < n; i++) sum += exp((double)x[i] - max);
+            for (int i = 0; i < n; i++) {
+                const double ref = exp((double)x[i] - max) / sum;
+                worst = fmax(worst, fabs(ref - y[i]) / fmax(ref, 1e-30));
+                worst_expf = fmax(worst_expf, fabs((double)z[i] - y[i]) / fmax(z[i], 1e-30));
+                total += y[i];
+            }
+            CHECK_MSG(worst < 1e-5, "softmax on %s (n=%d) is off by %g relative", isas[k], n, worst);
+            CHECK_MSG(worst_expf < 1e-6, "softmax on %s (n=%d) is %g from expf's", isas[k], n, worst_expf);
+            CHECK_NEAR(total, 1.0, 1e-6);
+        }
+    }
+    kernel_isa_select(NULL);
+}
+
 /* SwiGLU on every instruction set against silu(g)·u in double, with gates far into both tails (e^-g
  * overflowing and underflowing) and lengths that leave scalar tails. */
 static void check_swiglu_isas(void) {
@@ -686,6 +718,7 @@ int main(void) {
     check_kv_rows();
     check_to_f16_isas();
     check_swiglu_isas();
+    check_softmax_isas();
     check_vision_ops();
     check_argmax_isas();
     check_ops();

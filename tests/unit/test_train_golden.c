@@ -44,7 +44,8 @@ static double check_tensors(const st_set *ref, const train_model *m, const float
     return worst;
 }
 
-static void run(const char *golden_dir, const char *name) {
+/* pool: the threads of the pass (NULL: the calling thread). */
+static void run(const char *golden_dir, const char *name, thread_pool *pool) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/train/%s", golden_dir, name);
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -65,6 +66,7 @@ static void run(const char *golden_dir, const char *name) {
     const int B = (int)in->shape[0], T = (int)in->shape[1];
     CHECK_OK(train_model_init(&m, &cfg, B, T));
     CHECK_OK(train_model_copy_from(&m, &src, dir));
+    m.pool = pool;
 
     /* loss and gradients */
     const float loss = train_forward(&m, in->data, tg->data, B, T);
@@ -143,8 +145,11 @@ done:
 
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
-    run(golden, "untied");
-    run(golden, "tied");
+    thread_pool *pool = NULL;
+    CHECK_OK(thread_pool_create(2, &pool));
+    run(golden, "untied", NULL);
+    run(golden, "tied", pool);
+    thread_pool_free(pool);
     same_as_inference(golden, "tied_gqa2/model-f32.gguf");
     same_as_inference(golden, "untied_gqa4/model-f32.gguf");
     return test_summary();
