@@ -11,6 +11,7 @@
                       (jinja2, as transformers renders it) and the assistant's answer in Qwen3's format (<think>,
                       <tool_call>); `tandem train` packs whole samples into windows and counts the answer only.
   prompts.jsonl       the prompts (up to the generation prompt) of other episodes, for `tandem synth --raw`.
+  copy.jsonl          the copying curriculum trained first: "Repeat exactly: <made-up words>" and the words.
   probe.jsonl         those episodes' search and code calls on made-up topics, with the topic and notes their answers
                       must copy (for probe_copy.py).
   calib.txt           those episodes' samples in full: calibration and validation text for `tandem prune`.
@@ -326,6 +327,23 @@ def drill(rng, topic, facts, tmpl):
     return prompt, full[len(prompt):]
 
 
+def copy_curriculum(n, seed=5):
+    """The first stage of training: "Repeat exactly: <2-6 made-up words>" and the words back, in Qwen3's turn format.
+    Dense copying makes the induction heads the agent needs form early (see bench/README.md)."""
+    rng = random.Random(seed)
+    cons, vow = "bcdfghklmnprstvz", "aeiou"
+
+    def word():
+        k = rng.randint(3, 8)
+        return "".join(rng.choice(cons if i % 2 == 0 else vow) for i in range(k))
+    out = []
+    for _ in range(n):
+        x = " ".join(word() for _ in range(rng.randint(2, 6)))
+        out.append({"prompt": f"<|im_start|>user\nRepeat exactly: {x}<|im_end|>\n<|im_start|>assistant\n",
+                    "completion": f"{x}<|im_end|>\n"})
+    return out
+
+
 def samples(rng, task, calls, system, tools, tmpl):
     """One rendered text per model call: the request so far, then the assistant's reasoning and tool call."""
     out, done = [], []
@@ -347,6 +365,7 @@ def main():
     ap.add_argument("--episodes", type=int, default=3000)
     ap.add_argument("--prompt-episodes", type=int, default=150, help="episodes whose prompts go to prompts.jsonl")
     ap.add_argument("--made-up", type=float, default=0.6, help="share of episodes on made-up topics")
+    ap.add_argument("--copy-samples", type=int, default=6000, help="samples of copy.jsonl, the copying curriculum")
     ap.add_argument("--drills", type=float, default=1.0, help="copying drills per model call (short samples that "
                     "copy made-up names and notes, so that copying from the context is learnt early)")
     ap.add_argument("--seq", type=int, default=1024)
@@ -456,6 +475,9 @@ def main():
             f.write(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False) + "\n")
             kept += 1
             tokens += n
+    with open(out / "copy.jsonl", "w", encoding="utf-8") as f:
+        for c in copy_curriculum(a.copy_samples):
+            f.write(json.dumps(c) + "\n")
     with open(out / "heldout.jsonl", "w", encoding="utf-8") as f:
         for t in HELDOUT:
             f.write(json.dumps({"topic": t, "task": TASKS_SLIDES[0].format(topic=t, file=slug(t) + ".pptx"),

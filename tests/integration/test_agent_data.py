@@ -22,7 +22,7 @@ SEQ = 1024
 
 def make_data(out, qwen3_dir):
     subprocess.run([sys.executable, str(AGENT / "make_data.py"), "--out", str(out), "--episodes", "30",
-                    "--prompt-episodes", "5", "--vocab", "1024", "--seq", str(SEQ), "--examples", "40",
+                    "--prompt-episodes", "5", "--copy-samples", "200", "--vocab", "1024", "--seq", str(SEQ), "--examples", "40",
                     "--qwen3-tokenizer", str(qwen3_dir)], check=True, capture_output=True, timeout=300)
     return out
 
@@ -79,6 +79,11 @@ def test_samples_are_requests_and_answers(data):
         for line in answer.splitlines():
             for piece in re.findall(r'"([^"]+)"', line) or [line]:
                 assert piece in user, (piece, user)
+    copies = [json.loads(line) for line in (data / "copy.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(copies) >= 100
+    for s in copies:  # the copying curriculum: the words of the request, back
+        words = s["prompt"].split("Repeat exactly: ", 1)[1].split("<|im_end|>", 1)[0]
+        assert s["completion"] == words + "<|im_end|>\n" and 2 <= len(words.split()) <= 6
     for s in lines:
         # the loss counts the answer only: the prompt is the whole request up to the generation prompt
         assert s["prompt"].startswith("<|im_start|>system\n") and s["prompt"].endswith("<|im_start|>assistant\n")
@@ -124,6 +129,6 @@ def test_transcript_code_writes_a_deck_the_checker_accepts(data, tmp_path):
 
 def test_deterministic(data, tmp_path, qwen3_tokenizer_dir):
     again = make_data(tmp_path, qwen3_tokenizer_dir)
-    for name in ("train.jsonl", "prompts.jsonl", "probe.jsonl", "tokenizer/tokenizer.json",
+    for name in ("train.jsonl", "copy.jsonl", "prompts.jsonl", "probe.jsonl", "tokenizer/tokenizer.json",
                  "tokenizer/tokenizer_config.json"):
         assert hashlib.sha256((again / name).read_bytes()).digest() == hashlib.sha256((data / name).read_bytes()).digest()
