@@ -11,7 +11,7 @@
                       (jinja2, as transformers renders it) and the assistant's answer in Qwen3's format (<think>,
                       <tool_call>); `tandem train` packs whole samples into windows and counts the answer only.
   prompts.jsonl       the prompts (up to the generation prompt) of other episodes, for `tandem synth --raw`.
-  copy.jsonl          the copying curriculum trained first: "Repeat exactly: <made-up words>" and the words.
+  copy.jsonl          copy-only samples for curriculum runs: "Repeat exactly: <made-up words>" and the words.
   probe.jsonl         those episodes' search and code calls on made-up topics, with the topic and notes their answers
                       must copy (for probe_copy.py).
   calib.txt           those episodes' samples in full: calibration and validation text for `tandem prune`.
@@ -328,8 +328,8 @@ def drill(rng, topic, facts, tmpl):
 
 
 def copy_curriculum(n, seed=5):
-    """The first stage of training: "Repeat exactly: <2-6 made-up words>" and the words back, in Qwen3's turn format.
-    Dense copying makes the induction heads the agent needs form early (see bench/README.md)."""
+    """Copy-only samples: "Repeat exactly: <2-6 made-up words>" and the words back, in Qwen3's turn format. On these
+    alone a small model's copying (an induction head) forms after ~400-1,000 steps (bench/README.md)."""
     rng = random.Random(seed)
     cons, vow = "bcdfghklmnprstvz", "aeiou"
 
@@ -365,7 +365,7 @@ def main():
     ap.add_argument("--episodes", type=int, default=3000)
     ap.add_argument("--prompt-episodes", type=int, default=150, help="episodes whose prompts go to prompts.jsonl")
     ap.add_argument("--made-up", type=float, default=0.6, help="share of episodes on made-up topics")
-    ap.add_argument("--copy-samples", type=int, default=6000, help="samples of copy.jsonl, the copying curriculum")
+    ap.add_argument("--copy-samples", type=int, default=6000, help="samples of copy.jsonl (copy-only)")
     ap.add_argument("--drills", type=float, default=1.0, help="copying drills per model call (short samples that "
                     "copy made-up names and notes, so that copying from the context is learnt early)")
     ap.add_argument("--seq", type=int, default=1024)

@@ -3,16 +3,16 @@
 # tokenizer (make_data.py), a target and a draft trained by `tandem train`, the draft pruned, synth data, healing.
 # Usage: bash bench/agent/make_family.sh [STAGE...]
 #   stages: data target draft prune synth heal eval publish (default: all but eval)
-#   data     make_data.py: copy.jsonl (the copying curriculum), train.jsonl (one model call a prompt/completion
+#   data     make_data.py: copy.jsonl (copy-only samples, for curriculum runs), train.jsonl (one model call a prompt/completion
 #            sample, and copying drills), prompts.jsonl, calib.txt, probe.jsonl, the tokenizer
-#   target   copy.jsonl, then train.jsonl; 4 x 1024 (52 M parameters, ~56 MB Q8_0: beyond the L3 cache, so its decoding is memory-bound)
+#   target   4 x 1024 (52 M parameters, ~56 MB Q8_0: beyond the L3 cache, so its decoding is memory-bound)
 #   draft    4 x 256 (~4.4 M parameters, over 10x cheaper per token)
 #   prune    the draft's layer closest to the identity (angular distance on calib.txt) removed
 #   synth    the target's greedy answers to prompts.jsonl, with top-k logits
 #   heal     the pruned draft distilled on them
 #   eval     eval_agent.py: held-out success rate of the target through tandem serve and smolagents
 #   publish  the four GGUFs to bench/agent/models/ and their sha256 to bench/agent/family.sha256
-# Environment: COPY_STEPS (2000), TARGET_STEPS (600), DRAFT_STEPS (300), HEAL_STEPS (150), THREADS (2), EPISODES (1500),
+# Environment: TARGET_STEPS (600), DRAFT_STEPS (300), HEAL_STEPS (150), THREADS (2), EPISODES (1500),
 #              TANDEM (./build/tandem). Everything but the published files goes to bench/agent/build/ (gitignored).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,15 +24,9 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(data target draft prune synth heal publish)
 mkdir -p $B
 
-train() {  # name config steps: the copying curriculum (copy.jsonl), then the agent's samples on top
-  if [ ! -f $B/$1_copy.gguf ]; then
-    nice -n 19 stdbuf -oL $TANDEM train --config $A/$2.json --data $B/copy.jsonl --tokenizer $B/tokenizer \
-      -o $B/$1_copy.gguf --steps "${COPY_STEPS:-2000}" --batch 4 --seq 256 --lr 2e-3 --warmup 20 --val-every 100 \
-      --val-frac 0.05 --threads "$THREADS" --checkpoint $B/$1_copy.ckpt --checkpoint-every 100 --resume --force \
-      2>&1 | tr '\r' '\n' | tee $B/$1_copy.log
-  fi
-  nice -n 19 stdbuf -oL $TANDEM train --init $B/$1_copy.gguf --data $B/train.jsonl --tokenizer $B/tokenizer \
-    -o $B/$1.gguf --type q8_0 --steps "$3" --batch 1 --seq 1024 --lr 1e-3 --warmup 20 --val-every 100 \
+train() {  # name config steps: the agent's prompt/completion samples (copying drills among them)
+  nice -n 19 stdbuf -oL $TANDEM train --config $A/$2.json --data $B/train.jsonl --tokenizer $B/tokenizer \
+    -o $B/$1.gguf --type q8_0 --steps "$3" --batch 1 --seq 1024 --lr 2e-3 --warmup 50 --val-every 250 \
     --threads "$THREADS" --checkpoint $B/$1.ckpt --checkpoint-every 50 --resume --force 2>&1 | tr '\r' '\n' | tee $B/$1.log
 }
 
