@@ -276,10 +276,7 @@ static tandem_status check_request(const tandem_engine *e, const int32_t *prompt
                                    const tandem_gen_params *gp) {
     const qwen3_config *c = &e->model->qwen.cfg;
     if ((gp->images || gp->n_images) && !e->model->vit)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_engine_add: tandem_gen_params.images: %s has no vision tower (images need a "
-                           "Qwen3-VL model; a qwen3vl GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
-                           e->model->path);
+        return vision_missing(e->model, "tandem_engine_add: tandem_gen_params.images");
     if (gp->draft)
         return tandem_fail(TANDEM_ERR_INVALID_ARG,
                            "tandem_engine_add: tandem_gen_params.draft: must be NULL in an engine (it drafts with "

@@ -169,6 +169,8 @@ const int32_t *vl_prompt_positions(const vl_prompt *p);
 /* An engine's use (engine.c): the plan of a whole prompt from position start, its images encoded one by one when
  * a prompt chunk reaches them (or loaded from the engine's cache of encoded images), its rows put into the engine's
  * batch, and ctx advanced past each chunk. n_batch 0: no buffers of its own for vl_prompt_eval. images borrowed. */
+/* TANDEM_ERR_UNSUPPORTED for images given to a model without a vision tower; `where` starts the message. */
+tandem_status vision_missing(const tandem_model *m, const char *where);
 tandem_status vl_prompt_plan(tandem_model *m, const int32_t *prompt, size_t n_prompt,
                              const struct tandem_image *const *images, int32_t n_images, int32_t start, int32_t n_batch,
                              vl_prompt **out);

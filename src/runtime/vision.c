@@ -36,15 +36,23 @@ void tandem_image_size(const tandem_image *img, int32_t *width, int32_t *height,
     if (resized_height) *resized_height = img->px.resized_height;
 }
 
+tandem_status vision_missing(const tandem_model *m, const char *where) {
+    return tandem_fail(TANDEM_ERR_UNSUPPORTED,
+                       "%s: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl GGUF needs its mmproj "
+                       "file: "
+                       "tandem_model_params.mmproj_path)",
+                       where, m->path);
+}
+
 tandem_status tandem_image_from_bytes(const tandem_model *model, const char *name, const void *data, size_t size,
                                       const tandem_image_params *params, tandem_image **out) {
     *out = NULL;
     if (!name) name = "image";
-    if (!model->vit)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_image_load: %s: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl "
-                           "GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
-                           name, model->path);
+    if (!model->vit) {
+        char where[320];
+        snprintf(where, sizeof where, "tandem_image_load: %s", name);
+        return vision_missing(model, where);
+    }
     if (!data && size) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_load: %s: data is NULL", name);
     const tandem_image_params defaults = tandem_image_default_params();
     if (!params) params = &defaults;
@@ -100,11 +108,7 @@ tandem_status tandem_image_from_patches(const tandem_model *model, const float *
                                         int64_t patch_dim, int32_t grid_t, int32_t grid_h, int32_t grid_w,
                                         tandem_image **out) {
     *out = NULL;
-    if (!model->vit)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_image_from_patches: %s has no vision tower (images need a Qwen3-VL model; a qwen3vl "
-                           "GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
-                           model->path);
+    if (!model->vit) return vision_missing(model, "tandem_image_from_patches");
     const vit_config *c = vit_model_config(model->vit);
     const int64_t want_dim = (int64_t)c->in_channels * c->temporal_patch_size * c->patch_size * c->patch_size;
     if (!pixel_values) return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_image_from_patches: pixel_values is NULL");
@@ -327,11 +331,7 @@ tandem_status vl_prompt_plan(tandem_model *m, const int32_t *prompt, size_t n_pr
                              const struct tandem_image *const *images, int32_t n_images, int32_t start, int32_t n_batch,
                              vl_prompt **out) {
     *out = NULL;
-    if (!m->vit)
-        return tandem_fail(TANDEM_ERR_UNSUPPORTED,
-                           "tandem_generate: tandem_gen_params.images: %s has no vision tower (images need a Qwen3-VL "
-                           "model; a qwen3vl GGUF needs its mmproj file: tandem_model_params.mmproj_path)",
-                           m->path);
+    if (!m->vit) return vision_missing(m, "tandem_generate: tandem_gen_params.images");
     if (n_images < 0 || !images)
         return tandem_fail(TANDEM_ERR_INVALID_ARG, "tandem_generate: tandem_gen_params.n_images %d without images",
                            n_images);

@@ -188,9 +188,9 @@ static void next_windows(int32_t *inputs, int32_t *targets, const train_windows 
     }
 }
 
-/* Mean loss over the held-out windows of samples [first, w->n), at most 16 batches. */
-static float validation_loss_windows(train_model *m, int32_t *inputs, int32_t *targets, const train_windows *w,
-                                     int64_t first, int B) {
+/* Mean loss over the held-out windows [first, w->n), at most 16 batches. */
+static float validation_loss(train_model *m, int32_t *inputs, int32_t *targets, const train_windows *w, int64_t first,
+                             int B) {
     const size_t T = (size_t)w->T;
     double sum = 0;
     int64_t counted = 0;
@@ -207,28 +207,19 @@ static float validation_loss_windows(train_model *m, int32_t *inputs, int32_t *t
     return counted ? (float)(sum / counted) : NAN;
 }
 
-/* Mean loss over the held-out tokens: consecutive windows, at most 16 batches. */
-static float validation_loss(train_model *m, int32_t *inputs, int32_t *targets, const int32_t *tokens,
-                             int64_t n_tokens, int B, int T) {
-    const int64_t windows = (n_tokens - 1) / T;
-    int64_t batches = (windows + B - 1) / B;
-    if (batches > 16) batches = 16;
-    double sum = 0;
-    int64_t counted = 0;
-    for (int64_t i = 0; i < batches; i++) {
-        int b = 0;
-        for (; b < B; b++) {
-            const int64_t w = i * B + b;
-            if (w >= windows) break;
-            memcpy(inputs + (size_t)b * T, tokens + w * T, (size_t)T * sizeof(int32_t));
-            memcpy(targets + (size_t)b * T, tokens + w * T + 1, (size_t)T * sizeof(int32_t));
-        }
-        if (b == 0) break;
-        const float loss = train_forward(m, inputs, targets, b, T);
-        sum += (double)loss * m->n_counted;
-        counted += m->n_counted;
+/* The held-out tokens of a text as windows of consecutive tokens, as many as validation reads (16 batches). */
+static bool text_windows(train_windows *w, const int32_t *tokens, int64_t n_tokens, int B, int T) {
+    w->T = T;
+    w->n = (n_tokens - 1) / T;
+    if (w->n > 16 * (int64_t)B) w->n = 16 * (int64_t)B;
+    w->inputs = malloc((size_t)w->n * T * sizeof *w->inputs);
+    w->targets = malloc((size_t)w->n * T * sizeof *w->targets);
+    if (!w->inputs || !w->targets) return false;
+    for (int64_t k = 0; k < w->n; k++) {
+        memcpy(w->inputs + k * T, tokens + k * T, (size_t)T * sizeof *tokens);
+        memcpy(w->targets + k * T, tokens + k * T + 1, (size_t)T * sizeof *tokens);
     }
-    return counted ? (float)(sum / counted) : NAN;
+    return true;
 }
 
 /* ---- a model opened for its weights ---- */
@@ -379,6 +370,12 @@ tandem_status tandem_train(const tandem_train_params *p) {
                          100.0 * o.val_frac, (long long)n_val, T + 1);
         goto done;
     }
+    /* a text's held-out windows; samples' are the last of `win` already */
+    if (!samples && n_val > 0 && !text_windows(&win, tokens + n_train, n_val, B, T)) {
+        st = tandem_fail(TANDEM_ERR_NO_MEMORY, "tandem_train: out of memory");
+        goto done;
+    }
+    const int64_t first_val = samples ? n_train : 0;
 
     /* model, weights, optional resume */
     if ((st = train_model_init(&m, &cfg, B, T))) goto done;
@@ -458,8 +455,7 @@ tandem_status tandem_train(const tandem_train_params *p) {
         }
         tandem_train_progress rep = {prog.step, o.steps, loss, NAN, opt.lr, norm, 0, 0, 0};
         if (o.val_every > 0 && (prog.step % o.val_every == 0 || prog.step == o.steps))
-            rep.val_loss = samples ? validation_loss_windows(&m, inputs, targets, &win, n_train, B)
-                                   : validation_loss(&m, inputs, targets, tokens + n_train, n_val, B, T);
+            rep.val_loss = validation_loss(&m, inputs, targets, &win, first_val, B);
         rep.elapsed_s = (now_ms() - t0) / 1000.0;
         const double done_steps = (double)(prog.step - first_step);
         rep.tokens_per_s = rep.elapsed_s > 0 ? done_steps * (double)o.accum * B * T / rep.elapsed_s : 0;
