@@ -6,7 +6,7 @@ from . import _lib
 from ._lib import TandemError, check, lib
 from .generation import GenerationConfig
 from .pipeline import LLMPipeline
-from .vlm import VLMPipeline
+from .vlm import VLMPipeline, _pad_runs
 
 # transformers' generate() keywords that are GenerationConfig fields of the same meaning
 _CONFIG_KEYS = ("max_new_tokens", "max_length", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p",
@@ -270,14 +270,8 @@ class ModelForVisualCausalLM(ModelForCausalLM):
         """The images of a row's placeholder runs, taken from the front of queue; each run must be as long as its
         image's tokens."""
         pad = lib.tandem_model_image_token(self._pipe._model)
-        taken, i = [], 0
-        while i < len(row):
-            if row[i] != pad:
-                i += 1
-                continue
-            end = i
-            while end < len(row) and row[end] == pad:
-                end += 1
+        taken = []
+        for i, end in _pad_runs(row, pad):
             if not queue:
                 raise ValueError(f"{self._kind}.generate: input_ids hold more <|image_pad|> runs than "
                                  "image_grid_thw has images")
@@ -286,7 +280,6 @@ class ModelForVisualCausalLM(ModelForCausalLM):
                 raise ValueError(f"{self._kind}.generate: an <|image_pad|> run of {end - i} ids for an image of "
                                  f"{lib.tandem_image_tokens(img)} tokens (image_grid_thw / merge size²)")
             taken.append(img)
-            i = end
         return taken
 
 

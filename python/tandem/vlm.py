@@ -124,6 +124,20 @@ class _Image:
         self.free()
 
 
+def _pad_runs(ids, pad):
+    """(start, end) of each run of the image placeholder id in ids: one run an image."""
+    i = 0
+    while i < len(ids):
+        if ids[i] != pad:
+            i += 1
+            continue
+        end = i
+        while end < len(ids) and ids[end] == pad:
+            end += 1
+        yield i, end
+        i = end
+
+
 class VLMPipeline(_ModelPipeline):
     """VLMPipeline(models_path, device="CPU", config=None, **kwargs): models_path is a Qwen3-VL Hugging Face folder
     (it holds its vision tower) or a qwen3vl GGUF with mmproj_path= its projector GGUF. kwargs/config:
@@ -264,19 +278,12 @@ class VLMPipeline(_ModelPipeline):
             common += 1
         common = min(common, len(ids) - 1)
         pad = lib.tandem_model_image_token(self._model)
-        first_image, i = 0, 0
-        while images and i < len(ids):
-            if ids[i] != pad:
-                i += 1
-                continue
-            end = i
-            while end < len(ids) and ids[end] == pad:
-                end += 1
+        first_image = 0
+        for i, end in (_pad_runs(ids, pad) if images else ()):
             if end <= common:
                 first_image += 1
             elif i < common:
                 common = i
-            i = end
         check(lib.tandem_ctx_truncate(self._ctx, common))
         self._held = []
         passed = images[first_image:]
